@@ -1,0 +1,23 @@
+# One-command entry points for a fresh machine: `make run` (the synthesis pipeline on the bundled
+# sample images) and `make test` (the test suite). Each creates the virtual environment first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# This machine type ships a CPU build of torch 2.13.0; a GPU user can set TORCH_SPEC (see README).
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup run test
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+run: setup
+	$(PY) -m pipelines.synthesize --runner=DirectRunner
+
+test: setup
+	$(PY) -m pytest -q

@@ -1,0 +1,243 @@
+"""The SPAC attribute schema: six groups of colour + item phrases, loaded from templates/attributes.yaml.
+
+A person's attributes are a plain ``dict[str, str]`` from group name to phrase (or ``"unknown"``),
+ordered as the schema's groups. The released SYNTH-PEDES format joins those phrases with commas.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+UNKNOWN = "unknown"
+GROUP_ORDER = ("gender", "hair", "upper", "lower", "shoes", "belongings")
+
+Attributes = dict[str, str]
+
+
+class SchemaError(ValueError):
+    """A malformed attribute schema file; the message names the file and the offending key."""
+
+
+@dataclass(frozen=True)
+class Colour:
+    name: str
+    rgb: tuple[int, int, int]
+    synonyms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AttributeValue:
+    """One known value of a group, e.g. group='upper', item='t-shirt', colour='red', phrase='red t-shirt'."""
+
+    group: str
+    item: str
+    colour: str | None
+    phrase: str
+    plural: bool = False
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    plural: bool
+    coloured: bool
+    pattern: str
+    synonyms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AttributeGroup:
+    name: str
+    items: tuple[Item, ...]
+    values: tuple[AttributeValue, ...]
+    _by_phrase: Mapping[str, AttributeValue] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Class labels for a predictor: index 0 is ``unknown``, then every value's phrase."""
+        return (UNKNOWN, *(v.phrase for v in self.values))
+
+    def value(self, phrase: str) -> AttributeValue:
+        try:
+            return self._by_phrase[phrase]
+        except KeyError:
+            raise KeyError(f"{phrase!r} is not a value of attribute group {self.name!r}") from None
+
+    def __contains__(self, phrase: str) -> bool:
+        return phrase == UNKNOWN or phrase in self._by_phrase
+
+
+@dataclass(frozen=True)
+class Schema:
+    version: int
+    colours: Mapping[str, Colour]
+    groups: tuple[AttributeGroup, ...]
+    source: str = ""
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.groups)
+
+    def group(self, name: str) -> AttributeGroup:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise KeyError(f"no attribute group {name!r}; groups are {', '.join(self.group_names)}")
+
+    def value(self, group: str, phrase: str) -> AttributeValue:
+        return self.group(group).value(phrase)
+
+    def validate(self, attributes: Mapping[str, str]) -> Attributes:
+        """Check a group->phrase mapping against the schema; return it ordered, missing groups as unknown."""
+        extra = set(attributes) - set(self.group_names)
+        if extra:
+            raise ValueError(f"unknown attribute group(s): {', '.join(sorted(extra))}")
+        ordered: Attributes = {}
+        for g in self.groups:
+            phrase = attributes.get(g.name, UNKNOWN)
+            if phrase not in g:
+                raise ValueError(f"{phrase!r} is not a value of attribute group {g.name!r}")
+            ordered[g.name] = phrase
+        return ordered
+
+    def to_released(self, attributes: Mapping[str, str]) -> str:
+        """The released SYNTH-PEDES form: the six phrases comma-joined in group order."""
+        ordered = self.validate(attributes)
+        return ",".join(ordered[name] for name in self.group_names)
+
+    def from_released(self, text: str) -> Attributes:
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != len(self.groups):
+            raise ValueError(f"expected {len(self.groups)} comma-separated attributes, got {len(parts)}: {text!r}")
+        return self.validate(dict(zip(self.group_names, parts)))
+
+
+def _fail(source: str, key: str, problem: str) -> SchemaError:
+    return SchemaError(f"{source}: {key}: {problem}")
+
+
+def _expect(source: str, key: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise _fail(source, key, f"expected {what}, got {value!r}")
+    return value
+
+
+def _strings(source: str, key: str, value: Any) -> tuple[str, ...]:
+    value = _expect(source, key, value if value is not None else [], list, "a list of strings")
+    for i, s in enumerate(value):
+        if not isinstance(s, str) or not s.strip():
+            raise _fail(source, f"{key}[{i}]", f"expected a non-empty string, got {s!r}")
+    return tuple(s.strip().lower() for s in value)
+
+
+def _parse_colours(source: str, raw: Any) -> dict[str, Colour]:
+    raw = _expect(source, "colours", raw, dict, "a mapping of colour name to {rgb, synonyms}")
+    colours = {}
+    for name, spec in raw.items():
+        key = f"colours.{name}"
+        spec = _expect(source, key, spec, dict, "a mapping with 'rgb'")
+        rgb = spec.get("rgb")
+        if not (isinstance(rgb, list) and len(rgb) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in rgb)):
+            raise _fail(source, f"{key}.rgb", f"expected three integers 0-255, got {rgb!r}")
+        colours[str(name)] = Colour(str(name), tuple(rgb), _strings(source, f"{key}.synonyms", spec.get("synonyms")))
+    return colours
+
+
+def _parse_item(source: str, key: str, spec: Any, coloured_by_default: bool) -> Item:
+    spec = _expect(source, key, spec, dict, "a mapping with 'item'")
+    unexpected = set(spec) - {"item", "plural", "coloured", "pattern", "synonyms"}
+    if unexpected:
+        raise _fail(source, f"{key}.{sorted(unexpected)[0]}", "unexpected key")
+    name = _expect(source, f"{key}.item", spec.get("item"), str, "an item name")
+    plural = _expect(source, f"{key}.plural", spec.get("plural", False), bool, "true or false")
+    coloured = _expect(source, f"{key}.coloured", spec.get("coloured", coloured_by_default), bool, "true or false")
+    default_pattern = "{colour} {item}" if coloured else "{item}"
+    pattern = _expect(source, f"{key}.pattern", spec.get("pattern", default_pattern), str, "a pattern string")
+    if coloured != ("{colour}" in pattern):
+        raise _fail(source, f"{key}.pattern", "a coloured item's pattern must contain {colour}, an uncoloured one must not")
+    return Item(name.strip().lower(), plural, coloured, pattern, _strings(source, f"{key}.synonyms", spec.get("synonyms")))
+
+
+def _parse_group(source: str, index: int, spec: Any, palettes: Mapping[str, tuple[str, ...]]) -> AttributeGroup:
+    key = f"groups[{index}]"
+    spec = _expect(source, key, spec, dict, "a mapping with 'name' and 'items'")
+    name = _expect(source, f"{key}.name", spec.get("name"), str, "a group name")
+    palette_name = spec.get("palette")
+    palette: tuple[str, ...] = ()
+    if palette_name is not None:
+        if palette_name not in palettes:
+            raise _fail(source, f"{key}.palette", f"no palette named {palette_name!r}")
+        palette = palettes[palette_name]
+    raw_items = _expect(source, f"{key}.items", spec.get("items"), list, "a non-empty list of items")
+    if not raw_items:
+        raise _fail(source, f"{key}.items", "expected a non-empty list of items")
+    items = tuple(_parse_item(source, f"{key}.items[{i}]", it, bool(palette)) for i, it in enumerate(raw_items))
+    values = []
+    for i, item in enumerate(items):
+        if item.name == UNKNOWN:
+            raise _fail(source, f"{key}.items[{i}].item", "'unknown' is implicit in every group; do not list it")
+        if item.coloured and not palette:
+            raise _fail(source, f"{key}.items[{i}]", f"coloured item in group {name!r}, which has no palette")
+        for colour in palette if item.coloured else (None,):
+            phrase = item.pattern.format(colour=colour, item=item.name)
+            values.append(AttributeValue(name, item.name, colour, phrase, item.plural))
+    by_phrase: dict[str, AttributeValue] = {}
+    for v in values:
+        if v.phrase in by_phrase:
+            raise _fail(source, f"{key}.items", f"two items give the same phrase {v.phrase!r}")
+        by_phrase[v.phrase] = v
+    return AttributeGroup(name, items, tuple(values), by_phrase)
+
+
+def parse_schema(data: Any, source: str = "<schema>") -> Schema:
+    """Validate parsed YAML data and build a :class:`Schema`; raise :class:`SchemaError` on any defect."""
+    data = _expect(source, "<top level>", data, dict, "a mapping")
+    version = _expect(source, "schema_version", data.get("schema_version"), int, "an integer")
+    colours = _parse_colours(source, data.get("colours"))
+    raw_palettes = _expect(source, "palettes", data.get("palettes", {}), dict, "a mapping of palette name to colours")
+    palettes = {}
+    for pname, members in raw_palettes.items():
+        members = _strings(source, f"palettes.{pname}", members)
+        for i, c in enumerate(members):
+            if c not in colours:
+                raise _fail(source, f"palettes.{pname}[{i}]", f"colour {c!r} is not defined under 'colours'")
+        palettes[str(pname)] = members
+    raw_groups = _expect(source, "groups", data.get("groups"), list, "a list of groups")
+    groups = tuple(_parse_group(source, i, g, palettes) for i, g in enumerate(raw_groups))
+    names = tuple(g.name for g in groups)
+    if names != GROUP_ORDER:
+        raise _fail(source, "groups", f"expected the groups {', '.join(GROUP_ORDER)} in that order, got {', '.join(names)}")
+    return Schema(version, colours, groups, source)
+
+
+def load_schema(path: str | Path | None = None) -> Schema:
+    """Load and validate a schema file; with no path, the bundled templates/attributes.yaml (cached)."""
+    if path is None:
+        return _default_schema()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SchemaError(f"{path}: cannot read schema file: {exc.strerror or exc}") from None
+    return _parse_text(text, str(path))
+
+
+def _parse_text(text: str, source: str) -> Schema:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "<yaml>"
+        raise SchemaError(f"{source}: {where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_schema(data, source)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_schema() -> Schema:
+    resource = resources.files("templates").joinpath("attributes.yaml")
+    return _parse_text(resource.read_text(encoding="utf-8"), "templates/attributes.yaml")
