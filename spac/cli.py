@@ -1,0 +1,35 @@
+"""The `spac` command: dispatches `spac <command> ...` to the module that implements the command."""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Sequence
+
+from spac.cli_support import run_main
+
+# command -> (module, one-line help). Each module exposes `cli_main(argv) -> int`.
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def _usage() -> str:
+    lines = ["usage: spac <command> [options]", "", "commands:"]
+    lines += [f"  {name:<18} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines.append("\n`spac <command> --help` explains each command's flags.")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"spac: error: unknown command {name!r} (choose from {', '.join(COMMANDS)})", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return run_main(f"spac {name}", module.cli_main, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
