@@ -8,7 +8,12 @@ from typing import Sequence
 from spac.cli_support import run_main
 
 # command -> (module, one-line help). Each module exposes `cli_main(argv) -> int`.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "caption": ("spac.caption_cli", "caption pedestrian images (attributes -> 2-3 stylish captions)"),
+    "render": ("spac.render", "render labelled demo pedestrians (procedural, with ground truth)"),
+    "train-attributes": ("spac.train_attributes", "train an attribute predictor on rendered pedestrians"),
+    "shards": ("spac.shards_cli", "corpus shard tools: `spac shards verify DIR`"),
+}
 
 
 def _usage() -> str:
