@@ -1,0 +1,146 @@
+"""The SYNTH-PEDES sample: what one corpus entry holds, how its image is encoded, how its record is checked.
+
+A sample is four tar members sharing a key: ``<key>.jpg``, ``<key>.json``, ``<key>.txt``.
+
+- ``__key__``: 1-90 characters from ``[A-Za-z0-9_-]``. No dots (WebDataset and Hugging Face split the
+  member name at the first dot) and no slashes (one flat folder of members in every reader).
+- ``jpg``: every image is re-encoded by :func:`encode_image`: EXIF orientation applied, converted to
+  RGB, resized (bicubic, aspect not kept, as PLIP's own transform does) to 256x128 (height x width),
+  baseline JPEG at quality 90 with Pillow. One fixed size keeps training decode cheap and the bytes
+  deterministic for the same input and Pillow version; the original file is named by ``source``.
+- ``json``: the record (:data:`RECORD_FIELDS`), written in that field order and with the groups in
+  :data:`GROUPS` order so the same content always gives the same bytes:
+
+  ``key`` (str, == ``__key__``), ``id`` (int identity, >= 0), ``file_path`` (released-style relative
+  path, e.g. ``Part1/7/1.jpg``), ``attributes`` (``{group: {"value": str, "confidence": float}}`` for
+  all six groups, ``"unknown"`` allowed), ``captions`` (style captions), ``styles`` (one style name
+  per caption), ``prompt_caption`` (zero or one library sentence), ``source`` (original path or URI).
+- ``txt``: the first text of the sample: ``captions[0]``, or ``prompt_caption[0]`` when there is no
+  style caption. A record must carry at least one text.
+"""
+from __future__ import annotations
+
+import io
+import math
+import re
+from typing import Any, Mapping
+
+from PIL import Image, ImageOps
+
+GROUPS = ("gender", "hair", "upper", "lower", "shoes", "belongings")
+RECORD_FIELDS = ("key", "id", "file_path", "attributes", "captions", "styles", "prompt_caption", "source")
+IMAGE_SIZE = (256, 128)  # height, width
+JPEG_QUALITY = 90
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,90}")
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def encode_image(image: Image.Image) -> bytes:
+    """The corpus JPEG for one person image: upright, RGB, 256x128, quality 90."""
+    upright = ImageOps.exif_transpose(image).convert("RGB")
+    height, width = IMAGE_SIZE
+    resized = upright.resize((width, height), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    resized.save(buffer, format="JPEG", quality=JPEG_QUALITY, optimize=False, progressive=False)
+    return buffer.getvalue()
+
+
+def is_jpeg(data: bytes) -> bool:
+    return bytes(data[:3]) == _JPEG_MAGIC
+
+
+def validate_key(key: Any) -> str:
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
+        raise ValueError(f"key {key!r}: expected 1-90 characters from [A-Za-z0-9_-]")
+    return key
+
+
+def _strings(record: Mapping[str, Any], field: str) -> list[str]:
+    value = record[field]
+    if not isinstance(value, list) or not all(isinstance(s, str) and s.strip() for s in value):
+        raise ValueError(f"record {record.get('key')!r}: field {field!r}: expected a list of non-empty strings")
+    return value
+
+
+def _attributes(record: Mapping[str, Any]) -> None:
+    where = f"record {record.get('key')!r}: field 'attributes'"
+    attributes = record["attributes"]
+    if not isinstance(attributes, dict) or set(attributes) != set(GROUPS):
+        raise ValueError(f"{where}: expected exactly the groups {', '.join(GROUPS)}")
+    for group in GROUPS:
+        entry = attributes[group]
+        if not isinstance(entry, dict) or set(entry) != {"value", "confidence"}:
+            raise ValueError(f"{where}.{group}: expected {{'value': str, 'confidence': float}}")
+        if not isinstance(entry["value"], str) or not entry["value"].strip() or "," in entry["value"]:
+            raise ValueError(f"{where}.{group}.value: expected a non-empty phrase without commas")
+        confidence = entry["confidence"]
+        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 <= confidence <= 1.0:
+            raise ValueError(f"{where}.{group}.confidence: expected a number in [0, 1], got {confidence!r}")
+        if isinstance(confidence, float) and math.isnan(confidence):
+            raise ValueError(f"{where}.{group}.confidence: NaN")
+
+
+def validate_record(record: Any) -> None:
+    """Raise ValueError naming the first field of ``record`` that breaks the sample contract."""
+    if not isinstance(record, dict):
+        raise ValueError(f"record: expected a dict, got {type(record).__name__}")
+    missing = [f for f in RECORD_FIELDS if f not in record]
+    if missing:
+        raise ValueError(f"record {record.get('key')!r}: missing field {missing[0]!r}")
+    extra = sorted(set(record) - set(RECORD_FIELDS))
+    if extra:
+        raise ValueError(f"record {record.get('key')!r}: unexpected field {extra[0]!r}")
+    try:
+        validate_key(record["key"])
+    except ValueError as exc:
+        raise ValueError(f"record: field 'key': {exc}") from None
+    where = f"record {record['key']!r}: field"
+    identity = record["id"]
+    if isinstance(identity, bool) or not isinstance(identity, int) or identity < 0:
+        raise ValueError(f"{where} 'id': expected an integer >= 0, got {identity!r}")
+    for field in ("file_path", "source"):
+        if not isinstance(record[field], str) or not record[field].strip():
+            raise ValueError(f"{where} {field!r}: expected a non-empty string")
+    if record["file_path"].startswith("/") or "\\" in record["file_path"]:
+        raise ValueError(f"{where} 'file_path': expected a relative path with '/' separators")
+    _attributes(record)
+    captions, styles = _strings(record, "captions"), _strings(record, "styles")
+    if len(styles) != len(captions):
+        raise ValueError(f"{where} 'styles': {len(styles)} styles for {len(captions)} captions")
+    prompt = _strings(record, "prompt_caption")
+    if len(prompt) > 1:
+        raise ValueError(f"{where} 'prompt_caption': expected at most one sentence, got {len(prompt)}")
+    if not captions and not prompt:
+        raise ValueError(f"{where} 'captions': a record needs at least one caption or prompt_caption")
+
+
+def canonical_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The validated record in the fixed field and group order, confidences as floats."""
+    validate_record(record)
+    canonical = {field: record[field] for field in RECORD_FIELDS}
+    canonical["attributes"] = {
+        group: {"value": record["attributes"][group]["value"], "confidence": float(record["attributes"][group]["confidence"])}
+        for group in GROUPS
+    }
+    canonical["captions"] = list(record["captions"])
+    canonical["styles"] = list(record["styles"])
+    canonical["prompt_caption"] = list(record["prompt_caption"])
+    return canonical
+
+
+def first_text(record: Mapping[str, Any]) -> str:
+    """The sample's ``txt``: the first style caption, else the library sentence."""
+    return (list(record["captions"]) + list(record["prompt_caption"]))[0]
+
+
+def released_attributes(record: Mapping[str, Any]) -> str:
+    """The released SYNTH-PEDES form: the six values comma-joined in group order."""
+    return ",".join(record["attributes"][group]["value"] for group in GROUPS)
+
+
+def make_sample(record: Mapping[str, Any], jpg: bytes) -> dict[str, Any]:
+    """A writable sample from a record and its corpus JPEG (see :func:`encode_image`)."""
+    canonical = canonical_record(record)
+    if not isinstance(jpg, (bytes, bytearray)) or not is_jpeg(jpg):
+        raise ValueError(f"record {canonical['key']!r}: jpg: expected JPEG bytes")
+    return {"__key__": canonical["key"], "jpg": bytes(jpg), "json": canonical, "txt": first_text(canonical)}
