@@ -1,0 +1,297 @@
+"""The attribute predictor: a person image -> one distribution per attribute group, decoded to values.
+
+Backbone: a transformers ``ResNetModel`` (built from a small config, or loaded ``from_pretrained``).
+Heads: one per group on the pooled features. Each head is factorised so it learns from few samples:
+the logit of a value ``colour item`` is ``item_logit[item] + colour_logit[colour] + bias[value]``
+(uncoloured items and ``unknown`` get no colour term), and the group's output is the softmax over all
+its labels (``AttributeGroup.labels``, index 0 = ``unknown``). A colour seen with one item thus
+transfers to every other item of the group, while the joint bias can still model rare pairs.
+
+A trained predictor is a directory holding ``config.json`` (:class:`PredictorConfig`) and
+``model.safetensors``; :func:`load_predictor` with no path loads the bundled demo model.
+"""
+from __future__ import annotations
+
+import errno
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import ResNetConfig, ResNetModel
+
+from spac.attributes import UNKNOWN, AttributeGroup, Schema, load_schema
+
+DEFAULT_PREDICTOR_DIR = Path(__file__).resolve().parent / "assets" / "default_predictor"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+# SYNTH-PEDES image statistics (the PLIP evaluation transform uses them too).
+SYNTH_PEDES_MEAN = (0.357, 0.323, 0.328)
+SYNTH_PEDES_STD = (0.252, 0.242, 0.239)
+
+# Named ResNet shapes for ResNetConfig; "tiny" is the bundled demo model's.
+BACKBONE_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"depths": [1, 1, 1, 1], "hidden_sizes": [32, 64, 128, 256], "embedding_size": 32, "layer_type": "basic"},
+    "resnet18": {"depths": [2, 2, 2, 2], "hidden_sizes": [64, 128, 256, 512], "embedding_size": 64, "layer_type": "basic"},
+    "resnet50": {"depths": [3, 4, 6, 3], "hidden_sizes": [256, 512, 1024, 2048], "embedding_size": 64,
+                 "layer_type": "bottleneck"},
+}
+
+
+@dataclass
+class PredictorConfig:
+    """Everything needed to rebuild a predictor; saved as config.json next to the weights.
+
+    ``backbone`` holds ``ResNetConfig`` keyword arguments. ``pretrained`` records the
+    ``from_pretrained`` name or path the backbone started from (provenance only: a saved predictor
+    is rebuilt from ``backbone`` and its own weights, never downloaded). ``labels`` is a snapshot of
+    every group's labels so a model trained on another schema is refused instead of mis-decoded.
+    """
+
+    backbone: dict[str, Any]
+    schema_version: int
+    labels: dict[str, list[str]]
+    pretrained: str | None = None
+    image_size: tuple[int, int] = (256, 128)  # height, width
+    mean: tuple[float, float, float] = SYNTH_PEDES_MEAN
+    std: tuple[float, float, float] = SYNTH_PEDES_STD
+    training: dict[str, Any] = field(default_factory=dict)  # how it was trained (informational)
+
+    @classmethod
+    def for_schema(cls, schema: Schema, backbone: Mapping[str, Any] | None = None, pretrained: str | None = None,
+                   **kwargs: Any) -> "PredictorConfig":
+        return cls(backbone=dict(backbone if backbone is not None else BACKBONE_PRESETS["tiny"]),
+                   schema_version=schema.version, labels=schema_labels(schema), pretrained=pretrained, **kwargs)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "<config>") -> "PredictorConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{source}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a JSON object")
+        known = {f.name for f in fields(cls)}
+        unexpected = sorted(set(data) - known)
+        if unexpected:
+            raise ValueError(f"{source}: unexpected key {unexpected[0]!r}")
+        missing = sorted(f.name for f in fields(cls) if f.name in ("backbone", "schema_version", "labels")
+                         and f.name not in data)
+        if missing:
+            raise ValueError(f"{source}: missing key {missing[0]!r}")
+        for key in ("image_size", "mean", "std"):
+            if key in data:
+                data[key] = tuple(data[key])
+        data["labels"] = {g: list(labels) for g, labels in data["labels"].items()}
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's attributes (group -> phrase or ``unknown``) and the probability of the top value.
+
+    When ``min_confidence`` turned a group into ``unknown``, its confidence is still the probability of
+    the value that was rejected, so a reader can see why.
+    """
+
+    attributes: dict[str, str]
+    confidences: dict[str, float]
+
+
+def schema_labels(schema: Schema) -> dict[str, list[str]]:
+    return {g.name: list(g.labels) for g in schema.groups}
+
+
+def check_schema(config: PredictorConfig, schema: Schema, source: str = "predictor") -> None:
+    """Refuse a model whose label snapshot differs from the schema it is about to decode with."""
+    current = schema_labels(schema)
+    if config.labels == current:
+        return
+    for group in sorted(set(config.labels) | set(current)):
+        if config.labels.get(group) != current.get(group):
+            raise ValueError(
+                f"{source}: trained on attribute schema version {config.schema_version}, whose labels for group "
+                f"{group!r} differ from the current schema (version {schema.version}); retrain the predictor")
+
+
+class FactorisedGroupHead(nn.Module):
+    """Logits over one group's labels: item logit + colour logit + a bias per (item, colour) value."""
+
+    def __init__(self, group: AttributeGroup, in_features: int):
+        super().__init__()
+        item_index = {item.name: i + 1 for i, item in enumerate(group.items)}  # 0 = unknown
+        colours = sorted({v.colour for v in group.values if v.colour is not None})
+        colour_index = {c: i for i, c in enumerate(colours)}
+        no_colour = len(colours)  # points at a constant zero column
+        self.item = nn.Linear(in_features, len(group.items) + 1)
+        self.colour = nn.Linear(in_features, len(colours)) if colours else None
+        self.bias = nn.Parameter(torch.zeros(len(group.labels)))
+        self.register_buffer("label_item", torch.tensor([0] + [item_index[v.item] for v in group.values]),
+                             persistent=False)
+        self.register_buffer("label_colour", torch.tensor(
+            [no_colour] + [colour_index[v.colour] if v.colour is not None else no_colour for v in group.values]),
+            persistent=False)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        logits = self.item(features)[:, self.label_item] + self.bias
+        colour = features.new_zeros(features.shape[0], 1)
+        if self.colour is not None:
+            colour = torch.cat([self.colour(features), colour], dim=1)
+        return logits + colour[:, self.label_colour]
+
+
+class AttributePredictor(nn.Module):
+    """ResNet backbone + one factorised head per attribute group; ``forward`` returns group -> logits."""
+
+    def __init__(self, config: PredictorConfig, schema: Schema | None = None, backbone: ResNetModel | None = None):
+        super().__init__()
+        self.schema = schema if schema is not None else load_schema()
+        check_schema(config, self.schema)
+        self.config = config
+        self.backbone = backbone if backbone is not None else ResNetModel(ResNetConfig(**config.backbone))
+        width = self.backbone.config.hidden_sizes[-1]
+        self.heads = nn.ModuleDict({g.name: FactorisedGroupHead(g, width) for g in self.schema.groups})
+        self.min_confidence = 0.0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.backbone(pixel_values=pixel_values).pooler_output.flatten(1)
+        return {name: head(features) for name, head in self.heads.items()}
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return preprocess(image, self.config.image_size, self.config.mean, self.config.std)
+
+    def predict_tensors(self, batch: torch.Tensor, min_confidence: float | None = None) -> list[Prediction]:
+        """Predict a batch of preprocessed images ``[N, 3, H, W]``."""
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise ValueError(f"expected a batch of shape [N, 3, H, W], got {list(batch.shape)}")
+        self.eval()
+        with torch.inference_mode():
+            logits = self(batch.to(self.device, torch.float32))
+            probabilities = {g: torch.softmax(v.float(), dim=1).cpu() for g, v in logits.items()}
+        threshold = self.min_confidence if min_confidence is None else min_confidence
+        return decode(probabilities, self.config.labels, threshold)
+
+    def predict(self, images: Sequence[Image.Image], batch_size: int = 32,
+                min_confidence: float | None = None) -> list[Prediction]:
+        """Predict PIL images of any size and mode, ``batch_size`` at a time, in input order."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        predictions: list[Prediction] = []
+        for start in range(0, len(images), batch_size):
+            batch = torch.stack([self.preprocess(im) for im in images[start:start + batch_size]])
+            predictions += self.predict_tensors(batch, min_confidence)
+        return predictions
+
+    def save(self, directory: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+        return save_predictor(self, directory, dtype)
+
+
+def preprocess(image: Image.Image, size: tuple[int, int] = (256, 128),
+               mean: Sequence[float] = SYNTH_PEDES_MEAN, std: Sequence[float] = SYNTH_PEDES_STD) -> torch.Tensor:
+    """RGB, bicubic resize to ``size`` (height, width), scale to [0, 1], normalise: a float32 [3, H, W] tensor."""
+    height, width = size
+    image = image.convert("RGB")
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BICUBIC)
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return (pixels - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+def decode(probabilities: Mapping[str, torch.Tensor], labels: Mapping[str, Sequence[str]],
+           min_confidence: float = 0.0) -> list[Prediction]:
+    """Turn group -> ``[N, n_labels]`` probabilities into N predictions (argmax, its probability)."""
+    tops = {g: p.max(dim=1) for g, p in probabilities.items()}
+    count = next(iter(tops.values())).values.shape[0] if tops else 0
+    predictions = []
+    for row in range(count):
+        attributes, confidences = {}, {}
+        for group, top in tops.items():
+            confidence = float(top.values[row])
+            value = labels[group][int(top.indices[row])]
+            attributes[group] = value if confidence >= min_confidence else UNKNOWN
+            confidences[group] = confidence
+        predictions.append(Prediction(attributes, confidences))
+    return predictions
+
+
+def build_predictor(config: PredictorConfig, schema: Schema | None = None) -> AttributePredictor:
+    """A fresh predictor; with ``config.pretrained`` the backbone starts from those weights (name or path)."""
+    if config.pretrained is None:
+        return AttributePredictor(config, schema)
+    try:
+        backbone = ResNetModel.from_pretrained(config.pretrained)
+    except OSError as exc:
+        raise ValueError(f"cannot load a pretrained ResNet from {config.pretrained!r}: {exc}".splitlines()[0]) from None
+    config.backbone = {k: backbone.config.to_dict()[k] for k in
+                       ("depths", "hidden_sizes", "embedding_size", "layer_type", "hidden_act",
+                        "downsample_in_first_stage", "downsample_in_bottleneck", "num_channels")}
+    return AttributePredictor(config, schema, backbone)
+
+
+def save_predictor(predictor: AttributePredictor, directory: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+    """Write config.json + model.safetensors (floating weights stored as ``dtype``; loading casts back)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in predictor.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    (directory / CONFIG_FILE).write_text(predictor.config.to_json(), encoding="utf-8")
+    return directory
+
+
+def load_predictor(path: str | Path | None = None, device: str = "cpu", schema: Schema | None = None,
+                   min_confidence: float = 0.0) -> AttributePredictor:
+    """Load a saved predictor directory (None = the bundled demo model) onto ``device``, ready for inference."""
+    directory = Path(path) if path is not None else DEFAULT_PREDICTOR_DIR
+    if not directory.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "no predictor directory", str(directory))
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(errno.ENOENT, f"predictor directory lacks {name}", str(directory / name))
+    config = PredictorConfig.from_json((directory / CONFIG_FILE).read_text(encoding="utf-8"), str(directory / CONFIG_FILE))
+    schema = schema if schema is not None else load_schema()
+    check_schema(config, schema, str(directory))
+    try:
+        model = AttributePredictor(config, schema)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{directory / CONFIG_FILE}: invalid backbone config ({exc})") from None
+    try:
+        state = load_file(str(directory / WEIGHTS_FILE))
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{directory / WEIGHTS_FILE}: unreadable weights ({exc})") from None
+    reference = model.state_dict()
+    missing, unexpected = sorted(set(reference) - set(state)), sorted(set(state) - set(reference))
+    if missing or unexpected:
+        detail = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
+        raise ValueError(f"{directory / WEIGHTS_FILE}: weights do not match config.json ({detail})")
+    for key, tensor in state.items():
+        if tensor.shape != reference[key].shape:
+            raise ValueError(f"{directory / WEIGHTS_FILE}: {key} has shape {list(tensor.shape)}, "
+                             f"config.json implies {list(reference[key].shape)}")
+    model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()})
+    model.min_confidence = min_confidence
+    return model.to(_device(device)).eval()
+
+
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"invalid device {name!r} (use 'cpu', 'cuda' or 'cuda:N')") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
