@@ -1,0 +1,215 @@
+"""Find attribute phrases, with character spans, in any caption: ours or a human annotator's.
+
+A blank spaCy English pipeline (tokenizer + lookup lemmatizer; no trained model is needed) and
+matchers built from the attribute schema: every item name and synonym, their plurals and
+hyphen/space spellings, gender words, and colours either directly before an item ("a navy blue
+tee") or between an item's modifier and its head noun ("long brown hair", "long black skirt").
+Overlapping matches keep the longest ("polo shirt" over "shirt").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import spacy
+from spacy.matcher import Matcher, PhraseMatcher
+from spacy.tokens import Doc, Span
+
+from spac.attributes import UNKNOWN, Attributes, Schema, load_schema
+
+# Nouns that name a group without naming one of its items ("black hair", "white shoes", "a bag"):
+# they are mentions of the group (so a caption that talks about them is not silent on it) whose
+# value cannot be resolved.
+_GENERIC_NOUNS: dict[str, tuple[str, ...]] = {
+    "hair": ("hair",),
+    "shoes": ("shoes", "shoe", "footwear"),
+    "belongings": ("bag",),
+}
+
+
+@dataclass(frozen=True)
+class AttributeMention:
+    """One attribute phrase found in a text; ``text == source[start:end]``.
+
+    ``value`` is the schema phrase of ``group`` that ``item`` and ``colour`` resolve to, else None.
+    """
+
+    group: str
+    item: str
+    colour: str | None
+    value: str | None
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class _Item:
+    group: str
+    name: str
+    coloured: bool
+    plural: bool
+
+
+def _spelling_variants(form: str) -> set[str]:
+    """'t shirt' also as 't-shirt' and the reverse: human captions use both."""
+    return {form, form.replace(" ", "-"), form.replace("-", " ")}
+
+
+def _is_plural_or_base(token) -> bool:
+    """Guard for lemma matches: accept 'dresses' or 'ladies' but not the verb forms 'dressed' or 'topped'."""
+    return token.lower_ == token.lemma_.lower() or token.lower_.endswith(("s", "men"))
+
+
+class _Extractor:
+    """The spaCy pipeline and matchers for one schema; build once, reuse for every text."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self.nlp = spacy.blank("en")
+        self.nlp.add_pipe("lemmatizer", config={"mode": "lookup"})
+        self.nlp.initialize()
+        vocab = self.nlp.vocab
+        self.colours = PhraseMatcher(vocab, attr="LOWER")
+        self.literal = PhraseMatcher(vocab, attr="LOWER")
+        self.lemma = PhraseMatcher(vocab, attr="LEMMA")
+        self.split = Matcher(vocab)
+        self.items: dict[str, _Item] = {}
+        self.values = {(v.group, v.item, v.colour): v.phrase for g in schema.groups for v in g.values}
+
+        colour_tokens: set[str] = set()
+        for colour in schema.colours.values():
+            forms = set().union(*(_spelling_variants(f) for f in (colour.name, *colour.synonyms)))
+            docs = [self.nlp.make_doc(f) for f in sorted(forms)]
+            colour_tokens.update(t.lower_ for d in docs for t in d if t.is_alpha)
+            self.colours.add(colour.name, docs)
+        self._colour_tokens = sorted(colour_tokens)
+
+        for group in schema.groups:
+            for item in group.items:
+                self._add_item(_Item(group.name, item.name, item.coloured, item.plural), (item.name, *item.synonyms))
+            for noun in _GENERIC_NOUNS.get(group.name, ()):
+                self._add_item(_Item(group.name, noun, True, noun.endswith("s")), (noun,))
+
+    def _add_item(self, item: _Item, forms: Iterable[str]) -> None:
+        key = f"{item.group}/{item.name}"
+        self.items[key] = item
+        forms = sorted(set().union(*(_spelling_variants(f) for f in forms)))
+        literal = set(forms)
+        if not item.plural:
+            # Lemmas find 'dresses' and 'ladies'; a plain '+s' covers what the lookup table lacks ('hoodies').
+            literal.update(f"{f}s" for f in forms if not f.endswith("s"))
+            self.lemma.add(key, list(self.nlp.pipe(forms)))
+        self.literal.add(key, [self.nlp.make_doc(f) for f in sorted(literal)])
+        if item.coloured:
+            self._add_split_patterns(key, item, forms)
+
+    def _add_split_patterns(self, key: str, item: _Item, forms: list[str]) -> None:
+        """A colour between modifier and head noun: 'short black hair', 'long navy blue skirt'."""
+        patterns = []
+        for form in forms:
+            words = [t.lower_ for t in self.nlp.make_doc(form)]
+            if len(words) < 2:
+                continue
+            *prefix, head = words
+            heads = [head] if item.plural else [head, f"{head}s", f"{head}es"]
+            patterns.append(
+                [{"LOWER": w} for w in prefix]
+                + [{"LOWER": {"IN": self._colour_tokens}, "OP": "+"}, {"LOWER": {"IN": heads}}]
+            )
+        if patterns:
+            self.split.add(key, patterns)
+
+    def docs(self, texts: Iterable[str], batch_size: int = 256) -> Iterable[Doc]:
+        # Lower-case first so the case-sensitive lookup lemmatizer sees 'Dresses' as 'dresses'; the
+        # character offsets stay valid because only length-preserving lower-casing is used.
+        return self.nlp.pipe((_lower_same_length(t) for t in texts), batch_size=batch_size)
+
+    def mentions(self, doc: Doc, text: str) -> list[AttributeMention]:
+        strings = self.nlp.vocab.strings
+        colour_spans = spacy.util.filter_spans([Span(doc, s, e, label=m) for m, s, e in self.colours(doc)])
+        colour_of = {span.end: (span.start, span.label_) for span in colour_spans}
+
+        candidates: list[tuple[int, int, str, str | None]] = []
+        for match_id, s, e in self.literal(doc):
+            candidates.append((s, e, strings[match_id], None))
+        for match_id, s, e in self.lemma(doc):
+            if all(_is_plural_or_base(t) for t in doc[s:e]):
+                candidates.append((s, e, strings[match_id], None))
+        for match_id, s, e in self.split(doc):
+            inside = [c for end, (start, c) in colour_of.items() if start > s and end < e]
+            candidates.append((s, e, strings[match_id], inside[-1] if inside else None))
+
+        taken: set[int] = set()
+        kept = []
+        for s, e, key, colour in sorted(candidates, key=lambda c: (c[0] - c[1], c[0])):
+            if taken.isdisjoint(range(s, e)):
+                taken.update(range(s, e))
+                kept.append((s, e, key, colour))
+
+        mentions = []
+        for s, e, key, colour in sorted(kept):
+            item = self.items[key]
+            if item.coloured and colour is None and s in colour_of:
+                colour_start, colour = colour_of[s]
+                if taken.isdisjoint(range(colour_start, s)):
+                    s = colour_start
+                else:
+                    colour = None
+            value = self.values.get((item.group, item.name, colour if item.coloured else None))
+            start, end = doc[s].idx, doc[e - 1].idx + len(doc[e - 1])
+            mentions.append(AttributeMention(item.group, item.name, colour, value, start, end, text[start:end]))
+        return mentions
+
+
+def _lower_same_length(text: str) -> str:
+    lowered = text.lower()
+    return lowered if len(lowered) == len(text) else text
+
+
+# One extractor per schema object (building the matchers takes a while); the schema is kept in the
+# value so its id cannot be reused while the entry lives.
+_EXTRACTORS: dict[int, tuple[Schema, _Extractor]] = {}
+
+
+def _extractor(schema: Schema | None) -> _Extractor:
+    schema = load_schema() if schema is None else schema
+    entry = _EXTRACTORS.get(id(schema))
+    if entry is None:
+        entry = _EXTRACTORS[id(schema)] = (schema, _Extractor(schema))
+    return entry[1]
+
+
+def _check_text(text: object) -> str:
+    if not isinstance(text, str):
+        raise ValueError(f"expected a caption string, got {type(text).__name__}")
+    return text
+
+
+def extract_attributes(text: str, schema: Schema | None = None) -> list[AttributeMention]:
+    """All attribute mentions in ``text``, sorted by start; overlapping matches keep the longest."""
+    return extract_attributes_batch([text], schema)[0]
+
+
+def extract_attributes_batch(
+    texts: Iterable[str], schema: Schema | None = None, batch_size: int = 256
+) -> list[list[AttributeMention]]:
+    """:func:`extract_attributes` for many texts at once (spaCy's ``nlp.pipe``, much faster per text)."""
+    extractor = _extractor(schema)
+    texts = [_check_text(t) for t in texts]
+    return [extractor.mentions(doc, text) for doc, text in zip(extractor.docs(texts, batch_size), texts)]
+
+
+def attributes_from_mentions(mentions: Iterable[AttributeMention], schema: Schema | None = None) -> Attributes:
+    """Group -> value from the first resolvable mention of each group; the other groups ``unknown``."""
+    schema = load_schema() if schema is None else schema
+    attributes = {name: UNKNOWN for name in schema.group_names}
+    for mention in mentions:
+        if mention.value is not None and attributes[mention.group] == UNKNOWN:
+            attributes[mention.group] = mention.value
+    return attributes
+
+
+def attributes_from_text(text: str, schema: Schema | None = None) -> Attributes:
+    """Mine attribute labels from one caption (e.g. a human-written CUHK-PEDES description)."""
+    return attributes_from_mentions(extract_attributes(text, schema), schema)
