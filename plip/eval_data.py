@@ -1,0 +1,270 @@
+"""Evaluation data: dataset JSON files, the released evaluation transform, query and gallery sets, loaders.
+
+CUHK-PEDES (`reid_raw.json`) and ICFG-PEDES (`ICFG_PEDES.json`) are JSON lists of
+``{split, captions, file_path, processed_tokens, id}`` with images under ``<root>/imgs/<file_path>``;
+SYNTH-PEDES (`synthpedes_dataset.json`) has no ``split`` but ``attributes`` and ``prompt_caption``.
+Every entry is checked and a bad one is reported in one line naming the file, the entry index and the field.
+Our own corpus is read only through ``shards``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Container, Iterator, Sequence
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+
+DATASET_JSON = {"CUHK-PEDES": "reid_raw.json", "ICFG-PEDES": "ICFG_PEDES.json"}
+SPLITS = ("train", "test", "valid")
+EVAL_HEIGHT, EVAL_WIDTH = 256, 128
+EVAL_MEAN = (0.357, 0.323, 0.328)  # SYNTH-PEDES statistics used by the released model
+EVAL_STD = (0.252, 0.242, 0.239)
+
+
+class DatasetFormatError(ValueError):
+    """A malformed dataset file or entry; the message is one line naming the file, entry index and field."""
+
+
+def split_group(split: str) -> str:
+    """The released routing: "train" and "test" keep their name, every other split value is "valid"."""
+    return split if split in ("train", "test") else "valid"
+
+
+def _is_str_list(value: Any, allow_empty: bool = False) -> bool:
+    return (isinstance(value, list) and (allow_empty or len(value) > 0)
+            and all(isinstance(item, str) and item.strip() for item in value))
+
+
+def _entry_problem(entry: Any, require_split: bool) -> str | None:
+    """What is wrong with one entry, or None when it is fine."""
+    if not isinstance(entry, dict):
+        return f"must be an object, got {type(entry).__name__}"
+    identity = entry.get("id")
+    if not isinstance(identity, int) or isinstance(identity, bool) or identity < 0:
+        return f"'id' must be a non-negative integer, got {identity!r}"
+    file_path = entry.get("file_path")
+    if not isinstance(file_path, str) or not file_path.strip():
+        return f"'file_path' must be a non-empty string, got {file_path!r}"
+    posix = PurePosixPath(file_path.replace("\\", "/"))
+    if posix.is_absolute() or ".." in posix.parts:
+        return f"'file_path' must be relative to the dataset's image folder, got {file_path!r}"
+    if not _is_str_list(entry.get("captions")):
+        return "'captions' must be a non-empty list of strings"
+    if require_split or "split" in entry:
+        split = entry.get("split")
+        if not isinstance(split, str) or not split:
+            return f"'split' must be a string such as 'train', 'test' or 'val', got {split!r}"
+    if "processed_tokens" in entry:
+        tokens = entry["processed_tokens"]
+        if not isinstance(tokens, list) or not all(
+                isinstance(t, list) and all(isinstance(word, str) for word in t) for t in tokens):
+            return "'processed_tokens' must be a list of token lists (lists of strings)"
+    if "prompt_caption" in entry and not _is_str_list(entry["prompt_caption"], allow_empty=True):
+        return "'prompt_caption' must be a list of strings"
+    return None
+
+
+def validate_entries(entries: Any, source: str, require_split: bool = True) -> list[dict[str, Any]]:
+    """Check a loaded JSON document entry by entry; raise DatasetFormatError on the first bad one."""
+    if not isinstance(entries, list):
+        raise DatasetFormatError(f"{source}: must hold a JSON list of entries, got {type(entries).__name__}")
+    if not entries:
+        raise DatasetFormatError(f"{source}: holds no entries")
+    for index, entry in enumerate(entries):
+        problem = _entry_problem(entry, require_split)
+        if problem:
+            raise DatasetFormatError(f"{source}: entry {index}: {problem}")
+    return entries
+
+
+def read_dataset_json(path: str | Path, require_split: bool = True) -> list[dict[str, Any]]:
+    """Read and validate a CUHK-PEDES / ICFG-PEDES / SYNTH-PEDES style JSON list (entries kept as they are)."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            document = json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise DatasetFormatError(f"{path}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    except UnicodeDecodeError:
+        raise DatasetFormatError(f"{path}: not UTF-8 text") from None
+    return validate_entries(document, str(path), require_split)
+
+
+def eval_transform(image: Image.Image) -> torch.Tensor:
+    """The released evaluation transform: RGB, bicubic resize to 256x128, [0, 1] tensor, normalised."""
+    rgb = image.convert("RGB").resize((EVAL_WIDTH, EVAL_HEIGHT), Image.Resampling.BICUBIC)
+    pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(EVAL_HEIGHT, EVAL_WIDTH, 3)
+    tensor = pixels.permute(2, 0, 1).float().div_(255.0)
+    mean = torch.tensor(EVAL_MEAN).view(3, 1, 1)
+    std = torch.tensor(EVAL_STD).view(3, 1, 1)
+    return (tensor - mean) / std
+
+
+@dataclass(frozen=True)
+class QuerySet:
+    """Text queries: one caption and its identity per query."""
+
+    texts: tuple[str, ...]
+    ids: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """Unique gallery images: each a file path or an in-memory PIL image, with its identity and key."""
+
+    images: tuple[Path | Image.Image, ...]
+    ids: tuple[int, ...]
+    keys: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load(self, index: int) -> Image.Image:
+        image = self.images[index]
+        if isinstance(image, Image.Image):
+            return image
+        try:
+            with Image.open(image) as opened:
+                return opened.convert("RGB")
+        except (OSError, UnidentifiedImageError) as exc:
+            raise DatasetFormatError(f"cannot read image {image}: {exc}") from None
+
+
+class GalleryDataset(Dataset):
+    """Gallery images through the evaluation transform, for a torch DataLoader."""
+
+    def __init__(self, gallery: Gallery):
+        self.gallery = gallery
+
+    def __len__(self) -> int:
+        return len(self.gallery)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return eval_transform(self.gallery.load(index))
+
+
+def gallery_loader(gallery: Gallery, batch_size: int, num_workers: int = 0) -> DataLoader:
+    """Batches of [B, 3, 256, 128] gallery tensors in gallery order."""
+    return DataLoader(GalleryDataset(gallery), batch_size=batch_size, shuffle=False, num_workers=num_workers)
+
+
+def text_batches(queries: QuerySet, batch_size: int) -> Iterator[list[str]]:
+    """Query captions in order, ``batch_size`` at a time."""
+    for start in range(0, len(queries), batch_size):
+        yield list(queries.texts[start:start + batch_size])
+
+
+def eval_set_from_entries(entries: Sequence[dict[str, Any]], images_root: str | Path, source: str = "dataset",
+                          indices: Sequence[int] | None = None) -> tuple[QuerySet, Gallery]:
+    """Queries = every caption of every entry; gallery = the unique images (first appearance order).
+
+    Image files must exist under ``images_root``; an image listed twice with different identities is an error.
+    ``indices`` are the entries' positions in ``source``, for error messages (default: 0, 1, ...).
+    """
+    images_root = Path(images_root)
+    texts: list[str] = []
+    query_ids: list[int] = []
+    first_seen: dict[str, int] = {}
+    for index, entry in zip(indices if indices is not None else range(len(entries)), entries):
+        key, identity = entry["file_path"], entry["id"]
+        if key in first_seen:
+            if first_seen[key] != identity:
+                raise DatasetFormatError(f"{source}: entry {index}: 'file_path' {key!r} already listed with "
+                                         f"identity {first_seen[key]}, here {identity}")
+        else:
+            if not (images_root / key).is_file():
+                raise DatasetFormatError(f"{source}: entry {index}: image not found: {images_root / key}")
+            first_seen[key] = identity
+        texts.extend(entry["captions"])
+        query_ids.extend([identity] * len(entry["captions"]))
+    keys = tuple(first_seen)
+    gallery = Gallery(images=tuple(images_root / key for key in keys), ids=tuple(first_seen.values()), keys=keys)
+    return QuerySet(tuple(texts), tuple(query_ids)), gallery
+
+
+def load_eval_split(dataset: str, root: str | Path, split: str = "test") -> tuple[QuerySet, Gallery]:
+    """Queries and gallery of one split of CUHK-PEDES or ICFG-PEDES stored under ``root``.
+
+    Uses ``<root>/<dataset>-<split>.json`` (written by ``python -m plip.dataset_split``) when present,
+    otherwise the full JSON file filtered by each entry's ``split``. ``val`` is an alias of ``valid``.
+    """
+    if dataset not in DATASET_JSON:
+        raise DatasetFormatError(f"unknown dataset {dataset!r} (choose from {', '.join(DATASET_JSON)})")
+    split = "valid" if split == "val" else split
+    if split not in SPLITS:
+        raise DatasetFormatError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
+    root = Path(root)
+    split_file = root / f"{dataset}-{split}.json"
+    if split_file.is_file():
+        return eval_set_from_entries(read_dataset_json(split_file, require_split=False), root / "imgs",
+                                     str(split_file))
+    full_file = root / DATASET_JSON[dataset]
+    if not full_file.is_file():
+        raise DatasetFormatError(f"{root}: neither {split_file.name} nor {full_file.name} found")
+    kept = [(i, e) for i, e in enumerate(read_dataset_json(full_file)) if split_group(e["split"]) == split]
+    if not kept:
+        raise DatasetFormatError(f"{full_file}: no entries in split {split!r}")
+    indices, entries = zip(*kept)
+    return eval_set_from_entries(entries, root / "imgs", str(full_file), indices)
+
+
+@dataclass(frozen=True)
+class IdentityRanges:
+    """A set of identities given as inclusive ranges, e.g. parsed from ``"900-999,1200"``."""
+
+    ranges: tuple[tuple[int, int], ...]
+
+    def __contains__(self, identity: object) -> bool:
+        return isinstance(identity, int) and any(low <= identity <= high for low, high in self.ranges)
+
+
+def parse_identities(text: str) -> IdentityRanges:
+    """Parse ``A-B`` (inclusive), ``A`` or comma-separated mixes of both into an IdentityRanges."""
+    ranges = []
+    for part in text.split(","):
+        low, sep, high = part.strip().partition("-")
+        try:
+            bounds = (int(low), int(high) if sep else int(low))
+        except ValueError:
+            raise ValueError(f"identities must look like 'A-B' or 'A,B,C' (non-negative integers), got {text!r}") from None
+        if bounds[0] < 0 or bounds[0] > bounds[1]:
+            raise ValueError(f"identity range {part.strip()!r} is empty or negative")
+        ranges.append(bounds)
+    return IdentityRanges(tuple(ranges))
+
+
+def eval_set_from_shards(source: str | Sequence[str], identities: Container[int]) -> tuple[QuerySet, Gallery]:
+    """Queries and gallery from the held-out identities of our corpus shards.
+
+    Queries are each kept sample's style captions plus its template sentence (``prompt_caption``); gallery
+    images are kept in memory already resized to 256x128 (the transform's own first step, so the result is
+    the same), which bounds memory at ~100 KB per image.
+    """
+    import shards  # only needed for our own corpus
+
+    texts: list[str] = []
+    query_ids: list[int] = []
+    images: list[Image.Image] = []
+    gallery_ids: list[int] = []
+    keys: list[str] = []
+    for sample in shards.iter_samples(source):
+        record = sample["json"]
+        if record.get("id") not in identities:
+            continue
+        captions = list(record.get("captions", [])) + list(record.get("prompt_caption", []))
+        if not captions:
+            continue
+        texts.extend(captions)
+        query_ids.extend([record["id"]] * len(captions))
+        images.append(sample["jpg"].convert("RGB").resize((EVAL_WIDTH, EVAL_HEIGHT), Image.Resampling.BICUBIC))
+        gallery_ids.append(record["id"])
+        keys.append(sample["__key__"])
+    if not images:
+        raise DatasetFormatError(f"{source}: no samples with the selected identities")
+    return QuerySet(tuple(texts), tuple(query_ids)), Gallery(tuple(images), tuple(gallery_ids), tuple(keys))

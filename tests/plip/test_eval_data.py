@@ -1,0 +1,155 @@
+import json
+
+import pytest
+import shards
+import torch
+from PIL import Image
+
+from plip.eval_data import (EVAL_MEAN, EVAL_STD, DatasetFormatError, eval_set_from_shards, eval_transform,
+                            gallery_loader, load_eval_split, parse_identities, read_dataset_json, text_batches)
+from tests.plip.pedes_fixtures import COLOURS, make_entries, write_dataset
+
+SPLITS = {0: "train", 1: "test", 2: "test", 3: "val"}
+
+
+def _bad(field, value):
+    entries = make_entries(SPLITS)
+    if value is None:
+        del entries[3][field]
+    else:
+        entries[3][field] = value
+    return entries
+
+
+@pytest.mark.parametrize("entries, message", [
+    (_bad("captions", []), "entry 3: 'captions' must be a non-empty list of strings"),
+    (_bad("captions", ["ok", 5]), "entry 3: 'captions' must be a non-empty list of strings"),
+    (_bad("id", "7"), "entry 3: 'id' must be a non-negative integer"),
+    (_bad("id", -1), "entry 3: 'id' must be a non-negative integer"),
+    (_bad("file_path", None), "entry 3: 'file_path' must be a non-empty string"),
+    (_bad("file_path", "../secret.jpg"), "entry 3: 'file_path' must be relative"),
+    (_bad("split", None), "entry 3: 'split' must be a string"),
+    (_bad("processed_tokens", [["a"], "b"]), "entry 3: 'processed_tokens' must be a list of token lists"),
+])
+def test_bad_entry_is_named_by_index_and_field(tmp_path, entries, message):
+    path = tmp_path / "reid_raw.json"
+    path.write_text(json.dumps(entries))
+    with pytest.raises(DatasetFormatError) as caught:
+        read_dataset_json(path)
+    assert str(caught.value).startswith(f"{path}: {message}")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("text, message", [("[{", r"not valid JSON \(line 1"), ('{"a": 1}', "must hold a JSON list"),
+                                           ("[]", "holds no entries"), ("[3]", "entry 0: must be an object")])
+def test_bad_documents(tmp_path, text, message):
+    path = tmp_path / "ICFG_PEDES.json"
+    path.write_text(text)
+    with pytest.raises(DatasetFormatError, match=message):
+        read_dataset_json(path)
+
+
+def test_split_is_optional_only_when_not_required(tmp_path):
+    entries = make_entries({0: "train"})
+    for entry in entries:
+        del entry["split"]
+    path = tmp_path / "synthpedes_dataset.json"
+    path.write_text(json.dumps(entries))
+    assert read_dataset_json(path, require_split=False) == entries
+    with pytest.raises(DatasetFormatError, match="entry 0: 'split'"):
+        read_dataset_json(path)
+
+
+def test_eval_transform_shape_and_normalisation():
+    tensor = eval_transform(Image.new("RGB", (40, 90), (255, 0, 51)).convert("L").convert("RGB"))
+    assert tensor.shape == (3, 256, 128)
+    grey = Image.new("RGB", (40, 90), (255, 0, 51)).convert("L").getpixel((0, 0)) / 255
+    expected = [(grey - m) / s for m, s in zip(EVAL_MEAN, EVAL_STD)]
+    assert tensor[:, 100, 50].tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_eval_transform_resizes_bicubic_to_256x128():
+    gradient = Image.linear_gradient("L").resize((37, 61)).convert("RGB")
+    red = eval_transform(gradient)[0] * EVAL_STD[0] + EVAL_MEAN[0]
+
+    def as_tensor(image):
+        return torch.tensor(list(image.getchannel(0).tobytes()), dtype=torch.float32).view(256, 128) / 255
+
+    bicubic = as_tensor(gradient.resize((128, 256), Image.Resampling.BICUBIC))
+    bilinear = as_tensor(gradient.resize((128, 256), Image.Resampling.BILINEAR))
+    assert torch.allclose(red, bicubic, atol=1e-5)
+    assert not torch.allclose(red, bilinear, atol=1e-5)
+
+
+def test_test_split_from_the_raw_file(tmp_path):
+    write_dataset(tmp_path, make_entries(SPLITS))
+    queries, gallery = load_eval_split("CUHK-PEDES", tmp_path, "test")
+    assert len(queries) == 2 * 4 and set(queries.ids) == {1, 2}
+    assert gallery.keys == ("1/0.jpg", "1/1.jpg", "2/0.jpg", "2/1.jpg") and gallery.ids == (1, 1, 2, 2)
+    _, valid = load_eval_split("CUHK-PEDES", tmp_path, "val")
+    assert valid.ids == (3, 3)
+
+
+def test_split_file_is_preferred_and_duplicate_images_share_one_gallery_slot(tmp_path):
+    write_dataset(tmp_path, make_entries(SPLITS))
+    entries = make_entries({2: "test"}, images_per_id=1)
+    (tmp_path / "CUHK-PEDES-test.json").write_text(json.dumps(entries + entries))
+    queries, gallery = load_eval_split("CUHK-PEDES", tmp_path, "test")
+    assert gallery.keys == ("2/0.jpg",) and len(queries) == 4
+
+
+def test_missing_image_and_conflicting_identity_are_errors(tmp_path):
+    entries = make_entries(SPLITS)
+    write_dataset(tmp_path, entries)
+    (tmp_path / "imgs" / "2" / "1.jpg").unlink()
+    with pytest.raises(DatasetFormatError, match=r"entry 5: image not found: .*2/1\.jpg"):
+        load_eval_split("CUHK-PEDES", tmp_path, "test")
+    conflicting = make_entries({1: "test"}, images_per_id=1)
+    conflicting.append(dict(conflicting[0], id=2))
+    (tmp_path / "CUHK-PEDES-test.json").write_text(json.dumps(conflicting))
+    with pytest.raises(DatasetFormatError, match="entry 1: 'file_path' '1/0.jpg' already listed with identity 1"):
+        load_eval_split("CUHK-PEDES", tmp_path, "test")
+
+
+def test_unknown_dataset_split_or_missing_file(tmp_path):
+    with pytest.raises(DatasetFormatError, match="unknown dataset"):
+        load_eval_split("MARKET", tmp_path)
+    with pytest.raises(DatasetFormatError, match="unknown split"):
+        load_eval_split("ICFG-PEDES", tmp_path, "dev")
+    with pytest.raises(DatasetFormatError, match="neither ICFG-PEDES-test.json nor ICFG_PEDES.json"):
+        load_eval_split("ICFG-PEDES", tmp_path)
+
+
+def test_loaders_batch_in_order(tmp_path):
+    write_dataset(tmp_path, make_entries(SPLITS))
+    queries, gallery = load_eval_split("CUHK-PEDES", tmp_path, "test")
+    batches = list(gallery_loader(gallery, batch_size=3))
+    assert [b.shape[0] for b in batches] == [3, 1]
+    blue = torch.tensor([(c / 255 - m) / s for c, m, s in zip(COLOURS[2], EVAL_MEAN, EVAL_STD)])
+    assert torch.allclose(batches[1][0, :, 10, 10], blue, atol=0.1)  # JPEG shifts colours a little
+    assert [len(b) for b in text_batches(queries, 5)] == [5, 3]
+
+
+def test_parse_identities():
+    selection = parse_identities("3-5, 9")
+    assert [i in selection for i in (2, 3, 5, 6, 9)] == [False, True, True, False, True]
+    for bad in ("a-b", "5-3", "", "1-"):
+        with pytest.raises(ValueError):
+            parse_identities(bad)
+
+
+def test_shard_eval_set_keeps_selected_identities_and_all_texts(monkeypatch):
+    def fake_samples(source):
+        assert source == "corpus-{000000..000001}.tar"
+        for identity in (1, 2, 3):
+            record = {"id": identity, "captions": [f"style a {identity}", f"style b {identity}"],
+                      "prompt_caption": [f"template {identity}"], "file_path": f"p/{identity}.jpg"}
+            yield {"__key__": f"k{identity}", "jpg": Image.new("RGB", (20, 40)), "json": record, "txt": ""}
+
+    monkeypatch.setattr(shards, "iter_samples", fake_samples, raising=False)
+    queries, gallery = eval_set_from_shards("corpus-{000000..000001}.tar", parse_identities("2-3"))
+    assert queries.texts == ("style a 2", "style b 2", "template 2", "style a 3", "style b 3", "template 3")
+    assert queries.ids == (2, 2, 2, 3, 3, 3)
+    assert gallery.keys == ("k2", "k3") and gallery.load(0).size == (128, 256)
+    with pytest.raises(DatasetFormatError, match="no samples with the selected identities"):
+        eval_set_from_shards("corpus-{000000..000001}.tar", parse_identities("7"))
