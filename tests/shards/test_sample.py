@@ -1,0 +1,75 @@
+import io
+
+import pytest
+from PIL import Image
+
+from shards import IMAGE_SIZE, encode_image, make_sample, validate_record
+from tests.shards.corpus_factory import make_image, make_record
+
+
+def test_encode_image_is_a_fixed_size_deterministic_rgb_jpeg():
+    source = Image.new("RGBA", (300, 700), (10, 200, 30, 128))
+    first, second = encode_image(source), encode_image(source.copy())
+    assert first == second
+    decoded = Image.open(io.BytesIO(first))
+    assert decoded.format == "JPEG" and decoded.mode == "RGB"
+    assert decoded.size == (IMAGE_SIZE[1], IMAGE_SIZE[0])  # PIL gives (width, height)
+
+
+def test_encode_image_differs_for_different_images():
+    assert encode_image(make_image(1)) != encode_image(make_image(2))
+
+
+def test_valid_record_passes():
+    validate_record(make_record(4))
+
+
+def _without(field):
+    record = make_record(0)
+    del record[field]
+    return record
+
+
+def _with_attribute(group, entry):
+    record = make_record(0)
+    record["attributes"][group] = entry
+    return record
+
+
+@pytest.mark.parametrize(
+    "record, field",
+    [
+        (_without("id"), "'id'"),
+        (make_record(0, id=-1), "'id'"),
+        (make_record(0, id=True), "'id'"),
+        (make_record(0, key="a.b"), "'key'"),
+        (make_record(0, file_path="/abs/1.jpg"), "'file_path'"),
+        (make_record(0, source=""), "'source'"),
+        (make_record(0, extra=1), "'extra'"),
+        (make_record(0, attributes={"gender": {"value": "man", "confidence": 1.0}}), "'attributes'"),
+        (_with_attribute("hair", {"value": "black hair", "confidence": 1.5}), "hair.confidence"),
+        (_with_attribute("upper", {"value": "red, blue", "confidence": 0.5}), "upper.value"),
+        (make_record(0, styles=["plain"]), "'styles'"),
+        (make_record(0, captions=["ok", ""]), "'captions'"),
+        (make_record(0, prompt_caption=["one", "two"]), "'prompt_caption'"),
+        (make_record(0, captions=[], styles=[], prompt_caption=[]), "'captions'"),
+        ("not a dict", "expected a dict"),
+    ],
+)
+def test_validate_record_names_the_broken_field(record, field):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        validate_record(record)
+
+
+def test_make_sample_txt_is_first_caption_or_library_sentence():
+    jpg = encode_image(make_image(0))
+    assert make_sample(make_record(0), jpg)["txt"] == make_record(0)["captions"][0]
+    only_prompt = make_record(0, captions=[], styles=[])
+    assert make_sample(only_prompt, jpg)["txt"] == only_prompt["prompt_caption"][0]
+
+
+def test_make_sample_rejects_non_jpeg_bytes():
+    png = io.BytesIO()
+    make_image(0).save(png, format="PNG")
+    with pytest.raises(ValueError, match="jpg"):
+        make_sample(make_record(0), png.getvalue())
