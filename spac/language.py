@@ -65,7 +65,6 @@ class _Extractor:
     """The spaCy pipeline and matchers for one schema; build once, reuse for every text."""
 
     def __init__(self, schema: Schema) -> None:
-        self.schema = schema
         self.nlp = spacy.blank("en")
         self.nlp.add_pipe("lemmatizer", config={"mode": "lookup"})
         self.nlp.initialize()
@@ -74,6 +73,8 @@ class _Extractor:
         self.literal = PhraseMatcher(vocab, attr="LOWER")
         self.lemma = PhraseMatcher(vocab, attr="LEMMA")
         self.split = Matcher(vocab)
+        self.split_forms: dict[tuple[str, ...], str] = {}
+        self._split_prefix_length: dict[int, int] = {}
         self.items: dict[str, _Item] = {}
         self.values = {(v.group, v.item, v.colour): v.phrase for g in schema.groups for v in g.values}
 
@@ -90,6 +91,7 @@ class _Extractor:
                 self._add_item(_Item(group.name, item.name, item.coloured, item.plural), (item.name, *item.synonyms))
             for noun in _GENERIC_NOUNS.get(group.name, ()):
                 self._add_item(_Item(group.name, noun, True, noun.endswith("s")), (noun,))
+        self._build_split_matcher()
 
     def _add_item(self, item: _Item, forms: Iterable[str]) -> None:
         key = f"{item.group}/{item.name}"
@@ -102,23 +104,27 @@ class _Extractor:
             self.lemma.add(key, list(self.nlp.pipe(forms)))
         self.literal.add(key, [self.nlp.make_doc(f) for f in sorted(literal)])
         if item.coloured:
-            self._add_split_patterns(key, item, forms)
+            self._add_split_forms(key, item, forms)
 
-    def _add_split_patterns(self, key: str, item: _Item, forms: list[str]) -> None:
-        """A colour between modifier and head noun: 'short black hair', 'long navy blue skirt'."""
-        patterns = []
+    def _add_split_forms(self, key: str, item: _Item, forms: list[str]) -> None:
+        """Remember multi-word forms so a colour may sit before their head noun: 'short black hair'."""
         for form in forms:
-            words = [t.lower_ for t in self.nlp.make_doc(form)]
-            if len(words) < 2:
-                continue
-            *prefix, head = words
-            heads = [head] if item.plural else [head, f"{head}s", f"{head}es"]
-            patterns.append(
-                [{"LOWER": w} for w in prefix]
-                + [{"LOWER": {"IN": self._colour_tokens}, "OP": "+"}, {"LOWER": {"IN": heads}}]
-            )
-        if patterns:
-            self.split.add(key, patterns)
+            *prefix, head = (t.lower_ for t in self.nlp.make_doc(form))
+            for head_form in [head] if item.plural else [head, f"{head}s", f"{head}es"]:
+                if prefix:
+                    self.split_forms[(*prefix, head_form)] = key
+
+    def _build_split_matcher(self) -> None:
+        """One Matcher pattern per prefix length (few patterns keep it fast); split_forms confirms a match."""
+        by_length: dict[int, list[tuple[str, ...]]] = {}
+        for words in self.split_forms:
+            by_length.setdefault(len(words) - 1, []).append(words)
+        for length, all_words in sorted(by_length.items()):
+            pattern = [{"LOWER": {"IN": sorted({w[i] for w in all_words})}} for i in range(length)]
+            pattern.append({"LOWER": {"IN": self._colour_tokens}, "OP": "+"})
+            pattern.append({"LOWER": {"IN": sorted({w[-1] for w in all_words})}})
+            self.split.add(f"prefix{length}", [pattern])
+            self._split_prefix_length[self.nlp.vocab.strings[f"prefix{length}"]] = length
 
     def docs(self, texts: Iterable[str], batch_size: int = 256) -> Iterable[Doc]:
         # Lower-case first so the case-sensitive lookup lemmatizer sees 'Dresses' as 'dresses'; the
@@ -137,8 +143,11 @@ class _Extractor:
             if all(_is_plural_or_base(t) for t in doc[s:e]):
                 candidates.append((s, e, strings[match_id], None))
         for match_id, s, e in self.split(doc):
-            inside = [c for end, (start, c) in colour_of.items() if start > s and end < e]
-            candidates.append((s, e, strings[match_id], inside[-1] if inside else None))
+            length = self._split_prefix_length[match_id]
+            key = self.split_forms.get((*(t.lower_ for t in doc[s:s + length]), doc[e - 1].lower_))
+            if key is not None:
+                inside = [c for end, (start, c) in colour_of.items() if start > s and end < e]
+                candidates.append((s, e, key, inside[-1] if inside else None))
 
         taken: set[int] = set()
         kept = []
