@@ -1,0 +1,73 @@
+import os
+
+import pytest
+
+from shards import verify_corpus
+from spac.cli_support import run_main
+from spac.shards_cli import cli_main
+from tests.shards.corpus_factory import write_corpus
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    write_corpus(str(tmp_path), shards=3, per_shard=4)
+    return tmp_path
+
+
+def _flip_byte(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_sound_corpus_has_no_problems(corpus):
+    assert verify_corpus(str(corpus)) == []
+
+
+def test_flipped_byte_in_an_image_is_found(corpus):
+    _flip_byte(corpus / "synthpedes-000001.tar", 512 + 100)  # inside the first member's data
+    problems = verify_corpus(str(corpus))
+    assert problems and all(p.startswith("synthpedes-000001.tar: ") for p in problems)
+    assert any("sha256" in p for p in problems) and any("jpg differs" in p for p in problems)
+
+
+def test_flipped_byte_in_a_header_is_found(corpus):
+    _flip_byte(corpus / "synthpedes-000002.tar", 3)  # inside the first member's name
+    problems = verify_corpus(str(corpus))
+    assert any(p.startswith("synthpedes-000002.tar: ") for p in problems)
+
+
+def test_missing_shard_is_found(corpus):
+    os.remove(corpus / "synthpedes-000000.tar")
+    assert "synthpedes-000000.tar: missing (its _stats.json exists)" in verify_corpus(str(corpus))
+    for suffix in (".parquet", "_stats.json"):
+        os.remove(corpus / f"synthpedes-000000{suffix}")
+    assert verify_corpus(str(corpus)) == ["synthpedes-000000.tar: listed in manifest.json but missing or incomplete"]
+
+
+def test_unlisted_shard_and_missing_manifest_are_found(corpus):
+    os.remove(corpus / "manifest.json")
+    assert verify_corpus(str(corpus)) == ["manifest.json: missing (run write_manifest / `spac shards manifest`)"]
+
+
+def test_cli_exit_codes_and_messages(corpus, tmp_path_factory, capsys):
+    assert run_main("spac shards", cli_main, ["verify", str(corpus)]) == 0
+    assert capsys.readouterr().out.strip() == "ok: 3 shards, 12 samples"
+
+    _flip_byte(corpus / "synthpedes-000000.tar", 600)
+    assert run_main("spac shards", cli_main, ["verify", str(corpus)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("FAILED: ") and out[0].startswith("synthpedes-000000.tar: ")
+
+    missing = tmp_path_factory.mktemp("empty") / "nothing"
+    assert run_main("spac shards", cli_main, ["verify", str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == f"spac shards: error: {missing}: no such corpus folder"
+    assert run_main("spac shards", cli_main, ["manifest", str(missing.parent)]) == 2
+    assert "no complete synthpedes-*.tar shards" in capsys.readouterr().err
+
+
+def test_cli_manifest_rewrites_the_manifest(corpus, capsys):
+    os.remove(corpus / "manifest.json")
+    assert run_main("spac shards", cli_main, ["manifest", str(corpus)]) == 0
+    assert capsys.readouterr().out.strip() == "manifest.json: 3 shards, 12 samples, 4 identities"
+    assert verify_corpus(str(corpus)) == []
