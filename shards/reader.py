@@ -106,8 +106,8 @@ def open_corpus(
     split_by_worker: bool = True,
     epoch_size: int | None = None,
     resampled: bool = False,
-) -> wds.DataPipeline:
-    """A WebDataset pipeline over the corpus at ``source``.
+) -> wds.FluidWrapper:
+    """A WebDataset pipeline over the corpus at ``source`` (a DataPipeline with ``.batched``, ``.map``, ...).
 
     ``shuffle``: sample shuffle buffer size (0 = keep shard order). ``seed``: seeds both shuffles; each
     new iteration (epoch) draws a new, reproducible order, identical on every rank so that the node
@@ -141,7 +141,9 @@ def open_corpus(
         stages.append(wds.detshuffle(shuffle, initial=shuffle, seed=seed))
     if decode:
         stages.append(wds.map(decode_sample))
-    pipeline = wds.DataPipeline(*stages)
+    pipeline = wds.FluidWrapper(stages[0])
+    for stage in stages[1:]:
+        pipeline.append(stage)
     return pipeline.with_epoch(epoch_size) if epoch_size is not None else pipeline
 
 

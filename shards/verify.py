@@ -10,7 +10,7 @@ import hashlib
 import io
 import json
 import tarfile
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow.parquet as pq
 
@@ -135,10 +135,11 @@ def _check_manifest(manifest: dict[str, Any] | None, stats_by_name: dict[str, di
     return problems
 
 
-def verify_corpus(directory: str) -> list[str]:
+def verify_corpus(directory: str, progress: Callable[[str], None] | None = None) -> list[str]:
     """Problems found in the corpus folder, one line each, prefixed by the file; empty when it is sound.
 
-    FileNotFoundError when ``directory`` is not a folder.
+    ``progress`` is called with each shard name once it is checked. FileNotFoundError when
+    ``directory`` is not a folder.
     """
     fs, root = remote.resolve(directory)
     if not fs.isdir(root):
@@ -165,6 +166,8 @@ def verify_corpus(directory: str) -> list[str]:
             extra = len(shard_problems) - MAX_PROBLEMS_PER_SHARD
             shard_problems = shard_problems[:MAX_PROBLEMS_PER_SHARD] + [f"... and {extra} more"]
         problems += [f"{name}: {p}" for p in shard_problems]
+        if progress is not None:
+            progress(name)
     manifest_path = layout.path_of(fs, root, layout.MANIFEST_NAME)
     try:
         manifest = read_json(fs, manifest_path) if fs.exists(manifest_path) else None

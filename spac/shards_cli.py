@@ -1,6 +1,7 @@
 """`spac shards verify DIR` / `spac shards manifest DIR`: check a corpus folder, or (re)write its manifest."""
 from __future__ import annotations
 
+import sys
 from typing import Sequence
 
 from spac.cli_support import CliError, OneLineArgumentParser
@@ -21,6 +22,7 @@ def _parser() -> OneLineArgumentParser:
         "there are problems, 0 when the corpus is sound.",
     )
     verify.add_argument("directory", help="corpus folder (local path or URL)")
+    verify.add_argument("--quiet", action="store_true", help="no progress bar (problems and the summary still print)")
     manifest = commands.add_parser(
         "manifest",
         help="collect the complete shards' _stats.json into manifest.json",
@@ -31,14 +33,17 @@ def _parser() -> OneLineArgumentParser:
     return parser
 
 
-def _verify(directory: str) -> int:
+def _verify(directory: str, quiet: bool) -> int:
+    from tqdm import tqdm
+
     from shards.manifest import read_manifest
     from shards.verify import verify_corpus
 
-    try:
-        problems = verify_corpus(directory)
-    except FileNotFoundError:
-        raise CliError(f"{directory}: no such corpus folder") from None
+    with tqdm(unit="shard", desc="verify", disable=quiet, file=sys.stderr) as bar:
+        try:
+            problems = verify_corpus(directory, progress=lambda name: bar.update(1))
+        except FileNotFoundError:
+            raise CliError(f"{directory}: no such corpus folder") from None
     for problem in problems:
         print(problem)
     if problems:
@@ -63,5 +68,5 @@ def _manifest(directory: str, prefix: str) -> int:
 def cli_main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "verify":
-        return _verify(args.directory)
+        return _verify(args.directory, args.quiet)
     return _manifest(args.directory, args.prefix)

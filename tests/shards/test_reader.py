@@ -3,6 +3,7 @@ import http.server
 import threading
 
 import pytest
+import torch
 from PIL import Image
 
 from shards import iter_samples, open_corpus, shard_urls
@@ -77,6 +78,19 @@ def test_split_by_node_gives_ranks_disjoint_shards(corpus, monkeypatch, shard_sh
     assert per_rank[0].isdisjoint(per_rank[1])
     assert len(per_rank[0]) == len(per_rank[1]) == SHARDS // 2 * PER_SHARD
     assert per_rank[0] | per_rank[1] == {s["__key__"] for s in written}
+
+
+def test_dataloader_workers_share_the_shards_without_overlap(corpus):
+    directory, written = corpus
+    loader = torch.utils.data.DataLoader(open_corpus(directory, shuffle=4), batch_size=None, num_workers=2)
+    keys = [sample["__key__"] for sample in loader]
+    assert sorted(keys) == [s["__key__"] for s in written]
+
+
+def test_batched_pipeline_for_training(corpus):
+    directory, _ = corpus
+    batches = list(open_corpus(directory, decode=False).batched(8, collation_fn=list, partial=False))
+    assert [len(b) for b in batches] == [8, 8]
 
 
 def test_epoch_size_fixes_the_number_of_samples(corpus, monkeypatch):
