@@ -117,6 +117,10 @@ def open_corpus(
     needed (webdataset's ``with_epoch``: counted per iterator, i.e. per DataLoader worker), so every
     rank runs the same number of batches. ``resampled``: draw shards with replacement, seeded per rank
     and worker (needs ``epoch_size``; no node split then).
+
+    The epoch counter behind the per-epoch orders lives in the pipeline object; DataLoader workers
+    that are not persistent get a fresh copy each epoch, so use ``persistent_workers=True`` or pass
+    ``seed=base_seed + epoch`` to get a new order every epoch.
     """
     urls = shard_urls(source)
     if shuffle < 0:
