@@ -12,7 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "caption": ("spac.caption_cli", "caption pedestrian images (attributes -> 2-3 stylish captions)"),
     "render": ("spac.render", "render labelled demo pedestrians (procedural, with ground truth)"),
     "train-attributes": ("spac.train_attributes", "train an attribute predictor on rendered pedestrians"),
-    "shards": ("spac.shards_cli", "corpus shard tools: `spac shards verify DIR`"),
+    "shards": ("spac.shards_cli", "verify a corpus folder or (re)write its manifest.json"),
 }
 
 
