@@ -107,3 +107,27 @@ def test_bad_input_is_one_line_exit_2(dataset, tmp_path, capsys, args, message):
     assert run_main("python -m plip.zero_shot", cli_main, argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message.format(**values) in err[0]
+
+
+def test_held_out_identities_of_real_shards(tmp_path):
+    from PIL import Image
+
+    from shards import GROUPS, encode_image, make_sample, write_shard
+
+    samples = []
+    for identity in range(4):
+        for n in range(2):
+            name = NAMES[identity]
+            record = {"key": f"p{identity}_{n}", "id": identity, "file_path": f"Part1/{identity}/{n}.jpg",
+                      "attributes": {g: {"value": "unknown", "confidence": 0.5} for g in GROUPS},
+                      "captions": [f"a {name} coat", f"dressed in {name}"], "styles": ["a", "b"],
+                      "prompt_caption": [f"the person wears {name}"], "source": f"raw/{identity}_{n}.png"}
+            samples.append(make_sample(record, encode_image(Image.new("RGB", (32, 64), COLOURS[identity]))))
+    write_shard(str(tmp_path), 0, samples[:4])
+    write_shard(str(tmp_path), 1, samples[4:])
+    from plip.eval_data import eval_set_from_shards, parse_identities
+
+    queries, gallery = eval_set_from_shards(str(tmp_path), parse_identities("1-2"))
+    assert sorted(set(gallery.ids)) == [1, 2] and len(gallery) == 4 and len(queries) == 12
+    metrics = evaluate(ColourModel(), queries, gallery, batch_size=3)
+    assert (metrics["R@1"], metrics["mAP"], metrics["queries"]) == (100.0, 100.0, 12)
