@@ -1,0 +1,155 @@
+"""The slot language shared by the sentence library and the style modules, and its checks.
+
+A template is plain text with slots in braces:
+
+- ``{gender}``: the pedestrian noun: "man", "woman", or "person"/"pedestrian" when gender is unknown;
+- ``{they}`` ``{them}`` ``{their}``: pronouns that agree with the gender (he/him/his, she/her/her, they/them/their);
+- ``{v:verb}``: ``verb`` in the present tense, agreeing with the subject the caller names (see ``fill``);
+- ``{hair}`` ... ``{belongings}``: the group's value phrase, bare ("red t-shirt", "blue jeans", "nothing");
+- ``{a upper}``: with the article it needs ("a red t-shirt", "an orange coat", "blue jeans", "short black hair");
+- ``{pair shoes}``: like ``{a ...}`` but plural garments become "a pair of white sneakers".
+
+The literal text around the slots may not name any attribute (no item, synonym, colour, or generic noun
+such as "hair" or "bag"): that keeps captions from mentioning an unknown attribute, and keeps the
+value phrases the only attribute words in a caption.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+import yaml
+
+from spac.attributes import GROUP_ORDER, UNKNOWN, AttributeValue, Schema
+from spac.grammar import Person, conjugate, noun_phrase
+
+GROUP_SLOTS = GROUP_ORDER[1:]
+PRONOUN_SLOTS = ("they", "them", "their")
+# Nouns that name a group without naming a value; the language tools read them as mentions of the group.
+GENERIC_NOUNS = ("hair", "shoe", "shoes", "footwear", "bag", "bags")
+
+_SLOT = re.compile(r"\{([^{}]*)\}")
+_GROUP_FORMS = {"": "bare", "a": "a", "pair": "pair"}
+
+
+class TemplateError(ValueError):
+    """A malformed sentence library or style file; the message names the file and the offending key."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    kind: str  # "gender", "pronoun", "verb" or "group"
+    name: str  # the pronoun, the verb's base form, or the group name
+    form: str = "bare"  # groups only: "bare", "a" or "pair"
+
+
+def parse_slot(body: str) -> Slot:
+    """One slot's text between the braces -> Slot; ValueError naming the slot when it is not one we know."""
+    text = body.strip()
+    if text == "gender":
+        return Slot("gender", "gender")
+    if text in PRONOUN_SLOTS:
+        return Slot("pronoun", text)
+    if text.startswith("v:") and re.fullmatch(r"[a-z]+", text[2:]):
+        return Slot("verb", text[2:])
+    prefix, _, group = text.rpartition(" ")
+    if group in GROUP_SLOTS and prefix in _GROUP_FORMS:
+        return Slot("group", group, _GROUP_FORMS[prefix])
+    raise ValueError(f"unknown slot {{{body}}}")
+
+
+def parse_slots(template: str) -> list[Slot]:
+    """Every slot of a template, in order; ValueError for an unknown slot or a stray brace."""
+    slots = [parse_slot(m.group(1)) for m in _SLOT.finditer(template)]
+    if "{" in _SLOT.sub("", template) or "}" in _SLOT.sub("", template):
+        raise ValueError("unbalanced brace")
+    return slots
+
+
+def groups_of(template: str) -> frozenset[str]:
+    return frozenset(s.name for s in parse_slots(template) if s.kind == "group")
+
+
+@dataclass(frozen=True)
+class FillContext:
+    """What a template is filled with: how to name the person and the known values by group."""
+
+    person: Person
+    values: Mapping[str, AttributeValue]
+
+
+def fill(template: str, ctx: FillContext, plural: bool) -> str:
+    """Fill every slot; ``plural`` is the number of the subject that ``{v:...}`` verbs agree with.
+
+    A group slot whose value is not in ``ctx.values`` is a programming error (KeyError): callers only
+    fill templates whose groups are known.
+    """
+
+    def one(match: re.Match[str]) -> str:
+        slot = parse_slot(match.group(1))
+        if slot.kind == "gender":
+            return ctx.person.noun
+        if slot.kind == "pronoun":
+            return getattr(ctx.person, slot.name)
+        if slot.kind == "verb":
+            return conjugate(slot.name, plural)
+        value = ctx.values[slot.name]
+        return value.phrase if slot.form == "bare" else noun_phrase(value, pair=slot.form == "pair")
+
+    return _SLOT.sub(one, template)
+
+
+def literal_text(template: str) -> str:
+    """The template with its slots blanked out: the words we wrote ourselves."""
+    return _SLOT.sub(" | ", template)
+
+
+# Schema holds dicts, so it is not hashable: cache by identity, keeping the schema alive beside its pattern.
+_PATTERNS: dict[int, tuple[Schema, re.Pattern[str]]] = {}
+
+
+def _vocabulary_pattern(schema: Schema) -> re.Pattern[str]:
+    cached = _PATTERNS.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    terms = {UNKNOWN, *GENERIC_NOUNS}
+    for colour in schema.colours.values():
+        terms.update((colour.name, *colour.synonyms))
+    for group in schema.groups:
+        for item in group.items:
+            terms.update((item.name, item.name.split()[-1], *item.synonyms))
+    alternatives = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w-])(?:{alternatives})(?:s|es)?(?![\w-])", re.IGNORECASE)
+    _PATTERNS[id(schema)] = (schema, pattern)
+    return pattern
+
+
+def vocabulary_word(template: str, schema: Schema) -> str | None:
+    """The first attribute word (item, synonym, colour, generic noun) in the literal text, or None."""
+    match = _vocabulary_pattern(schema).search(literal_text(template))
+    return match.group(0) if match else None
+
+
+def parse_yaml(text: str, source: str) -> object:
+    """YAML text -> data; TemplateError naming the file and line when it is not valid YAML."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "<yaml>"
+        raise TemplateError(f"{source}: {where}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+
+
+def check_template(template: object, source: str, key: str, schema: Schema) -> str:
+    """A template string whose slots parse and whose own words name no attribute; TemplateError otherwise."""
+    if not isinstance(template, str) or not template.strip():
+        raise TemplateError(f"{source}: {key}: expected a non-empty string, got {template!r}")
+    try:
+        parse_slots(template)
+    except ValueError as exc:
+        raise TemplateError(f"{source}: {key}: {exc} in {template!r}") from None
+    word = vocabulary_word(template, schema)
+    if word is not None:
+        raise TemplateError(f"{source}: {key}: the attribute word {word!r} must come from a slot, not the text: {template!r}")
+    return template.strip()
