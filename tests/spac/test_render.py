@@ -1,0 +1,145 @@
+"""The procedural renderer: determinism, labels of what is visible, garment colours, dataset layout, CLI."""
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from spac.attributes import UNKNOWN, load_schema
+from spac.cli_support import CliError, run_main
+from spac.render import cli_main, random_identity, render_dataset, render_layers, render_person
+
+SCHEMA = load_schema()
+
+
+def identity(seed: int = 1, **overrides: str) -> dict[str, str]:
+    attributes = random_identity(random.Random(seed))
+    attributes.update(overrides)
+    return attributes
+
+
+def test_same_seed_gives_identical_pixels_and_other_seeds_differ():
+    attributes = identity()
+    first, visible = render_person(attributes, 7)
+    again, visible_again = render_person(attributes, 7)
+    other, _ = render_person(attributes, 8)
+    assert first.tobytes() == again.tobytes() and visible == visible_again
+    assert first.tobytes() != other.tobytes()
+
+
+@pytest.mark.parametrize("size", [(128, 256), (64, 160)])
+def test_image_size_and_mode(size):
+    image, _ = render_person(identity(), 3, size)
+    assert image.size == size and image.mode == "RGB"
+
+
+def test_visible_attributes_are_the_identity_or_unknown():
+    hidden_groups = Counter()
+    for seed in range(40):
+        attributes = identity(seed)
+        _, visible = render_person(attributes, seed, hidden_fraction=0.5)
+        assert list(visible) == list(SCHEMA.group_names)
+        for group, value in visible.items():
+            assert value in (attributes[group], UNKNOWN)
+            hidden_groups[group] += value == UNKNOWN
+        assert visible["gender"] == attributes["gender"] and visible["upper"] == attributes["upper"]
+    assert hidden_groups["shoes"] > 5 and hidden_groups["lower"] > 0
+
+
+def test_full_views_show_everything_and_crops_hide_the_shoes():
+    for seed in range(30):
+        attributes = identity(seed, belongings="red handbag")
+        _, visible = render_person(attributes, seed, hidden_fraction=0.0)
+        assert visible == attributes
+        _, cropped = render_person(attributes, seed, hidden_fraction=1.0)
+        assert cropped["shoes"] == UNKNOWN
+
+
+def test_a_phone_is_hidden_in_a_back_view_but_a_backpack_is_not():
+    for belongings in ("phone", "black backpack"):
+        attributes = identity(2, belongings=belongings)
+        views = {}
+        for seed in range(40):
+            rendering = render_layers(attributes, seed, hidden_fraction=0.0)
+            views.setdefault(rendering.scene.view, rendering.visible["belongings"])
+        expected_back = UNKNOWN if belongings == "phone" else belongings
+        assert views["back"] == expected_back and views["front"] == belongings
+
+
+def test_render_person_rejects_unknown_and_foreign_values():
+    with pytest.raises(ValueError, match="unknown: shoes"):
+        render_person(identity(shoes=UNKNOWN), 0)
+    with pytest.raises(ValueError, match="not a value of attribute group 'upper'"):
+        render_person(identity(upper="golden armour"), 0)
+
+
+@pytest.mark.parametrize("upper,lower", [("red t-shirt", "blue jeans"), ("green coat", "yellow skirt"),
+                                         ("navy down jacket", "beige trousers"), ("white blouse", "black shorts"),
+                                         ("pink hoodie", "grey sweatpants")])
+def test_garment_regions_have_the_schema_colour(upper, lower):
+    rendering = render_layers(identity(3, upper=upper, lower=lower), 0, plain=True, with_parts=True)
+    pixels = np.asarray(rendering.image, dtype=np.float32)
+    for group, phrase in (("upper", upper), ("lower", lower)):
+        mask = rendering.mask(group)
+        assert mask.sum() > 150, f"{group} region too small"
+        expected = np.array(SCHEMA.colours[SCHEMA.value(group, phrase).colour].rgb, dtype=np.float32)
+        mean = pixels[mask].mean(axis=0)
+        assert np.abs(mean - expected).max() < 20, (group, mean, expected)
+
+
+def test_garment_shapes_differ_by_item():
+    def mask(group: str, phrase: str) -> np.ndarray:
+        return render_layers(identity(4, **{group: phrase}), 0, plain=True, with_parts=True).mask(group)
+
+    rows = lambda m: np.nonzero(m.any(axis=1))[0]  # noqa: E731
+    assert mask("upper", "red shirt").sum() > mask("upper", "red t-shirt").sum() > mask("upper", "red vest").sum()
+    assert rows(mask("upper", "red coat")).max() > rows(mask("upper", "red jacket")).max() + 30
+    assert rows(mask("lower", "red long skirt")).max() > rows(mask("lower", "red skirt")).max() + 30
+    assert rows(mask("lower", "red trousers")).max() > rows(mask("lower", "red shorts")).max() + 40
+
+
+def test_random_identity_reaches_every_value_and_leans_on_gender():
+    rng = random.Random(0)
+    seen = {g: Counter() for g in SCHEMA.group_names}
+    skirts = Counter()
+    for _ in range(20000):
+        attributes = random_identity(rng)
+        for group, value in attributes.items():
+            seen[group][value] += 1
+        skirts[attributes["gender"]] += SCHEMA.value("lower", attributes["lower"]).item == "skirt"
+    for group in SCHEMA.groups:
+        assert set(seen[group.name]) == {v.phrase for v in group.values}, group.name
+    assert skirts["woman"] > 3 * skirts["man"] > 0
+
+
+def test_render_dataset_writes_layout_and_labels_deterministically(tmp_path):
+    records = render_dataset(tmp_path / "a", 2, 3, seed=5)
+    render_dataset(tmp_path / "b", 2, 3, seed=5)
+    lines = (tmp_path / "a" / "labels.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == records
+    assert [r["file_path"] for r in records] == [f"{i:05d}/{n:03d}.jpg" for i in range(2) for n in range(3)]
+    assert [r["id"] for r in records] == [0, 0, 0, 1, 1, 1]
+    assert records[0]["attributes"] != records[3]["attributes"]
+    for r in records:
+        assert SCHEMA.validate(r["attributes"]) == r["attributes"]
+        assert all(v in (r["attributes"][g], UNKNOWN) for g, v in r["visible"].items())
+        assert (tmp_path / "a" / r["file_path"]).read_bytes() == (tmp_path / "b" / r["file_path"]).read_bytes()
+    images = {(tmp_path / "a" / r["file_path"]).read_bytes() for r in records}
+    assert len(images) == len(records)
+
+
+def test_cli_renders_and_rejects_bad_input(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli_main([str(out), "--identities", "1", "--images-per-identity", "2", "--seed", "3", "--quiet"]) == 0
+    assert sorted(p.name for p in (out / "00000").iterdir()) == ["000.jpg", "001.jpg"]
+    assert len((out / "labels.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(CliError, match="--identities must be at least 1"):
+        cli_main([str(out), "--identities", "0", "--images-per-identity", "2"])
+    assert run_main("spac render", cli_main, [str(out), "--identities", "0", "--images-per-identity", "2"]) == 2
+    assert capsys.readouterr().err.strip() == "spac render: error: --identities must be at least 1, got 0"
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([str(out), "--images-per-identity", "2"])
+    assert exit_info.value.code == 2
