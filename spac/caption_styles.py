@@ -146,6 +146,9 @@ class Style:
             yield tidy(text)
 
 
+TOP = "<top level>"
+
+
 class _Reader:
     """Typed access to one style file's mappings, with errors that name the file and key."""
 
@@ -160,7 +163,7 @@ class _Reader:
             raise self.fail(key, f"expected a mapping, got {value!r}")
         unexpected = sorted(set(value) - allowed)
         if unexpected:
-            raise self.fail(f"{key}.{unexpected[0]}", f"unexpected key (allowed: {', '.join(sorted(allowed))})")
+            raise self.fail(f"{key}.{unexpected[0]}" if key != TOP else str(unexpected[0]), f"unexpected key (allowed: {', '.join(sorted(allowed))})")
         return value
 
     def items(self, value: Any, key: str) -> list:
@@ -251,7 +254,7 @@ def _mentioned_groups(phrasing: Phrasing) -> list[str]:
 def parse_style(data: Any, source: str, schema: Schema, name: str) -> Style:
     """Validate one style file's data; TemplateError naming the file and key on any defect."""
     r = _Reader(source, schema)
-    data = r.mapping(data, "<top level>", {"name", "description", "empty", "phrasings"})
+    data = r.mapping(data, TOP, {"name", "description", "empty", "phrasings"})
     if data.get("name") != name:
         raise r.fail("name", f"expected {name!r} (the file's name), got {data.get('name')!r}")
     description = data.get("description")
