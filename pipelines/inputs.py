@@ -1,0 +1,120 @@
+"""Where the job's images come from: a folder, a glob or a manifest, read through Beam's FileSystems.
+
+Each image becomes an :class:`ImageRef`: its source path, its released-style ``file_path`` relative
+to the input root (``[<part>/]<identity>/<image>``), its identity label (``[<part>/]<identity>``) and
+its corpus key (``[A-Za-z0-9_-]``, unique per file_path).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import posixpath
+import re
+from typing import Iterator, NamedTuple
+
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+MANIFEST_SUFFIXES = (".csv", ".jsonl", ".parquet")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9-]")
+_MAX_KEY = 90
+
+
+class ImageRef(NamedTuple):
+    source: str
+    file_path: str
+    identity: str
+    key: str
+
+
+class InputSpec(NamedTuple):
+    """How to list the input: a glob ``pattern`` under ``root``, or a ``manifest`` file."""
+
+    root: str
+    pattern: str | None = None
+    manifest: str | None = None
+
+
+def image_key(file_path: str) -> str:
+    """The corpus key of a relative path: ``Part1/7/1.jpg`` -> ``Part1_7_1``.
+
+    Path parts keep ``[A-Za-z0-9-]`` and are joined by ``_``; when that loses information (other
+    characters, a non-.jpg extension, a long path) a hash of the path is appended so keys stay unique.
+    """
+    stem, _ = posixpath.splitext(file_path)
+    parts = stem.split("/")
+    clean = [_KEY_UNSAFE.sub("-", part) for part in parts]
+    key = "_".join(clean)
+    if clean == parts and file_path == stem + ".jpg" and len(key) <= _MAX_KEY:
+        return key
+    digest = hashlib.sha256(file_path.encode("utf-8")).hexdigest()[:12]
+    return f"{key[:_MAX_KEY - 13]}_{digest}"
+
+
+def resolve_input(location: str) -> InputSpec:
+    """Classify ``--input``; ValueError when a folder or manifest does not exist."""
+    location = location.rstrip("/") if len(location) > 1 else location
+    if "://" not in location:
+        location = os.path.abspath(location)  # matched paths come back absolute; keep one form
+    if _GLOB_CHARS.search(location):
+        root = _GLOB_CHARS.split(location, 1)[0].rsplit("/", 1)[0]
+        return InputSpec(root=root, pattern=location)
+    # Object stores have no folders, so only a local input can be checked before the job starts.
+    missing = "://" not in location and not os.path.exists(location)
+    if location.lower().endswith(MANIFEST_SUFFIXES):
+        if missing:
+            raise ValueError(f"input manifest {location} does not exist")
+        return InputSpec(root=posixpath.dirname(location), manifest=location)
+    if missing:
+        raise ValueError(f"input folder {location} does not exist")
+    return InputSpec(root=location, pattern=FileSystems.join(location, "**"))
+
+
+def ref_from_path(root: str, path: str) -> ImageRef | str:
+    """The ImageRef of a matched file, or a reason string when it sits outside the folder layout."""
+    relative = path[len(root):].lstrip("/") if path.startswith(root) else path
+    parts = relative.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        return "path not in the <root>/[<part>/]<identity>/<image> layout"
+    return ImageRef(path, relative, "/".join(parts[:-1]), image_key(relative))
+
+
+def is_beside_identities(root: str, path: str) -> bool:
+    """A file directly in the root (a labels file, a README): not an image of any identity."""
+    return "/" not in path[len(root):].lstrip("/") if path.startswith(root) else False
+
+
+def _manifest_rows(path: str, data: bytes) -> Iterator[dict]:
+    if path.lower().endswith(".parquet"):
+        yield from pq.read_table(io.BytesIO(data)).to_pylist()
+    elif path.lower().endswith(".jsonl"):
+        for number, line in enumerate(data.decode("utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}: line {number}: invalid JSON ({exc.msg})") from None
+    else:
+        yield from csv.DictReader(io.StringIO(data.decode("utf-8")))
+
+
+def read_manifest(path: str) -> list[ImageRef]:
+    """The images a manifest lists; relative paths are taken from the manifest's folder."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+        data = stream.read()
+    root = posixpath.dirname(path)
+    refs = []
+    for number, row in enumerate(_manifest_rows(path, data), 1):
+        if not isinstance(row, dict) or not row.get("path") or row.get("identity") in (None, ""):
+            raise ValueError(f"{path}: row {number}: needs non-empty 'path' and 'identity' columns")
+        image, identity = str(row["path"]), str(row["identity"])
+        is_absolute = image.startswith("/") or "://" in image
+        source = image if is_absolute else FileSystems.join(root, image)
+        file_path = image if not is_absolute else f"{identity}/{posixpath.basename(image)}"
+        refs.append(ImageRef(source, file_path, identity, image_key(file_path)))
+    return refs

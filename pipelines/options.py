@@ -1,0 +1,53 @@
+"""Flags of the synthesis job, as a Beam ``PipelineOptions`` subclass (Beam style: ``--shard_size``).
+
+Every threshold of the paper's corpus filters is a flag; the defaults are the paper's values.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+DEFAULT_INPUT = str(Path(__file__).resolve().parent.parent / "spac" / "assets" / "samples")
+DEFAULT_OUTPUT = "data/SYNTH-PEDES"
+
+
+class SynthesizeOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("synthesis")
+        group.add_argument(
+            "--input", default=DEFAULT_INPUT,
+            help="images to caption: a folder laid out <root>/[<part>/]<identity>/<image>, a glob over such "
+                 "files, or a manifest (.csv, .jsonl or .parquet) with 'path' and 'identity' columns; any Beam "
+                 "filesystem (local, gs://, s3://). Default: the bundled sample images")
+        group.add_argument(
+            "--output", default=DEFAULT_OUTPUT,
+            help="corpus folder (local path or fsspec URL) for the shards, manifest.json, synthpedes_dataset.json, "
+                 "deadletter.jsonl and filter_report.json (default: %(default)s, relative to the working folder)")
+        group.add_argument(
+            "--predictor", default=None,
+            help="attribute predictor directory (config.json + model.safetensors); default: the bundled demo model")
+        group.add_argument("--device", default="cpu", help="torch device for inference: cpu, cuda or cuda:N "
+                                                           "(default: %(default)s)")
+        group.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=32,
+                           help="images per inference batch (default: %(default)s)")
+        group.add_argument("--shard_size", "--shard-size", dest="shard_size", type=int, default=10_000,
+                           help="samples per WebDataset shard (default: %(default)s)")
+        group.add_argument("--prefix", default="synthpedes", help="shard file prefix (default: %(default)s)")
+        group.add_argument("--seed", type=int, default=0,
+                           help="seed of the caption choices and of the per-identity cap (default: %(default)s)")
+        group.add_argument("--max_unknown", "--max-unknown", dest="max_unknown", type=int, default=3,
+                           help="drop an image with at least this many unknown attribute groups (default: %(default)s)")
+        group.add_argument("--gender_vote", "--gender-vote", dest="gender_vote", type=float, default=0.7,
+                           help="keep an identity only when its most common gender exceeds this share of its "
+                                "images; that gender is then applied to all of them (default: %(default)s)")
+        group.add_argument("--min_images", "--min-images", dest="min_images", type=int, default=5,
+                           help="drop identities with fewer images than this after filtering (default: %(default)s)")
+        group.add_argument("--max_images", "--max-images", dest="max_images", type=int, default=20,
+                           help="keep at most this many images per identity, chosen by sha256(key, seed) "
+                                "(default: %(default)s)")
+        group.add_argument("--styles", default=None,
+                           help="comma-separated caption styles (see `spac caption --help`); default: the "
+                                "captioner's default styles")

@@ -1,0 +1,89 @@
+"""The job's writers: one DoFn per shard (skipping complete ones) and the whole-corpus files, each atomic.
+
+Whole-corpus files are written once, from one element that holds everything they list, sorted, so the
+same input gives the same bytes: ``synthpedes_dataset.json`` (released SYNTH-PEDES format),
+``deadletter.jsonl`` (every image left out, with its stage and reason) and ``filter_report.json``.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any, Iterable, Iterator, Mapping
+
+import apache_beam as beam
+
+from pipelines.transforms import counter
+from shards import remote
+from shards.manifest import write_manifest
+from shards.sample import released_attributes
+from shards.writer import shard_is_complete, write_shard
+from spac import corpus_filters
+
+DATASET_NAME = "synthpedes_dataset.json"
+DEAD_LETTER_NAME = "deadletter.jsonl"
+FILTER_REPORT_NAME = "filter_report.json"
+
+
+def released_entry(record: Mapping[str, Any]) -> dict[str, Any]:
+    """One entry of the released ``synthpedes_dataset.json``."""
+    return {"id": record["id"], "file_path": record["file_path"], "attributes": [released_attributes(record)],
+            "captions": list(record["captions"]), "prompt_caption": list(record["prompt_caption"])}
+
+
+class WriteShard(beam.DoFn):
+    """Write one shard unless its completion marker exists; yield (index, its released entries as JSON lines)."""
+
+    def __init__(self, output: str, prefix: str):
+        self._output = output
+        self._prefix = prefix
+
+    def process(self, grouped: tuple[int, Iterable[dict]]) -> Iterator[tuple[int, str]]:
+        index, samples = grouped
+        samples = sorted(samples, key=lambda s: s["__key__"])
+        if shard_is_complete(self._output, index, self._prefix):
+            counter("already_complete").inc(len(samples))
+        else:
+            write_shard(self._output, index, samples, self._prefix)
+            counter("written").inc(len(samples))
+        # Pre-serialised: the final file is assembled from compact strings, not millions of dicts.
+        yield index, ",\n".join(json.dumps(released_entry(s["json"]), ensure_ascii=False) for s in samples)
+
+
+def publish_text(output: str, name: str, text: str) -> str:
+    fs, root = remote.resolve(output)
+    fs.makedirs(root, exist_ok=True)
+    path = remote.join(fs, root, name)
+    remote.publish_bytes(fs, text.encode("utf-8"), path)
+    return path
+
+
+def write_dataset_json(fragments: Iterable[tuple[int, str]], output: str) -> str:
+    """The released file: a JSON list, one entry per line, in shard (= key) order."""
+    parts = [text for _, text in sorted(fragments) if text]
+    return publish_text(output, DATASET_NAME, "[\n" + ",\n".join(parts) + "\n]\n" if parts else "[]\n")
+
+
+def write_dead_letters(letters: Iterable[Mapping[str, str]], output: str) -> str:
+    lines = sorted(json.dumps(dict(letter), sort_keys=True, ensure_ascii=False) for letter in letters)
+    return publish_text(output, DEAD_LETTER_NAME, "".join(line + "\n" for line in lines))
+
+
+def write_filter_report(letters: Iterable[Mapping[str, str]], output: str, config: corpus_filters.FilterConfig) -> str:
+    """Counts per reason of the images left out (filters: every reason listed, zeros included)."""
+    letters = list(letters)
+    filtered = Counter(l["reason"] for l in letters if l["stage"] == "filter")
+    report = {
+        "thresholds": {"max_unknown": config.max_unknown, "gender_vote": config.gender_vote,
+                       "min_images": config.min_images, "max_images": config.max_images, "seed": config.seed},
+        "dead_lettered": dict(sorted(Counter(l["reason"] for l in letters if l["stage"] != "filter").items())),
+        "filtered": {reason: filtered.get(reason, 0) for reason in corpus_filters.REASONS},
+    }
+    return publish_text(output, FILTER_REPORT_NAME, json.dumps(report, indent=2) + "\n")
+
+
+def finish_manifest(shard_indices: Iterable[int], output: str, prefix: str) -> str | None:
+    """Write manifest.json once every shard is done; None (and no file) when the corpus is empty."""
+    if not list(shard_indices):
+        return None
+    write_manifest(output, prefix)
+    return output

@@ -1,0 +1,239 @@
+"""The SYNTH-PEDES synthesis job: person images -> predicted attributes -> filtered, captioned WebDataset shards.
+
+Graph: match files -> decode + re-encode (dead letter for broken files) -> RunInference with the SPAC
+attribute predictor -> per-image filter -> per-identity filters (gender vote, minimum, cap) -> captions
+-> shard assignment (sorted keys, blocks of --shard_size) -> shard writing (complete shards skipped)
+-> manifest.json, synthpedes_dataset.json, deadletter.jsonl, filter_report.json.
+
+Local run on the bundled samples (writes data/SYNTH-PEDES/ under the working folder)::
+
+    python -m pipelines.synthesize --runner=DirectRunner
+    python -m pipelines.synthesize --input /data/imgs --output /data/SYNTH-PEDES \\
+        --direct_running_mode=multi_processing --direct_num_workers=4
+
+Dataflow with GPU workers (the package is staged with setup.py; the container image needs torch with
+CUDA and this project's dependencies installed)::
+
+    python -m pipelines.synthesize --runner=DataflowRunner --project=PROJECT --region=us-central1 \\
+        --temp_location=gs://BUCKET/tmp --input=gs://BUCKET/images --output=gs://BUCKET/SYNTH-PEDES \\
+        --predictor=/opt/predictor --device=cuda --batch_size=128 \\
+        --dataflow_service_options="worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver" \\
+        --setup_file=./setup.py --sdk_container_image=REGION-docker.pkg.dev/PROJECT/REPO/spac-worker:latest \\
+        --experiments=use_runner_v2
+
+Add ``--dry_run=True`` to translate the graph for Dataflow without submitting it.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import apache_beam as beam
+import torch
+from apache_beam.io import fileio
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+from apache_beam.runners.runner import PipelineResult
+
+from pipelines import outputs, transforms
+from pipelines.inputs import InputSpec, read_manifest, resolve_input
+from pipelines.model_handler import SpacPredictorHandler
+from pipelines.options import SynthesizeOptions
+from shards import layout
+from spac import captioner, corpus_filters
+from spac.cli_support import CliError, OneLineArgumentParser, run_main
+from spac.predictor import CONFIG_FILE, DEFAULT_PREDICTOR_DIR, PredictorConfig
+
+PROG = "python -m pipelines.synthesize"
+DEAD = transforms.DEAD_LETTER
+
+
+@dataclass(frozen=True)
+class Job:
+    """The validated settings the graph is built from."""
+
+    input: InputSpec
+    output: str
+    predictor: str | None
+    predictor_config: PredictorConfig
+    device: str
+    batch_size: int
+    shard_size: int
+    prefix: str
+    seed: int
+    filters: corpus_filters.FilterConfig
+    styles: tuple[str, ...] | None
+
+
+def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """Our flags, and the rest (Beam's own: --runner, --direct_num_workers, --project, ...)."""
+    parser = OneLineArgumentParser(
+        prog=PROG, description="Synthesize a SYNTH-PEDES corpus: caption person images with SPAC into shards.",
+        epilog="Beam's flags (--runner, --direct_running_mode, --direct_num_workers, --project, --region, "
+               "--temp_location, --dataflow_service_options, --setup_file, --sdk_container_image, --dry_run, ...) "
+               "are passed to Beam.")
+    SynthesizeOptions._add_argparse_args(parser)
+    return parser.parse_known_args(argv)
+
+
+def _positive(name: str, value: int) -> int:
+    if value < 1:
+        raise CliError(f"--{name} must be at least 1, got {value}")
+    return value
+
+
+def _predictor_config(path: str | None) -> PredictorConfig:
+    config_file = Path(path if path is not None else DEFAULT_PREDICTOR_DIR) / CONFIG_FILE
+    if not config_file.is_file():
+        raise CliError(f"--predictor: {config_file} does not exist (expected a predictor directory)")
+    try:
+        return PredictorConfig.from_json(config_file.read_text(encoding="utf-8"), str(config_file))
+    except ValueError as exc:
+        raise CliError(f"--predictor: {exc}") from None
+
+
+def _styles(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [n for n in names if n not in captioner.STYLE_NAMES]
+    if unknown or not names:
+        raise CliError(f"--styles: {'unknown style ' + repr(unknown[0]) if unknown else 'no style given'}; "
+                       f"valid styles: {', '.join(captioner.STYLE_NAMES)}")
+    return names
+
+
+def _check_device(device: str, runner: str | None) -> str:
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise CliError(f"--device: invalid device {device!r} (use cpu, cuda or cuda:N)") from None
+    local = runner is None or "direct" in runner.lower()
+    if kind == "cuda" and local and not torch.cuda.is_available():
+        raise CliError(f"--device {device}: CUDA is not available on this machine")
+    return device
+
+
+def make_job(args: argparse.Namespace, runner: str | None) -> Job:
+    """Check every flag before the job starts; CliError names the first bad one."""
+    try:
+        spec = resolve_input(args.input)
+        filters = corpus_filters.FilterConfig(args.max_unknown, args.gender_vote, args.min_images, args.max_images,
+                                              args.seed)
+        layout.shard_stem(0, args.prefix)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return Job(input=spec, output=args.output, predictor=args.predictor,
+               predictor_config=_predictor_config(args.predictor), device=_check_device(args.device, runner),
+               batch_size=_positive("batch_size", args.batch_size), shard_size=_positive("shard_size", args.shard_size),
+               prefix=args.prefix, seed=args.seed, filters=filters, styles=_styles(args.styles))
+
+
+def read_refs(pipeline: beam.Pipeline, spec: InputSpec) -> tuple[beam.PCollection, beam.PCollection]:
+    """(image refs, dead letters of files outside the folder layout)."""
+    if spec.manifest is not None:
+        refs = (pipeline | "ManifestPath" >> beam.Create([spec.manifest])
+                | "ReadManifest" >> beam.FlatMap(read_manifest))
+        return refs, pipeline | "NoLayoutErrors" >> beam.Create([])
+    matched = (pipeline | "MatchFiles" >> fileio.MatchFiles(spec.pattern)
+               | "MatchedPaths" >> beam.Map(lambda metadata: metadata.path)
+               | "ToImageRefs" >> beam.ParDo(transforms.ToImageRefs(spec.root)).with_outputs(DEAD, main="refs"))
+    return matched.refs, matched[DEAD]
+
+
+def build(pipeline: beam.Pipeline, job: Job) -> None:
+    """Add the whole synthesis graph to ``pipeline``."""
+    refs, layout_letters = read_refs(pipeline, job.input)
+    decoded = (refs | "Distribute" >> beam.Reshuffle()
+               | "DecodeImage" >> beam.ParDo(transforms.DecodeImage()).with_outputs(DEAD, main="images"))
+
+    config = job.predictor_config
+    handler = KeyedModelHandler(SpacPredictorHandler(job.predictor, job.device, job.batch_size))
+    predicted = (decoded.images
+                 | "ToModelInput" >> beam.Map(transforms.to_model_input, config.image_size, config.mean, config.std)
+                 | "RunInference" >> RunInference(handler)
+                 | "AttachPrediction" >> beam.Map(transforms.attach_prediction))
+
+    per_image = predicted | "FilterImage" >> beam.ParDo(
+        transforms.FilterImage(job.filters.max_unknown)).with_outputs(DEAD, main="images")
+    per_identity = (per_image.images
+                    | "KeyByIdentity" >> beam.Map(lambda record: (record["identity"], record))
+                    | "GroupByIdentity" >> beam.GroupByKey()
+                    | "FilterIdentity" >> beam.ParDo(transforms.FilterIdentity(job.filters)).with_outputs(
+                        DEAD, main="images"))
+    captioned = per_identity.images | "Caption" >> beam.Map(transforms.add_captions, job.seed, job.styles)
+
+    # Shard assignment needs only the keys (and identity names for ids): two global side inputs.
+    sorted_keys = (captioned | "Keys" >> beam.Map(lambda record: record["key"])
+                   | "CollectKeys" >> beam.combiners.ToList() | "SortKeys" >> beam.Map(transforms.sorted_unique))
+    sorted_identities = (captioned | "Identities" >> beam.Map(lambda record: record["identity"])
+                         | "DistinctIdentities" >> beam.Distinct()
+                         | "CollectIdentities" >> beam.combiners.ToList()
+                         | "SortIdentities" >> beam.Map(transforms.sorted_unique))
+    fragments = (captioned
+                 | "AssignShard" >> beam.Map(transforms.assign_shard, beam.pvalue.AsSingleton(sorted_keys),
+                                             beam.pvalue.AsSingleton(sorted_identities), job.shard_size)
+                 | "GroupByShard" >> beam.GroupByKey()
+                 | "WriteShards" >> beam.ParDo(outputs.WriteShard(job.output, job.prefix)))
+
+    _ = (fragments | "ShardIndices" >> beam.Map(lambda fragment: fragment[0])
+         | "CollectShards" >> beam.combiners.ToList()
+         | "WriteManifest" >> beam.Map(outputs.finish_manifest, job.output, job.prefix))
+    _ = (fragments | "CollectReleased" >> beam.combiners.ToList()
+         | "WriteDatasetJson" >> beam.Map(outputs.write_dataset_json, job.output))
+
+    letters = ((layout_letters, decoded[DEAD], per_image[DEAD], per_identity[DEAD])
+               | "AllDeadLetters" >> beam.Flatten()
+               | "CollectDeadLetters" >> beam.combiners.ToList())
+    _ = letters | "WriteDeadLetters" >> beam.Map(outputs.write_dead_letters, job.output)
+    _ = letters | "WriteFilterReport" >> beam.Map(outputs.write_filter_report, job.output, job.filters)
+
+
+def run(argv: Sequence[str] | None = None, save_main_session: bool = True,
+        test_pipeline: beam.Pipeline | None = None) -> PipelineResult:
+    """Build and run the job; waits for it to finish and returns the result (its metrics hold the counters)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, _ = parse_known_args(argv)
+    options = PipelineOptions(argv)
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    job = make_job(args, options.view_as(StandardOptions).runner)
+    pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
+    build(pipeline, job)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return result
+
+
+def counters(result: PipelineResult) -> dict[str, int]:
+    """The job's counters by name (read, decoded, dead_lettered, filtered_<reason>, written, already_complete)."""
+    query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(transforms.NAMESPACE))
+    totals: dict[str, int] = {}
+    for entry in query["counters"]:
+        value = entry.committed if entry.committed is not None else entry.attempted
+        totals[entry.key.metric.name] = totals.get(entry.key.metric.name, 0) + (value or 0)
+    return dict(sorted(totals.items()))
+
+
+def cli_main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    result = run(argv)
+    args, _ = parse_known_args(argv)
+    print(f"state: {result.state}")
+    for name, value in counters(result).items():
+        print(f"{name}: {value}")
+    for name in (layout.MANIFEST_NAME, outputs.DATASET_NAME, outputs.DEAD_LETTER_NAME, outputs.FILTER_REPORT_NAME):
+        print(f"output: {args.output.rstrip('/')}/{name}")
+    return 0
+
+
+def main() -> None:
+    logging.getLogger().setLevel(logging.WARNING)
+    sys.exit(run_main(PROG, cli_main))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The synthesis job's steps as small DoFns and functions; the SPAC logic they call lives in ``spac`` and ``shards``.
+
+Records travel as plain dicts: ``key``, ``identity``, ``file_path``, ``source``, ``jpg`` (the corpus
+JPEG) and, once predicted, ``attributes`` (``{group: {"value", "confidence"}}``), then the captions.
+Every image that leaves the job early becomes a dead-letter dict ``{"path", "stage", "reason"}``.
+"""
+from __future__ import annotations
+
+import bisect
+import io
+import re
+from typing import Any, Iterable, Iterator, Sequence
+
+import apache_beam as beam
+import torch
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import PredictionResult
+from PIL import Image
+
+from pipelines.inputs import ImageRef, is_beside_identities, ref_from_path
+from shards.sample import GROUPS, encode_image
+from spac import captioner, corpus_filters
+from spac.predictor import preprocess
+
+NAMESPACE = "synthesize"
+DEAD_LETTER = "dead_letter"
+CONFIDENCE_DECIMALS = 4
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def counter(name: str) -> beam.metrics.metric.Metrics.DelegatingCounter:
+    return beam.metrics.Metrics.counter(NAMESPACE, name)
+
+
+def dead_letter(path: str, stage: str, reason: str) -> dict[str, str]:
+    return {"path": path, "stage": stage, "reason": _ADDRESS.sub("", reason)}
+
+
+class ToImageRefs(beam.DoFn):
+    """A matched file -> its ImageRef; files beside the identity folders are skipped, others dead-lettered."""
+
+    def __init__(self, root: str):
+        self._root = root
+
+    def process(self, path: str) -> Iterator[Any]:
+        if is_beside_identities(self._root, path):
+            counter("ignored_beside_identities").inc()
+            return
+        ref = ref_from_path(self._root, path)
+        counter("read").inc()
+        if isinstance(ref, str):
+            counter("dead_lettered").inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(path, "read", ref))
+        else:
+            yield ref
+
+
+def decode_error(exc: Exception) -> str:
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return "not a decodable image"
+    if isinstance(exc, Image.DecompressionBombError):
+        return "image too large (decompression bomb guard)"
+    return f"corrupt or unreadable image: {exc}".splitlines()[0]
+
+
+class DecodeImage(beam.DoFn):
+    """Read and decode one image, re-encode it as the corpus JPEG (fixed size); failures go to the dead letter."""
+
+    def process(self, ref: ImageRef) -> Iterator[Any]:
+        try:
+            with FileSystems.open(ref.source, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+                data = stream.read()
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+                jpg = encode_image(image)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            counter("dead_lettered").inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(ref.source, "decode", decode_error(exc)))
+            return
+        counter("decoded").inc()
+        yield {"key": ref.key, "identity": ref.identity, "file_path": ref.file_path, "source": ref.source, "jpg": jpg}
+
+
+def to_model_input(record: dict, image_size: Sequence[int], mean: Sequence[float],
+                   std: Sequence[float]) -> tuple[dict, torch.Tensor]:
+    """(record, the predictor's input tensor), computed from the corpus JPEG the sample will carry."""
+    with Image.open(io.BytesIO(record["jpg"])) as image:
+        return record, preprocess(image, tuple(image_size), mean, std)
+
+
+def attach_prediction(keyed: tuple[dict, PredictionResult]) -> dict:
+    """Store the predicted attributes in the record as ``{group: {"value", "confidence"}}``."""
+    record, result = keyed
+    prediction = result.inference
+    attributes = {g: {"value": prediction.attributes[g],
+                      "confidence": round(float(prediction.confidences[g]), CONFIDENCE_DECIMALS)} for g in GROUPS}
+    return {**record, "attributes": attributes}
+
+
+def values_of(record: dict) -> dict[str, str]:
+    return {group: entry["value"] for group, entry in record["attributes"].items()}
+
+
+class FilterImage(beam.DoFn):
+    """The per-image corpus filter (too many unknown groups, upper and lower both unknown)."""
+
+    def __init__(self, max_unknown: int):
+        self._max_unknown = max_unknown
+
+    def process(self, record: dict) -> Iterator[Any]:
+        reason = corpus_filters.image_rejection(values_of(record), self._max_unknown)
+        if reason is None:
+            yield record
+            return
+        counter(f"filtered_{reason}").inc()
+        yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record["source"], "filter", reason))
+
+
+class FilterIdentity(beam.DoFn):
+    """The identity filters (gender vote, minimum count, deterministic cap) on one identity's images."""
+
+    def __init__(self, config: corpus_filters.FilterConfig):
+        self._config = config
+
+    def process(self, grouped: tuple[str, Iterable[dict]]) -> Iterator[Any]:
+        _, records = grouped
+        by_key = {r["key"]: r for r in records}
+        verdict = corpus_filters.filter_identity({k: values_of(r) for k, r in by_key.items()}, self._config)
+        for key in sorted(verdict.dropped):
+            reason = verdict.dropped[key]
+            counter(f"filtered_{reason}").inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(by_key[key]["source"], "filter", reason))
+        for key in sorted(verdict.kept):
+            record = by_key[key]
+            voted = verdict.kept[key]
+            attributes = {g: entry if entry["value"] == voted[g] else {**entry, "value": voted[g]}
+                          for g, entry in record["attributes"].items()}
+            yield {**record, "attributes": attributes}
+
+
+def add_captions(record: dict, seed: int, styles: Sequence[str] | None) -> dict:
+    """Two style captions (``captions``/``styles``) and one library sentence (``prompt_caption``)."""
+    texts = captioner.caption(values_of(record), record["key"], seed=seed, styles=list(styles) if styles else None)
+    styled = [t for t in texts if t.style != "template"]
+    template = [t.text for t in texts if t.style == "template"]
+    return {**record, "captions": [t.text for t in styled], "styles": [t.style for t in styled],
+            "prompt_caption": template[:1]}
+
+
+def sorted_unique(items: Iterable[str]) -> list[str]:
+    return sorted(set(items))
+
+
+def assign_shard(record: dict, sorted_keys: list[str], sorted_identities: list[str],
+                 shard_size: int) -> tuple[int, dict]:
+    """(shard index, sample): shards are consecutive blocks of the globally sorted keys; ids number identities."""
+    position = bisect.bisect_left(sorted_keys, record["key"])
+    identity_id = bisect.bisect_left(sorted_identities, record["identity"])
+    json_record = {"key": record["key"], "id": identity_id, "file_path": record["file_path"],
+                   "attributes": record["attributes"], "captions": record["captions"], "styles": record["styles"],
+                   "prompt_caption": record["prompt_caption"], "source": record["source"]}
+    return position // shard_size, {"__key__": record["key"], "jpg": record["jpg"], "json": json_record}

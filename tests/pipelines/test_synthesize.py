@@ -1,0 +1,138 @@
+"""The whole job on the crafted folder: outputs, counters, readers, determinism across runner modes, resume."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import webdataset as wds
+
+from pipelines import synthesize
+from shards.writer import shard_is_complete
+from spac.predictor import DEFAULT_PREDICTOR_DIR
+from tests.pipelines.conftest import EXPECTED, JOB_FLAGS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_job(input_folder: Path, output: Path, predictor: Path, *extra: str) -> dict[str, int]:
+    argv = ["--runner=DirectRunner", "--input", str(input_folder), "--output", str(output),
+            "--predictor", str(predictor), *JOB_FLAGS, *extra]
+    return synthesize.counters(synthesize.run(argv, save_main_session=False))
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, input_folder, colour_predictor):
+    output = tmp_path_factory.mktemp("corpus")
+    return output, run_job(input_folder, output, colour_predictor)
+
+
+def test_counters_add_up(first_run):
+    _, counters = first_run
+    filtered = {name[len("filtered_"):]: value for name, value in counters.items() if name.startswith("filtered_")}
+    assert counters["read"] == EXPECTED["read"]
+    assert counters["decoded"] == EXPECTED["decoded"]
+    assert counters["dead_lettered"] == EXPECTED["dead_lettered"]
+    assert filtered == EXPECTED["filtered"]
+    assert counters["written"] == EXPECTED["written"]
+    assert counters["read"] == counters["decoded"] + counters["dead_lettered"]
+    assert counters["decoded"] == sum(filtered.values()) + counters["written"] + counters.get("already_complete", 0)
+
+
+def test_manifest_and_shards(first_run):
+    output, _ = first_run
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert manifest["totals"]["samples"] == EXPECTED["written"]
+    assert manifest["totals"]["identities"] == EXPECTED["identities"]
+    assert manifest["totals"]["shards"] == EXPECTED["shards"]
+    assert [s["count"] for s in manifest["shards"]] == [4] * 5
+    for index in range(EXPECTED["shards"]):
+        assert shard_is_complete(str(output), index)
+        assert (output / f"synthpedes-{index:06d}.parquet").is_file()
+
+
+def test_shards_read_by_webdataset_and_tar(first_run):
+    output, _ = first_run
+    urls = str(output / "synthpedes-{000000..000004}.tar")
+    samples = list(wds.WebDataset(urls, shardshuffle=False).decode("pil"))
+    keys = [s["__key__"] for s in samples]
+    assert keys == sorted(keys) and len(keys) == EXPECTED["written"]
+    records = [s["json"] for s in samples]
+    assert {r["attributes"]["gender"]["value"] for r in records} == {"man"}  # Part1/b's woman was voted over
+    assert all(len(r["captions"]) == 2 and len(r["prompt_caption"]) == 1 for r in records)
+    assert all(s["jpg"].size == (128, 256) for s in samples)
+    names = subprocess.run(["tar", "-tf", str(output / "synthpedes-000000.tar")], capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert names[:3] == [f"{keys[0]}.jpg", f"{keys[0]}.json", f"{keys[0]}.txt"]
+
+
+def test_released_dataset_json(first_run):
+    output, _ = first_run
+    entries = json.loads((output / "synthpedes_dataset.json").read_text())
+    assert len(entries) == EXPECTED["written"]
+    assert {tuple(sorted(e)) for e in entries} == {("attributes", "captions", "file_path", "id", "prompt_caption")}
+    assert entries[0]["file_path"] == "Part1/a/0.jpg" and entries[0]["id"] == 0
+    assert entries[0]["attributes"] == ["man,short black hair,red t-shirt,blue jeans,white sneakers,black backpack"]
+    assert {e["file_path"].rsplit("/", 1)[0] for e in entries} == {"Part1/a", "Part1/b", "Part2/e", "f"}
+    assert sorted({e["id"] for e in entries}) == [0, 1, 2, 3]
+
+
+def test_dead_letters_and_filter_report(first_run, input_folder):
+    output, _ = first_run
+    letters = [json.loads(line) for line in (output / "deadletter.jsonl").read_text().splitlines()]
+    assert letters == sorted(letters, key=lambda letter: json.dumps(letter, sort_keys=True))
+    by_path = {Path(letter["path"]).relative_to(input_folder).as_posix(): letter for letter in letters}
+    assert by_path["Part1/a/truncated.jpg"]["stage"] == "decode"
+    assert by_path["Part1/b/notes.txt"]["reason"] == "not a decodable image"
+    assert by_path["Part1/g/extra/0.jpg"]["stage"] == "read"
+    assert by_path["f/4.jpg"]["reason"] == "too_many_unknown"
+    assert by_path["f/5.jpg"]["reason"] == "upper_and_lower_unknown"
+    assert "labels.jsonl" not in by_path
+    report = json.loads((output / "filter_report.json").read_text())
+    assert report["filtered"] == EXPECTED["filtered"]
+    assert sum(report["dead_lettered"].values()) == EXPECTED["dead_lettered"]
+    assert report["thresholds"]["max_images"] == 6
+
+
+def test_identical_in_multi_processing_mode(first_run, tmp_path, input_folder, colour_predictor):
+    output, _ = first_run
+    counters = run_job(input_folder, tmp_path, colour_predictor,
+                       "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    assert counters["written"] == EXPECTED["written"]
+    assert folder_bytes(tmp_path) == folder_bytes(output)
+
+
+def test_resume_rewrites_only_missing_shard(first_run, tmp_path, input_folder, colour_predictor):
+    output, _ = first_run
+    resumed = tmp_path / "corpus"
+    shutil.copytree(output, resumed)
+    # as if killed after shard 2's tar was published but before its marker, and before the final files
+    (resumed / "synthpedes-000002_stats.json").unlink()
+    (resumed / "synthpedes-000002.tar").unlink()
+    (resumed / "manifest.json").unlink()
+    (resumed / "synthpedes_dataset.json").unlink()
+    counters = run_job(input_folder, resumed, colour_predictor)
+    assert counters["written"] == 4 and counters["already_complete"] == EXPECTED["written"] - 4
+    assert folder_bytes(resumed) == folder_bytes(output)
+
+
+def test_default_command_writes_data_synth_pedes(tmp_path):
+    samples = REPO / "spac" / "assets" / "samples"
+    if not samples.is_dir() or not (DEFAULT_PREDICTOR_DIR / "config.json").is_file():
+        pytest.skip("bundled sample images or demo predictor not present yet")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "pipelines.synthesize", "--runner=DirectRunner"], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    corpus = tmp_path / "data" / "SYNTH-PEDES"
+    assert (corpus / "synthpedes_dataset.json").is_file() and (corpus / "filter_report.json").is_file()
+    assert "read:" in done.stdout and f"output: data/SYNTH-PEDES/manifest.json" in done.stdout
