@@ -6,6 +6,7 @@ drawing routine serves both facings (and both hands in front and back views).
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -58,9 +59,25 @@ class Painter:
     """Draws body-unit shapes onto the image and, for debugging, each shape's part id onto a label map."""
 
     def __init__(self, image: Image.Image, labels: Image.Image | None, scene: Scene):
+        self._image = image
         self._draw = ImageDraw.Draw(image)
         self._labels = ImageDraw.Draw(labels) if labels is not None else None
         self._cx, self._top, self.unit, self._mirror = scene.cx, scene.top, scene.unit, scene.mirror
+
+    def zoom(self, origin: Point, factor: float) -> "Painter":
+        """A painter drawing `factor` times larger around `origin` (small parts such as shoes read better)."""
+        zoomed = copy.copy(self)
+        zoomed._cx = self._cx + self._mirror * origin[0] * self.unit * (1 - factor)
+        zoomed._top = self._top + origin[1] * self.unit * (1 - factor)
+        zoomed.unit = self.unit * factor
+        return zoomed
+
+    def shadow(self, centre: Point, rx: float, ry: float) -> None:
+        """A ground shadow: the background colour under `centre`, darkened (it is not part of the person)."""
+        x, y = self.px(centre)
+        width, height = self._image.size
+        below = self._image.getpixel((min(max(int(x), 0), width - 1), min(max(int(y), 0), height - 1)))
+        self.ellipse(centre, rx, ry, tuple(int(c * 0.6) for c in below), "background")
 
     def px(self, p: Point) -> Point:
         return (self._cx + self._mirror * p[0] * self.unit, self._top + p[1] * self.unit)

@@ -1,6 +1,7 @@
 """Draws one posed person: head, face and hair, then garments and belongings in back-to-front order."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from spac.render_body import LEG_WIDTHS, RGB, Point, shade
@@ -8,6 +9,7 @@ from spac.render_garments import SHOES, LOWER, WHITE, Outfit, draw_arm, draw_hoo
 
 SKIN_TONES: tuple[RGB, ...] = ((255, 222, 196), (240, 192, 158), (222, 170, 126), (196, 134, 92), (150, 96, 62),
                                (98, 62, 42))
+SHOE_ZOOM = 1.2   # shoes drawn a little larger than life so their kind reads at 128x256
 # Lower garments that boots are tucked over (long skirts and dresses fall over the boots instead).
 _TUCKABLE = ("trousers", "jeans", "leggings", "sweatpants", "shorts")
 
@@ -53,13 +55,19 @@ def _hair_cap(o: Outfit, style: str, rgb: RGB) -> None:
             p.ellipse(c, 0.6, 0.6, shade(rgb, 0.75), "detail")
 
 
+def _hair_behind_body(o: Outfit, style: str, rgb: RGB) -> None:
+    """Long hair seen from the front: the mass behind the shoulders frames the neck and face."""
+    if o.body.view == "front" and style in ("long hair", "curly hair"):
+        length = 27.0 if style == "long hair" else 15.0
+        o.p.polygon([(-6.0, 3.0), (6.0, 3.0), (7.0, length), (-7.0, length)], rgb, "hair")
+
+
 def _hair_behind_head(o: Outfit, style: str, rgb: RGB) -> None:
-    """Hair that falls behind the head: long hair and ponytails seen from the front or side."""
+    """Hair drawn over the garment but under the head: strands over the shoulders, ponytails."""
     p, view = o.p, o.body.view
-    if style in ("long hair", "curly hair") and view == "front":
-        length = 27.0 if style == "long hair" else 14.0
-        p.polygon([(-6.0, 3.0), (6.0, 3.0), (7.2, length), (3.8, length + 1.0), (-3.8, length + 1.0),
-                   (-7.2, length)], rgb, "hair")
+    if style == "long hair" and view == "front":
+        for s in (1, -1):
+            p.limb([(s * 4.6, 8.0), (s * 5.6, 17.0), (s * 5.4, 25.0)], (2.6, 2.6, 1.6), rgb, "hair")
     elif style == "long hair" and view == "side":
         p.polygon([(-1.0, 1.0), (-5.8, 4.0), (-7.4, 28.0), (-2.0, 29.0), (0.0, 12.0)], rgb, "hair")
     elif style == "ponytail" and view == "front":
@@ -153,13 +161,22 @@ def _phone(o: Outfit, hand: Point) -> None:
     o.p.ellipse((x, y + 0.8), 1.6, 1.2, o.skin, "skin")    # fingers around it
 
 
+def _shoes(o: Outfit, item: str, rgb: RGB) -> None:
+    for leg in o.body.legs[::-1]:
+        ankle = leg[-1]
+        SHOES[item](dataclasses.replace(o, p=o.p.zoom(ankle, SHOE_ZOOM)), ankle, rgb)
+
+
 def draw_person(o: Outfit, items: dict[str, str], colours: dict[str, RGB]) -> None:
     """Draw the person whose item per group is `items` (gender excluded) with the jittered `colours`."""
     b, p = o.body, o.p
     hair, upper, lower, shoes, belongings = (items[g] for g in ("hair", "upper", "lower", "shoes", "belongings"))
+    feet_y = max(leg[-1][1] for leg in b.legs) + SHOE_ZOOM * 5.8
+    p.shadow((0.0, feet_y), 13.0 if b.view != "side" else 16.0, 2.2)
     bag = colours.get("belongings", WHITE)
     if belongings == "backpack":
         _backpack(o, bag, "behind")
+    _hair_behind_body(o, hair, colours["hair"])
     for arm, behind in zip(b.arms, b.arm_behind):
         if behind:
             draw_arm(o, arm, upper, colours["upper"])
@@ -167,12 +184,10 @@ def draw_person(o: Outfit, items: dict[str, str], colours: dict[str, RGB]) -> No
         p.limb(leg, LEG_WIDTHS, o.skin, "skin")
     tucked = shoes == "boots" and lower in _TUCKABLE
     if not tucked:
-        for leg in b.legs[::-1]:
-            SHOES[shoes](o, leg[-1], colours["shoes"])
+        _shoes(o, shoes, colours["shoes"])
     LOWER[lower](o, colours["lower"])
     if tucked:
-        for leg in b.legs[::-1]:
-            SHOES[shoes](o, leg[-1], colours["shoes"])
+        _shoes(o, shoes, colours["shoes"])
     p.polygon([(-2.1, 10.0), (2.1, 10.0), (2.3, 17.0), (-2.3, 17.0)], shade(o.skin, 0.9), "skin")   # neck
     draw_upper_torso(o, upper, colours["upper"])
     if belongings == "backpack":
