@@ -70,6 +70,9 @@ def test_file_without_split_is_split_by_identity(tmp_path, capsys):
     (json.dumps([{"split": "train", "captions": [], "file_path": "a.jpg", "id": 1}]), [],
      "reid_raw.json: entry 0: 'captions' must be a non-empty list of strings"),
     (json.dumps(make_entries({0: "train"})), ["--test-fraction", "0.2"], "apply only to files without it"),
+    (json.dumps(make_entries({0: "train"}) + [{"captions": ["x"], "file_path": "b.jpg", "id": 2}]), [],
+     "entry 2: 'split' must be present in all entries or in none"),
+    (json.dumps(make_entries({0: "train"})), ["--name", "X"], "--name needs --input"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, content, args, message):
     (tmp_path / "data/CUHK-PEDES").mkdir(parents=True)
