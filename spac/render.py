@@ -26,7 +26,7 @@ from tqdm import tqdm
 from spac.attributes import UNKNOWN, Schema, load_schema
 from spac.cli_support import CliError, OneLineArgumentParser, run_main
 from spac.render_body import PARTS, Body, Painter, pose_body
-from spac.render_figure import SKIN_TONES, draw_person
+from spac.render_figure import DRAWN_ITEMS, SKIN_TONES, draw_person
 from spac.render_garments import Outfit
 from spac.render_identity import random_identity
 from spac.render_scene import Scene, apply_camera, draw_background, plain_scene, sample_scene
@@ -36,6 +36,7 @@ __all__ = ["PARTS", "Rendering", "random_identity", "render_person", "render_lay
 SUPERSAMPLE = 2          # draw at twice the size, then average down: smooth edges at little cost
 DEFAULT_SIZE = (128, 256)
 UMBRELLA_HEADROOM = 9.0  # body units kept in frame above the head for an open umbrella
+LOWER_VISIBLE_FROM = 62.0  # the lower garment counts as seen when the view reaches this body height
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,9 @@ def _visible(attributes: Mapping[str, str], items: Mapping[str, str], scene: Sce
              canvas: tuple[int, int]) -> dict[str, str]:
     """The attributes a viewer can see: framing cuts the bottom of the body, the back view hides a phone."""
     width, height = canvas
-    bottom = (height - scene.top) / scene.unit            # lowest body height inside the frame
+    bottom = (height - scene.top) / scene.unit            # lowest body height a viewer can see
+    if scene.occluder:
+        bottom = min(bottom, scene.occluder)
 
     def in_frame(point: tuple[float, float], below: float = 0.0) -> bool:
         x = scene.cx + scene.mirror * point[0] * scene.unit
@@ -80,13 +83,23 @@ def _visible(attributes: Mapping[str, str], items: Mapping[str, str], scene: Sce
         "nothing": all(in_frame(h, 2.0) for h in hands),
     }[belongings]
     visible = dict(attributes)
-    if bottom < 60.0:
+    if bottom < LOWER_VISIBLE_FROM:
         visible["lower"] = UNKNOWN
     if bottom < max(leg[-1][1] for leg in body.legs) + 4.0:
         visible["shoes"] = UNKNOWN
     if not seen:
         visible["belongings"] = UNKNOWN
     return visible
+
+
+def _occlude(p: Painter, top: float, rng: random.Random) -> None:
+    """A foreground object across the person below body height `top`: a car, a bench, a barrier."""
+    left, right = -rng.uniform(30.0, 60.0), rng.uniform(30.0, 60.0)
+    colour = tuple(rng.randint(30, 220) for _ in range(3))
+    p.polygon([(left, top), (right, top), (right, 140.0), (left, 140.0)], colour, "background")
+    band = top + rng.uniform(4.0, 10.0)
+    p.polygon([(left, band), (right, band), (right, band + 3.0), (left, band + 3.0)],
+              tuple(c // 2 for c in colour), "background")
 
 
 def _items(attributes: Mapping[str, str], schema: Schema) -> tuple[dict[str, str], dict[str, str], dict[str, tuple]]:
@@ -98,6 +111,9 @@ def _items(attributes: Mapping[str, str], schema: Schema) -> tuple[dict[str, str
     items, colours = {}, {}
     for group, phrase in ordered.items():
         value = schema.value(group, phrase)
+        if value.item not in DRAWN_ITEMS[group]:
+            raise ValueError(f"the renderer cannot draw {group} item {value.item!r}; it draws: "
+                             f"{', '.join(DRAWN_ITEMS[group])}")
         items[group] = value.item
         if value.colour is not None:
             colours[group] = schema.colours[value.colour].rgb
@@ -124,6 +140,8 @@ def render_layers(attributes: Mapping[str, str], seed: int, size: tuple[int, int
     outfit = Outfit(Painter(image, labels, scene), body, _jitter(skin, 8.0, rng), rng)
     colours = {g: _jitter(rgb, scene.colour_jitter, rng) for g, rgb in base_colours.items()}
     draw_person(outfit, items, colours)
+    if scene.occluder:
+        _occlude(outfit.p, scene.occluder, rng)
     image = apply_camera(image.reduce(SUPERSAMPLE), scene, seed)
     parts = np.asarray(labels.resize(size, Image.NEAREST)) if labels is not None else None
     return Rendering(image, _visible(ordered, items, scene, body, canvas), scene, parts)

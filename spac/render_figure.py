@@ -5,10 +5,17 @@ import dataclasses
 import math
 
 from spac.render_body import LEG_WIDTHS, RGB, Point, shade
-from spac.render_garments import SHOES, LOWER, WHITE, Outfit, draw_arm, draw_hood_behind, draw_upper_torso
+from spac.render_garments import LOWER, SHOES, UPPER_CUTS, WHITE, Outfit, draw_arm, draw_hood_behind, draw_upper_torso
 
 SKIN_TONES: tuple[RGB, ...] = ((255, 222, 196), (240, 192, 158), (222, 170, 126), (196, 134, 92), (150, 96, 62),
                                (98, 62, 42))
+HAIR_STYLES = ("short hair", "long hair", "ponytail", "curly hair")
+BELONGINGS = ("backpack", "handbag", "shoulder bag", "suitcase", "umbrella", "phone", "nothing")
+# The items this renderer can draw, per group; a schema item outside these is refused with a clear error.
+DRAWN_ITEMS: dict[str, tuple[str, ...]] = {
+    "gender": ("man", "woman"), "hair": HAIR_STYLES, "upper": tuple(UPPER_CUTS), "lower": tuple(LOWER),
+    "shoes": tuple(SHOES), "belongings": BELONGINGS,
+}
 SHOE_ZOOM = 1.2   # shoes drawn a little larger than life so their kind reads at 128x256
 # Lower garments that boots are tucked over (long skirts and dresses fall over the boots instead).
 _TUCKABLE = ("trousers", "jeans", "leggings", "sweatpants", "shorts")

@@ -6,6 +6,7 @@ quilting bands, soles, shafts).
 """
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Callable
@@ -73,18 +74,18 @@ def draw_arm(o: Outfit, arm: list[Point], item: str, rgb: RGB) -> None:
     widths = [w + grow for w in ARM_WIDTHS[: len(sleeve)]]
     if item == "blouse":            # bell sleeves widen towards the cuff
         widths[-1] += 1.6
-    widths += [ARM_WIDTHS[-1] + grow] * (len(sleeve) - len(widths))
     o.p.ellipse(arm[0], widths[0] / 2 + 0.4, widths[0] / 2 + 0.4, rgb, "upper")
     o.p.limb(sleeve, widths, rgb, "upper")
     end, before = sleeve[-1], sleeve[-2]
     if item in ("sweater", "polo shirt", "hoodie", "down jacket"):   # ribbed cuff / sleeve band
         band = [end, (end[0] + (before[0] - end[0]) * 0.2, end[1] + (before[1] - end[1]) * 0.2)]
         o.p.limb(band, [widths[-1] + 0.2] * 2, shade(rgb, 0.8), "detail")
-    if item == "down jacket":       # quilting rings along the sleeve
+    if item == "down jacket":       # quilting seams across the sleeve
         for f in (0.25, 0.5, 0.75):
-            a = along(sleeve, f)[-1]
-            b = along(sleeve, f + 0.03)[-1]
-            o.p.line([a, b], 0.5, shade(rgb, 0.7), "detail")
+            (ax, ay), (bx, by) = along(sleeve, f)[-1], along(sleeve, f + 0.05)[-1]
+            norm = math.hypot(bx - ax, by - ay) or 1.0
+            nx, ny = -(by - ay) / norm * widths[0] / 2, (bx - ax) / norm * widths[0] / 2
+            o.p.line([(ax - nx, ay - ny), (ax + nx, ay + ny)], 0.5, shade(rgb, 0.7), "detail")
 
 
 def _neckline(o: Outfit, depth: float, width: float) -> None:
@@ -109,75 +110,99 @@ def _buttons(o: Outfit, rgb: RGB, ys: tuple[float, ...]) -> None:
         o.p.ellipse((fx, y), 0.55, 0.55, colour, "detail")
 
 
-def _upper_details(o: Outfit, item: str, rgb: RGB, cut: UpperCut) -> None:
-    b, p = o.body, o.p
-    fx = b.front_x()
-    back = b.view == "back"
-    if item == "t-shirt":
-        _neckline(o, 2.2, 2.3)
-    elif item == "shirt":
-        _neckline(o, 2.4, 1.2)
-        if not back:
-            _buttons(o, rgb, (21.0, 26.0, 31.0, 36.0, 41.0, 46.0))
-        _collar(o, rgb)
-    elif item == "polo shirt":
-        _neckline(o, 1.8, 1.0)
-        if not back:
-            _buttons(o, rgb, (18.5, 21.0))
-        _collar(o, rgb)
-    elif item in ("jacket", "coat"):
-        if not back:
-            if o.rng.random() < 0.5 or item == "coat":     # open front: the inner top shows
-                inner = o.rng.choice((WHITE, (30, 30, 32), (150, 150, 150)))
-                p.polygon([(fx - 2.4, 15.6), (fx + 2.4, 15.6), (fx + 1.6, 46.0), (fx - 1.6, 46.0)], inner, "detail")
-                for s in (1, -1):    # lapels
-                    p.polygon([(fx + s * 2.4, 15.6), (fx + s * 4.4, 17.0), (fx + s * 1.6, 30.0)],
-                              shade(rgb, 0.8), "detail")
-            else:                                          # closed with a zip
-                p.line([(fx, 16.0), (fx, cut.hem - 0.5)], 0.45, shade(rgb, 0.6), "detail")
-                _neckline(o, 1.2, 1.4)
-        if item == "coat" and not back:
-            for y in (34.0, 40.0):
-                p.ellipse((fx + 2.2, y), 0.6, 0.6, shade(rgb, 0.6), "detail")
-        p.line([(b.half_width(44.0) * 0.5 + fx, 44.0), (b.half_width(44.0) * 0.9 + fx, 44.5)], 0.4,
-               shade(rgb, 0.7), "detail")       # pocket flap
-    elif item == "sweater":
-        if not back:
-            p.ellipse((fx, 15.8), 2.9, 1.5, shade(rgb, 0.8), "detail")
-            _neckline(o, 1.0, 2.0)
-        hem = cut.hem
-        hw = b.half_width(hem) + cut.puff
-        p.polygon([(-hw, hem - 2.2), (hw, hem - 2.2), (hw, hem), (-hw, hem)], shade(rgb, 0.82), "detail")
-        for i in range(-4, 5):       # ribbing
-            x = i * hw / 4.5
-            p.line([(x, hem - 2.2), (x, hem)], 0.25, shade(rgb, 0.65), "detail")
-    elif item == "hoodie":
-        if back:
-            p.ellipse((0.0, 20.0), 5.2, 4.6, shade(rgb, 0.85), "detail")
-            p.line([(-4.0, 18.0), (0.0, 23.5), (4.0, 18.0)], 0.3, shade(rgb, 0.6), "detail")
-        else:
-            _neckline(o, 1.4, 1.6)
-            for s in (1, -1):        # drawstrings
-                p.line([(fx + s * 1.3, 16.5), (fx + s * 1.6, 24.0)], 0.35, WHITE, "detail")
-            pw = b.half_width(44.0) * 0.6
-            p.polygon([(fx - pw, 39.0), (fx + pw, 39.0), (fx + pw + 1.5, 47.0), (fx - pw - 1.5, 47.0)],
-                      shade(rgb, 0.85), "detail")
-    elif item == "vest":
-        _neckline(o, 6.0, 3.0)
-    elif item == "blouse":
-        if not back:
-            _neckline(o, 5.0, 2.4)
-            for t in (0.25, 0.5, 0.75):     # frill along the V
-                for s in (1, -1):
-                    p.ellipse((fx + s * 2.4 * (1 - t), 15.4 + 5.0 * t), 0.7, 0.7, shade(rgb, 1.2), "detail")
-        p.line([(-b.half_width(44.0), 44.0), (b.half_width(44.0), 44.0)], 0.35, shade(rgb, 0.8), "detail")
-    elif item == "down jacket":
-        for y in range(22, int(cut.hem), 5):
-            hw = b.half_width(float(y)) + cut.puff
-            p.line([(-hw + 0.3, float(y)), (hw - 0.3, float(y))], 0.55, shade(rgb, 0.7), "detail")
-        if not back:
-            p.line([(fx, 16.0), (fx, cut.hem - 0.5)], 0.35, shade(rgb, 0.55), "detail")
-        p.ellipse((fx, 16.2), 3.4, 1.9, shade(rgb, 0.9), "detail")   # padded collar
+def _t_shirt(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
+    _neckline(o, 2.2, 2.3)
+
+
+def _shirt(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
+    _neckline(o, 2.4, 1.2)
+    if o.body.view != "back":
+        _buttons(o, rgb, (21.0, 26.0, 31.0, 36.0, 41.0, 46.0))
+    _collar(o, rgb)
+
+
+def _polo(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
+    _neckline(o, 1.8, 1.0)
+    if o.body.view != "back":
+        _buttons(o, rgb, (18.5, 21.0))
+    _collar(o, rgb)
+
+
+def _jacket(o: Outfit, rgb: RGB, cut: UpperCut, always_open: bool = False) -> None:
+    p, fx = o.p, o.body.front_x()
+    if o.body.view != "back":
+        if always_open or o.rng.random() < 0.5:     # open front: the top underneath shows
+            inner = o.rng.choice((WHITE, (30, 30, 32), (150, 150, 150)))
+            p.polygon([(fx - 2.4, 15.6), (fx + 2.4, 15.6), (fx + 1.6, 46.0), (fx - 1.6, 46.0)], inner, "detail")
+            for s in (1, -1):    # lapels
+                p.polygon([(fx + s * 2.4, 15.6), (fx + s * 4.4, 17.0), (fx + s * 1.6, 30.0)], shade(rgb, 0.8), "detail")
+        else:                    # closed with a zip
+            p.line([(fx, 16.0), (fx, cut.hem - 0.5)], 0.45, shade(rgb, 0.6), "detail")
+            _neckline(o, 1.2, 1.4)
+    half = o.body.half_width(44.0)
+    p.line([(half * 0.5 + fx, 44.0), (half * 0.9 + fx, 44.5)], 0.4, shade(rgb, 0.7), "detail")   # pocket flap
+
+
+def _coat(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
+    _jacket(o, rgb, cut, always_open=True)
+    if o.body.view != "back":
+        for y in (34.0, 40.0):
+            o.p.ellipse((o.body.front_x() + 2.2, y), 0.6, 0.6, shade(rgb, 0.6), "detail")
+
+
+def _sweater(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
+    p = o.p
+    if o.body.view != "back":
+        p.ellipse((o.body.front_x(), 15.8), 2.9, 1.5, shade(rgb, 0.8), "detail")    # crew neck
+        _neckline(o, 1.0, 2.0)
+    hem, half = cut.hem, o.body.half_width(cut.hem) + cut.puff
+    p.polygon([(-half, hem - 2.2), (half, hem - 2.2), (half, hem), (-half, hem)], shade(rgb, 0.82), "detail")
+    for i in range(-4, 5):       # ribbed waistband
+        p.line([(i * half / 4.5, hem - 2.2), (i * half / 4.5, hem)], 0.25, shade(rgb, 0.65), "detail")
+
+
+def _hoodie(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
+    p, fx = o.p, o.body.front_x()
+    if o.body.view == "back":    # the hood lies on the back
+        p.ellipse((0.0, 20.0), 5.2, 4.6, shade(rgb, 0.85), "detail")
+        p.line([(-4.0, 18.0), (0.0, 23.5), (4.0, 18.0)], 0.3, shade(rgb, 0.6), "detail")
+        return
+    _neckline(o, 1.4, 1.6)
+    for s in (1, -1):            # drawstrings
+        p.line([(fx + s * 1.3, 16.5), (fx + s * 1.6, 24.0)], 0.35, WHITE, "detail")
+    pw = o.body.half_width(44.0) * 0.6      # front pocket
+    p.polygon([(fx - pw, 39.0), (fx + pw, 39.0), (fx + pw + 1.5, 47.0), (fx - pw - 1.5, 47.0)], shade(rgb, 0.85),
+              "detail")
+
+
+def _vest(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
+    _neckline(o, 6.0, 3.0)
+
+
+def _blouse(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
+    fx, half = o.body.front_x(), o.body.half_width(44.0)
+    if o.body.view != "back":
+        _neckline(o, 5.0, 2.4)
+        for t in (0.25, 0.5, 0.75):     # frill along the V
+            for s in (1, -1):
+                o.p.ellipse((fx + s * 2.4 * (1 - t), 15.4 + 5.0 * t), 0.7, 0.7, shade(rgb, 1.2), "detail")
+    o.p.line([(-half, 44.0), (half, 44.0)], 0.35, shade(rgb, 0.8), "detail")      # gathered waist
+
+
+def _down_jacket(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
+    p, fx = o.p, o.body.front_x()
+    for y in range(22, int(cut.hem), 5):    # horizontal quilting bands
+        half = o.body.half_width(float(y)) + cut.puff
+        p.line([(-half + 0.3, float(y)), (half - 0.3, float(y))], 0.55, shade(rgb, 0.7), "detail")
+    if o.body.view != "back":
+        p.line([(fx, 16.0), (fx, cut.hem - 0.5)], 0.35, shade(rgb, 0.55), "detail")
+    p.ellipse((fx, 16.2), 3.4, 1.9, shade(rgb, 0.9), "detail")   # padded collar
+
+
+UPPER_DETAILS: dict[str, Callable[[Outfit, RGB, UpperCut], None]] = {
+    "t-shirt": _t_shirt, "shirt": _shirt, "jacket": _jacket, "coat": _coat, "sweater": _sweater,
+    "hoodie": _hoodie, "vest": _vest, "blouse": _blouse, "polo shirt": _polo, "down jacket": _down_jacket,
+}
 
 
 def draw_upper_torso(o: Outfit, item: str, rgb: RGB) -> None:
@@ -193,7 +218,7 @@ def draw_upper_torso(o: Outfit, item: str, rgb: RGB) -> None:
             o.p.polygon([(fx + s * 0.3, 45.5)] + outer + [(fx + s * 3.0, cut.hem)], rgb, "upper")
     else:
         o.p.polygon(_torso_outline(o, cut), rgb, "upper")
-    _upper_details(o, item, rgb, cut)
+    UPPER_DETAILS[item](o, rgb, cut)
 
 
 def draw_hood_behind(o: Outfit, rgb: RGB) -> None:

@@ -15,6 +15,10 @@ VIEWS = ("front", "back", "side")
 # 1/100 of the person's height (0 = top of the head, 100 = soles): "knees" hides the shoes,
 # "waist" hides the lower garment and the shoes too.
 CROPS = {"full": (100.0, 100.0), "knees": (66.0, 84.0), "waist": (42.0, 55.0)}
+# Views that hide part of the person: the two crops, or a foreground object (a parked car, a bench)
+# whose top edge lies between these body heights.
+HIDING = ("knees", "waist", "occluded")
+OCCLUDER_TOP = (52.0, 82.0)
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class Scene:
     view: str                 # front | back | side
     mirror: int               # +1 or -1: which way a side view faces, which hand holds things
     crop: str                 # a key of CROPS
+    occluder: float           # body height of a foreground object's top edge; 0 = nothing in front
     unit: float               # pixels (at the drawing scale) per body unit
     top: float                # y pixel of the top of the head
     cx: float                 # x pixel of the body's centre line
@@ -43,7 +48,8 @@ def sample_scene(rng: random.Random, canvas: tuple[int, int], hidden_fraction: f
     hidden_fraction; `headroom` body units above the head stay in frame (for an umbrella)."""
     width, height = canvas
     view = rng.choices(VIEWS, weights=(0.45, 0.25, 0.30))[0]
-    crop = rng.choice(("knees", "waist")) if rng.random() < hidden_fraction else "full"
+    hiding = rng.choice(HIDING) if rng.random() < hidden_fraction else "full"
+    crop = "full" if hiding == "occluded" else hiding
     lo, hi = CROPS[crop]
     if crop == "full":
         unit = height * rng.uniform(0.80, 0.95) / (100.0 + headroom)
@@ -68,6 +74,7 @@ def sample_scene(rng: random.Random, canvas: tuple[int, int], hidden_fraction: f
         view=view,
         mirror=rng.choice((1, -1)),
         crop=crop,
+        occluder=rng.uniform(*OCCLUDER_TOP) if hiding == "occluded" else 0.0,
         unit=unit,
         top=top,
         cx=cx,
@@ -89,8 +96,10 @@ def plain_scene(canvas: tuple[int, int]) -> Scene:
     """A neutral front view on a flat grey background with no camera defects (for tests and debugging)."""
     width, height = canvas
     unit = height * 0.9 / 100.0
-    return Scene("front", 1, "full", unit, 0.05 * height, width / 2, 1.0, (10.0, 10.0), (0.0, 0.0), (3.0, 3.0),
-                 "plain", 1.0, (0.0, 0.0), 0.0, 0.0, 0, 0.0)
+    return Scene(view="front", mirror=1, crop="full", occluder=0.0, unit=unit, top=0.05 * height, cx=width / 2,
+                 build=1.0, arm_angles=(10.0, 10.0), elbow_bends=(0.0, 0.0), leg_angles=(3.0, 3.0),
+                 background="plain", gain=1.0, light_slope=(0.0, 0.0), blur=0.0, noise=0.0, jpeg_quality=0,
+                 colour_jitter=0.0)
 
 
 def _random_colour(rng: random.Random, lo: int = 40, hi: int = 220) -> tuple[int, int, int]:

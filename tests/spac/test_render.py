@@ -69,6 +69,19 @@ def test_a_phone_is_hidden_in_a_back_view_but_a_backpack_is_not():
         assert views["back"] == expected_back and views["front"] == belongings
 
 
+def test_every_schema_item_is_drawn():
+    for group in SCHEMA.groups[1:]:
+        for item in group.items:
+            phrase = next(v.phrase for v in group.values if v.item == item.name)
+            attributes = identity(5, **{group.name: phrase})
+            plain = render_layers(attributes, 0, plain=True, with_parts=True)
+            painted = plain.mask(group.name).sum()
+            assert painted == 0 if item.name == "nothing" else painted > 10, phrase
+            for seed in range(3):
+                image, visible = render_person(attributes, seed, hidden_fraction=0.5)
+                assert image.size == (128, 256) and visible["upper"] == attributes["upper"]
+
+
 def test_render_person_rejects_unknown_and_foreign_values():
     with pytest.raises(ValueError, match="unknown: shoes"):
         render_person(identity(shoes=UNKNOWN), 0)
