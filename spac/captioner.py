@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
-from spac.attributes import UNKNOWN, Schema, load_schema
+from spac.attributes import UNKNOWN, AttributeValue, Schema, load_schema
 from spac.caption_library import SentenceLibrary, load_library
 from spac.caption_slots import GROUP_SLOTS, FillContext
 from spac.caption_styles import Style, available_styles, load_style
@@ -91,12 +91,12 @@ class Captioner:
         return captions
 
     @staticmethod
-    def _context(gender: str, values: dict, key: str, seed: int, purpose: str) -> FillContext:
+    def _context(gender: str, values: dict[str, AttributeValue], key: str, seed: int, purpose: str) -> FillContext:
         neutral = NEUTRAL_NOUNS[digest(key, seed, f"noun:{purpose}") % len(NEUTRAL_NOUNS)]
         return FillContext(person_for(gender, neutral), values)
 
     @staticmethod
-    def _first_new(texts, captions: list[Caption]) -> str | None:
+    def _first_new(texts: Iterator[str], captions: list[Caption]) -> str | None:
         used = {c.text for c in captions}
         return next((t for t in texts if t not in used), None)
 

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from spac.attributes import UNKNOWN, Schema, load_schema
+from spac.attributes import UNKNOWN, AttributeValue, Schema, load_schema
 from spac.caption_library import load_library
-from spac.caption_slots import GROUP_SLOTS, GENERIC_NOUNS, FillContext, TemplateError, parse_slots
+from spac.caption_slots import GROUP_SLOTS, FillContext, TemplateError, parse_slots
 from spac.captioner import STYLE_NAMES, TEMPLATE_STYLE, Caption, Captioner, caption
 from spac.grammar import person_for
 
 N_SETS = 10_000
+# Words that name a group without a value; captions must not use them for an unknown group either.
+GROUP_NOUNS = {"hair": ("hair",), "shoes": ("shoe", "footwear"), "belongings": ("bag",)}
 FULL = {"gender": "man", "hair": "short black hair", "upper": "red t-shirt", "lower": "blue jeans",
         "shoes": "white sneakers", "belongings": "black backpack"}
 
@@ -32,9 +34,7 @@ def _group_terms(schema: Schema) -> dict[str, re.Pattern[str]]:
     terms = {}
     for group in schema.groups:
         words = {w for item in group.items for w in (item.name, item.name.split()[-1], *item.synonyms)}
-        words |= {n for n in GENERIC_NOUNS if group.name in ("hair", "shoes", "belongings") and n.rstrip("s") in {
-            "hair": "hair", "shoes": "shoe", "belongings": "bag"}[group.name]}
-        terms[group.name] = _term_pattern(words)
+        terms[group.name] = _term_pattern(words | set(GROUP_NOUNS.get(group.name, ())))
     return terms
 
 
@@ -148,8 +148,7 @@ def test_articles_in_context(captioner: Captioner) -> None:
     assert any("an orange coat" in t for t in texts)
     assert not any("a orange" in t for t in texts)
     assert all(re.search(r"\bnothing\b", t) and "a nothing" not in t for t in texts)
-    # Uncoloured umbrella is not in the bundled schema; fill a library sentence by hand.
-    from spac.attributes import AttributeValue
+    # An uncoloured umbrella is not in the bundled schema; fill library sentences by hand.
     ctx = FillContext(person_for("woman"), {"belongings": AttributeValue("belongings", "umbrella", None, "umbrella")})
     assert any("an umbrella" in t for t in captioner.library.texts(ctx, 0))
 
