@@ -108,7 +108,7 @@ def read_manifest(path: str) -> list[ImageRef]:
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
         data = stream.read()
     root = posixpath.dirname(path)
-    refs = []
+    refs: dict[str, ImageRef] = {}  # by file_path: a path listed twice is one image
     for number, row in enumerate(_manifest_rows(path, data), 1):
         if not isinstance(row, dict) or not row.get("path") or row.get("identity") in (None, ""):
             raise ValueError(f"{path}: row {number}: needs non-empty 'path' and 'identity' columns")
@@ -116,5 +116,5 @@ def read_manifest(path: str) -> list[ImageRef]:
         is_absolute = image.startswith("/") or "://" in image
         source = image if is_absolute else FileSystems.join(root, image)
         file_path = image if not is_absolute else f"{identity}/{posixpath.basename(image)}"
-        refs.append(ImageRef(source, file_path, identity, image_key(file_path)))
-    return refs
+        refs.setdefault(file_path, ImageRef(source, file_path, identity, image_key(file_path)))
+    return list(refs.values())

@@ -13,8 +13,8 @@ from typing import Any, Iterable, Iterator, Mapping
 import apache_beam as beam
 
 from pipelines.transforms import counter
-from shards import remote
-from shards.manifest import write_manifest
+from shards import layout, remote
+from shards.manifest import read_stats, write_manifest
 from shards.sample import released_attributes
 from shards.writer import shard_is_complete, write_shard
 from spac import corpus_filters
@@ -31,16 +31,25 @@ def released_entry(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class WriteShard(beam.DoFn):
-    """Write one shard unless its completion marker exists; yield (index, its released entries as JSON lines)."""
+    """Write one shard unless it is already complete; yield (index, its released entries as JSON lines)."""
 
     def __init__(self, output: str, prefix: str):
         self._output = output
         self._prefix = prefix
 
+    def _already_written(self, index: int, samples: list[dict]) -> bool:
+        """Complete, and made of these samples (a cheap check that it is not left over from other options)."""
+        if not shard_is_complete(self._output, index, self._prefix):
+            return False
+        fs, root = remote.resolve(self._output)
+        stats = read_stats(fs, root, layout.shard_stem(index, self._prefix))
+        return (stats.get("count"), stats.get("first_key"), stats.get("last_key")) == (
+            len(samples), samples[0]["__key__"], samples[-1]["__key__"])
+
     def process(self, grouped: tuple[int, Iterable[dict]]) -> Iterator[tuple[int, str]]:
         index, samples = grouped
         samples = sorted(samples, key=lambda s: s["__key__"])
-        if shard_is_complete(self._output, index, self._prefix):
+        if self._already_written(index, samples):
             counter("already_complete").inc(len(samples))
         else:
             write_shard(self._output, index, samples, self._prefix)

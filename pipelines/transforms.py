@@ -48,8 +48,8 @@ class ToImageRefs(beam.DoFn):
             counter("ignored_beside_identities").inc()
             return
         ref = ref_from_path(self._root, path)
-        counter("read").inc()
         if isinstance(ref, str):
+            counter("read").inc()
             counter("dead_lettered").inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(path, "read", ref))
         else:
@@ -68,6 +68,7 @@ class DecodeImage(beam.DoFn):
     """Read and decode one image, re-encode it as the corpus JPEG (fixed size); failures go to the dead letter."""
 
     def process(self, ref: ImageRef) -> Iterator[Any]:
+        counter("read").inc()
         try:
             with FileSystems.open(ref.source, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
                 data = stream.read()
