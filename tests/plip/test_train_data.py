@@ -1,0 +1,134 @@
+import random
+from collections import Counter
+
+import pytest
+import torch
+from PIL import Image
+
+from plip.config import MINILM, TextConfig
+from plip.eval_data import EVAL_MEAN, EVAL_STD
+from plip.text_encoder import load_tokenizer
+from plip.train_data import (BatchSpec, IdentityBatches, count_samples, group_by_identity, in_order, pick_text,
+                             train_batches, train_transform)
+from tests.plip.train_corpus import write_rendered_corpus
+
+P, K = 3, 2
+
+
+def fake_stream(identities: int, per_identity: int, seed: int) -> list[dict]:
+    samples = [{"key": f"{i}_{n}", "record": {"id": i}, "jpg": b""} for i in range(identities) for n in range(per_identity)]
+    random.Random(seed).shuffle(samples)
+    return samples
+
+
+def ids_of(batch: list[dict]) -> list[int]:
+    return [s["record"]["id"] for s in batch]
+
+
+def test_every_batch_has_p_distinct_identities_with_k_images_each():
+    batches = list(group_by_identity(fake_stream(10, 5, seed=1), P, K, max_buffer=100))
+    assert len(batches) >= 6
+    for batch in batches:
+        ids = ids_of(batch)
+        assert len(ids) == P * K
+        assert Counter(ids) == {i: K for i in set(ids)} and len(set(ids)) == P
+        assert ids == sorted(ids, key=ids.index)  # identity after identity
+    keys = [s["key"] for b in batches for s in b]
+    assert len(keys) == len(set(keys))  # no sample twice
+
+
+def test_grouping_is_deterministic_and_depends_on_the_stream_order():
+    first = [ids_of(b) for b in group_by_identity(fake_stream(10, 5, seed=1), P, K, 100)]
+    again = [ids_of(b) for b in group_by_identity(fake_stream(10, 5, seed=1), P, K, 100)]
+    other = [ids_of(b) for b in group_by_identity(fake_stream(10, 5, seed=2), P, K, 100)]
+    assert first == again and first != other
+
+
+def test_a_small_buffer_drops_the_oldest_unfinished_identity_and_counts_it():
+    # Identity 0 shows up once, then 12 other samples arrive: it cannot stay in an 8-sample buffer.
+    stream = [{"key": "lonely", "record": {"id": 0}, "jpg": b""}]
+    stream += [{"key": f"{i}_{n}", "record": {"id": i}, "jpg": b""} for n in range(2) for i in range(1, 7)]
+    stats: dict[str, int] = {}
+    batches = list(group_by_identity(stream, P, K, max_buffer=8, stats=stats))
+    assert stats["dropped"] >= 1
+    assert 0 not in {i for b in batches for i in ids_of(b)}
+    assert all(len(b) == P * K for b in batches)
+
+
+def test_grouping_refuses_a_buffer_smaller_than_a_batch():
+    with pytest.raises(ValueError, match="smaller than one batch"):
+        list(group_by_identity([], P, K, max_buffer=P * K - 1))
+
+
+def test_train_transform_resizes_flips_and_normalises():
+    image = Image.new("RGB", (20, 40), (255, 0, 0))
+    image.paste((0, 0, 255), (0, 0, 10, 40))  # left half blue
+    plain = train_transform(image, (64, 32), flip=False)
+    flipped = train_transform(image, (64, 32), flip=True)
+    assert plain.shape == (3, 64, 32)
+    assert torch.equal(flipped, plain.flip(-1))
+    red = (1.0 - EVAL_MEAN[0]) / EVAL_STD[0]
+    assert plain[0, 32, -1].item() == pytest.approx(red, abs=1e-5)
+
+
+def test_pick_text_draws_from_captions_and_template_sentence_deterministically():
+    record = {"captions": ["a", "b"], "prompt_caption": ["c"]}
+    picks = [pick_text(record, random.Random(seed)) for seed in range(40)]
+    assert set(picks) == {"a", "b", "c"}
+    assert picks == [pick_text(record, random.Random(seed)) for seed in range(40)]
+    with pytest.raises(ValueError, match="no caption"):
+        pick_text({"key": "x", "captions": [], "prompt_caption": []}, random.Random(0))
+
+
+def test_in_order_resequences_round_robin_batches_and_reports_a_gap():
+    arrived = [{"batch_index": i} for i in (3, 2, 5, 4)]
+    assert [b["batch_index"] for b in in_order(arrived, start=2)] == [2, 3, 4, 5]
+    with pytest.raises(ValueError, match="never did"):
+        list(in_order([{"batch_index": 3}], start=2))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_rendered_corpus(tmp_path_factory.mktemp("train") / "corpus", identities=6, images_per_identity=4,
+                                 shards=2)
+
+
+@pytest.fixture(scope="module")
+def spec(corpus):
+    return BatchSpec(source=str(corpus), tokenizer=load_tokenizer(TextConfig(name_or_path=MINILM)), ids_per_batch=P,
+                     images_per_id=K, steps_per_epoch=4, total_steps=8, image_size=(64, 32), max_length=32,
+                     shuffle=8, group_buffer=50, seed=3)
+
+
+def _summary(batches):
+    return [(b["batch_index"], b["identity_ids"].tolist(), b["input_ids"].sum().item(), round(b["images"].sum().item(), 3))
+            for b in batches]
+
+
+def test_shard_batches_have_identity_structure_tensors_and_masks(spec):
+    batches = list(IdentityBatches(spec, epoch=0))
+    assert [b["batch_index"] for b in batches] == [0, 1, 2, 3]  # the corpus repeats to fill the epoch
+    for batch in batches:
+        assert batch["images"].shape == (P * K, 3, 64, 32)
+        ids = batch["identity_ids"].tolist()
+        assert len(set(ids)) == P and all(ids.count(i) == K for i in ids)
+        assert batch["input_ids"].shape == batch["mlm_labels"].shape == (P * K, 32)
+        assert (batch["mlm_labels"] != -100).any()  # attribute phrases got masked for IAP
+
+
+def test_batches_are_reproducible_and_a_resumed_epoch_continues_identically(spec):
+    full = _summary(IdentityBatches(spec, epoch=0))
+    assert full == _summary(IdentityBatches(spec, epoch=0))
+    assert _summary(IdentityBatches(spec, epoch=0, start=2)) == full[2:]
+    assert _summary(IdentityBatches(spec, epoch=1)) != full
+
+
+def test_dataloader_workers_deliver_batches_in_order_and_resume_identically(spec):
+    with_workers = _summary(train_batches(spec, epoch=0, start=0, workers=2))
+    assert [entry[0] for entry in with_workers] == [0, 1, 2, 3]
+    assert _summary(train_batches(spec, epoch=0, start=1, workers=2)) == with_workers[1:]
+
+
+def test_count_samples_reads_the_manifest_or_the_shards(corpus):
+    assert count_samples(str(corpus)) == 24
+    assert count_samples(str(corpus / "synthpedes-{000000..000001}.tar")) == 24

@@ -1,0 +1,67 @@
+"""Training inputs for the pre-training tests: shards of rendered, captioned people and a tiny text model.
+
+The shards are written with ``shards.write_shard`` straight from ``spac.render`` images and their
+ground-truth attributes (``spac.captioner`` texts), so these tests do not depend on the Beam job.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+from transformers import BertConfig, BertModel
+
+from plip.text_encoder import load_tokenizer
+from plip.config import MINILM, TextConfig
+from shards import GROUPS, encode_image, make_sample, write_manifest, write_shard
+from spac.captioner import caption
+from spac.render import render_dataset
+from tests.plip._tiny_model import TINY_BERT
+
+TINY_VISION = {"layers": [1, 1, 1, 1], "width": 8, "heads": 2, "output_dim": 32, "image_size": [64, 32]}
+TINY_HEADS = {"tic": {"channels": 16, "se_reduction": 4}, "iap": {"heads": 2}}
+
+
+def write_rendered_corpus(folder: Path, identities: int, images_per_identity: int, shards: int,
+                          seed: int = 0, first_identity: int = 0) -> Path:
+    """Render people, caption their visible attributes and write ``shards`` shards + manifest into ``folder``."""
+    images = folder.parent / f"{folder.name}-images"
+    labels = render_dataset(images, identities, images_per_identity, seed=seed)
+    samples = []
+    for label in labels:
+        identity = label["id"] + first_identity
+        key = f"p{identity:05d}_{Path(label['file_path']).stem}"
+        texts = caption(label["visible"], key, seed=seed)
+        record = {
+            "key": key, "id": identity, "file_path": f"Part1/{identity}/{Path(label['file_path']).name}",
+            "attributes": {g: {"value": label["visible"][g], "confidence": 1.0} for g in GROUPS},
+            "captions": [c.text for c in texts if c.style != "template"],
+            "styles": [c.style for c in texts if c.style != "template"],
+            "prompt_caption": [c.text for c in texts if c.style == "template"],
+            "source": label["file_path"],
+        }
+        with Image.open(images / label["file_path"]) as image:
+            samples.append(make_sample(record, encode_image(image)))
+    per_shard = -(-len(samples) // shards)
+    for index in range(shards):
+        write_shard(str(folder), index, samples[index * per_shard:(index + 1) * per_shard])
+    write_manifest(str(folder))
+    return folder
+
+
+def write_tiny_text_model(folder: Path, seed: int = 0) -> Path:
+    """A randomly initialised 1-layer BERT (32 hidden) with MiniLM's WordPiece tokenizer, saved like a hub model."""
+    import torch
+
+    torch.manual_seed(seed)
+    BertModel(BertConfig(**TINY_BERT)).save_pretrained(str(folder))
+    load_tokenizer(TextConfig(name_or_path=MINILM)).save_pretrained(str(folder))
+    return folder
+
+
+def tiny_flags(text_model: Path) -> list[str]:
+    """Flags of a seconds-fast run: tiny vision network at 64x32 and the tiny text model."""
+    import json
+
+    overrides = {"vision": TINY_VISION, "text": {"pooling": "pooler"}, **TINY_HEADS}
+    return ["--preset", "RN-tiny", "--text-model", str(text_model), "--model-overrides", json.dumps(overrides),
+            "--threads", "1", "--quiet"]
