@@ -136,7 +136,8 @@ def render_layers(attributes: Mapping[str, str], seed: int, size: tuple[int, int
     body = pose_body(scene, items["gender"] == "woman", items["belongings"])
     image = draw_background(canvas, scene, rng)
     labels = Image.new("L", canvas, 0) if with_parts else None
-    skin = SKIN_TONES[rng.randrange(len(SKIN_TONES))]
+    # The skin tone belongs to the person, not the photo: derive it from the attributes, not the seed.
+    skin = SKIN_TONES[_seed_for(schema.to_released(ordered)) % len(SKIN_TONES)]
     outfit = Outfit(Painter(image, labels, scene), body, _jitter(skin, 8.0, rng), rng)
     colours = {g: _jitter(rgb, scene.colour_jitter, rng) for g, rgb in base_colours.items()}
     draw_person(outfit, items, colours)
@@ -158,8 +159,8 @@ def render_person(attributes: Mapping[str, str], seed: int, size: tuple[int, int
     return rendering.image, rendering.visible
 
 
-def _seed_for(*parts: int) -> int:
-    """A stable 63-bit seed from integers (independent of Python's hash randomisation)."""
+def _seed_for(*parts: int | str) -> int:
+    """A stable 63-bit seed from integers or strings (independent of Python's hash randomisation)."""
     digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
 
@@ -200,13 +201,17 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         prog="spac render",
         description="Render labelled demo pedestrians: OUT_DIR/<identity>/<n>.jpg plus OUT_DIR/labels.jsonl.")
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write into (created if missing)")
-    parser.add_argument("--identities", type=int, required=True, help="number of people (identities) to draw")
-    parser.add_argument("--images-per-identity", type=int, required=True,
+    parser.add_argument("--identities", type=int, required=True, metavar="N",
+                        help="number of people (identities) to draw")
+    parser.add_argument("--images-per-identity", type=int, required=True, metavar="K",
                         help="images per person, each with another pose, view, background and camera")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; same flags and seed give identical files")
-    parser.add_argument("--hidden-fraction", type=float, default=0.15,
-                        help="share of images framed so that the lower body and shoes are out of view (default 0.15)")
-    parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the written files, 1-95 (default 90)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="random seed; the same flags and seed give byte-identical files (default 0)")
+    parser.add_argument("--hidden-fraction", type=float, default=0.15, metavar="F",
+                        help="share of images cropped or blocked by a foreground object so that the shoes, and "
+                             "sometimes the lower garment and hand-held things, are out of view (default 0.15)")
+    parser.add_argument("--quality", type=int, default=90, metavar="Q",
+                        help="JPEG quality of the written files, 1-95 (default 90)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     args = parser.parse_args(argv)
     if args.identities < 1:
@@ -220,8 +225,11 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out_dir)
     if out.exists() and not out.is_dir():
         raise CliError(f"{out} exists and is not a folder")
-    records = render_dataset(out, args.identities, args.images_per_identity, args.seed, args.hidden_fraction,
-                             quality=args.quality, progress=not args.quiet)
+    try:
+        records = render_dataset(out, args.identities, args.images_per_identity, args.seed, args.hidden_fraction,
+                                 quality=args.quality, progress=not args.quiet)
+    except OSError as exc:
+        raise CliError(f"cannot write to {out}: {exc.strerror or exc}") from None
     if not args.quiet:
         print(f"wrote {len(records)} images of {args.identities} identities and {out / 'labels.jsonl'}")
     return 0

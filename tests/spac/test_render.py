@@ -82,6 +82,17 @@ def test_every_schema_item_is_drawn():
                 assert image.size == (128, 256) and visible["upper"] == attributes["upper"]
 
 
+def test_skin_tone_belongs_to_the_identity_not_the_seed():
+    def skin(attributes: dict[str, str], seed: int) -> np.ndarray:
+        rendering = render_layers(attributes, seed, plain=True, with_parts=True)
+        return np.asarray(rendering.image, dtype=np.float32)[rendering.mask("skin")].mean(axis=0)
+
+    tones = [skin(identity(seed), 0) for seed in range(12)]
+    assert max(np.abs(t - tones[0]).max() for t in tones) > 40     # people differ
+    for seed in (1, 2):
+        assert np.abs(skin(identity(0), seed) - tones[0]).max() < 12  # one person stays the same
+
+
 def test_render_person_rejects_unknown_and_foreign_values():
     with pytest.raises(ValueError, match="unknown: shoes"):
         render_person(identity(shoes=UNKNOWN), 0)
