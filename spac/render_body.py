@@ -50,8 +50,8 @@ def along(points: list[Point], fraction: float) -> list[Point]:
 
 def shade(rgb: RGB, factor: float) -> RGB:
     """A darker (factor < 1) or lighter (> 1) version; very dark colours get lighter so details stay visible."""
-    if factor < 1 and sum(rgb) < 150:
-        factor = 2.0 - factor + 0.6
+    if factor < 1 and sum(rgb) < 150:    # on near-black garments a darker seam would not show
+        factor = 2.6 - factor
     return tuple(max(0, min(255, int(c * factor + (factor > 1) * 12))) for c in rgb)  # type: ignore[return-value]
 
 
@@ -177,7 +177,7 @@ def pose_body(scene: Scene, female: bool, belongings: str) -> Body:
     waist = (6.6 if female else 7.8) * scene.build
     hip = (8.6 if female else 8.0) * scene.build
     joint_x = 0.0 if side else shoulder - 2.2
-    hands_low = belongings in ("handbag", "suitcase", "nothing", "backpack", "shoulder bag")
+    raised = belongings in ("phone", "umbrella")     # held in front of the chest by the first arm
     arms, behind = [], []
     for i, sign in enumerate((1, -1)):
         s = (sign * joint_x, 19.5)
@@ -186,14 +186,14 @@ def pose_body(scene: Scene, female: bool, belongings: str) -> Body:
             angle, bend = sign * angle, sign * bend
         elbow = rotate(s, UPPER_ARM, angle)
         hand = rotate(elbow, FOREARM, angle + bend)
-        if i == 0 and not hands_low:       # phone or umbrella held in front of the chest
+        if i == 0 and raised:
             elbow = rotate(s, UPPER_ARM, 8.0 if side else sign * 6.0)
             hand = (shoulder * depth + 3.5, 32.0) if side else (sign * joint_x * 0.3, 31.0)
         if i == 0 and belongings == "suitcase" and not side:
             elbow = rotate(s, UPPER_ARM, 16.0)
             hand = rotate(elbow, FOREARM, 20.0)
         arms.append([s, elbow, hand])
-        behind.append(side and i == 1 or scene.view == "back" and i == 0 and not hands_low)
+        behind.append(side and i == 1 or scene.view == "back" and i == 0 and raised)
     legs = []
     hip_x = 0.0 if side else hip * 0.5
     for i, sign in enumerate((1, -1)):
