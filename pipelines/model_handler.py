@@ -18,15 +18,19 @@ from spac.predictor import AttributePredictor, load_predictor
 class SpacPredictorHandler(ModelHandler[torch.Tensor, PredictionResult, AttributePredictor]):
     """Examples are preprocessed image tensors ``[3, H, W]``; inferences are ``spac.predictor.Prediction``."""
 
-    def __init__(self, predictor_path: str | None = None, device: str = "cpu", batch_size: int = 32):
+    def __init__(self, predictor_path: str | None = None, device: str = "cpu", batch_size: int = 32,
+                 torch_threads: int | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         super().__init__(min_batch_size=1, max_batch_size=batch_size)
         self._predictor_path = predictor_path
         self._device = device
         self._batch_size = batch_size
+        self._torch_threads = torch_threads
 
     def load_model(self) -> AttributePredictor:
+        if self._torch_threads is not None:
+            torch.set_num_threads(self._torch_threads)  # process-wide: also the preprocessing step's tensors
         return load_predictor(self._predictor_path, device=self._device)
 
     def run_inference(self, batch: Sequence[torch.Tensor], model: AttributePredictor,

@@ -31,6 +31,9 @@ class SynthesizeOptions(PipelineOptions):
             help="attribute predictor directory (config.json + model.safetensors); default: the bundled demo model")
         group.add_argument("--device", default="cpu", help="torch device for inference: cpu, cuda or cuda:N "
                                                            "(default: %(default)s)")
+        group.add_argument("--torch_threads", "--torch-threads", dest="torch_threads", type=int, default=None,
+                           help="torch intra-op threads per worker process (default: torch's choice); 1 avoids "
+                                "oversubscription when several worker processes share a machine's cores")
         group.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=32,
                            help="images per inference batch (default: %(default)s)")
         group.add_argument("--shard_size", "--shard-size", dest="shard_size", type=int, default=10_000,

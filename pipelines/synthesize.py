@@ -62,6 +62,7 @@ class Job:
     predictor_config: PredictorConfig
     device: str
     batch_size: int
+    torch_threads: int | None
     shard_size: int
     prefix: str
     seed: int
@@ -129,7 +130,9 @@ def make_job(args: argparse.Namespace, runner: str | None) -> Job:
         raise CliError(str(exc)) from None
     return Job(input=spec, output=args.output, predictor=args.predictor,
                predictor_config=_predictor_config(args.predictor), device=_check_device(args.device, runner),
-               batch_size=_positive("batch_size", args.batch_size), shard_size=_positive("shard_size", args.shard_size),
+               batch_size=_positive("batch_size", args.batch_size),
+               torch_threads=None if args.torch_threads is None else _positive("torch_threads", args.torch_threads),
+               shard_size=_positive("shard_size", args.shard_size),
                prefix=args.prefix, seed=args.seed, filters=filters, styles=_styles(args.styles))
 
 
@@ -152,7 +155,7 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
                | "DecodeImage" >> beam.ParDo(transforms.DecodeImage()).with_outputs(DEAD, main="images"))
 
     config = job.predictor_config
-    handler = KeyedModelHandler(SpacPredictorHandler(job.predictor, job.device, job.batch_size))
+    handler = KeyedModelHandler(SpacPredictorHandler(job.predictor, job.device, job.batch_size, job.torch_threads))
     predicted = (decoded.images
                  | "ToModelInput" >> beam.Map(transforms.to_model_input, config.image_size, config.mean, config.std)
                  | "RunInference" >> RunInference(handler)

@@ -8,7 +8,7 @@ import pytest
 from pipelines import synthesize
 from spac.cli_support import run_main
 
-FLAGS = ["--input", "--output", "--predictor", "--device", "--batch_size", "--shard_size", "--prefix", "--seed",
+FLAGS = ["--input", "--output", "--predictor", "--device", "--torch_threads", "--batch_size", "--shard_size", "--prefix", "--seed",
          "--max_unknown", "--gender_vote", "--min_images", "--max_images", "--styles"]
 
 
@@ -31,6 +31,7 @@ def test_hyphenated_and_beam_flags_are_parsed():
     (["--min_images", "5", "--max_images", "2"], "max_images"),
     (["--gender_vote", "1.5"], "gender_vote"),
     (["--batch_size", "0"], "--batch_size"),
+    (["--torch_threads", "0"], "--torch_threads"),
     (["--predictor", "/no/such/model"], "--predictor"),
     (["--styles", "sonnet"], "unknown style 'sonnet'"),
     (["--device", "tpu9"], "--device"),
