@@ -58,10 +58,12 @@ def write_tiny_text_model(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def tiny_flags(text_model: Path) -> list[str]:
-    """Flags of a seconds-fast run: tiny vision network at 64x32 and the tiny text model."""
+def tiny_flags(text_model: Path, image_size: tuple[int, int] = (64, 32)) -> list[str]:
+    """Flags of a seconds-fast run: tiny vision network (64x32 unless the evaluation's 256x128 is needed)
+    and the tiny text model."""
     import json
 
-    overrides = {"vision": TINY_VISION, "text": {"pooling": "pooler"}, **TINY_HEADS}
+    vision = {**TINY_VISION, "image_size": list(image_size)}
+    overrides = {"vision": vision, "text": {"pooling": "pooler"}, **TINY_HEADS}
     return ["--preset", "RN-tiny", "--text-model", str(text_model), "--model-overrides", json.dumps(overrides),
             "--threads", "1", "--quiet"]

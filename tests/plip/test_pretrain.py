@@ -1,0 +1,185 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from plip.checkpoint import CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, TRAINER_STATE_FILE
+from plip.losses import PLIPLoss
+from plip.pretrain import Training, build_model, build_optimizer, cli_main, freeze_text_layers, train_step
+from plip.schedule import warmup_step_decay
+from plip.train_data import BatchSpec, IdentityBatches
+from plip import distributed
+from spac.cli_support import run_main
+from tests.plip.train_corpus import tiny_flags, write_rendered_corpus, write_tiny_text_model
+
+REPO = Path(__file__).resolve().parents[2]
+EVAL_SIZE = (256, 128)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrain")
+    return SimpleNamespace(
+        corpus=write_rendered_corpus(root / "train", identities=8, images_per_identity=4, shards=2),
+        held_out=write_rendered_corpus(root / "held_out", identities=3, images_per_identity=2, shards=1, seed=9,
+                                       first_identity=100),
+        text_model=write_tiny_text_model(root / "bert"),
+    )
+
+
+def flags(inputs, out: Path, *extra: str, image_size: tuple[int, int] = (64, 32)) -> list[str]:
+    return ["--shards", str(inputs.corpus), "--out", str(out), "--ids-per-batch", "2", "--images-per-id", "2",
+            "--steps-per-epoch", "3", "--epochs", "2", "--max-steps", "4", "--log-every", "1", "--lr", "1e-3",
+            "--warmup-epochs", "0.5", "--milestones", "1", "--shuffle-buffer", "8", *tiny_flags(inputs.text_model, image_size),
+            *extra]
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def train_losses(run_dir: Path) -> dict[int, float]:
+    return {m["step"]: m["loss"] for m in read_metrics(run_dir) if m["kind"] == "train"}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "full"
+    # at the evaluation's 256x128, so that the resumed run below can evaluate
+    assert run_main("pretrain", cli_main, flags(inputs, out, "--checkpoint-every", "2", image_size=EVAL_SIZE)) == 0
+    return out
+
+
+def test_a_run_writes_metrics_lines_and_checkpoints(uninterrupted):
+    metrics = read_metrics(uninterrupted)
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+    assert [m["epoch"] for m in metrics] == [0, 0, 0, 1]
+    for entry in metrics:
+        assert {"loss", "ivlc_loss", "tic_loss", "iap_loss", "lr_main", "lr_text", "samples_per_s"} <= entry.keys()
+        assert entry["loss"] == pytest.approx(entry["ivlc_loss"] + entry["tic_loss"] + entry["iap_loss"], rel=1e-5)
+    # warm-up over 2 steps (0.5 epoch), x0.1 from the first step of epoch 1; the text encoder at a tenth
+    assert [m["lr_main"] for m in metrics] == pytest.approx([5e-4, 1e-3, 1e-3, 1e-4])
+    assert [m["lr_text"] for m in metrics] == pytest.approx([5e-5, 1e-4, 1e-4, 1e-5])
+    names = sorted(p.name for p in (uninterrupted / "checkpoints").iterdir())
+    assert names == ["step-00000002", "step-00000004"]
+    for name in names:
+        folder = uninterrupted / "checkpoints" / name
+        assert all((folder / f).is_file() for f in (MODEL_FILE, CONFIG_FILE, OPTIMIZER_FILE, TRAINER_STATE_FILE))
+    state = json.loads((uninterrupted / "checkpoints/step-00000004" / TRAINER_STATE_FILE).read_text())
+    assert (state["step"], state["epoch"], state["data_position"]) == (4, 1, {"epoch": 1, "batches_consumed": 1})
+    assert json.loads((uninterrupted / "args.json").read_text())["steps_per_epoch"] == 3
+
+
+def test_resume_continues_exactly_and_evaluation_does_not_disturb_training(inputs, uninterrupted, tmp_path):
+    # A crash after step 4 whose last checkpoint is step 2: the metrics of steps 3-4 are redone.
+    out = tmp_path / "resumed"
+    (out / "checkpoints").mkdir(parents=True)
+    shutil.copytree(uninterrupted / "checkpoints/step-00000002", out / "checkpoints/step-00000002")
+    shutil.copy(uninterrupted / "metrics.jsonl", out / "metrics.jsonl")
+    extra = ["--resume", "--checkpoint-every", "2", "--eval-shards", str(inputs.held_out), "--eval-every", "1"]
+    assert run_main("pretrain", cli_main, flags(inputs, out, *extra, image_size=EVAL_SIZE)) == 0
+    assert train_losses(out) == train_losses(uninterrupted)  # bitwise: same floats
+    evaluations = [m for m in read_metrics(out) if m["kind"] == "eval"]
+    assert [m["step"] for m in evaluations] == [3, 4]
+    assert evaluations[0]["queries"] == 3 * 2 * 3 and 0 <= evaluations[0]["R@1"] <= 100
+
+
+def test_resume_refuses_changed_batch_settings(inputs, uninterrupted, tmp_path, capsys):
+    resume = ["--resume", str(uninterrupted / "checkpoints/step-00000002")]
+    changed = flags(inputs, tmp_path / "other", *resume, image_size=EVAL_SIZE)
+    changed[changed.index("--ids-per-batch") + 1] = "4"
+    assert run_main("pretrain", cli_main, changed) == 2
+    assert "ids_per_batch was 2, now 4" in capsys.readouterr().err
+
+
+def test_a_few_steps_on_a_fixed_batch_lower_the_loss(inputs):
+    torch.manual_seed(0)
+    args = SimpleNamespace(model_overrides=json.loads(tiny_flags(inputs.text_model)[5]), tic_weight=0.02,
+                           iap_weight=0.1, losses=("ivlc", "tic", "iap"), text_model=str(inputs.text_model),
+                           preset="RN-tiny")
+    model = build_model(args)
+    freeze_text_layers(model, 1)
+    for module in model.modules():  # dropout noise would blur a 12-step trend on one batch
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    optimizer = build_optimizer(model, lr=1e-3, text_lr_scale=1.0, weight_decay=0.0)
+    training = Training(model, model, PLIPLoss.from_config(model.config), optimizer,
+                        warmup_step_decay(optimizer, 0, []), torch.amp.GradScaler("cpu", enabled=False),
+                        distributed.Context(), "cpu")
+    spec = BatchSpec(source=str(inputs.corpus), tokenizer=model.tokenizer, ids_per_batch=4, images_per_id=2,
+                     steps_per_epoch=1, total_steps=1, image_size=(64, 32), max_length=64, shuffle=0)
+    batch = next(iter(IdentityBatches(spec, epoch=0)))
+    del batch["batch_index"]
+    model.train()
+    losses = [train_step(training, batch, "fp32", clip_grad=5.0) for _ in range(12)]
+    for name in ("loss", "ivlc_loss", "tic_loss", "iap_loss"):
+        assert losses[-1][name] < 0.9 * losses[0][name], name
+
+
+def test_frozen_text_layers_get_no_gradient_and_the_text_group_learns_slower(inputs):
+    args = SimpleNamespace(model_overrides={}, tic_weight=0.02, iap_weight=0.1, losses=("ivlc",),
+                           text_model=str(inputs.text_model), preset="RN-tiny")
+    model = build_model(args)
+    assert model.tic_head is None and model.iap_head is None
+    freeze_text_layers(model, 0)
+    assert not any(p.requires_grad for p in model.text_encoder.encoder.parameters())
+    assert all(p.requires_grad for p in model.image_encoder.parameters())
+    fresh = build_model(args)
+    freeze_text_layers(fresh, 1)  # the RN-tiny preset mean-pools, so the BERT pooler is unused and frozen too
+    groups = {g["name"]: g for g in build_optimizer(fresh, 1.0, 0.1, 0.0).param_groups}
+    assert groups["text"]["lr"] == pytest.approx(0.1) and groups["main"]["lr"] == 1.0
+    last_layer = fresh.text_encoder.encoder.encoder.layer[-1]
+    assert {id(p) for p in groups["text"]["params"]} == {id(p) for p in last_layer.parameters()}
+
+
+def exit_code(argv: list[str]) -> int:
+    try:
+        return run_main("pretrain", cli_main, argv)
+    except SystemExit as exc:  # argparse rejects a wrong flag itself
+        return exc.code
+
+
+@pytest.mark.parametrize("change, message", [
+    (("--shards", "{missing}/x-{000000..000001}.tar"), "no such shard file"),
+    (("--shards", "EMPTY"), "no complete shards"),
+    (("--losses", "ivlc,colour"), "unknown loss 'colour'"),
+    (("--precision", "fp16"), "fp16 needs --device cuda"),
+    (("--ids-per-batch", "0"), "--ids-per-batch must be at least 1"),
+    (("--resume", "{missing}"), "not a checkpoint folder"),
+    (("--text-model", "{missing}"), "cannot load the text model"),
+    (("--eval-shards", "{held_out}"), "zero-shot evaluation feeds 256x128 images"),
+    (("--bogus", "1"), "unrecognized arguments"),
+])
+def test_bad_input_is_one_line_and_exit_2(inputs, tmp_path, capsys, change, message):
+    (tmp_path / "EMPTY").mkdir()
+    argv = flags(inputs, tmp_path / "out")
+    name, value = change
+    value = value.replace("{missing}", str(tmp_path / "missing")).replace("{held_out}", str(inputs.held_out)).replace("EMPTY", str(tmp_path / "EMPTY"))
+    if name in argv:
+        argv[argv.index(name) + 1] = value
+    else:
+        argv += [name, value]
+    code = exit_code(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err and len(err.splitlines()) <= 2  # argparse adds its usage line to a wrong flag
+
+
+def test_ddp_two_cpu_processes_run_the_same_number_of_steps(inputs, tmp_path):
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "plip.pretrain",
+               *flags(inputs, out, "--max-steps", "2", "--checkpoint-every", "2")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = read_metrics(out)
+    assert [m["step"] for m in metrics] == [1, 2]
+    assert json.loads((out / "args.json").read_text())["world_size"] == 2
+    assert (out / "checkpoints/step-00000002" / MODEL_FILE).is_file()
