@@ -46,7 +46,7 @@ from pipelines.options import SynthesizeOptions
 from shards import layout
 from spac import captioner, corpus_filters
 from spac.cli_support import CliError, OneLineArgumentParser, run_main
-from spac.predictor import CONFIG_FILE, DEFAULT_PREDICTOR_DIR, PredictorConfig
+from spac.predictor import CONFIG_FILE, DEFAULT_PREDICTOR_DIR
 
 PROG = "python -m pipelines.synthesize"
 DEAD = transforms.DEAD_LETTER
@@ -59,7 +59,6 @@ class Job:
     input: InputSpec
     output: str
     predictor: str | None
-    predictor_config: PredictorConfig
     device: str
     batch_size: int
     torch_threads: int | None
@@ -87,14 +86,12 @@ def _positive(name: str, value: int) -> int:
     return value
 
 
-def _predictor_config(path: str | None) -> PredictorConfig:
+def _check_predictor(path: str | None, local: bool) -> str | None:
+    """A local run needs the predictor here; a remote one loads it on the workers (e.g. baked into the image)."""
     config_file = Path(path if path is not None else DEFAULT_PREDICTOR_DIR) / CONFIG_FILE
-    if not config_file.is_file():
+    if local and not config_file.is_file():
         raise CliError(f"--predictor: {config_file} does not exist (expected a predictor directory)")
-    try:
-        return PredictorConfig.from_json(config_file.read_text(encoding="utf-8"), str(config_file))
-    except ValueError as exc:
-        raise CliError(f"--predictor: {exc}") from None
+    return path
 
 
 def _styles(text: str | None) -> tuple[str, ...] | None:
@@ -108,12 +105,11 @@ def _styles(text: str | None) -> tuple[str, ...] | None:
     return names
 
 
-def _check_device(device: str, runner: str | None) -> str:
+def _check_device(device: str, local: bool) -> str:
     try:
         kind = torch.device(device).type
     except RuntimeError:
         raise CliError(f"--device: invalid device {device!r} (use cpu, cuda or cuda:N)") from None
-    local = runner is None or "direct" in runner.lower()
     if kind == "cuda" and local and not torch.cuda.is_available():
         raise CliError(f"--device {device}: CUDA is not available on this machine")
     return device
@@ -121,6 +117,7 @@ def _check_device(device: str, runner: str | None) -> str:
 
 def make_job(args: argparse.Namespace, runner: str | None) -> Job:
     """Check every flag before the job starts; CliError names the first bad one."""
+    local = runner is None or "direct" in runner.lower()
     try:
         spec = resolve_input(args.input)
         filters = corpus_filters.FilterConfig(args.max_unknown, args.gender_vote, args.min_images, args.max_images,
@@ -128,8 +125,8 @@ def make_job(args: argparse.Namespace, runner: str | None) -> Job:
         layout.shard_stem(0, args.prefix)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    return Job(input=spec, output=args.output, predictor=args.predictor,
-               predictor_config=_predictor_config(args.predictor), device=_check_device(args.device, runner),
+    return Job(input=spec, output=args.output, predictor=_check_predictor(args.predictor, local),
+               device=_check_device(args.device, local),
                batch_size=_positive("batch_size", args.batch_size),
                torch_threads=None if args.torch_threads is None else _positive("torch_threads", args.torch_threads),
                shard_size=_positive("shard_size", args.shard_size),
@@ -154,10 +151,9 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
     decoded = (refs | "Distribute" >> beam.Reshuffle()
                | "DecodeImage" >> beam.ParDo(transforms.DecodeImage()).with_outputs(DEAD, main="images"))
 
-    config = job.predictor_config
     handler = KeyedModelHandler(SpacPredictorHandler(job.predictor, job.device, job.batch_size, job.torch_threads))
     predicted = (decoded.images
-                 | "ToModelInput" >> beam.Map(transforms.to_model_input, config.image_size, config.mean, config.std)
+                 | "KeyForInference" >> beam.Map(transforms.keyed_for_inference)
                  | "RunInference" >> RunInference(handler)
                  | "AttachPrediction" >> beam.Map(transforms.attach_prediction))
 
@@ -232,7 +228,11 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     result = run(argv)
     args, _ = parse_known_args(argv)
     print(f"state: {result.state}")
-    for name, value in counters(result).items():
+    # every counter of the sum (read = decoded + dead_lettered = ...), zeros included, so the summary adds up
+    summary = {name: 0 for name in ("read", "decoded", "dead_lettered", "written", "already_complete")}
+    summary |= {f"filtered_{reason}": 0 for reason in corpus_filters.REASONS}
+    found = counters(result)  # empty for a runner without metrics (a Dataflow dry run)
+    for name, value in (summary | found).items() if found else ():
         print(f"{name}: {value}")
     for name in (layout.MANIFEST_NAME, outputs.DATASET_NAME, outputs.DEAD_LETTER_NAME, outputs.FILTER_REPORT_NAME):
         print(f"output: {args.output.rstrip('/')}/{name}")

@@ -12,7 +12,6 @@ import re
 from typing import Any, Iterable, Iterator, Sequence
 
 import apache_beam as beam
-import torch
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import PredictionResult
@@ -21,7 +20,6 @@ from PIL import Image
 from pipelines.inputs import ImageRef, is_beside_identities, ref_from_path
 from shards.sample import GROUPS, encode_image
 from spac import captioner, corpus_filters
-from spac.predictor import preprocess
 
 NAMESPACE = "synthesize"
 DEAD_LETTER = "dead_letter"
@@ -83,11 +81,9 @@ class DecodeImage(beam.DoFn):
         yield {"key": ref.key, "identity": ref.identity, "file_path": ref.file_path, "source": ref.source, "jpg": jpg}
 
 
-def to_model_input(record: dict, image_size: Sequence[int], mean: Sequence[float],
-                   std: Sequence[float]) -> tuple[dict, torch.Tensor]:
-    """(record, the predictor's input tensor), computed from the corpus JPEG the sample will carry."""
-    with Image.open(io.BytesIO(record["jpg"])) as image:
-        return record, preprocess(image, tuple(image_size), mean, std)
+def keyed_for_inference(record: dict) -> tuple[dict, bytes]:
+    """(record, its corpus JPEG): the predictor sees exactly the image the sample will carry."""
+    return record, record["jpg"]
 
 
 def attach_prediction(keyed: tuple[dict, PredictionResult]) -> dict:

@@ -8,7 +8,6 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 from PIL import Image
 
 from pipelines import outputs, transforms
@@ -16,7 +15,6 @@ from pipelines.inputs import ImageRef, image_key, read_manifest, ref_from_path, 
 from pipelines.model_handler import SpacPredictorHandler
 from shards.sample import KEY_PATTERN
 from spac.corpus_filters import FilterConfig
-from spac.predictor import preprocess
 from tests.pipelines.colour_predictor import BLACK, GREEN, PROFILES, RED, solid_image
 
 
@@ -103,16 +101,22 @@ def test_decode_image_good_corrupt_and_not_an_image(tmp_path):
     assert dead[1]["reason"] == "not a decodable image"
 
 
+def jpeg(colour) -> bytes:
+    buffer = io.BytesIO()
+    solid_image(colour).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
 def test_model_handler_pads_batches_so_predictions_do_not_depend_on_batching(colour_predictor):
     handler = SpacPredictorHandler(str(colour_predictor), batch_size=4)
     assert handler.batch_elements_kwargs()["max_batch_size"] == 4
     model = handler.load_model()
-    tensors = [preprocess(solid_image(c)) for c in (RED, GREEN, BLACK)]
-    together = list(handler.run_inference(tensors, model))
-    alone = [r for t in tensors for r in handler.run_inference([t], model)]
+    images = [jpeg(c) for c in (RED, GREEN, BLACK)]
+    together = list(handler.run_inference(images, model))
+    alone = [r for data in images for r in handler.run_inference([data], model)]
     assert [r.inference.attributes for r in together] == [PROFILES[c] for c in (RED, GREEN, BLACK)]
     assert [r.inference for r in together] == [r.inference for r in alone]
-    assert torch.equal(together[0].example, tensors[0])
+    assert together[0].example == images[0] and handler.get_num_bytes(images) == sum(map(len, images))
 
 
 def record(key, identity, gender="man"):
@@ -154,9 +158,7 @@ def test_whole_corpus_writers_sort_their_input(tmp_path):
 
 
 def shard_samples(keys, gender="man"):
-    jpg = io.BytesIO()
-    solid_image(RED).save(jpg, format="JPEG")
-    made = [{**record(k, "p1", gender), "jpg": jpg.getvalue(), "captions": ["a man."], "styles": ["dense"],
+    made = [{**record(k, "p1", gender), "jpg": jpeg(RED), "captions": ["a man."], "styles": ["dense"],
              "prompt_caption": ["a person."]} for k in keys]
     return [transforms.assign_shard(r, sorted(keys), ["p1"], shard_size=10)[1] for r in made]
 

@@ -125,14 +125,22 @@ def test_resume_rewrites_only_missing_shard(first_run, tmp_path, input_folder, c
     assert folder_bytes(resumed) == folder_bytes(output)
 
 
-def test_default_command_writes_data_synth_pedes(tmp_path):
-    samples = REPO / "spac" / "assets" / "samples"
-    if not samples.is_dir() or not (DEFAULT_PREDICTOR_DIR / "config.json").is_file():
-        pytest.skip("bundled sample images or demo predictor not present yet")
+def test_default_command_writes_data_synth_pedes(tmp_path, colour_predictor):
+    if not (REPO / "spac" / "assets" / "samples").is_dir():
+        pytest.skip("bundled sample images not present")
+    command = [sys.executable, "-m", "pipelines.synthesize", "--runner=DirectRunner"]
+    if not (DEFAULT_PREDICTOR_DIR / "config.json").is_file():
+        command += ["--predictor", str(colour_predictor)]  # until the bundled demo model lands
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "pipelines.synthesize", "--runner=DirectRunner"], cwd=tmp_path,
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     corpus = tmp_path / "data" / "SYNTH-PEDES"
-    assert (corpus / "synthpedes_dataset.json").is_file() and (corpus / "filter_report.json").is_file()
-    assert "read:" in done.stdout and f"output: data/SYNTH-PEDES/manifest.json" in done.stdout
+    report = json.loads((corpus / "filter_report.json").read_text())
+    released = json.loads((corpus / "synthpedes_dataset.json").read_text())
+    printed = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+    counts = {name: int(value) for name, value in printed.items() if value.isdigit()}
+    filtered = sum(value for name, value in counts.items() if name.startswith("filtered_"))
+    assert counts["read"] == 96 == counts["decoded"] + counts["dead_lettered"]
+    assert counts["decoded"] == counts["written"] + filtered and counts["written"] == len(released)
+    assert filtered == sum(report["filtered"].values())
+    assert printed["output"] == "data/SYNTH-PEDES/filter_report.json"
