@@ -2,6 +2,13 @@
 
 ``create_model("RN-tiny")`` builds a model from a preset; keyword overrides replace fields, nested
 dicts merge into the sub-config: ``create_model("RN50", text={"pretrained": False})``.
+
+Presets: ``RN50`` is the released model (RN50 image encoder, bert-base-uncased with pooler_output, no
+projection); its BERT must be a local directory (``text={"name_or_path": "/path/to/bert-base-uncased"}``).
+``RN50-MiniLM`` and ``RN-tiny`` (CPU-sized) use the offline MiniLM with **mean pooling**: MiniLM was
+trained as a sentence encoder with mean pooling and its pooler is left over from distillation; on a quick
+check its pooler_output scored an unrelated sentence at cosine 0.48 to a caption versus -0.02 with mean
+pooling (paraphrase: 0.93 vs 0.79), i.e. the pooler barely separates meanings.
 """
 from __future__ import annotations
 

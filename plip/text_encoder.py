@@ -45,7 +45,10 @@ def load_tokenizer(config: TextConfig) -> PreTrainedTokenizerBase:
 def build_bert(config: TextConfig) -> nn.Module:
     """Pretrained weights from the local path, or a random init from ``config.bert``."""
     if config.pretrained:
-        return _offline(AutoModel.from_pretrained, config.name_or_path, "text model")
+        model = _offline(AutoModel.from_pretrained, config.name_or_path, "text model")
+        if model.config.model_type != "bert":  # saved checkpoints rebuild the encoder as a BertModel
+            raise ValueError(f"text model {config.name_or_path!r} is a {model.config.model_type!r}, not a BERT model")
+        return model
     return BertModel(BertConfig(**config.bert), add_pooling_layer=True)
 
 
