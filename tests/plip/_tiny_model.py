@@ -1,8 +1,9 @@
 """A seconds-fast PLIP model for tests: tiny ResNet at 64x32, tiny random BERT, MiniLM's tokenizer."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
+import pytest
 import torch
 
 from plip.config import MINILM, create_model
@@ -29,3 +30,12 @@ def tiny_model(seed: int = 0, preset: str = "RN-tiny", **overrides: Any) -> PLIP
     merged = {key: {**TINY_OVERRIDES.get(key, {}), **overrides.get(key, {})} for key in TINY_OVERRIDES}
     merged.update({k: v for k, v in overrides.items() if k not in TINY_OVERRIDES})
     return create_model(preset, **merged)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread() -> Iterator[None]:
+    """One torch thread: on the shared 2-core machine, 2 threads under load run several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

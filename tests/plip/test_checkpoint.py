@@ -19,7 +19,7 @@ from plip.checkpoint import (
     save_released,
 )
 from plip.masking import mask_batch
-from tests.plip._tiny_model import TINY_BERT, tiny_model
+from tests.plip._tiny_model import TINY_BERT, single_thread, tiny_model  # noqa: F401  (autouse fixture)
 
 RN50_VISION = {"layers": [3, 4, 6, 3], "width": 64, "heads": 8, "output_dim": 768, "image_size": [256, 128]}
 # The released layout: RN50 image encoder; a tiny BERT stands in for bert-base (hidden = 768 keeps the

@@ -6,6 +6,7 @@ import torch
 
 from plip.heads import AttributeHead, ColorizationHead
 from plip.losses import PLIPLoss, iap_loss, ivlc_loss, tic_loss
+from tests.plip._tiny_model import single_thread  # noqa: F401  (autouse fixture)
 
 
 def _numpy_cmpm(image: np.ndarray, text: np.ndarray, ids: np.ndarray, norm: str) -> float:

@@ -5,6 +5,7 @@ from transformers import AutoTokenizer
 
 from plip.masking import IGNORE_INDEX, mask_attribute_phrases, mask_batch, masking_ratio
 from plip.text_encoder import resolve_path
+from tests.plip._tiny_model import single_thread  # noqa: F401  (autouse fixture)
 
 CAPTION = "A woman with long black hair wears a red coat, blue jeans and white shoes."
 PHRASES = ["long black hair", "red coat", "blue jeans", "white shoes"]

@@ -9,7 +9,7 @@ from plip.image_encoder import ModifiedResNet
 from plip.losses import PLIPLoss
 from plip.masking import mask_batch
 from plip.model import to_grayscale
-from tests.plip._tiny_model import tiny_model
+from tests.plip._tiny_model import single_thread, tiny_model  # noqa: F401  (autouse fixture)
 
 # Key patterns of the released ImgEncoder_state_dict (shared/REFERENCE.md section 4).
 _BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
