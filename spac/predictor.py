@@ -1,7 +1,8 @@
 """The attribute predictor: a person image -> one distribution per attribute group, decoded to values.
 
 Backbone: a transformers ``ResNetModel`` (built from a small config, or loaded ``from_pretrained``).
-Heads: one per group on the pooled features. Each head is factorised so it learns from few samples:
+Heads: one per group on the pooled features; the last feature map is average-pooled into
+``bands`` horizontal stripes (PCB-style), concatenated, so a head can tell the torso from the legs. Each head is factorised so it learns from few samples:
 the logit of a value ``colour item`` is ``item_logit[item] + colour_logit[colour] + bias[value]``
 (uncoloured items and ``unknown`` get no colour term), and the group's output is the softmax over all
 its labels (``AttributeGroup.labels``, index 0 = ``unknown``). A colour seen with one item thus
@@ -38,7 +39,8 @@ SYNTH_PEDES_STD = (0.252, 0.242, 0.239)
 
 # Named ResNet shapes for ResNetConfig; "tiny" is the bundled demo model's.
 BACKBONE_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"depths": [1, 1, 1, 1], "hidden_sizes": [32, 64, 128, 256], "embedding_size": 32, "layer_type": "basic"},
+    "tiny": {"depths": [1, 1, 1, 1], "hidden_sizes": [16, 32, 64, 128], "embedding_size": 16, "layer_type": "basic"},
+    "small": {"depths": [1, 1, 1, 1], "hidden_sizes": [32, 64, 128, 256], "embedding_size": 32, "layer_type": "basic"},
     "resnet18": {"depths": [2, 2, 2, 2], "hidden_sizes": [64, 128, 256, 512], "embedding_size": 64, "layer_type": "basic"},
     "resnet50": {"depths": [3, 4, 6, 3], "hidden_sizes": [256, 512, 1024, 2048], "embedding_size": 64,
                  "layer_type": "bottleneck"},
@@ -62,6 +64,7 @@ class PredictorConfig:
     image_size: tuple[int, int] = (256, 128)  # height, width
     mean: tuple[float, float, float] = SYNTH_PEDES_MEAN
     std: tuple[float, float, float] = SYNTH_PEDES_STD
+    bands: int = 4  # horizontal stripes the last feature map is pooled into (head, torso, legs, feet)
     training: dict[str, Any] = field(default_factory=dict)  # how it was trained (informational)
 
     @classmethod
@@ -159,7 +162,7 @@ class AttributePredictor(nn.Module):
         check_schema(config, self.schema)
         self.config = config
         self.backbone = backbone if backbone is not None else ResNetModel(ResNetConfig(**config.backbone))
-        width = self.backbone.config.hidden_sizes[-1]
+        width = self.backbone.config.hidden_sizes[-1] * config.bands
         self.heads = nn.ModuleDict({g.name: FactorisedGroupHead(g, width) for g in self.schema.groups})
         self.min_confidence = 0.0
 
@@ -168,7 +171,9 @@ class AttributePredictor(nn.Module):
         return next(self.parameters()).device
 
     def forward(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.backbone(pixel_values=pixel_values).pooler_output.flatten(1)
+        feature_map = self.backbone(pixel_values=pixel_values).last_hidden_state
+        # Stripe pooling keeps where a colour was seen, so "red" on the torso and on the legs differ.
+        features = nn.functional.adaptive_avg_pool2d(feature_map, (self.config.bands, 1)).flatten(1)
         return {name: head(features) for name, head in self.heads.items()}
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:

@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import random
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,7 +26,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from spac.attributes import Schema, load_schema
-from spac.cli_support import CliError, OneLineArgumentParser
+from spac.cli_support import CliError, OneLineArgumentParser, run_main
 from spac.predictor import (BACKBONE_PRESETS, AttributePredictor, PredictorConfig, build_predictor, load_predictor,
                            preprocess)
 
@@ -225,3 +226,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         print(f"saved the predictor to {args.out} ({seconds:.0f} s, "
               f"{model.config.training['images_per_second']} images/s)")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main("spac train-attributes", cli_main))

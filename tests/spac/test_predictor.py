@@ -41,7 +41,7 @@ def test_factorised_head_adds_item_colour_and_joint_bias(model, schema):
     head, group = model.heads["upper"], schema.group("upper")
     with torch.no_grad():
         head.bias.normal_()
-        features = torch.randn(2, 16)
+        features = torch.randn(2, 16 * model.config.bands)
         logits = head(features)
         item, colour = head.item(features), head.colour(features)
     colours = sorted({v.colour for v in group.values})
