@@ -1,0 +1,83 @@
+"""END-TO-END (the one long test, 3-5 minutes on 2 CPU threads): rendered people -> corpus shards ->
+PLIP pre-training -> zero-shot text-to-image retrieval on held-out rendered identities.
+
+The corpus goes through the Beam job (``pipelines.synthesize.run``) when the bundled attribute
+predictor is there; without it the shards are written from the renderer's ground-truth attributes
+(``tests.plip.train_corpus``), so training and evaluation are still tested end to end.
+Deselect with ``-m "not end_to_end"``.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from plip.pretrain import cli_main
+from shards import iter_samples
+from spac.cli_support import run_main
+from spac.predictor import DEFAULT_PREDICTOR_DIR
+from spac.render import render_dataset
+from tests.plip.train_corpus import write_rendered_corpus
+
+pytestmark = pytest.mark.end_to_end
+
+TRAIN_IDS, HELD_OUT_IDS, IMAGES_PER_ID = 48, 16, 6
+
+
+def synthesize(images: Path, corpus: Path) -> None:
+    from pipelines.synthesize import run  # Beam is imported only on this path
+
+    run(["--runner=DirectRunner", "--input", str(images), "--output", str(corpus), "--shard_size", "72",
+         "--min_images", "3", "--seed", "0"], save_main_session=False)
+
+
+def build_corpus(root: Path, name: str, identities: int, seed: int, first_identity: int) -> tuple[Path, str]:
+    if (DEFAULT_PREDICTOR_DIR / "config.json").is_file():
+        images = root / f"{name}-images"
+        render_dataset(images, identities, IMAGES_PER_ID, seed=seed)
+        synthesize(images, root / name)
+        return root / name, "pipeline"
+    shards = 4 if name == "train" else 1
+    return write_rendered_corpus(root / name, identities, IMAGES_PER_ID, shards, seed, first_identity), "ground truth"
+
+
+def chance_map(relevant: int, gallery: int, trials: int = 2000) -> float:
+    """Expected mAP (percent) of a random ranking with ``relevant`` matches among ``gallery`` images."""
+    rng = np.random.default_rng(0)
+    total = 0.0
+    for _ in range(trials):
+        hits = np.sort(rng.choice(gallery, size=relevant, replace=False)) + 1  # 1-based ranks of the matches
+        total += float(np.mean(np.arange(1, relevant + 1) / hits))
+    return 100.0 * total / trials
+
+
+def test_pretraining_on_rendered_people_retrieves_held_out_identities_far_above_chance(tmp_path, record_property):
+    train, how = build_corpus(tmp_path, "train", TRAIN_IDS, seed=0, first_identity=0)
+    held_out, _ = build_corpus(tmp_path, "held_out", HELD_OUT_IDS, seed=5, first_identity=1000)
+    run_dir = tmp_path / "run"
+    # Small, fast settings: tiny image network at the evaluation's 256x128, the pretrained MiniLM text
+    # encoder with its top 2 layers trainable, IVLC only.
+    argv = ["--shards", str(train), "--out", str(run_dir), "--preset", "RN-tiny",
+            "--model-overrides", json.dumps({"vision": {"width": 8}, "text": {"max_length": 32}}),
+            "--losses", "ivlc", "--text-trainable-layers", "2", "--text-lr-scale", "1.0", "--weight-decay", "0",
+            "--ids-per-batch", "8", "--images-per-id", "2", "--steps-per-epoch", "18", "--max-steps", "60",
+            "--lr", "1e-3", "--warmup-epochs", "0.2", "--milestones", "100", "--shuffle-buffer", "200",
+            "--threads", "2", "--log-every", "6", "--eval-shards", str(held_out), "--quiet"]
+    assert run_main("pretrain", cli_main, argv) == 0
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    result = [line for line in lines if line["kind"] == "eval"][-1]
+    gallery_ids = Counter(sample["json"]["id"] for sample in iter_samples(str(held_out)))
+    chance_r1 = 100.0 * sum(n * n for n in gallery_ids.values()) / sum(gallery_ids.values()) ** 2
+    chance = {"R@1": chance_r1, "mAP": chance_map(max(gallery_ids.values()), sum(gallery_ids.values()))}
+    for name in ("R@1", "mAP"):
+        record_property(name, result[name])
+        record_property(f"chance {name}", chance[name])
+    print(f"end-to-end ({how}): R@1 {result['R@1']:.1f} (chance {chance['R@1']:.1f}), "
+          f"mAP {result['mAP']:.1f} (chance {chance['mAP']:.1f})")
+    # 60 steps on 2 CPU threads measured R@1 18.8 (3.0x chance) and mAP 22.9 (2.2x): IVLC learns slowly from
+    # random image features, longer runs go much further. Training that learns nothing fails both.
+    assert result["R@1"] >= 2.5 * chance["R@1"]
+    assert result["mAP"] >= 1.6 * chance["mAP"]
