@@ -95,6 +95,8 @@ class PredictorConfig:
         for key in ("image_size", "mean", "std"):
             if key in data:
                 data[key] = tuple(data[key])
+        if not isinstance(data["labels"], dict) or not isinstance(data["backbone"], dict):
+            raise ValueError(f"{source}: 'labels' and 'backbone' must be JSON objects")
         data["labels"] = {g: list(labels) for g, labels in data["labels"].items()}
         return cls(**data)
 

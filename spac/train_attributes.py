@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from spac.attributes import Schema, load_schema
+from spac.attributes import UNKNOWN, Schema, load_schema
 from spac.cli_support import CliError, OneLineArgumentParser, run_main
 from spac.predictor import (BACKBONE_PRESETS, AttributePredictor, PredictorConfig, build_predictor, load_predictor,
                            preprocess)
@@ -37,7 +38,7 @@ MAX_SEED = 2**24
 EVAL_SEED_BASE = MAX_SEED * TRAIN_STRIDE
 
 
-def render_sample(identity_seed: int, schema: Schema) -> tuple["Image.Image", dict[str, str]]:  # noqa: F821
+def render_sample(identity_seed: int, schema: Schema) -> tuple[Image.Image, dict[str, str]]:
     """One rendered person for an identity seed: (image, visible attributes)."""
     from spac import render  # imported late: the renderer is only needed when images are made
 
@@ -47,7 +48,7 @@ def render_sample(identity_seed: int, schema: Schema) -> tuple["Image.Image", di
 
 def label_indices(attributes: dict[str, str], schema: Schema) -> torch.Tensor:
     """Group -> label index (0 = unknown) as one long tensor in schema group order."""
-    return torch.tensor([schema.group(g.name).labels.index(attributes.get(g.name, "unknown")) for g in schema.groups])
+    return torch.tensor([g.labels.index(attributes.get(g.name, UNKNOWN)) for g in schema.groups])
 
 
 class RenderedPeople(IterableDataset):
@@ -84,7 +85,7 @@ def train_step(model: AttributePredictor, optimizer: torch.optim.Optimizer, pixe
     return float(loss.detach())
 
 
-def evaluation_samples(identities: int, schema: Schema) -> Iterator[tuple["Image.Image", dict[str, str]]]:  # noqa: F821
+def evaluation_samples(identities: int, schema: Schema) -> Iterator[tuple[Image.Image, dict[str, str]]]:
     """Rendered held-out identities (never used in training): (image, visible attributes)."""
     for i in range(identities):
         yield render_sample(EVAL_SEED_BASE + i, schema)
@@ -97,7 +98,7 @@ def evaluate(model: AttributePredictor, identities: int, batch_size: int = 32) -
     predictions = model.predict(list(images), batch_size=batch_size)
     groups = {}
     for g in schema.group_names:
-        truth = [t.get(g, "unknown") for t in truths]
+        truth = [t.get(g, UNKNOWN) for t in truths]
         correct = sum(p.attributes[g] == v for p, v in zip(predictions, truth))
         majority = Counter(truth).most_common(1)[0][1]
         groups[g] = {"accuracy": correct / len(truth), "majority_baseline": majority / len(truth)}
