@@ -70,7 +70,8 @@ def _wire_heads(model: AttributePredictor) -> None:
 
 
 def save_colour_predictor(directory: str | Path) -> Path:
-    model = AttributePredictor(PredictorConfig.for_schema(load_schema()))
+    # One stripe: a solid image has the same features in every stripe, so one keeps the wiring simple.
+    model = AttributePredictor(PredictorConfig.for_schema(load_schema(), bands=1))
     _pass_channels_through(model)
     _wire_heads(model)
     return save_predictor(model, directory)
