@@ -1,5 +1,5 @@
 """Write/read throughput of shards on this machine (1 thread)."""
-import os, random, shutil, sys, tempfile, time
+import os, shutil, sys, tempfile, time
 import numpy as np
 import torch
 torch.set_num_threads(1)

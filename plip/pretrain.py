@@ -40,7 +40,7 @@ from plip.losses import PLIPLoss
 from plip.model import PLIPModel
 from plip.schedule import warmup_step_decay
 from plip.train_data import BatchSpec, count_samples, train_batches
-from plip.zero_shot import evaluate
+from plip.zero_shot import evaluate, resolve_device
 from spac.cli_support import CliError, OneLineArgumentParser, run_main
 
 PROG = "python -m plip.pretrain"
@@ -155,16 +155,6 @@ def _milestones(text: str) -> tuple[float, ...]:
     if any(v <= 0 for v in values) or list(values) != sorted(set(values)):
         raise CliError(f"--milestones must be increasing positive epochs, got {text!r}")
     return values
-
-
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
-        raise CliError(f"--device must be cpu, cuda, cuda:N or auto, got {name!r}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CliError(f"--device {name}: no CUDA device is available here")
-    return name
 
 
 def _precision(name: str, device: str) -> str:
@@ -389,7 +379,7 @@ def train_step(training: Training, batch: dict[str, torch.Tensor], precision: st
 
 def main(args: Any) -> int:
     _check_flags(args)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     precision = _precision(args.precision, device)
     if args.threads:
         torch.set_num_threads(args.threads)

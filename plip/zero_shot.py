@@ -100,7 +100,8 @@ def load_checkpoint_model(path: Path, device: str, preset: str = "RN50", tokeniz
     return model.to(device).eval()
 
 
-def _device(name: str) -> str:
+def resolve_device(name: str) -> str:
+    """A --device value (cpu, cuda, cuda:N, auto) checked against this machine; CliError when unusable."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
@@ -174,7 +175,7 @@ def cli_main(argv: Sequence[str] | None = None, prog: str = "spac zero-shot") ->
         raise CliError("--batch-size and --threads must be positive, --num-workers >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     if args.quiet:
         from transformers.utils import logging as transformers_logging
 
