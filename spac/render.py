@@ -137,7 +137,7 @@ def render_layers(attributes: Mapping[str, str], seed: int, size: tuple[int, int
     image = draw_background(canvas, scene, rng)
     labels = Image.new("L", canvas, 0) if with_parts else None
     # The skin tone belongs to the person, not the photo: derive it from the attributes, not the seed.
-    skin = SKIN_TONES[_seed_for(schema.to_released(ordered)) % len(SKIN_TONES)]
+    skin = SKIN_TONES[stable_seed(schema.to_released(ordered)) % len(SKIN_TONES)]
     outfit = Outfit(Painter(image, labels, scene), body, _jitter(skin, 8.0, rng), rng)
     colours = {g: _jitter(rgb, scene.colour_jitter, rng) for g, rgb in base_colours.items()}
     draw_person(outfit, items, colours)
@@ -159,7 +159,7 @@ def render_person(attributes: Mapping[str, str], seed: int, size: tuple[int, int
     return rendering.image, rendering.visible
 
 
-def _seed_for(*parts: int | str) -> int:
+def stable_seed(*parts: int | str) -> int:
     """A stable 63-bit seed from integers or strings (independent of Python's hash randomisation)."""
     digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
@@ -180,11 +180,11 @@ def render_dataset(root: str | Path, identities: int, images_per_identity: int, 
     records = []
     bar = tqdm(total=identities * images_per_identity, unit="img", disable=not progress, desc="render")
     for identity in range(identities):
-        attributes = random_identity(random.Random(_seed_for(seed, identity)))
+        attributes = random_identity(random.Random(stable_seed(seed, identity)))
         folder = root / f"{identity:05d}"
         folder.mkdir(parents=True, exist_ok=True)
         for n in range(images_per_identity):
-            image, visible = render_person(attributes, _seed_for(seed, identity, n), hidden_fraction=hidden_fraction)
+            image, visible = render_person(attributes, stable_seed(seed, identity, n), hidden_fraction=hidden_fraction)
             relative = f"{identity:05d}/{n:03d}.jpg"
             image.save(root / relative, "JPEG", quality=quality)
             records.append({"file_path": relative, "id": identity, "attributes": attributes, "visible": visible})

@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
+from spac import render
 from spac.attributes import UNKNOWN, Schema, load_schema
 from spac.cli_support import CliError, OneLineArgumentParser, run_main
 from spac.predictor import (BACKBONE_PRESETS, AttributePredictor, PredictorConfig, build_predictor, load_predictor,
@@ -40,10 +41,10 @@ EVAL_SEED_BASE = MAX_SEED * TRAIN_STRIDE
 
 def render_sample(identity_seed: int, schema: Schema) -> tuple[Image.Image, dict[str, str]]:
     """One rendered person for an identity seed: (image, visible attributes)."""
-    from spac import render  # imported late: the renderer is only needed when images are made
-
-    attributes = render.random_identity(random.Random(identity_seed), schema)
-    return render.render_person(attributes, seed=identity_seed, size=(128, 256))
+    # Identity, scene and flip each get their own derived seed: a shared seed would tie the first random
+    # draws of the scene (pose, mirroring) to the identity's gender, and the model would learn that instead.
+    attributes = render.random_identity(random.Random(render.stable_seed(identity_seed, "identity")), schema)
+    return render.render_person(attributes, seed=render.stable_seed(identity_seed, "scene"), size=(128, 256))
 
 
 def label_indices(attributes: dict[str, str], schema: Schema) -> torch.Tensor:
@@ -64,7 +65,7 @@ class RenderedPeople(IterableDataset):
             identity_seed = self.seed * TRAIN_STRIDE + index
             image, visible = render_sample(identity_seed, self.schema)
             pixels = preprocess(image, self.config.image_size, self.config.mean, self.config.std)
-            if self.flip and random.Random(identity_seed).random() < 0.5:
+            if self.flip and random.Random(render.stable_seed(identity_seed, "flip")).random() < 0.5:
                 pixels = pixels.flip(-1)  # people look the same mirrored; doubles the pose variety
             yield pixels, label_indices(visible, self.schema)
             index += step
