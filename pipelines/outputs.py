@@ -91,8 +91,15 @@ def write_filter_report(letters: Iterable[Mapping[str, str]], output: str, confi
 
 
 def finish_manifest(shard_indices: Iterable[int], output: str, prefix: str) -> str | None:
-    """Write manifest.json once every shard is done; None (and no file) when the corpus is empty."""
-    if not list(shard_indices):
+    """Write manifest.json once every shard is done; None (and no file) when the corpus is empty.
+
+    It lists exactly this run's shards (0..n-1 of the assignment), never other complete shards lying in
+    the folder; ValueError when one of them is missing or the indices have a gap.
+    """
+    indices = sorted(shard_indices)
+    if not indices:
         return None
-    write_manifest(output, prefix)
+    if indices != list(range(len(indices))):
+        raise ValueError(f"shard indices {indices[0]}..{indices[-1]} are not 0..{len(indices) - 1} without gaps")
+    write_manifest(output, prefix, shard_count=len(indices))
     return output

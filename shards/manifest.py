@@ -32,13 +32,32 @@ def _identities(fs: Any, root: str, index_file: str) -> set[int]:
     return set(table.column("id").to_pylist())
 
 
-def build_manifest(directory: str, prefix: str = layout.DEFAULT_PREFIX) -> dict[str, Any]:
-    """The manifest of ``directory``'s complete shards with ``prefix``; ValueError when there are none."""
+def _expected_stems(fs: Any, root: str, directory: str, prefix: str, shard_count: int) -> list[str]:
+    """Stems of shards 0..shard_count-1; ValueError naming the first one that is not complete."""
+    complete = set(layout.complete_stems(fs, root, prefix))
+    stems = [layout.shard_stem(index, prefix) for index in range(shard_count)]
+    for stem in stems:
+        if stem not in complete:
+            raise ValueError(f"{directory}: shard {stem}{layout.TAR_SUFFIX} (of {shard_count} expected) is missing "
+                             f"or incomplete (no _stats.json)")
+    return stems
+
+
+def build_manifest(directory: str, prefix: str = layout.DEFAULT_PREFIX, *,
+                   shard_count: int | None = None) -> dict[str, Any]:
+    """The manifest of ``directory``'s complete shards with ``prefix``; ValueError when there are none.
+
+    With ``shard_count`` it lists exactly shards 0..shard_count-1 (a writer that knows its shards: other
+    complete shards in the folder are not its own) and ValueError names the first one missing.
+    """
     layout.shard_stem(0, prefix)  # validates the prefix
     fs, root = remote.resolve(directory)
     if not fs.isdir(root):
         raise ValueError(f"{directory}: not a corpus folder")
-    stems = layout.complete_stems(fs, root, prefix)
+    if shard_count is None:
+        stems = layout.complete_stems(fs, root, prefix)
+    else:
+        stems = _expected_stems(fs, root, directory, prefix, shard_count)
     if not stems:
         raise ValueError(f"{directory}: no complete {prefix}-*.tar shards (no _stats.json markers)")
     shards, identities = [], set()
@@ -61,9 +80,11 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-def write_manifest(directory: str, prefix: str = layout.DEFAULT_PREFIX) -> dict[str, Any]:
-    """Collect every complete shard's stats into ``<directory>/manifest.json`` (atomically); return it."""
-    manifest = build_manifest(directory, prefix)
+def write_manifest(directory: str, prefix: str = layout.DEFAULT_PREFIX, *,
+                   shard_count: int | None = None) -> dict[str, Any]:
+    """Collect every complete shard's stats (or shards 0..shard_count-1's, see :func:`build_manifest`) into
+    ``<directory>/manifest.json`` (atomically); return it."""
+    manifest = build_manifest(directory, prefix, shard_count=shard_count)
     fs, root = remote.resolve(directory)
     remote.publish_bytes(fs, manifest_bytes(manifest), layout.path_of(fs, root, layout.MANIFEST_NAME))
     return manifest
