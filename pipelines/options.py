@@ -24,8 +24,19 @@ class SynthesizeOptions(PipelineOptions):
                  "filesystem (local, gs://, s3://). Default: the bundled sample images")
         group.add_argument(
             "--output", default=DEFAULT_OUTPUT,
-            help="corpus folder (local path or fsspec URL) for the shards, manifest.json, synthpedes_dataset.json, "
-                 "deadletter.jsonl and filter_report.json (default: %(default)s, relative to the working folder)")
+            help="corpus folder (local path or fsspec URL) for job.json, the shards, manifest.json, "
+                 "synthpedes_dataset.json, deadletter.jsonl and filter_report.json (default: %(default)s, relative "
+                 "to the working folder). job.json records every setting that changes the corpus (input, predictor "
+                 "files, --shard_size, --prefix, --seed, filter thresholds, --styles, package and template "
+                 "versions; not runner, worker, thread, device or batch flags): a rerun with the same settings "
+                 "resumes, skipping complete shards; with other settings it stops with an error naming them "
+                 "(see --overwrite). Other files in the folder are left alone")
+        group.add_argument(
+            "--overwrite", action="store_true",
+            help="when --output holds a corpus made with other settings (or without job.json), remove that "
+                 "run's files first: its shards, manifest.json, synthpedes_dataset.json, deadletter.jsonl, "
+                 "filter_report.json and job.json, and nothing else; also forces a fresh write with the same "
+                 "settings")
         group.add_argument(
             "--predictor", default=None,
             help="attribute predictor directory (config.json + model.safetensors); default: the bundled demo model")

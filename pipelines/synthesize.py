@@ -1,9 +1,13 @@
 """The SYNTH-PEDES synthesis job: person images -> predicted attributes -> filtered, captioned WebDataset shards.
 
+Before the graph runs, the launcher writes job.json into the output folder (see :mod:`pipelines.job_record`):
+a rerun with the same settings resumes, one with other settings stops unless ``--overwrite`` clears the
+earlier run's files.
+
 Graph: match files -> decode + re-encode (dead letter for broken files) -> RunInference with the SPAC
 attribute predictor -> per-image filter -> per-identity filters (gender vote, minimum, cap) -> captions
 -> shard assignment (sorted keys, blocks of --shard_size) -> shard writing (complete shards skipped)
--> manifest.json, synthpedes_dataset.json, deadletter.jsonl, filter_report.json.
+-> manifest.json (exactly this run's shards), synthpedes_dataset.json, deadletter.jsonl, filter_report.json.
 
 Local run on the bundled samples (writes data/SYNTH-PEDES/ under the working folder)::
 
@@ -36,10 +40,10 @@ import apache_beam as beam
 import torch
 from apache_beam.io import fileio
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions, TestOptions
 from apache_beam.runners.runner import PipelineResult
 
-from pipelines import outputs, transforms
+from pipelines import job_record, outputs, transforms
 from pipelines.inputs import InputSpec, read_manifest, resolve_input
 from pipelines.model_handler import SpacPredictorHandler
 from pipelines.options import SynthesizeOptions
@@ -75,7 +79,8 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
         prog=PROG, description="Synthesize a SYNTH-PEDES corpus: caption person images with SPAC into shards.",
         epilog="Beam's flags (--runner, --direct_running_mode, --direct_num_workers, --project, --region, "
                "--temp_location, --dataflow_service_options, --setup_file, --sdk_container_image, --dry_run, ...) "
-               "are passed to Beam.")
+               "are passed to Beam. Rerunning into the same --output resumes it (complete shards are kept) when "
+               "the settings recorded in its job.json match; see --output and --overwrite.")
     SynthesizeOptions._add_argparse_args(parser)
     return parser.parse_known_args(argv)
 
@@ -200,6 +205,11 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True,
     options = PipelineOptions(argv)
     options.view_as(SetupOptions).save_main_session = save_main_session
     job = make_job(args, options.view_as(StandardOptions).runner)
+    if not options.view_as(TestOptions).dry_run:  # a dry run writes nothing (and may not reach the bucket)
+        try:
+            job_record.prepare_output(job.output, job_record.fingerprint(job), overwrite=args.overwrite)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
     build(pipeline, job)
     result = pipeline.run()
@@ -234,7 +244,8 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     found = counters(result)  # empty for a runner without metrics (a Dataflow dry run)
     for name, value in (summary | found).items() if found else ():
         print(f"{name}: {value}")
-    for name in (layout.MANIFEST_NAME, outputs.DATASET_NAME, outputs.DEAD_LETTER_NAME, outputs.FILTER_REPORT_NAME):
+    for name in (job_record.JOB_NAME, layout.MANIFEST_NAME, outputs.DATASET_NAME, outputs.DEAD_LETTER_NAME,
+                 outputs.FILTER_REPORT_NAME):
         print(f"output: {args.output.rstrip('/')}/{name}")
     return 0
 

@@ -1,0 +1,174 @@
+"""``job.json``: what decides a corpus folder's contents, so a rerun resumes its own corpus and never mixes two.
+
+The launcher writes it into the output folder before any shard. It holds a fingerprint of every setting
+that changes the corpus: the input, the predictor's files (sha256), shard size, prefix, seed, filter
+thresholds, styles, and the package, schema, template and shard-format versions. Settings that only
+change how the job runs (runner, workers, threads, device, batch size) are left out, so they may differ
+between a run and its resumption. Sorted keys, no timestamps: the same settings give the same bytes.
+
+On a rerun into the same folder: the same fingerprint resumes (complete shards are skipped); another
+one, or files of a run without ``job.json``, is refused with the differing settings named, unless
+``overwrite`` removes the earlier run's files first: only names the job writes, never anything else.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import metadata, resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+from pipelines.outputs import DATASET_NAME, DEAD_LETTER_NAME, FILTER_REPORT_NAME
+from shards import layout, remote
+from spac.attributes import load_schema
+from spac.predictor import CONFIG_FILE, DEFAULT_PREDICTOR_DIR, WEIGHTS_FILE
+
+if TYPE_CHECKING:
+    from pipelines.synthesize import Job
+
+JOB_NAME = "job.json"
+CORPUS_NAMES = (layout.MANIFEST_NAME, DATASET_NAME, DEAD_LETTER_NAME, FILTER_REPORT_NAME)
+DISTRIBUTION = "spac-synthpedes"
+_TEMPLATE_SUFFIXES = (".yaml", ".yml", ".json", ".txt")
+
+
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def predictor_identity(path: str | None) -> dict[str, str | None]:
+    """The sha256 of the predictor's config and weights; its location alone when they are not on this machine
+    (a remote run whose workers load it, e.g. from their container image)."""
+    directory = Path(path) if path is not None else DEFAULT_PREDICTOR_DIR
+    config, weights = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    if not (config.is_file() and weights.is_file()):
+        return {"location": path}
+    return {"config_sha256": _file_sha256(config), "weights_sha256": _file_sha256(weights)}
+
+
+def _template_files(folder: Traversable, relative: str = "") -> Iterator[tuple[str, bytes]]:
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.is_dir():
+            yield from _template_files(entry, f"{relative}{entry.name}/")
+        elif entry.name.endswith(_TEMPLATE_SUFFIXES):
+            yield relative + entry.name, entry.read_bytes()
+
+
+def templates_sha256() -> str:
+    """One hash of the bundled vocabulary, sentence library and style modules: they decide every caption."""
+    digest = hashlib.sha256()
+    for name, data in _template_files(resources.files("templates")):
+        digest.update(name.encode("utf-8") + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def _package_version() -> str | None:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return None
+
+
+def fingerprint(job: Job) -> dict[str, Any]:
+    """Every setting of ``job`` that changes the corpus, by option name (JSON values)."""
+    return {
+        "format_version": layout.FORMAT_VERSION,
+        "package_version": _package_version(),
+        "schema_version": load_schema().version,
+        "templates_sha256": templates_sha256(),
+        "input": {name: value for name, value in job.input._asdict().items() if value is not None},
+        "predictor": predictor_identity(job.predictor),
+        "shard_size": job.shard_size,
+        "prefix": job.prefix,
+        "seed": job.seed,
+        "max_unknown": job.filters.max_unknown,
+        "gender_vote": job.filters.gender_vote,
+        "min_images": job.filters.min_images,
+        "max_images": job.filters.max_images,
+        "styles": list(job.styles) if job.styles is not None else None,
+    }
+
+
+def record_bytes(record: Mapping[str, Any]) -> bytes:
+    return (json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def differences(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The settings that differ, sorted: ``name old -> new`` for plain values, the name alone for nested ones."""
+    changed = []
+    for name in sorted(set(previous) | set(current)):
+        old, new = previous.get(name), current.get(name)
+        if old != new:
+            plain = not isinstance(old, (dict, list)) and not isinstance(new, (dict, list))
+            changed.append(f"{name} {old!r} -> {new!r}" if plain else name)
+    return changed
+
+
+def own_files(fs: Any, root: str, prefixes: set[str]) -> list[str]:
+    """Names in ``root`` that the job writes: job.json, the corpus files, shards of ``prefixes``, and the
+    temporary files of any of them (a crashed writer's); sorted."""
+    names = []
+    for entry in fs.ls(root, detail=True):
+        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        stem = name.split(remote.TEMP_MARKER, 1)[0]
+        shard = layout.SHARD_FILE.fullmatch(stem)
+        if entry["type"] == "file" and (stem in (JOB_NAME, *CORPUS_NAMES) or (shard and shard["prefix"] in prefixes)):
+            names.append(name)
+    return sorted(names)
+
+
+def _read_previous(fs: Any, path: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(the earlier run's record, or None; why it could not be read, or None)."""
+    if not fs.exists(path):
+        return None, None
+    try:
+        with fs.open(path, "rb") as stream:
+            record = json.loads(stream.read().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"{JOB_NAME} is unreadable ({exc})"
+    if not isinstance(record, dict):
+        return None, f"{JOB_NAME} does not hold a JSON object"
+    return record, None
+
+
+def _refusal(output: str, previous: dict[str, Any] | None, problem: str | None, current: dict[str, Any],
+             earlier: list[str]) -> str:
+    remedy = "use another --output, or pass --overwrite to replace it"
+    if problem is not None:
+        return f"--output {output}: {problem}; {remedy}"
+    if previous is None:
+        return (f"--output {output} holds files of a run without {JOB_NAME} ({earlier[0]}, ...), made with unknown "
+                f"settings; {remedy}")
+    return (f"--output {output} holds a corpus made with other settings ({'; '.join(differences(previous, current))}); "
+            f"rerun with its settings to resume it, {remedy}")
+
+
+def prepare_output(output: str, record: Mapping[str, Any], overwrite: bool = False) -> list[str]:
+    """Make ``output`` ready for a run with ``record``, then write its job.json; return the names removed.
+
+    An empty folder, or one whose job.json holds ``record``, is kept as it is (a resume). Otherwise
+    ValueError names the differing settings, unless ``overwrite``: then the job's own files are removed
+    first (shards of the earlier and the new prefix, corpus files, job.json), nothing else.
+    """
+    fs, root = remote.resolve(output)
+    if fs.exists(root) and not fs.isdir(root):
+        raise ValueError(f"--output {output}: not a folder")
+    current = json.loads(record_bytes(record))  # as it reads back from the file
+    job_path = remote.join(fs, root, JOB_NAME)
+    previous, problem = _read_previous(fs, job_path) if fs.isdir(root) else (None, None)
+    prefixes = {current["prefix"]}
+    if previous is not None and isinstance(previous.get("prefix"), str):
+        prefixes.add(previous["prefix"])
+    found = own_files(fs, root, prefixes) if fs.isdir(root) else []
+    earlier = [name for name in found if name != JOB_NAME]
+    if overwrite:
+        # job.json goes last: a removal cut short still leaves the folder marked as the earlier run's
+        for name in earlier + [name for name in found if name == JOB_NAME]:
+            fs.rm(remote.join(fs, root, name))
+    elif earlier and (problem is not None or previous != current):
+        raise ValueError(_refusal(output, previous, problem, current, earlier))
+    fs.makedirs(root, exist_ok=True)
+    remote.publish_bytes(fs, record_bytes(current), job_path)
+    return found if overwrite else []
