@@ -1,0 +1,294 @@
+"""`python -m plip.finetune`: fine-tune a PLIP model for text-based person retrieval on CUHK-PEDES or ICFG-PEDES
+with CMPM (identity-level, ``plip.losses.ivlc_loss``) + CMPC (``plip.cmpc``), the paper's downstream baseline.
+
+    python -m plip.finetune --checkpoint runs/rn50/checkpoints/step-00100000 --dataset CUHK-PEDES \\
+        --root data/CUHK-PEDES --out runs/ft-cuhk --device cuda
+    python -m plip.finetune --checkpoint PLIP_MRN50.pth.tar --preset RN50 --dataset ICFG-PEDES ...
+
+Trains on the ``train`` split (every caption with its image is a pair; batches of several pairs per identity),
+evaluates text-to-image retrieval on ``--eval-split`` after every ``--eval-every-epochs`` epochs and at the end.
+Writes ``RUN_DIR/metrics.jsonl`` (train and eval lines), ``RUN_DIR/args.json``, ``RUN_DIR/best/`` (highest
+R@1) and ``RUN_DIR/last/`` (adds optimizer, trainer state and the CMPC classifier), both in plip.checkpoint's
+directory format, which ``python -m plip.zero_shot --checkpoint`` reads.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import safetensors.torch
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from plip.checkpoint import TrainerState, save_checkpoint
+from plip.cmpc import IdentityClassifier
+from plip.config import create_model, list_models
+from plip.eval_data import DATASET_JSON, EVAL_HEIGHT, EVAL_WIDTH, Gallery, QuerySet, load_eval_split
+from plip.finetune_data import TrainPairs, epoch_loader, epoch_plan, load_train_entries, train_pairs
+from plip.losses import ivlc_loss
+from plip.model import PLIPModel
+from plip.pretrain import MetricsLog, build_optimizer, freeze_text_layers
+from plip.schedule import warmup_step_decay
+from plip.zero_shot import evaluate, load_checkpoint_model, resolve_device
+from spac.cli_support import CliError, OneLineArgumentParser, run_main
+
+PROG = "python -m plip.finetune"
+METRICS_FILE, ARGS_FILE, BEST_DIR, LAST_DIR = "metrics.jsonl", "args.json", "best", "last"
+CLASSIFIER_FILE = "classifier.safetensors"
+
+
+def _parser() -> OneLineArgumentParser:
+    p = OneLineArgumentParser(prog=PROG, description="Fine-tune PLIP on CUHK-PEDES / ICFG-PEDES with CMPM + CMPC "
+                              "and evaluate text-to-image retrieval after every epoch.")
+    start = p.add_argument_group("starting model (one of --checkpoint or --preset)")
+    start.add_argument("--checkpoint", type=Path, help="our checkpoint directory (model.safetensors + config.json) "
+                       "or a released-format file such as PLIP_MRN50.pth.tar")
+    start.add_argument("--preset", help=f"with a released-format --checkpoint: its architecture (default RN50); "
+                       f"without --checkpoint: train this preset from its initial weights ({', '.join(list_models())})")
+    start.add_argument("--tokenizer", help="released-format files only: local tokenizer folder (default: the "
+                       "bundled bert-base-uncased WordPiece vocabulary)")
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", required=True, choices=tuple(DATASET_JSON), help="dataset format")
+    data.add_argument("--root", required=True, type=Path, help="dataset folder holding reid_raw.json / "
+                      "ICFG_PEDES.json (or the <NAME>-train/-test/-valid.json of plip.dataset_split) and imgs/")
+    data.add_argument("--out", required=True, type=Path, help="run folder: metrics.jsonl, args.json, best/, last/")
+    data.add_argument("--eval-split", default="test", choices=("test", "valid"),
+                      help="split evaluated after each epoch and used to pick best/ (default test)")
+    data.add_argument("--pairs-per-id", type=int, default=4, help="(image, caption) pairs of one identity in a "
+                      "batch; --batch-size must be a multiple (default 4)")
+    data.add_argument("--workers", type=int, default=0, help="DataLoader processes loading images (default 0)")
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    opt.add_argument("--batch-size", type=int, default=32, help="pairs per batch (default 32)")
+    opt.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
+    opt.add_argument("--text-lr-scale", type=float, default=1.0, help="text-encoder rate = lr x this (default 1)")
+    opt.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
+    opt.add_argument("--warmup-epochs", type=float, default=0, help="linear warm-up length (default 0)")
+    opt.add_argument("--milestones", default="", help="comma-separated epochs where the rate is multiplied by "
+                     "--gamma (default none: a constant rate)")
+    opt.add_argument("--gamma", type=float, default=0.1, help="step-decay factor (default 0.1)")
+    opt.add_argument("--clip-grad", type=float, default=5.0, help="gradient-norm clipping, 0 = off (default 5)")
+    opt.add_argument("--cmpc-weight", type=float, default=1.0, help="weight of CMPC beside CMPM; 0 = CMPM only "
+                     "(default 1)")
+    opt.add_argument("--text-trainable-layers", type=int, default=-1, help="top text-encoder layers that train; "
+                     "the rest and the embeddings stay frozen; -1 = all (default -1)")
+    opt.add_argument("--max-steps", type=int, help="stop after this many steps in all (default: every epoch)")
+    run = p.add_argument_group("run")
+    run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
+    run.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                     help="autocast precision of the encoders (default: bf16 on CUDA, fp32 on CPU)")
+    run.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the classifier, batch order and flips (default 0)")
+    run.add_argument("--log-every", type=int, default=10, help="steps between train lines in metrics.jsonl "
+                     "(default 10)")
+    run.add_argument("--eval-every-epochs", type=int, default=1, help="epochs between evaluations; 0 = only at "
+                     "the end (default 1)")
+    run.add_argument("--eval-batch-size", type=int, default=64, help="images / captions per forward when "
+                     "evaluating (default 64)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or summary lines")
+    return p
+
+
+# --- checking the flags ----------------------------------------------------------------------------
+
+
+def _check_flags(args: Any) -> None:
+    for name in ("epochs", "batch_size", "pairs_per_id", "log_every", "eval_batch_size"):
+        if getattr(args, name) < 1:
+            raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    for name in ("workers", "eval_every_epochs", "clip_grad", "weight_decay", "warmup_epochs", "cmpc_weight",
+                 "text_lr_scale"):
+        if getattr(args, name) < 0:
+            raise CliError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    for name in ("max_steps", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.lr <= 0:
+        raise CliError(f"--lr must be positive, got {args.lr}")
+    if args.batch_size % args.pairs_per_id:
+        raise CliError(f"--batch-size {args.batch_size} must be a multiple of --pairs-per-id {args.pairs_per_id}")
+    if args.checkpoint is None and args.preset is None:
+        raise CliError("give --checkpoint (ours or released-format) or --preset (train from initial weights)")
+    if args.preset is not None and args.preset not in list_models():
+        raise CliError(f"--preset {args.preset!r}: choose from {', '.join(list_models())}")
+    if not args.root.is_dir():
+        raise CliError(f"--root {args.root}: not a folder")
+    try:
+        milestones = [float(v) for v in args.milestones.split(",") if v.strip()]
+    except ValueError:
+        raise CliError(f"--milestones must be comma-separated epochs, got {args.milestones!r}") from None
+    if any(m <= 0 for m in milestones) or milestones != sorted(set(milestones)):
+        raise CliError(f"--milestones must be increasing positive epochs, got {args.milestones!r}")
+    args.milestones = milestones
+
+
+# --- model -----------------------------------------------------------------------------------------
+
+
+def load_start_model(checkpoint: Path | None, preset: str | None, tokenizer: str | None, device: str) -> PLIPModel:
+    """The model to fine-tune, without the pre-training heads (TIC / IAP), in training mode on ``device``."""
+    if checkpoint is not None:
+        model = load_checkpoint_model(checkpoint, device, preset or "RN50", tokenizer)
+    else:
+        model = create_model(preset, tic={"weight": 0}, iap={"weight": 0}).to(device)
+    model.tic_head, model.iap_head = None, None
+    model.config.tic.weight, model.config.iap.weight = 0.0, 0.0  # saved configs then build no heads either
+    if tuple(model.config.vision.image_size) != (EVAL_HEIGHT, EVAL_WIDTH):
+        raise CliError(f"the model takes {model.config.vision.image_size[0]}x{model.config.vision.image_size[1]} "
+                       f"images; evaluation feeds {EVAL_HEIGHT}x{EVAL_WIDTH} (the released transform)")
+    return model.train()
+
+
+@dataclass
+class FineTuning:
+    """What the loop updates."""
+
+    model: PLIPModel
+    classifier: IdentityClassifier
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    device: str
+    precision: str
+    clip_grad: float
+    cmpc_weight: float
+
+
+def train_step(tuning: FineTuning, batch: dict[str, Any]) -> dict[str, float]:
+    """One optimiser update on a batch of ``images`` / ``captions`` / ``labels``; returns the loss terms."""
+    model, device = tuning.model, tuning.device
+    tokens = {k: v.to(device) for k, v in model.tokenize(batch["captions"]).items()}
+    labels = batch["labels"].to(device)
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=tuning.precision == "bf16"):
+        image_features = model.encode_image(batch["images"].to(device, non_blocking=True))
+        text_features = model.encode_text(tokens["input_ids"], tokens["attention_mask"])
+    # Losses in fp32: softmax / KL and the classifier are sensitive to half precision.
+    image_features, text_features = image_features.float(), text_features.float()
+    cmpm = ivlc_loss(image_features, text_features, labels, model.config.ivlc_target_norm)
+    cmpc = tuning.cmpc_weight * tuning.classifier(image_features, text_features, labels)
+    total = cmpm + cmpc
+    tuning.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if tuning.clip_grad > 0:
+        trained = [p for group in tuning.optimizer.param_groups for p in group["params"]]
+        nn.utils.clip_grad_norm_(trained, tuning.clip_grad)
+    tuning.optimizer.step()
+    tuning.scheduler.step()
+    return {"loss": float(total.detach()), "cmpm_loss": float(cmpm.detach()), "cmpc_loss": float(cmpc.detach())}
+
+
+def save_run_checkpoint(directory: Path, tuning: FineTuning, state: TrainerState, with_training_state: bool) -> None:
+    """Our checkpoint format with ``state``; the optimizer and the CMPC classifier too when asked."""
+    save_checkpoint(directory, tuning.model, tuning.optimizer if with_training_state else None, state)
+    if with_training_state:
+        safetensors.torch.save_model(tuning.classifier, str(directory / CLASSIFIER_FILE))
+
+
+# --- the job ---------------------------------------------------------------------------------------
+
+
+def _summary(metrics: dict[str, Any]) -> str:
+    return f"R@1 {metrics['R@1']:.2f}  R@5 {metrics['R@5']:.2f}  R@10 {metrics['R@10']:.2f}  mAP {metrics['mAP']:.2f}"
+
+
+def main(args: Any) -> int:
+    _check_flags(args)
+    device = resolve_device(args.device)
+    precision = ("bf16" if device.startswith("cuda") else "fp32") if args.precision == "auto" else args.precision
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    entries, source = load_train_entries(args.dataset, args.root)
+    pairs = train_pairs(entries, args.root / "imgs", source)
+    queries, gallery = load_eval_split(args.dataset, args.root, args.eval_split)
+
+    torch.manual_seed(args.seed)
+    model = load_start_model(args.checkpoint, args.preset, args.tokenizer, device)
+    freeze_text_layers(model, args.text_trainable_layers)
+    classifier = IdentityClassifier(len(pairs.identities), model.embed_dim).to(device)
+    optimizer = build_optimizer(model, args.lr, args.text_lr_scale, args.weight_decay)
+    optimizer.add_param_group({"params": list(classifier.parameters()), "lr": args.lr, "name": "classifier"})
+    plans = [epoch_plan(pairs.labels, args.batch_size, args.pairs_per_id, args.seed, e) for e in range(args.epochs)]
+    steps_per_epoch = len(plans[0])
+    scheduler = warmup_step_decay(optimizer, round(args.warmup_epochs * steps_per_epoch),
+                                  [max(1, round(m * steps_per_epoch)) for m in args.milestones], args.gamma)
+    tuning = FineTuning(model, classifier, optimizer, scheduler, device, precision, args.clip_grad, args.cmpc_weight)
+    total_steps = sum(len(plan) for plan in plans)
+    total_steps = total_steps if args.max_steps is None else min(args.max_steps, total_steps)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    record = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    settings = {"train_pairs": len(pairs), "train_identities": len(pairs.identities), "total_steps": total_steps,
+                "eval_queries": len(queries), "eval_gallery": len(gallery)}
+    (args.out / ARGS_FILE).write_text(json.dumps({**record, **settings}, indent=2) + "\n", encoding="utf-8")
+    if not args.quiet:
+        print(f"{PROG}: {len(pairs)} pairs of {len(pairs.identities)} identities, {steps_per_epoch} steps/epoch, "
+              f"{total_steps} steps, device {device}, {precision}; {args.eval_split}: {len(queries)} queries, "
+              f"{len(gallery)} images", file=sys.stderr)
+    _train(args, tuning, pairs, plans, total_steps, queries, gallery, MetricsLog(args.out / METRICS_FILE, None))
+    return 0
+
+
+def _train(args: Any, tuning: FineTuning, pairs: TrainPairs, plans: list[list[list[int]]], total_steps: int,
+           queries: QuerySet, gallery: Gallery, metrics: MetricsLog) -> None:
+    step, best_r1 = 0, None
+    bar = tqdm(total=total_steps, unit="step", disable=args.quiet)
+    sums: dict[str, float] = {}
+    window_start, window_steps = time.perf_counter(), 0
+    image_size = tuple(tuning.model.config.vision.image_size)
+    for epoch, plan in enumerate(plans):
+        epoch_start = step
+        loader = epoch_loader(pairs, image_size, plan, args.seed, epoch, args.workers,
+                              pin_memory=tuning.device.startswith("cuda"))
+        for batch in loader:
+            rates = {f"lr_{group['name']}": group["lr"] for group in tuning.optimizer.param_groups}
+            for name, value in train_step(tuning, batch).items():
+                sums[name] = sums.get(name, 0.0) + value
+            step, window_steps = step + 1, window_steps + 1
+            bar.update()
+            if step % args.log_every == 0 or step == total_steps:
+                elapsed = time.perf_counter() - window_start
+                means = {k: v / window_steps for k, v in sums.items()}
+                metrics.write({"kind": "train", "step": step, "epoch": epoch, **means, **rates,
+                               "samples_per_s": args.batch_size * window_steps / elapsed})
+                bar.set_postfix(loss=f"{means['loss']:.4f}")
+                sums, window_start, window_steps = {}, time.perf_counter(), 0
+            if step == total_steps:
+                break
+        finished = step == total_steps
+        epochs_done = round(epoch + (step - epoch_start) / len(plan), 3)  # fractional when --max-steps cut it
+        if finished or (args.eval_every_epochs and (epoch + 1) % args.eval_every_epochs == 0):
+            result = evaluate(tuning.model, queries, gallery, args.eval_batch_size, tuning.device)
+            metrics.write({"kind": "eval", "step": step, "epoch": epochs_done, "split": args.eval_split, **result})
+            if not args.quiet:
+                tqdm.write(f"epoch {epochs_done:g} step {step}: {args.eval_split} {_summary(result)}", file=sys.stderr)
+            state = TrainerState(step=step, epoch=epoch + 1, extra={"eval": result})
+            if best_r1 is None or result["R@1"] > best_r1:
+                best_r1 = result["R@1"]
+                save_run_checkpoint(args.out / BEST_DIR, tuning, state, with_training_state=False)
+            state.extra["scheduler"] = tuning.scheduler.state_dict()
+            save_run_checkpoint(args.out / LAST_DIR, tuning, state, with_training_state=True)
+        if finished:
+            break
+    bar.close()
+
+
+def cli_main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.quiet:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    try:
+        return main(args)
+    except ValueError as exc:  # dataset, model and checkpoint errors all derive from ValueError
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+        raise CliError(lines[-1] if lines else type(exc).__name__) from None
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(PROG, cli_main))
