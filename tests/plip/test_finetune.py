@@ -1,0 +1,159 @@
+import json
+import math
+from collections import Counter
+
+import pytest
+import safetensors.torch
+import torch
+
+from plip import zero_shot
+from plip.checkpoint import load_training_state, save_checkpoint
+from plip.cmpc import IdentityClassifier, cmpc_loss
+from plip.finetune import CLASSIFIER_FILE, FineTuning, cli_main, train_step
+from plip.finetune_data import PairDataset, _collate, epoch_plan, load_train_entries, train_pairs
+from plip.pretrain import build_optimizer
+from plip.schedule import warmup_step_decay
+from spac.cli_support import run_main
+from tests.plip._tiny_model import single_thread, tiny_model  # noqa: F401  (autouse fixture)
+from tests.plip.pedes_fixtures import make_entries, write_dataset
+
+SPLITS = {0: "train", 1: "train", 2: "train", 3: "train", 4: "test", 5: "val"}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("CUHK-PEDES")
+    write_dataset(root, make_entries(SPLITS))
+    return root
+
+
+@pytest.fixture(scope="module")
+def start_checkpoint(tmp_path_factory):
+    """A tiny pre-trained-format checkpoint at the evaluation's 256x128, TIC / IAP heads included."""
+    return save_checkpoint(tmp_path_factory.mktemp("start") / "ckpt", tiny_model(vision={"image_size": [256, 128]}))
+
+
+def test_cmpc_on_a_hand_checked_case():
+    image = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    text = torch.tensor([[1.0, 1.0], [0.0, -1.0]])
+    weights = torch.tensor([[3.0, 0.0], [0.0, 0.5]])  # rows normalise to the unit axes
+    labels = torch.tensor([0, 1])
+    # Row 0: image on text -> (1, 1), text on image -> (1, 0). Row 1: image on text -> (0, 3), text on image -> (0, -1).
+    image_ce = (math.log(2) + math.log(1 + math.exp(-3))) / 2
+    text_ce = (math.log(1 + math.exp(-1)) + math.log(1 + math.e)) / 2
+    assert float(cmpc_loss(image, text, labels, weights)) == pytest.approx(image_ce + text_ce, rel=1e-6)
+    with pytest.raises(ValueError, match="3-d class vectors, features are 2-d"):
+        cmpc_loss(image, text, labels, torch.ones(2, 3))
+
+
+def test_train_pairs_map_identities_to_classes_and_plans_hold_several_pairs_per_identity(dataset):
+    entries, _ = load_train_entries("CUHK-PEDES", dataset)
+    pairs = train_pairs(entries, dataset / "imgs")
+    assert len(pairs) == 16 and pairs.identities == (0, 1, 2, 3) and sorted(set(pairs.labels)) == [0, 1, 2, 3]
+    labels = [i // 5 for i in range(5 * 7)] + [7]  # 7 identities of 5 pairs, one of a single pair
+    plan = epoch_plan(labels, batch_size=6, pairs_per_id=2, seed=3, epoch=0)
+    assert plan == epoch_plan(labels, batch_size=6, pairs_per_id=2, seed=3, epoch=0)
+    assert plan != epoch_plan(labels, batch_size=6, pairs_per_id=2, seed=3, epoch=1)
+    for batch in plan:
+        counts = Counter(labels[i] for i in batch)
+        assert len(batch) == 6 and len(counts) == 3 and set(counts.values()) == {2}
+    assert len({i for batch in plan for i in batch}) >= 0.75 * len(labels)
+    with pytest.raises(ValueError, match="multiple of the pairs per identity"):
+        epoch_plan(labels, batch_size=5, pairs_per_id=2, seed=0, epoch=0)
+
+
+def test_steps_on_a_fixed_batch_lower_cmpm_and_cmpc(dataset):
+    entries, _ = load_train_entries("CUHK-PEDES", dataset)
+    pairs = train_pairs(entries, dataset / "imgs")
+    batch = _collate([PairDataset(pairs, (64, 32))[(i, False)] for i in range(0, 16, 2)])
+    model = tiny_model(tic={"weight": 0}, iap={"weight": 0}).train()
+    for module in model.modules():  # dropout noise would blur a short trend on one batch
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    classifier = IdentityClassifier(4, model.embed_dim)
+    optimizer = build_optimizer(model, 1e-3, 1.0, 0.0)
+    optimizer.add_param_group({"params": list(classifier.parameters()), "lr": 3e-2, "name": "classifier"})
+    tuning = FineTuning(model, classifier, optimizer, warmup_step_decay(optimizer, 0, []), "cpu", "fp32", 5.0, 1.0)
+    losses = [train_step(tuning, batch) for _ in range(10)]
+    for name in ("loss", "cmpm_loss", "cmpc_loss"):
+        assert losses[-1][name] < 0.9 * losses[0][name], name
+
+
+@pytest.fixture(scope="module")
+def run_dir(dataset, start_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("finetune") / "run"
+    argv = ["--checkpoint", str(start_checkpoint), "--dataset", "CUHK-PEDES", "--root", str(dataset), "--out",
+            str(out), "--batch-size", "8", "--pairs-per-id", "2", "--epochs", "8", "--lr", "1e-3", "--log-every", "1",
+            "--eval-every-epochs", "3", "--device", "cpu", "--threads", "1", "--quiet"]
+    assert run_main("finetune", cli_main, argv) == 0
+    return out
+
+
+def test_a_short_fine_tune_lowers_the_loss_and_logs_evaluations(run_dir):
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [m["loss"] for m in lines if m["kind"] == "train"]
+    assert len(train) == 16  # 16 pairs / batches of 8, 8 epochs
+    assert sum(train[-4:]) < 0.8 * sum(train[:4])
+    evals = [m for m in lines if m["kind"] == "eval"]
+    assert [(m["step"], m["epoch"]) for m in evals] == [(6, 3.0), (12, 6.0), (16, 8.0)]
+    assert all(m["split"] == "test" and m["queries"] == 4 for m in evals)  # identity 4's two images x 2 captions
+    args = json.loads((run_dir / "args.json").read_text())
+    assert (args["train_pairs"], args["train_identities"], args["total_steps"]) == (16, 4, 16)
+
+
+def test_checkpoints_load_in_zero_shot_and_last_keeps_the_training_state(run_dir, dataset, tmp_path):
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    best_r1 = max(m["R@1"] for m in lines if m["kind"] == "eval")
+    report = tmp_path / "zero_shot.json"
+    assert zero_shot.cli_main(["--checkpoint", str(run_dir / "best"), "--dataset", "CUHK-PEDES", "--root",
+                               str(dataset), "--device", "cpu", "--quiet", "--json", str(report)]) == 0
+    metrics = json.loads(report.read_text())["metrics"]
+    assert metrics["R@1"] == pytest.approx(best_r1)
+    assert metrics == pytest.approx(load_training_state(run_dir / "best").extra["eval"])
+    best = zero_shot.load_checkpoint_model(run_dir / "best", "cpu")
+    assert best.tic_head is None and best.iap_head is None  # pre-training heads left behind
+    state = load_training_state(run_dir / "last")
+    assert state.step == 16 and state.epoch == 8 and "scheduler" in state.extra
+    classifier = IdentityClassifier(4, best.embed_dim)
+    safetensors.torch.load_model(classifier, str(run_dir / "last" / CLASSIFIER_FILE))
+
+
+def _exit_code(argv: list[str]) -> int:
+    try:
+        return run_main("python -m plip.finetune", cli_main, argv)
+    except SystemExit as exc:  # argparse rejects a wrong flag itself
+        return exc.code
+
+
+@pytest.mark.parametrize("change, message", [
+    (("--root", "{missing}"), "not a folder"),
+    (("--root", "{empty}"), "neither CUHK-PEDES-train.json nor reid_raw.json found"),
+    (("--root", "{no_images}"), "training entry 0: image not found"),
+    (("--dataset", "MARKET"), "invalid choice: 'MARKET'"),
+    (("--pairs-per-id", "3"), "must be a multiple of --pairs-per-id 3"),
+    (("--checkpoint", "{missing}"), "checkpoint not found"),
+    (("--checkpoint", "{small}"), "evaluation feeds 256x128"),
+    (("--checkpoint", None), "give --checkpoint"),
+    (("--preset", "RN99"), "--preset 'RN99'"),
+    (("--device", "tpu"), "--device must be cpu, cuda"),
+    (("--bogus", "1"), "unrecognized arguments"),
+])
+def test_bad_input_is_one_line_and_exit_2(dataset, start_checkpoint, tmp_path, capsys, change, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "no_images").mkdir()
+    (tmp_path / "no_images" / "reid_raw.json").write_text(json.dumps(make_entries(SPLITS)))
+    small = save_checkpoint(tmp_path / "small", tiny_model(tic={"weight": 0}, iap={"weight": 0}))  # 64x32 input
+    values = {"missing": str(tmp_path / "missing"), "empty": str(tmp_path / "empty"),
+              "no_images": str(tmp_path / "no_images"), "small": str(small)}
+    argv = ["--checkpoint", str(start_checkpoint), "--dataset", "CUHK-PEDES", "--root", str(dataset),
+            "--out", str(tmp_path / "out"), "--batch-size", "4", "--pairs-per-id", "2", "--quiet"]
+    name, value = change
+    if name not in argv:
+        argv += [name, value]
+    elif value is None:
+        del argv[argv.index(name):argv.index(name) + 2]
+    else:
+        argv[argv.index(name) + 1] = value.format(**values)
+    assert _exit_code(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) <= 2  # argparse adds its usage line to a wrong flag
