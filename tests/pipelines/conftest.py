@@ -2,7 +2,8 @@
 
 The folder has one identity per corpus rule (kept, gender voted, vote failed, too few, capped, images
 with unknown groups), a truncated JPEG, a text file, a file outside the layout and one beside the
-identity folders. ``EXPECTED`` holds what the job must make of it under ``JOB_FLAGS``.
+identity folders. ``EXPECTED`` holds what the job must make of it under ``JOB_FLAGS``; ``first_run`` is that job's corpus,
+shared by the tests that read it or copy it to rerun into.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines import synthesize
 from tests.pipelines.colour_predictor import BLACK, BLUE, GREEN, RED, save_colour_predictor, solid_image
 
 JOB_FLAGS = ["--min_images", "3", "--max_images", "6", "--shard_size", "4", "--batch_size", "4", "--seed", "7"]
@@ -56,3 +58,19 @@ def colour_predictor(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def input_folder(tmp_path_factory) -> Path:
     return build_input_folder(tmp_path_factory.mktemp("images"))
+
+
+def run_job(input_folder: Path, output: Path, predictor: Path, *extra: str) -> dict[str, int]:
+    argv = ["--runner=DirectRunner", "--input", str(input_folder), "--output", str(output),
+            "--predictor", str(predictor), *JOB_FLAGS, *extra]
+    return synthesize.counters(synthesize.run(argv, save_main_session=False))
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def first_run(tmp_path_factory, input_folder, colour_predictor) -> tuple[Path, dict[str, int]]:
+    output = tmp_path_factory.mktemp("corpus")
+    return output, run_job(input_folder, output, colour_predictor)

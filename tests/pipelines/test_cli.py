@@ -9,7 +9,7 @@ from pipelines import synthesize
 from spac.cli_support import run_main
 
 FLAGS = ["--input", "--output", "--predictor", "--device", "--torch_threads", "--batch_size", "--shard_size", "--prefix", "--seed",
-         "--max_unknown", "--gender_vote", "--min_images", "--max_images", "--styles"]
+         "--max_unknown", "--gender_vote", "--min_images", "--max_images", "--styles", "--overwrite"]
 
 
 def test_help_explains_every_flag(capsys):

@@ -11,28 +11,11 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from pipelines import synthesize
 from shards.writer import shard_is_complete
 from spac.predictor import DEFAULT_PREDICTOR_DIR
-from tests.pipelines.conftest import EXPECTED, JOB_FLAGS
+from tests.pipelines.conftest import EXPECTED, folder_bytes, run_job
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def run_job(input_folder: Path, output: Path, predictor: Path, *extra: str) -> dict[str, int]:
-    argv = ["--runner=DirectRunner", "--input", str(input_folder), "--output", str(output),
-            "--predictor", str(predictor), *JOB_FLAGS, *extra]
-    return synthesize.counters(synthesize.run(argv, save_main_session=False))
-
-
-def folder_bytes(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory, input_folder, colour_predictor):
-    output = tmp_path_factory.mktemp("corpus")
-    return output, run_job(input_folder, output, colour_predictor)
 
 
 def test_counters_add_up(first_run):

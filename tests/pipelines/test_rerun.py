@@ -1,0 +1,117 @@
+"""Rerunning the job into an existing output folder: job.json, resume, refusal, --overwrite, the exact manifest."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipelines import outputs, synthesize
+from shards import verify_corpus
+from spac.cli_support import run_main
+from tests.pipelines.conftest import EXPECTED, JOB_FLAGS, folder_bytes, run_job
+
+
+def copy_corpus(first_run, tmp_path: Path) -> Path:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(first_run[0], corpus)  # keeps modification times
+    return corpus
+
+
+def refused(input_folder: Path, corpus: Path, predictor: Path, capsys, *extra: str) -> str:
+    """The one-line error of a run that must stop before writing anything."""
+    before = folder_bytes(corpus)
+    argv = ["--runner=DirectRunner", "--input", str(input_folder), "--output", str(corpus),
+            "--predictor", str(predictor), *JOB_FLAGS, *extra]
+    assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
+    assert folder_bytes(corpus) == before
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(synthesize.PROG)
+    return err
+
+
+def test_job_json_records_corpus_settings_only(first_run, colour_predictor, input_folder):
+    output, _ = first_run
+    text = (output / "job.json").read_text()
+    record = json.loads(text)
+    assert text == json.dumps(record, indent=2, sort_keys=True) + "\n"
+    assert (record["shard_size"], record["seed"], record["min_images"], record["max_images"]) == (4, 7, 3, 6)
+    assert record["input"]["root"] == str(input_folder)
+    weights = hashlib.sha256((colour_predictor / "model.safetensors").read_bytes()).hexdigest()
+    assert record["predictor"]["weights_sha256"] == weights
+    assert not {"output", "runner", "direct_num_workers", "torch_threads", "batch_size", "device"} & set(record)
+
+
+def test_rerun_with_same_settings_rewrites_no_shard(first_run, tmp_path, input_folder, colour_predictor):
+    corpus = copy_corpus(first_run, tmp_path)
+    before = folder_bytes(corpus)
+    shard_times = {p.name: p.stat().st_mtime_ns for p in corpus.glob("synthpedes-*")}
+    counters = run_job(input_folder, corpus, colour_predictor, "--torch_threads", "1")  # a runner-only flag differs
+    assert counters.get("written", 0) == 0 and counters["already_complete"] == EXPECTED["written"]
+    assert folder_bytes(corpus) == before
+    assert {p.name: p.stat().st_mtime_ns for p in corpus.glob("synthpedes-*")} == shard_times
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--shard_size", "5"], ["shard_size 4 -> 5"]),
+    (["--seed", "8", "--max_images", "5"], ["max_images 6 -> 5; seed 7 -> 8"]),
+    (["--styles", "dense,narrative"], ["styles"]),
+])
+def test_other_settings_are_refused_naming_them(first_run, tmp_path, input_folder, colour_predictor, capsys, flags,
+                                                named):
+    err = refused(input_folder, copy_corpus(first_run, tmp_path), colour_predictor, capsys, *flags)
+    assert all(name in err for name in named) and "--overwrite" in err
+
+
+def test_other_predictor_files_are_refused(first_run, tmp_path, input_folder, colour_predictor, capsys):
+    other = tmp_path / "predictor"
+    shutil.copytree(colour_predictor, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps(config, indent=4))  # same model, other bytes: not provably equal
+    err = refused(input_folder, copy_corpus(first_run, tmp_path), other, capsys)
+    assert "other settings (predictor)" in err
+
+
+def test_files_of_a_run_without_job_json_are_refused(first_run, tmp_path, input_folder, colour_predictor, capsys):
+    corpus = copy_corpus(first_run, tmp_path)
+    (corpus / "job.json").unlink()
+    assert "without job.json" in refused(input_folder, corpus, colour_predictor, capsys)
+
+
+def test_overwrite_replaces_the_corpus_and_nothing_else(first_run, tmp_path, input_folder, colour_predictor):
+    corpus = copy_corpus(first_run, tmp_path)
+    foreign = {"README.md": b"my notes\n", "synthpedes-draft.tar": b"not a shard name",
+               "extra/synthpedes-000000.tar": b"in a subfolder"}
+    for name, data in foreign.items():
+        (corpus / name).parent.mkdir(exist_ok=True)
+        (corpus / name).write_bytes(data)
+    (corpus / "synthpedes-000004.tar.tmp-0123456789ab").write_bytes(b"a crashed writer's file")
+    new_settings = ("--shard_size", "8", "--prefix", "pedes")
+    counters = run_job(input_folder, corpus, colour_predictor, *new_settings, "--overwrite")
+    assert counters["written"] == EXPECTED["written"]
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "README.md").write_bytes(foreign["README.md"])  # a foreign file alone does not stop a run
+    run_job(input_folder, fresh, colour_predictor, *new_settings)
+    assert folder_bytes(corpus) == folder_bytes(fresh) | foreign
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    assert [s["shard"] for s in manifest["shards"]] == [f"pedes-{i:06d}.tar" for i in range(3)]
+    assert manifest["totals"]["samples"] == EXPECTED["written"]
+    assert json.loads((corpus / "job.json").read_text())["shard_size"] == 8
+    assert verify_corpus(str(corpus)) == []
+
+
+def test_pipeline_manifest_lists_exactly_this_runs_shards(first_run, tmp_path):
+    corpus = copy_corpus(first_run, tmp_path)  # five complete shards; a run of three must not list 3 and 4
+    outputs.finish_manifest([2, 0, 1], str(corpus), "synthpedes")
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    assert [s["shard"] for s in manifest["shards"]] == [f"synthpedes-{i:06d}.tar" for i in range(3)]
+    assert manifest["totals"]["samples"] == 12
+    (corpus / "synthpedes-000001_stats.json").unlink()
+    with pytest.raises(ValueError, match=r"synthpedes-000001\.tar \(of 3 expected\) is missing"):
+        outputs.finish_manifest(range(3), str(corpus), "synthpedes")
+    with pytest.raises(ValueError, match="not 0..1 without gaps"):
+        outputs.finish_manifest([0, 2], str(corpus), "synthpedes")
