@@ -132,7 +132,7 @@ class PairDataset(Dataset):
         return tensor, self.pairs.captions[index], self.pairs.labels[index]
 
 
-def _collate(items: list[tuple[torch.Tensor, str, int]]) -> dict[str, Any]:
+def collate_pairs(items: list[tuple[torch.Tensor, str, int]]) -> dict[str, Any]:
     images, captions, labels = zip(*items)
     return {"images": torch.stack(images), "captions": list(captions), "labels": torch.tensor(labels)}
 
@@ -142,5 +142,5 @@ def epoch_loader(pairs: TrainPairs, image_size: tuple[int, int], plan: list[list
     """Batches of ``{"images", "captions", "labels"}`` in plan order, each pair flipped with probability 1/2."""
     rng = random.Random(derive_seed(seed, "finetune-flip", epoch))
     batches = [[(index, rng.random() < 0.5) for index in batch] for batch in plan]
-    return DataLoader(PairDataset(pairs, image_size), batch_sampler=batches, collate_fn=_collate,
+    return DataLoader(PairDataset(pairs, image_size), batch_sampler=batches, collate_fn=collate_pairs,
                       num_workers=workers, pin_memory=pin_memory)

@@ -10,7 +10,7 @@ from plip import zero_shot
 from plip.checkpoint import load_training_state, save_checkpoint
 from plip.cmpc import IdentityClassifier, cmpc_loss
 from plip.finetune import CLASSIFIER_FILE, FineTuning, cli_main, train_step
-from plip.finetune_data import PairDataset, _collate, epoch_plan, load_train_entries, train_pairs
+from plip.finetune_data import PairDataset, collate_pairs, epoch_plan, load_train_entries, train_pairs
 from plip.pretrain import build_optimizer
 from plip.schedule import warmup_step_decay
 from spac.cli_support import run_main
@@ -65,7 +65,7 @@ def test_train_pairs_map_identities_to_classes_and_plans_hold_several_pairs_per_
 def test_steps_on_a_fixed_batch_lower_cmpm_and_cmpc(dataset):
     entries, _ = load_train_entries("CUHK-PEDES", dataset)
     pairs = train_pairs(entries, dataset / "imgs")
-    batch = _collate([PairDataset(pairs, (64, 32))[(i, False)] for i in range(0, 16, 2)])
+    batch = collate_pairs([PairDataset(pairs, (64, 32))[(i, False)] for i in range(0, 16, 2)])
     model = tiny_model(tic={"weight": 0}, iap={"weight": 0}).train()
     for module in model.modules():  # dropout noise would blur a short trend on one batch
         if isinstance(module, torch.nn.Dropout):
