@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from plip.checkpoint import TrainerState, save_checkpoint
 from plip.cmpc import IdentityClassifier
+from plip.command import call_main
 from plip.config import create_model, list_models
 from plip.eval_data import DATASET_JSON, EVAL_HEIGHT, EVAL_WIDTH, Gallery, QuerySet, load_eval_split
 from plip.finetune_data import TrainPairs, epoch_loader, epoch_plan, load_train_entries, train_pairs
@@ -278,17 +279,7 @@ def _train(args: Any, tuning: FineTuning, pairs: TrainPairs, plans: list[list[li
 
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.quiet:
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
-    try:
-        return main(args)
-    except ValueError as exc:  # dataset, model and checkpoint errors all derive from ValueError
-        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-        raise CliError(lines[-1] if lines else type(exc).__name__) from None
-
+    return call_main(main, _parser().parse_args(argv))
 
 if __name__ == "__main__":
     sys.exit(run_main(PROG, cli_main))

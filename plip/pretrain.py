@@ -34,6 +34,7 @@ import shards
 from plip import distributed
 from plip.checkpoint import (MODEL_FILE, TrainerState, capture_rng_state, load_training_state, restore_rng_state,
                              save_checkpoint)
+from plip.command import call_main
 from plip.config import create_model, list_models
 from plip.eval_data import EVAL_HEIGHT, EVAL_WIDTH, Gallery, QuerySet, eval_set_from_shards, parse_identities
 from plip.losses import PLIPLoss
@@ -473,17 +474,7 @@ def _train(args: Any, device: str, precision: str, context: distributed.Context)
 
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.quiet:
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
-    try:
-        return main(args)
-    except ValueError as exc:  # data, model and checkpoint errors all derive from ValueError
-        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-        raise CliError(lines[-1] if lines else type(exc).__name__) from None
-
+    return call_main(main, _parser().parse_args(argv))
 
 if __name__ == "__main__":
     sys.exit(run_main(PROG, cli_main))
