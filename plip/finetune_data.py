@@ -138,9 +138,13 @@ def collate_pairs(items: list[tuple[torch.Tensor, str, int]]) -> dict[str, Any]:
 
 
 def epoch_loader(pairs: TrainPairs, image_size: tuple[int, int], plan: list[list[int]], seed: int, epoch: int,
-                 workers: int = 0, pin_memory: bool = False) -> DataLoader:
-    """Batches of ``{"images", "captions", "labels"}`` in plan order, each pair flipped with probability 1/2."""
+                 workers: int = 0, pin_memory: bool = False, start: int = 0) -> DataLoader:
+    """Batches of ``{"images", "captions", "labels"}`` in plan order from batch ``start`` on (a resumed epoch
+    skips the batches it already trained on), each pair flipped with probability 1/2 as in the whole epoch."""
     rng = random.Random(derive_seed(seed, "finetune-flip", epoch))
     batches = [[(index, rng.random() < 0.5) for index in batch] for batch in plan]
-    return DataLoader(PairDataset(pairs, image_size), batch_sampler=batches, collate_fn=collate_pairs,
-                      num_workers=workers, pin_memory=pin_memory)
+    # Its own generator: a DataLoader otherwise draws its worker seed from torch's global RNG, so opening the
+    # loader mid-epoch on resume would shift the dropout noise of every later step.
+    generator = torch.Generator().manual_seed(derive_seed(seed, "finetune-loader", epoch))
+    return DataLoader(PairDataset(pairs, image_size), batch_sampler=batches[start:], collate_fn=collate_pairs,
+                      num_workers=workers, pin_memory=pin_memory, generator=generator)
