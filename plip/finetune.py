@@ -9,7 +9,9 @@ Trains on the ``train`` split (every caption with its image is a pair; batches o
 evaluates text-to-image retrieval on ``--eval-split`` after every ``--eval-every-epochs`` epochs and at the end.
 Writes ``RUN_DIR/metrics.jsonl`` (train and eval lines), ``RUN_DIR/args.json``, ``RUN_DIR/best/`` (highest
 R@1) and ``RUN_DIR/last/`` (adds optimizer, trainer state and the CMPC classifier), both in plip.checkpoint's
-directory format, which ``python -m plip.zero_shot --checkpoint`` reads.
+directory format, which ``python -m plip.zero_shot --checkpoint`` reads. ``last/`` is rewritten after every
+evaluation (and every ``--checkpoint-every`` steps); ``--resume`` continues from it exactly: weights, optimizer,
+schedule, classifier, position in the epoch's batch plan, best R@1, the partial logging window and RNG states.
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from plip.checkpoint import TrainerState, save_checkpoint
+from plip.checkpoint import (MODEL_FILE, TrainerState, capture_rng_state, load_training_state, restore_rng_state,
+                             save_checkpoint)
 from plip.cmpc import IdentityClassifier
 from plip.command import call_main
 from plip.config import create_model, list_models
@@ -41,6 +44,9 @@ from spac.cli_support import CliError, OneLineArgumentParser, run_main
 PROG = "python -m plip.finetune"
 METRICS_FILE, ARGS_FILE, BEST_DIR, LAST_DIR = "metrics.jsonl", "args.json", "best", "last"
 CLASSIFIER_FILE = "classifier.safetensors"
+# Flags that change the data, the batches or the model: a resumed run must keep them.
+RESUME_FLAGS = ("dataset", "root", "batch_size", "pairs_per_id", "seed", "checkpoint", "preset", "tokenizer",
+                "text_trainable_layers")
 
 
 def _parser() -> OneLineArgumentParser:
@@ -91,6 +97,12 @@ def _parser() -> OneLineArgumentParser:
                      "the end (default 1)")
     run.add_argument("--eval-batch-size", type=int, default=64, help="images / captions per forward when "
                      "evaluating (default 64)")
+    run.add_argument("--checkpoint-every", type=int, metavar="N", help="also rewrite RUN_DIR/last/ every this many steps, so an "
+                     "interrupted run loses less (default: only after each evaluation)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out from its last/ checkpoint "
+                     "(a fresh start if there is none); --dataset, --root, --batch-size, --pairs-per-id, --seed, "
+                     "--checkpoint, --preset, --tokenizer and --text-trainable-layers must be the run's; --epochs "
+                     "and --max-steps may grow; the learning rate comes from the saved optimizer and schedule")
     run.add_argument("--quiet", action="store_true", help="no progress bar or summary lines")
     return p
 
@@ -106,7 +118,7 @@ def _check_flags(args: Any) -> None:
                  "text_lr_scale"):
         if getattr(args, name) < 0:
             raise CliError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    for name in ("max_steps", "threads"):
+    for name in ("max_steps", "threads", "checkpoint_every"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.lr <= 0:
@@ -190,6 +202,101 @@ def save_run_checkpoint(directory: Path, tuning: FineTuning, state: TrainerState
         safetensors.torch.save_model(tuning.classifier, str(directory / CLASSIFIER_FILE))
 
 
+def _evaluate(tuning: FineTuning, queries: QuerySet, gallery: Gallery, batch_size: int) -> dict[str, Any]:
+    """Retrieval metrics, leaving every RNG as it was: an evaluation must not change later training steps."""
+    devices = []
+    if tuning.device.startswith("cuda"):
+        index = torch.device(tuning.device).index
+        devices = [torch.cuda.current_device() if index is None else index]
+    with torch.random.fork_rng(devices=devices):
+        return evaluate(tuning.model, queries, gallery, batch_size, tuning.device)
+
+
+# --- where training stands, saved in last/ and restored by --resume ---------------------------------
+
+
+@dataclass
+class Progress:
+    """The loop's position: ``batch`` batches of epoch ``epoch``'s plan are done."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0
+    best_r1: float | None = None
+    eval_step: int | None = None  # step of the latest evaluation, so a resumed run does not repeat it
+
+    def epochs_done(self, plan_length: int) -> int:
+        return self.epoch + (self.batch == plan_length)
+
+
+class LossWindow:
+    """Loss sums since the last train line of metrics.jsonl (carried across a resume)."""
+
+    def __init__(self, sums: dict[str, float] | None = None, steps: int = 0, seconds: float = 0.0) -> None:
+        self.sums, self.steps = dict(sums or {}), steps
+        self.start = time.perf_counter() - seconds
+
+    def add(self, losses: dict[str, float]) -> None:
+        for name, value in losses.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.steps += 1
+
+    def means(self) -> dict[str, float]:
+        return {name: value / self.steps for name, value in self.sums.items()}
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+    def state(self) -> dict[str, Any]:
+        return {"sums": self.sums, "steps": self.steps, "seconds": self.seconds()}
+
+
+def save_last(out: Path, tuning: FineTuning, progress: Progress, window: LossWindow, settings: dict[str, Any],
+              epochs_done: int, evaluation: dict[str, Any] | None = None) -> None:
+    """``out/last/``: the model and everything ``--resume`` needs to continue exactly from ``progress``."""
+    extra: dict[str, Any] = {"scheduler": tuning.scheduler.state_dict(), "settings": settings,
+                             "best_r1": progress.best_r1, "eval_step": progress.eval_step, "window": window.state()}
+    if tuning.device.startswith("cuda"):
+        extra["cuda_rng"] = torch.cuda.get_rng_state(tuning.device).tolist()
+    if evaluation is not None:
+        extra["eval"] = evaluation
+    state = TrainerState(step=progress.step, epoch=epochs_done, rng=capture_rng_state(), extra=extra,
+                         data_position={"epoch": progress.epoch, "batch": progress.batch})
+    save_run_checkpoint(out / LAST_DIR, tuning, state, with_training_state=True)
+
+
+def _resume_dir(args: Any) -> Path | None:
+    if not args.resume:
+        return None
+    directory = args.out / LAST_DIR
+    if (directory / MODEL_FILE).is_file():
+        return directory
+    print(f"{PROG}: --resume: no {directory} checkpoint yet, starting fresh", file=sys.stderr)
+    return None
+
+
+def restore_last(directory: Path, tuning: FineTuning, settings: dict[str, Any]) -> tuple[Progress, LossWindow]:
+    """Load ``directory`` (a last/ checkpoint) into ``tuning`` and the RNGs, after checking the run's flags."""
+    saved = load_training_state(directory).extra.get("settings")
+    if saved is None:
+        raise CliError(f"--resume: {directory} holds no resume state (written before --resume existed)")
+    changed = [name for name in RESUME_FLAGS if saved.get(name) != settings[name]]
+    if changed:
+        flag = "--" + changed[0].replace("_", "-")
+        raise CliError(f"--resume: {flag} was {saved.get(changed[0])!r} in {directory.parent}, now "
+                       f"{settings[changed[0]]!r}; a resumed run needs the same data and model flags")
+    state = load_training_state(directory, tuning.optimizer)
+    safetensors.torch.load_model(tuning.model, str(directory / MODEL_FILE), device=tuning.device)
+    safetensors.torch.load_model(tuning.classifier, str(directory / CLASSIFIER_FILE), device=tuning.device)
+    tuning.scheduler.load_state_dict(state.extra["scheduler"])
+    restore_rng_state(state.rng)
+    if "cuda_rng" in state.extra and tuning.device.startswith("cuda"):
+        torch.cuda.set_rng_state(torch.tensor(state.extra["cuda_rng"], dtype=torch.uint8), tuning.device)
+    progress = Progress(state.step, state.data_position["epoch"], state.data_position["batch"],
+                        state.extra["best_r1"], state.extra["eval_step"])
+    return progress, LossWindow(**state.extra["window"])
+
+
 # --- the job ---------------------------------------------------------------------------------------
 
 
@@ -203,6 +310,9 @@ def main(args: Any) -> int:
     precision = ("bf16" if device.startswith("cuda") else "fp32") if args.precision == "auto" else args.precision
     if args.threads:
         torch.set_num_threads(args.threads)
+    record = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    settings = {name: record[name] for name in RESUME_FLAGS}
+    resume_dir = _resume_dir(args)
     entries, source = load_train_entries(args.dataset, args.root)
     pairs = train_pairs(entries, args.root / "imgs", source)
     queries, gallery = load_eval_split(args.dataset, args.root, args.eval_split)
@@ -220,62 +330,78 @@ def main(args: Any) -> int:
     tuning = FineTuning(model, classifier, optimizer, scheduler, device, precision, args.clip_grad, args.cmpc_weight)
     total_steps = sum(len(plan) for plan in plans)
     total_steps = total_steps if args.max_steps is None else min(args.max_steps, total_steps)
+    progress, window = restore_last(resume_dir, tuning, settings) if resume_dir else (Progress(), LossWindow())
 
     args.out.mkdir(parents=True, exist_ok=True)
-    record = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    settings = {"train_pairs": len(pairs), "train_identities": len(pairs.identities), "total_steps": total_steps,
-                "eval_queries": len(queries), "eval_gallery": len(gallery)}
-    (args.out / ARGS_FILE).write_text(json.dumps({**record, **settings}, indent=2) + "\n", encoding="utf-8")
+    sizes = {"train_pairs": len(pairs), "train_identities": len(pairs.identities), "total_steps": total_steps,
+             "eval_queries": len(queries), "eval_gallery": len(gallery)}
+    (args.out / ARGS_FILE).write_text(json.dumps({**record, **sizes}, indent=2) + "\n", encoding="utf-8")
     if not args.quiet:
         print(f"{PROG}: {len(pairs)} pairs of {len(pairs.identities)} identities, {steps_per_epoch} steps/epoch, "
               f"{total_steps} steps, device {device}, {precision}; {args.eval_split}: {len(queries)} queries, "
-              f"{len(gallery)} images", file=sys.stderr)
-    _train(args, tuning, pairs, plans, total_steps, queries, gallery, MetricsLog(args.out / METRICS_FILE, None))
+              f"{len(gallery)} images" + (f"; resumed at step {progress.step} from {resume_dir}" if resume_dir else ""),
+              file=sys.stderr)
+    metrics = MetricsLog(args.out / METRICS_FILE, progress.step if resume_dir else None)
+    _train(args, tuning, pairs, plans, total_steps, queries, gallery, metrics, progress, window, settings)
     return 0
 
 
+def _evaluates_now(args: Any, progress: Progress, plan_length: int, total_steps: int) -> bool:
+    """Whether the run evaluates at ``progress``: at its end, or at an epoch end every --eval-every-epochs."""
+    epoch_end = progress.batch == plan_length and bool(args.eval_every_epochs) and \
+        (progress.epoch + 1) % args.eval_every_epochs == 0
+    return (progress.step >= total_steps or epoch_end) and progress.eval_step != progress.step
+
+
 def _train(args: Any, tuning: FineTuning, pairs: TrainPairs, plans: list[list[list[int]]], total_steps: int,
-           queries: QuerySet, gallery: Gallery, metrics: MetricsLog) -> None:
-    step, best_r1 = 0, None
-    bar = tqdm(total=total_steps, unit="step", disable=args.quiet)
-    sums: dict[str, float] = {}
-    window_start, window_steps = time.perf_counter(), 0
+           queries: QuerySet, gallery: Gallery, metrics: MetricsLog, progress: Progress, window: LossWindow,
+           settings: dict[str, Any]) -> None:
+    bar = tqdm(total=total_steps, initial=progress.step, unit="step", disable=args.quiet)
     image_size = tuple(tuning.model.config.vision.image_size)
-    for epoch, plan in enumerate(plans):
-        epoch_start = step
-        loader = epoch_loader(pairs, image_size, plan, args.seed, epoch, args.workers,
-                              pin_memory=tuning.device.startswith("cuda"))
-        for batch in loader:
+    for epoch in range(progress.epoch, len(plans)):
+        plan = plans[epoch]
+        if epoch != progress.epoch:
+            progress.epoch, progress.batch = epoch, 0
+        batches = epoch_loader(pairs, image_size, plan, args.seed, epoch, args.workers,
+                               pin_memory=tuning.device.startswith("cuda"), start=progress.batch)
+        for batch in batches if progress.step < total_steps else []:
             rates = {f"lr_{group['name']}": group["lr"] for group in tuning.optimizer.param_groups}
-            for name, value in train_step(tuning, batch).items():
-                sums[name] = sums.get(name, 0.0) + value
-            step, window_steps = step + 1, window_steps + 1
+            window.add(train_step(tuning, batch))
+            progress.step, progress.batch = progress.step + 1, progress.batch + 1
             bar.update()
-            if step % args.log_every == 0 or step == total_steps:
-                elapsed = time.perf_counter() - window_start
-                means = {k: v / window_steps for k, v in sums.items()}
-                metrics.write({"kind": "train", "step": step, "epoch": epoch, **means, **rates,
-                               "samples_per_s": args.batch_size * window_steps / elapsed})
+            if progress.step % args.log_every == 0 or progress.step == total_steps:
+                means = window.means()
+                metrics.write({"kind": "train", "step": progress.step, "epoch": epoch, **means, **rates,
+                               "samples_per_s": args.batch_size * window.steps / window.seconds()})
                 bar.set_postfix(loss=f"{means['loss']:.4f}")
-                sums, window_start, window_steps = {}, time.perf_counter(), 0
-            if step == total_steps:
+                window = LossWindow()
+            if args.checkpoint_every and progress.step % args.checkpoint_every == 0 and \
+                    not _evaluates_now(args, progress, len(plan), total_steps):  # else last/ follows the evaluation
+                save_last(args.out, tuning, progress, window, settings, progress.epochs_done(len(plan)))
+            if progress.step == total_steps:
                 break
-        finished = step == total_steps
-        epochs_done = round(epoch + (step - epoch_start) / len(plan), 3)  # fractional when --max-steps cut it
-        if finished or (args.eval_every_epochs and (epoch + 1) % args.eval_every_epochs == 0):
-            result = evaluate(tuning.model, queries, gallery, args.eval_batch_size, tuning.device)
-            metrics.write({"kind": "eval", "step": step, "epoch": epochs_done, "split": args.eval_split, **result})
-            if not args.quiet:
-                tqdm.write(f"epoch {epochs_done:g} step {step}: {args.eval_split} {_summary(result)}", file=sys.stderr)
-            state = TrainerState(step=step, epoch=epoch + 1, extra={"eval": result})
-            if best_r1 is None or result["R@1"] > best_r1:
-                best_r1 = result["R@1"]
-                save_run_checkpoint(args.out / BEST_DIR, tuning, state, with_training_state=False)
-            state.extra["scheduler"] = tuning.scheduler.state_dict()
-            save_run_checkpoint(args.out / LAST_DIR, tuning, state, with_training_state=True)
-        if finished:
+        if _evaluates_now(args, progress, len(plan), total_steps):
+            _evaluate_and_save(args, tuning, progress, window, settings, len(plan), queries, gallery, metrics)
+        if progress.step >= total_steps:
             break
     bar.close()
+
+
+def _evaluate_and_save(args: Any, tuning: FineTuning, progress: Progress, window: LossWindow,
+                       settings: dict[str, Any], plan_length: int, queries: QuerySet, gallery: Gallery,
+                       metrics: MetricsLog) -> None:
+    """Evaluate, log, keep best/ when R@1 improves, and rewrite last/."""
+    result = _evaluate(tuning, queries, gallery, args.eval_batch_size)
+    epochs_done = round(progress.epoch + progress.batch / plan_length, 3)  # fractional when --max-steps cut it
+    metrics.write({"kind": "eval", "step": progress.step, "epoch": epochs_done, "split": args.eval_split, **result})
+    if not args.quiet:
+        tqdm.write(f"epoch {epochs_done:g} step {progress.step}: {args.eval_split} {_summary(result)}", file=sys.stderr)
+    progress.eval_step = progress.step
+    if progress.best_r1 is None or result["R@1"] > progress.best_r1:
+        progress.best_r1 = result["R@1"]
+        best = TrainerState(step=progress.step, epoch=progress.epochs_done(plan_length), extra={"eval": result})
+        save_run_checkpoint(args.out / BEST_DIR, tuning, best, with_training_state=False)
+    save_last(args.out, tuning, progress, window, settings, progress.epochs_done(plan_length), result)
 
 
 def cli_main(argv: Sequence[str] | None = None) -> int:

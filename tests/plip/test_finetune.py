@@ -1,12 +1,14 @@
 import json
 import math
+import shutil
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import safetensors.torch
 import torch
 
-from plip import zero_shot
+from plip import finetune, zero_shot
 from plip.checkpoint import load_training_state, save_checkpoint
 from plip.cmpc import IdentityClassifier, cmpc_loss
 from plip.finetune import CLASSIFIER_FILE, FineTuning, cli_main, train_step
@@ -79,13 +81,19 @@ def test_steps_on_a_fixed_batch_lower_cmpm_and_cmpc(dataset):
         assert losses[-1][name] < 0.9 * losses[0][name], name
 
 
+def _run_argv(start_checkpoint, dataset, out, *extra: str) -> list[str]:
+    """The short fine-tune of these tests: 16 pairs in batches of 8, 2 steps per epoch, 8 epochs, the rate
+    halved from step 12 on."""
+    return ["--checkpoint", str(start_checkpoint), "--dataset", "CUHK-PEDES", "--root", str(dataset), "--out",
+            str(out), "--batch-size", "8", "--pairs-per-id", "2", "--epochs", "8", "--lr", "1e-3", "--milestones", "6",
+            "--gamma", "0.5", "--log-every", "1", "--eval-every-epochs", "3", "--device", "cpu", "--threads", "1",
+            "--quiet", *extra]
+
+
 @pytest.fixture(scope="module")
 def run_dir(dataset, start_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("finetune") / "run"
-    argv = ["--checkpoint", str(start_checkpoint), "--dataset", "CUHK-PEDES", "--root", str(dataset), "--out",
-            str(out), "--batch-size", "8", "--pairs-per-id", "2", "--epochs", "8", "--lr", "1e-3", "--log-every", "1",
-            "--eval-every-epochs", "3", "--device", "cpu", "--threads", "1", "--quiet"]
-    assert run_main("finetune", cli_main, argv) == 0
+    assert run_main("finetune", cli_main, _run_argv(start_checkpoint, dataset, out)) == 0
     return out
 
 
@@ -131,6 +139,7 @@ def _exit_code(argv: list[str]) -> int:
     (("--root", "{no_images}"), "training entry 0: image not found"),
     (("--dataset", "MARKET"), "invalid choice: 'MARKET'"),
     (("--pairs-per-id", "3"), "must be a multiple of --pairs-per-id 3"),
+    (("--checkpoint-every", "0"), "--checkpoint-every must be at least 1"),
     (("--checkpoint", "{missing}"), "checkpoint not found"),
     (("--checkpoint", "{small}"), "evaluation feeds 256x128"),
     (("--checkpoint", None), "give --checkpoint"),
@@ -157,3 +166,77 @@ def test_bad_input_is_one_line_and_exit_2(dataset, start_checkpoint, tmp_path, c
     assert _exit_code(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) <= 2  # argparse adds its usage line to a wrong flag
+
+
+def _metric_lines(run: Path, kind: str) -> list[dict]:
+    """metrics.jsonl lines of one kind, without the wall-clock throughput."""
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in m.items() if k != "samples_per_s"} for m in lines if m["kind"] == kind]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return {**safetensors.torch.load_file(str(run / "last" / "model.safetensors")),
+            **safetensors.torch.load_file(str(run / "last" / CLASSIFIER_FILE))}
+
+
+def test_a_run_stopped_mid_epoch_and_resumed_matches_the_uninterrupted_run(run_dir, dataset, start_checkpoint,
+                                                                           tmp_path):
+    out = tmp_path / "run"
+    assert run_main("finetune", cli_main, _run_argv(start_checkpoint, dataset, out, "--max-steps", "5",
+                                                    "--checkpoint-every", "5")) == 0
+    state = load_training_state(out / "last")
+    assert (state.step, state.data_position) == (5, {"epoch": 2, "batch": 1})
+    assert run_main("finetune", cli_main, _run_argv(start_checkpoint, dataset, out, "--resume")) == 0
+    assert _metric_lines(out, "train") == _metric_lines(run_dir, "train")  # losses and rates, bit for bit
+    # The stopped run's closing evaluation at step 5 stays; every later one is the uninterrupted run's.
+    assert _metric_lines(out, "eval")[0]["step"] == 5
+    assert _metric_lines(out, "eval")[1:] == _metric_lines(run_dir, "eval")
+    resumed, uninterrupted = _weights(out), _weights(run_dir)
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
+
+
+def test_a_crash_resumes_from_the_last_periodic_checkpoint_and_its_partial_log_window(
+        dataset, start_checkpoint, tmp_path, monkeypatch):
+    short = ("--epochs", "4", "--log-every", "2")
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    assert run_main("finetune", cli_main, _run_argv(start_checkpoint, dataset, reference, *short)) == 0
+    real_step, calls = finetune.train_step, []
+
+    def crash_at_step_5(tuning, batch):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_step(tuning, batch)
+
+    monkeypatch.setattr(finetune, "train_step", crash_at_step_5)
+    argv = _run_argv(start_checkpoint, dataset, out, *short, "--checkpoint-every", "3")
+    assert run_main("finetune", cli_main, argv) == 130
+    assert [m["step"] for m in _metric_lines(out, "train")] == [2, 4]
+    assert load_training_state(out / "last").step == 3  # mid logging window: step 3 of the line at step 4
+    monkeypatch.setattr(finetune, "train_step", real_step)
+    assert run_main("finetune", cli_main, argv + ["--resume"]) == 0
+    assert _metric_lines(out, "train") == _metric_lines(reference, "train")
+    assert _metric_lines(out, "eval") == _metric_lines(reference, "eval")
+
+
+@pytest.mark.parametrize("change, flag", [(("--batch-size", "4"), "--batch-size"), (("--seed", "1"), "--seed"),
+                                          (("--pairs-per-id", "4"), "--pairs-per-id")])
+def test_resume_with_a_different_data_flag_is_refused_in_one_line(run_dir, dataset, start_checkpoint, tmp_path,
+                                                                   capsys, change, flag):
+    out = shutil.copytree(run_dir, tmp_path / "run")
+    log = (out / "metrics.jsonl").read_text()
+    # The later of two equal flags wins in argparse; a longer --epochs alone would be accepted.
+    assert _exit_code(_run_argv(start_checkpoint, dataset, out, "--resume", "--epochs", "9", *change)) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--resume: {flag} was " in err and len(err.splitlines()) == 1
+    assert (out / "metrics.jsonl").read_text() == log  # refused before touching the run
+
+
+def test_resume_without_a_last_checkpoint_starts_fresh_and_says_so(dataset, start_checkpoint, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = _run_argv(start_checkpoint, dataset, out, "--resume", "--max-steps", "1")
+    assert run_main("finetune", cli_main, argv) == 0
+    err = capsys.readouterr().err.strip()
+    assert "starting fresh" in err and len(err.splitlines()) == 1
+    assert load_training_state(out / "last").step == 1
