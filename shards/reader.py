@@ -24,7 +24,7 @@ from PIL import Image
 
 from shards import layout, remote
 from shards.manifest import read_json
-from shards.writer import MEMBERS
+from shards.sample import MEMBERS
 
 _GOPEN_SCHEMES = ("http", "https", "pipe")
 

@@ -1,6 +1,6 @@
 """The SYNTH-PEDES sample: what one corpus entry holds, how its image is encoded, how its record is checked.
 
-A sample is four tar members sharing a key: ``<key>.jpg``, ``<key>.json``, ``<key>.txt``.
+A sample is three tar members (:data:`MEMBERS`) sharing a key: ``<key>.jpg``, ``<key>.json``, ``<key>.txt``.
 
 - ``__key__``: 1-90 characters from ``[A-Za-z0-9_-]``. No dots (WebDataset and Hugging Face split the
   member name at the first dot) and no slashes (one flat folder of members in every reader).
@@ -28,6 +28,7 @@ from typing import Any, Mapping
 from PIL import Image, ImageOps
 
 GROUPS = ("gender", "hair", "upper", "lower", "shoes", "belongings")
+MEMBERS = ("jpg", "json", "txt")  # tar members of a sample, after __key__
 RECORD_FIELDS = ("key", "id", "file_path", "attributes", "captions", "styles", "prompt_caption", "source")
 IMAGE_SIZE = (256, 128)  # height, width
 JPEG_QUALITY = 90

@@ -16,8 +16,7 @@ import pyarrow.parquet as pq
 
 from shards import layout, remote
 from shards.manifest import read_json, read_stats
-from shards.sample import first_text, is_jpeg, validate_record
-from shards.writer import MEMBERS
+from shards.sample import MEMBERS, first_text, is_jpeg, validate_record
 
 MAX_PROBLEMS_PER_SHARD = 20
 

@@ -20,9 +20,8 @@ import pyarrow.parquet as pq
 import webdataset as wds
 
 from shards import layout, remote
-from shards.sample import canonical_record, first_text, is_jpeg, released_attributes
+from shards.sample import MEMBERS, make_sample, released_attributes
 
-MEMBERS = ("jpg", "json", "txt")
 INDEX_SCHEMA = pa.schema(
     [
         ("key", pa.string()),
@@ -42,7 +41,7 @@ INDEX_SCHEMA = pa.schema(
 
 
 def _checked_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
-    """The sample with its record canonicalised; ValueError names the key and the broken part."""
+    """The sample rebuilt by :func:`make_sample` (record canonicalised); ValueError names the key and the broken part."""
     if not isinstance(sample, Mapping) or "__key__" not in sample:
         raise ValueError("sample: expected a dict with '__key__', 'jpg' and 'json'")
     key = sample["__key__"]
@@ -51,16 +50,12 @@ def _checked_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"sample {key!r}: unexpected member {unexpected[0]!r}")
     if not isinstance(sample.get("json"), Mapping):
         raise ValueError(f"sample {key!r}: json: expected the record as a dict")
-    record = canonical_record(dict(sample["json"]))
-    if record["key"] != key:
-        raise ValueError(f"sample {key!r}: json: record key {record['key']!r} differs from __key__")
-    jpg = sample.get("jpg")
-    if not isinstance(jpg, (bytes, bytearray)) or not is_jpeg(jpg):
-        raise ValueError(f"sample {key!r}: jpg: expected JPEG bytes")
-    txt = first_text(record)
-    if "txt" in sample and sample["txt"] != txt:
-        raise ValueError(f"sample {key!r}: txt: expected the first caption {txt!r}")
-    return {"__key__": key, "jpg": bytes(jpg), "json": record, "txt": txt}
+    checked = make_sample(dict(sample["json"]), sample.get("jpg"))
+    if checked["__key__"] != key:
+        raise ValueError(f"sample {key!r}: json: record key {checked['__key__']!r} differs from __key__")
+    if "txt" in sample and sample["txt"] != checked["txt"]:
+        raise ValueError(f"sample {key!r}: txt: expected the first caption {checked['txt']!r}")
+    return checked
 
 
 def _sorted_samples(samples: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
