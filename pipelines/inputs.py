@@ -108,7 +108,7 @@ def read_manifest(path: str) -> list[ImageRef]:
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
         data = stream.read()
     root = posixpath.dirname(path)
-    refs: dict[str, ImageRef] = {}  # by file_path: a path listed twice is one image
+    refs: dict[str, ImageRef] = {}  # by file_path: a row listed twice is one image
     for number, row in enumerate(_manifest_rows(path, data), 1):
         if not isinstance(row, dict) or not row.get("path") or row.get("identity") in (None, ""):
             raise ValueError(f"{path}: row {number}: needs non-empty 'path' and 'identity' columns")
@@ -116,5 +116,8 @@ def read_manifest(path: str) -> list[ImageRef]:
         is_absolute = image.startswith("/") or "://" in image
         source = image if is_absolute else FileSystems.join(root, image)
         file_path = image if not is_absolute else f"{identity}/{posixpath.basename(image)}"
-        refs.setdefault(file_path, ImageRef(source, file_path, identity, image_key(file_path)))
+        ref = refs.setdefault(file_path, ImageRef(source, file_path, identity, image_key(file_path)))
+        if (ref.source, ref.identity) != (source, identity):
+            raise ValueError(f"{path}: row {number}: {image} would be stored as {file_path}, like {ref.source} "
+                             f"(identity {ref.identity}) listed before it")
     return list(refs.values())

@@ -85,6 +85,17 @@ def test_manifest_without_identity_is_refused(tmp_path):
         read_manifest(str(path))
 
 
+def test_manifest_rows_stored_under_one_file_path_are_refused(tmp_path):
+    path = tmp_path / "list.jsonl"
+    rows = [{"path": "/a/x/1.jpg", "identity": "3"}, {"path": "/a/x/1.jpg", "identity": "3"},
+            {"path": "/b/x/1.jpg", "identity": "3"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match="row 3: /b/x/1.jpg would be stored as 3/1.jpg"):
+        read_manifest(str(path))
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    assert len(read_manifest(str(path))) == 1  # the same row twice is one image
+
+
 def test_decode_image_good_corrupt_and_not_an_image(tmp_path):
     good, truncated, text = tmp_path / "good.png", tmp_path / "cut.jpg", tmp_path / "notes.jpg"
     solid_image(RED, size=(40, 90)).save(good)
