@@ -17,13 +17,45 @@ from shards import layout, remote
 _ENTRY_FIELDS = ("shard", "index_file", "count", "bytes", "sha256", "first_key", "last_key", "captions", "texts")
 
 
-def read_json(fs: Any, path: str) -> dict[str, Any]:
+_STATS_FIELDS = _ENTRY_FIELDS + ("index_sha256",)
+
+
+def read_json(fs: Any, path: str) -> Any:
+    """The parsed file; ValueError naming the file when it is not UTF-8 JSON."""
     with fs.open(path, "rb") as stream:
-        return json.loads(stream.read().decode("utf-8"))
+        data = stream.read()
+    try:
+        return json.loads(data.decode("utf-8"))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _object_with(data: Any, fields: tuple[str, ...], what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValueError(f"{what}: expected a JSON object")
+    missing = [field for field in fields if field not in data]
+    if missing:
+        raise ValueError(f"{what}: missing field {missing[0]!r}")
+    return data
 
 
 def read_stats(fs: Any, root: str, stem: str) -> dict[str, Any]:
     return read_json(fs, layout.path_of(fs, root, stem + layout.STATS_SUFFIX))
+
+
+def checked_stats(stats: Any, stem: str) -> dict[str, Any]:
+    """``stats`` when it holds the fields the manifest and the verifier use; else ValueError naming the file."""
+    return _object_with(stats, _STATS_FIELDS, stem + layout.STATS_SUFFIX)
+
+
+def read_manifest_file(fs: Any, path: str) -> dict[str, Any]:
+    """A ``manifest.json``; ValueError naming the file when it lacks ``shards`` entries or ``totals``."""
+    manifest = _object_with(read_json(fs, path), ("totals", "shards"), layout.MANIFEST_NAME)
+    if not isinstance(manifest["totals"], dict) or not isinstance(manifest["shards"], list):
+        raise ValueError(f"{layout.MANIFEST_NAME}: expected 'totals' an object and 'shards' a list")
+    for entry in manifest["shards"]:
+        _object_with(entry, _ENTRY_FIELDS, f"{layout.MANIFEST_NAME}: shard entry")
+    return manifest
 
 
 def _identities(fs: Any, root: str, index_file: str) -> set[int]:
@@ -62,7 +94,7 @@ def build_manifest(directory: str, prefix: str = layout.DEFAULT_PREFIX, *,
         raise ValueError(f"{directory}: no complete {prefix}-*.tar shards (no _stats.json markers)")
     shards, identities = [], set()
     for stem in stems:
-        stats = read_stats(fs, root, stem)
+        stats = checked_stats(read_stats(fs, root, stem), stem)
         shards.append({field: stats[field] for field in _ENTRY_FIELDS})
         identities |= _identities(fs, root, stats["index_file"])
     totals = {
@@ -94,4 +126,4 @@ def read_manifest(directory: str) -> dict[str, Any] | None:
     """The folder's manifest, or None when it has none."""
     fs, root = remote.resolve(directory)
     path = layout.path_of(fs, root, layout.MANIFEST_NAME)
-    return read_json(fs, path) if fs.exists(path) else None
+    return read_manifest_file(fs, path) if fs.exists(path) else None

@@ -23,7 +23,7 @@ import webdataset as wds
 from PIL import Image
 
 from shards import layout, remote
-from shards.manifest import read_json
+from shards.manifest import read_manifest_file
 from shards.sample import MEMBERS
 
 _GOPEN_SCHEMES = ("http", "https", "pipe")
@@ -33,7 +33,7 @@ def _directory_urls(source: str) -> list[str]:
     fs, root = remote.resolve(source)
     manifest_path = layout.path_of(fs, root, layout.MANIFEST_NAME)
     if fs.exists(manifest_path):
-        names = [entry["shard"] for entry in read_json(fs, manifest_path)["shards"]]
+        names = [entry["shard"] for entry in read_manifest_file(fs, manifest_path)["shards"]]
     elif fs.isdir(root):
         names = [stem + layout.TAR_SUFFIX for stem in layout.complete_stems(fs, root)]
     else:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pyarrow.parquet as pq
 
 from shards import layout, remote
-from shards.manifest import read_json, read_stats
+from shards.manifest import checked_stats, read_manifest_file, read_stats
 from shards.sample import MEMBERS, first_text, is_jpeg, validate_record
 
 MAX_PROBLEMS_PER_SHARD = 20
@@ -120,7 +120,7 @@ def _check_manifest(manifest: dict[str, Any] | None, stats_by_name: dict[str, di
     if manifest is None:
         return [f"{layout.MANIFEST_NAME}: missing (run write_manifest / `spac shards manifest`)"]
     problems = []
-    listed = {entry["shard"]: entry for entry in manifest.get("shards", [])}
+    listed = {entry["shard"]: entry for entry in manifest["shards"]}
     for name in sorted(set(listed) - set(stats_by_name)):
         problems.append(f"{name}: listed in {layout.MANIFEST_NAME} but missing or incomplete")
     for name in sorted(set(stats_by_name) - set(listed)):
@@ -129,7 +129,7 @@ def _check_manifest(manifest: dict[str, Any] | None, stats_by_name: dict[str, di
         for field in ("count", "bytes", "sha256"):
             if listed[name][field] != stats_by_name[name][field]:
                 problems.append(f"{name}: {layout.MANIFEST_NAME} {field} differs from _stats.json")
-    if manifest.get("totals", {}).get("samples") != sum(entry["count"] for entry in listed.values()):
+    if manifest["totals"].get("samples") != sum(entry["count"] for entry in listed.values()):
         problems.append(f"{layout.MANIFEST_NAME}: totals.samples is not the sum of its shards")
     return problems
 
@@ -152,8 +152,8 @@ def verify_corpus(directory: str, progress: Callable[[str], None] | None = None)
             problems.append(f"{name}: {what}")
             continue
         try:
-            stats = read_stats(fs, root, stem)
-        except (ValueError, UnicodeDecodeError) as exc:
+            stats = checked_stats(read_stats(fs, root, stem), stem)
+        except ValueError as exc:
             problems.append(f"{name}: unreadable _stats.json ({exc})")
             continue
         stats_by_name[name] = stats
@@ -169,7 +169,7 @@ def verify_corpus(directory: str, progress: Callable[[str], None] | None = None)
             progress(name)
     manifest_path = layout.path_of(fs, root, layout.MANIFEST_NAME)
     try:
-        manifest = read_json(fs, manifest_path) if fs.exists(manifest_path) else None
-    except (ValueError, UnicodeDecodeError) as exc:
+        manifest = read_manifest_file(fs, manifest_path) if fs.exists(manifest_path) else None
+    except ValueError as exc:
         return problems + [f"{layout.MANIFEST_NAME}: unreadable ({exc})"]
     return problems + _check_manifest(manifest, stats_by_name)

@@ -73,3 +73,13 @@ def test_cli_manifest_rewrites_the_manifest(corpus, capsys):
     assert run_main("spac shards", cli_main, ["manifest", str(corpus)]) == 0
     assert capsys.readouterr().out.strip() == "manifest.json: 3 shards, 12 samples, 4 identities"
     assert verify_corpus(str(corpus)) == []
+
+
+def test_malformed_stats_and_manifest_are_problems_not_tracebacks(corpus):
+    (corpus / "synthpedes-000001_stats.json").write_text('{"count": 4}')
+    (corpus / "manifest.json").write_text('{"shards": [{"shard": "synthpedes-000000.tar"}], "totals": {}}')
+    problems = verify_corpus(str(corpus))
+    assert "synthpedes-000001.tar: unreadable _stats.json (synthpedes-000001_stats.json: missing field 'shard')" in problems
+    assert problems[-1].startswith("manifest.json: unreadable (manifest.json: shard entry: missing field")
+    (corpus / "manifest.json").write_text("[")
+    assert verify_corpus(str(corpus))[-1].startswith("manifest.json: unreadable (")
