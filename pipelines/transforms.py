@@ -18,7 +18,7 @@ from apache_beam.ml.inference.base import PredictionResult
 from PIL import Image
 
 from pipelines.inputs import ImageRef, is_beside_identities, ref_from_path
-from shards.sample import GROUPS, encode_image
+from shards.sample import GROUPS, RECORD_FIELDS, encode_image
 from spac import captioner, corpus_filters
 
 NAMESPACE = "synthesize"
@@ -154,7 +154,5 @@ def assign_shard(record: dict, sorted_keys: list[str], sorted_identities: list[s
     """(shard index, sample): shards are consecutive blocks of the globally sorted keys; ids number identities."""
     position = bisect.bisect_left(sorted_keys, record["key"])
     identity_id = bisect.bisect_left(sorted_identities, record["identity"])
-    json_record = {"key": record["key"], "id": identity_id, "file_path": record["file_path"],
-                   "attributes": record["attributes"], "captions": record["captions"], "styles": record["styles"],
-                   "prompt_caption": record["prompt_caption"], "source": record["source"]}
+    json_record = {field: identity_id if field == "id" else record[field] for field in RECORD_FIELDS}
     return position // shard_size, {"__key__": record["key"], "jpg": record["jpg"], "json": json_record}
