@@ -14,7 +14,7 @@ import json
 import pickle
 import random
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -56,7 +56,8 @@ def _describe(kind: str, keys: list[str]) -> str:
 def _load_matching(module: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
     """Load ``state`` into ``module`` only if keys and shapes match exactly (tolerated buffers aside)."""
     expected = module.state_dict()
-    state = {k: v for k, v in state.items() if k not in _non_persistent_buffers(module)}
+    tolerated = _non_persistent_buffers(module)
+    state = {k: v for k, v in state.items() if k not in tolerated}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     mis_shaped = [
@@ -143,7 +144,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     trainer_state: TrainerState | None = None,
 ) -> Path:
-    """Write the checkpoint into ``directory`` (replaced atomically: a crash leaves the old one intact)."""
+    """Write the checkpoint into ``directory``; an old one is swapped out only once the new one is complete."""
     directory = Path(directory)
     staging = directory.with_name(directory.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -155,9 +156,13 @@ def save_checkpoint(
         torch.save(optimizer.state_dict(), staging / OPTIMIZER_FILE)
     if trainer_state is not None:
         (staging / TRAINER_STATE_FILE).write_text(json.dumps(asdict(trainer_state)) + "\n", encoding="utf-8")
+    # Two renames, then the slow delete: a crash leaves the old checkpoint at worst under ``.old``.
+    retired = directory.with_name(directory.name + ".old")
+    shutil.rmtree(retired, ignore_errors=True)
     if directory.exists():
-        shutil.rmtree(directory)
+        directory.rename(retired)
     staging.rename(directory)
+    shutil.rmtree(retired, ignore_errors=True)
     return directory
 
 
@@ -167,10 +172,21 @@ def _require(path: Path) -> Path:
     return path
 
 
+def _read_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (which must exist), or a one-line CheckpointError."""
+    try:
+        data = json.loads(_require(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> PLIPModel:
     """Rebuild the model from ``config.json`` + ``tokenizer/`` and load ``model.safetensors`` (strict), in eval mode."""
     directory = Path(directory)
-    config = PLIPConfig.from_dict(json.loads(_require(directory / CONFIG_FILE).read_text(encoding="utf-8")))
+    config = PLIPConfig.from_dict(_read_object(directory / CONFIG_FILE))
     config.text.tokenizer = str(directory / TOKENIZER_DIR)
     model = PLIPModel(config)
     missing, unexpected = safetensors.torch.load_model(model, str(_require(directory / MODEL_FILE)), strict=False)
@@ -183,7 +199,11 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> PLI
 def load_training_state(directory: str | Path, optimizer: torch.optim.Optimizer | None = None) -> TrainerState:
     """Read ``trainer_state.json`` (and load ``optimizer.pt`` into ``optimizer`` when given)."""
     directory = Path(directory)
-    state = json.loads(_require(directory / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
+    path = directory / TRAINER_STATE_FILE
+    state = _read_object(path)
+    unknown = sorted(set(state) - {f.name for f in fields(TrainerState)})
+    if unknown:
+        raise CheckpointError(f"{path}: unknown key(s) {unknown}")
     if optimizer is not None:
         optimizer.load_state_dict(torch.load(_require(directory / OPTIMIZER_FILE), map_location="cpu", weights_only=True))
     return TrainerState(**state)

@@ -145,3 +145,15 @@ def test_saving_again_replaces_and_bad_directories_are_refused(tmp_path) -> None
     assert not (tmp_path / "ckpt" / "trainer_state.json").exists() and not (tmp_path / "ckpt.partial").exists()
     with pytest.raises(CheckpointError, match="missing config.json"):
         load_model(tmp_path)
+
+
+def test_broken_json_files_give_one_line_errors(tmp_path) -> None:
+    state_file = tmp_path / "trainer_state.json"
+    for content, message in (('{"step": 1, "stepz": 2}', r"unknown key\(s\) \['stepz'\]"), ("[1]", "expected a JSON object"),
+                             ("{broken", "not valid JSON")):
+        state_file.write_text(content)
+        with pytest.raises(CheckpointError, match=message):
+            load_training_state(tmp_path)
+    (tmp_path / "config.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="config.json: not valid JSON"):
+        load_model(tmp_path)
