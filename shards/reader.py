@@ -122,13 +122,13 @@ def open_corpus(
     that are not persistent get a fresh copy each epoch, so use ``persistent_workers=True`` or pass
     ``seed=base_seed + epoch`` to get a new order every epoch.
     """
-    urls = shard_urls(source)
     if shuffle < 0:
         raise ValueError(f"shuffle: expected a buffer size >= 0, got {shuffle}")
     if epoch_size is not None and epoch_size < 1:
         raise ValueError(f"epoch_size: expected a positive number of samples, got {epoch_size}")
     if resampled and epoch_size is None:
         raise ValueError("resampled=True streams forever: give epoch_size")
+    urls = shard_urls(source)  # after the option checks: it may list a remote folder
     stages: list[Any] = []
     if resampled:
         stages.append(wds.ResampledShards(urls, seed=seed, deterministic=True))

@@ -20,8 +20,7 @@ TEMP_MARKER = ".tmp-"
 
 def resolve(location: str) -> tuple[Any, str]:
     """(filesystem, path within it) for a local path or URL."""
-    fs, path = fsspec.core.url_to_fs(location)
-    return fs, path
+    return fsspec.core.url_to_fs(location)
 
 
 def is_local(fs: Any) -> bool:
