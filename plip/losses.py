@@ -3,6 +3,7 @@ the weighted terms as a dict (keys ``ivlc_loss``, ``tic_loss``, ``iap_loss``) th
 A task with weight 0 is off: its term is absent and its model outputs are not needed."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -67,7 +68,7 @@ class PLIPLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.weights = {"ivlc": ivlc_weight, "tic": tic_weight, "iap": iap_weight}
-        self.ivlc_target_norm = ivlc_target_norm
+        self.terms = {"ivlc": functools.partial(ivlc_loss, target_norm=ivlc_target_norm), "tic": tic_loss, "iap": iap_loss}
 
     @classmethod
     def from_config(cls, config: PLIPConfig) -> PLIPLoss:
@@ -81,9 +82,7 @@ class PLIPLoss(nn.Module):
             missing = [key for key in _INPUTS[name] if key not in outputs]
             if missing:
                 raise ValueError(f"{name} loss is on (weight {weight}) but the model outputs lack {missing}")
-            args = [outputs[key] for key in _INPUTS[name]]
-            term = ivlc_loss(*args, target_norm=self.ivlc_target_norm) if name == "ivlc" else _LOSSES[name](*args)
-            losses[f"{name}_loss"] = weight * term
+            losses[f"{name}_loss"] = weight * self.terms[name](*(outputs[key] for key in _INPUTS[name]))
         return losses
 
 
@@ -92,4 +91,3 @@ _INPUTS = {
     "tic": ("colorized", "color_target"),
     "iap": ("attribute_logits", "attribute_labels"),
 }
-_LOSSES = {"tic": tic_loss, "iap": iap_loss}
