@@ -85,14 +85,16 @@ def _complete(samples: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
-    """Raw members -> PIL RGB image, record dict, caption string."""
-    image = Image.open(io.BytesIO(sample["jpg"]))
-    return {
-        "__key__": sample["__key__"],
-        "jpg": image.convert("RGB"),
-        "json": json.loads(sample["json"]),
-        "txt": sample["txt"].decode("utf-8"),
-    }
+    """Raw members -> PIL RGB image, record dict, caption string; ValueError naming the key if one is damaged."""
+    try:
+        return {
+            "__key__": sample["__key__"],
+            "jpg": Image.open(io.BytesIO(sample["jpg"])).convert("RGB"),
+            "json": json.loads(sample["json"]),
+            "txt": sample["txt"].decode("utf-8"),
+        }
+    except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError; JSON / UTF-8 errors ValueErrors
+        raise ValueError(f"sample {sample['__key__']!r}: damaged member ({exc}); run `spac shards verify`") from None
 
 
 def open_corpus(

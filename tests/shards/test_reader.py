@@ -131,3 +131,10 @@ def test_streams_shards_over_http(corpus):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_damaged_member_is_a_one_line_error_naming_the_sample():
+    from shards.reader import decode_sample
+
+    with pytest.raises(ValueError, match=r"sample 'k1': damaged member"):
+        decode_sample({"__key__": "k1", "jpg": b"not a jpeg", "json": b"{}", "txt": b"t"})
