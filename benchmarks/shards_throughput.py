@@ -1,8 +1,6 @@
-"""Write/read throughput of shards on this machine (1 thread)."""
+"""Write/read throughput of shards on this machine (one process)."""
 import os, shutil, sys, tempfile, time
 import numpy as np
-import torch
-torch.set_num_threads(1)
 from PIL import Image
 sys.path.insert(0, ".")
 from shards import encode_image, make_sample, write_shard, write_manifest, open_corpus, verify_corpus
