@@ -125,6 +125,8 @@ def make_job(args: argparse.Namespace, runner: str | None) -> Job:
     local = runner is None or "direct" in runner.lower()
     try:
         spec = resolve_input(args.input)
+        if spec.manifest is not None and "://" not in spec.manifest:
+            read_manifest(spec.manifest)  # a bad row stops here in one line, not as a traceback from the workers
         filters = corpus_filters.FilterConfig(args.max_unknown, args.gender_vote, args.min_images, args.max_images,
                                               args.seed)
         layout.shard_stem(0, args.prefix)

@@ -44,6 +44,17 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, flags, message, colour
     assert "\n" not in err and message in err and err.startswith(synthesize.PROG)
 
 
+def test_bad_manifest_row_gives_one_line_error_before_writing(tmp_path, capsys, colour_predictor):
+    manifest = tmp_path / "list.jsonl"
+    manifest.write_text('{"path": "a.jpg"}\n')
+    argv = ["--runner=DirectRunner", "--input", str(manifest), "--output", str(tmp_path / "out"),
+            "--predictor", str(colour_predictor)]
+    assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "row 1" in err and err.startswith(synthesize.PROG)
+    assert not (tmp_path / "out").exists()
+
+
 def _dataflow_unavailable() -> str | None:
     for module in ("google.cloud.storage", "apitools.base.py", "apache_beam.runners.dataflow.dataflow_runner"):
         try:
