@@ -6,7 +6,7 @@ from typing import Any, Iterator
 import pytest
 import torch
 
-from plip.config import MINILM, create_model
+from plip.config import MINILM, _merge, create_model
 from plip.model import PLIPModel
 
 TINY_BERT = {
@@ -27,9 +27,7 @@ TINY_OVERRIDES: dict[str, Any] = {
 
 def tiny_model(seed: int = 0, preset: str = "RN-tiny", **overrides: Any) -> PLIPModel:
     torch.manual_seed(seed)
-    merged = {key: {**TINY_OVERRIDES.get(key, {}), **overrides.get(key, {})} for key in TINY_OVERRIDES}
-    merged.update({k: v for k, v in overrides.items() if k not in TINY_OVERRIDES})
-    return create_model(preset, **merged)
+    return create_model(preset, **_merge(TINY_OVERRIDES, overrides))
 
 
 @pytest.fixture(autouse=True, scope="module")
