@@ -241,8 +241,7 @@ def _legs_garment(o: Outfit, rgb: RGB, fraction: float, grow: float, part: str =
     tubes = []
     for leg in o.body.legs[::-1]:     # far leg first
         tube = along(leg, fraction)
-        widths = [w + grow for w in LEG_WIDTHS[: len(tube)]] + [LEG_WIDTHS[-1] + grow] * 3
-        o.p.limb(tube, widths[: len(tube)], rgb, part)
+        o.p.limb(tube, [w + grow for w in LEG_WIDTHS[: len(tube)]], rgb, part)
         tubes.append(tube)
     return tubes
 
