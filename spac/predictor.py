@@ -88,16 +88,18 @@ class PredictorConfig:
         unexpected = sorted(set(data) - known)
         if unexpected:
             raise ValueError(f"{source}: unexpected key {unexpected[0]!r}")
-        missing = sorted(f.name for f in fields(cls) if f.name in ("backbone", "schema_version", "labels")
-                         and f.name not in data)
+        missing = [key for key in ("backbone", "labels", "schema_version") if key not in data]
         if missing:
             raise ValueError(f"{source}: missing key {missing[0]!r}")
-        for key in ("image_size", "mean", "std"):
-            if key in data:
-                data[key] = tuple(data[key])
         if not isinstance(data["labels"], dict) or not isinstance(data["backbone"], dict):
             raise ValueError(f"{source}: 'labels' and 'backbone' must be JSON objects")
-        data["labels"] = {g: list(labels) for g, labels in data["labels"].items()}
+        for key in ("image_size", "mean", "std"):
+            if key in data:
+                if not isinstance(data[key], list):
+                    raise ValueError(f"{source}: {key!r} must be a JSON list")
+                data[key] = tuple(data[key])
+        if not all(isinstance(labels, list) for labels in data["labels"].values()):
+            raise ValueError(f"{source}: every entry of 'labels' must be a JSON list")
         return cls(**data)
 
 
@@ -291,10 +293,11 @@ def load_predictor(path: str | Path | None = None, device: str = "cpu", schema: 
                              f"config.json implies {list(reference[key].shape)}")
     model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()})
     model.min_confidence = min_confidence
-    return model.to(_device(device)).eval()
+    return model.to(resolve_device(device)).eval()
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
+    """A torch device checked against this machine; ValueError (one line) when unusable."""
     try:
         device = torch.device(name)
     except RuntimeError:

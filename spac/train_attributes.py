@@ -30,7 +30,7 @@ from spac import render
 from spac.attributes import UNKNOWN, Schema, load_schema
 from spac.cli_support import CliError, OneLineArgumentParser, run_main
 from spac.predictor import (BACKBONE_PRESETS, AttributePredictor, PredictorConfig, build_predictor, load_predictor,
-                           preprocess)
+                           preprocess, resolve_device)
 
 # Identity seeds: training uses seed * TRAIN_STRIDE + k (k < TRAIN_STRIDE); evaluation starts at
 # EVAL_SEED_BASE, above every training seed of every allowed --seed.
@@ -189,7 +189,8 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     schema = load_schema()
     try:
-        model = build_predictor(_backbone_config(args, schema), schema).to(args.device)
+        device = resolve_device(args.device)
+        model = build_predictor(_backbone_config(args, schema), schema).to(device)
     except (ValueError, RuntimeError) as exc:
         raise CliError(str(exc).splitlines()[0]) from None
 

@@ -171,3 +171,16 @@ def test_bundled_demo_model_recognises_held_out_rendered_people():
     assert report["mean_accuracy"] > 0.6
     for group, result in report["groups"].items():
         assert result["accuracy"] > result["majority_baseline"], group
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"image_size": 256}, "'image_size' must be a JSON list"),
+    ({"labels": {"gender": 3}}, "every entry of 'labels' must be a JSON list"),
+    ({"labels": ["gender"]}, "'labels' and 'backbone' must be JSON objects"),
+])
+def test_malformed_config_fields_give_one_line_errors(model, tmp_path, change, message):
+    model.save(tmp_path / "p")
+    config = json.loads((tmp_path / "p" / "config.json").read_text())
+    (tmp_path / "p" / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(ValueError, match=message):
+        load_predictor(tmp_path / "p")

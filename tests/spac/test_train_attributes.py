@@ -55,6 +55,7 @@ def test_evaluation_identities_never_overlap_training_identities():
     (["--seed", str(MAX_SEED)], "--seed must be in"),
     (["--depths", "1,1,1", "--hidden-sizes", "8,16"], "--depths has 3 stages but --hidden-sizes has 2"),
     (["--backbone", "/no/such/resnet", "--depths", "1,1"], "only apply to a preset backbone"),
+    (["--device", "nope"], "invalid device 'nope'"),
 ])
 def test_bad_values_exit_2_with_one_line(tmp_path, capsys, argv, message):
     assert run_main("spac train-attributes", cli_main, ["--out", str(tmp_path / "o"), *argv]) == 2
