@@ -112,7 +112,8 @@ class ModifiedResNet(nn.Module):
     def stage_channels(self) -> list[int]:
         return [self.config.width * 4 * 2**i for i in range(4)]
 
-    def forward(self, images: torch.Tensor) -> ImageEncoderOutput:
+    def stages(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The four stage maps alone, for callers that do not need the pooled embedding (TIC's gray pass)."""
         x = F.relu(self.bn1(self.conv1(images)))
         x = F.relu(self.bn2(self.conv2(x)))
         x = self.avgpool(F.relu(self.bn3(self.conv3(x))))
@@ -120,4 +121,8 @@ class ModifiedResNet(nn.Module):
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
             x = stage(x)
             features.append(x)
-        return ImageEncoderOutput(self.attnpool(x), features)
+        return features
+
+    def forward(self, images: torch.Tensor) -> ImageEncoderOutput:
+        features = self.stages(images)
+        return ImageEncoderOutput(self.attnpool(features[-1]), features)

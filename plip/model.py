@@ -75,7 +75,7 @@ class PLIPModel(nn.Module):
         }
         if self.tic_head is not None:
             gray = batch["gray_images"] if "gray_images" in batch else to_grayscale(images)
-            outputs["colorized"] = self.tic_head(self.image_encoder(gray).features, text_features)
+            outputs["colorized"] = self.tic_head(self.image_encoder.stages(gray), text_features)
             outputs["color_target"] = images
         if self.iap_head is not None:
             if "mlm_input_ids" not in batch or "mlm_labels" not in batch:
