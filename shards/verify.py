@@ -81,12 +81,12 @@ def _read_samples(reader: _HashingReader) -> tuple[list[tuple[str, dict[str, tup
     return samples, None
 
 
-def _check_shard(fs: Any, root: str, stem: str, stats: dict[str, Any]) -> list[str]:
+def _check_shard(fs: Any, root: str, stem: str, stats: dict[str, Any], has_index: bool) -> list[str]:
     problems = []
     index_path = layout.path_of(fs, root, stem + layout.INDEX_SUFFIX)
     rows: dict[str, dict[str, Any]] = {}
     index_keys: list[str] = []
-    if not fs.exists(index_path):
+    if not has_index:  # known from the folder listing: no extra round trip on remote storage
         problems.append("parquet index missing")
     else:
         index_bytes = fs.cat_file(index_path)
@@ -160,7 +160,7 @@ def verify_corpus(directory: str, progress: Callable[[str], None] | None = None)
         if layout.TAR_SUFFIX not in suffixes:
             problems.append(f"{name}: missing (its _stats.json exists)")
             continue
-        shard_problems = _check_shard(fs, root, stem, stats)
+        shard_problems = _check_shard(fs, root, stem, stats, layout.INDEX_SUFFIX in suffixes)
         if len(shard_problems) > MAX_PROBLEMS_PER_SHARD:
             extra = len(shard_problems) - MAX_PROBLEMS_PER_SHARD
             shard_problems = shard_problems[:MAX_PROBLEMS_PER_SHARD] + [f"... and {extra} more"]
