@@ -15,6 +15,13 @@ import yaml
 
 UNKNOWN = "unknown"
 GROUP_ORDER = ("gender", "hair", "upper", "lower", "shoes", "belongings")
+# Nouns that name a group without naming one of its values ("black hair", "white shoes", "a bag"):
+# the language tools read them as mentions of the group, and template text may not use them.
+GENERIC_NOUNS: dict[str, tuple[str, ...]] = {
+    "hair": ("hair",),
+    "shoes": ("shoes", "shoe", "footwear"),
+    "belongings": ("bag",),
+}
 
 Attributes = dict[str, str]
 

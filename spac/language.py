@@ -15,16 +15,7 @@ import spacy
 from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc, Span
 
-from spac.attributes import UNKNOWN, Attributes, Schema, load_schema
-
-# Nouns that name a group without naming one of its items ("black hair", "white shoes", "a bag"):
-# they are mentions of the group (so a caption that talks about them is not silent on it) whose
-# value cannot be resolved.
-_GENERIC_NOUNS: dict[str, tuple[str, ...]] = {
-    "hair": ("hair",),
-    "shoes": ("shoes", "shoe", "footwear"),
-    "belongings": ("bag",),
-}
+from spac.attributes import GENERIC_NOUNS, UNKNOWN, Attributes, Schema, load_schema
 
 
 @dataclass(frozen=True)
@@ -89,7 +80,7 @@ class _Extractor:
         for group in schema.groups:
             for item in group.items:
                 self._add_item(_Item(group.name, item.name, item.coloured, item.plural), (item.name, *item.synonyms))
-            for noun in _GENERIC_NOUNS.get(group.name, ()):
+            for noun in GENERIC_NOUNS.get(group.name, ()):
                 self._add_item(_Item(group.name, noun, True, noun.endswith("s")), (noun,))
         self._build_split_matcher()
 
