@@ -21,13 +21,11 @@ from typing import Mapping
 
 import yaml
 
-from spac.attributes import GROUP_ORDER, UNKNOWN, AttributeValue, Schema
+from spac.attributes import GENERIC_NOUNS, GROUP_ORDER, UNKNOWN, AttributeValue, Schema
 from spac.grammar import Person, conjugate, noun_phrase
 
 GROUP_SLOTS = GROUP_ORDER[1:]
 PRONOUN_SLOTS = ("they", "them", "their")
-# Nouns that name a group without naming a value; the language tools read them as mentions of the group.
-GENERIC_NOUNS = ("hair", "shoe", "shoes", "footwear", "bag", "bags")
 
 _SLOT = re.compile(r"\{([^{}]*)\}")
 _GROUP_FORMS = {"": "bare", "a": "a", "pair": "pair"}
@@ -113,7 +111,7 @@ def _vocabulary_pattern(schema: Schema) -> re.Pattern[str]:
     cached = _PATTERNS.get(id(schema))
     if cached is not None and cached[0] is schema:
         return cached[1]
-    terms = {UNKNOWN, *GENERIC_NOUNS}
+    terms = {UNKNOWN, *(noun for nouns in GENERIC_NOUNS.values() for noun in nouns)}  # plurals: the (s|es) below
     for colour in schema.colours.values():
         terms.update((colour.name, *colour.synonyms))
     for group in schema.groups:
