@@ -15,6 +15,7 @@ value phrases the only attribute words in a caption.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Mapping
@@ -42,6 +43,7 @@ class Slot:
     form: str = "bare"  # groups only: "bare", "a" or "pair"
 
 
+@functools.lru_cache(maxsize=4096)  # fill() parses every slot of every caption it writes; the slot texts are few
 def parse_slot(body: str) -> Slot:
     """One slot's text between the braces -> Slot; ValueError naming the slot when it is not one we know."""
     text = body.strip()
