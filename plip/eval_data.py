@@ -93,14 +93,26 @@ def read_dataset_json(path: str | Path, require_split: bool = True) -> list[dict
     return validate_entries(document, str(path), require_split)
 
 
+_MEAN = torch.tensor(EVAL_MEAN).view(3, 1, 1)
+_STD = torch.tensor(EVAL_STD).view(3, 1, 1)
+
+
+def normalised_tensor(image: Image.Image, size: tuple[int, int], flip: bool = False) -> torch.Tensor:
+    """RGB image -> [3, H, W] tensor: bicubic resize to ``size`` (H, W), optional horizontal flip, scaled to
+    [0, 1] and normalised with the SYNTH-PEDES mean / std. Training (with flips) and evaluation share it."""
+    height, width = size
+    rgb = image.convert("RGB")
+    if rgb.size != (width, height):
+        rgb = rgb.resize((width, height), Image.Resampling.BICUBIC)
+    if flip:
+        rgb = rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(height, width, 3)
+    return (pixels.permute(2, 0, 1).float().div_(255.0) - _MEAN) / _STD
+
+
 def eval_transform(image: Image.Image) -> torch.Tensor:
     """The released evaluation transform: RGB, bicubic resize to 256x128, [0, 1] tensor, normalised."""
-    rgb = image.convert("RGB").resize((EVAL_WIDTH, EVAL_HEIGHT), Image.Resampling.BICUBIC)
-    pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(EVAL_HEIGHT, EVAL_WIDTH, 3)
-    tensor = pixels.permute(2, 0, 1).float().div_(255.0)
-    mean = torch.tensor(EVAL_MEAN).view(3, 1, 1)
-    std = torch.tensor(EVAL_STD).view(3, 1, 1)
-    return (tensor - mean) / std
+    return normalised_tensor(image, (EVAL_HEIGHT, EVAL_WIDTH))
 
 
 @dataclass(frozen=True)
@@ -188,30 +200,33 @@ def eval_set_from_entries(entries: Sequence[dict[str, Any]], images_root: str | 
     return QuerySet(tuple(texts), tuple(query_ids)), gallery
 
 
-def load_eval_split(dataset: str, root: str | Path, split: str = "test") -> tuple[QuerySet, Gallery]:
-    """Queries and gallery of one split of CUHK-PEDES or ICFG-PEDES stored under ``root``.
-
-    Uses ``<root>/<dataset>-<split>.json`` (written by ``python -m plip.dataset_split``) when present,
-    otherwise the full JSON file filtered by each entry's ``split``. ``val`` is an alias of ``valid``.
-    """
+def read_split(dataset: str, root: str | Path, split: str) -> tuple[list[dict[str, Any]], str, list[int] | None]:
+    """Entries of one split of CUHK-PEDES or ICFG-PEDES under ``root``, their source file and their positions in
+    it (None: 0, 1, ...): ``<root>/<dataset>-<split>.json`` (``python -m plip.dataset_split``) when present,
+    otherwise the entries of the full JSON file whose ``split`` routes to ``split``."""
     if dataset not in DATASET_JSON:
         raise DatasetFormatError(f"unknown dataset {dataset!r} (choose from {', '.join(DATASET_JSON)})")
-    split = "valid" if split == "val" else split
-    if split not in SPLITS:
-        raise DatasetFormatError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
     root = Path(root)
     split_file = root / f"{dataset}-{split}.json"
     if split_file.is_file():
-        return eval_set_from_entries(read_dataset_json(split_file, require_split=False), root / "imgs",
-                                     str(split_file))
+        return read_dataset_json(split_file, require_split=False), str(split_file), None
     full_file = root / DATASET_JSON[dataset]
     if not full_file.is_file():
         raise DatasetFormatError(f"{root}: neither {split_file.name} nor {full_file.name} found")
     kept = [(i, e) for i, e in enumerate(read_dataset_json(full_file)) if split_group(e["split"]) == split]
     if not kept:
         raise DatasetFormatError(f"{full_file}: no entries in split {split!r}")
-    indices, entries = zip(*kept)
-    return eval_set_from_entries(entries, root / "imgs", str(full_file), indices)
+    return [e for _, e in kept], str(full_file), [i for i, _ in kept]
+
+
+def load_eval_split(dataset: str, root: str | Path, split: str = "test") -> tuple[QuerySet, Gallery]:
+    """Queries and gallery of one split (:func:`read_split`) of CUHK-PEDES or ICFG-PEDES stored under ``root``;
+    ``val`` is an alias of ``valid``."""
+    split = "valid" if split == "val" else split
+    if split not in SPLITS:
+        raise DatasetFormatError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
+    entries, source, indices = read_split(dataset, root, split)
+    return eval_set_from_entries(entries, Path(root) / "imgs", source, indices)
 
 
 @dataclass(frozen=True)
@@ -239,6 +254,11 @@ def parse_identities(text: str) -> IdentityRanges:
     return IdentityRanges(tuple(ranges))
 
 
+def sample_texts(record: dict[str, Any]) -> list[str]:
+    """Every text of a corpus record: its style captions, then its template sentence."""
+    return list(record.get("captions", [])) + list(record.get("prompt_caption", []))
+
+
 def eval_set_from_shards(source: str | Sequence[str], identities: Container[int]) -> tuple[QuerySet, Gallery]:
     """Queries and gallery from the held-out identities of our corpus shards.
 
@@ -257,7 +277,7 @@ def eval_set_from_shards(source: str | Sequence[str], identities: Container[int]
         record = sample["json"]
         if record.get("id") not in identities:
             continue
-        captions = list(record.get("captions", [])) + list(record.get("prompt_caption", []))
+        captions = sample_texts(record)
         if not captions:
             continue
         texts.extend(captions)

@@ -16,8 +16,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
-from plip.eval_data import DATASET_JSON, DatasetFormatError, read_dataset_json, split_group
-from plip.train_data import derive_seed, train_transform
+from plip.eval_data import DatasetFormatError, normalised_tensor, read_split
+from plip.train_data import derive_seed
 
 
 @dataclass(frozen=True)
@@ -34,21 +34,9 @@ class TrainPairs:
 
 
 def load_train_entries(dataset: str, root: str | Path) -> tuple[list[dict[str, Any]], str]:
-    """Entries of the training split and their source file: ``<root>/<dataset>-train.json`` (plip.dataset_split)
-    when present, otherwise the entries of the full JSON file whose ``split`` is "train"."""
-    if dataset not in DATASET_JSON:
-        raise DatasetFormatError(f"unknown dataset {dataset!r} (choose from {', '.join(DATASET_JSON)})")
-    root = Path(root)
-    split_file = root / f"{dataset}-train.json"
-    if split_file.is_file():
-        return read_dataset_json(split_file, require_split=False), str(split_file)
-    full_file = root / DATASET_JSON[dataset]
-    if not full_file.is_file():
-        raise DatasetFormatError(f"{root}: neither {split_file.name} nor {full_file.name} found")
-    entries = [e for e in read_dataset_json(full_file) if split_group(e["split"]) == "train"]
-    if not entries:
-        raise DatasetFormatError(f"{full_file}: no entries in split 'train'")
-    return entries, str(full_file)
+    """Entries of the training split and their source file (:func:`plip.eval_data.read_split`)."""
+    entries, source, _ = read_split(dataset, root, "train")
+    return entries, source
 
 
 def train_pairs(entries: Sequence[dict[str, Any]], images_root: str | Path, source: str = "dataset") -> TrainPairs:
@@ -126,7 +114,7 @@ class PairDataset(Dataset):
         path = self.pairs.images[index]
         try:
             with Image.open(path) as image:
-                tensor = train_transform(image, self.image_size, flip)
+                tensor = normalised_tensor(image, self.image_size, flip)
         except (OSError, UnidentifiedImageError) as exc:
             raise DatasetFormatError(f"cannot read training image {path}: {exc}") from None
         return tensor, self.pairs.captions[index], self.pairs.labels[index]

@@ -3,7 +3,7 @@
 Stages, per rank and DataLoader worker: ``shards.open_corpus`` (undecoded, seeded shuffle buffer,
 repeated pass after pass so every rank gets its fixed number of batches) -> records parsed ->
 :func:`group_by_identity` (P identities x K images per batch, bounded buffer) -> :func:`collate`
-(decode, resize, random flip, normalise; one random text per sample; tokens and IAP masks).
+(decode, resize, random flip, normalise with ``plip.eval_data.normalised_tensor``; one random text per sample; tokens and IAP masks).
 
 Every random choice of batch ``i`` of epoch ``e`` on rank ``r`` comes from its own generator seeded by
 ``(seed, e, r, i)``, and the sample order from seeds of ``(seed, e, worker, pass)``: a batch is the
@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from transformers import PreTrainedTokenizerBase
 
 import shards
-from plip.eval_data import EVAL_MEAN, EVAL_STD
+from plip.eval_data import normalised_tensor, sample_texts
 from plip.masking import mask_batch
 
 Sample = dict[str, Any]  # {"key": str, "record": dict, "jpg": bytes}
@@ -93,25 +93,6 @@ def group_by_identity(
 # --- per-sample transforms -----------------------------------------------------------------------
 
 
-def train_transform(image: Image.Image, size: tuple[int, int], flip: bool) -> torch.Tensor:
-    """RGB image -> [3, H, W] tensor: bicubic resize to ``size`` (H, W), optional horizontal flip,
-    scaled to [0, 1] and normalised with the SYNTH-PEDES mean / std."""
-    height, width = size
-    rgb = image.convert("RGB")
-    if rgb.size != (width, height):
-        rgb = rgb.resize((width, height), Image.Resampling.BICUBIC)
-    if flip:
-        rgb = rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(height, width, 3)
-    tensor = pixels.permute(2, 0, 1).float().div_(255.0)
-    return (tensor - torch.tensor(EVAL_MEAN).view(3, 1, 1)) / torch.tensor(EVAL_STD).view(3, 1, 1)
-
-
-def sample_texts(record: dict[str, Any]) -> list[str]:
-    """Every text of a record: its style captions, then its template sentence."""
-    return list(record.get("captions", [])) + list(record.get("prompt_caption", []))
-
-
 def pick_text(record: dict[str, Any], rng: random.Random) -> str:
     texts = sample_texts(record)
     if not texts:
@@ -144,7 +125,7 @@ class BatchSpec:
 def collate(samples: list[Sample], spec: BatchSpec, rng: random.Random, progress: float) -> dict[str, torch.Tensor]:
     """Decoded, transformed images + one tokenized text per sample (+ IAP masks at ``progress``)."""
     images = torch.stack([
-        train_transform(Image.open(io.BytesIO(s["jpg"])), spec.image_size, flip=rng.random() < 0.5) for s in samples
+        normalised_tensor(Image.open(io.BytesIO(s["jpg"])), spec.image_size, flip=rng.random() < 0.5) for s in samples
     ])
     texts = [pick_text(s["record"], rng) for s in samples]
     if spec.masking:

@@ -6,10 +6,10 @@ import torch
 from PIL import Image
 
 from plip.config import MINILM, TextConfig
-from plip.eval_data import EVAL_MEAN, EVAL_STD
+from plip.eval_data import EVAL_MEAN, EVAL_STD, normalised_tensor as train_transform
 from plip.text_encoder import load_tokenizer
 from plip.train_data import (BatchSpec, IdentityBatches, count_samples, group_by_identity, in_order, pick_text,
-                             train_batches, train_transform)
+                             train_batches)
 from tests.plip.train_corpus import write_rendered_corpus
 
 P, K = 3, 2
