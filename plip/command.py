@@ -1,4 +1,4 @@
-"""What the `python -m plip.X` training commands share: quiet mode and one-line library errors."""
+"""What the `python -m plip.X` commands share: quiet mode and one-line library errors."""
 from __future__ import annotations
 
 import argparse
@@ -16,5 +16,6 @@ def call_main(main: Callable[[argparse.Namespace], int], args: argparse.Namespac
     try:
         return main(args)
     except ValueError as exc:  # data, model and checkpoint errors all derive from ValueError
+        # The last line: an error re-raised from a DataLoader worker carries the worker's traceback.
         lines = [line for line in str(exc).strip().splitlines() if line.strip()]
         raise CliError(lines[-1] if lines else type(exc).__name__) from None

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from plip.eval_data import SPLITS, DatasetFormatError, read_dataset_json, split_group
 from spac.cli_support import CliError, OneLineArgumentParser, run_main
 
+PROG = "python -m plip.dataset_split"
 DEFAULT_DATASETS = (("CUHK-PEDES", "CUHK-PEDES/reid_raw.json"), ("ICFG-PEDES", "ICFG-PEDES/ICFG_PEDES.json"))
 DEFAULT_TEST_FRACTION = 0.05
 DEFAULT_VALID_FRACTION = 0.05
@@ -124,7 +125,7 @@ def _inputs(args: Any) -> list[tuple[str, Path]]:
     return found
 
 
-def cli_main(argv: Sequence[str] | None = None, prog: str = "spac dataset-split") -> int:
+def cli_main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     args = _parser(prog).parse_args(argv)
     for name, input_path in _inputs(args):
         try:
@@ -143,4 +144,4 @@ def cli_main(argv: Sequence[str] | None = None, prog: str = "spac dataset-split"
 
 
 if __name__ == "__main__":
-    sys.exit(run_main("python -m plip.dataset_split", lambda argv: cli_main(argv, "python -m plip.dataset_split")))
+    sys.exit(run_main(PROG, cli_main))

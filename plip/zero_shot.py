@@ -16,6 +16,7 @@ from typing import Any, Protocol, Sequence
 import torch
 from tqdm import tqdm
 
+from plip.command import call_main
 from plip.eval_data import (DATASET_JSON, Gallery, QuerySet, eval_set_from_shards, gallery_loader, load_eval_split,
                             parse_identities, text_batches)
 from plip.metrics import retrieval_metrics
@@ -60,15 +61,21 @@ def evaluate(model: RetrievalEncoder, queries: QuerySet, gallery: Gallery, batch
     """Text-to-image retrieval metrics of ``model`` (already on ``device``), as ``RetrievalMetrics.as_dict()``.
 
     Runs in eval mode under ``torch.inference_mode`` and puts an ``nn.Module`` back into training mode
-    afterwards if it was training, so a training loop can call it between steps.
+    afterwards if it was training, so a training loop can call it between steps; every RNG (torch's CPU one
+    and ``device``'s) is left as it was (a DataLoader draws its seed from it), so training after an
+    evaluation, or resumed from a checkpoint written after one, sees the same random numbers.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     was_training = isinstance(model, torch.nn.Module) and model.training
     if isinstance(model, torch.nn.Module):
         model.eval()
+    device = torch.device(device)
+    cuda_devices = []
+    if device.type == "cuda":
+        cuda_devices = [torch.cuda.current_device() if device.index is None else device.index]
     try:
-        with torch.inference_mode():
+        with torch.random.fork_rng(devices=cuda_devices), torch.inference_mode():
             gallery_embeddings = encode_gallery(model, gallery, batch_size, device, num_workers, progress)
             query_embeddings = encode_queries(model, queries, batch_size, device, progress)
             result = retrieval_metrics(query_embeddings, queries.ids, gallery_embeddings, gallery.ids)
@@ -163,33 +170,18 @@ def _report(metrics: dict[str, Any], map_variant: str) -> str:
     return line
 
 
-def _last_line(exc: Exception) -> str:
-    """One line for errors re-raised from DataLoader workers, whose message carries the worker traceback."""
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
-
-
-def cli_main(argv: Sequence[str] | None = None, prog: str = "spac zero-shot") -> int:
-    args = _parser(prog).parse_args(argv)
+def main(args: Any) -> int:
     if args.batch_size < 1 or args.num_workers < 0 or (args.threads is not None and args.threads < 1):
         raise CliError("--batch-size and --threads must be positive, --num-workers >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    if args.quiet:
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()  # "Loading weights" bars of pretrained text encoders
-    try:
-        queries, gallery = _eval_set(args)
-        if not args.quiet:
-            print(f"{args.dataset} {args.split if args.dataset != 'shards' else args.identities}: "
-                  f"{len(queries)} queries, {len(gallery)} gallery images", file=sys.stderr)
-        model = load_checkpoint_model(args.checkpoint, device, args.model, args.tokenizer)
-        metrics = evaluate(model, queries, gallery, args.batch_size, device, args.num_workers,
-                           progress=not args.quiet)
-    except ValueError as exc:  # dataset, checkpoint and metric errors all derive from ValueError
-        raise CliError(_last_line(exc)) from None
+    queries, gallery = _eval_set(args)
+    if not args.quiet:
+        print(f"{args.dataset} {args.split if args.dataset != 'shards' else args.identities}: "
+              f"{len(queries)} queries, {len(gallery)} gallery images", file=sys.stderr)
+    model = load_checkpoint_model(args.checkpoint, device, args.model, args.tokenizer)
+    metrics = evaluate(model, queries, gallery, args.batch_size, device, args.num_workers, progress=not args.quiet)
     print(_report(metrics, args.map))
     if args.json:
         settings = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "root": str(args.root),
@@ -200,5 +192,10 @@ def cli_main(argv: Sequence[str] | None = None, prog: str = "spac zero-shot") ->
     return 0
 
 
+def cli_main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    """``main`` with one-line errors: dataset, checkpoint and metric errors all derive from ValueError."""
+    return call_main(main, _parser(prog).parse_args(argv))
+
+
 if __name__ == "__main__":
-    sys.exit(run_main(PROG, lambda argv: cli_main(argv, PROG)))
+    sys.exit(run_main(PROG, cli_main))

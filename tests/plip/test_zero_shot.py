@@ -51,6 +51,15 @@ def test_fake_model_retrieves_perfectly_and_batch_size_does_not_matter(dataset):
     assert (one["R@1"], one["mAP"], one["mINP"], one["queries"]) == (100.0, 100.0, 100.0, 16)
 
 
+def test_evaluation_leaves_the_global_rng_untouched(dataset):
+    # Training evaluates between steps; an evaluation must not shift later dropout / augmentation draws.
+    queries, gallery = load_eval_split("CUHK-PEDES", dataset, "test")
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    evaluate(ColourModel(), queries, gallery, batch_size=4)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_a_confused_caption_lowers_the_metrics(dataset):
     queries, gallery = load_eval_split("CUHK-PEDES", dataset, "test")
     metrics = evaluate(ColourModel(mislabel={"yellow": "blue"}).eval(), queries, gallery, batch_size=4)
