@@ -36,8 +36,8 @@ from plip.eval_data import DATASET_JSON, EVAL_HEIGHT, EVAL_WIDTH, Gallery, Query
 from plip.finetune_data import TrainPairs, epoch_loader, epoch_plan, load_train_entries, train_pairs
 from plip.losses import ivlc_loss
 from plip.model import PLIPModel
-from plip.pretrain import MetricsLog, build_optimizer, freeze_text_layers
-from plip.schedule import warmup_step_decay
+from plip.pretrain import MetricsLog, build_optimizer, freeze_text_layers, parse_milestones, resolve_precision
+from plip.schedule import epoch_schedule
 from plip.zero_shot import evaluate, load_checkpoint_model, resolve_device
 from spac.cli_support import CliError, OneLineArgumentParser, run_main
 
@@ -131,13 +131,7 @@ def _check_flags(args: Any) -> None:
         raise CliError(f"--preset {args.preset!r}: choose from {', '.join(list_models())}")
     if not args.root.is_dir():
         raise CliError(f"--root {args.root}: not a folder")
-    try:
-        milestones = [float(v) for v in args.milestones.split(",") if v.strip()]
-    except ValueError:
-        raise CliError(f"--milestones must be comma-separated epochs, got {args.milestones!r}") from None
-    if any(m <= 0 for m in milestones) or milestones != sorted(set(milestones)):
-        raise CliError(f"--milestones must be increasing positive epochs, got {args.milestones!r}")
-    args.milestones = milestones
+    args.milestones = parse_milestones(args.milestones)
 
 
 # --- model -----------------------------------------------------------------------------------------
@@ -200,16 +194,6 @@ def save_run_checkpoint(directory: Path, tuning: FineTuning, state: TrainerState
     save_checkpoint(directory, tuning.model, tuning.optimizer if with_training_state else None, state)
     if with_training_state:
         safetensors.torch.save_model(tuning.classifier, str(directory / CLASSIFIER_FILE))
-
-
-def _evaluate(tuning: FineTuning, queries: QuerySet, gallery: Gallery, batch_size: int) -> dict[str, Any]:
-    """Retrieval metrics, leaving every RNG as it was: an evaluation must not change later training steps."""
-    devices = []
-    if tuning.device.startswith("cuda"):
-        index = torch.device(tuning.device).index
-        devices = [torch.cuda.current_device() if index is None else index]
-    with torch.random.fork_rng(devices=devices):
-        return evaluate(tuning.model, queries, gallery, batch_size, tuning.device)
 
 
 # --- where training stands, saved in last/ and restored by --resume ---------------------------------
@@ -307,7 +291,7 @@ def _summary(metrics: dict[str, Any]) -> str:
 def main(args: Any) -> int:
     _check_flags(args)
     device = resolve_device(args.device)
-    precision = ("bf16" if device.startswith("cuda") else "fp32") if args.precision == "auto" else args.precision
+    precision = resolve_precision(args.precision, device)
     if args.threads:
         torch.set_num_threads(args.threads)
     record = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
@@ -325,8 +309,7 @@ def main(args: Any) -> int:
     optimizer.add_param_group({"params": list(classifier.parameters()), "lr": args.lr, "name": "classifier"})
     plans = [epoch_plan(pairs.labels, args.batch_size, args.pairs_per_id, args.seed, e) for e in range(args.epochs)]
     steps_per_epoch = len(plans[0])
-    scheduler = warmup_step_decay(optimizer, round(args.warmup_epochs * steps_per_epoch),
-                                  [max(1, round(m * steps_per_epoch)) for m in args.milestones], args.gamma)
+    scheduler = epoch_schedule(optimizer, steps_per_epoch, args.warmup_epochs, args.milestones, args.gamma)
     tuning = FineTuning(model, classifier, optimizer, scheduler, device, precision, args.clip_grad, args.cmpc_weight)
     total_steps = sum(len(plan) for plan in plans)
     total_steps = total_steps if args.max_steps is None else min(args.max_steps, total_steps)
@@ -391,7 +374,7 @@ def _evaluate_and_save(args: Any, tuning: FineTuning, progress: Progress, window
                        settings: dict[str, Any], plan_length: int, queries: QuerySet, gallery: Gallery,
                        metrics: MetricsLog) -> None:
     """Evaluate, log, keep best/ when R@1 improves, and rewrite last/."""
-    result = _evaluate(tuning, queries, gallery, args.eval_batch_size)
+    result = evaluate(tuning.model, queries, gallery, args.eval_batch_size, tuning.device)
     epochs_done = round(progress.epoch + progress.batch / plan_length, 3)  # fractional when --max-steps cut it
     metrics.write({"kind": "eval", "step": progress.step, "epoch": epochs_done, "split": args.eval_split, **result})
     if not args.quiet:

@@ -39,7 +39,7 @@ from plip.config import create_model, list_models
 from plip.eval_data import EVAL_HEIGHT, EVAL_WIDTH, Gallery, QuerySet, eval_set_from_shards, parse_identities
 from plip.losses import PLIPLoss
 from plip.model import PLIPModel
-from plip.schedule import warmup_step_decay
+from plip.schedule import epoch_schedule
 from plip.train_data import BatchSpec, count_samples, train_batches
 from plip.zero_shot import evaluate, resolve_device
 from spac.cli_support import CliError, OneLineArgumentParser, run_main
@@ -136,7 +136,7 @@ def _check_flags(args: Any) -> None:
     if args.eval_identities and not args.eval_shards:
         raise CliError("--eval-identities needs --eval-shards")
     args.losses = _losses(args.losses)
-    args.milestones = _milestones(args.milestones)
+    args.milestones = parse_milestones(args.milestones)
 
 
 def _losses(text: str) -> tuple[str, ...]:
@@ -148,7 +148,8 @@ def _losses(text: str) -> tuple[str, ...]:
     return names
 
 
-def _milestones(text: str) -> tuple[float, ...]:
+def parse_milestones(text: str) -> tuple[float, ...]:
+    """``--milestones``: comma-separated, increasing positive epochs (fractions allowed; empty = none)."""
     try:
         values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
@@ -158,7 +159,8 @@ def _milestones(text: str) -> tuple[float, ...]:
     return values
 
 
-def _precision(name: str, device: str) -> str:
+def resolve_precision(name: str, device: str) -> str:
+    """``--precision``: auto = bf16 on CUDA, fp32 on a CPU; fp16 only on CUDA."""
     if name == "auto":
         return "bf16" if device.startswith("cuda") else "fp32"
     if name == "fp16" and not device.startswith("cuda"):
@@ -303,13 +305,18 @@ def restore(training: Training, directory: Path, settings: dict[str, Any]) -> in
 
 
 class MetricsLog:
-    """``metrics.jsonl``: one JSON object per line; a resumed run first drops lines past its step."""
+    """``metrics.jsonl``: one JSON object per line; a resumed run first drops lines past its step (and a last
+    line cut short when the interrupted run was killed while writing it)."""
 
     def __init__(self, path: Path, resumed_step: int | None) -> None:
         self.path = path
         if resumed_step is not None and path.is_file():
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line)["step"] <= resumed_step]
+            entries = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            try:
+                json.loads(entries[-1] if entries else "{}")
+            except json.JSONDecodeError:
+                entries.pop()
+            kept = [line for line in entries if json.loads(line)["step"] <= resumed_step]
             path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
         elif resumed_step is None:
             path.write_text("", encoding="utf-8")
@@ -344,12 +351,6 @@ def load_eval_set(args: Any, image_size: tuple[int, int]) -> EvalSet | None:
     return EvalSet(queries, gallery)
 
 
-def run_eval(training: Training, eval_set: EvalSet, batch_size: int) -> dict[str, Any]:
-    """Zero-shot retrieval on the held-out identities, leaving every RNG as it was (exact resume)."""
-    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if training.device.startswith("cuda") else []):
-        return evaluate(training.model, eval_set.queries, eval_set.gallery, batch_size, training.device)
-
-
 # --- the step --------------------------------------------------------------------------------------
 
 
@@ -381,7 +382,7 @@ def train_step(training: Training, batch: dict[str, torch.Tensor], precision: st
 def main(args: Any) -> int:
     _check_flags(args)
     device = resolve_device(args.device)
-    precision = _precision(args.precision, device)
+    precision = resolve_precision(args.precision, device)
     if args.threads:
         torch.set_num_threads(args.threads)
     context = distributed.setup(device)
@@ -410,8 +411,7 @@ def _train(args: Any, device: str, precision: str, context: distributed.Context)
     eval_set = load_eval_set(args, model.config.vision.image_size) if context.is_main else None
     freeze_text_layers(model, args.text_trainable_layers)
     optimizer = build_optimizer(model, args.lr, args.text_lr_scale, args.weight_decay)
-    scheduler = warmup_step_decay(optimizer, round(args.warmup_epochs * steps_per_epoch),
-                                  [max(1, round(m * steps_per_epoch)) for m in args.milestones], args.gamma)
+    scheduler = epoch_schedule(optimizer, steps_per_epoch, args.warmup_epochs, args.milestones, args.gamma)
     scaler = torch.amp.GradScaler("cuda" if device.startswith("cuda") else "cpu", enabled=precision == "fp16")
     module: nn.Module = model
     if context.distributed:
@@ -463,7 +463,8 @@ def _train(args: Any, device: str, precision: str, context: distributed.Context)
                 sums, window_start, window_steps = {}, time.perf_counter(), 0
             if args.eval_shards and (step == total_steps or (args.eval_every and step % args.eval_every == 0)):
                 if metrics is not None and eval_set is not None:
-                    metrics.write({"kind": "eval", "step": step, **run_eval(training, eval_set, args.eval_batch_size)})
+                    metrics.write({"kind": "eval", "step": step,
+                                   **evaluate(model, eval_set.queries, eval_set.gallery, args.eval_batch_size, device)})
                 distributed.barrier(context)  # the other ranks wait for rank 0's evaluation
             if step % args.checkpoint_every == 0 or step == total_steps:
                 save(training, args.out, step, steps_per_epoch, settings, args.keep_checkpoints)

@@ -1,7 +1,7 @@
 """Learning-rate schedule of PLIP pre-training: linear warm-up, then step decay at milestones.
 
-All positions are optimizer steps (the training job converts its epoch flags with its fixed number of
-steps per epoch). The IAP masking-ratio schedule lives in :func:`plip.masking.masking_ratio`; training
+All positions are optimizer steps; :func:`epoch_schedule` converts epoch flags with a fixed number of
+steps per epoch. The IAP masking-ratio schedule lives in :func:`plip.masking.masking_ratio`; training
 feeds it ``progress = step / total_steps``.
 """
 from __future__ import annotations
@@ -41,3 +41,10 @@ def warmup_step_decay(
     check_schedule(warmup_steps, milestones, gamma)
     milestones = tuple(milestones)
     return LambdaLR(optimizer, lambda step: lr_factor(step, warmup_steps, milestones, gamma))
+
+
+def epoch_schedule(optimizer: torch.optim.Optimizer, steps_per_epoch: int, warmup_epochs: float,
+                   milestone_epochs: Sequence[float], gamma: float = 0.1) -> LambdaLR:
+    """:func:`warmup_step_decay` with its warm-up and milestones given in (fractional) epochs."""
+    return warmup_step_decay(optimizer, round(warmup_epochs * steps_per_epoch),
+                             [max(1, round(m * steps_per_epoch)) for m in milestone_epochs], gamma)

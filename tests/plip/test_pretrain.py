@@ -11,7 +11,7 @@ import torch
 
 from plip.checkpoint import CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, TRAINER_STATE_FILE
 from plip.losses import PLIPLoss
-from plip.pretrain import Training, build_model, build_optimizer, cli_main, freeze_text_layers, train_step
+from plip.pretrain import MetricsLog, Training, build_model, build_optimizer, cli_main, freeze_text_layers, train_step
 from plip.schedule import warmup_step_decay
 from plip.train_data import BatchSpec, IdentityBatches
 from plip import distributed
@@ -88,6 +88,13 @@ def test_resume_continues_exactly_and_evaluation_does_not_disturb_training(input
     evaluations = [m for m in read_metrics(out) if m["kind"] == "eval"]
     assert [m["step"] for m in evaluations] == [3, 4]
     assert evaluations[0]["queries"] == 3 * 2 * 3 and 0 <= evaluations[0]["R@1"] <= 100
+
+
+def test_resumed_metrics_log_drops_later_lines_and_a_line_cut_short_by_a_kill(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"ste', encoding="utf-8")
+    MetricsLog(log, resumed_step=2)
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2]
 
 
 def test_resume_refuses_changed_batch_settings(inputs, uninterrupted, tmp_path, capsys):
