@@ -102,12 +102,10 @@ def _check_predictor(path: str | None, local: bool) -> str | None:
 def _styles(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
-    names = tuple(s.strip() for s in text.split(",") if s.strip())
-    unknown = [n for n in names if n not in captioner.STYLE_NAMES]
-    if unknown or not names:
-        raise CliError(f"--styles: {'unknown style ' + repr(unknown[0]) if unknown else 'no style given'}; "
-                       f"valid styles: {', '.join(captioner.STYLE_NAMES)}")
-    return names
+    try:
+        return captioner.check_style_names([s.strip() for s in text.split(",") if s.strip()])
+    except ValueError as exc:
+        raise CliError(f"--styles: {exc}") from None
 
 
 def _check_device(device: str, local: bool) -> str:

@@ -17,11 +17,13 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
+from spac.predictor import SYNTH_PEDES_MEAN, SYNTH_PEDES_STD
+
 DATASET_JSON = {"CUHK-PEDES": "reid_raw.json", "ICFG-PEDES": "ICFG_PEDES.json"}
 SPLITS = ("train", "test", "valid")
 EVAL_HEIGHT, EVAL_WIDTH = 256, 128
-EVAL_MEAN = (0.357, 0.323, 0.328)  # SYNTH-PEDES statistics used by the released model
-EVAL_STD = (0.252, 0.242, 0.239)
+# The released model normalises with SYNTH-PEDES statistics; the attribute predictor uses the same ones.
+EVAL_MEAN, EVAL_STD = SYNTH_PEDES_MEAN, SYNTH_PEDES_STD
 
 
 class DatasetFormatError(ValueError):

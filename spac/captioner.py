@@ -41,7 +41,8 @@ def digest(key: str, seed: int, purpose: str) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
-def _check_style_names(names: Sequence[str], valid: Sequence[str]) -> tuple[str, ...]:
+def check_style_names(names: Sequence[str], valid: Sequence[str] = STYLE_NAMES) -> tuple[str, ...]:
+    """The style names, deduplicated in order; ValueError naming the valid ones when one is unknown or none given."""
     if isinstance(names, str):
         names = [names]
     unknown = [n for n in names if n not in valid]
@@ -64,7 +65,7 @@ class Captioner:
         names = available_styles(styles_dir)
         self.styles: dict[str, Style] = {n: load_style(n, self.schema, styles_dir) for n in names}
         self.library: SentenceLibrary = load_library(library_path, self.schema)
-        self.default_styles = _check_style_names(styles, names) if styles is not None else names
+        self.default_styles = check_style_names(styles, names) if styles is not None else names
 
     @property
     def style_names(self) -> tuple[str, ...]:
@@ -72,7 +73,7 @@ class Captioner:
 
     def __call__(self, attributes: Mapping[str, str], key: str, seed: int = 0,
                  styles: Sequence[str] | None = None) -> list[Caption]:
-        allowed = _check_style_names(styles, self.style_names) if styles is not None else self.default_styles
+        allowed = check_style_names(styles, self.style_names) if styles is not None else self.default_styles
         attrs = self.schema.validate(attributes)
         values = {g: self.schema.value(g, attrs[g]) for g in GROUP_SLOTS if attrs[g] != UNKNOWN}
         n_styles = 2 if len(values) >= MIN_GROUPS_FOR_TWO_STYLES else 1
