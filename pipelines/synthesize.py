@@ -49,7 +49,7 @@ from pipelines.model_handler import SpacPredictorHandler
 from pipelines.options import SynthesizeOptions
 from shards import layout
 from spac import captioner, corpus_filters
-from spac.cli_support import CliError, OneLineArgumentParser, run_main
+from spac.cli.support import CliError, OneLineArgumentParser, run_main
 from spac.predictor import CONFIG_FILE, DEFAULT_PREDICTOR_DIR
 
 PROG = "python -m pipelines.synthesize"

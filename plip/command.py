@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from spac.cli_support import CliError
+from spac.cli.support import CliError
 
 
 def call_main(main: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from plip.eval_data import SPLITS, DatasetFormatError, read_dataset_json, split_group
-from spac.cli_support import CliError, OneLineArgumentParser, run_main
+from spac.cli.support import CliError, OneLineArgumentParser, run_main
 
 PROG = "python -m plip.dataset_split"
 DEFAULT_DATASETS = (("CUHK-PEDES", "CUHK-PEDES/reid_raw.json"), ("ICFG-PEDES", "ICFG-PEDES/ICFG_PEDES.json"))

@@ -39,7 +39,7 @@ from plip.model import PLIPModel
 from plip.pretrain import MetricsLog, build_optimizer, freeze_text_layers, parse_milestones, resolve_precision
 from plip.schedule import epoch_schedule
 from plip.zero_shot import evaluate, load_checkpoint_model, resolve_device
-from spac.cli_support import CliError, OneLineArgumentParser, run_main
+from spac.cli.support import CliError, OneLineArgumentParser, run_main
 
 PROG = "python -m plip.finetune"
 METRICS_FILE, ARGS_FILE, BEST_DIR, LAST_DIR = "metrics.jsonl", "args.json", "best", "last"

@@ -42,7 +42,7 @@ from plip.model import PLIPModel
 from plip.schedule import epoch_schedule
 from plip.train_data import BatchSpec, count_samples, train_batches
 from plip.zero_shot import evaluate, resolve_device
-from spac.cli_support import CliError, OneLineArgumentParser, run_main
+from spac.cli.support import CliError, OneLineArgumentParser, run_main
 
 PROG = "python -m plip.pretrain"
 LOSSES = ("ivlc", "tic", "iap")

@@ -20,7 +20,7 @@ from plip.command import call_main
 from plip.eval_data import (DATASET_JSON, Gallery, QuerySet, eval_set_from_shards, gallery_loader, load_eval_split,
                             parse_identities, text_batches)
 from plip.metrics import retrieval_metrics
-from spac.cli_support import CliError, OneLineArgumentParser, run_main
+from spac.cli.support import CliError, OneLineArgumentParser, run_main
 
 DATASETS = (*DATASET_JSON, "shards")
 MAP_VARIANTS = ("standard", "released")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlparse
 
 import braceexpand
@@ -27,6 +27,26 @@ from shards.manifest import read_manifest_file
 from shards.sample import MEMBERS
 
 _GOPEN_SCHEMES = ("http", "https", "pipe")
+
+# webdataset's handler convention: called with the exception of one bad shard or sample; returns True to
+# skip it and go on, False to stop, or raises. ``reraise`` (the default) stops the stream at the first one.
+Handler = Callable[[BaseException], bool]
+reraise = wds.reraise_exception
+
+
+class SkipAndCount:
+    """A handler that skips every damaged sample or shard and counts it, keeping the last few reasons."""
+
+    def __init__(self, keep_reasons: int = 10) -> None:
+        self.skipped = 0
+        self.reasons: list[str] = []
+        self._keep = keep_reasons
+
+    def __call__(self, exc: BaseException) -> bool:
+        self.skipped += 1
+        self.reasons = (self.reasons + [str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)])
+        self.reasons = self.reasons[-self._keep:]
+        return True
 
 
 def _directory_urls(source: str) -> list[str]:
@@ -75,12 +95,16 @@ def _open_streams(shards: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             stream.close()
 
 
-def _complete(samples: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Keep the sample members only; a sample missing one is a corrupt shard: say which."""
+def _complete(samples: Iterator[dict[str, Any]], handler: Handler = reraise) -> Iterator[dict[str, Any]]:
+    """Keep the sample members only; a sample missing one is damaged: say which shard and key."""
     for sample in samples:
         missing = [m for m in MEMBERS if m not in sample]
         if missing:
-            raise ValueError(f"{sample.get('__url__')}: sample {sample['__key__']!r} has no {missing[0]!r} member")
+            error = ValueError(f"{sample.get('__url__')}: sample {sample.get('__key__')!r} has no "
+                               f"{missing[0]!r} member")
+            if handler(error):
+                continue
+            break
         yield {"__key__": sample["__key__"], **{m: sample[m] for m in MEMBERS}}
 
 
@@ -108,6 +132,7 @@ def open_corpus(
     split_by_worker: bool = True,
     epoch_size: int | None = None,
     resampled: bool = False,
+    handler: Handler = reraise,
 ) -> wds.FluidWrapper:
     """A WebDataset pipeline over the corpus at ``source`` (a DataPipeline with ``.batched``, ``.map``, ...).
 
@@ -123,6 +148,9 @@ def open_corpus(
     The epoch counter behind the per-epoch orders lives in the pipeline object; DataLoader workers
     that are not persistent get a fresh copy each epoch, so use ``persistent_workers=True`` or pass
     ``seed=base_seed + epoch`` to get a new order every epoch.
+
+    ``handler`` decides what a damaged shard or sample does (webdataset's convention): ``reraise`` (the
+    default) raises a one-line ValueError naming it; ``SkipAndCount()`` skips it and counts it.
     """
     if shuffle < 0:
         raise ValueError(f"shuffle: expected a buffer size >= 0, got {shuffle}")
@@ -142,11 +170,13 @@ def open_corpus(
             stages.append(wds.split_by_node)
     if split_by_worker:
         stages.append(wds.split_by_worker)
-    stages += [_open_streams, wds.tariterators.tar_file_expander, wds.tariterators.group_by_keys, _complete]
+    stages += [_open_streams, wds.pipelinefilter(wds.tariterators.tar_file_expander)(handler=handler),
+               wds.pipelinefilter(wds.tariterators.group_by_keys)(handler=handler),
+               wds.pipelinefilter(_complete)(handler=handler)]
     if shuffle:
         stages.append(wds.detshuffle(shuffle, initial=shuffle, seed=seed))
     if decode:
-        stages.append(wds.map(decode_sample))
+        stages.append(wds.map(decode_sample, handler=handler))
     pipeline = wds.FluidWrapper(stages[0])
     for stage in stages[1:]:
         pipeline.append(stage)

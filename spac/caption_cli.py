@@ -11,7 +11,7 @@ from typing import Sequence
 
 from PIL import Image, UnidentifiedImageError
 
-from spac.cli_support import CliError, OneLineArgumentParser
+from spac.cli.support import CliError, OneLineArgumentParser
 
 
 def _parser() -> OneLineArgumentParser:

@@ -24,7 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from spac.attributes import UNKNOWN, Schema, load_schema
-from spac.cli_support import CliError, OneLineArgumentParser, run_main
+from spac.cli.support import CliError, OneLineArgumentParser, run_main
 from spac.render_body import PARTS, Body, Painter, pose_body
 from spac.render_figure import DRAWN_ITEMS, SKIN_TONES, draw_person
 from spac.render_garments import Outfit

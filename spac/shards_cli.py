@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from spac.cli_support import CliError, OneLineArgumentParser
+from spac.cli.support import CliError, OneLineArgumentParser
 
 
 def _parser() -> OneLineArgumentParser:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from spac import render
 from spac.attributes import UNKNOWN, Schema, load_schema
-from spac.cli_support import CliError, OneLineArgumentParser, run_main
+from spac.cli.support import CliError, OneLineArgumentParser, run_main
 from spac.predictor import (BACKBONE_PRESETS, AttributePredictor, PredictorConfig, build_predictor, load_predictor,
                            preprocess, resolve_device)
 

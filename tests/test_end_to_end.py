@@ -13,7 +13,7 @@ import pytest
 
 from plip.pretrain import cli_main
 from shards import iter_samples
-from spac.cli_support import run_main
+from spac.cli.support import run_main
 from spac.render import render_dataset
 
 pytestmark = pytest.mark.end_to_end

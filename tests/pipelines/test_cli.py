@@ -6,7 +6,7 @@ import importlib.util
 import pytest
 
 from pipelines import synthesize
-from spac.cli_support import run_main
+from spac.cli.support import run_main
 
 FLAGS = ["--input", "--output", "--predictor", "--device", "--torch_threads", "--batch_size", "--shard_size", "--prefix", "--seed",
          "--max_unknown", "--gender_vote", "--min_images", "--max_images", "--styles", "--overwrite"]

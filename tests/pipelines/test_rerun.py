@@ -10,7 +10,7 @@ import pytest
 
 from pipelines import outputs, synthesize
 from shards import verify_corpus
-from spac.cli_support import run_main
+from spac.cli.support import run_main
 from tests.pipelines.conftest import EXPECTED, JOB_FLAGS, folder_bytes, run_job
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from plip.dataset_split import cli_main, split_by_identity
-from spac.cli_support import run_main
+from spac.cli.support import run_main
 from tests.plip.pedes_fixtures import make_entries
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from plip.finetune import CLASSIFIER_FILE, FineTuning, cli_main, train_step
 from plip.finetune_data import PairDataset, collate_pairs, epoch_plan, load_train_entries, train_pairs
 from plip.pretrain import build_optimizer
 from plip.schedule import warmup_step_decay
-from spac.cli_support import run_main
+from spac.cli.support import run_main
 from tests.plip._tiny_model import single_thread, tiny_model  # noqa: F401  (autouse fixture)
 from tests.plip.pedes_fixtures import make_entries, write_dataset
 

@@ -15,7 +15,7 @@ from plip.pretrain import MetricsLog, Training, build_model, build_optimizer, cl
 from plip.schedule import warmup_step_decay
 from plip.train_data import BatchSpec, IdentityBatches
 from plip import distributed
-from spac.cli_support import run_main
+from spac.cli.support import run_main
 from tests.plip.train_corpus import tiny_flags, write_rendered_corpus, write_tiny_text_model
 
 REPO = Path(__file__).resolve().parents[2]

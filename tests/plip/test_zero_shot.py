@@ -6,7 +6,7 @@ from torch import nn
 
 from plip.eval_data import EVAL_MEAN, EVAL_STD, load_eval_split
 from plip.zero_shot import cli_main, evaluate
-from spac.cli_support import run_main
+from spac.cli.support import run_main
 from tests.plip.pedes_fixtures import COLOURS, NAMES, make_entries, write_dataset
 
 SPLITS = {0: "train", 1: "test", 2: "test", 3: "test", 4: "test"}

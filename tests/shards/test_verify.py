@@ -3,7 +3,7 @@ import os
 import pytest
 
 from shards import verify_corpus
-from spac.cli_support import run_main
+from spac.cli.support import run_main
 from spac.shards_cli import cli_main
 from tests.shards.corpus_factory import write_corpus
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spac.attributes import UNKNOWN, load_schema
-from spac.cli_support import CliError, run_main
+from spac.cli.support import CliError, run_main
 from spac.render import cli_main, random_identity, render_dataset, render_layers, render_person
 
 SCHEMA = load_schema()

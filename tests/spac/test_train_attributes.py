@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from spac.attributes import load_schema
-from spac.cli_support import run_main
+from spac.cli.support import run_main
 from spac.predictor import PredictorConfig, build_predictor, load_predictor
 from spac.train_attributes import (EVAL_SEED_BASE, MAX_SEED, TRAIN_STRIDE, attribute_loss, build_parser, cli_main,
                                    label_indices, train_step)

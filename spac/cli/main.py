@@ -5,7 +5,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from spac.cli_support import run_main
+from spac.cli.support import run_main
 
 # command -> (module, one-line help). Each module exposes `cli_main(argv) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -1,0 +1,1 @@
+"""The command-line layer: the `spac` subcommands and the CLI conventions every program shares."""

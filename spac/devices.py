@@ -1,0 +1,27 @@
+"""One device resolver for the whole project: a --device value checked against this machine."""
+from __future__ import annotations
+
+import re
+
+import torch
+
+_DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?|auto")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available) as a torch device.
+
+    Raises ValueError with a one-line message for a malformed name or a CUDA device this machine lacks.
+    """
+    text = str(name).strip()
+    if not _DEVICE_PATTERN.fullmatch(text):
+        raise ValueError(f"invalid device {name!r} (use cpu, cuda, cuda:N or auto)")
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(text)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {text!r} requested but CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {text!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return device

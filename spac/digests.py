@@ -1,0 +1,29 @@
+"""Stable digests: the same bytes on every run and machine (Python's hash() is salted per process)."""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, BinaryIO
+
+
+def stable_int(*parts: Any, bits: int = 63) -> int:
+    """A stable non-negative integer of ``bits`` bits (at most 64) from the parts' string forms."""
+    if not 1 <= bits <= 64:
+        raise ValueError(f"bits must be 1..64, got {bits}")
+    data = "\x1f".join(map(str, parts)).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") >> (64 - bits)
+
+
+def stable_hex(*parts: Any) -> str:
+    """A stable sha256 hex digest of the parts' string forms (sort keys, identifiers)."""
+    return hashlib.sha256("\x00".join(map(str, parts)).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def stream_sha256(stream: BinaryIO) -> str:
+    """sha256 of everything left in a binary stream, read in chunks."""
+    return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def file_sha256(path: Any) -> str:
+    """sha256 of a local file, read in chunks."""
+    with open(path, "rb") as stream:
+        return stream_sha256(stream)

@@ -1,0 +1,61 @@
+"""What identifies a version of the SPAC method: the package, the attribute schema, the bundled templates
+(vocabulary, sentence library, style modules) and the predictor's files. Two runs with the same
+fingerprint caption the same images the same way; a corpus records it so a rerun never mixes versions."""
+from __future__ import annotations
+
+import hashlib
+from importlib import metadata, resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any, Iterator
+
+from spac.attributes import load_schema
+from spac.digests import file_sha256
+from spac.predictor import CONFIG_FILE, DEFAULT_PREDICTOR_DIR, WEIGHTS_FILE
+
+DISTRIBUTION = "spac-synthpedes"
+_TEMPLATE_SUFFIXES = (".yaml", ".yml", ".json", ".txt")
+
+
+def package_version() -> str | None:
+    """The installed distribution's version; None when run from a source tree that was never installed."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _template_files(folder: Traversable, relative: str = "") -> Iterator[tuple[str, bytes]]:
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.is_dir():
+            yield from _template_files(entry, f"{relative}{entry.name}/")
+        elif entry.name.endswith(_TEMPLATE_SUFFIXES):
+            yield relative + entry.name, entry.read_bytes()
+
+
+def templates_sha256() -> str:
+    """One hash over every bundled template file (name and contents): they decide every caption."""
+    digest = hashlib.sha256()
+    for name, data in _template_files(resources.files("templates")):
+        digest.update(name.encode("utf-8") + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def predictor_identity(path: str | None) -> dict[str, str | None]:
+    """The sha256 of a predictor's config and weights (None = the bundled demo model); its location alone
+    when the files are not on this machine (a remote run whose workers load it from their image)."""
+    directory = Path(path) if path is not None else DEFAULT_PREDICTOR_DIR
+    config, weights = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    if not (config.is_file() and weights.is_file()):
+        return {"location": path}
+    return {"config_sha256": file_sha256(config), "weights_sha256": file_sha256(weights)}
+
+
+def method_fingerprint(predictor: str | None = None) -> dict[str, Any]:
+    """Everything that identifies the method version, as JSON values (sorted keys give stable bytes)."""
+    return {
+        "package_version": package_version(),
+        "schema_version": load_schema().version,
+        "templates_sha256": templates_sha256(),
+        "predictor": predictor_identity(predictor),
+    }
