@@ -12,74 +12,24 @@ one, or files of a run without ``job.json``, is refused with the differing setti
 """
 from __future__ import annotations
 
-import hashlib
 import json
-from importlib import metadata, resources
-from importlib.resources.abc import Traversable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import Any, Mapping
 
+from pipelines.job import Job
 from pipelines.outputs import DATASET_NAME, DEAD_LETTER_NAME, FILTER_REPORT_NAME
 from shards import layout, remote
-from spac.attributes import load_schema
-from spac.predictor import CONFIG_FILE, DEFAULT_PREDICTOR_DIR, WEIGHTS_FILE
-
-if TYPE_CHECKING:
-    from pipelines.synthesize import Job
+from spac.fingerprint import method_fingerprint
 
 JOB_NAME = "job.json"
 CORPUS_NAMES = (layout.MANIFEST_NAME, DATASET_NAME, DEAD_LETTER_NAME, FILTER_REPORT_NAME)
-DISTRIBUTION = "spac-synthpedes"
-_TEMPLATE_SUFFIXES = (".yaml", ".yml", ".json", ".txt")
-
-
-def _file_sha256(path: Path) -> str:
-    with open(path, "rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
-
-
-def predictor_identity(path: str | None) -> dict[str, str | None]:
-    """The sha256 of the predictor's config and weights; its location alone when they are not on this machine
-    (a remote run whose workers load it, e.g. from their container image)."""
-    directory = Path(path) if path is not None else DEFAULT_PREDICTOR_DIR
-    config, weights = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    if not (config.is_file() and weights.is_file()):
-        return {"location": path}
-    return {"config_sha256": _file_sha256(config), "weights_sha256": _file_sha256(weights)}
-
-
-def _template_files(folder: Traversable, relative: str = "") -> Iterator[tuple[str, bytes]]:
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.is_dir():
-            yield from _template_files(entry, f"{relative}{entry.name}/")
-        elif entry.name.endswith(_TEMPLATE_SUFFIXES):
-            yield relative + entry.name, entry.read_bytes()
-
-
-def templates_sha256() -> str:
-    """One hash of the bundled vocabulary, sentence library and style modules: they decide every caption."""
-    digest = hashlib.sha256()
-    for name, data in _template_files(resources.files("templates")):
-        digest.update(name.encode("utf-8") + b"\0" + hashlib.sha256(data).digest())
-    return digest.hexdigest()
-
-
-def _package_version() -> str | None:
-    try:
-        return metadata.version(DISTRIBUTION)
-    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
-        return None
 
 
 def fingerprint(job: Job) -> dict[str, Any]:
     """Every setting of ``job`` that changes the corpus, by option name (JSON values)."""
     return {
         "format_version": layout.FORMAT_VERSION,
-        "package_version": _package_version(),
-        "schema_version": load_schema().version,
-        "templates_sha256": templates_sha256(),
+        **method_fingerprint(job.predictor),  # package, schema, templates and predictor files: spac says which
         "input": {name: value for name, value in job.input._asdict().items() if value is not None},
-        "predictor": predictor_identity(job.predictor),
         "shard_size": job.shard_size,
         "prefix": job.prefix,
         "seed": job.seed,

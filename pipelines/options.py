@@ -9,6 +9,8 @@ from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from spac.cli.support import positive_int, unit_float
+
 DEFAULT_INPUT = str(Path(__file__).resolve().parent.parent / "spac" / "assets" / "samples")
 DEFAULT_OUTPUT = "data/SYNTH-PEDES"
 
@@ -40,26 +42,26 @@ class SynthesizeOptions(PipelineOptions):
         group.add_argument(
             "--predictor", default=None,
             help="attribute predictor directory (config.json + model.safetensors); default: the bundled demo model")
-        group.add_argument("--device", default="cpu", help="torch device for inference: cpu, cuda or cuda:N "
+        group.add_argument("--device", default="cpu", help="torch device for inference: cpu, cuda, cuda:N or auto "
                                                            "(default: %(default)s)")
-        group.add_argument("--torch_threads", "--torch-threads", dest="torch_threads", type=int, default=None,
+        group.add_argument("--torch_threads", "--torch-threads", dest="torch_threads", type=positive_int, default=None,
                            help="torch intra-op threads per worker process (default: torch's choice); 1 avoids "
                                 "oversubscription when several worker processes share a machine's cores")
-        group.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=32,
+        group.add_argument("--batch_size", "--batch-size", dest="batch_size", type=positive_int, default=32,
                            help="images per inference batch (default: %(default)s)")
-        group.add_argument("--shard_size", "--shard-size", dest="shard_size", type=int, default=10_000,
+        group.add_argument("--shard_size", "--shard-size", dest="shard_size", type=positive_int, default=10_000,
                            help="samples per WebDataset shard (default: %(default)s)")
         group.add_argument("--prefix", default="synthpedes", help="shard file prefix (default: %(default)s)")
         group.add_argument("--seed", type=int, default=0,
                            help="seed of the caption choices and of the per-identity cap (default: %(default)s)")
-        group.add_argument("--max_unknown", "--max-unknown", dest="max_unknown", type=int, default=3,
+        group.add_argument("--max_unknown", "--max-unknown", dest="max_unknown", type=positive_int, default=3,
                            help="drop an image with at least this many unknown attribute groups (default: %(default)s)")
-        group.add_argument("--gender_vote", "--gender-vote", dest="gender_vote", type=float, default=0.7,
+        group.add_argument("--gender_vote", "--gender-vote", dest="gender_vote", type=unit_float, default=0.7,
                            help="keep an identity only when its most common gender exceeds this share of its "
                                 "images; that gender is then applied to all of them (default: %(default)s)")
-        group.add_argument("--min_images", "--min-images", dest="min_images", type=int, default=5,
+        group.add_argument("--min_images", "--min-images", dest="min_images", type=positive_int, default=5,
                            help="drop identities with fewer images than this after filtering (default: %(default)s)")
-        group.add_argument("--max_images", "--max-images", dest="max_images", type=int, default=20,
+        group.add_argument("--max_images", "--max-images", dest="max_images", type=positive_int, default=20,
                            help="keep at most this many images per identity, chosen by sha256(key, seed) "
                                 "(default: %(default)s)")
         group.add_argument("--styles", default=None,

@@ -32,45 +32,25 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import apache_beam as beam
-import torch
 from apache_beam.io import fileio
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions, TestOptions
 from apache_beam.runners.runner import PipelineResult
 
 from pipelines import job_record, outputs, transforms
-from pipelines.inputs import InputSpec, read_manifest, resolve_input
+from pipelines.inputs import InputSpec, read_manifest
+from pipelines.job import Job, make_job
 from pipelines.model_handler import SpacPredictorHandler
 from pipelines.options import SynthesizeOptions
 from shards import layout
-from spac import captioner, corpus_filters
-from spac.cli.support import CliError, OneLineArgumentParser, run_main
-from spac.predictor import CONFIG_FILE, DEFAULT_PREDICTOR_DIR
+from spac import corpus_filters
+from spac.cli.support import OneLineArgumentParser, run_main
 
 PROG = "python -m pipelines.synthesize"
 DEAD = transforms.DEAD_LETTER
-
-
-@dataclass(frozen=True)
-class Job:
-    """The validated settings the graph is built from."""
-
-    input: InputSpec
-    output: str
-    predictor: str | None
-    device: str
-    batch_size: int
-    torch_threads: int | None
-    shard_size: int
-    prefix: str
-    seed: int
-    filters: corpus_filters.FilterConfig
-    styles: tuple[str, ...] | None
 
 
 def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -83,59 +63,6 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
                "the settings recorded in its job.json match; see --output and --overwrite.")
     SynthesizeOptions._add_argparse_args(parser)
     return parser.parse_known_args(argv)
-
-
-def _positive(name: str, value: int) -> int:
-    if value < 1:
-        raise CliError(f"--{name} must be at least 1, got {value}")
-    return value
-
-
-def _check_predictor(path: str | None, local: bool) -> str | None:
-    """A local run needs the predictor here; a remote one loads it on the workers (e.g. baked into the image)."""
-    config_file = Path(path if path is not None else DEFAULT_PREDICTOR_DIR) / CONFIG_FILE
-    if local and not config_file.is_file():
-        raise CliError(f"--predictor: {config_file} does not exist (expected a predictor directory)")
-    return path
-
-
-def _styles(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
-        return None
-    try:
-        return captioner.check_style_names([s.strip() for s in text.split(",") if s.strip()])
-    except ValueError as exc:
-        raise CliError(f"--styles: {exc}") from None
-
-
-def _check_device(device: str, local: bool) -> str:
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        raise CliError(f"--device: invalid device {device!r} (use cpu, cuda or cuda:N)") from None
-    if kind == "cuda" and local and not torch.cuda.is_available():
-        raise CliError(f"--device {device}: CUDA is not available on this machine")
-    return device
-
-
-def make_job(args: argparse.Namespace, runner: str | None) -> Job:
-    """Check every flag before the job starts; CliError names the first bad one."""
-    local = runner is None or "direct" in runner.lower()
-    try:
-        spec = resolve_input(args.input)
-        if spec.manifest is not None and "://" not in spec.manifest:
-            read_manifest(spec.manifest)  # a bad row stops here in one line, not as a traceback from the workers
-        filters = corpus_filters.FilterConfig(args.max_unknown, args.gender_vote, args.min_images, args.max_images,
-                                              args.seed)
-        layout.shard_stem(0, args.prefix)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    return Job(input=spec, output=args.output, predictor=_check_predictor(args.predictor, local),
-               device=_check_device(args.device, local),
-               batch_size=_positive("batch_size", args.batch_size),
-               torch_threads=None if args.torch_threads is None else _positive("torch_threads", args.torch_threads),
-               shard_size=_positive("shard_size", args.shard_size),
-               prefix=args.prefix, seed=args.seed, filters=filters, styles=_styles(args.styles))
 
 
 def read_refs(pipeline: beam.Pipeline, spec: InputSpec) -> tuple[beam.PCollection, beam.PCollection]:
@@ -206,10 +133,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True,
     options.view_as(SetupOptions).save_main_session = save_main_session
     job = make_job(args, options.view_as(StandardOptions).runner)
     if not options.view_as(TestOptions).dry_run:  # a dry run writes nothing (and may not reach the bucket)
-        try:
-            job_record.prepare_output(job.output, job_record.fingerprint(job), overwrite=args.overwrite)
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
+        job_record.prepare_output(job.output, job_record.fingerprint(job), overwrite=args.overwrite)
     pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
     build(pipeline, job)
     result = pipeline.run()

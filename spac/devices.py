@@ -13,9 +13,7 @@ def resolve_device(name: str) -> torch.device:
 
     Raises ValueError with a one-line message for a malformed name or a CUDA device this machine lacks.
     """
-    text = str(name).strip()
-    if not _DEVICE_PATTERN.fullmatch(text):
-        raise ValueError(f"invalid device {name!r} (use cpu, cuda, cuda:N or auto)")
+    text = check_device_name(name)
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(text)
@@ -25,3 +23,11 @@ def resolve_device(name: str) -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"device {text!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     return device
+
+
+def check_device_name(name: str) -> str:
+    """A device name's syntax only (for a remote job whose workers, not this machine, hold the GPU)."""
+    text = str(name).strip()
+    if not _DEVICE_PATTERN.fullmatch(text):
+        raise ValueError(f"invalid device {name!r} (use cpu, cuda, cuda:N or auto)")
+    return text

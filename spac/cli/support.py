@@ -44,6 +44,8 @@ def run_main(prog: str, main: Callable[[Sequence[str] | None], int], argv: Seque
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:  # argparse exits on a bad flag (after its one line) and on --help
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
 
 
 def silence_libraries(quiet: bool) -> None:

@@ -1,6 +1,7 @@
 """The whole job on the crafted folder: outputs, counters, readers, determinism across runner modes, resume."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -10,10 +11,14 @@ from pathlib import Path
 
 import pytest
 import webdataset as wds
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing import test_pipeline as beam_testing
 
+from pipelines import synthesize
 from shards.writer import shard_is_complete
+from spac.cli.support import run_main
 from spac.predictor import DEFAULT_PREDICTOR_DIR
-from tests.pipelines.conftest import EXPECTED, folder_bytes, run_job
+from tests.pipelines.conftest import EXPECTED, JOB_FLAGS, folder_bytes, run_job
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -126,3 +131,65 @@ def test_default_command_writes_data_synth_pedes(tmp_path, colour_predictor):
     assert counts["decoded"] == counts["written"] + filtered and counts["written"] == len(released)
     assert filtered == sum(report["filtered"].values())
     assert printed["output"] == "data/SYNTH-PEDES/filter_report.json"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--input", "/no/such/folder"], "does not exist"),
+    (["--min_images", "5", "--max_images", "2"], "max_images"),
+    (["--gender_vote", "1.5"], "gender_vote"),
+    (["--batch_size", "0"], "--batch_size"),
+    (["--torch_threads", "0"], "--torch_threads"),
+    (["--predictor", "/no/such/model"], "--predictor"),
+    (["--styles", "sonnet"], "unknown style 'sonnet'"),
+    (["--device", "tpu9"], "--device"),
+    (["--prefix", "bad/prefix"], "prefix"),
+])
+def test_bad_input_gives_one_line_error(tmp_path, capsys, flags, message, colour_predictor):
+    argv = ["--runner=DirectRunner", "--input", str(tmp_path), "--predictor", str(colour_predictor), *flags]
+    assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err and err.startswith(synthesize.PROG)
+
+
+def test_bad_manifest_row_gives_one_line_error_before_writing(tmp_path, capsys, colour_predictor):
+    manifest = tmp_path / "list.jsonl"
+    manifest.write_text('{"path": "a.jpg"}\n')
+    argv = ["--runner=DirectRunner", "--input", str(manifest), "--output", str(tmp_path / "out"),
+            "--predictor", str(colour_predictor)]
+    assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "row 1" in err and err.startswith(synthesize.PROG)
+    assert not (tmp_path / "out").exists()
+
+
+def _dataflow_unavailable() -> str | None:
+    for module in ("google.cloud.storage", "apitools.base.py", "apache_beam.runners.dataflow.dataflow_runner"):
+        try:
+            if importlib.util.find_spec(module) is None:
+                return module
+        except ModuleNotFoundError:
+            return module
+    return None
+
+
+@pytest.mark.skipif(_dataflow_unavailable() is not None,
+                    reason="Dataflow graph check needs the 'dataflow' extra (apache-beam[gcp]); "
+                           f"missing {_dataflow_unavailable()}")
+def test_dataflow_dry_run_translates_the_graph(input_folder, colour_predictor, tmp_path):
+    argv = ["--runner=DataflowRunner", "--dry_run=True", "--project=any", "--region=us-central1",
+            "--temp_location=gs://any/tmp", "--input", str(input_folder), "--output", "gs://any/out",
+            "--predictor", str(colour_predictor)]
+    result = synthesize.run(argv, save_main_session=False)
+    assert result.state == "DONE"
+    assert synthesize.counters(result) == {}
+
+
+def test_run_builds_the_graph_on_a_given_test_pipeline(tmp_path, input_folder, colour_predictor):
+    """Beam's convention: run(..., test_pipeline=...) builds the whole graph on the caller's pipeline."""
+    pipeline = beam_testing.TestPipeline(options=PipelineOptions(["--runner=DirectRunner"]))
+    argv = ["--input", str(input_folder), "--output", str(tmp_path / "out"), "--predictor", str(colour_predictor),
+            *JOB_FLAGS]
+    result = synthesize.run(argv, save_main_session=False, test_pipeline=pipeline)
+    found = synthesize.counters(result)
+    assert found["written"] == EXPECTED["written"] and found["read"] == EXPECTED["read"]
+    assert len(list((tmp_path / "out").glob("*.tar"))) == EXPECTED["shards"]

@@ -138,3 +138,54 @@ def test_a_damaged_member_is_a_one_line_error_naming_the_sample():
 
     with pytest.raises(ValueError, match=r"sample 'k1': damaged member"):
         decode_sample({"__key__": "k1", "jpg": b"not a jpeg", "json": b"{}", "txt": b"t"})
+
+
+def _tar_with(path, members):
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+def _damaged_shard(tmp_path, corpus):
+    """One good sample of the corpus, one whose jpg is garbage, one missing its txt."""
+    good = next(iter(open_corpus(corpus[0], decode=False, split_by_node=False, split_by_worker=False)))
+    return _tar_with(tmp_path / "bad-000000.tar", [
+        ("a0.jpg", b"not a jpeg"), ("a0.json", good["json"]), ("a0.txt", good["txt"]),
+        ("a1.jpg", good["jpg"]), ("a1.json", good["json"]),
+        ("a2.jpg", good["jpg"]), ("a2.json", good["json"]), ("a2.txt", good["txt"]),
+    ])
+
+
+def test_by_default_a_damaged_sample_stops_the_stream_in_one_line(tmp_path, corpus):
+    shard = _damaged_shard(tmp_path, corpus)
+    with pytest.raises(ValueError, match="sample 'a0': damaged member") as error:
+        list(open_corpus(shard, split_by_node=False, split_by_worker=False))
+    assert "\n" not in str(error.value)
+
+
+def test_skip_and_count_handler_keeps_the_good_samples_and_counts_the_rest(tmp_path, corpus):
+    from shards.reader import SkipAndCount
+
+    handler = SkipAndCount()
+    shard = _damaged_shard(tmp_path, corpus)
+    kept = [s["__key__"] for s in open_corpus(shard, split_by_node=False, split_by_worker=False, handler=handler)]
+    assert kept == ["a2"] and handler.skipped == 2
+    assert any("'a1'" in reason and "'txt'" in reason for reason in handler.reasons)
+    assert any("'a0'" in reason for reason in handler.reasons)
+
+
+def test_skip_and_count_also_skips_an_unreadable_shard(tmp_path, corpus):
+    from shards.reader import SkipAndCount
+
+    truncated = tmp_path / "cut-000000.tar"
+    truncated.write_bytes(b"\x00garbage" * 100)
+    handler = SkipAndCount()
+    urls = [str(truncated), *shard_urls(corpus[0])]
+    kept = list(open_corpus(urls, decode=False, split_by_node=False, split_by_worker=False, handler=handler))
+    assert len(kept) == SHARDS * PER_SHARD and handler.skipped >= 1

@@ -3,8 +3,6 @@ import os
 import pytest
 
 from shards import verify_corpus
-from spac.cli.support import run_main
-from spac.shards_cli import cli_main
 from tests.shards.corpus_factory import write_corpus
 
 
@@ -50,29 +48,6 @@ def test_missing_shard_is_found(corpus):
 def test_unlisted_shard_and_missing_manifest_are_found(corpus):
     os.remove(corpus / "manifest.json")
     assert verify_corpus(str(corpus)) == ["manifest.json: missing (run write_manifest / `spac shards manifest`)"]
-
-
-def test_cli_exit_codes_and_messages(corpus, tmp_path_factory, capsys):
-    assert run_main("spac shards", cli_main, ["verify", str(corpus)]) == 0
-    assert capsys.readouterr().out.strip() == "ok: 3 shards, 12 samples"
-
-    _flip_byte(corpus / "synthpedes-000000.tar", 600)
-    assert run_main("spac shards", cli_main, ["verify", str(corpus)]) == 1
-    out = capsys.readouterr().out.splitlines()
-    assert out[-1].startswith("FAILED: ") and out[0].startswith("synthpedes-000000.tar: ")
-
-    missing = tmp_path_factory.mktemp("empty") / "nothing"
-    assert run_main("spac shards", cli_main, ["verify", "--quiet", str(missing)]) == 2
-    assert capsys.readouterr().err.strip() == f"spac shards: error: {missing}: no such corpus folder"
-    assert run_main("spac shards", cli_main, ["manifest", str(missing.parent)]) == 2
-    assert "no complete synthpedes-*.tar shards" in capsys.readouterr().err
-
-
-def test_cli_manifest_rewrites_the_manifest(corpus, capsys):
-    os.remove(corpus / "manifest.json")
-    assert run_main("spac shards", cli_main, ["manifest", str(corpus)]) == 0
-    assert capsys.readouterr().out.strip() == "manifest.json: 3 shards, 12 samples, 4 identities"
-    assert verify_corpus(str(corpus)) == []
 
 
 def test_malformed_stats_and_manifest_are_problems_not_tracebacks(corpus):

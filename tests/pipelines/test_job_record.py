@@ -115,3 +115,30 @@ def test_pipeline_manifest_lists_exactly_this_runs_shards(first_run, tmp_path):
         outputs.finish_manifest(range(3), str(corpus), "synthpedes")
     with pytest.raises(ValueError, match="not 0..1 without gaps"):
         outputs.finish_manifest([0, 2], str(corpus), "synthpedes")
+
+
+def test_differences_name_plain_values_with_both_sides_and_nested_ones_by_name():
+    from pipelines.job_record import differences
+
+    assert differences({"seed": 1, "predictor": {"a": 1}, "same": 2},
+                       {"seed": 2, "predictor": {"a": 3}, "same": 2, "new": None}) == ["predictor", "seed 1 -> 2"]
+
+
+def test_own_files_are_the_jobs_names_and_their_temporaries_only(tmp_path):
+    from pipelines.job_record import own_files
+    from shards import remote
+
+    for name in ("job.json", "manifest.json", "synthpedes-000000.tar", "synthpedes-000000.tar.tmp-1a2b",
+                 "other-000000.tar", "notes.txt", "synthpedes_dataset.json"):
+        (tmp_path / name).write_text("x")
+    fs, root = remote.resolve(str(tmp_path))
+    assert own_files(fs, root, {"synthpedes"}) == ["job.json", "manifest.json", "synthpedes-000000.tar",
+                                                  "synthpedes-000000.tar.tmp-1a2b", "synthpedes_dataset.json"]
+
+
+def test_job_json_holds_the_method_fingerprint_spac_reports(first_run, colour_predictor):
+    from spac.fingerprint import method_fingerprint
+
+    recorded = json.loads((first_run[0] / "job.json").read_text())
+    assert {k: recorded[k] for k in method_fingerprint(str(colour_predictor))} == method_fingerprint(
+        str(colour_predictor))

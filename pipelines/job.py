@@ -1,0 +1,74 @@
+"""The job's validated settings: flags in, a frozen ``Job`` out, every bad value named in one line."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.inputs import InputSpec, read_manifest, resolve_input
+from shards import layout
+from spac import captioner, corpus_filters
+from spac.devices import check_device_name, resolve_device
+from spac.predictor import CONFIG_FILE, DEFAULT_PREDICTOR_DIR
+
+
+@dataclass(frozen=True)
+class Job:
+    """The validated settings the graph is built from."""
+
+    input: InputSpec
+    output: str
+    predictor: str | None
+    device: str
+    batch_size: int
+    torch_threads: int | None
+    shard_size: int
+    prefix: str
+    seed: int
+    filters: corpus_filters.FilterConfig
+    styles: tuple[str, ...] | None
+
+
+def is_local_runner(runner: str | None) -> bool:
+    """DirectRunner (the default) runs on this machine; any other runner runs on remote workers."""
+    return runner is None or "direct" in runner.lower()
+
+
+def _check_predictor(path: str | None, local: bool) -> str | None:
+    """A local run needs the predictor here; a remote one loads it on the workers (e.g. baked into the image)."""
+    config_file = Path(path if path is not None else DEFAULT_PREDICTOR_DIR) / CONFIG_FILE
+    if local and not config_file.is_file():
+        raise ValueError(f"--predictor: {config_file} does not exist (expected a predictor directory)")
+    return path
+
+
+def _styles(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    try:
+        return captioner.check_style_names([s.strip() for s in text.split(",") if s.strip()])
+    except ValueError as exc:
+        raise ValueError(f"--styles: {exc}") from None
+
+
+def _device(name: str, local: bool) -> str:
+    """Checked against this machine for a local run; only its syntax for remote workers."""
+    try:
+        return str(resolve_device(name)) if local else check_device_name(name)
+    except ValueError as exc:
+        raise ValueError(f"--device: {exc}") from None
+
+
+def make_job(args: argparse.Namespace, runner: str | None) -> Job:
+    """Check every setting before the job starts; ValueError names the first bad one."""
+    local = is_local_runner(runner)
+    spec = resolve_input(args.input)
+    if spec.manifest is not None and "://" not in spec.manifest:
+        read_manifest(spec.manifest)  # a bad row stops here in one line, not as a traceback from the workers
+    filters = corpus_filters.FilterConfig(args.max_unknown, args.gender_vote, args.min_images, args.max_images,
+                                          args.seed)
+    layout.shard_stem(0, args.prefix)
+    return Job(input=spec, output=args.output, predictor=_check_predictor(args.predictor, local),
+               device=_device(args.device, local), batch_size=args.batch_size, torch_threads=args.torch_threads,
+               shard_size=args.shard_size, prefix=args.prefix, seed=args.seed, filters=filters,
+               styles=_styles(args.styles))

@@ -1,0 +1,28 @@
+"""Helpers shared by the pipeline step tests."""
+from __future__ import annotations
+
+import io
+
+import apache_beam as beam
+
+from tests.pipelines.colour_predictor import PROFILES, RED, solid_image
+
+
+def split(outputs_):
+    """(main outputs, dead letters) of a DoFn's process()."""
+    main = [o for o in outputs_ if not isinstance(o, beam.pvalue.TaggedOutput)]
+    dead = [o.value for o in outputs_ if isinstance(o, beam.pvalue.TaggedOutput)]
+    return main, dead
+
+
+def jpeg(colour) -> bytes:
+    buffer = io.BytesIO()
+    solid_image(colour).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def record(key, identity, gender="man"):
+    attributes = {g: {"value": v, "confidence": 0.9} for g, v in PROFILES[RED].items()}
+    attributes["gender"]["value"] = gender
+    return {"key": key, "identity": identity, "file_path": f"{identity}/{key}.jpg", "source": f"/in/{key}.jpg",
+            "jpg": b"\xff\xd8\xff", "attributes": attributes}

@@ -1,0 +1,32 @@
+"""pipelines.options: every flag documented, Beam's and hyphenated spellings parsed, bad values refused."""
+from __future__ import annotations
+
+import pytest
+
+from pipelines import synthesize
+from spac.cli.support import run_main
+
+FLAGS = ["--input", "--output", "--predictor", "--device", "--torch_threads", "--batch_size", "--shard_size", "--prefix", "--seed",
+         "--max_unknown", "--gender_vote", "--min_images", "--max_images", "--styles", "--overwrite"]
+
+
+def test_help_explains_every_flag(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        synthesize.parse_known_args(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert all(flag in text for flag in FLAGS)
+    assert "--batch-size" in text and "--runner" in text
+
+
+def test_hyphenated_and_beam_flags_are_parsed():
+    args, rest = synthesize.parse_known_args(["--batch-size", "8", "--shard_size=3", "--runner=DirectRunner"])
+    assert (args.batch_size, args.shard_size, rest) == (8, 3, ["--runner=DirectRunner"])
+
+
+@pytest.mark.parametrize("flag, value", [("--batch_size", "0"), ("--shard_size", "-3"), ("--gender_vote", "1.5"),
+                                         ("--max_unknown", "two"), ("--torch_threads", "0")])
+def test_bad_values_are_refused_at_parse_time(capsys, flag, value):
+    assert run_main(synthesize.PROG, synthesize.parse_known_args, [flag, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and flag in err

@@ -1,0 +1,47 @@
+"""pipelines.transforms: decoding with dead letters, identity filters, shard assignment."""
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from pipelines import transforms
+from spac.corpus_filters import FilterConfig
+from pipelines import outputs
+from pipelines.inputs import ImageRef
+from tests.pipelines.colour_predictor import RED, solid_image
+from tests.pipelines.step_helpers import record, split
+
+
+def test_decode_image_good_corrupt_and_not_an_image(tmp_path):
+    good, truncated, text = tmp_path / "good.png", tmp_path / "cut.jpg", tmp_path / "notes.jpg"
+    solid_image(RED, size=(40, 90)).save(good)
+    buffer = io.BytesIO()
+    solid_image(RED).save(buffer, format="JPEG")
+    truncated.write_bytes(buffer.getvalue()[:200])
+    text.write_text("hello")
+    decode = transforms.DecodeImage()
+    refs = [ImageRef(str(p), f"1/{p.name}", "1", p.stem) for p in (good, truncated, text)]
+    images, dead = split([o for ref in refs for o in decode.process(ref)])
+    assert len(images) == 1 and Image.open(io.BytesIO(images[0]["jpg"])).size == (128, 256)
+    assert [d["path"] for d in dead] == [str(truncated), str(text)]
+    assert dead[0]["stage"] == "decode" and dead[0]["reason"].startswith("corrupt")
+    assert dead[1]["reason"] == "not a decodable image"
+
+
+
+def test_filter_identity_applies_vote_and_reports_reasons():
+    records = [record(f"k{i}", "7") for i in range(4)] + [record("k4", "7", gender="woman")]
+    kept, dead = split(list(transforms.FilterIdentity(FilterConfig(min_images=3, max_images=3)).process(
+        ("7", records))))
+    assert len(kept) == 3 and {r["attributes"]["gender"]["value"] for r in kept} == {"man"}
+    assert sorted(d["reason"] for d in dead) == ["over_identity_cap"] * 2
+
+
+def test_assign_shard_blocks_of_sorted_keys():
+    keys = ["a", "b", "c", "d", "e"]
+    captioned = {**record("d", "p2"), "captions": ["x", "y"], "styles": ["s1", "s2"], "prompt_caption": ["z"]}
+    index, sample = transforms.assign_shard(captioned, keys, ["p1", "p2"], shard_size=2)
+    assert index == 1 and sample["__key__"] == "d" and sample["json"]["id"] == 1
+    assert outputs.released_entry(sample["json"])["attributes"] == [
+        "man,short black hair,red t-shirt,blue jeans,white sneakers,black backpack"]
