@@ -7,7 +7,6 @@ its corpus key (``[A-Za-z0-9_-]``, unique per file_path).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -19,10 +18,10 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from shards.keys import make_key
+
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".parquet")
 _GLOB_CHARS = re.compile(r"[*?\[]")
-_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9-]")
-_MAX_KEY = 90
 
 
 class ImageRef(NamedTuple):
@@ -38,22 +37,6 @@ class InputSpec(NamedTuple):
     root: str
     pattern: str | None = None
     manifest: str | None = None
-
-
-def image_key(file_path: str) -> str:
-    """The corpus key of a relative path: ``Part1/7/1.jpg`` -> ``Part1_7_1``.
-
-    Path parts keep ``[A-Za-z0-9-]`` and are joined by ``_``; when that loses information (other
-    characters, a non-.jpg extension, a long path) a hash of the path is appended so keys stay unique.
-    """
-    stem, _ = posixpath.splitext(file_path)
-    parts = stem.split("/")
-    clean = [_KEY_UNSAFE.sub("-", part) for part in parts]
-    key = "_".join(clean)
-    if clean == parts and file_path == stem + ".jpg" and len(key) <= _MAX_KEY:
-        return key
-    digest = hashlib.sha256(file_path.encode("utf-8")).hexdigest()[:12]
-    return f"{key[:_MAX_KEY - 13]}_{digest}"
 
 
 def resolve_input(location: str) -> InputSpec:
@@ -72,6 +55,9 @@ def resolve_input(location: str) -> InputSpec:
         return InputSpec(root=posixpath.dirname(location), manifest=location)
     if missing:
         raise ValueError(f"input folder {location} does not exist")
+    if "://" not in location and not os.path.isdir(location):
+        raise ValueError(f"input {location} is a file but not a manifest (expected a folder, a glob or a "
+                         f"{', '.join(MANIFEST_SUFFIXES)} file)")
     return InputSpec(root=location, pattern=FileSystems.join(location, "**"))
 
 
@@ -81,7 +67,7 @@ def ref_from_path(root: str, path: str) -> ImageRef | str:
     parts = relative.split("/")
     if len(parts) not in (2, 3) or not all(parts):
         return "path not in the <root>/[<part>/]<identity>/<image> layout"
-    return ImageRef(path, relative, "/".join(parts[:-1]), image_key(relative))
+    return ImageRef(path, relative, "/".join(parts[:-1]), make_key(relative))
 
 
 def is_beside_identities(root: str, path: str) -> bool:
@@ -113,10 +99,16 @@ def read_manifest(path: str) -> list[ImageRef]:
         if not isinstance(row, dict) or not row.get("path") or row.get("identity") in (None, ""):
             raise ValueError(f"{path}: row {number}: needs non-empty 'path' and 'identity' columns")
         image, identity = str(row["path"]), str(row["identity"])
-        is_absolute = image.startswith("/") or "://" in image
+        is_url = "://" in image
+        is_absolute = image.startswith("/") or is_url
+        if not is_url:
+            image = posixpath.normpath(image)  # one spelling per file: a/./b.jpg and x/../a/b.jpg are a/b.jpg
         source = image if is_absolute else FileSystems.join(root, image)
-        file_path = image if not is_absolute else f"{identity}/{posixpath.basename(image)}"
-        ref = refs.setdefault(file_path, ImageRef(source, file_path, identity, image_key(file_path)))
+        file_path = posixpath.normpath(image if not is_absolute else f"{identity}/{posixpath.basename(image)}")
+        if file_path == ".." or file_path.startswith(("../", "/")):
+            raise ValueError(f"{path}: row {number}: {row['path']} (identity {identity}) would be stored as "
+                             f"{file_path}, outside the corpus root; give a path inside the manifest's folder")
+        ref = refs.setdefault(file_path, ImageRef(source, file_path, identity, make_key(file_path)))
         if (ref.source, ref.identity) != (source, identity):
             raise ValueError(f"{path}: row {number}: {image} would be stored as {file_path}, like {ref.source} "
                              f"(identity {ref.identity}) listed before it")

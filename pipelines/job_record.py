@@ -98,7 +98,8 @@ def _refusal(output: str, previous: dict[str, Any] | None, problem: str | None, 
 def prepare_output(output: str, record: Mapping[str, Any], overwrite: bool = False) -> list[str]:
     """Make ``output`` ready for a run with ``record``, then write its job.json; return the names removed.
 
-    An empty folder, or one whose job.json holds ``record``, is kept as it is (a resume). Otherwise
+    An empty folder, or one whose job.json holds ``record``, is kept as it is (a resume; temporary files
+    a killed run left are removed, since none of this run's workers has started yet). Otherwise
     ValueError names the differing settings, unless ``overwrite``: then the job's own files are removed
     first (shards of the earlier and the new prefix, corpus files, job.json), nothing else.
     """
@@ -112,13 +113,17 @@ def prepare_output(output: str, record: Mapping[str, Any], overwrite: bool = Fal
     if previous is not None and isinstance(previous.get("prefix"), str):
         prefixes.add(previous["prefix"])
     found = own_files(fs, root, prefixes) if fs.isdir(root) else []
-    earlier = [name for name in found if name != JOB_NAME]
+    temporaries = [name for name in found if remote.TEMP_MARKER in name]  # a killed run's half-written files
+    earlier = [name for name in found if name != JOB_NAME and name not in temporaries]
     if overwrite:
         # job.json goes last: a removal cut short still leaves the folder marked as the earlier run's
-        for name in earlier + [name for name in found if name == JOB_NAME]:
+        for name in temporaries + earlier + [name for name in found if name == JOB_NAME]:
             fs.rm(remote.join(fs, root, name))
     elif earlier and (problem is not None or previous != current):
         raise ValueError(_refusal(output, previous, problem, current, earlier))
+    else:  # no worker runs yet, so every temporary left here belongs to a run that died
+        for name in temporaries:
+            fs.rm(remote.join(fs, root, name))
     fs.makedirs(root, exist_ok=True)
     remote.publish_bytes(fs, record_bytes(current), job_path)
     return found if overwrite else []

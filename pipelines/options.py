@@ -67,3 +67,23 @@ class SynthesizeOptions(PipelineOptions):
         group.add_argument("--styles", default=None,
                            help="comma-separated caption styles (see `spac caption --help`); default: the "
                                 "captioner's default styles")
+
+
+def _option_classes(base: type) -> list[type]:
+    found = []
+    for sub in base.__subclasses__():
+        found += [sub, *_option_classes(sub)]
+    return found
+
+
+def unknown_flags(rest: list[str]) -> list[str]:
+    """The flags in ``rest`` (what our parser left) that no Beam ``PipelineOptions`` class defines either.
+
+    Beam itself only warns about them and runs the job, so a misspelled ``--shard_sizee 5`` would be lost.
+    """
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, conflict_handler="resolve")
+    for options_class in _option_classes(PipelineOptions):
+        if options_class is not SynthesizeOptions:
+            options_class._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(rest)
+    return [arg for arg in unknown if arg.startswith("-")]

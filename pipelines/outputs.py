@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import apache_beam as beam
 
-from pipelines.transforms import counter
+from pipelines.transforms import DEAD_LETTER, counter, dead_letter
 from shards import layout, remote
 from shards.manifest import read_stats, write_manifest
 from shards.sample import released_attributes
@@ -37,6 +37,22 @@ class WriteShard(beam.DoFn):
         self._output = output
         self._prefix = prefix
 
+    @staticmethod
+    def _split_key_collisions(samples: list[dict]) -> tuple[list[dict], list[Any]]:
+        """(samples to write, dead letters): of files sharing a key, the first by source path is kept and the
+        others are dead-lettered, never written over it (keys are sha256-based: a 64-bit digest collision)."""
+        kept: list[dict] = []
+        letters: list[Any] = []
+        for sample in samples:  # sorted by (key, source)
+            if kept and kept[-1]["__key__"] == sample["__key__"]:
+                counter("dropped_key_collision").inc()
+                letters.append(beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
+                    sample["json"]["source"], "write",
+                    f"key {sample['__key__']} already taken by {kept[-1]['json']['source']}")))
+            else:
+                kept.append(sample)
+        return kept, letters
+
     def _already_written(self, index: int, samples: list[dict]) -> bool:
         """Complete, and made of these samples (a cheap check that it is not left over from other options)."""
         if not shard_is_complete(self._output, index, self._prefix):
@@ -46,9 +62,11 @@ class WriteShard(beam.DoFn):
         return (stats.get("count"), stats.get("first_key"), stats.get("last_key")) == (
             len(samples), samples[0]["__key__"], samples[-1]["__key__"])
 
-    def process(self, grouped: tuple[int, Iterable[dict]]) -> Iterator[tuple[int, str]]:
+    def process(self, grouped: tuple[int, Iterable[dict]]) -> Iterator[Any]:
         index, samples = grouped
-        samples = sorted(samples, key=lambda s: s["__key__"])
+        samples, collisions = self._split_key_collisions(
+            sorted(samples, key=lambda s: (s["__key__"], s["json"]["source"])))
+        yield from collisions
         if self._already_written(index, samples):
             counter("already_complete").inc(len(samples))
         else:

@@ -44,8 +44,8 @@ from pipelines import job_record, outputs, transforms
 from pipelines.inputs import InputSpec, read_manifest
 from pipelines.job import Job, make_job
 from pipelines.model_handler import SpacPredictorHandler
-from pipelines.options import SynthesizeOptions
-from shards import layout
+from pipelines.options import SynthesizeOptions, unknown_flags
+from shards import layout, remote
 from spac import corpus_filters
 from spac.cli.support import OneLineArgumentParser, run_main
 
@@ -56,7 +56,7 @@ DEAD = transforms.DEAD_LETTER
 def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """Our flags, and the rest (Beam's own: --runner, --direct_num_workers, --project, ...)."""
     parser = OneLineArgumentParser(
-        prog=PROG, description="Synthesize a SYNTH-PEDES corpus: caption person images with SPAC into shards.",
+        prog=PROG, allow_abbrev=False, description="Synthesize a SYNTH-PEDES corpus: caption person images with SPAC into shards.",
         epilog="Beam's flags (--runner, --direct_running_mode, --direct_num_workers, --project, --region, "
                "--temp_location, --dataflow_service_options, --setup_file, --sdk_container_image, --dry_run, ...) "
                "are passed to Beam. Rerunning into the same --output resumes it (complete shards are kept) when "
@@ -72,7 +72,6 @@ def read_refs(pipeline: beam.Pipeline, spec: InputSpec) -> tuple[beam.PCollectio
                 | "ReadManifest" >> beam.FlatMap(read_manifest))
         return refs, pipeline | "NoLayoutErrors" >> beam.Create([])
     matched = (pipeline | "MatchFiles" >> fileio.MatchFiles(spec.pattern)
-               | "MatchedPaths" >> beam.Map(lambda metadata: metadata.path)
                | "ToImageRefs" >> beam.ParDo(transforms.ToImageRefs(spec.root)).with_outputs(DEAD, main="refs"))
     return matched.refs, matched[DEAD]
 
@@ -109,15 +108,17 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
                  | "AssignShard" >> beam.Map(transforms.assign_shard, beam.pvalue.AsSingleton(sorted_keys),
                                              beam.pvalue.AsSingleton(sorted_identities), job.shard_size)
                  | "GroupByShard" >> beam.GroupByKey()
-                 | "WriteShards" >> beam.ParDo(outputs.WriteShard(job.output, job.prefix)))
+                 | "WriteShards" >> beam.ParDo(outputs.WriteShard(job.output, job.prefix)).with_outputs(
+                     DEAD, main="fragments"))
 
+    collision_letters, fragments = fragments[DEAD], fragments.fragments
     _ = (fragments | "ShardIndices" >> beam.Map(lambda fragment: fragment[0])
          | "CollectShards" >> beam.combiners.ToList()
          | "WriteManifest" >> beam.Map(outputs.finish_manifest, job.output, job.prefix))
     _ = (fragments | "CollectReleased" >> beam.combiners.ToList()
          | "WriteDatasetJson" >> beam.Map(outputs.write_dataset_json, job.output))
 
-    letters = ((layout_letters, decoded[DEAD], per_image[DEAD], per_identity[DEAD])
+    letters = ((layout_letters, decoded[DEAD], per_image[DEAD], per_identity[DEAD], collision_letters)
                | "AllDeadLetters" >> beam.Flatten()
                | "CollectDeadLetters" >> beam.combiners.ToList())
     _ = letters | "WriteDeadLetters" >> beam.Map(outputs.write_dead_letters, job.output)
@@ -128,7 +129,10 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True,
         test_pipeline: beam.Pipeline | None = None) -> PipelineResult:
     """Build and run the job; waits for it to finish and returns the result (its metrics hold the counters)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args, _ = parse_known_args(argv)
+    args, rest = parse_known_args(argv)
+    unknown = unknown_flags(rest)
+    if unknown:
+        raise ValueError(f"unknown flag {unknown[0]} (neither this job's nor Beam's; see --help)")
     options = PipelineOptions(argv)
     options.view_as(SetupOptions).save_main_session = save_main_session
     job = make_job(args, options.view_as(StandardOptions).runner)
@@ -168,9 +172,11 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     found = counters(result)  # empty for a runner without metrics (a Dataflow dry run)
     for name, value in (summary | found).items() if found else ():
         print(f"{name}: {value}")
+    fs, root = remote.resolve(args.output)
     for name in (job_record.JOB_NAME, layout.MANIFEST_NAME, outputs.DATASET_NAME, outputs.DEAD_LETTER_NAME,
                  outputs.FILTER_REPORT_NAME):
-        print(f"output: {args.output.rstrip('/')}/{name}")
+        if fs.exists(remote.join(fs, root, name)):  # a dry run, or an empty corpus, writes fewer of them
+            print(f"output: {args.output.rstrip('/')}/{name}")
     return 0
 
 

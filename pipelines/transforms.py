@@ -35,13 +35,27 @@ def dead_letter(path: str, stage: str, reason: str) -> dict[str, str]:
     return {"path": path, "stage": stage, "reason": _ADDRESS.sub("", reason)}
 
 
+def printable_path(path: str) -> str:
+    """A path as text that any coder and JSON file accept: undecodable bytes become ``\\xNN``."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class ToImageRefs(beam.DoFn):
     """A matched file -> its ImageRef; files beside the identity folders are skipped, others dead-lettered."""
 
     def __init__(self, root: str):
         self._root = root
 
-    def process(self, path: str) -> Iterator[Any]:
+    def process(self, matched: Any) -> Iterator[Any]:
+        path = matched.path  # a FileMetadata: its path never travels on its own before this check
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:  # os.listdir's surrogateescape: the name is not UTF-8 on disk
+            counter("read").inc()
+            counter("dead_lettered").inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
+                printable_path(path), "read", "file name is not valid UTF-8 (rename the file to keep it)"))
+            return
         if is_beside_identities(self._root, path):
             counter("ignored_beside_identities").inc()
             return

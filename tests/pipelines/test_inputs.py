@@ -7,28 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.inputs import ImageRef, image_key, read_manifest, ref_from_path, resolve_input
-from shards.sample import KEY_PATTERN
-
-
-@pytest.mark.parametrize("file_path, key", [
-    ("Part1/7/1.jpg", "Part1_7_1"),
-    ("0001/c1s1_000151.jpg", None),   # '_' inside a part: hashed
-    ("7/1.png", None),                # not .jpg: hashed, so 7/1.jpg and 7/1.png differ
-])
-def test_image_key(file_path, key):
-    made = image_key(file_path)
-    assert KEY_PATTERN.fullmatch(made)
-    if key is not None:
-        assert made == key
-    else:
-        assert made != image_key(file_path.replace("_", "-").replace(".png", ".jpg"))
-
-
-def test_image_keys_stay_unique_and_short():
-    paths = ["a_b/c.jpg", "a/b_c.jpg", "a/b-c.jpg", "x/" + "y" * 200 + ".jpg", "x/" + "y" * 201 + ".jpg"]
-    keys = [image_key(p) for p in paths]
-    assert len(set(keys)) == len(keys) and all(KEY_PATTERN.fullmatch(k) for k in keys)
+from pipelines.inputs import ImageRef, read_manifest, ref_from_path, resolve_input
 
 
 def test_ref_from_path_reads_the_layout(tmp_path):
@@ -80,3 +59,29 @@ def test_manifest_rows_stored_under_one_file_path_are_refused(tmp_path):
         read_manifest(str(path))
     path.write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
     assert len(read_manifest(str(path))) == 1  # the same row twice is one image
+
+
+def _manifest(tmp_path, rows):
+    path = tmp_path / "list.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.mark.parametrize("row", [{"path": "../outside/1.jpg", "identity": "1"},
+                                 {"path": "a/../../1.jpg", "identity": "1"},
+                                 {"path": "/abs/1.jpg", "identity": "../../etc"}])
+def test_manifest_rows_that_would_leave_the_corpus_root_are_refused(tmp_path, row):
+    with pytest.raises(ValueError, match="row 1: .*outside the corpus root"):
+        read_manifest(_manifest(tmp_path, [row]))
+
+
+def test_manifest_paths_are_normalised_so_one_file_is_one_image(tmp_path):
+    refs = read_manifest(_manifest(tmp_path, [{"path": "a/1.jpg", "identity": "a"},
+                                              {"path": "x/../a/./1.jpg", "identity": "a"}]))
+    assert [(r.file_path, r.key) for r in refs] == [("a/1.jpg", "a_1")]
+
+
+def test_a_plain_file_that_is_not_a_manifest_is_refused(tmp_path):
+    (tmp_path / "images.txt").write_text("a.jpg\n")
+    with pytest.raises(ValueError, match="is a file but not a manifest"):
+        resolve_input(str(tmp_path / "images.txt"))

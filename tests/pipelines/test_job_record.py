@@ -142,3 +142,13 @@ def test_job_json_holds_the_method_fingerprint_spac_reports(first_run, colour_pr
     recorded = json.loads((first_run[0] / "job.json").read_text())
     assert {k: recorded[k] for k in method_fingerprint(str(colour_predictor))} == method_fingerprint(
         str(colour_predictor))
+
+
+def test_a_resume_removes_the_temporaries_a_killed_run_left(first_run, tmp_path, input_folder, colour_predictor):
+    output = tmp_path / "corpus"
+    shutil.copytree(first_run[0], output)
+    (output / "synthpedes-000001.tar.tmp-0a1b2c3d4e5f").write_bytes(b"")
+    (output / "manifest.json.tmp-ffffffffffff").write_bytes(b"")
+    (output / "notes.tmp-keep").write_text("not ours")
+    run_job(input_folder, output, colour_predictor)
+    assert sorted(p.name for p in output.glob("*.tmp-*")) == ["notes.tmp-keep"]

@@ -30,3 +30,20 @@ def test_bad_values_are_refused_at_parse_time(capsys, flag, value):
     assert run_main(synthesize.PROG, synthesize.parse_known_args, [flag, value]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and flag in err
+
+
+def test_a_misspelled_flag_is_an_error_but_beams_own_flags_are_not():
+    from pipelines.options import unknown_flags
+
+    assert unknown_flags(["--shard_sizee", "5", "--runner=DirectRunner"]) == ["--shard_sizee"]
+    assert unknown_flags(["--runner=DataflowRunner", "--project", "p", "--region=us-central1", "--dry_run=True",
+                          "--experiments=use_runner_v2", "--direct_num_workers=2", "--temp_location=gs://b/t",
+                          "--dataflow_service_options=worker_accelerator=type:t4;count:1"]) == []
+
+
+def test_the_job_refuses_a_misspelled_flag_in_one_line(tmp_path, capsys):
+    argv = ["--runner=DirectRunner", "--input", str(tmp_path), "--output", str(tmp_path / "out"), "--shard_sizee", "5"]
+    assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"{synthesize.PROG}: error: unknown flag --shard_sizee (neither this job's nor Beam's; see --help)"
+    assert not (tmp_path / "out").exists()

@@ -39,3 +39,16 @@ def test_write_shard_skips_a_complete_shard_but_not_a_stale_one(tmp_path):
     [(index, text)] = writer.process((0, shard_samples(["k1", "k3"])))
     assert index == 0 and json.loads(f"[{text}]")[1]["file_path"] == "p1/k3.jpg"
     assert "k3" in json.loads((tmp_path / "synthpedes-000000_stats.json").read_text())["last_key"]
+
+
+def test_a_second_file_with_a_taken_key_is_dead_lettered_not_written(tmp_path):
+    import apache_beam as beam
+
+    first, second = shard_samples(["k1", "k2"])
+    twin = {**second, "__key__": "k1", "json": {**second["json"], "key": "k1", "source": "/in/zz-twin.jpg"}}
+    produced = list(outputs.WriteShard(str(tmp_path), "synthpedes").process((0, [twin, second, first])))
+    letters = [o.value for o in produced if isinstance(o, beam.pvalue.TaggedOutput)]
+    assert letters == [{"path": "/in/zz-twin.jpg", "stage": "write",
+                        "reason": f"key k1 already taken by {first['json']['source']}"}]
+    stats = json.loads((tmp_path / "synthpedes-000000_stats.json").read_text())
+    assert stats["count"] == 2 and stats["first_key"] == "k1"

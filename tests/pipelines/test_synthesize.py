@@ -193,3 +193,30 @@ def test_run_builds_the_graph_on_a_given_test_pipeline(tmp_path, input_folder, c
     found = synthesize.counters(result)
     assert found["written"] == EXPECTED["written"] and found["read"] == EXPECTED["read"]
     assert len(list((tmp_path / "out").glob("*.tar"))) == EXPECTED["shards"]
+
+
+def test_hostile_names_are_kept_apart_or_dead_lettered(tmp_path, colour_predictor):
+    """A name that is not UTF-8 and a name crafted to take another file's old hashed key, among good images."""
+    import hashlib
+
+    from tests.pipelines.colour_predictor import RED, solid_image
+
+    root = tmp_path / "in"
+    (root / "x" / "a").mkdir(parents=True)
+    for n in range(4):
+        solid_image(RED).save(root / "x" / f"{n}.jpg")
+        solid_image(RED).save(root / "x" / "a" / f"{n}.jpg")
+    solid_image(RED).save(root / "x" / "a.png")
+    crafted = hashlib.sha256(b"x/a.png").hexdigest()[:12]  # the old key of x/a.png was x_a_<this>
+    solid_image(RED).save(root / "x" / "a" / f"{crafted}.jpg")
+    with open(os.fsencode(root / "x") + b"/caf\xe9.jpg", "wb") as stream:
+        solid_image(RED).save(stream, format="JPEG")
+    out = tmp_path / "out"
+    argv = ["--runner=DirectRunner", "--input", str(root), "--output", str(out), "--predictor",
+            str(colour_predictor), *JOB_FLAGS]
+    found = synthesize.counters(synthesize.run(argv, save_main_session=False))
+    assert found["read"] == 11 and found["dead_lettered"] == 1 and found["written"] == 10
+    stored = {entry["file_path"] for entry in json.loads((out / "synthpedes_dataset.json").read_text())}
+    assert {"x/a.png", f"x/a/{crafted}.jpg"} <= stored
+    [letter] = [json.loads(line) for line in (out / "deadletter.jsonl").read_text().splitlines()]
+    assert letter["path"].endswith("x/caf\\xe9.jpg") and "not valid UTF-8" in letter["reason"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 from PIL import Image
 
@@ -45,3 +46,16 @@ def test_assign_shard_blocks_of_sorted_keys():
     assert index == 1 and sample["__key__"] == "d" and sample["json"]["id"] == 1
     assert outputs.released_entry(sample["json"])["attributes"] == [
         "man,short black hair,red t-shirt,blue jeans,white sneakers,black backpack"]
+
+
+def test_a_file_name_that_is_not_utf8_is_a_dead_letter_not_a_crash(tmp_path):
+    from apache_beam.io.filesystem import FileMetadata
+
+    root = str(tmp_path)
+    bad = FileMetadata(f"{root}/7/caf\udce9.jpg", 10)  # b"caf\xe9.jpg" as os.listdir decodes it
+    good = FileMetadata(f"{root}/7/1.jpg", 10)
+    main, dead = split(list(transforms.ToImageRefs(root).process(bad)) + list(transforms.ToImageRefs(root).process(good)))
+    assert [ref.key for ref in main] == ["7_1"]
+    assert dead == [{"path": f"{root}/7/caf\\xe9.jpg", "stage": "read",
+                     "reason": "file name is not valid UTF-8 (rename the file to keep it)"}]
+    json.dumps(dead, ensure_ascii=False).encode("utf-8")  # storable as it is
