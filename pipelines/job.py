@@ -27,6 +27,8 @@ class Job:
     seed: int
     filters: corpus_filters.FilterConfig
     styles: tuple[str, ...] | None
+    max_pixels: int
+    max_file_bytes: int
 
 
 def is_local_runner(runner: str | None) -> bool:
@@ -71,4 +73,4 @@ def make_job(args: argparse.Namespace, runner: str | None) -> Job:
     return Job(input=spec, output=args.output, predictor=_check_predictor(args.predictor, local),
                device=_device(args.device, local), batch_size=args.batch_size, torch_threads=args.torch_threads,
                shard_size=args.shard_size, prefix=args.prefix, seed=args.seed, filters=filters,
-               styles=_styles(args.styles))
+               styles=_styles(args.styles), max_pixels=args.max_pixels, max_file_bytes=args.max_file_bytes)

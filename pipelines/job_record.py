@@ -33,6 +33,8 @@ def fingerprint(job: Job) -> dict[str, Any]:
         "shard_size": job.shard_size,
         "prefix": job.prefix,
         "seed": job.seed,
+        "max_pixels": job.max_pixels,
+        "max_file_bytes": job.max_file_bytes,
         "max_unknown": job.filters.max_unknown,
         "gender_vote": job.filters.gender_vote,
         "min_images": job.filters.min_images,

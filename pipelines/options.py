@@ -9,6 +9,7 @@ from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from spac.cli.support import positive_int, unit_float
 
 DEFAULT_INPUT = str(Path(__file__).resolve().parent.parent / "spac" / "assets" / "samples")
@@ -64,6 +65,15 @@ class SynthesizeOptions(PipelineOptions):
         group.add_argument("--max_images", "--max-images", dest="max_images", type=positive_int, default=20,
                            help="keep at most this many images per identity, chosen by sha256(key, seed) "
                                 "(default: %(default)s)")
+        group.add_argument("--max_pixels", "--max-pixels", dest="max_pixels", type=positive_int,
+                           default=DEFAULT_MAX_PIXELS,
+                           help="refuse (dead-letter) an image that would decode to more pixels than this; a large "
+                                "JPEG is first decoded at a reduced scale, so only its reduced size counts "
+                                "(default: %(default)s)")
+        group.add_argument("--max_file_bytes", "--max-file-bytes", dest="max_file_bytes", type=positive_int,
+                           default=DEFAULT_MAX_BYTES,
+                           help="refuse (dead-letter) an input file larger than this many bytes, without reading "
+                                "it whole (default: %(default)s)")
         group.add_argument("--styles", default=None,
                            help="comma-separated caption styles (see `spac caption --help`); default: the "
                                 "captioner's default styles")

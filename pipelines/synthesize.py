@@ -80,7 +80,7 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
     """Add the whole synthesis graph to ``pipeline``."""
     refs, layout_letters = read_refs(pipeline, job.input)
     decoded = (refs | "Distribute" >> beam.Reshuffle()
-               | "DecodeImage" >> beam.ParDo(transforms.DecodeImage()).with_outputs(DEAD, main="images"))
+               | "DecodeImage" >> beam.ParDo(transforms.DecodeImage(job.max_pixels, job.max_file_bytes)).with_outputs(DEAD, main="images"))
 
     handler = KeyedModelHandler(SpacPredictorHandler(job.predictor, job.device, job.batch_size, job.torch_threads))
     predicted = (decoded.images

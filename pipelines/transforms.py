@@ -7,7 +7,6 @@ Every image that leaves the job early becomes a dead-letter dict ``{"path", "sta
 from __future__ import annotations
 
 import bisect
-import io
 import re
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -15,10 +14,10 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import PredictionResult
-from PIL import Image
 
 from pipelines.inputs import ImageRef, is_beside_identities, ref_from_path
-from shards.sample import GROUPS, RECORD_FIELDS, encode_image
+from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, decode_image, read_bounded
+from shards.sample import GROUPS, IMAGE_SIZE, RECORD_FIELDS, encode_image
 from spac import captioner, corpus_filters
 
 NAMESPACE = "synthesize"
@@ -68,28 +67,25 @@ class ToImageRefs(beam.DoFn):
             yield ref
 
 
-def decode_error(exc: Exception) -> str:
-    if isinstance(exc, Image.UnidentifiedImageError):
-        return "not a decodable image"
-    if isinstance(exc, Image.DecompressionBombError):
-        return "image too large (decompression bomb guard)"
-    return f"corrupt or unreadable image: {exc}".splitlines()[0]
-
-
 class DecodeImage(beam.DoFn):
-    """Read and decode one image, re-encode it as the corpus JPEG (fixed size); failures go to the dead letter."""
+    """Read and decode one image under the shared decode policy (:mod:`shards.images`), re-encode it as the
+    corpus JPEG (fixed size); refused and unreadable files go to the dead letter with the reason."""
+
+    def __init__(self, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES):
+        self._max_pixels = max_pixels
+        self._max_bytes = max_bytes
 
     def process(self, ref: ImageRef) -> Iterator[Any]:
         counter("read").inc()
         try:
             with FileSystems.open(ref.source, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-                data = stream.read()
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-                jpg = encode_image(image)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                data = read_bounded(stream, self._max_bytes)
+            jpg = encode_image(decode_image(data, min_size=IMAGE_SIZE, max_pixels=self._max_pixels,
+                                            max_bytes=self._max_bytes))
+        except (ImageRejected, OSError) as exc:  # OSError: the file could not be read at all
             counter("dead_lettered").inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(ref.source, "decode", decode_error(exc)))
+            reason = str(exc) if isinstance(exc, ImageRejected) else f"unreadable file: {exc}".splitlines()[0]
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(ref.source, "decode", reason))
             return
         counter("decoded").inc()
         yield {"key": ref.key, "identity": ref.identity, "file_path": ref.file_path, "source": ref.source, "jpg": jpg}

@@ -7,7 +7,8 @@ from pipelines import synthesize
 from spac.cli.support import run_main
 
 FLAGS = ["--input", "--output", "--predictor", "--device", "--torch_threads", "--batch_size", "--shard_size", "--prefix", "--seed",
-         "--max_unknown", "--gender_vote", "--min_images", "--max_images", "--styles", "--overwrite"]
+         "--max_unknown", "--gender_vote", "--min_images", "--max_images", "--styles", "--overwrite", "--max_pixels",
+         "--max_file_bytes"]
 
 
 def test_help_explains_every_flag(capsys):

@@ -59,3 +59,16 @@ def test_a_file_name_that_is_not_utf8_is_a_dead_letter_not_a_crash(tmp_path):
     assert dead == [{"path": f"{root}/7/caf\\xe9.jpg", "stage": "read",
                      "reason": "file name is not valid UTF-8 (rename the file to keep it)"}]
     json.dumps(dead, ensure_ascii=False).encode("utf-8")  # storable as it is
+
+
+def test_decode_refuses_bombs_oversized_files_and_missing_files_with_reasons(tmp_path):
+    bomb, big, missing = tmp_path / "bomb.png", tmp_path / "big.jpg", tmp_path / "gone.jpg"
+    Image.new("L", (7000, 7000)).save(bomb, optimize=True)  # 49 MP, a few KB on disk
+    big.write_bytes(b"\xff\xd8\xff" + b"\x00" * 300_000)
+    decode = transforms.DecodeImage(max_pixels=40_000_000, max_bytes=200_000)
+    refs = [ImageRef(str(p), f"1/{p.name}", "1", p.stem) for p in (bomb, big, missing)]
+    images, dead = split([o for ref in refs for o in decode.process(ref)])
+    assert images == []
+    assert [d["reason"] for d in dead][:2] == ["image too large: 7000x7000 pixels exceed the budget of 40000000",
+                                               "file larger than 200000 bytes"]
+    assert dead[2]["reason"].startswith("unreadable file") and "\n" not in dead[2]["reason"]

@@ -1,0 +1,80 @@
+"""The one image decode policy for untrusted files, shared by the synthesis job, `spac caption` and the
+training and evaluation loaders: bounded bytes, bounded pixels, EXIF orientation applied, RGB out.
+
+A file is refused with :class:`ImageRejected` (a ValueError with a one-line reason) when it is larger
+than ``max_bytes``, is not an image Pillow can read, is corrupt, or would decode to more than
+``max_pixels``. The pixel budget is checked from the header before any pixel is decoded. A JPEG larger
+than needed is decoded at a reduced DCT scale (``Image.draft``) first, so a 12-megapixel photo costs what
+a 1-megapixel one does when only ``min_size`` is needed; other formats cannot be reduced on load, so
+they are refused above the budget instead of being decoded in full.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from typing import BinaryIO
+
+from PIL import Image, ImageOps
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 40_000_000  # ~ 8000 x 5000: far above any pedestrian crop, far below a bomb
+
+
+class ImageRejected(ValueError):
+    """An input image the policy refuses; the message is the one-line reason."""
+
+
+def read_bounded(stream: BinaryIO, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """At most ``max_bytes`` of ``stream``; ImageRejected when it holds more (never read whole)."""
+    data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ImageRejected(f"file larger than {max_bytes} bytes")
+    return data
+
+
+def _refusal(exc: BaseException) -> ImageRejected:
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return ImageRejected("not a decodable image")
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageRejected("image too large (decompression bomb guard)")
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ImageRejected(f"corrupt or unreadable image: {reason}")
+
+
+def decode_image(data: bytes, *, min_size: tuple[int, int] | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES) -> Image.Image:
+    """Decode untrusted image bytes into an upright RGB image, or raise ImageRejected.
+
+    ``min_size`` (height, width): the smallest size the caller will resize to; a JPEG is decoded at the
+    largest DCT reduction that still covers it (None: full resolution).
+    """
+    if len(data) > max_bytes:
+        raise ImageRejected(f"file larger than {max_bytes} bytes")
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel budget below is stricter than Pillow's warning level and names the size.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if min_size is not None and image.format == "JPEG":
+                height, width = min_size
+                image.draft("RGB", (width, height))
+            width, height = image.size
+            if width < 1 or height < 1:
+                raise ImageRejected("image has no pixels")
+            if width * height > max_pixels:
+                raise ImageRejected(f"image too large: {width}x{height} pixels exceed the budget of {max_pixels}")
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            return upright.convert("RGB")
+    except ImageRejected:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise _refusal(exc) from None
+
+
+def open_image_file(path: str, **policy: int | tuple[int, int] | None) -> Image.Image:
+    """:func:`decode_image` of a local file, its size bounded before it is read."""
+    max_bytes = policy.get("max_bytes", DEFAULT_MAX_BYTES)
+    with open(path, "rb") as stream:
+        data = read_bounded(stream, max_bytes)  # type: ignore[arg-type]
+    return decode_image(data, **policy)  # type: ignore[arg-type]

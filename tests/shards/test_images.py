@@ -1,0 +1,93 @@
+"""shards.images: the decode policy for untrusted files (bounded bytes and pixels, upright RGB)."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from shards.images import ImageRejected, decode_image, open_image_file, read_bounded
+
+
+def _encoded(image: Image.Image, format_: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format_, **options)
+    return buffer.getvalue()
+
+
+def test_a_huge_png_is_refused_from_its_header_without_decoding(monkeypatch):
+    data = _encoded(Image.new("L", (9000, 9000)), "PNG", optimize=True)
+    loaded = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: loaded.append(self.size))
+    with pytest.raises(ImageRejected, match="9000x9000 pixels exceed the budget"):
+        decode_image(data, max_pixels=40_000_000)
+    assert loaded == []  # refused before a single pixel was decoded
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_that_still_covers_the_target():
+    data = _encoded(Image.new("RGB", (4000, 8000), (200, 30, 30)), "JPEG")
+    image = decode_image(data, min_size=(256, 128), max_pixels=5_000_000)  # 32 MP in full, ~0.5 MP drafted
+    assert image.mode == "RGB" and image.size == (500, 1000)
+    with pytest.raises(ImageRejected, match="exceed the budget"):
+        decode_image(data, max_pixels=5_000_000)  # no target size: no reduction, over the budget
+
+
+def test_exif_orientation_is_applied():
+    wide = Image.new("RGB", (60, 20), (0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    image = decode_image(_encoded(wide, "JPEG", exif=exif.tobytes()))
+    assert image.size == (20, 60)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "1", "I", "F"])
+def test_every_mode_comes_out_rgb(mode):
+    format_ = "TIFF" if mode in ("CMYK", "I", "F") else "PNG"
+    image = decode_image(_encoded(Image.new(mode, (7, 9)), format_))
+    assert image.mode == "RGB" and image.size == (7, 9)
+
+
+def test_file_size_is_bounded_before_reading_whole(tmp_path):
+    stream = io.BytesIO(b"x" * 1000)
+    with pytest.raises(ImageRejected, match="larger than 100 bytes"):
+        read_bounded(stream, 100)
+    assert stream.tell() == 101  # read one byte past the bound, not the whole file
+    path = tmp_path / "a.png"
+    path.write_bytes(_encoded(Image.new("RGB", (5, 5)), "PNG"))
+    assert open_image_file(str(path)).size == (5, 5)
+    with pytest.raises(ImageRejected, match="larger than"):
+        open_image_file(str(path), max_bytes=10)
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.6, 0.9])
+def test_truncated_files_are_refused_in_one_line(cut):
+    data = _encoded(Image.effect_noise((64, 64), 40).convert("RGB"), "PNG")
+    with pytest.raises(ImageRejected) as error:
+        decode_image(data[: int(len(data) * cut)])
+    assert "\n" not in str(error.value)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2048))
+def test_any_bytes_give_an_rgb_image_or_a_refusal(data):
+    try:
+        image = decode_image(data, max_pixels=1_000_000)
+    except ImageRejected as exc:
+        assert str(exc) and "\n" not in str(exc)
+    else:
+        assert image.mode == "RGB" and image.width * image.height <= 1_000_000
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 300), st.sampled_from(["JPEG", "PNG", "GIF", "BMP", "WEBP"]),
+       st.integers(0, 2**24 - 1))
+def test_valid_images_keep_their_size_within_the_budget(width, height, format_, colour):
+    rgb = ((colour >> 16) & 255, (colour >> 8) & 255, colour & 255)
+    data = _encoded(Image.new("RGB", (width, height), rgb), format_)
+    if width * height > 20_000:
+        with pytest.raises(ImageRejected):
+            decode_image(data, max_pixels=20_000)
+    else:
+        assert decode_image(data, max_pixels=20_000).size == (width, height)
