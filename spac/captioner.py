@@ -12,7 +12,6 @@ Captions name every known value by its schema phrase, never an unknown group, ne
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -21,12 +20,16 @@ from spac.attributes import UNKNOWN, AttributeValue, Schema, load_schema
 from spac.caption_library import SentenceLibrary, load_library
 from spac.caption_slots import GROUP_SLOTS, FillContext
 from spac.caption_styles import Style, available_styles, load_style
+from spac.digests import stable_int
 from spac.grammar import person_for
 
 TEMPLATE_STYLE = "template"
 MIN_GROUPS_FOR_TWO_STYLES = 2
 NEUTRAL_NOUNS = ("person", "pedestrian")
 STYLE_NAMES: tuple[str, ...] = available_styles()
+# Choices hash 64 bits, not stable_int's default 63: every released corpus was captioned with the full 64,
+# and a choice taken modulo a count depends on all of them.
+CHOICE_BITS = 64
 
 
 @dataclass(frozen=True)
@@ -35,16 +38,11 @@ class Caption:
     style: str
 
 
-def digest(key: str, seed: int, purpose: str) -> int:
-    """A stable 64-bit number for one choice; hashlib, because Python's hash() changes between runs."""
-    data = f"{key}\x1f{seed}\x1f{purpose}".encode("utf-8")
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
-
-
-def check_style_names(names: Sequence[str], valid: Sequence[str] = STYLE_NAMES) -> tuple[str, ...]:
-    """The style names, deduplicated in order; ValueError naming the valid ones when one is unknown or none given."""
+def check_style_names(names: str | Sequence[str], valid: Sequence[str] = STYLE_NAMES) -> tuple[str, ...]:
+    """Style names (a sequence, or one comma-separated string as a flag gives them), deduplicated in order;
+    ValueError naming the valid ones when one is unknown or none given."""
     if isinstance(names, str):
-        names = [names]
+        names = [name.strip() for name in names.split(",") if name.strip()]
     unknown = [n for n in names if n not in valid]
     if unknown or not names:
         what = f"unknown style {unknown[0]!r}" if unknown else "no style given"
@@ -77,23 +75,24 @@ class Captioner:
         attrs = self.schema.validate(attributes)
         values = {g: self.schema.value(g, attrs[g]) for g in GROUP_SLOTS if attrs[g] != UNKNOWN}
         n_styles = 2 if len(values) >= MIN_GROUPS_FOR_TWO_STYLES else 1
-        chosen = sorted(allowed, key=lambda name: digest(key, seed, f"style:{name}"))[:n_styles]
+        chosen = sorted(allowed, key=lambda name: stable_int(key, seed, f"style:{name}", bits=CHOICE_BITS))[:n_styles]
 
         captions: list[Caption] = []
         for name in chosen:
             ctx = self._context(attrs["gender"], values, key, seed, name)
-            text = self._first_new(self.styles[name].texts(ctx, digest(key, seed, f"phrasing:{name}")), captions)
+            choice = stable_int(key, seed, f"phrasing:{name}", bits=CHOICE_BITS)
+            text = self._first_new(self.styles[name].texts(ctx, choice), captions)
             if text is not None:
                 captions.append(Caption(text, name))
         ctx = self._context(attrs["gender"], values, key, seed, TEMPLATE_STYLE)
-        text = self._first_new(self.library.texts(ctx, digest(key, seed, "library")), captions)
+        text = self._first_new(self.library.texts(ctx, stable_int(key, seed, "library", bits=CHOICE_BITS)), captions)
         if text is not None:
             captions.append(Caption(text, TEMPLATE_STYLE))
         return captions
 
     @staticmethod
     def _context(gender: str, values: dict[str, AttributeValue], key: str, seed: int, purpose: str) -> FillContext:
-        neutral = NEUTRAL_NOUNS[digest(key, seed, f"noun:{purpose}") % len(NEUTRAL_NOUNS)]
+        neutral = NEUTRAL_NOUNS[stable_int(key, seed, f"noun:{purpose}", bits=CHOICE_BITS) % len(NEUTRAL_NOUNS)]
         return FillContext(person_for(gender, neutral), values)
 
     @staticmethod

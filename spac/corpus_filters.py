@@ -8,12 +8,12 @@ sha256(key + seed) instead of the paper's random choice. Every dropped image get
 """
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from spac.attributes import UNKNOWN
+from spac.digests import stable_hex
 
 # Reasons a record is dropped; also the keys of the pipeline's filter report.
 TOO_MANY_UNKNOWN = "too_many_unknown"
@@ -74,11 +74,6 @@ def vote_gender(genders: Sequence[str], threshold: float = 0.7) -> str | None:
     return winner if votes / len(genders) > threshold else None
 
 
-def cap_order(key: str, seed: int) -> str:
-    """Sort key of the deterministic cap: images with the smallest sha256(key + seed) are kept."""
-    return hashlib.sha256(f"{key}\x00{seed}".encode("utf-8")).hexdigest()
-
-
 def filter_identity(images: Mapping[str, Mapping[str, str]], config: FilterConfig = FilterConfig()) -> IdentityVerdict:
     """Apply the identity-level filters to one identity's surviving images (key -> attributes)."""
     keys = sorted(images)
@@ -89,6 +84,6 @@ def filter_identity(images: Mapping[str, Mapping[str, str]], config: FilterConfi
         return IdentityVerdict(dropped={k: GENDER_VOTE_FAILED for k in keys})
     if len(keys) < config.min_images:
         return IdentityVerdict(dropped={k: TOO_FEW_IMAGES for k in keys})
-    chosen = set(sorted(keys, key=lambda k: cap_order(k, config.seed))[:config.max_images])
+    chosen = set(sorted(keys, key=lambda k: stable_hex(k, config.seed))[:config.max_images])
     kept = {k: {**images[k], "gender": gender} for k in keys if k in chosen}
     return IdentityVerdict(kept=kept, dropped={k: OVER_IDENTITY_CAP for k in keys if k not in chosen})

@@ -20,7 +20,11 @@ def stable_hex(*parts: Any) -> str:
 
 def stream_sha256(stream: BinaryIO) -> str:
     """sha256 of everything left in a binary stream, read in chunks."""
-    return hashlib.file_digest(stream, "sha256").hexdigest()
+    # Not hashlib.file_digest: for an in-memory stream it hashes the whole buffer, whatever was read already.
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def file_sha256(path: Any) -> str:

@@ -25,7 +25,7 @@ def package_version() -> str | None:
         return None
 
 
-def _template_files(folder: Traversable, relative: str = "") -> Iterator[tuple[str, bytes]]:
+def _template_files(folder: Traversable | Path, relative: str = "") -> Iterator[tuple[str, bytes]]:
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.is_dir():
             yield from _template_files(entry, f"{relative}{entry.name}/")
@@ -33,10 +33,12 @@ def _template_files(folder: Traversable, relative: str = "") -> Iterator[tuple[s
             yield relative + entry.name, entry.read_bytes()
 
 
-def templates_sha256() -> str:
-    """One hash over every bundled template file (name and contents): they decide every caption."""
+def templates_sha256(folder: str | Path | None = None) -> str:
+    """One hash over every template file (name and contents) of a templates folder (default: the bundled
+    one): they decide every caption."""
     digest = hashlib.sha256()
-    for name, data in _template_files(resources.files("templates")):
+    root = resources.files("templates") if folder is None else Path(folder)
+    for name, data in _template_files(root):
         digest.update(name.encode("utf-8") + b"\0" + hashlib.sha256(data).digest())
     return digest.hexdigest()
 
@@ -51,11 +53,15 @@ def predictor_identity(path: str | None) -> dict[str, str | None]:
     return {"config_sha256": file_sha256(config), "weights_sha256": file_sha256(weights)}
 
 
-def method_fingerprint(predictor: str | None = None) -> dict[str, Any]:
-    """Everything that identifies the method version, as JSON values (sorted keys give stable bytes)."""
+def method_fingerprint(predictor: str | None = None, templates: str | Path | None = None) -> dict[str, Any]:
+    """Everything that identifies the method version, as JSON values (sorted keys give stable bytes).
+
+    ``templates`` names another templates folder (vocabulary, sentences, styles) in place of the bundled one.
+    """
+    schema = load_schema(None if templates is None else Path(templates) / "attributes.yaml")
     return {
         "package_version": package_version(),
-        "schema_version": load_schema().version,
-        "templates_sha256": templates_sha256(),
+        "schema_version": schema.version,
+        "templates_sha256": templates_sha256(templates),
         "predictor": predictor_identity(predictor),
     }

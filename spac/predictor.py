@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 from safetensors import SafetensorError
@@ -28,14 +27,12 @@ from torch import nn
 from transformers import ResNetConfig, ResNetModel
 
 from spac.attributes import UNKNOWN, AttributeGroup, Schema, load_schema
+from spac.devices import resolve_device
+from spac.imaging import IMAGE_HEIGHT, IMAGE_WIDTH, SYNTH_PEDES_MEAN, SYNTH_PEDES_STD, normalised_tensor
 
 DEFAULT_PREDICTOR_DIR = Path(__file__).resolve().parent / "assets" / "default_predictor"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-
-# SYNTH-PEDES image statistics (the PLIP evaluation transform uses them too).
-SYNTH_PEDES_MEAN = (0.357, 0.323, 0.328)
-SYNTH_PEDES_STD = (0.252, 0.242, 0.239)
 
 # Named ResNet shapes for ResNetConfig; "tiny" is the bundled demo model's.
 BACKBONE_PRESETS: dict[str, dict[str, Any]] = {
@@ -61,7 +58,7 @@ class PredictorConfig:
     schema_version: int
     labels: dict[str, list[str]]
     pretrained: str | None = None
-    image_size: tuple[int, int] = (256, 128)  # height, width
+    image_size: tuple[int, int] = (IMAGE_HEIGHT, IMAGE_WIDTH)  # height, width
     mean: tuple[float, float, float] = SYNTH_PEDES_MEAN
     std: tuple[float, float, float] = SYNTH_PEDES_STD
     bands: int = 4  # horizontal stripes the last feature map is pooled into (head, torso, legs, feet)
@@ -181,7 +178,8 @@ class AttributePredictor(nn.Module):
         return {name: head(features) for name, head in self.heads.items()}
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        return preprocess(image, self.config.image_size, self.config.mean, self.config.std)
+        """A PIL image as this model's input: float32 ``[3, H, W]`` at its image size and normalisation."""
+        return normalised_tensor(image, self.config.image_size, mean=self.config.mean, std=self.config.std)
 
     def predict_tensors(self, batch: torch.Tensor, min_confidence: float | None = None) -> list[Prediction]:
         """Predict a batch of preprocessed images ``[N, 3, H, W]``."""
@@ -207,17 +205,6 @@ class AttributePredictor(nn.Module):
 
     def save(self, directory: str | Path, dtype: torch.dtype = torch.float32) -> Path:
         return save_predictor(self, directory, dtype)
-
-
-def preprocess(image: Image.Image, size: tuple[int, int] = (256, 128),
-               mean: Sequence[float] = SYNTH_PEDES_MEAN, std: Sequence[float] = SYNTH_PEDES_STD) -> torch.Tensor:
-    """RGB, bicubic resize to ``size`` (height, width), scale to [0, 1], normalise: a float32 [3, H, W] tensor."""
-    height, width = size
-    image = image.convert("RGB")
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BICUBIC)
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    return (pixels - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
 
 
 def decode(probabilities: Mapping[str, torch.Tensor], labels: Mapping[str, Sequence[str]],
@@ -262,7 +249,7 @@ def save_predictor(predictor: AttributePredictor, directory: str | Path, dtype: 
     return directory
 
 
-def load_predictor(path: str | Path | None = None, device: str = "cpu", schema: Schema | None = None,
+def load_predictor(path: str | Path | None = None, device: str | torch.device = "cpu", schema: Schema | None = None,
                    min_confidence: float = 0.0) -> AttributePredictor:
     """Load a saved predictor directory (None = the bundled demo model) onto ``device``, ready for inference."""
     directory = Path(path) if path is not None else DEFAULT_PREDICTOR_DIR
@@ -294,14 +281,3 @@ def load_predictor(path: str | Path | None = None, device: str = "cpu", schema: 
     model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()})
     model.min_confidence = min_confidence
     return model.to(resolve_device(device)).eval()
-
-
-def resolve_device(name: str) -> torch.device:
-    """A torch device checked against this machine; ValueError (one line) when unusable."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"invalid device {name!r} (use 'cpu', 'cuda' or 'cuda:N')") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return device

@@ -4,6 +4,7 @@ The caption key is the image's file name, so the same file gives the same captio
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -11,7 +12,16 @@ from typing import Sequence
 
 from PIL import Image, UnidentifiedImageError
 
-from spac.cli.support import CliError, OneLineArgumentParser
+from spac.captioner import Captioner, check_style_names
+from spac.cli.support import CliError, OneLineArgumentParser, device, unit_float
+
+
+def _style_names(text: str) -> tuple[str, ...]:
+    """--styles: comma-separated names of bundled style modules."""
+    try:
+        return check_style_names(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> OneLineArgumentParser:
@@ -27,11 +37,11 @@ def _parser() -> OneLineArgumentParser:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object per image: attributes with confidences, captions with their style")
     parser.add_argument("--seed", type=int, default=0, help="caption seed: other seeds choose other styles and sentences")
-    parser.add_argument("--styles", default=None,
+    parser.add_argument("--styles", type=_style_names, default=None,
                         help="comma-separated style modules to choose from (default: all)")
-    parser.add_argument("--min-confidence", type=float, default=0.0,
+    parser.add_argument("--min-confidence", type=unit_float, default=0.0,
                         help="report a group as unknown when the predictor's confidence is below this (0-1)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     return parser
 
 
@@ -61,18 +71,10 @@ def _report(path: Path, prediction, captions, as_json: bool) -> str:
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if not 0.0 <= args.min_confidence <= 1.0:
-        raise CliError(f"--min-confidence must be between 0 and 1, got {args.min_confidence}")
-    styles = [s.strip() for s in args.styles.split(",") if s.strip()] if args.styles else None
-
-    # Import the heavy parts only once the arguments are known to be sane.
-    from spac.captioner import Captioner
+    # Importing the predictor loads transformers (seconds): pay that only once the arguments are sane.
     from spac.predictor import load_predictor
 
-    try:
-        captioner = Captioner(styles=styles)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    captioner = Captioner(styles=args.styles)
     try:
         predictor = load_predictor(args.predictor, device=args.device)
     except (ValueError, FileNotFoundError, OSError) as exc:

@@ -9,10 +9,10 @@ from spac.cli.support import run_main
 
 # command -> (module, one-line help). Each module exposes `cli_main(argv) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "caption": ("spac.caption_cli", "caption pedestrian images (attributes -> 2-3 stylish captions)"),
-    "render": ("spac.render", "render labelled demo pedestrians (procedural, with ground truth)"),
-    "train-attributes": ("spac.train_attributes", "train an attribute predictor on rendered pedestrians"),
-    "shards": ("spac.shards_cli", "verify a corpus folder or (re)write its manifest.json"),
+    "caption": ("spac.cli.caption", "caption pedestrian images (attributes -> 2-3 stylish captions)"),
+    "render": ("spac.cli.render", "render labelled demo pedestrians (procedural, with ground truth)"),
+    "train-attributes": ("spac.cli.train_attributes", "train an attribute predictor on rendered pedestrians"),
+    "shards": ("spac.cli.shards", "verify a corpus folder or (re)write its manifest.json"),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from spac.cli.support import CliError, OneLineArgumentParser
+from spac.cli.support import CliError, OneLineArgumentParser, add_quiet_flag
 
 
 def _parser() -> OneLineArgumentParser:
@@ -22,7 +22,7 @@ def _parser() -> OneLineArgumentParser:
         "there are problems, 0 when the corpus is sound.",
     )
     verify.add_argument("directory", help="corpus folder (local path or URL)")
-    verify.add_argument("--quiet", action="store_true", help="no progress bar (problems and the summary still print)")
+    add_quiet_flag(verify)  # problems and the summary still print
     manifest = commands.add_parser(
         "manifest",
         help="collect the complete shards' _stats.json into manifest.json",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-from spac.render_scene import Scene
+from spac.render.scene import Scene
 
 Point = tuple[float, float]
 RGB = tuple[int, int, int]

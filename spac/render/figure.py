@@ -4,8 +4,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from spac.render_body import LEG_WIDTHS, RGB, Point, shade
-from spac.render_garments import LOWER, SHOES, UPPER_CUTS, WHITE, Outfit, draw_arm, draw_hood_behind, draw_upper_torso
+from spac.render.body import LEG_WIDTHS, RGB, Point, shade
+from spac.render.garments import LOWER, SHOES, UPPER_CUTS, WHITE, Outfit, draw_arm, draw_hood_behind, draw_upper_torso
 
 SKIN_TONES: tuple[RGB, ...] = ((255, 222, 196), (240, 192, 158), (222, 170, 126), (196, 134, 92), (150, 96, 62),
                                (98, 62, 42))

@@ -1,6 +1,6 @@
 """Garment painters: one routine per upper-garment, lower-garment and shoe item of the schema.
 
-Each routine draws its item in body units on a `Painter` (see spac.render_body) with the item's
+Each routine draws its item in body units on a `Painter` (see spac.render.body) with the item's
 colour; shapes are chosen so items stay distinguishable at 128x256 (sleeve length, collars, hems,
 quilting bands, soles, shafts).
 """
@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from spac.render_body import ARM_WIDTHS, LEG_WIDTHS, RGB, Body, Painter, Point, along, shade
+from spac.render.body import ARM_WIDTHS, LEG_WIDTHS, RGB, Body, Painter, Point, along, shade
 
 WHITE: RGB = (238, 238, 234)
 

@@ -1,37 +1,22 @@
-"""Procedural pedestrian renderer: labelled demo images with ground-truth attributes.
-
-No photographs of people ship with the project, so it draws its own: a person with the schema's
-garments, hair, shoes and belongings in a random pose, view, framing, background and camera quality.
-`render_person` returns the image and the attributes a viewer could actually see in it (groups the
-framing or view hides become "unknown"); `render_dataset` writes the `<root>/<identity>/<n>.jpg`
-layout the pipeline reads, plus `labels.jsonl`.
-
-The bundled samples in spac/assets/samples/ were made with:
-    python -m spac.render spac/assets/samples --identities 12 --images-per-identity 8 --seed 0 --quality 90
+"""One rendered pedestrian: a person with the schema's garments, hair, shoes and belongings in a random
+pose, view, framing, background and camera quality, and the attributes a viewer could actually see in
+it (groups the framing or view hides become "unknown").
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import random
-import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from spac.attributes import UNKNOWN, Schema, load_schema
-from spac.cli.support import CliError, OneLineArgumentParser, run_main
-from spac.render_body import PARTS, Body, Painter, pose_body
-from spac.render_figure import DRAWN_ITEMS, SKIN_TONES, draw_person
-from spac.render_garments import Outfit
-from spac.render_identity import random_identity
-from spac.render_scene import Scene, apply_camera, draw_background, plain_scene, sample_scene
-
-__all__ = ["PARTS", "Rendering", "random_identity", "render_person", "render_layers", "render_dataset", "cli_main"]
+from spac.digests import stable_int
+from spac.render.body import PARTS, Body, Painter, pose_body
+from spac.render.figure import DRAWN_ITEMS, SKIN_TONES, draw_person
+from spac.render.garments import Outfit
+from spac.render.scene import Scene, apply_camera, draw_background, plain_scene, sample_scene
 
 SUPERSAMPLE = 2          # draw at twice the size, then average down: smooth edges at little cost
 DEFAULT_SIZE = (128, 256)
@@ -137,7 +122,7 @@ def render_layers(attributes: Mapping[str, str], seed: int, size: tuple[int, int
     image = draw_background(canvas, scene, rng)
     labels = Image.new("L", canvas, 0) if with_parts else None
     # The skin tone belongs to the person, not the photo: derive it from the attributes, not the seed.
-    skin = SKIN_TONES[stable_seed(schema.to_released(ordered)) % len(SKIN_TONES)]
+    skin = SKIN_TONES[stable_int(schema.to_released(ordered)) % len(SKIN_TONES)]
     outfit = Outfit(Painter(image, labels, scene), body, _jitter(skin, 8.0, rng), rng)
     colours = {g: _jitter(rgb, scene.colour_jitter, rng) for g, rgb in base_colours.items()}
     draw_person(outfit, items, colours)
@@ -157,83 +142,3 @@ def render_person(attributes: Mapping[str, str], seed: int, size: tuple[int, int
     """
     rendering = render_layers(attributes, seed, size, hidden_fraction=hidden_fraction)
     return rendering.image, rendering.visible
-
-
-def stable_seed(*parts: int | str) -> int:
-    """A stable 63-bit seed from integers or strings (independent of Python's hash randomisation)."""
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
-
-
-def render_dataset(root: str | Path, identities: int, images_per_identity: int, seed: int = 0,
-                   hidden_fraction: float = 0.15, *, quality: int = 90, progress: bool = False) -> list[dict]:
-    """Write `<root>/<identity:05d>/<n:03d>.jpg` and `<root>/labels.jsonl`; return the label records.
-
-    Each record: file_path (relative to root), id, attributes (the identity's full set), visible.
-    Same arguments, byte-identical files.
-    """
-    if identities < 1 or images_per_identity < 1:
-        raise ValueError(f"need at least one identity and one image each, got {identities} x {images_per_identity}")
-    if not 1 <= quality <= 95:
-        raise ValueError(f"JPEG quality must be between 1 and 95, got {quality}")
-    root = Path(root)
-    records = []
-    bar = tqdm(total=identities * images_per_identity, unit="img", disable=not progress, desc="render")
-    for identity in range(identities):
-        attributes = random_identity(random.Random(stable_seed(seed, identity)))
-        folder = root / f"{identity:05d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        for n in range(images_per_identity):
-            image, visible = render_person(attributes, stable_seed(seed, identity, n), hidden_fraction=hidden_fraction)
-            relative = f"{identity:05d}/{n:03d}.jpg"
-            image.save(root / relative, "JPEG", quality=quality)
-            records.append({"file_path": relative, "id": identity, "attributes": attributes, "visible": visible})
-            bar.update()
-    bar.close()
-    with open(root / "labels.jsonl", "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record) + "\n")
-    return records
-
-
-def cli_main(argv: Sequence[str] | None = None) -> int:
-    parser = OneLineArgumentParser(
-        prog="spac render",
-        description="Render labelled demo pedestrians: OUT_DIR/<identity>/<n>.jpg plus OUT_DIR/labels.jsonl.")
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write into (created if missing)")
-    parser.add_argument("--identities", type=int, required=True, metavar="N",
-                        help="number of people (identities) to draw")
-    parser.add_argument("--images-per-identity", type=int, required=True, metavar="K",
-                        help="images per person, each with another pose, view, background and camera")
-    parser.add_argument("--seed", type=int, default=0, metavar="S",
-                        help="random seed; the same flags and seed give byte-identical files (default 0)")
-    parser.add_argument("--hidden-fraction", type=float, default=0.15, metavar="F",
-                        help="share of images cropped or blocked by a foreground object so that the shoes, and "
-                             "sometimes the lower garment and hand-held things, are out of view (default 0.15)")
-    parser.add_argument("--quality", type=int, default=90, metavar="Q",
-                        help="JPEG quality of the written files, 1-95 (default 90)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
-    args = parser.parse_args(argv)
-    if args.identities < 1:
-        raise CliError(f"--identities must be at least 1, got {args.identities}")
-    if args.images_per_identity < 1:
-        raise CliError(f"--images-per-identity must be at least 1, got {args.images_per_identity}")
-    if not 0.0 <= args.hidden_fraction <= 1.0:
-        raise CliError(f"--hidden-fraction must be between 0 and 1, got {args.hidden_fraction}")
-    if not 1 <= args.quality <= 95:
-        raise CliError(f"--quality must be between 1 and 95, got {args.quality}")
-    out = Path(args.out_dir)
-    if out.exists() and not out.is_dir():
-        raise CliError(f"{out} exists and is not a folder")
-    try:
-        records = render_dataset(out, args.identities, args.images_per_identity, args.seed, args.hidden_fraction,
-                                 quality=args.quality, progress=not args.quiet)
-    except OSError as exc:
-        raise CliError(f"cannot write to {out}: {exc.strerror or exc}") from None
-    if not args.quiet:
-        print(f"wrote {len(records)} images of {args.identities} identities and {out / 'labels.jsonl'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_main("spac render", cli_main))

@@ -1,20 +1,18 @@
-"""The template + style captioner: library size and validity, caption properties over 10,000 random
-attribute sets, grammar in context, determinism, style choice and shape, and clear errors for bad YAML."""
+"""The template + style captioner: caption properties over 10,000 random attribute sets, grammar in
+context, determinism (pinned texts), style choice, and custom style and library files."""
 from __future__ import annotations
 
 import random
 import re
 import shutil
 from importlib import resources
-from itertools import combinations
 from pathlib import Path
 
 import pytest
 
 from spac.attributes import UNKNOWN, AttributeValue, Schema, load_schema
-from spac.caption_library import load_library
-from spac.caption_slots import GROUP_SLOTS, FillContext, TemplateError, parse_slots
-from spac.captioner import STYLE_NAMES, TEMPLATE_STYLE, Caption, Captioner, caption
+from spac.caption_slots import GROUP_SLOTS, FillContext, TemplateError
+from spac.captioner import STYLE_NAMES, TEMPLATE_STYLE, Caption, Captioner, caption, check_style_names
 from spac.grammar import person_for
 
 N_SETS = 10_000
@@ -58,24 +56,6 @@ def random_captions(schema: Schema, captioner: Captioner) -> list[tuple[dict[str
     rng = random.Random(1664)
     sets = [_random_attributes(rng, schema) for _ in range(N_SETS)]
     return [(attrs, captioner(attrs, key=f"img-{i:05d}")) for i, attrs in enumerate(sets)]
-
-
-def test_library_has_at_least_300_distinct_valid_sentences(schema: Schema) -> None:
-    library = load_library(schema=schema)
-    texts = [s.text for s in library.sentences]
-    assert len(set(texts)) >= 300
-    for text in texts:
-        slots = parse_slots(text)
-        assert [s.kind for s in slots].count("gender") == 1, text
-        assert {s.name for s in slots if s.kind == "group"} <= set(GROUP_SLOTS), text
-
-
-def test_every_known_set_has_sentences_that_leave_out_at_most_one_group(schema: Schema) -> None:
-    library = load_library(schema=schema)
-    for size in range(len(GROUP_SLOTS) + 1):
-        for known in map(frozenset, combinations(GROUP_SLOTS, size)):
-            candidates = library.candidates(known)
-            assert candidates and all(len(known - s.groups) <= 1 for s in candidates), sorted(known)
 
 
 def test_texts_per_image_are_two_or_three_distinct_and_end_with_the_template(random_captions) -> None:
@@ -170,6 +150,18 @@ def test_deterministic_per_key_and_seed_and_varied_across_keys(captioner: Captio
     assert len({c.text for captions in per_key for c in captions if c.style != TEMPLATE_STYLE}) >= 12
 
 
+def test_captions_are_pinned_across_releases() -> None:
+    # Corpora already written must be reproducible: these exact texts came from the released captioner.
+    assert caption(FULL, key="img-1", seed=3) == [
+        Caption("From head to foot, the man has short black hair, wears a red t-shirt and blue jeans and walks in a "
+                "pair of white sneakers. He carries a black backpack.", "head_to_toe"),
+        Caption("The picture shows a man in a red t-shirt with short black hair wearing blue jeans and white "
+                "sneakers, holding a black backpack.", "dense"),
+        Caption("There is a man with short black hair in blue jeans and white sneakers, carrying a black backpack. "
+                "He wears a red t-shirt.", "template"),
+    ]
+
+
 def test_styles_argument_limits_the_choice(captioner: Captioner) -> None:
     for k in range(20):
         captions = captioner(FULL, key=f"k{k}", styles=["inventory", "dense"])
@@ -182,61 +174,31 @@ def test_styles_argument_limits_the_choice(captioner: Captioner) -> None:
         Captioner(styles=["baroque"])
 
 
-def test_styles_have_distinct_shapes_and_several_phrasings(captioner: Captioner, schema: Schema) -> None:
-    values = {g: schema.value(g, FULL[g]) for g in GROUP_SLOTS}
-    ctx = FillContext(person_for("man"), values)
-    openings = {}
-    for name, style in captioner.styles.items():
-        texts = list(style.texts(ctx, 0))
-        assert len(set(texts)) >= 4, f"style {name} should have several phrasings"
-        openings[name] = {" ".join(t.lower().split()[:3]) for t in texts}
-    for a, b in combinations(openings, 2):
-        assert not openings[a] & openings[b], f"styles {a} and {b} share openings {openings[a] & openings[b]}"
-    assert len(STYLE_NAMES) >= 4
-
-
-def _copy_styles(tmp_path: Path) -> Path:
-    folder = tmp_path / "styles"
-    shutil.copytree(Path(str(resources.files("templates").joinpath("styles"))), folder)
-    return folder
-
-
-@pytest.mark.parametrize("old, new, key", [
-    ("groups: [hair]}", "groups: [hat]}", "phrasings[0].sentences[0].modifiers[0].groups"),
-    ('noun: "there is a {gender}"', 'noun: "there is a red {gender}"', "phrasings[0].noun"),
-    ('{lead: "with", groups: [hair]}', '{lead: "with", groups: [hair], colour: true}', "phrasings[0].sentences[0].modifiers[0].colour"),
-    ("name: dense", "name: dense\nname2: x", "name2"),
-])
-def test_malformed_style_gives_one_line_error_naming_file_and_key(tmp_path: Path, old: str, new: str, key: str) -> None:
-    folder = _copy_styles(tmp_path)
-    path = folder / "dense.yaml"
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new, 1))
-    with pytest.raises(TemplateError) as err:
-        Captioner(styles_dir=folder)
-    message = str(err.value)
-    assert "\n" not in message and message.startswith(f"{path}: {key}:"), message
-
-
-def test_style_with_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
-    folder = _copy_styles(tmp_path)
-    (folder / "dense.yaml").write_text("name: dense\nphrasings: [\n")
-    with pytest.raises(TemplateError, match=rf"^{re.escape(str(folder / 'dense.yaml'))}: line \d+: invalid YAML"):
-        Captioner(styles_dir=folder)
-
-
-@pytest.mark.parametrize("sentence, problem", [
-    ('"A {gender} in a red {upper}."', "the attribute word 'red'"),
-    ('"A {gender} with {a hat}."', "unknown slot {a hat}"),
-    ('"A person wears {a upper}."', "exactly once"),
-    ('"A {gender} carries a bag."', "the attribute word 'bag'"),
-])
-def test_malformed_library_gives_one_line_error_naming_file_and_key(tmp_path: Path, sentence: str, problem: str) -> None:
-    path = tmp_path / "sentences.yaml"
+def test_custom_styles_and_library_replace_the_bundled_ones(tmp_path: Path, schema: Schema) -> None:
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    bundled = Path(str(resources.files("templates").joinpath("styles")))
+    for name in ("dense", "inventory"):
+        shutil.copy(bundled / f"{name}.yaml", styles / f"{name}.yaml")
+    library = tmp_path / "sentences.yaml"
     addenda = "\n".join(f'  {g}: ["{{they}} {{v:have}} {{a {g}}}."]' for g in GROUP_SLOTS)
-    path.write_text(f'sentences:\n  ok: ["A {{gender}} walks."]\n  broken: [{sentence}]\naddenda:\n{addenda}\n')
-    with pytest.raises(TemplateError) as err:
-        Captioner(library_path=path)
-    message = str(err.value)
-    assert "\n" not in message and message.startswith(f"{path}: sentences.broken[0]: ") and problem in message, message
+    library.write_text(f'sentences:\n  only: ["A {{gender}} walks."]\naddenda:\n{addenda}\n')
+    custom = Captioner(schema, library_path=library, styles_dir=styles)
+    assert custom.style_names == ("dense", "inventory")
+    captions = custom(FULL, key="k")
+    assert {c.style for c in captions[:2]} == {"dense", "inventory"}
+    assert captions[-1].text.startswith("A man walks. He has ")
+    with pytest.raises(ValueError, match="valid styles: dense, inventory"):
+        custom(FULL, key="k", styles=["narrative"])
+    with pytest.raises(TemplateError, match="cannot read sentence library"):
+        Captioner(schema, library_path=tmp_path / "none.yaml", styles_dir=styles)
+
+
+def test_check_style_names_accepts_a_list_or_a_comma_separated_flag() -> None:
+    assert check_style_names(["dense", "inventory", "dense"]) == ("dense", "inventory")
+    assert check_style_names(" dense, inventory ,") == ("dense", "inventory")
+    for names in ([], "", " , "):
+        with pytest.raises(ValueError, match="no style given; valid styles: "):
+            check_style_names(names)
+    with pytest.raises(ValueError, match="unknown style 'x'; valid styles: a, b"):
+        check_style_names("a,x", valid=("a", "b"))

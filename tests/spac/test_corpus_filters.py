@@ -1,4 +1,6 @@
 """The paper's corpus filters: one identity or image failing each rule, and the boundaries of each threshold."""
+import hashlib
+
 import pytest
 
 from spac.corpus_filters import (GENDER_VOTE_FAILED, OVER_IDENTITY_CAP, TOO_FEW_IMAGES, TOO_MANY_UNKNOWN,
@@ -79,6 +81,9 @@ def test_cap_keeps_max_images_deterministically_and_depends_on_seed():
     assert set(first.dropped.values()) == {OVER_IDENTITY_CAP}
     assert first == filter_identity(dict(reversed(list(images.items()))), FilterConfig(seed=1))
     assert set(first.kept) != set(filter_identity(images, FilterConfig(seed=2)).kept)
+    # The paper's random choice made reproducible: the smallest sha256(key NUL seed), as in released corpora.
+    smallest = sorted(images, key=lambda k: hashlib.sha256(f"{k}\x00{1}".encode()).hexdigest())[:20]
+    assert set(first.kept) == set(smallest)
 
 
 def test_empty_identity():

@@ -7,9 +7,10 @@ import yaml
 from PIL import Image
 
 from spac.attributes import UNKNOWN, load_schema, parse_schema
-from spac.predictor import (SYNTH_PEDES_MEAN, SYNTH_PEDES_STD, PredictorConfig, build_predictor, decode,
-                            load_predictor, preprocess)
-from spac.train_attributes import evaluate
+from spac.attribute_training import evaluate
+from spac.imaging import normalised_tensor
+from spac.predictor import PredictorConfig, build_predictor, decode, load_predictor
+from spac.render.training_source import evaluation_people
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "templates" / "attributes.yaml"
 TINY_BACKBONE = {"depths": [1, 1], "hidden_sizes": [8, 16], "embedding_size": 8, "layer_type": "basic"}
@@ -104,14 +105,15 @@ def test_bad_predictor_directories_give_one_line_errors(model, tmp_path):
         load_predictor(tmp_path / "q")
 
 
-def test_preprocess_converts_resizes_and_normalises():
+def test_preprocess_uses_the_models_image_size_and_normalisation(schema):
+    config = PredictorConfig.for_schema(schema, TINY_BACKBONE, image_size=(64, 32), mean=(0.5, 0.5, 0.5),
+                                        std=(0.25, 0.25, 0.25))
+    model = build_predictor(config, schema)
     image = Image.new("RGBA", (40, 90), (255, 0, 51, 128))
-    pixels = preprocess(image)
-    assert pixels.shape == (3, 256, 128) and pixels.dtype == torch.float32
-    for channel, value in enumerate((255, 0, 51)):
-        expected = (value / 255 - SYNTH_PEDES_MEAN[channel]) / SYNTH_PEDES_STD[channel]
-        assert torch.allclose(pixels[channel], torch.full((256, 128), expected), atol=1e-5)
-    assert preprocess(Image.new("L", (128, 256), 128)).shape == (3, 256, 128)
+    pixels = model.preprocess(image)
+    assert pixels.shape == (3, 64, 32)
+    assert torch.equal(pixels, normalised_tensor(image, (64, 32), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)))
+    assert torch.allclose(pixels[:, 0, 0], torch.tensor([2.0, -2.0, (51 / 255 - 0.5) / 0.25]))
 
 
 def test_decode_picks_argmax_and_its_probability_and_applies_min_confidence():
@@ -145,7 +147,7 @@ def test_predict_handles_images_of_any_size_in_batches(model):
     images = [Image.new("RGB", (30 + 17 * i, 70 + 40 * i), c) for i, c in enumerate(colours)]
     predictions = model.predict(images, batch_size=2)
     assert len(predictions) == len(images)
-    whole = model.predict_tensors(torch.stack([preprocess(im) for im in images]))
+    whole = model.predict_tensors(torch.stack([model.preprocess(im) for im in images]))
     assert [p.attributes for p in predictions] == [p.attributes for p in whole]
     for batched, single in zip(predictions, whole):  # batch composition changes float rounding only
         assert batched.confidences == pytest.approx(single.confidences, rel=1e-4)
@@ -167,7 +169,7 @@ def test_pretrained_backbone_loads_from_a_local_path(model, schema, tmp_path):
 
 def test_bundled_demo_model_recognises_held_out_rendered_people():
     torch.set_num_threads(2)
-    report = evaluate(load_predictor(), identities=32)
+    report = evaluate(load_predictor(), evaluation_people(32))
     assert report["mean_accuracy"] > 0.6
     for group, result in report["groups"].items():
         assert result["accuracy"] > result["majority_baseline"], group

@@ -1,4 +1,4 @@
-"""`spac caption` through a subprocess, as a user runs it."""
+"""`spac caption` through a subprocess (`python -m spac.cli.main`), as a user runs it."""
 import json
 import subprocess
 import sys
@@ -11,7 +11,7 @@ from spac.render import random_identity, render_person
 
 
 def spac(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "spac.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run([sys.executable, "-m", "spac.cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,9 @@ def test_several_images_and_one_bad_one_loses_nothing_else(rendered, tmp_path):
         (["caption", "x.jpg", "--seed", "abc"], "invalid int value"),
         (["caption", "x.jpg", "--frobnicate"], "unrecognized arguments: --frobnicate"),
         (["caption", "x.jpg", "--predictor", "/nonexistent/model"], "cannot load predictor"),
-        (["caption", "x.jpg", "--styles", "baroque"], "baroque"),
+        (["caption", "x.jpg", "--styles", "baroque"], "argument --styles: unknown style 'baroque'; valid styles:"),
+        (["caption", "x.jpg", "--min-confidence", "2"], "argument --min-confidence: must be between 0 and 1, got 2"),
+        (["caption", "x.jpg", "--device", "tpu"], "argument --device: invalid device 'tpu'"),
         (["nonsense"], "unknown command 'nonsense'"),
     ],
 )

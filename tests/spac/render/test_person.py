@@ -1,7 +1,6 @@
-"""The procedural renderer: determinism, labels of what is visible, garment colours, dataset layout, CLI."""
+"""One rendered person: determinism, labels of what is visible, garment colours and shapes, skin tone."""
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 
@@ -9,8 +8,7 @@ import numpy as np
 import pytest
 
 from spac.attributes import UNKNOWN, load_schema
-from spac.cli.support import CliError, run_main
-from spac.render import cli_main, random_identity, render_dataset, render_layers, render_person
+from spac.render import random_identity, render_layers, render_person
 
 SCHEMA = load_schema()
 
@@ -123,47 +121,3 @@ def test_garment_shapes_differ_by_item():
     assert rows(mask("upper", "red coat")).max() > rows(mask("upper", "red jacket")).max() + 30
     assert rows(mask("lower", "red long skirt")).max() > rows(mask("lower", "red skirt")).max() + 30
     assert rows(mask("lower", "red trousers")).max() > rows(mask("lower", "red shorts")).max() + 40
-
-
-def test_random_identity_reaches_every_value_and_leans_on_gender():
-    rng = random.Random(0)
-    seen = {g: Counter() for g in SCHEMA.group_names}
-    skirts = Counter()
-    for _ in range(20000):
-        attributes = random_identity(rng)
-        for group, value in attributes.items():
-            seen[group][value] += 1
-        skirts[attributes["gender"]] += SCHEMA.value("lower", attributes["lower"]).item == "skirt"
-    for group in SCHEMA.groups:
-        assert set(seen[group.name]) == {v.phrase for v in group.values}, group.name
-    assert skirts["woman"] > 3 * skirts["man"] > 0
-
-
-def test_render_dataset_writes_layout_and_labels_deterministically(tmp_path):
-    records = render_dataset(tmp_path / "a", 2, 3, seed=5)
-    render_dataset(tmp_path / "b", 2, 3, seed=5)
-    lines = (tmp_path / "a" / "labels.jsonl").read_text().splitlines()
-    assert [json.loads(line) for line in lines] == records
-    assert [r["file_path"] for r in records] == [f"{i:05d}/{n:03d}.jpg" for i in range(2) for n in range(3)]
-    assert [r["id"] for r in records] == [0, 0, 0, 1, 1, 1]
-    assert records[0]["attributes"] != records[3]["attributes"]
-    for r in records:
-        assert SCHEMA.validate(r["attributes"]) == r["attributes"]
-        assert all(v in (r["attributes"][g], UNKNOWN) for g, v in r["visible"].items())
-        assert (tmp_path / "a" / r["file_path"]).read_bytes() == (tmp_path / "b" / r["file_path"]).read_bytes()
-    images = {(tmp_path / "a" / r["file_path"]).read_bytes() for r in records}
-    assert len(images) == len(records)
-
-
-def test_cli_renders_and_rejects_bad_input(tmp_path, capsys):
-    out = tmp_path / "out"
-    assert cli_main([str(out), "--identities", "1", "--images-per-identity", "2", "--seed", "3", "--quiet"]) == 0
-    assert sorted(p.name for p in (out / "00000").iterdir()) == ["000.jpg", "001.jpg"]
-    assert len((out / "labels.jsonl").read_text().splitlines()) == 2
-    with pytest.raises(CliError, match="--identities must be at least 1"):
-        cli_main([str(out), "--identities", "0", "--images-per-identity", "2"])
-    assert run_main("spac render", cli_main, [str(out), "--identities", "0", "--images-per-identity", "2"]) == 2
-    assert capsys.readouterr().err.strip() == "spac render: error: --identities must be at least 1, got 0"
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main([str(out), "--images-per-identity", "2"])
-    assert exit_info.value.code == 2

@@ -1,0 +1,200 @@
+"""The house rules of ../shared/DESIGN.md, asserted from the import graph of the source tree.
+
+Every ``import`` statement counts, also those inside functions (a lazy import is still a dependency).
+"""
+from __future__ import annotations
+
+import ast
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("spac", "shards", "pipelines", "plip")
+THIRD_PARTY_BEAM = "apache_beam"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@lru_cache(maxsize=1)
+def _sources() -> dict[str, ast.Module]:
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            found[_module_name(path)] = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    return found
+
+
+def _resolve(name: str, modules: set[str]) -> str | None:
+    """The project module ``name`` refers to (longest known prefix), or None for a third-party name."""
+    while name:
+        if name in modules:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def _imported_names(tree: ast.Module, module: str, is_package: bool) -> set[str]:
+    """Every dotted name an import statement of ``module`` names (``from a import b`` gives a.b and a)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                anchor = module.split(".") if is_package else module.split(".")[:-1]
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            names.add(base)
+            names |= {f"{base}.{alias.name}" for alias in node.names}
+    return names
+
+
+@lru_cache(maxsize=1)
+def import_graph() -> dict[str, set[str]]:
+    """Project module -> the project modules it imports (a package's own __init__ is not an edge)."""
+    sources = _sources()
+    modules = set(sources)
+    graph: dict[str, set[str]] = {}
+    for module, tree in sources.items():
+        is_package = (ROOT / module.replace(".", "/") / "__init__.py").is_file()
+        targets = {_resolve(name, modules) for name in _imported_names(tree, module, is_package)}
+        # `from spac.cli.support import x` resolves to spac.cli.support; drop the bare parents it implies
+        graph[module] = {t for t in targets if t is not None and t != module
+                         and not any(other.startswith(t + ".") for other in targets if other)}
+    return graph
+
+
+@lru_cache(maxsize=1)
+def third_party_imports() -> dict[str, set[str]]:
+    sources = _sources()
+    return {module: {name.split(".")[0] for name in _imported_names(tree, module, False)}
+            for module, tree in sources.items()}
+
+
+def _has_main_guard(tree: ast.Module) -> bool:
+    for node in tree.body:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Compare):
+            names = {getattr(n, "id", None) for n in ast.walk(node.test)} | {
+                getattr(n, "value", None) for n in ast.walk(node.test) if isinstance(n, ast.Constant)}
+            if "__name__" in names and "__main__" in names:
+                return True
+    return False
+
+
+def _defines_main(tree: ast.Module) -> bool:
+    return any(isinstance(node, ast.FunctionDef) and node.name in ("main", "cli_main") for node in tree.body)
+
+
+def entry_points() -> set[str]:
+    return {m for m, tree in _sources().items() if _has_main_guard(tree) or m.endswith(".__main__")}
+
+
+def program_modules() -> set[str]:
+    """Modules that define a program's ``main`` (the entry points themselves and the modules they forward to)."""
+    return {m for m, tree in _sources().items() if _defines_main(tree)}
+
+
+def importers_of(target: str) -> set[str]:
+    return {m for m, targets in import_graph().items() if target in targets}
+
+
+def _in(module: str, *prefixes: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def test_the_graph_sees_the_whole_tree():
+    graph = import_graph()
+    assert {"spac.captioner", "shards.reader", "pipelines.synthesize", "plip.model"} <= set(graph)
+    assert "spac.attributes" in graph["spac.captioner"]
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = 2
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    assert not cycles, f"import cycles: {[' -> '.join(c) for c in cycles]}"
+
+
+def test_entry_points_are_leaves():
+    entries = entry_points()
+    assert {"pipelines.synthesize", "spac.cli.main"} <= entries
+    assert {m: importers_of(m) for m in entries if importers_of(m)} == {}
+
+
+def test_program_modules_are_imported_only_by_their_entry_points():
+    entries = entry_points()
+    offenders = {m: importers_of(m) - entries for m in program_modules()}
+    assert {m: who for m, who in offenders.items() if who} == {}
+
+
+def test_plip_library_never_imports_the_programs():
+    library = {m for m in import_graph() if _in(m, "plip") and not _in(m, "plip.programs") and m not in entry_points()}
+    assert "plip.model" in library and "plip.checkpoint" in library
+    offenders = {m: {t for t in import_graph()[m] if _in(t, "plip.programs")} for m in library}
+    assert {m: t for m, t in offenders.items() if t} == {}
+
+
+METHOD_FORBIDDEN = ("shards", "pipelines", "plip", "spac.cli", "spac.render")
+
+
+def test_spac_method_modules_stay_below_everything_else():
+    method = {m for m in import_graph() if _in(m, "spac") and not _in(m, "spac.cli", "spac.render")}
+    assert {"spac.captioner", "spac.predictor", "spac.language", "spac.corpus_filters"} <= method
+    offenders = {m: {t for t in import_graph()[m] if _in(t, *METHOD_FORBIDDEN)} for m in method}
+    assert {m: t for m, t in offenders.items() if t} == {}
+    assert {m for m in method if THIRD_PARTY_BEAM in third_party_imports()[m]} == set()
+
+
+def test_spac_as_a_whole_never_imports_pipelines_plip_or_beam():
+    spac = {m for m in import_graph() if _in(m, "spac")}
+    offenders = {m: {t for t in import_graph()[m] if _in(t, "pipelines", "plip")} for m in spac}
+    assert {m: t for m, t in offenders.items() if t} == {}
+    assert {m for m in spac if THIRD_PARTY_BEAM in third_party_imports()[m]} == set()
+
+
+def test_only_the_cli_layer_of_spac_reads_shards():
+    readers = {m for m in import_graph() if _in(m, "spac") and any(_in(t, "shards") for t in import_graph()[m])}
+    assert all(_in(m, "spac.cli") for m in readers), readers
+
+
+def test_shards_knows_only_the_sample_format():
+    shards = {m for m in import_graph() if _in(m, "shards")}
+    offenders = {m: {t for t in import_graph()[m] if not _in(t, "shards")} for m in shards}
+    assert {m: t for m, t in offenders.items() if t} == {}
+    assert {m for m in shards if {THIRD_PARTY_BEAM, "torch", "transformers"} & third_party_imports()[m]} == set()
+
+
+def test_plip_never_imports_pipelines_or_beam():
+    plip = {m for m in import_graph() if _in(m, "plip")}
+    assert {m: t for m in plip if (t := {x for x in import_graph()[m] if _in(x, "pipelines")})} == {}
+    assert {m for m in plip if THIRD_PARTY_BEAM in third_party_imports()[m]} == set()
+
+
+@pytest.mark.parametrize("rule", [test_no_import_cycles, test_entry_points_are_leaves])
+def test_the_rules_catch_a_violation(monkeypatch, rule):
+    """Each rule fails on a graph that breaks it (so a green run means something)."""
+    broken = {k: set(v) for k, v in import_graph().items()}
+    broken["spac.attributes"] = broken["spac.attributes"] | {"spac.captioner"}  # a cycle
+    broken["spac.captioner"] = broken["spac.captioner"] | {"pipelines.synthesize"}  # an entry point imported
+    monkeypatch.setitem(globals(), "import_graph", lambda: broken)
+    with pytest.raises(AssertionError):
+        rule()
