@@ -68,7 +68,9 @@ def decode_image(data: bytes, *, min_size: tuple[int, int] | None = None,
             return upright.convert("RGB")
     except ImageRejected:
         raise
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # Pillow's decoders raise many types on hostile data (struct.error, IndexError, ...)
         raise _refusal(exc) from None
 
 

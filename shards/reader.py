@@ -5,16 +5,19 @@ with replacement), split by node (rank / world size from ``RANK`` + ``WORLD_SIZE
 torch.distributed), split by DataLoader worker, open each shard as a stream (local files directly,
 ``http(s)://`` and ``pipe:`` through webdataset's curl/pipe opener, every other URL such as
 ``gs://``, ``s3://`` or ``memory://`` through fsspec: streamed, never copied whole), tar members ->
-samples, optional sample shuffle buffer, decoding.
+samples (:func:`tar_members`: each header checked before its data is read), optional sample
+shuffle buffer, decoding.
 
-A decoded sample is ``{"__key__": str, "jpg": PIL.Image (RGB), "json": dict, "txt": str}``; with
-``decode=False`` the three members stay bytes.
+A decoded sample is ``{"__key__": str, "__url__": str (its shard), "jpg": PIL.Image (RGB), "json":
+dict (a valid record), "txt": str}``; with ``decode=False`` the three members stay bytes. A damaged
+sample or shard is never yielded: it goes to the ``handler`` with a one-line ValueError that names
+the shard URL and the sample key.
 """
 from __future__ import annotations
 
-import io
 import json
-from typing import Any, Callable, Iterator, Sequence
+import tarfile
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 from urllib.parse import urlparse
 
 import braceexpand
@@ -22,11 +25,16 @@ import fsspec
 import webdataset as wds
 from PIL import Image
 
-from shards import layout, remote
+from shards import images, layout, remote
 from shards.manifest import read_manifest_file
-from shards.sample import MEMBERS
+from shards.sample import IMAGE_SIZE, MEMBER_NAME_RULE, MEMBERS, is_jpeg, split_member_name, validate_record
 
 _GOPEN_SCHEMES = ("http", "https", "pipe")
+# What one sample may cost a reader. A corpus member is a few KiB (a 256x128 JPEG, a record, a
+# caption); a bigger one is damaged or hostile, and is skipped without being read into memory.
+MAX_MEMBER_BYTES = 64 * 2**20
+MAX_IMAGE_PIXELS = 64 * IMAGE_SIZE[0] * IMAGE_SIZE[1]  # checked from the JPEG header, before decoding
+_CHUNK = 1 << 16
 
 # webdataset's handler convention: called with the exception of one bad shard or sample; returns True to
 # skip it and go on, False to stop, or raises. ``reraise`` (the default) stops the stream at the first one.
@@ -78,47 +86,177 @@ def shard_urls(source: str | Sequence[str]) -> list[str]:
     return urls
 
 
-def _open_streams(shards: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _open_streams(shards: Iterator[dict[str, Any]], handler: Handler = reraise) -> Iterator[dict[str, Any]]:
     """dict(url) -> dict(url, stream); each stream is closed once its tar has been read."""
     for shard in shards:
         url = shard["url"]
         scheme = urlparse(url).scheme
-        if scheme in _GOPEN_SCHEMES:
-            stream = wds.gopen(url, "rb")
-        elif scheme in ("", "file"):
-            stream = open(urlparse(url).path if scheme else url, "rb")
-        else:
-            stream = fsspec.open(url, "rb").open()
+        try:
+            if scheme in _GOPEN_SCHEMES:
+                stream = wds.gopen(url, "rb")
+            elif scheme in ("", "file"):
+                stream = open(urlparse(url).path if scheme else url, "rb")
+            else:
+                stream = fsspec.open(url, "rb").open()
+        except Exception as exc:  # any filesystem's "cannot open"
+            if handler(ValueError(f"{url}: cannot open the shard ({_one_line(exc)})")):
+                continue
+            return
         try:
             yield {**shard, "stream": stream}
         finally:
             stream.close()
 
 
+class TarMember(NamedTuple):
+    """One tar member. ``key``/``member`` are None when the name is not ``<key>.<member>``; ``data`` is
+    None when ``problem`` says why the member was not read."""
+
+    name: str
+    key: str | None
+    member: str | None
+    offset: int  # of the data in the tar
+    data: bytes | None
+    problem: str | None
+
+
+def _member_problem(info: tarfile.TarInfo, max_member_bytes: int) -> str | None:
+    if not info.isreg():
+        return f"not a regular file (tar type {info.type!r})"
+    if info.size > max_member_bytes:
+        return f"{info.size} bytes, over the limit of {max_member_bytes} bytes per member"
+    return None
+
+
+def tar_members(stream: Any, max_member_bytes: int = MAX_MEMBER_BYTES) -> Iterator[TarMember]:
+    """The members of the tar ``stream`` in order, each header checked before its data is read.
+
+    Our own iterator rather than webdataset's ``tar_file_expander``: that one reads every member
+    whole before anyone sees its size (its ``select_files`` hook gets the name only), so one huge
+    member costs its size in memory. Here a member that is not a regular file, has no sample-member
+    name or is over ``max_member_bytes`` is yielded with its ``problem`` and skipped unread (tarfile's
+    streaming mode skips in small chunks). Raises (``tarfile.TarError``, ``OSError``, ...) when the
+    stream is not a whole tar: unreadable, cut short, or with data after a damaged header.
+    """
+    with tarfile.open(fileobj=stream, mode="r|*") as archive:
+        for info in archive:
+            archive.members = []  # streaming: keep no list of every header seen
+            try:
+                key, member = split_member_name(info.name)
+            except ValueError:
+                key, member, problem = None, None, f"not a sample member: {MEMBER_NAME_RULE}"
+            else:
+                problem = _member_problem(info, max_member_bytes)
+            data = None if problem else archive.extractfile(info).read()
+            yield TarMember(info.name, key, member, info.offset_data, data, problem)
+        # tarfile ends quietly at a missing end-of-archive block (a cut stream) and at a damaged header:
+        # only a whole zero block, then zero padding, may follow the last member.
+        if archive.fileobj.tell() != archive.offset + tarfile.BLOCKSIZE:
+            raise tarfile.ReadError("cut short: no end-of-archive block")
+        while chunk := archive.fileobj.read(_CHUNK):
+            if chunk.strip(b"\0"):
+                raise tarfile.ReadError("a damaged header, or data after the end of the archive")
+
+
+def _shard_samples(url: str, stream: Any, max_member_bytes: int) -> Iterator[dict[str, Any] | ValueError]:
+    """The samples of one shard (consecutive members sharing a key), and a ValueError for each damaged
+    member (its sample is dropped whole) or for a tar that cannot be read to its end."""
+    current, sample, last = None, None, None  # key being read; its members (None once damaged); last member
+    try:
+        for item in tar_members(stream, max_member_bytes):
+            last = item.name
+            if item.key is None:
+                yield ValueError(f"{url}: member {item.name!r}: {item.problem}")
+                continue
+            if item.key != current:
+                if sample is not None:
+                    yield sample
+                current, sample = item.key, {"__key__": item.key, "__url__": url}
+            if sample is None:  # the rest of a damaged sample: already reported
+                continue
+            problem = item.problem or (f"a second {item.member!r} member" if item.member in sample else None)
+            if problem:
+                yield ValueError(f"{url}: sample {item.key!r}: member {item.name!r}: {problem}")
+                sample = None
+                continue
+            sample[item.member] = item.data
+    except Exception as exc:  # whatever a damaged stream raises (tarfile, zlib, the filesystem)
+        if sample is not None and all(m in sample for m in MEMBERS):
+            yield sample  # read whole before the damage
+        where = f"after member {last!r}" if last is not None else "at its start"
+        yield ValueError(f"{url}: unreadable tar {where} ({_one_line(exc)})")
+        return
+    if sample is not None:
+        yield sample
+
+
+def _tar_samples(shards: Iterator[dict[str, Any]], handler: Handler = reraise,
+                 max_member_bytes: int = MAX_MEMBER_BYTES) -> Iterator[dict[str, Any]]:
+    """dict(url, stream) -> samples ``{"__key__", "__url__", member: bytes, ...}``; damage goes to ``handler``."""
+    for shard in shards:
+        for item in _shard_samples(shard["url"], shard["stream"], max_member_bytes):
+            if isinstance(item, ValueError):
+                if handler(item):
+                    continue
+                return
+            yield item
+
+
 def _complete(samples: Iterator[dict[str, Any]], handler: Handler = reraise) -> Iterator[dict[str, Any]]:
-    """Keep the sample members only; a sample missing one is damaged: say which shard and key."""
+    """A sample missing one of its members is damaged: say which shard and key."""
     for sample in samples:
         missing = [m for m in MEMBERS if m not in sample]
         if missing:
-            error = ValueError(f"{sample.get('__url__')}: sample {sample.get('__key__')!r} has no "
-                               f"{missing[0]!r} member")
+            error = ValueError(f"{sample['__url__']}: sample {sample['__key__']!r}: no {missing[0]!r} member")
             if handler(error):
                 continue
-            break
-        yield {"__key__": sample["__key__"], **{m: sample[m] for m in MEMBERS}}
+            return
+        yield sample
+
+
+def _damaged(sample: dict[str, Any], member: str, reason: str) -> ValueError:
+    return ValueError(f"{sample.get('__url__', '(no shard)')}: sample {sample['__key__']!r}: damaged {member} "
+                      f"member ({reason}); run `spac shards verify`")
+
+
+def decode_image(sample: dict[str, Any]) -> Image.Image:
+    """The sample's ``jpg`` as a PIL RGB image; a one-line ValueError naming shard and key if it is damaged."""
+    if not is_jpeg(sample["jpg"]):
+        raise _damaged(sample, "jpg", "not a JPEG")
+    try:
+        return images.decode_image(sample["jpg"], max_pixels=MAX_IMAGE_PIXELS)
+    except images.ImageRejected as exc:
+        raise _damaged(sample, "jpg", _one_line(exc)) from None
+
+
+def decode_record(sample: dict[str, Any]) -> dict[str, Any]:
+    """The sample's ``json`` as a valid record with the sample's key; else a one-line ValueError naming
+    shard and key."""
+    try:
+        record = json.loads(sample["json"])
+        validate_record(record)
+    except (ValueError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors; deep nesting recurses
+        raise _damaged(sample, "json", _one_line(exc)) from None
+    if record["key"] != sample["__key__"]:
+        raise _damaged(sample, "json", f"record key {record['key']!r}")
+    return record
 
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
-    """Raw members -> PIL RGB image, record dict, caption string; ValueError naming the key if one is damaged."""
+    """Raw members -> PIL RGB image, record dict, caption string; a one-line ValueError naming shard and key
+    when one is damaged."""
     try:
-        return {
-            "__key__": sample["__key__"],
-            "jpg": Image.open(io.BytesIO(sample["jpg"])).convert("RGB"),
-            "json": json.loads(sample["json"]),
-            "txt": sample["txt"].decode("utf-8"),
-        }
-    except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError; JSON / UTF-8 errors ValueErrors
-        raise ValueError(f"sample {sample['__key__']!r}: damaged member ({exc}); run `spac shards verify`") from None
+        text = sample["txt"].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _damaged(sample, "txt", _one_line(exc)) from None
+    decoded = {"__key__": sample["__key__"], "jpg": decode_image(sample), "json": decode_record(sample), "txt": text}
+    if "__url__" in sample:
+        decoded["__url__"] = sample["__url__"]
+    return decoded
 
 
 def open_corpus(
@@ -133,6 +271,7 @@ def open_corpus(
     epoch_size: int | None = None,
     resampled: bool = False,
     handler: Handler = reraise,
+    max_member_bytes: int = MAX_MEMBER_BYTES,
 ) -> wds.FluidWrapper:
     """A WebDataset pipeline over the corpus at ``source`` (a DataPipeline with ``.batched``, ``.map``, ...).
 
@@ -150,12 +289,18 @@ def open_corpus(
     ``seed=base_seed + epoch`` to get a new order every epoch.
 
     ``handler`` decides what a damaged shard or sample does (webdataset's convention): ``reraise`` (the
-    default) raises a one-line ValueError naming it; ``SkipAndCount()`` skips it and counts it.
+    default) raises a one-line ValueError naming the shard URL and the key; ``SkipAndCount()`` skips it
+    and counts it. Damaged: unreadable, cut short, a member that is not ``<key>.jpg|json|txt`` (keys
+    from ``[A-Za-z0-9_-]``, no paths), not a regular file, a duplicate, missing, or undecodable.
+    ``max_member_bytes``: a bigger member (default :data:`MAX_MEMBER_BYTES`, 64 MiB) damages its sample
+    and is skipped without being read into memory.
     """
     if shuffle < 0:
         raise ValueError(f"shuffle: expected a buffer size >= 0, got {shuffle}")
     if epoch_size is not None and epoch_size < 1:
         raise ValueError(f"epoch_size: expected a positive number of samples, got {epoch_size}")
+    if max_member_bytes < 1:
+        raise ValueError(f"max_member_bytes: expected a positive number of bytes, got {max_member_bytes}")
     if resampled and epoch_size is None:
         raise ValueError("resampled=True streams forever: give epoch_size")
     urls = shard_urls(source)  # after the option checks: it may list a remote folder
@@ -170,8 +315,8 @@ def open_corpus(
             stages.append(wds.split_by_node)
     if split_by_worker:
         stages.append(wds.split_by_worker)
-    stages += [_open_streams, wds.pipelinefilter(wds.tariterators.tar_file_expander)(handler=handler),
-               wds.pipelinefilter(wds.tariterators.group_by_keys)(handler=handler),
+    stages += [wds.pipelinefilter(_open_streams)(handler=handler),
+               wds.pipelinefilter(_tar_samples)(handler=handler, max_member_bytes=max_member_bytes),
                wds.pipelinefilter(_complete)(handler=handler)]
     if shuffle:
         stages.append(wds.detshuffle(shuffle, initial=shuffle, seed=seed))

@@ -33,6 +33,7 @@ RECORD_FIELDS = ("key", "id", "file_path", "attributes", "captions", "styles", "
 IMAGE_SIZE = (256, 128)  # height, width
 JPEG_QUALITY = 90
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,90}")
+MEMBER_NAME_RULE = "expected <key>.jpg, .json or .txt with a key of 1-90 characters from [A-Za-z0-9_-]"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
@@ -54,6 +55,15 @@ def validate_key(key: Any) -> str:
     if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
         raise ValueError(f"key {key!r}: expected 1-90 characters from [A-Za-z0-9_-]")
     return key
+
+
+def split_member_name(name: str) -> tuple[str, str]:
+    """(key, member) of a sample's tar member name ``<key>.<member>``; ValueError for any other name
+    (a path such as ``../x`` or ``/etc/x``, a key outside :data:`KEY_PATTERN`, a member not in :data:`MEMBERS`)."""
+    key, _, member = name.partition(".")
+    if member not in MEMBERS or not KEY_PATTERN.fullmatch(key):
+        raise ValueError(f"member name {name!r}: {MEMBER_NAME_RULE}")
+    return key, member
 
 
 def _strings(record: Mapping[str, Any], field: str) -> list[str]:

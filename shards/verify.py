@@ -2,23 +2,25 @@
 
 Each shard is read once, as a stream: the tar's sha256 and size are compared with its stats, every
 sample's members, record, caption, JPEG hash and member offsets with its index row, and the
-folder's complete shards with the manifest. Images are not decoded (their hashes cover them).
+folder's complete shards with the manifest. Images are not decoded (their hashes cover them), and a
+member over the per-member byte limit is a problem, skipped unread (see :func:`shards.reader.tar_members`).
+Every problem found is returned, one line each: the number of lines is the number of problems.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import tarfile
 from typing import Any, Callable
 
 import pyarrow.parquet as pq
 
 from shards import layout, remote
 from shards.manifest import checked_stats, read_manifest_file, read_stats
+from shards.reader import MAX_MEMBER_BYTES, tar_members
 from shards.sample import MEMBERS, first_text, is_jpeg, validate_record
 
-MAX_PROBLEMS_PER_SHARD = 20
+Samples = list[tuple[str, dict[str, tuple[bytes, int]]]]  # (key, {member: (data, data offset)}), tar order
 
 
 class _HashingReader:
@@ -64,24 +66,32 @@ def _check_sample(key: str, members: dict[str, tuple[bytes, int]], row: dict[str
     return problems
 
 
-def _read_samples(reader: _HashingReader) -> tuple[list[tuple[str, dict[str, tuple[bytes, int]]]], str | None]:
-    """Samples in tar order as (key, {member: (data, data offset)}), and a read error if any."""
-    samples: list[tuple[str, dict[str, tuple[bytes, int]]]] = []
+def _read_samples(reader: _HashingReader, max_member_bytes: int) -> tuple[Samples, list[str], set[str]]:
+    """The samples in tar order, the problems met reading them (members not read, an unreadable tar),
+    and the keys of the samples with a member not read (left out of the sample checks)."""
+    samples: Samples = []
+    problems: list[str] = []
+    unread: set[str] = set()
     try:
-        with tarfile.open(fileobj=reader, mode="r|") as archive:
-            for info in archive:
-                key, _, member = info.name.partition(".")
-                data = archive.extractfile(info).read() if info.isreg() else b""
-                if not samples or samples[-1][0] != key:
-                    samples.append((key, {}))
-                samples[-1][1][member] = (data, info.offset_data)
+        for item in tar_members(reader, max_member_bytes):
+            if item.problem:
+                problems.append(f"member {item.name!r}: {item.problem}")
+            if item.key is None:
+                continue
+            if not samples or samples[-1][0] != item.key:
+                samples.append((item.key, {}))
+            if item.data is None:
+                unread.add(item.key)
+            else:
+                samples[-1][1][item.member] = (item.data, item.offset)
         reader.drain()
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        return samples, f"unreadable tar ({exc})"
-    return samples, None
+    except Exception as exc:  # whatever a damaged stream raises (tarfile, the filesystem)
+        problems.append(f"unreadable tar ({' '.join(str(exc).split()) or type(exc).__name__})")
+    return samples, problems, unread
 
 
-def _check_shard(fs: Any, root: str, stem: str, stats: dict[str, Any], has_index: bool) -> list[str]:
+def _check_shard(fs: Any, root: str, stem: str, stats: dict[str, Any], has_index: bool,
+                 max_member_bytes: int) -> list[str]:
     problems = []
     index_path = layout.path_of(fs, root, stem + layout.INDEX_SUFFIX)
     rows: dict[str, dict[str, Any]] = {}
@@ -100,9 +110,8 @@ def _check_shard(fs: Any, root: str, stem: str, stats: dict[str, Any], has_index
             problems.append(f"unreadable parquet index ({exc})")
     with fs.open(layout.path_of(fs, root, stem + layout.TAR_SUFFIX), "rb") as stream:
         reader = _HashingReader(stream)
-        samples, error = _read_samples(reader)
-    if error:
-        problems.append(error)
+        samples, read_problems, unread = _read_samples(reader, max_member_bytes)
+    problems += read_problems
     if reader.size != stats["bytes"] or reader.sha256.hexdigest() != stats["sha256"]:
         problems.append("tar sha256/size differ from _stats.json (corrupt or rewritten)")
     keys = [key for key, _ in samples]
@@ -112,7 +121,8 @@ def _check_shard(fs: Any, root: str, stem: str, stats: dict[str, Any], has_index
         problems.append("sample keys differ from the parquet index (order or content)")
     if rows:  # without a readable index only the tar-level checks above apply
         for key, members in samples:
-            problems += _check_sample(key, members, rows.get(key))
+            if key not in unread:
+                problems += _check_sample(key, members, rows.get(key))
     return problems
 
 
@@ -134,10 +144,12 @@ def _check_manifest(manifest: dict[str, Any] | None, stats_by_name: dict[str, di
     return problems
 
 
-def verify_corpus(directory: str, progress: Callable[[str], None] | None = None) -> list[str]:
-    """Problems found in the corpus folder, one line each, prefixed by the file; empty when it is sound.
+def verify_corpus(directory: str, progress: Callable[[str], None] | None = None,
+                  max_member_bytes: int = MAX_MEMBER_BYTES) -> list[str]:
+    """Every problem found in the corpus folder, one line each, prefixed by the file; empty when it is sound.
 
-    ``progress`` is called with each shard name once it is checked. FileNotFoundError when
+    ``progress`` is called with each shard name once it is checked. ``max_member_bytes``: a bigger tar
+    member is a problem and is not read into memory (the reader's limit). FileNotFoundError when
     ``directory`` is not a folder.
     """
     fs, root = remote.resolve(directory)
@@ -160,10 +172,7 @@ def verify_corpus(directory: str, progress: Callable[[str], None] | None = None)
         if layout.TAR_SUFFIX not in suffixes:
             problems.append(f"{name}: missing (its _stats.json exists)")
             continue
-        shard_problems = _check_shard(fs, root, stem, stats, layout.INDEX_SUFFIX in suffixes)
-        if len(shard_problems) > MAX_PROBLEMS_PER_SHARD:
-            extra = len(shard_problems) - MAX_PROBLEMS_PER_SHARD
-            shard_problems = shard_problems[:MAX_PROBLEMS_PER_SHARD] + [f"... and {extra} more"]
+        shard_problems = _check_shard(fs, root, stem, stats, layout.INDEX_SUFFIX in suffixes, max_member_bytes)
         problems += [f"{name}: {p}" for p in shard_problems]
         if progress is not None:
             progress(name)

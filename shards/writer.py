@@ -3,10 +3,13 @@
 Deterministic: samples are sorted by key and every tar header is fixed (mtime 0, uid/gid 0, empty
 user and group names, mode 0444, USTAR), so the same samples give byte-identical files. Atomic: each
 file is published under its final name only when whole (see :mod:`shards.remote`), and the stats
-file comes last, so a shard without ``_stats.json`` is unfinished and is simply written again.
+file comes last, so a shard without ``_stats.json`` is unfinished and is simply written again; once
+it is published, the temporary files that an earlier, killed writer of the same shard left behind
+are removed.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
@@ -38,6 +41,7 @@ INDEX_SCHEMA = pa.schema(
     ]
     + [(f"{member}_{what}", pa.int64()) for member in MEMBERS for what in ("offset", "size")]
 )
+_INT64_MAX = 2**63 - 1
 
 
 def _checked_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
@@ -55,6 +59,12 @@ def _checked_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"sample {key!r}: json: record key {checked['__key__']!r} differs from __key__")
     if "txt" in sample and sample["txt"] != checked["txt"]:
         raise ValueError(f"sample {key!r}: txt: expected the first caption {checked['txt']!r}")
+    if checked["json"]["id"] > _INT64_MAX:
+        raise ValueError(f"sample {key!r}: json: field 'id': {checked['json']['id']} does not fit the index (int64)")
+    try:
+        _encode_members(checked)
+    except UnicodeEncodeError as exc:  # a lone surrogate: valid in a Python str, not in UTF-8
+        raise ValueError(f"sample {key!r}: json: a text that is not valid Unicode ({exc.reason})") from None
     return checked
 
 
@@ -136,6 +146,26 @@ def _local_tar_path(fs: Any, final_path: str) -> str:
     return path
 
 
+def _own_temporaries(fs: Any, root: str, index: int, prefix: str) -> list[str]:
+    """This shard's temporary files now in ``root`` (``<final name>.tmp-*`` of its tar, index and stats)."""
+    finals = {layout.tar_name(index, prefix), layout.index_name(index, prefix), layout.stats_name(index, prefix)}
+    stem = glob.escape(layout.shard_stem(index, prefix))
+    pattern = remote.join(fs, glob.escape(root), f"{stem}*{remote.TEMP_MARKER}*")
+    found = []
+    for path in fs.glob(pattern):
+        if path.rstrip("/").rsplit("/", 1)[-1].partition(remote.TEMP_MARKER)[0] in finals:
+            found.append(path)
+    return found
+
+
+def _remove_quietly(fs: Any, paths: list[str]) -> None:
+    for path in paths:
+        try:
+            fs.rm(path)
+        except FileNotFoundError:  # removed meanwhile (by its own writer, or another cleanup)
+            pass
+
+
 def write_shard(
     directory: str, index: int, samples: Iterable[Mapping[str, Any]], prefix: str = layout.DEFAULT_PREFIX
 ) -> dict[str, Any]:
@@ -143,11 +173,16 @@ def write_shard(
 
     Each sample is ``{"__key__", "jpg": JPEG bytes, "json": record}`` (``txt`` optional: it is
     derived). ValueError for a broken record, a duplicate key or no samples; nothing is written then.
+    The shard's temporary files (``<final name>.tmp-*``) that were there before this call are removed
+    once it has published the shard; no other file is touched.
     """
     tar_name = layout.tar_name(index, prefix)
     checked = _sorted_samples(samples)
     fs, root = remote.resolve(directory)
     fs.makedirs(root, exist_ok=True)
+    # Listed before this writer makes its own: only files an earlier writer left (a killed one's, as a
+    # writer that succeeds or fails cleanly removes its own) are removed once the shard is published.
+    stale = _own_temporaries(fs, root, index, prefix)
     tar_path = layout.path_of(fs, root, tar_name)
     building = _local_tar_path(fs, tar_path)
     try:
@@ -177,6 +212,7 @@ def write_shard(
     }
     stats_bytes = (json.dumps(stats, indent=2, sort_keys=True) + "\n").encode("utf-8")
     remote.publish_bytes(fs, stats_bytes, layout.path_of(fs, root, layout.stats_name(index, prefix)))
+    _remove_quietly(fs, stale)
     return stats
 
 

@@ -1,6 +1,8 @@
 """Small synthetic corpora for the shards tests: distinct images and valid records, deterministic."""
 from __future__ import annotations
 
+import os
+import tarfile
 from typing import Any
 
 from PIL import Image
@@ -45,3 +47,22 @@ def write_corpus(directory: str, shards: int, per_shard: int) -> list[dict[str, 
         write_shard(directory, index, samples[index * per_shard:(index + 1) * per_shard])
     write_manifest(directory)
     return samples
+
+
+def write_tar(path: Any, members: list[tuple[Any, bytes | int]]) -> str:
+    """A tar of ``(name or TarInfo, data)`` members; an int ``data`` is that many zero bytes, left as a hole
+    in the file (sparse: a member of hundreds of MiB costs no disk and no time to write)."""
+    with open(path, "wb") as stream:
+        for name, data in members:
+            info = name if isinstance(name, tarfile.TarInfo) else tarfile.TarInfo(name)
+            size = data if isinstance(data, int) else len(data)
+            if info.isreg():
+                info.size = size
+            stream.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+            padded = -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            if isinstance(data, int):
+                stream.seek(padded, os.SEEK_CUR)
+            else:
+                stream.write(data + b"\0" * (padded - size))
+        stream.write(b"\0" * tarfile.RECORDSIZE)
+    return str(path)

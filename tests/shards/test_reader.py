@@ -1,13 +1,23 @@
 import functools
 import http.server
+import io
+import os
+import re
+import tarfile
+import tempfile
 import threading
+import tracemalloc
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from shards import iter_samples, open_corpus, shard_urls
-from tests.shards.corpus_factory import write_corpus
+from shards.reader import MAX_MEMBER_BYTES, SkipAndCount, decode_sample, tar_members
+from shards.sample import KEY_PATTERN
+from tests.shards.corpus_factory import write_corpus, write_tar
 
 SHARDS, PER_SHARD = 4, 5
 
@@ -28,7 +38,8 @@ def test_round_trip_decodes_every_sample_in_order(corpus):
     read = list(iter_samples(directory))
     assert _keys(read) == [s["__key__"] for s in written]
     for sample, original in zip(read, written):
-        assert set(sample) == {"__key__", "jpg", "json", "txt"}
+        assert set(sample) == {"__key__", "__url__", "jpg", "json", "txt"}
+        assert sample["__url__"].startswith(directory) and sample["__url__"].endswith(".tar")
         assert isinstance(sample["jpg"], Image.Image) and sample["jpg"].mode == "RGB"
         assert sample["jpg"].size == (128, 256)
         assert sample["json"] == original["json"] and sample["txt"] == original["txt"]
@@ -133,59 +144,172 @@ def test_streams_shards_over_http(corpus):
         server.server_close()
 
 
-def test_a_damaged_member_is_a_one_line_error_naming_the_sample():
-    from shards.reader import decode_sample
+def _raw(corpus, count=3):
+    """The first ``count`` raw samples of the corpus (members as bytes)."""
+    dataset = open_corpus(corpus[0], decode=False, split_by_node=False, split_by_worker=False)
+    return [sample for sample, _ in zip(dataset, range(count))]
 
-    with pytest.raises(ValueError, match=r"sample 'k1': damaged member"):
-        decode_sample({"__key__": "k1", "jpg": b"not a jpeg", "json": b"{}", "txt": b"t"})
+
+def _members(sample, **replace):
+    """A raw sample's tar members, with some replaced (a None value leaves the member out)."""
+    data = {m: sample[m] for m in ("jpg", "json", "txt")} | replace
+    return [(f"{sample['__key__']}.{m}", d) for m, d in data.items() if d is not None]
 
 
-def _tar_with(path, members):
-    import io
-    import tarfile
-
-    with tarfile.open(path, "w") as archive:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return str(path)
+def _read(shard, handler=None, **options):
+    options = {"split_by_node": False, "split_by_worker": False, **options}
+    if handler is not None:
+        options["handler"] = handler
+    return [s["__key__"] for s in open_corpus(shard, **options)]
 
 
 def _damaged_shard(tmp_path, corpus):
-    """One good sample of the corpus, one whose jpg is garbage, one missing its txt."""
-    good = next(iter(open_corpus(corpus[0], decode=False, split_by_node=False, split_by_worker=False)))
-    return _tar_with(tmp_path / "bad-000000.tar", [
-        ("a0.jpg", b"not a jpeg"), ("a0.json", good["json"]), ("a0.txt", good["txt"]),
-        ("a1.jpg", good["jpg"]), ("a1.json", good["json"]),
-        ("a2.jpg", good["jpg"]), ("a2.json", good["json"]), ("a2.txt", good["txt"]),
-    ])
+    """Three samples of the corpus: the first with a garbage jpg, the second missing its txt, the third sound."""
+    a0, a1, a2 = _raw(corpus)
+    return _tar_shard(tmp_path, _members(a0, jpg=b"not a jpeg") + _members(a1, txt=None) + _members(a2)), (a0, a1, a2)
+
+
+def _tar_shard(tmp_path, members, name="bad-000000.tar"):
+    return write_tar(tmp_path / name, members)
+
+
+def test_a_damaged_member_is_a_one_line_error_naming_shard_and_sample(corpus):
+    sound = {**_raw(corpus, 1)[0], "__url__": "s-000007.tar"}
+    huge = io.BytesIO()
+    Image.new("RGB", (2048, 1025)).save(huge, "JPEG")  # 64x the corpus image: refused from its header
+    for damage, message in ((dict(jpg=b"not a jpeg"), "damaged jpg member (not a JPEG)"),
+                            (dict(jpg=huge.getvalue()), "damaged jpg member (image too large: 2048x1025 pixels"),
+                            (dict(jpg=sound["jpg"][:200]), "damaged jpg member"),
+                            (dict(json=b'{"key": '), "damaged json member (Expecting value"),
+                            (dict(json=b"[" * 100_000), "damaged json member"),
+                            (dict(json=b'{"key": "x"}'), "damaged json member (record 'x': missing field"),
+                            (dict(txt=b"\xff"), "damaged txt member")):
+        with pytest.raises(ValueError, match=r"^s-000007\.tar: sample 'p00000_000000': ") as error:
+            decode_sample({**sound, **damage})
+        assert message in str(error.value) and "\n" not in str(error.value)
 
 
 def test_by_default_a_damaged_sample_stops_the_stream_in_one_line(tmp_path, corpus):
-    shard = _damaged_shard(tmp_path, corpus)
-    with pytest.raises(ValueError, match="sample 'a0': damaged member") as error:
-        list(open_corpus(shard, split_by_node=False, split_by_worker=False))
+    shard, (a0, _, _) = _damaged_shard(tmp_path, corpus)
+    expected = f"{shard}: sample '{a0['__key__']}': damaged jpg member"
+    with pytest.raises(ValueError, match="^" + re.escape(expected)) as error:
+        _read(shard)
     assert "\n" not in str(error.value)
 
 
 def test_skip_and_count_handler_keeps_the_good_samples_and_counts_the_rest(tmp_path, corpus):
-    from shards.reader import SkipAndCount
-
     handler = SkipAndCount()
-    shard = _damaged_shard(tmp_path, corpus)
-    kept = [s["__key__"] for s in open_corpus(shard, split_by_node=False, split_by_worker=False, handler=handler)]
-    assert kept == ["a2"] and handler.skipped == 2
-    assert any("'a1'" in reason and "'txt'" in reason for reason in handler.reasons)
-    assert any("'a0'" in reason for reason in handler.reasons)
+    shard, (a0, a1, a2) = _damaged_shard(tmp_path, corpus)
+    assert _read(shard, handler) == [a2["__key__"]] and handler.skipped == 2
+    assert handler.reasons == [f"{shard}: sample {a0['__key__']!r}: damaged jpg member (not a JPEG); "
+                               "run `spac shards verify`",
+                               f"{shard}: sample {a1['__key__']!r}: no 'txt' member"]
 
 
-def test_skip_and_count_also_skips_an_unreadable_shard(tmp_path, corpus):
-    from shards.reader import SkipAndCount
-
+def test_skip_and_count_also_skips_an_unreadable_or_missing_shard(tmp_path, corpus):
     truncated = tmp_path / "cut-000000.tar"
     truncated.write_bytes(b"\x00garbage" * 100)
     handler = SkipAndCount()
-    urls = [str(truncated), *shard_urls(corpus[0])]
-    kept = list(open_corpus(urls, decode=False, split_by_node=False, split_by_worker=False, handler=handler))
-    assert len(kept) == SHARDS * PER_SHARD and handler.skipped >= 1
+    urls = [str(truncated), str(tmp_path / "gone-000000.tar"), *shard_urls(corpus[0])]
+    assert len(_read(urls, handler, decode=False)) == SHARDS * PER_SHARD and handler.skipped == 2
+    assert handler.reasons[0].startswith(f"{truncated}: unreadable tar at its start (")
+    assert handler.reasons[1].startswith(f"{tmp_path / 'gone-000000.tar'}: cannot open the shard (")
+
+
+@pytest.mark.parametrize("name", ["../evil.jpg", "/etc/x", "/etc/x.jpg", "a/b.jpg", "k y.jpg", "k.cls", "k",
+                                  "k.jpg.bak", ".jpg", "k.JPG", "k" * 91 + ".jpg", "k\n.jpg", "k.jpg\n"])
+def test_member_names_outside_the_sample_format_are_refused_never_yielded(tmp_path, corpus, name):
+    (good,) = _raw(corpus, 1)
+    shard = _tar_shard(tmp_path, [(name, b"x")] + _members(good))
+    with pytest.raises(ValueError, match="^" + re.escape(f"{shard}: member {name!r}: not a sample member: ")) as error:
+        _read(shard, decode=False)
+    assert "\n" not in str(error.value)
+    handler = SkipAndCount()
+    assert _read(shard, handler) == [good["__key__"]] and handler.skipped == 1
+
+
+def test_a_bad_member_inside_a_sample_drops_that_sample_once(tmp_path, corpus):
+    a0, a1, a2 = _raw(corpus)
+    link = tarfile.TarInfo(f"{a1['__key__']}.jpg")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    members = (_members(a0)[:1] + [(f"{a0['__key__']}.jpg", a0["jpg"])] + _members(a0)[1:]  # a duplicate
+               + [(link, b"")] + _members(a1)[1:] + _members(a2))
+    handler = SkipAndCount()
+    shard = _tar_shard(tmp_path, members)
+    assert _read(shard, handler) == [a2["__key__"]] and handler.skipped == 2
+    assert handler.reasons == [
+        f"{shard}: sample {a0['__key__']!r}: member '{a0['__key__']}.jpg': a second 'jpg' member",
+        f"{shard}: sample {a1['__key__']!r}: member '{a1['__key__']}.jpg': not a regular file (tar type b'2')"]
+
+
+def test_a_shard_cut_short_or_damaged_mid_way_is_reported_not_silently_ended(tmp_path, corpus):
+    a0, a1 = _raw(corpus, 2)
+    whole = open(_tar_shard(tmp_path, _members(a0) + _members(a1), "whole-000000.tar"), "rb").read()
+    second = whole.index(f"{a1['__key__']}.jpg".encode()) // 512 * 512  # a1's first header
+    cut, flipped = tmp_path / "cut-000000.tar", tmp_path / "flip-000000.tar"
+    cut.write_bytes(whole[:second])  # ends exactly after a0: no end-of-archive block
+    flipped.write_bytes(whole[:second + 100] + b"\xff" + whole[second + 101:])  # a1's header checksum breaks
+    for shard, why in ((cut, "cut short"), (flipped, "a damaged header")):
+        handler = SkipAndCount()
+        assert _read(str(shard), handler, decode=False) == [a0["__key__"]] and handler.skipped == 1
+        assert handler.reasons == [f"{shard}: unreadable tar after member '{a0['__key__']}.txt' ({why}"
+                                   + handler.reasons[0].split(why, 1)[1]]
+
+
+class _CountingStream(io.RawIOBase):
+    """A read-only stream that remembers its largest single read."""
+
+    def __init__(self, path):
+        self.file, self.largest, self.total = open(path, "rb"), 0, 0
+
+    def read(self, size=-1):
+        data = self.file.read(size)
+        self.largest, self.total = max(self.largest, len(data)), self.total + len(data)
+        return data
+
+
+def test_an_oversized_member_is_skipped_without_being_read(tmp_path, corpus):
+    (good,) = _raw(corpus, 1)
+    limit = 1 << 20
+    shard = _tar_shard(tmp_path, [("big.jpg", limit + 1), ("big.json", b"{}")] + _members(good))
+    stream = _CountingStream(shard)
+    members = list(tar_members(stream, max_member_bytes=limit))
+    assert [(m.name, m.data is None) for m in members][:2] == [("big.jpg", True), ("big.json", False)]
+    assert members[0].problem == f"{limit + 1} bytes, over the limit of {limit} bytes per member"
+    assert [m.data for m in members[2:]] == [good[m] for m in ("jpg", "json", "txt")]
+    assert stream.total == os.path.getsize(shard) and stream.largest <= 64 * 1024  # skipped in small reads
+    handler = SkipAndCount()
+    assert _read(shard, handler, max_member_bytes=limit) == [good["__key__"]]
+    assert handler.reasons == [f"{shard}: sample 'big': member 'big.jpg': {members[0].problem}"]
+    with pytest.raises(ValueError, match="max_member_bytes"):
+        open_corpus(shard, max_member_bytes=0)
+
+
+def test_peak_memory_stays_small_for_a_member_over_the_default_limit(tmp_path, corpus):
+    (good,) = _raw(corpus, 1)
+    shard = _tar_shard(tmp_path, [("huge.jpg", MAX_MEMBER_BYTES + 1)] + _members(good))  # sparse: no disk
+    handler = SkipAndCount()
+    tracemalloc.start()
+    try:
+        kept = _read(shard, handler, decode=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert kept == [good["__key__"]] and handler.skipped == 1 and "over the limit" in handler.reasons[0]
+    assert peak < 8 * 2**20  # the member is 64 MiB: it was never held in memory
+
+
+_NOT_KEYS = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=100).filter(
+    lambda key: not KEY_PATTERN.fullmatch(key))
+
+
+@settings(max_examples=40, deadline=None)
+@given(key=_NOT_KEYS)
+def test_property_a_key_outside_the_alphabet_is_refused_by_the_reader(corpus, key):
+    (good,) = _raw(corpus, 1)
+    with tempfile.TemporaryDirectory() as folder:
+        shard = write_tar(os.path.join(folder, "k-000000.tar"), _members({**good, "__key__": key}) + _members(good))
+        handler = SkipAndCount()
+        samples = list(open_corpus(shard, decode=False, split_by_node=False, split_by_worker=False, handler=handler))
+    assert [s["__key__"] for s in samples] == [good["__key__"]] and handler.skipped >= 1
+    assert all(reason.startswith(f"{shard}: ") and "\n" not in reason for reason in handler.reasons)

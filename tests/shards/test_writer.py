@@ -2,14 +2,19 @@ import json
 import os
 import random
 import subprocess
+import tempfile
 
 import fsspec
 import pyarrow.parquet as pq
 import pytest
 import webdataset
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
 
-from shards import iter_samples, shard_is_complete, verify_corpus, write_manifest, write_shard
+from shards import GROUPS, encode_image, iter_samples, shard_is_complete, verify_corpus, write_manifest, write_shard
 from shards import remote
+from shards.sample import KEY_PATTERN, canonical_record, first_text
 from tests.shards.corpus_factory import make_samples, write_corpus
 
 
@@ -119,17 +124,20 @@ def test_failure_inside_the_tar_leaves_no_file(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
-def test_stale_temporary_files_are_ignored(tmp_path):
+def test_stale_temporary_files_are_ignored_then_removed_by_the_rewrite(tmp_path):
     (tmp_path / "synthpedes-000000.tar.tmp-0123456789ab").write_bytes(b"half a tar")
     (tmp_path / "synthpedes-000000_stats.json.tmp-0123456789ab").write_bytes(b"{")
+    assert shard_is_complete(str(tmp_path), 0) is False
     samples = write_corpus(str(tmp_path), shards=1, per_shard=4)
     assert verify_corpus(str(tmp_path)) == []
     assert [s["__key__"] for s in iter_samples(str(tmp_path))] == [s["__key__"] for s in samples]
+    assert not [name for name in os.listdir(tmp_path) if remote.TEMP_MARKER in name]
 
 
 def test_memory_filesystem_round_trip():
     url = "memory://shards-test-writer"
     try:
+        fsspec.filesystem("memory").pipe("/shards-test-writer/synthpedes-000001.tar.tmp-0123456789ab", b"")  # stale
         samples = write_corpus(url, shards=2, per_shard=3)
         assert shard_is_complete(url, 1)
         assert verify_corpus(url) == []
@@ -139,3 +147,76 @@ def test_memory_filesystem_round_trip():
         assert not [p for p in fs.ls("/shards-test-writer", detail=False) if remote.TEMP_MARKER in p]
     finally:
         fsspec.filesystem("memory").rm("/shards-test-writer", recursive=True)
+
+
+def test_a_rerun_removes_its_own_shards_stale_temporaries_and_nothing_else(tmp_path, monkeypatch):
+    ours = ["synthpedes-000001.tar.tmp-0123456789ab", "synthpedes-000001.tar.tmp-", "synthpedes-000001.tar.tmp-x",
+            "synthpedes-000001.parquet.tmp-aa", "synthpedes-000001_stats.json.tmp-bb"]
+    others = ["synthpedes-000002.tar.tmp-cc", "synthpedes-000001-x-000000.tar.tmp-dd",
+              "other-000001.tar.tmp-ee", "synthpedes-000001.tar.tmpx", "notes.tmp-1", "synthpedes-000001.txt.tmp-ff",
+              "xsynthpedes-000001.tar.tmp-gg"]
+    for name in ours + others:
+        (tmp_path / name).write_bytes(b"")  # a killed run's zero-byte files, and files that are not this shard's
+    original, concurrent = webdataset.TarWriter.write, "synthpedes-000001.tar.tmp-made-meanwhile"
+
+    def another_writer_starts(self, sample):  # a second writer of the same shard, started after this one
+        (tmp_path / concurrent).write_bytes(b"")
+        return original(self, sample)
+
+    monkeypatch.setattr(webdataset.TarWriter, "write", another_writer_starts)
+    write_shard(str(tmp_path), 1, make_samples(0, 2))
+    left = set(os.listdir(tmp_path))
+    assert left == {*others, concurrent, "synthpedes-000001.tar", "synthpedes-000001.parquet",
+                    "synthpedes-000001_stats.json"}
+
+
+def test_records_the_index_or_utf_8_cannot_hold_are_refused_naming_the_key(tmp_path):
+    from tests.shards.corpus_factory import make_image, make_record
+    from shards import encode_image, make_sample
+
+    for overrides, message in (({"id": 2**63}, "field 'id': 9223372036854775808 does not fit the index"),
+                               ({"captions": ["\ud800 broken"], "styles": ["plain"]}, "not valid Unicode")):
+        sample = make_sample(make_record(0, **overrides), encode_image(make_image(0)))
+        with pytest.raises(ValueError, match=f"sample 'p00000_000000': json: .*{message}"):
+            write_shard(str(tmp_path), 0, [sample])
+        assert os.listdir(tmp_path) == []
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20).filter(str.strip)
+
+
+@st.composite
+def _written_samples(draw):
+    """Valid samples with distinct keys: any key, identity, texts, attribute phrases, confidences, image."""
+    keys = draw(st.lists(st.from_regex(KEY_PATTERN, fullmatch=True), min_size=1, max_size=4, unique=True))
+    samples = []
+    for key in keys:
+        captions = draw(st.lists(_TEXT, max_size=3))
+        record = {
+            "key": key, "id": draw(st.integers(0, 2**63 - 1)),
+            "file_path": draw(_TEXT.filter(lambda p: not p.startswith("/") and "\\" not in p)),
+            "attributes": {g: {"value": draw(_TEXT.filter(lambda v: "," not in v)),
+                               "confidence": draw(st.floats(0, 1) | st.integers(0, 1))} for g in GROUPS},
+            "captions": captions, "styles": draw(st.lists(_TEXT, min_size=len(captions), max_size=len(captions))),
+            "prompt_caption": draw(st.lists(_TEXT, min_size=0 if captions else 1, max_size=1)),
+            "source": draw(_TEXT),
+        }
+        size, colour = draw(st.tuples(st.integers(1, 64), st.integers(1, 64))), draw(st.integers(0, 2**24 - 1))
+        samples.append({"__key__": key, "jpg": encode_image(Image.new("RGB", size, colour)), "json": record})
+    return samples
+
+
+@settings(max_examples=25, deadline=None)
+@given(samples=_written_samples(), seed=st.integers(0, 2**32))
+def test_property_any_valid_samples_round_trip_and_rewrite_byte_identically(samples, seed):
+    with tempfile.TemporaryDirectory() as folder:
+        write_shard(os.path.join(folder, "a"), 0, samples)
+        shuffled = samples[:]
+        random.Random(seed).shuffle(shuffled)
+        write_shard(os.path.join(folder, "b"), 0, shuffled)
+        assert _files(os.path.join(folder, "a")) == _files(os.path.join(folder, "b"))
+        read = list(iter_samples(os.path.join(folder, "a", "synthpedes-000000.tar")))
+    expected = sorted(samples, key=lambda s: s["__key__"])
+    assert [s["__key__"] for s in read] == [s["__key__"] for s in expected]
+    assert [s["json"] for s in read] == [canonical_record(s["json"]) for s in expected]
+    assert [s["txt"] for s in read] == [first_text(s["json"]) for s in expected]
