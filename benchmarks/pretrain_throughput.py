@@ -15,11 +15,12 @@ from types import SimpleNamespace
 
 import torch
 
-from plip import distributed
 from plip.losses import PLIPLoss
 from plip.masking import mask_batch
-from plip.pretrain import Training, build_model, build_optimizer, freeze_text_layers, train_step
-from plip.schedule import warmup_step_decay
+from plip.programs import distributed
+from plip.programs.pretrain import Training, build_model, train_step
+from plip.programs.schedule import warmup_step_decay
+from plip.programs.training import build_optimizer, freeze_text_layers
 
 CAPTIONS = ("A woman with long black hair wears a red t-shirt, blue jeans and white sneakers.",
             "The man in a grey coat and black trousers carries a black backpack.")
@@ -43,7 +44,7 @@ def samples_per_second(preset: str, batch_size: int, steps: int, precision: str)
     optimizer = build_optimizer(model, 2e-3, 0.1, 0.01)
     training = Training(model, model, PLIPLoss.from_config(model.config), optimizer,
                         warmup_step_decay(optimizer, 0, []), torch.amp.GradScaler("cpu", enabled=False),
-                        distributed.Context(), "cpu")
+                        distributed.Context(), torch.device("cpu"))
     batch = synthetic_batch(model, batch_size, seed=0)
     model.train()
     train_step(training, batch, precision, 5.0)  # warm-up

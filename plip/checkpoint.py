@@ -1,5 +1,6 @@
 """Checkpoints: the released ``PLIP_MRN50.pth.tar`` format (read and write) and our own resumable
-directory (``model.safetensors`` + ``config.json`` + ``tokenizer/`` [+ ``optimizer.pt`` + ``trainer_state.json``]).
+directory (``model.safetensors`` + ``config.json`` + ``tokenizer/`` [+ ``optimizer.pt`` + ``trainer_state.json``]);
+:func:`load_checkpoint_model` reads either.
 
 The released file is a torch pickle of ``{"ImgEncoder_state_dict": ..., "TxtEncoder_state_dict": ...}``;
 text keys are ``encoder.`` + a BertModel state dict. Keys that are non-persistent buffers of our modules
@@ -23,7 +24,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from plip.config import PLIPConfig
+from plip.config import MINILM, PLIPConfig
+from plip.factory import create_model, get_config
 from plip.model import PLIPModel
 
 IMAGE_KEY = "ImgEncoder_state_dict"
@@ -207,3 +209,24 @@ def load_training_state(directory: str | Path, optimizer: torch.optim.Optimizer 
     if optimizer is not None:
         optimizer.load_state_dict(torch.load(_require(directory / OPTIMIZER_FILE), map_location="cpu", weights_only=True))
     return TrainerState(**state)
+
+
+def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu", preset: str = "RN50",
+                          tokenizer: str | None = None) -> PLIPModel:
+    """Our checkpoint directory (or its ``model.safetensors``) or a released-format torch file (``*.pth.tar``).
+
+    A released file holds only encoder weights: the architecture comes from the preset ``preset`` (TIC / IAP
+    heads left out), the text encoder is built empty when the preset describes it, and the tokenizer is
+    ``tokenizer`` (default: the bundled MiniLM's, the bert-base-uncased WordPiece vocabulary).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir() or path.suffix == ".safetensors":
+        return load_model(path if path.is_dir() else path.parent, device)
+    text: dict[str, Any] = {"tokenizer": tokenizer or MINILM}
+    if get_config(preset).text.bert:
+        text["pretrained"] = False  # every text weight comes from the file
+    model = create_model(preset, text=text, tic={"weight": 0}, iap={"weight": 0})
+    load_released(model, path)
+    return model.to(device).eval()

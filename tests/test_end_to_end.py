@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plip.pretrain import cli_main
+from plip.programs.pretrain import main
 from shards import iter_samples
-from spac.cli.support import run_main
 from spac.render import render_dataset
 
 pytestmark = pytest.mark.end_to_end
@@ -57,7 +56,7 @@ def test_pretraining_on_rendered_people_retrieves_held_out_identities_far_above_
             "--ids-per-batch", "8", "--images-per-id", "2", "--steps-per-epoch", "18", "--max-steps", "60",
             "--lr", "1e-3", "--warmup-epochs", "0.2", "--milestones", "100", "--shuffle-buffer", "200",
             "--threads", "2", "--log-every", "6", "--eval-shards", str(held_out), "--quiet"]
-    assert run_main("pretrain", cli_main, argv) == 0
+    assert main(argv) == 0
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     result = [line for line in lines if line["kind"] == "eval"][-1]
     gallery_ids = Counter(sample["json"]["id"] for sample in iter_samples(str(held_out)))

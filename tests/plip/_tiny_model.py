@@ -6,7 +6,8 @@ from typing import Any, Iterator
 import pytest
 import torch
 
-from plip.config import MINILM, _merge, create_model
+from plip.config import MINILM
+from plip.factory import create_model, merge_overrides
 from plip.model import PLIPModel
 
 TINY_BERT = {
@@ -27,7 +28,7 @@ TINY_OVERRIDES: dict[str, Any] = {
 
 def tiny_model(seed: int = 0, preset: str = "RN-tiny", **overrides: Any) -> PLIPModel:
     torch.manual_seed(seed)
-    return create_model(preset, **_merge(TINY_OVERRIDES, overrides))
+    return create_model(preset, **merge_overrides(TINY_OVERRIDES, overrides))
 
 
 @pytest.fixture(autouse=True, scope="module")

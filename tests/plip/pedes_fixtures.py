@@ -1,10 +1,16 @@
-"""Tiny made-up CUHK-PEDES style datasets for the plip tests: one flat colour per identity."""
+"""Tiny made-up CUHK-PEDES style datasets for the plip tests: one flat colour per identity, and a fake
+retrieval model that sees only colours."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
+import torch
 from PIL import Image
+from torch import nn
+
+from plip.transforms import EVAL_MEAN, EVAL_STD
 
 COLOURS = {0: (200, 30, 30), 1: (30, 200, 30), 2: (30, 30, 200), 3: (200, 200, 30), 4: (30, 200, 200),
            5: (200, 30, 200)}
@@ -31,3 +37,37 @@ def write_dataset(root: Path, entries: list[dict], json_name: str = "reid_raw.js
     root.mkdir(parents=True, exist_ok=True)
     (root / json_name).write_text(json.dumps(entries), encoding="utf-8")
     return root / json_name
+
+
+def dataset_fixture(splits: dict[int, str]):
+    """A module-scoped fixture: a CUHK-PEDES folder of ``make_entries(splits)`` with its images."""
+    @pytest.fixture(scope="module")
+    def dataset(tmp_path_factory) -> Path:
+        root = tmp_path_factory.mktemp("CUHK-PEDES")
+        write_dataset(root, make_entries(splits))
+        return root
+
+    return dataset
+
+
+class ColourModel(nn.Module):
+    """A fake encoder: an image is its mean colour, a caption the colour it names (or black when none)."""
+
+    def __init__(self, mislabel: dict[str, str] | None = None):
+        super().__init__()
+        self.mislabel = mislabel or {}
+        self.index = {name: i for i, name in NAMES.items()}
+
+    def tokenize(self, texts):
+        ids = []
+        for text in texts:
+            words = [self.mislabel.get(w, w) for w in text.split() if w in self.index]
+            ids.append([self.index[words[0]]])
+        return {"input_ids": torch.tensor(ids), "attention_mask": torch.ones(len(ids), 1, dtype=torch.long)}
+
+    def encode_text(self, input_ids, attention_mask):
+        return torch.tensor([COLOURS[int(i)] for i in input_ids[:, 0]], dtype=torch.float32) / 255
+
+    def encode_image(self, images):
+        std, mean = torch.tensor(EVAL_STD).view(1, 3), torch.tensor(EVAL_MEAN).view(1, 3)
+        return images.mean(dim=(2, 3)) * std + mean

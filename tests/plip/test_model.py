@@ -4,7 +4,8 @@ import re
 import pytest
 import torch
 
-from plip.config import VisionConfig, create_model, get_config, list_models
+from plip.config import VisionConfig
+from plip.factory import create_model, get_config
 from plip.image_encoder import ModifiedResNet
 from plip.losses import PLIPLoss
 from plip.masking import mask_batch
@@ -46,22 +47,6 @@ def test_image_encoder_returns_embedding_and_four_stage_maps() -> None:
     assert [tuple(f.shape) for f in out.features] == [(2, c, 64 // s, 32 // s) for c, s in zip(encoder.stage_channels, (4, 8, 16, 32))]
     with pytest.raises(ValueError, match="positional embedding of 2 positions"):
         encoder(torch.randn(1, 3, 128, 64))
-
-
-def test_presets_and_overrides() -> None:
-    assert {"RN50", "RN50-MiniLM", "RN-tiny"} <= set(list_models())
-    rn50 = get_config("RN50")
-    assert rn50.vision.layers == (3, 4, 6, 3) and rn50.text.pooling == "pooler" and rn50.text.max_length == 64
-    assert (rn50.ivlc_weight, rn50.tic.weight, rn50.iap.weight) == (1.0, 0.02, 0.1)
-    assert get_config("RN-tiny").text.pooling == "mean"
-    tweaked = get_config("RN50", vision={"output_dim": 512}, tic={"weight": 0})
-    assert tweaked.vision.output_dim == 512 and tweaked.vision.width == 64 and tweaked.tic.weight == 0
-    with pytest.raises(ValueError, match="unknown PLIP model 'RN51'"):
-        get_config("RN51")
-    with pytest.raises(ValueError, match=r"config.vision: unknown key\(s\) \['depth'\]"):
-        get_config("RN50", vision={"depth": 3})
-    with pytest.raises(ValueError, match="multiples of 32"):
-        get_config("RN50", vision={"image_size": [250, 128]})
 
 
 def test_text_pooling_projection_and_padding_independence() -> None:

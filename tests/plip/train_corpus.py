@@ -5,14 +5,15 @@ ground-truth attributes (``spac.captioner`` texts), so these tests do not depend
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from PIL import Image
 from transformers import BertConfig, BertModel
 
-from plip.text_encoder import load_tokenizer
 from plip.config import MINILM, TextConfig
-from shards import GROUPS, encode_image, make_sample, write_manifest, write_shard
+from plip.text_encoder import load_tokenizer
+from shards import GROUPS, encode_image, make_sample, open_corpus, shard_urls, write_manifest, write_shard
 from spac.captioner import caption
 from spac.render import render_dataset
 from tests.plip._tiny_model import TINY_BERT
@@ -46,6 +47,21 @@ def write_rendered_corpus(folder: Path, identities: int, images_per_identity: in
         write_shard(str(folder), index, samples[index * per_shard:(index + 1) * per_shard])
     write_manifest(str(folder))
     return folder
+
+
+def write_damaged_copy(source: Path, folder: Path) -> str:
+    """Copy the corpus at ``source`` into ``folder`` with the jpg of shard 0's first sample cut in half (a
+    truncated JPEG: its header still reads, its pixels do not); return that sample's key."""
+    damaged = None
+    for index, url in enumerate(shard_urls(str(source))):
+        raw = open_corpus(url, decode=False, split_by_node=False, split_by_worker=False)
+        samples = [{"__key__": s["__key__"], "jpg": s["jpg"], "json": json.loads(s["json"])} for s in raw]
+        if index == 0:  # the shard keeps its samples in key order: this one is read first
+            damaged = samples[0]["__key__"]
+            samples[0]["jpg"] = samples[0]["jpg"][: len(samples[0]["jpg"]) // 2]
+        write_shard(str(folder), index, samples)
+    write_manifest(str(folder))
+    return damaged
 
 
 def write_tiny_text_model(folder: Path, seed: int = 0) -> Path:

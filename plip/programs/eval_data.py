@@ -1,4 +1,5 @@
-"""Evaluation data: dataset JSON files, the released evaluation transform, query and gallery sets, loaders.
+"""Evaluation data: dataset JSON files, and the query sets and galleries (``plip.retrieval``) of their splits
+and of held-out identities of our shards.
 
 CUHK-PEDES (`reid_raw.json`) and ICFG-PEDES (`ICFG_PEDES.json`) are JSON lists of
 ``{split, captions, file_path, processed_tokens, id}`` with images under ``<root>/imgs/<file_path>``;
@@ -11,19 +12,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Container, Iterator, Sequence
+from typing import Any, Container, Sequence
 
-import torch
-from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from PIL import Image
 
-from spac.predictor import SYNTH_PEDES_MEAN, SYNTH_PEDES_STD
+import shards
+from plip.retrieval import Gallery, QuerySet
+from plip.transforms import EVAL_HEIGHT, EVAL_WIDTH
 
 DATASET_JSON = {"CUHK-PEDES": "reid_raw.json", "ICFG-PEDES": "ICFG_PEDES.json"}
 SPLITS = ("train", "test", "valid")
-EVAL_HEIGHT, EVAL_WIDTH = 256, 128
-# The released model normalises with SYNTH-PEDES statistics; the attribute predictor uses the same ones.
-EVAL_MEAN, EVAL_STD = SYNTH_PEDES_MEAN, SYNTH_PEDES_STD
 
 
 class DatasetFormatError(ValueError):
@@ -93,85 +91,6 @@ def read_dataset_json(path: str | Path, require_split: bool = True) -> list[dict
     except UnicodeDecodeError:
         raise DatasetFormatError(f"{path}: not UTF-8 text") from None
     return validate_entries(document, str(path), require_split)
-
-
-_MEAN = torch.tensor(EVAL_MEAN).view(3, 1, 1)
-_STD = torch.tensor(EVAL_STD).view(3, 1, 1)
-
-
-def normalised_tensor(image: Image.Image, size: tuple[int, int], flip: bool = False) -> torch.Tensor:
-    """RGB image -> [3, H, W] tensor: bicubic resize to ``size`` (H, W), optional horizontal flip, scaled to
-    [0, 1] and normalised with the SYNTH-PEDES mean / std. Training (with flips) and evaluation share it."""
-    height, width = size
-    rgb = image.convert("RGB")
-    if rgb.size != (width, height):
-        rgb = rgb.resize((width, height), Image.Resampling.BICUBIC)
-    if flip:
-        rgb = rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(height, width, 3)
-    return (pixels.permute(2, 0, 1).float().div_(255.0) - _MEAN) / _STD
-
-
-def eval_transform(image: Image.Image) -> torch.Tensor:
-    """The released evaluation transform: RGB, bicubic resize to 256x128, [0, 1] tensor, normalised."""
-    return normalised_tensor(image, (EVAL_HEIGHT, EVAL_WIDTH))
-
-
-@dataclass(frozen=True)
-class QuerySet:
-    """Text queries: one caption and its identity per query."""
-
-    texts: tuple[str, ...]
-    ids: tuple[int, ...]
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-
-@dataclass(frozen=True)
-class Gallery:
-    """Unique gallery images: each a file path or an in-memory PIL image, with its identity and key."""
-
-    images: tuple[Path | Image.Image, ...]
-    ids: tuple[int, ...]
-    keys: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def load(self, index: int) -> Image.Image:
-        image = self.images[index]
-        if isinstance(image, Image.Image):
-            return image
-        try:
-            with Image.open(image) as opened:
-                return opened.convert("RGB")
-        except (OSError, UnidentifiedImageError) as exc:
-            raise DatasetFormatError(f"cannot read image {image}: {exc}") from None
-
-
-class GalleryDataset(Dataset):
-    """Gallery images through the evaluation transform, for a torch DataLoader."""
-
-    def __init__(self, gallery: Gallery):
-        self.gallery = gallery
-
-    def __len__(self) -> int:
-        return len(self.gallery)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return eval_transform(self.gallery.load(index))
-
-
-def gallery_loader(gallery: Gallery, batch_size: int, num_workers: int = 0) -> DataLoader:
-    """Batches of [B, 3, 256, 128] gallery tensors in gallery order."""
-    return DataLoader(GalleryDataset(gallery), batch_size=batch_size, shuffle=False, num_workers=num_workers)
-
-
-def text_batches(queries: QuerySet, batch_size: int) -> Iterator[list[str]]:
-    """Query captions in order, ``batch_size`` at a time."""
-    for start in range(0, len(queries), batch_size):
-        yield list(queries.texts[start:start + batch_size])
 
 
 def eval_set_from_entries(entries: Sequence[dict[str, Any]], images_root: str | Path, source: str = "dataset",
@@ -268,8 +187,6 @@ def eval_set_from_shards(source: str | Sequence[str], identities: Container[int]
     images are kept in memory already resized to 256x128 (the transform's own first step, so the result is
     the same), which bounds memory at ~100 KB per image.
     """
-    import shards  # only needed for our own corpus
-
     texts: list[str] = []
     query_ids: list[int] = []
     images: list[Image.Image] = []

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from plip.dataset_split import cli_main, split_by_identity
-from spac.cli.support import run_main
+from plip.programs.dataset_split import main, split_by_identity
 from tests.plip.pedes_fixtures import make_entries
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _write(path: Path, entries) -> Path:
@@ -22,7 +21,7 @@ def _write(path: Path, entries) -> Path:
 def test_no_arguments_splits_the_default_datasets_from_cwd(tmp_path, monkeypatch, capsys):
     _write(tmp_path / "data/CUHK-PEDES/reid_raw.json", make_entries({0: "train", 1: "train", 2: "test", 3: "val"}))
     monkeypatch.chdir(tmp_path)
-    assert cli_main([]) == 0
+    assert main([]) == 0
     folder = tmp_path / "data/CUHK-PEDES"
     assert sorted(p.name for p in folder.iterdir()) == ["CUHK-PEDES-test.json", "CUHK-PEDES-train.json",
                                                         "CUHK-PEDES-valid.json", "reid_raw.json"]
@@ -39,9 +38,9 @@ def test_output_is_deterministic_and_keeps_entries_unchanged(tmp_path, monkeypat
     _write(tmp_path / "data/ICFG-PEDES/ICFG_PEDES.json", entries)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "data/ICFG-PEDES/ICFG-PEDES-test.json"
-    cli_main(["--quiet"])
+    main(["--quiet"])
     first = out.read_bytes()
-    cli_main(["--quiet"])
+    main(["--quiet"])
     assert out.read_bytes() == first
     assert json.loads(first) == entries[:2]
 
@@ -52,7 +51,7 @@ def test_file_without_split_is_split_by_identity(tmp_path, capsys):
         del entry["split"]
     source = _write(tmp_path / "SYNTH-PEDES/synthpedes_dataset.json", entries)
     args = ["--input", str(source), "--test-fraction", "0.34", "--valid-fraction", "0.17", "--seed", "3"]
-    assert cli_main(args) == 0
+    assert main(args) == 0
     splits = {s: json.loads((source.parent / f"SYNTH-PEDES-{s}.json").read_text()) for s in ("train", "test", "valid")}
     ids = {s: {e["id"] for e in entries} for s, entries in splits.items()}
     assert (len(ids["test"]), len(ids["valid"]), len(ids["train"])) == (2, 1, 3)
@@ -78,7 +77,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, content
     (tmp_path / "data/CUHK-PEDES").mkdir(parents=True)
     (tmp_path / "data/CUHK-PEDES/reid_raw.json").write_text(content)
     monkeypatch.chdir(tmp_path)
-    assert run_main("spac dataset-split", cli_main, args) == 2
+    assert main(args) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.strip().splitlines()

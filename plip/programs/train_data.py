@@ -3,16 +3,22 @@
 Stages, per rank and DataLoader worker: ``shards.open_corpus`` (undecoded, seeded shuffle buffer,
 repeated pass after pass so every rank gets its fixed number of batches) -> records parsed ->
 :func:`group_by_identity` (P identities x K images per batch, bounded buffer) -> :func:`collate`
-(decode, resize, random flip, normalise with ``plip.eval_data.normalised_tensor``; one random text per sample; tokens and IAP masks).
+(decode, resize, random flip, normalise with ``plip.transforms.train_transform``; one random text per sample;
+tokens and IAP masks).
 
 Every random choice of batch ``i`` of epoch ``e`` on rank ``r`` comes from its own generator seeded by
-``(seed, e, r, i)``, and the sample order from seeds of ``(seed, e, worker, pass)``: a batch is the
+``(seed, e, r, i)``, and the sample order from seeds of ``(seed, e, pass)``: a batch is the
 same whatever happened before it, so a resumed run recreates the stream and skips the consumed
 batches (skipped batches are grouped but never decoded).
+
+A damaged sample (unreadable record or image, or a damaged shard) goes to the stream's webdataset-style
+handler (``BatchSpec.skip_bad_samples``): by default it stops training with a one-line error naming the
+sample; skipping drops it before grouping (a batch keeps its P x K samples, which costs one extra image
+decode per sample) and each batch carries ``skipped_samples``, the samples its worker dropped since its
+previous batch, so the count reaches the training process from DataLoader workers too.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 import json
@@ -26,16 +32,13 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from transformers import PreTrainedTokenizerBase
 
 import shards
-from plip.eval_data import normalised_tensor, sample_texts
 from plip.masking import mask_batch
+from plip.programs.eval_data import sample_texts
+from plip.transforms import train_transform
+from shards.reader import Handler, SkipAndCount, reraise
+from spac.digests import stable_int
 
 Sample = dict[str, Any]  # {"key": str, "record": dict, "jpg": bytes}
-
-
-def derive_seed(*parts: Any) -> int:
-    """A stable 63-bit seed from the parts (independent of Python's hash randomisation)."""
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
 
 
 # --- grouping ------------------------------------------------------------------------------------
@@ -120,13 +123,22 @@ class BatchSpec:
     seed: int = 0
     rank: int = 0
     masking: bool = True  # build mlm_input_ids / mlm_labels for IAP
+    skip_bad_samples: bool = False  # skip and count damaged samples instead of stopping
+
+
+def decode_image(sample: Sample) -> Image.Image:
+    """The sample's image, decoded now; ValueError naming the sample when its jpg is damaged."""
+    try:
+        image = Image.open(io.BytesIO(sample["jpg"]))
+        image.load()  # a truncated JPEG fails only when decoded
+    except OSError as exc:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+        raise ValueError(f"sample {sample['key']!r}: damaged jpg member ({exc}); run `spac shards verify`") from None
+    return image
 
 
 def collate(samples: list[Sample], spec: BatchSpec, rng: random.Random, progress: float) -> dict[str, torch.Tensor]:
     """Decoded, transformed images + one tokenized text per sample (+ IAP masks at ``progress``)."""
-    images = torch.stack([
-        normalised_tensor(Image.open(io.BytesIO(s["jpg"])), spec.image_size, flip=rng.random() < 0.5) for s in samples
-    ])
+    images = torch.stack([train_transform(decode_image(s), spec.image_size, rng.random() < 0.5) for s in samples])
     texts = [pick_text(s["record"], rng) for s in samples]
     if spec.masking:
         tokens = mask_batch(texts, spec.tokenizer, progress, rng, max_length=spec.max_length)
@@ -138,18 +150,36 @@ def collate(samples: list[Sample], spec: BatchSpec, rng: random.Random, progress
     return {"images": images, "identity_ids": identity_ids, **tokens}
 
 
-def _parsed(raw: Iterable[dict[str, Any]]) -> Iterator[Sample]:
-    for sample in raw:
-        yield {"key": sample["__key__"], "record": json.loads(sample["json"]), "jpg": sample["jpg"]}
+def _record(raw: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return json.loads(raw["json"])
+    except ValueError as exc:  # JSON and UTF-8 errors
+        raise ValueError(f"sample {raw['__key__']!r}: damaged json member ({exc})") from None
 
 
-def _endless_samples(spec: BatchSpec, epoch: int, worker: int) -> Iterator[Sample]:
+def _parsed(raw: Iterable[dict[str, Any]], handler: Handler, check_images: bool) -> Iterator[Sample]:
+    """Raw samples with their record parsed (and their image test-decoded when ``check_images``); a damaged
+    one goes to ``handler`` (webdataset's convention: it raises, or returns True to skip, False to stop)."""
+    for raw_sample in raw:
+        try:
+            sample = {"key": raw_sample["__key__"], "record": _record(raw_sample), "jpg": raw_sample["jpg"]}
+            if check_images:
+                decode_image(sample)
+        except ValueError as exc:
+            if handler(exc):
+                continue
+            return
+        yield sample
+
+
+def _endless_samples(spec: BatchSpec, epoch: int, worker: int, handler: Handler) -> Iterator[Sample]:
     """This rank's and worker's shards, pass after pass, each pass in a new seeded order."""
     for repeat in itertools.count():
+        # One seed for every rank and worker: each permutes the shard list alike, so their splits stay disjoint.
         pipeline = shards.open_corpus(spec.source, shuffle=spec.shuffle, shard_shuffle=True, decode=False,
-                                      seed=derive_seed(spec.seed, "stream", epoch, worker, repeat))
+                                      seed=stable_int(spec.seed, "stream", epoch, repeat), handler=handler)
         count = 0
-        for sample in _parsed(pipeline):
+        for sample in _parsed(pipeline, handler, check_images=spec.skip_bad_samples):
             count += 1
             yield sample
         if count == 0:
@@ -160,8 +190,8 @@ def _endless_samples(spec: BatchSpec, epoch: int, worker: int) -> Iterator[Sampl
 class IdentityBatches(IterableDataset):
     """One epoch of training batches from ``start`` on: ``steps_per_epoch - start`` dicts of tensors.
 
-    Each dict also carries ``batch_index``. With N DataLoader workers, worker w makes the batches whose
-    index is w modulo N from its own shards; :func:`in_order` restores the order.
+    Each dict also carries ``batch_index`` and ``skipped_samples``. With N DataLoader workers, worker w makes
+    the batches whose index is w modulo N from its own shards; :func:`in_order` restores the order.
     """
 
     def __init__(self, spec: BatchSpec, epoch: int, start: int = 0) -> None:
@@ -174,14 +204,19 @@ class IdentityBatches(IterableDataset):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         spec = self.spec
-        groups = group_by_identity(_endless_samples(spec, self.epoch, worker), spec.ids_per_batch,
-                                   spec.images_per_id, spec.group_buffer)
+        # The counter lives in this (worker) process: each batch carries its share of the count.
+        counter = SkipAndCount() if spec.skip_bad_samples else None
+        groups = group_by_identity(_endless_samples(spec, self.epoch, worker, counter or reraise),
+                                   spec.ids_per_batch, spec.images_per_id, spec.group_buffer)
+        counted = 0
         for index, samples in zip(range(worker, spec.steps_per_epoch, workers), groups):
-            if index < self.start:
+            skipped = (counter.skipped if counter else 0) - counted
+            counted += skipped
+            if index < self.start:  # consumed before a resume: its skips are in the checkpoint's count
                 continue
-            rng = random.Random(derive_seed(spec.seed, "batch", self.epoch, spec.rank, index))
+            rng = random.Random(stable_int(spec.seed, "batch", self.epoch, spec.rank, index))
             progress = (self.epoch * spec.steps_per_epoch + index) / max(spec.total_steps, 1)
-            yield {**collate(samples, spec, rng, progress), "batch_index": index}
+            yield {**collate(samples, spec, rng, progress), "batch_index": index, "skipped_samples": skipped}
 
 
 def in_order(batches: Iterable[dict[str, Any]], start: int) -> Iterator[dict[str, Any]]:
@@ -206,17 +241,18 @@ def train_batches(spec: BatchSpec, epoch: int, start: int = 0, workers: int = 0,
     # An explicit generator keeps the DataLoader from drawing its base seed from torch's global RNG,
     # which dropout also uses: a resumed run must not see a different global RNG stream.
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                        generator=torch.Generator().manual_seed(derive_seed(spec.seed, "loader", epoch)))
+                        generator=torch.Generator().manual_seed(stable_int(spec.seed, "loader", epoch)))
     return in_order(loader, start)
 
 
-def count_samples(source: str | Sequence[str]) -> int:
-    """Samples in the corpus: the folder's manifest total, else one pass over the shards' records."""
+def count_samples(source: str | Sequence[str], handler: Handler = reraise) -> int:
+    """Samples in the corpus: the folder's manifest total, else one pass over the shards' records (a damaged
+    shard goes to ``handler``)."""
     if isinstance(source, str):
         manifest = _manifest_of(source)
         if manifest is not None:
             return int(manifest["totals"]["samples"])
-    pipeline = shards.open_corpus(source, decode=False, split_by_node=False, split_by_worker=False)
+    pipeline = shards.open_corpus(source, decode=False, split_by_node=False, split_by_worker=False, handler=handler)
     return sum(1 for _ in pipeline)
 
 

@@ -2,12 +2,12 @@ import json
 
 import pytest
 import shards
-import torch
 from PIL import Image
 
-from plip.eval_data import (EVAL_MEAN, EVAL_STD, DatasetFormatError, eval_set_from_shards, eval_transform,
-                            gallery_loader, load_eval_split, parse_identities, read_dataset_json, text_batches)
-from tests.plip.pedes_fixtures import COLOURS, make_entries, write_dataset
+from plip.programs.eval_data import (DatasetFormatError, eval_set_from_shards, load_eval_split, parse_identities,
+                                     read_dataset_json)
+from plip.retrieval import evaluate
+from tests.plip.pedes_fixtures import COLOURS, NAMES, ColourModel, make_entries, write_dataset
 
 SPLITS = {0: "train", 1: "test", 2: "test", 3: "val"}
 
@@ -60,27 +60,6 @@ def test_split_is_optional_only_when_not_required(tmp_path):
         read_dataset_json(path)
 
 
-def test_eval_transform_shape_and_normalisation():
-    tensor = eval_transform(Image.new("RGB", (40, 90), (255, 0, 51)).convert("L").convert("RGB"))
-    assert tensor.shape == (3, 256, 128)
-    grey = Image.new("RGB", (40, 90), (255, 0, 51)).convert("L").getpixel((0, 0)) / 255
-    expected = [(grey - m) / s for m, s in zip(EVAL_MEAN, EVAL_STD)]
-    assert tensor[:, 100, 50].tolist() == pytest.approx(expected, abs=1e-6)
-
-
-def test_eval_transform_resizes_bicubic_to_256x128():
-    gradient = Image.linear_gradient("L").resize((37, 61)).convert("RGB")
-    red = eval_transform(gradient)[0] * EVAL_STD[0] + EVAL_MEAN[0]
-
-    def as_tensor(image):
-        return torch.tensor(list(image.getchannel(0).tobytes()), dtype=torch.float32).view(256, 128) / 255
-
-    bicubic = as_tensor(gradient.resize((128, 256), Image.Resampling.BICUBIC))
-    bilinear = as_tensor(gradient.resize((128, 256), Image.Resampling.BILINEAR))
-    assert torch.allclose(red, bicubic, atol=1e-5)
-    assert not torch.allclose(red, bilinear, atol=1e-5)
-
-
 def test_test_split_from_the_raw_file(tmp_path):
     write_dataset(tmp_path, make_entries(SPLITS))
     queries, gallery = load_eval_split("CUHK-PEDES", tmp_path, "test")
@@ -120,16 +99,6 @@ def test_unknown_dataset_split_or_missing_file(tmp_path):
         load_eval_split("ICFG-PEDES", tmp_path)
 
 
-def test_loaders_batch_in_order(tmp_path):
-    write_dataset(tmp_path, make_entries(SPLITS))
-    queries, gallery = load_eval_split("CUHK-PEDES", tmp_path, "test")
-    batches = list(gallery_loader(gallery, batch_size=3))
-    assert [b.shape[0] for b in batches] == [3, 1]
-    blue = torch.tensor([(c / 255 - m) / s for c, m, s in zip(COLOURS[2], EVAL_MEAN, EVAL_STD)])
-    assert torch.allclose(batches[1][0, :, 10, 10], blue, atol=0.1)  # JPEG shifts colours a little
-    assert [len(b) for b in text_batches(queries, 5)] == [5, 3]
-
-
 def test_parse_identities():
     selection = parse_identities("3-5, 9")
     assert [i in selection for i in (2, 3, 5, 6, 9)] == [False, True, True, False, True]
@@ -153,3 +122,23 @@ def test_shard_eval_set_keeps_selected_identities_and_all_texts(monkeypatch):
     assert gallery.keys == ("k2", "k3") and gallery.load(0).size == (128, 256)
     with pytest.raises(DatasetFormatError, match="no samples with the selected identities"):
         eval_set_from_shards("corpus-{000000..000001}.tar", parse_identities("7"))
+
+
+def test_held_out_identities_of_real_shards(tmp_path):
+    from shards import GROUPS, encode_image, make_sample, write_shard
+
+    samples = []
+    for identity in range(4):
+        for n in range(2):
+            name = NAMES[identity]
+            record = {"key": f"p{identity}_{n}", "id": identity, "file_path": f"Part1/{identity}/{n}.jpg",
+                      "attributes": {g: {"value": "unknown", "confidence": 0.5} for g in GROUPS},
+                      "captions": [f"a {name} coat", f"dressed in {name}"], "styles": ["a", "b"],
+                      "prompt_caption": [f"the person wears {name}"], "source": f"raw/{identity}_{n}.png"}
+            samples.append(make_sample(record, encode_image(Image.new("RGB", (32, 64), COLOURS[identity]))))
+    write_shard(str(tmp_path), 0, samples[:4])
+    write_shard(str(tmp_path), 1, samples[4:])
+    queries, gallery = eval_set_from_shards(str(tmp_path), parse_identities("1-2"))
+    assert sorted(set(gallery.ids)) == [1, 2] and len(gallery) == 4 and len(queries) == 12
+    metrics = evaluate(ColourModel(), queries, gallery, batch_size=3)
+    assert (metrics["R@1"], metrics["mAP"], metrics["queries"]) == (100.0, 100.0, 12)

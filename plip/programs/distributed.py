@@ -25,16 +25,16 @@ class Context:
         return self.world_size > 1
 
 
-def setup(device: str) -> Context:
+def setup(device: torch.device) -> Context:
     """Join the process group when launched with WORLD_SIZE > 1; pick this rank's GPU on CUDA."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Context()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
+    if device.type == "cuda":
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return Context(rank, world_size, local_rank)
 
 
@@ -57,8 +57,8 @@ def gather(context: Context, value: Any) -> list[Any]:
     return values
 
 
-def mean_over_ranks(context: Context, values: dict[str, float]) -> dict[str, float]:
-    """Average logged numbers over ranks (a no-op in a single process)."""
+def sum_over_ranks(context: Context, values: dict[str, float]) -> dict[str, float]:
+    """Sum logged numbers over ranks (a no-op in a single process)."""
     if not context.distributed:
         return values
     names = sorted(values)
@@ -66,4 +66,11 @@ def mean_over_ranks(context: Context, values: dict[str, float]) -> dict[str, flo
     if dist.get_backend() == "nccl":
         tensor = tensor.cuda()
     dist.all_reduce(tensor)
-    return {name: float(v) / context.world_size for name, v in zip(names, tensor.tolist())}
+    return {name: float(v) for name, v in zip(names, tensor.tolist())}
+
+
+def mean_over_ranks(context: Context, values: dict[str, float]) -> dict[str, float]:
+    """Average logged numbers over ranks (a no-op in a single process)."""
+    if not context.distributed:
+        return values
+    return {name: value / context.world_size for name, value in sum_over_ranks(context, values).items()}

@@ -1,67 +1,32 @@
 import json
-import math
 import shutil
-from collections import Counter
 from pathlib import Path
 
 import pytest
 import safetensors.torch
 import torch
 
-from plip import finetune, zero_shot
-from plip.checkpoint import load_training_state, save_checkpoint
-from plip.cmpc import IdentityClassifier, cmpc_loss
-from plip.finetune import CLASSIFIER_FILE, FineTuning, cli_main, train_step
-from plip.finetune_data import PairDataset, collate_pairs, epoch_plan, load_train_entries, train_pairs
-from plip.pretrain import build_optimizer
-from plip.schedule import warmup_step_decay
-from spac.cli.support import run_main
+from plip.checkpoint import load_checkpoint_model, load_training_state, save_checkpoint
+from plip.cmpc import IdentityClassifier
+from plip.programs import finetune, zero_shot
+from plip.programs.finetune import CLASSIFIER_FILE, FineTuning, main, train_step
+from plip.programs.finetune_data import PairDataset, collate_pairs, load_train_entries, train_pairs
+from plip.programs.schedule import warmup_step_decay
+from plip.programs.training import build_optimizer
 from tests.plip._tiny_model import single_thread, tiny_model  # noqa: F401  (autouse fixture)
-from tests.plip.pedes_fixtures import make_entries, write_dataset
+from tests.plip.pedes_fixtures import dataset_fixture, make_entries
+from tests.plip.programs._exit import exit_code
 
 SPLITS = {0: "train", 1: "train", 2: "train", 3: "train", 4: "test", 5: "val"}
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("CUHK-PEDES")
-    write_dataset(root, make_entries(SPLITS))
-    return root
+dataset = dataset_fixture(SPLITS)
 
 
 @pytest.fixture(scope="module")
 def start_checkpoint(tmp_path_factory):
     """A tiny pre-trained-format checkpoint at the evaluation's 256x128, TIC / IAP heads included."""
     return save_checkpoint(tmp_path_factory.mktemp("start") / "ckpt", tiny_model(vision={"image_size": [256, 128]}))
-
-
-def test_cmpc_on_a_hand_checked_case():
-    image = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
-    text = torch.tensor([[1.0, 1.0], [0.0, -1.0]])
-    weights = torch.tensor([[3.0, 0.0], [0.0, 0.5]])  # rows normalise to the unit axes
-    labels = torch.tensor([0, 1])
-    # Row 0: image on text -> (1, 1), text on image -> (1, 0). Row 1: image on text -> (0, 3), text on image -> (0, -1).
-    image_ce = (math.log(2) + math.log(1 + math.exp(-3))) / 2
-    text_ce = (math.log(1 + math.exp(-1)) + math.log(1 + math.e)) / 2
-    assert float(cmpc_loss(image, text, labels, weights)) == pytest.approx(image_ce + text_ce, rel=1e-6)
-    with pytest.raises(ValueError, match="3-d class vectors, features are 2-d"):
-        cmpc_loss(image, text, labels, torch.ones(2, 3))
-
-
-def test_train_pairs_map_identities_to_classes_and_plans_hold_several_pairs_per_identity(dataset):
-    entries, _ = load_train_entries("CUHK-PEDES", dataset)
-    pairs = train_pairs(entries, dataset / "imgs")
-    assert len(pairs) == 16 and pairs.identities == (0, 1, 2, 3) and sorted(set(pairs.labels)) == [0, 1, 2, 3]
-    labels = [i // 5 for i in range(5 * 7)] + [7]  # 7 identities of 5 pairs, one of a single pair
-    plan = epoch_plan(labels, batch_size=6, pairs_per_id=2, seed=3, epoch=0)
-    assert plan == epoch_plan(labels, batch_size=6, pairs_per_id=2, seed=3, epoch=0)
-    assert plan != epoch_plan(labels, batch_size=6, pairs_per_id=2, seed=3, epoch=1)
-    for batch in plan:
-        counts = Counter(labels[i] for i in batch)
-        assert len(batch) == 6 and len(counts) == 3 and set(counts.values()) == {2}
-    assert len({i for batch in plan for i in batch}) >= 0.75 * len(labels)
-    with pytest.raises(ValueError, match="multiple of the pairs per identity"):
-        epoch_plan(labels, batch_size=5, pairs_per_id=2, seed=0, epoch=0)
 
 
 def test_steps_on_a_fixed_batch_lower_cmpm_and_cmpc(dataset):
@@ -75,7 +40,8 @@ def test_steps_on_a_fixed_batch_lower_cmpm_and_cmpc(dataset):
     classifier = IdentityClassifier(4, model.embed_dim)
     optimizer = build_optimizer(model, 1e-3, 1.0, 0.0)
     optimizer.add_param_group({"params": list(classifier.parameters()), "lr": 3e-2, "name": "classifier"})
-    tuning = FineTuning(model, classifier, optimizer, warmup_step_decay(optimizer, 0, []), "cpu", "fp32", 5.0, 1.0)
+    tuning = FineTuning(model, classifier, optimizer, warmup_step_decay(optimizer, 0, []), torch.device("cpu"), "fp32",
+                        5.0, 1.0)
     losses = [train_step(tuning, batch) for _ in range(10)]
     for name in ("loss", "cmpm_loss", "cmpc_loss"):
         assert losses[-1][name] < 0.9 * losses[0][name], name
@@ -93,7 +59,7 @@ def _run_argv(start_checkpoint, dataset, out, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def run_dir(dataset, start_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("finetune") / "run"
-    assert run_main("finetune", cli_main, _run_argv(start_checkpoint, dataset, out)) == 0
+    assert main(_run_argv(start_checkpoint, dataset, out)) == 0
     return out
 
 
@@ -113,24 +79,17 @@ def test_checkpoints_load_in_zero_shot_and_last_keeps_the_training_state(run_dir
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     best_r1 = max(m["R@1"] for m in lines if m["kind"] == "eval")
     report = tmp_path / "zero_shot.json"
-    assert zero_shot.cli_main(["--checkpoint", str(run_dir / "best"), "--dataset", "CUHK-PEDES", "--root",
+    assert zero_shot.main(["--checkpoint", str(run_dir / "best"), "--dataset", "CUHK-PEDES", "--root",
                                str(dataset), "--device", "cpu", "--quiet", "--json", str(report)]) == 0
     metrics = json.loads(report.read_text())["metrics"]
     assert metrics["R@1"] == pytest.approx(best_r1)
     assert metrics == pytest.approx(load_training_state(run_dir / "best").extra["eval"])
-    best = zero_shot.load_checkpoint_model(run_dir / "best", "cpu")
+    best = load_checkpoint_model(run_dir / "best", "cpu")
     assert best.tic_head is None and best.iap_head is None  # pre-training heads left behind
     state = load_training_state(run_dir / "last")
     assert state.step == 16 and state.epoch == 8 and "scheduler" in state.extra
     classifier = IdentityClassifier(4, best.embed_dim)
     safetensors.torch.load_model(classifier, str(run_dir / "last" / CLASSIFIER_FILE))
-
-
-def _exit_code(argv: list[str]) -> int:
-    try:
-        return run_main("python -m plip.finetune", cli_main, argv)
-    except SystemExit as exc:  # argparse rejects a wrong flag itself
-        return exc.code
 
 
 @pytest.mark.parametrize("change, message", [
@@ -139,12 +98,13 @@ def _exit_code(argv: list[str]) -> int:
     (("--root", "{no_images}"), "training entry 0: image not found"),
     (("--dataset", "MARKET"), "invalid choice: 'MARKET'"),
     (("--pairs-per-id", "3"), "must be a multiple of --pairs-per-id 3"),
-    (("--checkpoint-every", "0"), "--checkpoint-every must be at least 1"),
+    (("--checkpoint-every", "0"), "--checkpoint-every: must be at least 1"),
     (("--checkpoint", "{missing}"), "checkpoint not found"),
     (("--checkpoint", "{small}"), "evaluation feeds 256x128"),
     (("--checkpoint", None), "give --checkpoint"),
-    (("--preset", "RN99"), "--preset 'RN99'"),
-    (("--device", "tpu"), "--device must be cpu, cuda"),
+    (("--preset", "RN99"), "--preset: invalid choice: 'RN99'"),
+    (("--device", "tpu"), "--device: invalid device 'tpu'"),
+    (("--milestones", "5,2"), "--milestones: must be increasing positive epochs"),
     (("--bogus", "1"), "unrecognized arguments"),
 ])
 def test_bad_input_is_one_line_and_exit_2(dataset, start_checkpoint, tmp_path, capsys, change, message):
@@ -163,7 +123,7 @@ def test_bad_input_is_one_line_and_exit_2(dataset, start_checkpoint, tmp_path, c
         del argv[argv.index(name):argv.index(name) + 2]
     else:
         argv[argv.index(name) + 1] = value.format(**values)
-    assert _exit_code(argv) == 2
+    assert exit_code(main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) <= 2  # argparse adds its usage line to a wrong flag
 
@@ -182,11 +142,11 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 def test_a_run_stopped_mid_epoch_and_resumed_matches_the_uninterrupted_run(run_dir, dataset, start_checkpoint,
                                                                            tmp_path):
     out = tmp_path / "run"
-    assert run_main("finetune", cli_main, _run_argv(start_checkpoint, dataset, out, "--max-steps", "5",
+    assert main(_run_argv(start_checkpoint, dataset, out, "--max-steps", "5",
                                                     "--checkpoint-every", "5")) == 0
     state = load_training_state(out / "last")
     assert (state.step, state.data_position) == (5, {"epoch": 2, "batch": 1})
-    assert run_main("finetune", cli_main, _run_argv(start_checkpoint, dataset, out, "--resume")) == 0
+    assert main(_run_argv(start_checkpoint, dataset, out, "--resume")) == 0
     assert _metric_lines(out, "train") == _metric_lines(run_dir, "train")  # losses and rates, bit for bit
     # The stopped run's closing evaluation at step 5 stays; every later one is the uninterrupted run's.
     assert _metric_lines(out, "eval")[0]["step"] == 5
@@ -200,7 +160,7 @@ def test_a_crash_resumes_from_the_last_periodic_checkpoint_and_its_partial_log_w
         dataset, start_checkpoint, tmp_path, monkeypatch):
     short = ("--epochs", "4", "--log-every", "2")
     reference, out = tmp_path / "reference", tmp_path / "run"
-    assert run_main("finetune", cli_main, _run_argv(start_checkpoint, dataset, reference, *short)) == 0
+    assert main(_run_argv(start_checkpoint, dataset, reference, *short)) == 0
     real_step, calls = finetune.train_step, []
 
     def crash_at_step_5(tuning, batch):
@@ -211,32 +171,32 @@ def test_a_crash_resumes_from_the_last_periodic_checkpoint_and_its_partial_log_w
 
     monkeypatch.setattr(finetune, "train_step", crash_at_step_5)
     argv = _run_argv(start_checkpoint, dataset, out, *short, "--checkpoint-every", "3")
-    assert run_main("finetune", cli_main, argv) == 130
+    assert main(argv) == 130
     assert [m["step"] for m in _metric_lines(out, "train")] == [2, 4]
     assert load_training_state(out / "last").step == 3  # mid logging window: step 3 of the line at step 4
     monkeypatch.setattr(finetune, "train_step", real_step)
-    assert run_main("finetune", cli_main, argv + ["--resume"]) == 0
+    assert main(argv + ["--resume"]) == 0
     assert _metric_lines(out, "train") == _metric_lines(reference, "train")
     assert _metric_lines(out, "eval") == _metric_lines(reference, "eval")
 
 
-@pytest.mark.parametrize("change, flag", [(("--batch-size", "4"), "--batch-size"), (("--seed", "1"), "--seed"),
-                                          (("--pairs-per-id", "4"), "--pairs-per-id")])
+@pytest.mark.parametrize("change, key", [(("--batch-size", "4"), "batch_size"), (("--seed", "1"), "seed"),
+                                         (("--pairs-per-id", "4"), "pairs_per_id")])
 def test_resume_with_a_different_data_flag_is_refused_in_one_line(run_dir, dataset, start_checkpoint, tmp_path,
-                                                                   capsys, change, flag):
+                                                                   capsys, change, key):
     out = shutil.copytree(run_dir, tmp_path / "run")
     log = (out / "metrics.jsonl").read_text()
     # The later of two equal flags wins in argparse; a longer --epochs alone would be accepted.
-    assert _exit_code(_run_argv(start_checkpoint, dataset, out, "--resume", "--epochs", "9", *change)) == 2
+    assert exit_code(main, _run_argv(start_checkpoint, dataset, out, "--resume", "--epochs", "9", *change)) == 2
     err = capsys.readouterr().err.strip()
-    assert f"--resume: {flag} was " in err and len(err.splitlines()) == 1
+    assert f"--resume {out / 'last'}: {key} was " in err and len(err.splitlines()) == 1
     assert (out / "metrics.jsonl").read_text() == log  # refused before touching the run
 
 
 def test_resume_without_a_last_checkpoint_starts_fresh_and_says_so(dataset, start_checkpoint, tmp_path, capsys):
     out = tmp_path / "run"
     argv = _run_argv(start_checkpoint, dataset, out, "--resume", "--max-steps", "1")
-    assert run_main("finetune", cli_main, argv) == 0
+    assert main(argv) == 0
     err = capsys.readouterr().err.strip()
     assert "starting fresh" in err and len(err.splitlines()) == 1
     assert load_training_state(out / "last").step == 1

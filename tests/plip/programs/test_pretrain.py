@@ -11,14 +11,15 @@ import torch
 
 from plip.checkpoint import CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, TRAINER_STATE_FILE
 from plip.losses import PLIPLoss
-from plip.pretrain import MetricsLog, Training, build_model, build_optimizer, cli_main, freeze_text_layers, train_step
-from plip.schedule import warmup_step_decay
-from plip.train_data import BatchSpec, IdentityBatches
-from plip import distributed
-from spac.cli.support import run_main
-from tests.plip.train_corpus import tiny_flags, write_rendered_corpus, write_tiny_text_model
+from plip.programs import distributed
+from plip.programs.pretrain import Training, build_model, main, train_step
+from plip.programs.schedule import warmup_step_decay
+from plip.programs.train_data import BatchSpec, IdentityBatches
+from plip.programs.training import build_optimizer, freeze_text_layers
+from tests.plip.programs._exit import exit_code
+from tests.plip.train_corpus import tiny_flags, write_damaged_copy, write_rendered_corpus, write_tiny_text_model
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EVAL_SIZE = (256, 128)
 
 
@@ -52,7 +53,7 @@ def train_losses(run_dir: Path) -> dict[int, float]:
 def uninterrupted(inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "full"
     # at the evaluation's 256x128, so that the resumed run below can evaluate
-    assert run_main("pretrain", cli_main, flags(inputs, out, "--checkpoint-every", "2", image_size=EVAL_SIZE)) == 0
+    assert main(flags(inputs, out, "--checkpoint-every", "2", image_size=EVAL_SIZE)) == 0
     return out
 
 
@@ -83,25 +84,18 @@ def test_resume_continues_exactly_and_evaluation_does_not_disturb_training(input
     shutil.copytree(uninterrupted / "checkpoints/step-00000002", out / "checkpoints/step-00000002")
     shutil.copy(uninterrupted / "metrics.jsonl", out / "metrics.jsonl")
     extra = ["--resume", "--checkpoint-every", "2", "--eval-shards", str(inputs.held_out), "--eval-every", "1"]
-    assert run_main("pretrain", cli_main, flags(inputs, out, *extra, image_size=EVAL_SIZE)) == 0
+    assert main(flags(inputs, out, *extra, image_size=EVAL_SIZE)) == 0
     assert train_losses(out) == train_losses(uninterrupted)  # bitwise: same floats
     evaluations = [m for m in read_metrics(out) if m["kind"] == "eval"]
     assert [m["step"] for m in evaluations] == [3, 4]
     assert evaluations[0]["queries"] == 3 * 2 * 3 and 0 <= evaluations[0]["R@1"] <= 100
 
 
-def test_resumed_metrics_log_drops_later_lines_and_a_line_cut_short_by_a_kill(tmp_path):
-    log = tmp_path / "metrics.jsonl"
-    log.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"ste', encoding="utf-8")
-    MetricsLog(log, resumed_step=2)
-    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2]
-
-
 def test_resume_refuses_changed_batch_settings(inputs, uninterrupted, tmp_path, capsys):
     resume = ["--resume", str(uninterrupted / "checkpoints/step-00000002")]
     changed = flags(inputs, tmp_path / "other", *resume, image_size=EVAL_SIZE)
     changed[changed.index("--ids-per-batch") + 1] = "4"
-    assert run_main("pretrain", cli_main, changed) == 2
+    assert main(changed) == 2
     assert "ids_per_batch was 2, now 4" in capsys.readouterr().err
 
 
@@ -118,38 +112,23 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss(inputs):
     optimizer = build_optimizer(model, lr=1e-3, text_lr_scale=1.0, weight_decay=0.0)
     training = Training(model, model, PLIPLoss.from_config(model.config), optimizer,
                         warmup_step_decay(optimizer, 0, []), torch.amp.GradScaler("cpu", enabled=False),
-                        distributed.Context(), "cpu")
+                        distributed.Context(), torch.device("cpu"))
     spec = BatchSpec(source=str(inputs.corpus), tokenizer=model.tokenizer, ids_per_batch=4, images_per_id=2,
                      steps_per_epoch=1, total_steps=1, image_size=(64, 32), max_length=64, shuffle=0)
     batch = next(iter(IdentityBatches(spec, epoch=0)))
-    del batch["batch_index"]
+    del batch["batch_index"], batch["skipped_samples"]
     model.train()
     losses = [train_step(training, batch, "fp32", clip_grad=5.0) for _ in range(12)]
     for name in ("loss", "ivlc_loss", "tic_loss", "iap_loss"):
         assert losses[-1][name] < 0.9 * losses[0][name], name
 
 
-def test_frozen_text_layers_get_no_gradient_and_the_text_group_learns_slower(inputs):
+def test_a_loss_left_out_builds_no_head(inputs):
     args = SimpleNamespace(model_overrides={}, tic_weight=0.02, iap_weight=0.1, losses=("ivlc",),
                            text_model=str(inputs.text_model), preset="RN-tiny")
     model = build_model(args)
     assert model.tic_head is None and model.iap_head is None
-    freeze_text_layers(model, 0)
-    assert not any(p.requires_grad for p in model.text_encoder.encoder.parameters())
-    assert all(p.requires_grad for p in model.image_encoder.parameters())
-    fresh = build_model(args)
-    freeze_text_layers(fresh, 1)  # the RN-tiny preset mean-pools, so the BERT pooler is unused and frozen too
-    groups = {g["name"]: g for g in build_optimizer(fresh, 1.0, 0.1, 0.0).param_groups}
-    assert groups["text"]["lr"] == pytest.approx(0.1) and groups["main"]["lr"] == 1.0
-    last_layer = fresh.text_encoder.encoder.encoder.layer[-1]
-    assert {id(p) for p in groups["text"]["params"]} == {id(p) for p in last_layer.parameters()}
-
-
-def exit_code(argv: list[str]) -> int:
-    try:
-        return run_main("pretrain", cli_main, argv)
-    except SystemExit as exc:  # argparse rejects a wrong flag itself
-        return exc.code
+    assert (model.config.ivlc_weight, model.config.tic.weight, model.config.iap.weight) == (1.0, 0.0, 0.0)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -157,10 +136,12 @@ def exit_code(argv: list[str]) -> int:
     (("--shards", "EMPTY"), "no complete shards"),
     (("--losses", "ivlc,colour"), "unknown loss 'colour'"),
     (("--precision", "fp16"), "fp16 needs --device cuda"),
-    (("--ids-per-batch", "0"), "--ids-per-batch must be at least 1"),
+    (("--ids-per-batch", "0"), "--ids-per-batch: must be at least 1"),
+    (("--model-overrides", "[1]"), "--model-overrides: must be a JSON object"),
+    (("--eval-identities", "1-2"), "--eval-identities needs --eval-shards"),
     (("--resume", "{missing}"), "not a checkpoint folder"),
     (("--text-model", "{missing}"), "cannot load the text model"),
-    (("--eval-shards", "{held_out}"), "zero-shot evaluation feeds 256x128 images"),
+    (("--eval-shards", "{held_out}"), "--eval-shards: retrieval evaluation feeds 256x128 images"),
     (("--bogus", "1"), "unrecognized arguments"),
 ])
 def test_bad_input_is_one_line_and_exit_2(inputs, tmp_path, capsys, change, message):
@@ -172,7 +153,7 @@ def test_bad_input_is_one_line_and_exit_2(inputs, tmp_path, capsys, change, mess
         argv[argv.index(name) + 1] = value
     else:
         argv += [name, value]
-    code = exit_code(argv)
+    code = exit_code(main, argv)
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert message in err and len(err.splitlines()) <= 2  # argparse adds its usage line to a wrong flag
@@ -190,3 +171,23 @@ def test_ddp_two_cpu_processes_run_the_same_number_of_steps(inputs, tmp_path):
     assert [m["step"] for m in metrics] == [1, 2]
     assert json.loads((out / "args.json").read_text())["world_size"] == 2
     assert (out / "checkpoints/step-00000002" / MODEL_FILE).is_file()
+
+
+@pytest.fixture(scope="module")
+def damaged(inputs, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("damaged") / "corpus"
+    return folder, write_damaged_copy(inputs.corpus, folder)
+
+
+def test_a_damaged_image_stops_training_in_one_line_or_is_skipped_and_counted(inputs, damaged, tmp_path, capsys):
+    folder, key = damaged
+    # Two workers, one per shard, no shuffle buffer: the damaged sample is the first its worker reads, and the two
+    # steps of the run use one pass over each shard.
+    argv = flags(inputs, tmp_path / "run", "--max-steps", "2", "--workers", "2", "--shuffle-buffer", "0")
+    argv[argv.index("--shards") + 1] = str(folder)
+    assert exit_code(main, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"sample '{key}': damaged jpg member" in err[0]
+    assert exit_code(main, argv + ["--on-bad-sample", "skip"]) == 0
+    metrics = read_metrics(tmp_path / "run")
+    assert [m["step"] for m in metrics] == [1, 2] and metrics[-1]["skipped_samples"] == 1

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from plip.schedule import lr_factor, warmup_step_decay
+from plip.programs.schedule import lr_factor, warmup_step_decay
 
 
 def test_linear_warmup_then_decay_by_gamma_at_each_milestone():

@@ -1,16 +1,14 @@
+import dataclasses
 import random
 from collections import Counter
 
 import pytest
-import torch
-from PIL import Image
 
 from plip.config import MINILM, TextConfig
-from plip.eval_data import EVAL_MEAN, EVAL_STD, normalised_tensor as train_transform
+from plip.programs.train_data import (BatchSpec, IdentityBatches, count_samples, decode_image, group_by_identity,
+                                      in_order, pick_text, train_batches)
 from plip.text_encoder import load_tokenizer
-from plip.train_data import (BatchSpec, IdentityBatches, count_samples, group_by_identity, in_order, pick_text,
-                             train_batches)
-from tests.plip.train_corpus import write_rendered_corpus
+from tests.plip.train_corpus import write_damaged_copy, write_rendered_corpus
 
 P, K = 3, 2
 
@@ -58,17 +56,6 @@ def test_a_small_buffer_drops_the_oldest_unfinished_identity_and_counts_it():
 def test_grouping_refuses_a_buffer_smaller_than_a_batch():
     with pytest.raises(ValueError, match="smaller than one batch"):
         list(group_by_identity([], P, K, max_buffer=P * K - 1))
-
-
-def test_train_transform_resizes_flips_and_normalises():
-    image = Image.new("RGB", (20, 40), (255, 0, 0))
-    image.paste((0, 0, 255), (0, 0, 10, 40))  # left half blue
-    plain = train_transform(image, (64, 32), flip=False)
-    flipped = train_transform(image, (64, 32), flip=True)
-    assert plain.shape == (3, 64, 32)
-    assert torch.equal(flipped, plain.flip(-1))
-    red = (1.0 - EVAL_MEAN[0]) / EVAL_STD[0]
-    assert plain[0, 32, -1].item() == pytest.approx(red, abs=1e-5)
 
 
 def test_pick_text_draws_from_captions_and_template_sentence_deterministically():
@@ -129,6 +116,44 @@ def test_dataloader_workers_deliver_batches_in_order_and_resume_identically(spec
     assert _summary(train_batches(spec, epoch=0, start=1, workers=2)) == with_workers[1:]
 
 
+def test_dataloader_workers_read_disjoint_shards_every_epoch(spec):
+    # Batch 0 comes from worker 0 and batch 1 from worker 1, each of its own shard (identities 0-2 or 3-5).
+    two_steps = dataclasses.replace(spec, steps_per_epoch=2)
+    for epoch in range(4):
+        ids = [set(batch[1]) for batch in _summary(train_batches(two_steps, epoch=epoch, workers=2))]
+        assert sorted(map(sorted, ids)) == [[0, 1, 2], [3, 4, 5]], epoch
+
+
 def test_count_samples_reads_the_manifest_or_the_shards(corpus):
     assert count_samples(str(corpus)) == 24
     assert count_samples(str(corpus / "synthpedes-{000000..000001}.tar")) == 24
+
+
+def test_decode_image_names_a_damaged_sample():
+    with pytest.raises(ValueError, match=r"sample 'k1': damaged jpg member .*spac shards verify"):
+        decode_image({"key": "k1", "jpg": b"\xff\xd8\xff not a jpeg"})
+
+
+@pytest.fixture(scope="module")
+def damaged(corpus, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("damaged") / "corpus"
+    return folder, write_damaged_copy(corpus, folder)
+
+
+def test_a_damaged_image_stops_the_stream_or_is_skipped_and_counted(spec, damaged):
+    folder, key = damaged
+    # No shuffling and a worker per shard: each worker's pass begins with its shard's first sample, so the
+    # damaged one is read first and lands in (raise) or is counted by (skip) that worker's first batch.
+    stopping = dataclasses.replace(spec, source=str(folder), shuffle=0)
+    with pytest.raises(ValueError, match=f"sample '{key}': damaged jpg member"):
+        list(train_batches(stopping, epoch=0, workers=2))
+    skipping = dataclasses.replace(stopping, skip_bad_samples=True)
+    batches = list(train_batches(skipping, epoch=0, workers=2))  # the count crosses from worker processes
+    assert [b["batch_index"] for b in batches] == [0, 1, 2, 3]
+    assert all(b["images"].shape[0] == P * K for b in batches)
+    # The worker reading shard 0 needs two passes over its 11 good samples for its two batches, and each pass
+    # meets the damaged one.
+    counts = [b["skipped_samples"] for b in batches]
+    assert sum(counts) == 2
+    # A resumed epoch counts only in the batches it makes: the earlier ones are in the checkpoint's count.
+    assert [b["skipped_samples"] for b in train_batches(skipping, epoch=0, start=1, workers=2)] == counts[1:]

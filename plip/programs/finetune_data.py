@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
-from plip.eval_data import DatasetFormatError, normalised_tensor, read_split
-from plip.train_data import derive_seed
+from plip.programs.eval_data import DatasetFormatError, read_split
+from plip.transforms import read_image, train_transform
+from spac.digests import stable_int
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class TrainPairs:
 
 
 def load_train_entries(dataset: str, root: str | Path) -> tuple[list[dict[str, Any]], str]:
-    """Entries of the training split and their source file (:func:`plip.eval_data.read_split`)."""
+    """Entries of the training split and their source file (:func:`plip.programs.eval_data.read_split`)."""
     entries, source, _ = read_split(dataset, root, "train")
     return entries, source
 
@@ -74,7 +74,7 @@ def epoch_plan(labels: Sequence[int], batch_size: int, pairs_per_id: int, seed: 
     if pairs_per_id < 1 or batch_size % pairs_per_id:
         raise ValueError(f"batch size {batch_size} must be a multiple of the pairs per identity {pairs_per_id}")
     ids_per_batch = batch_size // pairs_per_id
-    rng = random.Random(derive_seed(seed, "finetune-plan", epoch))
+    rng = random.Random(stable_int(seed, "finetune-plan", epoch))
     members: dict[int, list[int]] = {}
     for index, label in enumerate(labels):
         members.setdefault(label, []).append(index)
@@ -111,12 +111,7 @@ class PairDataset(Dataset):
 
     def __getitem__(self, item: tuple[int, bool]) -> tuple[torch.Tensor, str, int]:
         index, flip = item
-        path = self.pairs.images[index]
-        try:
-            with Image.open(path) as image:
-                tensor = normalised_tensor(image, self.image_size, flip)
-        except (OSError, UnidentifiedImageError) as exc:
-            raise DatasetFormatError(f"cannot read training image {path}: {exc}") from None
+        tensor = train_transform(read_image(self.pairs.images[index]), self.image_size, flip)
         return tensor, self.pairs.captions[index], self.pairs.labels[index]
 
 
@@ -129,10 +124,10 @@ def epoch_loader(pairs: TrainPairs, image_size: tuple[int, int], plan: list[list
                  workers: int = 0, pin_memory: bool = False, start: int = 0) -> DataLoader:
     """Batches of ``{"images", "captions", "labels"}`` in plan order from batch ``start`` on (a resumed epoch
     skips the batches it already trained on), each pair flipped with probability 1/2 as in the whole epoch."""
-    rng = random.Random(derive_seed(seed, "finetune-flip", epoch))
+    rng = random.Random(stable_int(seed, "finetune-flip", epoch))
     batches = [[(index, rng.random() < 0.5) for index in batch] for batch in plan]
     # Its own generator: a DataLoader otherwise draws its worker seed from torch's global RNG, so opening the
     # loader mid-epoch on resume would shift the dropout noise of every later step.
-    generator = torch.Generator().manual_seed(derive_seed(seed, "finetune-loader", epoch))
+    generator = torch.Generator().manual_seed(stable_int(seed, "finetune-loader", epoch))
     return DataLoader(PairDataset(pairs, image_size), batch_sampler=batches[start:], collate_fn=collate_pairs,
                       num_workers=workers, pin_memory=pin_memory, generator=generator)

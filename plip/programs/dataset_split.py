@@ -1,0 +1,145 @@
+"""`python -m plip.dataset_split`: split dataset JSON files into <NAME>-train/-test/-valid.json beside the input.
+
+With no arguments, run from the folder holding ``data/``: splits ``data/CUHK-PEDES/reid_raw.json`` and
+``data/ICFG-PEDES/ICFG_PEDES.json`` (whichever exist) by each entry's ``split`` ("train" -> train,
+"test" -> test, anything else -> valid), as the released tool does. A file without ``split`` (our
+``synthpedes_dataset.json``) is split by identity instead: a seeded shuffle of the sorted identities
+puts whole identities into test and valid, so no identity is in two splits.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+from plip.programs.eval_data import SPLITS, DatasetFormatError, read_dataset_json, split_group
+from spac.cli.support import CliError, OneLineArgumentParser, run_main
+
+PROG = "python -m plip.dataset_split"
+DEFAULT_DATASETS = (("CUHK-PEDES", "CUHK-PEDES/reid_raw.json"), ("ICFG-PEDES", "ICFG-PEDES/ICFG_PEDES.json"))
+DEFAULT_TEST_FRACTION = 0.05
+DEFAULT_VALID_FRACTION = 0.05
+
+Splits = dict[str, list[dict[str, Any]]]
+
+
+def split_by_field(entries: Sequence[dict[str, Any]]) -> Splits:
+    """Route entries by their ``split`` field; order within each split is the input order."""
+    splits: Splits = {name: [] for name in SPLITS}
+    for entry in entries:
+        splits[split_group(entry["split"])].append(entry)
+    return splits
+
+
+def _count(fraction: float, total: int) -> int:
+    """Identities for a fraction: rounded, but at least one when the fraction is positive."""
+    return max(1, round(fraction * total)) if fraction > 0 else 0
+
+
+def split_by_identity(entries: Sequence[dict[str, Any]], test_fraction: float, valid_fraction: float,
+                      seed: int) -> Splits:
+    """Whole identities to test / valid / train by a seeded shuffle of the sorted identity list."""
+    for flag, value in (("test", test_fraction), ("valid", valid_fraction)):
+        if not 0 <= value < 1:
+            raise ValueError(f"the {flag} fraction must be in [0, 1), got {value}")
+    identities = sorted({entry["id"] for entry in entries})
+    random.Random(seed).shuffle(identities)
+    n_test, n_valid = _count(test_fraction, len(identities)), _count(valid_fraction, len(identities))
+    if n_test + n_valid >= len(identities):
+        raise ValueError(f"{len(identities)} identities are too few for test fraction {test_fraction} and "
+                         f"valid fraction {valid_fraction}: no identity would be left for training")
+    group = {identity: "test" for identity in identities[:n_test]}
+    group.update({identity: "valid" for identity in identities[n_test:n_test + n_valid]})
+    splits: Splits = {name: [] for name in SPLITS}
+    for entry in entries:
+        splits[group.get(entry["id"], "train")].append(entry)
+    return splits
+
+
+def split_paths(input_path: Path, name: str) -> dict[str, Path]:
+    return {split: input_path.parent / f"{name}-{split}.json" for split in SPLITS}
+
+
+def write_json_atomically(path: Path, entries: list[dict[str, Any]]) -> None:
+    """Deterministic JSON (released layout: 4-space indent), written to a temporary name then renamed."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(entries, indent=4) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def split_dataset(input_path: Path, test_fraction: float | None, valid_fraction: float | None,
+                  seed: int) -> Splits:
+    """Read, validate and split one file; the splitting rule follows whether entries carry ``split``."""
+    entries = read_dataset_json(input_path, require_split=False)
+    with_split = ["split" in entry for entry in entries]
+    if all(with_split):
+        if test_fraction is not None or valid_fraction is not None:
+            raise ValueError(f"{input_path}: entries carry 'split'; the test / valid fractions apply only to "
+                             "files without it")
+        return split_by_field(entries)
+    if any(with_split):
+        index = with_split.index(not with_split[0])
+        raise DatasetFormatError(f"{input_path}: entry {index}: 'split' must be present in all entries or in none")
+    try:
+        return split_by_identity(entries, DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction,
+                                 DEFAULT_VALID_FRACTION if valid_fraction is None else valid_fraction, seed)
+    except ValueError as exc:
+        raise ValueError(f"{input_path}: {exc}") from None
+
+
+def _parser() -> OneLineArgumentParser:
+    parser = OneLineArgumentParser(
+        prog=PROG, description="Split CUHK-PEDES / ICFG-PEDES / SYNTH-PEDES JSON files into "
+                               "<NAME>-train.json, <NAME>-test.json and <NAME>-valid.json beside the input.")
+    parser.add_argument("--input", type=Path, help="one JSON file to split instead of the default datasets under "
+                                                   "--data-root")
+    parser.add_argument("--name", help="output name prefix for --input (default: the input's folder name, "
+                                       "e.g. SYNTH-PEDES)")
+    parser.add_argument("--data-root", type=Path, default=Path("data"),
+                        help="folder searched without --input for CUHK-PEDES/reid_raw.json and "
+                             "ICFG-PEDES/ICFG_PEDES.json (default: data)")
+    parser.add_argument("--test-fraction", type=float,
+                        help=f"for files without 'split': share of identities for test "
+                             f"(default {DEFAULT_TEST_FRACTION})")
+    parser.add_argument("--valid-fraction", type=float,
+                        help=f"for files without 'split': share of identities for valid "
+                             f"(default {DEFAULT_VALID_FRACTION})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the identity shuffle (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="print nothing on success")
+    return parser
+
+
+def _inputs(args: Any) -> list[tuple[str, Path]]:
+    if args.input is not None:
+        return [(args.name or args.input.resolve().parent.name, args.input)]
+    if args.name:
+        raise CliError("--name needs --input")
+    found = [(name, args.data_root / relative) for name, relative in DEFAULT_DATASETS
+             if (args.data_root / relative).is_file()]
+    if not found:
+        expected = " or ".join(str(args.data_root / relative) for _, relative in DEFAULT_DATASETS)
+        raise CliError(f"no dataset found: expected {expected} (or pass --input FILE)")
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m plip.dataset_split``: bad input is one line on stderr and exit code 2."""
+    return run_main(PROG, _main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    for name, input_path in _inputs(args):
+        splits = split_dataset(input_path, args.test_fraction, args.valid_fraction, args.seed)
+        paths = split_paths(input_path, name)
+        for split, entries in splits.items():
+            write_json_atomically(paths[split], entries)
+        if not args.quiet:
+            print(f"{input_path}:")
+            for split, entries in splits.items():
+                identities = len({entry["id"] for entry in entries})
+                print(f"  {split:<5} {len(entries):>8} entries {identities:>7} identities -> {paths[split]}")
+    return 0
+

@@ -1,0 +1,387 @@
+"""`python -m plip.pretrain`: PLIP pre-training on corpus shards (IVLC + TIC + IAP), resumable, DDP-ready.
+
+    python -m plip.pretrain --shards data/SYNTH-PEDES --out runs/rn50 --preset RN50-MiniLM
+    torchrun --nproc_per_node 4 -m plip.pretrain --shards 'gs://b/synthpedes-{000000..000479}.tar' \\
+        --out runs/rn50 --device cuda --ids-per-batch 32 --images-per-id 4 --resume
+
+Each step draws a batch of P identities x K images (IVLC needs several images per identity), one random
+text per image, and minimises L = L_ivlc + 0.02 L_tic + 0.1 L_iap with AdamW, a linear warm-up and
+step decay; the text encoder learns at a tenth of the rate with only its top layers trainable.
+Writes ``RUN_DIR/metrics.jsonl`` (one JSON line per logged step or evaluation), ``RUN_DIR/args.json``
+and ``RUN_DIR/checkpoints/step-XXXXXXXX/`` (plip.checkpoint's directory format). ``--resume``
+continues exactly where the checkpoint left off: same weights, optimizer, schedule, gradient scaler,
+RNG states, and the same remaining batches of the epoch. ``--on-bad-sample skip`` skips damaged corpus
+samples instead of stopping, and the train lines of metrics.jsonl count them (``skipped_samples``, all ranks,
+since the start of the run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+from urllib.parse import urlparse
+
+import safetensors.torch
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+import shards
+from plip.checkpoint import (MODEL_FILE, TrainerState, capture_rng_state, load_training_state, restore_rng_state,
+                             save_checkpoint)
+from plip.factory import create_model, list_models
+from plip.losses import PLIPLoss
+from plip.model import PLIPModel
+from plip.programs import distributed
+from plip.programs.eval_data import eval_set_from_shards, parse_identities
+from plip.programs.schedule import epoch_schedule
+from plip.programs.train_data import BatchSpec, count_samples, train_batches
+from plip.programs.training import (LossWindow, MetricsLog, add_optimisation_flags, add_run_flags,
+                                    build_optimizer, check_resume_settings, checkpoint_to_resume, flag_record,
+                                    freeze_text_layers, learning_rates, start_run)
+from plip.retrieval import Gallery, QuerySet, evaluate
+from plip.transforms import check_eval_size
+from spac.cli.support import (CliError, OneLineArgumentParser, json_object, non_negative_float, non_negative_int,
+                              positive_int, run_main)
+
+PROG = "python -m plip.pretrain"
+LOSSES = ("ivlc", "tic", "iap")
+CHECKPOINT_DIR, METRICS_FILE, ARGS_FILE = "checkpoints", "metrics.jsonl", "args.json"
+_CHECKPOINT_NAME = re.compile(r"step-(\d{8})")
+
+
+def loss_names(text: str) -> tuple[str, ...]:
+    """argparse ``type=`` of ``--losses``: comma-separated task names, each once."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in LOSSES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{'unknown loss ' + repr(unknown[0]) if unknown else 'none given'} "
+                                         f"(choose from {', '.join(LOSSES)})")
+    return names
+
+
+def _parser() -> OneLineArgumentParser:
+    p = OneLineArgumentParser(prog=PROG, description="Pre-train PLIP on SYNTH-PEDES-style corpus shards.")
+    data = p.add_argument_group("data")
+    data.add_argument("--shards", required=True, help="corpus folder, shard file, brace pattern "
+                      "('dir/synthpedes-{000000..000009}.tar') or URL (gs://, s3://, http://): streamed, never copied")
+    data.add_argument("--out", required=True, type=Path, help="run folder: metrics.jsonl, args.json, checkpoints/")
+    data.add_argument("--ids-per-batch", type=positive_int, default=16, help="P: identities per batch (default 16)")
+    data.add_argument("--images-per-id", type=positive_int, default=4, help="K: images per identity; batch = P x K "
+                      "(default 4)")
+    data.add_argument("--shuffle-buffer", type=non_negative_int, default=1000, help="sample shuffle buffer, 0 = off "
+                      "(default 1000)")
+    data.add_argument("--group-buffer", type=positive_int, default=5000, help="samples waiting for their "
+                      "identity's batch at most; beyond it the oldest unfinished identity is dropped (default 5000)")
+    data.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader processes decoding images "
+                      "per rank; each reads its own shards, so shards >= ranks x workers (default 0: in the main "
+                      "process)")
+    data.add_argument("--steps-per-epoch", type=positive_int, help="batches per epoch and rank (default: corpus "
+                      "samples / (P x K x ranks); every rank runs exactly this many, repeating its shards when "
+                      "needed)")
+    data.add_argument("--on-bad-sample", choices=("raise", "skip"), default="raise", help="a damaged sample or "
+                      "shard: raise = stop with a one-line error naming it; skip = leave it out and count it in "
+                      "metrics.jsonl's skipped_samples, at the cost of one extra image decode per sample "
+                      "(default raise)")
+    model = p.add_argument_group("model")
+    model.add_argument("--preset", default="RN50-MiniLM", choices=list_models(), help="model preset (default "
+                       "RN50-MiniLM)")
+    model.add_argument("--text-model", help="text encoder: local folder or cached name (default: the preset's)")
+    model.add_argument("--model-overrides", type=json_object, default={}, metavar="JSON",
+                       help='preset fields to replace, e.g. \'{"vision": {"width": 32}}\'')
+    loss = p.add_argument_group("losses")
+    loss.add_argument("--losses", type=loss_names, default="ivlc,tic,iap", help="comma-separated tasks to train "
+                      "(default all three)")
+    loss.add_argument("--tic-weight", type=non_negative_float, default=0.02, help="weight of the colorization loss "
+                      "(default 0.02)")
+    loss.add_argument("--iap-weight", type=non_negative_float, default=0.1, help="weight of the attribute loss "
+                      "(default 0.1)")
+    add_optimisation_flags(p, epochs=70, lr=0.002, text_lr_scale=0.1, warmup_epochs=10, milestones="30,50",
+                           text_trainable_layers=4)
+    run = add_run_flags(p, precisions=("fp32", "bf16", "fp16"), seed_help="seed of weights, data order and "
+                        "augmentation")
+    run.add_argument("--checkpoint-every", type=positive_int, default=1000, help="steps between checkpoints; one "
+                     "is also written at the end (default 1000)")
+    run.add_argument("--keep-checkpoints", type=positive_int, default=3, help="newest checkpoints kept (default 3)")
+    run.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT", help="continue from a "
+                     "checkpoint folder; alone: the newest in RUN_DIR/checkpoints (a fresh start if there is none)")
+    ev = p.add_argument_group("zero-shot evaluation")
+    ev.add_argument("--eval-shards", help="shards of held-out identities for text-to-image retrieval")
+    ev.add_argument("--eval-identities", help="identities of --eval-shards to use, 'A-B' or 'A,B' (default: all)")
+    ev.add_argument("--eval-every", type=non_negative_int, default=0, help="steps between evaluations; 0 = only at "
+                    "the end")
+    ev.add_argument("--eval-batch-size", type=positive_int, default=64, help="images / captions per forward "
+                    "(default 64)")
+    return p
+
+
+def _shard_urls(source: str, needed: int) -> list[str]:
+    """The shard URLs; local ones must exist, and every rank x worker needs one of its own."""
+    try:
+        urls = shards.shard_urls(source)
+    except ValueError as exc:
+        raise CliError(f"--shards: {exc}") from None
+    for url in urls:
+        parsed = urlparse(url)
+        if parsed.scheme in ("", "file") and not Path(parsed.path if parsed.scheme else url).is_file():
+            raise CliError(f"--shards: no such shard file: {url}")
+    if len(urls) < needed:
+        raise CliError(f"--shards: {len(urls)} shard(s) for {needed} reader(s) (ranks x workers): "
+                       "every reader needs at least one shard")
+    return urls
+
+
+# --- model ---------------------------------------------------------------------------------------
+
+
+def build_model(args: Any) -> PLIPModel:
+    """The preset with the flags' overrides; a loss left out of ``--losses`` builds no head."""
+    overrides = dict(args.model_overrides)
+    weights = {"tic": args.tic_weight if "tic" in args.losses else 0.0,
+               "iap": args.iap_weight if "iap" in args.losses else 0.0}
+    for task, weight in weights.items():
+        overrides[task] = {**overrides.get(task, {}), "weight": weight}
+    overrides["ivlc_weight"] = 1.0 if "ivlc" in args.losses else 0.0
+    if args.text_model:
+        overrides["text"] = {**overrides.get("text", {}), "name_or_path": args.text_model, "pretrained": True}
+    return create_model(args.preset, **overrides)
+
+
+# --- checkpoints and evaluation --------------------------------------------------------------------
+
+
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """The run's checkpoints, oldest first."""
+    folder = run_dir / CHECKPOINT_DIR
+    found = [p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT_NAME.fullmatch(p.name)] if folder.is_dir() else []
+    return sorted(found)
+
+
+def _resume_dir(args: Any) -> Path | None:
+    if args.resume is None:
+        return None
+    if args.resume == "latest":
+        found = checkpoint_dirs(args.out)
+        return checkpoint_to_resume(found[-1] if found else None, named=False)
+    return checkpoint_to_resume(Path(args.resume), named=True)
+
+
+@dataclass
+class Training:
+    """What one training process holds."""
+
+    model: PLIPModel
+    module: nn.Module  # the model, wrapped in DDP when distributed
+    loss: PLIPLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    context: distributed.Context
+    device: torch.device
+    skipped_samples: int = 0  # damaged samples this rank's batches left out since the start of the run
+
+
+def _rng_states(device: torch.device) -> dict[str, Any]:
+    states = {"cpu": capture_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state().tolist()
+    return states
+
+
+def save(training: Training, run_dir: Path, step: int, steps_per_epoch: int, settings: dict[str, Any],
+         keep: int) -> None:
+    """Checkpoint ``step`` (rank 0 writes; every rank's RNG states and skip count go along) and prune old ones."""
+    ranks = distributed.gather(training.context, (_rng_states(training.device), training.skipped_samples))
+    if training.context.is_main:
+        rng = [states for states, _ in ranks]
+        state = TrainerState(
+            step=step, epoch=step // steps_per_epoch,
+            data_position={"epoch": step // steps_per_epoch, "batches_consumed": step % steps_per_epoch},
+            rng=rng[0]["cpu"],
+            extra={"scheduler": training.scheduler.state_dict(), "scaler": training.scaler.state_dict(),
+                   "rank_rng": rng, "rank_skipped_samples": [skipped for _, skipped in ranks],
+                   "settings": settings},
+        )
+        save_checkpoint(run_dir / CHECKPOINT_DIR / f"step-{step:08d}", training.model, training.optimizer, state)
+        for old in checkpoint_dirs(run_dir)[:-keep]:
+            shutil.rmtree(old)
+    distributed.barrier(training.context)
+
+
+def restore(training: Training, directory: Path, settings: dict[str, Any]) -> int:
+    """Load a checkpoint into ``training``; return its step."""
+    state = load_training_state(directory, training.optimizer)
+    check_resume_settings(directory, state.extra.get("settings", {}), settings)
+    safetensors.torch.load_model(training.model, str(directory / MODEL_FILE), device=str(training.device))
+    training.scheduler.load_state_dict(state.extra["scheduler"])
+    if state.extra["scaler"]:
+        training.scaler.load_state_dict(state.extra["scaler"])
+    rank = training.context.rank
+    training.skipped_samples = state.extra.get("rank_skipped_samples", [0] * training.context.world_size)[rank]
+    rng = state.extra["rank_rng"][rank]
+    restore_rng_state(rng["cpu"])
+    if "cuda" in rng and training.device.type == "cuda":
+        torch.cuda.set_rng_state(torch.tensor(rng["cuda"], dtype=torch.uint8))
+    return state.step
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    queries: QuerySet
+    gallery: Gallery
+
+
+class _AllIdentities:
+    def __contains__(self, identity: object) -> bool:
+        return True
+
+
+def load_eval_set(args: Any, image_size: tuple[int, int]) -> EvalSet | None:
+    if not args.eval_shards:
+        return None
+    try:
+        check_eval_size(image_size)
+    except ValueError as exc:
+        raise CliError(f"--eval-shards: {exc}") from None
+    identities = parse_identities(args.eval_identities) if args.eval_identities else _AllIdentities()
+    try:
+        queries, gallery = eval_set_from_shards(args.eval_shards, identities)
+    except FileNotFoundError as exc:
+        raise CliError(f"--eval-shards: {exc.strerror or exc}: {exc.filename}") from None
+    return EvalSet(queries, gallery)
+
+
+# --- the step --------------------------------------------------------------------------------------
+
+
+def train_step(training: Training, batch: dict[str, torch.Tensor], precision: str, clip_grad: float) -> dict[str, float]:
+    """One optimiser update; returns the weighted loss terms and their sum as floats."""
+    batch = {name: value.to(training.device, non_blocking=True) for name, value in batch.items()}
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    with torch.autocast(training.device.type, dtype=dtype, enabled=dtype is not None):
+        outputs = training.module(batch)
+    # Losses in fp32: the softmax / KL of IVLC is sensitive to half precision.
+    outputs = {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
+    losses = training.loss(**outputs)
+    total = sum(losses.values())
+    training.optimizer.zero_grad(set_to_none=True)
+    training.scaler.scale(total).backward()
+    if clip_grad > 0:
+        training.scaler.unscale_(training.optimizer)
+        nn.utils.clip_grad_norm_([p for p in training.model.parameters() if p.requires_grad], clip_grad)
+    training.scaler.step(training.optimizer)
+    training.scaler.update()
+    training.scheduler.step()
+    return {"loss": float(total.detach()), **{name: float(value.detach()) for name, value in losses.items()}}
+
+
+# --- the job ---------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m plip.pretrain``: bad input is one line on stderr and exit code 2."""
+    return run_main(PROG, _main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    if args.eval_identities and not args.eval_shards:
+        raise CliError("--eval-identities needs --eval-shards")
+    precision = start_run(args)
+    context = distributed.setup(args.device)
+    try:
+        return _train(args, precision, context)
+    finally:
+        distributed.teardown(context)
+
+
+def _train(args: Any, precision: str, context: distributed.Context) -> int:
+    device = args.device
+    if context.distributed and device.type == "cuda":
+        device = torch.device("cuda", context.local_rank)
+    skip_bad = args.on_bad_sample == "skip"
+    _shard_urls(args.shards, context.world_size * max(args.workers, 1))
+    batch_size = args.ids_per_batch * args.images_per_id
+    steps_per_epoch = args.steps_per_epoch or max(
+        1, count_samples(args.shards, skip_bad) // (batch_size * context.world_size))
+    total_steps = args.epochs * steps_per_epoch if args.max_steps is None else min(args.max_steps,
+                                                                                   args.epochs * steps_per_epoch)
+    # What a resumed run must share with the run it continues, or its batches would differ.
+    settings = {"shards": args.shards, "ids_per_batch": args.ids_per_batch, "images_per_id": args.images_per_id,
+                "shuffle_buffer": args.shuffle_buffer, "group_buffer": args.group_buffer, "seed": args.seed,
+                "workers": args.workers, "world_size": context.world_size, "steps_per_epoch": steps_per_epoch,
+                "total_steps": total_steps, "preset": args.preset, "losses": list(args.losses)}
+    resume_dir = _resume_dir(args)
+
+    torch.manual_seed(args.seed)  # the same initial weights on every rank
+    model = build_model(args).to(device)
+    eval_set = load_eval_set(args, model.config.vision.image_size) if context.is_main else None
+    freeze_text_layers(model, args.text_trainable_layers)
+    optimizer = build_optimizer(model, args.lr, args.text_lr_scale, args.weight_decay)
+    scheduler = epoch_schedule(optimizer, steps_per_epoch, args.warmup_epochs, args.milestones, args.gamma)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    module: nn.Module = model
+    if context.distributed:
+        module = DistributedDataParallel(model, device_ids=[context.local_rank] if device.type == "cuda" else None)
+    training = Training(model, module, PLIPLoss.from_config(model.config), optimizer, scheduler, scaler, context,
+                        device)
+    torch.manual_seed(args.seed + context.rank)  # dropout differs per rank
+
+    step = restore(training, resume_dir, settings) if resume_dir is not None else 0
+    metrics = None
+    if context.is_main:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / ARGS_FILE).write_text(json.dumps({**flag_record(args), **settings}, indent=2) + "\n",
+                                          encoding="utf-8")
+        metrics = MetricsLog(args.out / METRICS_FILE, step if resume_dir is not None else None)
+        if not args.quiet:
+            print(f"{PROG}: {steps_per_epoch} steps/epoch of {batch_size} x {context.world_size} samples, "
+                  f"{total_steps} steps, device {device}, {precision}"
+                  + (f", resumed at step {step} from {resume_dir}" if resume_dir is not None else ""), file=sys.stderr)
+
+    spec = BatchSpec(source=args.shards, tokenizer=model.tokenizer, ids_per_batch=args.ids_per_batch,
+                     images_per_id=args.images_per_id, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                     image_size=model.config.vision.image_size, max_length=model.config.text.max_length,
+                     shuffle=args.shuffle_buffer, group_buffer=args.group_buffer, seed=args.seed,
+                     rank=context.rank, masking=model.iap_head is not None, skip_bad_samples=skip_bad)
+    bar = tqdm(total=total_steps, initial=step, unit="step", disable=args.quiet or not context.is_main)
+    window = LossWindow()
+    model.train()
+    while step < total_steps:
+        epoch = step // steps_per_epoch
+        batches = train_batches(spec, epoch, step % steps_per_epoch, args.workers, device.type == "cuda")
+        for batch in batches:
+            del batch["batch_index"]
+            training.skipped_samples += batch.pop("skipped_samples")
+            rates = learning_rates(optimizer)  # used by this step
+            window.add(train_step(training, batch, precision, args.clip_grad))
+            step += 1
+            bar.update()
+            if step % args.log_every == 0 or step == total_steps:
+                means = distributed.mean_over_ranks(context, window.means())
+                entry = {"kind": "train", "step": step, "epoch": epoch, **means, **rates,
+                         "samples_per_s": batch_size * context.world_size * window.steps / window.seconds()}
+                if skip_bad:
+                    skipped = {"skipped_samples": training.skipped_samples}
+                    entry["skipped_samples"] = int(distributed.sum_over_ranks(context, skipped)["skipped_samples"])
+                if metrics is not None:
+                    metrics.write(entry)
+                    bar.set_postfix(loss=f"{means['loss']:.4f}")
+                window = LossWindow()
+            if args.eval_shards and (step == total_steps or (args.eval_every and step % args.eval_every == 0)):
+                if metrics is not None and eval_set is not None:
+                    metrics.write({"kind": "eval", "step": step,
+                                   **evaluate(model, eval_set.queries, eval_set.gallery, args.eval_batch_size, device)})
+                distributed.barrier(context)  # the other ranks wait for rank 0's evaluation
+            if step % args.checkpoint_every == 0 or step == total_steps:
+                save(training, args.out, step, steps_per_epoch, settings, args.keep_checkpoints)
+            if step >= total_steps or step % steps_per_epoch == 0:
+                break
+    bar.close()
+    return 0

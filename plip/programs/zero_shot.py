@@ -1,0 +1,104 @@
+"""`python -m plip.zero_shot`: zero-shot text-to-image person retrieval on CUHK-PEDES, ICFG-PEDES or held-out
+identities of our shards. Prints Rank-1/5/10, mAP (standard; the released trapezoid variant on request) and
+mINP in percent. The retrieval itself is :func:`plip.retrieval.evaluate`.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from plip.checkpoint import load_checkpoint_model
+from plip.programs.eval_data import DATASET_JSON, eval_set_from_shards, load_eval_split, parse_identities
+from plip.retrieval import Gallery, QuerySet, evaluate
+from spac.cli.support import (CliError, OneLineArgumentParser, add_quiet_flag, device, non_negative_int,
+                              positive_int, run_main, silence_libraries)
+
+DATASETS = (*DATASET_JSON, "shards")
+MAP_VARIANTS = ("standard", "released")
+PROG = "python -m plip.zero_shot"
+
+
+def _parser() -> OneLineArgumentParser:
+    parser = OneLineArgumentParser(prog=PROG, description="Zero-shot text-to-image person retrieval: every test "
+                                   "caption queries every test image; prints R@1/5/10, mAP and mINP in percent.")
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="our checkpoint directory (model.safetensors + config.json) or a released-format "
+                             "file such as PLIP_MRN50.pth.tar")
+    parser.add_argument("--dataset", required=True, choices=DATASETS,
+                        help="CUHK-PEDES or ICFG-PEDES (JSON + imgs/ under --root), or shards (our corpus)")
+    parser.add_argument("--root", required=True,
+                        help="dataset folder (holding reid_raw.json or ICFG_PEDES.json, or the split files of "
+                             "plip.dataset_split, and imgs/), or for shards a shard pattern / folder")
+    parser.add_argument("--split", default="test", choices=("test", "valid", "val", "train"),
+                        help="dataset split to evaluate (default test; not used with shards)")
+    parser.add_argument("--identities", help="shards only: held-out identities, 'A-B' (inclusive) or 'A,B,C'")
+    parser.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N or auto (default: cuda "
+                        "when available)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images / captions per forward pass "
+                        "(default 64)")
+    parser.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader workers reading images "
+                        "(default 0)")
+    parser.add_argument("--map", default="standard", choices=MAP_VARIANTS,
+                        help="standard: mean precision at each hit; released: also print the reference code's "
+                             "trapezoid-rule mAP, comparable with the paper (default standard)")
+    parser.add_argument("--model", default="RN50",
+                        help="released-format files only: the architecture preset in plip/configs (default RN50)")
+    parser.add_argument("--tokenizer", help="released-format files only: local tokenizer folder (default: the "
+                                            "bundled bert-base-uncased WordPiece vocabulary)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--json", type=Path, help="also write the metrics and settings to this JSON file")
+    add_quiet_flag(parser)
+    return parser
+
+
+def _eval_set(args: Any) -> tuple[QuerySet, Gallery]:
+    if args.dataset == "shards":
+        if not args.identities:
+            raise CliError("--dataset shards needs --identities (the held-out identities, e.g. 9000-9999)")
+        return eval_set_from_shards(args.root, parse_identities(args.identities))
+    if args.identities:
+        raise CliError("--identities applies only to --dataset shards")
+    if not Path(args.root).is_dir():
+        raise CliError(f"--root {args.root}: not a folder")
+    return load_eval_split(args.dataset, args.root, args.split)
+
+
+def _report(metrics: dict[str, Any], map_variant: str) -> str:
+    line = (f"R@1 {metrics['R@1']:.2f}  R@5 {metrics['R@5']:.2f}  R@10 {metrics['R@10']:.2f}  "
+            f"mAP(standard) {metrics['mAP']:.2f}  mINP {metrics['mINP']:.2f}")
+    if map_variant == "released":
+        line += f"  mAP(released, trapezoid) {metrics['mAP_released']:.2f}"
+    if metrics["queries_without_match"]:
+        line += f"\n({metrics['queries_without_match']} queries without a gallery image of their identity left out)"
+    return line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m plip.zero_shot``: bad input (dataset, checkpoint, flags) is one line on stderr and exit 2."""
+    return run_main(PROG, _main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    silence_libraries(args.quiet)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    queries, gallery = _eval_set(args)
+    if not args.quiet:
+        print(f"{args.dataset} {args.split if args.dataset != 'shards' else args.identities}: "
+              f"{len(queries)} queries, {len(gallery)} gallery images", file=sys.stderr)
+    model = load_checkpoint_model(args.checkpoint, args.device, args.model, args.tokenizer)
+    metrics = evaluate(model, queries, gallery, args.batch_size, args.device, args.num_workers,
+                       progress=not args.quiet)
+    print(_report(metrics, args.map))
+    if args.json:
+        settings = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "root": str(args.root),
+                    "split": None if args.dataset == "shards" else args.split, "identities": args.identities,
+                    "map_variant": args.map}
+        args.json.write_text(json.dumps({"settings": settings, "metrics": metrics}, indent=2) + "\n",
+                             encoding="utf-8")
+    return 0

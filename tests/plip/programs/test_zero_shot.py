@@ -1,0 +1,72 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from plip.programs.zero_shot import main
+from tests.plip.pedes_fixtures import dataset_fixture
+
+REPO = Path(__file__).resolve().parents[3]
+
+SPLITS = {0: "train", 1: "test", 2: "test", 3: "test", 4: "test"}
+
+
+dataset = dataset_fixture(SPLITS)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory):
+    from plip.checkpoint import save_checkpoint, save_released
+    from plip.factory import create_model
+
+    torch.manual_seed(0)
+    model = create_model("RN-tiny", tic={"weight": 0}, iap={"weight": 0})
+    folder = tmp_path_factory.mktemp("checkpoints")
+    save_released(model, folder / "tiny.pth.tar")
+    return save_checkpoint(folder / "ours", model), folder / "tiny.pth.tar"
+
+
+def test_cli_end_to_end_with_our_and_released_checkpoints(dataset, tiny_checkpoints, tmp_path, capsys):
+    ours, released = tiny_checkpoints
+    common = ["--dataset", "CUHK-PEDES", "--root", str(dataset), "--device", "cpu", "--batch-size", "3", "--quiet"]
+    assert main(["--checkpoint", str(ours), "--json", str(tmp_path / "a.json"), "--map", "released", *common]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("R@1 ") and "mAP(standard)" in out and "mAP(released, trapezoid)" in out
+    assert main(["--checkpoint", str(released), "--model", "RN-tiny", "--json", str(tmp_path / "b.json"),
+                     *common]) == 0
+    a, b = (json.loads((tmp_path / name).read_text()) for name in ("a.json", "b.json"))
+    assert a["metrics"]["queries"] == 16 and 0 <= a["metrics"]["R@1"] <= 100
+    assert a["metrics"] == pytest.approx(b["metrics"])  # same weights through both formats
+    assert a["settings"]["map_variant"] == "released" and b["settings"]["split"] == "test"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "CUHK-PEDES", "--root", "{missing}"], "--root {missing}: not a folder"),
+    (["--dataset", "ICFG-PEDES", "--root", "{dataset}"], "neither ICFG-PEDES-test.json nor ICFG_PEDES.json"),
+    (["--dataset", "shards", "--root", "{dataset}"], "--dataset shards needs --identities"),
+    (["--dataset", "CUHK-PEDES", "--root", "{dataset}", "--identities", "1-2"], "applies only to --dataset shards"),
+    (["--dataset", "CUHK-PEDES", "--root", "{dataset}", "--checkpoint", "{garbage}", "--model", "RN-tiny"],
+     "not a readable torch checkpoint"),
+    (["--dataset", "CUHK-PEDES", "--root", "{dataset}", "--device", "tpu"], "invalid device 'tpu'"),
+])
+def test_bad_input_is_one_line_exit_2(dataset, tmp_path, capsys, args, message):
+    garbage = tmp_path / "model.pth.tar"
+    garbage.write_bytes(b"not a checkpoint")
+    values = {"missing": tmp_path / "nope", "dataset": dataset, "garbage": garbage}
+    argv = [a.format(**values) for a in args] + ["--quiet"]
+    if "--checkpoint" not in argv:
+        argv += ["--checkpoint", str(garbage)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message.format(**values) in err[0]
+
+
+def test_module_run_exits_2_with_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "plip.zero_shot", "--checkpoint", str(tmp_path / "none"),
+                           "--dataset", "CUHK-PEDES", "--root", str(tmp_path / "nope"), "--device", "cpu"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"python -m plip.zero_shot: error: --root {tmp_path / 'nope'}: not a folder\n"
