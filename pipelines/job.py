@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from pathlib import Path
 
 from pipelines.inputs import InputSpec, read_manifest, resolve_input
 from shards import layout
 from spac import captioner, corpus_filters
 from spac.devices import check_device_name, resolve_device
-from spac.predictor import CONFIG_FILE, DEFAULT_PREDICTOR_DIR
+from spac.predictor import check_predictor
 
 
 @dataclass(frozen=True)
@@ -37,10 +36,15 @@ def is_local_runner(runner: str | None) -> bool:
 
 
 def _check_predictor(path: str | None, local: bool) -> str | None:
-    """A local run needs the predictor here; a remote one loads it on the workers (e.g. baked into the image)."""
-    config_file = Path(path if path is not None else DEFAULT_PREDICTOR_DIR) / CONFIG_FILE
-    if local and not config_file.is_file():
-        raise ValueError(f"--predictor: {config_file} does not exist (expected a predictor directory)")
+    """A local run checks the predictor here, so a bad one is one line before the job starts; a remote one
+    loads it on the workers (e.g. baked into the image), which this machine may not see."""
+    if local:
+        try:
+            check_predictor(path)
+        except FileNotFoundError as exc:
+            raise ValueError(f"--predictor: {exc.filename}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ValueError(f"--predictor: {exc}") from None
     return path
 
 

@@ -9,22 +9,25 @@ its labels (``AttributeGroup.labels``, index 0 = ``unknown``). A colour seen wit
 transfers to every other item of the group, while the joint bias can still model rare pairs.
 
 A trained predictor is a directory holding ``config.json`` (:class:`PredictorConfig`) and
-``model.safetensors``; :func:`load_predictor` with no path loads the bundled demo model.
+``model.safetensors``; :func:`load_predictor` with no path loads the bundled demo model, and
+:func:`check_predictor` validates a directory (config and weights header) without loading it.
 """
 from __future__ import annotations
 
 import errno
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from PIL import Image
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import ResNetConfig, ResNetModel
+from transformers.activations import ACT2FN
 
 from spac.attributes import UNKNOWN, AttributeGroup, Schema, load_schema
 from spac.devices import resolve_device
@@ -33,6 +36,9 @@ from spac.imaging import IMAGE_HEIGHT, IMAGE_WIDTH, SYNTH_PEDES_MEAN, SYNTH_PEDE
 DEFAULT_PREDICTOR_DIR = Path(__file__).resolve().parent / "assets" / "default_predictor"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+# What save_predictor writes (floating weights in the dtype asked for, BatchNorm's int64 step counter); a
+# packed, 8-bit or complex tensor would not cast back to float32 (or not without losing its meaning).
+WEIGHT_DTYPES = ("BF16", "F16", "F32", "F64", "I64")
 
 # Named ResNet shapes for ResNetConfig; "tiny" is the bundled demo model's.
 BACKBONE_PRESETS: dict[str, dict[str, Any]] = {
@@ -75,29 +81,96 @@ class PredictorConfig:
 
     @classmethod
     def from_json(cls, text: str, source: str = "<config>") -> "PredictorConfig":
+        """Parse and check a config.json; ValueError naming ``source`` and the first bad field."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{source}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise ValueError(f"{source}: invalid JSON (nested too deeply)") from None
         if not isinstance(data, dict):
             raise ValueError(f"{source}: expected a JSON object")
-        known = {f.name for f in fields(cls)}
-        unexpected = sorted(set(data) - known)
-        if unexpected:
-            raise ValueError(f"{source}: unexpected key {unexpected[0]!r}")
         missing = [key for key in ("backbone", "labels", "schema_version") if key not in data]
         if missing:
             raise ValueError(f"{source}: missing key {missing[0]!r}")
-        if not isinstance(data["labels"], dict) or not isinstance(data["backbone"], dict):
-            raise ValueError(f"{source}: 'labels' and 'backbone' must be JSON objects")
-        for key in ("image_size", "mean", "std"):
-            if key in data:
-                if not isinstance(data[key], list):
-                    raise ValueError(f"{source}: {key!r} must be a JSON list")
-                data[key] = tuple(data[key])
-        if not all(isinstance(labels, list) for labels in data["labels"].values()):
-            raise ValueError(f"{source}: every entry of 'labels' must be a JSON list")
-        return cls(**data)
+        _check_fields(data, CONFIG_RULES, source, "")
+        _check_backbone(data["backbone"], source)
+        return cls(**{k: tuple(v) if k in ("image_size", "mean", "std") else v for k, v in data.items()})
+
+
+# ---- config.json checks: a hand-edited or hostile file is refused in one line, before any model is built ----
+
+# Deeper than any published ResNet (ResNet-152 has 36 blocks in a stage): keeps a bad config from taking
+# minutes to build. Corpus images are 256x128: a larger input side would only cost memory at predict time.
+MAX_STAGE_DEPTH = 100
+MAX_IMAGE_SIDE = 4096
+
+
+def _is_int(value: Any, low: int = 1, high: float = float("inf")) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _ints(value: Any, count: int | None = None, high: float = float("inf")) -> bool:
+    """A non-empty JSON list of integers in [1, high], of ``count`` entries when given."""
+    return (isinstance(value, list) and len(value) >= 1 and (count is None or len(value) == count)
+            and all(_is_int(v, high=high) for v in value))
+
+
+def _numbers(value: Any, positive: bool = False) -> bool:
+    """Three finite numbers (per RGB channel), all > 0 when ``positive``."""
+    return (isinstance(value, list) and len(value) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    and (v > 0 or not positive) for v in value))
+
+
+def _label_lists(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(labels, list) and all(isinstance(s, str) for s in labels)
+                                           for labels in value.values())
+
+
+# field -> (check, what it must be)
+CONFIG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "backbone": (lambda v: isinstance(v, dict), "a JSON object of ResNetConfig fields"),
+    "schema_version": (_is_int, "a positive integer"),
+    "labels": (_label_lists, "a JSON object mapping each group to its list of labels"),
+    "pretrained": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "image_size": (lambda v: _ints(v, 2, MAX_IMAGE_SIDE), f"[height, width]: two integers from 1 to {MAX_IMAGE_SIDE}"),
+    "mean": (_numbers, "a list of three finite numbers"),
+    "std": (lambda v: _numbers(v, positive=True), "a list of three positive numbers"),
+    "bands": (_is_int, "a positive integer"),
+    "training": (lambda v: isinstance(v, dict), "a JSON object"),
+}
+BACKBONE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "depths": (lambda v: _ints(v, high=MAX_STAGE_DEPTH), f"a list of integers from 1 to {MAX_STAGE_DEPTH}"),
+    "hidden_sizes": (_ints, "a list of positive integers"),
+    "embedding_size": (_is_int, "a positive integer"),
+    "layer_type": (lambda v: v in ResNetConfig.layer_types, " or ".join(map(repr, ResNetConfig.layer_types))),
+    "hidden_act": (lambda v: isinstance(v, str) and v in ACT2FN, "an activation name known to transformers"),
+    "num_channels": (lambda v: _is_int(v, 3, 3), "3 (RGB input)"),
+    "downsample_in_first_stage": (lambda v: isinstance(v, bool), "true or false"),
+    "downsample_in_bottleneck": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _check_fields(data: Mapping[str, Any], rules: Mapping[str, tuple[Callable[[Any], bool], str]], source: str,
+                  prefix: str) -> None:
+    for key, value in data.items():
+        name = prefix + key
+        if key not in rules:
+            raise ValueError(f"{source}: unexpected key {name!r}")
+        check, expected = rules[key]
+        if not check(value):
+            raise ValueError(f"{source}: {name!r} must be {expected}, got {json.dumps(value)[:60]}")
+
+
+def _check_backbone(backbone: Mapping[str, Any], source: str) -> None:
+    _check_fields(backbone, BACKBONE_RULES, source, "backbone.")
+    defaults = ResNetConfig()  # an absent field takes transformers' default, as ResNetConfig(**backbone) will
+    depths = backbone.get("depths", defaults.depths)
+    hidden_sizes = backbone.get("hidden_sizes", defaults.hidden_sizes)
+    if len(depths) != len(hidden_sizes):
+        raise ValueError(f"{source}: 'backbone.depths' ({len(depths)} stages) and 'backbone.hidden_sizes' "
+                         f"({len(hidden_sizes)}) must have one entry per stage")
 
 
 @dataclass(frozen=True)
@@ -249,35 +322,83 @@ def save_predictor(predictor: AttributePredictor, directory: str | Path, dtype: 
     return directory
 
 
-def load_predictor(path: str | Path | None = None, device: str | torch.device = "cpu", schema: Schema | None = None,
-                   min_confidence: float = 0.0) -> AttributePredictor:
-    """Load a saved predictor directory (None = the bundled demo model) onto ``device``, ready for inference."""
+def _predictor_files(path: str | Path | None) -> tuple[Path, Path]:
+    """(config.json, model.safetensors) of a predictor directory (None = the bundled demo model)."""
     directory = Path(path) if path is not None else DEFAULT_PREDICTOR_DIR
     if not directory.is_dir():
         raise FileNotFoundError(errno.ENOENT, "no predictor directory", str(directory))
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (directory / name).is_file():
             raise FileNotFoundError(errno.ENOENT, f"predictor directory lacks {name}", str(directory / name))
-    config = PredictorConfig.from_json((directory / CONFIG_FILE).read_text(encoding="utf-8"), str(directory / CONFIG_FILE))
-    schema = schema if schema is not None else load_schema()
-    check_schema(config, schema, str(directory))
+    return directory / CONFIG_FILE, directory / WEIGHTS_FILE
+
+
+def _read_config(config_file: Path) -> PredictorConfig:
     try:
-        model = AttributePredictor(config, schema)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{directory / CONFIG_FILE}: invalid backbone config ({exc})") from None
+        text = config_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{config_file}: not UTF-8 text") from None
+    return PredictorConfig.from_json(text, str(config_file))
+
+
+def _weight_header(weights_file: Path) -> dict[str, tuple[str, list[int]]]:
+    """Tensor name -> (dtype, shape) from the safetensors header; no tensor is read."""
     try:
-        state = load_file(str(directory / WEIGHTS_FILE))
+        with safe_open(str(weights_file), framework="pt") as weights:
+            return {name: (weights.get_slice(name).get_dtype(), list(weights.get_slice(name).get_shape()))
+                    for name in weights.keys()}
     except (SafetensorError, OSError) as exc:
-        raise ValueError(f"{directory / WEIGHTS_FILE}: unreadable weights ({exc})") from None
-    reference = model.state_dict()
-    missing, unexpected = sorted(set(reference) - set(state)), sorted(set(state) - set(reference))
+        raise ValueError(f"{weights_file}: not a readable safetensors file ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _check_header(weights_file: Path, header: Mapping[str, tuple[str, list[int]]],
+                  expected: Mapping[str, list[int]]) -> None:
+    missing, unexpected = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
     if missing or unexpected:
         detail = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
-        raise ValueError(f"{directory / WEIGHTS_FILE}: weights do not match config.json ({detail})")
-    for key, tensor in state.items():
-        if tensor.shape != reference[key].shape:
-            raise ValueError(f"{directory / WEIGHTS_FILE}: {key} has shape {list(tensor.shape)}, "
-                             f"config.json implies {list(reference[key].shape)}")
+        raise ValueError(f"{weights_file}: weights do not match config.json ({detail})")
+    for key, (dtype, shape) in header.items():
+        if dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"{weights_file}: {key} is stored as {dtype}, expected one of {', '.join(WEIGHT_DTYPES)}")
+        if shape != expected[key]:
+            raise ValueError(f"{weights_file}: {key} has shape {shape}, config.json implies {expected[key]}")
+
+
+def _checked_config(path: str | Path | None, schema: Schema) -> tuple[PredictorConfig, Path]:
+    """The directory's validated config and its weights file, whose header matches that config."""
+    config_file, weights_file = _predictor_files(path)
+    config = _read_config(config_file)
+    check_schema(config, schema, str(config_file))
+    header = _weight_header(weights_file)
+    with torch.device("meta"):  # shapes only: no memory, however large the config claims the model is
+        skeleton = AttributePredictor(config, schema)
+    _check_header(weights_file, header, {k: list(v.shape) for k, v in skeleton.state_dict().items()})
+    return config, weights_file
+
+
+def check_predictor(path: str | Path | None = None, schema: Schema | None = None) -> None:
+    """Check a predictor directory without loading its weights: its config.json, and that the
+    model.safetensors header holds exactly the tensors that config implies. ValueError names the bad file;
+    FileNotFoundError when the directory or one of its files is missing."""
+    _checked_config(path, schema if schema is not None else load_schema())
+
+
+def load_predictor(path: str | Path | None = None, device: str | torch.device = "cpu", schema: Schema | None = None,
+                   min_confidence: float = 0.0) -> AttributePredictor:
+    """Load a saved predictor directory (None = the bundled demo model) onto ``device``, ready for inference."""
+    schema = schema if schema is not None else load_schema()
+    config, weights_file = _checked_config(path, schema)
+    model = AttributePredictor(config, schema)
+    try:
+        state = load_file(str(weights_file))
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{weights_file}: unreadable weights ({_first_line(exc)})") from None
+    reference = model.state_dict()
     model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()})
     model.min_confidence = min_confidence
     return model.to(resolve_device(device)).eval()

@@ -1,19 +1,31 @@
 """`spac caption image.jpg [...]`: predict a pedestrian's attributes and print SPAC's captions for it.
 
 The caption key is the image's file name, so the same file gives the same captions wherever it lies.
+Each file is decoded under the project's image policy (:mod:`shards.images`: EXIF orientation, pixel and
+byte budgets) and re-encoded as the corpus JPEG before prediction, exactly as the synthesis job does, so
+a file gets the same attributes here as in the corpus. A file that cannot be captioned is one line on
+stderr; the others are still captioned, and the exit code is 2.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, open_image_file
+from shards.sample import IMAGE_SIZE, encode_image
 from spac.captioner import Captioner, check_style_names
-from spac.cli.support import CliError, OneLineArgumentParser, device, unit_float
+from spac.cli.support import CliError, OneLineArgumentParser, device, positive_int, unit_float
+
+if TYPE_CHECKING:
+    from spac.predictor import AttributePredictor
+
+BATCH_SIZE = 32  # files decoded and predicted at a time: memory stays flat however many are given
 
 
 def _style_names(text: str) -> tuple[str, ...]:
@@ -42,19 +54,30 @@ def _parser() -> OneLineArgumentParser:
     parser.add_argument("--min-confidence", type=unit_float, default=0.0,
                         help="report a group as unknown when the predictor's confidence is below this (0-1)")
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                        help="refuse an image that would decode to more pixels than this; a large JPEG is first "
+                             "decoded at a reduced scale, so only its reduced size counts (default: %(default)s)")
+    parser.add_argument("--max-file-bytes", type=positive_int, default=DEFAULT_MAX_BYTES,
+                        help="refuse a file larger than this many bytes, without reading it whole "
+                             "(default: %(default)s)")
     return parser
 
 
-def _load_image(path: Path) -> Image.Image:
-    if not path.exists():
-        raise CliError(f"{path}: no such file")
-    if path.is_dir():
-        raise CliError(f"{path}: is a directory, not an image")
+def _corpus_image(path: Path, max_pixels: int, max_bytes: int) -> Image.Image:
+    """The image the synthesis job's predictor sees for this file: decoded under the shared policy, then
+    re-encoded as the corpus JPEG (256x128, quality 90) and decoded again. CliError names the file."""
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise CliError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+        decoded = open_image_file(str(path), min_size=IMAGE_SIZE, max_pixels=max_pixels, max_bytes=max_bytes)
+    except ImageRejected as exc:
+        raise CliError(f"{path}: {exc}") from None
+    except FileNotFoundError:
+        raise CliError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CliError(f"{path}: is a directory, not an image") from None
+    except OSError as exc:
+        raise CliError(f"{path}: unreadable file ({exc.strerror or exc})") from None
+    with Image.open(io.BytesIO(encode_image(decoded))) as corpus:
+        return corpus.convert("RGB")
 
 
 def _report(path: Path, prediction, captions, as_json: bool) -> str:
@@ -69,6 +92,24 @@ def _report(path: Path, prediction, captions, as_json: bool) -> str:
     return "\n".join(c.text for c in captions)
 
 
+def _caption_batch(paths: Sequence[Path], predictor: AttributePredictor, captioner: Captioner, args: argparse.Namespace,
+                   many: bool) -> int:
+    """Print the captions of each readable file, one line on stderr for each other; returns how many failed."""
+    loaded: list[tuple[Path, Image.Image]] = []
+    for path in paths:
+        try:
+            loaded.append((path, _corpus_image(path, args.max_pixels, args.max_file_bytes)))
+        except CliError as exc:
+            print(f"spac caption: error: {exc}", file=sys.stderr)
+    predictions = predictor.predict([image for _, image in loaded], min_confidence=args.min_confidence)
+    for (path, _), prediction in zip(loaded, predictions):
+        captions = captioner(prediction.attributes, key=path.name, seed=args.seed)
+        if many:
+            print(f"== {path}")
+        print(_report(path, prediction, captions, args.json))
+    return len(paths) - len(loaded)
+
+
 def cli_main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Importing the predictor loads transformers (seconds): pay that only once the arguments are sane.
@@ -80,19 +121,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, OSError) as exc:
         raise CliError(f"cannot load predictor: {exc}") from None
 
-    failures = 0
-    loaded: list[tuple[Path, Image.Image]] = []
-    for path in args.images:
-        try:
-            loaded.append((path, _load_image(path)))
-        except CliError as exc:
-            print(f"spac caption: error: {exc}", file=sys.stderr)
-            failures += 1
-    predictions = predictor.predict([image for _, image in loaded], min_confidence=args.min_confidence) if loaded else []
     many = len(args.images) > 1 and not args.json
-    for (path, _), prediction in zip(loaded, predictions):
-        captions = captioner(prediction.attributes, key=path.name, seed=args.seed)
-        if many:
-            print(f"== {path}")
-        print(_report(path, prediction, captions, args.json))
+    failures = sum(_caption_batch(args.images[start:start + BATCH_SIZE], predictor, captioner, args, many)
+                   for start in range(0, len(args.images), BATCH_SIZE))
     return 2 if failures else 0

@@ -1,10 +1,14 @@
 """pipelines.job: flags become a checked Job; each bad setting is one ValueError naming it."""
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 
 from pipelines import synthesize
 from pipelines.job import Job, is_local_runner, make_job
+from spac.cli.support import run_main
 
 
 def _args(tmp_path, predictor, *flags):
@@ -42,3 +46,27 @@ def test_remote_runs_check_device_syntax_but_not_local_files(tmp_path):
 def test_is_local_runner():
     assert is_local_runner(None) and is_local_runner("DirectRunner") and is_local_runner("direct")
     assert not is_local_runner("DataflowRunner")
+
+
+def _set_config(predictor, **change):
+    config = json.loads((predictor / "config.json").read_text())
+    (predictor / "config.json").write_text(json.dumps({**config, **change}))
+
+
+@pytest.mark.parametrize("breaks, words", [
+    (lambda p: (p / "model.safetensors").write_bytes(b"\x80\x04not safetensors"), "not a readable safetensors file"),
+    (lambda p: _set_config(p, image_size=[256.5, 128]), "'image_size' must be"),
+    (lambda p: _set_config(p, bands=2), "config.json implies"),
+])
+def test_launch_with_a_broken_predictor_is_one_line_and_writes_nothing(tmp_path, capsys, colour_predictor, breaks,
+                                                                       words):
+    predictor = shutil.copytree(colour_predictor, tmp_path / "predictor")
+    breaks(predictor)
+    (tmp_path / "images").mkdir()
+    argv = ["--runner=DirectRunner", "--input", str(tmp_path / "images"), "--output", str(tmp_path / "out"),
+            "--predictor", str(predictor)]
+    assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"{synthesize.PROG}: error: --predictor: {predictor}")
+    assert words in err
+    assert not (tmp_path / "out").exists()

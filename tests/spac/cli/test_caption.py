@@ -1,10 +1,14 @@
 """`spac caption` through a subprocess (`python -m spac.cli.main`), as a user runs it."""
+import io
 import json
 import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
+from shards.images import decode_image
+from shards.sample import IMAGE_SIZE, encode_image
 from spac.attributes import UNKNOWN
 from spac.language import extract_attributes
 from spac.render import random_identity, render_person
@@ -66,7 +70,87 @@ def test_several_images_and_one_bad_one_loses_nothing_else(rendered, tmp_path):
     result = spac("caption", str(rendered[0][0]), str(bad), str(rendered[1][0]))
     assert result.returncode == 2
     assert result.stdout.count("== ") == 2
-    assert result.stderr.strip().splitlines() == [f"spac caption: error: {bad}: not a readable image (UnidentifiedImageError)"]
+    assert result.stderr.strip().splitlines() == [f"spac caption: error: {bad}: not a decodable image"]
+
+
+def _attributes(stdout: str) -> list[dict]:
+    return [json.loads(line)["attributes"] for line in stdout.splitlines()]
+
+
+# EXIF orientation -> how the stored pixels are turned from upright (the viewer undoes it)
+STORED_TURN = {6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+
+
+def test_exif_rotated_photo_gets_the_upright_images_attributes(rendered, tmp_path):
+    upright = rendered[0][0]
+    rotated = []
+    for orientation, turn in STORED_TURN.items():
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"orientation{orientation}.jpg"
+        with Image.open(upright) as image:
+            image.transpose(turn).save(path, quality=95, exif=exif)
+        rotated.append(str(path))
+    result = spac("caption", "--json", str(upright), *rotated)
+    assert result.returncode == 0, result.stderr
+    values = [{g: a["value"] for g, a in attributes.items()} for attributes in _attributes(result.stdout)]
+    assert values[1:] == [values[0]] * 2
+
+
+def test_refused_and_corrupt_files_are_one_line_each_and_the_others_are_captioned(rendered, tmp_path):
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (9000, 9000)).save(bomb, optimize=True)  # ~80 KB on disk, 81 megapixels decoded
+    whole = rendered[0][0].read_bytes()
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    folder, missing = tmp_path / "folder", tmp_path / "missing.jpg"
+    folder.mkdir()
+    good = [str(path) for path, _ in rendered]
+    result = spac("caption", good[0], str(bomb), str(truncated), str(missing), str(folder), good[1])
+    assert result.returncode == 2
+    assert [line for line in result.stdout.splitlines() if line.startswith("== ")] == [f"== {g}" for g in good]
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 4 and "Traceback" not in result.stderr
+    assert errors[0] == f"spac caption: error: {bomb}: image too large: 9000x9000 pixels exceed the budget of 40000000"
+    assert errors[1].startswith(f"spac caption: error: {truncated}: corrupt or unreadable image: image file is "
+                                "truncated")
+    assert errors[2:] == [f"spac caption: error: {missing}: no such file",
+                          f"spac caption: error: {folder}: is a directory, not an image"]
+
+
+def test_budget_flags_refuse_files_above_them(rendered):
+    path = rendered[0][0]
+    result = spac("caption", str(path), str(path), "--max-pixels", "1000")
+    assert result.returncode == 2 and not result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"spac caption: error: {path}: image too large: 128x256 pixels exceed the budget of 1000"] * 2
+    size = path.stat().st_size
+    assert spac("caption", str(path), "--max-file-bytes", str(size)).returncode == 0
+    result = spac("caption", str(path), "--max-file-bytes", str(size - 1))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"spac caption: error: {path}: file larger than {size - 1} bytes"
+
+
+def test_predictor_sees_the_corpus_jpeg_as_the_pipeline_does(rendered, tmp_path):
+    from spac.predictor import load_predictor
+
+    with Image.open(rendered[1][0]) as image:  # a photo larger than the corpus size: decoded at a reduced scale
+        large = image.resize((image.width * 4, image.height * 4), Image.Resampling.BICUBIC)
+    path = tmp_path / "large.jpg"
+    large.save(path, quality=95)
+    result = spac("caption", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    (printed,) = _attributes(result.stdout)
+
+    predictor = load_predictor()
+    corpus_jpeg = encode_image(decode_image(path.read_bytes(), min_size=IMAGE_SIZE))  # what the pipeline predicts on
+    (expected,) = predictor.predict([Image.open(io.BytesIO(corpus_jpeg))])
+    assert {g: a["value"] for g, a in printed.items()} == expected.attributes
+    for group, attribute in printed.items():
+        assert attribute["confidence"] == pytest.approx(expected.confidences[group], abs=1e-3)
+    # the test tells the two apart: the original pixels give other confidences
+    (original,) = predictor.predict([large])
+    assert any(abs(original.confidences[g] - a["confidence"]) > 5e-3 for g, a in printed.items())
 
 
 @pytest.mark.parametrize(
@@ -79,6 +163,8 @@ def test_several_images_and_one_bad_one_loses_nothing_else(rendered, tmp_path):
         (["caption", "x.jpg", "--styles", "baroque"], "argument --styles: unknown style 'baroque'; valid styles:"),
         (["caption", "x.jpg", "--min-confidence", "2"], "argument --min-confidence: must be between 0 and 1, got 2"),
         (["caption", "x.jpg", "--device", "tpu"], "argument --device: invalid device 'tpu'"),
+        (["caption", "x.jpg", "--max-pixels", "0"], "argument --max-pixels: must be at least 1, got 0"),
+        (["caption", "x.jpg", "--max-file-bytes", "1e6"], "argument --max-file-bytes: expected an integer, got '1e6'"),
         (["nonsense"], "unknown command 'nonsense'"),
     ],
 )
