@@ -3,7 +3,9 @@
 - the number of distinct texts among all texts written (and per style);
 - the mean pairwise word overlap (Jaccard of lower-cased word sets) between the texts of one image,
   a proxy for how differently the 2-3 texts of one image are phrased (lower = more different);
-- texts per image and captioning speed.
+- texts per image and captioning speed;
+- the spac.language round trip: over every text, the known values read back and the stray mentions
+  (a mention of an unknown group, or one that reads as another value of its group).
 
 Attribute sets: each group unknown with probability --p-unknown, else a uniform schema value.
 Run: python benchmarks/caption_diversity.py [--n 10000] [--seed 0] [--p-unknown 0.3]
@@ -19,6 +21,7 @@ from itertools import combinations
 
 from spac.attributes import UNKNOWN, Schema, load_schema
 from spac.captioner import Captioner
+from spac.language import extract_attributes_batch
 
 
 def random_attributes(rng: random.Random, schema: Schema, p_unknown: float) -> dict[str, str]:
@@ -61,6 +64,16 @@ def main() -> None:
         print(f"  distinct {style:<11} texts: {len(texts)}")
     print(f"mean pairwise word Jaccard within one image: {sum(overlaps) / len(overlaps):.3f} over {len(overlaps)} pairs")
     print(f"captioning speed: {args.n / seconds:.0f} images/s ({seconds:.2f} s)")
+
+    rows = [(attrs, c.text) for attrs, captions in zip(sets, results) for c in captions]
+    recovered = expected = stray = 0
+    for (attrs, _), mentions in zip(rows, extract_attributes_batch([text for _, text in rows], schema)):
+        known = {g: v for g, v in attrs.items() if v != UNKNOWN}
+        expected += len(known)
+        recovered += sum(any(m.value == v for m in mentions) for v in known.values())
+        stray += sum(m.group not in known or (m.value is not None and m.value != known[m.group]) for m in mentions)
+    print(f"round trip (spac.language): {recovered}/{expected} known values read back "
+          f"({recovered / max(expected, 1):.2%}), {stray} stray mentions over {len(rows)} texts")
 
 
 if __name__ == "__main__":

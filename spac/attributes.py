@@ -2,6 +2,12 @@
 
 A person's attributes are a plain ``dict[str, str]`` from group name to phrase (or ``"unknown"``),
 ordered as the schema's groups. The released SYNTH-PEDES format joins those phrases with commas.
+
+Some values say less than a rendered person shows (schema version 2): those of a *generic* item
+("black hair", "a white top", "black shoes", "a brown bag": what annotators write without naming a
+subtype) and the *bare* value of a coloured item, without its colour ("a backpack", "jeans"). They
+exist so labels mined from human captions can be written down; ``AttributeValue.specific`` is False
+for them, and the renderer (hence a predictor trained on rendered people) never uses them.
 """
 from __future__ import annotations
 
@@ -15,8 +21,9 @@ import yaml
 
 UNKNOWN = "unknown"
 GROUP_ORDER = ("gender", "hair", "upper", "lower", "shoes", "belongings")
-# Nouns that name a group without naming one of its values ("black hair", "white shoes", "a bag"):
-# the language tools read them as mentions of the group, and template text may not use them.
+# Nouns that name a group without naming one of its values: the language tools read them as mentions of
+# the group (unless the schema has an item of that name, as version 2 has for all of these: then they
+# are that generic item), and template text may not use them.
 GENERIC_NOUNS: dict[str, tuple[str, ...]] = {
     "hair": ("hair",),
     "shoes": ("shoes", "shoe", "footwear"),
@@ -39,13 +46,25 @@ class Colour:
 
 @dataclass(frozen=True)
 class AttributeValue:
-    """One known value of a group, e.g. group='upper', item='t-shirt', colour='red', phrase='red t-shirt'."""
+    """One known value of a group, e.g. group='upper', item='t-shirt', colour='red', phrase='red t-shirt'.
+
+    ``generic``: the item names no subtype ("black hair", "white top"); ``bare``: a coloured item's value
+    without a colour ("jeans", "backpack").
+    """
 
     group: str
     item: str
     colour: str | None
     phrase: str
     plural: bool = False
+    generic: bool = False
+    bare: bool = False
+
+    @property
+    def specific(self) -> bool:
+        """A subtype item with its colour (when it has one): what the renderer draws and a rendered-people
+        predictor is trained on."""
+        return not (self.generic or self.bare)
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,13 @@ class Item:
     coloured: bool
     pattern: str
     synonyms: tuple[str, ...] = ()
+    generic: bool = False  # names no subtype ("hair", "top", "shoes", "bag")
+    bare: bool = False  # a coloured item that also has a value without colour
+
+    @property
+    def bare_pattern(self) -> str:
+        """The pattern with the colour left out: "{colour} {item}" -> "{item}", "short {colour} hair" -> "short hair"."""
+        return " ".join(self.pattern.replace("{colour}", " ").split())
 
 
 @dataclass(frozen=True)
@@ -81,10 +107,15 @@ class AttributeGroup:
 
 @dataclass(frozen=True)
 class Schema:
+    """``colour_modifiers`` shade a colour without changing it ("dark red" is red); ``descriptors`` may
+    stand between a colour and its item in human text ("black leather jacket"). Both only guide reading."""
+
     version: int
     colours: Mapping[str, Colour]
     groups: tuple[AttributeGroup, ...]
     source: str = ""
+    colour_modifiers: tuple[str, ...] = ()
+    descriptors: tuple[str, ...] = ()
 
     @property
     def group_names(self) -> tuple[str, ...]:
@@ -155,9 +186,9 @@ def _parse_colours(source: str, raw: Any) -> dict[str, Colour]:
     return colours
 
 
-def _parse_item(source: str, key: str, spec: Any, coloured_by_default: bool) -> Item:
+def _parse_item(source: str, key: str, spec: Any, coloured_by_default: bool, bare_by_default: bool) -> Item:
     spec = _expect(source, key, spec, dict, "a mapping with 'item'")
-    unexpected = set(spec) - {"item", "plural", "coloured", "pattern", "synonyms"}
+    unexpected = set(spec) - {"item", "plural", "coloured", "pattern", "synonyms", "generic", "bare"}
     if unexpected:
         raise _fail(source, f"{key}.{sorted(unexpected)[0]}", "unexpected key")
     name = _expect(source, f"{key}.item", spec.get("item"), str, "an item name")
@@ -167,7 +198,12 @@ def _parse_item(source: str, key: str, spec: Any, coloured_by_default: bool) -> 
     pattern = _expect(source, f"{key}.pattern", spec.get("pattern", default_pattern), str, "a pattern string")
     if coloured != ("{colour}" in pattern):
         raise _fail(source, f"{key}.pattern", "a coloured item's pattern must contain {colour}, an uncoloured one must not")
-    return Item(name.strip().lower(), plural, coloured, pattern, _strings(source, f"{key}.synonyms", spec.get("synonyms")))
+    generic = _expect(source, f"{key}.generic", spec.get("generic", False), bool, "true or false")
+    bare = _expect(source, f"{key}.bare", spec.get("bare", bare_by_default and coloured), bool, "true or false")
+    if bare and not coloured:
+        raise _fail(source, f"{key}.bare", "only a coloured item has a bare (colourless) value")
+    return Item(name.strip().lower(), plural, coloured, pattern, _strings(source, f"{key}.synonyms", spec.get("synonyms")),
+                generic, bare)
 
 
 def _parse_group(source: str, index: int, spec: Any, palettes: Mapping[str, tuple[str, ...]]) -> AttributeGroup:
@@ -180,10 +216,14 @@ def _parse_group(source: str, index: int, spec: Any, palettes: Mapping[str, tupl
         if palette_name not in palettes:
             raise _fail(source, f"{key}.palette", f"no palette named {palette_name!r}")
         palette = palettes[palette_name]
+    unexpected = set(spec) - {"name", "palette", "bare", "items"}
+    if unexpected:
+        raise _fail(source, f"{key}.{sorted(unexpected)[0]}", "unexpected key")
+    bare = _expect(source, f"{key}.bare", spec.get("bare", False), bool, "true or false")
     raw_items = _expect(source, f"{key}.items", spec.get("items"), list, "a non-empty list of items")
     if not raw_items:
         raise _fail(source, f"{key}.items", "expected a non-empty list of items")
-    items = tuple(_parse_item(source, f"{key}.items[{i}]", it, bool(palette)) for i, it in enumerate(raw_items))
+    items = tuple(_parse_item(source, f"{key}.items[{i}]", it, bool(palette), bare) for i, it in enumerate(raw_items))
     values = []
     for i, item in enumerate(items):
         if item.name == UNKNOWN:
@@ -192,7 +232,10 @@ def _parse_group(source: str, index: int, spec: Any, palettes: Mapping[str, tupl
             raise _fail(source, f"{key}.items[{i}]", f"coloured item in group {name!r}, which has no palette")
         for colour in palette if item.coloured else (None,):
             phrase = item.pattern.format(colour=colour, item=item.name)
-            values.append(AttributeValue(name, item.name, colour, phrase, item.plural))
+            values.append(AttributeValue(name, item.name, colour, phrase, item.plural, item.generic))
+        if item.bare:
+            phrase = item.bare_pattern.format(item=item.name)
+            values.append(AttributeValue(name, item.name, None, phrase, item.plural, item.generic, bare=True))
     by_phrase: dict[str, AttributeValue] = {}
     for v in values:
         if v.phrase in by_phrase:
@@ -214,12 +257,20 @@ def parse_schema(data: Any, source: str = "<schema>") -> Schema:
             if c not in colours:
                 raise _fail(source, f"palettes.{pname}[{i}]", f"colour {c!r} is not defined under 'colours'")
         palettes[str(pname)] = members
+    modifiers = _strings(source, "colour_modifiers", data.get("colour_modifiers"))
+    descriptors = _strings(source, "descriptors", data.get("descriptors"))
+    colour_words = {w for c in colours.values() for w in (c.name, *c.synonyms)}
+    for key, words in (("colour_modifiers", modifiers), ("descriptors", descriptors)):
+        for i, word in enumerate(words):
+            if word in colour_words:
+                raise _fail(source, f"{key}[{i}]", f"{word!r} is a colour; a {key[:-1].replace('_', ' ')} only "
+                            "shades or describes one")
     raw_groups = _expect(source, "groups", data.get("groups"), list, "a list of groups")
     groups = tuple(_parse_group(source, i, g, palettes) for i, g in enumerate(raw_groups))
     names = tuple(g.name for g in groups)
     if names != GROUP_ORDER:
         raise _fail(source, "groups", f"expected the groups {', '.join(GROUP_ORDER)} in that order, got {', '.join(names)}")
-    return Schema(version, colours, groups, source)
+    return Schema(version, colours, groups, source, modifiers, descriptors)
 
 
 def load_schema(path: str | Path | None = None) -> Schema:

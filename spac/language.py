@@ -3,8 +3,11 @@
 A blank spaCy English pipeline (tokenizer + lookup lemmatizer; no trained model is needed) and
 matchers built from the attribute schema: every item name and synonym, their plurals and
 hyphen/space spellings, gender words, and colours either directly before an item ("a navy blue
-tee") or between an item's modifier and its head noun ("long brown hair", "long black skirt").
-Overlapping matches keep the longest ("polo shirt" over "shirt").
+tee"), before it with the schema's ``descriptors`` in between ("a black leather jacket", "a white long
+sleeve shirt"), or between an item's modifier and its head noun ("long brown hair", "long black skirt").
+A colour may carry one of the schema's ``colour_modifiers`` ("dark red" reads as red) unless the
+modified form is a colour synonym of its own ("dark blue" is navy). Overlapping matches keep the longest
+("polo shirt" over "shirt").
 """
 from __future__ import annotations
 
@@ -70,18 +73,26 @@ class _Extractor:
         self.values = {(v.group, v.item, v.colour): v.phrase for g in schema.groups for v in g.values}
 
         colour_tokens: set[str] = set()
-        for colour in schema.colours.values():
-            forms = set().union(*(_spelling_variants(f) for f in (colour.name, *colour.synonyms)))
+        named = {colour.name: set().union(*(_spelling_variants(f) for f in (colour.name, *colour.synonyms)))
+                 for colour in schema.colours.values()}
+        explicit = set().union(*named.values())
+        for name, forms in named.items():
+            shaded = {f"{m} {f}" for m in schema.colour_modifiers for f in forms}
+            forms = forms | set().union(*(_spelling_variants(f) for f in shaded)) - (explicit - forms)
             docs = [self.nlp.make_doc(f) for f in sorted(forms)]
             colour_tokens.update(t.lower_ for d in docs for t in d if t.is_alpha)
-            self.colours.add(colour.name, docs)
+            self.colours.add(name, docs)
         self._colour_tokens = sorted(colour_tokens)
+        self.descriptors = {t.lower_ for d in self.nlp.pipe(schema.descriptors) for t in d} | ({"-"} if schema.descriptors else set())
 
         for group in schema.groups:
+            forms_of_items: set[str] = set()
             for item in group.items:
                 self._add_item(_Item(group.name, item.name, item.coloured, item.plural), (item.name, *item.synonyms))
+                forms_of_items.update((item.name, *item.synonyms))
             for noun in GENERIC_NOUNS.get(group.name, ()):
-                self._add_item(_Item(group.name, noun, True, noun.endswith("s")), (noun,))
+                if noun not in forms_of_items:  # version 2 has generic items of these names
+                    self._add_item(_Item(group.name, noun, True, noun.endswith("s")), (noun,))
         self._build_split_matcher()
 
     def _add_item(self, item: _Item, forms: Iterable[str]) -> None:
@@ -150,12 +161,17 @@ class _Extractor:
         mentions = []
         for s, e, key, colour in sorted(kept):
             item = self.items[key]
-            if item.coloured and colour is None and s in colour_of:
-                colour_start, colour = colour_of[s]
-                if taken.isdisjoint(range(colour_start, s)):
-                    s = colour_start
-                else:
-                    colour = None
+            if item.coloured and colour is None:
+                colour_end = s
+                while colour_end not in colour_of and colour_end > 0 and colour_end - 1 not in taken \
+                        and doc[colour_end - 1].lower_ in self.descriptors:
+                    colour_end -= 1  # "a black leather jacket": skip the descriptors back to the colour
+                if colour_end in colour_of:
+                    colour_start, colour = colour_of[colour_end]
+                    if taken.isdisjoint(range(colour_start, colour_end)):
+                        s = colour_start
+                    else:
+                        colour = None
             value = self.values.get((item.group, item.name, colour if item.coloured else None))
             start, end = doc[s].idx, doc[e - 1].idx + len(doc[e - 1])
             mentions.append(AttributeMention(item.group, item.name, colour, value, start, end, text[start:end]))

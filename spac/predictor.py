@@ -198,7 +198,8 @@ def check_schema(config: PredictorConfig, schema: Schema, source: str = "predict
         if config.labels.get(group) != current.get(group):
             raise ValueError(
                 f"{source}: trained on attribute schema version {config.schema_version}, whose labels for group "
-                f"{group!r} differ from the current schema (version {schema.version}); retrain the predictor")
+                f"{group!r} differ from the current schema (version {schema.version}); retrain the predictor"
+                + (" or migrate it (spac migrate-predictor)" if config.schema_version < schema.version else ""))
 
 
 class FactorisedGroupHead(nn.Module):

@@ -13,6 +13,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "render": ("spac.cli.render", "render labelled demo pedestrians (procedural, with ground truth)"),
     "train-attributes": ("spac.cli.train_attributes", "train an attribute predictor on rendered pedestrians"),
     "shards": ("spac.cli.shards", "verify a corpus folder or (re)write its manifest.json"),
+    "mine-schema": ("spac.cli.mine_schema", "report the noun phrases of human captions and what the schema covers"),
+    "mine-labels": ("spac.cli.mine_labels", "mine attribute labels from human captions into a parquet table"),
+    "migrate-predictor": ("spac.cli.migrate_predictor", "carry a predictor over to the current attribute schema"),
 }
 
 

@@ -1,4 +1,6 @@
-"""Random identities for the renderer: one known value per attribute group, every value reachable."""
+"""Random identities for the renderer: one known value per attribute group, every specific value reachable
+(generic and bare values, such as "black hair" or "jeans", are what annotators write, not what a rendered
+person wears: a rendered garment always has its subtype and colour)."""
 from __future__ import annotations
 
 import random
@@ -36,7 +38,8 @@ def _table(schema: Schema) -> _Table:
     for group in schema.groups:
         by_item: dict[str, list[AttributeValue]] = {}
         for value in group.values:
-            by_item.setdefault(value.item, []).append(value)
+            if value.specific:
+                by_item.setdefault(value.item, []).append(value)
         items = list(by_item)
         weights = {g: [_ITEM_WEIGHTS.get(g, {}).get(i, 1.0) for i in items] for g in ("man", "woman", "")}
         table[group.name] = (items, weights, by_item)

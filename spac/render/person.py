@@ -96,6 +96,8 @@ def _items(attributes: Mapping[str, str], schema: Schema) -> tuple[dict[str, str
     items, colours = {}, {}
     for group, phrase in ordered.items():
         value = schema.value(group, phrase)
+        if value.bare:
+            raise ValueError(f"the renderer cannot draw the bare {group} value {phrase!r}: a drawn garment needs a colour")
         if value.item not in DRAWN_ITEMS[group]:
             raise ValueError(f"the renderer cannot draw {group} item {value.item!r}; it draws: "
                              f"{', '.join(DRAWN_ITEMS[group])}")

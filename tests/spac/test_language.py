@@ -20,7 +20,8 @@ def test_spec_examples() -> None:
     assert extract_attributes("a navy blue tee") == [
         AttributeMention("upper", "t-shirt", "navy", "navy t-shirt", 2, 15, "navy blue tee")
     ]
-    assert _found("she wears jeans") == [("lower", "jeans", None, None, "jeans")]
+    assert _found("she wears jeans") == [("lower", "jeans", None, "jeans", "jeans")]  # a bare value (schema v2)
+    assert _found("a bald man") == [("gender", "man", None, "man", "man")]
 
 
 @pytest.mark.parametrize(
@@ -86,8 +87,10 @@ def test_overlaps_keep_the_longest_match(text: str, expected: tuple) -> None:
         ("brown long hair", "long hair", "brown", "long brown hair"),
         ("blonde ponytail", "ponytail", "blond", "blond ponytail"),
         ("wavy golden hair", "curly hair", "blond", "curly blond hair"),
-        ("black hair", "hair", "black", None),
+        ("black hair", "hair", "black", "black hair"),  # the generic hair item (schema v2)
+        ("long hair", "long hair", None, "long hair"),  # a bare value
         ("short purple hair", "short hair", "purple", None),  # purple is not in the hair palette
+        ("short dark brown hair", "short hair", "brown", "short brown hair"),
     ],
 )
 def test_hair_patterns(text: str, item: str, colour: str, value: str | None) -> None:
@@ -100,7 +103,7 @@ def test_mentions_sorted_with_spans_into_the_text() -> None:
     assert [m.group for m in mentions] == ["gender", "hair", "upper", "lower", "belongings"]
     assert all(text[m.start:m.end] == m.text for m in mentions)
     assert [m.start for m in mentions] == sorted(m.start for m in mentions)
-    assert [m.value for m in mentions] == ["woman", "long brown hair", "navy t-shirt", "grey jeans", None]
+    assert [m.value for m in mentions] == ["woman", "long brown hair", "navy t-shirt", "grey jeans", "handbag"]
 
 
 def test_text_without_attributes_gives_nothing() -> None:
@@ -119,16 +122,57 @@ def test_non_string_input_is_a_clear_error() -> None:
 
 
 def test_attributes_from_text_takes_first_resolvable_mention_per_group() -> None:
-    text = "The woman wears jeans, a grey hoodie, then a red hoodie, black boots and brown hair."
+    text = "The woman wears purple hair, a grey hoodie, then a red hoodie, black boots and brown hair."
     assert attributes_from_text(text) == {
         "gender": "woman",
-        "hair": UNKNOWN,
+        "hair": "brown hair",  # purple is not a hair colour: that mention resolves to no value
         "upper": "grey hoodie",
         "lower": UNKNOWN,
         "shoes": "black boots",
         "belongings": UNKNOWN,
     }
     assert list(attributes_from_text("")) == list(load_schema().group_names)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # the generic phrases of human captions (schema v2)
+        ("a white top", ("upper", "top", "white", "white top", "white top")),
+        ("black shoes", ("shoes", "shoes", "black", "black shoes", "black shoes")),
+        ("a brown bag", ("belongings", "bag", "brown", "brown bag", "brown bag")),
+        ("a bag", ("belongings", "bag", None, "bag", "bag")),
+        ("black pants", ("lower", "trousers", "black", "black trousers", "black pants")),
+        ("a white tank top", ("upper", "vest", "white", "white vest", "white tank top")),
+        # colour modifiers: shaded colours read as the base colour, unless the shade is a synonym
+        ("dark blue jeans", ("lower", "jeans", "navy", "navy jeans", "dark blue jeans")),
+        ("light blue jeans", ("lower", "jeans", "blue", "blue jeans", "light blue jeans")),
+        ("a dark red coat", ("upper", "coat", "red", "red coat", "dark red coat")),
+        ("a bright-yellow jacket", ("upper", "jacket", "yellow", "yellow jacket", "bright-yellow jacket")),
+        ("a maroon sweater", ("upper", "sweater", "red", "red sweater", "maroon sweater")),
+        # descriptors between the colour and its item
+        ("a black leather jacket", ("upper", "jacket", "black", "black jacket", "black leather jacket")),
+        ("a white long-sleeved shirt", ("upper", "shirt", "white", "white shirt", "white long-sleeved shirt")),
+        ("a red short sleeve shirt", ("upper", "shirt", "red", "red shirt", "red short sleeve shirt")),
+        ("black colored shoes", ("shoes", "shoes", "black", "black shoes", "black colored shoes")),
+        ("a blue and white striped shirt", ("upper", "shirt", "white", "white shirt", "white striped shirt")),
+    ],
+)
+def test_human_caption_phrases(text: str, expected: tuple) -> None:
+    assert _found(text) == [expected]
+
+
+def test_a_descriptor_does_not_carry_a_colour_across_another_item() -> None:
+    assert _found("a black jacket and leather shoes") == [
+        ("upper", "jacket", "black", "black jacket", "black jacket"),
+        ("shoes", "leather shoes", None, "leather shoes", "leather shoes"),
+    ]
+    assert _found("a red, plain shirt") == [("upper", "shirt", None, "shirt", "shirt")]
+
+
+def test_the_released_example_reads_back() -> None:
+    found = _found("man, black hair, black shirt, pink shorts, black shoes")
+    assert [f[3] for f in found] == ["man", "black hair", "black shirt", "pink shorts", "black shoes"]
 
 
 def test_every_schema_value_phrase_reads_back_as_itself() -> None:

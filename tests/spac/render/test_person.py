@@ -69,8 +69,8 @@ def test_a_phone_is_hidden_in_a_back_view_but_a_backpack_is_not():
 
 def test_every_schema_item_is_drawn():
     for group in SCHEMA.groups[1:]:
-        for item in group.items:
-            phrase = next(v.phrase for v in group.values if v.item == item.name)
+        for item in (i for i in group.items if not i.generic):  # generic items ("top", "bag") are never drawn
+            phrase = next(v.phrase for v in group.values if v.item == item.name and v.specific)
             attributes = identity(5, **{group.name: phrase})
             plain = render_layers(attributes, 0, plain=True, with_parts=True)
             painted = plain.mask(group.name).sum()
@@ -89,6 +89,13 @@ def test_skin_tone_belongs_to_the_identity_not_the_seed():
     assert max(np.abs(t - tones[0]).max() for t in tones) > 40     # people differ
     for seed in (1, 2):
         assert np.abs(skin(identity(0), seed) - tones[0]).max() < 12  # one person stays the same
+
+
+def test_render_person_rejects_generic_and_bare_values():
+    with pytest.raises(ValueError, match="cannot draw hair item 'hair'"):
+        render_person(identity(0, hair="black hair"), 0)
+    with pytest.raises(ValueError, match="cannot draw the bare lower value 'jeans': a drawn garment needs a colour"):
+        render_person(identity(0, lower="jeans"), 0)
 
 
 def test_render_person_rejects_unknown_and_foreign_values():
