@@ -27,11 +27,13 @@ def to_grayscale(images: torch.Tensor) -> torch.Tensor:
 
 
 class PLIPModel(nn.Module):
-    def __init__(self, config: PLIPConfig) -> None:
+    def __init__(self, config: PLIPConfig, safetensors_only: bool = False) -> None:
+        """``safetensors_only``: a pretrained text model loads from safetensors weights only (a checkpoint's
+        config names it: no pickled weights)."""
         super().__init__()
         self.config = config
         self.image_encoder = ModifiedResNet(config.vision)
-        self.text_encoder = TextEncoder(config.text, config.vision.output_dim)
+        self.text_encoder = TextEncoder(config.text, config.vision.output_dim, safetensors_only)
         self.tokenizer = load_tokenizer(config.text)
         embed_dim = config.vision.output_dim
         self.tic_head = (

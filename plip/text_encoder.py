@@ -1,5 +1,7 @@
 """BERT-like text encoder (transformers) with the released key layout ``encoder.*`` and an optional
-projection to the image embedding size. Weights and tokenizer load from local files only."""
+projection to the image embedding size. Weights and tokenizer load from local files only; with
+``safetensors_only`` (a model named by a checkpoint's config) pickled weights such as ``pytorch_model.bin``
+are refused, never unpickled."""
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -25,14 +27,18 @@ def resolve_path(name_or_path: str) -> str:
     return name_or_path
 
 
-def _offline(load: Any, name_or_path: str, what: str) -> Any:
+_LOCAL_HINT = ("from local files (no downloads at run time): pass a local directory as text.name_or_path / "
+               "text.tokenizer")
+_SAFETENSORS_HINT = ("from safetensors weights (a checkpoint's text model never loads pickled ones such as "
+                     "pytorch_model.bin)")
+
+
+def _offline(load: Any, name_or_path: str, what: str, hint: str = _LOCAL_HINT, **options: Any) -> Any:
     try:
-        return load(resolve_path(name_or_path), local_files_only=True)
+        return load(resolve_path(name_or_path), local_files_only=True, **options)
     except OSError as exc:
-        raise ValueError(
-            f"cannot load the {what} {name_or_path!r} from local files (no downloads at run time): "
-            f"pass a local directory as text.name_or_path / text.tokenizer ({str(exc).splitlines()[0]})"
-        ) from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"cannot load the {what} {name_or_path!r} {hint} ({reason})") from None
 
 
 def load_tokenizer(config: TextConfig) -> PreTrainedTokenizerBase:
@@ -42,21 +48,27 @@ def load_tokenizer(config: TextConfig) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def build_bert(config: TextConfig) -> nn.Module:
-    """Pretrained weights from the local path, or a random init from ``config.bert``."""
-    if config.pretrained:
+def build_bert(config: TextConfig, safetensors_only: bool = False) -> nn.Module:
+    """Pretrained weights from the local path, or a random init from ``config.bert``. ``safetensors_only``: load
+    the weights from safetensors files only and refuse pickled ones (``pytorch_model.bin``), whatever the
+    folder holds besides."""
+    if not config.pretrained:
+        return BertModel(BertConfig(**config.bert), add_pooling_layer=True)
+    if safetensors_only:
+        model = _offline(AutoModel.from_pretrained, config.name_or_path, "text model", _SAFETENSORS_HINT,
+                         use_safetensors=True)
+    else:
         model = _offline(AutoModel.from_pretrained, config.name_or_path, "text model")
-        if model.config.model_type != "bert":  # saved checkpoints rebuild the encoder as a BertModel
-            raise ValueError(f"text model {config.name_or_path!r} is a {model.config.model_type!r}, not a BERT model")
-        return model
-    return BertModel(BertConfig(**config.bert), add_pooling_layer=True)
+    if model.config.model_type != "bert":  # saved checkpoints rebuild the encoder as a BertModel
+        raise ValueError(f"text model {config.name_or_path!r} is a {model.config.model_type!r}, not a BERT model")
+    return model
 
 
 class TextEncoder(nn.Module):
-    def __init__(self, config: TextConfig, output_dim: int) -> None:
+    def __init__(self, config: TextConfig, output_dim: int, safetensors_only: bool = False) -> None:
         super().__init__()
         self.config = config
-        self.encoder = build_bert(config)
+        self.encoder = build_bert(config, safetensors_only)
         hidden = self.encoder.config.hidden_size
         # The release has no projection (768 = 768); one is added only when the sizes differ.
         self.proj = nn.Linear(hidden, output_dim) if hidden != output_dim else None

@@ -1,6 +1,7 @@
 """PLIP's image transforms: the released evaluation transform and the training transform (with a horizontal
 flip), both :func:`spac.imaging.normalised_tensor` with the SYNTH-PEDES statistics, and the image-file reader
-that evaluation and fine-tuning share."""
+that evaluation and fine-tuning share: the project's one decode policy for untrusted files
+(:func:`shards.images.open_image_file`: bounded bytes and pixels, EXIF orientation, RGB)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
+from shards.images import ImageRejected, open_image_file
 from spac.imaging import IMAGE_HEIGHT, IMAGE_WIDTH, SYNTH_PEDES_MEAN, SYNTH_PEDES_STD, normalised_tensor
 
 EVAL_HEIGHT, EVAL_WIDTH = IMAGE_HEIGHT, IMAGE_WIDTH  # 256 x 128
@@ -16,17 +18,19 @@ EVAL_HEIGHT, EVAL_WIDTH = IMAGE_HEIGHT, IMAGE_WIDTH  # 256 x 128
 EVAL_MEAN, EVAL_STD = SYNTH_PEDES_MEAN, SYNTH_PEDES_STD
 
 
-class ImageReadError(ValueError):
-    """An image file that is missing or cannot be decoded; the message names the file."""
+class ImageReadError(ImageRejected):
+    """An image file that is missing, unreadable or refused by the decode policy; the message names the file."""
 
 
 def read_image(path: str | Path) -> Image.Image:
-    """The RGB image in ``path``, decoded now (a damaged file fails here, in one line)."""
+    """The RGB image in ``path``, decoded now under the decode policy at full resolution (as the released
+    transform saw it); a missing, damaged or oversized file fails here, in one line naming it."""
     try:
-        with Image.open(path) as opened:
-            return opened.convert("RGB")
-    except OSError as exc:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+        return open_image_file(str(path))
+    except ImageRejected as exc:
         raise ImageReadError(f"cannot read image {path}: {exc}") from None
+    except OSError as exc:  # missing, a folder, no permission
+        raise ImageReadError(f"cannot read image {path}: {exc.strerror or exc}") from None
 
 
 def eval_transform(image: Image.Image) -> torch.Tensor:

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import safetensors.torch
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from plip.checkpoint import (MODEL_FILE, TrainerState, capture_rng_state, load_checkpoint_model, load_training_state,
-                             restore_rng_state, save_checkpoint)
+from plip.checkpoint import (MODEL_FILE, TRAINER_STATE_FILE, CheckpointError, TrainerState, capture_rng_state,
+                             check_like, load_checkpoint_model, load_training_state, load_weights, reading,
+                             recover_checkpoint, restore_rng_state, save_checkpoint)
 from plip.cmpc import IdentityClassifier
 from plip.factory import create_model, list_models
 from plip.losses import ivlc_loss
@@ -36,8 +36,8 @@ from plip.programs.eval_data import DATASET_JSON, load_eval_split
 from plip.programs.finetune_data import TrainPairs, epoch_loader, epoch_plan, load_train_entries, train_pairs
 from plip.programs.schedule import epoch_schedule
 from plip.programs.training import (LossWindow, MetricsLog, add_optimisation_flags, add_run_flags,
-                                    build_optimizer, check_resume_settings, checkpoint_to_resume, flag_record,
-                                    freeze_text_layers, learning_rates, start_run)
+                                    build_optimizer, check_out_dir, check_resume_settings, checkpoint_to_resume,
+                                    flag_record, freeze_text_layers, learning_rates, start_run)
 from plip.retrieval import Gallery, QuerySet, evaluate
 from plip.transforms import check_eval_size
 from spac.cli.support import (CliError, OneLineArgumentParser, non_negative_float, non_negative_int, positive_int,
@@ -99,6 +99,7 @@ def _check_flags(args: Any) -> None:
         raise CliError("give --checkpoint (ours or released-format) or --preset (train from initial weights)")
     if not args.root.is_dir():
         raise CliError(f"--root {args.root}: not a folder")
+    check_out_dir(args.out, [BEST_DIR, LAST_DIR])
 
 
 # --- model -----------------------------------------------------------------------------------------
@@ -156,9 +157,8 @@ def train_step(tuning: FineTuning, batch: dict[str, Any]) -> dict[str, float]:
 
 def save_run_checkpoint(directory: Path, tuning: FineTuning, state: TrainerState, with_training_state: bool) -> None:
     """Our checkpoint format with ``state``; the optimizer and the CMPC classifier too when asked."""
-    save_checkpoint(directory, tuning.model, tuning.optimizer if with_training_state else None, state)
-    if with_training_state:
-        safetensors.torch.save_model(tuning.classifier, str(directory / CLASSIFIER_FILE))
+    save_checkpoint(directory, tuning.model, tuning.optimizer if with_training_state else None, state,
+                    extra_weights={CLASSIFIER_FILE: tuning.classifier} if with_training_state else None)
 
 
 # --- where training stands, saved in last/ and restored by --resume ---------------------------------
@@ -195,25 +195,47 @@ def save_last(out: Path, tuning: FineTuning, progress: Progress, window: LossWin
 def _resume_dir(args: Any) -> Path | None:
     if not args.resume:
         return None
-    directory = checkpoint_to_resume(args.out / LAST_DIR, named=False)
+    # A crash between the two renames of a checkpoint swap leaves last/ under last.old: put it back.
+    directory = checkpoint_to_resume(recover_checkpoint(args.out / LAST_DIR), named=False)
     if directory is None:
         print(f"{PROG}: --resume: no {args.out / LAST_DIR} checkpoint yet, starting fresh", file=sys.stderr)
     return directory
 
 
 def restore_last(directory: Path, tuning: FineTuning, settings: dict[str, Any]) -> tuple[Progress, LossWindow]:
-    """Load ``directory`` (a last/ checkpoint) into ``tuning`` and the RNGs, after checking the run's flags."""
-    check_resume_settings(directory, load_training_state(directory).extra.get("settings"), settings)
+    """Load ``directory`` (a last/ checkpoint) into ``tuning`` and the RNGs, after checking the run's flags; a
+    damaged file is a one-line CheckpointError naming it."""
+    saved_settings = load_training_state(directory).extra.get("settings")
+    state_file = directory / TRAINER_STATE_FILE
+    if saved_settings is not None and not isinstance(saved_settings, dict):
+        raise CheckpointError(f"{state_file}: damaged resume state ('settings' must be an object)")
+    check_resume_settings(directory, saved_settings, settings)
     state = load_training_state(directory, tuning.optimizer)
-    safetensors.torch.load_model(tuning.model, str(directory / MODEL_FILE), device=str(tuning.device))
-    safetensors.torch.load_model(tuning.classifier, str(directory / CLASSIFIER_FILE), device=str(tuning.device))
-    tuning.scheduler.load_state_dict(state.extra["scheduler"])
-    restore_rng_state(state.rng)
-    if "cuda_rng" in state.extra and tuning.device.type == "cuda":
-        torch.cuda.set_rng_state(torch.tensor(state.extra["cuda_rng"], dtype=torch.uint8), tuning.device)
-    progress = Progress(state.step, state.data_position["epoch"], state.data_position["batch"],
-                        state.extra["best_r1"], state.extra["eval_step"])
-    return progress, LossWindow(**state.extra["window"])
+    load_weights(tuning.model, directory / MODEL_FILE, tuning.device)
+    load_weights(tuning.classifier, directory / CLASSIFIER_FILE, tuning.device)
+    with reading(state_file, "damaged resume state"):
+        extra = state.extra
+        check_like(extra["scheduler"], tuning.scheduler.state_dict(), "scheduler")
+        tuning.scheduler.load_state_dict(extra["scheduler"])
+        restore_rng_state(state.rng)
+        if "cuda_rng" in extra and tuning.device.type == "cuda":
+            torch.cuda.set_rng_state(torch.tensor(extra["cuda_rng"], dtype=torch.uint8), tuning.device)
+        check_like(state.data_position, {"epoch": 0, "batch": 0}, "data_position")
+        if min(state.data_position["epoch"], state.data_position["batch"]) < 0:
+            raise ValueError(f"data_position {state.data_position} is negative")
+        check_like(extra["window"], {"sums": None, "steps": 0, "seconds": 0.0}, "window")
+        sums = extra["window"].get("sums") or {}
+        if not isinstance(sums, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 for v in sums.values()):
+            raise ValueError("window.sums must map loss names to numbers")
+        for name in ("best_r1", "eval_step"):
+            value = extra[name]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"{name} must be a number or null, got {type(value).__name__}")
+        progress = Progress(state.step, state.data_position["epoch"], state.data_position["batch"],
+                            extra["best_r1"], extra["eval_step"])
+        window = LossWindow(**extra["window"])
+    return progress, window
 
 
 # --- the job ---------------------------------------------------------------------------------------

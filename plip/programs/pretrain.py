@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import urlparse
 
-import safetensors.torch
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import shards
-from plip.checkpoint import (MODEL_FILE, TrainerState, capture_rng_state, load_training_state, restore_rng_state,
+from plip.checkpoint import (MODEL_FILE, TRAINER_STATE_FILE, CheckpointError, TrainerState, capture_rng_state,
+                             check_like, is_complete, load_training_state, load_weights, reading, restore_rng_state,
                              save_checkpoint)
 from plip.factory import create_model, list_models
 from plip.losses import PLIPLoss
@@ -43,8 +43,8 @@ from plip.programs.eval_data import eval_set_from_shards, parse_identities
 from plip.programs.schedule import epoch_schedule
 from plip.programs.train_data import BatchSpec, count_samples, train_batches
 from plip.programs.training import (LossWindow, MetricsLog, add_optimisation_flags, add_run_flags,
-                                    build_optimizer, check_resume_settings, checkpoint_to_resume, flag_record,
-                                    freeze_text_layers, learning_rates, start_run)
+                                    build_optimizer, check_out_dir, check_resume_settings, checkpoint_to_resume,
+                                    flag_record, freeze_text_layers, learning_rates, start_run)
 from plip.retrieval import Gallery, QuerySet, evaluate
 from plip.transforms import check_eval_size
 from spac.cli.support import (CliError, OneLineArgumentParser, json_object, non_negative_float, non_negative_int,
@@ -54,6 +54,7 @@ PROG = "python -m plip.pretrain"
 LOSSES = ("ivlc", "tic", "iap")
 CHECKPOINT_DIR, METRICS_FILE, ARGS_FILE = "checkpoints", "metrics.jsonl", "args.json"
 _CHECKPOINT_NAME = re.compile(r"step-(\d{8})")
+_DELETING = ".deleting"
 
 
 def loss_names(text: str) -> tuple[str, ...]:
@@ -157,7 +158,8 @@ def build_model(args: Any) -> PLIPModel:
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    """The run's checkpoints, oldest first."""
+    """The run's checkpoints, oldest first (``step-XXXXXXXX`` folders: never one still being written, which
+    ``plip.checkpoint.save_checkpoint`` keeps under another name until it is complete)."""
     folder = run_dir / CHECKPOINT_DIR
     found = [p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT_NAME.fullmatch(p.name)] if folder.is_dir() else []
     return sorted(found)
@@ -166,8 +168,8 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 def _resume_dir(args: Any) -> Path | None:
     if args.resume is None:
         return None
-    if args.resume == "latest":
-        found = checkpoint_dirs(args.out)
+    if args.resume == "latest":  # the newest complete one (a folder left damaged by hand is passed over)
+        found = [directory for directory in checkpoint_dirs(args.out) if is_complete(directory)]
         return checkpoint_to_resume(found[-1] if found else None, named=False)
     return checkpoint_to_resume(Path(args.resume), named=True)
 
@@ -210,24 +212,40 @@ def save(training: Training, run_dir: Path, step: int, steps_per_epoch: int, set
         )
         save_checkpoint(run_dir / CHECKPOINT_DIR / f"step-{step:08d}", training.model, training.optimizer, state)
         for old in checkpoint_dirs(run_dir)[:-keep]:
-            shutil.rmtree(old)
+            doomed = old.with_name(old.name + _DELETING)  # first renamed: never a half-deleted step folder
+            shutil.rmtree(doomed, ignore_errors=True)
+            old.rename(doomed)
+        for doomed in (run_dir / CHECKPOINT_DIR).glob(f"*{_DELETING}"):  # this time's and any a crash left
+            shutil.rmtree(doomed)
     distributed.barrier(training.context)
 
 
 def restore(training: Training, directory: Path, settings: dict[str, Any]) -> int:
-    """Load a checkpoint into ``training``; return its step."""
+    """Load a checkpoint into ``training``; return its step. A damaged file is a one-line CheckpointError."""
     state = load_training_state(directory, training.optimizer)
-    check_resume_settings(directory, state.extra.get("settings", {}), settings)
-    safetensors.torch.load_model(training.model, str(directory / MODEL_FILE), device=str(training.device))
-    training.scheduler.load_state_dict(state.extra["scheduler"])
-    if state.extra["scaler"]:
-        training.scaler.load_state_dict(state.extra["scaler"])
-    rank = training.context.rank
-    training.skipped_samples = state.extra.get("rank_skipped_samples", [0] * training.context.world_size)[rank]
-    rng = state.extra["rank_rng"][rank]
-    restore_rng_state(rng["cpu"])
-    if "cuda" in rng and training.device.type == "cuda":
-        torch.cuda.set_rng_state(torch.tensor(rng["cuda"], dtype=torch.uint8))
+    state_file = directory / TRAINER_STATE_FILE
+    extra = state.extra
+    saved_settings = extra.get("settings", {})
+    if not isinstance(saved_settings, dict):
+        raise CheckpointError(f"{state_file}: damaged resume state ('settings' must be an object)")
+    check_resume_settings(directory, saved_settings, settings)
+    load_weights(training.model, directory / MODEL_FILE, training.device)
+    rank, ranks = training.context.rank, training.context.world_size
+    with reading(state_file, "damaged resume state"):
+        check_like(extra["scheduler"], training.scheduler.state_dict(), "scheduler")
+        training.scheduler.load_state_dict(extra["scheduler"])
+        if extra["scaler"] and training.scaler.is_enabled():
+            check_like(extra["scaler"], training.scaler.state_dict(), "scaler")
+            training.scaler.load_state_dict(extra["scaler"])
+        skipped = extra.get("rank_skipped_samples", [0] * ranks)
+        check_like(skipped, [0] * ranks, "rank_skipped_samples")
+        training.skipped_samples = skipped[rank]
+        rng = extra["rank_rng"]
+        if not isinstance(rng, list) or len(rng) != ranks or not isinstance(rng[rank], dict):
+            raise ValueError(f"'rank_rng' must hold the RNG states of {ranks} rank(s)")
+        restore_rng_state(rng[rank]["cpu"])
+        if "cuda" in rng[rank] and training.device.type == "cuda":
+            torch.cuda.set_rng_state(torch.tensor(rng[rank]["cuda"], dtype=torch.uint8))
     return state.step
 
 
@@ -293,6 +311,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.eval_identities and not args.eval_shards:
         raise CliError("--eval-identities needs --eval-shards")
+    check_out_dir(args.out, [CHECKPOINT_DIR])
     precision = start_run(args)
     context = distributed.setup(args.device)
     try:

@@ -11,7 +11,9 @@ Every random choice of batch ``i`` of epoch ``e`` on rank ``r`` comes from its o
 same whatever happened before it, so a resumed run recreates the stream and skips the consumed
 batches (skipped batches are grouped but never decoded).
 
-A damaged sample (unreadable record or image, or a damaged shard) goes to the stream's webdataset-style
+Records and images are decoded by the corpus reader (``shards.reader.decode_record`` / ``decode_image``: the
+project's one image decode policy), so a damaged one is a one-line ValueError naming its shard and key.
+A damaged sample (unreadable or invalid record or image, or a damaged shard) goes to the stream's webdataset-style
 handler (``BatchSpec.skip_bad_samples``): by default it stops training with a one-line error naming the
 sample; skipping drops it before grouping (a batch keeps its P x K samples, which costs one extra image
 decode per sample) and each batch carries ``skipped_samples``, the samples its worker dropped since its
@@ -19,9 +21,7 @@ previous batch, so the count reaches the training process from DataLoader worker
 """
 from __future__ import annotations
 
-import io
 import itertools
-import json
 import random
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
@@ -35,10 +35,11 @@ import shards
 from plip.masking import mask_batch
 from plip.programs.eval_data import sample_texts
 from plip.transforms import train_transform
+from shards import reader
 from shards.reader import Handler, SkipAndCount, reraise
 from spac.digests import stable_int
 
-Sample = dict[str, Any]  # {"key": str, "record": dict, "jpg": bytes}
+Sample = dict[str, Any]  # {"key": str, "url": str (its shard), "record": dict, "jpg": bytes}
 
 
 # --- grouping ------------------------------------------------------------------------------------
@@ -126,14 +127,15 @@ class BatchSpec:
     skip_bad_samples: bool = False  # skip and count damaged samples instead of stopping
 
 
+def _raw(sample: Sample) -> dict[str, Any]:
+    """The reader's view of a sample (``__key__``, ``__url__``, members), for its decoders' messages."""
+    return {"__key__": sample["key"], "jpg": sample["jpg"], **({"__url__": sample["url"]} if sample.get("url") else {})}
+
+
 def decode_image(sample: Sample) -> Image.Image:
-    """The sample's image, decoded now; ValueError naming the sample when its jpg is damaged."""
-    try:
-        image = Image.open(io.BytesIO(sample["jpg"]))
-        image.load()  # a truncated JPEG fails only when decoded
-    except OSError as exc:  # PIL's UnidentifiedImageError and truncated files are OSErrors
-        raise ValueError(f"sample {sample['key']!r}: damaged jpg member ({exc}); run `spac shards verify`") from None
-    return image
+    """The sample's image as RGB, decoded now by the corpus reader (the project's image decode policy); a
+    one-line ValueError naming shard and key when its jpg is damaged."""
+    return reader.decode_image(_raw(sample))
 
 
 def collate(samples: list[Sample], spec: BatchSpec, rng: random.Random, progress: float) -> dict[str, torch.Tensor]:
@@ -150,19 +152,13 @@ def collate(samples: list[Sample], spec: BatchSpec, rng: random.Random, progress
     return {"images": images, "identity_ids": identity_ids, **tokens}
 
 
-def _record(raw: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return json.loads(raw["json"])
-    except ValueError as exc:  # JSON and UTF-8 errors
-        raise ValueError(f"sample {raw['__key__']!r}: damaged json member ({exc})") from None
-
-
 def _parsed(raw: Iterable[dict[str, Any]], handler: Handler, check_images: bool) -> Iterator[Sample]:
     """Raw samples with their record parsed (and their image test-decoded when ``check_images``); a damaged
     one goes to ``handler`` (webdataset's convention: it raises, or returns True to skip, False to stop)."""
     for raw_sample in raw:
         try:
-            sample = {"key": raw_sample["__key__"], "record": _record(raw_sample), "jpg": raw_sample["jpg"]}
+            sample = {"key": raw_sample["__key__"], "url": raw_sample.get("__url__"),
+                      "record": reader.decode_record(raw_sample), "jpg": raw_sample["jpg"]}
             if check_images:
                 decode_image(sample)
         except ValueError as exc:

@@ -176,7 +176,21 @@ class LossWindow:
         return {"sums": self.sums, "steps": self.steps, "seconds": self.seconds()}
 
 
-# --- resuming --------------------------------------------------------------------------------------
+# --- the run folder and resuming --------------------------------------------------------------------
+
+
+def check_out_dir(out: Path, folders: Sequence[str] = ()) -> None:
+    """CliError unless ``--out`` is a folder or can be made one (no file in the way, nor in place of one of
+    its ``folders``), checked before any work is done."""
+    for path in (out, *out.parents):
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                where = "" if path == out else f" ({path})"
+                raise CliError(f"--out {out}: a file{where} is in the way: the run folder must be a folder")
+            break
+    for name in folders:
+        if (out / name).exists() and not (out / name).is_dir():
+            raise CliError(f"--out {out}: {out / name} must be a folder, not a file")
 
 
 def checkpoint_to_resume(candidate: Path | None, named: bool) -> Path | None:

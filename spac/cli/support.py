@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any, Callable, Sequence
 
 import torch
 
 from spac.devices import resolve_device
+
+
+_TYPE_PREFIX = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Rejected): ")
 
 
 class CliError(Exception):
@@ -28,7 +32,10 @@ def one_line(exc: BaseException) -> str:
     """The last non-blank line of an error's message (an error re-raised from a DataLoader worker carries
     the worker's traceback above it)."""
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    # A re-raised worker error ends with the worker's "module.TypeName: message" line: keep the message.
+    return _TYPE_PREFIX.sub("", lines[-1], count=1) if len(lines) > 1 else lines[-1]
 
 
 def run_main(prog: str, main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

@@ -1,24 +1,37 @@
+import inspect
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from transformers import BertConfig, BertModel
 
+import plip
 from plip.checkpoint import (
     IMAGE_KEY,
     TEXT_KEY,
     CheckpointError,
     TrainerState,
     capture_rng_state,
+    check_like,
+    error_reason,
+    is_complete,
+    load_checkpoint_model,
     load_model,
     load_released,
+    load_torch_file,
     load_training_state,
+    load_weights,
+    recover_checkpoint,
     restore_rng_state,
     save_checkpoint,
     save_released,
 )
+from plip.config import TextConfig
 from plip.masking import mask_batch
+from plip.text_encoder import build_bert
 from tests.plip._tiny_model import TINY_BERT, single_thread, tiny_model  # noqa: F401  (autouse fixture)
 
 RN50_VISION = {"layers": [3, 4, 6, 3], "width": 64, "heads": 8, "output_dim": 768, "image_size": [256, 128]}
@@ -157,3 +170,213 @@ def test_broken_json_files_give_one_line_errors(tmp_path) -> None:
     (tmp_path / "config.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="config.json: not valid JSON"):
         load_model(tmp_path)
+
+
+# --- the loading guard: damaged, hostile or foreign files give one line naming the file ------------------
+
+
+def _one_line(error) -> str:
+    message = str(error.value)
+    assert "\n" not in message and "weights_only" not in message  # never torch's advice to load unsafely
+    return message
+
+
+class _RunsCode:
+    """A pickle whose loading would run code (it creates the marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_an_empty_or_cut_released_file_is_one_line_naming_it(released_file, tmp_path) -> None:
+    model = tiny_model(tic={"weight": 0}, iap={"weight": 0})
+    empty = tmp_path / "empty.pth.tar"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError) as error:
+        load_released(model, empty)
+    assert _one_line(error) == f"{empty}: not a readable torch checkpoint (empty file)"
+    with pytest.raises(CheckpointError, match="empty file"):
+        load_checkpoint_model(empty, preset="RN-tiny")
+    cut = tmp_path / "cut.pth.tar"
+    cut.write_bytes(released_file[0].read_bytes()[:5000])
+    with pytest.raises(CheckpointError) as error:
+        load_released(model, cut)
+    assert _one_line(error).startswith(f"{cut}: not a readable torch checkpoint (")
+
+
+def test_a_pickle_that_runs_code_is_refused_unrun_and_without_unsafe_advice(tmp_path) -> None:
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pth.tar"
+    torch.save({IMAGE_KEY: _RunsCode(marker), TEXT_KEY: {}}, evil)
+    with pytest.raises(CheckpointError) as error:
+        load_torch_file(evil)
+    message = _one_line(error)
+    assert message.startswith(f"{evil}: not a readable torch checkpoint (") and "GLOBAL io.open" in message
+    assert "safe_globals" not in message  # allow-listing a global is the same unsafe advice
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ([1, 2], "expected a dict with ImgEncoder_state_dict and TxtEncoder_state_dict, found list"),
+    ({IMAGE_KEY: {}}, r"expected a dict with .* found \['ImgEncoder_state_dict'\]"),
+    ({IMAGE_KEY: [torch.zeros(1)], TEXT_KEY: {}}, "ImgEncoder_state_dict: expected a state dict .* found list"),
+    ({IMAGE_KEY: {"conv1.weight": [1.0]}, TEXT_KEY: {}},
+     r"ImgEncoder_state_dict: .* 1 non-tensor key \(conv1.weight\)"),
+    ({IMAGE_KEY: {}, TEXT_KEY: "weights"}, "TxtEncoder_state_dict: expected a state dict .* found str"),
+])
+def test_a_released_file_of_the_wrong_shape_is_one_line(tmp_path, content, message) -> None:
+    path = tmp_path / "odd.pth.tar"
+    torch.save(content, path)
+    with pytest.raises(CheckpointError, match=message) as error:
+        load_released(tiny_model(tic={"weight": 0}, iap={"weight": 0}), path)
+    assert _one_line(error).startswith(str(path))
+
+
+def test_error_reason_keeps_the_cause_and_drops_torch_advice() -> None:
+    advice = ("Weights only load failed. In PyTorch 2.6, we changed the default value of the `weights_only` argument "
+              "in `torch.load` from `False` to `True`. Re-running `torch.load` with `weights_only` set to `False` will "
+              "likely succeed, but it can result in arbitrary code execution. Do it only if you got the file from a "
+              "trusted source.\nPlease file an issue with the following so that we can make `weights_only=True` "
+              "compatible with your use case: WeightsUnpickler error: \n\nUnsupported operand 110\n\nCheck the "
+              "documentation of torch.load to learn more about types accepted by default with weights_only https://x")
+    assert error_reason(RuntimeError(advice)) == "Unsupported operand 110"
+    assert error_reason(EOFError()) == "EOFError"
+    assert error_reason(RuntimeError("failed finding central directory. This is an internal error. If you")) == \
+        "failed finding central directory"
+    assert error_reason(RuntimeError("WeightsUnpickler error: Unsupported global: GLOBAL io.open was not an allowed "
+                                     "global by default. Please use `torch.serialization.add_safe_globals([open])`")) \
+        == "Unsupported global: GLOBAL io.open was not an allowed global by default"
+
+
+def _trained_checkpoint(folder):
+    model = tiny_model(seed=5, tic={"weight": 0}, iap={"weight": 0})
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(_batch(model))["image_features"].sum().backward()
+    optimizer.step()
+    return save_checkpoint(folder, model, optimizer, TrainerState(step=1)), model
+
+
+def test_a_damaged_optimizer_file_is_one_line_naming_it(tmp_path) -> None:
+    directory, model = _trained_checkpoint(tmp_path / "ckpt")
+    optimizer_file = directory / "optimizer.pt"
+    good = optimizer_file.read_bytes()
+    state = torch.load(optimizer_file, weights_only=True)
+    first = next(iter(state["state"]))
+    wrong_shape = {**state, "state": {**state["state"], first: {**state["state"][first],
+                                                                "exp_avg": torch.zeros(3, 3, 3, 3, 3)}}}
+    damages = [
+        (lambda: optimizer_file.write_bytes(b""), "not a readable torch checkpoint (empty file)"),
+        (lambda: optimizer_file.write_bytes(good[: len(good) // 2]), "not a readable torch checkpoint ("),
+        (lambda: torch.save([1, 2], optimizer_file), "expected an optimizer state dict"),
+        (lambda: torch.save({**state, "param_groups": state["param_groups"] * 2}, optimizer_file),
+         "does not fit the optimizer ("),
+        (lambda: torch.save(wrong_shape, optimizer_file), "does not fit the optimizer (state 'exp_avg' is"),
+        (lambda: optimizer_file.unlink(), "missing optimizer.pt"),
+    ]
+    for damage, message in damages:
+        optimizer_file.write_bytes(good)
+        damage()
+        with pytest.raises(CheckpointError) as error:
+            load_training_state(directory, torch.optim.AdamW(model.parameters(), lr=1e-3))
+        assert message in _one_line(error) and "optimizer.pt" in str(error.value), message
+
+
+def test_damaged_model_weights_or_config_are_one_line_naming_the_file(tmp_path) -> None:
+    directory, _ = _trained_checkpoint(tmp_path / "ckpt")
+    weights = directory / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) - 100])
+    with pytest.raises(CheckpointError) as error:
+        load_model(directory)
+    assert _one_line(error).startswith(f"{weights}: not readable safetensors weights")
+    weights.write_bytes(good)
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, "vision": {**config["vision"], "width": 16}}))
+    with pytest.raises(CheckpointError) as error:
+        load_model(directory)
+    assert _one_line(error).startswith(f"{weights} does not match the model: ")
+    assert "mis-shaped keys (image_encoder.conv1.weight [4, 3, 3, 3] vs model [8, 3, 3, 3]" in str(error.value)
+    (directory / "config.json").write_text(json.dumps({**config, "vision": 7}))
+    with pytest.raises(CheckpointError, match="config.json: not a PLIP model config"):
+        load_model(directory)
+
+
+def test_a_damaged_trainer_state_is_one_line(tmp_path) -> None:
+    directory, _ = _trained_checkpoint(tmp_path / "ckpt")
+    path = directory / "trainer_state.json"
+    for content, message in (('{"step": "3"}', "'step' must be a non-negative integer"),
+                             ('{"step": -1}', "'step' must be a non-negative integer"),
+                             ('{"extra": []}', "'extra' must be a JSON object"),
+                             (b"\xff\xfe", "not valid JSON (not UTF-8 text)"),
+                             ("[" * 100000, "not valid JSON")):
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(CheckpointError) as error:
+            load_training_state(directory)
+        assert _one_line(error).startswith(str(path)) and message in str(error.value)
+
+
+def test_check_like_refuses_what_would_set_unknown_attributes_or_types() -> None:
+    reference = {"base_lrs": [0.1, 0.2], "last_epoch": 3, "lr_lambdas": [None], "flag": False}
+    check_like({"base_lrs": [1, 0.5], "last_epoch": 0, "lr_lambdas": [{"x": 1}]}, reference, "scheduler")
+    for value, message in (({"base_lrs": [0.1]}, r"scheduler.base_lrs must be a list of 2, got list of 1"),
+                           ({"last_epoch": 1.5}, "scheduler.last_epoch must be int, got float"),
+                           ({"flag": 0}, "scheduler.flag must be bool, got int"),
+                           ({"step": lambda: 0}, r"unknown key\(s\) \['step'\]"),
+                           ([1], "scheduler must be an object, got list")):
+        with pytest.raises(ValueError, match=message):
+            check_like(value, reference, "scheduler")
+
+
+def _bert_folder(folder, pickled: bool):
+    """A saved tiny BertModel: model.safetensors, or pytorch_model.bin (a pickle) when ``pickled``."""
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(**TINY_BERT))
+    bert.save_pretrained(str(folder))
+    if pickled:
+        (folder / "model.safetensors").unlink()
+        torch.save(bert.state_dict(), folder / "pytorch_model.bin")
+    return folder
+
+
+def test_a_checkpoint_text_model_loads_from_safetensors_only(tmp_path) -> None:
+    directory, _ = _trained_checkpoint(tmp_path / "ckpt")
+    config = json.loads((directory / "config.json").read_text())
+    for pickled in (False, True):
+        bert = _bert_folder(directory / f"bert-{pickled}", pickled)
+        text = {**config["text"], "pretrained": True, "name_or_path": str(bert), "bert": None}
+        (directory / "config.json").write_text(json.dumps({**config, "text": text}))
+        if not pickled:
+            assert load_model(directory).text_encoder.hidden_size == 32  # a safetensors folder loads
+            continue
+        with pytest.raises(CheckpointError) as error:
+            load_model(directory)
+        assert "from safetensors weights (a checkpoint's text model never loads pickled ones" in _one_line(error)
+    # Chosen by the user rather than by a checkpoint, a pickled folder still loads through transformers.
+    assert build_bert(TextConfig(name_or_path=str(directory / "bert-True"))).config.hidden_size == 32
+
+
+def test_a_crash_between_the_swap_renames_is_recovered(tmp_path) -> None:
+    model = tiny_model(tic={"weight": 0}, iap={"weight": 0})
+    directory = save_checkpoint(tmp_path / "last", model, trainer_state=TrainerState(step=1))
+    # The next save crashed after renaming last/ to last.old/ and before renaming last.partial/ to last/.
+    directory.rename(tmp_path / "last.old")
+    (tmp_path / "last.partial").mkdir()
+    assert recover_checkpoint(directory) == directory and is_complete(directory, training_state=False)
+    assert load_training_state(directory).step == 1 and not (tmp_path / "last.old").exists()
+    save_checkpoint(directory, model, trainer_state=TrainerState(step=2),
+                    extra_weights={"head.safetensors": torch.nn.Linear(2, 3)})
+    head = torch.nn.Linear(2, 3)
+    load_weights(head, directory / "head.safetensors")
+    assert load_training_state(directory).step == 2 and not (tmp_path / "last.partial").exists()
+    with pytest.raises(CheckpointError, match=r"head.safetensors does not match the model: 2 missing keys"):
+        load_weights(torch.nn.Sequential(torch.nn.Linear(2, 3)), directory / "head.safetensors")
+
+
+def test_every_torch_load_goes_through_the_guard() -> None:
+    root = Path(plip.__file__).parent
+    calls = {str(p.relative_to(root)): p.read_text().count("torch.load(") for p in root.rglob("*.py")}
+    assert {name: count for name, count in calls.items() if count} == {"checkpoint.py": 1}
+    assert "weights_only=True" in inspect.getsource(load_torch_file)

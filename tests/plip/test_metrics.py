@@ -1,5 +1,7 @@
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from plip.metrics import metrics_from_similarity, retrieval_metrics
 
@@ -109,3 +111,111 @@ def test_bad_input_raises_precise_errors(scores, qids, gids, message):
 def test_embedding_size_mismatch_is_an_error():
     with pytest.raises(ValueError, match="embedding sizes differ"):
         retrieval_metrics(torch.zeros(2, 4), [1, 2], torch.zeros(3, 5), [1, 2, 3])
+
+
+# --- properties over random cases (hypothesis) ------------------------------------------------------------
+
+PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def retrieval_cases(draw, ties: bool = True):
+    """(scores [Q, G], query ids, gallery ids): every query's identity is in the gallery; with ``ties`` the
+    scores come from three values (many ties), without them each row is a permutation (no ties)."""
+    gallery_size = draw(st.integers(1, 12))
+    gallery_ids = draw(st.lists(st.integers(0, 3), min_size=gallery_size, max_size=gallery_size))
+    query_ids = draw(st.lists(st.sampled_from(gallery_ids), min_size=1, max_size=6))
+    if ties:
+        row = st.lists(st.sampled_from([0.0, 0.5, 1.0]), min_size=gallery_size, max_size=gallery_size)
+    else:
+        row = st.permutations([float(v) for v in range(gallery_size)])
+    scores = [draw(row) for _ in query_ids]
+    return torch.tensor(scores, dtype=torch.float32), query_ids, gallery_ids
+
+
+def _brute_force(scores: torch.Tensor, qids: list[int], gids: list[int]) -> dict[str, float]:
+    """Every metric from its definition, query by query: rank the gallery (ties by gallery order), then count."""
+    totals = {"R@1": 0.0, "R@5": 0.0, "R@10": 0.0, "mAP": 0.0, "mAP_released": 0.0, "mINP": 0.0}
+    for row, qid in zip(scores.tolist(), qids):
+        order = sorted(range(len(gids)), key=lambda j: (-row[j], j))
+        hits = [rank for rank, j in enumerate(order, 1) if gids[j] == qid]
+        for k in (1, 5, 10):
+            totals[f"R@{k}"] += hits[0] <= k
+        totals["mAP"] += sum(sum(h <= r for h in hits) / r for r in hits) / len(hits)
+        totals["mAP_released"] += sum(((i - 1) / (r - 1) if r > 1 else 1.0) / 2 + i / r / 2
+                                      for i, r in enumerate(hits, 1)) / len(hits)
+        totals["mINP"] += len(hits) / hits[-1]
+    return {name: 100 * value / len(qids) for name, value in totals.items()}
+
+
+def _values(result) -> dict[str, float]:
+    return {k: v for k, v in result.as_dict().items() if k not in ("queries", "queries_without_match")}
+
+
+@PROPERTY_SETTINGS
+@given(retrieval_cases())
+def test_metrics_are_ordered_percentages(case):
+    scores, qids, gids = case
+    m = metrics_from_similarity(scores, qids, gids).as_dict()
+    assert 0 <= m["R@1"] <= m["R@5"] <= m["R@10"] <= 100
+    assert 0 < m["mAP"] <= 100 + 1e-9 and 0 < m["mINP"] <= 100 + 1e-9
+    assert m["mAP_released"] <= m["mAP"] + 1e-9
+    # AP >= INP / (the query's hits), so mAP >= mINP / (the most hits any query has).
+    most_hits = max(gids.count(q) for q in qids)
+    assert m["mAP"] >= m["mINP"] / most_hits - 1e-9
+    if most_hits == 1:  # one relevant image per query: AP and INP are both 1 / its rank
+        assert m["mINP"] == pytest.approx(m["mAP"])
+
+
+def test_minp_can_exceed_map():
+    # Hits at ranks 5 and 6: AP = (1/5 + 2/6) / 2 = 0.267 but INP = 2/6 = 0.333, so "mINP <= mAP" is no invariant.
+    result = metrics_from_similarity(torch.tensor([[6.0, 5, 4, 3, 2, 1]]), [1], [0, 0, 0, 0, 1, 1])
+    assert result.map == pytest.approx(100 * (1 / 5 + 2 / 6) / 2)
+    assert result.minp == pytest.approx(100 * 2 / 6) and result.minp > result.map
+
+
+@PROPERTY_SETTINGS
+@given(retrieval_cases(), st.data())
+def test_a_perfect_ranking_gives_100_everywhere(case, data):
+    _, qids, gids = case
+    # Every hit above every other image, in any order among themselves.
+    noise = torch.tensor(data.draw(st.lists(st.floats(0, 0.99), min_size=len(qids) * len(gids),
+                                            max_size=len(qids) * len(gids)))).view(len(qids), len(gids))
+    scores = (torch.tensor(gids)[None, :] == torch.tensor(qids)[:, None]).float() + noise
+    assert _values(metrics_from_similarity(scores, qids, gids)) == pytest.approx(
+        {"R@1": 100, "R@5": 100, "R@10": 100, "mAP": 100, "mAP_released": 100, "mINP": 100})
+
+
+@PROPERTY_SETTINGS
+@given(retrieval_cases(ties=False), st.data())
+def test_permuting_the_gallery_with_its_labels_changes_no_metric(case, data):
+    scores, qids, gids = case
+    permutation = data.draw(st.permutations(range(len(gids))))
+    permuted = metrics_from_similarity(scores[:, permutation], qids, [gids[j] for j in permutation])
+    assert permuted.as_dict() == pytest.approx(metrics_from_similarity(scores, qids, gids).as_dict())
+
+
+@PROPERTY_SETTINGS
+@given(retrieval_cases())
+def test_every_metric_equals_a_brute_force_computation(case):
+    scores, qids, gids = case
+    assert _values(metrics_from_similarity(scores, qids, gids)) == pytest.approx(_brute_force(scores, qids, gids))
+
+
+@PROPERTY_SETTINGS
+@given(retrieval_cases(), st.lists(st.integers(100, 103), min_size=1, max_size=4), st.data())
+def test_queries_whose_identity_is_absent_are_excluded_and_counted(case, absent_ids, data):
+    scores, qids, gids = case
+    rows = torch.tensor(data.draw(st.lists(st.lists(st.floats(-1, 1), min_size=len(gids), max_size=len(gids)),
+                                           min_size=len(absent_ids), max_size=len(absent_ids))))
+    # The absent queries are interleaved with the others: where they sit changes nothing.
+    positions = sorted(data.draw(st.lists(st.integers(0, len(qids)), min_size=len(absent_ids),
+                                          max_size=len(absent_ids))))
+    all_scores, all_ids = list(scores), list(qids)
+    for offset, (position, row, qid) in enumerate(zip(positions, rows, absent_ids)):
+        all_scores.insert(position + offset, row)
+        all_ids.insert(position + offset, qid)
+    mixed = metrics_from_similarity(torch.stack(all_scores), all_ids, gids)
+    alone = metrics_from_similarity(scores, qids, gids)
+    assert (mixed.queries, mixed.queries_without_match) == (len(qids), len(absent_ids))
+    assert _values(mixed) == pytest.approx(_values(alone))

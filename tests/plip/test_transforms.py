@@ -4,6 +4,7 @@ from PIL import Image
 
 from plip.transforms import (EVAL_MEAN, EVAL_STD, ImageReadError, check_eval_size, eval_transform, read_image,
                              train_transform)
+from shards.images import ImageRejected
 
 
 def test_eval_transform_shape_and_normalisation():
@@ -50,3 +51,29 @@ def test_check_eval_size_accepts_only_256x128():
     check_eval_size([256, 128])
     with pytest.raises(ValueError, match="evaluation feeds 256x128 images .* the model takes 64x32"):
         check_eval_size((64, 32))
+
+
+def test_read_image_follows_the_decode_policy_and_names_the_file(tmp_path):
+    missing = tmp_path / "absent.jpg"
+    with pytest.raises(ImageReadError, match=rf"^cannot read image {missing}: No such file or directory$"):
+        read_image(missing)
+    with pytest.raises(ImageReadError, match=rf"^cannot read image {tmp_path}: Is a directory$"):
+        read_image(tmp_path)
+    # A 49-megapixel PNG of a few KB: refused from its header, before any pixel is decoded.
+    Image.new("1", (7000, 7000)).save(tmp_path / "bomb.png")
+    with pytest.raises(ImageReadError, match=r"bomb\.png: image too large: 7000x7000 pixels exceed the budget"):
+        read_image(tmp_path / "bomb.png")
+    cut = tmp_path / "cut.jpg"
+    Image.new("RGB", (64, 128), (9, 200, 30)).save(tmp_path / "whole.jpg")
+    cut.write_bytes((tmp_path / "whole.jpg").read_bytes()[:300])
+    with pytest.raises(ImageReadError, match=rf"^cannot read image {cut}: corrupt or unreadable image") as error:
+        read_image(cut)
+    assert isinstance(error.value, ImageRejected) and "\n" not in str(error.value)
+
+
+def test_read_image_applies_the_exif_orientation(tmp_path):
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: shown upright as 20 x 40
+    image.save(tmp_path / "rotated.jpg", exif=exif)
+    assert read_image(tmp_path / "rotated.jpg").size == (20, 40)

@@ -106,14 +106,17 @@ def test_checkpoints_load_in_zero_shot_and_last_keeps_the_training_state(run_dir
     (("--device", "tpu"), "--device: invalid device 'tpu'"),
     (("--milestones", "5,2"), "--milestones: must be increasing positive epochs"),
     (("--bogus", "1"), "unrecognized arguments"),
+    (("--out", "{file}"), "--out {file}: a file is in the way"),
+    (("--out", "{file}/run"), "--out {file}/run: a file ({file}) is in the way"),
 ])
 def test_bad_input_is_one_line_and_exit_2(dataset, start_checkpoint, tmp_path, capsys, change, message):
+    (tmp_path / "file").write_text("not a folder")
     (tmp_path / "empty").mkdir()
     (tmp_path / "no_images").mkdir()
     (tmp_path / "no_images" / "reid_raw.json").write_text(json.dumps(make_entries(SPLITS)))
     small = save_checkpoint(tmp_path / "small", tiny_model(tic={"weight": 0}, iap={"weight": 0}))  # 64x32 input
     values = {"missing": str(tmp_path / "missing"), "empty": str(tmp_path / "empty"),
-              "no_images": str(tmp_path / "no_images"), "small": str(small)}
+              "no_images": str(tmp_path / "no_images"), "small": str(small), "file": str(tmp_path / "file")}
     argv = ["--checkpoint", str(start_checkpoint), "--dataset", "CUHK-PEDES", "--root", str(dataset),
             "--out", str(tmp_path / "out"), "--batch-size", "4", "--pairs-per-id", "2", "--quiet"]
     name, value = change
@@ -125,7 +128,7 @@ def test_bad_input_is_one_line_and_exit_2(dataset, start_checkpoint, tmp_path, c
         argv[argv.index(name) + 1] = value.format(**values)
     assert exit_code(main, argv) == 2
     err = capsys.readouterr().err.strip()
-    assert message in err and len(err.splitlines()) <= 2  # argparse adds its usage line to a wrong flag
+    assert message.format(**values) in err and len(err.splitlines()) <= 2  # argparse adds a usage line to a wrong flag
 
 
 def _metric_lines(run: Path, kind: str) -> list[dict]:
@@ -200,3 +203,35 @@ def test_resume_without_a_last_checkpoint_starts_fresh_and_says_so(dataset, star
     err = capsys.readouterr().err.strip()
     assert "starting fresh" in err and len(err.splitlines()) == 1
     assert load_training_state(out / "last").step == 1
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("optimizer.pt", lambda p: p.write_bytes(b""), "not a readable torch checkpoint (empty file)"),
+    (CLASSIFIER_FILE, lambda p: p.unlink(), "not a PLIP checkpoint directory (missing classifier.safetensors)"),
+    (CLASSIFIER_FILE, lambda p: p.write_bytes(p.read_bytes()[:50]), "not readable safetensors weights"),
+    ("trainer_state.json", lambda p: p.write_text(p.read_text().replace('"window": {', '"window": {"x": 1, ')),
+     "damaged resume state (window has unknown key(s) ['x'])"),
+    ("trainer_state.json", lambda p: p.write_text(p.read_text().replace('"data_position": {"epoch": ',
+                                                                         '"data_position": {"epoch": -')),
+     "damaged resume state (data_position"),
+])
+def test_resume_from_a_damaged_last_checkpoint_is_one_line_naming_the_file(run_dir, dataset, start_checkpoint,
+                                                                           tmp_path, capsys, name, damage, message):
+    out = shutil.copytree(run_dir, tmp_path / "run")
+    damage(out / "last" / name)
+    assert exit_code(main, _run_argv(start_checkpoint, dataset, out, "--resume", "--epochs", "9")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    path = out / "last" if "missing" in message else out / "last" / name
+    assert len(err) == 1 and err[0].startswith(f"python -m plip.finetune: error: {path}") and message in err[0], err
+
+
+def test_resume_after_a_crash_between_the_checkpoint_swap_renames(run_dir, dataset, start_checkpoint, tmp_path,
+                                                                  capsys):
+    out = shutil.copytree(run_dir, tmp_path / "run")
+    # Killed inside save_checkpoint, after last/ became last.old/ and before last.partial/ became last/.
+    (out / "last").rename(out / "last.old")
+    (out / "last.partial").mkdir()
+    assert main(_run_argv(start_checkpoint, dataset, out, "--resume", "--epochs", "9")) == 0
+    assert "starting fresh" not in capsys.readouterr().err
+    assert load_training_state(out / "last").step == 18  # 16 steps done + the 2 of epoch 9
+    assert not (out / "last.old").exists() and not (out / "last.partial").exists()

@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -187,7 +188,110 @@ def test_a_damaged_image_stops_training_in_one_line_or_is_skipped_and_counted(in
     argv[argv.index("--shards") + 1] = str(folder)
     assert exit_code(main, argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"sample '{key}': damaged jpg member" in err[0]
+    assert len(err) == 1 and f"synthpedes-000000.tar: sample '{key}': damaged jpg member" in err[0]
     assert exit_code(main, argv + ["--on-bad-sample", "skip"]) == 0
     metrics = read_metrics(tmp_path / "run")
     assert [m["step"] for m in metrics] == [1, 2] and metrics[-1]["skipped_samples"] == 1
+
+
+def test_a_damaged_image_without_workers_is_one_line_naming_shard_and_key(inputs, damaged, tmp_path, capsys):
+    folder, key = damaged
+    argv = flags(inputs, tmp_path / "run", "--max-steps", "2", "--shuffle-buffer", "0", "--steps-per-epoch", "6")
+    argv[argv.index("--shards") + 1] = str(folder)
+    assert exit_code(main, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"python -m plip.pretrain: error: {folder / 'synthpedes-000000.tar'}: "
+                                               f"sample '{key}': damaged jpg member (corrupt or unreadable image: ")
+    assert err[0].endswith("); run `spac shards verify`")
+
+
+@pytest.mark.parametrize("where", ["out", "parent", "checkpoints"])
+def test_a_file_in_place_of_the_run_folder_is_one_line(inputs, tmp_path, capsys, where):
+    blocker = {"out": tmp_path / "run", "parent": tmp_path / "runs", "checkpoints": tmp_path / "run" / "checkpoints"}
+    blocker[where].parent.mkdir(parents=True, exist_ok=True)
+    blocker[where].write_text("not a folder")
+    out = tmp_path / "runs" / "run" if where == "parent" else tmp_path / "run"
+    assert exit_code(main, flags(inputs, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"python -m plip.pretrain: error: --out {out}: ")
+    assert ("must be a folder, not a file" if where == "checkpoints" else "is in the way") in err[0]
+
+
+def _damage_json(path, change):
+    state = json.loads(path.read_text())
+    change(state)
+    path.write_text(json.dumps(state))
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    (OPTIMIZER_FILE, lambda p: p.write_bytes(b""), "not a readable torch checkpoint (empty file)"),
+    (OPTIMIZER_FILE, lambda p: p.write_bytes(b"\x80\x02garbage"), "not a readable torch checkpoint ("),
+    (OPTIMIZER_FILE, lambda p: torch.save({"state": {}, "param_groups": []}, p), "does not fit the optimizer"),
+    (TRAINER_STATE_FILE, lambda p: p.write_text(p.read_text()[:40]), "not valid JSON"),
+    (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"]["rank_rng"][0]["cpu"].update(torch="!!")),
+     "damaged resume state"),
+    (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"].update(rank_rng=[])), "RNG states of 1 rank"),
+    (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"]["scheduler"].update(lr_lambdas="x")),
+     "damaged resume state (scheduler.lr_lambdas must be a list of 2, got str)"),
+    (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"]["scheduler"].update(optimizer=1)),
+     "damaged resume state (scheduler has unknown key(s) ['optimizer'])"),
+    (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"]["scheduler"].update(base_lrs="x")),
+     "scheduler.base_lrs must be a list"),
+    (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"].pop("scheduler")), "damaged resume state"),
+    (MODEL_FILE, lambda p: p.write_bytes(p.read_bytes()[:1000]), "not readable safetensors weights"),
+])
+def test_resume_from_a_damaged_checkpoint_is_one_line_naming_the_file(inputs, uninterrupted, tmp_path, capsys, name,
+                                                                      damage, message):
+    out = tmp_path / "resumed"
+    checkpoint = out / "checkpoints/step-00000002"
+    shutil.copytree(uninterrupted / "checkpoints/step-00000002", checkpoint)
+    damage(checkpoint / name)
+    assert exit_code(main, flags(inputs, out, "--resume", image_size=EVAL_SIZE)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"python -m plip.pretrain: error: {checkpoint / name}") \
+        and message in err[0], err
+    assert "weights_only" not in err[0] and not (out / "metrics.jsonl").exists()
+
+
+# The pre-training program, run in a child process whose torch.save writes half of the second checkpoint's
+# optimizer.pt and then SIGKILLs the process: a kill in the middle of writing a checkpoint.
+_KILLED_WHILE_SAVING = """
+import io, json, os, signal, sys
+import torch
+from plip.programs.pretrain import main
+
+real_save = torch.save
+
+def dying_save(obj, f, *args, **kwargs):
+    if "step-00000004" in str(f):
+        buffer = io.BytesIO()
+        real_save(obj, buffer, *args, **kwargs)
+        with open(f, "wb") as handle:
+            handle.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_save(obj, f, *args, **kwargs)
+
+torch.save = dying_save
+sys.exit(main(json.loads(sys.argv[1])))
+"""
+
+
+def test_killed_while_writing_a_checkpoint_resumes_from_the_previous_one_exactly(inputs, uninterrupted, tmp_path):
+    out = tmp_path / "killed"
+    argv = flags(inputs, out, "--checkpoint-every", "2", image_size=EVAL_SIZE)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", _KILLED_WHILE_SAVING, json.dumps(argv)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    folder = out / "checkpoints"
+    # Killed inside the save of step 4: its files are half written under a name --resume never picks.
+    assert sorted(p.name for p in folder.iterdir()) == ["step-00000002", "step-00000004.partial"]
+    assert 0 < (folder / "step-00000004.partial" / OPTIMIZER_FILE).stat().st_size
+    assert not (folder / "step-00000004.partial" / TRAINER_STATE_FILE).exists()
+    assert [m["step"] for m in read_metrics(out)] == [1, 2, 3, 4]
+
+    assert main(argv + ["--resume"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["step-00000002", "step-00000004"]
+    assert train_losses(out) == train_losses(uninterrupted)  # bitwise: steps 3-4 redone from step 2
+    state = json.loads((folder / "step-00000004" / TRAINER_STATE_FILE).read_text())
+    assert state["step"] == 4

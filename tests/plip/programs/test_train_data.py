@@ -1,8 +1,10 @@
 import dataclasses
+import io
 import random
 from collections import Counter
 
 import pytest
+from PIL import Image
 
 from plip.config import MINILM, TextConfig
 from plip.programs.train_data import (BatchSpec, IdentityBatches, count_samples, decode_image, group_by_identity,
@@ -129,9 +131,14 @@ def test_count_samples_reads_the_manifest_or_the_shards(corpus):
     assert count_samples(str(corpus / "synthpedes-{000000..000001}.tar")) == 24
 
 
-def test_decode_image_names_a_damaged_sample():
-    with pytest.raises(ValueError, match=r"sample 'k1': damaged jpg member .*spac shards verify"):
-        decode_image({"key": "k1", "jpg": b"\xff\xd8\xff not a jpeg"})
+def test_decode_image_names_shard_and_key_of_a_damaged_sample():
+    with pytest.raises(ValueError, match=r"^s/x-000003.tar: sample 'k1': damaged jpg member .*spac shards verify`$"):
+        decode_image({"key": "k1", "url": "s/x-000003.tar", "jpg": b"\xff\xd8\xff not a jpeg"})
+    # The corpus reader's decode policy: a JPEG of far more pixels than a corpus image is refused.
+    huge = io.BytesIO()
+    Image.new("RGB", (2000, 1100)).save(huge, format="JPEG")
+    with pytest.raises(ValueError, match=r"sample 'k2': damaged jpg member \(image too large: 2000x1100 pixels"):
+        decode_image({"key": "k2", "url": "s/x-000003.tar", "jpg": huge.getvalue()})
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +152,7 @@ def test_a_damaged_image_stops_the_stream_or_is_skipped_and_counted(spec, damage
     # No shuffling and a worker per shard: each worker's pass begins with its shard's first sample, so the
     # damaged one is read first and lands in (raise) or is counted by (skip) that worker's first batch.
     stopping = dataclasses.replace(spec, source=str(folder), shuffle=0)
-    with pytest.raises(ValueError, match=f"sample '{key}': damaged jpg member"):
+    with pytest.raises(ValueError, match=f"synthpedes-000000.tar: sample '{key}': damaged jpg member"):
         list(train_batches(stopping, epoch=0, workers=2))
     skipping = dataclasses.replace(stopping, skip_bad_samples=True)
     batches = list(train_batches(skipping, epoch=0, workers=2))  # the count crosses from worker processes

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,11 +52,18 @@ def test_cli_end_to_end_with_our_and_released_checkpoints(dataset, tiny_checkpoi
     (["--dataset", "CUHK-PEDES", "--root", "{dataset}", "--checkpoint", "{garbage}", "--model", "RN-tiny"],
      "not a readable torch checkpoint"),
     (["--dataset", "CUHK-PEDES", "--root", "{dataset}", "--device", "tpu"], "invalid device 'tpu'"),
+    (["--dataset", "CUHK-PEDES", "--root", "{dataset}", "--checkpoint", "{empty}", "--model", "RN-tiny"],
+     "{empty}: not a readable torch checkpoint (empty file)"),
+    (["--dataset", "CUHK-PEDES", "--root", "{dataset}", "--checkpoint", "{listed}", "--model", "RN-tiny"],
+     "ImgEncoder_state_dict: expected a state dict (names -> tensors), found list"),
 ])
 def test_bad_input_is_one_line_exit_2(dataset, tmp_path, capsys, args, message):
     garbage = tmp_path / "model.pth.tar"
     garbage.write_bytes(b"not a checkpoint")
-    values = {"missing": tmp_path / "nope", "dataset": dataset, "garbage": garbage}
+    (tmp_path / "empty.pth.tar").write_bytes(b"")
+    torch.save({"ImgEncoder_state_dict": [torch.zeros(1)], "TxtEncoder_state_dict": {}}, tmp_path / "listed.pth.tar")
+    values = {"missing": tmp_path / "nope", "dataset": dataset, "garbage": garbage,
+              "empty": tmp_path / "empty.pth.tar", "listed": tmp_path / "listed.pth.tar"}
     argv = [a.format(**values) for a in args] + ["--quiet"]
     if "--checkpoint" not in argv:
         argv += ["--checkpoint", str(garbage)]
@@ -70,3 +78,21 @@ def test_module_run_exits_2_with_one_line(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == f"python -m plip.zero_shot: error: --root {tmp_path / 'nope'}: not a folder\n"
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.write_bytes(p.read_bytes()[:200]), "cannot read image {image}: corrupt or unreadable image"),
+    (lambda p: p.write_bytes(b"GIF89a not really"), "cannot read image {image}: not a decodable image"),
+    (lambda p: p.unlink(), "reid_raw.json: entry 5: image not found: {image}"),
+])
+def test_a_damaged_gallery_image_is_one_line_naming_the_file(dataset, tiny_checkpoints, tmp_path, capsys, workers,
+                                                             damage, message):
+    root = shutil.copytree(dataset, tmp_path / "CUHK-PEDES")
+    image = root / "imgs" / "2" / "1.jpg"  # a test image
+    damage(image)
+    argv = ["--checkpoint", str(tiny_checkpoints[0]), "--dataset", "CUHK-PEDES", "--root", str(root), "--device",
+            "cpu", "--batch-size", "3", "--num-workers", workers, "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message.format(image=image) in err[0], err

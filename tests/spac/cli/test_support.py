@@ -79,3 +79,13 @@ def test_run_main_passes_the_exit_code_and_argv_and_lets_bugs_through(capsys):
 def test_one_line_keeps_the_last_non_blank_line():
     assert one_line(ValueError("a\n\nb\n")) == "b"
     assert one_line(ValueError("")) == "ValueError"
+
+
+def test_one_line_keeps_the_message_of_a_re_raised_worker_error():
+    from spac.cli.support import one_line
+
+    worker = ValueError("Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                        "last):\n  File \"x.py\", line 1\nplip.transforms.ImageReadError: a.jpg: not a decodable image")
+    assert one_line(worker) == "a.jpg: not a decodable image"
+    assert one_line(ValueError("--lr: ValueError: stays as written")) == "--lr: ValueError: stays as written"
+    assert one_line(ValueError("")) == "ValueError"
