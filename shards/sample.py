@@ -12,9 +12,16 @@ A sample is three tar members (:data:`MEMBERS`) sharing a key: ``<key>.jpg``, ``
   :data:`GROUPS` order so the same content always gives the same bytes:
 
   ``key`` (str, == ``__key__``), ``id`` (int identity, >= 0), ``file_path`` (released-style relative
-  path, e.g. ``Part1/7/1.jpg``), ``attributes`` (``{group: {"value": str, "confidence": float}}`` for
-  all six groups, ``"unknown"`` allowed), ``captions`` (style captions), ``styles`` (one style name
+  path, e.g. ``Part1/7/1.jpg``), ``attributes`` (``{group: {"value": str, "confidence": float | None}}``
+  for all six groups, ``"unknown"`` allowed), ``captions`` (style captions), ``styles`` (one style name
   per caption), ``prompt_caption`` (zero or one library sentence), ``source`` (original path or URI).
+
+  An attribute's ``confidence`` is the predictor's, in [0, 1], or ``null`` for a value no predictor of
+  ours gave (imported from a released corpus, mined from human captions). A value imported from a
+  released corpus is kept verbatim, even outside our schema, and its entry has a third key
+  ``in_schema`` (bool; the importer writes it on every entry of such a corpus, so all samples of a
+  corpus share one shape); values of our predictor or label miner are the schema's by construction and
+  have no such key. This module does not know the schema, so it checks only the key's type.
 - ``txt``: the first text of the sample: ``captions[0]``, or ``prompt_caption[0]`` when there is no
   style caption. A record must carry at least one text.
 """
@@ -30,6 +37,8 @@ from PIL import Image, ImageOps
 GROUPS = ("gender", "hair", "upper", "lower", "shoes", "belongings")
 MEMBERS = ("jpg", "json", "txt")  # tar members of a sample, after __key__
 RECORD_FIELDS = ("key", "id", "file_path", "attributes", "captions", "styles", "prompt_caption", "source")
+ENTRY_KEYS = frozenset({"value", "confidence"})  # of one group's attribute entry
+IN_SCHEMA_KEY = "in_schema"  # optional third key (bool) of an imported attribute entry
 IMAGE_SIZE = (256, 128)  # height, width
 JPEG_QUALITY = 90
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,90}")
@@ -80,11 +89,16 @@ def _attributes(record: Mapping[str, Any]) -> None:
         raise ValueError(f"{where}: expected exactly the groups {', '.join(GROUPS)}")
     for group in GROUPS:
         entry = attributes[group]
-        if not isinstance(entry, dict) or set(entry) != {"value", "confidence"}:
-            raise ValueError(f"{where}.{group}: expected {{'value': str, 'confidence': float}}")
+        if not isinstance(entry, dict) or set(entry) not in (ENTRY_KEYS, {*ENTRY_KEYS, IN_SCHEMA_KEY}):
+            raise ValueError(f"{where}.{group}: expected {{'value': str, 'confidence': float or null}} "
+                             f"(and '{IN_SCHEMA_KEY}': bool for an imported value)")
         if not isinstance(entry["value"], str) or not entry["value"].strip() or "," in entry["value"]:
             raise ValueError(f"{where}.{group}.value: expected a non-empty phrase without commas")
+        if IN_SCHEMA_KEY in entry and not isinstance(entry[IN_SCHEMA_KEY], bool):
+            raise ValueError(f"{where}.{group}.{IN_SCHEMA_KEY}: expected true or false, got {entry[IN_SCHEMA_KEY]!r}")
         confidence = entry["confidence"]
+        if confidence is None:
+            continue
         if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 <= confidence <= 1.0:
             raise ValueError(f"{where}.{group}.confidence: expected a number in [0, 1], got {confidence!r}")
         if isinstance(confidence, float) and math.isnan(confidence):
@@ -126,16 +140,21 @@ def validate_record(record: Any) -> None:
 
 
 def canonical_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The validated record in the fixed field and group order, confidences as floats."""
+    """The validated record in the fixed field and group order, confidences as floats (or None)."""
     validate_record(record)
     canonical = {field: record[field] for field in RECORD_FIELDS}
-    canonical["attributes"] = {
-        group: {"value": record["attributes"][group]["value"], "confidence": float(record["attributes"][group]["confidence"])}
-        for group in GROUPS
-    }
+    canonical["attributes"] = {group: _canonical_entry(record["attributes"][group]) for group in GROUPS}
     canonical["captions"] = list(record["captions"])
     canonical["styles"] = list(record["styles"])
     canonical["prompt_caption"] = list(record["prompt_caption"])
+    return canonical
+
+
+def _canonical_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    confidence = entry["confidence"]
+    canonical = {"value": entry["value"], "confidence": None if confidence is None else float(confidence)}
+    if IN_SCHEMA_KEY in entry:
+        canonical[IN_SCHEMA_KEY] = entry[IN_SCHEMA_KEY]
     return canonical
 
 

@@ -73,3 +73,36 @@ def test_make_sample_rejects_non_jpeg_bytes():
     make_image(0).save(png, format="PNG")
     with pytest.raises(ValueError, match="jpg"):
         make_sample(make_record(0), png.getvalue())
+
+
+def _imported(**entry_overrides):
+    """A record as an importer writes it: no confidences, ``in_schema`` on every group."""
+    record = make_record(0)
+    record["attributes"] = {g: {"value": e["value"], "confidence": None, "in_schema": True}
+                            for g, e in record["attributes"].items()}
+    record["attributes"]["upper"] = {"value": "black cape", "confidence": None, "in_schema": False, **entry_overrides}
+    return record
+
+
+def test_an_imported_record_keeps_a_verbatim_phrase_without_confidence():
+    record = _imported()
+    validate_record(record)
+    sample = make_sample(record, encode_image(make_image(0)))
+    assert sample["json"]["attributes"]["upper"] == {"value": "black cape", "confidence": None, "in_schema": False}
+    assert list(sample["json"]["attributes"]["hair"]) == ["value", "confidence", "in_schema"]
+
+
+def test_a_predicted_record_has_no_in_schema_key_and_its_bytes_do_not_change():
+    sample = make_sample(make_record(0), encode_image(make_image(0)))
+    assert all(set(entry) == {"value", "confidence"} for entry in sample["json"]["attributes"].values())
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"in_schema": "no"}, "upper.in_schema"),
+    ({"in_schema": None}, "upper.in_schema"),
+    ({"source": "x"}, "'attributes'.upper"),
+    ({"confidence": "high"}, "upper.confidence"),
+])
+def test_an_imported_entry_of_another_shape_is_refused(overrides, field):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        validate_record(_imported(**overrides))
