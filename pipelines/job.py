@@ -2,13 +2,29 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 from dataclasses import dataclass
+
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines.inputs import InputSpec, read_manifest, resolve_input
 from shards import layout
 from spac import captioner, corpus_filters
+from spac.attributes import load_schema
+from spac.caption_library import SentencesOption, parse_library_text, parse_sentences_option
 from spac.devices import check_device_name, resolve_device
 from spac.predictor import check_predictor
+
+
+@dataclass(frozen=True)
+class Sentences:
+    """``--sentences``: a library file read and checked at launch; its text travels with the job to the
+    workers, so they need no access to the file."""
+
+    option: SentencesOption
+    text: str
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -28,6 +44,7 @@ class Job:
     styles: tuple[str, ...] | None
     max_pixels: int
     max_file_bytes: int
+    sentences: Sentences | None = None
 
 
 def is_local_runner(runner: str | None) -> bool:
@@ -57,6 +74,29 @@ def _styles(text: str | None) -> tuple[str, ...] | None:
         raise ValueError(f"--styles: {exc}") from None
 
 
+def read_sentences(text: str | None) -> Sentences | None:
+    """--sentences [+]PATH: the file read through Beam's FileSystems and checked as a library here."""
+    if text is None:
+        return None
+    try:
+        option = parse_sentences_option(text)
+        try:
+            if not FileSystems.exists(option.path):
+                raise ValueError(f"{option.path}: no such file")
+            with FileSystems.open(option.path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+                data = stream.read()
+        except (BeamIOError, OSError) as exc:
+            raise ValueError(f"{option.path}: cannot read sentence library ({exc})") from None
+        try:
+            library_text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{option.path}: cannot read sentence library: not UTF-8 text") from None
+        parse_library_text(library_text, option.path, load_schema())
+    except ValueError as exc:
+        raise ValueError(f"--sentences: {exc}") from None
+    return Sentences(option, library_text, hashlib.sha256(data).hexdigest())
+
+
 def _device(name: str, local: bool) -> str:
     """Checked against this machine for a local run; only its syntax for remote workers."""
     try:
@@ -77,4 +117,5 @@ def make_job(args: argparse.Namespace, runner: str | None) -> Job:
     return Job(input=spec, output=args.output, predictor=_check_predictor(args.predictor, local),
                device=_device(args.device, local), batch_size=args.batch_size, torch_threads=args.torch_threads,
                shard_size=args.shard_size, prefix=args.prefix, seed=args.seed, filters=filters,
-               styles=_styles(args.styles), max_pixels=args.max_pixels, max_file_bytes=args.max_file_bytes)
+               styles=_styles(args.styles), max_pixels=args.max_pixels, max_file_bytes=args.max_file_bytes,
+               sentences=read_sentences(args.sentences))

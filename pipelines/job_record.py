@@ -2,7 +2,8 @@
 
 The launcher writes it into the output folder before any shard. It holds a fingerprint of every setting
 that changes the corpus: the input, the predictor's files (sha256), shard size, prefix, seed, filter
-thresholds, styles, and the package, schema, template and shard-format versions. Settings that only
+thresholds, styles, a ``--sentences`` library (its mode and sha256), and the package, schema, template and
+shard-format versions. Settings that only
 change how the job runs (runner, workers, threads, device, batch size) are left out, so they may differ
 between a run and its resumption. Sorted keys, no timestamps: the same settings give the same bytes.
 
@@ -15,13 +16,16 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+from pipelines.import_outputs import IMPORT_REPORT_NAME
 from pipelines.job import Job
 from pipelines.outputs import DATASET_NAME, DEAD_LETTER_NAME, FILTER_REPORT_NAME
 from shards import layout, remote
 from spac.fingerprint import method_fingerprint
 
 JOB_NAME = "job.json"
-CORPUS_NAMES = (layout.MANIFEST_NAME, DATASET_NAME, DEAD_LETTER_NAME, FILTER_REPORT_NAME)
+# the corpus-wide files of every job that writes a corpus folder (synthesis, import), so a rerun of
+# either job recognises, refuses or removes the other's
+CORPUS_NAMES = (layout.MANIFEST_NAME, DATASET_NAME, DEAD_LETTER_NAME, FILTER_REPORT_NAME, IMPORT_REPORT_NAME)
 
 
 def fingerprint(job: Job) -> dict[str, Any]:
@@ -40,6 +44,8 @@ def fingerprint(job: Job) -> dict[str, Any]:
         "min_images": job.filters.min_images,
         "max_images": job.filters.max_images,
         "styles": list(job.styles) if job.styles is not None else None,
+        # the library file's contents decide the third texts, not where it lies
+        "sentences": {"mode": job.sentences.option.mode, "sha256": job.sentences.sha256} if job.sentences else None,
     }
 
 

@@ -77,6 +77,11 @@ class SynthesizeOptions(PipelineOptions):
         group.add_argument("--styles", default=None,
                            help="comma-separated caption styles (see `spac caption --help`); default: the "
                                 "captioner's default styles")
+        group.add_argument("--sentences", default=None, metavar="[+]PATH",
+                           help="sentence library for the third text (prompt_caption), e.g. one mined from human "
+                                "captions by `spac mine-templates`, on any Beam filesystem: PATH is used in place "
+                                "of the bundled templates/sentences.yaml, +PATH beside it. Read and checked once "
+                                "at launch; its sha256 goes into job.json. Default: the bundled library")
 
 
 def _option_classes(base: type) -> list[type]:

@@ -95,7 +95,11 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
                     | "GroupByIdentity" >> beam.GroupByKey()
                     | "FilterIdentity" >> beam.ParDo(transforms.FilterIdentity(job.filters)).with_outputs(
                         DEAD, main="images"))
-    captioned = per_identity.images | "Caption" >> beam.Map(transforms.add_captions, job.seed, job.styles)
+    if job.sentences is None:
+        captioned = per_identity.images | "Caption" >> beam.Map(transforms.add_captions, job.seed, job.styles)
+    else:
+        captioned = per_identity.images | "Caption" >> beam.ParDo(transforms.AddCaptions(
+            job.seed, job.styles, job.sentences.text, job.sentences.option.path, job.sentences.option.add))
 
     # Shard assignment needs only the keys (and identity names for ids): two global side inputs.
     sorted_keys = (captioned | "Keys" >> beam.Map(lambda record: record["key"])

@@ -19,6 +19,8 @@ from pipelines.inputs import ImageRef, is_beside_identities, ref_from_path
 from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, decode_image, read_bounded
 from shards.sample import GROUPS, IMAGE_SIZE, RECORD_FIELDS, encode_image
 from spac import captioner, corpus_filters
+from spac.attributes import load_schema
+from spac.caption_library import SentencesOption, library_for
 
 NAMESPACE = "synthesize"
 DEAD_LETTER = "dead_letter"
@@ -146,13 +148,34 @@ class FilterIdentity(beam.DoFn):
             yield {**record, "attributes": attributes}
 
 
-def add_captions(record: dict, seed: int, styles: Sequence[str] | None) -> dict:
-    """Two style captions (``captions``/``styles``) and one library sentence (``prompt_caption``)."""
-    texts = captioner.caption(values_of(record), record["key"], seed=seed, styles=list(styles) if styles else None)
+def add_captions(record: dict, seed: int, styles: Sequence[str] | None,
+                 with_captioner: captioner.Captioner | None = None) -> dict:
+    """Two style captions (``captions``/``styles``) and one library sentence (``prompt_caption``), by
+    ``with_captioner`` (default: spac's, with the bundled library)."""
+    caption = with_captioner if with_captioner is not None else captioner.caption
+    texts = caption(values_of(record), record["key"], seed=seed, styles=list(styles) if styles else None)
     styled = [t for t in texts if t.style != "template"]
     template = [t.text for t in texts if t.style == "template"]
     return {**record, "captions": [t.text for t in styled], "styles": [t.style for t in styled],
             "prompt_caption": template[:1]}
+
+
+class AddCaptions(beam.DoFn):
+    """:func:`add_captions` with a ``--sentences`` library: the captioner is built once per worker from the
+    library text the job read at launch (``mode`` "replace" or "add", as in spac.caption_library)."""
+
+    def __init__(self, seed: int, styles: Sequence[str] | None, library_text: str, source: str, add: bool):
+        self._seed, self._styles = seed, styles
+        self._text, self._source, self._add = library_text, source, add
+        self._captioner: captioner.Captioner | None = None
+
+    def setup(self) -> None:
+        schema = load_schema()
+        option = SentencesOption(self._source, self._add)
+        self._captioner = captioner.Captioner(schema, library=library_for(option, schema, self._text))
+
+    def process(self, record: dict) -> Iterator[dict]:
+        yield add_captions(record, self._seed, self._styles, self._captioner)
 
 
 def sorted_unique(items: Iterable[str]) -> list[str]:

@@ -9,6 +9,10 @@ A template is plain text with slots in braces:
 - ``{a upper}``: with the article it needs ("a red t-shirt", "an orange coat", "blue jeans", "short black hair");
 - ``{pair shoes}``: like ``{a ...}`` but plural garments become "a pair of white sneakers".
 
+Belongings ``nothing`` is a known value that people almost never spell out ("carries nothing"): the
+style modules and the library leave it unsaid except in about one text in ``NOTHING_ONE_IN``, which adds
+one of their ``nothing`` sentences instead ("He has nothing in his hands."); see :func:`unsay_nothing`.
+
 The literal text around the slots may not name any attribute (no item, synonym, colour, or generic noun
 such as "hair" or "bag"): that keeps captions from mentioning an unknown attribute, and keeps the
 value phrases the only attribute words in a caption.
@@ -23,10 +27,13 @@ from typing import Mapping
 import yaml
 
 from spac.attributes import GENERIC_NOUNS, GROUP_ORDER, UNKNOWN, AttributeValue, Schema
+from spac.digests import stable_int
 from spac.grammar import Person, conjugate, noun_phrase
 
 GROUP_SLOTS = GROUP_ORDER[1:]
 PRONOUN_SLOTS = ("they", "them", "their")
+NOTHING = "nothing"  # the belongings item that says nothing is carried
+NOTHING_ONE_IN = 12  # a text says that nothing is carried about once in this many
 
 _SLOT = re.compile(r"\{([^{}]*)\}")
 _GROUP_FORMS = {"": "bare", "a": "a", "pair": "pair"}
@@ -77,6 +84,19 @@ class FillContext:
 
     person: Person
     values: Mapping[str, AttributeValue]
+
+
+def unsay_nothing(ctx: FillContext, digest: int) -> tuple[FillContext, bool]:
+    """``ctx`` without belongings ``nothing`` (people rarely say it), and whether this text says it anyway.
+
+    The second value is True for about one ``digest`` in ``NOTHING_ONE_IN`` when the belongings are
+    ``nothing``; the caller then adds one of its ``nothing`` sentences. Other contexts come back unchanged.
+    """
+    value = ctx.values.get("belongings")
+    if value is None or value.item != NOTHING:
+        return ctx, False
+    rest = {group: v for group, v in ctx.values.items() if group != "belongings"}
+    return FillContext(ctx.person, rest), stable_int(digest, NOTHING) % NOTHING_ONE_IN == 0
 
 
 def fill(template: str, ctx: FillContext, plural: bool) -> str:
@@ -153,3 +173,17 @@ def check_template(template: object, source: str, key: str, schema: Schema) -> s
     if word is not None:
         raise TemplateError(f"{source}: {key}: the attribute word {word!r} must come from a slot, not the text: {template!r}")
     return template.strip()
+
+
+def check_nothing_sentence(template: object, source: str, key: str, schema: Schema) -> str:
+    """A sentence that says nothing is carried ("{they} {v:have} {belongings} in {their} hands."): the
+    person as a pronoun, no group but belongings (filled with "nothing"), a final period; TemplateError otherwise."""
+    text = check_template(template, source, key, schema)
+    kinds = [s.kind for s in parse_slots(text)]
+    if not groups_of(text) <= {"belongings"} or "gender" in kinds:
+        raise TemplateError(f"{source}: {key}: a nothing sentence names no group but {{belongings}} and no {{gender}}: {text!r}")
+    if "verb" in kinds and "pronoun" not in kinds:
+        raise TemplateError(f"{source}: {key}: {{v:...}} verbs agree with a pronoun; add {{they}}: {text!r}")
+    if not text.endswith("."):
+        raise TemplateError(f"{source}: {key}: a nothing sentence ends with a period: {text!r}")
+    return text

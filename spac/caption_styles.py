@@ -1,32 +1,34 @@
 """Style modules: templates/styles/<name>.yaml, each a set of phrasings of one caption shape.
 
 A style file holds ``name`` (its file stem), ``description``, ``empty`` (sentences for a person with no
-known group besides gender) and ``phrasings``. Every phrasing mentions each of the five groups exactly
-once, so every known value is named; parts whose groups are all unknown are left out.
+known group besides gender), ``phrasings`` and optionally ``nothing``. Every phrasing mentions each of the
+five groups exactly once, so every known value is named; parts whose groups are all unknown are left out.
+Every phrasing is prose, a sentence a person could have written: no lists of bare phrases.
 
-Two kinds of phrasing:
+A phrasing has ``noun`` (the first sentence's subject, e.g. "the {gender}") and ``sentences``; later
+sentences start with ``{they}``. A sentence has ``modifiers`` attached to its subject ("with {a hair}",
+or set off by commas with ``comma: true``), ``predicates`` (``lead`` + the groups' noun phrases joined
+"a, b and c" + optional ``after``; ``pair: true`` for "a pair of"), joined "p1, p2 and p3", and a
+``fallback`` predicate used when only modifiers remain. Only a phrasing whose ``noun`` stands on its own
+(``clause: true``: a clause such as "there is a {gender}", or the noun phrase of a caption written as a
+fragment, "a {gender}" + "in ..., with ...") may end a sentence without a predicate; there a comma modifier
+that would follow the bare subject is attached without its comma ("A man with short black hair.").
 
-- prose: ``noun`` (the first sentence's subject, e.g. "the {gender}") and ``sentences``; later
-  sentences start with ``{they}``. A sentence has ``modifiers`` attached to its subject ("with {a hair}",
-  or set off by commas with ``comma: true``), ``predicates`` (``lead`` + the groups' noun phrases joined
-  "a, b and c" + optional ``after``; ``pair: true`` for "a pair of"), joined "p1, p2 and p3", and a
-  ``fallback`` predicate used when only modifiers remain. Only a phrasing whose ``noun`` is a clause of
-  its own (``clause: true``, e.g. "there is a {gender}") may end a sentence without a predicate.
-- list: ``head`` (e.g. "{gender}"), ``after_head``, ``separator`` and ``sections`` of bare phrases, each
-  with an optional literal ``label``, a ``joiner`` and a ``nothing`` template for the belongings value
-  "nothing" (e.g. "carrying {belongings}").
+Belongings ``nothing`` is left unsaid (see :func:`spac.caption_slots.unsay_nothing`); in the rare text that
+says it, one of the style's ``nothing`` sentences is added ("{they} {v:have} {belongings} in {their}
+hands."). A style without ``nothing`` sentences never says it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator
 
 from spac.attributes import Schema
 from spac.caption_slots import (
-    GROUP_SLOTS, FillContext, TemplateError, check_template, fill, groups_of, parse_yaml,
-    vocabulary_word,
+    GROUP_SLOTS, FillContext, TemplateError, check_nothing_sentence, check_template, fill, groups_of, parse_yaml,
+    unsay_nothing,
 )
 from spac.grammar import join_list, tidy
 
@@ -66,12 +68,16 @@ class SentencePlan:
 
     def render(self, subject: str, ctx: FillContext, plural: bool) -> str | None:
         text = subject
+        predicates = [p for p in (part.render(ctx, plural) for part in self.predicates) if p]
+        ends_after_modifiers = not predicates and not self.fallback
         for part in self.modifiers:
             rendered = part.render(ctx, plural)
             if rendered:
-                # Consecutive comma modifiers share one comma: "a man, in X, carrying Y, walks".
-                text += (" " if text.endswith(",") else ", ") + rendered + "," if part.comma else f" {rendered}"
-        predicates = [p for p in (part.render(ctx, plural) for part in self.predicates) if p]
+                if part.comma and not (text == subject and ends_after_modifiers):
+                    # Consecutive comma modifiers share one comma: "a man, in X, carrying Y, walks".
+                    text += (" " if text.endswith(",") else ", ") + rendered + ","
+                else:
+                    text += ("" if text.endswith(" ") else " ") + rendered
         if text == subject and not predicates:
             return None
         if not predicates and self.fallback:
@@ -98,51 +104,24 @@ class ProsePhrasing:
 
 
 @dataclass(frozen=True)
-class ListSection:
-    groups: tuple[str, ...]
-    label: str = ""
-    joiner: str = ", "
-    nothing: str = "{belongings}"
-
-    def render(self, ctx: FillContext) -> str | None:
-        phrases = []
-        for g in (g for g in self.groups if g in ctx.values):
-            nothing = g == "belongings" and ctx.values[g].item == "nothing"
-            phrases.append(fill(self.nothing, ctx, False) if nothing else ctx.values[g].phrase)
-        return self.label + self.joiner.join(phrases) if phrases else None
-
-
-@dataclass(frozen=True)
-class ListPhrasing:
-    head: str
-    sections: tuple[ListSection, ...]
-    separator: str = "; "
-    after_head: str = "; "
-
-    def render(self, ctx: FillContext) -> str | None:
-        sections = [s for s in (section.render(ctx) for section in self.sections) if s]
-        if not sections:
-            return None
-        return fill(self.head, ctx, False) + self.after_head + self.separator.join(sections) + "."
-
-
-Phrasing = Union[ProsePhrasing, ListPhrasing]
-
-
-@dataclass(frozen=True)
 class Style:
     name: str
     description: str
-    phrasings: tuple[Phrasing, ...]
+    phrasings: tuple[ProsePhrasing, ...]
     empty: tuple[str, ...]
+    nothing: tuple[str, ...] = ()
 
     def texts(self, ctx: FillContext, digest: int) -> Iterator[str]:
         """Captions for ``ctx`` in preference order: the hashed phrasing first, then the others."""
+        said, say_nothing = unsay_nothing(ctx, digest)
         n = len(self.phrasings)
         for step in range(n):
-            text = self.phrasings[(digest + step) % n].render(ctx)
+            text = self.phrasings[(digest + step) % n].render(said)
             if text is None:
-                text = fill(self.empty[(digest + step) % len(self.empty)], ctx, False)
+                text = fill(self.empty[(digest + step) % len(self.empty)], said, False)
+            if say_nothing and self.nothing:
+                addition = self.nothing[(digest // 7 + step) % len(self.nothing)]
+                text = tidy(text) + " " + fill(addition, ctx, ctx.person.plural_pronoun)
             yield tidy(text)
 
 
@@ -178,15 +157,6 @@ class _Reader:
         if groups_of(text):
             raise self.fail(key, f"group slots belong in 'groups', not in the text: {text!r}")
         return text
-
-    def literal(self, value: Any, key: str, default: str) -> str:
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise self.fail(key, f"expected a string, got {value!r}")
-        if "{" in value or "}" in value or vocabulary_word(value, self.schema):
-            raise self.fail(key, f"punctuation and connectives only, no slots or attribute words: {value!r}")
-        return value
 
     def groups(self, value: Any, key: str) -> tuple[str, ...]:
         groups = tuple(self.items(value, key))
@@ -228,49 +198,32 @@ def _prose(r: _Reader, raw: dict, key: str) -> ProsePhrasing:
     return ProsePhrasing(r.template(raw.get("noun"), f"{key}.noun"), tuple(plans))
 
 
-def _list(r: _Reader, raw: Any, key: str) -> ListPhrasing:
-    raw = r.mapping(raw, key, {"head", "after_head", "separator", "sections"})
-    sections = []
-    for i, s in enumerate(r.items(raw.get("sections"), f"{key}.sections")):
-        skey = f"{key}.sections[{i}]"
-        s = r.mapping(s, skey, {"groups", "label", "joiner", "nothing"})
-        nothing = s.get("nothing", "{belongings}")
-        check_template(nothing, r.source, f"{skey}.nothing", r.schema)
-        if groups_of(nothing) != {"belongings"}:
-            raise r.fail(f"{skey}.nothing", f"must contain {{belongings}} and no other group: {nothing!r}")
-        sections.append(ListSection(r.groups(s.get("groups"), f"{skey}.groups"), r.literal(s.get("label"), f"{skey}.label", ""),
-                                    r.literal(s.get("joiner"), f"{skey}.joiner", ", "), nothing))
-    return ListPhrasing(r.template(raw.get("head"), f"{key}.head"), tuple(sections),
-                        r.literal(raw.get("separator"), f"{key}.separator", "; "),
-                        r.literal(raw.get("after_head"), f"{key}.after_head", "; "))
-
-
-def _mentioned_groups(phrasing: Phrasing) -> list[str]:
-    if isinstance(phrasing, ListPhrasing):
-        return [g for s in phrasing.sections for g in s.groups]
+def _mentioned_groups(phrasing: ProsePhrasing) -> list[str]:
     return [g for plan in phrasing.sentences for part in (*plan.modifiers, *plan.predicates) for g in part.groups]
 
 
 def parse_style(data: Any, source: str, schema: Schema, name: str) -> Style:
     """Validate one style file's data; TemplateError naming the file and key on any defect."""
     r = _Reader(source, schema)
-    data = r.mapping(data, TOP, {"name", "description", "empty", "phrasings"})
+    data = r.mapping(data, TOP, {"name", "description", "empty", "phrasings", "nothing"})
     if data.get("name") != name:
         raise r.fail("name", f"expected {name!r} (the file's name), got {data.get('name')!r}")
     description = data.get("description")
     if not isinstance(description, str) or not description.strip():
         raise r.fail("description", "expected a one-line description of the style's shape")
     empty = tuple(r.template(t, f"empty[{i}]") for i, t in enumerate(r.items(data.get("empty"), "empty")))
-    phrasings: list[Phrasing] = []
+    nothing = tuple(check_nothing_sentence(t, source, f"nothing[{i}]", schema)
+                    for i, t in enumerate(r.items(data["nothing"], "nothing") if "nothing" in data else ()))
+    phrasings: list[ProsePhrasing] = []
     for i, raw in enumerate(r.items(data.get("phrasings"), "phrasings")):
         key = f"phrasings[{i}]"
-        raw = r.mapping(raw, key, {"noun", "clause", "sentences", "list"})
-        phrasing = _list(r, raw["list"], f"{key}.list") if "list" in raw else _prose(r, raw, key)
+        raw = r.mapping(raw, key, {"noun", "clause", "sentences"})
+        phrasing = _prose(r, raw, key)
         mentioned = _mentioned_groups(phrasing)
         if sorted(mentioned) != sorted(GROUP_SLOTS):
             raise r.fail(key, f"a phrasing mentions each group exactly once; it has {', '.join(mentioned)}")
         phrasings.append(phrasing)
-    return Style(name, description.strip(), tuple(phrasings), empty)
+    return Style(name, description.strip(), tuple(phrasings), empty, nothing)
 
 
 def _bundled_dir():

@@ -8,7 +8,9 @@ writes one style caption plus the library sentence. The texts of one person are 
 
 Every choice (styles, phrasings, sentences, "person" or "pedestrian") comes from a hash of
 (key, seed, purpose), so the same input and seed give the same captions on every machine.
-Captions name every known value by its schema phrase, never an unknown group, never "unknown".
+Captions name every known value by its schema phrase, never an unknown group, never "unknown"; the one
+exception is belongings ``nothing``, which people rarely say: it is usually left unsaid and sometimes said
+in words of its own ("She is not carrying anything."; see spac.caption_slots.unsay_nothing).
 """
 from __future__ import annotations
 
@@ -54,15 +56,17 @@ class Captioner:
     """Loads the sentence library and style modules once; call it per person.
 
     ``styles`` limits the default choice of style modules; ``styles_dir`` and ``library_path`` replace
-    the bundled YAML files (for experiments and tests).
+    the bundled YAML files (for experiments and tests); ``library`` is a library already built (e.g. a
+    mined one, see spac.caption_library.library_for) and wins over ``library_path``.
     """
 
     def __init__(self, schema: Schema | None = None, styles: Sequence[str] | None = None,
-                 library_path: str | Path | None = None, styles_dir: str | Path | None = None) -> None:
+                 library_path: str | Path | None = None, styles_dir: str | Path | None = None,
+                 library: SentenceLibrary | None = None) -> None:
         self.schema = schema or load_schema()
         names = available_styles(styles_dir)
         self.styles: dict[str, Style] = {n: load_style(n, self.schema, styles_dir) for n in names}
-        self.library: SentenceLibrary = load_library(library_path, self.schema)
+        self.library: SentenceLibrary = library if library is not None else load_library(library_path, self.schema)
         self.default_styles = check_style_names(styles, names) if styles is not None else names
 
     @property

@@ -19,6 +19,8 @@ from PIL import Image
 
 from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, open_image_file
 from shards.sample import IMAGE_SIZE, encode_image
+from spac.attributes import load_schema
+from spac.caption_library import SentencesOption, library_for, parse_sentences_option
 from spac.captioner import Captioner, check_style_names
 from spac.cli.support import CliError, OneLineArgumentParser, device, positive_int, unit_float
 
@@ -32,6 +34,14 @@ def _style_names(text: str) -> tuple[str, ...]:
     """--styles: comma-separated names of bundled style modules."""
     try:
         return check_style_names(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _sentences(text: str) -> SentencesOption:
+    """--sentences: PATH (in place of the bundled library) or +PATH (beside it)."""
+    try:
+        return parse_sentences_option(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -51,6 +61,10 @@ def _parser() -> OneLineArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="caption seed: other seeds choose other styles and sentences")
     parser.add_argument("--styles", type=_style_names, default=None,
                         help="comma-separated style modules to choose from (default: all)")
+    parser.add_argument("--sentences", type=_sentences, default=None, metavar="[+]PATH",
+                        help="sentence library for the third text, e.g. one mined by `spac mine-templates`: PATH "
+                             "is used in place of the bundled templates/sentences.yaml, +PATH beside it (a file "
+                             "whose name starts with '+' is ./+name); default: the bundled library")
     parser.add_argument("--min-confidence", type=unit_float, default=0.0,
                         help="report a group as unknown when the predictor's confidence is below this (0-1)")
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
@@ -115,7 +129,8 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     # Importing the predictor loads transformers (seconds): pay that only once the arguments are sane.
     from spac.predictor import load_predictor
 
-    captioner = Captioner(styles=args.styles)
+    schema = load_schema()
+    captioner = Captioner(schema, styles=args.styles, library=library_for(args.sentences, schema))
     try:
         predictor = load_predictor(args.predictor, device=args.device)
     except (ValueError, FileNotFoundError, OSError) as exc:

@@ -11,10 +11,13 @@ from spac.cli.support import run_main
 COMMANDS: dict[str, tuple[str, str]] = {
     "caption": ("spac.cli.caption", "caption pedestrian images (attributes -> 2-3 stylish captions)"),
     "render": ("spac.cli.render", "render labelled demo pedestrians (procedural, with ground truth)"),
-    "train-attributes": ("spac.cli.train_attributes", "train an attribute predictor on rendered pedestrians"),
+    "train-attributes": ("spac.cli.train_attributes",
+                         "train an attribute predictor (rendered people, PA-100K, PETA, RAP, mined labels)"),
+    "eval-attributes": ("spac.cli.eval_attributes", "score an attribute predictor: mA, instance metrics, per group"),
     "shards": ("spac.cli.shards", "verify a corpus folder or (re)write its manifest.json"),
     "mine-schema": ("spac.cli.mine_schema", "report the noun phrases of human captions and what the schema covers"),
     "mine-labels": ("spac.cli.mine_labels", "mine attribute labels from human captions into a parquet table"),
+    "mine-templates": ("spac.cli.mine_templates", "mine a masked sentence library from human captions"),
     "migrate-predictor": ("spac.cli.migrate_predictor", "carry a predictor over to the current attribute schema"),
 }
 

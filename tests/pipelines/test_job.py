@@ -1,6 +1,7 @@
 """pipelines.job: flags become a checked Job; each bad setting is one ValueError naming it."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -32,6 +33,27 @@ def test_make_job_keeps_the_checked_settings(tmp_path, colour_predictor):
 def test_bad_settings_name_themselves(tmp_path, colour_predictor, flags, message):
     with pytest.raises(ValueError, match=message):
         make_job(_args(tmp_path, colour_predictor, *flags), None)
+
+
+def test_a_sentences_library_is_read_and_checked_at_launch(tmp_path, colour_predictor):
+    from tests.spac.mining_files import write_caption_files
+    from spac.cli.main import main
+
+    library = tmp_path / "mined.yaml"
+    assert main(["mine-templates", *map(str, write_caption_files(tmp_path)), "--out", str(library), "--quiet"]) == 0
+    data = library.read_bytes()
+    for flag, mode in ((str(library), "replace"), (f"+{library}", "add")):
+        job = make_job(_args(tmp_path, colour_predictor, "--sentences", flag), "DirectRunner")
+        assert job.sentences.option.path == str(library) and job.sentences.option.mode == mode
+        assert job.sentences.text == data.decode() and job.sentences.sha256 == hashlib.sha256(data).hexdigest()
+    assert make_job(_args(tmp_path, colour_predictor), "DirectRunner").sentences is None
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("sentences:\n  none: ['A {gender} wears a red coat.']\n")
+    for flag, message in ((str(tmp_path / "none.yaml"), "none.yaml: no such file"),
+                          (str(broken), r"broken.yaml: sentences.none\[0\]: the attribute word 'red'"),
+                          ("+", "expected PATH")):
+        with pytest.raises(ValueError, match=rf"^--sentences: .*{message}"):
+            make_job(_args(tmp_path, colour_predictor, "--sentences", flag), "DirectRunner")
 
 
 def test_remote_runs_check_device_syntax_but_not_local_files(tmp_path):

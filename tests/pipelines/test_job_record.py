@@ -4,11 +4,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from pipelines import outputs, synthesize
+from pipelines import job_record, outputs, synthesize
+from pipelines.job import make_job
 from shards import verify_corpus
 from spac.cli.support import run_main
 from tests.pipelines.conftest import EXPECTED, JOB_FLAGS, folder_bytes, run_job
@@ -63,6 +65,23 @@ def test_other_settings_are_refused_naming_them(first_run, tmp_path, input_folde
                                                 named):
     err = refused(input_folder, copy_corpus(first_run, tmp_path), colour_predictor, capsys, *flags)
     assert all(name in err for name in named) and "--overwrite" in err
+
+
+def test_a_sentences_library_is_a_corpus_setting(first_run, tmp_path, input_folder, colour_predictor, capsys):
+    library = tmp_path / "lib.yaml"
+    library.write_text(Path(str(resources.files("templates").joinpath("sentences.yaml"))).read_text())
+    err = refused(input_folder, copy_corpus(first_run, tmp_path), colour_predictor, capsys, "--sentences", str(library))
+    assert "sentences" in err and "--overwrite" in err
+    # by contents and mode, not location: the same file elsewhere gives the same record
+    other = tmp_path / "elsewhere" / "lib.yaml"
+    other.parent.mkdir()
+    shutil.copy(library, other)
+    records = [job_record.fingerprint(make_job(synthesize.parse_known_args(
+        ["--input", str(input_folder), "--predictor", str(colour_predictor), "--sentences", flag])[0], None))
+        for flag in (str(library), str(other), f"+{library}")]
+    assert records[0] == records[1] != records[2]
+    assert records[0]["sentences"] == {"mode": "replace",
+                                       "sha256": hashlib.sha256(library.read_bytes()).hexdigest()}
 
 
 def test_other_predictor_files_are_refused(first_run, tmp_path, input_folder, colour_predictor, capsys):

@@ -8,7 +8,7 @@ from spac.cli.support import run_main
 
 FLAGS = ["--input", "--output", "--predictor", "--device", "--torch_threads", "--batch_size", "--shard_size", "--prefix", "--seed",
          "--max_unknown", "--gender_vote", "--min_images", "--max_images", "--styles", "--overwrite", "--max_pixels",
-         "--max_file_bytes"]
+         "--max_file_bytes", "--sentences"]
 
 
 def test_help_explains_every_flag(capsys):

@@ -98,6 +98,42 @@ def test_identical_in_multi_processing_mode(first_run, tmp_path, input_folder, c
     assert folder_bytes(tmp_path) == folder_bytes(output)
 
 
+def _shard_records(output: Path) -> list[dict]:
+    import tarfile
+
+    records = []
+    for shard in sorted(output.glob("synthpedes-*.tar")):
+        with tarfile.open(shard) as tar:
+            records += [json.load(tar.extractfile(m)) for m in tar.getmembers() if m.name.endswith(".json")]
+    return records
+
+
+def test_a_mined_sentence_library_gives_the_third_texts(first_run, tmp_path, input_folder, colour_predictor):
+    from spac.attributes import load_schema
+    from spac.caption_library import SentencesOption, library_for
+    from spac.captioner import Captioner
+    from spac.cli.main import main
+    from tests.spac.mining_files import write_caption_files
+
+    library = tmp_path / "mined.yaml"
+    assert main(["mine-templates", *map(str, write_caption_files(tmp_path)), "--out", str(library), "--quiet"]) == 0
+    output = tmp_path / "corpus"
+    counters = run_job(input_folder, output, colour_predictor, "--sentences", str(library))
+    assert counters["written"] == EXPECTED["written"]
+    schema = load_schema()
+    captioner = Captioner(schema, library=library_for(SentencesOption(str(library)), schema))
+    records = _shard_records(output)
+    default = {r["key"]: r for r in _shard_records(first_run[0])}
+    assert len(records) == EXPECTED["written"]
+    for r in records:
+        expected = captioner({g: a["value"] for g, a in r["attributes"].items()}, r["key"], seed=7)
+        assert r["prompt_caption"] == [expected[-1].text] and r["captions"] == [c.text for c in expected[:-1]]
+        assert r["captions"] == default[r["key"]]["captions"]  # the style captions do not depend on the library
+    assert {r["prompt_caption"][0] for r in records}.isdisjoint({r["prompt_caption"][0] for r in default.values()})
+    recorded = json.loads((output / "job.json").read_text())["sentences"]
+    assert recorded["mode"] == "replace" and len(recorded["sha256"]) == 64
+
+
 def test_resume_rewrites_only_missing_shard(first_run, tmp_path, input_folder, colour_predictor):
     output, _ = first_run
     resumed = tmp_path / "corpus"

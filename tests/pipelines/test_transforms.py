@@ -72,3 +72,25 @@ def test_decode_refuses_bombs_oversized_files_and_missing_files_with_reasons(tmp
     assert [d["reason"] for d in dead][:2] == ["image too large: 7000x7000 pixels exceed the budget of 40000000",
                                                "file larger than 200000 bytes"]
     assert dead[2]["reason"].startswith("unreadable file") and "\n" not in dead[2]["reason"]
+
+
+def test_add_captions_with_a_sentences_library_builds_its_captioner_once_per_worker(tmp_path):
+    from spac.attributes import load_schema
+    from spac.caption_library import SentencesOption, library_for
+    from spac.captioner import Captioner
+
+    addenda = "\n".join(f'  {g}: ["{{they}} {{v:show}} {{a {g}}}."]' for g in ("hair", "upper", "lower", "shoes",
+                                                                            "belongings"))
+    text = f'sentences:\n  none: ["A {{gender}} was seen here."]\naddenda:\n{addenda}\n'
+    schema = load_schema()
+    for add in (False, True):
+        step = transforms.AddCaptions(3, None, text, "lib.yaml", add)
+        step.setup()
+        rec = record("k1", "7")
+        (out,) = list(step.process(rec))
+        expected = Captioner(schema, library=library_for(SentencesOption("lib.yaml", add), schema, text))(
+            transforms.values_of(rec), "k1", seed=3)
+        assert out["prompt_caption"] == [expected[-1].text] and out["captions"] == [c.text for c in expected[:-1]]
+        if not add:
+            assert out["prompt_caption"][0].startswith("A man was seen here. He shows ")
+    assert transforms.add_captions(record("k1", "7"), 3, None)["captions"] == out["captions"]  # same styles

@@ -1,5 +1,6 @@
 """The masked sentence library: the bundled library's size and coverage, sentence selection with
-addenda, and one-line errors naming the file and key for a malformed library."""
+addenda, the rare "nothing" sentence, a library in place of or beside the bundled one (--sentences), and
+one-line errors naming the file and key for a malformed library."""
 from __future__ import annotations
 
 from itertools import combinations
@@ -8,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from spac.attributes import load_schema
-from spac.caption_library import load_library, parse_library
+from spac.caption_library import (
+    SentencesOption, library_for, load_library, merge_libraries, parse_library, parse_sentences_option,
+)
 from spac.caption_slots import GROUP_SLOTS, FillContext, TemplateError, parse_slots
 from spac.grammar import person_for
 
@@ -65,6 +68,46 @@ def test_texts_fill_the_hashed_pick_first_and_add_a_sentence_per_left_out_group(
         "A person walks. They have blue jeans. They have white sneakers."]  # addenda in group order
 
 
+def test_belongings_nothing_is_never_filled_in_and_rarely_said() -> None:
+    library = parse_library({"sentences": {"plain": ["A {gender} walks."], "b": ["A {gender} with {a belongings}."]},
+                             "addenda": ADDENDA, "nothing": ["{they} {v:have} {belongings} in {their} hands."]},
+                            "small.yaml", SCHEMA)
+    ctx = FillContext(person_for("woman"), {"belongings": SCHEMA.value("belongings", "nothing")})
+    texts = [next(library.texts(ctx, digest)) for digest in range(1200)]
+    assert set(texts) == {"A woman walks.", "A woman walks. She has nothing in her hands."}
+    assert 0.03 <= texts.count("A woman walks. She has nothing in her hands.") / len(texts) <= 0.14
+    assert set(library.texts(_ctx("belongings"), 0)) == {"A man with a black backpack.",
+                                                         "A man walks. He has a black backpack."}
+    bundled = load_library(schema=SCHEMA)
+    assert bundled.nothing and not any("{belongings}" in s.text and "nothing" in s.text for s in bundled.sentences)
+
+
+def test_sentences_option_replaces_or_adds(tmp_path: Path) -> None:
+    assert parse_sentences_option("mined.yaml") == SentencesOption("mined.yaml", add=False)
+    assert parse_sentences_option("+mined.yaml") == SentencesOption("mined.yaml", add=True)
+    assert parse_sentences_option("./+odd.yaml").path == "./+odd.yaml"
+    assert SentencesOption("x").mode == "replace" and SentencesOption("x", True).mode == "add"
+    for bad in ("", "+", "+ "):
+        with pytest.raises(ValueError, match="expected PATH .* or \\+PATH"):
+            parse_sentences_option(bad)
+    path = tmp_path / "mined.yaml"
+    addenda = "\n".join(f'  {g}: ["{{they}} {{v:show}} {{a {g}}}."]' for g in GROUP_SLOTS)
+    path.write_text(f'sentences:\n  none: ["A {{gender}} walks.", "A {{gender}} is walking down the street."]\n'
+                    f'addenda:\n{addenda}\n')
+    bundled = load_library(schema=SCHEMA)
+    assert library_for(None, SCHEMA).sentences == bundled.sentences
+    replaced = library_for(SentencesOption(str(path)), SCHEMA)
+    assert [s.text for s in replaced.sentences] == ["A {gender} walks.", "A {gender} is walking down the street."]
+    assert replaced.nothing == ()
+    added = library_for(SentencesOption(str(path), add=True), SCHEMA)
+    # Beside the bundled sentences, each text once; addenda and nothing sentences joined the same way.
+    assert [s.text for s in added.sentences] == [s.text for s in bundled.sentences] + ["A {gender} walks."]
+    assert added.addenda["hair"] == (*bundled.addenda["hair"], "{they} {v:show} {a hair}.")
+    assert added.nothing == bundled.nothing
+    assert library_for(SentencesOption(str(path)), SCHEMA, text=path.read_text()).sentences == replaced.sentences
+    assert merge_libraries(replaced, replaced).sentences == replaced.sentences
+
+
 def test_bundled_texts_are_distinct_tidy_sentences() -> None:
     library = load_library(schema=SCHEMA)
     texts = list(library.texts(_ctx(*GROUP_SLOTS), 12345))
@@ -105,6 +148,12 @@ def test_malformed_library_gives_one_line_error_naming_file_and_key(tmp_path: Pa
      "addenda.hair[0]", "names its own group once and nothing else"),
     ({"sentences": {"s": ["A {gender} walks."]}, "addenda": {**ADDENDA, "shoes": []}}, "addenda.shoes",
      "non-empty list"),
+    ({"sentences": {"s": ["A {gender} walks."]}, "addenda": ADDENDA, "nothing": []}, "nothing", "non-empty list"),
+    ({"sentences": {"s": ["A {gender} walks."]}, "addenda": ADDENDA, "nothing": ["{they} {v:carry} {a upper}."]},
+     "nothing[0]", "names no group but {belongings}"),
+    ({"sentences": {"s": ["A {gender} walks."]}, "addenda": ADDENDA, "extra": []}, "extra", "unexpected key"),
+    ({"sentences": {"s": ["A {gender} walks."]}, "addenda": {**ADDENDA, "hair": ["On {v:be} {a hair}."]}},
+     "addenda.hair[0]", "verbs agree with a pronoun"),
 ])
 def test_malformed_library_structure_names_the_key(data, key: str, problem: str) -> None:
     with pytest.raises(TemplateError) as err:

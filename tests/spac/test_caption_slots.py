@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 
 from spac.attributes import load_schema
-from spac.caption_slots import (GROUP_SLOTS, FillContext, Slot, TemplateError, check_template, fill, groups_of,
-                                literal_text, parse_slot, parse_slots, parse_yaml, vocabulary_word)
+from spac.caption_slots import (GROUP_SLOTS, NOTHING_ONE_IN, FillContext, Slot, TemplateError, check_nothing_sentence,
+                                check_template, fill, groups_of, literal_text, parse_slot, parse_slots, parse_yaml,
+                                unsay_nothing, vocabulary_word)
 from spac.grammar import person_for
 
 SCHEMA = load_schema()
@@ -106,3 +107,25 @@ def test_parse_yaml_names_the_line_of_invalid_yaml():
     assert parse_yaml("a: [1, 2]\n", "f.yaml") == {"a": [1, 2]}
     with pytest.raises(TemplateError, match=r"^f\.yaml: line 2: invalid YAML"):
         parse_yaml("a: 1\n- b\n", "f.yaml")
+
+
+def test_belongings_nothing_is_taken_out_and_said_about_once_in_twelve():
+    ctx = _ctx()
+    outcomes = [unsay_nothing(ctx, digest) for digest in range(1200)]
+    assert all(set(said.values) == set(GROUP_SLOTS) - {"belongings"} for said, _ in outcomes)
+    share = sum(say for _, say in outcomes) / len(outcomes)
+    assert abs(share - 1 / NOTHING_ONE_IN) < 0.03
+    assert outcomes == [unsay_nothing(ctx, digest) for digest in range(1200)]  # deterministic per digest
+    other = _ctx(belongings="black backpack")
+    assert unsay_nothing(other, 5) == (other, False)
+
+
+def test_a_nothing_sentence_names_belongings_at_most():
+    assert check_nothing_sentence(" {they} {v:have} {belongings} in {their} hands. ", "f", "k", SCHEMA) == (
+        "{they} {v:have} {belongings} in {their} hands.")
+    assert check_nothing_sentence("{their} hands are empty.", "f", "k", SCHEMA) == "{their} hands are empty."
+    for bad, problem in (("{they} {v:have} {a hair}.", "names no group but"), ("A {gender} carries {belongings}.",
+                         "names no group but"), ("{v:have} {belongings}.", "verbs agree with a pronoun"),
+                         ("{their} hands are empty", "ends with a period")):
+        with pytest.raises(TemplateError, match=f"^f: k: .*{problem}"):
+            check_nothing_sentence(bad, "f", "k", SCHEMA)

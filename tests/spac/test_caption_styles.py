@@ -1,5 +1,6 @@
-"""Style modules: the bundled styles' shapes, rendering prose and list phrasings from any subset of
-known groups, and one-line errors naming the file and key for a malformed style file."""
+"""Style modules: the bundled styles' shapes, rendering phrasings from any subset of known groups, the
+rare "nothing" sentence, no table-like output, and one-line errors naming the file and key for a
+malformed style file."""
 from __future__ import annotations
 
 import re
@@ -26,12 +27,15 @@ PROSE = {
          "fallback": "{v:walk} by"},
         {"predicates": [{"lead": "{v:walk} in", "groups": ["shoes"], "pair": True}]}]}],
 }
-LIST = {
-    "name": "test", "description": "a test list", "empty": ["{gender}; no details visible."],
-    "phrasings": [{"list": {"head": "{gender}", "after_head": ": ", "separator": " | ", "sections": [
-        {"label": "wearing ", "groups": ["upper", "lower", "shoes"], "joiner": " + "},
-        {"groups": ["hair", "belongings"], "nothing": "carrying {belongings}"}]}}],
+FRAGMENT = {
+    "name": "test", "description": "a test fragment", "empty": ["A {gender} on the street."],
+    "nothing": ["{they} {v:be} not carrying anything.", "{they} {v:have} {belongings} in {their} hands."],
+    "phrasings": [{"noun": "a {gender}", "clause": True, "sentences": [{"modifiers": [
+        {"lead": "dressed in", "groups": ["upper", "lower", "shoes"]},
+        {"lead": "with", "groups": ["hair", "belongings"], "comma": True}]}]}],
 }
+# What a table looks like: "Man - red t-shirt + blue jeans; white sneakers | short black hair".
+TABLE_LIKE = re.compile(r" - | \+ |;| \| |: ")
 
 
 def _ctx(*groups: str, gender: str = "man", **overrides: str) -> FillContext:
@@ -71,15 +75,47 @@ def test_part_renders_lead_objects_and_after_or_nothing() -> None:
     assert part.render(_ctx("hair"), False) is None
 
 
-def test_list_phrasing_with_labels_joiners_and_nothing() -> None:
-    assert _first(LIST, _ctx(*GROUP_SLOTS)) == ("Man: wearing red t-shirt + blue jeans + white sneakers | "
-                                               "short black hair, black backpack.")
-    assert _first(LIST, _ctx("belongings", belongings="nothing")) == "Man: carrying nothing."
-    assert _first(LIST, _ctx(gender="woman")) == "Woman; no details visible."
+def test_a_fragment_enumerates_and_drops_the_comma_after_a_bare_subject() -> None:
+    assert _first(FRAGMENT, _ctx(*GROUP_SLOTS)) == ("A man dressed in a red t-shirt, blue jeans and white sneakers, "
+                                                   "with short black hair and a black backpack.")
+    assert _first(FRAGMENT, _ctx("hair", "belongings", gender="woman")) == ("A woman with short black hair and a "
+                                                                           "black backpack.")
+    assert _first(FRAGMENT, _ctx(gender="woman")) == "A woman on the street."
+    # With a main verb to follow, the comma stays: "A man, carrying a black backpack, walks by."
+    data = {**PROSE, "phrasings": [{"noun": "a {gender}", "sentences": [{"modifiers": [
+        {"lead": "carrying", "groups": ["belongings"], "comma": True}], "predicates": [
+        {"lead": "{v:wear}", "groups": ["hair", "upper", "lower", "shoes"]}], "fallback": "{v:walk} by"}]}]}
+    assert _first(data, _ctx("belongings")) == "A man, carrying a black backpack, walks by."
+
+
+def test_nothing_is_left_unsaid_except_in_a_rare_sentence_of_its_own() -> None:
+    style = parse_style(FRAGMENT, "test.yaml", SCHEMA, "test")
+    ctx = _ctx("upper", "belongings", belongings="nothing")
+    texts = [next(style.texts(ctx, digest)) for digest in range(600)]
+    said = [t for t in texts if t != "A man dressed in a red t-shirt."]
+    assert all(re.search(r"\bnothing\b|anything", t) for t in said)
+    assert 0.02 <= len(said) / len(texts) <= 0.15, len(said)
+    assert set(said) <= {"A man dressed in a red t-shirt. He is not carrying anything.",
+                         "A man dressed in a red t-shirt. He has nothing in his hands."}
+    # Without `nothing` sentences a style never says it; other belongings are always named.
+    quiet = parse_style({k: v for k, v in FRAGMENT.items() if k != "nothing"}, "test.yaml", SCHEMA, "test")
+    assert {next(quiet.texts(ctx, d)) for d in range(600)} == {"A man dressed in a red t-shirt."}
+    assert all("black backpack" in next(style.texts(_ctx("belongings"), d)) for d in range(50))
+
+
+def test_no_bundled_style_writes_a_table() -> None:
+    for name in available_styles():
+        style = load_style(name, SCHEMA)
+        for size in range(len(GROUP_SLOTS) + 1):
+            for groups in combinations(GROUP_SLOTS, size):
+                for gender in ("man", "unknown"):
+                    for text in style.texts(_ctx(*groups, gender=gender), size):
+                        assert not TABLE_LIKE.search(text), (name, text)
+                        assert text[0].isupper() and text.endswith("."), (name, text)
 
 
 def test_texts_start_at_the_hashed_phrasing_and_give_each_once() -> None:
-    data = {**LIST, "phrasings": [LIST["phrasings"][0], {"list": {**LIST["phrasings"][0]["list"], "head": "a {gender}"}}]}
+    data = {**FRAGMENT, "phrasings": [FRAGMENT["phrasings"][0], {**FRAGMENT["phrasings"][0], "noun": "one {gender}"}]}
     style = parse_style(data, "test.yaml", SCHEMA, "test")
     first, second = list(style.texts(_ctx(*GROUP_SLOTS), 0)), list(style.texts(_ctx(*GROUP_SLOTS), 1))
     assert len(first) == 2 and first == second[::-1]
@@ -148,13 +184,22 @@ def test_malformed_style_data_names_the_key(change: dict, key: str, problem: str
     assert str(err.value).startswith(f"test.yaml: {key}: ") and problem in str(err.value), str(err.value)
 
 
-def test_list_literals_may_not_hold_slots_or_attribute_words() -> None:
-    section = LIST["phrasings"][0]["list"]["sections"][0]
-    for label in ("red ", "{gender} "):
-        data = {**LIST, "phrasings": [{"list": {**LIST["phrasings"][0]["list"],
-                                                "sections": [{**section, "label": label}, LIST["phrasings"][0]["list"]["sections"][1]]}}]}
-        with pytest.raises(TemplateError, match="punctuation and connectives only"):
-            parse_style(data, "test.yaml", SCHEMA, "test")
+def test_a_table_of_bare_phrases_is_no_longer_a_style() -> None:
+    data = {**FRAGMENT, "phrasings": [{"list": {"head": "{gender}", "sections": [{"groups": list(GROUP_SLOTS)}]}}]}
+    with pytest.raises(TemplateError, match=r"^test\.yaml: phrasings\[0\]\.list: unexpected key"):
+        parse_style(data, "test.yaml", SCHEMA, "test")
+
+
+@pytest.mark.parametrize("sentence, problem", [
+    ("{they} {v:carry} {a upper}.", "names no group but {belongings}"),
+    ("The {gender} carries {belongings}.", "names no group but {belongings}"),
+    ("{they} {v:be} empty-handed.", "the attribute word 'empty-handed'"),
+    ("{they} {v:carry} {belongings}", "ends with a period"),
+])
+def test_malformed_nothing_sentences_name_the_key(sentence: str, problem: str) -> None:
+    with pytest.raises(TemplateError) as err:
+        parse_style({**FRAGMENT, "nothing": [sentence]}, "test.yaml", SCHEMA, "test")
+    assert str(err.value).startswith("test.yaml: nothing[0]: ") and problem in str(err.value), str(err.value)
 
 
 def test_style_with_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
