@@ -98,7 +98,8 @@ def unknown_flags(rest: list[str]) -> list[str]:
     """
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, conflict_handler="resolve")
     for options_class in _option_classes(PipelineOptions):
-        if options_class is not SynthesizeOptions:
+        # Beam's own classes only: a flag of another of our jobs (loaded in the same process) is no flag here.
+        if not options_class.__module__.startswith("pipelines."):
             options_class._add_argparse_args(parser)
     _, unknown = parser.parse_known_args(rest)
     return [arg for arg in unknown if arg.startswith("-")]

@@ -48,3 +48,10 @@ def test_the_job_refuses_a_misspelled_flag_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == f"{synthesize.PROG}: error: unknown flag --shard_sizee (neither this job's nor Beam's; see --help)"
     assert not (tmp_path / "out").exists()
+
+
+def test_another_jobs_flags_are_unknown_to_this_job():
+    import pipelines.import_options  # noqa: F401  (loads ImportOptions into this process)
+    from pipelines.options import unknown_flags
+
+    assert unknown_flags(["--format", "synthpedes", "--runner=DirectRunner"]) == ["--format"]
