@@ -1,10 +1,13 @@
 """`python -m plip.dataset_split`: split dataset JSON files into <NAME>-train/-test/-valid.json beside the input.
 
-With no arguments, run from the folder holding ``data/``: splits ``data/CUHK-PEDES/reid_raw.json`` and
-``data/ICFG-PEDES/ICFG_PEDES.json`` (whichever exist) by each entry's ``split`` ("train" -> train,
-"test" -> test, anything else -> valid), as the released tool does. A file without ``split`` (our
-``synthpedes_dataset.json``) is split by identity instead: a seeded shuffle of the sorted identities
-puts whole identities into test and valid, so no identity is in two splits.
+With no arguments, run from the folder holding ``data/``: splits ``data/CUHK-PEDES/reid_raw.json``,
+``data/ICFG-PEDES/ICFG_PEDES.json`` and ``data/RSTPReid/data_captions.json`` (whichever exist) by each entry's
+``split`` ("train" -> train, "test" -> test, anything else such as "val" -> valid), as the released tool does.
+The output is the released tool's for every dataset: JSON lists of ``{split, captions, file_path, ...}``
+entries, which its loaders (and ours) read; CUHK-PEDES / ICFG-PEDES entries are written as they are, RSTPReid's
+with ``img_path`` renamed ``file_path`` (:func:`plip.programs.eval_data.as_reid_raw`). A file without ``split``
+(our ``synthpedes_dataset.json``) is split by identity instead: a seeded shuffle of the sorted identities puts
+whole identities into test and valid, so no identity is in two splits.
 """
 from __future__ import annotations
 
@@ -14,11 +17,13 @@ import random
 from pathlib import Path
 from typing import Any, Sequence
 
-from plip.programs.eval_data import SPLITS, DatasetFormatError, read_dataset_json, split_group
+from plip.programs.eval_data import (DATASET_JSON, DATASET_NAMES, SPLITS, DatasetFormatError, read_dataset_json,
+                                     split_group)
 from spac.cli.support import CliError, OneLineArgumentParser, run_main
 
 PROG = "python -m plip.dataset_split"
-DEFAULT_DATASETS = (("CUHK-PEDES", "CUHK-PEDES/reid_raw.json"), ("ICFG-PEDES", "ICFG-PEDES/ICFG_PEDES.json"))
+# (name, path under --data-root) of each dataset split without --input: "<name>/<its JSON file>"
+DEFAULT_DATASETS = tuple((name, f"{name}/{json_name}") for name, json_name in DATASET_JSON.items())
 DEFAULT_TEST_FRACTION = 0.05
 DEFAULT_VALID_FRACTION = 0.05
 
@@ -91,15 +96,17 @@ def split_dataset(input_path: Path, test_fraction: float | None, valid_fraction:
 
 def _parser() -> OneLineArgumentParser:
     parser = OneLineArgumentParser(
-        prog=PROG, description="Split CUHK-PEDES / ICFG-PEDES / SYNTH-PEDES JSON files into "
-                               "<NAME>-train.json, <NAME>-test.json and <NAME>-valid.json beside the input.")
+        prog=PROG, description=f"Split {DATASET_NAMES} or SYNTH-PEDES JSON files into <NAME>-train.json, "
+                               "<NAME>-test.json and <NAME>-valid.json beside the input (entries by their 'split'; "
+                               "files without it by identity).")
     parser.add_argument("--input", type=Path, help="one JSON file to split instead of the default datasets under "
-                                                   "--data-root")
+                                                   "--data-root (CUHK-PEDES / ICFG-PEDES / SYNTH-PEDES layout, or "
+                                                   "RSTPReid's data_captions.json layout)")
     parser.add_argument("--name", help="output name prefix for --input (default: the input's folder name, "
                                        "e.g. SYNTH-PEDES)")
     parser.add_argument("--data-root", type=Path, default=Path("data"),
-                        help="folder searched without --input for CUHK-PEDES/reid_raw.json and "
-                             "ICFG-PEDES/ICFG_PEDES.json (default: data)")
+                        help="folder searched without --input for "
+                             f"{', '.join(relative for _, relative in DEFAULT_DATASETS)} (default: data)")
     parser.add_argument("--test-fraction", type=float,
                         help=f"for files without 'split': share of identities for test "
                              f"(default {DEFAULT_TEST_FRACTION})")
@@ -119,7 +126,8 @@ def _inputs(args: Any) -> list[tuple[str, Path]]:
     found = [(name, args.data_root / relative) for name, relative in DEFAULT_DATASETS
              if (args.data_root / relative).is_file()]
     if not found:
-        expected = " or ".join(str(args.data_root / relative) for _, relative in DEFAULT_DATASETS)
+        paths = [str(args.data_root / relative) for _, relative in DEFAULT_DATASETS]
+        expected = ", ".join(paths[:-1]) + " or " + paths[-1]
         raise CliError(f"no dataset found: expected {expected} (or pass --input FILE)")
     return found
 

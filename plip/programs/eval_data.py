@@ -3,8 +3,13 @@ and of held-out identities of our shards.
 
 CUHK-PEDES (`reid_raw.json`) and ICFG-PEDES (`ICFG_PEDES.json`) are JSON lists of
 ``{split, captions, file_path, processed_tokens, id}`` with images under ``<root>/imgs/<file_path>``;
-SYNTH-PEDES (`synthpedes_dataset.json`) has no ``split`` but ``attributes`` and ``prompt_caption``.
-Every entry is checked and a bad one is reported in one line naming the file, the entry index and the field.
+RSTPReid (`data_captions.json`) lists ``{id, img_path, captions, split}`` with images under
+``<root>/imgs/<img_path>``; SYNTH-PEDES (`synthpedes_dataset.json`) has no ``split`` but ``attributes`` and
+``prompt_caption``. The layout of a file (which key holds the image path) is :mod:`spac.caption_datasets`'
+and is detected from its first entry; entries of the RSTPReid layout are read into the CUHK-PEDES one
+(``img_path`` becomes ``file_path``), so everything downstream, and the split files of
+``python -m plip.dataset_split``, sees one layout. Every entry is checked, with plip's stricter rules, and a bad
+one is reported in one line naming the file, the entry index and the field as the file spells it.
 Our own corpus is read only through ``shards``.
 """
 from __future__ import annotations
@@ -12,16 +17,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Container, Sequence
+from typing import Any, Container, NamedTuple, Sequence
 
 from PIL import Image
 
 import shards
 from plip.retrieval import Gallery, QuerySet
 from plip.transforms import EVAL_HEIGHT, EVAL_WIDTH
+from spac.caption_datasets import PATH_KEYS, REID_RAW, RSTPREID, detect_format
 
-DATASET_JSON = {"CUHK-PEDES": "reid_raw.json", "ICFG-PEDES": "ICFG_PEDES.json"}
+DATASET_JSON = {"CUHK-PEDES": "reid_raw.json", "ICFG-PEDES": "ICFG_PEDES.json", "RSTPReid": "data_captions.json"}
+DATASET_NAMES = ", ".join(DATASET_JSON)  # for help texts: "CUHK-PEDES, ICFG-PEDES, RSTPReid"
 SPLITS = ("train", "test", "valid")
+IMAGE_KEY = PATH_KEYS[REID_RAW]  # "file_path": the key every entry read here holds its image under
 
 
 class DatasetFormatError(ValueError):
@@ -38,19 +46,19 @@ def _is_str_list(value: Any, allow_empty: bool = False) -> bool:
             and all(isinstance(item, str) and item.strip() for item in value))
 
 
-def _entry_problem(entry: Any, require_split: bool) -> str | None:
-    """What is wrong with one entry, or None when it is fine."""
+def _entry_problem(entry: Any, require_split: bool, path_key: str = IMAGE_KEY) -> str | None:
+    """What is wrong with one entry whose image path is under ``path_key``, or None when it is fine."""
     if not isinstance(entry, dict):
         return f"must be an object, got {type(entry).__name__}"
     identity = entry.get("id")
     if not isinstance(identity, int) or isinstance(identity, bool) or identity < 0:
         return f"'id' must be a non-negative integer, got {identity!r}"
-    file_path = entry.get("file_path")
+    file_path = entry.get(path_key)
     if not isinstance(file_path, str) or not file_path.strip():
-        return f"'file_path' must be a non-empty string, got {file_path!r}"
+        return f"{path_key!r} must be a non-empty string, got {file_path!r}"
     posix = PurePosixPath(file_path.replace("\\", "/"))
     if posix.is_absolute() or ".." in posix.parts:
-        return f"'file_path' must be relative to the dataset's image folder, got {file_path!r}"
+        return f"{path_key!r} must be relative to the dataset's image folder, got {file_path!r}"
     if not _is_str_list(entry.get("captions")):
         return "'captions' must be a non-empty list of strings"
     if require_split or "split" in entry:
@@ -67,21 +75,55 @@ def _entry_problem(entry: Any, require_split: bool) -> str | None:
     return None
 
 
-def validate_entries(entries: Any, source: str, require_split: bool = True) -> list[dict[str, Any]]:
-    """Check a loaded JSON document entry by entry; raise DatasetFormatError on the first bad one."""
+class DatasetFile(NamedTuple):
+    """A checked dataset file: its entries in the CUHK-PEDES layout and the key its images were under."""
+
+    entries: list[dict[str, Any]]
+    path_key: str  # "file_path", or "img_path" for a file in the RSTPReid layout
+
+
+def _layout(first: Any, source: str) -> str:
+    """The layout of a file, from its first entry (:func:`spac.caption_datasets.detect_format`); an entry that
+    is not an object is left to the entry checks, which name it."""
+    if not isinstance(first, dict):
+        return REID_RAW
+    try:
+        return detect_format(first, source)
+    except ValueError as exc:
+        raise DatasetFormatError(str(exc)) from None
+
+
+def as_reid_raw(entry: dict[str, Any]) -> dict[str, Any]:
+    """An RSTPReid entry in the CUHK-PEDES layout: ``{split, captions, file_path, id}`` in that order, its
+    ``img_path`` as ``file_path``; any other key follows, unchanged."""
+    known = {"split", "captions", PATH_KEYS[RSTPREID], IMAGE_KEY, "id"}  # an extra file_path gives way to img_path
+    converted = {key: entry[key] for key in ("split", "captions") if key in entry}
+    converted[IMAGE_KEY] = entry[PATH_KEYS[RSTPREID]]
+    converted.update((key, value) for key, value in entry.items() if key not in known)
+    converted["id"] = entry["id"]
+    return converted
+
+
+def check_entries(entries: Any, source: str, require_split: bool = True) -> DatasetFile:
+    """Check a loaded JSON document entry by entry (DatasetFormatError on the first bad one); entries of the
+    CUHK-PEDES layout are kept as they are, those of the RSTPReid layout converted (:func:`as_reid_raw`)."""
     if not isinstance(entries, list):
         raise DatasetFormatError(f"{source}: must hold a JSON list of entries, got {type(entries).__name__}")
     if not entries:
         raise DatasetFormatError(f"{source}: holds no entries")
+    layout = _layout(entries[0], source)
+    path_key = PATH_KEYS[layout]
     for index, entry in enumerate(entries):
-        problem = _entry_problem(entry, require_split)
+        problem = _entry_problem(entry, require_split, path_key)
         if problem:
             raise DatasetFormatError(f"{source}: entry {index}: {problem}")
-    return entries
+    if layout == RSTPREID:
+        entries = [as_reid_raw(entry) for entry in entries]
+    return DatasetFile(entries, path_key)
 
 
-def read_dataset_json(path: str | Path, require_split: bool = True) -> list[dict[str, Any]]:
-    """Read and validate a CUHK-PEDES / ICFG-PEDES / SYNTH-PEDES style JSON list (entries kept as they are)."""
+def read_dataset_file(path: str | Path, require_split: bool = True) -> DatasetFile:
+    """Read and check a CUHK-PEDES / ICFG-PEDES / RSTPReid / SYNTH-PEDES style JSON list (:func:`check_entries`)."""
     path = Path(path)
     try:
         with path.open(encoding="utf-8") as handle:
@@ -90,25 +132,31 @@ def read_dataset_json(path: str | Path, require_split: bool = True) -> list[dict
         raise DatasetFormatError(f"{path}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
     except UnicodeDecodeError:
         raise DatasetFormatError(f"{path}: not UTF-8 text") from None
-    return validate_entries(document, str(path), require_split)
+    return check_entries(document, str(path), require_split)
+
+
+def read_dataset_json(path: str | Path, require_split: bool = True) -> list[dict[str, Any]]:
+    """:func:`read_dataset_file`'s entries, all in the CUHK-PEDES layout (those of that layout as they are)."""
+    return read_dataset_file(path, require_split).entries
 
 
 def eval_set_from_entries(entries: Sequence[dict[str, Any]], images_root: str | Path, source: str = "dataset",
-                          indices: Sequence[int] | None = None) -> tuple[QuerySet, Gallery]:
+                          indices: Sequence[int] | None = None, path_key: str = IMAGE_KEY) -> tuple[QuerySet, Gallery]:
     """Queries = every caption of every entry; gallery = the unique images (first appearance order).
 
     Image files must exist under ``images_root``; an image listed twice with different identities is an error.
-    ``indices`` are the entries' positions in ``source``, for error messages (default: 0, 1, ...).
+    ``indices`` are the entries' positions in ``source`` and ``path_key`` the key ``source`` holds the image
+    path under, for error messages (default: 0, 1, ... and "file_path").
     """
     images_root = Path(images_root)
     texts: list[str] = []
     query_ids: list[int] = []
     first_seen: dict[str, int] = {}
     for index, entry in zip(indices if indices is not None else range(len(entries)), entries):
-        key, identity = entry["file_path"], entry["id"]
+        key, identity = entry[IMAGE_KEY], entry["id"]
         if key in first_seen:
             if first_seen[key] != identity:
-                raise DatasetFormatError(f"{source}: entry {index}: 'file_path' {key!r} already listed with "
+                raise DatasetFormatError(f"{source}: entry {index}: {path_key!r} {key!r} already listed with "
                                          f"identity {first_seen[key]}, here {identity}")
         else:
             if not (images_root / key).is_file():
@@ -121,33 +169,45 @@ def eval_set_from_entries(entries: Sequence[dict[str, Any]], images_root: str | 
     return QuerySet(tuple(texts), tuple(query_ids)), gallery
 
 
-def read_split(dataset: str, root: str | Path, split: str) -> tuple[list[dict[str, Any]], str, list[int] | None]:
-    """Entries of one split of CUHK-PEDES or ICFG-PEDES under ``root``, their source file and their positions in
-    it (None: 0, 1, ...): ``<root>/<dataset>-<split>.json`` (``python -m plip.dataset_split``) when present,
-    otherwise the entries of the full JSON file whose ``split`` routes to ``split``."""
+class SplitEntries(NamedTuple):
+    """Entries of one split (CUHK-PEDES layout), their source file, their positions in it (None: 0, 1, ...)
+    and the key the source holds image paths under."""
+
+    entries: list[dict[str, Any]]
+    source: str
+    indices: list[int] | None
+    path_key: str = IMAGE_KEY
+
+
+def read_split(dataset: str, root: str | Path, split: str) -> SplitEntries:
+    """Entries of one split of CUHK-PEDES, ICFG-PEDES or RSTPReid under ``root``: ``<root>/<dataset>-<split>.json``
+    (``python -m plip.dataset_split``) when present, otherwise the entries of the full JSON file
+    (:data:`DATASET_JSON`) whose ``split`` routes to ``split``."""
     if dataset not in DATASET_JSON:
-        raise DatasetFormatError(f"unknown dataset {dataset!r} (choose from {', '.join(DATASET_JSON)})")
+        raise DatasetFormatError(f"unknown dataset {dataset!r} (choose from {DATASET_NAMES})")
     root = Path(root)
     split_file = root / f"{dataset}-{split}.json"
     if split_file.is_file():
-        return read_dataset_json(split_file, require_split=False), str(split_file), None
+        entries, path_key = read_dataset_file(split_file, require_split=False)
+        return SplitEntries(entries, str(split_file), None, path_key)
     full_file = root / DATASET_JSON[dataset]
     if not full_file.is_file():
         raise DatasetFormatError(f"{root}: neither {split_file.name} nor {full_file.name} found")
-    kept = [(i, e) for i, e in enumerate(read_dataset_json(full_file)) if split_group(e["split"]) == split]
+    entries, path_key = read_dataset_file(full_file)
+    kept = [(i, e) for i, e in enumerate(entries) if split_group(e["split"]) == split]
     if not kept:
         raise DatasetFormatError(f"{full_file}: no entries in split {split!r}")
-    return [e for _, e in kept], str(full_file), [i for i, _ in kept]
+    return SplitEntries([e for _, e in kept], str(full_file), [i for i, _ in kept], path_key)
 
 
 def load_eval_split(dataset: str, root: str | Path, split: str = "test") -> tuple[QuerySet, Gallery]:
-    """Queries and gallery of one split (:func:`read_split`) of CUHK-PEDES or ICFG-PEDES stored under ``root``;
-    ``val`` is an alias of ``valid``."""
+    """Queries and gallery of one split (:func:`read_split`) of CUHK-PEDES, ICFG-PEDES or RSTPReid stored under
+    ``root``; ``val`` is an alias of ``valid``."""
     split = "valid" if split == "val" else split
     if split not in SPLITS:
         raise DatasetFormatError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
-    entries, source, indices = read_split(dataset, root, split)
-    return eval_set_from_entries(entries, Path(root) / "imgs", source, indices)
+    entries, source, indices, path_key = read_split(dataset, root, split)
+    return eval_set_from_entries(entries, Path(root) / "imgs", source, indices, path_key)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""`python -m plip.finetune`: fine-tune a PLIP model for text-based person retrieval on CUHK-PEDES or ICFG-PEDES
-with CMPM (identity-level, ``plip.losses.ivlc_loss``) + CMPC (``plip.cmpc``), the paper's downstream baseline.
+"""`python -m plip.finetune`: fine-tune a PLIP model for text-based person retrieval on CUHK-PEDES, ICFG-PEDES or
+RSTPReid with CMPM (identity-level, ``plip.losses.ivlc_loss``) + CMPC (``plip.cmpc``), the paper's downstream baseline.
 
     python -m plip.finetune --checkpoint runs/rn50/checkpoints/step-00100000 --dataset CUHK-PEDES \\
         --root data/CUHK-PEDES --out runs/ft-cuhk --device cuda
     python -m plip.finetune --checkpoint PLIP_MRN50.pth.tar --preset RN50 --dataset ICFG-PEDES ...
+    python -m plip.finetune --checkpoint PLIP_MRN50.pth.tar --dataset RSTPReid --root data/RSTPReid ...
 
 Trains on the ``train`` split (every caption with its image is a pair; batches of several pairs per identity),
 evaluates text-to-image retrieval on ``--eval-split`` after every ``--eval-every-epochs`` epochs and at the end.
@@ -32,7 +33,7 @@ from plip.cmpc import IdentityClassifier
 from plip.factory import create_model, list_models
 from plip.losses import ivlc_loss
 from plip.model import PLIPModel
-from plip.programs.eval_data import DATASET_JSON, load_eval_split
+from plip.programs.eval_data import DATASET_JSON, DATASET_NAMES, load_eval_split
 from plip.programs.finetune_data import TrainPairs, epoch_loader, epoch_plan, load_train_entries, train_pairs
 from plip.programs.schedule import epoch_schedule
 from plip.programs.training import (LossWindow, MetricsLog, add_optimisation_flags, add_run_flags,
@@ -52,8 +53,8 @@ RESUME_FLAGS = ("dataset", "root", "batch_size", "pairs_per_id", "seed", "checkp
 
 
 def _parser() -> OneLineArgumentParser:
-    p = OneLineArgumentParser(prog=PROG, description="Fine-tune PLIP on CUHK-PEDES / ICFG-PEDES with CMPM + CMPC "
-                              "and evaluate text-to-image retrieval after every epoch.")
+    p = OneLineArgumentParser(prog=PROG, description=f"Fine-tune PLIP on {DATASET_NAMES} with CMPM + CMPC and "
+                              "evaluate text-to-image retrieval after every epoch.")
     start = p.add_argument_group("starting model (one of --checkpoint or --preset)")
     start.add_argument("--checkpoint", type=Path, help="our checkpoint directory (model.safetensors + config.json) "
                        "or a released-format file such as PLIP_MRN50.pth.tar")
@@ -62,9 +63,11 @@ def _parser() -> OneLineArgumentParser:
     start.add_argument("--tokenizer", help="released-format files only: local tokenizer folder (default: the "
                        "bundled bert-base-uncased WordPiece vocabulary)")
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", required=True, choices=tuple(DATASET_JSON), help="dataset format")
-    data.add_argument("--root", required=True, type=Path, help="dataset folder holding reid_raw.json / "
-                      "ICFG_PEDES.json (or the <NAME>-train/-test/-valid.json of plip.dataset_split) and imgs/")
+    data.add_argument("--dataset", required=True, choices=tuple(DATASET_JSON), help=f"{DATASET_NAMES}: the "
+                      "dataset under --root")
+    data.add_argument("--root", required=True, type=Path, help=f"dataset folder holding "
+                      f"{' / '.join(DATASET_JSON.values())} (or the <NAME>-train/-test/-valid.json of "
+                      "plip.dataset_split) and imgs/")
     data.add_argument("--out", required=True, type=Path, help="run folder: metrics.jsonl, args.json, best/, last/")
     data.add_argument("--eval-split", default="test", choices=("test", "valid"),
                       help="split evaluated after each epoch and used to pick best/ (default test)")

@@ -1,5 +1,5 @@
-"""Fine-tuning data: the (image, caption) pairs of a CUHK-PEDES / ICFG-PEDES training split, identity-aware
-batch plans over them, and a torch Dataset that loads a planned batch.
+"""Fine-tuning data: the (image, caption) pairs of a CUHK-PEDES / ICFG-PEDES / RSTPReid training split,
+identity-aware batch plans over them, and a torch Dataset that loads a planned batch.
 
 A batch holds ``batch_size / pairs_per_id`` distinct identities with ``pairs_per_id`` pairs each, so CMPM
 sees positives in every batch. The plan of epoch ``e`` and every horizontal flip in it come from seeds of
@@ -35,8 +35,8 @@ class TrainPairs:
 
 def load_train_entries(dataset: str, root: str | Path) -> tuple[list[dict[str, Any]], str]:
     """Entries of the training split and their source file (:func:`plip.programs.eval_data.read_split`)."""
-    entries, source, _ = read_split(dataset, root, "train")
-    return entries, source
+    split = read_split(dataset, root, "train")
+    return split.entries, split.source
 
 
 def train_pairs(entries: Sequence[dict[str, Any]], images_root: str | Path, source: str = "dataset") -> TrainPairs:

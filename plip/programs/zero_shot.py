@@ -1,5 +1,5 @@
-"""`python -m plip.zero_shot`: zero-shot text-to-image person retrieval on CUHK-PEDES, ICFG-PEDES or held-out
-identities of our shards. Prints Rank-1/5/10, mAP (standard; the released trapezoid variant on request) and
+"""`python -m plip.zero_shot`: zero-shot text-to-image person retrieval on CUHK-PEDES, ICFG-PEDES, RSTPReid or
+held-out identities of our shards. Prints Rank-1/5/10, mAP (standard; the released trapezoid variant on request) and
 mINP in percent. The retrieval itself is :func:`plip.retrieval.evaluate`.
 """
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any, Sequence
 import torch
 
 from plip.checkpoint import load_checkpoint_model
-from plip.programs.eval_data import DATASET_JSON, eval_set_from_shards, load_eval_split, parse_identities
+from plip.programs.eval_data import (DATASET_JSON, DATASET_NAMES, eval_set_from_shards, load_eval_split,
+                                     parse_identities)
 from plip.retrieval import Gallery, QuerySet, evaluate
 from spac.cli.support import (CliError, OneLineArgumentParser, add_quiet_flag, device, non_negative_int,
                               positive_int, run_main, silence_libraries)
@@ -29,10 +30,10 @@ def _parser() -> OneLineArgumentParser:
                         help="our checkpoint directory (model.safetensors + config.json) or a released-format "
                              "file such as PLIP_MRN50.pth.tar")
     parser.add_argument("--dataset", required=True, choices=DATASETS,
-                        help="CUHK-PEDES or ICFG-PEDES (JSON + imgs/ under --root), or shards (our corpus)")
+                        help=f"{DATASET_NAMES} (JSON + imgs/ under --root), or shards (our corpus)")
     parser.add_argument("--root", required=True,
-                        help="dataset folder (holding reid_raw.json or ICFG_PEDES.json, or the split files of "
-                             "plip.dataset_split, and imgs/), or for shards a shard pattern / folder")
+                        help=f"dataset folder (holding {' / '.join(DATASET_JSON.values())}, or the split files "
+                             "of plip.dataset_split, and imgs/), or for shards a shard pattern / folder")
     parser.add_argument("--split", default="test", choices=("test", "valid", "val", "train"),
                         help="dataset split to evaluate (default test; not used with shards)")
     parser.add_argument("--identities", help="shards only: held-out identities, 'A-B' (inclusive) or 'A,B,C'")

@@ -1,5 +1,5 @@
-"""Tiny made-up CUHK-PEDES style datasets for the plip tests: one flat colour per identity, and a fake
-retrieval model that sees only colours."""
+"""Tiny made-up CUHK-PEDES and RSTPReid style datasets for the plip tests: one flat colour per identity, and a
+fake retrieval model that sees only colours."""
 from __future__ import annotations
 
 import json
@@ -28,10 +28,24 @@ def make_entries(splits: dict[int, str], images_per_id: int = 2) -> list[dict]:
     return entries
 
 
+def make_rstpreid_entries(splits: dict[int, str], images_per_id: int = 5) -> list[dict]:
+    """RSTPReid ``data_captions.json`` entries (``{id, img_path, captions, split}``, images flat in ``imgs/``,
+    named identity_camera_frame as RSTPReid's are) for identities ``splits``, two captions per image."""
+    entries = []
+    for identity, split in splits.items():
+        for n in range(images_per_id):
+            captions = [f"a person in {NAMES[identity]} clothes seen by camera {n}",
+                        f"the {NAMES[identity]} pedestrian walks"]
+            entries.append({"id": identity, "img_path": f"{identity:04d}_c{n + 1}_{n:04d}.jpg", "captions": captions,
+                            "split": split})
+    return entries
+
+
 def write_dataset(root: Path, entries: list[dict], json_name: str = "reid_raw.json") -> Path:
-    """Write ``entries`` as ``root/json_name`` and one small image per entry under ``root/imgs``."""
+    """Write ``entries`` as ``root/json_name`` and one small image per entry under ``root/imgs`` (at its
+    ``file_path``, or ``img_path`` for RSTPReid entries)."""
     for entry in entries:
-        image_path = root / "imgs" / entry["file_path"]
+        image_path = root / "imgs" / entry.get("file_path", entry.get("img_path"))
         image_path.parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (24, 48), COLOURS[entry["id"]]).save(image_path)
     root.mkdir(parents=True, exist_ok=True)
@@ -45,6 +59,18 @@ def dataset_fixture(splits: dict[int, str]):
     def dataset(tmp_path_factory) -> Path:
         root = tmp_path_factory.mktemp("CUHK-PEDES")
         write_dataset(root, make_entries(splits))
+        return root
+
+    return dataset
+
+
+def rstpreid_fixture(splits: dict[int, str], images_per_id: int = 5):
+    """A module-scoped fixture: an RSTPReid folder (``data_captions.json`` + ``imgs/``) of
+    ``make_rstpreid_entries(splits, images_per_id)``."""
+    @pytest.fixture(scope="module")
+    def dataset(tmp_path_factory) -> Path:
+        root = tmp_path_factory.mktemp("RSTPReid")
+        write_dataset(root, make_rstpreid_entries(splits, images_per_id), "data_captions.json")
         return root
 
     return dataset

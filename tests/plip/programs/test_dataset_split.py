@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from plip.programs.dataset_split import main, split_by_identity
-from tests.plip.pedes_fixtures import make_entries
+from plip.programs.eval_data import read_dataset_json
+from tests.plip.pedes_fixtures import make_entries, make_rstpreid_entries
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -89,10 +90,70 @@ def test_module_run_without_datasets_exits_2_with_one_line(tmp_path):
                             text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == ("python -m plip.dataset_split: error: no dataset found: expected "
-                             "data/CUHK-PEDES/reid_raw.json or data/ICFG-PEDES/ICFG_PEDES.json (or pass --input FILE)\n")
+                             "data/CUHK-PEDES/reid_raw.json, data/ICFG-PEDES/ICFG_PEDES.json or "
+                             "data/RSTPReid/data_captions.json (or pass --input FILE)\n")
 
 
 def test_too_many_held_out_identities_is_an_error():
     entries = make_entries({0: "x", 1: "x"})
     with pytest.raises(ValueError, match="2 identities are too few"):
         split_by_identity(entries, 0.5, 0.5, seed=0)
+
+
+RSTP_SPLITS = {0: "train", 1: "train", 2: "val", 3: "test", 4: "train"}
+
+
+def test_rstpreid_is_split_beside_its_json_in_the_released_layout(tmp_path, monkeypatch, capsys):
+    raw = make_rstpreid_entries(RSTP_SPLITS)
+    _write(tmp_path / "data/RSTPReid/data_captions.json", raw)
+    _write(tmp_path / "data/CUHK-PEDES/reid_raw.json", make_entries({0: "train", 1: "test"}))
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 0
+    folder = tmp_path / "data/RSTPReid"
+    assert sorted(p.name for p in folder.iterdir()) == ["RSTPReid-test.json", "RSTPReid-train.json",
+                                                        "RSTPReid-valid.json", "data_captions.json"]
+    splits = {s: json.loads((folder / f"RSTPReid-{s}.json").read_text()) for s in ("train", "test", "valid")}
+    # The released split files' layout, which its loaders read: img_path is file_path, key order as CUHK-PEDES'.
+    assert splits["test"] == [{"split": "test", "captions": e["captions"], "file_path": e["img_path"], "id": 3}
+                              for e in raw if e["id"] == 3]
+    assert all(list(e) == ["split", "captions", "file_path", "id"] for entries in splits.values() for e in entries)
+    assert [e["id"] for e in splits["train"]] == [0] * 5 + [1] * 5 + [4] * 5
+    assert {e["split"] for e in splits["valid"]} == {"val"} and len(splits["valid"]) == 5
+    assert (folder / "RSTPReid-test.json").read_text().startswith('[\n    {\n        "split": "test",')  # indent 4
+    out = capsys.readouterr().out
+    assert "data/RSTPReid/data_captions.json:\n  train       15 entries       3 identities" in out
+    assert "CUHK-PEDES-train.json" in out  # the other datasets found are still split
+    # The split files read back as they are, and a second run writes the same bytes.
+    assert read_dataset_json(folder / "RSTPReid-train.json", require_split=False) == splits["train"]
+    first = (folder / "RSTPReid-train.json").read_bytes()
+    assert main(["--quiet", "--input", str(folder / "data_captions.json")]) == 0  # --name defaults to RSTPReid
+    assert (folder / "RSTPReid-train.json").read_bytes() == first
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"img_path": ""}, "data_captions.json: entry 7: 'img_path' must be a non-empty string, got ''"),
+    ({"img_path": "/abs/0001.jpg"}, "data_captions.json: entry 7: 'img_path' must be relative"),
+    ({"img_path": None}, "data_captions.json: entry 7: 'img_path' must be a non-empty string, got None"),
+    ({"id": "1"}, "data_captions.json: entry 7: 'id' must be a non-negative integer, got '1'"),
+    ({"captions": "a man"}, "data_captions.json: entry 7: 'captions' must be a non-empty list of strings"),
+    ({"split": 3}, "data_captions.json: entry 7: 'split' must be a string"),
+])
+def test_a_malformed_rstpreid_entry_is_one_line_naming_index_and_field(tmp_path, monkeypatch, capsys, change,
+                                                                       message):
+    entries = make_rstpreid_entries(RSTP_SPLITS)
+    entries[7].update(change)
+    entries[7] = {k: v for k, v in entries[7].items() if v is not None}
+    _write(tmp_path / "data/RSTPReid/data_captions.json", entries)
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not list((tmp_path / "data/RSTPReid").glob("RSTPReid-*.json"))
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_help_names_every_dataset(capsys):
+    assert main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Split CUHK-PEDES, ICFG-PEDES, RSTPReid or SYNTH-PEDES JSON files" in out
+    assert "RSTPReid/data_captions.json (default: data)" in out

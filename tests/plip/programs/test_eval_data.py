@@ -5,9 +5,9 @@ import shards
 from PIL import Image
 
 from plip.programs.eval_data import (DatasetFormatError, eval_set_from_shards, load_eval_split, parse_identities,
-                                     read_dataset_json)
+                                     read_dataset_json, read_split)
 from plip.retrieval import evaluate
-from tests.plip.pedes_fixtures import COLOURS, NAMES, ColourModel, make_entries, write_dataset
+from tests.plip.pedes_fixtures import COLOURS, NAMES, ColourModel, make_entries, make_rstpreid_entries, write_dataset
 
 SPLITS = {0: "train", 1: "test", 2: "test", 3: "val"}
 
@@ -142,3 +142,72 @@ def test_held_out_identities_of_real_shards(tmp_path):
     assert sorted(set(gallery.ids)) == [1, 2] and len(gallery) == 4 and len(queries) == 12
     metrics = evaluate(ColourModel(), queries, gallery, batch_size=3)
     assert (metrics["R@1"], metrics["mAP"], metrics["queries"]) == (100.0, 100.0, 12)
+
+
+RSTP_SPLITS = {0: "train", 1: "test", 2: "test", 3: "val"}
+
+
+def _bad_rstpreid(field, value, index=3):
+    entries = make_rstpreid_entries(RSTP_SPLITS, images_per_id=2)
+    if value is None:
+        del entries[index][field]
+    else:
+        entries[index][field] = value
+    return entries
+
+
+@pytest.mark.parametrize("entries, message", [
+    (_bad_rstpreid("img_path", None), "entry 3: 'img_path' must be a non-empty string, got None"),
+    (_bad_rstpreid("img_path", "  "), "entry 3: 'img_path' must be a non-empty string"),
+    (_bad_rstpreid("img_path", "../0001_c1_0000.jpg"), "entry 3: 'img_path' must be relative"),
+    (_bad_rstpreid("img_path", 12), "entry 3: 'img_path' must be a non-empty string, got 12"),
+    (_bad_rstpreid("id", None), "entry 3: 'id' must be a non-negative integer, got None"),
+    (_bad_rstpreid("id", True), "entry 3: 'id' must be a non-negative integer, got True"),
+    (_bad_rstpreid("captions", []), "entry 3: 'captions' must be a non-empty list of strings"),
+    (_bad_rstpreid("captions", ["ok", ""]), "entry 3: 'captions' must be a non-empty list of strings"),
+    (_bad_rstpreid("split", None), "entry 3: 'split' must be a string"),
+    (_bad_rstpreid("split", ["test"]), "entry 3: 'split' must be a string"),
+    (_bad_rstpreid("img_path", None, index=0), r"entry 0: neither 'file_path' .* nor 'img_path' .* found"),
+    (make_rstpreid_entries(RSTP_SPLITS)[:2] + make_entries({5: "test"}), "entry 2: 'img_path' must be a non-empty"),
+    (make_rstpreid_entries(RSTP_SPLITS)[:1] + [7], "entry 1: must be an object, got int"),
+])
+def test_bad_rstpreid_entry_is_named_by_index_and_field(tmp_path, entries, message):
+    path = tmp_path / "data_captions.json"
+    path.write_text(json.dumps(entries))
+    with pytest.raises(DatasetFormatError, match=message) as caught:
+        read_dataset_json(path)
+    assert str(caught.value).startswith(f"{path}: entry ") and "\n" not in str(caught.value)
+
+
+def test_rstpreid_entries_read_into_the_cuhk_layout_and_splits_route_val_to_valid(tmp_path):
+    raw = make_rstpreid_entries(RSTP_SPLITS, images_per_id=2)
+    raw[0]["extra"] = {"kept": True}
+    write_dataset(tmp_path, raw, "data_captions.json")
+    entries = read_dataset_json(tmp_path / "data_captions.json")
+    assert entries[0] == {"split": "train", "captions": raw[0]["captions"], "file_path": "0000_c1_0000.jpg",
+                          "extra": {"kept": True}, "id": 0}
+    assert raw[0]["img_path"] == "0000_c1_0000.jpg"  # the document is read, not changed
+    queries, gallery = load_eval_split("RSTPReid", tmp_path, "test")
+    assert gallery.keys == ("0001_c1_0000.jpg", "0001_c2_0001.jpg", "0002_c1_0000.jpg", "0002_c2_0001.jpg")
+    assert gallery.images[0] == tmp_path / "imgs" / "0001_c1_0000.jpg" and gallery.ids == (1, 1, 2, 2)
+    assert len(queries) == 8 and set(queries.ids) == {1, 2}
+    assert load_eval_split("RSTPReid", tmp_path, "val")[1].ids == (3, 3)
+    split = read_split("RSTPReid", tmp_path, "train")
+    assert (split.source, split.indices, split.path_key) == (str(tmp_path / "data_captions.json"), [0, 1], "img_path")
+    metrics = evaluate(ColourModel(), queries, gallery, batch_size=3)
+    assert (metrics["R@1"], metrics["queries"]) == (100.0, 8)
+
+
+def test_rstpreid_image_errors_name_the_rstpreid_field(tmp_path):
+    raw = make_rstpreid_entries(RSTP_SPLITS, images_per_id=2)
+    write_dataset(tmp_path, raw, "data_captions.json")
+    (tmp_path / "imgs" / raw[5]["img_path"]).unlink()
+    with pytest.raises(DatasetFormatError, match=r"data_captions.json: entry 5: image not found: .*0002_c2_0001\.jpg"):
+        load_eval_split("RSTPReid", tmp_path, "test")
+    conflicting = raw[2:3] + [dict(raw[2], id=2)]
+    (tmp_path / "data_captions.json").write_text(json.dumps(conflicting))
+    with pytest.raises(DatasetFormatError, match="entry 1: 'img_path' '0001_c1_0000.jpg' already listed with "
+                                                  "identity 1"):
+        load_eval_split("RSTPReid", tmp_path, "test")
+    with pytest.raises(DatasetFormatError, match="neither RSTPReid-test.json nor data_captions.json found"):
+        load_eval_split("RSTPReid", tmp_path / "imgs")

@@ -8,13 +8,13 @@ import torch
 
 from plip.checkpoint import load_checkpoint_model, load_training_state, save_checkpoint
 from plip.cmpc import IdentityClassifier
-from plip.programs import finetune, zero_shot
+from plip.programs import dataset_split, finetune, zero_shot
 from plip.programs.finetune import CLASSIFIER_FILE, FineTuning, main, train_step
 from plip.programs.finetune_data import PairDataset, collate_pairs, load_train_entries, train_pairs
 from plip.programs.schedule import warmup_step_decay
 from plip.programs.training import build_optimizer
 from tests.plip._tiny_model import single_thread, tiny_model  # noqa: F401  (autouse fixture)
-from tests.plip.pedes_fixtures import dataset_fixture, make_entries
+from tests.plip.pedes_fixtures import dataset_fixture, make_entries, rstpreid_fixture
 from tests.plip.programs._exit import exit_code
 
 SPLITS = {0: "train", 1: "train", 2: "train", 3: "train", 4: "test", 5: "val"}
@@ -97,6 +97,7 @@ def test_checkpoints_load_in_zero_shot_and_last_keeps_the_training_state(run_dir
     (("--root", "{empty}"), "neither CUHK-PEDES-train.json nor reid_raw.json found"),
     (("--root", "{no_images}"), "training entry 0: image not found"),
     (("--dataset", "MARKET"), "invalid choice: 'MARKET'"),
+    (("--dataset", "RSTPReid"), "neither RSTPReid-train.json nor data_captions.json found"),
     (("--pairs-per-id", "3"), "must be a multiple of --pairs-per-id 3"),
     (("--checkpoint-every", "0"), "--checkpoint-every: must be at least 1"),
     (("--checkpoint", "{missing}"), "checkpoint not found"),
@@ -235,3 +236,37 @@ def test_resume_after_a_crash_between_the_checkpoint_swap_renames(run_dir, datas
     assert "starting fresh" not in capsys.readouterr().err
     assert load_training_state(out / "last").step == 18  # 16 steps done + the 2 of epoch 9
     assert not (out / "last.old").exists() and not (out / "last.partial").exists()
+
+
+rstpreid = rstpreid_fixture(SPLITS)  # 5 images x 2 captions per identity, as RSTPReid has
+
+
+def test_a_few_steps_on_rstpreid_split_by_dataset_split(rstpreid, start_checkpoint, tmp_path):
+    root = shutil.copytree(rstpreid, tmp_path / "RSTPReid")
+    assert dataset_split.main(["--input", str(root / "data_captions.json"), "--quiet"]) == 0
+    (root / "data_captions.json").unlink()  # the run reads RSTPReid-train.json and RSTPReid-valid.json
+    out = tmp_path / "run"
+    argv = ["--checkpoint", str(start_checkpoint), "--dataset", "RSTPReid", "--root", str(root), "--out", str(out),
+            "--batch-size", "8", "--pairs-per-id", "2", "--epochs", "1", "--max-steps", "3", "--lr", "1e-3",
+            "--log-every", "1", "--eval-split", "valid", "--device", "cpu", "--threads", "1", "--quiet"]
+    assert main(argv) == 0
+    args = json.loads((out / "args.json").read_text())
+    sizes = (args["dataset"], args["train_pairs"], args["train_identities"], args["total_steps"])
+    assert sizes == ("RSTPReid", 40, 4, 3)
+    assert args["eval_queries"] == 10 and args["eval_gallery"] == 5  # identity 5 (split "val")
+    train = _metric_lines(out, "train")
+    assert [m["step"] for m in train] == [1, 2, 3] and all(m["loss"] > 0 for m in train)
+    [evaluation] = _metric_lines(out, "eval")
+    assert (evaluation["step"], evaluation["split"], evaluation["queries"]) == (3, "valid", 10)
+    report = tmp_path / "zero_shot.json"
+    assert zero_shot.main(["--checkpoint", str(out / "best"), "--dataset", "RSTPReid", "--root", str(root),
+                           "--split", "valid", "--device", "cpu", "--quiet", "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["metrics"]["R@1"] == pytest.approx(evaluation["R@1"])
+
+
+def test_help_names_every_dataset(capsys):
+    assert main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Fine-tune PLIP on CUHK-PEDES, ICFG-PEDES, RSTPReid with" in out
+    assert "--dataset {CUHK-PEDES,ICFG-PEDES,RSTPReid}" in out
+    assert "reid_raw.json / ICFG_PEDES.json / data_captions.json" in out

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from plip.programs import dataset_split
 from plip.programs.zero_shot import main
-from tests.plip.pedes_fixtures import dataset_fixture
+from tests.plip.pedes_fixtures import dataset_fixture, rstpreid_fixture
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -44,9 +45,35 @@ def test_cli_end_to_end_with_our_and_released_checkpoints(dataset, tiny_checkpoi
     assert a["settings"]["map_variant"] == "released" and b["settings"]["split"] == "test"
 
 
+rstpreid = rstpreid_fixture({0: "train", 1: "test", 2: "test", 3: "val"})
+
+
+def test_rstpreid_from_its_json_and_from_its_split_files(rstpreid, tiny_checkpoints, tmp_path):
+    root = shutil.copytree(rstpreid, tmp_path / "RSTPReid")
+    common = ["--checkpoint", str(tiny_checkpoints[0]), "--dataset", "RSTPReid", "--root", str(root), "--device",
+              "cpu", "--batch-size", "4", "--quiet"]
+    assert main([*common, "--json", str(tmp_path / "raw.json")]) == 0
+    assert dataset_split.main(["--data-root", str(tmp_path), "--quiet"]) == 0
+    (root / "data_captions.json").unlink()  # from here on only RSTPReid-test.json / -valid.json are read
+    assert main([*common, "--json", str(tmp_path / "split.json")]) == 0
+    assert main([*common, "--split", "val", "--json", str(tmp_path / "val.json")]) == 0
+    raw, split, val = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("raw", "split", "val"))
+    assert raw["metrics"]["queries"] == 20 and raw["metrics"] == split["metrics"]  # 2 ids x 5 images x 2 captions
+    assert val["metrics"]["queries"] == 10
+    assert raw["settings"]["dataset"] == "RSTPReid"
+
+
+def test_help_names_every_dataset(capsys):
+    assert main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "{CUHK-PEDES,ICFG-PEDES,RSTPReid,shards}" in out
+    assert "reid_raw.json / ICFG_PEDES.json / data_captions.json" in out
+
+
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "CUHK-PEDES", "--root", "{missing}"], "--root {missing}: not a folder"),
     (["--dataset", "ICFG-PEDES", "--root", "{dataset}"], "neither ICFG-PEDES-test.json nor ICFG_PEDES.json"),
+    (["--dataset", "RSTPReid", "--root", "{dataset}"], "neither RSTPReid-test.json nor data_captions.json"),
     (["--dataset", "shards", "--root", "{dataset}"], "--dataset shards needs --identities"),
     (["--dataset", "CUHK-PEDES", "--root", "{dataset}", "--identities", "1-2"], "applies only to --dataset shards"),
     (["--dataset", "CUHK-PEDES", "--root", "{dataset}", "--checkpoint", "{garbage}", "--model", "RN-tiny"],
