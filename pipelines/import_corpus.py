@@ -34,7 +34,7 @@ from pipelines import import_outputs, import_sources, job_record, outputs, trans
 from pipelines.import_job import ImportJob, fingerprint, make_import_job
 from pipelines.import_options import ImportOptions
 from pipelines.options import unknown_flags
-from shards import layout, remote
+from shards import layout
 from spac.cli.support import OneLineArgumentParser, run_main
 
 PROG = "python -m pipelines.import_corpus"
@@ -145,10 +145,8 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     found = counters(result)  # empty for a runner without metrics (a Dataflow dry run)
     for name, value in ({name: 0 for name in SUMMARY} | found).items() if found else ():
         print(f"{name}: {value}")
-    fs, root = remote.resolve(args.output)
-    for name in (job_record.JOB_NAME, layout.MANIFEST_NAME, outputs.DEAD_LETTER_NAME, import_outputs.IMPORT_REPORT_NAME):
-        if fs.exists(remote.join(fs, root, name)):  # a dry run, or an empty corpus, writes fewer of them
-            print(f"output: {args.output.rstrip('/')}/{name}")
+    outputs.print_written_outputs(args.output, (job_record.JOB_NAME, layout.MANIFEST_NAME, outputs.DEAD_LETTER_NAME,
+                                                import_outputs.IMPORT_REPORT_NAME))
     return 0
 
 

@@ -121,3 +121,11 @@ def finish_manifest(shard_indices: Iterable[int], output: str, prefix: str) -> s
         raise ValueError(f"shard indices {indices[0]}..{indices[-1]} are not 0..{len(indices) - 1} without gaps")
     write_manifest(output, prefix, shard_count=len(indices))
     return output
+
+
+def print_written_outputs(output: str, names: Iterable[str]) -> None:
+    """Print ``output: <path>`` for each of ``names`` the job wrote (a dry run, or an empty corpus, writes fewer)."""
+    fs, root = remote.resolve(output)
+    for name in names:
+        if fs.exists(remote.join(fs, root, name)):
+            print(f"output: {output.rstrip('/')}/{name}")

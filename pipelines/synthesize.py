@@ -45,7 +45,7 @@ from pipelines.inputs import InputSpec, read_manifest
 from pipelines.job import Job, make_job
 from pipelines.model_handler import SpacPredictorHandler
 from pipelines.options import SynthesizeOptions, unknown_flags
-from shards import layout, remote
+from shards import layout
 from spac import corpus_filters
 from spac.cli.support import OneLineArgumentParser, run_main
 
@@ -176,11 +176,8 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     found = counters(result)  # empty for a runner without metrics (a Dataflow dry run)
     for name, value in (summary | found).items() if found else ():
         print(f"{name}: {value}")
-    fs, root = remote.resolve(args.output)
-    for name in (job_record.JOB_NAME, layout.MANIFEST_NAME, outputs.DATASET_NAME, outputs.DEAD_LETTER_NAME,
-                 outputs.FILTER_REPORT_NAME):
-        if fs.exists(remote.join(fs, root, name)):  # a dry run, or an empty corpus, writes fewer of them
-            print(f"output: {args.output.rstrip('/')}/{name}")
+    outputs.print_written_outputs(args.output, (job_record.JOB_NAME, layout.MANIFEST_NAME, outputs.DATASET_NAME,
+                                                outputs.DEAD_LETTER_NAME, outputs.FILTER_REPORT_NAME))
     return 0
 
 
