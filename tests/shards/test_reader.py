@@ -6,7 +6,6 @@ import re
 import tarfile
 import tempfile
 import threading
-import tracemalloc
 
 import pytest
 import torch
@@ -17,6 +16,7 @@ from PIL import Image
 from shards import iter_samples, open_corpus, shard_urls
 from shards.reader import MAX_MEMBER_BYTES, SkipAndCount, decode_sample, tar_members
 from shards.sample import KEY_PATTERN
+from tests.memory_probe import peak_traced_bytes
 from tests.shards.corpus_factory import write_corpus, write_tar
 
 SHARDS, PER_SHARD = 4, 5
@@ -285,16 +285,15 @@ def test_an_oversized_member_is_skipped_without_being_read(tmp_path, corpus):
         open_corpus(shard, max_member_bytes=0)
 
 
+def _read_undecoded_skipping(shard) -> tuple[list, SkipAndCount]:
+    handler = SkipAndCount()
+    return _read(shard, handler, decode=False), handler
+
+
 def test_peak_memory_stays_small_for_a_member_over_the_default_limit(tmp_path, corpus):
     (good,) = _raw(corpus, 1)
     shard = _tar_shard(tmp_path, [("huge.jpg", MAX_MEMBER_BYTES + 1)] + _members(good))  # sparse: no disk
-    handler = SkipAndCount()
-    tracemalloc.start()
-    try:
-        kept = _read(shard, handler, decode=False)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    (kept, handler), peak = peak_traced_bytes(_read_undecoded_skipping, shard)
     assert kept == [good["__key__"]] and handler.skipped == 1 and "over the limit" in handler.reasons[0]
     assert peak < 8 * 2**20  # the member is 64 MiB: it was never held in memory
 

@@ -1,6 +1,5 @@
 import os
 import re
-import tracemalloc
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -8,6 +7,7 @@ import pytest
 
 from shards import verify_corpus
 from shards.reader import MAX_MEMBER_BYTES
+from tests.memory_probe import peak_traced_bytes
 from tests.shards.corpus_factory import write_corpus, write_tar
 
 
@@ -89,12 +89,7 @@ def test_an_oversized_member_is_a_problem_and_is_not_loaded(corpus):
 def test_a_shard_with_a_huge_member_is_verified_in_little_memory(corpus):
     shard = corpus / "synthpedes-000001.tar"
     write_tar(shard, [("p00001_000004.jpg", MAX_MEMBER_BYTES + 1)])  # sparse: 64 MiB of zeros, no disk
-    tracemalloc.start()
-    try:
-        problems = verify_corpus(str(corpus))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    problems, peak = peak_traced_bytes(verify_corpus, str(corpus))
     assert f"synthpedes-000001.tar: member 'p00001_000004.jpg': {MAX_MEMBER_BYTES + 1} bytes, over the limit of " \
            f"{MAX_MEMBER_BYTES} bytes per member" in problems
     assert peak < 8 * 2**20
