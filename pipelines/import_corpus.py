@@ -84,10 +84,10 @@ def build(pipeline: beam.Pipeline, job: ImportJob) -> None:
     written = (items
                | "AssignShard" >> beam.Map(import_sources.assign_shard, beam.pvalue.AsSingleton(blocks), job.shard_size)
                | "GroupByShard" >> beam.GroupByKey()
-               | "WriteShards" >> beam.ParDo(outputs.WriteShard(job.output, job.prefix)).with_outputs(
-                   DEAD, main="fragments"))
+               | "WriteShards" >> beam.ParDo(outputs.WriteShard(job.output, job.prefix, dataset_parts=False)).with_outputs(
+                   DEAD, main="indices"))
     letters.append(written[DEAD])
-    _ = (written.fragments | "ShardIndices" >> beam.Map(lambda fragment: fragment[0])
+    _ = (written.indices
          | "CollectShards" >> beam.combiners.ToList()
          | "WriteManifest" >> beam.Map(outputs.finish_manifest, job.output, job.prefix))
 

@@ -45,6 +45,11 @@ class Job:
     max_pixels: int
     max_file_bytes: int
     sentences: Sentences | None = None
+    # run-time settings of RunInference (not in job.json's fingerprint): see pipelines.model_handler
+    max_batch_size: int | None = None
+    share_model: bool = False
+    model_copies: int | None = None
+    limit: int | None = None  # --limit: only the images with the N smallest keys (in job.json's fingerprint)
 
 
 def is_local_runner(runner: str | None) -> bool:
@@ -105,10 +110,18 @@ def _device(name: str, local: bool) -> str:
         raise ValueError(f"--device: {exc}") from None
 
 
+def _max_batch_size(max_batch_size: int | None, batch_size: int) -> int | None:
+    if max_batch_size is not None and max_batch_size < batch_size:
+        raise ValueError(f"--max_batch_size: {max_batch_size} is below --batch_size {batch_size} (every batch is "
+                         "padded to --batch_size, so a smaller cap only pads)")
+    return max_batch_size
+
+
 def make_job(args: argparse.Namespace, runner: str | None) -> Job:
     """Check every setting before the job starts; ValueError names the first bad one."""
     local = is_local_runner(runner)
-    spec = resolve_input(args.input)
+    spec = resolve_input(args.input, getattr(args, "input_format", "auto"), getattr(args, "identity_field", None),
+                         getattr(args, "identity_pattern", None))
     if spec.manifest is not None and "://" not in spec.manifest:
         read_manifest(spec.manifest)  # a bad row stops here in one line, not as a traceback from the workers
     filters = corpus_filters.FilterConfig(args.max_unknown, args.gender_vote, args.min_images, args.max_images,
@@ -118,4 +131,7 @@ def make_job(args: argparse.Namespace, runner: str | None) -> Job:
                device=_device(args.device, local), batch_size=args.batch_size, torch_threads=args.torch_threads,
                shard_size=args.shard_size, prefix=args.prefix, seed=args.seed, filters=filters,
                styles=_styles(args.styles), max_pixels=args.max_pixels, max_file_bytes=args.max_file_bytes,
-               sentences=read_sentences(args.sentences))
+               sentences=read_sentences(args.sentences),
+               max_batch_size=_max_batch_size(args.max_batch_size, args.batch_size),
+               share_model=args.share_model or args.model_copies is not None, model_copies=args.model_copies,
+               limit=getattr(args, "limit", None))

@@ -1,11 +1,11 @@
 """``job.json``: what decides a corpus folder's contents, so a rerun resumes its own corpus and never mixes two.
 
 The launcher writes it into the output folder before any shard. It holds a fingerprint of every setting
-that changes the corpus: the input, the predictor's files (sha256), shard size, prefix, seed, filter
-thresholds, styles, a ``--sentences`` library (its mode and sha256), and the package, schema, template and
-shard-format versions. Settings that only
-change how the job runs (runner, workers, threads, device, batch size) are left out, so they may differ
-between a run and its resumption. Sorted keys, no timestamps: the same settings give the same bytes.
+that changes the corpus: the input (with its format and identity rule) and ``--limit``, the
+predictor's files (sha256), shard size, prefix, seed, filter thresholds, styles, a ``--sentences``
+library (its mode and sha256), and the package, schema, template and shard-format versions. Settings that only
+change how the job runs (runner, workers, threads, device, batch sizes, model sharing) are left out, so
+they may differ between a run and its resumption. Sorted keys, no timestamps: the same settings give the same bytes.
 
 On a rerun into the same folder: the same fingerprint resumes (complete shards are skipped); another
 one, or files of a run without ``job.json``, is refused with the differing settings named, unless
@@ -17,7 +17,9 @@ import json
 from typing import Any, Mapping
 
 from pipelines.import_outputs import IMPORT_REPORT_NAME
+from pipelines.corpus_parts import PARTS_DIR
 from pipelines.job import Job
+from pipelines.ordering import ORDER_VERSION
 from pipelines.outputs import DATASET_NAME, DEAD_LETTER_NAME, FILTER_REPORT_NAME
 from shards import layout, remote
 from spac.fingerprint import method_fingerprint
@@ -34,7 +36,10 @@ def fingerprint(job: Job) -> dict[str, Any]:
         "format_version": layout.FORMAT_VERSION,
         **method_fingerprint(job.predictor),  # package, schema, templates and predictor files: spac says which
         "input": {name: value for name, value in job.input._asdict().items() if value is not None},
+        # only when set, so a job without --limit keeps the fingerprint it always had
+        **({"limit": job.limit} if job.limit is not None else {}),
         "shard_size": job.shard_size,
+        "shard_order": ORDER_VERSION,  # which sample goes to which shard, and the identity ids
         "prefix": job.prefix,
         "seed": job.seed,
         "max_pixels": job.max_pixels,
@@ -66,7 +71,8 @@ def differences(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list
 
 def own_files(fs: Any, root: str, prefixes: set[str]) -> list[str]:
     """Names in ``root`` that the job writes: job.json, the corpus files, shards of ``prefixes``, and the
-    temporary files of any of them (a crashed writer's); sorted."""
+    temporary files of any of them (a crashed writer's); sorted. The parts folder (files being assembled,
+    see :mod:`pipelines.corpus_parts`) is not listed: it is always the job's, and a new run clears it."""
     names = []
     for entry in fs.ls(root, detail=True):
         name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
@@ -132,6 +138,9 @@ def prepare_output(output: str, record: Mapping[str, Any], overwrite: bool = Fal
     else:  # no worker runs yet, so every temporary left here belongs to a run that died
         for name in temporaries:
             fs.rm(remote.join(fs, root, name))
+    parts = remote.join(fs, root, PARTS_DIR)
+    if fs.exists(parts):  # parts of a run that died before assembling them; every part is written again
+        fs.rm(parts, recursive=True)
     fs.makedirs(root, exist_ok=True)
     remote.publish_bytes(fs, record_bytes(current), job_path)
     return found if overwrite else []

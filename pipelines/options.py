@@ -9,6 +9,7 @@ from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines.inputs import INPUT_FORMATS
 from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from spac.cli.support import positive_int, unit_float
 
@@ -23,16 +24,41 @@ class SynthesizeOptions(PipelineOptions):
         group.add_argument(
             "--input", default=DEFAULT_INPUT,
             help="images to caption: a folder laid out <root>/[<part>/]<identity>/<image>, a glob over such "
-                 "files, or a manifest (.csv, .jsonl or .parquet) with 'path' and 'identity' columns; any Beam "
-                 "filesystem (local, gs://, s3://). Default: the bundled sample images")
+                 "files, a manifest (.csv, .jsonl or .parquet) with 'path' and 'identity' columns, WebDataset tar "
+                 "shards (a folder of .tar files, a .tar, or a brace pattern such as shards/{00000..00041}.tar, "
+                 "e.g. img2dataset's output; see --identity_field, --identity_pattern) or a LUPerson-NL folder "
+                 "(<country>/<city>/<video>/<pid>_<frame>_<obj>.jpg); any Beam filesystem (local, gs://, s3://). "
+                 "Default: the bundled sample images")
+        group.add_argument(
+            "--input_format", "--input-format", dest="input_format", default="auto",
+            choices=INPUT_FORMATS,
+            help="how to read --input (default: %(default)s: a .tar or brace pattern is webdataset, a "
+                 ".csv/.jsonl/.parquet file a manifest, a local folder holding .tar files webdataset, a local "
+                 "folder laid out like LUPerson-NL luperson_nl, anything else folder; a remote folder of shards "
+                 "or of LUPerson-NL images needs the format named). luperson_nl: the identity is the video "
+                 "folder plus the file name's pseudo label <pid>, so labels of two videos never collide")
+        group.add_argument(
+            "--identity_field", "--identity-field", dest="identity_field", default=None, metavar="NAME",
+            help="webdataset input: the field of each sample's json member that holds its identity (a string "
+                 "or an integer), e.g. a column img2dataset copied with --save_additional_columns")
+        group.add_argument(
+            "--identity_pattern", "--identity-pattern", dest="identity_pattern", default=None, metavar="REGEX",
+            help="webdataset input: a regular expression with one group, searched in each sample's __key__, "
+                 "whose match is its identity, e.g. '^(\\d+)_' for keys like 0042_0007. A sample whose "
+                 "identity cannot be told (or without an image member) is a dead letter")
+        group.add_argument(
+            "--limit", type=positive_int, default=None, metavar="N",
+            help="run the job on the first N images only: those with the N smallest corpus keys, whatever the "
+                 "listing order (a quick trial run; images past it are left out, not dead-lettered). Recorded "
+                 "in job.json. Default: every image")
         group.add_argument(
             "--output", default=DEFAULT_OUTPUT,
             help="corpus folder (local path or fsspec URL) for job.json, the shards, manifest.json, "
                  "synthpedes_dataset.json, deadletter.jsonl and filter_report.json (default: %(default)s, relative "
                  "to the working folder). job.json records every setting that changes the corpus (input, predictor "
                  "files, --shard_size, --prefix, --seed, filter thresholds, --styles, package and template "
-                 "versions; not runner, worker, thread, device or batch flags): a rerun with the same settings "
-                 "resumes, skipping complete shards; with other settings it stops with an error naming them "
+                 "versions; not runner, worker, thread, device, batch or model-sharing flags): a rerun with the "
+                 "same settings resumes, skipping complete shards; with other settings it stops with an error naming them "
                  "(see --overwrite). Other files in the folder are left alone")
         group.add_argument(
             "--overwrite", action="store_true",
@@ -49,7 +75,22 @@ class SynthesizeOptions(PipelineOptions):
                            help="torch intra-op threads per worker process (default: torch's choice); 1 avoids "
                                 "oversubscription when several worker processes share a machine's cores")
         group.add_argument("--batch_size", "--batch-size", dest="batch_size", type=positive_int, default=32,
-                           help="images per inference batch (default: %(default)s)")
+                           help="images per inference batch (default: %(default)s): the one batch shape the model "
+                                "sees, smaller batches are zero-padded to it so a prediction never depends on "
+                                "how the runner batched; on a GPU, 128-256")
+        group.add_argument("--max_batch_size", "--max-batch-size", dest="max_batch_size", type=positive_int,
+                           default=None,
+                           help="most images RunInference hands the model in one call (Beam's max_batch_size), at "
+                                "least --batch_size; a larger call is predicted in --batch_size chunks. Bigger calls "
+                                "mean fewer round trips to a shared model (--share_model). Default: --batch_size")
+        group.add_argument("--share_model", "--share-model", dest="share_model", action="store_true",
+                           help="load one model per worker machine, shared by all its SDK processes (Beam's "
+                                "large_model), instead of one per process (Dataflow runs one per vCPU): one copy in "
+                                "GPU memory. Decoding of the corpus JPEGs then runs in the model's process too")
+        group.add_argument("--model_copies", "--model-copies", dest="model_copies", type=positive_int, default=None,
+                           help="load exactly this many shared copies of the model per worker machine (Beam's "
+                                "model_copies; implies --share_model), e.g. 2 to keep one GPU busy while the other "
+                                "copy decodes. Default: one per process, or one with --share_model")
         group.add_argument("--shard_size", "--shard-size", dest="shard_size", type=positive_int, default=10_000,
                            help="samples per WebDataset shard (default: %(default)s)")
         group.add_argument("--prefix", default="synthpedes", help="shard file prefix (default: %(default)s)")

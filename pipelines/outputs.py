@@ -1,17 +1,18 @@
-"""The job's writers: one DoFn per shard (skipping complete ones) and the whole-corpus files, each atomic.
+"""The job's writers: one DoFn per shard (skipping complete ones) and the small corpus-wide files, each atomic.
 
-Whole-corpus files are written once, from one element that holds everything they list, sorted, so the
-same input gives the same bytes: ``synthpedes_dataset.json`` (released SYNTH-PEDES format),
-``deadletter.jsonl`` (every image left out, with its stage and reason) and ``filter_report.json``.
+``synthpedes_dataset.json`` (released SYNTH-PEDES format) and ``deadletter.jsonl`` (every image left
+out, with its stage and reason) are assembled from parts (:mod:`pipelines.corpus_parts`); the shard
+writer writes its shard's part. ``filter_report.json`` is written from counts per reason and
+``manifest.json`` from the shard numbers: small elements, whatever the corpus size.
 """
 from __future__ import annotations
 
 import json
-from collections import Counter
 from typing import Any, Iterable, Iterator, Mapping
 
 import apache_beam as beam
 
+from pipelines import corpus_parts
 from pipelines.transforms import DEAD_LETTER, counter, dead_letter
 from shards import layout, remote
 from shards.manifest import read_stats, write_manifest
@@ -31,11 +32,16 @@ def released_entry(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class WriteShard(beam.DoFn):
-    """Write one shard unless it is already complete; yield (index, its released entries as JSON lines)."""
+    """Write one shard unless it is already complete; yield its index.
 
-    def __init__(self, output: str, prefix: str):
+    With ``dataset_parts`` it also (re)writes the shard's part of ``synthpedes_dataset.json``, complete
+    shard or not, so a resumed run assembles the whole file.
+    """
+
+    def __init__(self, output: str, prefix: str, dataset_parts: bool = True):
         self._output = output
         self._prefix = prefix
+        self._dataset_parts = dataset_parts
 
     @staticmethod
     def _split_key_collisions(samples: list[dict]) -> tuple[list[dict], list[Any]]:
@@ -72,8 +78,27 @@ class WriteShard(beam.DoFn):
         else:
             write_shard(self._output, index, samples, self._prefix)
             counter("written").inc(len(samples))
-        # Pre-serialised: the final file is assembled from compact strings, not millions of dicts.
-        yield index, ",\n".join(json.dumps(released_entry(s["json"]), ensure_ascii=False) for s in samples)
+        if self._dataset_parts:
+            corpus_parts.write_part(self._output, corpus_parts.dataset_part_name(index), ",\n".join(
+                json.dumps(released_entry(s["json"]), ensure_ascii=False) for s in samples))
+        yield index
+
+
+class WriteDeadLetterFile(beam.PTransform):
+    """Dead-letter dicts -> ``deadletter.jsonl``, through hashed bucket parts (see :mod:`pipelines.corpus_parts`)."""
+
+    def __init__(self, output: str, name: str = DEAD_LETTER_NAME):
+        super().__init__()
+        self._output, self._name = output, name
+
+    def expand(self, letters: beam.PCollection) -> beam.PCollection:
+        return (letters
+                | "LetterLines" >> beam.Map(corpus_parts.letter_line)
+                | "BucketLetters" >> beam.Map(lambda line: (corpus_parts.dead_letter_bucket(line), line))
+                | "GroupLetterBuckets" >> beam.GroupByKey()
+                | "WriteLetterParts" >> beam.Map(corpus_parts.write_dead_letter_bucket, self._output)
+                | "CollectLetterBuckets" >> beam.combiners.ToList()
+                | "AssembleDeadLetters" >> beam.Map(corpus_parts.assemble_dead_letters, self._output, self._name))
 
 
 def publish_text(output: str, name: str, text: str) -> str:
@@ -84,25 +109,30 @@ def publish_text(output: str, name: str, text: str) -> str:
     return path
 
 
-def write_dataset_json(fragments: Iterable[tuple[int, str]], output: str) -> str:
-    """The released file: a JSON list, one entry per line, in shard (= key) order."""
-    parts = [text for _, text in sorted(fragments) if text]
-    return publish_text(output, DATASET_NAME, "[\n" + ",\n".join(parts) + "\n]\n" if parts else "[]\n")
+def reason_category(reason: str) -> str:
+    """A dead-letter reason without its particulars (``image too large: 9000x9000 ...`` -> ``image too large``),
+    so the report has one row per kind of failure, not one per file."""
+    return reason.split(":", 1)[0]
 
 
-def write_dead_letters(letters: Iterable[Mapping[str, str]], output: str) -> str:
-    lines = sorted(json.dumps(dict(letter), sort_keys=True, ensure_ascii=False) for letter in letters)
-    return publish_text(output, DEAD_LETTER_NAME, "".join(line + "\n" for line in lines))
+def report_counts(letter: Mapping[str, str]) -> tuple[str, str]:
+    """What the filter report counts a dead letter under: (stage, reason category)."""
+    return letter["stage"], reason_category(letter["reason"])
 
 
-def write_filter_report(letters: Iterable[Mapping[str, str]], output: str, config: corpus_filters.FilterConfig) -> str:
-    """Counts per reason of the images left out (filters: every reason listed, zeros included)."""
-    letters = list(letters)
-    filtered = Counter(l["reason"] for l in letters if l["stage"] == "filter")
+def write_filter_report(counts: Iterable[tuple[tuple[str, str], int]], output: str,
+                        config: corpus_filters.FilterConfig) -> str:
+    """Counts per reason of the images left out (filters: every reason listed, zeros included), from
+    ``((stage, reason category), count)`` pairs."""
+    filtered: dict[str, int] = {}
+    dead: dict[str, int] = {}
+    for (stage, reason), count in counts:
+        table = filtered if stage == "filter" else dead
+        table[reason] = table.get(reason, 0) + count
     report = {
         "thresholds": {"max_unknown": config.max_unknown, "gender_vote": config.gender_vote,
                        "min_images": config.min_images, "max_images": config.max_images, "seed": config.seed},
-        "dead_lettered": dict(sorted(Counter(l["reason"] for l in letters if l["stage"] != "filter").items())),
+        "dead_lettered": dict(sorted(dead.items())),
         "filtered": {reason: filtered.get(reason, 0) for reason in corpus_filters.REASONS},
     }
     return publish_text(output, FILTER_REPORT_NAME, json.dumps(report, indent=2) + "\n")

@@ -15,15 +15,17 @@ Local run on the bundled samples (writes data/SYNTH-PEDES/ under the working fol
     python -m pipelines.synthesize --input /data/imgs --output /data/SYNTH-PEDES \\
         --direct_running_mode=multi_processing --direct_num_workers=4
 
-Dataflow with GPU workers (the package is staged with setup.py; the container image needs torch with
-CUDA and this project's dependencies installed)::
+Dataflow with GPU workers (the worker image of docker/Dockerfile holds a CUDA torch, this project and the
+predictor; README "Dataflow GPU run" explains the flags and what a run costs)::
 
     python -m pipelines.synthesize --runner=DataflowRunner --project=PROJECT --region=us-central1 \\
         --temp_location=gs://BUCKET/tmp --input=gs://BUCKET/images --output=gs://BUCKET/SYNTH-PEDES \\
-        --predictor=/opt/predictor --device=cuda --batch_size=128 \\
-        --dataflow_service_options="worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver" \\
-        --setup_file=./setup.py --sdk_container_image=REGION-docker.pkg.dev/PROJECT/REPO/spac-worker:latest \\
-        --experiments=use_runner_v2
+        --predictor=/opt/predictor --device=cuda --batch_size=128 --max_batch_size=512 \\
+        --share_model --model_copies=4 \\
+        --sdk_container_image=REGION-docker.pkg.dev/PROJECT/REPO/spac-worker:2.77.0 \\
+        --experiments=use_runner_v2 --machine_type=g2-standard-8 --disk_size_gb=50 \\
+        --dataflow_service_options="worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver" \\
+        --num_workers=4 --max_num_workers=16
 
 Add ``--dry_run=True`` to translate the graph for Dataflow without submitting it.
 """
@@ -35,13 +37,11 @@ import sys
 from typing import Sequence
 
 import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions, TestOptions
 from apache_beam.runners.runner import PipelineResult
 
-from pipelines import job_record, outputs, transforms
-from pipelines.inputs import InputSpec, read_manifest
+from pipelines import corpus_parts, job_record, ordering, outputs, sources, stage_rates, transforms
 from pipelines.job import Job, make_job
 from pipelines.model_handler import SpacPredictorHandler
 from pipelines.options import SynthesizeOptions, unknown_flags
@@ -65,24 +65,15 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
     return parser.parse_known_args(argv)
 
 
-def read_refs(pipeline: beam.Pipeline, spec: InputSpec) -> tuple[beam.PCollection, beam.PCollection]:
-    """(image refs, dead letters of files outside the folder layout)."""
-    if spec.manifest is not None:
-        refs = (pipeline | "ManifestPath" >> beam.Create([spec.manifest])
-                | "ReadManifest" >> beam.FlatMap(read_manifest))
-        return refs, pipeline | "NoLayoutErrors" >> beam.Create([])
-    matched = (pipeline | "MatchFiles" >> fileio.MatchFiles(spec.pattern)
-               | "ToImageRefs" >> beam.ParDo(transforms.ToImageRefs(spec.root)).with_outputs(DEAD, main="refs"))
-    return matched.refs, matched[DEAD]
-
-
 def build(pipeline: beam.Pipeline, job: Job) -> None:
     """Add the whole synthesis graph to ``pipeline``."""
-    refs, layout_letters = read_refs(pipeline, job.input)
+    refs, layout_letters = sources.read_refs(pipeline, job.input, job.limit, job.max_file_bytes)
     decoded = (refs | "Distribute" >> beam.Reshuffle()
                | "DecodeImage" >> beam.ParDo(transforms.DecodeImage(job.max_pixels, job.max_file_bytes)).with_outputs(DEAD, main="images"))
 
-    handler = KeyedModelHandler(SpacPredictorHandler(job.predictor, job.device, job.batch_size, job.torch_threads))
+    handler = KeyedModelHandler(SpacPredictorHandler(job.predictor, job.device, job.batch_size, job.torch_threads,
+                                                     max_batch_size=job.max_batch_size, share_model=job.share_model,
+                                                     model_copies=job.model_copies))
     predicted = (decoded.images
                  | "KeyForInference" >> beam.Map(transforms.keyed_for_inference)
                  | "RunInference" >> RunInference(handler)
@@ -94,39 +85,45 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
                     | "KeyByIdentity" >> beam.Map(lambda record: (record["identity"], record))
                     | "GroupByIdentity" >> beam.GroupByKey()
                     | "FilterIdentity" >> beam.ParDo(transforms.FilterIdentity(job.filters)).with_outputs(
-                        DEAD, main="images"))
+                        DEAD, transforms.SIZES, main="images"))
     if job.sentences is None:
         captioned = per_identity.images | "Caption" >> beam.Map(transforms.add_captions, job.seed, job.styles)
     else:
         captioned = per_identity.images | "Caption" >> beam.ParDo(transforms.AddCaptions(
             job.seed, job.styles, job.sentences.text, job.sentences.option.path, job.sentences.option.add))
 
-    # Shard assignment needs only the keys (and identity names for ids): two global side inputs.
-    sorted_keys = (captioned | "Keys" >> beam.Map(lambda record: record["key"])
-                   | "CollectKeys" >> beam.combiners.ToList() | "SortKeys" >> beam.Map(transforms.sorted_unique))
-    sorted_identities = (captioned | "Identities" >> beam.Map(lambda record: record["identity"])
-                         | "DistinctIdentities" >> beam.Distinct()
-                         | "CollectIdentities" >> beam.combiners.ToList()
-                         | "SortIdentities" >> beam.Map(transforms.sorted_unique))
-    fragments = (captioned
-                 | "AssignShard" >> beam.Map(transforms.assign_shard, beam.pvalue.AsSingleton(sorted_keys),
-                                             beam.pvalue.AsSingleton(sorted_identities), job.shard_size)
+    placements = place_identities(per_identity[transforms.SIZES])
+    fragments = ({"records": captioned | "KeyCaptionedByIdentity" >> beam.Map(lambda r: (r["identity"], r)),
+                  "placement": placements}
+                 | "JoinPlacements" >> beam.CoGroupByKey()
+                 | "PlaceSamples" >> beam.FlatMap(ordering.place_samples, job.shard_size)
                  | "GroupByShard" >> beam.GroupByKey()
                  | "WriteShards" >> beam.ParDo(outputs.WriteShard(job.output, job.prefix)).with_outputs(
-                     DEAD, main="fragments"))
+                     DEAD, main="indices"))
 
-    collision_letters, fragments = fragments[DEAD], fragments.fragments
-    _ = (fragments | "ShardIndices" >> beam.Map(lambda fragment: fragment[0])
-         | "CollectShards" >> beam.combiners.ToList()
-         | "WriteManifest" >> beam.Map(outputs.finish_manifest, job.output, job.prefix))
-    _ = (fragments | "CollectReleased" >> beam.combiners.ToList()
-         | "WriteDatasetJson" >> beam.Map(outputs.write_dataset_json, job.output))
+    # Whole-corpus elements below hold shard numbers, bucket numbers or counts per reason: never samples.
+    shard_indices = fragments.indices | "CollectShards" >> beam.combiners.ToList()
+    _ = shard_indices | "WriteManifest" >> beam.Map(outputs.finish_manifest, job.output, job.prefix)
+    _ = shard_indices | "WriteDatasetJson" >> beam.Map(
+        corpus_parts.assemble_dataset_json, job.output, outputs.DATASET_NAME)
 
-    letters = ((layout_letters, decoded[DEAD], per_image[DEAD], per_identity[DEAD], collision_letters)
-               | "AllDeadLetters" >> beam.Flatten()
-               | "CollectDeadLetters" >> beam.combiners.ToList())
-    _ = letters | "WriteDeadLetters" >> beam.Map(outputs.write_dead_letters, job.output)
-    _ = letters | "WriteFilterReport" >> beam.Map(outputs.write_filter_report, job.output, job.filters)
+    letters = ((layout_letters, decoded[DEAD], per_image[DEAD], per_identity[DEAD], fragments[DEAD])
+               | "AllDeadLetters" >> beam.Flatten())
+    _ = letters | "WriteDeadLetters" >> outputs.WriteDeadLetterFile(job.output)
+    _ = (letters | "ReportKeys" >> beam.Map(outputs.report_counts)
+         | "CountReasons" >> beam.combiners.Count.PerElement()
+         | "CollectReasonCounts" >> beam.combiners.ToList()
+         | "WriteFilterReport" >> beam.Map(outputs.write_filter_report, job.output, job.filters))
+
+
+def place_identities(sizes: beam.PCollection) -> beam.PCollection:
+    """(identity, (id, first position)) from (identity, kept count): see :mod:`pipelines.ordering`."""
+    buckets = (sizes | "BucketIdentities" >> beam.Map(ordering.bucketed_count)
+               | "GroupIdentityBuckets" >> beam.GroupByKey())
+    offsets = (buckets | "BucketTotals" >> beam.Map(ordering.bucket_totals)
+               | "CollectBucketTotals" >> beam.combiners.ToList()
+               | "BucketOffsets" >> beam.Map(ordering.bucket_offsets))
+    return buckets | "PlaceIdentities" >> beam.FlatMap(ordering.place_identities, beam.pvalue.AsSingleton(offsets))
 
 
 def run(argv: Sequence[str] | None = None, save_main_session: bool = True,
@@ -175,7 +172,11 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     summary |= {f"filtered_{reason}": 0 for reason in corpus_filters.REASONS}
     found = counters(result)  # empty for a runner without metrics (a Dataflow dry run)
     for name, value in (summary | found).items() if found else ():
-        print(f"{name}: {value}")
+        if not name.startswith((stage_rates.IMAGES_PREFIX, stage_rates.MICROS_PREFIX)):  # timings are printed as rates below
+            print(f"{name}: {value}")
+    rates = stage_rates.stage_rates(stage_rates.stage_metrics(result))
+    if rates:
+        print(stage_rates.format_stage_rates(rates))
     outputs.print_written_outputs(args.output, (job_record.JOB_NAME, layout.MANIFEST_NAME, outputs.DATASET_NAME,
                                                 outputs.DEAD_LETTER_NAME, outputs.FILTER_REPORT_NAME))
     return 0

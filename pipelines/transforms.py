@@ -6,9 +6,10 @@ Every image that leaves the job early becomes a dead-letter dict ``{"path", "sta
 """
 from __future__ import annotations
 
-import bisect
+import contextlib
 import re
-from typing import Any, Iterable, Iterator, Sequence
+import time
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -17,19 +18,31 @@ from apache_beam.ml.inference.base import PredictionResult
 
 from pipelines.inputs import ImageRef, is_beside_identities, ref_from_path
 from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, decode_image, read_bounded
-from shards.sample import GROUPS, IMAGE_SIZE, RECORD_FIELDS, encode_image
+from shards.sample import GROUPS, IMAGE_SIZE, encode_image
 from spac import captioner, corpus_filters
 from spac.attributes import load_schema
 from spac.caption_library import SentencesOption, library_for
 
 NAMESPACE = "synthesize"
 DEAD_LETTER = "dead_letter"
+SIZES = "sizes"
 CONFIDENCE_DECIMALS = 4
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def counter(name: str) -> beam.metrics.metric.Metrics.DelegatingCounter:
     return beam.metrics.Metrics.counter(NAMESPACE, name)
+
+
+@contextlib.contextmanager
+def stage_timer(stage: str) -> Iterator[None]:
+    """Counts one image through ``stage`` and the worker time it took: counters ``stage_images_<stage>`` and
+    ``stage_us_<stage>`` (microseconds), read back by :mod:`pipelines.stage_rates`. Time only the work, never
+    a ``yield`` (a fused runner runs the next steps inside it). Outside a pipeline the counters are no-ops."""
+    start = time.perf_counter_ns()
+    yield
+    counter(f"stage_us_{stage}").inc((time.perf_counter_ns() - start) // 1000)
+    counter(f"stage_images_{stage}").inc()
 
 
 def dead_letter(path: str, stage: str, reason: str) -> dict[str, str]:
@@ -42,10 +55,13 @@ def printable_path(path: str) -> str:
 
 
 class ToImageRefs(beam.DoFn):
-    """A matched file -> its ImageRef; files beside the identity folders are skipped, others dead-lettered."""
+    """A matched file -> its ImageRef; files beside the identity folders are skipped, others dead-lettered.
 
-    def __init__(self, root: str):
+    ``ref_of(root, path)`` reads the layout (default: the folder layout; e.g. ``inputs.luperson_nl_ref``)."""
+
+    def __init__(self, root: str, ref_of: Callable[[str, str], ImageRef | str] = ref_from_path):
         self._root = root
+        self._ref_of = ref_of
 
     def process(self, matched: Any) -> Iterator[Any]:
         path = matched.path  # a FileMetadata: its path never travels on its own before this check
@@ -60,7 +76,7 @@ class ToImageRefs(beam.DoFn):
         if is_beside_identities(self._root, path):
             counter("ignored_beside_identities").inc()
             return
-        ref = ref_from_path(self._root, path)
+        ref = self._ref_of(self._root, path)
         if isinstance(ref, str):
             counter("read").inc()
             counter("dead_lettered").inc()
@@ -79,18 +95,25 @@ class DecodeImage(beam.DoFn):
 
     def process(self, ref: ImageRef) -> Iterator[Any]:
         counter("read").inc()
+        with stage_timer("decode"):
+            decoded = self._decode(ref)
+        yield decoded
+
+    def _decode(self, ref: ImageRef) -> Any:
         try:
-            with FileSystems.open(ref.source, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-                data = read_bounded(stream, self._max_bytes)
+            if ref.data is not None:  # the input carried the bytes (a webdataset sample)
+                data = ref.data
+            else:
+                with FileSystems.open(ref.source, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+                    data = read_bounded(stream, self._max_bytes)
             jpg = encode_image(decode_image(data, min_size=IMAGE_SIZE, max_pixels=self._max_pixels,
                                             max_bytes=self._max_bytes))
         except (ImageRejected, OSError) as exc:  # OSError: the file could not be read at all
             counter("dead_lettered").inc()
             reason = str(exc) if isinstance(exc, ImageRejected) else f"unreadable file: {exc}".splitlines()[0]
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(ref.source, "decode", reason))
-            return
+            return beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(ref.source, "decode", reason))
         counter("decoded").inc()
-        yield {"key": ref.key, "identity": ref.identity, "file_path": ref.file_path, "source": ref.source, "jpg": jpg}
+        return {"key": ref.key, "identity": ref.identity, "file_path": ref.file_path, "source": ref.source, "jpg": jpg}
 
 
 def keyed_for_inference(record: dict) -> tuple[dict, bytes]:
@@ -118,7 +141,8 @@ class FilterImage(beam.DoFn):
         self._max_unknown = max_unknown
 
     def process(self, record: dict) -> Iterator[Any]:
-        reason = corpus_filters.image_rejection(values_of(record), self._max_unknown)
+        with stage_timer("filter"):
+            reason = corpus_filters.image_rejection(values_of(record), self._max_unknown)
         if reason is None:
             yield record
             return
@@ -127,14 +151,24 @@ class FilterImage(beam.DoFn):
 
 
 class FilterIdentity(beam.DoFn):
-    """The identity filters (gender vote, minimum count, deterministic cap) on one identity's images."""
+    """The identity filters (gender vote, minimum count, deterministic cap) on one identity's images.
+
+    Besides the kept records it yields ``(identity, kept count)`` on the :data:`SIZES` output, which the
+    shard ordering (:mod:`pipelines.ordering`) numbers identities and places images from.
+    """
 
     def __init__(self, config: corpus_filters.FilterConfig):
         self._config = config
 
     def process(self, grouped: tuple[str, Iterable[dict]]) -> Iterator[Any]:
-        _, records = grouped
-        by_key = {r["key"]: r for r in records}
+        identity, records = grouped
+        by_key: dict[str, dict] = {}
+        for record in sorted(records, key=lambda r: (r["key"], r["source"])):
+            taken = by_key.setdefault(record["key"], record)
+            if taken is not record:  # two files of one identity with one key (a 64-bit digest collision)
+                counter("dropped_key_collision").inc()
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
+                    record["source"], "write", f"key {record['key']} already taken by {taken['source']}"))
         verdict = corpus_filters.filter_identity({k: values_of(r) for k, r in by_key.items()}, self._config)
         for key in sorted(verdict.dropped):
             reason = verdict.dropped[key]
@@ -146,6 +180,8 @@ class FilterIdentity(beam.DoFn):
             attributes = {g: entry if entry["value"] == voted[g] else {**entry, "value": voted[g]}
                           for g, entry in record["attributes"].items()}
             yield {**record, "attributes": attributes}
+        if verdict.kept:
+            yield beam.pvalue.TaggedOutput(SIZES, (identity, len(verdict.kept)))
 
 
 def add_captions(record: dict, seed: int, styles: Sequence[str] | None,
@@ -153,7 +189,8 @@ def add_captions(record: dict, seed: int, styles: Sequence[str] | None,
     """Two style captions (``captions``/``styles``) and one library sentence (``prompt_caption``), by
     ``with_captioner`` (default: spac's, with the bundled library)."""
     caption = with_captioner if with_captioner is not None else captioner.caption
-    texts = caption(values_of(record), record["key"], seed=seed, styles=list(styles) if styles else None)
+    with stage_timer("caption"):
+        texts = caption(values_of(record), record["key"], seed=seed, styles=list(styles) if styles else None)
     styled = [t for t in texts if t.style != "template"]
     template = [t.text for t in texts if t.style == "template"]
     return {**record, "captions": [t.text for t in styled], "styles": [t.style for t in styled],
@@ -176,16 +213,3 @@ class AddCaptions(beam.DoFn):
 
     def process(self, record: dict) -> Iterator[dict]:
         yield add_captions(record, self._seed, self._styles, self._captioner)
-
-
-def sorted_unique(items: Iterable[str]) -> list[str]:
-    return sorted(set(items))
-
-
-def assign_shard(record: dict, sorted_keys: list[str], sorted_identities: list[str],
-                 shard_size: int) -> tuple[int, dict]:
-    """(shard index, sample): shards are consecutive blocks of the globally sorted keys; ids number identities."""
-    position = bisect.bisect_left(sorted_keys, record["key"])
-    identity_id = bisect.bisect_left(sorted_identities, record["identity"])
-    json_record = {field: identity_id if field == "id" else record[field] for field in RECORD_FIELDS}
-    return position // shard_size, {"__key__": record["key"], "jpg": record["jpg"], "json": json_record}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
-from typing import Any
+from typing import Any, Iterable
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -73,3 +73,29 @@ def publish_bytes(fs: Any, data: bytes, final_path: str) -> None:
         return
     fs.pipe_file(staged, data)
     fs.mv(staged, final_path)
+
+
+def publish_chunks(fs: Any, chunks: Iterable[bytes], final_path: str) -> int:
+    """Write the concatenated ``chunks`` to ``final_path`` atomically, holding one chunk at a time; the byte count.
+
+    For files too big to build in memory (a corpus-wide JSON assembled from per-shard parts).
+    """
+    staged = temp_path(final_path)
+    written = 0
+    try:
+        with fs.open(staged, "wb") as stream:
+            for chunk in chunks:
+                stream.write(chunk)
+                written += len(chunk)
+            if is_local(fs):
+                stream.flush()
+                os.fsync(stream.fileno())
+        if is_local(fs):
+            os.replace(staged, final_path)
+        else:
+            fs.mv(staged, final_path)
+    except BaseException:
+        if fs.exists(staged):
+            fs.rm(staged)
+        raise
+    return written

@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -178,11 +178,14 @@ class Prediction:
     """One image's attributes (group -> phrase or ``unknown``) and the probability of the top value.
 
     When ``min_confidence`` turned a group into ``unknown``, its confidence is still the probability of
-    the value that was rejected, so a reader can see why.
+    the value that was rejected, so a reader can see why. ``embedding`` (only with
+    ``predict_tensors(..., with_embeddings=True)``) is the image's appearance vector: the global average
+    pool of the backbone's last feature map (C floats, float32, L2-normalised), used to clean identities.
     """
 
     attributes: dict[str, str]
     confidences: dict[str, float]
+    embedding: Any = field(default=None, compare=False, repr=False)  # numpy float32 [C] or None
 
 
 def schema_labels(schema: Schema) -> dict[str, list[str]]:
@@ -246,7 +249,10 @@ class AttributePredictor(nn.Module):
         return next(self.parameters()).device
 
     def forward(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
-        feature_map = self.backbone(pixel_values=pixel_values).last_hidden_state
+        return self.head_logits(self.backbone(pixel_values=pixel_values).last_hidden_state)
+
+    def head_logits(self, feature_map: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Group -> logits from the backbone's last feature map ``[N, C, h, w]``."""
         # Stripe pooling keeps where a colour was seen, so "red" on the torso and on the legs differ.
         features = nn.functional.adaptive_avg_pool2d(feature_map, (self.config.bands, 1)).flatten(1)
         return {name: head(features) for name, head in self.heads.items()}
@@ -255,16 +261,29 @@ class AttributePredictor(nn.Module):
         """A PIL image as this model's input: float32 ``[3, H, W]`` at its image size and normalisation."""
         return normalised_tensor(image, self.config.image_size, mean=self.config.mean, std=self.config.std)
 
-    def predict_tensors(self, batch: torch.Tensor, min_confidence: float | None = None) -> list[Prediction]:
-        """Predict a batch of preprocessed images ``[N, 3, H, W]``."""
+    def predict_tensors(self, batch: torch.Tensor, min_confidence: float | None = None, *,
+                        with_embeddings: bool = False) -> list[Prediction]:
+        """Predict a batch of preprocessed images ``[N, 3, H, W]``; ``with_embeddings`` also fills each
+        prediction's ``embedding`` (global average pool of the last feature map, L2-normalised)."""
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise ValueError(f"expected a batch of shape [N, 3, H, W], got {list(batch.shape)}")
         self.eval()
+        embeddings = None
         with torch.inference_mode():
-            logits = self(batch.to(self.device, torch.float32))
+            pixels = batch.to(self.device, torch.float32)
+            if with_embeddings:
+                feature_map = self.backbone(pixel_values=pixels).last_hidden_state
+                logits = self.head_logits(feature_map)
+                pooled = feature_map.float().mean(dim=(2, 3))
+                embeddings = nn.functional.normalize(pooled, dim=1).cpu().numpy()
+            else:
+                logits = self(pixels)
             probabilities = {g: torch.softmax(v.float(), dim=1).cpu() for g, v in logits.items()}
         threshold = self.min_confidence if min_confidence is None else min_confidence
-        return decode(probabilities, self.config.labels, threshold)
+        predictions = decode(probabilities, self.config.labels, threshold)
+        if embeddings is None:
+            return predictions
+        return [replace(p, embedding=e) for p, e in zip(predictions, embeddings)]
 
     def predict(self, images: Sequence[Image.Image], batch_size: int = 32,
                 min_confidence: float | None = None) -> list[Prediction]:

@@ -11,8 +11,12 @@ from tests.pipelines.colour_predictor import PROFILES, RED, solid_image
 def split(outputs_):
     """(main outputs, dead letters) of a DoFn's process()."""
     main = [o for o in outputs_ if not isinstance(o, beam.pvalue.TaggedOutput)]
-    dead = [o.value for o in outputs_ if isinstance(o, beam.pvalue.TaggedOutput)]
-    return main, dead
+    return main, tagged(outputs_, "dead_letter")
+
+
+def tagged(outputs_, tag: str) -> list:
+    """The values a DoFn's process() yielded on output ``tag``."""
+    return [o.value for o in outputs_ if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == tag]
 
 
 def jpeg(colour) -> bytes:

@@ -24,6 +24,18 @@ def test_make_job_keeps_the_checked_settings(tmp_path, colour_predictor):
     assert job.styles == ("dense", "narrative") and job.shard_size == 7 and job.device == "cpu"
 
 
+def test_inference_run_settings_reach_the_job(tmp_path, colour_predictor):
+    plain = make_job(_args(tmp_path, colour_predictor), "DirectRunner")
+    assert (plain.max_batch_size, plain.share_model, plain.model_copies) == (None, False, None)
+    job = make_job(_args(tmp_path, colour_predictor, "--batch_size", "64", "--max_batch_size", "256",
+                         "--share_model"), "DirectRunner")
+    assert (job.batch_size, job.max_batch_size, job.share_model, job.model_copies) == (64, 256, True, None)
+    copies = make_job(_args(tmp_path, colour_predictor, "--model_copies", "2"), "DirectRunner")
+    assert copies.share_model and copies.model_copies == 2  # Beam's semantics: copies are shared copies
+    with pytest.raises(ValueError, match="--max_batch_size: 16 is below --batch_size 32"):
+        make_job(_args(tmp_path, colour_predictor, "--max_batch_size", "16"), "DirectRunner")
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--device", "tpu9"], "--device"),
     (["--styles", "sonnet"], "--styles"),

@@ -84,6 +84,15 @@ def test_a_sentences_library_is_a_corpus_setting(first_run, tmp_path, input_fold
                                        "sha256": hashlib.sha256(library.read_bytes()).hexdigest()}
 
 
+def test_inference_run_settings_stay_out_of_the_fingerprint(input_folder, colour_predictor):
+    """Batch sizes and model sharing change how the job runs, not the corpus: a resume may change them."""
+    base = ["--input", str(input_folder), "--predictor", str(colour_predictor)]
+    run_flags = ["--batch_size", "8", "--max_batch_size", "64", "--share_model", "--model_copies", "2"]
+    records = [job_record.fingerprint(make_job(synthesize.parse_known_args(base + flags)[0], None))
+               for flags in ([], run_flags)]
+    assert records[0] == records[1]
+
+
 def test_other_predictor_files_are_refused(first_run, tmp_path, input_folder, colour_predictor, capsys):
     other = tmp_path / "predictor"
     shutil.copytree(colour_predictor, other)

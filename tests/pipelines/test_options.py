@@ -8,7 +8,7 @@ from spac.cli.support import run_main
 
 FLAGS = ["--input", "--output", "--predictor", "--device", "--torch_threads", "--batch_size", "--shard_size", "--prefix", "--seed",
          "--max_unknown", "--gender_vote", "--min_images", "--max_images", "--styles", "--overwrite", "--max_pixels",
-         "--max_file_bytes", "--sentences"]
+         "--max_file_bytes", "--sentences", "--max_batch_size", "--share_model", "--model_copies"]
 
 
 def test_help_explains_every_flag(capsys):
@@ -25,8 +25,16 @@ def test_hyphenated_and_beam_flags_are_parsed():
     assert (args.batch_size, args.shard_size, rest) == (8, 3, ["--runner=DirectRunner"])
 
 
+def test_gpu_worker_flags_are_parsed():
+    args, _ = synthesize.parse_known_args(["--max-batch-size", "512", "--share_model", "--model_copies=2"])
+    assert (args.max_batch_size, args.share_model, args.model_copies) == (512, True, 2)
+    defaults, _ = synthesize.parse_known_args([])
+    assert (defaults.max_batch_size, defaults.share_model, defaults.model_copies) == (None, False, None)
+
+
 @pytest.mark.parametrize("flag, value", [("--batch_size", "0"), ("--shard_size", "-3"), ("--gender_vote", "1.5"),
-                                         ("--max_unknown", "two"), ("--torch_threads", "0")])
+                                         ("--max_unknown", "two"), ("--torch_threads", "0"),
+                                         ("--max_batch_size", "0"), ("--model_copies", "-1")])
 def test_bad_values_are_refused_at_parse_time(capsys, flag, value):
     assert run_main(synthesize.PROG, synthesize.parse_known_args, [flag, value]) == 2
     err = capsys.readouterr().err.strip()

@@ -11,7 +11,7 @@ from spac.corpus_filters import FilterConfig
 from pipelines import outputs
 from pipelines.inputs import ImageRef
 from tests.pipelines.colour_predictor import RED, solid_image
-from tests.pipelines.step_helpers import record, split
+from tests.pipelines.step_helpers import tagged, record, split
 
 
 def test_decode_image_good_corrupt_and_not_an_image(tmp_path):
@@ -33,19 +33,27 @@ def test_decode_image_good_corrupt_and_not_an_image(tmp_path):
 
 def test_filter_identity_applies_vote_and_reports_reasons():
     records = [record(f"k{i}", "7") for i in range(4)] + [record("k4", "7", gender="woman")]
-    kept, dead = split(list(transforms.FilterIdentity(FilterConfig(min_images=3, max_images=3)).process(
-        ("7", records))))
+    produced = list(transforms.FilterIdentity(FilterConfig(min_images=3, max_images=3)).process(("7", records)))
+    kept, dead = split(produced)
     assert len(kept) == 3 and {r["attributes"]["gender"]["value"] for r in kept} == {"man"}
     assert sorted(d["reason"] for d in dead) == ["over_identity_cap"] * 2
+    assert tagged(produced, transforms.SIZES) == [("7", 3)]  # what the shard ordering numbers from
 
 
-def test_assign_shard_blocks_of_sorted_keys():
-    keys = ["a", "b", "c", "d", "e"]
-    captioned = {**record("d", "p2"), "captions": ["x", "y"], "styles": ["s1", "s2"], "prompt_caption": ["z"]}
-    index, sample = transforms.assign_shard(captioned, keys, ["p1", "p2"], shard_size=2)
-    assert index == 1 and sample["__key__"] == "d" and sample["json"]["id"] == 1
-    assert outputs.released_entry(sample["json"])["attributes"] == [
-        "man,short black hair,red t-shirt,blue jeans,white sneakers,black backpack"]
+def test_filter_identity_dead_letters_a_second_file_with_a_taken_key():
+    records = [record(f"k{i}", "7") for i in range(3)]
+    twin = {**records[1], "source": "/zz/7/twin.jpg"}
+    produced = list(transforms.FilterIdentity(FilterConfig(min_images=1, max_images=9)).process(("7", [twin, *records])))
+    kept, dead = split(produced)
+    assert sorted(r["key"] for r in kept) == ["k0", "k1", "k2"] and records[1]["source"] in {r["source"] for r in kept}
+    assert dead == [{"path": "/zz/7/twin.jpg", "stage": "write",
+                     "reason": f"key k1 already taken by {records[1]['source']}"}]
+    assert tagged(produced, transforms.SIZES) == [("7", 3)]
+
+
+def test_an_identity_with_nothing_kept_reports_no_size():
+    produced = list(transforms.FilterIdentity(FilterConfig(min_images=5)).process(("7", [record("k0", "7")])))
+    assert split(produced)[0] == [] and tagged(produced, transforms.SIZES) == []
 
 
 def test_a_file_name_that_is_not_utf8_is_a_dead_letter_not_a_crash(tmp_path):

@@ -91,3 +91,42 @@ def test_valid_images_keep_their_size_within_the_budget(width, height, format_, 
             decode_image(data, max_pixels=20_000)
     else:
         assert decode_image(data, max_pixels=20_000).size == (width, height)
+
+
+def _smooth_photo(size: tuple[int, int]) -> Image.Image:
+    """Low-resolution noise upsampled: soft edges and texture, like a person crop from a camera."""
+    small = Image.effect_noise((size[0] // 16, size[1] // 16), 80)
+    tinted = Image.merge("RGB", [small.point(lambda v, k=k: (v * (k + 2)) % 256) for k in range(3)])
+    return tinted.resize(size, Image.Resampling.BICUBIC)
+
+
+def _psnr(a: Image.Image, b: Image.Image) -> float:
+    import math
+
+    pixels = list(zip(a.tobytes(), b.tobytes()))
+    mse = sum((x - y) ** 2 for x, y in pixels) / len(pixels)
+    return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+
+
+def test_a_drafted_decode_makes_nearly_the_same_corpus_image_as_a_full_one():
+    """Draft only where the source is >= 2x the target, to the tightest DCT scale that still covers it."""
+    from shards.sample import IMAGE_SIZE, encode_image
+
+    data = _encoded(_smooth_photo((512, 1024)), "JPEG", quality=92)
+    drafted = decode_image(data, min_size=IMAGE_SIZE)
+    assert drafted.size == (128, 256)  # 1/4 scale: exactly the corpus size
+    assert decode_image(_encoded(_smooth_photo((255, 500)), "JPEG"), min_size=IMAGE_SIZE).size == (255, 500)
+    full, reduced = (Image.open(io.BytesIO(encode_image(image))) for image in (decode_image(data), drafted))
+    assert _psnr(full.convert("RGB"), reduced.convert("RGB")) > 38  # the corpus JPEG's own q90 costs ~33 dB
+
+
+def test_a_sideways_jpeg_is_drafted_to_cover_the_target_once_upright():
+    stored = _encoded(Image.new("RGB", (512, 2048), (10, 200, 30)), "JPEG", exif=_orientation(6))
+    image = decode_image(stored, min_size=(256, 128))  # upright 2048x512: its height (512) limits the scale
+    assert image.size == (1024, 256)  # 1/2, not 1/4 (which would leave an upright height of 128 < 256)
+
+
+def _orientation(value: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif.tobytes()

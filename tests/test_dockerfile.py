@@ -1,0 +1,38 @@
+"""docker/Dockerfile (the Dataflow GPU worker image): read as text, since no Docker runs here."""
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import apache_beam
+
+DOCKER = Path(__file__).resolve().parents[1] / "docker"
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) per instruction, continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", (DOCKER / "Dockerfile").read_text())
+    lines = [line.strip() for line in text.splitlines()]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "")
+            for line in lines if line and not line.startswith("#")]
+
+
+def test_the_base_is_the_beam_sdk_image_of_the_installed_beam_and_python():
+    bases = [args for name, args in _instructions() if name == "FROM"]
+    assert bases == [f"apache/beam_python3.11_sdk:{apache_beam.__version__}"]
+
+
+def test_a_cuda_torch_is_installed_before_the_project_and_the_project_itself():
+    instructions = _instructions()
+    runs = [args for name, args in instructions if name == "RUN"]
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for name, a in instructions if name == "ARG" and "=" in a}
+    assert re.fullmatch(r"https://download\.pytorch\.org/whl/cu12\d", args["TORCH_INDEX_URL"])
+    torch_step = next(i for i, run in enumerate(runs) if '--index-url "${TORCH_INDEX_URL}"' in run)
+    project_step = next(i for i, run in enumerate(runs) if re.search(r"pip install .*\"\.(\[[a-z,]+\])?\"", run))
+    assert torch_step < project_step
+    assert "torch.version.cuda" in runs[project_step]  # the build stops on a CPU torch
+    copied = {source for name, a in instructions if name == "COPY" for source in shlex.split(a)[:-1]}
+    assert {"spac", "shards", "pipelines", "plip", "templates", "setup.cfg"} <= copied
+    assert not any("ENTRYPOINT" == name for name, _ in instructions)  # Beam's boot stays the entry point
+    assert (Path(__file__).resolve().parents[1] / args["PREDICTOR_DIR"] / "config.json").is_file()
