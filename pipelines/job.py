@@ -14,6 +14,7 @@ from spac import captioner, corpus_filters
 from spac.attributes import load_schema
 from spac.caption_library import SentencesOption, parse_library_text, parse_sentences_option
 from spac.devices import check_device_name, resolve_device
+from spac.identity_cleaning import CleaningConfig
 from spac.predictor import check_predictor
 
 
@@ -50,6 +51,7 @@ class Job:
     share_model: bool = False
     model_copies: int | None = None
     limit: int | None = None  # --limit: only the images with the N smallest keys (in job.json's fingerprint)
+    cleaning: CleaningConfig | None = None  # --identity_cleaning on (in job.json's fingerprint)
 
 
 def is_local_runner(runner: str | None) -> bool:
@@ -117,6 +119,16 @@ def _max_batch_size(max_batch_size: int | None, batch_size: int) -> int | None:
     return max_batch_size
 
 
+def _cleaning(args: argparse.Namespace) -> CleaningConfig | None:
+    if getattr(args, "identity_cleaning", "off") == "off":
+        return None
+    try:
+        return CleaningConfig(outlier_similarity=args.outlier_similarity, merge_similarity=args.merge_similarity,
+                              lsh_tables=args.lsh_tables, lsh_bits=args.lsh_bits)
+    except ValueError as exc:
+        raise ValueError(f"--identity_cleaning: {exc}") from None
+
+
 def make_job(args: argparse.Namespace, runner: str | None) -> Job:
     """Check every setting before the job starts; ValueError names the first bad one."""
     local = is_local_runner(runner)
@@ -134,4 +146,4 @@ def make_job(args: argparse.Namespace, runner: str | None) -> Job:
                sentences=read_sentences(args.sentences),
                max_batch_size=_max_batch_size(args.max_batch_size, args.batch_size),
                share_model=args.share_model or args.model_copies is not None, model_copies=args.model_copies,
-               limit=getattr(args, "limit", None))
+               limit=getattr(args, "limit", None), cleaning=_cleaning(args))

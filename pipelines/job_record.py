@@ -13,6 +13,7 @@ one, or files of a run without ``job.json``, is refused with the differing setti
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, Mapping
 
@@ -38,6 +39,8 @@ def fingerprint(job: Job) -> dict[str, Any]:
         "input": {name: value for name, value in job.input._asdict().items() if value is not None},
         # only when set, so a job without --limit keeps the fingerprint it always had
         **({"limit": job.limit} if job.limit is not None else {}),
+        # only when on, so a job without cleaning keeps the fingerprint it always had
+        **({"identity_cleaning": dataclasses.asdict(job.cleaning)} if job.cleaning is not None else {}),
         "shard_size": job.shard_size,
         "shard_order": ORDER_VERSION,  # which sample goes to which shard, and the identity ids
         "prefix": job.prefix,

@@ -106,6 +106,25 @@ class SynthesizeOptions(PipelineOptions):
         group.add_argument("--max_images", "--max-images", dest="max_images", type=positive_int, default=20,
                            help="keep at most this many images per identity, chosen by sha256(key, seed) "
                                 "(default: %(default)s)")
+        group.add_argument("--identity_cleaning", "--identity-cleaning", dest="identity_cleaning",
+                           choices=("on", "off"), default="off",
+                           help="clean noisy identities (tracklet labels such as LUPerson-NL's) before the identity "
+                                "filters: drop images far from their identity's centre and merge identities whose "
+                                "centres are near, on the predictor's pooled features (default: %(default)s)")
+        group.add_argument("--outlier_similarity", "--outlier-similarity", dest="outlier_similarity", type=float,
+                           default=0.45, help="with --identity_cleaning on: drop an image whose cosine to its "
+                                              "identity's centre is below this (default: %(default)s, measured on "
+                                              "the demo predictor; re-measure for another)")
+        group.add_argument("--merge_similarity", "--merge-similarity", dest="merge_similarity", type=float,
+                           default=0.8, help="with --identity_cleaning on: merge identities whose centres' cosine "
+                                             "is at least this (default: %(default)s)")
+        group.add_argument("--lsh_tables", "--lsh-tables", dest="lsh_tables", type=positive_int, default=16,
+                           help="with --identity_cleaning on: LSH tables for finding near identity centres "
+                                "(default: %(default)s)")
+        group.add_argument("--lsh_bits", "--lsh-bits", dest="lsh_bits", type=positive_int, default=8,
+                           help="with --identity_cleaning on: bits per LSH signature; a bucket holds about "
+                                "identities / 2^bits centres, so raise it (and --lsh_tables) for larger corpora "
+                                "(default: %(default)s)")
         group.add_argument("--max_pixels", "--max-pixels", dest="max_pixels", type=positive_int,
                            default=DEFAULT_MAX_PIXELS,
                            help="refuse (dead-letter) an image that would decode to more pixels than this; a large "

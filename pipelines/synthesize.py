@@ -42,6 +42,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 from apache_beam.runners.runner import PipelineResult
 
 from pipelines import corpus_parts, job_record, ordering, outputs, sources, stage_rates, transforms
+from pipelines.identity_cleaning import CleanIdentities
 from pipelines.job import Job, make_job
 from pipelines.model_handler import SpacPredictorHandler
 from pipelines.options import SynthesizeOptions, unknown_flags
@@ -73,7 +74,8 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
 
     handler = KeyedModelHandler(SpacPredictorHandler(job.predictor, job.device, job.batch_size, job.torch_threads,
                                                      max_batch_size=job.max_batch_size, share_model=job.share_model,
-                                                     model_copies=job.model_copies))
+                                                     model_copies=job.model_copies,
+                                                     with_embeddings=job.cleaning is not None))
     predicted = (decoded.images
                  | "KeyForInference" >> beam.Map(transforms.keyed_for_inference)
                  | "RunInference" >> RunInference(handler)
@@ -81,7 +83,11 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
 
     per_image = predicted | "FilterImage" >> beam.ParDo(
         transforms.FilterImage(job.filters.max_unknown)).with_outputs(DEAD, main="images")
-    per_identity = (per_image.images
+    images, cleaning_letters = per_image.images, []
+    if job.cleaning is not None:
+        cleaned = per_image.images | "CleanIdentities" >> CleanIdentities(job.cleaning)
+        images, cleaning_letters = cleaned.images, [cleaned[DEAD]]
+    per_identity = (images
                     | "KeyByIdentity" >> beam.Map(lambda record: (record["identity"], record))
                     | "GroupByIdentity" >> beam.GroupByKey()
                     | "FilterIdentity" >> beam.ParDo(transforms.FilterIdentity(job.filters)).with_outputs(
@@ -107,7 +113,7 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
     _ = shard_indices | "WriteDatasetJson" >> beam.Map(
         corpus_parts.assemble_dataset_json, job.output, outputs.DATASET_NAME)
 
-    letters = ((layout_letters, decoded[DEAD], per_image[DEAD], per_identity[DEAD], fragments[DEAD])
+    letters = ((layout_letters, decoded[DEAD], per_image[DEAD], *cleaning_letters, per_identity[DEAD], fragments[DEAD])
                | "AllDeadLetters" >> beam.Flatten())
     _ = letters | "WriteDeadLetters" >> outputs.WriteDeadLetterFile(job.output)
     _ = (letters | "ReportKeys" >> beam.Map(outputs.report_counts)

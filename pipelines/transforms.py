@@ -22,6 +22,7 @@ from shards.sample import GROUPS, IMAGE_SIZE, encode_image
 from spac import captioner, corpus_filters
 from spac.attributes import load_schema
 from spac.caption_library import SentencesOption, library_for
+from spac.identity_cleaning import embedding_bytes
 
 NAMESPACE = "synthesize"
 DEAD_LETTER = "dead_letter"
@@ -127,7 +128,10 @@ def attach_prediction(keyed: tuple[dict, PredictionResult]) -> dict:
     prediction = result.inference
     attributes = {g: {"value": prediction.attributes[g],
                       "confidence": round(float(prediction.confidences[g]), CONFIDENCE_DECIMALS)} for g in GROUPS}
-    return {**record, "attributes": attributes}
+    if prediction.embedding is None:
+        return {**record, "attributes": attributes}
+    # only with --identity_cleaning on; the cleaning stage removes it again, shards never see it
+    return {**record, "attributes": attributes, "embedding": embedding_bytes(prediction.embedding)}
 
 
 def values_of(record: dict) -> dict[str, str]:

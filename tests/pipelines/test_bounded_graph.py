@@ -103,7 +103,8 @@ def _job_pipeline(input_folder, output, predictor, *extra: str) -> beam.Pipeline
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("extra", [(), ("--limit", "10"), ("--sentences", f"+{REPO / 'templates' / 'sentences.yaml'}")])
+@pytest.mark.parametrize("extra", [(), ("--limit", "10"), ("--identity_cleaning", "on"),
+                                   ("--sentences", f"+{REPO / 'templates' / 'sentences.yaml'}")])
 def test_the_synthesis_graph_has_no_whole_corpus_element(input_folder, tmp_path, colour_predictor, extra):
     pipeline = _job_pipeline(input_folder, tmp_path / "out", colour_predictor, *extra)
     assert whole_corpus_elements(pipeline) == []

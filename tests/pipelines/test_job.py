@@ -47,6 +47,20 @@ def test_bad_settings_name_themselves(tmp_path, colour_predictor, flags, message
         make_job(_args(tmp_path, colour_predictor, *flags), None)
 
 
+def test_identity_cleaning_settings_are_checked_and_fingerprinted_only_when_on(tmp_path, colour_predictor):
+    from pipelines.job_record import fingerprint
+
+    plain = make_job(_args(tmp_path, colour_predictor), "DirectRunner")
+    assert plain.cleaning is None and "identity_cleaning" not in fingerprint(plain)
+    on = make_job(_args(tmp_path, colour_predictor, "--identity_cleaning", "on", "--merge_similarity", "0.9",
+                        "--lsh_bits", "12"), "DirectRunner")
+    assert (on.cleaning.merge_similarity, on.cleaning.lsh_bits, on.cleaning.outlier_similarity) == (0.9, 12, 0.45)
+    assert fingerprint(on)["identity_cleaning"]["merge_similarity"] == 0.9
+    with pytest.raises(ValueError, match="--identity_cleaning: outlier_similarity must be a cosine between -1 and 1"):
+        make_job(_args(tmp_path, colour_predictor, "--identity_cleaning", "on", "--outlier_similarity", "1.5"),
+                 "DirectRunner")
+
+
 def test_a_sentences_library_is_read_and_checked_at_launch(tmp_path, colour_predictor):
     from tests.spac.mining_files import write_caption_files
     from spac.cli.main import main

@@ -300,3 +300,19 @@ def test_hostile_names_are_kept_apart_or_dead_lettered(tmp_path, colour_predicto
     assert {"x/a.png", f"x/a/{crafted}.jpg"} <= stored
     [letter] = [json.loads(line) for line in (out / "deadletter.jsonl").read_text().splitlines()]
     assert letter["path"].endswith("x/caf\\xe9.jpg") and "not valid UTF-8" in letter["reason"]
+
+
+def test_identity_cleaning_runs_in_the_job_and_enters_job_json(tmp_path, input_folder, colour_predictor):
+    counters = run_job(input_folder, tmp_path, colour_predictor, "--identity_cleaning", "on")
+    filtered = sum(value for name, value in counters.items() if name.startswith("filtered_"))
+    assert counters["decoded"] == filtered + counters.get("cleaned_outliers", 0) + counters["written"]
+    # solid colours: Part1/b's one green image among four red ones is foreign; the red identities share a
+    # centre and are merged
+    assert counters["cleaned_outliers"] == 1 and counters["cleaned_merged_identities"] >= 1
+    letters = [json.loads(line) for line in (tmp_path / "deadletter.jsonl").read_text().splitlines()]
+    [cleaned] = [letter for letter in letters if letter["stage"] == "clean"]
+    assert cleaned["path"].endswith("Part1/b/4.jpg") and cleaned["reason"].startswith("identity cleaning")
+    entries = json.loads((tmp_path / "synthpedes_dataset.json").read_text())
+    assert len(entries) == counters["written"] and "embedding" not in json.dumps(entries)
+    recorded = json.loads((tmp_path / "job.json").read_text())["identity_cleaning"]
+    assert recorded["outlier_similarity"] == 0.45 and recorded["merge_similarity"] == 0.8
