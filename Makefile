@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # This machine type ships a CPU build of torch 2.13.0; a GPU user can set TORCH_SPEC (see README).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup run test
+.PHONY: setup run test report
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -18,6 +18,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 run: setup
 	$(PY) -m pipelines.synthesize --runner=DirectRunner
+	@echo "look at it: $(VENV)/bin/spac report data/SYNTH-PEDES --output data/SYNTH-PEDES-report.html  (or: make report)"
+
+# a page about the corpus of `make run`: contact sheet, plots, job counters, accuracy against the samples' labels
+report: setup
+	$(VENV)/bin/spac report data/SYNTH-PEDES --output data/SYNTH-PEDES-report.html --labels spac/assets/samples/labels.jsonl
 
 test: setup
 	$(PY) -m pytest -q

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mine-labels": ("spac.cli.mine_labels", "mine attribute labels from human captions into a parquet table"),
     "mine-templates": ("spac.cli.mine_templates", "mine a masked sentence library from human captions"),
     "migrate-predictor": ("spac.cli.migrate_predictor", "carry a predictor over to the current attribute schema"),
+    "report": ("spac.cli.report", "write an HTML page about a corpus: contact sheet, plots, job counters"),
 }
 
 
