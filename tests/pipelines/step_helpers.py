@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import tarfile
+from pathlib import Path
 
 import apache_beam as beam
 
@@ -30,3 +32,13 @@ def record(key, identity, gender="man"):
     attributes["gender"]["value"] = gender
     return {"key": key, "identity": identity, "file_path": f"{identity}/{key}.jpg", "source": f"/in/{key}.jpg",
             "jpg": b"\xff\xd8\xff", "attributes": attributes}
+
+
+def write_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    """A tar of (member name, bytes), in this order (what img2dataset or webdataset's TarWriter write)."""
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path

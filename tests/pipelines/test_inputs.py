@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.pipelines.step_helpers import write_tar
 from pipelines.inputs import (ImageRef, InputSpec, ShardSample, detect_format, luperson_nl_ref, read_manifest,
                               ref_from_path, resolve_input, shard_paths, shard_samples, webdataset_ref)
 from shards.keys import make_key
@@ -93,15 +94,6 @@ def test_a_plain_file_that_is_not_a_manifest_is_refused(tmp_path):
 
 # --- webdataset and LUPerson-NL inputs -------------------------------------------------------------------
 
-def _tar(path, members):
-    with tarfile.open(path, "w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
 def test_folder_and_manifest_specs_keep_their_fields(tmp_path):
     """New InputSpec fields stay None for the old kinds, so their job.json fingerprint is unchanged."""
     assert {k for k, v in resolve_input(str(tmp_path))._asdict().items() if v is not None} == {"root", "pattern"}
@@ -119,7 +111,7 @@ def test_detect_format_by_name(location, expected):
 
 def test_detect_format_by_a_local_folders_contents(tmp_path):
     (tmp_path / "wds").mkdir()
-    _tar(tmp_path / "wds" / "00000.tar", [])
+    write_tar(tmp_path / "wds" / "00000.tar", [])
     assert detect_format(str(tmp_path / "wds")) == "webdataset"
     (tmp_path / "lup" / "CN" / "Beijing" / "v1").mkdir(parents=True)
     (tmp_path / "lup" / "CN" / "Beijing" / "v1" / "000003_0000100_01.jpg").write_bytes(b"x")
@@ -130,7 +122,7 @@ def test_detect_format_by_a_local_folders_contents(tmp_path):
 
 
 def test_webdataset_specs_and_their_checks(tmp_path):
-    _tar(tmp_path / "a-000.tar", [])
+    write_tar(tmp_path / "a-000.tar", [])
     spec = resolve_input(str(tmp_path / "a-{000..002}.tar"), identity_field="person")
     assert spec == InputSpec(str(tmp_path), str(tmp_path / "a-{000..002}.tar"), format="webdataset",
                              identity_field="person")
@@ -153,13 +145,13 @@ def test_webdataset_specs_and_their_checks(tmp_path):
 
 def test_shard_paths_expand_braces_and_globs(tmp_path):
     for name in ("s-1.tar", "s-0.tar", "t-0.tar"):
-        _tar(tmp_path / name, [])
+        write_tar(tmp_path / name, [])
     assert shard_paths(str(tmp_path / "{s,t}-*.tar")) == [str(tmp_path / n) for n in ("s-0.tar", "s-1.tar", "t-0.tar")]
     assert shard_paths(str(tmp_path / "s-{1..2}.tar")) == [str(tmp_path / "s-1.tar"), str(tmp_path / "s-2.tar")]
 
 
 def test_shard_samples_read_only_wanted_members_within_the_bound(tmp_path):
-    path = _tar(tmp_path / "s.tar", [("a.jpg", b"J" * 10), ("a.txt", b"T" * 1000), ("a.json", b"{}"),
+    path = write_tar(tmp_path / "s.tar", [("a.jpg", b"J" * 10), ("a.txt", b"T" * 1000), ("a.json", b"{}"),
                                      ("dir/b.seg.png", b"S"), ("dir/b.PNG", b"P" * 50), ("__meta__", b"m"),
                                      ("c.json", b"{}")])
     with open(path, "rb") as stream:
@@ -169,8 +161,8 @@ def test_shard_samples_read_only_wanted_members_within_the_bound(tmp_path):
                        ShardSample("c", {"json": b"{}"}, {})]
 
 
-def test_shard_samples_refuse_a_cut_tar(tmp_path):
-    data = _tar(tmp_path / "s.tar", [("a.jpg", b"J" * 600), ("b.jpg", b"K" * 600)]).read_bytes()
+def test_shard_samples_refuse_a_cutwrite_tar(tmp_path):
+    data = write_tar(tmp_path / "s.tar", [("a.jpg", b"J" * 600), ("b.jpg", b"K" * 600)]).read_bytes()
     with pytest.raises(tarfile.TarError):
         list(shard_samples(io.BytesIO(data[:1536]), ("jpg",), 10_000))  # ends after a's data: no end block
 

@@ -13,6 +13,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline as beam_testing
 
+from tests.pipelines.step_helpers import write_tar
 from pipelines import job_record, sources, synthesize, transforms
 from pipelines.inputs import ref_from_path, resolve_input, shard_samples, wanted_members, webdataset_ref
 from pipelines.job import make_job
@@ -25,16 +26,6 @@ def jpeg(colour=RED, size=(64, 160)) -> bytes:
     buffer = io.BytesIO()
     solid_image(colour, size=size).save(buffer, format="JPEG", quality=95)
     return buffer.getvalue()
-
-
-def write_shard(path: Path, members: list[tuple[str, bytes]]) -> Path:
-    """A tar of (member name, bytes), in this order (what img2dataset or webdataset's TarWriter write)."""
-    with tarfile.open(path, "w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 def sample(key: str, image: bytes | None = None, record: dict | None = None, ext: str = "jpg") -> list:
@@ -77,11 +68,11 @@ def img2dataset_folder(tmp_path) -> Path:
     parquet / stats files beside them, plus bad samples."""
     folder = tmp_path / "shards"
     folder.mkdir()
-    write_shard(folder / "00000.tar", sample("000000000", record={"person": "ann", "url": "u"})
+    write_tar(folder / "00000.tar", sample("000000000", record={"person": "ann", "url": "u"})
                 + sample("000000001", record={"person": 17})
                 + sample("000000002", image=False, record={"person": "ann"})       # no image member
                 + sample("000000003", record={"url": "u"}))                        # no identity field
-    write_shard(folder / "00001.tar", sample("000010000", record={"person": "ann"}, ext="png")
+    write_tar(folder / "00001.tar", sample("000010000", record={"person": "ann"}, ext="png")
                 + sample("000010001", record=None)                                 # no json member
                 + sample("000010002", record={"person": "../up"})                  # would leave the root
                 + [("000010003.jpg", jpeg()), ("000010003.json", b"{not json")])
@@ -112,7 +103,7 @@ def test_webdataset_folder_with_identities_from_a_json_field(img2dataset_folder)
 
 def test_brace_pattern_with_identities_from_the_key(tmp_path):
     for index in range(3):
-        write_shard(tmp_path / f"train-{index:05d}.tar",
+        write_tar(tmp_path / f"train-{index:05d}.tar",
                     [m for n in range(2) for m in sample(f"{index:04d}_{n:02d}")] + sample(f"x{index}"))
     pattern = str(tmp_path / "train-{00000..00003}.tar")  # the fourth shard does not exist
     spec = resolve_input(pattern, identity_pattern=r"^(\d+)_")
@@ -128,8 +119,8 @@ def test_brace_pattern_with_identities_from_the_key(tmp_path):
 
 def test_oversized_members_and_a_damaged_shard_are_dead_letters(tmp_path):
     big = jpeg(size=(400, 800))
-    write_shard(tmp_path / "a.tar", sample("1-a") + sample("1-b", image=big))
-    damaged = write_shard(tmp_path / "b.tar", sample("2-a") + sample("2-b") + sample("2-c"))
+    write_tar(tmp_path / "a.tar", sample("1-a") + sample("1-b", image=big))
+    damaged = write_tar(tmp_path / "b.tar", sample("2-a") + sample("2-b") + sample("2-c"))
     with tarfile.open(damaged) as tar:
         cut = tar.getmember("2-b.jpg").offset_data + 100
     damaged.write_bytes(damaged.read_bytes()[:cut])  # cut inside the second sample's image
@@ -160,8 +151,8 @@ def test_limit_keeps_the_smallest_keys_whatever_the_listing_order(tmp_path):
 
 
 def test_limit_on_webdataset_shards(tmp_path):
-    write_shard(tmp_path / "b.tar", [m for n in (9, 3, 7) for m in sample(f"1-{n}")])
-    write_shard(tmp_path / "a.tar", [m for n in (8, 1) for m in sample(f"2-{n}")])
+    write_tar(tmp_path / "b.tar", [m for n in (9, 3, 7) for m in sample(f"1-{n}")])
+    write_tar(tmp_path / "a.tar", [m for n in (8, 1) for m in sample(f"2-{n}")])
     refs, _, _ = run_read(resolve_input(str(tmp_path), identity_pattern=r"^(\d)-"), limit=3)
     assert [r[3] for r in refs] == ["1_1-3", "1_1-7", "1_1-9"]
 
@@ -197,7 +188,7 @@ def test_luperson_nl_layout_scopes_pseudo_labels_by_video(tmp_path):
 
 
 def test_decoded_webdataset_sample_is_the_same_record_as_a_file(tmp_path):
-    shard = write_shard(tmp_path / "s.tar", sample("7-0", image=jpeg(RED)))
+    shard = write_tar(tmp_path / "s.tar", sample("7-0", image=jpeg(RED)))
     (tmp_path / "7").mkdir()
     (tmp_path / "7" / "0.jpg").write_bytes(jpeg(RED))
     spec = resolve_input(str(shard), identity_pattern=r"^(\d+)-")
@@ -234,7 +225,7 @@ def test_the_job_on_a_webdataset_input(tmp_path, colour_predictor):
     shards = tmp_path / "shards"
     shards.mkdir()
     for index, (person, colour) in enumerate((("ann", RED), ("bob", RED), ("cy", GREEN))):
-        write_shard(shards / f"{index:05d}.tar", [m for n in range(4) for m in sample(
+        write_tar(shards / f"{index:05d}.tar", [m for n in range(4) for m in sample(
             f"{index:05d}{n:04d}", image=jpeg(colour, size=(48 + 8 * n, 120)), record={"person": person})])
     output = tmp_path / "corpus"
     argv = ["--runner=DirectRunner", "--input", str(shards / "{00000..00002}.tar"), "--identity_field", "person",
@@ -253,7 +244,7 @@ def test_the_job_on_a_webdataset_input(tmp_path, colour_predictor):
 
 
 def test_input_settings_and_limit_enter_the_fingerprint(tmp_path, colour_predictor):
-    write_shard(tmp_path / "0.tar", sample("1-a"))
+    write_tar(tmp_path / "0.tar", sample("1-a"))
 
     def fingerprint(*flags):
         args, _ = synthesize.parse_known_args(["--input", str(tmp_path / "{0..1}.tar"), "--identity_pattern",

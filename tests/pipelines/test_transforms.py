@@ -8,7 +8,6 @@ from PIL import Image
 
 from pipelines import transforms
 from spac.corpus_filters import FilterConfig
-from pipelines import outputs
 from pipelines.inputs import ImageRef
 from tests.pipelines.colour_predictor import RED, solid_image
 from tests.pipelines.step_helpers import tagged, record, split
