@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # This machine type ships a CPU build of torch 2.13.0; a GPU user can set TORCH_SPEC (see README).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup run test report
+.PHONY: setup run test report bench
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -26,3 +26,10 @@ report: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# every stage against its limit, measured in one process (ratios, medians of alternated rounds); a few minutes
+bench: setup
+	$(PY) benchmarks/caption_throughput.py
+	$(PY) benchmarks/shards_throughput.py
+	$(PY) benchmarks/pipeline_throughput.py
+	$(PY) benchmarks/pretrain_loader.py

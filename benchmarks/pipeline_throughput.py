@@ -1,50 +1,107 @@
-"""Images/s of the synthesis job on DirectRunner, per runner setting, as ratios to the first setting.
+"""Images/s of the synthesis job on DirectRunner against a bare loop doing the same work, in one process.
 
-    python benchmarks/pipeline_throughput.py --identities 200 --images-per-identity 10
+    python benchmarks/pipeline_throughput.py [--identities 20 --images-per-identity 10] [--rounds 3]
+        [--settings default,threads1,multiprocess2]
 
-Renders a labelled folder once (spac.render), then runs the whole job into a fresh output folder for each
-setting and prints wall time, images/s, the counters, and each setting's speed relative to the first one.
-The machine is shared and noisy: compare the ratios, which come from runs in the same process.
+Renders a labelled folder once (spac.render), then alternates, round after round: the whole job into a fresh
+output folder (each chosen runner setting), and the bare loop, the same work in straight-line Python with
+the same batch size and thread settings: read each file, decode it under the job's decode policy (draft to
+256x128), encode the corpus JPEG, decode that and preprocess it, predict in batches, caption, and write the
+samples into shards of the same size. The job also groups identities, orders them and writes its indexes,
+manifest, dataset file and job record: what it costs beyond the loop is what the ratio shows.
+Prints medians and the median per-round ratio job / bare loop.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import tempfile
-import time
 from pathlib import Path
 
+import torch
+from PIL import Image
+
+from bench_common import alternate, report
 from pipelines.synthesize import counters, run
+from shards import IMAGE_SIZE, encode_image, make_sample, write_shard
+from shards.images import decode_image
+from spac.captioner import Captioner
+from spac.predictor import load_predictor
 from spac.render import render_dataset
 
 SETTINGS = {
-    "in memory, torch threads default": [],
-    "in memory, --torch_threads 1": ["--torch_threads", "1"],
-    "multi_processing x2, --torch_threads 1": ["--direct_running_mode=multi_processing", "--direct_num_workers=2",
-                                              "--torch_threads", "1"],
+    "default": [],
+    "threads1": ["--torch_threads", "1"],
+    "multiprocess2": ["--direct_running_mode=multi_processing", "--direct_num_workers=2", "--torch_threads", "1"],
 }
+SHARD_SIZE = 1000
+
+
+def bare_loop(paths: list[Path], out: Path, batch_size: int, predictor, captioner) -> int:
+    samples, shard = [], 0
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        jpgs = [encode_image(decode_image(p.read_bytes(), min_size=IMAGE_SIZE)) for p in chunk]
+        tensors = [predictor.preprocess(Image.open(io.BytesIO(j))) for j in jpgs]
+        predictions = predictor.predict_tensors(torch.stack(tensors))
+        for path, jpg, prediction in zip(chunk, jpgs, predictions):
+            key = f"{path.parent.name}_{path.stem}"
+            texts = captioner(prediction.attributes, key)
+            styled = [t for t in texts if t.style != "template"]
+            record = {"key": key, "id": int(path.parent.name), "file_path": f"{path.parent.name}/{path.name}",
+                      "attributes": {g: {"value": v, "confidence": round(float(prediction.confidences[g]), 4)}
+                                     for g, v in prediction.attributes.items()},
+                      "captions": [t.text for t in styled], "styles": [t.style for t in styled],
+                      "prompt_caption": [t.text for t in texts if t.style == "template"][:1], "source": str(path)}
+            samples.append(make_sample(record, jpg))
+            if len(samples) == SHARD_SIZE:
+                write_shard(str(out), shard, samples)
+                samples, shard = [], shard + 1
+    if samples:
+        write_shard(str(out), shard, samples)
+    return len(paths)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--identities", type=int, default=200)
+    parser.add_argument("--identities", type=int, default=20)
     parser.add_argument("--images-per-identity", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--settings", default="default", help=f"comma-separated runner settings: {', '.join(SETTINGS)}")
     args = parser.parse_args()
+    chosen = [s.strip() for s in args.settings.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SETTINGS]
+    if unknown or not chosen:
+        parser.error(f"--settings: expected some of {', '.join(SETTINGS)}")
     with tempfile.TemporaryDirectory() as tmp:
         images = Path(tmp) / "images"
         render_dataset(images, args.identities, args.images_per_identity, seed=11)
-        total = args.identities * args.images_per_identity
-        first = None
-        for n, (name, flags) in enumerate(SETTINGS.items()):
-            start = time.perf_counter()
-            result = run(["--runner=DirectRunner", "--input", str(images), "--output", str(Path(tmp) / f"out{n}"),
-                          "--batch_size", str(args.batch_size), *flags], save_main_session=False)
-            seconds = time.perf_counter() - start
-            rate = total / seconds
-            first = first or rate
-            counts = counters(result)
-            print(f"{name:<42} {seconds:7.1f} s {rate:7.1f} images/s  x{rate / first:.2f}  "
-                  f"read {counts.get('read', 0)} written {counts.get('written', 0)} dead {counts.get('dead_lettered', 0)}")
+        paths = sorted(images.glob("*/*.jpg"))
+        predictor, captioner = load_predictor(), Captioner()
+        outputs = iter(range(10**6))
+        threads = torch.get_num_threads()
+
+        def job(flags: list[str]):
+            def one() -> int:
+                result = run(["--runner=DirectRunner", "--input", str(images), "--output", str(Path(tmp) / f"out{next(outputs)}"),
+                              "--batch_size", str(args.batch_size), *flags], save_main_session=False)
+                torch.set_num_threads(threads)  # the job may have changed it (--torch_threads)
+                return counters(result).get("written", 0)
+            return one
+
+        def loop() -> int:
+            out = Path(tmp) / f"bare{next(outputs)}"
+            out.mkdir()
+            return bare_loop(paths, out, args.batch_size, predictor, captioner)
+
+        runs = {f"job ({name})": job(SETTINGS[name]) for name in chosen}
+        runs["bare loop"] = loop
+        rates = alternate(runs, args.rounds, warmup=["bare loop"])  # the job's start-up is its own cost
+        for name in chosen:
+            report(f"synthesis job vs bare loop, {len(paths)} images, batch {args.batch_size} (images/s)",
+                   {f"job ({name})": rates[f"job ({name})"], "bare loop": rates["bare loop"]},
+                   f"job ({name})", "bare loop", 0.9, "images/s")
 
 
 if __name__ == "__main__":

@@ -35,16 +35,22 @@ def synthetic_batch(model, batch_size: int, seed: int) -> dict[str, torch.Tensor
             "identity_ids": torch.arange(batch_size) // 4, **tokens}
 
 
-def samples_per_second(preset: str, batch_size: int, steps: int, precision: str) -> float:
+def make_training(preset: str) -> Training:
+    """The pre-training state of ``preset`` on the CPU, as the program builds it (4 trainable text layers)."""
     args = SimpleNamespace(preset=preset, model_overrides={}, text_model=None, losses=("ivlc", "tic", "iap"),
                            tic_weight=0.02, iap_weight=0.1)
     torch.manual_seed(0)
     model = build_model(args)
     freeze_text_layers(model, 4)
     optimizer = build_optimizer(model, 2e-3, 0.1, 0.01)
-    training = Training(model, model, PLIPLoss.from_config(model.config), optimizer,
-                        warmup_step_decay(optimizer, 0, []), torch.amp.GradScaler("cpu", enabled=False),
-                        distributed.Context(), torch.device("cpu"))
+    return Training(model, model, PLIPLoss.from_config(model.config), optimizer,
+                    warmup_step_decay(optimizer, 0, []), torch.amp.GradScaler("cpu", enabled=False),
+                    distributed.Context(), torch.device("cpu"))
+
+
+def samples_per_second(preset: str, batch_size: int, steps: int, precision: str) -> float:
+    training = make_training(preset)
+    model = training.model
     batch = synthetic_batch(model, batch_size, seed=0)
     model.train()
     train_step(training, batch, precision, 5.0)  # warm-up

@@ -41,6 +41,9 @@ def _refusal(exc: BaseException) -> ImageRejected:
     return ImageRejected(f"corrupt or unreadable image: {reason}")
 
 
+_TURNED = (2, 3, 4, 5, 6, 7, 8)  # EXIF orientations that ImageOps.exif_transpose undoes
+
+
 def _stored_sideways(image: Image.Image) -> bool:
     """EXIF orientations 5-8 display the stored pixels turned by 90 degrees (what exif_transpose undoes)."""
     return image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
@@ -75,8 +78,11 @@ def decode_image(data: bytes, *, min_size: tuple[int, int] | None = None,
             if width * height > max_pixels:
                 raise ImageRejected(f"image too large: {width}x{height} pixels exceed the budget of {max_pixels}")
             image.load()
-            upright = ImageOps.exif_transpose(image)
-            return upright.convert("RGB")
+            # exif_transpose copies an image it does not turn, and convert copies it again: turn only when
+            # the EXIF orientation says so (2-8), then one copy (or conversion) to RGB.
+            if image.getexif().get(ExifTags.Base.Orientation, 1) in _TURNED:
+                image = ImageOps.exif_transpose(image)
+            return image.convert("RGB")
     except ImageRejected:
         raise
     except MemoryError:

@@ -132,6 +132,25 @@ def _member_problem(info: tarfile.TarInfo, max_member_bytes: int) -> str | None:
     return None
 
 
+_PLAIN_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE)
+
+
+def _member_data(archive: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
+    """The data of a regular member just read from a streaming ``archive``.
+
+    A plain member's bytes are the next ``info.size`` bytes of the stream: read them directly, without
+    the file object ``extractfile`` builds per member (a third of the per-sample cost of reading a
+    corpus); tarfile's next header read seeks on from wherever this left the stream. Other regular
+    types (GNU sparse, contiguous) go through ``extractfile``.
+    """
+    if info.type not in _PLAIN_TYPES or info.sparse is not None or archive.fileobj.tell() != info.offset_data:
+        return archive.extractfile(info).read()
+    data = archive.fileobj.read(info.size)
+    if len(data) != info.size:
+        raise tarfile.ReadError("unexpected end of data")
+    return data
+
+
 def tar_members(stream: Any, max_member_bytes: int = MAX_MEMBER_BYTES) -> Iterator[TarMember]:
     """The members of the tar ``stream`` in order, each header checked before its data is read.
 
@@ -151,7 +170,7 @@ def tar_members(stream: Any, max_member_bytes: int = MAX_MEMBER_BYTES) -> Iterat
                 key, member, problem = None, None, f"not a sample member: {MEMBER_NAME_RULE}"
             else:
                 problem = _member_problem(info, max_member_bytes)
-            data = None if problem else archive.extractfile(info).read()
+            data = None if problem else _member_data(archive, info)
             yield TarMember(info.name, key, member, info.offset_data, data, problem)
         # tarfile ends quietly at a missing end-of-archive block (a cut stream) and at a damaged header:
         # only a whole zero block, then zero padding, may follow the last member.

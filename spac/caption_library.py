@@ -19,7 +19,7 @@ A library may replace the bundled one or stand beside it: :func:`parse_sentences
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -49,12 +49,18 @@ class SentenceLibrary:
     source: str = ""
     nothing: tuple[str, ...] = ()
 
+    # known groups -> candidates: at most 2^5 sets, each computed once (not part of the value)
+    _candidates: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
     def candidates(self, known: frozenset[str]) -> list[LibrarySentence]:
         """Sentences that mention only known groups and leave out as few of them as the library allows."""
-        usable = [s for s in self.sentences if s.groups <= known]
-        fewest_left_out = min(len(known - s.groups) for s in usable)
-        limit = max(MAX_LEFT_OUT, fewest_left_out)
-        return [s for s in usable if len(known - s.groups) <= limit]
+        cached = self._candidates.get(known)
+        if cached is None:
+            usable = [s for s in self.sentences if s.groups <= known]
+            fewest_left_out = min(len(known - s.groups) for s in usable)
+            limit = max(MAX_LEFT_OUT, fewest_left_out)
+            cached = self._candidates[known] = tuple(s for s in usable if len(known - s.groups) <= limit)
+        return list(cached)
 
     def texts(self, ctx: FillContext, digest: int) -> Iterator[str]:
         """Captions for ``ctx`` in preference order: the hashed pick first, then the other candidates."""

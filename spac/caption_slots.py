@@ -99,25 +99,63 @@ def unsay_nothing(ctx: FillContext, digest: int) -> tuple[FillContext, bool]:
     return FillContext(ctx.person, rest), stable_int(digest, NOTHING) % NOTHING_ONE_IN == 0
 
 
+# Template text -> its pieces: literal text at even positions, parsed slots at odd ones (what _SLOT.sub
+# would visit). The templates of a library and its styles are few; fill() runs for every caption.
+_COMPILED: dict[str, tuple[str | Slot, ...]] = {}
+_MAX_COMPILED = 65536
+# Verb forms and noun phrases are pure functions of few inputs: computed once each. The values come from a
+# Schema and live as long as it does: noun phrases are cached by the value object's identity, keeping it alive.
+_conjugate = functools.lru_cache(maxsize=4096)(conjugate)
+_NOUN_PHRASES: dict[int, tuple[AttributeValue, str, str]] = {}
+
+
+def compile_template(template: str) -> tuple[str | Slot, ...]:
+    """The template's pieces, literal text and :class:`Slot` alternating (a ValueError for an unknown slot)."""
+    pieces = _COMPILED.get(template)
+    if pieces is None:
+        split = _SLOT.split(template)
+        pieces = tuple(parse_slot(piece) if i % 2 else piece for i, piece in enumerate(split))
+        if len(_COMPILED) >= _MAX_COMPILED:
+            _COMPILED.clear()
+        _COMPILED[template] = pieces
+    return pieces
+
+
+def group_phrase(value: AttributeValue, form: str) -> str:
+    """A group slot's text: the bare phrase, or with its article ("a"), or "a pair of" plural garments ("pair")."""
+    if form == "bare":
+        return value.phrase
+    cached = _NOUN_PHRASES.get(id(value))
+    if cached is None or cached[0] is not value:
+        if len(_NOUN_PHRASES) >= _MAX_COMPILED:
+            _NOUN_PHRASES.clear()
+        cached = _NOUN_PHRASES[id(value)] = (value, noun_phrase(value), noun_phrase(value, pair=True))
+    return cached[2] if form == "pair" else cached[1]
+
+
 def fill(template: str, ctx: FillContext, plural: bool) -> str:
     """Fill every slot; ``plural`` is the number of the subject that ``{v:...}`` verbs agree with.
 
     A group slot whose value is not in ``ctx.values`` is a programming error (KeyError): callers only
     fill templates whose groups are known.
     """
-
-    def one(match: re.Match[str]) -> str:
-        slot = parse_slot(match.group(1))
-        if slot.kind == "gender":
-            return ctx.person.noun
-        if slot.kind == "pronoun":
-            return getattr(ctx.person, slot.name)
-        if slot.kind == "verb":
-            return conjugate(slot.name, plural)
-        value = ctx.values[slot.name]
-        return value.phrase if slot.form == "bare" else noun_phrase(value, pair=slot.form == "pair")
-
-    return _SLOT.sub(one, template)
+    pieces = compile_template(template)
+    if len(pieces) == 1:
+        return pieces[0]  # type: ignore[return-value]
+    parts = list(pieces)
+    person = ctx.person
+    for i in range(1, len(parts), 2):
+        slot: Slot = parts[i]  # type: ignore[assignment]
+        kind = slot.kind
+        if kind == "group":
+            parts[i] = group_phrase(ctx.values[slot.name], slot.form)
+        elif kind == "gender":
+            parts[i] = person.noun
+        elif kind == "pronoun":
+            parts[i] = getattr(person, slot.name)
+        else:
+            parts[i] = _conjugate(slot.name, plural)
+    return "".join(parts)  # type: ignore[arg-type]
 
 
 def literal_text(template: str) -> str:

@@ -27,8 +27,8 @@ from typing import Any, Iterator
 
 from spac.attributes import Schema
 from spac.caption_slots import (
-    GROUP_SLOTS, FillContext, TemplateError, check_nothing_sentence, check_template, fill, groups_of, parse_yaml,
-    unsay_nothing,
+    GROUP_SLOTS, FillContext, TemplateError, check_nothing_sentence, check_template, fill, group_phrase, groups_of,
+    parse_yaml, unsay_nothing,
 )
 from spac.grammar import join_list, tidy
 
@@ -44,12 +44,17 @@ class Part:
     pair: bool = False
 
     def render(self, ctx: FillContext, plural: bool) -> str | None:
-        present = [g for g in self.groups if g in ctx.values]
-        if not present:
-            return None
+        values = ctx.values
         form = "pair" if self.pair else "a"
-        objects = join_list([fill(f"{{{form} {g}}}", ctx, plural) for g in present])
-        return " ".join(x for x in (fill(self.lead, ctx, plural), objects, fill(self.after, ctx, plural)) if x)
+        phrases = [group_phrase(values[g], form) for g in self.groups if g in values]  # "{a g}" / "{pair g}" filled
+        if not phrases:
+            return None
+        text = phrases[0] if len(phrases) == 1 else join_list(phrases)  # value phrases are never empty
+        lead = fill(self.lead, ctx, plural) if self.lead else ""
+        if lead:
+            text = lead + " " + text
+        after = fill(self.after, ctx, plural) if self.after else ""
+        return text + " " + after if after else text
 
 
 def _join_predicates(predicates: list[str]) -> str:

@@ -14,6 +14,7 @@ in words of its own ("She is not carrying anything."; see spac.caption_slots.uns
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -22,13 +23,14 @@ from spac.attributes import UNKNOWN, AttributeValue, Schema, load_schema
 from spac.caption_library import SentenceLibrary, load_library
 from spac.caption_slots import GROUP_SLOTS, FillContext
 from spac.caption_styles import Style, available_styles, load_style
-from spac.digests import stable_int
+from spac.digests import stable_int_after, stable_prefix
 from spac.grammar import person_for
 
 TEMPLATE_STYLE = "template"
 MIN_GROUPS_FOR_TWO_STYLES = 2
 NEUTRAL_NOUNS = ("person", "pedestrian")
 STYLE_NAMES: tuple[str, ...] = available_styles()
+_person_for = functools.lru_cache(maxsize=64)(person_for)  # (gender, neutral noun) -> Person, immutable
 # Choices hash 64 bits, not stable_int's default 63: every released corpus was captioned with the full 64,
 # and a choice taken modulo a count depends on all of them.
 CHOICE_BITS = 64
@@ -79,25 +81,28 @@ class Captioner:
         attrs = self.schema.validate(attributes)
         values = {g: self.schema.value(g, attrs[g]) for g in GROUP_SLOTS if attrs[g] != UNKNOWN}
         n_styles = 2 if len(values) >= MIN_GROUPS_FOR_TWO_STYLES else 1
-        chosen = sorted(allowed, key=lambda name: stable_int(key, seed, f"style:{name}", bits=CHOICE_BITS))[:n_styles]
+        prefix = stable_prefix(key, seed)  # every choice is stable_int(key, seed, purpose, bits=CHOICE_BITS)
+        chosen = sorted(allowed, key=lambda name: stable_int_after(prefix, f"style:{name}", CHOICE_BITS))[:n_styles]
 
         captions: list[Caption] = []
         for name in chosen:
-            ctx = self._context(attrs["gender"], values, key, seed, name)
-            choice = stable_int(key, seed, f"phrasing:{name}", bits=CHOICE_BITS)
+            ctx = self._context(attrs["gender"], values, prefix, name)
+            choice = stable_int_after(prefix, f"phrasing:{name}", CHOICE_BITS)
             text = self._first_new(self.styles[name].texts(ctx, choice), captions)
             if text is not None:
                 captions.append(Caption(text, name))
-        ctx = self._context(attrs["gender"], values, key, seed, TEMPLATE_STYLE)
-        text = self._first_new(self.library.texts(ctx, stable_int(key, seed, "library", bits=CHOICE_BITS)), captions)
+        ctx = self._context(attrs["gender"], values, prefix, TEMPLATE_STYLE)
+        text = self._first_new(self.library.texts(ctx, stable_int_after(prefix, "library", CHOICE_BITS)), captions)
         if text is not None:
             captions.append(Caption(text, TEMPLATE_STYLE))
         return captions
 
     @staticmethod
-    def _context(gender: str, values: dict[str, AttributeValue], key: str, seed: int, purpose: str) -> FillContext:
-        neutral = NEUTRAL_NOUNS[stable_int(key, seed, f"noun:{purpose}", bits=CHOICE_BITS) % len(NEUTRAL_NOUNS)]
-        return FillContext(person_for(gender, neutral), values)
+    def _context(gender: str, values: dict[str, AttributeValue], prefix: str, purpose: str) -> FillContext:
+        if gender != UNKNOWN:  # the neutral noun names only a person of unknown gender: no need to draw it
+            return FillContext(_person_for(gender), values)
+        neutral = NEUTRAL_NOUNS[stable_int_after(prefix, f"noun:{purpose}", CHOICE_BITS) % len(NEUTRAL_NOUNS)]
+        return FillContext(_person_for(gender, neutral), values)
 
     @staticmethod
     def _first_new(texts: Iterator[str], captions: list[Caption]) -> str | None:

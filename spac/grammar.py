@@ -1,7 +1,6 @@
 """English agreement for generated captions: a/an, "a pair of", pronouns, verb number, sentence tidying."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from spac.attributes import UNKNOWN, AttributeValue
@@ -90,15 +89,31 @@ def join_list(parts: list[str], conjunction: str = "and") -> str:
     return f"{', '.join(parts[:-1])} {conjunction} {parts[-1]}"
 
 
-_SPACES = re.compile(r"\s+")
-_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:])")
-_SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
+_LOWERCASE = frozenset("abcdefghijklmnopqrstuvwxyz")
+_SENTENCE_ENDS = (". ", "! ", "? ")
+
+
+def _capitalise_sentence_starts(text: str) -> str:
+    """a-z at the start and after '. ', '! ', '? ' upper-cased (the text's whitespace is single spaces)."""
+    if text[:1] in _LOWERCASE:
+        text = text[0].upper() + text[1:]
+    for end in _SENTENCE_ENDS:
+        if end in text:
+            text = end.join(p[0].upper() + p[1:] if p[:1] in _LOWERCASE else p for p in text.split(end))
+    return text
 
 
 def tidy(text: str) -> str:
     """Single spaces, no space before punctuation, capital sentence starts, one final period."""
-    text = _SPACE_BEFORE_PUNCT.sub(r"\1", _SPACES.sub(" ", text).strip())
+    # str.split() splits on the whitespace runs that re's \s+ matches (both use str.isspace): this is
+    # re.sub(r"\s+", " ", text).strip(); with single spaces left, " ," -> "," is re.sub(r"\s+([,.;:])", r"\1", ...).
+    text = " ".join(text.split())
+    for mark in ",.;:":
+        if " " + mark in text:
+            text = text.replace(" " + mark, mark)
     text = text.rstrip(",;: ")
     if not text.endswith((".", "!", "?")):
         text += "."
-    return _SENTENCE_START.sub(lambda m: m.group(1) + m.group(2).upper(), text)
+    # Every whitespace run is one space now, so a sentence starts at the text's start or after '. ' etc.:
+    # what the regex (^|[.!?]\s+)([a-z]) finds, without a Python callback per match.
+    return _capitalise_sentence_starts(text)

@@ -130,3 +130,19 @@ def _orientation(value: int) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = value
     return exif.tobytes()
+
+
+@pytest.mark.parametrize("orientation", [None, 1, 2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_the_decoded_image_is_exif_transpose_then_rgb_for_every_orientation(orientation, mode):
+    """decode_image turns only the images whose EXIF says so (no copy for the others): the same pixels,
+    size and mode as ImageOps.exif_transpose(image).convert("RGB") always."""
+    from PIL import ImageOps
+
+    source = Image.new("RGB", (24, 40), (200, 30, 90))
+    source.paste((10, 220, 40), (2, 3, 12, 9))
+    options = {} if orientation is None else {"exif": _orientation(orientation)}
+    data = _encoded(source.convert(mode), "JPEG", **options)
+    expected = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    decoded = decode_image(data)
+    assert (decoded.mode, decoded.size, decoded.tobytes()) == (expected.mode, expected.size, expected.tobytes())

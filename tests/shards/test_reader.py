@@ -312,3 +312,42 @@ def test_property_a_key_outside_the_alphabet_is_refused_by_the_reader(corpus, ke
         samples = list(open_corpus(shard, decode=False, split_by_node=False, split_by_worker=False, handler=handler))
     assert [s["__key__"] for s in samples] == [good["__key__"]] and handler.skipped >= 1
     assert all(reason.startswith(f"{shard}: ") and "\n" not in reason for reason in handler.reasons)
+
+
+@pytest.mark.parametrize("fmt, mode", [(tarfile.USTAR_FORMAT, "w"), (tarfile.GNU_FORMAT, "w"),
+                                       (tarfile.PAX_FORMAT, "w"), (tarfile.USTAR_FORMAT, "w:gz")])
+def test_members_read_straight_from_the_stream_equal_tarfiles_own_read(tmp_path, corpus, fmt, mode):
+    """tar_members reads a plain member's bytes from the stream itself (no per-member file object): the same
+    bytes as tarfile's extractfile for every tar format, with pax headers, a contiguous-file member
+    (read through extractfile) and a compressed shard."""
+    directory, _ = corpus
+    written = list(open_corpus(directory, decode=False, split_by_node=False, split_by_worker=False))[:4]
+    path = tmp_path / "formats.tar"
+    with tarfile.open(path, mode, format=fmt) as archive:
+        for index, sample in enumerate(written[:4]):
+            for member in ("jpg", "json", "txt"):
+                info = tarfile.TarInfo(f"{sample['__key__']}.{member}")
+                info.size = len(sample[member])
+                if fmt == tarfile.PAX_FORMAT:
+                    info.pax_headers = {"comment": "x" * (index * 300)}  # extended headers of several blocks
+                if index == 3 and member == "txt":
+                    info.type = tarfile.CONTTYPE
+                archive.addfile(info, io.BytesIO(sample[member]))
+    with open(path, "rb") as stream:
+        read = [(m.name, m.data) for m in tar_members(stream)]
+    with tarfile.open(path, "r") as archive:
+        expected = [(info.name, archive.extractfile(info).read()) for info in archive.getmembers()]
+    assert read == expected and len(read) == 12
+    samples = list(open_corpus(str(path), decode=False, split_by_node=False, split_by_worker=False))
+    assert [s["jpg"] for s in samples] == [s["jpg"] for s in written[:4]]
+
+
+def test_a_member_cut_short_inside_its_data_is_an_unreadable_tar(tmp_path, corpus):
+    directory, _ = corpus
+    written = list(open_corpus(directory, decode=False, split_by_node=False, split_by_worker=False))[:1]
+    whole = tmp_path / "whole.tar"
+    write_tar(whole, [(f"{written[0]['__key__']}.{m}", written[0][m]) for m in ("jpg", "json", "txt")])
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(whole.read_bytes()[:512 + len(written[0]["jpg"]) // 2])
+    with open(cut, "rb") as stream, pytest.raises(tarfile.ReadError, match="unexpected end of data"):
+        list(tar_members(stream))

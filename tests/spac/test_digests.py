@@ -50,3 +50,14 @@ def test_file_and_stream_sha256(tmp_path):
     stream = io.BytesIO(data)
     stream.read(10)
     assert stream_sha256(stream) == hashlib.sha256(data[10:]).hexdigest()  # what is left of the stream
+
+
+def test_stable_int_after_a_prefix_equals_stable_int_of_all_parts() -> None:
+    from spac.digests import stable_int_after, stable_prefix
+
+    for parts, last in ((("key-1", 0), "style:dense"), (("ünï/cødé", 12345), "library"), ((), "x"), ((7,), 3)):
+        prefix = stable_prefix(*parts)
+        for bits in (1, 63, 64):
+            assert stable_int_after(prefix, last, bits) == stable_int(*parts, last, bits=bits)
+    with pytest.raises(ValueError, match="bits"):
+        stable_int_after("", "x", 65)
