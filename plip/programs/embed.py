@@ -23,6 +23,7 @@ from tqdm import tqdm
 from plip.embedding import Embedder, batched, load_model, preprocess_image
 from plip.embedding_index import IndexWriter
 from plip.transforms import ImageReadError
+from plip.programs.checkpoint_flags import add_released_format_flags
 from shards import open_corpus, reraise
 from shards.keys import make_key
 from shards.reader import SkipAndCount, decode_image, decode_record
@@ -63,10 +64,7 @@ def _parser() -> OneLineArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (and damaged shard samples), "
                    "count them and go on (default: stop with a one-line error naming the file)")
     p.add_argument("--overwrite", action="store_true", help="start again: delete OUT and its parts first")
-    p.add_argument("--model", default="RN50", help="released-format files only: the architecture preset in "
-                   "plip/configs (default RN50)")
-    p.add_argument("--tokenizer", help="released-format files only: local tokenizer folder (default: the bundled "
-                   "bert-base-uncased WordPiece vocabulary)")
+    add_released_format_flags(p)
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     add_quiet_flag(p)
     return p

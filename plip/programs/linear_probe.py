@@ -39,6 +39,7 @@ from plip.probe import LinearProbe, best_start_scale, fold_probe, probe_loss
 from plip.programs.eval_data import DATASET_JSON, DATASET_NAMES, load_eval_split
 from plip.programs.finetune_data import epoch_plan, load_train_entries, train_pairs
 from plip.retrieval import Gallery, QuerySet
+from plip.programs.checkpoint_flags import add_released_format_flags
 from spac.cli.support import (CliError, OneLineArgumentParser, add_quiet_flag, device, non_negative_float,
                               positive_float, positive_int, run_main, silence_libraries)
 
@@ -52,10 +53,7 @@ def _parser() -> OneLineArgumentParser:
                               "retrieval metrics before and after.")
     p.add_argument("--checkpoint", type=Path, required=True, help="our checkpoint directory (model.safetensors + "
                    "config.json) or a released-format file such as PLIP_MRN50.pth.tar")
-    p.add_argument("--model", default="RN50", help="released-format files only: the architecture preset in "
-                   "plip/configs (default RN50)")
-    p.add_argument("--tokenizer", help="released-format files only: local tokenizer folder (default: the bundled "
-                   "bert-base-uncased WordPiece vocabulary)")
+    add_released_format_flags(p)
     p.add_argument("--dataset", required=True, choices=tuple(DATASET_JSON), help=f"{DATASET_NAMES}")
     p.add_argument("--root", required=True, type=Path, help=f"dataset folder holding "
                    f"{' / '.join(DATASET_JSON.values())} (or the split files of plip.dataset_split) and imgs/")

@@ -24,6 +24,7 @@ from PIL import Image
 from plip.embedding import load_model
 from plip.embedding_index import EmbeddingIndex, Hit, search
 from plip.transforms import ImageReadError, read_image
+from plip.programs.checkpoint_flags import add_released_format_flags
 from shards import open_corpus
 from shards.reader import decode_image
 from spac.cli.support import (CliError, OneLineArgumentParser, add_quiet_flag, device, positive_int, run_main,
@@ -49,10 +50,7 @@ def _parser() -> OneLineArgumentParser:
     p.add_argument("--block-rows", type=positive_int, default=65536, help="index rows scored at a time; bounds "
                    "memory (default 65536)")
     p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--model", default="RN50", help="released-format files only: the architecture preset in "
-                   "plip/configs (default RN50)")
-    p.add_argument("--tokenizer", help="released-format files only: local tokenizer folder (default: the bundled "
-                   "bert-base-uncased WordPiece vocabulary)")
+    add_released_format_flags(p)
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     add_quiet_flag(p)
     return p

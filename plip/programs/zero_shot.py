@@ -15,6 +15,7 @@ from plip.checkpoint import load_checkpoint_model
 from plip.programs.eval_data import (DATASET_JSON, DATASET_NAMES, eval_set_from_shards, load_eval_split,
                                      parse_identities)
 from plip.retrieval import Gallery, QuerySet, evaluate
+from plip.programs.checkpoint_flags import add_released_format_flags
 from spac.cli.support import (CliError, OneLineArgumentParser, add_quiet_flag, device, non_negative_int,
                               positive_int, run_main, silence_libraries)
 
@@ -46,10 +47,7 @@ def _parser() -> OneLineArgumentParser:
     parser.add_argument("--map", default="standard", choices=MAP_VARIANTS,
                         help="standard: mean precision at each hit; released: also print the reference code's "
                              "trapezoid-rule mAP, comparable with the paper (default standard)")
-    parser.add_argument("--model", default="RN50",
-                        help="released-format files only: the architecture preset in plip/configs (default RN50)")
-    parser.add_argument("--tokenizer", help="released-format files only: local tokenizer folder (default: the "
-                                            "bundled bert-base-uncased WordPiece vocabulary)")
+    add_released_format_flags(parser)
     parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--json", type=Path, help="also write the metrics and settings to this JSON file")
     add_quiet_flag(parser)
