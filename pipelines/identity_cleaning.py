@@ -94,7 +94,8 @@ class ToBuckets(beam.DoFn):
         centre = np.frombuffer(data, dtype=_CENTRE_DTYPE).astype(np.float32)
         planes = self._planes.get(centre.size)
         if planes is None:
-            planes = self._planes[centre.size] = lsh_planes(centre.size, self._config)
+            # float64 once per worker, not once per centre (lsh_signatures computes in float64)
+            planes = self._planes[centre.size] = lsh_planes(centre.size, self._config).astype(np.float64)
         for table, signature in lsh_signatures(centre, planes, self._config):
             yield (centre.size, table, signature), (identity, data)
 
@@ -182,8 +183,8 @@ class CleanIdentities(beam.PTransform):
         edges = (split[_CENTRES]
                  | "ToBuckets" >> beam.ParDo(ToBuckets(config))
                  | "GroupByBucket" >> beam.GroupByKey()
-                 | "ScoreBuckets" >> beam.FlatMap(bucket_edges, config.merge_similarity)
-                 | "DistinctEdges" >> beam.Distinct())
+                 | "ScoreBuckets" >> beam.FlatMap(bucket_edges, config.merge_similarity))
+        # a pair found in several LSH tables comes once per table: _start_label's set() keeps one
         state = (edges
                  | "BothDirections" >> beam.FlatMap(_both_directions)
                  | "GroupNeighbours" >> beam.GroupByKey()

@@ -244,7 +244,7 @@ def shard_samples(stream: BinaryIO, wanted: Collection[str], max_bytes: int) -> 
     with tarfile.open(fileobj=stream, mode="r|*") as archive:
         for info in archive:
             archive.members = []  # streaming: keep no list of every header seen
-            name = _MEMBER_NAME.fullmatch(info.name)
+            name = _MEMBER_NAME.fullmatch(info.name.removeprefix("./"))  # `tar -C dir .` writes ./<key>.<ext>
             if not info.isreg() or name is None:
                 continue
             key, member = name[1], name[2].lower()
@@ -258,10 +258,10 @@ def shard_samples(stream: BinaryIO, wanted: Collection[str], max_bytes: int) -> 
                 current.problems[member] = f"member {info.name!r} is larger than {max_bytes} bytes"
                 continue
             current.members[member] = archive.extractfile(info).read()
+        if current is not None:  # before any error: the last sample read is judged on its own members
+            yield current
         if archive.fileobj.tell() != archive.offset + tarfile.BLOCKSIZE:  # tarfile ends quietly at a cut
             raise tarfile.ReadError("cut short: no end-of-archive block")
-    if current is not None:
-        yield current
 
 
 def wanted_members(spec: InputSpec) -> tuple[str, ...]:

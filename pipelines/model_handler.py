@@ -34,6 +34,9 @@ from PIL import Image
 from spac.predictor import AttributePredictor, load_predictor
 
 
+METRICS_NAMESPACE = "RunInference_spac_predictor"  # where Beam puts RunInference's own metrics for this model
+
+
 @dataclass(frozen=True)
 class Acceleration:
     """How the forward runs on a device: an autocast dtype (None: full float32) and the memory format."""
@@ -148,4 +151,4 @@ class SpacPredictorHandler(ModelHandler[bytes, PredictionResult, LoadedPredictor
         return sum(len(data) for data in batch)
 
     def get_metrics_namespace(self) -> str:
-        return "RunInference_spac_predictor"
+        return METRICS_NAMESPACE

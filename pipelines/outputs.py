@@ -109,15 +109,9 @@ def publish_text(output: str, name: str, text: str) -> str:
     return path
 
 
-def reason_category(reason: str) -> str:
-    """A dead-letter reason without its particulars (``image too large: 9000x9000 ...`` -> ``image too large``),
-    so the report has one row per kind of failure, not one per file."""
-    return reason.split(":", 1)[0]
-
-
 def report_counts(letter: Mapping[str, str]) -> tuple[str, str]:
-    """What the filter report counts a dead letter under: (stage, reason category)."""
-    return letter["stage"], reason_category(letter["reason"])
+    """What the filter report counts a dead letter under: (stage, kind of reason)."""
+    return letter["stage"], corpus_filters.reason_kind(letter["reason"])
 
 
 def write_filter_report(counts: Iterable[tuple[tuple[str, str], int]], output: str,

@@ -12,10 +12,9 @@ from typing import Any, Mapping
 
 import apache_beam as beam
 
+from pipelines.model_handler import METRICS_NAMESPACE as INFERENCE_NAMESPACE
 from pipelines.transforms import NAMESPACE
 
-# pipelines.model_handler.SpacPredictorHandler.get_metrics_namespace (not imported: that pulls in torch)
-INFERENCE_NAMESPACE = "RunInference_spac_predictor"
 INFERENCE_IMAGES = "num_inferences"
 INFERENCE_MICROS = "inference_batch_latency_micro_secs"
 STAGES = ("decode", "inference", "filter", "caption")  # in the job's order; other timed stages follow, sorted

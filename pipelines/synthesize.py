@@ -99,7 +99,7 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
             job.seed, job.styles, job.sentences.text, job.sentences.option.path, job.sentences.option.add))
 
     placements = place_identities(per_identity[transforms.SIZES])
-    fragments = ({"records": captioned | "KeyCaptionedByIdentity" >> beam.Map(lambda r: (r["identity"], r)),
+    written = ({"records": captioned | "KeyCaptionedByIdentity" >> beam.Map(lambda r: (r["identity"], r)),
                   "placement": placements}
                  | "JoinPlacements" >> beam.CoGroupByKey()
                  | "PlaceSamples" >> beam.FlatMap(ordering.place_samples, job.shard_size)
@@ -108,12 +108,12 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
                      DEAD, main="indices"))
 
     # Whole-corpus elements below hold shard numbers, bucket numbers or counts per reason: never samples.
-    shard_indices = fragments.indices | "CollectShards" >> beam.combiners.ToList()
+    shard_indices = written.indices | "CollectShards" >> beam.combiners.ToList()
     _ = shard_indices | "WriteManifest" >> beam.Map(outputs.finish_manifest, job.output, job.prefix)
     _ = shard_indices | "WriteDatasetJson" >> beam.Map(
         corpus_parts.assemble_dataset_json, job.output, outputs.DATASET_NAME)
 
-    letters = ((layout_letters, decoded[DEAD], per_image[DEAD], *cleaning_letters, per_identity[DEAD], fragments[DEAD])
+    letters = ((layout_letters, decoded[DEAD], per_image[DEAD], *cleaning_letters, per_identity[DEAD], written[DEAD])
                | "AllDeadLetters" >> beam.Flatten())
     _ = letters | "WriteDeadLetters" >> outputs.WriteDeadLetterFile(job.output)
     _ = (letters | "ReportKeys" >> beam.Map(outputs.report_counts)

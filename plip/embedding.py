@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from plip.checkpoint import load_checkpoint_model
 from plip.model import PLIPModel
-from plip.transforms import EVAL_HEIGHT, EVAL_WIDTH, eval_transform, read_image
+from plip.transforms import EVAL_HEIGHT, EVAL_WIDTH, read_image
 from spac.devices import resolve_device
 from spac.imaging import normalised_tensor
 
@@ -53,9 +53,7 @@ def preprocess_image(image: ImageLike, size: tuple[int, int] = (EVAL_HEIGHT, EVA
         if not isinstance(image, (str, Path)):
             raise ValueError(f"expected an image path or a PIL image, got {type(image).__name__}")
         image = read_image(image)
-    if tuple(size) == (EVAL_HEIGHT, EVAL_WIDTH):
-        return eval_transform(image)
-    return normalised_tensor(image, tuple(size))
+    return normalised_tensor(image, tuple(size))  # eval_transform is this at the released 256x128
 
 
 class Embedder:

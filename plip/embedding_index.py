@@ -200,6 +200,8 @@ class EmbeddingIndex:
 
     def blocks(self, kind: str | None = None, block_rows: int = DEFAULT_BLOCK_ROWS) -> Iterator[tuple[pa.Table, np.ndarray]]:
         """(row fields, ``[rows, dim]`` float32 vectors) of ``block_rows`` rows at a time, of one ``kind`` or all."""
+        if kind is not None and kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         for batch in self._file.iter_batches(batch_size=block_rows):
             table = pa.Table.from_batches([batch])
             if kind is not None:

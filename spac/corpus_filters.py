@@ -53,6 +53,12 @@ class IdentityVerdict:
     dropped: dict[str, str] = field(default_factory=dict)
 
 
+def reason_kind(reason: str) -> str:
+    """A dead-letter reason without its particulars (``image too large: 9000x9000 ...`` -> ``image too large``):
+    what the job's filter report and ``spac report`` count letters under, one row per kind, not per file."""
+    return reason.split(":", 1)[0].strip()
+
+
 def image_rejection(attributes: Mapping[str, str], max_unknown: int = 3) -> str | None:
     """The reason to drop one image on its own attributes, or None to keep it."""
     if sum(value == UNKNOWN for value in attributes.values()) >= max_unknown:

@@ -206,7 +206,7 @@ def lsh_planes(dim: int, config: CleaningConfig) -> np.ndarray:
 
 def lsh_signatures(centre: np.ndarray, planes: np.ndarray, config: CleaningConfig) -> list[tuple[int, int]]:
     """``(table, signature)`` for each table: the sign bits of the centre against that table's planes."""
-    bits = (planes.astype(np.float64) @ np.asarray(centre, dtype=np.float64)) >= 0.0
+    bits = (np.asarray(planes, dtype=np.float64) @ np.asarray(centre, dtype=np.float64)) >= 0.0  # no copy if float64
     weights = 1 << np.arange(config.lsh_bits, dtype=np.int64)
     codes = bits.reshape(config.lsh_tables, config.lsh_bits).astype(np.int64) @ weights
     return [(table, int(code)) for table, code in enumerate(codes)]

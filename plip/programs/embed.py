@@ -114,6 +114,8 @@ def manifest_items(path: Path) -> list[ImageItem]:
         listed = row["path"].strip()
         image = Path(listed) if Path(listed).is_absolute() else path.parent / listed
         identity = row.get("id", row.get("identity"))
+        if identity not in (None, "") and _identity(identity) is None:
+            raise CliError(f"{path}: row {number}: id {identity!r} is not a non-negative integer")
         item = ImageItem(make_key(PurePosixPath(listed).as_posix().lstrip("/")), str(image), _identity(identity))
         if items.setdefault(item.key, item).path != item.path:
             raise CliError(f"{path}: row {number}: {listed} has the key {item.key} of {items[item.key].path}")

@@ -26,7 +26,7 @@ from plip.embedding_index import EmbeddingIndex, Hit, search
 from plip.transforms import ImageReadError, read_image
 from plip.programs.checkpoint_flags import add_released_format_flags
 from shards import open_corpus
-from shards.reader import decode_image
+from shards.reader import SkipAndCount, decode_image
 from spac.cli.support import (CliError, OneLineArgumentParser, add_quiet_flag, device, positive_int, run_main,
                               silence_libraries)
 
@@ -72,10 +72,17 @@ def _shard_jpegs(hits: Sequence[Hit]) -> dict[tuple[str, str], bytes]:
         if hit.path.endswith(".tar"):
             wanted.setdefault(hit.path, set()).add(hit.key)
     found = {}
-    for url, keys in wanted.items():
-        for sample in open_corpus(url, decode=False, split_by_node=False, split_by_worker=False):
-            if sample["__key__"] in keys:
-                found[(url, sample["__key__"])] = sample
+    for url, keys in wanted.items():  # a damaged or missing shard only leaves its thumbnails unavailable
+        try:
+            for sample in open_corpus(url, decode=False, split_by_node=False, split_by_worker=False,
+                                      handler=SkipAndCount()):
+                if sample["__key__"] in keys:
+                    found[(url, sample["__key__"])] = sample
+                    keys.discard(sample["__key__"])
+                    if not keys:
+                        break
+        except (OSError, ValueError):
+            continue
     return found
 
 

@@ -43,8 +43,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shards import layout, remote
-from shards.manifest import read_json, read_manifest_file, read_stats
+from shards.manifest import checked_stats, read_json, read_manifest_file, read_stats
 from shards.reader import decode_image, decode_record
+from spac.corpus_filters import reason_kind
 
 JOB_NAME = "job.json"
 FILTER_REPORT_NAME = "filter_report.json"
@@ -116,7 +117,7 @@ def open_folder(directory: str) -> CorpusFolder:
         shards = [Shard(e["shard"], e["index_file"], int(e["count"])) for e in manifest["shards"]]
         totals, has_manifest = dict(manifest["totals"]), True
     else:  # a folder being written, or one whose manifest was never made: the completion markers
-        stats = [read_stats(fs, root, stem) for stem in layout.complete_stems(fs, root)]
+        stats = [checked_stats(read_stats(fs, root, stem), stem) for stem in layout.complete_stems(fs, root)]
         shards = [Shard(s["shard"], s["index_file"], int(s["count"])) for s in stats]
         totals = {"shards": len(shards), "samples": sum(s["count"] for s in stats),
                   "bytes": sum(s["bytes"] for s in stats), "captions": sum(s["captions"] for s in stats),
@@ -251,8 +252,7 @@ class DeadLetters:
             self.unreadable_lines += 1
             return
         stage = str(letter.get("stage", "?"))
-        # the reason's kind, without its particulars ("image too large: 9000x9000 ..." -> "image too large")
-        reason = str(letter.get("reason", "?")).split(":", 1)[0].strip() or "?"
+        reason = reason_kind(str(letter.get("reason", "?"))) or "?"
         self.total += 1
         self.by_stage[stage] += 1
         if (stage, reason) not in self.by_reason and len(self.by_reason) >= MAX_REASONS:

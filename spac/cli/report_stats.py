@@ -63,10 +63,12 @@ class IndexCounts:
         self.texts_per_image: Counter = Counter()
         self.styles: Counter = Counter()
         self._ids: list[np.ndarray] = []
+        self._per_identity: np.ndarray | None = None  # images_per_identity's sort, until an index is added
 
     def add(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
+        self._per_identity = None
         self.samples += table.num_rows
         parts = pc.split_pattern(table["attributes"], ",")
         for position, group in enumerate(GROUPS):
@@ -79,11 +81,11 @@ class IndexCounts:
         self._ids.append(table["id"].to_numpy())
 
     def images_per_identity(self) -> np.ndarray:
-        """One count per distinct identity (sorted by identity)."""
-        if not self._ids:
-            return np.zeros(0, dtype=np.int64)
-        _, counts = np.unique(np.concatenate(self._ids), return_counts=True)
-        return counts
+        """One count per distinct identity (sorted by identity); a full sort, so kept until more indexes are added."""
+        if self._per_identity is None:
+            self._per_identity = (np.unique(np.concatenate(self._ids), return_counts=True)[1] if self._ids
+                                  else np.zeros(0, dtype=np.int64))
+        return self._per_identity
 
     def style_shares(self) -> dict[str, float]:
         total = sum(self.styles.values())

@@ -165,6 +165,17 @@ def test_shard_samples_refuse_a_cutwrite_tar(tmp_path):
     data = write_tar(tmp_path / "s.tar", [("a.jpg", b"J" * 600), ("b.jpg", b"K" * 600)]).read_bytes()
     with pytest.raises(tarfile.TarError):
         list(shard_samples(io.BytesIO(data[:1536]), ("jpg",), 10_000))  # ends after a's data: no end block
+    read = []
+    with pytest.raises(tarfile.TarError):
+        for sample in shard_samples(io.BytesIO(data[:1536]), ("jpg",), 10_000):
+            read.append(sample)
+    assert read == [ShardSample("a", {"jpg": b"J" * 600}, {})]  # the whole sample before the cut is kept
+
+
+def test_shard_samples_read_members_named_like_tar_c_dot(tmp_path):
+    path = write_tar(tmp_path / "s.tar", [("./a.jpg", b"J"), ("./a.json", b"{}")])
+    with open(path, "rb") as stream:
+        assert list(shard_samples(stream, ("jpg", "json"), 100)) == [ShardSample("a", {"jpg": b"J", "json": b"{}"}, {})]
 
 
 @pytest.mark.parametrize("members, expected", [

@@ -135,12 +135,14 @@ def test_bad_images_stop_with_one_line_or_are_skipped_and_counted(inputs, tmp_pa
     (["--images", "{tmp}/x.json"], "a file but not a manifest"),
     (["--texts", "{tmp}/empty.txt"], "holds no text"),
     (["--images", "{tmp}/bad.jsonl"], "bad.jsonl: row 1: needs a non-empty 'path'"),
+    (["--images", "{tmp}/bad_id.jsonl"], "bad_id.jsonl: row 1: id 'p012' is not a non-negative integer"),
     (["--images", "{tmp}", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
 ])
 def test_bad_input_is_one_line_exit_2(inputs, tmp_path, capsys, args, message):
     (tmp_path / "x.json").write_text("{}")
     (tmp_path / "empty.txt").write_text("\n \n")
     (tmp_path / "bad.jsonl").write_text(json.dumps({"id": 3}) + "\n")
+    (tmp_path / "bad_id.jsonl").write_text(json.dumps({"path": "a.jpg", "id": "p012"}) + "\n")
     argv = [a.format(tmp=tmp_path) for a in args]
     assert run(inputs, tmp_path / "e.parquet", *argv) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -264,3 +264,12 @@ def test_an_imported_record_shows_no_confidence_and_marks_out_of_schema_values()
     assert "a &lt;b&gt;shiny&lt;/b&gt; cape *" in card and "<b>" not in card
     assert card.count('<span class="conf">—</span>') == 6
     assert card.count('<span class="style">') == 3 and '<span class="style">template</span>' in card
+
+
+def test_a_folder_without_manifest_and_a_broken_stats_file_is_one_line(known_corpus, tmp_path, capsys):
+    folder, _ = known_corpus
+    (folder / "manifest.json").unlink()  # the report then reads the shards' completion markers
+    (folder / "synthpedes-000001_stats.json").write_text('{"shard": "synthpedes-000001.tar"}')
+    assert main(["report", str(folder), "--output", str(tmp_path / "r.html")]) == 2
+    [error] = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert error.startswith("spac report: error: ") and "synthpedes-000001_stats.json" in error
