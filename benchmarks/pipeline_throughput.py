@@ -42,8 +42,7 @@ def bare_loop(paths: list[Path], out: Path, batch_size: int, predictor, captione
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
         jpgs = [encode_image(decode_image(p.read_bytes(), min_size=IMAGE_SIZE)) for p in chunk]
-        tensors = [predictor.preprocess(Image.open(io.BytesIO(j))) for j in jpgs]
-        predictions = predictor.predict_tensors(torch.stack(tensors))
+        predictions = predictor.predict_tensors(predictor.preprocess_batch([Image.open(io.BytesIO(j)) for j in jpgs]))
         for path, jpg, prediction in zip(chunk, jpgs, predictions):
             key = f"{path.parent.name}_{path.stem}"
             texts = captioner(prediction.attributes, key)

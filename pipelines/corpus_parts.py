@@ -35,11 +35,12 @@ def _parts_folder(output: str) -> tuple[Any, str]:
     return fs, remote.join(fs, root, PARTS_DIR)
 
 
-def write_part(output: str, name: str, text: str) -> None:
-    """Publish one part atomically (a rerun of the same step rewrites it with the same bytes)."""
+def write_part(output: str, name: str, text: str, durable: bool = True) -> None:
+    """Publish one part atomically (a rerun of the same step rewrites it with the same bytes); ``durable``
+    as in :func:`shards.remote.publish_bytes`."""
     fs, folder = _parts_folder(output)
     fs.makedirs(folder, exist_ok=True)
-    remote.publish_bytes(fs, text.encode("utf-8"), remote.join(fs, folder, name))
+    remote.publish_bytes(fs, text.encode("utf-8"), remote.join(fs, folder, name), durable)
 
 
 def letter_line(letter: Mapping[str, str]) -> str:
@@ -53,7 +54,9 @@ def dead_letter_bucket(line: str) -> int:
 def write_dead_letter_bucket(grouped: tuple[int, Iterable[str]], output: str) -> int:
     """Write one bucket's letters (sorted lines) as a part; return the bucket number."""
     bucket, lines = grouped
-    write_part(output, dead_letter_part_name(bucket), "".join(line + "\n" for line in sorted(lines)))
+    # not fsynced: every run rebuilds all its letters, and at ~1 letter per bucket an fsync per part was most
+    # of the step's time; the assembled deadletter.jsonl is fsynced
+    write_part(output, dead_letter_part_name(bucket), "".join(line + "\n" for line in sorted(lines)), durable=False)
     return bucket
 
 

@@ -8,7 +8,9 @@ depend on how the runner happened to batch it, which keeps the corpus byte-ident
 
 Two sizes, two jobs: ``batch_size`` is the one shape the model sees; ``max_batch_size`` (default
 ``batch_size``) caps what Beam's batching hands over in one call, and a larger batch is cut into
-``batch_size`` chunks, each padded the same way. ``min_batch_size`` is Beam's lower bound.
+``batch_size`` chunks, each padded the same way. ``min_batch_size`` (default ``batch_size``) is Beam's
+lower bound: Beam's batching otherwise starts at one element and grows by timing, and every small batch
+costs a full padded forward (at 1,000 images and batch 32, 39 forwards instead of 32).
 
 Model sharing (Beam's semantics, ``ModelHandler(large_model=..., model_copies=...)``): by default every SDK
 process of a worker (one per vCPU on Dataflow) loads its own model. ``share_model`` loads one copy per
@@ -84,11 +86,10 @@ class LoadedPredictor:
         return predictions
 
     def _predict_chunk(self, chunk: Sequence[bytes]) -> list[Any]:
-        tensors = []
-        for data in chunk:
-            with Image.open(io.BytesIO(data)) as image:
-                tensors.append(self._predictor.preprocess(image))
-        stacked = torch.stack(tensors)
+        images = [Image.open(io.BytesIO(data)) for data in chunk]
+        stacked = self._predictor.preprocess_batch(images)
+        for image in images:
+            image.close()
         padded = stacked.new_zeros((self._batch_size, *stacked.shape[1:]))
         padded[:len(chunk)] = stacked
         acceleration = self._acceleration
@@ -106,17 +107,19 @@ class SpacPredictorHandler(ModelHandler[bytes, PredictionResult, LoadedPredictor
     """Examples are encoded images (bytes); inferences are ``spac.predictor.Prediction``.
 
     The first four parameters keep their positions; the rest are keywords: ``max_batch_size`` (default
-    ``batch_size``, at least ``batch_size``) and ``min_batch_size`` for Beam's batching, ``share_model`` and
-    ``model_copies`` for Beam's model sharing (see the module text), ``with_embeddings`` asks the predictor
-    for its image embeddings too.
+    ``batch_size``, at least ``batch_size``) and ``min_batch_size`` (default ``batch_size``) for Beam's
+    batching, ``share_model`` and ``model_copies`` for Beam's model sharing (see the module text),
+    ``with_embeddings`` asks the predictor for its image embeddings too.
     """
 
     def __init__(self, predictor_path: str | None = None, device: str = "cpu", batch_size: int = 32,
-                 torch_threads: int | None = None, *, max_batch_size: int | None = None, min_batch_size: int = 1,
+                 torch_threads: int | None = None, *, max_batch_size: int | None = None,
+                 min_batch_size: int | None = None,
                  share_model: bool = False, model_copies: int | None = None, with_embeddings: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         max_batch_size = batch_size if max_batch_size is None else max_batch_size
+        min_batch_size = batch_size if min_batch_size is None else min_batch_size
         if max_batch_size < batch_size:
             raise ValueError(f"max_batch_size ({max_batch_size}) must be at least batch_size ({batch_size}): "
                              "every batch is padded to batch_size")

@@ -61,14 +61,18 @@ def publish_file(fs: Any, local_file: str, final_path: str) -> None:
         os.remove(local_file)
 
 
-def publish_bytes(fs: Any, data: bytes, final_path: str) -> None:
-    """Write ``data`` to ``final_path`` atomically."""
+def publish_bytes(fs: Any, data: bytes, final_path: str, durable: bool = True) -> None:
+    """Write ``data`` to ``final_path`` atomically; ``durable`` (local files) also fsyncs it before the rename.
+
+    Pass ``durable=False`` for scratch files that the same run rebuilds anyway: the rename still makes the
+    file all-or-nothing, and an fsync costs milliseconds per file."""
     staged = temp_path(final_path)
     if is_local(fs):
         with open(staged, "wb") as stream:
             stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
+            if durable:
+                stream.flush()
+                os.fsync(stream.fileno())
         os.replace(staged, final_path)
         return
     fs.pipe_file(staged, data)

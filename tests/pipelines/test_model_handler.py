@@ -20,8 +20,8 @@ class FakePredictor:
         self.calls: list[tuple[tuple[int, ...], dict]] = []
         self.formats: list[bool] = []
 
-    def preprocess(self, image):
-        return torch.ones(3, 8, 4)
+    def preprocess_batch(self, images):
+        return torch.ones(len(images), 3, 8, 4)
 
     def predict_tensors(self, batch, **keywords):
         self.calls.append((tuple(batch.shape), keywords))
@@ -47,7 +47,7 @@ def test_model_handler_pads_batches_so_predictions_do_not_depend_on_batching(col
 
 def test_a_batch_above_batch_size_is_predicted_in_fixed_shape_chunks(colour_predictor):
     handler = SpacPredictorHandler(str(colour_predictor), batch_size=2, max_batch_size=8)
-    assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 8}
+    assert handler.batch_elements_kwargs() == {"min_batch_size": 2, "max_batch_size": 8}
     colours = [RED, GREEN, BLUE, BLACK, RED]
     images = [jpeg(c) for c in colours]
     results = list(handler.run_inference(images, handler.load_model()))
@@ -91,7 +91,7 @@ def test_sharing_follows_beams_semantics_through_the_keyed_wrapper():
 
 def test_the_first_four_parameters_keep_their_positions(colour_predictor):
     handler = SpacPredictorHandler(str(colour_predictor), "cpu", 6, 1)
-    assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 6}
+    assert handler.batch_elements_kwargs() == {"min_batch_size": 6, "max_batch_size": 6}
     assert (handler._predictor_path, handler._device, handler._torch_threads) == (str(colour_predictor), "cpu", 1)
 
 

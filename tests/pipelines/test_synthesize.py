@@ -258,7 +258,7 @@ def test_dataflow_dry_run_with_gpu_workers_needs_no_local_gpu(input_folder, colo
     pipeline.visit(FindRunInference())
     assert len(handlers) == 1
     handler = handlers[0]
-    assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 512}
+    assert handler.batch_elements_kwargs() == {"min_batch_size": 128, "max_batch_size": 512}
     assert handler.share_model_across_processes() and handler.model_copies() == 4
     spac_handler = getattr(handler, "_unkeyed", handler)
     assert (spac_handler._device, spac_handler._batch_size) == ("cuda", 128)

@@ -28,6 +28,17 @@ def test_publish_bytes_replaces_atomically_and_leaves_no_temporary(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["job.json"]
 
 
+def test_publish_bytes_fsyncs_only_durable_files(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = remote.os.fsync
+    monkeypatch.setattr(remote.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    fs, root = remote.resolve(str(tmp_path))
+    remote.publish_bytes(fs, b"scratch", remote.join(fs, root, "part.jsonl"), durable=False)
+    assert synced == [] and (tmp_path / "part.jsonl").read_bytes() == b"scratch"
+    remote.publish_bytes(fs, b"kept", remote.join(fs, root, "job.json"))
+    assert len(synced) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["job.json", "part.jsonl"]
+
+
 def test_publish_on_a_memory_filesystem(tmp_path):
     base = f"memory://publish-{uuid.uuid4().hex}"
     fs, root = remote.resolve(base)

@@ -3,7 +3,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from spac.imaging import IMAGE_HEIGHT, IMAGE_WIDTH, SYNTH_PEDES_MEAN, SYNTH_PEDES_STD, normalised_tensor
+from spac.imaging import (IMAGE_HEIGHT, IMAGE_WIDTH, SYNTH_PEDES_MEAN, SYNTH_PEDES_STD, normalise, normalised_tensor,
+                          pixel_tensor)
 
 
 def test_converts_resizes_and_normalises():
@@ -35,3 +36,21 @@ def test_an_image_already_at_size_is_not_resampled():
     pixels = normalised_tensor(image, mean=(0, 0, 0), std=(1, 1, 1))
     raw = torch.from_numpy(np.asarray(image, dtype=np.float32)) / 255
     assert torch.allclose(pixels, raw.permute(2, 0, 1))
+
+
+def test_normalising_a_batch_of_pixels_equals_normalising_each_image_exactly():
+    images = [Image.effect_noise((100, 230), sigma) for sigma in (10, 40, 90)]
+    one_by_one = torch.stack([normalised_tensor(image, flip=True) for image in images])
+    batched = normalise(torch.stack([pixel_tensor(image, flip=True) for image in images]))
+    assert batched.dtype == torch.float32 and batched.shape == (3, 3, IMAGE_HEIGHT, IMAGE_WIDTH)
+    assert torch.equal(batched, one_by_one)
+    reference = (pixel_tensor(images[0]).float() / 255 - torch.tensor(SYNTH_PEDES_MEAN).view(3, 1, 1)) \
+        / torch.tensor(SYNTH_PEDES_STD).view(3, 1, 1)
+    assert torch.equal(normalise(pixel_tensor(images[0])), reference)  # the same arithmetic as written out
+
+
+def test_pixel_tensor_is_contiguous_uint8_channels_first():
+    image = Image.new("RGB", (4, 2), (10, 20, 30))
+    pixels = pixel_tensor(image, (2, 4))
+    assert pixels.dtype == torch.uint8 and pixels.is_contiguous() and pixels.shape == (3, 2, 4)
+    assert pixels[:, 0, 0].tolist() == [10, 20, 30]

@@ -275,3 +275,10 @@ def test_bundled_demo_model_recognises_held_out_rendered_people():
     assert report["mean_accuracy"] > 0.6
     for group, result in report["groups"].items():
         assert result["accuracy"] > result["majority_baseline"], group
+
+
+def test_preprocess_batch_equals_stacking_preprocess_of_each_image():
+    schema = load_schema()
+    model = build_predictor(PredictorConfig.for_schema(schema, TINY_BACKBONE, image_size=(64, 32)), schema)
+    images = [Image.effect_noise((50, 90), sigma) for sigma in (5, 60)]
+    assert torch.equal(model.preprocess_batch(images), torch.stack([model.preprocess(image) for image in images]))
