@@ -5,27 +5,32 @@ Modules: :mod:`shards.sample` (the sample contract, image encoding), :mod:`shard
 :mod:`shards.manifest`, :mod:`shards.reader`, :mod:`shards.verify`, :mod:`shards.layout` (file
 names), :mod:`shards.remote` (fsspec access, atomic publishing).
 """
-from shards.manifest import read_manifest, write_manifest
-from shards.reader import SkipAndCount, iter_samples, open_corpus, reraise, shard_urls
-from shards.sample import GROUPS, IMAGE_SIZE, JPEG_QUALITY, encode_image, make_sample, validate_record
-from shards.verify import verify_corpus
-from shards.writer import shard_is_complete, write_shard
+from __future__ import annotations
 
-__all__ = [
-    "GROUPS",
-    "IMAGE_SIZE",
-    "JPEG_QUALITY",
-    "SkipAndCount",
-    "encode_image",
-    "iter_samples",
-    "make_sample",
-    "open_corpus",
-    "read_manifest",
-    "reraise",
-    "shard_is_complete",
-    "shard_urls",
-    "validate_record",
-    "verify_corpus",
-    "write_manifest",
-    "write_shard",
-]
+import importlib
+from typing import Any
+
+# name -> the module that defines it. Loaded on first use (PEP 562): the reader pulls in webdataset and
+# with it torch (~1.5 s), which a command that only writes or lists shards should not pay for.
+_EXPORTS = {
+    "read_manifest": "shards.manifest", "write_manifest": "shards.manifest",
+    "SkipAndCount": "shards.reader", "iter_samples": "shards.reader", "open_corpus": "shards.reader",
+    "reraise": "shards.reader", "shard_urls": "shards.reader",
+    "GROUPS": "shards.sample", "IMAGE_SIZE": "shards.sample", "JPEG_QUALITY": "shards.sample",
+    "encode_image": "shards.sample", "make_sample": "shards.sample", "validate_record": "shards.sample",
+    "verify_corpus": "shards.verify",
+    "shard_is_complete": "shards.writer", "write_shard": "shards.writer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'shards' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

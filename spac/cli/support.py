@@ -7,11 +7,10 @@ import argparse
 import json
 import re
 import sys
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import torch
-
-from spac.devices import resolve_device
+if TYPE_CHECKING:  # torch takes ~1.5 s to import: only a command that resolves a device pays for it
+    import torch
 
 
 _TYPE_PREFIX = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Rejected): ")
@@ -126,6 +125,8 @@ def json_object(text: str) -> dict[str, Any]:
 
 def device(text: str) -> torch.device:
     """A --device value (cpu, cuda, cuda:N, auto) checked against this machine."""
+    from spac.devices import resolve_device
+
     try:
         return resolve_device(text)
     except ValueError as exc:

@@ -1,5 +1,9 @@
 """The `spac` dispatcher: usage, unknown commands, and every command module it names."""
 import importlib
+import subprocess
+import sys
+
+import pytest
 
 from spac.cli.main import COMMANDS, main
 
@@ -27,3 +31,15 @@ def test_a_command_runs_through_run_main(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("spac render: error: argument --identities:")
     assert main(["render", "--help"]) == 0
     assert capsys.readouterr().out.startswith("usage: spac render")
+
+
+@pytest.mark.parametrize("command", ["--help", "caption --help", "shards --help", "render --help"])
+def test_help_does_not_import_torch(command):
+    """torch costs ~1.5 s to import: a command's --help (and the dispatcher) must not pay for it."""
+    code = ("import sys\nfrom spac.cli.main import main\n"
+            f"try:\n    main({command.split()!r})\nexcept SystemExit:\n    pass\n"
+            "heavy = sorted(m for m in ('torch', 'webdataset', 'apache_beam') if m in sys.modules)\n"
+            "print('HEAVY', heavy)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "HEAVY []"
