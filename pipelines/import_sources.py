@@ -9,7 +9,8 @@ loaded, ``jpg``. An entry that leaves the job early becomes a dead letter ``{"pa
 - :class:`ReadEntries`: one reader streams the JSON list (:mod:`spac.json_lists`); the entries are
   spread right after it.
 - :class:`ParseEntry`: the format's checks (:mod:`spac.released_corpus`, :mod:`spac.caption_datasets`)
-  and the record contract (:func:`shards.sample.validate_record`).
+  and the record contract (:func:`shards.sample.validate_record`); the texts' ``attribute_spans``
+  (:mod:`spac.language`), so that training on the import need not run spaCy.
 - :class:`DropDuplicates`: of entries sharing a key, the first in the file is kept.
 - :class:`LoadImage`: the shared decode policy (:mod:`shards.images`) and the corpus JPEG.
 - :class:`MineAttributes`: labels of a human-captioned image from its captions (:mod:`spac.label_mining`).
@@ -26,10 +27,10 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.import_job import LAYOUTS, SYNTHPEDES, ImportJob
-from pipelines.transforms import DEAD_LETTER, dead_letter
+from pipelines.transforms import DEAD_LETTER, dead_letter, stored_spans
 from shards.images import ImageRejected, decode_image, read_bounded
 from shards.keys import make_key
-from shards.sample import GROUPS, IMAGE_SIZE, IN_SCHEMA_KEY, encode_image, validate_record
+from shards.sample import GROUPS, IMAGE_SIZE, IN_SCHEMA_KEY, encode_image, record_texts, validate_record
 from spac import caption_datasets
 from spac.attributes import UNKNOWN, Schema, load_schema
 from spac.json_lists import JsonListError, iter_json_list
@@ -178,6 +179,7 @@ class ParseEntry(beam.DoFn):
             else:
                 parsed = human_record(entry, self._layout, self._images)
             check_record(parsed.record)
+            record = {**parsed.record, "attribute_spans": stored_spans(record_texts(parsed.record))}
         except ValueError as exc:
             counter("malformed").inc()
             counter("dead_lettered").inc()
@@ -185,7 +187,7 @@ class ParseEntry(beam.DoFn):
             return
         if parsed.dropped_texts:
             counter("texts_dropped").inc(parsed.dropped_texts)
-        yield {"entry": index, "position": position, "record": parsed.record, "out_of_schema": parsed.out_of_schema}
+        yield {"entry": index, "position": position, "record": record, "out_of_schema": parsed.out_of_schema}
 
 
 def keyed(item: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator, Mapping
 
-from shards.sample import RECORD_FIELDS
+from shards.sample import OPTIONAL_FIELDS, RECORD_FIELDS
 from spac.digests import stable_int
 
 IDENTITY_BUCKETS = 4096
@@ -80,5 +80,6 @@ def place_samples(joined: tuple[str, Mapping[str, Iterable]], shard_size: int) -
         raise ValueError(f"identity {identity!r}: {len(placements)} placements for {len(records)} images")
     identity_id, position = placements[0]
     for offset, record in enumerate(records):
-        json_record = {field: identity_id if field == "id" else record[field] for field in RECORD_FIELDS}
+        fields = RECORD_FIELDS + tuple(field for field in OPTIONAL_FIELDS if field in record)
+        json_record = {field: identity_id if field == "id" else record[field] for field in fields}
         yield (position + offset) // shard_size, {"__key__": record["key"], "jpg": record["jpg"], "json": json_record}

@@ -1,12 +1,14 @@
 """The synthesis job's steps as small DoFns and functions; the SPAC logic they call lives in ``spac`` and ``shards``.
 
 Records travel as plain dicts: ``key``, ``identity``, ``file_path``, ``source``, ``jpg`` (the corpus
-JPEG) and, once predicted, ``attributes`` (``{group: {"value", "confidence"}}``), then the captions.
+JPEG) and, once predicted, ``attributes`` (``{group: {"value", "confidence"}}``), then the captions and
+their ``attribute_spans``.
 Every image that leaves the job early becomes a dead-letter dict ``{"path", "stage", "reason"}``.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import time
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -19,7 +21,7 @@ from apache_beam.ml.inference.base import PredictionResult
 from pipelines.inputs import ImageRef, is_beside_identities, ref_from_path
 from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, decode_image, read_bounded
 from shards.sample import GROUPS, IMAGE_SIZE, encode_image
-from spac import captioner, corpus_filters
+from spac import captioner, corpus_filters, language
 from spac.attributes import load_schema
 from spac.caption_library import SentencesOption, library_for
 from spac.identity_cleaning import embedding_bytes
@@ -31,6 +33,7 @@ CONFIDENCE_DECIMALS = 4
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
+@functools.lru_cache(maxsize=None)  # a handful of names, asked for several times per image
 def counter(name: str) -> beam.metrics.metric.Metrics.DelegatingCounter:
     return beam.metrics.Metrics.counter(NAMESPACE, name)
 
@@ -188,17 +191,25 @@ class FilterIdentity(beam.DoFn):
             yield beam.pvalue.TaggedOutput(SIZES, (identity, len(verdict.kept)))
 
 
+def stored_spans(texts: Sequence[str]) -> list[list[list[int]]]:
+    """A record's ``attribute_spans`` for its ``texts`` (captions, then prompt_caption): spac.language's
+    phrase spans as JSON ``[start, end]`` pairs, found once here so that training need not run spaCy."""
+    return [[[start, end] for start, end in spans] for spans in language.attribute_spans(texts)]
+
+
 def add_captions(record: dict, seed: int, styles: Sequence[str] | None,
                  with_captioner: captioner.Captioner | None = None) -> dict:
-    """Two style captions (``captions``/``styles``) and one library sentence (``prompt_caption``), by
-    ``with_captioner`` (default: spac's, with the bundled library)."""
+    """Two style captions (``captions``/``styles``), one library sentence (``prompt_caption``), by
+    ``with_captioner`` (default: spac's, with the bundled library), and their ``attribute_spans``."""
     caption = with_captioner if with_captioner is not None else captioner.caption
     with stage_timer("caption"):
         texts = caption(values_of(record), record["key"], seed=seed, styles=list(styles) if styles else None)
     styled = [t for t in texts if t.style != "template"]
-    template = [t.text for t in texts if t.style == "template"]
+    template = [t.text for t in texts if t.style == "template"][:1]
+    with stage_timer("spans"):  # its own stage: spaCy costs several times what the captioner does
+        spans = stored_spans([t.text for t in styled] + template)
     return {**record, "captions": [t.text for t in styled], "styles": [t.style for t in styled],
-            "prompt_caption": template[:1]}
+            "prompt_caption": template, "attribute_spans": spans}
 
 
 class AddCaptions(beam.DoFn):

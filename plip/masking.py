@@ -23,11 +23,11 @@ def masking_ratio(progress: float) -> float:
     return 0.2 + 0.6 * math.sqrt(min(max(progress, 0.0), 1.0))
 
 
-def attribute_spans(text: str) -> list[Span]:
-    """Character spans of the attribute phrases that spac.language finds in ``text``."""
-    from spac.language import extract_attributes
+def attribute_spans(texts: Sequence[str]) -> list[list[Span]]:
+    """Character spans of the attribute phrases that spac.language finds in each of ``texts``."""
+    from spac import language  # spaCy loads only when a caption's spans are not known
 
-    return [(mention.start, mention.end) for mention in extract_attributes(text)]
+    return language.attribute_spans(texts)
 
 
 @dataclass(frozen=True)
@@ -72,21 +72,22 @@ def mask_batch(
     tokenizer: PreTrainedTokenizerBase,
     progress: float,
     rng: random.Random,
-    spans: Sequence[Sequence[Span]] | None = None,
+    spans: Sequence[Sequence[Span] | None] | None = None,
     max_length: int = 64,
 ) -> dict[str, torch.Tensor]:
     """Collate captions into ``input_ids``, ``attention_mask``, ``mlm_input_ids`` and ``mlm_labels`` tensors.
 
-    ``spans`` defaults to the phrases spac.language finds; pass them when the corpus already has them.
+    ``spans``: each caption's phrase spans when the corpus already has them (a record's ``attribute_spans``);
+    the captions without (None, or every caption when ``spans`` is None) get the phrases spac.language finds.
     """
     if spans is not None and len(spans) != len(texts):
         raise ValueError(f"got {len(spans)} span lists for {len(texts)} captions")
+    known = list(spans) if spans is not None else [None] * len(texts)
+    missing = [i for i, s in enumerate(known) if s is None]
+    if missing:  # spaCy is not even imported when every caption comes with its spans
+        for i, found in zip(missing, attribute_spans([texts[i] for i in missing])):
+            known[i] = found
     ratio = masking_ratio(progress)
-    masked = [
-        mask_attribute_phrases(
-            text, attribute_spans(text) if spans is None else spans[i], tokenizer, ratio, rng, max_length
-        )
-        for i, text in enumerate(texts)
-    ]
+    masked = [mask_attribute_phrases(text, known[i], tokenizer, ratio, rng, max_length) for i, text in enumerate(texts)]
     fields = ("input_ids", "attention_mask", "mlm_input_ids", "mlm_labels")
     return {name: torch.tensor([getattr(m, name) for m in masked], dtype=torch.long) for name in fields}

@@ -14,14 +14,20 @@ A sample is three tar members (:data:`MEMBERS`) sharing a key: ``<key>.jpg``, ``
   ``key`` (str, == ``__key__``), ``id`` (int identity, >= 0), ``file_path`` (released-style relative
   path, e.g. ``Part1/7/1.jpg``), ``attributes`` (``{group: {"value": str, "confidence": float | None}}``
   for all six groups, ``"unknown"`` allowed), ``captions`` (style captions), ``styles`` (one style name
-  per caption), ``prompt_caption`` (zero or one library sentence), ``source`` (original path or URI).
+  per caption), ``prompt_caption`` (zero or one library sentence), ``source`` (original path or URI);
+  then the optional fields (:data:`OPTIONAL_FIELDS`), in that order, when the record has them:
+  ``attribute_spans`` (one list per text of :func:`record_texts`, i.e. ``captions`` then ``prompt_caption``, of
+  ``[start, end]`` character spans, ``0 <= start < end <= len(text)``: the attribute phrases that
+  ``spac.language`` finds in it, which IAP masks; training computes them itself for a record without
+  the field, as for every corpus written before it existed).
 
   An attribute's ``confidence`` is the predictor's, in [0, 1], or ``null`` for a value no predictor of
   ours gave (imported from a released corpus, mined from human captions). A value imported from a
   released corpus is kept verbatim, even outside our schema, and its entry has a third key
   ``in_schema`` (bool; the importer writes it on every entry of such a corpus, so all samples of a
   corpus share one shape); values of our predictor or label miner are the schema's by construction and
-  have no such key. This module does not know the schema, so it checks only the key's type.
+  have no such key. This module does not know the schema, so it checks only the key's type; nor does it
+  know spac.language, so it checks the spans' shape, not that they are the phrases.
 - ``txt``: the first text of the sample: ``captions[0]``, or ``prompt_caption[0]`` when there is no
   style caption. A record must carry at least one text.
 """
@@ -37,6 +43,7 @@ from PIL import Image, ImageOps
 GROUPS = ("gender", "hair", "upper", "lower", "shoes", "belongings")
 MEMBERS = ("jpg", "json", "txt")  # tar members of a sample, after __key__
 RECORD_FIELDS = ("key", "id", "file_path", "attributes", "captions", "styles", "prompt_caption", "source")
+OPTIONAL_FIELDS = ("attribute_spans",)  # written after RECORD_FIELDS, in this order, when present
 ENTRY_KEYS = frozenset({"value", "confidence"})  # of one group's attribute entry
 IN_SCHEMA_KEY = "in_schema"  # optional third key (bool) of an imported attribute entry
 IMAGE_SIZE = (256, 128)  # height, width
@@ -112,7 +119,7 @@ def validate_record(record: Any) -> None:
     missing = [f for f in RECORD_FIELDS if f not in record]
     if missing:
         raise ValueError(f"record {record.get('key')!r}: missing field {missing[0]!r}")
-    extra = sorted(set(record) - set(RECORD_FIELDS))
+    extra = sorted(set(record) - set(RECORD_FIELDS) - set(OPTIONAL_FIELDS))
     if extra:
         raise ValueError(f"record {record.get('key')!r}: unexpected field {extra[0]!r}")
     try:
@@ -137,6 +144,26 @@ def validate_record(record: Any) -> None:
         raise ValueError(f"{where} 'prompt_caption': expected at most one sentence, got {len(prompt)}")
     if not captions and not prompt:
         raise ValueError(f"{where} 'captions': a record needs at least one caption or prompt_caption")
+    if "attribute_spans" in record:
+        _attribute_spans(record, captions + prompt)
+
+
+def _attribute_spans(record: Mapping[str, Any], texts: list[str]) -> None:
+    where = f"record {record['key']!r}: field 'attribute_spans'"
+    spans = record["attribute_spans"]
+    if not isinstance(spans, list) or len(spans) != len(texts):
+        raise ValueError(f"{where}: expected one list of spans per text (captions, then prompt_caption), "
+                         f"{len(texts)} in all")
+    for index, (text, text_spans) in enumerate(zip(texts, spans)):
+        if not isinstance(text_spans, list):
+            raise ValueError(f"{where}[{index}]: expected a list of [start, end] spans")
+        for span in text_spans:
+            if not (isinstance(span, list) and len(span) == 2
+                    and all(isinstance(v, int) and not isinstance(v, bool) for v in span)):
+                raise ValueError(f"{where}[{index}]: expected [start, end] integer pairs, got {span!r}")
+            if not 0 <= span[0] < span[1] <= len(text):
+                raise ValueError(f"{where}[{index}]: span {span} is not inside the text "
+                                 f"({len(text)} characters, start < end)")
 
 
 def canonical_record(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -147,6 +174,8 @@ def canonical_record(record: Mapping[str, Any]) -> dict[str, Any]:
     canonical["captions"] = list(record["captions"])
     canonical["styles"] = list(record["styles"])
     canonical["prompt_caption"] = list(record["prompt_caption"])
+    if "attribute_spans" in record:
+        canonical["attribute_spans"] = [[list(span) for span in spans] for spans in record["attribute_spans"]]
     return canonical
 
 
@@ -158,9 +187,14 @@ def _canonical_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
     return canonical
 
 
+def record_texts(record: Mapping[str, Any]) -> list[str]:
+    """Every text of the record, in the order ``attribute_spans`` follows: style captions, then the sentence."""
+    return list(record["captions"]) + list(record["prompt_caption"])
+
+
 def first_text(record: Mapping[str, Any]) -> str:
     """The sample's ``txt``: the first style caption, else the library sentence."""
-    return (list(record["captions"]) + list(record["prompt_caption"]))[0]
+    return record_texts(record)[0]
 
 
 def released_attributes(record: Mapping[str, Any]) -> str:

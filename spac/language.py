@@ -216,6 +216,14 @@ def extract_attributes_batch(
     return [extractor.mentions(doc, text) for doc, text in zip(extractor.docs(texts, batch_size), texts)]
 
 
+def attribute_spans(
+    texts: Iterable[str], schema: Schema | None = None, batch_size: int = 256
+) -> list[list[tuple[int, int]]]:
+    """For each text, the ``(start, end)`` character spans of its attribute mentions, in order: what IAP
+    masks, and what a corpus record stores so that training need not run spaCy."""
+    return [[(m.start, m.end) for m in mentions] for mentions in extract_attributes_batch(texts, schema, batch_size)]
+
+
 def attributes_from_mentions(mentions: Iterable[AttributeMention], schema: Schema | None = None) -> Attributes:
     """Group -> value from the first resolvable mention of each group; the other groups ``unknown``."""
     schema = load_schema() if schema is None else schema

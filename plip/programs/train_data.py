@@ -4,7 +4,7 @@ Stages, per rank and DataLoader worker: ``shards.open_corpus`` (undecoded, seede
 repeated pass after pass so every rank gets its fixed number of batches) -> records parsed ->
 :func:`group_by_identity` (P identities x K images per batch, bounded buffer) -> :func:`collate`
 (decode, resize, random flip, normalise with ``plip.transforms.train_transform``; one random text per sample;
-tokens and IAP masks).
+tokens and IAP masks of its attribute phrases: the record's stored ``attribute_spans``, else spaCy's).
 
 Every random choice of batch ``i`` of epoch ``e`` on rank ``r`` comes from its own generator seeded by
 ``(seed, e, r, i)``, and the sample order from seeds of ``(seed, e, pass)``: a batch is the
@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from transformers import PreTrainedTokenizerBase
 
 import shards
-from plip.masking import mask_batch
+from plip.masking import Span, mask_batch
 from plip.programs.eval_data import sample_texts
 from plip.transforms import train_transform
 from shards import reader
@@ -97,11 +97,14 @@ def group_by_identity(
 # --- per-sample transforms -----------------------------------------------------------------------
 
 
-def pick_text(record: dict[str, Any], rng: random.Random) -> str:
+def pick_text(record: dict[str, Any], rng: random.Random) -> tuple[str, list[Span] | None]:
+    """One random text of the record and its stored attribute spans (None when the record has none)."""
     texts = sample_texts(record)
     if not texts:
         raise ValueError(f"sample {record.get('key')!r} has no caption")
-    return rng.choice(texts)
+    index = rng.randrange(len(texts))  # draws what rng.choice(texts) did: batches stay as they were
+    stored = record.get("attribute_spans")  # one list per text, in sample_texts' order (shards.sample)
+    return texts[index], (None if stored is None else [tuple(span) for span in stored[index]])
 
 
 # --- batches -------------------------------------------------------------------------------------
@@ -141,9 +144,11 @@ def decode_image(sample: Sample) -> Image.Image:
 def collate(samples: list[Sample], spec: BatchSpec, rng: random.Random, progress: float) -> dict[str, torch.Tensor]:
     """Decoded, transformed images + one tokenized text per sample (+ IAP masks at ``progress``)."""
     images = torch.stack([train_transform(decode_image(s), spec.image_size, rng.random() < 0.5) for s in samples])
-    texts = [pick_text(s["record"], rng) for s in samples]
+    picked = [pick_text(s["record"], rng) for s in samples]
+    texts = [text for text, _ in picked]
     if spec.masking:
-        tokens = mask_batch(texts, spec.tokenizer, progress, rng, max_length=spec.max_length)
+        tokens = mask_batch(texts, spec.tokenizer, progress, rng, spans=[spans for _, spans in picked],
+                            max_length=spec.max_length)
     else:
         encoded = spec.tokenizer(texts, padding="max_length", truncation=True, max_length=spec.max_length,
                                  return_tensors="pt")

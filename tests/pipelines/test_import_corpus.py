@@ -14,6 +14,7 @@ from apache_beam.testing import test_pipeline as beam_testing
 from pipelines import import_corpus
 from shards import iter_samples, verify_corpus
 from spac.cli.support import run_main
+from spac.language import attribute_spans
 from tests.pipelines.conftest import folder_bytes
 from tests.pipelines.import_datasets import (CAPE, CORRUPT, DUPLICATE, MALFORMED, MISSING, SYNTHPEDES_EXPECTED,
                                              write_cuhk_pedes, write_rstpreid, write_synthpedes)
@@ -70,6 +71,8 @@ def test_shards_verify_clean_and_keep_the_released_texts(imported, synthpedes):
         assert record["captions"] == entry["captions"] and record["prompt_caption"] == entry["prompt_caption"]
         assert record["id"] == entry["id"] and record["styles"] == ["synthpedes-1", "synthpedes-2"]
         assert ",".join(record["attributes"][g]["value"] for g in record["attributes"]) == entry["attributes"][0]
+        spans = attribute_spans(record["captions"] + record["prompt_caption"])
+        assert record["attribute_spans"] == [[list(span) for span in text_spans] for text_spans in spans]
     assert found["Part1_7_2"]["captions"] != ["Listed twice."]  # the first of the duplicates
 
 
@@ -158,6 +161,8 @@ def test_the_cuhk_pedes_train_split_imports_with_mined_attributes(tmp_path):
     found = records(output)
     assert sorted({r["id"] for r in found.values()}) == [1, 2, 3]
     assert all(r["styles"] == ["human", "human"] and r["prompt_caption"] == [] for r in found.values())
+    assert all(r["attribute_spans"] == [[list(s) for s in spans] for spans in attribute_spans(r["captions"])]
+               for r in found.values())
     man = next(r for r in found.values() if r["id"] == 2)
     assert man["attributes"]["upper"] == {"value": "black jacket", "confidence": None}
     assert man["attributes"]["belongings"]["value"] == "black backpack"

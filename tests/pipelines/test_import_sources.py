@@ -60,6 +60,23 @@ def test_a_released_entry_becomes_a_record_with_verbatim_attributes():
     assert record["styles"] == ["synthpedes-1", "synthpedes-2"] and record["prompt_caption"] == ["The man."]
 
 
+@pytest.mark.parametrize("entry, fmt", [
+    (released(captions=["A man in a red t-shirt.", "He wears blue jeans."], prompt_caption=["The man has a hat."]),
+     "synthpedes"),
+    ({"split": "train", "captions": ["A man in a black coat.", "He has a backpack."], "file_path": "CUHK01/0001.png",
+      "processed_tokens": [], "id": 3}, "cuhk-pedes"),
+])
+def test_an_imported_record_stores_the_attribute_spans_of_its_texts(entry, fmt):
+    from spac.language import attribute_spans
+
+    [item], [] = parse(entry, fmt)
+    record = item["record"]
+    validate_record(record)
+    texts = record["captions"] + record["prompt_caption"]
+    assert record["attribute_spans"] == [[list(span) for span in spans] for spans in attribute_spans(texts)]
+    assert all(record["attribute_spans"])
+
+
 def test_blank_texts_are_dropped_and_a_second_sentence_is_not_kept():
     [item], [] = parse(released(captions=["  ", "He walks."], prompt_caption=["One.", "Two."]))
     assert item["record"]["captions"] == ["He walks."] and item["record"]["styles"] == ["synthpedes-2"]

@@ -9,6 +9,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import ordering, outputs, synthesize
+from shards.sample import validate_record
 from tests.pipelines.step_helpers import record
 
 
@@ -61,6 +62,16 @@ def test_samples_of_an_identity_take_consecutive_positions_in_key_order():
         (0, "k1", 5), (1, "k2", 5), (1, "k3", 5)]  # positions 9, 10, 11: the identity straddles a boundary
     assert outputs.released_entry(placed[0][1]["json"])["attributes"] == [
         "man,short black hair,red t-shirt,blue jeans,white sneakers,black backpack"]
+
+
+def test_placed_samples_carry_the_records_attribute_spans_when_it_has_them():
+    spans = [[[2, 5]], [[2, 5]], []]
+    records = [{**_captioned("k1", "p1"), "attribute_spans": spans}, _captioned("k2", "p1")]
+    placed = [sample["json"] for _, sample in ordering.place_samples(("p1", {"records": records,
+                                                                             "placement": [(5, 0)]}), 10)]
+    assert placed[0]["attribute_spans"] == spans and "attribute_spans" not in placed[1]
+    for json_record in placed:
+        validate_record(json_record)
 
 
 def test_an_identity_without_exactly_one_placement_is_an_error():

@@ -16,8 +16,10 @@ from apache_beam.testing import test_pipeline as beam_testing
 
 from pipelines import synthesize
 from pipelines.corpus_parts import dead_letter_bucket, letter_line
+from shards import iter_samples
 from shards.writer import shard_is_complete
 from spac.cli.support import run_main
+from spac.language import attribute_spans
 from spac.predictor import DEFAULT_PREDICTOR_DIR
 from tests.pipelines.conftest import EXPECTED, JOB_FLAGS, folder_bytes, run_job
 
@@ -68,6 +70,16 @@ def test_shards_read_by_webdataset_and_tar(first_run):
     names = subprocess.run(["tar", "-tf", str(output / "synthpedes-000000.tar")], capture_output=True, text=True,
                            check=True).stdout.split()
     assert names[:3] == [f"{keys[0]}.jpg", f"{keys[0]}.json", f"{keys[0]}.txt"]
+
+
+def test_every_record_stores_spac_languages_spans_of_its_texts(first_run):
+    output, _ = first_run
+    records = [sample["json"] for sample in iter_samples(str(output))]
+    assert len(records) == EXPECTED["written"]
+    for record in records:
+        texts = record["captions"] + record["prompt_caption"]
+        assert record["attribute_spans"] == [[list(span) for span in spans] for spans in attribute_spans(texts)]
+    assert all(spans for record in records for spans in record["attribute_spans"])
 
 
 def test_released_dataset_json(first_run):

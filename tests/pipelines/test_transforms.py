@@ -12,6 +12,9 @@ from pipelines.inputs import ImageRef
 from tests.pipelines.colour_predictor import RED, solid_image
 from tests.pipelines.step_helpers import tagged, record, split
 
+_ADDENDA = "\n".join(f'  {g}: ["{{they}} {{v:show}} {{a {g}}}."]' for g in ("hair", "upper", "lower", "shoes", "belongings"))
+LIBRARY_TEXT = f'sentences:\n  none: ["A {{gender}} was seen here."]\naddenda:\n{_ADDENDA}\n'  # a --sentences file
+
 
 def test_decode_image_good_corrupt_and_not_an_image(tmp_path):
     good, truncated, text = tmp_path / "good.png", tmp_path / "cut.jpg", tmp_path / "notes.jpg"
@@ -86,18 +89,30 @@ def test_add_captions_with_a_sentences_library_builds_its_captioner_once_per_wor
     from spac.caption_library import SentencesOption, library_for
     from spac.captioner import Captioner
 
-    addenda = "\n".join(f'  {g}: ["{{they}} {{v:show}} {{a {g}}}."]' for g in ("hair", "upper", "lower", "shoes",
-                                                                            "belongings"))
-    text = f'sentences:\n  none: ["A {{gender}} was seen here."]\naddenda:\n{addenda}\n'
     schema = load_schema()
     for add in (False, True):
-        step = transforms.AddCaptions(3, None, text, "lib.yaml", add)
+        step = transforms.AddCaptions(3, None, LIBRARY_TEXT, "lib.yaml", add)
         step.setup()
         rec = record("k1", "7")
         (out,) = list(step.process(rec))
-        expected = Captioner(schema, library=library_for(SentencesOption("lib.yaml", add), schema, text))(
+        expected = Captioner(schema, library=library_for(SentencesOption("lib.yaml", add), schema, LIBRARY_TEXT))(
             transforms.values_of(rec), "k1", seed=3)
         assert out["prompt_caption"] == [expected[-1].text] and out["captions"] == [c.text for c in expected[:-1]]
         if not add:
             assert out["prompt_caption"][0].startswith("A man was seen here. He shows ")
     assert transforms.add_captions(record("k1", "7"), 3, None)["captions"] == out["captions"]  # same styles
+
+
+def test_the_caption_step_stores_spac_languages_spans_of_every_text():
+    from spac.language import attribute_spans
+
+    out = transforms.add_captions(record("k1", "7"), 3, None)
+    texts = out["captions"] + out["prompt_caption"]
+    assert len(texts) == 3 and len(out["attribute_spans"]) == 3
+    assert out["attribute_spans"] == [[list(span) for span in spans] for spans in attribute_spans(texts)]
+    assert all(spans for spans in out["attribute_spans"])  # every text of a red profile names attributes
+    step = transforms.AddCaptions(3, None, LIBRARY_TEXT, "lib.yaml", False)
+    step.setup()
+    (library,) = list(step.process(record("k1", "7")))
+    texts = library["captions"] + library["prompt_caption"]
+    assert library["attribute_spans"] == [[list(span) for span in spans] for spans in attribute_spans(texts)]

@@ -71,3 +71,13 @@ def test_mask_batch_finds_phrases_with_spac_language(tokenizer) -> None:
     assert "red shirt" in masked or "black trousers" in masked
     with pytest.raises(ValueError, match="2 span lists for 1 captions"):
         mask_batch(["a"], tokenizer, 0.0, random.Random(0), spans=[[], []])
+
+
+def test_mask_batch_uses_the_spans_it_is_given_and_finds_only_the_missing_ones(tokenizer) -> None:
+    texts = ["a man in a red shirt and black trousers", CAPTION]
+    found = mask_batch(texts, tokenizer, 1.0, random.Random(0))
+    stored = mask_batch(texts, tokenizer, 1.0, random.Random(0), spans=[None, _spans(CAPTION, ["woman", *PHRASES])])
+    assert all(found[name].equal(stored[name]) for name in found)  # the stored spans are spaCy's
+    given = mask_batch(texts, tokenizer, 1.0, random.Random(0), spans=[None, _spans(CAPTION, ["red coat"])])
+    assert given["mlm_labels"][0].equal(found["mlm_labels"][0])
+    assert tokenizer.decode([t for t in given["mlm_labels"][1].tolist() if t != IGNORE_INDEX]) == "red coat"

@@ -14,6 +14,7 @@ from transformers import BertConfig, BertModel
 from plip.config import MINILM, TextConfig
 from plip.text_encoder import load_tokenizer
 from shards import GROUPS, encode_image, make_sample, open_corpus, shard_urls, write_manifest, write_shard
+from shards.sample import record_texts
 from spac.captioner import caption
 from spac.render import render_dataset
 from tests.plip._tiny_model import TINY_BERT
@@ -62,6 +63,22 @@ def write_damaged_copy(source: Path, folder: Path) -> str:
         write_shard(str(folder), index, samples)
     write_manifest(str(folder))
     return damaged
+
+
+def write_copy_with_spans(source: Path, folder: Path) -> Path:
+    """Copy the corpus at ``source`` into ``folder`` with every record's ``attribute_spans`` added (what the
+    synthesis job writes now), the records otherwise the same."""
+    from spac.language import attribute_spans
+
+    for index, url in enumerate(shard_urls(str(source))):
+        raw = open_corpus(url, decode=False, split_by_node=False, split_by_worker=False)
+        samples = [{"__key__": s["__key__"], "jpg": s["jpg"], "json": json.loads(s["json"])} for s in raw]
+        for sample in samples:
+            spans = attribute_spans(record_texts(sample["json"]))
+            sample["json"]["attribute_spans"] = [[list(span) for span in text_spans] for text_spans in spans]
+        write_shard(str(folder), index, samples)
+    write_manifest(str(folder))
+    return folder
 
 
 def write_tiny_text_model(folder: Path, seed: int = 0) -> Path:

@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 from shards import IMAGE_SIZE, encode_image, make_sample, validate_record
+from shards.sample import RECORD_FIELDS
 from tests.shards.corpus_factory import make_image, make_record
 
 
@@ -106,3 +107,47 @@ def test_a_predicted_record_has_no_in_schema_key_and_its_bytes_do_not_change():
 def test_an_imported_entry_of_another_shape_is_refused(overrides, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         validate_record(_imported(**overrides))
+
+
+def _with_spans(spans):
+    return make_record(0, attribute_spans=spans)
+
+
+def test_stored_attribute_spans_are_accepted_and_written_after_the_required_fields():
+    record = _with_spans([[[2, 7], [20, 31]], [], [[4, 9]]])
+    validate_record(record)
+    sample = make_sample(record, encode_image(make_image(0)))
+    assert list(sample["json"]) == [*RECORD_FIELDS, "attribute_spans"]
+    assert sample["json"]["attribute_spans"] == [[[2, 7], [20, 31]], [], [[4, 9]]]
+    only_prompt = make_record(0, captions=[], styles=[], attribute_spans=[[[4, 9]]])
+    validate_record(only_prompt)
+
+
+def test_a_record_without_spans_keeps_the_fields_it_always_had():
+    sample = make_sample(make_record(0), encode_image(make_image(0)))
+    assert list(sample["json"]) == list(RECORD_FIELDS)
+
+
+@pytest.mark.parametrize("spans, message", [
+    ("not a list", "one list of spans per text"),
+    ([[], []], "one list of spans per text"),  # 3 texts: 2 captions + the sentence
+    ([[], [], [], []], "one list of spans per text"),
+    ([[], [], None], r"\[2\]: expected a list"),
+    ([[[0, 5]], [], [[1, 2, 3]]], r"\[2\]: expected \[start, end\] integer pairs"),
+    ([[(0, 5)], [], []], r"\[0\]: expected \[start, end\] integer pairs"),
+    ([[[0, 5.0]], [], []], r"\[0\]: expected \[start, end\] integer pairs"),
+    ([[[False, 5]], [], []], r"\[0\]: expected \[start, end\] integer pairs"),
+    ([[[-1, 5]], [], []], r"\[0\]: span \[-1, 5\] is not inside the text"),
+    ([[[5, 5]], [], []], r"\[0\]: span \[5, 5\] is not inside"),
+    ([[[6, 5]], [], []], r"\[0\]: span \[6, 5\] is not inside"),
+    ([[], [], [[0, 1000]]], r"\[2\]: span \[0, 1000\] is not inside the text \(\d+ characters"),
+])
+def test_malformed_attribute_spans_are_refused(spans, message):
+    with pytest.raises(ValueError, match=r"field 'attribute_spans'" + r".*" + message):
+        validate_record(_with_spans(spans))
+
+
+def test_a_span_may_end_at_the_end_of_its_text():
+    record = make_record(0)
+    texts = record["captions"] + record["prompt_caption"]
+    validate_record(_with_spans([[[0, len(t)]] for t in texts]))

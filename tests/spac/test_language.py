@@ -6,6 +6,7 @@ import pytest
 from spac.attributes import UNKNOWN, load_schema
 from spac.language import (
     AttributeMention,
+    attribute_spans,
     attributes_from_text,
     extract_attributes,
     extract_attributes_batch,
@@ -114,6 +115,15 @@ def test_text_without_attributes_gives_nothing() -> None:
 def test_batch_matches_single_texts() -> None:
     texts = ["a red coat", "", "a man with a black umbrella and white boots", "a person"]
     assert extract_attributes_batch(texts) == [extract_attributes(t) for t in texts]
+
+
+def test_attribute_spans_are_the_mentions_spans_of_each_text() -> None:
+    texts = ["A woman with long black hair wears a red coat, blue jeans and white shoes.", "", "a person"]
+    spans = attribute_spans(texts)
+    assert spans == [[(m.start, m.end) for m in extract_attributes(t)] for t in texts]
+    assert [texts[0][start:end] for start, end in spans[0]] == [
+        "woman", "long black hair", "red coat", "blue jeans", "white shoes"]
+    assert spans[1:] == [[], []]
 
 
 def test_non_string_input_is_a_clear_error() -> None:

@@ -10,7 +10,7 @@ from plip.config import MINILM, TextConfig
 from plip.programs.train_data import (BatchSpec, IdentityBatches, count_samples, decode_image, group_by_identity,
                                       in_order, pick_text, train_batches)
 from plip.text_encoder import load_tokenizer
-from tests.plip.train_corpus import write_damaged_copy, write_rendered_corpus
+from tests.plip.train_corpus import write_copy_with_spans, write_damaged_copy, write_rendered_corpus
 
 P, K = 3, 2
 
@@ -63,10 +63,21 @@ def test_grouping_refuses_a_buffer_smaller_than_a_batch():
 def test_pick_text_draws_from_captions_and_template_sentence_deterministically():
     record = {"captions": ["a", "b"], "prompt_caption": ["c"]}
     picks = [pick_text(record, random.Random(seed)) for seed in range(40)]
-    assert set(picks) == {"a", "b", "c"}
+    assert {text for text, _ in picks} == {"a", "b", "c"} and {spans for _, spans in picks} == {None}
     assert picks == [pick_text(record, random.Random(seed)) for seed in range(40)]
+    # the same draw as rng.choice over the texts, as before spans were stored: old batches stay the same
+    assert [text for text, _ in picks] == [random.Random(seed).choice(["a", "b", "c"]) for seed in range(40)]
     with pytest.raises(ValueError, match="no caption"):
         pick_text({"key": "x", "captions": [], "prompt_caption": []}, random.Random(0))
+
+
+def test_pick_text_gives_the_stored_spans_of_the_text_it_picked():
+    record = {"captions": ["a red coat", "blue jeans"], "prompt_caption": ["a man with a hat"],
+              "attribute_spans": [[[2, 10]], [[0, 10]], [[11, 16]]]}
+    expected = {"a red coat": [(2, 10)], "blue jeans": [(0, 10)], "a man with a hat": [(11, 16)]}
+    picks = [pick_text(record, random.Random(seed)) for seed in range(40)]
+    assert {text for text, _ in picks} == set(expected)
+    assert all(spans == expected[text] for text, spans in picks)
 
 
 def test_in_order_resequences_round_robin_batches_and_reports_a_gap():
@@ -124,6 +135,40 @@ def test_dataloader_workers_read_disjoint_shards_every_epoch(spec):
     for epoch in range(4):
         ids = [set(batch[1]) for batch in _summary(train_batches(two_steps, epoch=epoch, workers=2))]
         assert sorted(map(sorted, ids)) == [[0, 1, 2], [3, 4, 5]], epoch
+
+
+@pytest.fixture(scope="module")
+def corpus_with_spans(corpus, tmp_path_factory):
+    return write_copy_with_spans(corpus, tmp_path_factory.mktemp("spans") / "corpus")
+
+
+def _no_spacy(monkeypatch):
+    from spac import language
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("spac.language ran although the records store their spans")
+
+    monkeypatch.setattr(language, "attribute_spans", refuse)
+    monkeypatch.setattr(language, "extract_attributes_batch", refuse)
+
+
+def test_stored_spans_give_exactly_the_batches_of_the_spacy_path_without_running_it(spec, corpus_with_spans,
+                                                                                    monkeypatch):
+    from_spacy = list(IdentityBatches(spec, epoch=0))  # the corpus without the field: spans found by spaCy
+    _no_spacy(monkeypatch)
+    stored = list(IdentityBatches(dataclasses.replace(spec, source=str(corpus_with_spans)), epoch=0))
+    assert len(stored) == len(from_spacy) == 4
+    assert sum(int((b["mlm_labels"] != -100).sum()) for b in stored) > 0
+    for old, new in zip(from_spacy, stored):
+        assert old.keys() == new.keys()
+        for name in ("identity_ids", "input_ids", "attention_mask", "mlm_input_ids", "mlm_labels", "images"):
+            assert old[name].equal(new[name]), name
+
+
+def test_a_record_without_stored_spans_still_needs_spacy(spec, monkeypatch):
+    _no_spacy(monkeypatch)
+    with pytest.raises(AssertionError, match="spac.language ran"):
+        next(iter(IdentityBatches(spec, epoch=0)))
 
 
 def test_count_samples_reads_the_manifest_or_the_shards(corpus):

@@ -1,0 +1,156 @@
+"""benchmarks/gpu_throughput.py: its flag errors, a --quick CPU run of each section, and the projection."""
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.append(str(BENCHMARKS))  # the scripts import their neighbours (bench_common) by name
+gpu_throughput = importlib.import_module("gpu_throughput")
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    """One torch thread: on the shared 2-core machine, 2 threads under load run several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert captured.out == ""
+    return lines[0]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--sections", "predictor,nope"], "unknown section 'nope'"),
+    (["--sections", ","], "none given"),
+    (["--batch-sizes", "0"], "must be at least 1, got 0"),
+    (["--batch-sizes", "64,-2"], "must be at least 1, got -2"),
+    (["--images=0"], "must be at least 1, got 0"),
+    (["--rounds=-1"], "must be at least 1, got -1"),
+    (["--pretrain-steps", "0"], "must be at least 1, got 0"),
+    (["--workers", "8,0"], "must be at least 1, got 0"),
+])
+def test_bad_flag_values_are_one_line_and_exit_2(flags: list[str], message: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert gpu_throughput.main(["--device", "cpu", *flags]) == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"{gpu_throughput.PROG}: error: argument {flags[0].split('=')[0]}")
+    assert message in line
+
+
+def test_cuda_asked_without_cuda_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_throughput.main(["--quick"]) == 2  # --device cuda is the default
+    assert "CUDA is not available" in _error_line(capsys)
+
+
+def _quick(tmp_path: Path, section: str) -> dict:
+    out = tmp_path / "result.json"
+    assert gpu_throughput.main(["--device", "cpu", "--quick", "--sections", section, "--json-out", str(out)]) == 0
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def _check_projection(result: dict, rows: int) -> None:
+    projection = result["projection"]
+    assert projection["images"] == 4_800_000 and projection["workers"] == [8, 16]
+    assert len(projection["rows"]) == rows
+    for row in projection["rows"]:
+        hours = row["hours"]
+        assert hours["1"] == pytest.approx(4_800_000 / row["rate"] / 3600)
+        if not row["what"].startswith("pre-training"):
+            assert hours["8"] == pytest.approx(hours["1"] / 8) and hours["16"] == pytest.approx(hours["1"] / 16)
+
+
+def test_quick_predictor_section_writes_positive_rates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = _quick(tmp_path, "predictor")
+    assert result["device"] == "cpu" and result["quick"] is True
+    assert set(result) == {"device", "device_name", "torch", "threads", "quick", "sizes", "predictor", "projection"}
+    rows = result["predictor"]
+    # on the CPU the job uses no acceleration, so float32 is the one mode
+    assert [(r["model"], r["mode"], r["batch_size"]) for r in rows] == [("demo", "fp32", 4), ("tiny", "fp32", 4)]
+    for row in rows:
+        assert row["images_per_s"] > 0 and row["images_per_s_with_decode"] > 0
+    _check_projection(result, rows=2)
+    printed = capsys.readouterr().out
+    assert "predictor images/s at 256x128" in printed and "projection for 4,800,000 images" in printed
+
+
+def test_quick_pretrain_section_writes_positive_rates(tmp_path: Path) -> None:
+    result = _quick(tmp_path, "pretrain")
+    pretrain = result["pretrain"]
+    assert (pretrain["preset"], pretrain["precision"], pretrain["batch_size"]) == ("RN-tiny", "fp32", 4)
+    assert pretrain["steps_per_s"] > 0
+    assert pretrain["samples_per_s"] == pytest.approx(pretrain["steps_per_s"] * 4)
+    _check_projection(result, rows=1)
+
+
+@pytest.mark.slow
+def test_quick_job_section_runs_the_synthesis_job(tmp_path: Path) -> None:
+    """Four DirectRunner jobs (a warm-up and a round per predictor): 7-12 s here, more when the machine is busy."""
+    result = _quick(tmp_path, "job")
+    assert [row["predictor"] for row in result["job"]] == ["demo", "tiny"]
+    for row in result["job"]:
+        assert row["images"] == 10 and row["batch_size"] == 4 and row["images_per_s"] > 0
+        stages = row["stages_images_per_s"]
+        assert {"decode", "inference"} <= set(stages) and all(rate > 0 for rate in stages.values())
+        assert row["bound"] == min(stages, key=stages.get)
+    _check_projection(result, rows=2)
+
+
+def test_accelerations_name_the_jobs_cuda_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert gpu_throughput.accelerations(torch.device("cpu")) == {"fp32": gpu_throughput.Acceleration()}
+    for dtype, name in ((torch.bfloat16, "bf16+channels_last"), (torch.float16, "fp16+channels_last")):
+        fast = gpu_throughput.Acceleration(dtype, channels_last=True)
+        monkeypatch.setattr(gpu_throughput, "acceleration_for", lambda where, fast=fast: fast)
+        assert gpu_throughput.accelerations(torch.device("cpu")) == {"fp32": gpu_throughput.Acceleration(), name: fast}
+
+
+def test_projected_hours() -> None:
+    assert gpu_throughput.projected_hours(4_800_000, 1000.0) == pytest.approx(4800 / 3600)
+    assert gpu_throughput.projected_hours(4_800_000, 1000.0, 16) == pytest.approx(300 / 3600)
+    assert gpu_throughput.projected_hours(7200, 2.0, 1) == pytest.approx(1.0)
+    for rate, workers in ((0.0, 1), (-5.0, 1), (10.0, 0)):
+        with pytest.raises(ValueError):
+            gpu_throughput.projected_hours(100, rate, workers)
+
+
+def test_projection_rows_per_section() -> None:
+    results = {
+        "job": [{"predictor": "resnet50", "images_per_s": 2000.0}],
+        "predictor": [{"model": "resnet50", "mode": "fp32", "batch_size": 64, "images_per_s": 3000.0},
+                      {"model": "resnet50", "mode": "bf16+channels_last", "batch_size": 256, "images_per_s": 12000.0},
+                      {"model": "resnet50", "mode": "bf16+channels_last", "batch_size": 64, "images_per_s": 9000.0}],
+        "pretrain": {"preset": "RN50", "precision": "bf16", "batch_size": 128, "samples_per_s": 400.0},
+    }
+    rows = gpu_throughput.projection(results, 4_800_000, [8, 16])
+    assert [row["rate"] for row in rows] == [2000.0, 12000.0, 400.0]  # the fastest predictor setting only
+    job, forward, epoch = rows
+    assert job["hours"] == pytest.approx({"1": 4800 / 2 / 3600, "8": 4800 / 16 / 3600, "16": 4800 / 32 / 3600})
+    assert "bf16+channels_last batch 256" in forward["what"]
+    assert epoch["hours"] == pytest.approx({"1": 4_800_000 / 400 / 3600})  # one GPU: no Dataflow workers
+    assert gpu_throughput.projection({}, 4_800_000, [8]) == []
+
+
+def test_job_rates_count_the_unaccounted_wall_time_as_other() -> None:
+    stages = [("decode", 100, 50.0), ("inference", 100, 25.0)]  # 2 s + 4 s of a 10 s run
+    assert gpu_throughput.job_rates(10.0, 100, stages) == {"decode": 50.0, "inference": 25.0, "other": 25.0}
+    assert "other" not in gpu_throughput.job_rates(5.0, 100, stages)  # stages overlapping (several workers)
+
+
+@pytest.mark.parametrize("hours, text", [(0.005, "18 s"), (0.5, "30.0 min"), (3.25, "3.25 h"), (72.0, "3.0 d")])
+def test_format_hours(hours: float, text: str) -> None:
+    assert gpu_throughput.format_hours(hours) == text
