@@ -16,30 +16,39 @@ the shard URL and the sample key.
 from __future__ import annotations
 
 import json
-import tarfile
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Sequence
 from urllib.parse import urlparse
 
 import braceexpand
 import fsspec
-import webdataset as wds
 from PIL import Image
 
 from shards import images, layout, remote
 from shards.manifest import read_manifest_file
 from shards.sample import IMAGE_SIZE, MEMBER_NAME_RULE, MEMBERS, is_jpeg, split_member_name, validate_record
+from shards.tar_stream import TarHeader, TarStream
+
+if TYPE_CHECKING:  # webdataset imports torch (~1.5 s): loaded only by the functions that stream with it
+    import webdataset as wds
 
 _GOPEN_SCHEMES = ("http", "https", "pipe")
+# A local shard is read through a 1 MiB buffer: with the default 8 KiB, every corpus JPEG (~9 KiB) costs
+# its own read system call.
+_FILE_BUFFER = 1 << 20
 # What one sample may cost a reader. A corpus member is a few KiB (a 256x128 JPEG, a record, a
 # caption); a bigger one is damaged or hostile, and is skipped without being read into memory.
 MAX_MEMBER_BYTES = 64 * 2**20
 MAX_IMAGE_PIXELS = 64 * IMAGE_SIZE[0] * IMAGE_SIZE[1]  # checked from the JPEG header, before decoding
-_CHUNK = 1 << 16
 
 # webdataset's handler convention: called with the exception of one bad shard or sample; returns True to
 # skip it and go on, False to stop, or raises. ``reraise`` (the default) stops the stream at the first one.
 Handler = Callable[[BaseException], bool]
-reraise = wds.reraise_exception
+
+
+def reraise(exc: BaseException) -> bool:
+    """The default handler: stop the stream at the first damaged shard or sample (webdataset's
+    ``reraise_exception``)."""
+    raise exc
 
 
 class SkipAndCount:
@@ -97,9 +106,11 @@ def _open_streams(shards: Iterator[dict[str, Any]], handler: Handler = reraise) 
         scheme = urlparse(url).scheme
         try:
             if scheme in _GOPEN_SCHEMES:
+                import webdataset as wds
+
                 stream = wds.gopen(url, "rb")
             elif scheme in ("", "file"):
-                stream = open(urlparse(url).path if scheme else url, "rb")
+                stream = open(urlparse(url).path if scheme else url, "rb", buffering=_FILE_BUFFER)
             else:
                 stream = fsspec.open(url, "rb").open()
         except Exception as exc:  # any filesystem's "cannot open"
@@ -124,31 +135,12 @@ class TarMember(NamedTuple):
     problem: str | None
 
 
-def _member_problem(info: tarfile.TarInfo, max_member_bytes: int) -> str | None:
-    if not info.isreg():
-        return f"not a regular file (tar type {info.type!r})"
-    if info.size > max_member_bytes:
-        return f"{info.size} bytes, over the limit of {max_member_bytes} bytes per member"
+def _member_problem(header: TarHeader, max_member_bytes: int) -> str | None:
+    if not header.regular:
+        return f"not a regular file (tar type {header.type!r})"
+    if header.size > max_member_bytes:
+        return f"{header.size} bytes, over the limit of {max_member_bytes} bytes per member"
     return None
-
-
-_PLAIN_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE)
-
-
-def _member_data(archive: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
-    """The data of a regular member just read from a streaming ``archive``.
-
-    A plain member's bytes are the next ``info.size`` bytes of the stream: read them directly, without
-    the file object ``extractfile`` builds per member (a third of the per-sample cost of reading a
-    corpus); tarfile's next header read seeks on from wherever this left the stream. Other regular
-    types (GNU sparse, contiguous) go through ``extractfile``.
-    """
-    if info.type not in _PLAIN_TYPES or info.sparse is not None or archive.fileobj.tell() != info.offset_data:
-        return archive.extractfile(info).read()
-    data = archive.fileobj.read(info.size)
-    if len(data) != info.size:
-        raise tarfile.ReadError("unexpected end of data")
-    return data
 
 
 def tar_members(stream: Any, max_member_bytes: int = MAX_MEMBER_BYTES) -> Iterator[TarMember]:
@@ -157,33 +149,34 @@ def tar_members(stream: Any, max_member_bytes: int = MAX_MEMBER_BYTES) -> Iterat
     Our own iterator rather than webdataset's ``tar_file_expander``: that one reads every member
     whole before anyone sees its size (its ``select_files`` hook gets the name only), so one huge
     member costs its size in memory. Here a member that is not a regular file, has no sample-member
-    name or is over ``max_member_bytes`` is yielded with its ``problem`` and skipped unread (tarfile's
-    streaming mode skips in small chunks). Raises (``tarfile.TarError``, ``OSError``, ...) when the
-    stream is not a whole tar: unreadable, cut short, or with data after a damaged header.
+    name or is over ``max_member_bytes`` is yielded with its ``problem`` and skipped unread (in small
+    reads). Raises (``tarfile.TarError``, ``OSError``, ...) when the stream is not a whole tar:
+    unreadable, cut short, or with data after a damaged header (see :class:`shards.tar_stream.TarStream`).
     """
-    with tarfile.open(fileobj=stream, mode="r|*") as archive:
-        for info in archive:
-            archive.members = []  # streaming: keep no list of every header seen
-            try:
-                key, member = split_member_name(info.name)
-            except ValueError:
-                key, member, problem = None, None, f"not a sample member: {MEMBER_NAME_RULE}"
-            else:
-                problem = _member_problem(info, max_member_bytes)
-            data = None if problem else _member_data(archive, info)
-            yield TarMember(info.name, key, member, info.offset_data, data, problem)
-        # tarfile ends quietly at a missing end-of-archive block (a cut stream) and at a damaged header:
-        # only a whole zero block, then zero padding, may follow the last member.
-        if archive.fileobj.tell() != archive.offset + tarfile.BLOCKSIZE:
-            raise tarfile.ReadError("cut short: no end-of-archive block")
-        while chunk := archive.fileobj.read(_CHUNK):
-            if chunk.strip(b"\0"):
-                raise tarfile.ReadError("a damaged header, or data after the end of the archive")
+    archive = TarStream(stream)
+    for header in archive:
+        try:
+            key, member = split_member_name(header.name)
+        except ValueError:
+            key, member, problem = None, None, f"not a sample member: {MEMBER_NAME_RULE}"
+        else:
+            problem = _member_problem(header, max_member_bytes)
+        data = None if problem else archive.read_data()
+        yield TarMember(header.name, key, member, header.offset_data, data, problem)
+
+
+def _whole(url: str, sample: dict[str, Any]) -> dict[str, Any] | ValueError:
+    """The sample, or a ValueError when it misses one of its members (it is damaged: say which shard and key)."""
+    for member in MEMBERS:
+        if member not in sample:
+            return ValueError(f"{url}: sample {sample['__key__']!r}: no {member!r} member")
+    return sample
 
 
 def _shard_samples(url: str, stream: Any, max_member_bytes: int) -> Iterator[dict[str, Any] | ValueError]:
     """The samples of one shard (consecutive members sharing a key), and a ValueError for each damaged
-    member (its sample is dropped whole) or for a tar that cannot be read to its end."""
+    member (its sample is dropped whole), for each sample missing a member, or for a tar that cannot be
+    read to its end."""
     current, sample, last = None, None, None  # key being read; its members (None once damaged); last member
     try:
         for item in tar_members(stream, max_member_bytes):
@@ -193,7 +186,7 @@ def _shard_samples(url: str, stream: Any, max_member_bytes: int) -> Iterator[dic
                 continue
             if item.key != current:
                 if sample is not None:
-                    yield sample
+                    yield _whole(url, sample)
                 current, sample = item.key, {"__key__": item.key, "__url__": url}
             if sample is None:  # the rest of a damaged sample: already reported
                 continue
@@ -210,12 +203,13 @@ def _shard_samples(url: str, stream: Any, max_member_bytes: int) -> Iterator[dic
         yield ValueError(f"{url}: unreadable tar {where} ({_one_line(exc)})")
         return
     if sample is not None:
-        yield sample
+        yield _whole(url, sample)
 
 
 def _tar_samples(shards: Iterator[dict[str, Any]], handler: Handler = reraise,
                  max_member_bytes: int = MAX_MEMBER_BYTES) -> Iterator[dict[str, Any]]:
-    """dict(url, stream) -> samples ``{"__key__", "__url__", member: bytes, ...}``; damage goes to ``handler``."""
+    """dict(url, stream) -> whole samples ``{"__key__", "__url__", "jpg", "json", "txt"}`` (bytes); damage goes
+    to ``handler``."""
     for shard in shards:
         for item in _shard_samples(shard["url"], shard["stream"], max_member_bytes):
             if isinstance(item, ValueError):
@@ -223,18 +217,6 @@ def _tar_samples(shards: Iterator[dict[str, Any]], handler: Handler = reraise,
                     continue
                 return
             yield item
-
-
-def _complete(samples: Iterator[dict[str, Any]], handler: Handler = reraise) -> Iterator[dict[str, Any]]:
-    """A sample missing one of its members is damaged: say which shard and key."""
-    for sample in samples:
-        missing = [m for m in MEMBERS if m not in sample]
-        if missing:
-            error = ValueError(f"{sample['__url__']}: sample {sample['__key__']!r}: no {missing[0]!r} member")
-            if handler(error):
-                continue
-            return
-        yield sample
 
 
 def _damaged(sample: dict[str, Any], member: str, reason: str) -> ValueError:
@@ -322,6 +304,8 @@ def open_corpus(
         raise ValueError(f"max_member_bytes: expected a positive number of bytes, got {max_member_bytes}")
     if resampled and epoch_size is None:
         raise ValueError("resampled=True streams forever: give epoch_size")
+    import webdataset as wds
+
     urls = shard_urls(source)  # after the option checks: it may list a remote folder
     stages: list[Any] = []
     if resampled:
@@ -335,8 +319,7 @@ def open_corpus(
     if split_by_worker:
         stages.append(wds.split_by_worker)
     stages += [wds.pipelinefilter(_open_streams)(handler=handler),
-               wds.pipelinefilter(_tar_samples)(handler=handler, max_member_bytes=max_member_bytes),
-               wds.pipelinefilter(_complete)(handler=handler)]
+               wds.pipelinefilter(_tar_samples)(handler=handler, max_member_bytes=max_member_bytes)]
     if shuffle:
         stages.append(wds.detshuffle(shuffle, initial=shuffle, seed=seed))
     if decode:

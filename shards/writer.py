@@ -20,7 +20,6 @@ from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import webdataset as wds
 
 from shards import layout, remote
 from shards.sample import MEMBERS, make_sample, released_attributes
@@ -89,6 +88,8 @@ def _encode_members(sample: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_tar(path: str, samples: list[dict[str, Any]]) -> None:
+    import webdataset as wds  # here: it imports torch (~1.5 s), which reading an index or a manifest does not need
+
     with open(path, "wb") as stream:
         with wds.TarWriter(stream, user="", group="", mode=0o444, encoder=False, mtime=0) as writer:
             for sample in samples:

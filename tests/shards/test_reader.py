@@ -351,3 +351,43 @@ def test_a_member_cut_short_inside_its_data_is_an_unreadable_tar(tmp_path, corpu
     cut.write_bytes(whole.read_bytes()[:512 + len(written[0]["jpg"]) // 2])
     with open(cut, "rb") as stream, pytest.raises(tarfile.ReadError, match="unexpected end of data"):
         list(tar_members(stream))
+
+
+def test_a_bad_checksum_in_the_first_header_is_an_unreadable_tar_at_its_start(tmp_path, corpus):
+    whole = open(shard_urls(corpus[0])[0], "rb").read()
+    damaged = tmp_path / "bad-000000.tar"
+    damaged.write_bytes(whole[:148] + bytes([whole[148] ^ 1]) + whole[149:])
+    handler = SkipAndCount()
+    assert _read(str(damaged), handler, decode=False) == [] and handler.skipped == 1
+    assert handler.reasons == [f"{damaged}: unreadable tar at its start (bad checksum)"]
+
+
+def _member_ends(path):
+    """Where the first member's data ends, (key, where its last member's data ends) for each sample of a
+    sound shard, and where its end-of-archive block ends."""
+    with open(path, "rb") as stream:
+        members = list(tar_members(stream))
+    ends = [(m.key, m.offset + len(m.data)) for m in members if m.member == "txt"]
+    last = members[-1].offset + len(members[-1].data)
+    return members[0].offset + len(members[0].data), ends, last + -last % 512 + 512
+
+
+@settings(max_examples=60, deadline=None)
+@given(fraction=st.floats(0, 1))
+def test_property_a_shard_cut_anywhere_keeps_the_samples_read_whole_and_reports_the_cut_once(corpus, fraction):
+    path = shard_urls(corpus[0])[1]
+    whole = open(path, "rb").read()
+    first_end, ends, archive_end = _member_ends(path)
+    cut = int(fraction * len(whole))
+    with tempfile.TemporaryDirectory() as folder:
+        shard = os.path.join(folder, "cut-000000.tar")
+        with open(shard, "wb") as stream:
+            stream.write(whole[:cut])
+        handler = SkipAndCount()
+        keys = _read(shard, handler, decode=False)
+    assert keys == [key for key, end in ends if end <= cut]
+    if cut >= archive_end:  # only zero padding after the end-of-archive block went
+        assert handler.skipped == 0
+    else:
+        where = "at its start" if cut < first_end else "after member '"
+        assert handler.skipped == 1 and handler.reasons[0].startswith(f"{shard}: unreadable tar {where}")

@@ -43,3 +43,11 @@ def test_help_does_not_import_torch(command):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "HEAVY []"
+
+
+def test_report_help_and_the_corpus_format_do_not_import_torch():
+    code = ("import sys\nimport shards.reader, shards.writer, shards.verify, spac.cli.report\n"
+            "print('HEAVY', sorted(m for m in ('torch', 'webdataset') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "HEAVY []"
