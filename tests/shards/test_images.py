@@ -42,6 +42,25 @@ def test_exif_orientation_is_applied():
     assert image.size == (20, 60)
 
 
+class _TrickleStream(io.BytesIO):
+    """A stream that hands out at most 7 bytes a read, as a pipe or a remote file may."""
+
+    def read(self, size=-1):
+        return super().read(7 if size is None or size < 0 else min(size, 7))
+
+
+@pytest.mark.parametrize("size, bound", [(0, 10), (10, 10), (11, 10), (3 << 20, 4 << 20), ((3 << 20) + 1, 3 << 20)])
+def test_read_bounded_gets_every_byte_up_to_the_bound_and_refuses_more(size, bound):
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    for stream in (io.BytesIO(data), _TrickleStream(data) if size < 1000 else io.BytesIO(data)):
+        if size <= bound:
+            assert read_bounded(stream, bound) == data
+        else:
+            with pytest.raises(ImageRejected, match=f"larger than {bound} bytes"):
+                read_bounded(stream, bound)
+            assert stream.tell() == bound + 1
+
+
 @pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "1", "I", "F"])
 def test_every_mode_comes_out_rgb(mode):
     format_ = "TIFF" if mode in ("CMYK", "I", "F") else "PNG"
