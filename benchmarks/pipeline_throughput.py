@@ -6,8 +6,9 @@
 Renders a labelled folder once (spac.render), then alternates, round after round: the whole job into a fresh
 output folder (each chosen runner setting), and the bare loop, the same work in straight-line Python with
 the same batch size and thread settings: read each file, decode it under the job's decode policy (draft to
-256x128), encode the corpus JPEG, decode that and preprocess it, predict in batches, caption, find the
-captions' attribute spans, and write the samples into shards of the same size. The job also groups identities, orders them and writes its indexes,
+256x128), encode the corpus JPEG, decode that and preprocess it, predict in batches, apply the per-image and
+per-identity filters (default thresholds), caption the kept images, find the captions' attribute spans,
+and write the samples into shards of the same size. The job also groups identities, orders them and writes its indexes,
 manifest, dataset file and job record: what it costs beyond the loop is what the ratio shows.
 Prints medians and the median per-round ratio job / bare loop. Each round also runs the job on a folder of
 two images: its time is the runner's start-up (graph construction and translation, stage set-up, model
@@ -28,6 +29,7 @@ from bench_common import alternate, report
 from pipelines.synthesize import counters, run
 from shards import IMAGE_SIZE, encode_image, make_sample, write_shard
 from shards.images import decode_image
+from spac import corpus_filters
 from spac.captioner import Captioner
 from spac.language import attribute_spans
 from spac.predictor import load_predictor
@@ -42,20 +44,28 @@ SHARD_SIZE = 1000
 
 
 def bare_loop(paths: list[Path], out: Path, batch_size: int, predictor, captioner) -> int:
-    samples, shard = [], 0
+    """The job's work in straight-line Python; returns the images read (the job's rate counts them too)."""
+    by_identity: dict[str, dict[str, tuple[Path, bytes, object]]] = {}
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
         jpgs = [encode_image(decode_image(p.read_bytes(), min_size=IMAGE_SIZE)) for p in chunk]
         predictions = predictor.predict_tensors(predictor.preprocess_batch([Image.open(io.BytesIO(j)) for j in jpgs]))
         for path, jpg, prediction in zip(chunk, jpgs, predictions):
-            key = f"{path.parent.name}_{path.stem}"
-            texts = captioner(prediction.attributes, key)
+            if corpus_filters.image_rejection(prediction.attributes) is None:  # the job's per-image filter
+                by_identity.setdefault(path.parent.name, {})[f"{path.parent.name}_{path.stem}"] = (path, jpg, prediction)
+    samples, shard = [], 0
+    for identity in sorted(by_identity):  # the identity filters, then captions only for the kept images
+        images = by_identity[identity]
+        verdict = corpus_filters.filter_identity({key: image[2].attributes for key, image in images.items()})
+        for key in sorted(verdict.kept):
+            path, jpg, prediction = images[key]
+            texts = captioner(verdict.kept[key], key)
             styled = [t for t in texts if t.style != "template"]
             prompt = [t.text for t in texts if t.style == "template"][:1]
             spans = attribute_spans([t.text for t in styled] + prompt)
-            record = {"key": key, "id": int(path.parent.name), "file_path": f"{path.parent.name}/{path.name}",
+            record = {"key": key, "id": int(identity), "file_path": f"{identity}/{path.name}",
                       "attributes": {g: {"value": v, "confidence": round(float(prediction.confidences[g]), 4)}
-                                     for g, v in prediction.attributes.items()},
+                                     for g, v in verdict.kept[key].items()},
                       "captions": [t.text for t in styled], "styles": [t.style for t in styled],
                       "prompt_caption": prompt, "source": str(path),
                       "attribute_spans": [[list(span) for span in text_spans] for text_spans in spans]}
