@@ -56,7 +56,8 @@ from plip.programs.training import build_optimizer, freeze_text_layers, resolve_
 from pretrain_throughput import synthetic_batch  # noqa: E402
 from shards import GROUPS, encode_image  # noqa: E402
 from spac.attributes import load_schema  # noqa: E402
-from spac.cli.support import OneLineArgumentParser, device, positive_int, run_main, silence_libraries  # noqa: E402
+from spac.cli.support import (OneLineArgumentParser, device, name_list, positive_int, run_main,  # noqa: E402
+                              silence_libraries)
 from spac.predictor import (BACKBONE_PRESETS, AttributePredictor, Prediction, PredictorConfig,  # noqa: E402
                             build_predictor, load_predictor, save_predictor)
 from spac.render import render_dataset  # noqa: E402
@@ -80,16 +81,6 @@ QUICK = {"images": 10, "batch_sizes": (4,), "rounds": 1, "pretrain_steps": 1, "p
 # --- flags -------------------------------------------------------------------------------------------
 
 
-def section_list(text: str) -> tuple[str, ...]:
-    """argparse ``type=`` of ``--sections``: comma-separated section names, each once."""
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in SECTIONS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"{'unknown section ' + repr(unknown[0]) if unknown else 'none given'} "
-                                         f"(choose from {', '.join(SECTIONS)})")
-    return names
-
-
 def positive_int_list(text: str) -> tuple[int, ...]:
     """argparse ``type=``: comma-separated integers, each at least 1."""
     values = tuple(positive_int(part.strip()) for part in text.split(",") if part.strip())
@@ -101,7 +92,7 @@ def positive_int_list(text: str) -> tuple[int, ...]:
 def _parser() -> OneLineArgumentParser:
     p = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("--device", type=device, default="cuda", help="cuda, cuda:N or cpu (default: cuda)")
-    p.add_argument("--sections", type=section_list, default=SECTIONS, help=f"comma-separated, of {', '.join(SECTIONS)}"
+    p.add_argument("--sections", type=name_list(SECTIONS, "section"), default=SECTIONS, help=f"comma-separated, of {', '.join(SECTIONS)}"
                    " (default: all)")
     p.add_argument("--images", type=positive_int, help=f"images rendered for the job, in identities of "
                    f"{IMAGES_PER_IDENTITY} (default {FULL['images']}; --quick {QUICK['images']})")

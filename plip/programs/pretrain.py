@@ -47,24 +47,14 @@ from plip.programs.training import (LossWindow, MetricsLog, add_optimisation_fla
                                     flag_record, freeze_text_layers, learning_rates, start_run)
 from plip.retrieval import Gallery, QuerySet, evaluate
 from plip.transforms import check_eval_size
-from spac.cli.support import (CliError, OneLineArgumentParser, json_object, non_negative_float, non_negative_int,
-                              positive_int, run_main)
+from spac.cli.support import (CliError, OneLineArgumentParser, json_object, name_list, non_negative_float,
+                              non_negative_int, positive_int, run_main)
 
 PROG = "python -m plip.pretrain"
 LOSSES = ("ivlc", "tic", "iap")
 CHECKPOINT_DIR, METRICS_FILE, ARGS_FILE = "checkpoints", "metrics.jsonl", "args.json"
 _CHECKPOINT_NAME = re.compile(r"step-(\d{8})")
 _DELETING = ".deleting"
-
-
-def loss_names(text: str) -> tuple[str, ...]:
-    """argparse ``type=`` of ``--losses``: comma-separated task names, each once."""
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    unknown = [n for n in names if n not in LOSSES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"{'unknown loss ' + repr(unknown[0]) if unknown else 'none given'} "
-                                         f"(choose from {', '.join(LOSSES)})")
-    return names
 
 
 def _parser() -> OneLineArgumentParser:
@@ -97,7 +87,7 @@ def _parser() -> OneLineArgumentParser:
     model.add_argument("--model-overrides", type=json_object, default={}, metavar="JSON",
                        help='preset fields to replace, e.g. \'{"vision": {"width": 32}}\'')
     loss = p.add_argument_group("losses")
-    loss.add_argument("--losses", type=loss_names, default="ivlc,tic,iap", help="comma-separated tasks to train "
+    loss.add_argument("--losses", type=name_list(LOSSES, "loss"), default="ivlc,tic,iap", help="comma-separated tasks to train "
                       "(default all three)")
     loss.add_argument("--tic-weight", type=non_negative_float, default=0.02, help="weight of the colorization loss "
                       "(default 0.02)")

@@ -112,6 +112,19 @@ def unit_float(text: str) -> float:
     return value
 
 
+def name_list(choices: Sequence[str], kind: str) -> Callable[[str], tuple[str, ...]]:
+    """An argparse ``type=`` for comma-separated names out of ``choices`` (each kept once, in order);
+    ``kind`` names one in the error ("unknown loss 'x' (choose from ...)")."""
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+        unknown = [n for n in names if n not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"{f'unknown {kind} {unknown[0]!r}' if unknown else 'none given'} "
+                                             f"(choose from {', '.join(choices)})")
+        return names
+    return parse
+
+
 def json_object(text: str) -> dict[str, Any]:
     """A JSON object given on the command line."""
     try:

@@ -5,8 +5,8 @@ import errno
 import pytest
 import torch
 
-from spac.cli.support import (CliError, OneLineArgumentParser, add_quiet_flag, device, json_object, non_negative_float,
-                              non_negative_int, one_line, positive_float, positive_int, run_main, unit_float)
+from spac.cli.support import (CliError, OneLineArgumentParser, add_quiet_flag, device, json_object, name_list,
+                              non_negative_float, non_negative_int, one_line, positive_float, positive_int, run_main, unit_float)
 
 
 @pytest.mark.parametrize("kind, text, value", [
@@ -89,3 +89,12 @@ def test_one_line_keeps_the_message_of_a_re_raised_worker_error():
     assert one_line(worker) == "a.jpg: not a decodable image"
     assert one_line(ValueError("--lr: ValueError: stays as written")) == "--lr: ValueError: stays as written"
     assert one_line(ValueError("")) == "ValueError"
+
+
+def test_name_list_keeps_known_names_once_in_order_and_refuses_others():
+    parse = name_list(("ivlc", "tic", "iap"), "loss")
+    assert parse(" tic, ivlc ,tic,") == ("tic", "ivlc")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"unknown loss 'mlm' \(choose from ivlc, tic, iap\)"):
+        parse("ivlc,mlm")
+    with pytest.raises(argparse.ArgumentTypeError, match="none given"):
+        parse(" , ")
