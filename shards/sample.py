@@ -89,27 +89,35 @@ def _strings(record: Mapping[str, Any], field: str) -> list[str]:
     return value
 
 
+def _where(record: Mapping[str, Any], field: str) -> str:
+    """The start of an error message about ``field`` (built only when a check fails: the reader checks
+    every record it decodes)."""
+    return f"record {record.get('key')!r}: field {field!r}"
+
+
 def _attributes(record: Mapping[str, Any]) -> None:
-    where = f"record {record.get('key')!r}: field 'attributes'"
     attributes = record["attributes"]
     if not isinstance(attributes, dict) or set(attributes) != set(GROUPS):
-        raise ValueError(f"{where}: expected exactly the groups {', '.join(GROUPS)}")
+        raise ValueError(f"{_where(record, 'attributes')}: expected exactly the groups {', '.join(GROUPS)}")
     for group in GROUPS:
         entry = attributes[group]
         if not isinstance(entry, dict) or set(entry) not in (ENTRY_KEYS, {*ENTRY_KEYS, IN_SCHEMA_KEY}):
-            raise ValueError(f"{where}.{group}: expected {{'value': str, 'confidence': float or null}} "
-                             f"(and '{IN_SCHEMA_KEY}': bool for an imported value)")
+            raise ValueError(f"{_where(record, 'attributes')}.{group}: expected {{'value': str, 'confidence': "
+                             f"float or null}} (and '{IN_SCHEMA_KEY}': bool for an imported value)")
         if not isinstance(entry["value"], str) or not entry["value"].strip() or "," in entry["value"]:
-            raise ValueError(f"{where}.{group}.value: expected a non-empty phrase without commas")
+            raise ValueError(f"{_where(record, 'attributes')}.{group}.value: expected a non-empty phrase "
+                             "without commas")
         if IN_SCHEMA_KEY in entry and not isinstance(entry[IN_SCHEMA_KEY], bool):
-            raise ValueError(f"{where}.{group}.{IN_SCHEMA_KEY}: expected true or false, got {entry[IN_SCHEMA_KEY]!r}")
+            raise ValueError(f"{_where(record, 'attributes')}.{group}.{IN_SCHEMA_KEY}: expected true or false, "
+                             f"got {entry[IN_SCHEMA_KEY]!r}")
         confidence = entry["confidence"]
         if confidence is None:
             continue
         if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 <= confidence <= 1.0:
-            raise ValueError(f"{where}.{group}.confidence: expected a number in [0, 1], got {confidence!r}")
+            raise ValueError(f"{_where(record, 'attributes')}.{group}.confidence: expected a number in [0, 1], "
+                             f"got {confidence!r}")
         if isinstance(confidence, float) and math.isnan(confidence):
-            raise ValueError(f"{where}.{group}.confidence: NaN")
+            raise ValueError(f"{_where(record, 'attributes')}.{group}.confidence: NaN")
 
 
 def validate_record(record: Any) -> None:
@@ -126,44 +134,43 @@ def validate_record(record: Any) -> None:
         validate_key(record["key"])
     except ValueError as exc:
         raise ValueError(f"record: field 'key': {exc}") from None
-    where = f"record {record['key']!r}: field"
     identity = record["id"]
     if isinstance(identity, bool) or not isinstance(identity, int) or identity < 0:
-        raise ValueError(f"{where} 'id': expected an integer >= 0, got {identity!r}")
+        raise ValueError(f"{_where(record, 'id')}: expected an integer >= 0, got {identity!r}")
     for field in ("file_path", "source"):
         if not isinstance(record[field], str) or not record[field].strip():
-            raise ValueError(f"{where} {field!r}: expected a non-empty string")
+            raise ValueError(f"{_where(record, field)}: expected a non-empty string")
     if record["file_path"].startswith("/") or "\\" in record["file_path"]:
-        raise ValueError(f"{where} 'file_path': expected a relative path with '/' separators")
+        raise ValueError(f"{_where(record, 'file_path')}: expected a relative path with '/' separators")
     _attributes(record)
     captions, styles = _strings(record, "captions"), _strings(record, "styles")
     if len(styles) != len(captions):
-        raise ValueError(f"{where} 'styles': {len(styles)} styles for {len(captions)} captions")
+        raise ValueError(f"{_where(record, 'styles')}: {len(styles)} styles for {len(captions)} captions")
     prompt = _strings(record, "prompt_caption")
     if len(prompt) > 1:
-        raise ValueError(f"{where} 'prompt_caption': expected at most one sentence, got {len(prompt)}")
+        raise ValueError(f"{_where(record, 'prompt_caption')}: expected at most one sentence, got {len(prompt)}")
     if not captions and not prompt:
-        raise ValueError(f"{where} 'captions': a record needs at least one caption or prompt_caption")
+        raise ValueError(f"{_where(record, 'captions')}: a record needs at least one caption or prompt_caption")
     if "attribute_spans" in record:
         _attribute_spans(record, captions + prompt)
 
 
 def _attribute_spans(record: Mapping[str, Any], texts: list[str]) -> None:
-    where = f"record {record['key']!r}: field 'attribute_spans'"
     spans = record["attribute_spans"]
     if not isinstance(spans, list) or len(spans) != len(texts):
-        raise ValueError(f"{where}: expected one list of spans per text (captions, then prompt_caption), "
-                         f"{len(texts)} in all")
+        raise ValueError(f"{_where(record, 'attribute_spans')}: expected one list of spans per text (captions, "
+                         f"then prompt_caption), {len(texts)} in all")
     for index, (text, text_spans) in enumerate(zip(texts, spans)):
         if not isinstance(text_spans, list):
-            raise ValueError(f"{where}[{index}]: expected a list of [start, end] spans")
+            raise ValueError(f"{_where(record, 'attribute_spans')}[{index}]: expected a list of [start, end] spans")
         for span in text_spans:
-            if not (isinstance(span, list) and len(span) == 2
-                    and all(isinstance(v, int) and not isinstance(v, bool) for v in span)):
-                raise ValueError(f"{where}[{index}]: expected [start, end] integer pairs, got {span!r}")
+            # type() is int, not isinstance: a bool is an int too
+            if not (isinstance(span, list) and len(span) == 2 and type(span[0]) is int and type(span[1]) is int):
+                raise ValueError(f"{_where(record, 'attribute_spans')}[{index}]: expected [start, end] integer "
+                                 f"pairs, got {span!r}")
             if not 0 <= span[0] < span[1] <= len(text):
-                raise ValueError(f"{where}[{index}]: span {span} is not inside the text "
-                                 f"({len(text)} characters, start < end)")
+                raise ValueError(f"{_where(record, 'attribute_spans')}[{index}]: span {span} is not inside the "
+                                 f"text ({len(text)} characters, start < end)")
 
 
 def canonical_record(record: Mapping[str, Any]) -> dict[str, Any]:
