@@ -27,7 +27,6 @@ for a bad flag value.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import logging
@@ -58,7 +57,7 @@ from shards import GROUPS, encode_image  # noqa: E402
 from spac.attributes import load_schema  # noqa: E402
 from spac.cli.support import (OneLineArgumentParser, device, name_list, positive_int, run_main,  # noqa: E402
                               silence_libraries)
-from spac.predictor import (BACKBONE_PRESETS, AttributePredictor, Prediction, PredictorConfig,  # noqa: E402
+from spac.predictor import (BACKBONE_PRESETS, AttributePredictor, PredictorConfig,  # noqa: E402
                             build_predictor, load_predictor, save_predictor)
 from spac.render import render_dataset  # noqa: E402
 
@@ -164,16 +163,6 @@ def accelerations(where: torch.device) -> dict[str, Acceleration]:
     return modes
 
 
-def forward(predictor: AttributePredictor, acceleration: Acceleration, batch: torch.Tensor) -> list[Prediction]:
-    """LoadedPredictor's forward (memory format, autocast, predict_tensors) on a batch already preprocessed."""
-    if acceleration.channels_last:
-        batch = batch.contiguous(memory_format=torch.channels_last)
-    autocast = (torch.autocast(device_type="cuda", dtype=acceleration.autocast_dtype)
-                if acceleration.autocast_dtype is not None else contextlib.nullcontext())
-    with autocast:
-        return predictor.predict_tensors(batch)
-
-
 def predictor_section(where: torch.device, backbone: str, batch_sizes: Sequence[int], rounds: int,
                       batches_per_round: int) -> list[dict[str, Any]]:
     """One row per model, mode and batch size: median images/s of the forward and of ``predict_encoded``."""
@@ -181,14 +170,14 @@ def predictor_section(where: torch.device, backbone: str, batch_sizes: Sequence[
     rows = []
     for name, build in predictor_builders(where, backbone).items():
         models = {mode: (build(), acceleration) for mode, acceleration in accelerations(where).items()}
-        preprocess = next(iter(models.values()))[0].preprocess
+        preprocess_batch = next(iter(models.values()))[0].preprocess_batch
         for batch_size in batch_sizes:
             chunk = jpegs[:batch_size]
-            tensors = torch.stack([preprocess(Image.open(io.BytesIO(data))) for data in chunk])
+            tensors = preprocess_batch([Image.open(io.BytesIO(data)) for data in chunk])
             runs = {}
             for mode, (predictor, acceleration) in models.items():
                 loaded = LoadedPredictor(predictor, batch_size, acceleration=acceleration)
-                runs[(mode, "forward")] = _repeated(lambda p=predictor, a=acceleration: forward(p, a, tensors),
+                runs[(mode, "forward")] = _repeated(lambda m=loaded: m.predict_preprocessed(tensors),
                                                     batches_per_round, batch_size, where)
                 runs[(mode, "encoded")] = _repeated(lambda m=loaded: m.predict_encoded(chunk),
                                                     batches_per_round, batch_size, where)

@@ -27,11 +27,11 @@ from PIL import Image
 
 from bench_common import alternate, report
 from pipelines.synthesize import counters, run
+from pipelines.transforms import stored_spans
 from shards import IMAGE_SIZE, encode_image, make_sample, write_shard
 from shards.images import decode_image
 from spac import corpus_filters
 from spac.captioner import Captioner
-from spac.language import attribute_spans
 from spac.predictor import load_predictor
 from spac.render import render_dataset
 
@@ -62,13 +62,13 @@ def bare_loop(paths: list[Path], out: Path, batch_size: int, predictor, captione
             texts = captioner(verdict.kept[key], key)
             styled = [t for t in texts if t.style != "template"]
             prompt = [t.text for t in texts if t.style == "template"][:1]
-            spans = attribute_spans([t.text for t in styled] + prompt)
+            spans = stored_spans([t.text for t in styled] + prompt)
             record = {"key": key, "id": int(identity), "file_path": f"{identity}/{path.name}",
                       "attributes": {g: {"value": v, "confidence": round(float(prediction.confidences[g]), 4)}
                                      for g, v in verdict.kept[key].items()},
                       "captions": [t.text for t in styled], "styles": [t.style for t in styled],
                       "prompt_caption": prompt, "source": str(path),
-                      "attribute_spans": [[list(span) for span in text_spans] for text_spans in spans]}
+                      "attribute_spans": spans}
             samples.append(make_sample(record, jpg))
             if len(samples) == SHARD_SIZE:
                 write_shard(str(out), shard, samples)

@@ -90,8 +90,16 @@ class LoadedPredictor:
         stacked = self._predictor.preprocess_batch(images)
         for image in images:
             image.close()
+        return self.predict_preprocessed(stacked)
+
+    def predict_preprocessed(self, stacked: torch.Tensor) -> list[Any]:
+        """Predictions for at most ``batch_size`` preprocessed images ``[n, 3, H, W]``: zero-padded to
+        ``batch_size``, in this handler's memory format and autocast."""
+        count = stacked.shape[0]
+        if count > self._batch_size:
+            raise ValueError(f"got {count} images for a batch of {self._batch_size}")
         padded = stacked.new_zeros((self._batch_size, *stacked.shape[1:]))
-        padded[:len(chunk)] = stacked
+        padded[:count] = stacked
         acceleration = self._acceleration
         if acceleration.channels_last:
             padded = padded.contiguous(memory_format=torch.channels_last)  # kept by predict_tensors' .to(device)
@@ -100,7 +108,7 @@ class LoadedPredictor:
                     if acceleration.autocast_dtype is not None else contextlib.nullcontext())
         with autocast:
             predictions = self._predictor.predict_tensors(padded, **keywords)
-        return list(predictions[:len(chunk)])
+        return list(predictions[:count])
 
 
 class SpacPredictorHandler(ModelHandler[bytes, PredictionResult, LoadedPredictor]):

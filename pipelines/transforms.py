@@ -21,7 +21,7 @@ from apache_beam.ml.inference.base import PredictionResult
 from pipelines.inputs import ImageRef, is_beside_identities, ref_from_path
 from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, decode_image, read_bounded
 from shards.sample import GROUPS, IMAGE_SIZE, encode_image
-from spac import captioner, corpus_filters, language
+from spac import captioner, corpus_filters
 from spac.attributes import load_schema
 from spac.caption_library import SentencesOption, library_for
 from spac.identity_cleaning import embedding_bytes
@@ -194,6 +194,8 @@ class FilterIdentity(beam.DoFn):
 def stored_spans(texts: Sequence[str]) -> list[list[list[int]]]:
     """A record's ``attribute_spans`` for its ``texts`` (captions, then prompt_caption): spac.language's
     phrase spans as JSON ``[start, end]`` pairs, found once here so that training need not run spaCy."""
+    from spac import language  # spaCy takes ~0.7 s to import: the worker pays it, not the job's launch
+
     return [[[start, end] for start, end in spans] for spans in language.attribute_spans(texts)]
 
 

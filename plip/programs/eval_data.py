@@ -22,6 +22,7 @@ from typing import Any, Container, NamedTuple, Sequence
 from PIL import Image
 
 import shards
+from shards.sample import record_texts
 from plip.retrieval import Gallery, QuerySet
 from plip.transforms import EVAL_HEIGHT, EVAL_WIDTH
 from spac.caption_datasets import PATH_KEYS, REID_RAW, RSTPREID, detect_format
@@ -235,11 +236,6 @@ def parse_identities(text: str) -> IdentityRanges:
     return IdentityRanges(tuple(ranges))
 
 
-def sample_texts(record: dict[str, Any]) -> list[str]:
-    """Every text of a corpus record: its style captions, then its template sentence."""
-    return list(record.get("captions", [])) + list(record.get("prompt_caption", []))
-
-
 def eval_set_from_shards(source: str | Sequence[str], identities: Container[int]) -> tuple[QuerySet, Gallery]:
     """Queries and gallery from the held-out identities of our corpus shards.
 
@@ -256,7 +252,7 @@ def eval_set_from_shards(source: str | Sequence[str], identities: Container[int]
         record = sample["json"]
         if record.get("id") not in identities:
             continue
-        captions = sample_texts(record)
+        captions = record_texts(record)
         if not captions:
             continue
         texts.extend(captions)

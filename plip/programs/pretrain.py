@@ -87,8 +87,8 @@ def _parser() -> OneLineArgumentParser:
     model.add_argument("--model-overrides", type=json_object, default={}, metavar="JSON",
                        help='preset fields to replace, e.g. \'{"vision": {"width": 32}}\'')
     loss = p.add_argument_group("losses")
-    loss.add_argument("--losses", type=name_list(LOSSES, "loss"), default="ivlc,tic,iap", help="comma-separated tasks to train "
-                      "(default all three)")
+    loss.add_argument("--losses", type=name_list(LOSSES, "loss"), default="ivlc,tic,iap",
+                      help="comma-separated tasks to train (default all three)")
     loss.add_argument("--tic-weight", type=non_negative_float, default=0.02, help="weight of the colorization loss "
                       "(default 0.02)")
     loss.add_argument("--iap-weight", type=non_negative_float, default=0.1, help="weight of the attribute loss "

@@ -33,10 +33,10 @@ from transformers import PreTrainedTokenizerBase
 
 import shards
 from plip.masking import Span, mask_batch
-from plip.programs.eval_data import sample_texts
 from plip.transforms import train_transform
 from shards import reader
 from shards.reader import Handler, SkipAndCount, reraise
+from shards.sample import record_texts
 from spac.digests import stable_int
 
 Sample = dict[str, Any]  # {"key": str, "url": str (its shard), "record": dict, "jpg": bytes}
@@ -99,11 +99,11 @@ def group_by_identity(
 
 def pick_text(record: dict[str, Any], rng: random.Random) -> tuple[str, list[Span] | None]:
     """One random text of the record and its stored attribute spans (None when the record has none)."""
-    texts = sample_texts(record)
+    texts = record_texts(record)
     if not texts:
         raise ValueError(f"sample {record.get('key')!r} has no caption")
     index = rng.randrange(len(texts))  # draws what rng.choice(texts) did: batches stay as they were
-    stored = record.get("attribute_spans")  # one list per text, in sample_texts' order (shards.sample)
+    stored = record.get("attribute_spans")  # one list per text, in record_texts' order
     return texts[index], (None if stored is None else [tuple(span) for span in stored[index]])
 
 

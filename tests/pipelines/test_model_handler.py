@@ -160,3 +160,13 @@ def test_a_shared_model_is_called_once_per_batch_through_beams_proxy(colour_pred
     finally:
         shared.unsafe_hard_delete()
     assert through_proxy == [r.inference for r in handler.run_inference(images, handler.load_model())]
+
+
+def test_predict_preprocessed_pads_to_the_batch_shape_and_refuses_a_bigger_batch():
+    fake = FakePredictor()
+    loaded = SpacPredictorHandler(batch_size=4).wrap(fake)
+    predictions = loaded.predict_preprocessed(torch.ones(3, 3, 8, 4))
+    assert [p.attributes for p in predictions] == [{"row": "0"}, {"row": "1"}, {"row": "2"}]
+    assert fake.calls == [((4, 3, 8, 4), {})]
+    with pytest.raises(ValueError, match="got 5 images for a batch of 4"):
+        loaded.predict_preprocessed(torch.ones(5, 3, 8, 4))
