@@ -1,19 +1,28 @@
 # One-command entry points for a fresh machine: `make run` (the synthesis pipeline on the bundled
-# sample images) and `make test` (the test suite). Each creates the virtual environment first.
+# sample images) and `make test` (the test suite). Each creates the virtual environment first, with
+# the exact versions of requirements.lock (`make lock` refreshes it; see README "Dependencies").
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# This machine type ships a CPU build of torch 2.13.0; a GPU user can set TORCH_SPEC (see README).
-TORCH_SPEC ?= torch==2.13.0
+LOCK := requirements.lock
+# torch is installed on its own, at the locked version: the CPU build this machine type ships by
+# default; a GPU user sets TORCH_SPEC to a CUDA build of the same version (see README).
+TORCH_VERSION := $(shell sed -n 's/^torch==\([^ ]*\).*/\1/p' $(LOCK))
+TORCH_SPEC ?= torch==$(TORCH_VERSION)
+PIP_VERSION := $(shell sed -n 's/^pip==\([^ ]*\).*/\1/p' $(LOCK))
+# The project's own build runs with the lock's setuptools too. setuptools prints a 13-line notice
+# ("Editable installation") in every editable mode and has no setting for it; it is a UserWarning, so
+# this one step filters that category.
+QUIET_EDITABLE := PYTHONWARNINGS=ignore::UserWarning
 
-.PHONY: setup run test report bench
+.PHONY: setup run test lint report bench lock
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev,dataflow]"
+	$(PY) -m pip install -q "pip==$(PIP_VERSION)"
+	$(PY) -m pip install -q -c $(LOCK) $(TORCH_SPEC)
+	$(QUIET_EDITABLE) $(PY) -m pip install -q -c $(LOCK) --build-constraint $(LOCK) -e ".[dev,dataflow]"
 	touch $@
 
 run: setup
@@ -33,3 +42,12 @@ bench: setup
 	$(PY) benchmarks/shards_throughput.py
 	$(PY) benchmarks/pipeline_throughput.py
 	$(PY) benchmarks/pretrain_loader.py
+
+# refresh the lock: the newest releases inside setup.cfg's ranges and requirements.in's pins (torch's
+# local build label dropped, so a CUDA build of the same version satisfies it too)
+lock: setup
+	$(PY) -m pip install -q -c $(LOCK) pip-tools
+	$(PY) -m piptools compile -q --upgrade --strip-extras --allow-unsafe --extra dev --extra dataflow \
+		--no-emit-index-url --no-emit-find-links -o $(LOCK) setup.cfg requirements.in
+	sed -i 's/^torch==\([^+ ]*\)+[^ ]*/torch==\1/' $(LOCK)
+	@echo "the worker image's Beam SDK tag follows the lock: docker/Dockerfile ARG BEAM_VERSION (tests/test_lock.py checks)"

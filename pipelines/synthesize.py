@@ -22,7 +22,7 @@ predictor; README "Dataflow GPU run" explains the flags and what a run costs)::
         --temp_location=gs://BUCKET/tmp --input=gs://BUCKET/images --output=gs://BUCKET/SYNTH-PEDES \\
         --predictor=/opt/predictor --device=cuda --batch_size=128 --max_batch_size=512 \\
         --share_model --model_copies=4 \\
-        --sdk_container_image=REGION-docker.pkg.dev/PROJECT/REPO/spac-worker:2.77.0 \\
+        --sdk_container_image=REGION-docker.pkg.dev/PROJECT/REPO/spac-worker:2.78.0 \\
         --experiments=use_runner_v2 --machine_type=g2-standard-8 --disk_size_gb=50 \\
         --dataflow_service_options="worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver" \\
         --num_workers=4 --max_num_workers=16

@@ -5,8 +5,6 @@ import re
 import shlex
 from pathlib import Path
 
-import apache_beam
-
 DOCKER = Path(__file__).resolve().parents[1] / "docker"
 
 
@@ -18,21 +16,28 @@ def _instructions() -> list[tuple[str, str]]:
             for line in lines if line and not line.startswith("#")]
 
 
-def test_the_base_is_the_beam_sdk_image_of_the_installed_beam_and_python():
+def build_args() -> dict[str, str]:
+    """The ARG defaults, by name."""
+    return {a.split("=", 1)[0]: a.split("=", 1)[1] for name, a in _instructions() if name == "ARG" and "=" in a}
+
+
+def test_the_base_is_the_beam_sdk_image_named_by_the_build_args():
+    # the versions themselves are compared with requirements.lock in tests/test_lock.py
     bases = [args for name, args in _instructions() if name == "FROM"]
-    assert bases == [f"apache/beam_python3.11_sdk:{apache_beam.__version__}"]
+    assert bases == ["apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}"]
+    assert {"PYTHON_VERSION", "BEAM_VERSION"} <= set(build_args())
 
 
 def test_a_cuda_torch_is_installed_before_the_project_and_the_project_itself():
     instructions = _instructions()
     runs = [args for name, args in instructions if name == "RUN"]
-    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for name, a in instructions if name == "ARG" and "=" in a}
+    args = build_args()
     assert re.fullmatch(r"https://download\.pytorch\.org/whl/cu12\d", args["TORCH_INDEX_URL"])
     torch_step = next(i for i, run in enumerate(runs) if '--index-url "${TORCH_INDEX_URL}"' in run)
-    project_step = next(i for i, run in enumerate(runs) if re.search(r"pip install .*\"\.(\[[a-z,]+\])?\"", run))
+    project_step = next(i for i, run in enumerate(runs) if re.search(r"pip install .*-c requirements\.lock \"\.(\[[a-z,]+\])?\"", run))
     assert torch_step < project_step
     assert "torch.version.cuda" in runs[project_step]  # the build stops on a CPU torch
     copied = {source for name, a in instructions if name == "COPY" for source in shlex.split(a)[:-1]}
-    assert {"spac", "shards", "pipelines", "plip", "templates", "setup.cfg"} <= copied
+    assert {"spac", "shards", "pipelines", "plip", "templates", "setup.cfg", "requirements.lock"} <= copied
     assert not any("ENTRYPOINT" == name for name, _ in instructions)  # Beam's boot stays the entry point
     assert (Path(__file__).resolve().parents[1] / args["PREDICTOR_DIR"] / "config.json").is_file()
