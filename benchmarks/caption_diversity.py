@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from itertools import combinations
 
 from spac.attributes import UNKNOWN, Schema, load_schema
-from spac.captioner import Captioner
+from spac.captioning.captioner import Captioner
 from spac.language import extract_attributes_batch
 
 

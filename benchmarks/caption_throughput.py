@@ -1,4 +1,4 @@
-"""Captions/s of spac.captioner against str.format filling the same number of texts, in one process.
+"""Captions/s of spac.captioning.captioner against str.format filling the same number of texts, in one process.
 
     python benchmarks/caption_throughput.py [--sets 4000] [--rounds 7] [--profile]
 
@@ -17,7 +17,7 @@ import statistics
 
 from bench_common import alternate, report
 from spac.attributes import UNKNOWN, load_schema
-from spac.captioner import Captioner
+from spac.captioning.captioner import Captioner
 
 TEMPLATE = "A {gender} with {hair} wears {upper}, {lower} and {shoes}, carrying {belongings}."
 TARGET_PER_CORE = 50_000
@@ -54,12 +54,12 @@ def main() -> None:
         profile.runcall(captions)
         pstats.Stats(profile).sort_stats("tottime").print_stats(20)
         return
-    rates = alternate({"spac.captioner": captions, "str.format fill": formatted}, args.rounds)
+    rates = alternate({"spac.captioning.captioner": captions, "str.format fill": formatted}, args.rounds)
     report(f"captions/s per core ({args.sets} attribute sets, {per_set:.2f} texts each)", rates,
-           "spac.captioner", "str.format fill", TARGET_PER_CORE / statistics.median(rates["str.format fill"]),
+           "spac.captioning.captioner", "str.format fill", TARGET_PER_CORE / statistics.median(rates["str.format fill"]),
            "captions/s")
-    speed = statistics.median(rates["spac.captioner"])
-    print(f"  ABSOLUTE spac.captioner: {speed:,.0f} captions/s per core (target >= {TARGET_PER_CORE:,}: "
+    speed = statistics.median(rates["spac.captioning.captioner"])
+    print(f"  ABSOLUTE spac.captioning.captioner: {speed:,.0f} captions/s per core (target >= {TARGET_PER_CORE:,}: "
           f"{'meets' if speed >= TARGET_PER_CORE else 'below'})")
 
 

@@ -55,9 +55,9 @@ from plip.programs.training import build_optimizer, freeze_text_layers, resolve_
 from pretrain_throughput import synthetic_batch  # noqa: E402
 from shards import GROUPS, encode_image  # noqa: E402
 from spac.attributes import load_schema  # noqa: E402
-from spac.cli.support import (OneLineArgumentParser, device, name_list, positive_int, run_main,  # noqa: E402
+from common.cli import (OneLineArgumentParser, device, name_list, positive_int, run_main,  # noqa: E402
                               silence_libraries)
-from spac.predictor import (BACKBONE_PRESETS, AttributePredictor, PredictorConfig,  # noqa: E402
+from spac.predictor.model import (BACKBONE_PRESETS, AttributePredictor, PredictorConfig,  # noqa: E402
                             build_predictor, load_predictor, save_predictor)
 from spac.render import render_dataset  # noqa: E402
 

@@ -24,10 +24,10 @@ import time
 import numpy as np
 import torch
 
-from spac.digests import stable_int
-from spac.identity_cleaning import (CleaningConfig, identity_centre, lsh_planes, lsh_signatures,
+from common.digests import stable_int
+from spac.corpus.identity_cleaning import (CleaningConfig, identity_centre, lsh_planes, lsh_signatures,
                                     nearest_centres, prepare_embeddings, score_bucket, split_outliers)
-from spac.predictor import load_predictor
+from spac.predictor.model import load_predictor
 from spac.render.identity import random_identity
 from spac.render.person import render_person
 

@@ -27,7 +27,7 @@ from pipelines.model_handler import SpacPredictorHandler  # noqa: E402
 from shards.images import decode_image  # noqa: E402
 from shards.sample import IMAGE_SIZE, encode_image  # noqa: E402
 from spac.attributes import load_schema  # noqa: E402
-from spac.predictor import BACKBONE_PRESETS, PredictorConfig, build_predictor  # noqa: E402
+from spac.predictor.model import BACKBONE_PRESETS, PredictorConfig, build_predictor  # noqa: E402
 from spac.render.identity import random_identity  # noqa: E402
 from spac.render.person import render_person  # noqa: E402
 

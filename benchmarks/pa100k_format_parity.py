@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, ".")
-from tests.spac.attribute_datasets.pa100k_parity import compare  # noqa: E402
+from tests.spac.predictor.datasets.pa100k_parity import compare  # noqa: E402
 
 n_train, n_eval, steps = (int(a) for a in (sys.argv[1:] + ["2000", "500", "600"][len(sys.argv) - 1:]))
 torch.set_num_threads(1)  # a shared CPU: more threads only spin

@@ -56,7 +56,7 @@ def _save_trivial_predictor(directory: Path) -> Path:
     from dataclasses import replace
 
     from spac.attributes import load_schema
-    from spac.predictor import AttributePredictor, PredictorConfig, save_predictor
+    from spac.predictor.model import AttributePredictor, PredictorConfig, save_predictor
     from tests.pipelines import colour_predictor
 
     config = replace(PredictorConfig.for_schema(load_schema(), bands=1), image_size=(TINY_SIZE[1], TINY_SIZE[0]))

@@ -30,9 +30,9 @@ from pipelines.synthesize import counters, run
 from pipelines.transforms import stored_spans
 from shards import IMAGE_SIZE, encode_image, make_sample, write_shard
 from shards.images import decode_image
-from spac import corpus_filters
-from spac.captioner import Captioner
-from spac.predictor import load_predictor
+from spac.corpus import filters as corpus_filters
+from spac.captioning.captioner import Captioner
+from spac.predictor.model import load_predictor
 from spac.render import render_dataset
 
 SETTINGS = {

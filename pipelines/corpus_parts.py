@@ -16,7 +16,7 @@ import json
 from typing import Any, Iterable, Iterator, Mapping
 
 from shards import remote
-from spac.digests import stable_int
+from common.digests import stable_int
 
 PARTS_DIR = "_parts"
 DEAD_LETTER_BUCKETS = 1024  # at 10M letters ~10k lines (~1.5 MB) per bucket element

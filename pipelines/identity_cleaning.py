@@ -1,9 +1,9 @@
 """The identity-cleaning stage of the synthesis job: drop foreign images of an identity, merge split identities.
 
 ``CleanIdentities(config)`` takes per-image record dicts that carry ``embedding`` (float16 bytes,
-``spac.identity_cleaning.embedding_bytes``) and returns a tagged tuple: ``images`` (kept records, without
+``spac.corpus.identity_cleaning.embedding_bytes``) and returns a tagged tuple: ``images`` (kept records, without
 ``embedding``, ``identity`` rewritten to the canonical name when merged) and ``dead_letter`` (dropped
-outliers). The method is ``spac.identity_cleaning``; this module is the graph, and no element grows with
+outliers). The method is ``spac.corpus.identity_cleaning``; this module is the graph, and no element grows with
 the corpus:
 
 1. ``GroupByKey`` per identity (an element is one identity's images) -> outliers out, the centre of the
@@ -24,7 +24,7 @@ import apache_beam as beam
 import numpy as np
 
 from pipelines.transforms import DEAD_LETTER, counter, dead_letter
-from spac.identity_cleaning import (CleaningConfig, embedding_from_bytes, lsh_planes, lsh_signatures,
+from spac.corpus.identity_cleaning import (CleaningConfig, embedding_from_bytes, lsh_planes, lsh_signatures,
                                     prepare_embeddings, score_bucket, split_outliers)
 
 IMAGES = "images"

@@ -35,7 +35,7 @@ from pipelines.import_job import ImportJob, fingerprint, make_import_job
 from pipelines.import_options import ImportOptions
 from pipelines.options import unknown_flags
 from shards import layout
-from spac.cli.support import OneLineArgumentParser, run_main
+from common.cli import OneLineArgumentParser, run_main
 
 PROG = "python -m pipelines.import_corpus"
 DEAD = transforms.DEAD_LETTER

@@ -18,13 +18,13 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.import_options import FORMATS
 from shards import layout
-from spac import caption_datasets
+from spac.sources import caption_files as caption_datasets
 from spac.attributes import load_schema
 from spac.fingerprint import package_version, templates_sha256
-from spac.json_lists import JsonListError, iter_json_list
+from spac.sources.json_lists import JsonListError, iter_json_list
 
 SYNTHPEDES = "synthpedes"
-# format -> the layout of its entries (spac.caption_datasets' names for the human-captioned ones)
+# format -> the layout of its entries (spac.sources.caption_files' names for the human-captioned ones)
 LAYOUTS = {SYNTHPEDES: SYNTHPEDES, "cuhk-pedes": caption_datasets.REID_RAW, "icfg-pedes": caption_datasets.REID_RAW,
            "rstpreid": caption_datasets.RSTPREID}
 # the file names the datasets are released under -> their format

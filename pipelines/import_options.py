@@ -15,7 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.options import SynthesizeOptions  # noqa: F401  (defined first: see the module docstring)
 from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from spac.cli.support import positive_int
+from common.cli import positive_int
 
 FORMATS = ("synthpedes", "cuhk-pedes", "icfg-pedes", "rstpreid")
 SPLITS = ("train", "test", "val", "all")

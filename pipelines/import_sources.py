@@ -6,14 +6,14 @@ it decides the shard), ``record`` (the shard record, :data:`shards.sample.RECORD
 loaded, ``jpg``. An entry that leaves the job early becomes a dead letter ``{"path", "entry", "stage",
 "reason"}`` (``path``: the JSON file for an entry that is malformed, else the image).
 
-- :class:`ReadEntries`: one reader streams the JSON list (:mod:`spac.json_lists`); the entries are
+- :class:`ReadEntries`: one reader streams the JSON list (:mod:`spac.sources.json_lists`); the entries are
   spread right after it.
-- :class:`ParseEntry`: the format's checks (:mod:`spac.released_corpus`, :mod:`spac.caption_datasets`)
+- :class:`ParseEntry`: the format's checks (:mod:`spac.sources.released_corpus`, :mod:`spac.sources.caption_files`)
   and the record contract (:func:`shards.sample.validate_record`); the texts' ``attribute_spans``
   (:mod:`spac.language`), so that training on the import need not run spaCy.
 - :class:`DropDuplicates`: of entries sharing a key, the first in the file is kept.
 - :class:`LoadImage`: the shared decode policy (:mod:`shards.images`) and the corpus JPEG.
-- :class:`MineAttributes`: labels of a human-captioned image from its captions (:mod:`spac.label_mining`).
+- :class:`MineAttributes`: labels of a human-captioned image from its captions (:mod:`spac.mining.labels`).
 - :func:`assign_shard`: consecutive blocks of ``--shard_size`` positions, numbered densely.
 """
 from __future__ import annotations
@@ -31,11 +31,11 @@ from pipelines.transforms import DEAD_LETTER, dead_letter, stored_spans
 from shards.images import ImageRejected, decode_image, read_bounded
 from shards.keys import make_key
 from shards.sample import GROUPS, IMAGE_SIZE, IN_SCHEMA_KEY, encode_image, record_texts, validate_record
-from spac import caption_datasets
+from spac.sources import caption_files as caption_datasets
 from spac.attributes import UNKNOWN, Schema, load_schema
-from spac.json_lists import JsonListError, iter_json_list
-from spac.label_mining import mine_labels
-from spac.released_corpus import check_released_entry
+from spac.sources.json_lists import JsonListError, iter_json_list
+from spac.mining.labels import mine_labels
+from spac.sources.released_corpus import check_released_entry
 
 NAMESPACE = "import_corpus"
 HUMAN_STYLE = "human"

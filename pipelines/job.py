@@ -10,12 +10,13 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.inputs import InputSpec, read_manifest, resolve_input
 from shards import layout
-from spac import captioner, corpus_filters
+from spac.captioning import captioner
+from spac.corpus import filters as corpus_filters
 from spac.attributes import load_schema
-from spac.caption_library import SentencesOption, parse_library_text, parse_sentences_option
-from spac.devices import check_device_name, resolve_device
-from spac.identity_cleaning import CleaningConfig
-from spac.predictor import check_predictor
+from spac.captioning.library import SentencesOption, parse_library_text, parse_sentences_option
+from common.devices import check_device_name, resolve_device
+from spac.corpus.identity_cleaning import CleaningConfig
+from spac.predictor.model import check_predictor
 
 
 @dataclass(frozen=True)

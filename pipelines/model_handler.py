@@ -33,7 +33,7 @@ import torch
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from PIL import Image
 
-from spac.predictor import AttributePredictor, load_predictor
+from spac.predictor.model import AttributePredictor, load_predictor
 
 
 METRICS_NAMESPACE = "RunInference_spac_predictor"  # where Beam puts RunInference's own metrics for this model
@@ -112,7 +112,7 @@ class LoadedPredictor:
 
 
 class SpacPredictorHandler(ModelHandler[bytes, PredictionResult, LoadedPredictor]):
-    """Examples are encoded images (bytes); inferences are ``spac.predictor.Prediction``.
+    """Examples are encoded images (bytes); inferences are ``spac.predictor.model.Prediction``.
 
     The first four parameters keep their positions; the rest are keywords: ``max_batch_size`` (default
     ``batch_size``, at least ``batch_size``) and ``min_batch_size`` (default ``batch_size``) for Beam's

@@ -11,7 +11,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.inputs import INPUT_FORMATS
 from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from spac.cli.support import positive_int, unit_float
+from common.cli import positive_int, unit_float
 
 DEFAULT_INPUT = str(Path(__file__).resolve().parent.parent / "spac" / "assets" / "samples")
 DEFAULT_OUTPUT = "data/SYNTH-PEDES"

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Iterable, Iterator, Mapping
 
 from shards.sample import OPTIONAL_FIELDS, RECORD_FIELDS
-from spac.digests import stable_int
+from common.digests import stable_int
 
 IDENTITY_BUCKETS = 4096
 ORDER_VERSION = f"identity-hash-{IDENTITY_BUCKETS}-v1"  # enters job.json: another order is another corpus

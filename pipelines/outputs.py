@@ -18,7 +18,7 @@ from shards import layout, remote
 from shards.manifest import read_stats, write_manifest
 from shards.sample import released_attributes
 from shards.writer import shard_is_complete, write_shard
-from spac import corpus_filters
+from spac.corpus import filters as corpus_filters
 
 DATASET_NAME = "synthpedes_dataset.json"
 DEAD_LETTER_NAME = "deadletter.jsonl"

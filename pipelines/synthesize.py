@@ -47,8 +47,8 @@ from pipelines.job import Job, make_job
 from pipelines.model_handler import SpacPredictorHandler
 from pipelines.options import SynthesizeOptions, unknown_flags
 from shards import layout
-from spac import corpus_filters
-from spac.cli.support import OneLineArgumentParser, run_main
+from spac.corpus import filters as corpus_filters
+from common.cli import OneLineArgumentParser, run_main
 
 PROG = "python -m pipelines.synthesize"
 DEAD = transforms.DEAD_LETTER

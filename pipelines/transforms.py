@@ -21,10 +21,11 @@ from apache_beam.ml.inference.base import PredictionResult
 from pipelines.inputs import ImageRef, is_beside_identities, ref_from_path
 from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, decode_image, read_bounded
 from shards.sample import GROUPS, IMAGE_SIZE, encode_image
-from spac import captioner, corpus_filters
+from spac.captioning import captioner
+from spac.corpus import filters as corpus_filters
 from spac.attributes import load_schema
-from spac.caption_library import SentencesOption, library_for
-from spac.identity_cleaning import embedding_bytes
+from spac.captioning.library import SentencesOption, library_for
+from spac.corpus.identity_cleaning import embedding_bytes
 
 NAMESPACE = "synthesize"
 DEAD_LETTER = "dead_letter"
@@ -216,7 +217,7 @@ def add_captions(record: dict, seed: int, styles: Sequence[str] | None,
 
 class AddCaptions(beam.DoFn):
     """:func:`add_captions` with a ``--sentences`` library: the captioner is built once per worker from the
-    library text the job read at launch (``mode`` "replace" or "add", as in spac.caption_library)."""
+    library text the job read at launch (``mode`` "replace" or "add", as in spac.captioning.library)."""
 
     def __init__(self, seed: int, styles: Sequence[str] | None, library_text: str, source: str, add: bool):
         self._seed, self._styles = seed, styles

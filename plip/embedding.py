@@ -24,8 +24,8 @@ from tqdm import tqdm
 from plip.checkpoint import load_checkpoint_model
 from plip.model import PLIPModel
 from plip.transforms import EVAL_HEIGHT, EVAL_WIDTH, read_image
-from spac.devices import resolve_device
-from spac.imaging import normalised_tensor
+from common.devices import resolve_device
+from common.imaging import normalised_tensor
 
 ImageLike = str | Path | Image.Image
 T = TypeVar("T")

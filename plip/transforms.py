@@ -1,5 +1,5 @@
 """PLIP's image transforms: the released evaluation transform and the training transform (with a horizontal
-flip), both :func:`spac.imaging.normalised_tensor` with the SYNTH-PEDES statistics, and the image-file reader
+flip), both :func:`common.imaging.normalised_tensor` with the SYNTH-PEDES statistics, and the image-file reader
 that evaluation and fine-tuning share: the project's one decode policy for untrusted files
 (:func:`shards.images.open_image_file`: bounded bytes and pixels, EXIF orientation, RGB)."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from shards.images import ImageRejected, open_image_file
-from spac.imaging import IMAGE_HEIGHT, IMAGE_WIDTH, SYNTH_PEDES_MEAN, SYNTH_PEDES_STD, normalised_tensor
+from common.imaging import IMAGE_HEIGHT, IMAGE_WIDTH, SYNTH_PEDES_MEAN, SYNTH_PEDES_STD, normalised_tensor
 
 EVAL_HEIGHT, EVAL_WIDTH = IMAGE_HEIGHT, IMAGE_WIDTH  # 256 x 128
 # The released model normalises with SYNTH-PEDES statistics, in training and evaluation alike.

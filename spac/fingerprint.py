@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from spac.attributes import load_schema
-from spac.digests import file_sha256
-from spac.predictor import CONFIG_FILE, DEFAULT_PREDICTOR_DIR, WEIGHTS_FILE
+from common.digests import file_sha256
+from spac.predictor.model import CONFIG_FILE, DEFAULT_PREDICTOR_DIR, WEIGHTS_FILE
 
 DISTRIBUTION = "spac-synthpedes"
 _TEMPLATE_SUFFIXES = (".yaml", ".yml", ".json", ".txt")

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from plip.programs.eval_data import (DATASET_JSON, DATASET_NAMES, SPLITS, DatasetFormatError, read_dataset_json,
                                      split_group)
-from spac.cli.support import CliError, OneLineArgumentParser, run_main
+from common.cli import CliError, OneLineArgumentParser, run_main
 
 PROG = "python -m plip.dataset_split"
 # (name, path under --data-root) of each dataset split without --input: "<name>/<its JSON file>"

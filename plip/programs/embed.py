@@ -27,7 +27,7 @@ from plip.programs.checkpoint_flags import add_released_format_flags
 from shards import open_corpus, reraise
 from shards.keys import make_key
 from shards.reader import SkipAndCount, decode_image, decode_record
-from spac.cli.support import (CliError, OneLineArgumentParser, add_quiet_flag, device, non_negative_int,
+from common.cli import (CliError, OneLineArgumentParser, add_quiet_flag, device, non_negative_int,
                               positive_int, run_main, silence_libraries)
 
 PROG = "python -m plip.embed"

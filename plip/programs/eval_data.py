@@ -5,7 +5,7 @@ CUHK-PEDES (`reid_raw.json`) and ICFG-PEDES (`ICFG_PEDES.json`) are JSON lists o
 ``{split, captions, file_path, processed_tokens, id}`` with images under ``<root>/imgs/<file_path>``;
 RSTPReid (`data_captions.json`) lists ``{id, img_path, captions, split}`` with images under
 ``<root>/imgs/<img_path>``; SYNTH-PEDES (`synthpedes_dataset.json`) has no ``split`` but ``attributes`` and
-``prompt_caption``. The layout of a file (which key holds the image path) is :mod:`spac.caption_datasets`'
+``prompt_caption``. The layout of a file (which key holds the image path) is :mod:`spac.sources.caption_files`'
 and is detected from its first entry; entries of the RSTPReid layout are read into the CUHK-PEDES one
 (``img_path`` becomes ``file_path``), so everything downstream, and the split files of
 ``python -m plip.dataset_split``, sees one layout. Every entry is checked, with plip's stricter rules, and a bad
@@ -25,7 +25,7 @@ import shards
 from shards.sample import record_texts
 from plip.retrieval import Gallery, QuerySet
 from plip.transforms import EVAL_HEIGHT, EVAL_WIDTH
-from spac.caption_datasets import PATH_KEYS, REID_RAW, RSTPREID, detect_format
+from spac.sources.caption_files import PATH_KEYS, REID_RAW, RSTPREID, detect_format
 
 DATASET_JSON = {"CUHK-PEDES": "reid_raw.json", "ICFG-PEDES": "ICFG_PEDES.json", "RSTPReid": "data_captions.json"}
 DATASET_NAMES = ", ".join(DATASET_JSON)  # for help texts: "CUHK-PEDES, ICFG-PEDES, RSTPReid"
@@ -84,7 +84,7 @@ class DatasetFile(NamedTuple):
 
 
 def _layout(first: Any, source: str) -> str:
-    """The layout of a file, from its first entry (:func:`spac.caption_datasets.detect_format`); an entry that
+    """The layout of a file, from its first entry (:func:`spac.sources.caption_files.detect_format`); an entry that
     is not an object is left to the entry checks, which name it."""
     if not isinstance(first, dict):
         return REID_RAW

@@ -41,7 +41,7 @@ from plip.programs.training import (LossWindow, MetricsLog, add_optimisation_fla
                                     flag_record, freeze_text_layers, learning_rates, start_run)
 from plip.retrieval import Gallery, QuerySet, evaluate
 from plip.transforms import check_eval_size
-from spac.cli.support import (CliError, OneLineArgumentParser, non_negative_float, non_negative_int, positive_int,
+from common.cli import (CliError, OneLineArgumentParser, non_negative_float, non_negative_int, positive_int,
                               run_main)
 
 PROG = "python -m plip.finetune"

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from plip.programs.eval_data import DatasetFormatError, read_split
 from plip.transforms import read_image, train_transform
-from spac.digests import stable_int
+from common.digests import stable_int
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from plip.programs.eval_data import DATASET_JSON, DATASET_NAMES, load_eval_split
 from plip.programs.finetune_data import epoch_plan, load_train_entries, train_pairs
 from plip.retrieval import Gallery, QuerySet
 from plip.programs.checkpoint_flags import add_released_format_flags
-from spac.cli.support import (CliError, OneLineArgumentParser, add_quiet_flag, device, non_negative_float,
+from common.cli import (CliError, OneLineArgumentParser, add_quiet_flag, device, non_negative_float,
                               positive_float, positive_int, run_main, silence_libraries)
 
 PROG = "python -m plip.linear_probe"

@@ -47,7 +47,7 @@ from plip.programs.training import (LossWindow, MetricsLog, add_optimisation_fla
                                     flag_record, freeze_text_layers, learning_rates, start_run)
 from plip.retrieval import Gallery, QuerySet, evaluate
 from plip.transforms import check_eval_size
-from spac.cli.support import (CliError, OneLineArgumentParser, json_object, name_list, non_negative_float,
+from common.cli import (CliError, OneLineArgumentParser, json_object, name_list, non_negative_float,
                               non_negative_int, positive_int, run_main)
 
 PROG = "python -m plip.pretrain"

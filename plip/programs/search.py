@@ -27,7 +27,7 @@ from plip.transforms import ImageReadError, read_image
 from plip.programs.checkpoint_flags import add_released_format_flags
 from shards import open_corpus
 from shards.reader import SkipAndCount, decode_image
-from spac.cli.support import (CliError, OneLineArgumentParser, add_quiet_flag, device, positive_int, run_main,
+from common.cli import (CliError, OneLineArgumentParser, add_quiet_flag, device, positive_int, run_main,
                               silence_libraries)
 
 PROG = "python -m plip.search"

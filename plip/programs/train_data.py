@@ -37,7 +37,7 @@ from plip.transforms import train_transform
 from shards import reader
 from shards.reader import Handler, SkipAndCount, reraise
 from shards.sample import record_texts
-from spac.digests import stable_int
+from common.digests import stable_int
 
 Sample = dict[str, Any]  # {"key": str, "url": str (its shard), "record": dict, "jpg": bytes}
 

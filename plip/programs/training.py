@@ -12,7 +12,7 @@ import torch
 
 from plip.checkpoint import MODEL_FILE
 from plip.model import PLIPModel
-from spac.cli.support import (CliError, add_quiet_flag, device, non_negative_float, positive_float, positive_int,
+from common.cli import (CliError, add_quiet_flag, device, non_negative_float, positive_float, positive_int,
                               silence_libraries)
 
 # --- flags -----------------------------------------------------------------------------------------

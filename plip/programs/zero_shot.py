@@ -16,7 +16,7 @@ from plip.programs.eval_data import (DATASET_JSON, DATASET_NAMES, eval_set_from_
                                      parse_identities)
 from plip.retrieval import Gallery, QuerySet, evaluate
 from plip.programs.checkpoint_flags import add_released_format_flags
-from spac.cli.support import (CliError, OneLineArgumentParser, add_quiet_flag, device, non_negative_int,
+from common.cli import (CliError, OneLineArgumentParser, add_quiet_flag, device, non_negative_int,
                               positive_int, run_main, silence_libraries)
 
 DATASETS = (*DATASET_JSON, "shards")

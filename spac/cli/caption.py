@@ -20,12 +20,12 @@ from PIL import Image
 from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, open_image_file
 from shards.sample import IMAGE_SIZE, encode_image
 from spac.attributes import load_schema
-from spac.caption_library import SentencesOption, library_for, parse_sentences_option
-from spac.captioner import Captioner, check_style_names
-from spac.cli.support import CliError, OneLineArgumentParser, device, positive_int, unit_float
+from spac.captioning.library import SentencesOption, library_for, parse_sentences_option
+from spac.captioning.captioner import Captioner, check_style_names
+from common.cli import CliError, OneLineArgumentParser, device, positive_int, unit_float
 
 if TYPE_CHECKING:
-    from spac.predictor import AttributePredictor
+    from spac.predictor.model import AttributePredictor
 
 BATCH_SIZE = 32  # files decoded and predicted at a time: memory stays flat however many are given
 
@@ -127,7 +127,7 @@ def _caption_batch(paths: Sequence[Path], predictor: AttributePredictor, caption
 def cli_main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Importing the predictor loads transformers (seconds): pay that only once the arguments are sane.
-    from spac.predictor import load_predictor
+    from spac.predictor.model import load_predictor
 
     schema = load_schema()
     captioner = Captioner(schema, styles=args.styles, library=library_for(args.sentences, schema))

@@ -3,7 +3,7 @@
 For a dataset with binary attributes (PA-100K, PETA, RAP) the predictor's six-group outputs are mapped back to
 the dataset's own attributes (templates/attribute_datasets/*.yaml; only the attributes the mapping expresses) and
 scored as papers report them: label-based mA and instance-based accuracy, precision, recall and F1
-(spac.attribute_metrics). For every source, per-group accuracy on the SPAC groups over the images whose label
+(spac.predictor.metrics). For every source, per-group accuracy on the SPAC groups over the images whose label
 says something of the group (a PA-100K "short sleeve" accepts any short-sleeved top of any colour).
 """
 from __future__ import annotations
@@ -15,14 +15,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from spac.attribute_datasets.dataset import LabelledSplit
-from spac.attribute_metrics import attribute_report, group_accuracy
-from spac.attribute_training import as_labels, predict_examples
+from spac.predictor.datasets.dataset import LabelledSplit
+from spac.predictor.metrics import attribute_report, group_accuracy
+from spac.predictor.training import as_labels, predict_examples
 from spac.attributes import load_schema
-from spac.cli.attribute_data import DataSpec, Source, add_data_flags, format_table, open_source, spread
-from spac.cli.support import (OneLineArgumentParser, add_quiet_flag, device, non_negative_int, positive_int,
+from spac.predictor.data_sources import DataSpec, Source, add_data_flags, format_table, open_source, spread
+from common.cli import (OneLineArgumentParser, add_quiet_flag, device, non_negative_int, positive_int,
                               silence_libraries)
-from spac.predictor import AttributePredictor, load_predictor
+from spac.predictor.model import AttributePredictor, load_predictor
 
 
 def build_parser() -> OneLineArgumentParser:

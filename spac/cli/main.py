@@ -5,7 +5,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from spac.cli.support import run_main
+from common.cli import run_main
 
 # command -> (module, one-line help). Each module exposes `cli_main(argv) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -14,7 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-attributes": ("spac.cli.train_attributes",
                          "train an attribute predictor (rendered people, PA-100K, PETA, RAP, mined labels)"),
     "eval-attributes": ("spac.cli.eval_attributes", "score an attribute predictor: mA, instance metrics, per group"),
-    "shards": ("spac.cli.shards", "verify a corpus folder or (re)write its manifest.json"),
+    "shards": ("spac.cli.verify_shards", "verify a corpus folder or (re)write its manifest.json"),
     "mine-schema": ("spac.cli.mine_schema", "report the noun phrases of human captions and what the schema covers"),
     "mine-labels": ("spac.cli.mine_labels", "mine attribute labels from human captions into a parquet table"),
     "mine-templates": ("spac.cli.mine_templates", "mine a masked sentence library from human captions"),

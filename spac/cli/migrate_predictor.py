@@ -1,5 +1,5 @@
 """`spac migrate-predictor OLD NEW`: carry a predictor trained on an older attribute schema over to the
-bundled one without retraining (spac.predictor_migration): every old label keeps its logit, every label
+bundled one without retraining (spac.predictor.migration): every old label keeps its logit, every label
 new to the schema gets a bias so low that it is never predicted."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Sequence
 
 from spac.attributes import load_schema
-from spac.cli.support import CliError, OneLineArgumentParser, add_quiet_flag
-from spac.predictor import CONFIG_FILE
-from spac.predictor_migration import NEW_LABEL_BIAS, migrate_predictor
+from common.cli import CliError, OneLineArgumentParser, add_quiet_flag
+from spac.predictor.model import CONFIG_FILE
+from spac.predictor.migration import NEW_LABEL_BIAS, migrate_predictor
 
 
 def _negative_float(text: str) -> float:

@@ -1,5 +1,5 @@
 """`spac mine-labels FILE.json [...] --out labels.parquet`: attribute labels mined from human captions
-(spac.label_mining), one row per caption-file entry, as a parquet table; prints the coverage per group."""
+(spac.mining.labels), one row per caption-file entry, as a parquet table; prints the coverage per group."""
 from __future__ import annotations
 
 import os
@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from spac.attributes import load_schema
-from spac.caption_datasets import FORMAT_NAMES, read_caption_file
-from spac.cli.support import CliError, OneLineArgumentParser, add_quiet_flag
-from spac.label_mining import coverage, mine_labels
+from spac.sources.caption_files import FORMAT_NAMES, read_caption_file
+from common.cli import CliError, OneLineArgumentParser, add_quiet_flag
+from spac.mining.labels import coverage, mine_labels
 
 LEAD_COLUMNS = ("file_path", "id", "split")
 
@@ -24,7 +24,7 @@ def build_parser() -> OneLineArgumentParser:
     p = OneLineArgumentParser(prog="spac mine-labels", description=(
         "Mine attribute labels from human captions, the PLIP paper's way (no human attribute labelling): each "
         "image's captions are read with the attribute schema's matchers and reconciled (agreement first, then "
-        "the more specific phrase; see spac/label_mining.py). Writes a parquet table with the columns file_path, "
+        "the more specific phrase; see spac/mining/labels.py). Writes a parquet table with the columns file_path, "
         "id, split, then one per group (gender, hair, upper, lower, shoes, belongings: a schema phrase or "
         "'unknown'), then source (the caption file of the row), one row per entry, in input order. Reads the "
         f"JSON caption files of {formats}. Prints the share of images with a known value per group."))

@@ -1,5 +1,5 @@
 """`spac mine-schema CAPTIONS.json [...]`: the noun phrases of human captions by attribute group and
-frequency, and how much of them the attribute schema covers (spac.schema_mining)."""
+frequency, and how much of them the attribute schema covers (spac.mining.schema)."""
 from __future__ import annotations
 
 import json
@@ -10,9 +10,9 @@ from typing import Sequence
 from tqdm import tqdm
 
 from spac.attributes import load_schema
-from spac.caption_datasets import FORMAT_NAMES, read_caption_file
-from spac.cli.support import OneLineArgumentParser, add_quiet_flag, positive_int
-from spac.schema_mining import PhraseMiner, format_report
+from spac.sources.caption_files import FORMAT_NAMES, read_caption_file
+from common.cli import OneLineArgumentParser, add_quiet_flag, positive_int
+from spac.mining.schema import PhraseMiner, format_report
 
 BATCH = 2048  # captions per spaCy batch
 

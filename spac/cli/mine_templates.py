@@ -1,5 +1,5 @@
 """`spac mine-templates FILE.json [...] --out sentences.yaml`: a masked sentence library mined from human
-captions (spac.template_mining), written in templates/sentences.yaml's layout; prints what became of the
+captions (spac.mining.templates), written in templates/sentences.yaml's layout; prints what became of the
 captions (read, masked, kept, dropped by reason)."""
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Sequence
 from tqdm import tqdm
 
 from spac.attributes import load_schema
-from spac.caption_datasets import FORMAT_NAMES, read_caption_file
-from spac.caption_library import load_library
-from spac.cli.support import CliError, OneLineArgumentParser, add_quiet_flag, positive_int, unit_float
-from spac.template_mining import (
+from spac.sources.caption_files import FORMAT_NAMES, read_caption_file
+from spac.captioning.library import load_library
+from common.cli import CliError, OneLineArgumentParser, add_quiet_flag, positive_int, unit_float
+from spac.mining.templates import (
     CHECK_REASONS, DEFAULT_JACCARD, DEFAULT_REFILLS, MASKING_REASONS, MiningReport, TemplateMiner, library_yaml,
 )
 
@@ -26,7 +26,7 @@ def build_parser() -> OneLineArgumentParser:
         "attribute phrases, person nouns and pronouns of each caption become slots ({a upper}, {gender}, "
         "{they}, {v:wear}, ...); a sentence is kept only when it names no attribute outside its slots or the "
         "schema, refills grammatically with random attributes, and gives every value back to spac.language "
-        "with no stray mention; duplicates and near-duplicates are dropped (see spac/template_mining.py). "
+        "with no stray mention; duplicates and near-duplicates are dropped (see spac/mining/templates.py). "
         f"Reads the JSON caption files of {formats}. Writes a library that `spac caption --sentences PATH` "
         "and the synthesis job's --sentences use in place of templates/sentences.yaml (+PATH: beside it)."))
     p.add_argument("files", nargs="+", type=Path, metavar="FILE.json", help="caption files to mine")
@@ -74,7 +74,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         mined = miner.mine(captions, progress=bar.update)
     report = mined.report
     header = [
-        "Sentence library mined from human captions by `spac mine-templates` (spac/template_mining.py).",
+        "Sentence library mined from human captions by `spac mine-templates` (spac/mining/templates.py).",
         "Sources: " + ", ".join(f"{Path(d.source).name} ({d.captions} captions)" for d in datasets) + ".",
         f"{report.read} captions read, {report.masked} masked, {report.kept} kept; near-duplicate Jaccard "
         f"{args.jaccard}, {args.refills} refills per sentence, seed {args.seed}.",

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from spac.cli.support import CliError, OneLineArgumentParser, add_quiet_flag, positive_int, unit_float
+from common.cli import CliError, OneLineArgumentParser, add_quiet_flag, positive_int, unit_float
 from spac.render import render_dataset
 
 

@@ -5,8 +5,8 @@ DIR is a corpus folder written by ``python -m pipelines.synthesize`` or ``python
 thumbnails lie in a folder beside it (``report.html`` + ``report_files/``).
 
 It never reads every shard: the statistics come from the parquet indexes and the contact sheet from byte
-ranges of the few shards that hold its samples (see :mod:`spac.cli.report_corpus` for what is read, and
-how much). Statistics: :mod:`spac.cli.report_stats`; plots and HTML: :mod:`spac.cli.report_page`.
+ranges of the few shards that hold its samples (see :mod:`spac.report.reading` for what is read, and
+how much). Statistics: :mod:`spac.report.stats`; plots and HTML: :mod:`spac.report.page`.
 """
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ import numpy as np
 
 from shards import remote
 from shards.sample import GROUPS
-from spac.cli import report_corpus as corpus
-from spac.cli import report_page as page
-from spac.cli.report_stats import INDEX_COUNT_COLUMNS, TEXT_COLUMNS, IndexCounts, LabelAccuracy, TextStats, parse_labels
-from spac.cli.support import CliError, OneLineArgumentParser, add_quiet_flag, non_negative_int, positive_int
+from spac.report import reading as corpus
+from spac.report import page
+from spac.report.stats import INDEX_COUNT_COLUMNS, TEXT_COLUMNS, IndexCounts, LabelAccuracy, TextStats, parse_labels
+from common.cli import CliError, OneLineArgumentParser, add_quiet_flag, non_negative_int, positive_int
 
 DEFAULT_SAMPLES = 48
 DEFAULT_TEXT_SAMPLES = 200_000
@@ -111,7 +111,7 @@ def _assets_folder(output: Path) -> Path:
 def gather(directory: str, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
            labels: dict[str, dict[str, str]] | None = None, text_samples: int = DEFAULT_TEXT_SAMPLES,
            threads: int = 8, quiet: bool = True) -> Report:
-    """Read the corpus (see :mod:`spac.cli.report_corpus`) into the numbers of the page."""
+    """Read the corpus (see :mod:`spac.report.reading`) into the numbers of the page."""
     from tqdm import tqdm
 
     timings: dict[str, float] = {}

@@ -1,7 +1,7 @@
 """`spac train-attributes`: train an attribute predictor on rendered people, attribute datasets, mined labels or a mix.
 
-Wires the ``--data`` sources (spac.cli.attribute_data: rendered people from spac.render, PA-100K / PETA / RAP
-readers, mined-caption labels) into the method's trainer (spac.attribute_training): the masked loss (a group or
+Wires the ``--data`` sources (spac.predictor.data_sources: rendered people from spac.render, PA-100K / PETA / RAP
+readers, mined-caption labels) into the method's trainer (spac.predictor.training): the masked loss (a group or
 a colour a source does not say is not trained), optional class balancing, label-preserving augmentation,
 validation with early stopping, checkpoints and an exact ``--resume``, CUDA with autocast. Without ``--data``
 it trains on rendered people the way the bundled demo predictor was trained (each training image a fresh
@@ -22,13 +22,13 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import ConcatDataset
 
-from spac.attribute_training import PRECISIONS, TrainingSettings, balance_weights, evaluate, train
+from spac.predictor.training import PRECISIONS, TrainingSettings, balance_weights, evaluate, train
 from spac.attributes import Schema, load_schema
-from spac.augmentation import MODES
-from spac.cli.attribute_data import DataSpec, Source, add_data_flags, format_table, open_source, spread
-from spac.cli.support import (CliError, OneLineArgumentParser, add_quiet_flag, device, non_negative_int, positive_float,
+from spac.predictor.augmentation import MODES
+from spac.predictor.data_sources import DataSpec, Source, add_data_flags, format_table, open_source, spread
+from common.cli import (CliError, OneLineArgumentParser, add_quiet_flag, device, non_negative_int, positive_float,
                               positive_int, silence_libraries)
-from spac.predictor import BACKBONE_PRESETS, PredictorConfig, build_predictor, load_predictor
+from spac.predictor.model import BACKBONE_PRESETS, PredictorConfig, build_predictor, load_predictor
 from spac.render.training_source import MAX_SEED
 
 BALANCE_POWERS = {"none": None, "sqrt": 0.5, "inverse": 1.0}
@@ -236,7 +236,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
 
 def balance_parts(parts: Sequence, schema: Schema, power: float) -> torch.Tensor:
     """Balance weights of the training parts in order: one inverse-frequency table over every dataset split's
-    in-memory labels (spac.attribute_training.balance_weights); weight 1 for rendered people."""
+    in-memory labels (spac.predictor.training.balance_weights); weight 1 for rendered people."""
     labelled = [label for part in parts for label in getattr(part, "labels", None) or ()]
     joint = balance_weights(labelled, schema, power) if labelled else torch.ones(0, len(schema.groups))
     rows, used = [], 0

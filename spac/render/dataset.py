@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from spac.digests import stable_int
+from common.digests import stable_int
 from spac.render.identity import random_identity
 from spac.render.person import render_person
 

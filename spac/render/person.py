@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from spac.attributes import UNKNOWN, Schema, load_schema
-from spac.digests import stable_int
+from common.digests import stable_int
 from spac.render.body import PARTS, Body, Painter, pose_body
 from spac.render.figure import DRAWN_ITEMS, SKIN_TONES, draw_person
 from spac.render.garments import Outfit

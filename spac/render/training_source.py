@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from PIL import Image
 
 from spac.attributes import Schema, load_schema
-from spac.digests import stable_int
+from common.digests import stable_int
 from spac.render.identity import random_identity
 from spac.render.person import render_person
 

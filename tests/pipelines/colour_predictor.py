@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from spac.attributes import UNKNOWN, load_schema
-from spac.predictor import SYNTH_PEDES_MEAN, SYNTH_PEDES_STD, AttributePredictor, PredictorConfig, save_predictor
+from spac.predictor.model import SYNTH_PEDES_MEAN, SYNTH_PEDES_STD, AttributePredictor, PredictorConfig, save_predictor
 
 KNOWN = {"hair": "short black hair", "upper": "red t-shirt", "lower": "blue jeans", "shoes": "white sneakers",
          "belongings": "black backpack"}

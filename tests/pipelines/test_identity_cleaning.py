@@ -13,9 +13,9 @@ from apache_beam.testing.util import assert_that
 
 from pipelines.identity_cleaning import LABEL_ROUNDS, CleanIdentities, outlier_reason
 from pipelines.transforms import DEAD_LETTER, NAMESPACE
-from spac.digests import stable_int
-from spac.identity_cleaning import CleaningConfig, embedding_bytes
-from spac.predictor import load_predictor
+from common.digests import stable_int
+from spac.corpus.identity_cleaning import CleaningConfig, embedding_bytes
+from spac.predictor.model import load_predictor
 from spac.render.identity import random_identity
 from spac.render.person import render_person
 

@@ -13,7 +13,7 @@ from apache_beam.testing import test_pipeline as beam_testing
 
 from pipelines import import_corpus
 from shards import iter_samples, verify_corpus
-from spac.cli.support import run_main
+from common.cli import run_main
 from spac.language import attribute_spans
 from tests.pipelines.conftest import folder_bytes
 from tests.pipelines.import_datasets import (CAPE, CORRUPT, DUPLICATE, MALFORMED, MISSING, SYNTHPEDES_EXPECTED,

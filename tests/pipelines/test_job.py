@@ -9,7 +9,7 @@ import pytest
 
 from pipelines import synthesize
 from pipelines.job import Job, is_local_runner, make_job
-from spac.cli.support import run_main
+from common.cli import run_main
 
 
 def _args(tmp_path, predictor, *flags):

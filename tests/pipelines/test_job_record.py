@@ -12,7 +12,7 @@ import pytest
 from pipelines import job_record, outputs, synthesize
 from pipelines.job import make_job
 from shards import verify_corpus
-from spac.cli.support import run_main
+from common.cli import run_main
 from tests.pipelines.conftest import EXPECTED, JOB_FLAGS, folder_bytes, run_job
 
 

@@ -6,7 +6,7 @@ import torch
 from apache_beam.ml.inference.base import KeyedModelHandler
 
 from pipelines.model_handler import Acceleration, LoadedPredictor, SpacPredictorHandler, acceleration_for
-from spac.predictor import Prediction
+from spac.predictor.model import Prediction
 from tests.pipelines.colour_predictor import BLACK, BLUE, GREEN, PROFILES, RED
 from tests.pipelines.step_helpers import jpeg
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines import synthesize
-from spac.cli.support import run_main
+from common.cli import run_main
 
 FLAGS = ["--input", "--output", "--predictor", "--device", "--torch_threads", "--batch_size", "--shard_size", "--prefix", "--seed",
          "--max_unknown", "--gender_vote", "--min_images", "--max_images", "--styles", "--overwrite", "--max_pixels",

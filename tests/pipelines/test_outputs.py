@@ -8,7 +8,7 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 
 from pipelines import corpus_parts, ordering, outputs
-from spac.corpus_filters import FilterConfig
+from spac.corpus.filters import FilterConfig
 from tests.pipelines.colour_predictor import RED
 from tests.pipelines.step_helpers import jpeg, record
 

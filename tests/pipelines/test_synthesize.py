@@ -18,9 +18,9 @@ from pipelines import synthesize
 from pipelines.corpus_parts import dead_letter_bucket, letter_line
 from shards import iter_samples
 from shards.writer import shard_is_complete
-from spac.cli.support import run_main
+from common.cli import run_main
 from spac.language import attribute_spans
-from spac.predictor import DEFAULT_PREDICTOR_DIR
+from spac.predictor.model import DEFAULT_PREDICTOR_DIR
 from tests.pipelines.conftest import EXPECTED, JOB_FLAGS, folder_bytes, run_job
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,8 +131,8 @@ def _shard_records(output: Path) -> list[dict]:
 
 def test_a_mined_sentence_library_gives_the_third_texts(first_run, tmp_path, input_folder, colour_predictor):
     from spac.attributes import load_schema
-    from spac.caption_library import SentencesOption, library_for
-    from spac.captioner import Captioner
+    from spac.captioning.library import SentencesOption, library_for
+    from spac.captioning.captioner import Captioner
     from spac.cli.main import main
     from tests.spac.mining_files import write_caption_files
 

@@ -7,7 +7,7 @@ import json
 from PIL import Image
 
 from pipelines import transforms
-from spac.corpus_filters import FilterConfig
+from spac.corpus.filters import FilterConfig
 from pipelines.inputs import ImageRef
 from tests.pipelines.colour_predictor import RED, solid_image
 from tests.pipelines.step_helpers import tagged, record, split
@@ -86,8 +86,8 @@ def test_decode_refuses_bombs_oversized_files_and_missing_files_with_reasons(tmp
 
 def test_add_captions_with_a_sentences_library_builds_its_captioner_once_per_worker(tmp_path):
     from spac.attributes import load_schema
-    from spac.caption_library import SentencesOption, library_for
-    from spac.captioner import Captioner
+    from spac.captioning.library import SentencesOption, library_for
+    from spac.captioning.captioner import Captioner
 
     schema = load_schema()
     for add in (False, True):

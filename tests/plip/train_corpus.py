@@ -1,7 +1,7 @@
 """Training inputs for the pre-training tests: shards of rendered, captioned people and a tiny text model.
 
 The shards are written with ``shards.write_shard`` straight from ``spac.render`` images and their
-ground-truth attributes (``spac.captioner`` texts), so these tests do not depend on the Beam job.
+ground-truth attributes (``spac.captioning.captioner`` texts), so these tests do not depend on the Beam job.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from plip.config import MINILM, TextConfig
 from plip.text_encoder import load_tokenizer
 from shards import GROUPS, encode_image, make_sample, open_corpus, shard_urls, write_manifest, write_shard
 from shards.sample import record_texts
-from spac.captioner import caption
+from spac.captioning.captioner import caption
 from spac.render import render_dataset
 from tests.plip._tiny_model import TINY_BERT
 

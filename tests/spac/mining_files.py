@@ -1,4 +1,4 @@
-"""Human-style captions (tests/spac/data/human_captions.yaml) written as the three caption-file layouts:
+"""Human-style captions (tests/spac/mining/data/human_captions.yaml) written as the three caption-file layouts:
 CUHK-PEDES reid_raw.json, ICFG-PEDES ICFG_PEDES.json (one caption an image) and RSTPReid data_captions.json."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-DATA = Path(__file__).parent / "data" / "human_captions.yaml"
+DATA = Path(__file__).parent / "mining" / "data" / "human_captions.yaml"
 
 
 def human_images() -> list[list[str]]:

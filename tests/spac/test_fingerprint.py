@@ -9,7 +9,7 @@ import pytest
 
 from spac.attributes import load_schema
 from spac.fingerprint import method_fingerprint, predictor_identity, templates_sha256
-from spac.predictor import CONFIG_FILE, DEFAULT_PREDICTOR_DIR, WEIGHTS_FILE
+from spac.predictor.model import CONFIG_FILE, DEFAULT_PREDICTOR_DIR, WEIGHTS_FILE
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from spac.attributes import UNKNOWN, Schema, load_schema
-from spac.captioner import caption
+from spac.captioning.captioner import caption
 from spac.language import AttributeMention, extract_attributes_batch
 
 N_SETS = 10_000

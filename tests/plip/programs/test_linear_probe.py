@@ -6,7 +6,7 @@ import pytest
 from plip.checkpoint import save_checkpoint
 from plip.programs import zero_shot
 from plip.programs.linear_probe import main
-from spac.captioner import caption
+from spac.captioning.captioner import caption
 from spac.render import render_dataset
 from tests.plip._tiny_model import single_thread, tiny_model  # noqa: F401  (single_thread: autouse fixture)
 

@@ -12,7 +12,7 @@ from plip.checkpoint import save_checkpoint
 from plip.programs import embed
 from plip.programs.pretrain import main as pretrain
 from plip.programs.search import main
-from spac.captioner import caption
+from spac.captioning.captioner import caption
 from spac.render import render_dataset
 from tests.plip._tiny_model import single_thread, tiny_model  # noqa: F401  (single_thread: autouse fixture)
 from tests.plip.train_corpus import write_rendered_corpus

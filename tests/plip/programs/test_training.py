@@ -5,7 +5,7 @@ import pytest
 
 from plip.programs.training import (LossWindow, MetricsLog, build_optimizer, check_resume_settings,
                                     checkpoint_to_resume, freeze_text_layers, parse_milestones)
-from spac.cli.support import CliError
+from common.cli import CliError
 from tests.plip._tiny_model import single_thread, tiny_model  # noqa: F401  (autouse fixture)
 
 

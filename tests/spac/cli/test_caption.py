@@ -70,8 +70,8 @@ def test_plain_output_is_deterministic_and_seed_dependent(rendered):
 
 def test_sentences_flag_uses_a_mined_library_in_place_of_or_beside_ours(rendered, tmp_path):
     from spac.attributes import load_schema
-    from spac.caption_library import SentencesOption, library_for
-    from spac.captioner import Captioner
+    from spac.captioning.library import SentencesOption, library_for
+    from spac.captioning.captioner import Captioner
     from tests.spac.mining_files import write_caption_files
 
     library = tmp_path / "mined.yaml"
@@ -160,7 +160,7 @@ def test_budget_flags_refuse_files_above_them(rendered):
 
 
 def test_predictor_sees_the_corpus_jpeg_as_the_pipeline_does(rendered, tmp_path):
-    from spac.predictor import load_predictor
+    from spac.predictor.model import load_predictor
 
     with Image.open(rendered[1][0]) as image:  # a photo larger than the corpus size: decoded at a reduced scale
         large = image.resize((image.width * 4, image.height * 4), Image.Resampling.BICUBIC)

@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from spac.attribute_datasets.mapping import load_mapping
-from spac.attribute_datasets.pa100k import write_pa100k
-from spac.attribute_metrics import attribute_report
-from spac.cli.attribute_data import DataSpec, open_source
+from spac.predictor.datasets.mapping import load_mapping
+from spac.predictor.datasets.pa100k import write_pa100k
+from spac.predictor.metrics import attribute_report
+from spac.predictor.data_sources import DataSpec, open_source
 from spac.cli.eval_attributes import build_parser, cli_main, score_source
-from spac.cli.support import run_main
+from common.cli import run_main
 from spac.attributes import load_schema
-from spac.predictor import Prediction
+from spac.predictor.model import Prediction
 from spac.render.training_source import training_people
 
 
@@ -28,7 +28,7 @@ class _Oracle:
     """Predicts the rendered truth of each test image (looked up by its pixels), or a fixed answer."""
 
     def __init__(self, truths, fixed=None):
-        from spac.predictor import PredictorConfig
+        from spac.predictor.model import PredictorConfig
         self.schema = load_schema()
         self.config = PredictorConfig.for_schema(self.schema, image_size=(8, 4))
         self.truths, self.fixed, self.seen = truths, fixed, 0

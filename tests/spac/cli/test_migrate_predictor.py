@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from spac.cli.main import main
-from spac.predictor import PredictorConfig, build_predictor, load_predictor
-from tests.spac.test_predictor_migration import TINY_BACKBONE, version_1_schema
+from spac.predictor.model import PredictorConfig, build_predictor, load_predictor
+from tests.spac.predictor.test_migration import TINY_BACKBONE, version_1_schema
 
 
 @pytest.fixture()

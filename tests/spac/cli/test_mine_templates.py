@@ -7,10 +7,10 @@ import re
 import pytest
 
 from spac.attributes import load_schema
-from spac.caption_datasets import read_caption_file
-from spac.caption_library import load_library
+from spac.sources.caption_files import read_caption_file
+from spac.captioning.library import load_library
 from spac.cli.main import main
-from spac.template_mining import TemplateMiner, library_yaml
+from spac.mining.templates import TemplateMiner, library_yaml
 from tests.spac.mining_files import human_images, write_caption_files
 
 

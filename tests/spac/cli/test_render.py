@@ -2,7 +2,7 @@
 import pytest
 
 from spac.cli.render import build_parser, cli_main
-from spac.cli.support import run_main
+from common.cli import run_main
 
 
 def test_renders_the_folder_and_its_labels(tmp_path, capsys):

@@ -9,10 +9,10 @@ from fsspec.implementations.local import LocalFileSystem
 from PIL import Image
 
 from shards import GROUPS, encode_image, make_sample, write_manifest, write_shard
-from spac.cli import report_corpus
+from spac.report import reading as report_corpus
 from spac.cli.main import main
 from spac.cli.report import cli_main, gather
-from spac.cli.report_stats import LabelAccuracy, mean_pairwise_jaccard, parse_labels, words
+from spac.report.stats import LabelAccuracy, mean_pairwise_jaccard, parse_labels, words
 from tests.browser import find_chromium
 from tests.shards.corpus_factory import make_image, make_record, write_corpus
 
@@ -254,8 +254,8 @@ def test_the_browser_check_sees_a_broken_image(tmp_path):
 
 
 def test_an_imported_record_shows_no_confidence_and_marks_out_of_schema_values():
-    from spac.cli.report_corpus import SheetSample
-    from spac.cli.report_page import sheet_card
+    from spac.report.reading import SheetSample
+    from spac.report.page import sheet_card
 
     record = make_record(0)
     record["attributes"] = {g: {"value": "unknown", "confidence": None, "in_schema": True} for g in GROUPS}

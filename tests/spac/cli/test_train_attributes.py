@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from spac.attribute_datasets.pa100k import write_pa100k
+from spac.predictor.datasets.pa100k import write_pa100k
 from spac.attributes import load_schema
-from spac.cli.support import run_main
+from common.cli import run_main
 from spac.cli.train_attributes import build_parser, cli_main, format_table
-from spac.predictor import load_predictor
+from spac.predictor.model import load_predictor
 from spac.render.training_source import EVAL_SEED_BASE, MAX_SEED, training_people
 
 TINY = ["--depths", "1,1", "--hidden-sizes", "8,16", "--threads", "1", "--image-size", "64x32"]
@@ -115,7 +115,7 @@ def test_a_dataset_mixed_with_rendered_people_validates_checkpoints_and_resumes_
     assert (tmp_path / "straight" / "checkpoint" / "train_state.pt").is_file()
 
     # the same run killed during step 3 (after the step-2 checkpoint), then resumed: the same weights
-    import spac.attribute_training as training
+    import spac.predictor.training as training
 
     real_step, calls = training.train_step, []
 

@@ -1,0 +1,128 @@
+"""SPAC's template + style captioner: 2-3 texts per person from its six attribute values.
+
+For one person (an attributes dict) and a caption key (e.g. the image key) the captioner writes two
+style captions, in two different style modules (templates/styles/*.yaml), then one sentence from the
+masked sentence library (templates/sentences.yaml, style "template"). When fewer than
+``MIN_GROUPS_FOR_TWO_STYLES`` groups besides gender are known there is too little to say twice, and it
+writes one style caption plus the library sentence. The texts of one person are always distinct.
+
+Every choice (styles, phrasings, sentences, "person" or "pedestrian") comes from a hash of
+(key, seed, purpose), so the same input and seed give the same captions on every machine.
+Captions name every known value by its schema phrase, never an unknown group, never "unknown"; the one
+exception is belongings ``nothing``, which people rarely say: it is usually left unsaid and sometimes said
+in words of its own ("She is not carrying anything."; see spac.captioning.slots.unsay_nothing).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+from spac.attributes import UNKNOWN, AttributeValue, Schema, load_schema
+from spac.captioning.library import SentenceLibrary, load_library
+from spac.captioning.slots import GROUP_SLOTS, FillContext
+from spac.captioning.styles import Style, available_styles, load_style
+from common.digests import stable_int_after, stable_prefix
+from spac.captioning.grammar import person_for
+
+TEMPLATE_STYLE = "template"
+MIN_GROUPS_FOR_TWO_STYLES = 2
+NEUTRAL_NOUNS = ("person", "pedestrian")
+STYLE_NAMES: tuple[str, ...] = available_styles()
+_person_for = functools.lru_cache(maxsize=64)(person_for)  # (gender, neutral noun) -> Person, immutable
+# Choices hash 64 bits, not stable_int's default 63: every released corpus was captioned with the full 64,
+# and a choice taken modulo a count depends on all of them.
+CHOICE_BITS = 64
+
+
+@dataclass(frozen=True)
+class Caption:
+    text: str
+    style: str
+
+
+def check_style_names(names: str | Sequence[str], valid: Sequence[str] = STYLE_NAMES) -> tuple[str, ...]:
+    """Style names (a sequence, or one comma-separated string as a flag gives them), deduplicated in order;
+    ValueError naming the valid ones when one is unknown or none given."""
+    if isinstance(names, str):
+        names = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        what = f"unknown style {unknown[0]!r}" if unknown else "no style given"
+        raise ValueError(f"{what}; valid styles: {', '.join(valid)}")
+    return tuple(dict.fromkeys(names))
+
+
+class Captioner:
+    """Loads the sentence library and style modules once; call it per person.
+
+    ``styles`` limits the default choice of style modules; ``styles_dir`` and ``library_path`` replace
+    the bundled YAML files (for experiments and tests); ``library`` is a library already built (e.g. a
+    mined one, see spac.captioning.library.library_for) and wins over ``library_path``.
+    """
+
+    def __init__(self, schema: Schema | None = None, styles: Sequence[str] | None = None,
+                 library_path: str | Path | None = None, styles_dir: str | Path | None = None,
+                 library: SentenceLibrary | None = None) -> None:
+        self.schema = schema or load_schema()
+        names = available_styles(styles_dir)
+        self.styles: dict[str, Style] = {n: load_style(n, self.schema, styles_dir) for n in names}
+        self.library: SentenceLibrary = library if library is not None else load_library(library_path, self.schema)
+        self.default_styles = check_style_names(styles, names) if styles is not None else names
+
+    @property
+    def style_names(self) -> tuple[str, ...]:
+        return tuple(self.styles)
+
+    def __call__(self, attributes: Mapping[str, str], key: str, seed: int = 0,
+                 styles: Sequence[str] | None = None) -> list[Caption]:
+        allowed = check_style_names(styles, self.style_names) if styles is not None else self.default_styles
+        attrs = self.schema.validate(attributes)
+        values = {g: self.schema.value(g, attrs[g]) for g in GROUP_SLOTS if attrs[g] != UNKNOWN}
+        n_styles = 2 if len(values) >= MIN_GROUPS_FOR_TWO_STYLES else 1
+        prefix = stable_prefix(key, seed)  # every choice is stable_int(key, seed, purpose, bits=CHOICE_BITS)
+        chosen = sorted(allowed, key=lambda name: stable_int_after(prefix, f"style:{name}", CHOICE_BITS))[:n_styles]
+
+        captions: list[Caption] = []
+        for name in chosen:
+            ctx = self._context(attrs["gender"], values, prefix, name)
+            choice = stable_int_after(prefix, f"phrasing:{name}", CHOICE_BITS)
+            text = self._first_new(self.styles[name].texts(ctx, choice), captions)
+            if text is not None:
+                captions.append(Caption(text, name))
+        ctx = self._context(attrs["gender"], values, prefix, TEMPLATE_STYLE)
+        text = self._first_new(self.library.texts(ctx, stable_int_after(prefix, "library", CHOICE_BITS)), captions)
+        if text is not None:
+            captions.append(Caption(text, TEMPLATE_STYLE))
+        return captions
+
+    @staticmethod
+    def _context(gender: str, values: dict[str, AttributeValue], prefix: str, purpose: str) -> FillContext:
+        if gender != UNKNOWN:  # the neutral noun names only a person of unknown gender: no need to draw it
+            return FillContext(_person_for(gender), values)
+        neutral = NEUTRAL_NOUNS[stable_int_after(prefix, f"noun:{purpose}", CHOICE_BITS) % len(NEUTRAL_NOUNS)]
+        return FillContext(_person_for(gender, neutral), values)
+
+    @staticmethod
+    def _first_new(texts: Iterator[str], captions: list[Caption]) -> str | None:
+        used = {c.text for c in captions}
+        return next((t for t in texts if t not in used), None)
+
+
+_DEFAULT: dict[int, Captioner] = {}
+
+
+def _default_captioner(schema: Schema | None) -> Captioner:
+    """One Captioner per schema object (None = bundled schema), built on first use."""
+    schema = schema or load_schema()
+    cached = _DEFAULT.get(id(schema))
+    if cached is None or cached.schema is not schema:
+        cached = _DEFAULT[id(schema)] = Captioner(schema)
+    return cached
+
+
+def caption(attributes: Mapping[str, str], key: str, seed: int = 0, styles: Sequence[str] | None = None,
+            schema: Schema | None = None) -> list[Caption]:
+    """Two style captions then one library sentence (2 texts when little is known); see the module doc."""
+    return _default_captioner(schema)(attributes, key, seed, styles)

@@ -1,0 +1,1 @@
+"""The corpus rules: the paper's filters over predicted attributes, and identity cleaning."""

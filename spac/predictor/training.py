@@ -1,0 +1,546 @@
+"""Training and evaluating an attribute predictor on labelled examples.
+
+An example is ``(image, labels)``: a PIL image of one person and either its full attributes (a dict group ->
+phrase, as a rendered person has: ``unknown`` is then the class "not visible") or partial labels (group ->
+:class:`~spac.predictor.labels.GroupLabel`: what a dataset or a caption said, "item known, colour not said"
+included). Examples come as a sequence (one or several joined with ``torch.utils.data.ConcatDataset``).
+
+**Loss.** Per group, the negative log of the probability the model gives to the values the label allows
+(the sum of their softmax shares): for a full label that is the cross-entropy of its one value; for
+"t-shirt or polo shirt, colour not said" it is the probability of those items, and the colour head and the
+joint bias are detached for that example (:func:`training_logits`): the item heads learn, the colour heads
+do not. A group the label does not constrain (masked) adds nothing; each group's term is the (weighted) mean
+over the examples that label it, and the groups' terms are summed.
+
+**Class balancing** (:func:`balance_weights`): an example's weight in a group is the inverse frequency, to
+the power ``power`` (0.5 = its square root, 1 = plain inverse frequency), of what its label says in that group
+among the training labels, normalised to mean 1 over the labelled examples and capped at ``cap``. Rare values
+(a suitcase, boots) then count more without one example dominating.
+
+**Reproducible and resumable.** Batch ``s`` is a pure function of (seed, s): epoch ``e`` visits the examples in
+a permutation seeded by (seed, e) (or in order, ``shuffle=False``), and an example's augmentation is seeded by
+(seed, epoch, index). So the same examples, settings, torch seed and thread count give the same weights
+whatever the worker count, and a run resumed from a checkpoint (weights, optimizer, schedule, gradient scaler,
+step, torch RNG, early-stopping state) continues exactly as the uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from spac.predictor.labels import MASKED, NO_COLOUR, GroupLabel, allowed, exact_labels
+from spac.predictor.metrics import group_accuracy
+from spac.attributes import UNKNOWN, Schema
+from spac.predictor.augmentation import MODES, Augmentation
+from common.digests import stable_int
+from common.imaging import normalised_tensor
+from spac.predictor.model import AttributePredictor, Prediction, PredictorConfig
+
+Example = tuple[Image.Image, Mapping[str, Any]]
+PRECISIONS = ("fp32", "bf16", "fp16")
+STATE_FILE = "train_state.pt"
+
+
+def as_labels(labels: Mapping[str, Any], schema: Schema) -> dict[str, GroupLabel]:
+    """Partial labels as they are; a full attribute dict (group -> phrase) as exact labels."""
+    if all(isinstance(v, GroupLabel) for v in labels.values()):
+        return {g: labels.get(g, MASKED) for g in schema.group_names}
+    return exact_labels(labels, schema)
+
+
+@dataclass(frozen=True)
+class _GroupLayout:
+    name: str
+    offset: int
+    items: dict[str, int]      # item -> slot (0 = unknown)
+    colours: dict[str, int]    # colour -> slot (last = none)
+    label_item: torch.Tensor   # [labels] slot of each label's item
+    label_colour: torch.Tensor  # [labels] slot of each label's colour
+    candidate: torch.Tensor    # [labels] bool: a value a predictor is trained to predict
+
+    @property
+    def width(self) -> int:
+        return len(self.items) + len(self.colours)
+
+
+class LabelLayout:
+    """Partial labels as one bool tensor per example: per group an item mask then a colour mask (all ones =
+    not said); :meth:`allowed` turns a batch of them into the allowed labels of each group's head."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self.groups: list[_GroupLayout] = []
+        offset = 0
+        for group in schema.groups:
+            items = {UNKNOWN: 0, **{item.name: i + 1 for i, item in enumerate(group.items)}}
+            colour_names = sorted({v.colour for v in group.values if v.colour is not None})
+            colours = {**{c: i for i, c in enumerate(colour_names)}, NO_COLOUR: len(colour_names)}
+            label_item = [0] + [items[v.item] for v in group.values]
+            label_colour = [colours[NO_COLOUR]] + [colours[v.colour or NO_COLOUR] for v in group.values]
+            candidate = [True] + [v.specific for v in group.values]
+            layout = _GroupLayout(group.name, offset, items, colours, torch.tensor(label_item),
+                                  torch.tensor(label_colour), torch.tensor(candidate))
+            self.groups.append(layout)
+            offset += layout.width
+        self.width = offset
+        self._encoded: dict[tuple[str, GroupLabel], torch.Tensor] = {}
+
+    def _encode_group(self, layout: _GroupLayout, label: GroupLabel) -> torch.Tensor:
+        key = (layout.name, label)
+        if key not in self._encoded:
+            group = self.schema.group(layout.name)
+            if not label.masked and not allowed(group, label):
+                raise ValueError(f"a {layout.name} label allows no value: {label}")
+            mask = torch.zeros(layout.width, dtype=torch.bool)
+            for names, slots, start in ((label.items, layout.items, 0), (label.colours, layout.colours, len(layout.items))):
+                if names is None:
+                    mask[start:start + len(slots)] = True
+                    continue
+                for name in names:
+                    if name not in slots:
+                        raise ValueError(f"{name!r} is no item or colour of group {layout.name!r}")
+                    mask[start + slots[name]] = True
+            self._encoded[key] = mask
+        return self._encoded[key]
+
+    def encode(self, labels: Mapping[str, Any]) -> torch.Tensor:
+        """One example's labels (partial, or a full attribute dict) as a bool tensor of :attr:`width`."""
+        partial = as_labels(labels, self.schema)
+        return torch.cat([self._encode_group(g, partial[g.name]) for g in self.groups])
+
+    def allowed(self, targets: torch.Tensor) -> list[torch.Tensor]:
+        """Per group (schema order), ``[N, labels]`` bool: the labels each example's targets allow."""
+        result = []
+        for g in self.groups:
+            items = targets[:, g.offset:g.offset + len(g.items)]
+            colours = targets[:, g.offset + len(g.items):g.offset + g.width]
+            device = targets.device
+            result.append(items[:, g.label_item.to(device)] & colours[:, g.label_colour.to(device)]
+                          & g.candidate.to(device))
+        return result
+
+    def open_factors(self, targets: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per group: (item not said, colour not said), each ``[N]`` bool (a mask of all ones)."""
+        return [(targets[:, g.offset:g.offset + len(g.items)].all(dim=1),
+                 targets[:, g.offset + len(g.items):g.offset + g.width].all(dim=1)) for g in self.groups]
+
+    def terms(self, logits: Mapping[str, torch.Tensor], targets: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        """Per group: (negative log-likelihood of the allowed labels, labelled?, prediction allowed?), each [N]."""
+        found = []
+        for g, mask in zip(self.groups, self.allowed(targets)):
+            z = logits[g.name].float()
+            labelled = (mask != g.candidate.to(mask.device)).any(dim=1)
+            nll = torch.logsumexp(z, dim=1) - torch.logsumexp(z.masked_fill(~mask, float("-inf")), dim=1)
+            correct = mask.gather(1, z.argmax(dim=1, keepdim=True)).squeeze(1)
+            found.append((nll.masked_fill(~labelled, 0.0), labelled, correct & labelled))
+        return found
+
+
+def attribute_loss(logits: Mapping[str, torch.Tensor], targets: torch.Tensor, layout: LabelLayout,
+                   weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum over groups of the (weighted) mean, over the examples that label the group, of -log P(allowed)."""
+    total = torch.zeros((), device=targets.device)
+    for i, (nll, labelled, _) in enumerate(layout.terms(logits, targets)):
+        w = labelled.float() if weights is None else labelled.float() * weights[:, i]
+        total = total + (nll * w).sum() / w.sum().clamp_min(1e-12)
+    return total
+
+
+def balance_weights(labels: Sequence[Mapping[str, Any]], schema: Schema, power: float = 0.5,
+                    cap: float = 10.0) -> torch.Tensor:
+    """``[N, groups]`` weights: inverse frequency of each example's label per group, to ``power``, mean 1 over
+    the labelled examples, at most ``cap`` (1 where the group is masked)."""
+    if not (0 <= power <= 2 and cap >= 1):
+        raise ValueError(f"balance power must be in [0, 2] and cap >= 1, got {power} and {cap}")
+    partial = [as_labels(row, schema) for row in labels]
+    weights = torch.ones(len(partial), len(schema.groups))
+    for column, group in enumerate(schema.group_names):
+        said = [row[group] for row in partial]
+        counts = Counter(label for label in said if not label.masked)
+        if not counts:
+            continue
+        labelled = sum(counts.values())
+        raw = {label: (labelled / (len(counts) * n)) ** power for label, n in counts.items()}
+        mean = sum(raw[label] * n for label, n in counts.items()) / labelled
+        for row, label in enumerate(said):
+            if not label.masked:
+                weights[row, column] = min(cap, raw[label] / mean)
+    return weights
+
+
+class LabelledImages(Dataset):
+    """Examples as (normalised pixels, label targets, balance weights) in the predictor's input format.
+
+    Indexed by ``(epoch, index)`` (or a plain index: epoch 0); the augmentation of an example is seeded by
+    (seed, epoch, index), so it does not depend on which worker prepares it.
+    """
+
+    def __init__(self, examples: Sequence[Example], layout: LabelLayout, config: PredictorConfig,
+                 augmentation: Augmentation | None = None, seed: int = 0, weights: torch.Tensor | None = None) -> None:
+        if weights is not None and weights.shape != (len(examples), len(layout.groups)):
+            raise ValueError(f"expected weights of shape [{len(examples)}, {len(layout.groups)}], "
+                             f"got {list(weights.shape)}")
+        self.examples, self.layout, self.config = examples, layout, config
+        self.augmentation, self.seed, self.weights = augmentation, seed, weights
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        image, labels = self.examples[index]
+        if self.augmentation is not None:
+            image = self.augmentation(image, random.Random(stable_int(self.seed, epoch, index, "augment")))
+        pixels = normalised_tensor(image, self.config.image_size, mean=self.config.mean, std=self.config.std)
+        weights = self.weights[index] if self.weights is not None else torch.ones(len(self.layout.groups))
+        return pixels, self.layout.encode(labels), weights
+
+
+class EpochBatches(Sampler):
+    """Batches of (epoch, index) for steps ``start_step`` .. ``steps - 1``: epoch after epoch over ``size``
+    examples, each epoch in a permutation seeded by (seed, epoch), or in order without ``shuffle``."""
+
+    def __init__(self, size: int, batch_size: int, steps: int, seed: int, shuffle: bool = True,
+                 start_step: int = 0) -> None:
+        if size < 1:
+            raise ValueError("no training examples")
+        self.size, self.batch_size, self.steps, self.seed = size, batch_size, steps, seed
+        self.shuffle, self.start_step = shuffle, start_step
+        self._epoch, self._order = -1, None
+
+    def _index(self, position: int) -> tuple[int, int]:
+        epoch, offset = divmod(position, self.size)
+        if not self.shuffle:
+            return epoch, offset
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(stable_int(self.seed, epoch, "order"))
+            self._epoch, self._order = epoch, torch.randperm(self.size, generator=generator).tolist()
+        return epoch, self._order[offset]
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start_step)
+
+    def __iter__(self):
+        for step in range(self.start_step, self.steps):
+            yield [self._index(p) for p in range(step * self.batch_size, (step + 1) * self.batch_size)]
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How to train: AdamW with a linear warm-up then cosine decay of ``lr`` over ``steps``.
+
+    ``augment``: none / flip / full (spac.predictor.augmentation). ``eval_every`` > 0 scores the validation examples every
+    so many steps (and at the end) and keeps the best weights; ``patience`` > 0 stops after that many scorings
+    without a lower validation loss. ``checkpoint_every`` > 0 writes the resume state that often (and at the end).
+    ``precision``: fp32, or bf16 / fp16 autocast (fp16 with a gradient scaler; CUDA only).
+    """
+
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    workers: int = 0  # DataLoader processes preparing the examples; 0 = in the training process
+    seed: int = 0
+    shuffle: bool = True
+    augment: str = "flip"
+    eval_every: int = 0
+    patience: int = 0
+    checkpoint_every: int = 0
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        for name, low in (("steps", 1), ("batch_size", 1), ("workers", 0), ("seed", 0), ("eval_every", 0),
+                          ("patience", 0), ("checkpoint_every", 0)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be at least {low}, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay}")
+        if self.augment not in MODES:
+            raise ValueError(f"augment must be one of {', '.join(MODES)}, got {self.augment!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.patience and not self.eval_every:
+            raise ValueError("patience (early stopping) needs eval_every > 0")
+
+    @property
+    def images(self) -> int:
+        return self.steps * self.batch_size
+
+
+def _warmup_cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = max(1, steps // 20)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.5 * (
+        1 + math.cos(math.pi * min(s, steps) / steps))))
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of a precision (fp32: none); fp16 only on CUDA."""
+    if precision == "fp32":
+        return nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 autocast needs a CUDA device (use bf16 or fp32 on a CPU)")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def _capture(store: dict[str, torch.Tensor], name: str, _module: nn.Module, args: tuple) -> None:
+    store[name] = args[0]
+
+
+def training_logits(model: AttributePredictor, pixels: torch.Tensor, targets: torch.Tensor,
+                    layout: LabelLayout) -> dict[str, torch.Tensor]:
+    """The heads' logits (item + colour + joint bias, as spac.predictor.model.FactorisedGroupHead adds them) with a
+    factor a label leaves open detached: where the colour is not said, neither the colour head nor the joint bias
+    learns from the example (nor does the item head where the item is not said), so a PA-100K sleeve label
+    trains item heads only and never tilts a colour preference."""
+    features: dict[str, torch.Tensor] = {}
+    hooks = [head.register_forward_pre_hook(functools.partial(_capture, features, name))
+             for name, head in model.heads.items()]
+    try:
+        model(pixels)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    logits = {}
+    for g, (item_open, colour_open) in zip(layout.groups, layout.open_factors(targets)):
+        head, f = model.heads[g.name], features[g.name]
+        item = head.item(f)
+        item = torch.where(item_open[:, None], item.detach(), item)
+        bias = torch.where((item_open | colour_open)[:, None], head.bias.detach(), head.bias)
+        joint = item[:, head.label_item] + bias
+        if head.colour is not None:
+            colour = head.colour(f)
+            colour = torch.cat([torch.where(colour_open[:, None], colour.detach(), colour),
+                                f.new_zeros(f.shape[0], 1)], dim=1)
+            joint = joint + colour[:, head.label_colour]
+        logits[g.name] = joint
+    return logits
+
+
+def train_step(model: AttributePredictor, optimizer: torch.optim.Optimizer, pixels: torch.Tensor,
+               targets: torch.Tensor, layout: LabelLayout, weights: torch.Tensor | None = None,
+               precision: str = "fp32", scaler: torch.amp.GradScaler | None = None) -> float:
+    """One optimizer step on one batch; returns the batch's loss."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(pixels.device, precision):
+        logits = training_logits(model, pixels, targets, layout)
+    loss = attribute_loss(logits, targets, layout, weights)  # in float32, outside autocast
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return float(loss.detach())
+
+
+def validation_scores(model: AttributePredictor, dataset: LabelledImages, batch_size: int = 64, workers: int = 0,
+                      precision: str = "fp32") -> dict[str, Any]:
+    """Masked loss (unweighted) and per-group accuracy on the labelled groups of a validation set."""
+    layout = dataset.layout
+    sums = torch.zeros(len(layout.groups), 3, dtype=torch.float64)  # nll, labelled, correct
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    with torch.inference_mode():
+        for pixels, targets, _ in loader:
+            with autocast(model.device, precision):
+                logits = model(pixels.to(model.device))
+            for i, (nll, labelled, correct) in enumerate(layout.terms(logits, targets.to(model.device))):
+                sums[i] += torch.stack([nll.sum(), labelled.sum(), correct.sum()]).double().cpu()
+    groups = {g.name: round(float(s[2] / s[1]), 6) for g, s in zip(layout.groups, sums) if s[1] > 0}
+    loss = float(sum(s[0] / s[1] for s in sums if s[1] > 0))
+    return {"loss": round(loss, 6), "groups": groups,
+            "mean_accuracy": round(sum(groups.values()) / len(groups), 6) if groups else None}
+
+
+def _state(model, optimizer, schedule, scaler, step, fingerprint, tracking) -> dict[str, Any]:
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+             "step": step, "fingerprint": fingerprint, "torch_rng": torch.get_rng_state(), **tracking}
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
+    if torch.cuda.is_available() and model.device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(model.device)
+    return state
+
+
+def save_state(directory: Path, state: Mapping[str, Any]) -> Path:
+    """Write the resume state atomically (a killed write leaves the previous one)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    partial = directory / (STATE_FILE + ".partial")
+    torch.save(dict(state), partial)
+    os.replace(partial, directory / STATE_FILE)
+    return directory / STATE_FILE
+
+
+def load_state(directory: Path) -> dict[str, Any] | None:
+    """The resume state in ``directory`` (None when there is none); ValueError for an unreadable file."""
+    path = directory / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: one line, not a traceback
+        raise ValueError(f"{path}: not a readable training state ({str(exc).splitlines()[0][:120]})") from None
+
+
+def _fingerprint(settings: TrainingSettings, examples: int, validation: int, weighted: bool) -> dict[str, Any]:
+    record = asdict(settings)
+    record.pop("workers")  # any worker count gives the same batches
+    return {**record, "examples": examples, "validation_examples": validation, "balanced": weighted}
+
+
+def _check_fingerprint(saved: Mapping[str, Any], current: Mapping[str, Any], directory: Path) -> None:
+    for key in sorted(set(saved) | set(current)):
+        if saved.get(key) != current.get(key):
+            raise ValueError(f"cannot resume from {directory}: {key} was {saved.get(key)!r}, now "
+                             f"{current.get(key)!r} (resume with the same data and settings)")
+
+
+def train(model: AttributePredictor, examples: Sequence[Example], settings: TrainingSettings, *,
+          validation: Sequence[Example] | None = None, weights: torch.Tensor | None = None,
+          checkpoint_dir: str | Path | None = None, resume: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Train ``model`` in place for ``settings.steps`` batches (epochs over the examples as needed).
+
+    With ``validation`` and ``settings.eval_every`` the best-scoring weights are restored at the end. With
+    ``checkpoint_dir`` the resume state is written every ``settings.checkpoint_every`` steps and at the end;
+    ``resume`` continues from the state found there (a fresh start when there is none). Returns how it was
+    trained (the record a saved predictor keeps in ``config.training``) and the validation history.
+    """
+    device = model.device
+    layout = LabelLayout(model.schema)
+    augmentation = Augmentation(settings.augment) if settings.augment != "none" else None
+    dataset = LabelledImages(examples, layout, model.config, augmentation, settings.seed, weights)
+    checking = LabelledImages(validation, layout, model.config) if validation is not None and settings.eval_every \
+        else None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    schedule = _warmup_cosine(optimizer, settings.steps)
+    scaler = torch.amp.GradScaler(device.type) if settings.precision == "fp16" else None
+    fingerprint = _fingerprint(settings, len(examples), len(validation or ()), weights is not None)
+    checkpoints = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    tracking: dict[str, Any] = {"best_loss": None, "best_step": None, "best_model": None, "bad_scorings": 0,
+                                "history": [], "running": None, "seconds": 0.0, "stopped": False}
+    step = 0
+    state = load_state(checkpoints) if resume and checkpoints is not None else None
+    if state is not None:
+        _check_fingerprint(state["fingerprint"], fingerprint, checkpoints)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        tracking = {key: state[key] for key in tracking}
+        step = state["step"]
+    sampler = EpochBatches(len(examples), settings.batch_size, settings.steps, settings.seed, settings.shuffle,
+                           settings.steps if tracking["stopped"] else step)  # an early-stopped run is finished
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=settings.workers,
+                        pin_memory=device.type == "cuda")
+    started = time.perf_counter() - tracking["seconds"]
+    with tqdm(total=settings.steps, initial=step, desc="training", unit="step", disable=not progress) as bar:
+        for pixels, targets, batch_weights in loader:
+            loss = train_step(model, optimizer, pixels.to(device, non_blocking=True),
+                              targets.to(device, non_blocking=True),
+                              layout, batch_weights.to(device) if weights is not None else None,
+                              settings.precision, scaler)
+            schedule.step()
+            step += 1
+            tracking["running"] = loss if tracking["running"] is None else 0.98 * tracking["running"] + 0.02 * loss
+            bar.update(1)
+            bar.set_postfix(loss=f"{tracking['running']:.3f}")
+            if checking is not None and (step % settings.eval_every == 0 or step == settings.steps):
+                _score(model, checking, settings, step, tracking)
+                bar.set_postfix(loss=f"{tracking['running']:.3f}", val=f"{tracking['history'][-1]['loss']:.3f}")
+            last = step == settings.steps or tracking["stopped"]
+            if checkpoints is not None and settings.checkpoint_every and (step % settings.checkpoint_every == 0 or last):
+                tracking["seconds"] = time.perf_counter() - started
+                save_state(checkpoints, _state(model, optimizer, schedule, scaler, step, fingerprint, tracking))
+            if tracking["stopped"]:
+                break
+    if tracking["best_model"] is not None:
+        model.load_state_dict(tracking["best_model"])
+    seconds = time.perf_counter() - started
+    images = step * settings.batch_size
+    record = {"steps": step, "batch_size": settings.batch_size, "lr": settings.lr, "images": images,
+              "seconds": round(seconds, 1), "images_per_second": round(images / seconds, 1) if seconds > 0 else 0.0,
+              "seed": settings.seed, "augment": settings.augment, "precision": settings.precision}
+    if checking is not None:
+        record.update(best_step=tracking["best_step"], best_validation_loss=tracking["best_loss"],
+                      stopped_early=tracking["stopped"])
+    return {**record, "history": tracking["history"]}
+
+
+def _score(model: AttributePredictor, checking: LabelledImages, settings: TrainingSettings, step: int,
+           tracking: dict[str, Any]) -> None:
+    scores = validation_scores(model, checking, settings.batch_size, settings.workers, settings.precision)
+    tracking["history"].append({"step": step, **scores})
+    if tracking["best_loss"] is None or scores["loss"] < tracking["best_loss"]:
+        tracking.update(best_loss=scores["loss"], best_step=step, bad_scorings=0,
+                        best_model={k: v.detach().clone() for k, v in model.state_dict().items()})
+    else:
+        tracking["bad_scorings"] += 1
+        if settings.patience and tracking["bad_scorings"] >= settings.patience:
+            tracking["stopped"] = True
+
+
+# ---- prediction and evaluation ----------------------------------------------------------------------------
+
+class _Preprocessed(Dataset):
+    def __init__(self, examples: Sequence[Example], config: PredictorConfig) -> None:
+        self.examples, self.config = examples, config
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Mapping[str, Any]]:
+        image, labels = self.examples[index]
+        return normalised_tensor(image, self.config.image_size, mean=self.config.mean, std=self.config.std), labels
+
+
+def _stack(batch: list[tuple[torch.Tensor, Mapping[str, Any]]]) -> tuple[torch.Tensor, list[Mapping[str, Any]]]:
+    return torch.stack([pixels for pixels, _ in batch]), [labels for _, labels in batch]
+
+
+def predict_examples(model: AttributePredictor, examples: Iterable[Example] | Sequence[Example], batch_size: int = 32,
+                     workers: int = 0, progress: bool = False) -> tuple[list[Prediction], list[Mapping[str, Any]]]:
+    """The model's predictions for every example, in order, and the examples' labels (images never all in memory)."""
+    if not isinstance(examples, Sequence):
+        examples = list(examples)
+    loader = DataLoader(_Preprocessed(examples, model.config), batch_size=batch_size, num_workers=workers,
+                        collate_fn=_stack)
+    predictions: list[Prediction] = []
+    truths: list[Mapping[str, Any]] = []
+    for pixels, labels in tqdm(loader, desc="predicting", unit="batch", disable=not progress):
+        predictions += model.predict_tensors(pixels)
+        truths += labels
+    return predictions, truths
+
+
+def evaluate(model: AttributePredictor, examples: Iterable[Example], batch_size: int = 32, workers: int = 0,
+             progress: bool = False) -> dict[str, Any]:
+    """Per-group accuracy on the groups each example labels, with the best constant prediction's accuracy for
+    scale (spac.predictor.metrics.group_accuracy)."""
+    predictions, truths = predict_examples(model, examples, batch_size, workers, progress)
+    if not truths:
+        raise ValueError("no examples to evaluate on")
+    schema = model.schema
+    return group_accuracy(schema, [p.attributes for p in predictions], [as_labels(t, schema) for t in truths])

@@ -1,0 +1,1 @@
+"""Readers of text sources users already have: human-caption files, the released corpus, streamed JSON lists."""
