@@ -1,4 +1,6 @@
-"""File names of a corpus folder: ``<prefix>-%06d.tar`` + ``.parquet`` + ``_stats.json``, and ``manifest.json``."""
+"""File names of a corpus folder, declared here only: ``<prefix>-%06d.tar`` + ``.parquet`` + ``_stats.json`` per
+shard, ``manifest.json``, and the job's own files (``job.json``, the released-format dataset JSON, the dead
+letters, the filter report)."""
 from __future__ import annotations
 
 import re
@@ -8,6 +10,11 @@ from shards import remote
 
 DEFAULT_PREFIX = "synthpedes"
 MANIFEST_NAME = "manifest.json"
+JOB_NAME = "job.json"
+DATASET_NAME = "synthpedes_dataset.json"
+DEAD_LETTER_NAME = "deadletter.jsonl"
+FILTER_REPORT_NAME = "filter_report.json"
+IMPORT_REPORT_NAME = "import_report.json"
 TAR_SUFFIX, INDEX_SUFFIX, STATS_SUFFIX = ".tar", ".parquet", "_stats.json"
 FORMAT_VERSION = 1
 _PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*")

@@ -224,7 +224,7 @@ def _damaged(sample: dict[str, Any], member: str, reason: str) -> ValueError:
                       f"member ({reason}); run `spac shards verify`")
 
 
-def decode_image(sample: dict[str, Any]) -> Image.Image:
+def sample_image(sample: dict[str, Any]) -> Image.Image:
     """The sample's ``jpg`` as a PIL RGB image; a one-line ValueError naming shard and key if it is damaged."""
     if not is_jpeg(sample["jpg"]):
         raise _damaged(sample, "jpg", "not a JPEG")
@@ -254,7 +254,7 @@ def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
         text = sample["txt"].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _damaged(sample, "txt", _one_line(exc)) from None
-    decoded = {"__key__": sample["__key__"], "jpg": decode_image(sample), "json": decode_record(sample), "txt": text}
+    decoded = {"__key__": sample["__key__"], "jpg": sample_image(sample), "json": decode_record(sample), "txt": text}
     if "__url__" in sample:
         decoded["__url__"] = sample["__url__"]
     return decoded

@@ -26,7 +26,7 @@ from plip.transforms import ImageReadError
 from plip.programs.checkpoint_flags import add_released_format_flags
 from shards import open_corpus, reraise
 from shards.keys import make_key
-from shards.reader import SkipAndCount, decode_image, decode_record
+from shards.reader import SkipAndCount, decode_record, sample_image
 from common.cli import (CliError, OneLineArgumentParser, add_quiet_flag, device, non_negative_int,
                               positive_int, run_main, silence_libraries)
 
@@ -220,7 +220,7 @@ def embed_shards(embedder: Embedder, source: str, writer: IndexWriter, done: set
             tally.skipped_done += 1
             continue
         try:
-            image, record = decode_image(sample), decode_record(sample)
+            image, record = sample_image(sample), decode_record(sample)
         except ValueError:
             if not args.skip_bad:
                 raise

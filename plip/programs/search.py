@@ -26,7 +26,7 @@ from plip.embedding_index import EmbeddingIndex, Hit, search
 from plip.transforms import ImageReadError, read_image
 from plip.programs.checkpoint_flags import add_released_format_flags
 from shards import open_corpus
-from shards.reader import SkipAndCount, decode_image
+from shards.reader import SkipAndCount, sample_image
 from common.cli import (CliError, OneLineArgumentParser, add_quiet_flag, device, positive_int, run_main,
                               silence_libraries)
 
@@ -97,7 +97,7 @@ def _thumbnail(image: Image.Image) -> str:
 def _hit_image(hit: Hit, samples: dict[tuple[str, str], Any]) -> Image.Image | None:
     try:
         if (hit.path, hit.key) in samples:
-            return decode_image(samples[(hit.path, hit.key)])
+            return sample_image(samples[(hit.path, hit.key)])
         return read_image(hit.path)
     except (ImageReadError, ValueError):
         return None  # the page shows "image unavailable" rather than failing

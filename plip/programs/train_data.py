@@ -11,7 +11,7 @@ Every random choice of batch ``i`` of epoch ``e`` on rank ``r`` comes from its o
 same whatever happened before it, so a resumed run recreates the stream and skips the consumed
 batches (skipped batches are grouped but never decoded).
 
-Records and images are decoded by the corpus reader (``shards.reader.decode_record`` / ``decode_image``: the
+Records and images are decoded by the corpus reader (``shards.reader.decode_record`` / ``sample_image``: the
 project's one image decode policy), so a damaged one is a one-line ValueError naming its shard and key.
 A damaged sample (unreadable or invalid record or image, or a damaged shard) goes to the stream's webdataset-style
 handler (``BatchSpec.skip_bad_samples``): by default it stops training with a one-line error naming the
@@ -135,15 +135,15 @@ def _raw(sample: Sample) -> dict[str, Any]:
     return {"__key__": sample["key"], "jpg": sample["jpg"], **({"__url__": sample["url"]} if sample.get("url") else {})}
 
 
-def decode_image(sample: Sample) -> Image.Image:
+def image_of(sample: Sample) -> Image.Image:
     """The sample's image as RGB, decoded now by the corpus reader (the project's image decode policy); a
     one-line ValueError naming shard and key when its jpg is damaged."""
-    return reader.decode_image(_raw(sample))
+    return reader.sample_image(_raw(sample))
 
 
 def collate(samples: list[Sample], spec: BatchSpec, rng: random.Random, progress: float) -> dict[str, torch.Tensor]:
     """Decoded, transformed images + one tokenized text per sample (+ IAP masks at ``progress``)."""
-    images = torch.stack([train_transform(decode_image(s), spec.image_size, rng.random() < 0.5) for s in samples])
+    images = torch.stack([train_transform(image_of(s), spec.image_size, rng.random() < 0.5) for s in samples])
     picked = [pick_text(s["record"], rng) for s in samples]
     texts = [text for text, _ in picked]
     if spec.masking:
@@ -165,7 +165,7 @@ def _parsed(raw: Iterable[dict[str, Any]], handler: Handler, check_images: bool)
             sample = {"key": raw_sample["__key__"], "url": raw_sample.get("__url__"),
                       "record": reader.decode_record(raw_sample), "jpg": raw_sample["jpg"]}
             if check_images:
-                decode_image(sample)
+                image_of(sample)
         except ValueError as exc:
             if handler(exc):
                 continue

@@ -5,6 +5,7 @@ import sys
 from typing import Sequence
 
 from common.cli import CliError, OneLineArgumentParser, add_quiet_flag
+from shards import layout
 
 
 def _parser() -> OneLineArgumentParser:
@@ -29,7 +30,7 @@ def _parser() -> OneLineArgumentParser:
         description="Write manifest.json from the complete shards (those with a _stats.json marker).",
     )
     manifest.add_argument("directory", help="corpus folder (local path or URL)")
-    manifest.add_argument("--prefix", default="synthpedes", help="shard name prefix (default: synthpedes)")
+    manifest.add_argument("--prefix", default=layout.DEFAULT_PREFIX, help="shard name prefix (default: %(default)s)")
     return parser
 
 

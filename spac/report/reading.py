@@ -20,7 +20,7 @@ What is read, and how much of it:
    corpus from the manifest's counts (seeded, so the same corpus and seed give the same samples); only the
    shards that hold them are opened, and from each only those samples' ``jpg`` and ``json`` members are
    read, at the offsets their index records (the tar is never streamed). Each record is checked by
-   :func:`shards.reader.decode_record`, each image by :func:`shards.reader.decode_image` and against its
+   :func:`shards.reader.decode_record`, each image by :func:`shards.reader.sample_image` and against its
    index sha256; a damaged sample is listed on the page, not fatal.
 
 So a 10,000-shard corpus costs 10,000 small column reads (the text columns too, for the shards of step 3),
@@ -43,15 +43,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shards import layout, remote
+from shards.layout import DATASET_NAME, DEAD_LETTER_NAME, FILTER_REPORT_NAME, IMPORT_REPORT_NAME, JOB_NAME
 from shards.manifest import checked_stats, read_json, read_manifest_file, read_stats
-from shards.reader import decode_image, decode_record
+from shards.reader import decode_record, sample_image
 from spac.corpus.filters import reason_kind
 
-JOB_NAME = "job.json"
-FILTER_REPORT_NAME = "filter_report.json"
-IMPORT_REPORT_NAME = "import_report.json"
-DEAD_LETTER_NAME = "deadletter.jsonl"
-DATASET_NAME = "synthpedes_dataset.json"
 MAX_REASONS = 1000
 OTHER_REASONS = "(other reasons)"
 # dead-letter stages whose images never reached a decoded image (synthesis: read, decode; import: read,
@@ -207,7 +203,7 @@ def _sheet_sample(folder: CorpusFolder, shard: Shard, stream: Any, row: dict[str
     if hashlib.sha256(sample["jpg"]).hexdigest() != row["jpg_sha256"]:
         raise ValueError(f"{url}: sample {row['key']!r}: jpg differs from its index (sha256); run `spac shards verify`")
     record = decode_record(sample)
-    decode_image(sample)  # a JPEG the readers accept, so the page shows what training sees
+    sample_image(sample)  # a JPEG the readers accept, so the page shows what training sees
     return SheetSample(row["key"], shard.name, record, sample["jpg"])
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from plip.config import MINILM, TextConfig
-from plip.programs.train_data import (BatchSpec, IdentityBatches, count_samples, decode_image, group_by_identity,
+from plip.programs.train_data import (BatchSpec, IdentityBatches, count_samples, group_by_identity, image_of,
                                       in_order, pick_text, train_batches)
 from plip.text_encoder import load_tokenizer
 from tests.plip.train_corpus import write_copy_with_spans, write_damaged_copy, write_rendered_corpus
@@ -176,14 +176,14 @@ def test_count_samples_reads_the_manifest_or_the_shards(corpus):
     assert count_samples(str(corpus / "synthpedes-{000000..000001}.tar")) == 24
 
 
-def test_decode_image_names_shard_and_key_of_a_damaged_sample():
+def test_image_of_names_shard_and_key_of_a_damaged_sample():
     with pytest.raises(ValueError, match=r"^s/x-000003.tar: sample 'k1': damaged jpg member .*spac shards verify`$"):
-        decode_image({"key": "k1", "url": "s/x-000003.tar", "jpg": b"\xff\xd8\xff not a jpeg"})
+        image_of({"key": "k1", "url": "s/x-000003.tar", "jpg": b"\xff\xd8\xff not a jpeg"})
     # The corpus reader's decode policy: a JPEG of far more pixels than a corpus image is refused.
     huge = io.BytesIO()
     Image.new("RGB", (2000, 1100)).save(huge, format="JPEG")
     with pytest.raises(ValueError, match=r"sample 'k2': damaged jpg member \(image too large: 2000x1100 pixels"):
-        decode_image({"key": "k2", "url": "s/x-000003.tar", "jpg": huge.getvalue()})
+        image_of({"key": "k2", "url": "s/x-000003.tar", "jpg": huge.getvalue()})
 
 
 @pytest.fixture(scope="module")
