@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import io
+import os
+import threading
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from shards.images import ImageRejected, decode_image, open_image_file, read_bounded
+from shards.images import (ImageRejected, decode_image, eight_bit, open_image_file, open_regular_file, read_bounded,
+                           require_regular_file)
 
 
 def _encoded(image: Image.Image, format_: str, **options) -> bytes:
@@ -165,3 +169,95 @@ def test_the_decoded_image_is_exif_transpose_then_rgb_for_every_orientation(orie
     expected = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
     decoded = decode_image(data)
     assert (decoded.mode, decoded.size, decoded.tobytes()) == (expected.mode, expected.size, expected.tobytes())
+
+
+# ---- issue 19: only regular files are opened; deep images are scaled, not clipped --------------------------
+
+def _finishes(call, seconds: float = 10.0):
+    """``call()``'s result or exception, failing the test (not hanging it) when it blocks."""
+    outcome: list = []
+
+    def target():
+        try:
+            outcome.append(("value", call()))
+        except BaseException as exc:  # noqa: BLE001  (handed to the test)
+            outcome.append(("error", exc))
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"blocked for more than {seconds} s"
+    return outcome[0]
+
+
+def test_a_fifo_named_like_an_image_is_refused_before_it_is_opened(tmp_path):
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)  # no writer: open() for reading would block forever
+    for call in (lambda: open_image_file(str(fifo)), lambda: open_regular_file(str(fifo)),
+                 lambda: require_regular_file(str(fifo))):
+        kind, error = _finishes(call)
+        assert kind == "error" and isinstance(error, ImageRejected) and str(error) == "not a regular file (a FIFO)"
+
+
+@pytest.mark.parametrize("path, kind", [("/dev/null", "a character device"), (".", "a directory")])
+def test_devices_and_folders_are_refused_in_one_line(path, kind):
+    with pytest.raises(ImageRejected, match=rf"^not a regular file \({kind}\)$"):
+        open_image_file(path)
+
+
+def test_a_stream_on_a_device_is_refused_before_it_is_read():
+    with open("/dev/zero", "rb") as stream:  # would be read up to the byte budget, then refused as too large
+        with pytest.raises(ImageRejected, match="a character device"):
+            read_bounded(stream, 1 << 30)
+        assert stream.tell() == 0
+
+
+def test_a_symlink_to_an_image_is_a_regular_file_and_a_missing_file_an_os_error(tmp_path):
+    (tmp_path / "a.png").write_bytes(_encoded(Image.new("RGB", (5, 5)), "PNG"))
+    (tmp_path / "link.png").symlink_to(tmp_path / "a.png")
+    assert open_image_file(str(tmp_path / "link.png")).size == (5, 5)
+    require_regular_file("gs://bucket/a.png")  # a URL: nothing local to check
+    with pytest.raises(FileNotFoundError):
+        open_image_file(str(tmp_path / "missing.png"))
+
+
+@pytest.mark.parametrize("grey", [0, 1000, 32896, 50000, 65535])
+@pytest.mark.parametrize("format_", ["PNG", "TIFF"])
+def test_a_16_bit_grey_image_keeps_its_grey_level(grey, format_):
+    image = Image.fromarray(np.full((6, 4), grey, dtype=np.uint16))
+    assert image.mode == "I;16"
+    decoded = decode_image(_encoded(image, format_))
+    assert decoded.mode == "RGB" and set(np.asarray(decoded).ravel()) == {round(grey / 257)}
+
+
+def test_a_big_endian_16_bit_image_keeps_its_grey_level():
+    image = Image.frombytes("I;16B", (4, 3), np.full((3, 4), 32896, dtype=">u2").tobytes())
+    assert set(np.asarray(decode_image(_encoded(image, "TIFF"))).ravel()) == {128}
+
+
+def test_a_16_bit_gradient_stays_a_gradient():
+    ramp = np.repeat(np.linspace(0, 65535, 256).astype(np.uint16)[None, :], 3, axis=0)
+    grey = np.asarray(decode_image(_encoded(Image.fromarray(ramp), "PNG")))[0, :, 0]
+    assert grey.tolist() == list(range(256))  # every level distinct, in order: not clipped to white
+
+
+@pytest.mark.parametrize("values, expected", [
+    (np.full((3, 3), 200, np.int32), 200),  # 8-bit data in a 32-bit mode: kept
+    (np.full((3, 3), 32896, np.int32), 128),  # a 16-bit sample widened to I: its 16-bit level
+    (np.full((3, 3), 2**30, np.int32), 128),  # 32-bit data: scaled from 2**31 - 1
+    (np.full((3, 3), -5, np.int32), 0),
+    (np.full((3, 3), 0.5, np.float32), 128),  # float in [0, 1]
+    (np.full((3, 3), 128.0, np.float32), 128),  # float in [0, 255]
+    (np.array([[np.nan, 1.0]], np.float32), None),
+])
+def test_32_bit_and_float_images_are_scaled_by_their_range(values, expected):
+    decoded = np.asarray(decode_image(_encoded(Image.fromarray(values), "TIFF")))
+    if expected is None:
+        assert decoded[0, :, 0].tolist() == [0, 255]  # NaN is black, the rest keeps its scale
+    else:
+        assert set(decoded.ravel()) == {expected}
+
+
+def test_an_eight_bit_image_is_not_touched_by_the_scaling():
+    image = Image.new("RGB", (3, 3), (1, 2, 3))
+    assert eight_bit(image) is image
