@@ -1,0 +1,50 @@
+"""The one path policy for file names that a data file gives us (an image name in an annotation file, a
+``file_path`` in a table or a JSON list): such a name is relative to a folder the user chose, and what it
+names must stay inside that folder.
+
+:func:`check_relative` is what can be checked from the name alone (usable for a remote root too);
+:func:`contained_path` adds the check that needs the disk: the real path (every symlink, of a file or of a
+folder, resolved) must lie inside the root's real path. The root itself may be a symlink: the user chose
+it; only what the data file names is distrusted.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from common.errors import InputError
+
+_SHOWN = 80  # characters of a refused name quoted in the message
+
+
+class PathOutsideRoot(InputError):
+    """A name from a data file that is not a path inside its root folder; the message says why."""
+
+
+def _shown(name: str) -> str:
+    return repr(name[:_SHOWN]) + ("..." if len(name) > _SHOWN else "")
+
+
+def check_relative(name: str) -> None:
+    """PathOutsideRoot unless ``name`` is a non-empty relative path without a ``..`` part or a NUL byte."""
+    if not name:
+        raise PathOutsideRoot("an empty file name")
+    if "\0" in name:
+        raise PathOutsideRoot(f"file name {_shown(name)} holds a NUL byte")
+    parts = name.replace(os.sep, "/").split("/")
+    if os.path.isabs(name) or name.startswith("/"):
+        raise PathOutsideRoot(f"file name {_shown(name)} is absolute; it must be relative to its folder")
+    if ".." in parts:
+        raise PathOutsideRoot(f"file name {_shown(name)} has a '..' part; it must stay inside its folder")
+
+
+def contained_path(root: str | os.PathLike[str], name: str) -> Path:
+    """``root / name``, checked: PathOutsideRoot when ``name`` fails :func:`check_relative` or when its real
+    path (symlinks of files and folders resolved; a missing file resolves as far as it exists) is not
+    inside the real path of ``root``."""
+    check_relative(name)
+    path = Path(root) / name
+    real_root = os.path.realpath(root)
+    if not Path(os.path.realpath(path)).is_relative_to(real_root):
+        raise PathOutsideRoot(f"file name {_shown(name)} resolves outside {root} (through a symbolic link)")
+    return path
