@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from plip.config import MINILM
-from plip.embedding import load_model
+from plip.embedding import load_embedder
 from plip.embedding_index import EmbeddingIndex, IndexWriter, search
 from plip.factory import create_model
 
@@ -39,7 +39,7 @@ def model_rates(preset: str, rounds: int, images: int, texts: int) -> None:
     if preset == "RN50":  # no hub here: the bundled MiniLM tokenizer, BERT-base weights untrained
         overrides["text"] = {"pretrained": False, "tokenizer": MINILM}
     model = create_model(preset, **overrides).eval()
-    embedder = load_model(model)
+    embedder = load_embedder(model)
     height, width = model.config.vision.image_size
     pictures = [Image.new("RGB", (width * 2, height * 2), (20 * i % 255, 90, 160)) for i in range(images)]
     pixels = torch.randn(images, 3, height, width)

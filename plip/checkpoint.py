@@ -15,11 +15,9 @@ never repeated).
 """
 from __future__ import annotations
 
-import base64
 import errno
 import json
 import pickle
-import random
 import re
 import shutil
 from contextlib import contextmanager
@@ -27,12 +25,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-import numpy as np
 import safetensors
 import safetensors.torch
 import torch
 from torch import nn
 
+from common.errors import InputError
 from plip.config import MINILM, PLIPConfig
 from plip.factory import create_model, get_config
 from plip.model import PLIPModel
@@ -45,7 +43,7 @@ PARTIAL_SUFFIX, OLD_SUFFIX = ".partial", ".old"  # a checkpoint being written; t
 _SHOWN = 5  # keys listed per kind of mismatch
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that does not fit the model or is not in the expected format."""
 
 
@@ -232,29 +230,10 @@ def save_released(model: PLIPModel, path: str | Path) -> None:
 # --- our own resumable checkpoints ---------------------------------------------------------------
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """Python, NumPy and torch (CPU) generator states as JSON-ready values."""
-    version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "python": [version, list(internal), gauss],
-        "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
-        "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode("ascii"),
-    }
-
-
-def restore_rng_state(state: Mapping[str, Any]) -> None:
-    """Undo :func:`capture_rng_state`; a damaged state raises (callers name the file: :func:`reading`)."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(state["torch"])), dtype=torch.uint8))
-
-
 @dataclass
 class TrainerState:
-    """Where training stands: enough to resume exactly (the data position is the loader's own record)."""
+    """Where training stands: enough to resume exactly (the data position is the loader's own record; ``rng``
+    is :func:`common.training.capture_rng_state`'s)."""
 
     step: int = 0
     epoch: int = 0
@@ -341,7 +320,7 @@ def _read_object(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu") -> PLIPModel:
+def load_checkpoint_directory(directory: str | Path, device: str | torch.device = "cpu") -> PLIPModel:
     """Rebuild the model from ``config.json`` + ``tokenizer/`` and load ``model.safetensors`` (strict), in eval mode."""
     directory = Path(directory)
     config_file = directory / CONFIG_FILE
@@ -409,7 +388,7 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu", 
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.is_dir() or path.suffix == ".safetensors":
-        return load_model(path if path.is_dir() else path.parent, device)
+        return load_checkpoint_directory(path if path.is_dir() else path.parent, device)
     text: dict[str, Any] = {"tokenizer": tokenizer or MINILM}
     if get_config(preset).text.bert:
         text["pretrained"] = False  # every text weight comes from the file

@@ -1,7 +1,7 @@
 """The minimal embedding API: load a checkpoint in one call, then embed images and texts.
 
-    from plip.embedding import load_model
-    model = load_model("PLIP_MRN50.pth.tar")            # or one of our checkpoint directories
+    from plip.embedding import load_embedder
+    model = load_embedder("PLIP_MRN50.pth.tar")            # or one of our checkpoint directories
     images = model.embed_images(["a.jpg", "b.jpg"])     # [2, 768], L2-normalised, on the CPU
     texts = model.embed_texts(["a woman in a red coat"])
     scores = texts @ images.T                           # cosine similarities
@@ -116,8 +116,8 @@ class Embedder:
                                             disable=not progress)])
 
 
-def load_model(checkpoint: str | Path | PLIPModel, device: str | torch.device = "cpu", preset: str = "RN50",
-               tokenizer: str | None = None) -> Embedder:
+def load_embedder(checkpoint: str | Path | PLIPModel, device: str | torch.device = "cpu", preset: str = "RN50",
+                  tokenizer: str | None = None) -> Embedder:
     """An :class:`Embedder` of ``checkpoint``: one of our checkpoint directories (or its ``model.safetensors``),
     a released-format file such as ``PLIP_MRN50.pth.tar`` (architecture ``preset``, tokenizer ``tokenizer``,
     default the bundled bert-base-uncased WordPiece vocabulary) or a model already built. ``device``: cpu,

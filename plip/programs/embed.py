@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from plip.embedding import Embedder, batched, load_model, preprocess_image
+from plip.embedding import Embedder, batched, load_embedder, preprocess_image
 from plip.embedding_index import IndexWriter
 from plip.transforms import ImageReadError
 from plip.programs.checkpoint_flags import add_released_format_flags
@@ -262,7 +262,7 @@ def _main(argv: Sequence[str] | None) -> int:
         torch.set_num_threads(args.threads)
     items = image_items(args.images) if args.images else []
     texts = text_rows(args.texts) if args.texts else []
-    embedder = load_model(args.checkpoint, args.device, args.model, args.tokenizer)
+    embedder = load_embedder(args.checkpoint, args.device, args.model, args.tokenizer)
     checkpoint = str(args.checkpoint.resolve())
     writer = IndexWriter(args.out, embedder.dim, {"checkpoint": checkpoint}, overwrite=args.overwrite)
     done = writer.done_keys()

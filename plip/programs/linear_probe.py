@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from plip.checkpoint import save_checkpoint
-from plip.embedding import Embedder, load_model
+from plip.embedding import Embedder, load_embedder
 from plip.metrics import retrieval_metrics
 from plip.probe import LinearProbe, best_start_scale, fold_probe, probe_loss
 from plip.programs.eval_data import DATASET_JSON, DATASET_NAMES, load_eval_split
@@ -136,7 +136,7 @@ def _main(argv: Sequence[str] | None) -> int:
     entries, source = load_train_entries(args.dataset, args.root)
     pairs = train_pairs(entries, args.root / "imgs", source)
     queries, gallery = load_eval_split(args.dataset, args.root, args.eval_split)
-    embedder = load_model(args.checkpoint, args.device, args.model, args.tokenizer)
+    embedder = load_embedder(args.checkpoint, args.device, args.model, args.tokenizer)
     model = embedder.model
     for parameter in model.parameters():
         parameter.requires_grad_(False)

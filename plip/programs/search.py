@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
-from plip.embedding import load_model
+from plip.embedding import load_embedder
 from plip.embedding_index import EmbeddingIndex, Hit, search
 from plip.transforms import ImageReadError, read_image
 from plip.programs.checkpoint_flags import add_released_format_flags
@@ -154,7 +154,7 @@ def _main(argv: Sequence[str] | None) -> int:
         torch.set_num_threads(args.threads)
     index = EmbeddingIndex(args.index)
     query_image = read_image(args.image) if args.image is not None else None
-    embedder = load_model(args.checkpoint, args.device, args.model, args.tokenizer)
+    embedder = load_embedder(args.checkpoint, args.device, args.model, args.tokenizer)
     made_with = index.metadata.get("checkpoint")
     if not args.quiet and made_with and made_with != str(args.checkpoint.resolve()):
         print(f"{PROG}: note: {args.index} was embedded with {made_with}", file=sys.stderr)

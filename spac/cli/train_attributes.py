@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import ConcatDataset
 
-from spac.predictor.training import PRECISIONS, TrainingSettings, balance_weights, evaluate, train
+from spac.predictor.training import TrainingSettings, balance_weights, evaluate, train
 from spac.attributes import Schema, load_schema
 from spac.predictor.augmentation import MODES
 from spac.predictor.data_sources import DataSpec, Source, add_data_flags, format_table, open_source, spread
@@ -30,6 +30,7 @@ from common.cli import (CliError, OneLineArgumentParser, add_quiet_flag, device,
                               positive_int, silence_libraries)
 from spac.predictor.model import BACKBONE_PRESETS, PredictorConfig, build_predictor, load_predictor
 from spac.render.training_source import MAX_SEED
+from common.training import PRECISIONS, resolve_precision
 
 BALANCE_POWERS = {"none": None, "sqrt": 0.5, "inverse": 1.0}
 CHECKPOINT_DIR = "checkpoint"
@@ -150,14 +151,6 @@ def _predictor_config(args: argparse.Namespace, schema: Schema) -> PredictorConf
         raise CliError(f"--depths has {len(backbone['depths'])} stages but --hidden-sizes has "
                        f"{len(backbone['hidden_sizes'])}")
     return PredictorConfig.for_schema(schema, backbone, pretrained, **extra)
-
-
-def resolve_precision(name: str, device_: torch.device) -> str:
-    if name == "auto":
-        return "bf16" if device_.type == "cuda" else "fp32"
-    if name == "fp16" and device_.type != "cuda":
-        raise CliError("--precision fp16 needs --device cuda (use bf16 or fp32 on a CPU)")
-    return name
 
 
 def _sources(args: argparse.Namespace, schema: Schema, specs: list[DataSpec]) -> list[Source]:

@@ -32,7 +32,6 @@ import random
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,16 +42,18 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from common.errors import InputError, error_line
 from spac.predictor.labels import MASKED, NO_COLOUR, GroupLabel, allowed, exact_labels
 from spac.predictor.metrics import group_accuracy
 from spac.attributes import UNKNOWN, Schema
 from spac.predictor.augmentation import MODES, Augmentation
 from common.digests import stable_int
+from common.training import (PRECISIONS, autocast, capture_rng_state, check_same_settings, grad_scaler,
+                             optimizer_step, restore_rng_state)
 from common.imaging import normalised_tensor
 from spac.predictor.model import AttributePredictor, Prediction, PredictorConfig
 
 Example = tuple[Image.Image, Mapping[str, Any]]
-PRECISIONS = ("fp32", "bf16", "fp16")
 STATE_FILE = "train_state.pt"
 
 
@@ -105,7 +106,7 @@ class LabelLayout:
         if key not in self._encoded:
             group = self.schema.group(layout.name)
             if not label.masked and not allowed(group, label):
-                raise ValueError(f"a {layout.name} label allows no value: {label}")
+                raise InputError(f"a {layout.name} label allows no value: {label}")
             mask = torch.zeros(layout.width, dtype=torch.bool)
             for names, slots, start in ((label.items, layout.items, 0), (label.colours, layout.colours, len(layout.items))):
                 if names is None:
@@ -113,7 +114,7 @@ class LabelLayout:
                     continue
                 for name in names:
                     if name not in slots:
-                        raise ValueError(f"{name!r} is no item or colour of group {layout.name!r}")
+                        raise InputError(f"{name!r} is no item or colour of group {layout.name!r}")
                     mask[start + slots[name]] = True
             self._encoded[key] = mask
         return self._encoded[key]
@@ -166,7 +167,7 @@ def balance_weights(labels: Sequence[Mapping[str, Any]], schema: Schema, power: 
     """``[N, groups]`` weights: inverse frequency of each example's label per group, to ``power``, mean 1 over
     the labelled examples, at most ``cap`` (1 where the group is masked)."""
     if not (0 <= power <= 2 and cap >= 1):
-        raise ValueError(f"balance power must be in [0, 2] and cap >= 1, got {power} and {cap}")
+        raise InputError(f"balance power must be in [0, 2] and cap >= 1, got {power} and {cap}")
     partial = [as_labels(row, schema) for row in labels]
     weights = torch.ones(len(partial), len(schema.groups))
     for column, group in enumerate(schema.group_names):
@@ -218,7 +219,7 @@ class EpochBatches(Sampler):
     def __init__(self, size: int, batch_size: int, steps: int, seed: int, shuffle: bool = True,
                  start_step: int = 0) -> None:
         if size < 1:
-            raise ValueError("no training examples")
+            raise InputError("no training examples")
         self.size, self.batch_size, self.steps, self.seed = size, batch_size, steps, seed
         self.shuffle, self.start_step = shuffle, start_step
         self._epoch, self._order = -1, None
@@ -267,17 +268,17 @@ class TrainingSettings:
         for name, low in (("steps", 1), ("batch_size", 1), ("workers", 0), ("seed", 0), ("eval_every", 0),
                           ("patience", 0), ("checkpoint_every", 0)):
             if getattr(self, name) < low:
-                raise ValueError(f"{name} must be at least {low}, got {getattr(self, name)}")
+                raise InputError(f"{name} must be at least {low}, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
+            raise InputError(f"lr must be a positive number, got {self.lr}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay}")
+            raise InputError(f"weight_decay must be a number >= 0, got {self.weight_decay}")
         if self.augment not in MODES:
-            raise ValueError(f"augment must be one of {', '.join(MODES)}, got {self.augment!r}")
+            raise InputError(f"augment must be one of {', '.join(MODES)}, got {self.augment!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.patience and not self.eval_every:
-            raise ValueError("patience (early stopping) needs eval_every > 0")
+            raise InputError("patience (early stopping) needs eval_every > 0")
 
     @property
     def images(self) -> int:
@@ -288,15 +289,6 @@ def _warmup_cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.
     warmup = max(1, steps // 20)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.5 * (
         1 + math.cos(math.pi * min(s, steps) / steps))))
-
-
-def autocast(device: torch.device, precision: str):
-    """The autocast context of a precision (fp32: none); fp16 only on CUDA."""
-    if precision == "fp32":
-        return nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 autocast needs a CUDA device (use bf16 or fp32 on a CPU)")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def _capture(store: dict[str, torch.Tensor], name: str, _module: nn.Module, args: tuple) -> None:
@@ -336,19 +328,12 @@ def training_logits(model: AttributePredictor, pixels: torch.Tensor, targets: to
 def train_step(model: AttributePredictor, optimizer: torch.optim.Optimizer, pixels: torch.Tensor,
                targets: torch.Tensor, layout: LabelLayout, weights: torch.Tensor | None = None,
                precision: str = "fp32", scaler: torch.amp.GradScaler | None = None) -> float:
-    """One optimizer step on one batch; returns the batch's loss."""
+    """One optimizer step on one batch (through ``scaler``, default the precision's); returns the batch's loss."""
     model.train()
-    optimizer.zero_grad(set_to_none=True)
     with autocast(pixels.device, precision):
         logits = training_logits(model, pixels, targets, layout)
     loss = attribute_loss(logits, targets, layout, weights)  # in float32, outside autocast
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        optimizer.step()
+    optimizer_step(loss, optimizer, scaler or grad_scaler(pixels.device, precision))
     return float(loss.detach())
 
 
@@ -372,13 +357,9 @@ def validation_scores(model: AttributePredictor, dataset: LabelledImages, batch_
 
 
 def _state(model, optimizer, schedule, scaler, step, fingerprint, tracking) -> dict[str, Any]:
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-             "step": step, "fingerprint": fingerprint, "torch_rng": torch.get_rng_state(), **tracking}
-    if scaler is not None:
-        state["scaler"] = scaler.state_dict()
-    if torch.cuda.is_available() and model.device.type == "cuda":
-        state["cuda_rng"] = torch.cuda.get_rng_state(model.device)
-    return state
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+            "scaler": scaler.state_dict(), "step": step, "fingerprint": fingerprint,
+            "rng": capture_rng_state(model.device), **tracking}
 
 
 def save_state(directory: Path, state: Mapping[str, Any]) -> Path:
@@ -391,27 +372,20 @@ def save_state(directory: Path, state: Mapping[str, Any]) -> Path:
 
 
 def load_state(directory: Path) -> dict[str, Any] | None:
-    """The resume state in ``directory`` (None when there is none); ValueError for an unreadable file."""
+    """The resume state in ``directory`` (None when there is none); InputError for an unreadable file."""
     path = directory / STATE_FILE
     if not path.is_file():
         return None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: one line, not a traceback
-        raise ValueError(f"{path}: not a readable training state ({str(exc).splitlines()[0][:120]})") from None
+        raise InputError(f"{path}: not a readable training state ({error_line(exc)[:120]})") from None
 
 
 def _fingerprint(settings: TrainingSettings, examples: int, validation: int, weighted: bool) -> dict[str, Any]:
     record = asdict(settings)
     record.pop("workers")  # any worker count gives the same batches
     return {**record, "examples": examples, "validation_examples": validation, "balanced": weighted}
-
-
-def _check_fingerprint(saved: Mapping[str, Any], current: Mapping[str, Any], directory: Path) -> None:
-    for key in sorted(set(saved) | set(current)):
-        if saved.get(key) != current.get(key):
-            raise ValueError(f"cannot resume from {directory}: {key} was {saved.get(key)!r}, now "
-                             f"{current.get(key)!r} (resume with the same data and settings)")
 
 
 def train(model: AttributePredictor, examples: Sequence[Example], settings: TrainingSettings, *,
@@ -432,7 +406,7 @@ def train(model: AttributePredictor, examples: Sequence[Example], settings: Trai
         else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     schedule = _warmup_cosine(optimizer, settings.steps)
-    scaler = torch.amp.GradScaler(device.type) if settings.precision == "fp16" else None
+    scaler = grad_scaler(device, settings.precision)
     fingerprint = _fingerprint(settings, len(examples), len(validation or ()), weights is not None)
     checkpoints = Path(checkpoint_dir) if checkpoint_dir is not None else None
     tracking: dict[str, Any] = {"best_loss": None, "best_step": None, "best_model": None, "bad_scorings": 0,
@@ -440,15 +414,13 @@ def train(model: AttributePredictor, examples: Sequence[Example], settings: Trai
     step = 0
     state = load_state(checkpoints) if resume and checkpoints is not None else None
     if state is not None:
-        _check_fingerprint(state["fingerprint"], fingerprint, checkpoints)
+        check_same_settings(str(checkpoints), state["fingerprint"], fingerprint,
+                            "resume with the same data and settings")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        if scaler is not None and "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        scaler.load_state_dict(state["scaler"])
+        restore_rng_state(state["rng"], device)
         tracking = {key: state[key] for key in tracking}
         step = state["step"]
     sampler = EpochBatches(len(examples), settings.batch_size, settings.steps, settings.seed, settings.shuffle,
@@ -541,6 +513,6 @@ def evaluate(model: AttributePredictor, examples: Iterable[Example], batch_size:
     scale (spac.predictor.metrics.group_accuracy)."""
     predictions, truths = predict_examples(model, examples, batch_size, workers, progress)
     if not truths:
-        raise ValueError("no examples to evaluate on")
+        raise InputError("no examples to evaluate on")
     schema = model.schema
     return group_accuracy(schema, [p.attributes for p in predictions], [as_labels(t, schema) for t in truths])

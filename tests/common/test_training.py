@@ -27,6 +27,11 @@ def test_a_precision_the_device_cannot_train_in_is_one_line_input_error(name, me
         assert isinstance(caught.value, InputError)
 
 
+def test_fp16_autocast_needs_cuda():  # moved from tests/spac/predictor/test_training.py with the autocast helper
+    with pytest.raises(ValueError, match="fp16 needs --device cuda"):
+        autocast(CPU, "fp16")
+
+
 def test_autocast_computes_in_the_precision_and_fp32_not_at_all():
     a, b = torch.randn(4, 4), torch.randn(4, 4)
     with autocast(CPU, "bf16"):
@@ -58,11 +63,11 @@ def test_a_disabled_scaler_steps_like_the_plain_optimizer_and_clipping_bounds_th
     assert moved.norm().item() == pytest.approx(0.1, rel=1e-4)  # lr x a gradient of norm 1
 
 
-def test_rng_state_restores_every_generator_through_json():
-    state = json.loads(json.dumps(capture_rng_state(CPU)))
+def test_rng_state_restores_all_generators() -> None:  # moved from tests/plip/test_checkpoint.py with the code
+    state = capture_rng_state(CPU)
     assert "cuda" not in state  # only for a CUDA device
     draws = (random.random(), np.random.rand(), torch.rand(1).item())
-    restore_rng_state(state, CPU)
+    restore_rng_state(json.loads(json.dumps(state)), CPU)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == draws
 
 

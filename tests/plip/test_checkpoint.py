@@ -3,7 +3,6 @@ import json
 import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from transformers import BertConfig, BertModel
@@ -14,21 +13,20 @@ from plip.checkpoint import (
     TEXT_KEY,
     CheckpointError,
     TrainerState,
-    capture_rng_state,
     check_like,
     error_reason,
     is_complete,
     load_checkpoint_model,
-    load_model,
+    load_checkpoint_directory,
     load_released,
     load_torch_file,
     load_training_state,
     load_weights,
     recover_checkpoint,
-    restore_rng_state,
     save_checkpoint,
     save_released,
 )
+from common.training import capture_rng_state
 from plip.config import TextConfig
 from plip.masking import mask_batch
 from plip.text_encoder import build_bert
@@ -132,7 +130,7 @@ def test_safetensors_round_trip_gives_identical_outputs(tmp_path) -> None:
     ]
     assert json.loads((directory / "config.json").read_text())["text"]["pretrained"] is False
 
-    loaded = load_model(directory)
+    loaded = load_checkpoint_directory(directory)
     with torch.no_grad():
         expected, actual = model(_batch(model)), loaded(_batch(loaded))
     for key in expected:
@@ -144,20 +142,13 @@ def test_safetensors_round_trip_gives_identical_outputs(tmp_path) -> None:
     assert torch.equal(fresh_optimizer.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
 
 
-def test_rng_state_restores_all_generators() -> None:
-    state = capture_rng_state()
-    draws = (random.random(), np.random.rand(), torch.rand(1).item())
-    restore_rng_state(json.loads(json.dumps(state)))
-    assert (random.random(), np.random.rand(), torch.rand(1).item()) == draws
-
-
 def test_saving_again_replaces_and_bad_directories_are_refused(tmp_path) -> None:
     model = tiny_model(tic={"weight": 0}, iap={"weight": 0})
     save_checkpoint(tmp_path / "ckpt", model, trainer_state=TrainerState(step=1))
     save_checkpoint(tmp_path / "ckpt", model)
     assert not (tmp_path / "ckpt" / "trainer_state.json").exists() and not (tmp_path / "ckpt.partial").exists()
     with pytest.raises(CheckpointError, match="missing config.json"):
-        load_model(tmp_path)
+        load_checkpoint_directory(tmp_path)
 
 
 def test_broken_json_files_give_one_line_errors(tmp_path) -> None:
@@ -169,7 +160,7 @@ def test_broken_json_files_give_one_line_errors(tmp_path) -> None:
             load_training_state(tmp_path)
     (tmp_path / "config.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="config.json: not valid JSON"):
-        load_model(tmp_path)
+        load_checkpoint_directory(tmp_path)
 
 
 # --- the loading guard: damaged, hostile or foreign files give one line naming the file ------------------
@@ -290,18 +281,18 @@ def test_damaged_model_weights_or_config_are_one_line_naming_the_file(tmp_path) 
     good = weights.read_bytes()
     weights.write_bytes(good[: len(good) - 100])
     with pytest.raises(CheckpointError) as error:
-        load_model(directory)
+        load_checkpoint_directory(directory)
     assert _one_line(error).startswith(f"{weights}: not readable safetensors weights")
     weights.write_bytes(good)
     config = json.loads((directory / "config.json").read_text())
     (directory / "config.json").write_text(json.dumps({**config, "vision": {**config["vision"], "width": 16}}))
     with pytest.raises(CheckpointError) as error:
-        load_model(directory)
+        load_checkpoint_directory(directory)
     assert _one_line(error).startswith(f"{weights} does not match the model: ")
     assert "mis-shaped keys (image_encoder.conv1.weight [4, 3, 3, 3] vs model [8, 3, 3, 3]" in str(error.value)
     (directory / "config.json").write_text(json.dumps({**config, "vision": 7}))
     with pytest.raises(CheckpointError, match="config.json: not a PLIP model config"):
-        load_model(directory)
+        load_checkpoint_directory(directory)
 
 
 def test_a_damaged_trainer_state_is_one_line(tmp_path) -> None:
@@ -349,10 +340,10 @@ def test_a_checkpoint_text_model_loads_from_safetensors_only(tmp_path) -> None:
         text = {**config["text"], "pretrained": True, "name_or_path": str(bert), "bert": None}
         (directory / "config.json").write_text(json.dumps({**config, "text": text}))
         if not pickled:
-            assert load_model(directory).text_encoder.hidden_size == 32  # a safetensors folder loads
+            assert load_checkpoint_directory(directory).text_encoder.hidden_size == 32  # a safetensors folder loads
             continue
         with pytest.raises(CheckpointError) as error:
-            load_model(directory)
+            load_checkpoint_directory(directory)
         assert "from safetensors weights (a checkpoint's text model never loads pickled ones" in _one_line(error)
     # Chosen by the user rather than by a checkpoint, a pickled folder still loads through transformers.
     assert build_bert(TextConfig(name_or_path=str(directory / "bert-True"))).config.hidden_size == 32

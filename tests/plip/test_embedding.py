@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from plip.checkpoint import CheckpointError, save_checkpoint, save_released
-from plip.embedding import batched, load_model
+from plip.embedding import batched, load_embedder
 from plip.factory import create_model
 from plip.transforms import ImageReadError, eval_transform
 from spac.render import render_dataset
@@ -39,7 +39,7 @@ def test_the_readme_example_runs_as_written(people, tiny_dir, tmp_path, monkeypa
     code = readme_example()
     assert len(code.strip().splitlines()) == 5
     paths = re.findall(r'"([^"]+\.jpg)"', code)
-    checkpoint = re.search(r'load_model\("([^"]+)"', code).group(1)
+    checkpoint = re.search(r'load_embedder\("([^"]+)"', code).group(1)
     (tmp_path / checkpoint).parent.mkdir(parents=True)
     (tmp_path / checkpoint).symlink_to(tiny_dir)
     for source, name in zip(people, paths):
@@ -52,7 +52,7 @@ def test_the_readme_example_runs_as_written(people, tiny_dir, tmp_path, monkeypa
 
 
 def test_embeddings_are_normalised_batched_and_the_same_for_paths_and_images(people, tiny_dir):
-    model = load_model(tiny_dir)
+    model = load_embedder(tiny_dir)
     assert model.dim == 32 and model.device == torch.device("cpu")
     by_path = model.embed_images(people, batch_size=3)
     by_image = model.embed_images([Image.open(p) for p in people], batch_size=1)
@@ -69,8 +69,8 @@ def test_released_file_and_our_directory_with_the_same_weights_embed_identically
     torch.manual_seed(0)
     model = create_model("RN-tiny", tic={"weight": 0}, iap={"weight": 0})
     save_released(model, tmp_path / "PLIP_tiny.pth.tar")
-    ours = load_model(save_checkpoint(tmp_path / "ours", model))
-    released = load_model(tmp_path / "PLIP_tiny.pth.tar", preset="RN-tiny")
+    ours = load_embedder(save_checkpoint(tmp_path / "ours", model))
+    released = load_embedder(tmp_path / "PLIP_tiny.pth.tar", preset="RN-tiny")
     texts = ["a woman in a red coat with a black bag", "a man in grey trousers"]
     assert torch.equal(ours.embed_images(people), released.embed_images(people))
     assert torch.equal(ours.embed_texts(texts), released.embed_texts(texts))
@@ -79,7 +79,7 @@ def test_released_file_and_our_directory_with_the_same_weights_embed_identically
 
 
 def test_bad_input_is_a_one_line_value_error(tiny_dir, tmp_path):
-    model = load_model(tiny_dir)
+    model = load_embedder(tiny_dir)
     with pytest.raises(ValueError, match="a list of texts, got a single string"):
         model.embed_texts("one string")
     with pytest.raises(ValueError, match="a list of images, got a single image"):
@@ -89,8 +89,8 @@ def test_bad_input_is_a_one_line_value_error(tiny_dir, tmp_path):
     with pytest.raises(ImageReadError, match=f"cannot read image {tmp_path / 'none.jpg'}"):
         model.embed_images([tmp_path / "none.jpg"])
     with pytest.raises(CheckpointError, match="checkpoint not found"):
-        load_model(tmp_path / "missing")
+        load_embedder(tmp_path / "missing")
     with pytest.raises(ValueError, match="invalid device"):
-        load_model(tiny_dir, device="tpu")
+        load_embedder(tiny_dir, device="tpu")
     with pytest.raises(ValueError, match="batch_size must be positive"):
         list(batched([1, 2], 0))

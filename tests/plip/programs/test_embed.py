@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from plip.checkpoint import save_checkpoint
-from plip.embedding import load_model
+from plip.embedding import load_embedder
 from plip.embedding_index import IndexWriter, parts_dir
 from plip.programs import search
 from plip.programs.embed import main
@@ -46,7 +46,7 @@ def test_a_folder_and_a_text_file_into_one_parquet_file(inputs, tmp_path):
     assert table.column("id").to_pylist() == [0, 0, 1, 1, 2, 2, None, None]
     assert table.column("text").to_pylist()[6:] == ["a man in a blue shirt", "the woman with a red bag"]
     vectors = torch.tensor(table.column("vector").to_pylist())
-    api = load_model(inputs["checkpoint"])
+    api = load_embedder(inputs["checkpoint"])
     paths = sorted(inputs["people"].rglob("*.jpg"))
     assert table.column("path").to_pylist()[:6] == [str(p) for p in paths]
     assert torch.allclose(vectors[:6], api.embed_images(paths), atol=1e-5)

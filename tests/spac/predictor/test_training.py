@@ -9,7 +9,7 @@ from PIL import Image
 
 from spac.predictor.labels import MASKED, NO_COLOUR, exact_labels, group_label
 from spac.predictor.training import (EpochBatches, LabelLayout, LabelledImages, TrainingSettings, as_labels,
-                                     attribute_loss, autocast, balance_weights, evaluate, load_state, predict_examples,
+                                     attribute_loss, balance_weights, evaluate, load_state, predict_examples,
                                      train, train_step, training_logits,
                                      validation_scores)
 from spac.attributes import UNKNOWN, load_schema
@@ -192,11 +192,6 @@ def test_epoch_batches_cover_each_epoch_once_and_start_anywhere():
 def test_bad_training_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainingSettings(**kwargs)
-
-
-def test_fp16_autocast_needs_cuda():
-    with pytest.raises(ValueError, match="fp16 autocast needs a CUDA device"):
-        autocast(torch.device("cpu"), "fp16")
 
 
 def test_training_is_deterministic_whatever_the_worker_count_and_reports_how(schema):
