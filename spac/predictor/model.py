@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from PIL import Image
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import ResNetConfig, ResNetModel
@@ -31,6 +31,8 @@ from transformers.activations import ACT2FN
 
 from spac.attributes import UNKNOWN, AttributeGroup, Schema, load_schema
 from common.devices import resolve_device
+from common.errors import InputError, error_line
+from common.weights_header import parameter_count, read_header
 from common.imaging import (IMAGE_HEIGHT, IMAGE_WIDTH, SYNTH_PEDES_MEAN, SYNTH_PEDES_STD, normalise, normalised_tensor,
                           pixel_tensor)
 
@@ -82,18 +84,18 @@ class PredictorConfig:
 
     @classmethod
     def from_json(cls, text: str, source: str = "<config>") -> "PredictorConfig":
-        """Parse and check a config.json; ValueError naming ``source`` and the first bad field."""
+        """Parse and check a config.json; PredictorError naming ``source`` and the first bad field."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{source}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+            raise PredictorError(f"{source}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
         except RecursionError:
-            raise ValueError(f"{source}: invalid JSON (nested too deeply)") from None
+            raise PredictorError(f"{source}: invalid JSON (nested too deeply)") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a JSON object")
+            raise PredictorError(f"{source}: expected a JSON object")
         missing = [key for key in ("backbone", "labels", "schema_version") if key not in data]
         if missing:
-            raise ValueError(f"{source}: missing key {missing[0]!r}")
+            raise PredictorError(f"{source}: missing key {missing[0]!r}")
         _check_fields(data, CONFIG_RULES, source, "")
         _check_backbone(data["backbone"], source)
         return cls(**{k: tuple(v) if k in ("image_size", "mean", "std") else v for k, v in data.items()})
@@ -101,19 +103,30 @@ class PredictorConfig:
 
 # ---- config.json checks: a hand-edited or hostile file is refused in one line, before any model is built ----
 
-# Deeper than any published ResNet (ResNet-152 has 36 blocks in a stage): keeps a bad config from taking
-# minutes to build. Corpus images are 256x128: a larger input side would only cost memory at predict time.
+# Deeper than any published ResNet (ResNet-152 has 36 blocks in a stage, 4 stages, 2048 channels): keeps a bad
+# config from taking minutes to build (1,000 stages of 100 blocks took 159 s and 4.9 GB before these bounds).
+# Corpus images are 256x128: a larger input side would only cost memory at predict time.
 MAX_STAGE_DEPTH = 100
+MAX_STAGES = 8
+MAX_CHANNELS = 8192
+MAX_BANDS = 64
 MAX_IMAGE_SIDE = 4096
+# Eight times ResNet-50's 25M: what the weights file may hold (0.8 GB as float32), checked from its header
+# before any model is built, so a config matched by a huge (even sparse) file cannot exhaust memory.
+MAX_PARAMETERS = 200_000_000
+
+
+class PredictorError(InputError):
+    """A predictor directory whose config.json or weights are malformed, out of bounds or do not match."""
 
 
 def _is_int(value: Any, low: int = 1, high: float = float("inf")) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-def _ints(value: Any, count: int | None = None, high: float = float("inf")) -> bool:
-    """A non-empty JSON list of integers in [1, high], of ``count`` entries when given."""
-    return (isinstance(value, list) and len(value) >= 1 and (count is None or len(value) == count)
+def _ints(value: Any, count: int | None = None, high: float = float("inf"), most: int = MAX_STAGES) -> bool:
+    """A non-empty JSON list of at most ``most`` integers in [1, high], of ``count`` entries when given."""
+    return (isinstance(value, list) and 1 <= len(value) <= most and (count is None or len(value) == count)
             and all(_is_int(v, high=high) for v in value))
 
 
@@ -138,13 +151,15 @@ CONFIG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "image_size": (lambda v: _ints(v, 2, MAX_IMAGE_SIDE), f"[height, width]: two integers from 1 to {MAX_IMAGE_SIDE}"),
     "mean": (_numbers, "a list of three finite numbers"),
     "std": (lambda v: _numbers(v, positive=True), "a list of three positive numbers"),
-    "bands": (_is_int, "a positive integer"),
+    "bands": (lambda v: _is_int(v, high=MAX_BANDS), f"a positive integer (at most {MAX_BANDS})"),
     "training": (lambda v: isinstance(v, dict), "a JSON object"),
 }
 BACKBONE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "depths": (lambda v: _ints(v, high=MAX_STAGE_DEPTH), f"a list of integers from 1 to {MAX_STAGE_DEPTH}"),
-    "hidden_sizes": (_ints, "a list of positive integers"),
-    "embedding_size": (_is_int, "a positive integer"),
+    "depths": (lambda v: _ints(v, high=MAX_STAGE_DEPTH),
+               f"a list of integers from 1 to {MAX_STAGE_DEPTH}, one per stage (at most {MAX_STAGES})"),
+    "hidden_sizes": (lambda v: _ints(v, high=MAX_CHANNELS),
+                     f"a list of integers from 1 to {MAX_CHANNELS}, one per stage (at most {MAX_STAGES})"),
+    "embedding_size": (lambda v: _is_int(v, high=MAX_CHANNELS), f"a positive integer (at most {MAX_CHANNELS})"),
     "layer_type": (lambda v: v in ResNetConfig.layer_types, " or ".join(map(repr, ResNetConfig.layer_types))),
     "hidden_act": (lambda v: isinstance(v, str) and v in ACT2FN, "an activation name known to transformers"),
     "num_channels": (lambda v: _is_int(v, 3, 3), "3 (RGB input)"),
@@ -158,10 +173,10 @@ def _check_fields(data: Mapping[str, Any], rules: Mapping[str, tuple[Callable[[A
     for key, value in data.items():
         name = prefix + key
         if key not in rules:
-            raise ValueError(f"{source}: unexpected key {name!r}")
+            raise PredictorError(f"{source}: unexpected key {name!r}")
         check, expected = rules[key]
         if not check(value):
-            raise ValueError(f"{source}: {name!r} must be {expected}, got {json.dumps(value)[:60]}")
+            raise PredictorError(f"{source}: {name!r} must be {expected}, got {json.dumps(value)[:60]}")
 
 
 def _check_backbone(backbone: Mapping[str, Any], source: str) -> None:
@@ -170,7 +185,7 @@ def _check_backbone(backbone: Mapping[str, Any], source: str) -> None:
     depths = backbone.get("depths", defaults.depths)
     hidden_sizes = backbone.get("hidden_sizes", defaults.hidden_sizes)
     if len(depths) != len(hidden_sizes):
-        raise ValueError(f"{source}: 'backbone.depths' ({len(depths)} stages) and 'backbone.hidden_sizes' "
+        raise PredictorError(f"{source}: 'backbone.depths' ({len(depths)} stages) and 'backbone.hidden_sizes' "
                          f"({len(hidden_sizes)}) must have one entry per stage")
 
 
@@ -200,7 +215,7 @@ def check_schema(config: PredictorConfig, schema: Schema, source: str = "predict
         return
     for group in sorted(set(config.labels) | set(current)):
         if config.labels.get(group) != current.get(group):
-            raise ValueError(
+            raise PredictorError(
                 f"{source}: trained on attribute schema version {config.schema_version}, whose labels for group "
                 f"{group!r} differ from the current schema (version {schema.version}); retrain the predictor"
                 + (" or migrate it (spac migrate-predictor)" if config.schema_version < schema.version else ""))
@@ -330,7 +345,7 @@ def build_predictor(config: PredictorConfig, schema: Schema | None = None) -> At
     try:
         backbone = ResNetModel.from_pretrained(config.pretrained)
     except OSError as exc:
-        raise ValueError(f"cannot load a pretrained ResNet from {config.pretrained!r}: {exc}".splitlines()[0]) from None
+        raise InputError(f"cannot load a pretrained ResNet from {config.pretrained!r}: {error_line(exc)}") from None
     config.backbone = {k: backbone.config.to_dict()[k] for k in
                        ("depths", "hidden_sizes", "embedding_size", "layer_type", "hidden_act",
                         "downsample_in_first_stage", "downsample_in_bottleneck", "num_channels")}
@@ -363,23 +378,19 @@ def _read_config(config_file: Path) -> PredictorConfig:
     try:
         text = config_file.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ValueError(f"{config_file}: not UTF-8 text") from None
+        raise PredictorError(f"{config_file}: not UTF-8 text") from None
     return PredictorConfig.from_json(text, str(config_file))
 
 
 def _weight_header(weights_file: Path) -> dict[str, tuple[str, list[int]]]:
-    """Tensor name -> (dtype, shape) from the safetensors header; no tensor is read."""
-    try:
-        with safe_open(str(weights_file), framework="pt") as weights:
-            return {name: (weights.get_slice(name).get_dtype(), list(weights.get_slice(name).get_shape()))
-                    for name in weights.keys()}
-    except (SafetensorError, OSError) as exc:
-        raise ValueError(f"{weights_file}: not a readable safetensors file ({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    """Tensor name -> (dtype, shape) from the safetensors header; no tensor is read. A file holding more than
+    :data:`MAX_PARAMETERS` values is refused here, before any model is built."""
+    header = read_header(weights_file)
+    count = parameter_count(header)
+    if count > MAX_PARAMETERS:
+        raise PredictorError(f"{weights_file}: holds {count:,} values, more than a predictor may have "
+                             f"({MAX_PARAMETERS:,})")
+    return {name: (info.dtype, list(info.shape)) for name, info in header.items()}
 
 
 def _check_header(weights_file: Path, header: Mapping[str, tuple[str, list[int]]],
@@ -387,12 +398,12 @@ def _check_header(weights_file: Path, header: Mapping[str, tuple[str, list[int]]
     missing, unexpected = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
     if missing or unexpected:
         detail = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
-        raise ValueError(f"{weights_file}: weights do not match config.json ({detail})")
+        raise PredictorError(f"{weights_file}: weights do not match config.json ({detail})")
     for key, (dtype, shape) in header.items():
         if dtype not in WEIGHT_DTYPES:
-            raise ValueError(f"{weights_file}: {key} is stored as {dtype}, expected one of {', '.join(WEIGHT_DTYPES)}")
+            raise PredictorError(f"{weights_file}: {key} is stored as {dtype}, expected one of {', '.join(WEIGHT_DTYPES)}")
         if shape != expected[key]:
-            raise ValueError(f"{weights_file}: {key} has shape {shape}, config.json implies {expected[key]}")
+            raise PredictorError(f"{weights_file}: {key} has shape {shape}, config.json implies {expected[key]}")
 
 
 def _checked_config(path: str | Path | None, schema: Schema) -> tuple[PredictorConfig, Path]:
@@ -409,7 +420,7 @@ def _checked_config(path: str | Path | None, schema: Schema) -> tuple[PredictorC
 
 def check_predictor(path: str | Path | None = None, schema: Schema | None = None) -> None:
     """Check a predictor directory without loading its weights: its config.json, and that the
-    model.safetensors header holds exactly the tensors that config implies. ValueError names the bad file;
+    model.safetensors header holds exactly the tensors that config implies. PredictorError names the bad file;
     FileNotFoundError when the directory or one of its files is missing."""
     _checked_config(path, schema if schema is not None else load_schema())
 
@@ -423,7 +434,7 @@ def load_predictor(path: str | Path | None = None, device: str | torch.device = 
     try:
         state = load_file(str(weights_file))
     except (SafetensorError, OSError) as exc:
-        raise ValueError(f"{weights_file}: unreadable weights ({_first_line(exc)})") from None
+        raise PredictorError(f"{weights_file}: unreadable weights ({error_line(exc)})") from None
     reference = model.state_dict()
     model.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()})
     model.min_confidence = min_confidence

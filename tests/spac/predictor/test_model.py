@@ -1,6 +1,9 @@
 import io
 import json
+import math
 import pickle
+import struct
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -13,7 +16,8 @@ from safetensors.torch import load_file, save_file
 from spac.attributes import UNKNOWN, load_schema, parse_schema
 from spac.predictor.training import evaluate
 from common.imaging import normalised_tensor
-from spac.predictor.model import CONFIG_RULES, PredictorConfig, build_predictor, check_predictor, decode, load_predictor
+from spac.predictor.model import (CONFIG_RULES, PredictorConfig, PredictorError, build_predictor, check_predictor,
+                                  decode, load_predictor)
 from spac.render.training_source import evaluation_people
 
 SCHEMA_FILE = Path(__file__).resolve().parents[3] / "templates" / "attributes.yaml"
@@ -119,6 +123,15 @@ def _tensors(directory: Path, change) -> None:
     save_file(state, str(path))
 
 
+def _sparse_weights(directory: Path, shape: list[int], data_offsets: list[int] | None = None) -> None:
+    """A weights file whose header declares one float32 tensor of ``shape``, its data a sparse hole."""
+    size = 4 * math.prod(shape)
+    header = json.dumps({"w": {"dtype": "F32", "shape": shape, "data_offsets": data_offsets or [0, size]}}).encode()
+    with open(directory / "model.safetensors", "wb") as stream:
+        stream.write(struct.pack("<Q", len(header)) + header)
+        stream.truncate(8 + len(header) + size)
+
+
 def _torch_pickle() -> bytes:
     buffer = io.BytesIO()
     torch.save({"weight": torch.zeros(2)}, buffer)
@@ -160,6 +173,17 @@ BROKEN_PREDICTORS = {
     "backbone depths a string": (lambda d: _backbone(d, depths="abc"), "config.json", "'backbone.depths' must be"),
     "backbone depths negative": (lambda d: _backbone(d, depths=[-1, 1]), "config.json", "'backbone.depths' must be"),
     "backbone absurdly deep": (lambda d: _backbone(d, depths=[10**6, 1]), "config.json", "integers from 1 to 100"),
+    "backbone 1,000 stages": (lambda d: _backbone(d, depths=[100] * 1000, hidden_sizes=[8] * 1000), "config.json",
+                              "one per stage (at most 8)"),
+    "backbone 20,000 channels": (lambda d: _backbone(d, hidden_sizes=[8, 20_000]), "config.json",
+                                 "'backbone.hidden_sizes' must be a list of integers from 1 to 8192"),
+    "backbone wide stem": (lambda d: _backbone(d, embedding_size=10**6), "config.json",
+                           "'backbone.embedding_size' must be a positive integer (at most 8192)"),
+    "bands absurd": (lambda d: _config(d, bands=10**6), "config.json", "'bands' must be a positive integer (at most 64)"),
+    "weights hold 300M values": (lambda d: _sparse_weights(d, [300_000_000]), "model.safetensors",
+                                 "holds 300,000,000 values, more than a predictor may have (200,000,000)"),
+    "weights offsets outside the file": (lambda d: _sparse_weights(d, [4], [0, 10**9]), "model.safetensors",
+                                         "tensor 'w' does not lie inside the file"),
     "backbone no hidden sizes": (lambda d: _backbone(d, hidden_sizes=[]), "config.json",
                                  "'backbone.hidden_sizes' must be"),
     "backbone sizes per stage": (lambda d: _backbone(d, hidden_sizes=[8, 16, 32]), "config.json",
@@ -196,6 +220,22 @@ def test_broken_predictor_is_one_line_value_error_naming_the_file(model, tmp_pat
         message = str(refused.value)
         assert "\n" not in message and message.startswith(str(tmp_path / "p" / file_name)), message
         assert words in message and "weights_only" not in message
+
+
+def test_a_huge_config_is_refused_before_any_model_is_built(model, tmp_path, monkeypatch):
+    # Issue 19: 1,000 stages of 100 blocks took 159 s and 4.9 GB to refuse; a config within the bounds whose
+    # weights file (sparse, matching its header) holds too many values is refused from the header alone.
+    built = []
+    monkeypatch.setattr("spac.predictor.model.ResNetModel", lambda *a, **k: built.append(1))
+    for number, (breaks, file_name) in enumerate((
+            (lambda d: _backbone(d, depths=[100] * 1000, hidden_sizes=[8] * 1000), "config.json"),
+            (lambda d: _sparse_weights(d, [300_000_000]), "model.safetensors"))):
+        model.save(tmp_path / str(number))
+        breaks(tmp_path / str(number))
+        started = time.perf_counter()
+        with pytest.raises(PredictorError, match=f"^{tmp_path / str(number) / file_name}: "):
+            load_predictor(tmp_path / str(number))
+        assert time.perf_counter() - started < 5 and built == []
 
 
 def test_config_rules_cover_every_field():
