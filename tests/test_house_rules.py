@@ -170,8 +170,10 @@ def _modules(*prefixes: str) -> set[str]:
 def test_spac_method_modules_stay_below_everything_else():
     method = _modules("spac") - _modules(*NOT_METHOD)
     assert {"spac.captioning.captioner", "spac.predictor.model", "spac.language", "spac.corpus.filters"} <= method
-    # the predictor's training data may be rendered people: its one way into the renderer
-    allowed = {"spac.predictor.data_sources": {"spac.render.training_source"}}
+    # the predictor's training data may be rendered people: its one way into the renderer; the attribute
+    # datasets' images are untrusted files: they decode through the one decode policy (shards.images)
+    allowed = {"spac.predictor.data_sources": {"spac.render.training_source"},
+               "spac.predictor.datasets.dataset": {"shards.images"}}
     offenders = {m: t - allowed.get(m, set()) for m, t in _offenders(method, METHOD_FORBIDDEN).items()}
     assert {m: t for m, t in offenders.items() if t} == {}
     assert {m for m in method if THIRD_PARTY_BEAM in third_party_imports()[m]} == set()
@@ -202,8 +204,11 @@ def test_mining_and_sources_need_no_model():
 
 
 def test_only_the_report_and_the_commands_of_spac_read_shards():
-    readers = {m for m in _modules("spac") if any(_in(t, "shards") for t in import_graph()[m])}
+    readers = {m for m in _modules("spac") if any(_in(t, "shards") and t != "shards.images" for t in import_graph()[m])}
     assert readers and all(_in(m, "spac.cli", "spac.report") for m in readers), readers
+    # the decode policy is not the corpus: the attribute datasets use it for their image files
+    assert {m for m in _modules("spac") if "shards.images" in import_graph()[m]} - _modules("spac.cli") == {
+        "spac.predictor.datasets.dataset"}
 
 
 def test_spac_cli_holds_commands_only():

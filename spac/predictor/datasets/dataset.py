@@ -12,25 +12,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from common.errors import InputError, error_line
+from common.paths import PathOutsideRoot, contained_path
 from spac.predictor.datasets.mapping import DatasetMapping
 from spac.predictor.labels import GroupLabel
 from common.digests import stable_int
+from shards.images import ImageRejected, open_image_file
 
 SPLITS = ("train", "val", "test")
 
 
 def load_image(path: Path) -> Image.Image:
-    """An image file as RGB; ValueError naming the file when it cannot be read."""
+    """An image file as upright RGB under the project's one decode policy (:mod:`shards.images`: a regular
+    file only, bounded bytes and pixels, so a decompression bomb is refused; 16-bit images scaled, not
+    clipped); InputError naming the file when it is refused or cannot be read."""
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
+        return open_image_file(str(path))
+    except ImageRejected as exc:
+        raise ImageRejected(f"{path}: cannot read image ({exc})") from None
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such image file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-                         ) from None
+        raise InputError(f"{path}: no such image file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read image ({error_line(exc)})") from None
 
 
 @dataclass
@@ -72,7 +77,7 @@ class AttributeDataset:
 
     def split(self, name: str) -> LabelledSplit:
         if name not in self.splits:
-            raise ValueError(f"{self.name} at {self.root} has no {name!r} split (it has {', '.join(self.splits)})")
+            raise InputError(f"{self.name} at {self.root} has no {name!r} split (it has {', '.join(self.splits)})")
         return self.splits[name]
 
 
@@ -107,18 +112,18 @@ def hashed_split(key: str, fractions: Mapping[str, float], salt: str) -> str:
 def split_off(split: LabelledSplit, keys: Sequence[str], fraction: float, salt: str) -> tuple[LabelledSplit, LabelledSplit]:
     """(train, val): ``fraction`` of the keys (e.g. person ids, so one person stays on one side) move to val."""
     if not 0 < fraction < 1:
-        raise ValueError(f"a validation fraction must be between 0 and 1, got {fraction}")
+        raise InputError(f"a validation fraction must be between 0 and 1, got {fraction}")
     side = [hashed_split(k, {"val": fraction, "train": 1 - fraction}, salt) for k in keys]
     return (split.subset([i for i, s in enumerate(side) if s == "train"], "train"),
             split.subset([i for i, s in enumerate(side) if s == "val"], "val"))
 
 
 def first_existing(root: Path, candidates: Sequence[str], what: str) -> Path:
-    """The first of ``root / c`` that exists; ValueError listing where it looked."""
+    """The first of ``root / c`` that exists; InputError listing where it looked."""
     for candidate in candidates:
         if (root / candidate).exists():
             return root / candidate
-    raise ValueError(f"{root}: no {what} (looked for {', '.join(candidates)})")
+    raise InputError(f"{root}: no {what} (looked for {', '.join(candidates)})")
 
 
 def image_folder(root: Path, candidates: Sequence[str], probe: str) -> Path:
@@ -126,11 +131,24 @@ def image_folder(root: Path, candidates: Sequence[str], probe: str) -> Path:
     for candidate in candidates:
         if (root / candidate / probe).is_file():
             return root / candidate
-    raise ValueError(f"{root}: cannot find image {probe!r} in any of {', '.join(c or '.' for c in candidates)}")
+    raise InputError(f"{root}: cannot find image {probe!r} in any of {', '.join(c or '.' for c in candidates)}")
+
+
+def image_paths(folder: Path, names: Sequence[str], what: str) -> list[Path]:
+    """``folder / name`` for each image name a data file gives (``what`` says where they come from);
+    PathOutsideRoot naming the entry when one is absolute, has a '..' part, or resolves outside ``folder``
+    through a symbolic link (:func:`common.paths.contained_path`): a dataset never reads outside itself."""
+    paths = []
+    for number, name in enumerate(names):
+        try:
+            paths.append(contained_path(folder, name))
+        except PathOutsideRoot as exc:
+            raise PathOutsideRoot(f"{what} {number}: {exc}") from None
+    return paths
 
 
 def check_files(paths: Sequence[Path], dataset: str) -> None:
-    """ValueError naming the first missing image and how many are missing (before any training starts)."""
+    """InputError naming the first missing image and how many are missing (before any training starts)."""
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise ValueError(f"{dataset}: {len(missing)} of {len(paths)} image files are missing, e.g. {missing[0]}")
+        raise InputError(f"{dataset}: {len(missing)} of {len(paths)} image files are missing, e.g. {missing[0]}")

@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from spac.predictor.datasets.dataset import AttributeDataset, LabelledSplit, check_files, split_off
+from common.errors import InputError, error_line
+from spac.predictor.datasets.dataset import AttributeDataset, LabelledSplit, check_files, image_paths, split_off
 from spac.predictor.labels import check_label, said_labels, specific_items
 from spac.attributes import GROUP_ORDER, Schema, load_schema
 
@@ -35,20 +36,20 @@ def load_generic_items(schema: Schema | None = None, path: str | Path | None = N
     data = yaml.safe_load(text)
     raw = data.get("generic_items") if isinstance(data, dict) else None
     if not isinstance(raw, dict):
-        raise ValueError(f"{source}: generic_items: expected a mapping of generic item -> specific items")
+        raise InputError(f"{source}: generic_items: expected a mapping of generic item -> specific items")
     generic = {i.name: g for g in schema.groups for i in g.items if i.generic}
     result = {}
     for item, group in generic.items():
         meant = raw.get(item)
         if not isinstance(meant, list) or not meant:
-            raise ValueError(f"{source}: generic_items.{item}: expected the specific items it stands for")
+            raise InputError(f"{source}: generic_items.{item}: expected the specific items it stands for")
         for name in meant:
             if name not in specific_items(group):
-                raise ValueError(f"{source}: generic_items.{item}: {name!r} is not a specific item of group {group.name!r}")
+                raise InputError(f"{source}: generic_items.{item}: {name!r} is not a specific item of group {group.name!r}")
         result[item] = tuple(meant)
     extra = sorted(set(raw) - set(generic))
     if extra:
-        raise ValueError(f"{source}: generic_items.{extra[0]}: not a generic item of the schema")
+        raise InputError(f"{source}: generic_items.{extra[0]}: not a generic item of the schema")
     return result
 
 
@@ -66,33 +67,33 @@ def read_mined(table_path: str | Path, images_root: str | Path, schema: Schema |
     try:
         table = pq.read_table(table_path)
     except FileNotFoundError:
-        raise ValueError(f"{table_path}: no such file") from None
+        raise InputError(f"{table_path}: no such file") from None
     except (pa.ArrowException, OSError) as exc:
-        raise ValueError(f"{table_path}: not a readable parquet table ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{table_path}: not a readable parquet table ({error_line(exc)})") from None
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
-        raise ValueError(f"{table_path}: no column {missing[0]!r}; expected a table of `spac mine-labels`")
+        raise InputError(f"{table_path}: no column {missing[0]!r}; expected a table of `spac mine-labels`")
     columns = {c: table.column(c).to_pylist() for c in COLUMNS}
     sources = table.column("source").to_pylist() if "source" in table.column_names else [""] * table.num_rows
     rows: dict[str, list[int]] = {"train": [], "val": [], "test": []}
-    paths, labels, keys = [], [], []
+    names, labels, keys = [], [], []
     for i in range(table.num_rows):
         split = SPLIT_NAMES.get(str(columns["split"][i]).strip().lower())
         if split is None:
-            raise ValueError(f"{table_path}: row {i}: split {columns['split'][i]!r} is not train, val or test")
+            raise InputError(f"{table_path}: row {i}: split {columns['split'][i]!r} is not train, val or test")
         try:
             row = said_labels({g: columns[g][i] for g in GROUP_ORDER}, schema, generic)
         except (ValueError, KeyError) as exc:
-            raise ValueError(f"{table_path}: row {i}: {str(exc).strip(chr(34))}") from None
+            raise InputError(f"{table_path}: row {i}: {str(exc).strip(chr(34))}") from None
         for group in schema.groups:
             check_label(group, row[group.name], f"{table_path}: row {i}")
         rows[split].append(i)
-        paths.append(images_root / str(columns["file_path"][i]))
+        names.append(str(columns["file_path"][i]))
         labels.append(row)
         keys.append(f"{sources[i]}/{columns['id'][i]}")
-    if not paths:
-        raise ValueError(f"{table_path}: no rows")
-    everything = LabelledSplit("all", paths, labels)
+    if not names:
+        raise InputError(f"{table_path}: no rows")
+    everything = LabelledSplit("all", image_paths(images_root, names, f"{table_path}: row"), labels)
     splits = {name: everything.subset(chosen, name) for name, chosen in rows.items()}
     if not rows["val"] and rows["train"]:
         splits["train"], splits["val"] = split_off(splits["train"], [keys[i] for i in rows["train"]], val_fraction,
@@ -101,4 +102,4 @@ def read_mined(table_path: str | Path, images_root: str | Path, schema: Schema |
         for split in splits.values():
             check_files(split.paths, f"mined labels {split.name}")
     return AttributeDataset("mined captions", table_path, None, splits, {
-        "table": str(table_path), "images": str(images_root), "rows": len(paths)})
+        "table": str(table_path), "images": str(images_root), "rows": len(names)})

@@ -19,8 +19,9 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
+from common.errors import InputError
 from spac.predictor.datasets.dataset import (SPLITS, AttributeDataset, LabelledSplit, aligned_bits, check_files,
-                                             first_existing, image_folder)
+                                             first_existing, image_folder, image_paths)
 from spac.predictor.datasets.mapping import DatasetMapping, load_mapping
 from spac.predictor.datasets.matfiles import load_mat, matrix, strings
 from spac.attributes import Schema
@@ -38,21 +39,21 @@ def read_pa100k(root: str | Path, schema: Schema | None = None, mapping: Dataset
     data = load_mat(annotation)
     for key in ("attributes", *(f"{s}_{k}" for s in SPLITS for k in ("images_name", "label"))):
         if key not in data:
-            raise ValueError(f"{annotation}: no variable {key!r}; not a PA-100K annotation.mat")
+            raise InputError(f"{annotation}: no variable {key!r}; not a PA-100K annotation.mat")
     names = strings(data["attributes"], f"{annotation}: attributes")
     missing = [a for a in mapping.attributes if a not in {mapping.aliases.get(n, n) for n in names}]
     if missing:
-        raise ValueError(f"{annotation}: attributes lack {missing[0]!r}; not PA-100K's 26 attributes")
+        raise InputError(f"{annotation}: attributes lack {missing[0]!r}; not PA-100K's 26 attributes")
     splits, ignored, contradictions, folder = {}, [], 0, None
     for split in SPLITS:
         images = strings(data[f"{split}_images_name"], f"{annotation}: {split}_images_name")
         labels = matrix(data[f"{split}_label"], len(images), len(names), f"{annotation}: {split}_label")
         if labels.size and not np.isin(labels, (0, 1)).all():
-            raise ValueError(f"{annotation}: {split}_label holds values other than 0 and 1")
+            raise InputError(f"{annotation}: {split}_label holds values other than 0 and 1")
         bits, ignored = aligned_bits(labels, names, mapping, str(annotation))
         if images and folder is None:
             folder = image_folder(root, IMAGE_FOLDERS, images[0])
-        paths = [(folder or root) / name for name in images]
+        paths = image_paths(folder or root, images, f"{annotation}: {split}_images_name entry")
         if check_images:
             check_files(paths, f"PA-100K {split}")
         split_labels, found = mapping.labels_for(bits)

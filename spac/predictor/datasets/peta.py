@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import InputError
+from common.paths import contained_path
 from spac.predictor.datasets.dataset import AttributeDataset, LabelledSplit, hashed_split
 from spac.predictor.datasets.mapping import DatasetMapping, load_mapping
 from spac.attributes import Schema
@@ -38,7 +40,7 @@ def subset_folders(root: Path) -> list[Path]:
         found = sorted(d for d in base.iterdir() if (d / "archive" / "Label.txt").is_file()) if base.is_dir() else []
         if found:
             return found
-    raise ValueError(f"{root}: no PETA subset folders (<subset>/archive/Label.txt) here or in 'PETA dataset/'")
+    raise InputError(f"{root}: no PETA subset folders (<subset>/archive/Label.txt) here or in 'PETA dataset/'")
 
 
 def read_label_file(path: Path, mapping: DatasetMapping) -> tuple[dict[str, np.ndarray], set[str]]:
@@ -48,14 +50,14 @@ def read_label_file(path: Path, mapping: DatasetMapping) -> tuple[dict[str, np.n
     try:
         text = path.read_text(encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text") from None
+        raise InputError(f"{path}: not UTF-8 text") from None
     for number, line in enumerate(text.splitlines(), 1):
         tokens = line.split()
         if not tokens:
             continue
         key = person_key(tokens[0])
         if key in people:
-            raise ValueError(f"{path}:{number}: person {tokens[0]!r} is labelled twice")
+            raise InputError(f"{path}:{number}: person {tokens[0]!r} is labelled twice")
         row = np.zeros(len(mapping.attributes), dtype=np.int8)
         for name in tokens[1:]:
             column = mapping.column(name)
@@ -86,11 +88,11 @@ def read_peta(root: str | Path, schema: Schema | None = None, mapping: DatasetMa
                 continue
             seen.add(key)
             paths, bits = records[hashed_split(f"{folder.name}/{key}", SPLIT_SHARES, "peta")]
-            paths.append(image)
+            paths.append(contained_path(archive, image.name))  # a symlink that leaves the folder is refused
             bits.append(people[key])
         people_without_images += len(set(people) - seen)
     if not any(paths for paths, _ in records.values()):
-        raise ValueError(f"{root}: no PETA image matches a Label.txt id")
+        raise InputError(f"{root}: no PETA image matches a Label.txt id")
     splits, contradictions = {}, 0
     for split, (paths, rows) in records.items():
         bits = np.array(rows, dtype=np.int8).reshape(len(rows), len(mapping.attributes))

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import InputError
 from spac.predictor.datasets.dataset import (AttributeDataset, LabelledSplit, aligned_bits, check_files,
-                                             first_existing, hashed_split)
+                                             first_existing, hashed_split, image_paths)
 from spac.predictor.datasets.mapping import NOT_SAID, DatasetMapping, load_mapping
 from spac.predictor.datasets.matfiles import field, indices, load_mat, matrix, strings
 from spac.attributes import Schema
@@ -40,7 +41,7 @@ def _version(annotation: Any) -> int:
     if all(hasattr(annotation, f) for f in ("imagesname", "attribute_eng", "label")):
         return 1
     fields = ", ".join(getattr(annotation, "_fieldnames", []) or [])
-    raise ValueError(f"RAP_annotation has neither v2 fields (name, attribute, data) nor v1 fields (imagesname, "
+    raise InputError(f"RAP_annotation has neither v2 fields (name, attribute, data) nor v1 fields (imagesname, "
                      f"attribute_eng, label); it has {fields or 'none'}")
 
 
@@ -48,22 +49,24 @@ def _partition(annotation: Any, version: int, number: int, count: int, where: st
     name = "partition_attribute" if version == 2 else "partion"
     partitions = np.atleast_1d(np.asarray(field(annotation, name, where), dtype=object)).ravel()
     if not 1 <= number <= len(partitions):
-        raise ValueError(f"{where}: partition {number} asked for, the file has {len(partitions)}")
+        raise InputError(f"{where}: partition {number} asked for, the file has {len(partitions)}")
     chosen = partitions[number - 1]
     keys = ("train_index", "val_index", "test_index") if version == 2 else ("train_index", "test_index")
     return {key.split("_")[0]: indices(field(chosen, key, f"{where}.{name}({number})"), count,
                                        f"{where}.{name}({number}).{key}") for key in keys}
 
 
-def _image_paths(root: Path, names: list[str]) -> list[Path]:
-    """Where the images are: the first folder holding the first image as named, or with a .png suffix."""
+def _image_paths(root: Path, names: list[str], what: str) -> list[Path]:
+    """Where the images are: the first folder holding the first image as named, or with a .png suffix (each
+    name kept inside that folder: :func:`~spac.predictor.datasets.dataset.image_paths`)."""
     probe = names[0]
     for folder in IMAGE_FOLDERS:
         for rename in (False, True):
             candidate = root / folder / (str(Path(probe).with_suffix(".png")) if rename else probe)
             if candidate.is_file():
-                return [root / folder / (str(Path(n).with_suffix(".png")) if rename else n) for n in names]
-    raise ValueError(f"{root}: cannot find image {probe!r} (or its .png) in any of "
+                return image_paths(root / folder, [str(Path(n).with_suffix(".png")) if rename else n for n in names],
+                                   what)
+    raise InputError(f"{root}: cannot find image {probe!r} (or its .png) in any of "
                      f"{', '.join(f or '.' for f in IMAGE_FOLDERS)}")
 
 
@@ -75,7 +78,7 @@ def read_rap(root: str | Path, schema: Schema | None = None, mapping: DatasetMap
     data = load_mat(annotation_file)
     where = f"{annotation_file}: RAP_annotation"
     if "RAP_annotation" not in data:
-        raise ValueError(f"{annotation_file}: no variable 'RAP_annotation'; not a RAP annotation file")
+        raise InputError(f"{annotation_file}: no variable 'RAP_annotation'; not a RAP annotation file")
     annotation = data["RAP_annotation"]
     version = _version(annotation)
     mapping = mapping or load_mapping(f"rap{version}", schema)
@@ -85,7 +88,7 @@ def read_rap(root: str | Path, schema: Schema | None = None, mapping: DatasetMap
     labels = matrix(field(annotation, "data" if version == 2 else "label", where), len(names), len(attributes),
                     f"{where}.data")
     if labels.size and not np.isin(labels, (0, 1, UNCERTAIN)).all():
-        raise ValueError(f"{where}.data holds values other than 0, 1 and 2")
+        raise InputError(f"{where}.data holds values other than 0, 1 and 2")
     labels = np.where(labels == UNCERTAIN, NOT_SAID, labels)
     bits, ignored = aligned_bits(labels, attributes, mapping, where)
     missing = [a for a in mapping.mapped if mapping.column(a) is not None
@@ -97,7 +100,7 @@ def read_rap(root: str | Path, schema: Schema | None = None, mapping: DatasetMap
             (val if hashed_split(names[i], {"val": val_fraction, "train": 1 - val_fraction}, "rap") == "val"
              else keep).append(i)
         parts = {"train": np.array(keep, dtype=np.int64), "val": np.array(val, dtype=np.int64), "test": parts["test"]}
-    paths = _image_paths(root, names) if names else []
+    paths = _image_paths(root, names, f"{where}.name entry") if names else []
     splits, contradictions = {}, 0
     for split in ("train", "val", "test"):
         chosen = parts[split]

@@ -4,7 +4,8 @@ import pytest
 from PIL import Image
 
 from spac.predictor.datasets.dataset import (AttributeDataset, LabelledSplit, aligned_bits, check_files,
-                                             first_existing, hashed_split, image_folder, load_image, split_off)
+                                             first_existing, hashed_split, image_folder, image_paths, load_image,
+                                             split_off)
 from spac.predictor.datasets.mapping import load_mapping
 from spac.predictor.labels import group_label
 
@@ -85,3 +86,22 @@ def test_a_dataset_names_its_missing_splits(tmp_path):
     assert dataset.split("train").name == "train"
     with pytest.raises(ValueError, match="Toy at .* has no 'val' split .it has train"):
         dataset.split("val")
+
+
+def test_images_decode_through_the_shared_policy(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.png")  # would block open() forever
+    with pytest.raises(ValueError, match=r"fifo.png: cannot read image \(not a regular file \(a FIFO\)\)$"):
+        load_image(tmp_path / "fifo.png")
+    Image.fromarray(np.full((8, 4), 32896, dtype=np.uint16)).save(tmp_path / "deep.png")  # 16-bit grey
+    assert load_image(tmp_path / "deep.png").getpixel((0, 0)) == (128, 128, 128)  # not clipped to white
+    Image.new("L", (20000, 20000)).save(tmp_path / "bomb.png", optimize=True)
+    with pytest.raises(ValueError, match=r"bomb.png: cannot read image \(image too large"):
+        load_image(tmp_path / "bomb.png")
+
+
+def test_image_paths_keep_every_name_inside_its_folder(tmp_path):
+    assert image_paths(tmp_path, ["a.png", "sub/b.png"], "x") == [tmp_path / "a.png", tmp_path / "sub" / "b.png"]
+    with pytest.raises(ValueError, match=r"^labels.mat: names entry 1: file name '../a.png' has a '..' part"):
+        image_paths(tmp_path, ["a.png", "../a.png"], "labels.mat: names entry")

@@ -47,3 +47,26 @@ def test_unreadable_files_are_one_line_errors(tmp_path):
         load_mat(tmp_path / "bad.mat")
     with pytest.raises(ValueError, match="missing.mat: no such file"):
         load_mat(tmp_path / "missing.mat")
+
+
+def test_a_short_text_file_is_a_one_line_error_not_an_index_error(tmp_path):
+    (tmp_path / "annotation.mat").write_bytes(b"this is a text file..\n\n"[:23])
+    with pytest.raises(ValueError, match=r"annotation.mat: not a readable MATLAB file \(index out of range\)$"):
+        load_mat(tmp_path / "annotation.mat")
+
+
+def test_a_crash_of_the_reader_is_a_one_line_error(tmp_path, monkeypatch):
+    """scipy's reader crashed with SIGSEGV on some byte-flipped files; the child process takes the crash."""
+    import os
+    import signal
+
+    scipy.io.savemat(tmp_path / "a.mat", {"a": np.arange(3)})
+    monkeypatch.setattr(scipy.io, "loadmat", lambda *a, **k: os.kill(os.getpid(), signal.SIGSEGV))
+    with pytest.raises(ValueError, match=r"a.mat: not a readable MATLAB file \(the MATLAB reader crashed on it\)$"):
+        load_mat(tmp_path / "a.mat")
+
+
+def test_a_fractional_index_is_refused():
+    with pytest.raises(ValueError, match=r"^i: index 1.7 is not a whole number$"):
+        indices(np.array([1.0, 1.7]), 3, "i")
+    assert indices(np.array([[1.0, 3.0]]), 3, "i").tolist() == [0, 2]

@@ -94,3 +94,17 @@ def test_generic_item_meanings_are_validated(tmp_path):
     path.write_text("generic_items: {hair: [short hair], top: [t-shirt], shoes: [boots]}\n")
     with pytest.raises(ValueError, match="generic_items.bag: expected the specific items"):
         load_generic_items(schema, path)
+
+
+@pytest.mark.parametrize("file_path, message", [
+    ("../outside.jpg", r"labels.parquet: row 1: file name '../outside.jpg' has a '..' part"),
+    ("/etc/hostname", r"labels.parquet: row 1: file name '/etc/hostname' is absolute"),
+    ("escape/outside.jpg", r"labels.parquet: row 1: file name 'escape/outside.jpg' resolves outside"),
+])
+def test_a_file_path_that_leaves_the_image_root_is_refused_in_one_line(tmp_path, file_path, message):
+    images = _images(tmp_path / "imgs")
+    Image.new("RGB", (8, 16)).save(tmp_path / "outside.jpg")
+    (images / "escape").symlink_to(tmp_path)  # a folder link inside the root that leads out of it
+    rows = [ROWS[0], (file_path, *ROWS[1][1:]), ROWS[2]]
+    with pytest.raises(ValueError, match=message):
+        read_mined(_table(tmp_path / "labels.parquet", rows), images, check_images=False)

@@ -169,3 +169,45 @@ def test_rendered_people_trained_through_pa100k_files_do_as_well_as_the_native_p
     result = compare(tmp_path, n_train=2000, n_eval=500, steps=800)
     assert result["difference"]["mean_accuracy"] >= -0.02, result
     assert result["difference"]["mA"] >= -0.02, result
+
+
+# ---- issue 19: hostile releases ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, message", [
+    ("../../secret.jpg", r"train_images_name entry 1: file name '../../secret.jpg' has a '..' part"),
+    ("/etc/hostname", r"train_images_name entry 1: file name '/etc/hostname' is absolute"),
+    ("link.jpg", r"train_images_name entry 1: file name 'link.jpg' resolves outside"),
+    ("linked_folder/secret.jpg", r"train_images_name entry 1: file name 'linked_folder/secret.jpg' resolves outside"),
+])
+def test_image_names_that_leave_the_image_folder_are_refused_in_one_line(tmp_path, name, message):
+    root = tmp_path / "pa100k"
+    _release(root)
+    Image.new("RGB", (20, 60)).save(tmp_path / "secret.jpg")
+    images = root / "release_data" / "release_data"
+    (images / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    (images / "linked_folder").symlink_to(tmp_path)
+    variables = {k: v for k, v in scipy.io.loadmat(root / "annotation.mat").items() if not k.startswith("__")}
+    variables["train_images_name"] = np.array([["000001.jpg"], [name]], dtype=object)
+    scipy.io.savemat(root / "annotation.mat", variables)
+    for check_images in (True, False):  # the names are checked whether or not the files are
+        with pytest.raises(ValueError, match=message) as caught:
+            read_pa100k(root, check_images=check_images)
+        assert "\n" not in str(caught.value)
+
+
+def test_a_text_file_as_annotation_mat_is_a_one_line_error(tmp_path):
+    (tmp_path / "annotation.mat").write_bytes(b"this is a text file..\n\n"[:23])  # scipy: IndexError
+    with pytest.raises(ValueError, match=r"annotation.mat: not a readable MATLAB file \(index out of range\)$"):
+        read_pa100k(tmp_path)
+
+
+def test_a_decompression_bomb_among_the_images_is_a_one_line_refusal(tmp_path):
+    from PIL import Image as PILImage
+
+    _release(tmp_path)
+    bomb = tmp_path / "release_data" / "release_data" / "000004.jpg"
+    PILImage.new("L", (20000, 20000)).save(bomb, format="PNG", optimize=True)  # 400 MP in ~400 KB
+    test = read_pa100k(tmp_path).split("test")
+    with pytest.raises(ValueError, match=r"000004.jpg: cannot read image \(image too large") as caught:
+        test[0]
+    assert "\n" not in str(caught.value)

@@ -84,3 +84,11 @@ def test_bad_peta_folders_are_one_line_errors(tmp_path):
     (archive / "Label.txt").write_bytes(b"1 \xff\n")
     with pytest.raises(ValueError, match="not UTF-8 text"):
         read_peta(tmp_path)
+
+
+def test_an_image_symlinked_from_outside_the_folder_is_refused(tmp_path):
+    archive = _peta(tmp_path / "peta") / "PETA dataset" / "CUHK" / "archive"
+    Image.new("RGB", (12, 30)).save(tmp_path / "secret.png")
+    (archive / "0001_9.png").symlink_to(tmp_path / "secret.png")
+    with pytest.raises(ValueError, match=r"file name '0001_9.png' resolves outside .*archive"):
+        read_peta(tmp_path / "peta")

@@ -127,3 +127,40 @@ def test_missing_rap_files_are_one_line_errors(tmp_path):
     scipy.io.savemat(tmp_path / "RAP_annotation" / "RAP_annotation.mat", {"other": np.zeros(2)})
     with pytest.raises(ValueError, match="no variable 'RAP_annotation'"):
         read_rap(tmp_path)
+
+
+# ---- issue 19: hostile releases ---------------------------------------------------------------------------
+
+def _with_test_index(root, value):
+    _v2(root)
+    raw = scipy.io.loadmat(root / "RAP_annotation" / "RAP_annotation.mat", squeeze_me=False)["RAP_annotation"][0, 0]
+    annotation = {name: raw[name] for name in raw.dtype.names}
+    part = np.empty((1, 5), dtype=object)
+    for k in range(5):
+        source = annotation["partition_attribute"][0, k][0, 0]
+        part[0, k] = {key: source[key] for key in source.dtype.names}
+    part[0, 0]["test_index"] = np.array([[value]])  # partition 1's test image, as MATLAB's double
+    annotation["partition_attribute"] = part
+    scipy.io.savemat(root / "RAP_annotation" / "RAP_annotation.mat", {"RAP_annotation": annotation})
+
+
+@pytest.mark.parametrize("value, shown", [(1.7, "1.7"), (np.nan, "nan"), (2.5, "2.5")])
+def test_a_fractional_index_is_refused_not_truncated(tmp_path, value, shown):
+    _with_test_index(tmp_path, value)
+    with pytest.raises(ValueError, match=rf"partition_attribute\(1\).test_index: index {shown} is not a whole number$"):
+        read_rap(tmp_path)
+
+
+def test_a_whole_float_index_still_reads(tmp_path):
+    _with_test_index(tmp_path, 2.0)
+    assert [p.name for p in read_rap(tmp_path).split("test").paths] == ["CAM01_2014-02-15_002.png"]
+
+
+def test_rap_image_names_that_leave_the_image_folder_are_refused(tmp_path):
+    _v2(tmp_path)
+    raw = scipy.io.loadmat(tmp_path / "RAP_annotation" / "RAP_annotation.mat", squeeze_me=False)["RAP_annotation"][0, 0]
+    annotation = {name: raw[name] for name in raw.dtype.names}
+    annotation["name"] = _cells(NAMES[:3] + ["../../outside.jpg"])
+    scipy.io.savemat(tmp_path / "RAP_annotation" / "RAP_annotation.mat", {"RAP_annotation": annotation})
+    with pytest.raises(ValueError, match=r"RAP_annotation.name entry 3: file name '../../outside.png' has a '..' part"):
+        read_rap(tmp_path)
