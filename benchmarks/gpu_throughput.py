@@ -35,7 +35,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
 import torch
@@ -43,15 +42,16 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the copied tree, wherever it lands
 from bench_common import alternate, person_crops  # noqa: E402
-from pipelines.model_handler import Acceleration, LoadedPredictor, acceleration_for  # noqa: E402
-from pipelines.stage_rates import stage_metrics, stage_rates  # noqa: E402
+from pipelines.synthesis.model_handler import Acceleration, LoadedPredictor, acceleration_for  # noqa: E402
+from pipelines.synthesis.stage_rates import stage_metrics, stage_rates  # noqa: E402
 from pipelines.synthesize import counters, run  # noqa: E402
 from plip.config import MINILM  # noqa: E402
 from plip.losses import PLIPLoss  # noqa: E402
 from plip.programs import distributed  # noqa: E402
-from plip.programs.pretrain import LOSSES, Training, build_model, train_step  # noqa: E402
+from plip.programs.pretrain import LOSSES, ModelChoice, Training, build_model, train_step  # noqa: E402
 from plip.programs.schedule import warmup_step_decay  # noqa: E402
-from plip.programs.training import build_optimizer, freeze_text_layers, resolve_precision  # noqa: E402
+from common.training import grad_scaler, resolve_precision  # noqa: E402
+from plip.programs.training import build_optimizer, freeze_text_layers  # noqa: E402
 from pretrain_throughput import synthetic_batch  # noqa: E402
 from shards import GROUPS, encode_image  # noqa: E402
 from spac.attributes import load_schema  # noqa: E402
@@ -268,14 +268,14 @@ def print_job(rows: list[dict[str, Any]], where: torch.device, rounds: int) -> N
 
 def make_training(preset: str, where: torch.device, precision: str) -> Training:
     """The program's pre-training state for ``preset`` on ``where`` (4 trainable text layers), from local files."""
-    args = SimpleNamespace(preset=preset, model_overrides=PRESET_OVERRIDES.get(preset, {}), text_model=None,
-                           losses=LOSSES, tic_weight=0.02, iap_weight=0.1)
+    choice = ModelChoice(preset=preset, model_overrides=PRESET_OVERRIDES.get(preset, {}), text_model=None,
+                         losses=LOSSES, tic_weight=0.02, iap_weight=0.1)
     torch.manual_seed(0)
-    model = build_model(args).to(where)
+    model = build_model(choice).to(where)
     freeze_text_layers(model, 4)
     optimizer = build_optimizer(model, 2e-3, 0.1, 0.01)
     return Training(model, model, PLIPLoss.from_config(model.config), optimizer, warmup_step_decay(optimizer, 0, []),
-                    torch.amp.GradScaler(where.type, enabled=precision == "fp16"), distributed.Context(), where)
+                    grad_scaler(where, precision), distributed.Context(), where)
 
 
 def pretrain_section(where: torch.device, preset: str, batch_size: int, steps: int, rounds: int) -> dict[str, Any]:

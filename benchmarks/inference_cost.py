@@ -23,7 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from pipelines.model_handler import SpacPredictorHandler  # noqa: E402
+from pipelines.synthesis.model_handler import SpacPredictorHandler  # noqa: E402
 from shards.images import decode_image  # noqa: E402
 from shards.sample import IMAGE_SIZE, encode_image  # noqa: E402
 from spac.attributes import load_schema  # noqa: E402

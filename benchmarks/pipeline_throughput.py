@@ -27,7 +27,7 @@ from PIL import Image
 
 from bench_common import alternate, report
 from pipelines.synthesize import counters, run
-from pipelines.transforms import stored_spans
+from pipelines.shared.spans import stored_spans
 from shards import IMAGE_SIZE, encode_image, make_sample, write_shard
 from shards.images import decode_image
 from spac.corpus import filters as corpus_filters

@@ -2,15 +2,12 @@
 attributes kept, phrases outside our schema verbatim) or a split of CUHK-PEDES, ICFG-PEDES or RSTPReid
 (their human captions, attributes mined from them), for pre-training or fine-tuning with ``plip``.
 
-Before the graph runs, the launcher writes job.json into the output folder (see :mod:`pipelines.job_record`):
+Before the graph runs, the launcher writes job.json into the output folder (see :mod:`pipelines.shared.job_record`):
 a rerun with the same settings resumes, one with other settings stops unless ``--overwrite`` clears the
 earlier run's files.
 
-Graph: stream the JSON list (one reader; entries of other splits skipped) -> spread -> check each entry
-against its format and the record contract -> drop duplicate keys (first entry kept) -> decode + re-encode
-the image (dead letter for missing and broken files) -> [mine attributes from the captions] -> shard
-assignment (blocks of --shard_size entries in file order) -> shard writing (complete shards skipped) ->
-manifest.json, deadletter.jsonl, import_report.json.
+The graph is :func:`pipelines.importing.graph.build`; this module is the entry point only (flags in, the job
+run, its counters and files printed).
 
     python -m pipelines.import_corpus --input /data/SYNTH-PEDES --output /data/corpus/synthpedes
     python -m pipelines.import_corpus --input /data/CUHK-PEDES/reid_raw.json --output /data/corpus/cuhk \\
@@ -27,126 +24,49 @@ import sys
 from typing import Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, TestOptions
 from apache_beam.runners.runner import PipelineResult
 
-from pipelines import import_outputs, import_sources, job_record, outputs, transforms
-from pipelines.import_job import ImportJob, fingerprint, make_import_job
-from pipelines.import_options import ImportOptions
-from pipelines.options import unknown_flags
+from common.cli import run_main
+from pipelines.importing import graph, options
+from pipelines.importing.job import fingerprint, make_import_job
+from pipelines.importing.sources import NAMESPACE
+from pipelines.shared import launch
+from pipelines.shared.metrics import counter_totals
 from shards import layout
-from common.cli import OneLineArgumentParser, run_main
 
 PROG = "python -m pipelines.import_corpus"
-DEAD = transforms.DEAD_LETTER
 # printed at the end, zeros included: entries = skipped_split + dead-lettered entries + written + already_complete
 SUMMARY = ("entries", "skipped_split", "malformed", "duplicates", "image_rejected", "mining_failed", "decoded",
            "written", "already_complete", "dead_lettered", "unreadable_json", "texts_dropped",
            "attributes_out_of_schema", "entries_out_of_schema")
+OUTPUTS = (layout.JOB_NAME, layout.MANIFEST_NAME, layout.DEAD_LETTER_NAME, layout.IMPORT_REPORT_NAME)
 
 
 def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """Our flags, and the rest (Beam's own: --runner, --direct_num_workers, --project, ...)."""
-    parser = OneLineArgumentParser(
-        prog=PROG, allow_abbrev=False,
-        description="Import the released SYNTH-PEDES, or a split of CUHK-PEDES, ICFG-PEDES or RSTPReid, into "
-                    "WebDataset shards that plip pre-trains and fine-tunes on.",
-        epilog="Beam's flags (--runner, --direct_running_mode, --direct_num_workers, --project, --region, "
-               "--temp_location, --setup_file, --dry_run, ...) are passed to Beam. Rerunning into the same "
-               "--output resumes it (complete shards are kept) when the settings in its job.json match.")
-    ImportOptions._add_argparse_args(parser)
-    return parser.parse_known_args(argv)
-
-
-def build(pipeline: beam.Pipeline, job: ImportJob) -> None:
-    """Add the whole import graph to ``pipeline``."""
-    read = (pipeline | "AnnotationsPath" >> beam.Create([job.annotations])
-            | "ReadEntries" >> beam.ParDo(import_sources.ReadEntries(job.split)).with_outputs(DEAD, main="entries"))
-    parsed = (read.entries | "Distribute" >> beam.Reshuffle()
-              | "ParseEntry" >> beam.ParDo(import_sources.ParseEntry(job)).with_outputs(DEAD, main="items"))
-    unique = (parsed.items | "KeyByKey" >> beam.Map(import_sources.keyed) | "GroupByKey" >> beam.GroupByKey()
-              | "DropDuplicates" >> beam.ParDo(import_sources.DropDuplicates(job.annotations)).with_outputs(
-                  DEAD, main="items"))
-    loaded = unique.items | "LoadImage" >> beam.ParDo(
-        import_sources.LoadImage(job.max_pixels, job.max_file_bytes)).with_outputs(DEAD, main="items")
-    letters = [read[DEAD], parsed[DEAD], unique[DEAD], loaded[DEAD]]
-    items = loaded.items
-    if job.attributes == "mine":
-        mined = (items | "BatchForMining" >> beam.BatchElements(min_batch_size=1, max_batch_size=import_sources.MINING_BATCH)
-                 | "MineAttributes" >> beam.ParDo(import_sources.MineAttributes()).with_outputs(DEAD, main="items"))
-        letters.append(mined[DEAD])
-        items = mined.items
-
-    # Shards are blocks of positions; only the (few) block numbers that hold an item are gathered.
-    blocks = (items | "Blocks" >> beam.Map(import_sources.block_of, job.shard_size)
-              | "DistinctBlocks" >> beam.Distinct() | "CollectBlocks" >> beam.combiners.ToList()
-              | "SortBlocks" >> beam.Map(sorted))
-    written = (items
-               | "AssignShard" >> beam.Map(import_sources.assign_shard, beam.pvalue.AsSingleton(blocks), job.shard_size)
-               | "GroupByShard" >> beam.GroupByKey()
-               | "WriteShards" >> beam.ParDo(outputs.WriteShard(job.output, job.prefix, dataset_parts=False)).with_outputs(
-                   DEAD, main="indices"))
-    letters.append(written[DEAD])
-    _ = (written.indices
-         | "CollectShards" >> beam.combiners.ToList()
-         | "WriteManifest" >> beam.Map(outputs.finish_manifest, job.output, job.prefix))
-
-    all_letters = tuple(letters) | "AllDeadLetters" >> beam.Flatten()
-    _ = (all_letters | "LetterLines" >> beam.Map(import_outputs.letter_line)
-         | "CollectDeadLetters" >> beam.combiners.ToList()
-         | "WriteDeadLetters" >> beam.Map(import_outputs.write_dead_letters, job.output))
-    stages = (all_letters | "LetterStages" >> beam.Map(lambda letter: letter["stage"])
-              | "CountStages" >> beam.combiners.Count.PerElement() | "CollectStages" >> beam.combiners.ToList())
-    _ = (items | "Summarise" >> beam.CombineGlobally(import_outputs.ImportSummary())
-         | "WriteImportReport" >> beam.Map(import_outputs.write_import_report, job.output, job,
-                                           beam.pvalue.AsSingleton(stages)))
+    return options.parser(PROG).parse_known_args(argv)
 
 
 def run(argv: Sequence[str] | None = None, save_main_session: bool = True,
         test_pipeline: beam.Pipeline | None = None) -> PipelineResult:
     """Build and run the job; waits for it to finish and returns the result (its metrics hold the counters)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args, rest = parse_known_args(argv)
-    unknown = unknown_flags(rest)
-    if unknown:
-        raise ValueError(f"unknown flag {unknown[0]} (neither this job's nor Beam's; see --help)")
-    options = PipelineOptions(argv)
-    options.view_as(SetupOptions).save_main_session = save_main_session
+    args, beam_options = launch.split_args(parse_known_args, argv, save_main_session)
     job = make_import_job(args)
-    if not options.view_as(TestOptions).dry_run:  # a dry run writes nothing (and may not reach the bucket)
-        job_record.prepare_output(job.output, fingerprint(job), overwrite=args.overwrite)
-    pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
-    build(pipeline, job)
-    result = pipeline.run()
-    result.wait_until_finish()
-    return result
+    return launch.run_job(beam_options, graph.build, job, fingerprint(job), args.overwrite, test_pipeline)
 
 
 def counters(result: PipelineResult) -> dict[str, int]:
-    """The job's counters by name (see SUMMARY; the shard writer's ``written`` and ``already_complete`` are
-    counted in the synthesis job's namespace, which it shares). Empty when the runner keeps no metrics."""
-    totals: dict[str, int] = {}
-    for namespace in (import_sources.NAMESPACE, transforms.NAMESPACE):
-        try:
-            query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(namespace))
-        except NotImplementedError:
-            return {}
-        for entry in query["counters"]:
-            value = entry.committed if entry.committed is not None else entry.attempted
-            totals[entry.key.metric.name] = totals.get(entry.key.metric.name, 0) + (value or 0)
-    return dict(sorted(totals.items()))
+    """The job's counters by name (see SUMMARY), all in its own namespace; empty when the runner keeps no
+    metrics."""
+    return counter_totals(result, NAMESPACE)
 
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     result = run(argv)
     args, _ = parse_known_args(argv)
-    print(f"state: {result.state}")
-    found = counters(result)  # empty for a runner without metrics (a Dataflow dry run)
-    for name, value in ({name: 0 for name in SUMMARY} | found).items() if found else ():
-        print(f"{name}: {value}")
-    outputs.print_written_outputs(args.output, (job_record.JOB_NAME, layout.MANIFEST_NAME, outputs.DEAD_LETTER_NAME,
-                                                import_outputs.IMPORT_REPORT_NAME))
+    launch.print_counters(result, counters(result), SUMMARY)
+    launch.print_written_outputs(args.output, OUTPUTS)
     return 0
 
 

@@ -1,8 +1,9 @@
-"""The synthesis graph holds no whole-corpus element: no global combine or side input over per-image data.
+"""Neither job's graph (synthesis, import) holds a whole-corpus element: no global combine or side input over
+per-image data.
 
 The built graph is walked, not run. Per-image PCollections are those the images flow through: from the
 listing of the input to everything downstream of it. Data stops being per-image only at the steps in
-``BOUNDED_STEPS``, whose outputs are O(shards + buckets + reasons) whatever the corpus size. A global
+the job's bounded steps, whose outputs are O(shards + buckets + reasons) whatever the corpus size. A global
 combine (``CombineGlobally``, ``ToList``, ``Top``, ...) or a side input fed by a per-image PCollection
 fails the test.
 """
@@ -14,8 +15,12 @@ import apache_beam as beam
 import pytest
 from apache_beam.pipeline import PipelineVisitor
 
-from pipelines import synthesize
-from pipelines.job import make_job
+from pipelines import import_corpus, synthesize
+from pipelines.importing import graph as import_graph
+from pipelines.importing.job import make_import_job
+from pipelines.synthesis import graph as synthesis_graph
+from pipelines.synthesis.job import make_job
+from tests.pipelines.import_datasets import write_cuhk_pedes, write_synthpedes
 
 BOUNDED_STEPS = {
     "WriteShards": "one shard index per shard",
@@ -25,6 +30,14 @@ BOUNDED_STEPS = {
 }
 # A combine over per-image data allowed because a flag bounds it, not the corpus.
 FLAG_BOUNDED_COMBINES = {"SmallestKeys": "--limit N keeps N keys"}
+IMPORT_BOUNDED_STEPS = {
+    "WriteShards": "one shard index per shard",
+    "DistinctBlocks": "one block number per shard",
+    "WriteDeadLetters/WriteLetterParts": "one bucket number per block of 10,000 entries",
+    "CountStages": "one count per stage",
+}
+# The import report's tally: counts per distinct released phrase outside the schema, not per image.
+IMPORT_BOUNDED_COMBINES = {"Summarise": "grows with the distinct out-of-schema phrases only"}
 
 
 class _Graph(PipelineVisitor):
@@ -42,8 +55,12 @@ def _within(label: str, steps) -> str | None:
     return next((step for step in steps if label == step or label.startswith(step + "/")), None)
 
 
-def whole_corpus_elements(pipeline: beam.Pipeline, image_step: str = "DecodeImage") -> list[str]:
-    """What in the graph gathers per-image data into one element: a line per offending step."""
+def whole_corpus_elements(pipeline: beam.Pipeline, image_step: str = "DecodeImage", bounded_steps=None,
+                          bounded_combines=None) -> list[str]:
+    """What in the graph gathers per-image data into one element: a line per offending step (default: the
+    synthesis job's bounded steps and combines)."""
+    bounded_steps = BOUNDED_STEPS if bounded_steps is None else bounded_steps
+    bounded_combines = FLAG_BOUNDED_COMBINES if bounded_combines is None else bounded_combines
     graph = _Graph()
     pipeline.visit(graph)
     producer = {}
@@ -73,7 +90,7 @@ def whole_corpus_elements(pipeline: beam.Pipeline, image_step: str = "DecodeImag
     while frontier:
         pcoll_id = frontier.pop()
         for node in consumers.get(pcoll_id, []):
-            if node.parts or _within(node.full_label, {**BOUNDED_STEPS, **FLAG_BOUNDED_COMBINES}):
+            if node.parts or _within(node.full_label, {**bounded_steps, **bounded_combines}):
                 continue  # composites are walked through their leaves
             for output in node.outputs.values():
                 if id(output) not in per_image:
@@ -85,7 +102,7 @@ def whole_corpus_elements(pipeline: beam.Pipeline, image_step: str = "DecodeImag
             continue
         fed = [pcoll for pcoll in node.main_inputs.values() if id(pcoll) in per_image]
         if isinstance(node.transform, beam.CombineGlobally) and fed and not _within(
-                node.full_label, FLAG_BOUNDED_COMBINES):
+                node.full_label, bounded_combines):
             problems[node.full_label] = "a global combine over per-image data"
         elif any(id(side.pvalue) in per_image for side in node.side_inputs):
             problems[node.full_label] = "a side input made of per-image data"
@@ -96,7 +113,7 @@ def _job_pipeline(input_folder, output, predictor, *extra: str) -> beam.Pipeline
     args, _ = synthesize.parse_known_args(["--input", str(input_folder), "--output", str(output),
                                            "--predictor", str(predictor), *extra])
     pipeline = beam.Pipeline()
-    synthesize.build(pipeline, make_job(args, "DirectRunner"))
+    synthesis_graph.build(pipeline, make_job(args, "DirectRunner"))
     return pipeline
 
 
@@ -108,6 +125,38 @@ REPO = Path(__file__).resolve().parents[2]
 def test_the_synthesis_graph_has_no_whole_corpus_element(input_folder, tmp_path, colour_predictor, extra):
     pipeline = _job_pipeline(input_folder, tmp_path / "out", colour_predictor, *extra)
     assert whole_corpus_elements(pipeline) == []
+
+
+@pytest.fixture(scope="module")
+def import_datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("datasets")
+    return {"synthpedes": write_synthpedes(root / "SYNTH-PEDES"), "cuhk-pedes": write_cuhk_pedes(root / "CUHK-PEDES")}
+
+
+@pytest.mark.parametrize("dataset, extra", [("synthpedes", ()), ("cuhk-pedes", ()),
+                                            ("cuhk-pedes", ("--attributes", "unknown"))])
+def test_the_import_graph_has_no_whole_corpus_element(import_datasets, tmp_path, dataset, extra):
+    args, _ = import_corpus.parse_known_args(["--input", str(import_datasets[dataset]), "--output",
+                                              str(tmp_path / "out"), *extra])
+    pipeline = beam.Pipeline()
+    import_graph.build(pipeline, make_import_job(args))
+    assert whole_corpus_elements(pipeline, "ParseEntry", IMPORT_BOUNDED_STEPS, IMPORT_BOUNDED_COMBINES) == []
+
+
+def test_the_check_finds_the_import_jobs_old_list_of_every_dead_letter(import_datasets, tmp_path):
+    """The import job once gathered its letters with one ToList; the check would have caught it."""
+    args, _ = import_corpus.parse_known_args(["--input", str(import_datasets["synthpedes"]), "--output",
+                                              str(tmp_path / "out")])
+    pipeline = beam.Pipeline()
+    import_graph.build(pipeline, make_import_job(args))
+    letters = pipeline.applied_labels  # the labels applied so far, to find the flattened letters by name
+    assert "AllDeadLetters" in letters
+    graph = _Graph()
+    pipeline.visit(graph)
+    flattened = next(node for node in graph.applied if node.full_label == "AllDeadLetters").outputs[None]
+    _ = flattened | "CollectDeadLetters" >> beam.combiners.ToList()
+    assert whole_corpus_elements(pipeline, "ParseEntry", IMPORT_BOUNDED_STEPS, IMPORT_BOUNDED_COMBINES) == [
+        "CollectDeadLetters/CollectDeadLetters: a global combine over per-image data"]
 
 
 def test_the_check_finds_a_global_list_of_samples_and_a_side_input_of_keys():

@@ -15,7 +15,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline as beam_testing
 
 from pipelines import synthesize
-from pipelines.corpus_parts import dead_letter_bucket, letter_line
+from pipelines.shared.corpus_parts import dead_letter_bucket
+from pipelines.shared.dead_letters import letter_line
 from shards import iter_samples
 from shards.writer import shard_is_complete
 from common.cli import run_main

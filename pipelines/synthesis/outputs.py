@@ -1,0 +1,34 @@
+"""The synthesis job's own corpus file: ``filter_report.json``, written from counts per reason (a small element,
+whatever the corpus size). Shards, ``manifest.json``, the dataset JSON and the dead letters are written by the
+shared sink (:mod:`pipelines.shared`)."""
+from __future__ import annotations
+
+import json
+from typing import Iterable, Mapping
+
+from pipelines.shared.shard_sink import publish_text
+from shards import layout
+from spac.corpus import filters as corpus_filters
+
+
+def report_counts(letter: Mapping[str, str]) -> tuple[str, str]:
+    """What the filter report counts a dead letter under: (stage, kind of reason)."""
+    return letter["stage"], corpus_filters.reason_kind(letter["reason"])
+
+
+def write_filter_report(counts: Iterable[tuple[tuple[str, str], int]], output: str,
+                        config: corpus_filters.FilterConfig) -> str:
+    """Counts per reason of the images left out (filters: every reason listed, zeros included), from
+    ``((stage, reason category), count)`` pairs."""
+    filtered: dict[str, int] = {}
+    dead: dict[str, int] = {}
+    for (stage, reason), count in counts:
+        table = filtered if stage == "filter" else dead
+        table[reason] = table.get(reason, 0) + count
+    report = {
+        "thresholds": {"max_unknown": config.max_unknown, "gender_vote": config.gender_vote,
+                       "min_images": config.min_images, "max_images": config.max_images, "seed": config.seed},
+        "dead_lettered": dict(sorted(dead.items())),
+        "filtered": {reason: filtered.get(reason, 0) for reason in corpus_filters.REASONS},
+    }
+    return publish_text(output, layout.FILTER_REPORT_NAME, json.dumps(report, indent=2) + "\n")
