@@ -1,22 +1,26 @@
 """The project's command-line conventions, shared by `spac`, `python -m pipelines.*` and `python -m plip.*`:
-one-line errors on stderr with exit code 2, ``--quiet``, and argparse ``type=`` checks that reject a bad
-flag value at parse time (so no program writes its own flag-check loop)."""
+one-line errors on stderr with exit code 2 (for bad input only: a bug shows its traceback), ``--quiet``, and
+argparse ``type=`` checks that reject a bad flag value at parse time (so no program writes its own flag-check
+loop)."""
 from __future__ import annotations
 
 import argparse
 import json
-import re
+import os
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from common.errors import InputError, error_line
 
 if TYPE_CHECKING:  # torch takes ~1.5 s to import: only a command that resolves a device pays for it
     import torch
 
+DEBUG_VARIABLE = "SPAC_DEBUG"  # =1: every program shows the traceback of a bad-input error too
+# A path that is missing or of the wrong kind is bad input too (the OS's one-line message names it).
+_BAD_PATH = (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError)
 
-_TYPE_PREFIX = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Rejected): ")
 
-
-class CliError(Exception):
+class CliError(InputError):
     """Bad input from the user (missing file, unreadable image, wrong value): reported in one line, exit 2."""
 
 
@@ -27,31 +31,34 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def one_line(exc: BaseException) -> str:
-    """The last non-blank line of an error's message (an error re-raised from a DataLoader worker carries
-    the worker's traceback above it)."""
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    # A re-raised worker error ends with the worker's "module.TypeName: message" line: keep the message.
-    return _TYPE_PREFIX.sub("", lines[-1], count=1) if len(lines) > 1 else lines[-1]
+def debugging() -> bool:
+    """Whether the environment asks for tracebacks of bad-input errors too (SPAC_DEBUG=1)."""
+    return os.environ.get(DEBUG_VARIABLE, "").strip() not in ("", "0")
 
 
-def run_main(prog: str, main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Call ``main(argv)``; a CliError, a library ValueError or a missing file becomes one line and exit 2."""
+def run_main(prog: str, main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None,
+             debug: bool = False) -> int:
+    """Call ``main(argv)``; bad input (an InputError, a missing or wrong-kind path) becomes one line and exit 2.
+    Any other exception is a bug in our code and propagates with its traceback, as bad input does too with
+    ``debug`` or SPAC_DEBUG=1."""
     try:
         return main(argv)
-    except (CliError, ValueError) as exc:  # library errors all derive from ValueError
-        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError) as exc:
-        print(f"{prog}: error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+    except (InputError, *_BAD_PATH) as exc:
+        if debug or debugging():
+            raise
+        print(f"{prog}: error: {_bad_input_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except SystemExit as exc:  # argparse exits on a bad flag (after its one line) and on --help
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+
+
+def _bad_input_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or error_line(exc)}: {exc.filename}"
+    return error_line(exc)
 
 
 def silence_libraries(quiet: bool) -> None:

@@ -5,13 +5,15 @@ import re
 
 import torch
 
+from common.errors import InputError
+
 _DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?|auto")
 
 
 def resolve_device(name: str) -> torch.device:
     """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available) as a torch device.
 
-    Raises ValueError with a one-line message for a malformed name or a CUDA device this machine lacks.
+    Raises InputError with a one-line message for a malformed name or a CUDA device this machine lacks.
     """
     text = check_device_name(name)
     if text == "auto":
@@ -19,9 +21,9 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(text)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {text!r} requested but CUDA is not available here")
+            raise InputError(f"device {text!r} requested but CUDA is not available here")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {text!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+            raise InputError(f"device {text!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     return device
 
 
@@ -29,5 +31,5 @@ def check_device_name(name: str) -> str:
     """A device name's syntax only (for a remote job whose workers, not this machine, hold the GPU)."""
     text = str(name).strip()
     if not _DEVICE_PATTERN.fullmatch(text):
-        raise ValueError(f"invalid device {name!r} (use cpu, cuda, cuda:N or auto)")
+        raise InputError(f"invalid device {name!r} (use cpu, cuda, cuda:N or auto)")
     return text

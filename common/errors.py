@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 
-# "module.TypeName: message", the last line of an error re-raised from a worker process
+# An error re-raised from a DataLoader or Beam worker carries the worker's traceback, and its last line is
+# "module.TypeName: message".
+_TRACEBACK = "Traceback (most recent call last)"
 _TYPE_PREFIX = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Rejected): ")
 
 
@@ -15,10 +17,13 @@ class InputError(ValueError):
 
 
 def error_line(exc: BaseException) -> str:
-    """One line that says what went wrong: the last non-blank line of the message (an error re-raised from a
-    DataLoader or Beam worker carries the worker's traceback above it, and ends with its "Type: message"
-    line, whose message is kept), or the exception's type name when the message is empty."""
+    """One line that says what went wrong: the first non-blank line of the message (libraries such as
+    transformers, torch and pyarrow state the reason first and append advice); for an error re-raised from a
+    worker, whose message carries the worker's traceback, the message of its last "Type: message" line; the
+    exception's type name when the message is empty."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     if not lines:
         return type(exc).__name__
-    return _TYPE_PREFIX.sub("", lines[-1], count=1) if len(lines) > 1 else lines[-1]
+    if any(_TRACEBACK in line for line in lines):
+        return _TYPE_PREFIX.sub("", lines[-1], count=1)
+    return lines[0]

@@ -32,6 +32,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from common.errors import InputError, error_line
+
 FORMAT, VERSION = "plip-embeddings", 1
 METADATA_KEY = b"plip.embedding"
 META_COLUMNS = ("key", "path", "kind", "text", "id")
@@ -40,7 +42,7 @@ PARTS_SUFFIX, TMP_SUFFIX = ".parts", ".tmp"
 DEFAULT_BLOCK_ROWS = 65536
 
 
-class EmbeddingIndexError(ValueError):
+class EmbeddingIndexError(InputError):
     """An embeddings file that is missing, damaged, unfinished or made with another model."""
 
 
@@ -61,7 +63,7 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     try:
         schema = pq.read_schema(path)
     except (OSError, pa.ArrowException) as exc:
-        raise EmbeddingIndexError(f"{path}: not a readable parquet file ({str(exc).splitlines()[0]})") from None
+        raise EmbeddingIndexError(f"{path}: not a readable parquet file ({error_line(exc)})") from None
     raw = (schema.metadata or {}).get(METADATA_KEY)
     try:
         record = json.loads(raw) if raw else None

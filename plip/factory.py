@@ -10,6 +10,7 @@ import json
 from importlib import resources
 from typing import Any, Mapping
 
+from common.errors import InputError
 from plip.config import PLIPConfig
 from plip.model import PLIPModel
 
@@ -34,7 +35,7 @@ def list_models() -> list[str]:
 def get_config(name: str, **overrides: Any) -> PLIPConfig:
     """The preset ``name`` with ``overrides`` applied (nested dicts merge into sections)."""
     if name not in list_models():
-        raise ValueError(f"unknown PLIP model {name!r} (choose from {', '.join(list_models())})")
+        raise InputError(f"unknown PLIP model {name!r} (choose from {', '.join(list_models())})")
     text = resources.files("plip").joinpath("configs", f"{name}.json").read_text(encoding="utf-8")
     return PLIPConfig.from_dict(merge_overrides(json.loads(text), overrides))
 

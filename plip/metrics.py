@@ -25,6 +25,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from common.errors import InputError
+
 DEFAULT_RANKS = (1, 5, 10)
 IdList = Sequence[int] | torch.Tensor
 
@@ -84,7 +86,7 @@ class _Totals:
 
     def result(self) -> RetrievalMetrics:
         if self.evaluated == 0:
-            raise ValueError(f"none of the {self.skipped} queries has an identity present in the gallery")
+            raise InputError(f"none of the {self.skipped} queries has an identity present in the gallery")
         pct = 100.0 / self.evaluated
         return RetrievalMetrics(rank={k: self.hits_at[k] * pct for k in self.ranks}, map=self.ap * pct,
                                 map_released=self.ap_released * pct, minp=self.inp * pct,

@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from common.errors import InputError
 from plip.losses import ivlc_loss
 from plip.model import PLIPModel
 
@@ -72,7 +73,7 @@ def fold_probe(model: PLIPModel, probe: LinearProbe) -> PLIPModel:
     c_proj becomes (s W_p W_c, s W_p b_c + s b_p)."""
     c_proj = model.image_encoder.attnpool.c_proj
     if probe.linear.in_features != c_proj.out_features:
-        raise ValueError(f"the probe takes {probe.linear.in_features}-d features, the model gives {c_proj.out_features}")
+        raise InputError(f"the probe takes {probe.linear.in_features}-d features, the model gives {c_proj.out_features}")
     folded = copy.deepcopy(model)
     target = folded.image_encoder.attnpool.c_proj
     scale = probe.log_scale.detach().exp()

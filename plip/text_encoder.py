@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
 
+from common.errors import InputError, error_line
 from plip.config import MINILM, TextConfig
 
 
@@ -37,14 +38,13 @@ def _offline(load: Any, name_or_path: str, what: str, hint: str = _LOCAL_HINT, *
     try:
         return load(resolve_path(name_or_path), local_files_only=True, **options)
     except OSError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"cannot load the {what} {name_or_path!r} {hint} ({reason})") from None
+        raise InputError(f"cannot load the {what} {name_or_path!r} {hint} ({error_line(exc)})") from None
 
 
 def load_tokenizer(config: TextConfig) -> PreTrainedTokenizerBase:
     tokenizer = _offline(AutoTokenizer.from_pretrained, config.tokenizer or config.name_or_path, "tokenizer")
     if not tokenizer.is_fast:
-        raise ValueError(f"tokenizer {config.tokenizer or config.name_or_path!r} is not a fast tokenizer (offsets needed)")
+        raise InputError(f"tokenizer {config.tokenizer or config.name_or_path!r} is not a fast tokenizer (offsets needed)")
     return tokenizer
 
 
@@ -60,7 +60,7 @@ def build_bert(config: TextConfig, safetensors_only: bool = False) -> nn.Module:
     else:
         model = _offline(AutoModel.from_pretrained, config.name_or_path, "text model")
     if model.config.model_type != "bert":  # saved checkpoints rebuild the encoder as a BertModel
-        raise ValueError(f"text model {config.name_or_path!r} is a {model.config.model_type!r}, not a BERT model")
+        raise InputError(f"text model {config.name_or_path!r} is a {model.config.model_type!r}, not a BERT model")
     return model
 
 

@@ -10,6 +10,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
+from common.errors import InputError
 from shards.images import ImageRejected, open_image_file
 from common.imaging import IMAGE_HEIGHT, IMAGE_WIDTH, SYNTH_PEDES_MEAN, SYNTH_PEDES_STD, normalised_tensor
 
@@ -45,7 +46,7 @@ def train_transform(image: Image.Image, size: tuple[int, int], flip: bool) -> to
 
 
 def check_eval_size(image_size: Sequence[int]) -> None:
-    """ValueError unless a model takes the 256x128 images that the evaluation transform feeds."""
+    """InputError unless a model takes the 256x128 images that the evaluation transform feeds."""
     if tuple(image_size) != (EVAL_HEIGHT, EVAL_WIDTH):
-        raise ValueError(f"retrieval evaluation feeds {EVAL_HEIGHT}x{EVAL_WIDTH} images (the released transform), "
+        raise InputError(f"retrieval evaluation feeds {EVAL_HEIGHT}x{EVAL_WIDTH} images (the released transform), "
                          f"the model takes {image_size[0]}x{image_size[1]}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from common.errors import InputError
 from shards import remote
 
 DEFAULT_PREFIX = "synthpedes"
@@ -23,7 +24,7 @@ SHARD_FILE = re.compile(r"(?P<stem>(?P<prefix>.+)-(?P<index>\d{6}))(?P<suffix>\.
 
 def shard_stem(index: int, prefix: str = DEFAULT_PREFIX) -> str:
     if not _PREFIX_PATTERN.fullmatch(prefix):
-        raise ValueError(f"prefix {prefix!r}: expected letters, digits, '_' and inner '-'")
+        raise InputError(f"prefix {prefix!r}: expected letters, digits, '_' and inner '-'")
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= 999_999:
         raise ValueError(f"shard index {index!r}: expected an integer 0..999999")
     return f"{prefix}-{index:06d}"

@@ -12,6 +12,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from common.errors import InputError
 from shards import layout, remote
 
 _ENTRY_FIELDS = ("shard", "index_file", "count", "bytes", "sha256", "first_key", "last_key", "captions", "texts")
@@ -21,21 +22,21 @@ _STATS_FIELDS = _ENTRY_FIELDS + ("index_sha256",)
 
 
 def read_json(fs: Any, path: str) -> Any:
-    """The parsed file; ValueError naming the file when it is not UTF-8 JSON."""
+    """The parsed file; InputError naming the file when it is not UTF-8 JSON."""
     with fs.open(path, "rb") as stream:
         data = stream.read()
     try:
         return json.loads(data.decode("utf-8"))
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
 
 
 def _object_with(data: Any, fields: tuple[str, ...], what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
-        raise ValueError(f"{what}: expected a JSON object")
+        raise InputError(f"{what}: expected a JSON object")
     missing = [field for field in fields if field not in data]
     if missing:
-        raise ValueError(f"{what}: missing field {missing[0]!r}")
+        raise InputError(f"{what}: missing field {missing[0]!r}")
     return data
 
 
@@ -44,15 +45,15 @@ def read_stats(fs: Any, root: str, stem: str) -> dict[str, Any]:
 
 
 def checked_stats(stats: Any, stem: str) -> dict[str, Any]:
-    """``stats`` when it holds the fields the manifest and the verifier use; else ValueError naming the file."""
+    """``stats`` when it holds the fields the manifest and the verifier use; else InputError naming the file."""
     return _object_with(stats, _STATS_FIELDS, stem + layout.STATS_SUFFIX)
 
 
 def read_manifest_file(fs: Any, path: str) -> dict[str, Any]:
-    """A ``manifest.json``; ValueError naming the file when it lacks ``shards`` entries or ``totals``."""
+    """A ``manifest.json``; InputError naming the file when it lacks ``shards`` entries or ``totals``."""
     manifest = _object_with(read_json(fs, path), ("totals", "shards"), layout.MANIFEST_NAME)
     if not isinstance(manifest["totals"], dict) or not isinstance(manifest["shards"], list):
-        raise ValueError(f"{layout.MANIFEST_NAME}: expected 'totals' an object and 'shards' a list")
+        raise InputError(f"{layout.MANIFEST_NAME}: expected 'totals' an object and 'shards' a list")
     for entry in manifest["shards"]:
         _object_with(entry, _ENTRY_FIELDS, f"{layout.MANIFEST_NAME}: shard entry")
     return manifest
@@ -65,33 +66,33 @@ def _identities(fs: Any, root: str, index_file: str) -> set[int]:
 
 
 def _expected_stems(fs: Any, root: str, directory: str, prefix: str, shard_count: int) -> list[str]:
-    """Stems of shards 0..shard_count-1; ValueError naming the first one that is not complete."""
+    """Stems of shards 0..shard_count-1; InputError naming the first one that is not complete."""
     complete = set(layout.complete_stems(fs, root, prefix))
     stems = [layout.shard_stem(index, prefix) for index in range(shard_count)]
     for stem in stems:
         if stem not in complete:
-            raise ValueError(f"{directory}: shard {stem}{layout.TAR_SUFFIX} (of {shard_count} expected) is missing "
+            raise InputError(f"{directory}: shard {stem}{layout.TAR_SUFFIX} (of {shard_count} expected) is missing "
                              f"or incomplete (no _stats.json)")
     return stems
 
 
 def build_manifest(directory: str, prefix: str = layout.DEFAULT_PREFIX, *,
                    shard_count: int | None = None) -> dict[str, Any]:
-    """The manifest of ``directory``'s complete shards with ``prefix``; ValueError when there are none.
+    """The manifest of ``directory``'s complete shards with ``prefix``; InputError when there are none.
 
     With ``shard_count`` it lists exactly shards 0..shard_count-1 (a writer that knows its shards: other
-    complete shards in the folder are not its own) and ValueError names the first one missing.
+    complete shards in the folder are not its own) and InputError names the first one missing.
     """
     layout.shard_stem(0, prefix)  # validates the prefix
     fs, root = remote.resolve(directory)
     if not fs.isdir(root):
-        raise ValueError(f"{directory}: not a corpus folder")
+        raise InputError(f"{directory}: not a corpus folder")
     if shard_count is None:
         stems = layout.complete_stems(fs, root, prefix)
     else:
         stems = _expected_stems(fs, root, directory, prefix, shard_count)
     if not stems:
-        raise ValueError(f"{directory}: no complete {prefix}-*.tar shards (no _stats.json markers)")
+        raise InputError(f"{directory}: no complete {prefix}-*.tar shards (no _stats.json markers)")
     shards, identities = [], set()
     for stem in stems:
         stats = checked_stats(read_stats(fs, root, stem), stem)

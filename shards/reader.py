@@ -10,7 +10,7 @@ shuffle buffer, decoding.
 
 A decoded sample is ``{"__key__": str, "__url__": str (its shard), "jpg": PIL.Image (RGB), "json":
 dict (a valid record), "txt": str}``; with ``decode=False`` the three members stay bytes. A damaged
-sample or shard is never yielded: it goes to the ``handler`` with a one-line ValueError that names
+sample or shard is never yielded: it goes to the ``handler`` with a one-line InputError that names
 the shard URL and the sample key.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ import braceexpand
 import fsspec
 from PIL import Image
 
+from common.errors import InputError, error_line
 from shards import images, layout, remote
 from shards.manifest import read_manifest_file
 from shards.sample import IMAGE_SIZE, MEMBER_NAME_RULE, MEMBERS, is_jpeg, split_member_name, validate_record
@@ -61,7 +62,7 @@ class SkipAndCount:
 
     def __call__(self, exc: BaseException) -> bool:
         self.skipped += 1
-        self.reasons = (self.reasons + [str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)])
+        self.reasons = self.reasons + [error_line(exc)]
         self.reasons = self.reasons[-self._keep:]
         return True
 
@@ -74,9 +75,9 @@ def _directory_urls(source: str) -> list[str]:
     elif fs.isdir(root):
         names = [stem + layout.TAR_SUFFIX for stem in layout.complete_stems(fs, root)]
     else:
-        raise ValueError(f"{source}: not a corpus folder, shard URL or brace pattern")
+        raise InputError(f"{source}: not a corpus folder, shard URL or brace pattern")
     if not names:
-        raise ValueError(f"{source}: no complete shards")
+        raise InputError(f"{source}: no complete shards")
     return [remote.url(fs, layout.path_of(fs, root, name)) for name in names]
 
 
@@ -91,12 +92,8 @@ def shard_urls(source: str | Sequence[str]) -> list[str]:
     else:
         urls = _directory_urls(source)
     if not urls:
-        raise ValueError(f"corpus source {source!r}: no shards")
+        raise InputError(f"corpus source {source!r}: no shards")
     return urls
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _open_streams(shards: Iterator[dict[str, Any]], handler: Handler = reraise) -> Iterator[dict[str, Any]]:
@@ -114,7 +111,7 @@ def _open_streams(shards: Iterator[dict[str, Any]], handler: Handler = reraise) 
             else:
                 stream = fsspec.open(url, "rb").open()
         except Exception as exc:  # any filesystem's "cannot open"
-            if handler(ValueError(f"{url}: cannot open the shard ({_one_line(exc)})")):
+            if handler(InputError(f"{url}: cannot open the shard ({error_line(exc)})")):
                 continue
             return
         try:
@@ -165,16 +162,16 @@ def tar_members(stream: Any, max_member_bytes: int = MAX_MEMBER_BYTES) -> Iterat
         yield TarMember(header.name, key, member, header.offset_data, data, problem)
 
 
-def _whole(url: str, sample: dict[str, Any]) -> dict[str, Any] | ValueError:
-    """The sample, or a ValueError when it misses one of its members (it is damaged: say which shard and key)."""
+def _whole(url: str, sample: dict[str, Any]) -> dict[str, Any] | InputError:
+    """The sample, or an InputError when it misses one of its members (it is damaged: say which shard and key)."""
     for member in MEMBERS:
         if member not in sample:
-            return ValueError(f"{url}: sample {sample['__key__']!r}: no {member!r} member")
+            return InputError(f"{url}: sample {sample['__key__']!r}: no {member!r} member")
     return sample
 
 
-def _shard_samples(url: str, stream: Any, max_member_bytes: int) -> Iterator[dict[str, Any] | ValueError]:
-    """The samples of one shard (consecutive members sharing a key), and a ValueError for each damaged
+def _shard_samples(url: str, stream: Any, max_member_bytes: int) -> Iterator[dict[str, Any] | InputError]:
+    """The samples of one shard (consecutive members sharing a key), and an InputError for each damaged
     member (its sample is dropped whole), for each sample missing a member, or for a tar that cannot be
     read to its end."""
     current, sample, last = None, None, None  # key being read; its members (None once damaged); last member
@@ -182,7 +179,7 @@ def _shard_samples(url: str, stream: Any, max_member_bytes: int) -> Iterator[dic
         for item in tar_members(stream, max_member_bytes):
             last = item.name
             if item.key is None:
-                yield ValueError(f"{url}: member {item.name!r}: {item.problem}")
+                yield InputError(f"{url}: member {item.name!r}: {item.problem}")
                 continue
             if item.key != current:
                 if sample is not None:
@@ -192,7 +189,7 @@ def _shard_samples(url: str, stream: Any, max_member_bytes: int) -> Iterator[dic
                 continue
             problem = item.problem or (f"a second {item.member!r} member" if item.member in sample else None)
             if problem:
-                yield ValueError(f"{url}: sample {item.key!r}: member {item.name!r}: {problem}")
+                yield InputError(f"{url}: sample {item.key!r}: member {item.name!r}: {problem}")
                 sample = None
                 continue
             sample[item.member] = item.data
@@ -200,7 +197,7 @@ def _shard_samples(url: str, stream: Any, max_member_bytes: int) -> Iterator[dic
         if sample is not None and all(m in sample for m in MEMBERS):
             yield sample  # read whole before the damage
         where = f"after member {last!r}" if last is not None else "at its start"
-        yield ValueError(f"{url}: unreadable tar {where} ({_one_line(exc)})")
+        yield InputError(f"{url}: unreadable tar {where} ({error_line(exc)})")
         return
     if sample is not None:
         yield _whole(url, sample)
@@ -212,48 +209,48 @@ def _tar_samples(shards: Iterator[dict[str, Any]], handler: Handler = reraise,
     to ``handler``."""
     for shard in shards:
         for item in _shard_samples(shard["url"], shard["stream"], max_member_bytes):
-            if isinstance(item, ValueError):
+            if isinstance(item, InputError):
                 if handler(item):
                     continue
                 return
             yield item
 
 
-def _damaged(sample: dict[str, Any], member: str, reason: str) -> ValueError:
-    return ValueError(f"{sample.get('__url__', '(no shard)')}: sample {sample['__key__']!r}: damaged {member} "
+def _damaged(sample: dict[str, Any], member: str, reason: str) -> InputError:
+    return InputError(f"{sample.get('__url__', '(no shard)')}: sample {sample['__key__']!r}: damaged {member} "
                       f"member ({reason}); run `spac shards verify`")
 
 
 def sample_image(sample: dict[str, Any]) -> Image.Image:
-    """The sample's ``jpg`` as a PIL RGB image; a one-line ValueError naming shard and key if it is damaged."""
+    """The sample's ``jpg`` as a PIL RGB image; a one-line InputError naming shard and key if it is damaged."""
     if not is_jpeg(sample["jpg"]):
         raise _damaged(sample, "jpg", "not a JPEG")
     try:
         return images.decode_image(sample["jpg"], max_pixels=MAX_IMAGE_PIXELS)
     except images.ImageRejected as exc:
-        raise _damaged(sample, "jpg", _one_line(exc)) from None
+        raise _damaged(sample, "jpg", error_line(exc)) from None
 
 
 def decode_record(sample: dict[str, Any]) -> dict[str, Any]:
-    """The sample's ``json`` as a valid record with the sample's key; else a one-line ValueError naming
+    """The sample's ``json`` as a valid record with the sample's key; else a one-line InputError naming
     shard and key."""
     try:
         record = json.loads(sample["json"])
         validate_record(record)
     except (ValueError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors; deep nesting recurses
-        raise _damaged(sample, "json", _one_line(exc)) from None
+        raise _damaged(sample, "json", error_line(exc)) from None
     if record["key"] != sample["__key__"]:
         raise _damaged(sample, "json", f"record key {record['key']!r}")
     return record
 
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
-    """Raw members -> PIL RGB image, record dict, caption string; a one-line ValueError naming shard and key
+    """Raw members -> PIL RGB image, record dict, caption string; a one-line InputError naming shard and key
     when one is damaged."""
     try:
         text = sample["txt"].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _damaged(sample, "txt", _one_line(exc)) from None
+        raise _damaged(sample, "txt", error_line(exc)) from None
     decoded = {"__key__": sample["__key__"], "jpg": sample_image(sample), "json": decode_record(sample), "txt": text}
     if "__url__" in sample:
         decoded["__url__"] = sample["__url__"]
@@ -290,7 +287,7 @@ def open_corpus(
     ``seed=base_seed + epoch`` to get a new order every epoch.
 
     ``handler`` decides what a damaged shard or sample does (webdataset's convention): ``reraise`` (the
-    default) raises a one-line ValueError naming the shard URL and the key; ``SkipAndCount()`` skips it
+    default) raises a one-line InputError naming the shard URL and the key; ``SkipAndCount()`` skips it
     and counts it. Damaged: unreadable, cut short, a member that is not ``<key>.jpg|json|txt`` (keys
     from ``[A-Za-z0-9_-]``, no paths), not a regular file, a duplicate, missing, or undecodable.
     ``max_member_bytes``: a bigger member (default :data:`MAX_MEMBER_BYTES`, 64 MiB) damages its sample

@@ -40,6 +40,8 @@ from typing import Any, Mapping
 
 from PIL import Image, ImageOps
 
+from common.errors import InputError
+
 GROUPS = ("gender", "hair", "upper", "lower", "shoes", "belongings")
 MEMBERS = ("jpg", "json", "txt")  # tar members of a sample, after __key__
 RECORD_FIELDS = ("key", "id", "file_path", "attributes", "captions", "styles", "prompt_caption", "source")
@@ -69,23 +71,23 @@ def is_jpeg(data: bytes) -> bool:
 
 def validate_key(key: Any) -> str:
     if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
-        raise ValueError(f"key {key!r}: expected 1-90 characters from [A-Za-z0-9_-]")
+        raise InputError(f"key {key!r}: expected 1-90 characters from [A-Za-z0-9_-]")
     return key
 
 
 def split_member_name(name: str) -> tuple[str, str]:
-    """(key, member) of a sample's tar member name ``<key>.<member>``; ValueError for any other name
+    """(key, member) of a sample's tar member name ``<key>.<member>``; InputError for any other name
     (a path such as ``../x`` or ``/etc/x``, a key outside :data:`KEY_PATTERN`, a member not in :data:`MEMBERS`)."""
     key, _, member = name.partition(".")
     if member not in MEMBERS or not KEY_PATTERN.fullmatch(key):
-        raise ValueError(f"member name {name!r}: {MEMBER_NAME_RULE}")
+        raise InputError(f"member name {name!r}: {MEMBER_NAME_RULE}")
     return key, member
 
 
 def _strings(record: Mapping[str, Any], field: str) -> list[str]:
     value = record[field]
     if not isinstance(value, list) or not all(isinstance(s, str) and s.strip() for s in value):
-        raise ValueError(f"record {record.get('key')!r}: field {field!r}: expected a list of non-empty strings")
+        raise InputError(f"record {record.get('key')!r}: field {field!r}: expected a list of non-empty strings")
     return value
 
 
@@ -98,59 +100,59 @@ def _where(record: Mapping[str, Any], field: str) -> str:
 def _attributes(record: Mapping[str, Any]) -> None:
     attributes = record["attributes"]
     if not isinstance(attributes, dict) or set(attributes) != set(GROUPS):
-        raise ValueError(f"{_where(record, 'attributes')}: expected exactly the groups {', '.join(GROUPS)}")
+        raise InputError(f"{_where(record, 'attributes')}: expected exactly the groups {', '.join(GROUPS)}")
     for group in GROUPS:
         entry = attributes[group]
         if not isinstance(entry, dict) or set(entry) not in (ENTRY_KEYS, {*ENTRY_KEYS, IN_SCHEMA_KEY}):
-            raise ValueError(f"{_where(record, 'attributes')}.{group}: expected {{'value': str, 'confidence': "
+            raise InputError(f"{_where(record, 'attributes')}.{group}: expected {{'value': str, 'confidence': "
                              f"float or null}} (and '{IN_SCHEMA_KEY}': bool for an imported value)")
         if not isinstance(entry["value"], str) or not entry["value"].strip() or "," in entry["value"]:
-            raise ValueError(f"{_where(record, 'attributes')}.{group}.value: expected a non-empty phrase "
+            raise InputError(f"{_where(record, 'attributes')}.{group}.value: expected a non-empty phrase "
                              "without commas")
         if IN_SCHEMA_KEY in entry and not isinstance(entry[IN_SCHEMA_KEY], bool):
-            raise ValueError(f"{_where(record, 'attributes')}.{group}.{IN_SCHEMA_KEY}: expected true or false, "
+            raise InputError(f"{_where(record, 'attributes')}.{group}.{IN_SCHEMA_KEY}: expected true or false, "
                              f"got {entry[IN_SCHEMA_KEY]!r}")
         confidence = entry["confidence"]
         if confidence is None:
             continue
         if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 <= confidence <= 1.0:
-            raise ValueError(f"{_where(record, 'attributes')}.{group}.confidence: expected a number in [0, 1], "
+            raise InputError(f"{_where(record, 'attributes')}.{group}.confidence: expected a number in [0, 1], "
                              f"got {confidence!r}")
         if isinstance(confidence, float) and math.isnan(confidence):
-            raise ValueError(f"{_where(record, 'attributes')}.{group}.confidence: NaN")
+            raise InputError(f"{_where(record, 'attributes')}.{group}.confidence: NaN")
 
 
 def validate_record(record: Any) -> None:
-    """Raise ValueError naming the first field of ``record`` that breaks the sample contract."""
+    """Raise InputError naming the first field of ``record`` that breaks the sample contract."""
     if not isinstance(record, dict):
-        raise ValueError(f"record: expected a dict, got {type(record).__name__}")
+        raise InputError(f"record: expected a dict, got {type(record).__name__}")
     missing = [f for f in RECORD_FIELDS if f not in record]
     if missing:
-        raise ValueError(f"record {record.get('key')!r}: missing field {missing[0]!r}")
+        raise InputError(f"record {record.get('key')!r}: missing field {missing[0]!r}")
     extra = sorted(set(record) - set(RECORD_FIELDS) - set(OPTIONAL_FIELDS))
     if extra:
-        raise ValueError(f"record {record.get('key')!r}: unexpected field {extra[0]!r}")
+        raise InputError(f"record {record.get('key')!r}: unexpected field {extra[0]!r}")
     try:
         validate_key(record["key"])
     except ValueError as exc:
-        raise ValueError(f"record: field 'key': {exc}") from None
+        raise InputError(f"record: field 'key': {exc}") from None
     identity = record["id"]
     if isinstance(identity, bool) or not isinstance(identity, int) or identity < 0:
-        raise ValueError(f"{_where(record, 'id')}: expected an integer >= 0, got {identity!r}")
+        raise InputError(f"{_where(record, 'id')}: expected an integer >= 0, got {identity!r}")
     for field in ("file_path", "source"):
         if not isinstance(record[field], str) or not record[field].strip():
-            raise ValueError(f"{_where(record, field)}: expected a non-empty string")
+            raise InputError(f"{_where(record, field)}: expected a non-empty string")
     if record["file_path"].startswith("/") or "\\" in record["file_path"]:
-        raise ValueError(f"{_where(record, 'file_path')}: expected a relative path with '/' separators")
+        raise InputError(f"{_where(record, 'file_path')}: expected a relative path with '/' separators")
     _attributes(record)
     captions, styles = _strings(record, "captions"), _strings(record, "styles")
     if len(styles) != len(captions):
-        raise ValueError(f"{_where(record, 'styles')}: {len(styles)} styles for {len(captions)} captions")
+        raise InputError(f"{_where(record, 'styles')}: {len(styles)} styles for {len(captions)} captions")
     prompt = _strings(record, "prompt_caption")
     if len(prompt) > 1:
-        raise ValueError(f"{_where(record, 'prompt_caption')}: expected at most one sentence, got {len(prompt)}")
+        raise InputError(f"{_where(record, 'prompt_caption')}: expected at most one sentence, got {len(prompt)}")
     if not captions and not prompt:
-        raise ValueError(f"{_where(record, 'captions')}: a record needs at least one caption or prompt_caption")
+        raise InputError(f"{_where(record, 'captions')}: a record needs at least one caption or prompt_caption")
     if "attribute_spans" in record:
         _attribute_spans(record, captions + prompt)
 
@@ -158,18 +160,18 @@ def validate_record(record: Any) -> None:
 def _attribute_spans(record: Mapping[str, Any], texts: list[str]) -> None:
     spans = record["attribute_spans"]
     if not isinstance(spans, list) or len(spans) != len(texts):
-        raise ValueError(f"{_where(record, 'attribute_spans')}: expected one list of spans per text (captions, "
+        raise InputError(f"{_where(record, 'attribute_spans')}: expected one list of spans per text (captions, "
                          f"then prompt_caption), {len(texts)} in all")
     for index, (text, text_spans) in enumerate(zip(texts, spans)):
         if not isinstance(text_spans, list):
-            raise ValueError(f"{_where(record, 'attribute_spans')}[{index}]: expected a list of [start, end] spans")
+            raise InputError(f"{_where(record, 'attribute_spans')}[{index}]: expected a list of [start, end] spans")
         for span in text_spans:
             # type() is int, not isinstance: a bool is an int too
             if not (isinstance(span, list) and len(span) == 2 and type(span[0]) is int and type(span[1]) is int):
-                raise ValueError(f"{_where(record, 'attribute_spans')}[{index}]: expected [start, end] integer "
+                raise InputError(f"{_where(record, 'attribute_spans')}[{index}]: expected [start, end] integer "
                                  f"pairs, got {span!r}")
             if not 0 <= span[0] < span[1] <= len(text):
-                raise ValueError(f"{_where(record, 'attribute_spans')}[{index}]: span {span} is not inside the "
+                raise InputError(f"{_where(record, 'attribute_spans')}[{index}]: span {span} is not inside the "
                                  f"text ({len(text)} characters, start < end)")
 
 
@@ -213,5 +215,5 @@ def make_sample(record: Mapping[str, Any], jpg: bytes) -> dict[str, Any]:
     """A writable sample from a record and its corpus JPEG (see :func:`encode_image`)."""
     canonical = canonical_record(record)
     if not isinstance(jpg, (bytes, bytearray)) or not is_jpeg(jpg):
-        raise ValueError(f"record {canonical['key']!r}: jpg: expected JPEG bytes")
+        raise InputError(f"record {canonical['key']!r}: jpg: expected JPEG bytes")
     return {"__key__": canonical["key"], "jpg": bytes(jpg), "json": canonical, "txt": first_text(canonical)}

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import pyarrow.parquet as pq
 
+from common.errors import InputError, error_line
 from shards import layout, remote
 from shards.manifest import checked_stats, read_manifest_file, read_stats
 from shards.reader import MAX_MEMBER_BYTES, tar_members
@@ -86,7 +87,7 @@ def _read_samples(reader: _HashingReader, max_member_bytes: int) -> tuple[Sample
                 samples[-1][1][item.member] = (item.data, item.offset)
         reader.drain()
     except Exception as exc:  # whatever a damaged stream raises (tarfile, the filesystem)
-        problems.append(f"unreadable tar ({' '.join(str(exc).split()) or type(exc).__name__})")
+        problems.append(f"unreadable tar ({error_line(exc)})")
     return samples, problems, unread
 
 
@@ -165,7 +166,7 @@ def verify_corpus(directory: str, progress: Callable[[str], None] | None = None,
             continue
         try:
             stats = checked_stats(read_stats(fs, root, stem), stem)
-        except ValueError as exc:
+        except InputError as exc:
             problems.append(f"{name}: unreadable _stats.json ({exc})")
             continue
         stats_by_name[name] = stats
@@ -179,6 +180,6 @@ def verify_corpus(directory: str, progress: Callable[[str], None] | None = None,
     manifest_path = layout.path_of(fs, root, layout.MANIFEST_NAME)
     try:
         manifest = read_manifest_file(fs, manifest_path) if fs.exists(manifest_path) else None
-    except ValueError as exc:
+    except InputError as exc:
         return problems + [f"{layout.MANIFEST_NAME}: unreadable ({exc})"]
     return problems + _check_manifest(manifest, stats_by_name)

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from common.errors import InputError
 from shards import layout, remote
 from shards.sample import MEMBERS, make_sample, released_attributes
 
@@ -44,26 +45,26 @@ _INT64_MAX = 2**63 - 1
 
 
 def _checked_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
-    """The sample rebuilt by :func:`make_sample` (record canonicalised); ValueError names the key and the broken part."""
+    """The sample rebuilt by :func:`make_sample` (record canonicalised); InputError names the key and the broken part."""
     if not isinstance(sample, Mapping) or "__key__" not in sample:
-        raise ValueError("sample: expected a dict with '__key__', 'jpg' and 'json'")
+        raise InputError("sample: expected a dict with '__key__', 'jpg' and 'json'")
     key = sample["__key__"]
     unexpected = sorted(set(sample) - {"__key__", *MEMBERS})
     if unexpected:
-        raise ValueError(f"sample {key!r}: unexpected member {unexpected[0]!r}")
+        raise InputError(f"sample {key!r}: unexpected member {unexpected[0]!r}")
     if not isinstance(sample.get("json"), Mapping):
-        raise ValueError(f"sample {key!r}: json: expected the record as a dict")
+        raise InputError(f"sample {key!r}: json: expected the record as a dict")
     checked = make_sample(dict(sample["json"]), sample.get("jpg"))
     if checked["__key__"] != key:
-        raise ValueError(f"sample {key!r}: json: record key {checked['__key__']!r} differs from __key__")
+        raise InputError(f"sample {key!r}: json: record key {checked['__key__']!r} differs from __key__")
     if "txt" in sample and sample["txt"] != checked["txt"]:
-        raise ValueError(f"sample {key!r}: txt: expected the first caption {checked['txt']!r}")
+        raise InputError(f"sample {key!r}: txt: expected the first caption {checked['txt']!r}")
     if checked["json"]["id"] > _INT64_MAX:
-        raise ValueError(f"sample {key!r}: json: field 'id': {checked['json']['id']} does not fit the index (int64)")
+        raise InputError(f"sample {key!r}: json: field 'id': {checked['json']['id']} does not fit the index (int64)")
     try:
         _encode_members(checked)
     except UnicodeEncodeError as exc:  # a lone surrogate: valid in a Python str, not in UTF-8
-        raise ValueError(f"sample {key!r}: json: a text that is not valid Unicode ({exc.reason})") from None
+        raise InputError(f"sample {key!r}: json: a text that is not valid Unicode ({exc.reason})") from None
     return checked
 
 
@@ -73,7 +74,7 @@ def _sorted_samples(samples: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
         raise ValueError("a shard needs at least one sample")
     for previous, current in zip(checked, checked[1:]):
         if previous["__key__"] == current["__key__"]:
-            raise ValueError(f"duplicate key {current['__key__']!r} in one shard")
+            raise InputError(f"duplicate key {current['__key__']!r} in one shard")
     return checked
 
 
@@ -173,7 +174,8 @@ def write_shard(
     """Write shard ``index`` of ``directory`` (local path or fsspec URL); return its stats.
 
     Each sample is ``{"__key__", "jpg": JPEG bytes, "json": record}`` (``txt`` optional: it is
-    derived). ValueError for a broken record, a duplicate key or no samples; nothing is written then.
+    derived). InputError for a broken record or a duplicate key (ValueError for no samples); nothing is
+    written then.
     The shard's temporary files (``<final name>.tmp-*``) that were there before this call are removed
     once it has published the shard; no other file is touched.
     """

@@ -19,6 +19,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from common.errors import InputError
+
 UNKNOWN = "unknown"
 GROUP_ORDER = ("gender", "hair", "upper", "lower", "shoes", "belongings")
 # Nouns that name a group without naming one of its values: the language tools read them as mentions of
@@ -33,7 +35,7 @@ GENERIC_NOUNS: dict[str, tuple[str, ...]] = {
 Attributes = dict[str, str]
 
 
-class SchemaError(ValueError):
+class SchemaError(InputError):
     """A malformed attribute schema file; the message names the file and the offending key."""
 
 
@@ -134,12 +136,12 @@ class Schema:
         """Check a group->phrase mapping against the schema; return it ordered, missing groups as unknown."""
         extra = set(attributes) - set(self.group_names)
         if extra:
-            raise ValueError(f"unknown attribute group(s): {', '.join(sorted(extra))}")
+            raise InputError(f"unknown attribute group(s): {', '.join(sorted(extra))}")
         ordered: Attributes = {}
         for g in self.groups:
             phrase = attributes.get(g.name, UNKNOWN)
             if phrase not in g:
-                raise ValueError(f"{phrase!r} is not a value of attribute group {g.name!r}")
+                raise InputError(f"{phrase!r} is not a value of attribute group {g.name!r}")
             ordered[g.name] = phrase
         return ordered
 
@@ -151,7 +153,7 @@ class Schema:
     def from_released(self, text: str) -> Attributes:
         parts = [p.strip() for p in text.split(",")]
         if len(parts) != len(self.groups):
-            raise ValueError(f"expected {len(self.groups)} comma-separated attributes, got {len(parts)}: {text!r}")
+            raise InputError(f"expected {len(self.groups)} comma-separated attributes, got {len(parts)}: {text!r}")
         return self.validate(dict(zip(self.group_names, parts)))
 
 

@@ -22,6 +22,7 @@ from typing import Any, Container, NamedTuple, Sequence
 from PIL import Image
 
 import shards
+from common.errors import InputError
 from shards.sample import record_texts
 from plip.retrieval import Gallery, QuerySet
 from plip.transforms import EVAL_HEIGHT, EVAL_WIDTH
@@ -33,7 +34,7 @@ SPLITS = ("train", "test", "valid")
 IMAGE_KEY = PATH_KEYS[REID_RAW]  # "file_path": the key every entry read here holds its image under
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(InputError):
     """A malformed dataset file or entry; the message is one line naming the file, entry index and field."""
 
 
@@ -229,9 +230,9 @@ def parse_identities(text: str) -> IdentityRanges:
         try:
             bounds = (int(low), int(high) if sep else int(low))
         except ValueError:
-            raise ValueError(f"identities must look like 'A-B' or 'A,B,C' (non-negative integers), got {text!r}") from None
+            raise InputError(f"identities must look like 'A-B' or 'A,B,C' (non-negative integers), got {text!r}") from None
         if bounds[0] < 0 or bounds[0] > bounds[1]:
-            raise ValueError(f"identity range {part.strip()!r} is empty or negative")
+            raise InputError(f"identity range {part.strip()!r} is empty or negative")
         ranges.append(bounds)
     return IdentityRanges(tuple(ranges))
 

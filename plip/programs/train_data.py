@@ -31,6 +31,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from transformers import PreTrainedTokenizerBase
 
+from common.errors import InputError
 import shards
 from plip.masking import Span, mask_batch
 from plip.transforms import train_transform
@@ -71,7 +72,7 @@ def group_by_identity(
     if ids_per_batch < 1 or images_per_id < 1:
         raise ValueError(f"need at least 1 identity x 1 image per batch, got {ids_per_batch} x {images_per_id}")
     if max_buffer < ids_per_batch * images_per_id:
-        raise ValueError(f"grouping buffer {max_buffer} is smaller than one batch ({ids_per_batch * images_per_id})")
+        raise InputError(f"grouping buffer {max_buffer} is smaller than one batch ({ids_per_batch * images_per_id})")
     stats = stats if stats is not None else {}
     stats.setdefault("dropped", 0)
     pending: dict[int, list[Sample]] = {}  # identity -> unfinished bucket; dict order = oldest first
@@ -101,7 +102,7 @@ def pick_text(record: dict[str, Any], rng: random.Random) -> tuple[str, list[Spa
     """One random text of the record and its stored attribute spans (None when the record has none)."""
     texts = record_texts(record)
     if not texts:
-        raise ValueError(f"sample {record.get('key')!r} has no caption")
+        raise InputError(f"sample {record.get('key')!r} has no caption")
     index = rng.randrange(len(texts))  # draws what rng.choice(texts) did: batches stay as they were
     stored = record.get("attribute_spans")  # one list per text, in record_texts' order
     return texts[index], (None if stored is None else [tuple(span) for span in stored[index]])
@@ -184,7 +185,7 @@ def _endless_samples(spec: BatchSpec, epoch: int, worker: int, handler: Handler)
             count += 1
             yield sample
         if count == 0:
-            raise ValueError(f"rank {spec.rank} DataLoader worker {worker} received no samples: the corpus needs "
+            raise InputError(f"rank {spec.rank} DataLoader worker {worker} received no samples: the corpus needs "
                              "at least as many shards as ranks x workers")
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
+from common.errors import InputError
 from spac.attributes import UNKNOWN, AttributeValue, Schema, load_schema
 from spac.captioning.library import SentenceLibrary, load_library
 from spac.captioning.slots import GROUP_SLOTS, FillContext
@@ -44,13 +45,13 @@ class Caption:
 
 def check_style_names(names: str | Sequence[str], valid: Sequence[str] = STYLE_NAMES) -> tuple[str, ...]:
     """Style names (a sequence, or one comma-separated string as a flag gives them), deduplicated in order;
-    ValueError naming the valid ones when one is unknown or none given."""
+    InputError naming the valid ones when one is unknown or none given."""
     if isinstance(names, str):
         names = [name.strip() for name in names.split(",") if name.strip()]
     unknown = [n for n in names if n not in valid]
     if unknown or not names:
         what = f"unknown style {unknown[0]!r}" if unknown else "no style given"
-        raise ValueError(f"{what}; valid styles: {', '.join(valid)}")
+        raise InputError(f"{what}; valid styles: {', '.join(valid)}")
     return tuple(dict.fromkeys(names))
 
 

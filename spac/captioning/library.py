@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from common.errors import InputError
 from spac.attributes import Schema, load_schema
 from spac.captioning.slots import (
     GROUP_SLOTS, FillContext, TemplateError, check_nothing_sentence, check_template, fill, groups_of, parse_slots,
@@ -199,12 +200,12 @@ class SentencesOption:
 
 
 def parse_sentences_option(text: str) -> SentencesOption:
-    """``PATH`` (replace the bundled library) or ``+PATH`` (add to it); ValueError for an empty path.
+    """``PATH`` (replace the bundled library) or ``+PATH`` (add to it); InputError for an empty path.
     A file whose name starts with '+' is given as ``./+name``."""
     add = text.startswith(ADD_PREFIX)
     path = text[len(ADD_PREFIX):] if add else text
     if not path.strip():
-        raise ValueError("expected PATH (use it in place of the bundled library) or +PATH (add it), got "
+        raise InputError("expected PATH (use it in place of the bundled library) or +PATH (add it), got "
                          f"{text!r}")
     return SentencesOption(path, add)
 

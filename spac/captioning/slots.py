@@ -28,6 +28,7 @@ import yaml
 
 from spac.attributes import GENERIC_NOUNS, GROUP_ORDER, UNKNOWN, AttributeValue, Schema
 from common.digests import stable_int
+from common.errors import InputError
 from spac.captioning.grammar import Person, conjugate, noun_phrase
 
 GROUP_SLOTS = GROUP_ORDER[1:]
@@ -39,7 +40,7 @@ _SLOT = re.compile(r"\{([^{}]*)\}")
 _GROUP_FORMS = {"": "bare", "a": "a", "pair": "pair"}
 
 
-class TemplateError(ValueError):
+class TemplateError(InputError):
     """A malformed sentence library or style file; the message names the file and the offending key."""
 
 
@@ -52,7 +53,7 @@ class Slot:
 
 @functools.lru_cache(maxsize=4096)  # fill() parses every slot of every caption it writes; the slot texts are few
 def parse_slot(body: str) -> Slot:
-    """One slot's text between the braces -> Slot; ValueError naming the slot when it is not one we know."""
+    """One slot's text between the braces -> Slot; InputError naming the slot when it is not one we know."""
     text = body.strip()
     if text == "gender":
         return Slot("gender", "gender")
@@ -63,14 +64,14 @@ def parse_slot(body: str) -> Slot:
     prefix, _, group = text.rpartition(" ")
     if group in GROUP_SLOTS and prefix in _GROUP_FORMS:
         return Slot("group", group, _GROUP_FORMS[prefix])
-    raise ValueError(f"unknown slot {{{body}}}")
+    raise InputError(f"unknown slot {{{body}}}")
 
 
 def parse_slots(template: str) -> list[Slot]:
-    """Every slot of a template, in order; ValueError for an unknown slot or a stray brace."""
+    """Every slot of a template, in order; InputError for an unknown slot or a stray brace."""
     slots = [parse_slot(m.group(1)) for m in _SLOT.finditer(template)]
     if "{" in _SLOT.sub("", template) or "}" in _SLOT.sub("", template):
-        raise ValueError("unbalanced brace")
+        raise InputError("unbalanced brace")
     return slots
 
 
@@ -110,7 +111,7 @@ _NOUN_PHRASES: dict[int, tuple[AttributeValue, str, str]] = {}
 
 
 def compile_template(template: str) -> tuple[str | Slot, ...]:
-    """The template's pieces, literal text and :class:`Slot` alternating (a ValueError for an unknown slot)."""
+    """The template's pieces, literal text and :class:`Slot` alternating (an InputError for an unknown slot)."""
     pieces = _COMPILED.get(template)
     if pieces is None:
         split = _SLOT.split(template)
@@ -205,7 +206,7 @@ def check_template(template: object, source: str, key: str, schema: Schema) -> s
         raise TemplateError(f"{source}: {key}: expected a non-empty string, got {template!r}")
     try:
         parse_slots(template)
-    except ValueError as exc:
+    except InputError as exc:
         raise TemplateError(f"{source}: {key}: {exc} in {template!r}") from None
     word = vocabulary_word(template, schema)
     if word is not None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from PIL import Image
 
+from common.errors import InputError, error_line
 from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, open_image_file
 from shards.sample import IMAGE_SIZE, encode_image
 from spac.attributes import load_schema
@@ -34,7 +35,7 @@ def _style_names(text: str) -> tuple[str, ...]:
     """--styles: comma-separated names of bundled style modules."""
     try:
         return check_style_names(text)
-    except ValueError as exc:
+    except InputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -42,7 +43,7 @@ def _sentences(text: str) -> SentencesOption:
     """--sentences: PATH (in place of the bundled library) or +PATH (beside it)."""
     try:
         return parse_sentences_option(text)
-    except ValueError as exc:
+    except InputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -133,8 +134,8 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     captioner = Captioner(schema, styles=args.styles, library=library_for(args.sentences, schema))
     try:
         predictor = load_predictor(args.predictor, device=args.device)
-    except (ValueError, FileNotFoundError, OSError) as exc:
-        raise CliError(f"cannot load predictor: {exc}") from None
+    except (InputError, OSError) as exc:
+        raise CliError(f"cannot load predictor: {error_line(exc)}") from None
 
     many = len(args.images) > 1 and not args.json
     failures = sum(_caption_batch(args.images[start:start + BATCH_SIZE], predictor, captioner, args, many)

@@ -7,6 +7,8 @@ from typing import Sequence
 
 from common.cli import run_main
 
+DEBUG_FLAG = "--debug"
+
 # command -> (module, one-line help). Each module exposes `cli_main(argv) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "caption": ("spac.cli.caption", "caption pedestrian images (attributes -> 2-3 stylish captions)"),
@@ -24,14 +26,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _usage() -> str:
-    lines = ["usage: spac <command> [options]", "", "commands:"]
+    lines = ["usage: spac [--debug] <command> [options]", "", "commands:"]
     lines += [f"  {name:<18} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines.append("\n`spac <command> --help` explains each command's flags.")
+    lines += ["", "options:", f"  {DEBUG_FLAG:<18} show the traceback of a bad-input error too (as SPAC_DEBUG=1 does);",
+              f"  {'':<18} an error in spac itself always shows its traceback",
+              "\n`spac <command> --help` explains each command's flags."]
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    debug = args[:1] == [DEBUG_FLAG]
+    args = args[debug:]
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
         return 0 if args else 2
@@ -40,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"spac: error: unknown command {name!r} (choose from {', '.join(COMMANDS)})", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    return run_main(f"spac {name}", module.cli_main, rest)
+    return run_main(f"spac {name}", module.cli_main, rest, debug=debug)
 
 
 if __name__ == "__main__":

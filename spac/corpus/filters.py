@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+from common.errors import InputError
 from spac.attributes import UNKNOWN
 from common.digests import stable_hex
 
@@ -36,13 +37,13 @@ class FilterConfig:
 
     def __post_init__(self) -> None:
         if self.max_unknown < 1:
-            raise ValueError(f"max_unknown must be at least 1, got {self.max_unknown}")
+            raise InputError(f"max_unknown must be at least 1, got {self.max_unknown}")
         if not 0.0 <= self.gender_vote < 1.0:
-            raise ValueError(f"gender_vote must be in [0, 1), got {self.gender_vote}")
+            raise InputError(f"gender_vote must be in [0, 1), got {self.gender_vote}")
         if self.min_images < 1:
-            raise ValueError(f"min_images must be at least 1, got {self.min_images}")
+            raise InputError(f"min_images must be at least 1, got {self.min_images}")
         if self.max_images < self.min_images:
-            raise ValueError(f"max_images ({self.max_images}) must be at least min_images ({self.min_images})")
+            raise InputError(f"max_images ({self.max_images}) must be at least min_images ({self.min_images})")
 
 
 @dataclass(frozen=True)

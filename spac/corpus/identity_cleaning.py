@@ -31,6 +31,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from common.errors import InputError
+
 EMBEDDING_DTYPE = np.dtype("<f2")  # what travels between steps: float16, little-endian
 _EPSILON = 1e-12
 # A pair scored in a block within this of the threshold is re-scored on its own in float64, so whether two
@@ -87,16 +89,16 @@ class CleaningConfig:
         for name in ("outlier_similarity", "merge_similarity"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be a cosine between -1 and 1, got {value!r}")
+                raise InputError(f"{name} must be a cosine between -1 and 1, got {value!r}")
         limits = {"min_images_for_outliers": (1, None), "outlier_rounds": (0, 10), "lsh_tables": (1, 256),
                   "lsh_bits": (1, 62), "seed": (0, None)}
         for name, (low, high) in limits.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
                 bound = f"from {low} to {high}" if high is not None else f"at least {low}"
-                raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+                raise InputError(f"{name} must be an integer {bound}, got {value!r}")
         if not isinstance(self.remove_common_mode, bool):
-            raise ValueError(f"remove_common_mode must be true or false, got {self.remove_common_mode!r}")
+            raise InputError(f"remove_common_mode must be true or false, got {self.remove_common_mode!r}")
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -118,14 +120,14 @@ def embedding_bytes(vector: Sequence[float] | np.ndarray | torch.Tensor) -> byte
 def embedding_from_bytes(data: bytes, dim: int | None = None) -> np.ndarray:
     """float16 little-endian bytes -> float32 vector; ``dim`` checks the length when given."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ValueError(f"an embedding must be bytes, got {type(data).__name__}")
+        raise InputError(f"an embedding must be bytes, got {type(data).__name__}")
     if len(data) == 0 or len(data) % EMBEDDING_DTYPE.itemsize:
-        raise ValueError(f"an embedding must be a non-empty float16 byte string, got {len(data)} bytes")
+        raise InputError(f"an embedding must be a non-empty float16 byte string, got {len(data)} bytes")
     vector = np.frombuffer(bytes(data), dtype=EMBEDDING_DTYPE).astype(np.float32)
     if dim is not None and vector.size != dim:
-        raise ValueError(f"expected a {dim}-dimensional embedding, got {vector.size}")
+        raise InputError(f"expected a {dim}-dimensional embedding, got {vector.size}")
     if not np.all(np.isfinite(vector)):
-        raise ValueError("an embedding must be finite")
+        raise InputError("an embedding must be finite")
     return vector
 
 

@@ -46,6 +46,7 @@ from itertools import combinations
 from math import ceil
 from typing import Callable, Iterable, Iterator, Sequence
 
+from common.errors import InputError
 from spac.attributes import UNKNOWN, Schema, load_schema
 from spac.captioning.library import SentenceLibrary, check_addendum, check_sentence, load_library
 from spac.captioning.slots import (
@@ -531,7 +532,7 @@ class NearDuplicates:
 
     def __init__(self, threshold: float, order: dict[str, int] | None = None) -> None:
         if not 0 < threshold <= 1:
-            raise ValueError(f"the near-duplicate threshold is a Jaccard similarity in (0, 1], got {threshold}")
+            raise InputError(f"the near-duplicate threshold is a Jaccard similarity in (0, 1], got {threshold}")
         self.threshold, self.order = threshold, order or {}
         self.kept: list[frozenset[str]] = []
         self.index: dict[tuple, list[int]] = {}

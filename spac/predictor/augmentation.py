@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFilter, ImageStat
 
+from common.errors import InputError
+
 MODES = ("none", "flip", "full")
 
 
@@ -34,14 +36,14 @@ class Augmentation:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"augmentation must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise InputError(f"augmentation must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not 0 < self.min_crop <= 1:
-            raise ValueError(f"min_crop must be in (0, 1], got {self.min_crop}")
+            raise InputError(f"min_crop must be in (0, 1], got {self.min_crop}")
         for name in ("flip", "blur"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
+                raise InputError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
         if not (0 <= self.max_rotation <= 45 and 0 <= self.max_blur_radius <= 5 and math.isfinite(self.max_rotation)):
-            raise ValueError("max_rotation must be 0-45 degrees and max_blur_radius 0-5 pixels")
+            raise InputError("max_rotation must be 0-45 degrees and max_blur_radius 0-5 pixels")
 
     def __call__(self, image: Image.Image, rng: random.Random) -> Image.Image:
         """A new RGB image; the same ``rng`` state gives the same result."""

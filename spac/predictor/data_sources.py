@@ -91,7 +91,7 @@ def spread(split: Sequence, limit: int) -> Sequence:
 def open_source(spec: DataSpec, schema: Schema, *, images: Path | None = None, seed: int = 0,
                 rendered_count: int = 0, evaluation_count: int = 200, validation_count: int = 1000,
                 val_fraction: float = 0.1, rap_partition: int = 1, check_images: bool = True) -> Source:
-    """The source ``spec`` names (readers raise one-line ValueErrors for a bad folder or file)."""
+    """The source ``spec`` names (readers raise one-line InputErrors for a bad folder or file)."""
     if spec.kind == "rendered":
         count = int(spec.location) if spec.location else rendered_count
         return Source("rendered", training_people(seed, count, schema),

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from common.errors import InputError
 from spac.attributes import UNKNOWN, AttributeGroup, AttributeValue, Schema
 
 NO_COLOUR = "none"
@@ -90,15 +91,15 @@ def accepts(group: AttributeGroup, phrase: str, label: GroupLabel) -> bool:
 
 
 def check_label(group: AttributeGroup, label: GroupLabel, where: str = "label") -> GroupLabel:
-    """ValueError (one line, naming ``where``) for a label with a foreign item or colour or one no value meets."""
+    """InputError (one line, naming ``where``) for a label with a foreign item or colour or one no value meets."""
     items = {UNKNOWN, *specific_items(group)}
     colours = {NO_COLOUR, *group_colours(group)}
     for kind, chosen, known in (("item", label.items, items), ("colour", label.colours, colours)):
         unknown = sorted((chosen or set()) - known)
         if unknown:
-            raise ValueError(f"{where}: {unknown[0]!r} is not a specific {kind} of group {group.name!r}")
+            raise InputError(f"{where}: {unknown[0]!r} is not a specific {kind} of group {group.name!r}")
     if not label.masked and not allowed(group, label):
-        raise ValueError(f"{where}: no value of group {group.name!r} has one of the items "
+        raise InputError(f"{where}: no value of group {group.name!r} has one of the items "
                          f"{sorted(label.items or ['any'])} and one of the colours {sorted(label.colours or ['any'])}")
     return label
 

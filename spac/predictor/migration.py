@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from common.errors import InputError, error_line
 from spac.attributes import Schema, load_schema
 from spac.predictor.model import (
     CONFIG_FILE, WEIGHTS_FILE, AttributePredictor, PredictorConfig, save_predictor, schema_labels,
@@ -54,13 +55,13 @@ def _rows(old: torch.Tensor, old_names: list[str], new_names: list[str], fill: f
 def _check_labels(config: PredictorConfig, schema: Schema, source: str) -> None:
     current = schema_labels(schema)
     if set(config.labels) != set(current):
-        raise ValueError(f"{source}: its groups {sorted(config.labels)} are not the schema's {sorted(current)}")
+        raise InputError(f"{source}: its groups {sorted(config.labels)} are not the schema's {sorted(current)}")
     for group, labels in config.labels.items():
         if not labels or labels[0] != "unknown":
-            raise ValueError(f"{source}: the labels of group {group!r} do not start with 'unknown'")
+            raise InputError(f"{source}: the labels of group {group!r} do not start with 'unknown'")
         lost = [label for label in labels if label not in current[group]]
         if lost:
-            raise ValueError(f"{source}: label {lost[0]!r} of group {group!r} is not in attribute schema version "
+            raise InputError(f"{source}: label {lost[0]!r} of group {group!r} is not in attribute schema version "
                              f"{schema.version}; a predictor that loses labels must be retrained, not migrated")
 
 
@@ -92,13 +93,13 @@ def migrate_state(config: PredictorConfig, state: dict[str, torch.Tensor], schem
                     migrated[f"{prefix}colour.{part}"] = _rows(old, old_colours, new_colours)
             migrated[f"{prefix}bias"] = _rows(state[f"{prefix}bias"], old_labels, new_labels, new_label_bias)
         except KeyError as exc:
-            raise ValueError(f"{source}: the weights lack {exc.args[0]!r}") from None
+            raise InputError(f"{source}: the weights lack {exc.args[0]!r}") from None
     missing = sorted(set(reference) - set(migrated))
     if missing:
-        raise ValueError(f"{source}: the weights lack {missing[0]!r}")
+        raise InputError(f"{source}: the weights lack {missing[0]!r}")
     for key, tensor in migrated.items():
         if tensor.shape != reference[key].shape:
-            raise ValueError(f"{source}: {key} has shape {list(tensor.shape)}, the config implies "
+            raise InputError(f"{source}: {key} has shape {list(tensor.shape)}, the config implies "
                              f"{list(reference[key].shape)}")
     model.load_state_dict({k: v.to(reference[k].dtype) for k, v in migrated.items()})
     return model.eval()
@@ -109,7 +110,7 @@ def migrate_predictor(source: str | Path, target: str | Path, schema: Schema | N
     """Read the predictor directory ``source`` (config.json + model.safetensors, trained on an older schema),
     write it migrated to ``schema`` (default: the bundled one) into ``target``; the weights keep their dtype.
 
-    ValueError (one line, naming the file) when it cannot be migrated: unreadable files, labels the new
+    InputError (one line, naming the file) when it cannot be migrated: unreadable files, labels the new
     schema lacks, or labels that already match it.
     """
     schema = schema if schema is not None else load_schema()
@@ -117,18 +118,18 @@ def migrate_predictor(source: str | Path, target: str | Path, schema: Schema | N
     config_file, weights_file = source / CONFIG_FILE, source / WEIGHTS_FILE
     for path in (config_file, weights_file):
         if not path.is_file():
-            raise ValueError(f"{path}: no such file (a predictor directory holds {CONFIG_FILE} and {WEIGHTS_FILE})")
+            raise InputError(f"{path}: no such file (a predictor directory holds {CONFIG_FILE} and {WEIGHTS_FILE})")
     try:
         config = PredictorConfig.from_json(config_file.read_text(encoding="utf-8"), str(config_file))
     except UnicodeDecodeError:
-        raise ValueError(f"{config_file}: not UTF-8 text") from None
+        raise InputError(f"{config_file}: not UTF-8 text") from None
     if config.labels == schema_labels(schema):
-        raise ValueError(f"{config_file}: already has the labels of attribute schema version {schema.version}; "
+        raise InputError(f"{config_file}: already has the labels of attribute schema version {schema.version}; "
                          "nothing to migrate")
     try:
         state = load_file(str(weights_file))
     except (SafetensorError, OSError) as exc:
-        raise ValueError(f"{weights_file}: unreadable weights ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+        raise InputError(f"{weights_file}: unreadable weights ({error_line(exc)})") from None
     model = migrate_state(config, state, schema, str(config_file), new_label_bias)
     dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
     dtype = dtypes.pop() if len(dtypes) == 1 else torch.float32

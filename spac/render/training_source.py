@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
+from common.errors import InputError
 from spac.attributes import Schema, load_schema
 from common.digests import stable_int
 from spac.render.identity import random_identity
@@ -52,9 +53,9 @@ class RenderedPeople(Sequence):
 def training_people(seed: int, count: int, schema: Schema | None = None) -> RenderedPeople:
     """The first ``count`` training identities of ``seed`` (0 <= seed < MAX_SEED)."""
     if not 0 <= seed < MAX_SEED:
-        raise ValueError(f"training seed must be in [0, {MAX_SEED}), got {seed}")
+        raise InputError(f"training seed must be in [0, {MAX_SEED}), got {seed}")
     if count > TRAIN_STRIDE:
-        raise ValueError(f"a training seed has {TRAIN_STRIDE} identities, {count} were asked for")
+        raise InputError(f"a training seed has {TRAIN_STRIDE} identities, {count} were asked for")
     return RenderedPeople(seed * TRAIN_STRIDE, count, schema)
 
 

@@ -42,6 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from common.errors import InputError, error_line
 from shards import layout, remote
 from shards.layout import DATASET_NAME, DEAD_LETTER_NAME, FILTER_REPORT_NAME, IMPORT_REPORT_NAME, JOB_NAME
 from shards.manifest import checked_stats, read_json, read_manifest_file, read_stats
@@ -98,15 +99,15 @@ def _optional_json(fs: Any, root: str, name: str) -> Any:
 
 def _object_or_none(value: Any, name: str) -> dict[str, Any] | None:
     if value is not None and not isinstance(value, dict):
-        raise ValueError(f"{name}: expected a JSON object")
+        raise InputError(f"{name}: expected a JSON object")
     return value
 
 
 def open_folder(directory: str) -> CorpusFolder:
-    """The folder's shard list and small files; ValueError when it is not a corpus folder."""
+    """The folder's shard list and small files; InputError when it is not a corpus folder."""
     fs, root = remote.resolve(directory)
     if not fs.isdir(root):
-        raise ValueError(f"{directory}: not a corpus folder (no such folder)")
+        raise InputError(f"{directory}: not a corpus folder (no such folder)")
     manifest_path = layout.path_of(fs, root, layout.MANIFEST_NAME)
     if fs.exists(manifest_path):
         manifest = read_manifest_file(fs, manifest_path)
@@ -120,7 +121,7 @@ def open_folder(directory: str) -> CorpusFolder:
                   "texts": sum(s["texts"] for s in stats)}
         has_manifest = False
     if not shards:
-        raise ValueError(f"{directory}: no complete shards (no manifest.json and no *_stats.json)")
+        raise InputError(f"{directory}: no complete shards (no manifest.json and no *_stats.json)")
     folder = CorpusFolder(directory, fs, root, shards, totals, has_manifest)
     folder.job = _object_or_none(_optional_json(fs, root, JOB_NAME), JOB_NAME)
     folder.filter_report = _object_or_none(_optional_json(fs, root, FILTER_REPORT_NAME), FILTER_REPORT_NAME)
@@ -136,7 +137,7 @@ def read_index(folder: CorpusFolder, shard: Shard, columns: Sequence[str]) -> pa
     try:
         return pq.read_table(io.BytesIO(data), columns=list(columns))
     except (pa.ArrowException, OSError) as exc:
-        raise ValueError(f"{folder.url(shard.index_file)}: unreadable parquet index ({exc})") from None
+        raise InputError(f"{folder.url(shard.index_file)}: unreadable parquet index ({exc})") from None
 
 
 def map_indexes(folder: CorpusFolder, jobs: Sequence[tuple[Shard, Sequence[str]]], threads: int = 8,
@@ -191,7 +192,7 @@ def _read_range(stream: Any, offset: int, size: int) -> bytes:
     stream.seek(offset)
     data = stream.read(size)
     if len(data) != size:
-        raise ValueError(f"cut short at byte {offset + len(data)} (expected {size} bytes)")
+        raise InputError(f"cut short at byte {offset + len(data)} (expected {size} bytes)")
     return data
 
 
@@ -201,7 +202,7 @@ def _sheet_sample(folder: CorpusFolder, shard: Shard, stream: Any, row: dict[str
               "jpg": _read_range(stream, row["jpg_offset"], row["jpg_size"]),
               "json": _read_range(stream, row["json_offset"], row["json_size"])}
     if hashlib.sha256(sample["jpg"]).hexdigest() != row["jpg_sha256"]:
-        raise ValueError(f"{url}: sample {row['key']!r}: jpg differs from its index (sha256); run `spac shards verify`")
+        raise InputError(f"{url}: sample {row['key']!r}: jpg differs from its index (sha256); run `spac shards verify`")
     record = decode_record(sample)
     sample_image(sample)  # a JPEG the readers accept, so the page shows what training sees
     return SheetSample(row["key"], shard.name, record, sample["jpg"])
@@ -228,7 +229,7 @@ def read_sheet_samples(folder: CorpusFolder, picks: Sequence[tuple[int, int]], t
                     try:
                         found[(position, r)] = _sheet_sample(folder, shard, stream, rows[r])
                     except ValueError as exc:
-                        problems.append(str(exc).splitlines()[-1])
+                        problems.append(error_line(exc))
                     if progress is not None:
                         progress()
         except OSError as exc:

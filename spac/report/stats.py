@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from common.errors import InputError
 from shards.sample import GROUPS
 
 TEMPLATE_STYLE = "template"  # the style name of a record's prompt_caption (spac.captioning.captioner's convention)
@@ -151,7 +152,7 @@ class TextStats:
 def parse_labels(lines: Iterable[str], source: str = "labels") -> dict[str, dict[str, str]]:
     """``file_path`` -> group -> phrase from JSON lines in the bundled samples' ``labels.jsonl`` format
     (``{"file_path", "attributes": {group: phrase}, "visible": {...}}``; ``visible``, what the image shows,
-    is used when present, else ``attributes``). ValueError naming the line for anything else."""
+    is used when present, else ``attributes``). InputError naming the line for anything else."""
     labels: dict[str, dict[str, str]] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -160,15 +161,15 @@ def parse_labels(lines: Iterable[str], source: str = "labels") -> dict[str, dict
         try:
             entry = json.loads(line)
         except ValueError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc})") from None
+            raise InputError(f"{where}: not valid JSON ({exc})") from None
         if not isinstance(entry, dict) or not isinstance(entry.get("file_path"), str):
-            raise ValueError(f"{where}: expected an object with a 'file_path' string")
+            raise InputError(f"{where}: expected an object with a 'file_path' string")
         values = entry.get("visible", entry.get("attributes"))
         if not isinstance(values, dict) or not all(isinstance(values.get(g), str) for g in GROUPS):
-            raise ValueError(f"{where}: expected 'visible' or 'attributes' with a phrase for each of {', '.join(GROUPS)}")
+            raise InputError(f"{where}: expected 'visible' or 'attributes' with a phrase for each of {', '.join(GROUPS)}")
         labels[entry["file_path"].lstrip("/")] = {group: values[group] for group in GROUPS}
     if not labels:
-        raise ValueError(f"{source}: no labels")
+        raise InputError(f"{source}: no labels")
     return labels
 
 

@@ -8,7 +8,7 @@ Three JSON layouts are in use (REFERENCE.md section 3 and 9); each file is a JSO
 
 :func:`read_caption_file` detects the layout of each file from its first entry, checks every entry and
 returns :class:`CaptionRecord` s (``id``, ``file_path``, ``captions``, ``split``), whatever the layout.
-A malformed file is a one-line ValueError naming the file and the entry index. Other keys of an entry
+A malformed file is a one-line InputError naming the file and the entry index. Other keys of an entry
 (``processed_tokens``, anything a derived file adds) are ignored. Pure Python: no model, no shards.
 """
 from __future__ import annotations
@@ -17,6 +17,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from common.errors import InputError
 
 REID_RAW = "reid_raw"
 RSTPREID = "rstpreid"
@@ -47,45 +49,45 @@ class CaptionFile:
 
 
 def detect_format(entry: Any, source: str = "<captions>") -> str:
-    """The layout an entry (a JSON object) belongs to; ValueError when it is neither."""
+    """The layout an entry (a JSON object) belongs to; InputError when it is neither."""
     if not isinstance(entry, dict):
-        raise ValueError(f"{source}: entry 0: expected a JSON object, got {type(entry).__name__}")
+        raise InputError(f"{source}: entry 0: expected a JSON object, got {type(entry).__name__}")
     for layout, key in PATH_KEYS.items():
         if key in entry:
             return layout
-    raise ValueError(f"{source}: entry 0: neither 'file_path' ({FORMAT_NAMES[REID_RAW]}) nor 'img_path' "
+    raise InputError(f"{source}: entry 0: neither 'file_path' ({FORMAT_NAMES[REID_RAW]}) nor 'img_path' "
                      f"({FORMAT_NAMES[RSTPREID]}) found; keys are {sorted(entry)[:6]}")
 
 
 def _record(entry: Any, layout: str, source: str, index: int) -> CaptionRecord:
     where = f"{source}: entry {index}"
     if not isinstance(entry, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(entry).__name__}")
+        raise InputError(f"{where}: expected a JSON object, got {type(entry).__name__}")
     path_key = PATH_KEYS[layout]
     for key in ("id", path_key, "captions", "split"):
         if key not in entry:
-            raise ValueError(f"{where}: missing key {key!r} (the file is in the {FORMAT_NAMES[layout]} layout)")
+            raise InputError(f"{where}: missing key {key!r} (the file is in the {FORMAT_NAMES[layout]} layout)")
     identity, path, captions, split = entry["id"], entry[path_key], entry["captions"], entry["split"]
     if not isinstance(identity, int) or isinstance(identity, bool):
-        raise ValueError(f"{where}: 'id' must be an integer, got {json.dumps(identity)[:40]}")
+        raise InputError(f"{where}: 'id' must be an integer, got {json.dumps(identity)[:40]}")
     if not isinstance(path, str) or not path.strip():
-        raise ValueError(f"{where}: {path_key!r} must be a non-empty string, got {json.dumps(path)[:40]}")
+        raise InputError(f"{where}: {path_key!r} must be a non-empty string, got {json.dumps(path)[:40]}")
     if not isinstance(split, str):
-        raise ValueError(f"{where}: 'split' must be a string, got {json.dumps(split)[:40]}")
+        raise InputError(f"{where}: 'split' must be a string, got {json.dumps(split)[:40]}")
     if not isinstance(captions, list):
-        raise ValueError(f"{where}: 'captions' must be a list of strings, got {json.dumps(captions)[:40]}")
+        raise InputError(f"{where}: 'captions' must be a list of strings, got {json.dumps(captions)[:40]}")
     for i, caption in enumerate(captions):
         if not isinstance(caption, str):
-            raise ValueError(f"{where}: captions[{i}] must be a string, got {json.dumps(caption)[:40]}")
+            raise InputError(f"{where}: captions[{i}] must be a string, got {json.dumps(caption)[:40]}")
     return CaptionRecord(identity, path, tuple(captions), split)
 
 
 def parse_caption_entries(data: Any, source: str = "<captions>") -> CaptionFile:
     """Parsed JSON (a list of entries in one layout) -> a :class:`CaptionFile`."""
     if not isinstance(data, list):
-        raise ValueError(f"{source}: expected a JSON list of entries, got a JSON {type(data).__name__}")
+        raise InputError(f"{source}: expected a JSON list of entries, got a JSON {type(data).__name__}")
     if not data:
-        raise ValueError(f"{source}: the file holds no entries")
+        raise InputError(f"{source}: the file holds no entries")
     layout = detect_format(data[0], source)
     return CaptionFile(source, layout, tuple(_record(e, layout, source, i) for i, e in enumerate(data)))
 
@@ -98,15 +100,15 @@ def read_caption_file(path: str | Path) -> CaptionFile:
     except FileNotFoundError:
         raise
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text") from None
+        raise InputError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise InputError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
     except RecursionError:
-        raise ValueError(f"{path}: invalid JSON (nested too deeply)") from None
+        raise InputError(f"{path}: invalid JSON (nested too deeply)") from None
     return parse_caption_entries(data, str(path))
 
 

@@ -19,6 +19,8 @@ import json
 import re
 from typing import Any, BinaryIO, Iterator
 
+from common.errors import InputError, error_line
+
 CHUNK_BYTES = 1 << 20
 DEFAULT_MAX_ENTRY_CHARS = 16 << 20
 # an error this far before the end of the buffer cannot come from the entry being cut at the buffer's end
@@ -26,7 +28,7 @@ _TRUNCATION_MARGIN = 64
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
-class JsonListError(ValueError):
+class JsonListError(InputError):
     """The stream is not (or stops being) a JSON list; ``index`` is the entry it stopped at."""
 
     def __init__(self, message: str, index: int) -> None:
@@ -80,7 +82,7 @@ def _decode_entry(buffer: _Buffer, decoder: json.JSONDecoder, source: str, index
                 raise JsonListError(f"{source}: entry {index}: invalid JSON ({exc.msg} at character "
                                     f"{buffer.offset(exc.pos)})", index) from None
         except (ValueError, RecursionError) as exc:  # an integer over Python's digit limit, deep nesting
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0]
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else error_line(exc)
             raise JsonListError(f"{source}: entry {index}: invalid JSON ({reason} at character "
                                 f"{buffer.offset()})", index) from None
         if len(buffer.text) - buffer.pos > max_chars:
@@ -93,7 +95,7 @@ def iter_json_list(stream: BinaryIO, source: str = "<json>", max_entry_chars: in
                    chunk_bytes: int = CHUNK_BYTES) -> Iterator[Any]:
     """Each element of the JSON list in ``stream`` (binary, read ``chunk_bytes`` at a time), in order.
 
-    JsonListError (a ValueError naming ``source``, the entry and the character offset) when the text is
+    JsonListError (an InputError naming ``source``, the entry and the character offset) when the text is
     not a JSON list, or stops being one; the entries before that point have been yielded.
     """
     buffer = _Buffer(stream, chunk_bytes)

@@ -1,12 +1,14 @@
-"""The shared CLI conventions: argparse type= checks, one-line errors with exit code 2, --quiet."""
+"""The shared CLI conventions: argparse type= checks, one-line errors with exit code 2 for bad input (a bug
+shows its traceback), --quiet."""
 import argparse
 import errno
 
 import pytest
 import torch
 
-from common.cli import (CliError, OneLineArgumentParser, add_quiet_flag, device, json_object, name_list,
-                              non_negative_float, non_negative_int, one_line, positive_float, positive_int, run_main, unit_float)
+from common.cli import (DEBUG_VARIABLE, CliError, OneLineArgumentParser, add_quiet_flag, device, json_object, name_list,
+                        non_negative_float, non_negative_int, positive_float, positive_int, run_main, unit_float)
+from common.errors import InputError
 
 
 @pytest.mark.parametrize("kind, text, value", [
@@ -58,14 +60,38 @@ def _raises(exc):
     return main
 
 
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch):
+    monkeypatch.delenv(DEBUG_VARIABLE, raising=False)
+
+
 @pytest.mark.parametrize("exc, line", [
     (CliError("bad input"), "tool: error: bad input"),
-    (ValueError("first\n  detail\nlast line"), "tool: error: last line"),
+    (InputError("Caught InputError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+                "  detail\ncommon.errors.InputError: last line"), "tool: error: last line"),
+    (InputError(""), "tool: error: InputError"),
     (FileNotFoundError(errno.ENOENT, "No such file or directory", "/x"), "tool: error: No such file or directory: /x"),
+    (IsADirectoryError(errno.EISDIR, "Is a directory", "/d"), "tool: error: Is a directory: /d"),
 ])
-def test_run_main_turns_user_and_library_errors_into_one_line_and_exit_2(capsys, exc, line):
+def test_run_main_turns_bad_input_into_one_line_and_exit_2(capsys, exc, line):
     assert run_main("tool", _raises(exc), []) == 2
     assert capsys.readouterr().err == line + "\n"
+
+
+def test_every_one_line_error_of_the_project_is_an_input_error():
+    from plip.checkpoint import CheckpointError
+    from plip.embedding_index import EmbeddingIndexError
+    from plip.programs.eval_data import DatasetFormatError
+    from plip.transforms import ImageReadError
+    from shards.images import ImageRejected
+    from spac.attributes import SchemaError
+    from spac.captioning.slots import TemplateError
+    from spac.predictor.datasets.mapping import MappingError
+    from spac.sources.json_lists import JsonListError
+
+    for kind in (CliError, CheckpointError, EmbeddingIndexError, DatasetFormatError, ImageReadError, ImageRejected,
+                 SchemaError, TemplateError, MappingError, JsonListError):
+        assert issubclass(kind, InputError), kind
 
 
 def test_run_main_passes_the_exit_code_and_argv_and_lets_bugs_through(capsys):
@@ -76,19 +102,28 @@ def test_run_main_passes_the_exit_code_and_argv_and_lets_bugs_through(capsys):
         run_main("tool", _raises(TypeError("a bug")), [])
 
 
-def test_one_line_keeps_the_last_non_blank_line():
-    assert one_line(ValueError("a\n\nb\n")) == "b"
-    assert one_line(ValueError("")) == "ValueError"
+@pytest.mark.parametrize("bug", [ValueError("operands could not be broadcast together with shapes (3,) (4,)"),
+                                 IndexError("list index out of range"), OSError("a bug, not a path")])
+def test_a_programming_error_is_not_reported_as_bad_input(capsys, bug):
+    """A plain ValueError or IndexError raised in our code is a bug: it propagates (Python prints its traceback)."""
+    with pytest.raises(type(bug)) as raised:
+        run_main("tool", _raises(bug), [])
+    assert raised.value is bug
+    assert "error:" not in capsys.readouterr().err
 
 
-def test_one_line_keeps_the_message_of_a_re_raised_worker_error():
-    from common.cli import one_line
-
-    worker = ValueError("Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
-                        "last):\n  File \"x.py\", line 1\nplip.transforms.ImageReadError: a.jpg: not a decodable image")
-    assert one_line(worker) == "a.jpg: not a decodable image"
-    assert one_line(ValueError("--lr: ValueError: stays as written")) == "--lr: ValueError: stays as written"
-    assert one_line(ValueError("")) == "ValueError"
+def test_debug_shows_the_traceback_of_bad_input_too(monkeypatch, capsys):
+    bad = InputError("bad input")
+    with pytest.raises(InputError):
+        run_main("tool", _raises(bad), [], debug=True)
+    monkeypatch.setenv(DEBUG_VARIABLE, "1")
+    with pytest.raises(InputError):
+        run_main("tool", _raises(bad), [])
+    with pytest.raises(FileNotFoundError):
+        run_main("tool", _raises(FileNotFoundError(errno.ENOENT, "No such file or directory", "/x")), [])
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv(DEBUG_VARIABLE, "0")
+    assert run_main("tool", _raises(bad), []) == 2
 
 
 def test_name_list_keeps_known_names_once_in_order_and_refuses_others():

@@ -33,13 +33,14 @@ import yaml
 
 from spac.predictor.labels import MASKED, NO_COLOUR, GroupLabel, candidates, group_colours, specific_items
 from spac.attributes import UNKNOWN, Schema, load_schema
+from common.errors import InputError
 
 BUNDLED = {"pa100k": "pa100k.yaml", "peta": "peta.yaml", "rap1": "rap1.yaml", "rap2": "rap2.yaml"}
 FACTORS = ("items", "colours")
 NOT_SAID = -1
 
 
-class MappingError(ValueError):
+class MappingError(InputError):
     """A malformed mapping file; the message names the file and the offending key."""
 
 
@@ -121,7 +122,7 @@ def _item_colour(schema: Schema, group: str, phrase: str) -> tuple[str, str]:
 
 def _compute_labels(mapping: DatasetMapping, row: tuple[int, ...]) -> tuple[dict[str, GroupLabel], int]:
     if len(row) != len(mapping.attributes):
-        raise ValueError(f"{mapping.dataset}: expected {len(mapping.attributes)} attribute bits, got {len(row)}")
+        raise InputError(f"{mapping.dataset}: expected {len(mapping.attributes)} attribute bits, got {len(row)}")
     column = mapping._column
     labels: dict[str, GroupLabel] = {g: MASKED for g in mapping.schema.group_names}
     contradictions = 0

@@ -1,5 +1,6 @@
-"""The `spac` dispatcher: usage, unknown commands, and every command module it names."""
+"""The `spac` dispatcher: usage, unknown commands, --debug, and every command module it names."""
 import importlib
+import os
 import subprocess
 import sys
 
@@ -51,3 +52,43 @@ def test_report_help_and_the_corpus_format_do_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "HEAVY []"
+
+
+def _spac(code: str, *argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `spac ARGV` in a fresh interpreter after ``code`` (which may patch what the command calls)."""
+    script = f"import sys\n{code}\nfrom spac.cli.main import main\nsys.exit(main({list(argv)!r}))"
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SPAC_DEBUG": "", **(env or {})})
+
+
+_BROKEN_RENDER = ("import spac.cli.render\n"
+                  "def broken(*args, **kwargs):\n"
+                  "    raise ValueError('operands could not be broadcast together')\n"
+                  "spac.cli.render.render_dataset = broken")
+
+
+def test_a_bug_inside_a_command_shows_its_traceback_and_bad_input_stays_one_line(tmp_path):
+    good = ["render", str(tmp_path / "out"), "--identities", "1", "--images-per-identity", "1", "--quiet"]
+    bug = _spac(_BROKEN_RENDER, *good)
+    assert bug.returncode not in (0, 2)
+    assert "Traceback (most recent call last)" in bug.stderr
+    assert bug.stderr.strip().splitlines()[-1] == "ValueError: operands could not be broadcast together"
+    (tmp_path / "file").write_text("x")
+    bad = _spac(_BROKEN_RENDER, "render", str(tmp_path / "file"), "--identities", "1", "--images-per-identity", "1")
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == [f"spac render: error: {tmp_path / 'file'} exists and is not a folder"]
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_debug_shows_the_traceback_of_bad_input_too(tmp_path, how):
+    (tmp_path / "file").write_text("x")
+    argv = ["render", str(tmp_path / "file"), "--identities", "1", "--images-per-identity", "1"]
+    done = _spac("", *(["--debug", *argv] if how == "flag" else argv), env={"SPAC_DEBUG": "1"} if how != "flag" else None)
+    assert done.returncode == 1
+    assert "Traceback (most recent call last)" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("common.cli.CliError: ")
+
+
+def test_usage_documents_debug(capsys):
+    assert main(["--help"]) == 0
+    assert "--debug" in capsys.readouterr().out
