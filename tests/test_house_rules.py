@@ -242,13 +242,43 @@ def test_plip_never_imports_pipelines_or_beam():
     assert {m for m in plip if THIRD_PARTY_BEAM in third_party_imports()[m]} == set()
 
 
+# each Beam job: its subpackage and its entry point; pipelines.shared holds what both use
+PIPELINE_JOBS = {"synthesis": ("pipelines.synthesis", "pipelines.synthesize"),
+                 "import": ("pipelines.importing", "pipelines.import_corpus")}
+PIPELINES_SHARED = "pipelines.shared"
+
+
+def test_no_pipeline_job_imports_another_and_the_shared_pieces_import_no_job():
+    jobs = {name: _modules(*prefixes) for name, prefixes in PIPELINE_JOBS.items()}
+    assert "pipelines.synthesis.transforms" in jobs["synthesis"] and "pipelines.importing.sources" in jobs["import"]
+    every_job = tuple(prefix for prefixes in PIPELINE_JOBS.values() for prefix in prefixes)
+    # every module of pipelines/ is one job's or shared: a new job gets its own subpackage, not a flat module
+    assert _modules("pipelines") - {"pipelines"} - _modules(PIPELINES_SHARED, *every_job) == set()
+    for name, modules in jobs.items():
+        others = tuple(p for other, prefixes in PIPELINE_JOBS.items() if other != name for p in prefixes)
+        assert _offenders(modules, others) == {}, name
+    assert _offenders(_modules(PIPELINES_SHARED), every_job) == {}
+
+
+@pytest.mark.parametrize("module, target", [("pipelines.shared.dead_letters", "pipelines.synthesis.transforms"),
+                                            ("pipelines.shared.launch", "pipelines.import_corpus"),
+                                            ("pipelines.synthesis.graph", "pipelines.importing.sources")])
+def test_the_pipelines_rule_catches_each_way_of_breaking_it(monkeypatch, module, target):
+    broken = {k: set(v) for k, v in import_graph().items()}
+    broken[module] |= {target}
+    monkeypatch.setitem(globals(), "import_graph", lambda: broken)
+    with pytest.raises(AssertionError):
+        test_no_pipeline_job_imports_another_and_the_shared_pieces_import_no_job()
+
+
 @pytest.mark.parametrize("rule", [test_no_import_cycles, test_entry_points_are_leaves,
                                   test_spac_method_modules_stay_below_everything_else,
                                   test_common_helpers_import_no_project_package,
                                   test_template_captioning_is_pure_python, test_the_predictor_never_imports_the_captioner,
                                   test_mining_and_sources_need_no_model,
                                   test_only_the_report_and_the_commands_of_spac_read_shards,
-                                  test_plip_library_takes_from_spac_only_the_language_tools])
+                                  test_plip_library_takes_from_spac_only_the_language_tools,
+                                  test_no_pipeline_job_imports_another_and_the_shared_pieces_import_no_job])
 def test_the_rules_catch_a_violation(monkeypatch, rule):
     """Each rule fails on a graph that breaks it (so a green run means something)."""
     broken = {k: set(v) for k, v in import_graph().items()}
@@ -259,6 +289,7 @@ def test_the_rules_catch_a_violation(monkeypatch, rule):
     broken["spac.corpus.filters"] |= {"shards.reader"}
     broken["common.cli"] |= {"spac.attributes"}
     broken["plip.model"] |= {"spac.attributes"}
+    broken["pipelines.importing.sources"] |= {"pipelines.synthesis.transforms"}  # one job importing another
     monkeypatch.setitem(globals(), "import_graph", lambda: broken)
     with pytest.raises(AssertionError):
         rule()
