@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from types import SimpleNamespace
 
 import torch
 
 from plip.losses import PLIPLoss
 from plip.masking import mask_batch
 from plip.programs import distributed
-from plip.programs.pretrain import Training, build_model, train_step
+from plip.programs.pretrain import ModelChoice, Training, build_model, train_step
 from plip.programs.schedule import warmup_step_decay
 from plip.programs.training import build_optimizer, freeze_text_layers
 
@@ -37,10 +36,10 @@ def synthetic_batch(model, batch_size: int, seed: int) -> dict[str, torch.Tensor
 
 def make_training(preset: str) -> Training:
     """The pre-training state of ``preset`` on the CPU, as the program builds it (4 trainable text layers)."""
-    args = SimpleNamespace(preset=preset, model_overrides={}, text_model=None, losses=("ivlc", "tic", "iap"),
-                           tic_weight=0.02, iap_weight=0.1)
+    choice = ModelChoice(preset=preset, model_overrides={}, text_model=None, losses=("ivlc", "tic", "iap"),
+                         tic_weight=0.02, iap_weight=0.1)
     torch.manual_seed(0)
-    model = build_model(args)
+    model = build_model(choice)
     freeze_text_layers(model, 4)
     optimizer = build_optimizer(model, 2e-3, 0.1, 0.01)
     return Training(model, model, PLIPLoss.from_config(model.config), optimizer,

@@ -57,10 +57,12 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=check_precision(precision, device) == "fp16")
 
 
-def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
                    clip_grad: float = 0.0, clipped: Iterable[torch.Tensor] | None = None) -> None:
-    """Backpropagate ``loss`` and step ``optimizer`` through ``scaler``, first clipping the gradient norm of the
-    ``clipped`` parameters (default: the optimizer's) to ``clip_grad`` when it is > 0, on unscaled gradients."""
+    """Backpropagate ``loss`` and step ``optimizer`` through ``scaler`` (None: no loss scaling), first clipping
+    the gradient norm of the ``clipped`` parameters (default: the optimizer's) to ``clip_grad`` when it is > 0,
+    on unscaled gradients."""
+    scaler = scaler if scaler is not None else torch.amp.GradScaler("cpu", enabled=False)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     if clip_grad > 0:

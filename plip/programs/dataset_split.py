@@ -11,15 +11,18 @@ whole identities into test and valid, so no identity is in two splits.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from plip.programs.eval_data import (DATASET_JSON, DATASET_NAMES, SPLITS, DatasetFormatError, read_dataset_json,
                                      split_group)
 from common.cli import CliError, OneLineArgumentParser, run_main
+from plip.programs.settings import from_flags
 
 PROG = "python -m plip.dataset_split"
 # (name, path under --data-root) of each dataset split without --input: "<name>/<its JSON file>"
@@ -118,15 +121,32 @@ def _parser() -> OneLineArgumentParser:
     return parser
 
 
-def _inputs(args: Any) -> list[tuple[str, Path]]:
-    if args.input is not None:
-        return [(args.name or args.input.resolve().parent.name, args.input)]
-    if args.name:
+@dataclass(frozen=True)
+class SplitSettings:
+    """The program's flags: what the split reads instead of the parsed Namespace."""
+
+    input: Path | None
+    name: str | None
+    data_root: Path
+    test_fraction: float | None
+    valid_fraction: float | None
+    seed: int
+    quiet: bool
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace) -> SplitSettings:
+        return from_flags(cls, args)
+
+
+def _inputs(settings: SplitSettings) -> list[tuple[str, Path]]:
+    if settings.input is not None:
+        return [(settings.name or settings.input.resolve().parent.name, settings.input)]
+    if settings.name:
         raise CliError("--name needs --input")
-    found = [(name, args.data_root / relative) for name, relative in DEFAULT_DATASETS
-             if (args.data_root / relative).is_file()]
+    found = [(name, settings.data_root / relative) for name, relative in DEFAULT_DATASETS
+             if (settings.data_root / relative).is_file()]
     if not found:
-        paths = [str(args.data_root / relative) for _, relative in DEFAULT_DATASETS]
+        paths = [str(settings.data_root / relative) for _, relative in DEFAULT_DATASETS]
         expected = ", ".join(paths[:-1]) + " or " + paths[-1]
         raise CliError(f"no dataset found: expected {expected} (or pass --input FILE)")
     return found
@@ -138,13 +158,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
-    for name, input_path in _inputs(args):
-        splits = split_dataset(input_path, args.test_fraction, args.valid_fraction, args.seed)
+    settings = SplitSettings.from_flags(_parser().parse_args(argv))
+    for name, input_path in _inputs(settings):
+        splits = split_dataset(input_path, settings.test_fraction, settings.valid_fraction, settings.seed)
         paths = split_paths(input_path, name)
         for split, entries in splits.items():
             write_json_atomically(paths[split], entries)
-        if not args.quiet:
+        if not settings.quiet:
             print(f"{input_path}:")
             for split, entries in splits.items():
                 identities = len({entry["id"] for entry in entries})

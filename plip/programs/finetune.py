@@ -16,6 +16,7 @@ schedule, classifier, position in the epoch's batch plan, best R@1, the partial 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -23,12 +24,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
-from plip.checkpoint import (MODEL_FILE, TRAINER_STATE_FILE, CheckpointError, TrainerState, capture_rng_state,
-                             check_like, load_checkpoint_model, load_training_state, load_weights, reading,
-                             recover_checkpoint, restore_rng_state, save_checkpoint)
+from common.training import autocast, capture_rng_state, optimizer_step, restore_rng_state
+from plip.checkpoint import (MODEL_FILE, TRAINER_STATE_FILE, CheckpointError, TrainerState, check_like,
+                             load_checkpoint_model, load_training_state, load_weights, reading, recover_checkpoint,
+                             save_checkpoint)
 from plip.cmpc import IdentityClassifier
 from plip.factory import create_model, list_models
 from plip.losses import ivlc_loss
@@ -36,9 +37,10 @@ from plip.model import PLIPModel
 from plip.programs.eval_data import DATASET_JSON, DATASET_NAMES, load_eval_split
 from plip.programs.finetune_data import TrainPairs, epoch_loader, epoch_plan, load_train_entries, train_pairs
 from plip.programs.schedule import epoch_schedule
-from plip.programs.training import (LossWindow, MetricsLog, add_optimisation_flags, add_run_flags,
-                                    build_optimizer, check_out_dir, check_resume_settings, checkpoint_to_resume,
-                                    flag_record, freeze_text_layers, learning_rates, start_run)
+from plip.programs.settings import flag_record, from_flags
+from plip.programs.training import (LossWindow, MetricsLog, Optimisation, RunSettings, add_optimisation_flags,
+                                    add_run_flags, build_optimizer, check_out_dir, check_resume_settings,
+                                    checkpoint_to_resume, freeze_text_layers, learning_rates, start_run)
 from plip.retrieval import Gallery, QuerySet, evaluate
 from plip.transforms import check_eval_size
 from common.cli import (CliError, OneLineArgumentParser, non_negative_float, non_negative_int, positive_int,
@@ -94,15 +96,41 @@ def _parser() -> OneLineArgumentParser:
     return p
 
 
-def _check_flags(args: Any) -> None:
-    """What argparse cannot check flag by flag."""
-    if args.batch_size % args.pairs_per_id:
-        raise CliError(f"--batch-size {args.batch_size} must be a multiple of --pairs-per-id {args.pairs_per_id}")
-    if args.checkpoint is None and args.preset is None:
-        raise CliError("give --checkpoint (ours or released-format) or --preset (train from initial weights)")
-    if not args.root.is_dir():
-        raise CliError(f"--root {args.root}: not a folder")
-    check_out_dir(args.out, [BEST_DIR, LAST_DIR])
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """The program's flags, checked: what the run reads instead of the parsed Namespace."""
+
+    checkpoint: Path | None
+    preset: str | None
+    tokenizer: str | None
+    dataset: str
+    root: Path
+    out: Path
+    eval_split: str
+    pairs_per_id: int
+    workers: int
+    optimisation: Optimisation
+    batch_size: int
+    cmpc_weight: float
+    run: RunSettings
+    eval_every_epochs: int
+    eval_batch_size: int
+    checkpoint_every: int | None
+    resume: bool
+    flags: dict[str, Any]  # as given, for args.json and the settings a resumed run must keep
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace) -> FinetuneSettings:
+        """The settings of parsed flags; what argparse cannot check flag by flag is a CliError."""
+        if args.batch_size % args.pairs_per_id:
+            raise CliError(f"--batch-size {args.batch_size} must be a multiple of --pairs-per-id {args.pairs_per_id}")
+        if args.checkpoint is None and args.preset is None:
+            raise CliError("give --checkpoint (ours or released-format) or --preset (train from initial weights)")
+        if not args.root.is_dir():
+            raise CliError(f"--root {args.root}: not a folder")
+        check_out_dir(args.out, [BEST_DIR, LAST_DIR])
+        return from_flags(cls, args, optimisation=Optimisation.from_flags(args),
+                          run=RunSettings.from_flags(args), flags=flag_record(args))
 
 
 # --- model -----------------------------------------------------------------------------------------
@@ -140,7 +168,7 @@ def train_step(tuning: FineTuning, batch: dict[str, Any]) -> dict[str, float]:
     model, device = tuning.model, tuning.device
     tokens = {k: v.to(device) for k, v in model.tokenize(batch["captions"]).items()}
     labels = batch["labels"].to(device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tuning.precision == "bf16"):
+    with autocast(device, tuning.precision):
         image_features = model.encode_image(batch["images"].to(device, non_blocking=True))
         text_features = model.encode_text(tokens["input_ids"], tokens["attention_mask"])
     # Losses in fp32: softmax / KL and the classifier are sensitive to half precision.
@@ -148,12 +176,7 @@ def train_step(tuning: FineTuning, batch: dict[str, Any]) -> dict[str, float]:
     cmpm = ivlc_loss(image_features, text_features, labels, model.config.ivlc_target_norm)
     cmpc = tuning.cmpc_weight * tuning.classifier(image_features, text_features, labels)
     total = cmpm + cmpc
-    tuning.optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    if tuning.clip_grad > 0:
-        trained = [p for group in tuning.optimizer.param_groups for p in group["params"]]
-        nn.utils.clip_grad_norm_(trained, tuning.clip_grad)
-    tuning.optimizer.step()
+    optimizer_step(total, tuning.optimizer, clip_grad=tuning.clip_grad)  # no fp16: no loss scaling
     tuning.scheduler.step()
     return {"loss": float(total.detach()), "cmpm_loss": float(cmpm.detach()), "cmpc_loss": float(cmpc.detach())}
 
@@ -181,38 +204,37 @@ class Progress:
         return self.epoch + (self.batch == plan_length)
 
 
-def save_last(out: Path, tuning: FineTuning, progress: Progress, window: LossWindow, settings: dict[str, Any],
+def save_last(out: Path, tuning: FineTuning, progress: Progress, window: LossWindow, kept: dict[str, Any],
               epochs_done: int, evaluation: dict[str, Any] | None = None) -> None:
-    """``out/last/``: the model and everything ``--resume`` needs to continue exactly from ``progress``."""
-    extra: dict[str, Any] = {"scheduler": tuning.scheduler.state_dict(), "settings": settings,
+    """``out/last/``: the model and everything ``--resume`` needs to continue exactly from ``progress``;
+    ``kept``: the settings a resumed run must keep."""
+    extra: dict[str, Any] = {"scheduler": tuning.scheduler.state_dict(), "settings": kept,
                              "best_r1": progress.best_r1, "eval_step": progress.eval_step, "window": window.state()}
-    if tuning.device.type == "cuda":
-        extra["cuda_rng"] = torch.cuda.get_rng_state(tuning.device).tolist()
     if evaluation is not None:
         extra["eval"] = evaluation
-    state = TrainerState(step=progress.step, epoch=epochs_done, rng=capture_rng_state(), extra=extra,
+    state = TrainerState(step=progress.step, epoch=epochs_done, rng=capture_rng_state(tuning.device), extra=extra,
                          data_position={"epoch": progress.epoch, "batch": progress.batch})
     save_run_checkpoint(out / LAST_DIR, tuning, state, with_training_state=True)
 
 
-def _resume_dir(args: Any) -> Path | None:
-    if not args.resume:
+def _resume_dir(resume: bool, out: Path) -> Path | None:
+    if not resume:
         return None
     # A crash between the two renames of a checkpoint swap leaves last/ under last.old: put it back.
-    directory = checkpoint_to_resume(recover_checkpoint(args.out / LAST_DIR), named=False)
+    directory = checkpoint_to_resume(recover_checkpoint(out / LAST_DIR), named=False)
     if directory is None:
-        print(f"{PROG}: --resume: no {args.out / LAST_DIR} checkpoint yet, starting fresh", file=sys.stderr)
+        print(f"{PROG}: --resume: no {out / LAST_DIR} checkpoint yet, starting fresh", file=sys.stderr)
     return directory
 
 
-def restore_last(directory: Path, tuning: FineTuning, settings: dict[str, Any]) -> tuple[Progress, LossWindow]:
-    """Load ``directory`` (a last/ checkpoint) into ``tuning`` and the RNGs, after checking the run's flags; a
-    damaged file is a one-line CheckpointError naming it."""
+def restore_last(directory: Path, tuning: FineTuning, kept: dict[str, Any]) -> tuple[Progress, LossWindow]:
+    """Load ``directory`` (a last/ checkpoint) into ``tuning`` and the RNGs, after checking the settings the run
+    must keep; a damaged file is a one-line CheckpointError naming it."""
     saved_settings = load_training_state(directory).extra.get("settings")
     state_file = directory / TRAINER_STATE_FILE
     if saved_settings is not None and not isinstance(saved_settings, dict):
         raise CheckpointError(f"{state_file}: damaged resume state ('settings' must be an object)")
-    check_resume_settings(directory, saved_settings, settings)
+    check_resume_settings(directory, saved_settings, kept)
     state = load_training_state(directory, tuning.optimizer)
     load_weights(tuning.model, directory / MODEL_FILE, tuning.device)
     load_weights(tuning.classifier, directory / CLASSIFIER_FILE, tuning.device)
@@ -220,9 +242,7 @@ def restore_last(directory: Path, tuning: FineTuning, settings: dict[str, Any]) 
         extra = state.extra
         check_like(extra["scheduler"], tuning.scheduler.state_dict(), "scheduler")
         tuning.scheduler.load_state_dict(extra["scheduler"])
-        restore_rng_state(state.rng)
-        if "cuda_rng" in extra and tuning.device.type == "cuda":
-            torch.cuda.set_rng_state(torch.tensor(extra["cuda_rng"], dtype=torch.uint8), tuning.device)
+        restore_rng_state(state.rng, tuning.device)
         check_like(state.data_position, {"epoch": 0, "batch": 0}, "data_position")
         if min(state.data_position["epoch"], state.data_position["batch"]) < 0:
             raise ValueError(f"data_position {state.data_position} is negative")
@@ -254,98 +274,102 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
-    _check_flags(args)
-    precision = start_run(args)
-    device = args.device
-    record = flag_record(args)
-    settings = {name: record[name] for name in RESUME_FLAGS}
-    resume_dir = _resume_dir(args)
-    entries, source = load_train_entries(args.dataset, args.root)
-    pairs = train_pairs(entries, args.root / "imgs", source)
-    queries, gallery = load_eval_split(args.dataset, args.root, args.eval_split)
+    settings = FinetuneSettings.from_flags(_parser().parse_args(argv))
+    start_run(settings.run)
+    optimisation, run = settings.optimisation, settings.run
+    device, precision = run.device, run.precision
+    kept = {name: settings.flags[name] for name in RESUME_FLAGS}
+    resume_dir = _resume_dir(settings.resume, settings.out)
+    entries, source = load_train_entries(settings.dataset, settings.root)
+    pairs = train_pairs(entries, settings.root / "imgs", source)
+    queries, gallery = load_eval_split(settings.dataset, settings.root, settings.eval_split)
 
-    torch.manual_seed(args.seed)
-    model = load_start_model(args.checkpoint, args.preset, args.tokenizer, device)
-    freeze_text_layers(model, args.text_trainable_layers)
+    torch.manual_seed(run.seed)
+    model = load_start_model(settings.checkpoint, settings.preset, settings.tokenizer, device)
+    freeze_text_layers(model, optimisation.text_trainable_layers)
     classifier = IdentityClassifier(len(pairs.identities), model.embed_dim).to(device)
-    optimizer = build_optimizer(model, args.lr, args.text_lr_scale, args.weight_decay)
-    optimizer.add_param_group({"params": list(classifier.parameters()), "lr": args.lr, "name": "classifier"})
-    plans = [epoch_plan(pairs.labels, args.batch_size, args.pairs_per_id, args.seed, e) for e in range(args.epochs)]
+    optimizer = build_optimizer(model, optimisation.lr, optimisation.text_lr_scale, optimisation.weight_decay)
+    optimizer.add_param_group({"params": list(classifier.parameters()), "lr": optimisation.lr, "name": "classifier"})
+    plans = [epoch_plan(pairs.labels, settings.batch_size, settings.pairs_per_id, run.seed, e)
+             for e in range(optimisation.epochs)]
     steps_per_epoch = len(plans[0])
-    scheduler = epoch_schedule(optimizer, steps_per_epoch, args.warmup_epochs, args.milestones, args.gamma)
-    tuning = FineTuning(model, classifier, optimizer, scheduler, device, precision, args.clip_grad, args.cmpc_weight)
+    scheduler = epoch_schedule(optimizer, steps_per_epoch, optimisation.warmup_epochs, optimisation.milestones,
+                               optimisation.gamma)
+    tuning = FineTuning(model, classifier, optimizer, scheduler, device, precision, optimisation.clip_grad,
+                        settings.cmpc_weight)
     total_steps = sum(len(plan) for plan in plans)
-    total_steps = total_steps if args.max_steps is None else min(args.max_steps, total_steps)
-    progress, window = restore_last(resume_dir, tuning, settings) if resume_dir else (Progress(), LossWindow())
+    total_steps = total_steps if optimisation.max_steps is None else min(optimisation.max_steps, total_steps)
+    progress, window = restore_last(resume_dir, tuning, kept) if resume_dir else (Progress(), LossWindow())
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    settings.out.mkdir(parents=True, exist_ok=True)
     sizes = {"train_pairs": len(pairs), "train_identities": len(pairs.identities), "total_steps": total_steps,
              "eval_queries": len(queries), "eval_gallery": len(gallery)}
-    (args.out / ARGS_FILE).write_text(json.dumps({**record, **sizes}, indent=2) + "\n", encoding="utf-8")
-    if not args.quiet:
+    (settings.out / ARGS_FILE).write_text(json.dumps({**settings.flags, **sizes}, indent=2) + "\n", encoding="utf-8")
+    if not run.quiet:
         print(f"{PROG}: {len(pairs)} pairs of {len(pairs.identities)} identities, {steps_per_epoch} steps/epoch, "
-              f"{total_steps} steps, device {device}, {precision}; {args.eval_split}: {len(queries)} queries, "
+              f"{total_steps} steps, device {device}, {precision}; {settings.eval_split}: {len(queries)} queries, "
               f"{len(gallery)} images" + (f"; resumed at step {progress.step} from {resume_dir}" if resume_dir else ""),
               file=sys.stderr)
-    metrics = MetricsLog(args.out / METRICS_FILE, progress.step if resume_dir else None)
-    _train(args, tuning, pairs, plans, total_steps, queries, gallery, metrics, progress, window, settings)
+    metrics = MetricsLog(settings.out / METRICS_FILE, progress.step if resume_dir else None)
+    _train(settings, tuning, pairs, plans, total_steps, queries, gallery, metrics, progress, window, kept)
     return 0
 
 
-def _evaluates_now(args: Any, progress: Progress, plan_length: int, total_steps: int) -> bool:
-    """Whether the run evaluates at ``progress``: at its end, or at an epoch end every --eval-every-epochs."""
-    epoch_end = progress.batch == plan_length and bool(args.eval_every_epochs) and \
-        (progress.epoch + 1) % args.eval_every_epochs == 0
+def _evaluates_now(every_epochs: int, progress: Progress, plan_length: int, total_steps: int) -> bool:
+    """Whether the run evaluates at ``progress``: at its end, or at an epoch end every ``every_epochs``
+    (--eval-every-epochs)."""
+    epoch_end = progress.batch == plan_length and bool(every_epochs) and (progress.epoch + 1) % every_epochs == 0
     return (progress.step >= total_steps or epoch_end) and progress.eval_step != progress.step
 
 
-def _train(args: Any, tuning: FineTuning, pairs: TrainPairs, plans: list[list[list[int]]], total_steps: int,
-           queries: QuerySet, gallery: Gallery, metrics: MetricsLog, progress: Progress, window: LossWindow,
-           settings: dict[str, Any]) -> None:
-    bar = tqdm(total=total_steps, initial=progress.step, unit="step", disable=args.quiet)
+def _train(settings: FinetuneSettings, tuning: FineTuning, pairs: TrainPairs, plans: list[list[list[int]]],
+           total_steps: int, queries: QuerySet, gallery: Gallery, metrics: MetricsLog, progress: Progress,
+           window: LossWindow, kept: dict[str, Any]) -> None:
+    run, every_epochs = settings.run, settings.eval_every_epochs
+    bar = tqdm(total=total_steps, initial=progress.step, unit="step", disable=run.quiet)
     image_size = tuple(tuning.model.config.vision.image_size)
     for epoch in range(progress.epoch, len(plans)):
         plan = plans[epoch]
         if epoch != progress.epoch:
             progress.epoch, progress.batch = epoch, 0
-        batches = epoch_loader(pairs, image_size, plan, args.seed, epoch, args.workers,
+        batches = epoch_loader(pairs, image_size, plan, run.seed, epoch, settings.workers,
                                pin_memory=tuning.device.type == "cuda", start=progress.batch)
         for batch in batches if progress.step < total_steps else []:
             rates = learning_rates(tuning.optimizer)
             window.add(train_step(tuning, batch))
             progress.step, progress.batch = progress.step + 1, progress.batch + 1
             bar.update()
-            if progress.step % args.log_every == 0 or progress.step == total_steps:
+            if progress.step % run.log_every == 0 or progress.step == total_steps:
                 means = window.means()
                 metrics.write({"kind": "train", "step": progress.step, "epoch": epoch, **means, **rates,
-                               "samples_per_s": args.batch_size * window.steps / window.seconds()})
+                               "samples_per_s": settings.batch_size * window.steps / window.seconds()})
                 bar.set_postfix(loss=f"{means['loss']:.4f}")
                 window = LossWindow()
-            if args.checkpoint_every and progress.step % args.checkpoint_every == 0 and \
-                    not _evaluates_now(args, progress, len(plan), total_steps):  # else last/ follows the evaluation
-                save_last(args.out, tuning, progress, window, settings, progress.epochs_done(len(plan)))
+            if settings.checkpoint_every and progress.step % settings.checkpoint_every == 0 and \
+                    not _evaluates_now(every_epochs, progress, len(plan), total_steps):  # else last/ follows it
+                save_last(settings.out, tuning, progress, window, kept, progress.epochs_done(len(plan)))
             if progress.step == total_steps:
                 break
-        if _evaluates_now(args, progress, len(plan), total_steps):
-            _evaluate_and_save(args, tuning, progress, window, settings, len(plan), queries, gallery, metrics)
+        if _evaluates_now(every_epochs, progress, len(plan), total_steps):
+            _evaluate_and_save(settings, tuning, progress, window, kept, len(plan), queries, gallery, metrics)
         if progress.step >= total_steps:
             break
     bar.close()
 
 
-def _evaluate_and_save(args: Any, tuning: FineTuning, progress: Progress, window: LossWindow,
-                       settings: dict[str, Any], plan_length: int, queries: QuerySet, gallery: Gallery,
+def _evaluate_and_save(settings: FinetuneSettings, tuning: FineTuning, progress: Progress, window: LossWindow,
+                       kept: dict[str, Any], plan_length: int, queries: QuerySet, gallery: Gallery,
                        metrics: MetricsLog) -> None:
     """Evaluate, log, keep best/ when R@1 improves, and rewrite last/."""
-    result = evaluate(tuning.model, queries, gallery, args.eval_batch_size, tuning.device)
+    result = evaluate(tuning.model, queries, gallery, settings.eval_batch_size, tuning.device)
     epochs_done = round(progress.epoch + progress.batch / plan_length, 3)  # fractional when --max-steps cut it
-    metrics.write({"kind": "eval", "step": progress.step, "epoch": epochs_done, "split": args.eval_split, **result})
-    if not args.quiet:
-        tqdm.write(f"epoch {epochs_done:g} step {progress.step}: {args.eval_split} {_summary(result)}", file=sys.stderr)
+    split = settings.eval_split
+    metrics.write({"kind": "eval", "step": progress.step, "epoch": epochs_done, "split": split, **result})
+    if not settings.run.quiet:
+        tqdm.write(f"epoch {epochs_done:g} step {progress.step}: {split} {_summary(result)}", file=sys.stderr)
     progress.eval_step = progress.step
     if progress.best_r1 is None or result["R@1"] > progress.best_r1:
         progress.best_r1 = result["R@1"]
         best = TrainerState(step=progress.step, epoch=progress.epochs_done(plan_length), extra={"eval": result})
-        save_run_checkpoint(args.out / BEST_DIR, tuning, best, with_training_state=False)
-    save_last(args.out, tuning, progress, window, settings, progress.epochs_done(plan_length), result)
+        save_run_checkpoint(settings.out / BEST_DIR, tuning, best, with_training_state=False)
+    save_last(settings.out, tuning, progress, window, kept, progress.epochs_done(plan_length), result)

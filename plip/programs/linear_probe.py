@@ -21,9 +21,11 @@ into the image encoder's last linear layer, which ``plip.zero_shot`` / ``plip.em
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,6 +40,7 @@ from plip.metrics import retrieval_metrics
 from plip.probe import LinearProbe, best_start_scale, fold_probe, probe_loss
 from plip.programs.eval_data import DATASET_JSON, DATASET_NAMES, load_eval_split
 from plip.programs.finetune_data import epoch_plan, load_train_entries, train_pairs
+from plip.programs.settings import flag_record, from_flags
 from plip.retrieval import Gallery, QuerySet
 from plip.programs.checkpoint_flags import add_released_format_flags
 from common.cli import (CliError, OneLineArgumentParser, add_quiet_flag, device, non_negative_float,
@@ -76,31 +79,68 @@ def _parser() -> OneLineArgumentParser:
     return p
 
 
-def _features(embedder: Embedder, queries: QuerySet, gallery: Gallery, args: Any) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class ProbeSettings:
+    """The program's flags, checked: what the run reads instead of the parsed Namespace."""
+
+    checkpoint: Path
+    model: str
+    tokenizer: str | None
+    dataset: str
+    root: Path
+    eval_split: str
+    epochs: int
+    batch_size: int
+    pairs_per_id: int
+    lr: float
+    weight_decay: float
+    seed: int
+    feature_batch_size: int
+    device: torch.device
+    threads: int | None
+    out: Path | None
+    json: Path | None
+    quiet: bool
+    flags: dict[str, Any]  # as given, for metrics.json
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace) -> ProbeSettings:
+        """The settings of parsed flags; what argparse cannot check flag by flag is a CliError."""
+        if args.batch_size % args.pairs_per_id:
+            raise CliError(f"--batch-size {args.batch_size} must be a multiple of --pairs-per-id {args.pairs_per_id}")
+        if not args.root.is_dir():
+            raise CliError(f"--root {args.root}: not a folder")
+        return from_flags(cls, args, flags=flag_record(args))
+
+
+def _features(embedder: Embedder, queries: QuerySet, gallery: Gallery,
+              settings: ProbeSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """The frozen encoders' raw features (not normalised: CMPM scores raw image features) of ``gallery`` and
     ``queries``, on the device, through the embedding API (the released evaluation transform)."""
-    images = embedder.embed_images(gallery.images, args.feature_batch_size, not args.quiet, normalize=False)
-    texts = embedder.embed_texts(list(queries.texts), args.feature_batch_size, not args.quiet, normalize=False)
+    size, progress = settings.feature_batch_size, not settings.quiet
+    images = embedder.embed_images(gallery.images, size, progress, normalize=False)
+    texts = embedder.embed_texts(list(queries.texts), size, progress, normalize=False)
     return images.clone().to(embedder.device), texts.clone().to(embedder.device)
 
 
-def train_probe(image_features: torch.Tensor, text_features: torch.Tensor, labels: Sequence[int], args: Any,
-                target_norm: str) -> tuple[LinearProbe, list[float], float]:
-    """The probe trained for ``args.epochs`` on the pairs' features, starting at the scale where CMPM is lowest on
-    the first epoch's batches (:func:`plip.probe.best_start_scale`); returns it, the mean loss of each epoch and the
-    starting scale."""
-    torch.manual_seed(args.seed)
+def train_probe(image_features: torch.Tensor, text_features: torch.Tensor, labels: Sequence[int],
+                settings: ProbeSettings, target_norm: str) -> tuple[LinearProbe, list[float], float]:
+    """The probe trained for ``settings.epochs`` on the pairs' features, starting at the scale where CMPM is
+    lowest on the first epoch's batches (:func:`plip.probe.best_start_scale`); returns it, the mean loss of each
+    epoch and the starting scale."""
+    seed, batch_size, pairs_per_id = settings.seed, settings.batch_size, settings.pairs_per_id
+    torch.manual_seed(seed)
     label_tensor = torch.as_tensor(labels, device=image_features.device)
-    first = [i for batch in epoch_plan(labels, args.batch_size, args.pairs_per_id, args.seed, 0) for i in batch]
+    first = [i for batch in epoch_plan(labels, batch_size, pairs_per_id, seed, 0) for i in batch]
     first = torch.as_tensor(first, dtype=torch.long, device=image_features.device)
     scale = best_start_scale(image_features[first], text_features[first], label_tensor[first], target_norm,
-                             batch_size=args.batch_size)
+                             batch_size=batch_size)
     probe = LinearProbe(image_features.shape[1], scale).to(image_features.device)
-    optimizer = torch.optim.AdamW(probe.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(probe.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     losses = []
-    for epoch in tqdm(range(args.epochs), desc="probe", unit="epoch", disable=args.quiet):
+    for epoch in tqdm(range(settings.epochs), desc="probe", unit="epoch", disable=settings.quiet):
         total, steps = 0.0, 0
-        for batch in epoch_plan(labels, args.batch_size, args.pairs_per_id, args.seed, epoch):
+        for batch in epoch_plan(labels, batch_size, pairs_per_id, seed, epoch):
             index = torch.as_tensor(batch, device=image_features.device)
             loss = probe_loss(probe, image_features[index], text_features[index], label_tensor[index], target_norm)
             optimizer.zero_grad(set_to_none=True)
@@ -108,7 +148,7 @@ def train_probe(image_features: torch.Tensor, text_features: torch.Tensor, label
             optimizer.step()
             total, steps = total + float(loss.detach()), steps + 1
         if steps == 0:
-            raise CliError(f"no training batch: fewer than {args.batch_size // args.pairs_per_id} identities "
+            raise CliError(f"no training batch: fewer than {batch_size // pairs_per_id} identities "
                            "in the train split for one batch")
         losses.append(total / steps)
     return probe.eval(), losses, scale
@@ -125,48 +165,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
-    silence_libraries(args.quiet)
-    if args.batch_size % args.pairs_per_id:
-        raise CliError(f"--batch-size {args.batch_size} must be a multiple of --pairs-per-id {args.pairs_per_id}")
-    if not args.root.is_dir():
-        raise CliError(f"--root {args.root}: not a folder")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    entries, source = load_train_entries(args.dataset, args.root)
-    pairs = train_pairs(entries, args.root / "imgs", source)
-    queries, gallery = load_eval_split(args.dataset, args.root, args.eval_split)
-    embedder = load_embedder(args.checkpoint, args.device, args.model, args.tokenizer)
+    settings = ProbeSettings.from_flags(_parser().parse_args(argv))
+    silence_libraries(settings.quiet)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    entries, source = load_train_entries(settings.dataset, settings.root)
+    pairs = train_pairs(entries, settings.root / "imgs", source)
+    queries, gallery = load_eval_split(settings.dataset, settings.root, settings.eval_split)
+    embedder = load_embedder(settings.checkpoint, settings.device, settings.model, settings.tokenizer)
     model = embedder.model
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    if not args.quiet:
-        print(f"{args.dataset}: {len(pairs)} training pairs of {len(pairs.identities)} identities; "
-              f"{args.eval_split}: {len(queries)} queries, {len(gallery)} gallery images", file=sys.stderr)
+    if not settings.quiet:
+        print(f"{settings.dataset}: {len(pairs)} training pairs of {len(pairs.identities)} identities; "
+              f"{settings.eval_split}: {len(queries)} queries, {len(gallery)} gallery images", file=sys.stderr)
     started = time.perf_counter()
     unique = tuple(dict.fromkeys(pairs.images))
     position = {path: i for i, path in enumerate(unique)}
     train_gallery = Gallery(unique, tuple(0 for _ in unique), tuple(str(p) for p in unique))
-    train_images, train_texts = _features(embedder, QuerySet(pairs.captions, pairs.labels), train_gallery, args)
+    train_images, train_texts = _features(embedder, QuerySet(pairs.captions, pairs.labels), train_gallery, settings)
     train_images = train_images[torch.as_tensor([position[p] for p in pairs.images], device=train_images.device)]
-    eval_images, eval_texts = _features(embedder, queries, gallery, args)
-    probe, losses, start_scale = train_probe(train_images, train_texts, pairs.labels, args, model.config.ivlc_target_norm)
+    eval_images, eval_texts = _features(embedder, queries, gallery, settings)
+    probe, losses, start_scale = train_probe(train_images, train_texts, pairs.labels, settings,
+                                             model.config.ivlc_target_norm)
     with torch.no_grad():
         probed = F.normalize(probe(eval_images), dim=1)
     before = retrieval_metrics(eval_texts, queries.ids, eval_images, gallery.ids).as_dict()
     after = retrieval_metrics(eval_texts, queries.ids, probed, gallery.ids).as_dict()
     print(_line("zero-shot", before))
     print(_line("linear probe", after))
-    settings = {k: str(v) if isinstance(v, (Path, torch.device)) else v for k, v in vars(args).items()}
-    record = {"settings": settings, "zero_shot": before, "linear_probe": after, "epoch_losses": losses,
+    record = {"settings": settings.flags, "zero_shot": before, "linear_probe": after, "epoch_losses": losses,
               "start_scale": start_scale, "final_scale": float(probe.log_scale.detach().exp()),
               "train_pairs": len(pairs), "train_identities": len(pairs.identities),
               "seconds": time.perf_counter() - started}
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        safetensors.torch.save_model(probe, str(args.out / PROBE_FILE))
-        save_checkpoint(args.out / MODEL_DIR, fold_probe(model, probe))
-        (args.out / METRICS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    if args.json:
-        args.json.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    if settings.out:
+        settings.out.mkdir(parents=True, exist_ok=True)
+        safetensors.torch.save_model(probe, str(settings.out / PROBE_FILE))
+        save_checkpoint(settings.out / MODEL_DIR, fold_probe(model, probe))
+        (settings.out / METRICS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    if settings.json:
+        settings.json.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return 0

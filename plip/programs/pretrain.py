@@ -32,9 +32,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import shards
-from plip.checkpoint import (MODEL_FILE, TRAINER_STATE_FILE, CheckpointError, TrainerState, capture_rng_state,
-                             check_like, is_complete, load_training_state, load_weights, reading, restore_rng_state,
-                             save_checkpoint)
+from common.training import autocast, capture_rng_state, grad_scaler, optimizer_step, restore_rng_state
+from plip.checkpoint import (MODEL_FILE, TRAINER_STATE_FILE, CheckpointError, TrainerState, check_like, is_complete,
+                             load_training_state, load_weights, reading, save_checkpoint)
 from plip.factory import create_model, list_models
 from plip.losses import PLIPLoss
 from plip.model import PLIPModel
@@ -42,9 +42,10 @@ from plip.programs import distributed
 from plip.programs.eval_data import eval_set_from_shards, parse_identities
 from plip.programs.schedule import epoch_schedule
 from plip.programs.train_data import BatchSpec, count_samples, train_batches
-from plip.programs.training import (LossWindow, MetricsLog, add_optimisation_flags, add_run_flags,
-                                    build_optimizer, check_out_dir, check_resume_settings, checkpoint_to_resume,
-                                    flag_record, freeze_text_layers, learning_rates, start_run)
+from plip.programs.settings import flag_record, from_flags
+from plip.programs.training import (LossWindow, MetricsLog, Optimisation, RunSettings, add_optimisation_flags,
+                                    add_run_flags, build_optimizer, check_out_dir, check_resume_settings,
+                                    checkpoint_to_resume, freeze_text_layers, learning_rates, start_run)
 from plip.retrieval import Gallery, QuerySet, evaluate
 from plip.transforms import check_eval_size
 from common.cli import (CliError, OneLineArgumentParser, json_object, name_list, non_negative_float,
@@ -112,6 +113,55 @@ def _parser() -> OneLineArgumentParser:
     return p
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model flags: the preset, its overrides and text model, and the losses trained (a loss left out of
+    ``--losses`` builds no head)."""
+
+    preset: str
+    text_model: str | None
+    model_overrides: dict[str, Any]
+    losses: tuple[str, ...]
+    tic_weight: float
+    iap_weight: float
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """The program's flags, checked: what the run reads instead of the parsed Namespace."""
+
+    shards: str
+    out: Path
+    ids_per_batch: int
+    images_per_id: int
+    shuffle_buffer: int
+    group_buffer: int
+    workers: int
+    steps_per_epoch: int | None
+    on_bad_sample: str
+    model: ModelChoice
+    optimisation: Optimisation
+    run: RunSettings
+    checkpoint_every: int
+    keep_checkpoints: int
+    resume: str | None
+    eval_shards: str | None
+    eval_identities: str | None
+    eval_every: int
+    eval_batch_size: int
+    flags: dict[str, Any]  # as given, for args.json
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace) -> PretrainSettings:
+        """The settings of parsed flags; what argparse cannot check flag by flag is a CliError."""
+        if args.eval_identities and not args.eval_shards:
+            raise CliError("--eval-identities needs --eval-shards")
+        check_out_dir(args.out, [CHECKPOINT_DIR])
+        return from_flags(cls, args, model=from_flags(ModelChoice, args),
+                          optimisation=Optimisation.from_flags(args), run=RunSettings.from_flags(args),
+                          flags=flag_record(args))
+
+
 def _shard_urls(source: str, needed: int) -> list[str]:
     """The shard URLs; local ones must exist, and every rank x worker needs one of its own."""
     try:
@@ -131,17 +181,17 @@ def _shard_urls(source: str, needed: int) -> list[str]:
 # --- model ---------------------------------------------------------------------------------------
 
 
-def build_model(args: Any) -> PLIPModel:
+def build_model(choice: ModelChoice) -> PLIPModel:
     """The preset with the flags' overrides; a loss left out of ``--losses`` builds no head."""
-    overrides = dict(args.model_overrides)
-    weights = {"tic": args.tic_weight if "tic" in args.losses else 0.0,
-               "iap": args.iap_weight if "iap" in args.losses else 0.0}
+    overrides = dict(choice.model_overrides)
+    weights = {"tic": choice.tic_weight if "tic" in choice.losses else 0.0,
+               "iap": choice.iap_weight if "iap" in choice.losses else 0.0}
     for task, weight in weights.items():
         overrides[task] = {**overrides.get(task, {}), "weight": weight}
-    overrides["ivlc_weight"] = 1.0 if "ivlc" in args.losses else 0.0
-    if args.text_model:
-        overrides["text"] = {**overrides.get("text", {}), "name_or_path": args.text_model, "pretrained": True}
-    return create_model(args.preset, **overrides)
+    overrides["ivlc_weight"] = 1.0 if "ivlc" in choice.losses else 0.0
+    if choice.text_model:
+        overrides["text"] = {**overrides.get("text", {}), "name_or_path": choice.text_model, "pretrained": True}
+    return create_model(choice.preset, **overrides)
 
 
 # --- checkpoints and evaluation --------------------------------------------------------------------
@@ -155,13 +205,13 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return sorted(found)
 
 
-def _resume_dir(args: Any) -> Path | None:
-    if args.resume is None:
+def _resume_dir(resume: str | None, run_dir: Path) -> Path | None:
+    if resume is None:
         return None
-    if args.resume == "latest":  # the newest complete one (a folder left damaged by hand is passed over)
-        found = [directory for directory in checkpoint_dirs(args.out) if is_complete(directory)]
+    if resume == "latest":  # the newest complete one (a folder left damaged by hand is passed over)
+        found = [directory for directory in checkpoint_dirs(run_dir) if is_complete(directory)]
         return checkpoint_to_resume(found[-1] if found else None, named=False)
-    return checkpoint_to_resume(Path(args.resume), named=True)
+    return checkpoint_to_resume(Path(resume), named=True)
 
 
 @dataclass
@@ -179,26 +229,20 @@ class Training:
     skipped_samples: int = 0  # damaged samples this rank's batches left out since the start of the run
 
 
-def _rng_states(device: torch.device) -> dict[str, Any]:
-    states = {"cpu": capture_rng_state()}
-    if device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state().tolist()
-    return states
-
-
-def save(training: Training, run_dir: Path, step: int, steps_per_epoch: int, settings: dict[str, Any],
+def save(training: Training, run_dir: Path, step: int, steps_per_epoch: int, kept: dict[str, Any],
          keep: int) -> None:
-    """Checkpoint ``step`` (rank 0 writes; every rank's RNG states and skip count go along) and prune old ones."""
-    ranks = distributed.gather(training.context, (_rng_states(training.device), training.skipped_samples))
+    """Checkpoint ``step`` (rank 0 writes; every rank's RNG states and skip count go along) and prune old ones;
+    ``kept``: the settings a resumed run must keep."""
+    ranks = distributed.gather(training.context, (capture_rng_state(training.device), training.skipped_samples))
     if training.context.is_main:
         rng = [states for states, _ in ranks]
         state = TrainerState(
             step=step, epoch=step // steps_per_epoch,
             data_position={"epoch": step // steps_per_epoch, "batches_consumed": step % steps_per_epoch},
-            rng=rng[0]["cpu"],
+            rng=rng[0],
             extra={"scheduler": training.scheduler.state_dict(), "scaler": training.scaler.state_dict(),
                    "rank_rng": rng, "rank_skipped_samples": [skipped for _, skipped in ranks],
-                   "settings": settings},
+                   "settings": kept},
         )
         save_checkpoint(run_dir / CHECKPOINT_DIR / f"step-{step:08d}", training.model, training.optimizer, state)
         for old in checkpoint_dirs(run_dir)[:-keep]:
@@ -210,7 +254,7 @@ def save(training: Training, run_dir: Path, step: int, steps_per_epoch: int, set
     distributed.barrier(training.context)
 
 
-def restore(training: Training, directory: Path, settings: dict[str, Any]) -> int:
+def restore(training: Training, directory: Path, kept: dict[str, Any]) -> int:
     """Load a checkpoint into ``training``; return its step. A damaged file is a one-line CheckpointError."""
     state = load_training_state(directory, training.optimizer)
     state_file = directory / TRAINER_STATE_FILE
@@ -218,7 +262,7 @@ def restore(training: Training, directory: Path, settings: dict[str, Any]) -> in
     saved_settings = extra.get("settings", {})
     if not isinstance(saved_settings, dict):
         raise CheckpointError(f"{state_file}: damaged resume state ('settings' must be an object)")
-    check_resume_settings(directory, saved_settings, settings)
+    check_resume_settings(directory, saved_settings, kept)
     load_weights(training.model, directory / MODEL_FILE, training.device)
     rank, ranks = training.context.rank, training.context.world_size
     with reading(state_file, "damaged resume state"):
@@ -233,9 +277,7 @@ def restore(training: Training, directory: Path, settings: dict[str, Any]) -> in
         rng = extra["rank_rng"]
         if not isinstance(rng, list) or len(rng) != ranks or not isinstance(rng[rank], dict):
             raise ValueError(f"'rank_rng' must hold the RNG states of {ranks} rank(s)")
-        restore_rng_state(rng[rank]["cpu"])
-        if "cuda" in rng[rank] and training.device.type == "cuda":
-            torch.cuda.set_rng_state(torch.tensor(rng[rank]["cuda"], dtype=torch.uint8))
+        restore_rng_state(rng[rank], training.device)
     return state.step
 
 
@@ -250,16 +292,16 @@ class _AllIdentities:
         return True
 
 
-def load_eval_set(args: Any, image_size: tuple[int, int]) -> EvalSet | None:
-    if not args.eval_shards:
+def load_eval_set(settings: PretrainSettings, image_size: tuple[int, int]) -> EvalSet | None:
+    if not settings.eval_shards:
         return None
     try:
         check_eval_size(image_size)
     except ValueError as exc:
         raise CliError(f"--eval-shards: {exc}") from None
-    identities = parse_identities(args.eval_identities) if args.eval_identities else _AllIdentities()
+    identities = parse_identities(settings.eval_identities) if settings.eval_identities else _AllIdentities()
     try:
-        queries, gallery = eval_set_from_shards(args.eval_shards, identities)
+        queries, gallery = eval_set_from_shards(settings.eval_shards, identities)
     except FileNotFoundError as exc:
         raise CliError(f"--eval-shards: {exc.strerror or exc}: {exc.filename}") from None
     return EvalSet(queries, gallery)
@@ -271,20 +313,14 @@ def load_eval_set(args: Any, image_size: tuple[int, int]) -> EvalSet | None:
 def train_step(training: Training, batch: dict[str, torch.Tensor], precision: str, clip_grad: float) -> dict[str, float]:
     """One optimiser update; returns the weighted loss terms and their sum as floats."""
     batch = {name: value.to(training.device, non_blocking=True) for name, value in batch.items()}
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    with torch.autocast(training.device.type, dtype=dtype, enabled=dtype is not None):
+    with autocast(training.device, precision):
         outputs = training.module(batch)
     # Losses in fp32: the softmax / KL of IVLC is sensitive to half precision.
     outputs = {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
     losses = training.loss(**outputs)
     total = sum(losses.values())
-    training.optimizer.zero_grad(set_to_none=True)
-    training.scaler.scale(total).backward()
-    if clip_grad > 0:
-        training.scaler.unscale_(training.optimizer)
-        nn.utils.clip_grad_norm_([p for p in training.model.parameters() if p.requires_grad], clip_grad)
-    training.scaler.step(training.optimizer)
-    training.scaler.update()
+    optimizer_step(total, training.optimizer, training.scaler, clip_grad,
+                   [p for p in training.model.parameters() if p.requires_grad])
     training.scheduler.step()
     return {"loss": float(total.detach()), **{name: float(value.detach()) for name, value in losses.items()}}
 
@@ -298,81 +334,80 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
-    if args.eval_identities and not args.eval_shards:
-        raise CliError("--eval-identities needs --eval-shards")
-    check_out_dir(args.out, [CHECKPOINT_DIR])
-    precision = start_run(args)
-    context = distributed.setup(args.device)
+    settings = PretrainSettings.from_flags(_parser().parse_args(argv))
+    start_run(settings.run)
+    context = distributed.setup(settings.run.device)
     try:
-        return _train(args, precision, context)
+        return _train(settings, context)
     finally:
         distributed.teardown(context)
 
 
-def _train(args: Any, precision: str, context: distributed.Context) -> int:
-    device = args.device
+def _train(settings: PretrainSettings, context: distributed.Context) -> int:
+    optimisation, run = settings.optimisation, settings.run
+    device, precision = run.device, run.precision
     if context.distributed and device.type == "cuda":
         device = torch.device("cuda", context.local_rank)
-    skip_bad = args.on_bad_sample == "skip"
-    _shard_urls(args.shards, context.world_size * max(args.workers, 1))
-    batch_size = args.ids_per_batch * args.images_per_id
-    steps_per_epoch = args.steps_per_epoch or max(
-        1, count_samples(args.shards, skip_bad) // (batch_size * context.world_size))
-    total_steps = args.epochs * steps_per_epoch if args.max_steps is None else min(args.max_steps,
-                                                                                   args.epochs * steps_per_epoch)
+    skip_bad = settings.on_bad_sample == "skip"
+    _shard_urls(settings.shards, context.world_size * max(settings.workers, 1))
+    batch_size = settings.ids_per_batch * settings.images_per_id
+    steps_per_epoch = settings.steps_per_epoch or max(
+        1, count_samples(settings.shards, skip_bad) // (batch_size * context.world_size))
+    total_steps = optimisation.epochs * steps_per_epoch
+    total_steps = total_steps if optimisation.max_steps is None else min(optimisation.max_steps, total_steps)
     # What a resumed run must share with the run it continues, or its batches would differ.
-    settings = {"shards": args.shards, "ids_per_batch": args.ids_per_batch, "images_per_id": args.images_per_id,
-                "shuffle_buffer": args.shuffle_buffer, "group_buffer": args.group_buffer, "seed": args.seed,
-                "workers": args.workers, "world_size": context.world_size, "steps_per_epoch": steps_per_epoch,
-                "total_steps": total_steps, "preset": args.preset, "losses": list(args.losses)}
-    resume_dir = _resume_dir(args)
+    kept = {"shards": settings.shards, "ids_per_batch": settings.ids_per_batch, "images_per_id": settings.images_per_id,
+            "shuffle_buffer": settings.shuffle_buffer, "group_buffer": settings.group_buffer, "seed": run.seed,
+            "workers": settings.workers, "world_size": context.world_size, "steps_per_epoch": steps_per_epoch,
+            "total_steps": total_steps, "preset": settings.model.preset, "losses": list(settings.model.losses)}
+    resume_dir = _resume_dir(settings.resume, settings.out)
 
-    torch.manual_seed(args.seed)  # the same initial weights on every rank
-    model = build_model(args).to(device)
-    eval_set = load_eval_set(args, model.config.vision.image_size) if context.is_main else None
-    freeze_text_layers(model, args.text_trainable_layers)
-    optimizer = build_optimizer(model, args.lr, args.text_lr_scale, args.weight_decay)
-    scheduler = epoch_schedule(optimizer, steps_per_epoch, args.warmup_epochs, args.milestones, args.gamma)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    torch.manual_seed(run.seed)  # the same initial weights on every rank
+    model = build_model(settings.model).to(device)
+    eval_set = load_eval_set(settings, model.config.vision.image_size) if context.is_main else None
+    freeze_text_layers(model, optimisation.text_trainable_layers)
+    optimizer = build_optimizer(model, optimisation.lr, optimisation.text_lr_scale, optimisation.weight_decay)
+    scheduler = epoch_schedule(optimizer, steps_per_epoch, optimisation.warmup_epochs, optimisation.milestones,
+                               optimisation.gamma)
+    scaler = grad_scaler(device, precision)
     module: nn.Module = model
     if context.distributed:
         module = DistributedDataParallel(model, device_ids=[context.local_rank] if device.type == "cuda" else None)
     training = Training(model, module, PLIPLoss.from_config(model.config), optimizer, scheduler, scaler, context,
                         device)
-    torch.manual_seed(args.seed + context.rank)  # dropout differs per rank
+    torch.manual_seed(run.seed + context.rank)  # dropout differs per rank
 
-    step = restore(training, resume_dir, settings) if resume_dir is not None else 0
+    step = restore(training, resume_dir, kept) if resume_dir is not None else 0
     metrics = None
     if context.is_main:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / ARGS_FILE).write_text(json.dumps({**flag_record(args), **settings}, indent=2) + "\n",
+        settings.out.mkdir(parents=True, exist_ok=True)
+        (settings.out / ARGS_FILE).write_text(json.dumps({**settings.flags, **kept}, indent=2) + "\n",
                                           encoding="utf-8")
-        metrics = MetricsLog(args.out / METRICS_FILE, step if resume_dir is not None else None)
-        if not args.quiet:
+        metrics = MetricsLog(settings.out / METRICS_FILE, step if resume_dir is not None else None)
+        if not run.quiet:
             print(f"{PROG}: {steps_per_epoch} steps/epoch of {batch_size} x {context.world_size} samples, "
                   f"{total_steps} steps, device {device}, {precision}"
                   + (f", resumed at step {step} from {resume_dir}" if resume_dir is not None else ""), file=sys.stderr)
 
-    spec = BatchSpec(source=args.shards, tokenizer=model.tokenizer, ids_per_batch=args.ids_per_batch,
-                     images_per_id=args.images_per_id, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+    spec = BatchSpec(source=settings.shards, tokenizer=model.tokenizer, ids_per_batch=settings.ids_per_batch,
+                     images_per_id=settings.images_per_id, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
                      image_size=model.config.vision.image_size, max_length=model.config.text.max_length,
-                     shuffle=args.shuffle_buffer, group_buffer=args.group_buffer, seed=args.seed,
+                     shuffle=settings.shuffle_buffer, group_buffer=settings.group_buffer, seed=run.seed,
                      rank=context.rank, masking=model.iap_head is not None, skip_bad_samples=skip_bad)
-    bar = tqdm(total=total_steps, initial=step, unit="step", disable=args.quiet or not context.is_main)
+    bar = tqdm(total=total_steps, initial=step, unit="step", disable=run.quiet or not context.is_main)
     window = LossWindow()
     model.train()
     while step < total_steps:
         epoch = step // steps_per_epoch
-        batches = train_batches(spec, epoch, step % steps_per_epoch, args.workers, device.type == "cuda")
+        batches = train_batches(spec, epoch, step % steps_per_epoch, settings.workers, device.type == "cuda")
         for batch in batches:
             del batch["batch_index"]
             training.skipped_samples += batch.pop("skipped_samples")
             rates = learning_rates(optimizer)  # used by this step
-            window.add(train_step(training, batch, precision, args.clip_grad))
+            window.add(train_step(training, batch, precision, optimisation.clip_grad))
             step += 1
             bar.update()
-            if step % args.log_every == 0 or step == total_steps:
+            if step % run.log_every == 0 or step == total_steps:
                 means = distributed.mean_over_ranks(context, window.means())
                 entry = {"kind": "train", "step": step, "epoch": epoch, **means, **rates,
                          "samples_per_s": batch_size * context.world_size * window.steps / window.seconds()}
@@ -383,13 +418,15 @@ def _train(args: Any, precision: str, context: distributed.Context) -> int:
                     metrics.write(entry)
                     bar.set_postfix(loss=f"{means['loss']:.4f}")
                 window = LossWindow()
-            if args.eval_shards and (step == total_steps or (args.eval_every and step % args.eval_every == 0)):
+            evaluating = settings.eval_every and step % settings.eval_every == 0
+            if settings.eval_shards and (step == total_steps or evaluating):
                 if metrics is not None and eval_set is not None:
                     metrics.write({"kind": "eval", "step": step,
-                                   **evaluate(model, eval_set.queries, eval_set.gallery, args.eval_batch_size, device)})
+                                   **evaluate(model, eval_set.queries, eval_set.gallery, settings.eval_batch_size,
+                                              device)})
                 distributed.barrier(context)  # the other ranks wait for rank 0's evaluation
-            if step % args.checkpoint_every == 0 or step == total_steps:
-                save(training, args.out, step, steps_per_epoch, settings, args.keep_checkpoints)
+            if step % settings.checkpoint_every == 0 or step == total_steps:
+                save(training, settings.out, step, steps_per_epoch, kept, settings.keep_checkpoints)
             if step >= total_steps or step % steps_per_epoch == 0:
                 break
     bar.close()

@@ -1,19 +1,22 @@
-"""What pre-training and fine-tuning share: their common flags, the optimizer and text-layer freezing, the
-precision choice, the metrics log and its loss window, and the checks of a ``--resume``."""
+"""What pre-training and fine-tuning share: their common flags and the settings they make, the optimizer and
+text-layer freezing, the metrics log and its loss window, and the checks of a ``--resume``."""
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
+from common.cli import (CliError, add_quiet_flag, device, non_negative_float, positive_float, positive_int,
+                        silence_libraries)
+from common.training import check_same_settings, resolve_precision
 from plip.checkpoint import MODEL_FILE
 from plip.model import PLIPModel
-from common.cli import (CliError, add_quiet_flag, device, non_negative_float, positive_float, positive_int,
-                              silence_libraries)
+from plip.programs.settings import from_flags
 
 # --- flags -----------------------------------------------------------------------------------------
 
@@ -74,26 +77,48 @@ def add_run_flags(parser: argparse.ArgumentParser, *, precisions: Sequence[str],
     return run
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """``--precision``: auto = bf16 on CUDA, fp32 on a CPU; fp16 only on CUDA."""
-    if name == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if name == "fp16" and device.type != "cuda":
-        raise CliError("--precision fp16 needs --device cuda (use bf16 or fp32 on a CPU)")
-    return name
+@dataclass(frozen=True)
+class Optimisation:
+    """The optimisation group's flags (:func:`add_optimisation_flags`)."""
+
+    epochs: int
+    max_steps: int | None
+    lr: float
+    text_lr_scale: float
+    weight_decay: float
+    warmup_epochs: float
+    milestones: tuple[float, ...]
+    gamma: float
+    clip_grad: float
+    text_trainable_layers: int
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace) -> Optimisation:
+        return from_flags(cls, args)
 
 
-def start_run(args: argparse.Namespace) -> str:
-    """Apply ``--quiet`` and ``--threads``; return the precision to train in."""
-    silence_libraries(args.quiet)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    return resolve_precision(args.precision, args.device)
+@dataclass(frozen=True)
+class RunSettings:
+    """The run group's flags (:func:`add_run_flags`), ``--precision`` resolved for the device (auto = bf16 on
+    CUDA, fp32 on a CPU)."""
+
+    device: torch.device
+    precision: str
+    threads: int | None
+    seed: int
+    log_every: int
+    quiet: bool
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace) -> RunSettings:
+        return from_flags(cls, args, precision=resolve_precision(args.precision, args.device))
 
 
-def flag_record(args: argparse.Namespace) -> dict[str, Any]:
-    """The flags as JSON-ready values (paths and devices as text), for args.json and resume checks."""
-    return {k: str(v) if isinstance(v, (Path, torch.device)) else v for k, v in vars(args).items()}
+def start_run(run: RunSettings) -> None:
+    """Apply ``--quiet`` and ``--threads``."""
+    silence_libraries(run.quiet)
+    if run.threads:
+        torch.set_num_threads(run.threads)
 
 
 # --- model and optimiser ---------------------------------------------------------------------------
@@ -207,12 +232,10 @@ def checkpoint_to_resume(candidate: Path | None, named: bool) -> Path | None:
 
 
 def check_resume_settings(directory: Path, saved: Mapping[str, Any] | None, settings: Mapping[str, Any]) -> None:
-    """CliError naming the first setting that differs from the run being resumed (whose batches or model it
-    would change); settings the checkpoint predates are not compared."""
+    """common.training's SettingsChanged naming the settings that differ from the run being resumed (whose
+    batches or model they would change); settings the checkpoint predates (or no longer kept) are not compared."""
     if saved is None:
         raise CliError(f"--resume {directory}: holds no resume state (written before --resume existed)")
-    changed = [key for key in settings if key in saved and saved[key] != settings[key]]
-    if changed:
-        key = changed[0]
-        raise CliError(f"--resume {directory}: {key} was {saved[key]!r}, now {settings[key]!r}; a resumed run "
-                       "needs the same data, batch and model settings")
+    both = saved.keys() & settings.keys()
+    check_same_settings(str(directory), {key: saved[key] for key in both}, {key: settings[key] for key in both},
+                        "a resumed run needs the same data, batch and model settings")

@@ -4,8 +4,10 @@ mINP in percent. The retrieval itself is :func:`plip.retrieval.evaluate`.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,6 +18,7 @@ from plip.programs.eval_data import (DATASET_JSON, DATASET_NAMES, eval_set_from_
                                      parse_identities)
 from plip.retrieval import Gallery, QuerySet, evaluate
 from plip.programs.checkpoint_flags import add_released_format_flags
+from plip.programs.settings import from_flags
 from common.cli import (CliError, OneLineArgumentParser, add_quiet_flag, device, non_negative_int,
                               positive_int, run_main, silence_libraries)
 
@@ -54,16 +57,40 @@ def _parser() -> OneLineArgumentParser:
     return parser
 
 
-def _eval_set(args: Any) -> tuple[QuerySet, Gallery]:
-    if args.dataset == "shards":
-        if not args.identities:
+@dataclass(frozen=True)
+class ZeroShotSettings:
+    """The program's flags: what the evaluation reads instead of the parsed Namespace."""
+
+    checkpoint: Path
+    dataset: str
+    root: str
+    split: str
+    identities: str | None
+    device: torch.device
+    batch_size: int
+    num_workers: int
+    map: str
+    model: str
+    tokenizer: str | None
+    threads: int | None
+    json: Path | None
+    quiet: bool
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace) -> ZeroShotSettings:
+        return from_flags(cls, args)
+
+
+def _eval_set(settings: ZeroShotSettings) -> tuple[QuerySet, Gallery]:
+    if settings.dataset == "shards":
+        if not settings.identities:
             raise CliError("--dataset shards needs --identities (the held-out identities, e.g. 9000-9999)")
-        return eval_set_from_shards(args.root, parse_identities(args.identities))
-    if args.identities:
+        return eval_set_from_shards(settings.root, parse_identities(settings.identities))
+    if settings.identities:
         raise CliError("--identities applies only to --dataset shards")
-    if not Path(args.root).is_dir():
-        raise CliError(f"--root {args.root}: not a folder")
-    return load_eval_split(args.dataset, args.root, args.split)
+    if not Path(settings.root).is_dir():
+        raise CliError(f"--root {settings.root}: not a folder")
+    return load_eval_split(settings.dataset, settings.root, settings.split)
 
 
 def _report(metrics: dict[str, Any], map_variant: str) -> str:
@@ -82,22 +109,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
-    silence_libraries(args.quiet)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    queries, gallery = _eval_set(args)
-    if not args.quiet:
-        print(f"{args.dataset} {args.split if args.dataset != 'shards' else args.identities}: "
+    settings = ZeroShotSettings.from_flags(_parser().parse_args(argv))
+    silence_libraries(settings.quiet)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    queries, gallery = _eval_set(settings)
+    shards = settings.dataset == "shards"
+    if not settings.quiet:
+        print(f"{settings.dataset} {settings.identities if shards else settings.split}: "
               f"{len(queries)} queries, {len(gallery)} gallery images", file=sys.stderr)
-    model = load_checkpoint_model(args.checkpoint, args.device, args.model, args.tokenizer)
-    metrics = evaluate(model, queries, gallery, args.batch_size, args.device, args.num_workers,
-                       progress=not args.quiet)
-    print(_report(metrics, args.map))
-    if args.json:
-        settings = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "root": str(args.root),
-                    "split": None if args.dataset == "shards" else args.split, "identities": args.identities,
-                    "map_variant": args.map}
-        args.json.write_text(json.dumps({"settings": settings, "metrics": metrics}, indent=2) + "\n",
-                             encoding="utf-8")
+    model = load_checkpoint_model(settings.checkpoint, settings.device, settings.model, settings.tokenizer)
+    metrics = evaluate(model, queries, gallery, settings.batch_size, settings.device, settings.num_workers,
+                       progress=not settings.quiet)
+    print(_report(metrics, settings.map))
+    if settings.json:
+        record = {"checkpoint": str(settings.checkpoint), "dataset": settings.dataset, "root": str(settings.root),
+                  "split": None if shards else settings.split, "identities": settings.identities,
+                  "map_variant": settings.map}
+        settings.json.write_text(json.dumps({"settings": record, "metrics": metrics}, indent=2) + "\n",
+                                 encoding="utf-8")
     return 0

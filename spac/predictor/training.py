@@ -328,12 +328,12 @@ def training_logits(model: AttributePredictor, pixels: torch.Tensor, targets: to
 def train_step(model: AttributePredictor, optimizer: torch.optim.Optimizer, pixels: torch.Tensor,
                targets: torch.Tensor, layout: LabelLayout, weights: torch.Tensor | None = None,
                precision: str = "fp32", scaler: torch.amp.GradScaler | None = None) -> float:
-    """One optimizer step on one batch (through ``scaler``, default the precision's); returns the batch's loss."""
+    """One optimizer step on one batch (through ``scaler``, fp16's loss scaler); returns the batch's loss."""
     model.train()
     with autocast(pixels.device, precision):
         logits = training_logits(model, pixels, targets, layout)
     loss = attribute_loss(logits, targets, layout, weights)  # in float32, outside autocast
-    optimizer_step(loss, optimizer, scaler or grad_scaler(pixels.device, precision))
+    optimizer_step(loss, optimizer, scaler)
     return float(loss.detach())
 
 

@@ -193,7 +193,7 @@ def test_resume_with_a_different_data_flag_is_refused_in_one_line(run_dir, datas
     # The later of two equal flags wins in argparse; a longer --epochs alone would be accepted.
     assert exit_code(main, _run_argv(start_checkpoint, dataset, out, "--resume", "--epochs", "9", *change)) == 2
     err = capsys.readouterr().err.strip()
-    assert f"--resume {out / 'last'}: {key} was " in err and len(err.splitlines()) == 1
+    assert f"cannot resume from {out / 'last'}: {key} was " in err and len(err.splitlines()) == 1
     assert (out / "metrics.jsonl").read_text() == log  # refused before touching the run
 
 

@@ -13,7 +13,7 @@ import torch
 from plip.checkpoint import CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, TRAINER_STATE_FILE
 from plip.losses import PLIPLoss
 from plip.programs import distributed
-from plip.programs.pretrain import Training, build_model, main, train_step
+from plip.programs.pretrain import ModelChoice, Training, build_model, main, train_step
 from plip.programs.schedule import warmup_step_decay
 from plip.programs.train_data import BatchSpec, IdentityBatches
 from plip.programs.training import build_optimizer, freeze_text_layers
@@ -102,10 +102,10 @@ def test_resume_refuses_changed_batch_settings(inputs, uninterrupted, tmp_path, 
 
 def test_a_few_steps_on_a_fixed_batch_lower_the_loss(inputs):
     torch.manual_seed(0)
-    args = SimpleNamespace(model_overrides=json.loads(tiny_flags(inputs.text_model)[5]), tic_weight=0.02,
-                           iap_weight=0.1, losses=("ivlc", "tic", "iap"), text_model=str(inputs.text_model),
-                           preset="RN-tiny")
-    model = build_model(args)
+    choice = ModelChoice(model_overrides=json.loads(tiny_flags(inputs.text_model)[5]), tic_weight=0.02,
+                         iap_weight=0.1, losses=("ivlc", "tic", "iap"), text_model=str(inputs.text_model),
+                         preset="RN-tiny")
+    model = build_model(choice)
     freeze_text_layers(model, 1)
     for module in model.modules():  # dropout noise would blur a 12-step trend on one batch
         if isinstance(module, torch.nn.Dropout):
@@ -125,9 +125,9 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss(inputs):
 
 
 def test_a_loss_left_out_builds_no_head(inputs):
-    args = SimpleNamespace(model_overrides={}, tic_weight=0.02, iap_weight=0.1, losses=("ivlc",),
-                           text_model=str(inputs.text_model), preset="RN-tiny")
-    model = build_model(args)
+    choice = ModelChoice(model_overrides={}, tic_weight=0.02, iap_weight=0.1, losses=("ivlc",),
+                         text_model=str(inputs.text_model), preset="RN-tiny")
+    model = build_model(choice)
     assert model.tic_head is None and model.iap_head is None
     assert (model.config.ivlc_weight, model.config.tic.weight, model.config.iap.weight) == (1.0, 0.0, 0.0)
 
@@ -228,7 +228,7 @@ def _damage_json(path, change):
     (OPTIMIZER_FILE, lambda p: p.write_bytes(b"\x80\x02garbage"), "not a readable torch checkpoint ("),
     (OPTIMIZER_FILE, lambda p: torch.save({"state": {}, "param_groups": []}, p), "does not fit the optimizer"),
     (TRAINER_STATE_FILE, lambda p: p.write_text(p.read_text()[:40]), "not valid JSON"),
-    (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"]["rank_rng"][0]["cpu"].update(torch="!!")),
+    (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"]["rank_rng"][0].update(torch="!!")),
      "damaged resume state"),
     (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"].update(rank_rng=[])), "RNG states of 1 rank"),
     (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"]["scheduler"].update(lr_lambdas="x")),

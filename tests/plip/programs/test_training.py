@@ -6,6 +6,7 @@ import pytest
 from plip.programs.training import (LossWindow, MetricsLog, build_optimizer, check_resume_settings,
                                     checkpoint_to_resume, freeze_text_layers, parse_milestones)
 from common.cli import CliError
+from common.training import SettingsChanged
 from tests.plip._tiny_model import single_thread, tiny_model  # noqa: F401  (autouse fixture)
 
 
@@ -53,7 +54,7 @@ def test_resume_checks_name_the_first_changed_setting(tmp_path):
     with pytest.raises(CliError, match="not a checkpoint folder"):
         checkpoint_to_resume(tmp_path / "none", named=True)
     check_resume_settings(tmp_path, {"seed": 0}, {"seed": 0, "newer": 1})  # a newer setting is not compared
-    with pytest.raises(CliError, match="seed was 0, now 1"):
+    with pytest.raises(SettingsChanged, match="seed was 0, now 1"):
         check_resume_settings(tmp_path, {"seed": 0}, {"seed": 1})
     with pytest.raises(CliError, match="holds no resume state"):
         check_resume_settings(tmp_path, None, {"seed": 0})
