@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from spac.sources.json_lists import JsonListError, iter_json_list
+from spac.sources.json_lists import DEFAULT_MAX_DEPTH, JsonListError, SkippedEntry, iter_json_list
 
 ENTRIES = [{"id": 1, "file_path": "Part1/1/1.jpg", "captions": ["A man, [in] {red}.", "caf\u00e9 \"quoted\""]},
            {"id": 2, "nested": {"a": [1, 2.5, None, True]}, "text": "x" * 300}, 12345678901234567890, "plain", [],
@@ -56,10 +56,11 @@ def test_a_bom_and_white_space_are_skipped():
     assert read_all("\ufeff \n[ {\"a\": 1} ,\n {\"b\": 2} ]\n") == [{"a": 1}, {"b": 2}]
 
 
-def test_an_undecodable_byte_spoils_only_its_own_text():
+def test_an_undecodable_byte_spoils_only_its_own_entry():
     data = b'[{"caption": "caf\xe9"}, {"caption": "fine"}]'
     first, second = read_all(data)
-    assert first["caption"] == "caf\udce9" and second == {"caption": "fine"}
+    assert isinstance(first, SkippedEntry) and first.index == 0 and "not valid Unicode" in first.reason
+    assert second == {"caption": "fine"}
 
 
 @pytest.mark.parametrize("text, index, message", [
@@ -91,13 +92,81 @@ def test_a_fault_in_the_middle_of_a_big_file_is_found_without_reading_on():
     assert stream.tell() <= 3 * 4096
 
 
-def test_an_entry_longer_than_the_limit_stops_the_reading():
+def test_an_entry_longer_than_the_limit_is_skipped_and_the_reading_goes_on():
     text = json.dumps([{"a": 1}, {"b": "z" * 5000}, {"c": 3}])
-    with pytest.raises(JsonListError, match="entry 1: longer than 1000 characters") as caught:
-        list(iter_json_list(io.BytesIO(text.encode()), chunk_bytes=256, max_entry_chars=1000))
-    assert caught.value.index == 1
+    first, skipped, third = iter_json_list(io.BytesIO(text.encode()), chunk_bytes=256, max_entry_chars=1000)
+    assert (first, third) == ({"a": 1}, {"c": 3})
+    assert skipped.index == 1 and skipped.reason.startswith("longer than 1000 characters")
 
 
-def test_deep_nesting_is_a_one_line_fault():
-    with pytest.raises(JsonListError, match="entry 0: invalid JSON"):
-        read_all("[" + "[" * 100000 + "]" * 100000 + "]")
+def test_deep_nesting_is_one_skipped_entry():
+    (skipped,) = read_all("[" + "[" * 100000 + "]" * 100000 + "]")
+    assert skipped == SkippedEntry(0, f"nested deeper than {DEFAULT_MAX_DEPTH} levels; the entry starts at character 1")
+
+
+# ---- issue 19: an entry too big, too deep or not Unicode is one skipped entry; the entries after it go on ----
+
+def _list_of(*entries: str) -> bytes:
+    return ("[" + ", ".join(entries) + "]").encode("utf-8")
+
+
+GOOD = ['{"id": 0}', '{"id": 1}']
+AFTER = ['{"id": 4}', '{"id": 5, "caption": "a \\"] } [, quoted"}']
+
+
+@pytest.mark.parametrize("chunk_bytes", [7, 4096, 1 << 20])
+def test_an_extra_key_nested_100000_deep_is_one_skipped_entry(chunk_bytes):
+    before = [*GOOD, '{"id": 2}']
+    deep = '{"id": 3, "extra": ' + '{"k": [' * 50000 + "1" + "]}" * 50000 + "}"
+    entries = list(iter_json_list(io.BytesIO(_list_of(*before, deep, *AFTER)), "d.json", chunk_bytes=chunk_bytes))
+    assert [e["id"] for e in entries if isinstance(e, dict)] == [0, 1, 2, 4, 5]
+    start = len(_list_of(*before)) + 1  # after "[...]" less its "]", and ", "
+    assert entries[3] == SkippedEntry(3, f"nested deeper than {DEFAULT_MAX_DEPTH} levels; the entry starts at "
+                                         f"character {start}")
+    assert entries[5]["caption"] == 'a "] } [, quoted'
+
+
+def test_a_50_mb_caption_is_one_skipped_entry():
+    big = '{"id": 2, "caption": "' + 'x\\"[{' * (10 << 20) + '"}'  # 50 MB, brackets and escaped quotes inside
+    entries = list(iter_json_list(io.BytesIO(_list_of(*GOOD, big, *AFTER)), chunk_bytes=1 << 20))
+    assert [e["id"] for e in entries if isinstance(e, dict)] == [0, 1, 4, 5]
+    assert entries[2].index == 2 and entries[2].reason.startswith("longer than 16777216 characters")
+
+
+@pytest.mark.parametrize("entry, kept", [
+    (b'{"caption": "caf\xff"}', False),  # a raw byte that is not UTF-8
+    (b'{"caption": "\\ud800 alone"}', False),  # a lone surrogate escape
+    (b'{"caption": "x", "\\udc00": 1}', False),  # in a key
+    (b'{"caption": ["a", {"b": "\\udfff"}]}', False),  # nested
+    (b'{"caption": "\\ud83d\\ude00"}', True),  # a pair: one emoji
+    (b'{"caption": "\\\\ud800"}', True),  # an escaped backslash, then the letters ud800
+])
+def test_what_is_yielded_always_encodes_as_utf_8(entry, kept):
+    first, entry_read, last = iter_json_list(io.BytesIO(b"[1, " + entry + b", 2]"))
+    assert (first, last) == (1, 2)
+    if kept:
+        json.dumps(entry_read, ensure_ascii=False).encode("utf-8")
+    else:
+        assert isinstance(entry_read, SkippedEntry) and entry_read.index == 1 and "not valid Unicode" in entry_read.reason
+
+
+def test_a_number_over_the_digit_limit_is_one_skipped_entry():
+    first, skipped, last = read_all("[1, " + "9" * 5000 + ", 2]", chunk_bytes=64)
+    assert (first, last) == (1, 2) and skipped.index == 1 and "4300 digits" in skipped.reason
+
+
+@pytest.mark.parametrize("depth, skipped", [(DEFAULT_MAX_DEPTH, False), (DEFAULT_MAX_DEPTH + 1, True)])
+def test_the_depth_limit_is_exact_and_the_same_at_any_stack_depth(depth, skipped):
+    text = "[" + "[" * depth + "]" * depth + "]"
+
+    def read_from(frames: int) -> list:
+        return read_all(text) if frames == 0 else read_from(frames - 1)
+
+    for frames in (0, 500):  # the C scanner's own limit depends on the caller's stack: ours does not
+        (entry,) = read_from(frames)
+        assert isinstance(entry, SkippedEntry) is skipped
+
+
+def test_a_file_that_ends_inside_a_skipped_entry_is_a_one_line_fault():
+    with pytest.raises(JsonListError, match="entry 1: the file ends inside the entry"):
+        read_all('[{"a": 1}, ' + "[" * 1000 + '"unterminated', chunk_bytes=16)
