@@ -7,12 +7,13 @@ to load (class ``broken``) and counts them in ``<body data-broken-images>``.
 """
 from __future__ import annotations
 
+import functools
 import html
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import matplotlib
 
@@ -24,6 +25,21 @@ from shards.sample import GROUPS  # noqa: E402
 
 TOP_VALUES = 12
 _DPI = 96
+
+
+_Plot = TypeVar("_Plot", bound=Callable[..., str])
+
+
+def _literal_text(plot: _Plot) -> _Plot:
+    """Draw every text of ``plot`` as it is: labels are data (an imported attribute value may read
+    ``$\\undefinedmacro{x}$ shirt``), and mathtext would parse a pair of ``$`` in them, failing the page."""
+
+    @functools.wraps(plot)
+    def drawn(*args: Any, **kwargs: Any) -> str:
+        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+            return plot(*args, **kwargs)
+
+    return drawn  # type: ignore[return-value]
 
 
 def _save(figure: Figure, path: Path) -> str:
@@ -44,6 +60,7 @@ def _barh(axes: Any, counter: Counter, title: str, top: int = TOP_VALUES) -> Non
     axes.tick_params(axis="x", labelsize=8)
 
 
+@_literal_text
 def plot_attributes(attributes: Mapping[str, Counter], path: Path) -> str:
     figure = Figure(figsize=(13, 8))
     for position, group in enumerate(GROUPS):
@@ -52,6 +69,7 @@ def plot_attributes(attributes: Mapping[str, Counter], path: Path) -> str:
     return _save(figure, path)
 
 
+@_literal_text
 def plot_counts(counter: Mapping[int, int], path: Path, title: str, xlabel: str, ylabel: str,
                 by: Mapping[str, Counter] | None = None) -> str:
     """Bars of an integer distribution (stacked per ``by`` series when given)."""
@@ -80,6 +98,7 @@ def plot_counts(counter: Mapping[int, int], path: Path, title: str, xlabel: str,
     return _save(figure, path)
 
 
+@_literal_text
 def plot_shares(shares: Mapping[str, float], path: Path, title: str) -> str:
     figure = Figure(figsize=(6.4, 3.6))
     axes = figure.add_subplot(1, 1, 1)
@@ -91,6 +110,7 @@ def plot_shares(shares: Mapping[str, float], path: Path, title: str) -> str:
     return _save(figure, path)
 
 
+@_literal_text
 def plot_histogram(values: Sequence[float], path: Path, title: str, xlabel: str) -> str:
     figure = Figure(figsize=(6.4, 3.6))
     axes = figure.add_subplot(1, 1, 1)
@@ -101,6 +121,7 @@ def plot_histogram(values: Sequence[float], path: Path, title: str, xlabel: str)
     return _save(figure, path)
 
 
+@_literal_text
 def plot_accuracy(per_group: Mapping[str, Mapping[str, Any]], path: Path) -> str:
     figure = Figure(figsize=(6.4, 3.6))
     axes = figure.add_subplot(1, 1, 1)

@@ -273,3 +273,32 @@ def test_a_folder_without_manifest_and_a_broken_stats_file_is_one_line(known_cor
     assert main(["report", str(folder), "--output", str(tmp_path / "r.html")]) == 2
     [error] = [line for line in capsys.readouterr().err.splitlines() if line]
     assert error.startswith("spac report: error: ") and "synthpedes-000001_stats.json" in error
+
+
+MATHTEXT = "$\\undefinedmacro{x}$ shirt"  # accepted by the importer, kept verbatim as out-of-schema
+
+
+def test_an_attribute_value_that_reads_as_mathtext_is_drawn_as_it_is(tmp_path):
+    folder = tmp_path / "corpus"
+    records = [make_record(i, key=f"s{i}", captions=["a $x$ caption"], styles=["$\\frac{$"]) for i in range(2)]
+    for record in records:
+        record["attributes"]["upper"]["value"] = MATHTEXT
+    write_shard(str(folder), 0, [make_sample(r, encode_image(make_image(i))) for i, r in enumerate(records)])
+    write_manifest(str(folder))
+    page = tmp_path / "out" / "page.html"
+    assert cli_main([str(folder), "--output", str(page), "--samples", "2", "--quiet"]) == 0
+    assert "$\\undefinedmacro{x}$ shirt" in page.read_text()
+    assert (tmp_path / "out" / "page_files" / "attributes.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("label", [MATHTEXT, "$$", "$a^{$", "\\", "$\\$", "50% $5 & $6"])
+def test_every_plot_draws_a_label_literally(tmp_path, label):
+    from collections import Counter
+
+    from spac.report import page
+
+    page.plot_attributes({"upper": Counter({label: 3, "shirt": 1})}, tmp_path / "a.png")
+    page.plot_shares({label: 0.5}, tmp_path / "s.png", label)
+    page.plot_counts({1: 2}, tmp_path / "c.png", label, label, label, by={label: Counter({1: 2})})
+    page.plot_histogram([0.5], tmp_path / "h.png", label, label)
+    assert all((tmp_path / f"{n}.png").stat().st_size > 0 for n in "asch")
