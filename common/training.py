@@ -1,12 +1,14 @@
 """The training kit every trainer in the project shares (the attribute predictor's, PLIP's pre-training and
 fine-tuning): mixed precision (names, autocast, the gradient scaler), the random generators' state for an exact
 resume, and the one check that a resumed run keeps the settings of the run it continues."""
+
 from __future__ import annotations
 
 import base64
 import random
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,8 +59,13 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=check_precision(precision, device) == "fp16")
 
 
-def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None,
-                   clip_grad: float = 0.0, clipped: Iterable[torch.Tensor] | None = None) -> None:
+def optimizer_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+    clip_grad: float = 0.0,
+    clipped: Iterable[torch.Tensor] | None = None,
+) -> None:
     """Backpropagate ``loss`` and step ``optimizer`` through ``scaler`` (None: no loss scaling), first clipping
     the gradient norm of the ``clipped`` parameters (default: the optimizer's) to ``clip_grad`` when it is > 0,
     on unscaled gradients."""
@@ -90,8 +97,11 @@ def capture_rng_state(device: torch.device | None = None) -> dict[str, Any]:
     JSON-ready values (for a JSON file or ``torch.save``)."""
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": [version, list(internal), gauss], "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
-             "torch": _encoded(torch.get_rng_state())}
+    state = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+        "torch": _encoded(torch.get_rng_state()),
+    }
     if device is not None and device.type == "cuda":
         state["cuda"] = _encoded(torch.cuda.get_rng_state(device))
     return state
@@ -125,8 +135,9 @@ def changed_settings(saved: Mapping[str, Any], current: Mapping[str, Any], prefi
     return changes
 
 
-def check_same_settings(where: str, saved: Mapping[str, Any], current: Mapping[str, Any],
-                        remedy: str = "resume with the same settings") -> None:
+def check_same_settings(
+    where: str, saved: Mapping[str, Any], current: Mapping[str, Any], remedy: str = "resume with the same settings"
+) -> None:
     """:class:`SettingsChanged` naming every setting of ``current`` that differs from ``saved`` (those of the
     run ``where`` holds), with the old and the new value, then ``remedy``."""
     changes = changed_settings(saved, current)

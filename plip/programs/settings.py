@@ -1,6 +1,7 @@
 """How a program's settings are made: a frozen dataclass per program (or per group of flags it shares), built
 once from the parsed flags and passed instead of the argparse Namespace, so each function says which settings
 it reads and none can change them on the way."""
+
 from __future__ import annotations
 
 import argparse

@@ -414,6 +414,9 @@ def train(model: AttributePredictor, examples: Sequence[Example], settings: Trai
     step = 0
     state = load_state(checkpoints) if resume and checkpoints is not None else None
     if state is not None:
+        if "rng" not in state:  # written before the generators' state was common.training's
+            raise InputError(f"{checkpoints / STATE_FILE}: written by an older version of the trainer; train "
+                             "afresh without --resume")
         check_same_settings(str(checkpoints), state["fingerprint"], fingerprint,
                             "resume with the same data and settings")
         model.load_state_dict(state["model"])

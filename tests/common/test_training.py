@@ -6,8 +6,18 @@ import pytest
 import torch
 
 from common.errors import InputError
-from common.training import (PrecisionError, SettingsChanged, autocast, capture_rng_state, changed_settings,
-                             check_same_settings, grad_scaler, optimizer_step, resolve_precision, restore_rng_state)
+from common.training import (
+    PrecisionError,
+    SettingsChanged,
+    autocast,
+    capture_rng_state,
+    changed_settings,
+    check_same_settings,
+    grad_scaler,
+    optimizer_step,
+    resolve_precision,
+    restore_rng_state,
+)
 
 CPU = torch.device("cpu")
 
@@ -18,8 +28,10 @@ def test_auto_precision_is_bf16_on_cuda_and_fp32_on_a_cpu():
     assert resolve_precision("bf16", CPU) == "bf16"
 
 
-@pytest.mark.parametrize("name, message", [("fp16", "--precision fp16 needs --device cuda"),
-                                           ("fp8", "precision must be one of fp32, bf16, fp16, got 'fp8'")])
+@pytest.mark.parametrize(
+    "name, message",
+    [("fp16", "--precision fp16 needs --device cuda"), ("fp8", "precision must be one of fp32, bf16, fp16, got 'fp8'")],
+)
 def test_a_precision_the_device_cannot_train_in_is_one_line_input_error(name, message):
     for call in (lambda: resolve_precision(name, CPU), lambda: autocast(CPU, name), lambda: grad_scaler(CPU, name)):
         with pytest.raises(PrecisionError, match=message) as caught:
@@ -91,8 +103,12 @@ def test_the_cuda_generator_is_captured_and_restored():
 def test_changed_settings_name_each_difference_with_both_values():
     saved = {"seed": 1, "input": {"path": "a", "format": "folder"}, "same": 2, "styles": ["x"], "limit": 5}
     current = {"seed": 2, "input": {"path": "b", "format": "folder"}, "same": 2, "styles": ["x", "y"]}
-    assert changed_settings(saved, current) == ["input.path was 'a', now 'b'", "limit was 5, now None",
-                                                "seed was 1, now 2", "styles was ['x'], now ['x', 'y']"]
+    assert changed_settings(saved, current) == [
+        "input.path was 'a', now 'b'",
+        "limit was 5, now None",
+        "seed was 1, now 2",
+        "styles was ['x'], now ['x', 'y']",
+    ]
     assert changed_settings(saved, saved) == []
 
 
@@ -100,8 +116,9 @@ def test_a_resume_with_other_settings_is_refused_in_one_line():
     check_same_settings("runs/a", {"seed": 0}, {"seed": 0})
     with pytest.raises(SettingsChanged) as caught:
         check_same_settings("runs/a", {"seed": 0, "lr": 0.1}, {"seed": 1, "lr": 0.2})
-    assert str(caught.value) == ("cannot resume from runs/a: lr was 0.1, now 0.2; seed was 0, now 1; resume with "
-                                 "the same settings")
+    assert str(caught.value) == (
+        "cannot resume from runs/a: lr was 0.1, now 0.2; seed was 0, now 1; resume with the same settings"
+    )
     assert isinstance(caught.value, InputError)
     with pytest.raises(SettingsChanged, match=r"seed was 0, now 1; pass --overwrite$"):
         check_same_settings("out", {"seed": 0}, {"seed": 1}, remedy="pass --overwrite")

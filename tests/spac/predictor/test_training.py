@@ -247,6 +247,10 @@ def test_resume_without_a_checkpoint_starts_fresh_and_a_bad_one_is_one_line(sche
     with pytest.raises(ValueError, match="not a readable training state"):
         train(_model(schema), _examples(4), TrainingSettings(steps=1, batch_size=2), checkpoint_dir=tmp_path,
               resume=True)
+    torch.save({"step": 1, "torch_rng": torch.get_rng_state()}, tmp_path / "train_state.pt")  # an older trainer's
+    with pytest.raises(ValueError, match="written by an older version of the trainer"):
+        train(_model(schema), _examples(4), TrainingSettings(steps=1, batch_size=2), checkpoint_dir=tmp_path,
+              resume=True)
 
 
 def test_validation_keeps_the_best_weights_and_early_stopping_stops(schema, monkeypatch):
