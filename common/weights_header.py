@@ -23,6 +23,10 @@ _LENGTH = struct.Struct("<Q")
 class WeightsHeaderError(InputError):
     """A weights file whose safetensors header is missing, damaged or disagrees with the file's size."""
 
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: not a readable safetensors file ({reason})")
+        self.reason = reason  # without the file name, for a caller that words its own message
+
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -47,25 +51,21 @@ def read_header(path: str | Path) -> dict[str, TensorInfo]:
             size = path.stat().st_size
             prefix = stream.read(_LENGTH.size)
             if len(prefix) < _LENGTH.size:
-                raise _refuse(path, f"header too small: a file of {size} bytes")
+                raise WeightsHeaderError(path, f"header too small: a file of {size} bytes")
             (length,) = _LENGTH.unpack(prefix)
             if length > min(MAX_HEADER_BYTES, size - _LENGTH.size):
-                raise _refuse(path, f"a header of {length} bytes in a file of {size}")
+                raise WeightsHeaderError(path, f"a header of {length} bytes in a file of {size}")
             raw = stream.read(length)
     except OSError as exc:
-        raise _refuse(path, exc.strerror or str(exc)) from None
+        raise WeightsHeaderError(path, exc.strerror or str(exc)) from None
     try:
         header = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise _refuse(path, "its header is not JSON") from None
+        raise WeightsHeaderError(path, "its header is not JSON") from None
     if not isinstance(header, dict):
-        raise _refuse(path, "its header is not a JSON object")
+        raise WeightsHeaderError(path, "its header is not a JSON object")
     data_bytes = size - _LENGTH.size - length
     return {name: _tensor(path, name, entry, data_bytes) for name, entry in header.items() if name != "__metadata__"}
-
-
-def _refuse(path: Path, reason: str) -> WeightsHeaderError:
-    return WeightsHeaderError(f"{path}: not a readable safetensors file ({reason})")
 
 
 def _is_count(value: object) -> bool:
@@ -74,16 +74,16 @@ def _is_count(value: object) -> bool:
 
 def _tensor(path: Path, name: str, entry: object, data_bytes: int) -> TensorInfo:
     if not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str):
-        raise _refuse(path, f"tensor {name!r} has no dtype")
+        raise WeightsHeaderError(path, f"tensor {name!r} has no dtype")
     shape, offsets = entry.get("shape"), entry.get("data_offsets")
     if not isinstance(shape, list) or not all(_is_count(s) for s in shape):
-        raise _refuse(path, f"tensor {name!r} has no valid shape")
+        raise WeightsHeaderError(path, f"tensor {name!r} has no valid shape")
     info = TensorInfo(entry["dtype"], tuple(shape))
     itemsize = DTYPE_BYTES.get(info.dtype)
     if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets)
             or not offsets[0] <= offsets[1] <= data_bytes
             or (itemsize is not None and offsets[1] - offsets[0] != info.numel * itemsize)):
-        raise _refuse(path, f"tensor {name!r} does not lie inside the file as its shape and dtype say")
+        raise WeightsHeaderError(path, f"tensor {name!r} does not lie inside the file as its shape and dtype say")
     return info
 
 

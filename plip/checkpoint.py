@@ -21,7 +21,7 @@ import pickle
 import re
 import shutil
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -29,11 +29,14 @@ import safetensors
 import safetensors.torch
 import torch
 from torch import nn
+from transformers import AutoConfig
 
 from common.errors import InputError
-from plip.config import MINILM, PLIPConfig
+from common.weights_header import WeightsHeaderError, parameter_count, read_header
+from plip.config import BERT_BOUNDS, MINILM, PLIPConfig
 from plip.factory import create_model, get_config
 from plip.model import PLIPModel
+from plip.text_encoder import resolve_path
 
 IMAGE_KEY = "ImgEncoder_state_dict"
 TEXT_KEY = "TxtEncoder_state_dict"
@@ -41,6 +44,9 @@ MODEL_FILE, CONFIG_FILE, TOKENIZER_DIR = "model.safetensors", "config.json", "to
 OPTIMIZER_FILE, TRAINER_STATE_FILE = "optimizer.pt", "trainer_state.json"
 PARTIAL_SUFFIX, OLD_SUFFIX = ".partial", ".old"  # a checkpoint being written; the one it replaces
 _SHOWN = 5  # keys listed per kind of mismatch
+# Ten times the released model (RN50 + BERT-base, 150M): the most values a checkpoint's weights may hold (6 GB as
+# float32), read from the file's header before any model is built.
+MAX_PARAMETERS = 1_500_000_000
 
 
 class CheckpointError(InputError):
@@ -327,12 +333,49 @@ def load_checkpoint_directory(directory: str | Path, device: str | torch.device 
     with reading(config_file, "not a PLIP model config"):
         config = PLIPConfig.from_dict(_read_object(config_file))
     config.text.tokenizer = str(directory / TOKENIZER_DIR)
-    _require(directory / MODEL_FILE)
     # A text model named by the config (ours name none) loads from safetensors only: never a pickle.
     with reading(config_file, "does not describe a model that can be built"):
+        check_weights_fit(config, _require(directory / MODEL_FILE))
         model = PLIPModel(config, safetensors_only=True)
     load_weights(model, directory / MODEL_FILE)
     return model.to(device).eval()
+
+
+def check_weights_fit(config: PLIPConfig, weights: Path) -> None:
+    """Refuse the safetensors file ``weights`` unless it holds at most :data:`MAX_PARAMETERS` values and exactly
+    the tensors of the model ``config`` implies, compared from the file's header with that model built on the
+    meta device (shapes only, no memory): a config that asks for another or a bigger model than its weights is
+    refused before the model is built."""
+    try:
+        header = read_header(weights)
+    except WeightsHeaderError as exc:
+        raise CheckpointError(f"{weights}: not readable safetensors weights of this model ({exc.reason})") from None
+    held = parameter_count(header)
+    if held > MAX_PARAMETERS:
+        raise CheckpointError(f"{weights}: holds {held:,} values, more than a PLIP model may have ({MAX_PARAMETERS:,})")
+    with torch.device("meta"):
+        skeleton = PLIPModel(_without_pretrained_files(config), safetensors_only=True)
+    expected = {name: list(tensor.shape) for name, tensor in skeleton.state_dict().items()}
+    missing = [name for name in expected if name not in header]
+    unexpected = [name for name in header if name not in expected]
+    mis_shaped = [f"{name} {list(header[name].shape)} vs model {shape}" for name, shape in expected.items()
+                  if name in header and list(header[name].shape) != shape]
+    problems = [_describe(kind, keys) for kind, keys in
+                (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mis_shaped)) if keys]
+    if problems:
+        implied = sum(tensor.numel() for tensor in skeleton.state_dict().values())
+        raise CheckpointError(f"{weights} does not match the model: " + "; ".join(problems)
+                              + f" (its config implies {implied:,} values, the file holds {held:,})")
+
+
+def _without_pretrained_files(config: PLIPConfig) -> PLIPConfig:
+    """``config`` with a text model named by path described by its architecture instead (its config.json, read
+    from local files only and checked like ``text.bert``): the meta device builds shapes, it loads no weights."""
+    if not config.text.pretrained:
+        return config
+    named = AutoConfig.from_pretrained(resolve_path(config.text.name_or_path), local_files_only=True)
+    bert = {key: getattr(named, key) for key in BERT_BOUNDS if hasattr(named, key)}
+    return replace(config, text=replace(config.text, pretrained=False, bert=bert))
 
 
 def load_training_state(directory: str | Path, optimizer: torch.optim.Optimizer | None = None) -> TrainerState:

@@ -1,6 +1,7 @@
 import inspect
 import json
 import random
+import struct
 from pathlib import Path
 
 import pytest
@@ -371,3 +372,53 @@ def test_every_torch_load_goes_through_the_guard() -> None:
     calls = {str(p.relative_to(root)): p.read_text().count("torch.load(") for p in root.rglob("*.py")}
     assert {name: count for name, count in calls.items() if count} == {"checkpoint.py": 1}
     assert "weights_only=True" in inspect.getsource(load_torch_file)
+
+
+def _edited_config(directory, section: str, change: dict) -> None:
+    config = json.loads((directory / "config.json").read_text())
+    target = config["text"]["bert"] if section == "text.bert" else config[section]
+    target.update(change)
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("section, change, message", [
+    ("text.bert", {"hidden_size": "big"}, "text.bert.hidden_size must be an integer from 1 to 4096, got 'big'"),
+    ("text.bert", {"num_hidden_layers": 2.5}, "text.bert.num_hidden_layers must be an integer from 1 to 48"),
+    ("vision", {"width": 4096}, "vision.width must be an integer from 1 to 256, got 4096"),
+    ("text", {"max_length": 50_000_000}, "text.max_length must be an integer from 1 to 512"),
+])
+def test_an_out_of_bounds_config_is_one_line_before_any_model_is_built(tmp_path, monkeypatch, section, change,
+                                                                        message) -> None:
+    # Issue 19: a traceback, 2.6 GB allocated, or the process aborted in the tokenizer's padding.
+    directory, _ = _trained_checkpoint(tmp_path / "ckpt")
+    _edited_config(directory, section, change)
+    built = []
+    monkeypatch.setattr("plip.checkpoint.PLIPModel", lambda *args, **kwargs: built.append(args))
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint_directory(directory)
+    assert _one_line(error).startswith(f"{directory / 'config.json'}: not a PLIP model config (")
+    assert message in _one_line(error) and built == []
+
+
+def test_weights_that_do_not_fit_the_config_are_refused_from_the_header_before_building(tmp_path, monkeypatch):
+    directory, _ = _trained_checkpoint(tmp_path / "ckpt")
+    _edited_config(directory, "vision", {"width": 256})  # within the bounds: 60M values, the file holds 0.9M
+    devices = []
+    real = plip.checkpoint.PLIPModel
+    monkeypatch.setattr("plip.checkpoint.PLIPModel",
+                        lambda *args, **kwargs: devices.append(torch.empty(0).device.type) or real(*args, **kwargs))
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint_directory(directory)
+    assert _one_line(error).startswith(f"{directory / 'model.safetensors'} does not match the model: ")
+    assert "image_encoder.conv1.weight [4, 3, 3, 3] vs model [128, 3, 3, 3]" in _one_line(error)
+    assert "the file holds" in _one_line(error) and devices == ["meta"]  # only the shapes were built
+
+
+def test_a_weights_file_declaring_too_many_values_is_refused_from_its_header(tmp_path) -> None:
+    directory, _ = _trained_checkpoint(tmp_path / "ckpt")
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2**31], "data_offsets": [0, 2**33]}}).encode()
+    with open(directory / "model.safetensors", "wb") as stream:  # 8 GB declared, a sparse hole on disk
+        stream.write(struct.pack("<Q", len(header)) + header)
+        stream.truncate(8 + len(header) + 2**33)
+    with pytest.raises(CheckpointError, match=r"holds 2,147,483,648 values, more than a PLIP model may have"):
+        load_checkpoint_directory(directory)
