@@ -69,7 +69,8 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         record = json.loads(raw) if raw else None
     except (json.JSONDecodeError, UnicodeDecodeError):
         record = None
-    if not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(record.get("dim"), int):
+    if (not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(record.get("dim"), int)
+            or isinstance(record.get("dim"), bool) or record["dim"] < 1):
         raise EmbeddingIndexError(f"{path}: not an embeddings file of python -m plip.embed (no {METADATA_KEY.decode()} "
                           "metadata)")
     if record.get("version") != VERSION:
@@ -77,7 +78,23 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     missing = [c for c in (*META_COLUMNS, "vector") if c not in schema.names]
     if missing:
         raise EmbeddingIndexError(f"{path}: lacks column(s) {missing}")
+    _check_column_types(path, schema, record["dim"])
     return record
+
+
+def _check_column_types(path: Path, schema: pa.Schema, dim: int) -> None:
+    """The column types of :func:`index_schema`; vectors of exactly the ``dim`` float32 values declared."""
+    expected = index_schema(dim, {})
+    for name in META_COLUMNS:
+        if schema.field(name).type != expected.field(name).type:
+            raise EmbeddingIndexError(f"{path}: column {name!r} holds {schema.field(name).type}, expected "
+                                      f"{expected.field(name).type}")
+    vector = schema.field("vector").type
+    if not (pa.types.is_fixed_size_list(vector) and vector.value_type == pa.float32() and vector.list_size == dim):
+        found = (f"{vector.list_size} {vector.value_type} values each" if pa.types.is_fixed_size_list(vector)
+                 else f"of type {vector}")
+        raise EmbeddingIndexError(f"{path}: its vectors are {found}, but its metadata declares {dim} float32 "
+                                  "values each")
 
 
 def _table(rows: Sequence[dict[str, Any]], vectors: torch.Tensor | np.ndarray, schema: pa.Schema) -> pa.Table:
@@ -85,6 +102,8 @@ def _table(rows: Sequence[dict[str, Any]], vectors: torch.Tensor | np.ndarray, s
     dim = schema.field("vector").type.list_size
     if vectors.shape != (len(rows), dim):
         raise ValueError(f"{len(rows)} rows but vectors of shape {tuple(vectors.shape)} (expected [{len(rows)}, {dim}])")
+    if not np.isfinite(vectors).all():  # the caller drops (and counts) what its model could not embed
+        raise ValueError("non-finite vectors are never written")
     columns = {name: pa.array([row.get(name) for row in rows], type=schema.field(name).type) for name in META_COLUMNS}
     columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim)
     return pa.Table.from_pydict(columns, schema=schema)
@@ -181,7 +200,9 @@ class Hit:
 
 
 class EmbeddingIndex:
-    """A finished embeddings file, read block by block."""
+    """A finished embeddings file, read block by block. A row whose vector is missing or not finite (NaN, inf)
+    is never yielded: one damaged vector would otherwise rank first for every query (a NaN score sorts above all);
+    :attr:`skipped_vectors` counts those left out by the latest pass of :meth:`blocks`."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -192,26 +213,43 @@ class EmbeddingIndex:
         self.metadata = _read_metadata(self.path)
         self.dim: int = self.metadata["dim"]
         self._file = pq.ParquetFile(self.path)
+        self.skipped_vectors = 0
 
     def __len__(self) -> int:
         return self._file.metadata.num_rows
 
     def count(self, kind: str) -> int:
         return sum(int(pc.sum(pc.equal(b.column("kind"), kind)).as_py() or 0)
-                   for b in self._file.iter_batches(columns=["kind"], batch_size=DEFAULT_BLOCK_ROWS))
+                   for b in self._batches(DEFAULT_BLOCK_ROWS, ["kind"]))
+
+    def _batches(self, block_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """The file's record batches; one it cannot decode is a one-line error naming the file."""
+        try:
+            yield from self._file.iter_batches(batch_size=block_rows, columns=columns)
+        except (OSError, pa.ArrowException) as exc:
+            raise EmbeddingIndexError(f"{self.path}: damaged ({error_line(exc)})") from None
 
     def blocks(self, kind: str | None = None, block_rows: int = DEFAULT_BLOCK_ROWS) -> Iterator[tuple[pa.Table, np.ndarray]]:
-        """(row fields, ``[rows, dim]`` float32 vectors) of ``block_rows`` rows at a time, of one ``kind`` or all."""
+        """(row fields, ``[rows, dim]`` float32 vectors) of ``block_rows`` rows at a time, of one ``kind`` or all,
+        without the rows whose vector is missing or not finite (counted in :attr:`skipped_vectors`)."""
         if kind is not None and kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        for batch in self._file.iter_batches(batch_size=block_rows):
+        self.skipped_vectors = 0
+        for batch in self._batches(block_rows):
             table = pa.Table.from_batches([batch])
             if kind is not None:
                 table = table.filter(pc.equal(table.column("kind"), kind))
-            if table.num_rows == 0:
-                continue
+            rows = table.num_rows
+            if table.column("vector").null_count:
+                table = table.filter(pc.is_valid(table.column("vector")))
             vectors = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-            yield table.select(list(META_COLUMNS)), vectors.reshape(table.num_rows, self.dim)
+            vectors = vectors.reshape(table.num_rows, self.dim)
+            finite = np.isfinite(vectors).all(axis=1)  # a null value inside a vector reads as NaN
+            if not finite.all():
+                table, vectors = table.filter(pa.array(finite)), vectors[finite]
+            self.skipped_vectors += rows - table.num_rows
+            if table.num_rows:
+                yield table.select(list(META_COLUMNS)), vectors
 
     def read(self, kind: str | None = None) -> tuple[pa.Table, np.ndarray]:
         """The whole file (or one ``kind``) in memory: for small indexes and tests."""

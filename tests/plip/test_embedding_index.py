@@ -1,10 +1,12 @@
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
 
-from plip.embedding_index import EmbeddingIndex, EmbeddingIndexError, IndexWriter, parts_dir, search
+from plip.embedding_index import EmbeddingIndex, EmbeddingIndexError, IndexWriter, index_schema, parts_dir, search
 
 DIM = 8
 
@@ -94,3 +96,77 @@ def test_missing_unfinished_and_foreign_files_are_one_line_errors(tmp_path):
     (tmp_path / "junk.parquet").write_bytes(b"junk")
     with pytest.raises(EmbeddingIndexError, match="not a readable parquet file"):
         EmbeddingIndex(tmp_path / "junk.parquet")
+
+
+def _index_with(tmp_path, vectors: pa.Array, dim: int, name="index.parquet"):
+    """An embeddings file written around ``vectors`` (as a hostile tool might), with ``dim`` declared."""
+    schema = index_schema(dim, {"checkpoint": "A"})
+    count = len(vectors)
+    table = pa.table({"key": [f"k{i}" for i in range(count)], "path": [f"/x/{i}.jpg" for i in range(count)],
+                      "kind": ["image"] * count, "text": pa.nulls(count, pa.string()),
+                      "id": pa.nulls(count, pa.int64()), "vector": vectors})
+    pq.write_table(table.replace_schema_metadata(schema.metadata), tmp_path / name)
+    return tmp_path / name
+
+
+def test_non_finite_vectors_never_rank_and_are_counted(tmp_path):
+    # Issue 19: a NaN vector was the top answer (score nan) to every query.
+    good = unit(4).numpy()
+    damaged = np.concatenate([good[:1], np.full((1, DIM), np.nan, np.float32), good[1:2],
+                              np.full((1, DIM), np.inf, np.float32), good[2:]])
+    values = pa.array(damaged.reshape(-1).tolist(), pa.float32())
+    vectors = pa.FixedSizeListArray.from_arrays(values, DIM)
+    half_null = pa.FixedSizeListArray.from_arrays(pa.array([None] + [0.5] * (DIM - 1), pa.float32()), DIM)
+    index = EmbeddingIndex(_index_with(tmp_path, pa.concat_arrays([vectors, half_null]), DIM))
+    hits = search(index, unit(4)[:1], k=10)[0]
+    assert sorted(h.key for h in hits) == ["k0", "k2", "k4", "k5"] and hits[0].key == "k0"
+    assert all(np.isfinite(h.score) for h in hits)
+    assert index.skipped_vectors == 3  # NaN, inf, a vector holding a missing value
+    table, read = index.read()
+    assert table.column("key").to_pylist() == ["k0", "k2", "k4", "k5"] and np.isfinite(read).all()
+    assert index.skipped_vectors == 3  # counted again by each pass, not added up
+
+
+def test_an_undecodable_vector_column_is_one_line_naming_the_file(tmp_path):
+    missing = pa.array([[0.5] * DIM, None], type=pa.list_(pa.float32(), DIM))  # pyarrow cannot read it back
+    index = EmbeddingIndex(_index_with(tmp_path, missing, DIM))
+    with pytest.raises(EmbeddingIndexError, match=f"^{tmp_path / 'index.parquet'}: damaged "):
+        search(index, unit(1), k=1)
+
+
+def test_the_writer_never_writes_a_non_finite_vector(tmp_path):
+    vectors = unit(2)
+    vectors[1, 3] = float("nan")
+    writer = IndexWriter(tmp_path / "out.parquet", DIM, {"checkpoint": "A"})
+    with pytest.raises(ValueError, match="non-finite vectors are never written"):
+        writer.write(rows(["a", "b"]), vectors)
+    assert not parts_dir(tmp_path / "out.parquet").exists() or not list(parts_dir(tmp_path / "out.parquet").iterdir())
+
+
+@pytest.mark.parametrize("vectors, dim, message", [
+    # Issue 19: a reshape error that did not name the file.
+    (pa.FixedSizeListArray.from_arrays(pa.array([0.5] * 8, pa.float32()), 4), DIM,
+     "its vectors are 4 float values each, but its metadata declares 8 float32 values each"),
+    (pa.array([[0.5] * DIM], pa.list_(pa.float32())), DIM, "but its metadata declares 8 float32 values each"),
+    (pa.FixedSizeListArray.from_arrays(pa.array([0.5] * DIM, pa.float64()), DIM), DIM,
+     "its vectors are 8 double values each"),
+    (pa.FixedSizeListArray.from_arrays(pa.array([0.5] * DIM, pa.float32()), DIM), 0, "not an embeddings file"),
+])
+def test_vectors_that_disagree_with_the_declared_size_are_one_line_naming_the_file(tmp_path, vectors, dim, message):
+    path = _index_with(tmp_path, vectors, max(dim, 1))
+    if dim == 0:  # a declared size that is not a positive integer
+        table = pq.read_table(path)
+        record = json.loads(table.schema.metadata[b"plip.embedding"]) | {"dim": 0}
+        pq.write_table(table.replace_schema_metadata({b"plip.embedding": json.dumps(record).encode()}), path)
+    with pytest.raises(EmbeddingIndexError) as error:
+        EmbeddingIndex(path)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value)
+
+
+def test_a_meta_column_of_another_type_is_refused(tmp_path):
+    path = _index_with(tmp_path, pa.FixedSizeListArray.from_arrays(pa.array([0.5] * DIM, pa.float32()), DIM), DIM)
+    table = pq.read_table(path)
+    table = table.set_column(table.schema.get_field_index("path"), "path", pa.array([7], pa.int64()))
+    pq.write_table(table, path)
+    with pytest.raises(EmbeddingIndexError, match=f"^{path}: column 'path' holds int64, expected string$"):
+        EmbeddingIndex(path)
