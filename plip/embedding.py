@@ -121,7 +121,7 @@ def load_embedder(checkpoint: str | Path | PLIPModel, device: str | torch.device
     """An :class:`Embedder` of ``checkpoint``: one of our checkpoint directories (or its ``model.safetensors``),
     a released-format file such as ``PLIP_MRN50.pth.tar`` (architecture ``preset``, tokenizer ``tokenizer``,
     default the bundled bert-base-uncased WordPiece vocabulary) or a model already built. ``device``: cpu,
-    cuda, cuda:N or auto. A missing or unreadable checkpoint is a one-line ``CheckpointError`` (a ValueError)."""
+    cuda, cuda:N or auto. A missing or unreadable checkpoint is a one-line ``CheckpointError`` (an InputError)."""
     resolved = resolve_device(device) if isinstance(device, str) else torch.device(device)
     if isinstance(checkpoint, PLIPModel):
         return Embedder(checkpoint, resolved)

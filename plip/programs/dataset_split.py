@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from common.errors import InputError
 from plip.programs.eval_data import (DATASET_JSON, DATASET_NAMES, SPLITS, DatasetFormatError, read_dataset_json,
                                      split_group)
 from common.cli import CliError, OneLineArgumentParser, run_main
@@ -51,12 +52,12 @@ def split_by_identity(entries: Sequence[dict[str, Any]], test_fraction: float, v
     """Whole identities to test / valid / train by a seeded shuffle of the sorted identity list."""
     for flag, value in (("test", test_fraction), ("valid", valid_fraction)):
         if not 0 <= value < 1:
-            raise ValueError(f"the {flag} fraction must be in [0, 1), got {value}")
+            raise InputError(f"the {flag} fraction must be in [0, 1), got {value}")
     identities = sorted({entry["id"] for entry in entries})
     random.Random(seed).shuffle(identities)
     n_test, n_valid = _count(test_fraction, len(identities)), _count(valid_fraction, len(identities))
     if n_test + n_valid >= len(identities):
-        raise ValueError(f"{len(identities)} identities are too few for test fraction {test_fraction} and "
+        raise InputError(f"{len(identities)} identities are too few for test fraction {test_fraction} and "
                          f"valid fraction {valid_fraction}: no identity would be left for training")
     group = {identity: "test" for identity in identities[:n_test]}
     group.update({identity: "valid" for identity in identities[n_test:n_test + n_valid]})
@@ -84,7 +85,7 @@ def split_dataset(input_path: Path, test_fraction: float | None, valid_fraction:
     with_split = ["split" in entry for entry in entries]
     if all(with_split):
         if test_fraction is not None or valid_fraction is not None:
-            raise ValueError(f"{input_path}: entries carry 'split'; the test / valid fractions apply only to "
+            raise InputError(f"{input_path}: entries carry 'split'; the test / valid fractions apply only to "
                              "files without it")
         return split_by_field(entries)
     if any(with_split):
@@ -93,8 +94,8 @@ def split_dataset(input_path: Path, test_fraction: float | None, valid_fraction:
     try:
         return split_by_identity(entries, DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction,
                                  DEFAULT_VALID_FRACTION if valid_fraction is None else valid_fraction, seed)
-    except ValueError as exc:
-        raise ValueError(f"{input_path}: {exc}") from None
+    except InputError as exc:
+        raise InputError(f"{input_path}: {exc}") from None
 
 
 def _parser() -> OneLineArgumentParser:

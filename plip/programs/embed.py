@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from common.errors import InputError
 from plip.embedding import Embedder, batched, load_embedder, preprocess_image
 from plip.embedding_index import IndexWriter
 from plip.transforms import ImageReadError
@@ -221,7 +222,7 @@ def embed_shards(embedder: Embedder, source: str, writer: IndexWriter, done: set
             continue
         try:
             image, record = sample_image(sample), decode_record(sample)
-        except ValueError:
+        except InputError:
             if not args.skip_bad:
                 raise
             tally.bad += 1

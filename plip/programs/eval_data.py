@@ -91,7 +91,7 @@ def _layout(first: Any, source: str) -> str:
         return REID_RAW
     try:
         return detect_format(first, source)
-    except ValueError as exc:
+    except InputError as exc:
         raise DatasetFormatError(str(exc)) from None
 
 

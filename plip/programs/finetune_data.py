@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from common.errors import InputError
 from plip.programs.eval_data import DatasetFormatError, read_split
 from plip.transforms import read_image, train_transform
 from common.digests import stable_int
@@ -72,14 +73,14 @@ def epoch_plan(labels: Sequence[int], batch_size: int, pairs_per_id: int, seed: 
     chunks (a random remainder waits for another epoch), and the chunks of batches still unfinished when the
     chunks run out (too few distinct identities left) are dropped."""
     if pairs_per_id < 1 or batch_size % pairs_per_id:
-        raise ValueError(f"batch size {batch_size} must be a multiple of the pairs per identity {pairs_per_id}")
+        raise InputError(f"batch size {batch_size} must be a multiple of the pairs per identity {pairs_per_id}")
     ids_per_batch = batch_size // pairs_per_id
     rng = random.Random(stable_int(seed, "finetune-plan", epoch))
     members: dict[int, list[int]] = {}
     for index, label in enumerate(labels):
         members.setdefault(label, []).append(index)
     if len(members) < ids_per_batch:
-        raise ValueError(f"{len(members)} training identities cannot fill a batch of {ids_per_batch} identities "
+        raise InputError(f"{len(members)} training identities cannot fill a batch of {ids_per_batch} identities "
                          f"(batch size {batch_size} / {pairs_per_id} pairs per identity)")
     chunks = [(label, chunk) for label in sorted(members)
               for chunk in _identity_chunks(members[label], pairs_per_id, rng)]

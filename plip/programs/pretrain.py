@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from common.errors import InputError
 import shards
 from common.training import autocast, capture_rng_state, grad_scaler, optimizer_step, restore_rng_state
 from plip.checkpoint import (MODEL_FILE, TRAINER_STATE_FILE, CheckpointError, TrainerState, check_like, is_complete,
@@ -166,7 +167,7 @@ def _shard_urls(source: str, needed: int) -> list[str]:
     """The shard URLs; local ones must exist, and every rank x worker needs one of its own."""
     try:
         urls = shards.shard_urls(source)
-    except ValueError as exc:
+    except InputError as exc:
         raise CliError(f"--shards: {exc}") from None
     for url in urls:
         parsed = urlparse(url)
@@ -297,7 +298,7 @@ def load_eval_set(settings: PretrainSettings, image_size: tuple[int, int]) -> Ev
         return None
     try:
         check_eval_size(image_size)
-    except ValueError as exc:
+    except InputError as exc:
         raise CliError(f"--eval-shards: {exc}") from None
     identities = parse_identities(settings.eval_identities) if settings.eval_identities else _AllIdentities()
     try:

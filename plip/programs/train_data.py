@@ -12,7 +12,7 @@ same whatever happened before it, so a resumed run recreates the stream and skip
 batches (skipped batches are grouped but never decoded).
 
 Records and images are decoded by the corpus reader (``shards.reader.decode_record`` / ``sample_image``: the
-project's one image decode policy), so a damaged one is a one-line ValueError naming its shard and key.
+project's one image decode policy), so a damaged one is a one-line InputError naming its shard and key.
 A damaged sample (unreadable or invalid record or image, or a damaged shard) goes to the stream's webdataset-style
 handler (``BatchSpec.skip_bad_samples``): by default it stops training with a one-line error naming the
 sample; skipping drops it before grouping (a batch keeps its P x K samples, which costs one extra image
@@ -138,7 +138,7 @@ def _raw(sample: Sample) -> dict[str, Any]:
 
 def image_of(sample: Sample) -> Image.Image:
     """The sample's image as RGB, decoded now by the corpus reader (the project's image decode policy); a
-    one-line ValueError naming shard and key when its jpg is damaged."""
+    one-line InputError naming shard and key when its jpg is damaged."""
     return reader.sample_image(_raw(sample))
 
 
@@ -167,7 +167,7 @@ def _parsed(raw: Iterable[dict[str, Any]], handler: Handler, check_images: bool)
                       "record": reader.decode_record(raw_sample), "jpg": raw_sample["jpg"]}
             if check_images:
                 image_of(sample)
-        except ValueError as exc:
+        except InputError as exc:
             if handler(exc):
                 continue
             return
@@ -263,5 +263,5 @@ def _manifest_of(source: str) -> dict[str, Any] | None:
         return None
     try:
         return shards.read_manifest(source)
-    except (OSError, ValueError):
+    except (OSError, InputError):
         return None
