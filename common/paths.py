@@ -5,7 +5,8 @@ names must stay inside that folder.
 :func:`check_relative` is what can be checked from the name alone (usable for a remote root too);
 :func:`contained_path` adds the check that needs the disk: the real path (every symlink, of a file or of a
 folder, resolved) must lie inside the root's real path. The root itself may be a symlink: the user chose
-it; only what the data file names is distrusted.
+it; only what the data file names is distrusted. :func:`printable_path` shows any name (from a data file
+or the command line) on one unambiguous line.
 """
 from __future__ import annotations
 
@@ -20,6 +21,26 @@ _SHOWN = 80  # characters of a refused name quoted in the message
 
 class PathOutsideRoot(InputError):
     """A name from a data file that is not a path inside its root folder; the message says why."""
+
+
+_SURROGATE_ESCAPES = range(0xDC80, 0xDD00)  # os.fsdecode's stand-ins for bytes that are not UTF-8
+
+
+def _escaped(character: str) -> str:
+    code = ord(character)
+    if code in _SURROGATE_ESCAPES:
+        return f"\\x{code - 0xDC00:02x}"  # the byte itself, as the name holds it on disk
+    return "\\\\" if character == "\\" else repr(character)[1:-1]
+
+
+def printable_path(path: str | os.PathLike[str]) -> str:
+    """``path`` on one line that cannot be mistaken for other output: a backslash doubled and every character
+    that is not printable (a newline, a terminal escape, a bidi override, a byte that is not UTF-8) written as
+    its Python escape (``\\n``, ``\\x1b``, ``\\u202e``, ``\\xff``); a plain name comes back unchanged."""
+    text = os.fspath(path)
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(c if c.isprintable() and c != "\\" else _escaped(c) for c in text)
 
 
 def _shown(name: str) -> str:

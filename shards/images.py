@@ -61,8 +61,8 @@ _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSO
 
 def _refuse_unless_regular(mode: int) -> None:
     if not stat.S_ISREG(mode):
-        kind = next((name for test, name in _KINDS if test(mode)), "of an unknown kind")
-        raise ImageRejected(f"not a regular file ({kind})")
+        kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+        raise ImageRejected(f"is {kind}, not an image")
 
 
 def _refuse_special_stream(stream: BinaryIO) -> None:

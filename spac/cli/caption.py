@@ -4,7 +4,9 @@ The caption key is the image's file name, so the same file gives the same captio
 Each file is decoded under the project's image policy (:mod:`shards.images`: EXIF orientation, pixel and
 byte budgets) and re-encoded as the corpus JPEG before prediction, exactly as the synthesis job does, so
 a file gets the same attributes here as in the corpus. A file that cannot be captioned is one line on
-stderr; the others are still captioned, and the exit code is 2.
+stderr; the others are still captioned, and the exit code is 2. File names are printed escaped
+(:func:`common.paths.printable_path`): a name holding a newline cannot forge an ``== name`` header or a
+second error line.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from spac.attributes import load_schema
 from spac.captioning.library import SentencesOption, library_for, parse_sentences_option
 from spac.captioning.captioner import Captioner, check_style_names
 from common.cli import CliError, OneLineArgumentParser, device, positive_int, unit_float
+from common.paths import printable_path
 
 if TYPE_CHECKING:
     from spac.predictor.model import AttributePredictor
@@ -80,17 +83,17 @@ def _parser() -> OneLineArgumentParser:
 
 def _corpus_image(path: Path, max_pixels: int, max_bytes: int) -> Image.Image:
     """The image the synthesis job's predictor sees for this file: decoded under the shared policy, then
-    re-encoded as the corpus JPEG (256x128, quality 90) and decoded again. CliError names the file."""
+    re-encoded as the corpus JPEG (256x128, quality 90) and decoded again. CliError names the file (a
+    folder, a FIFO or a device is refused by the policy before it is opened)."""
+    shown = printable_path(path)
     try:
         decoded = open_image_file(str(path), min_size=IMAGE_SIZE, max_pixels=max_pixels, max_bytes=max_bytes)
     except ImageRejected as exc:
-        raise CliError(f"{path}: {exc}") from None
+        raise CliError(f"{shown}: {exc}") from None
     except FileNotFoundError:
-        raise CliError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CliError(f"{path}: is a directory, not an image") from None
+        raise CliError(f"{shown}: no such file") from None
     except OSError as exc:
-        raise CliError(f"{path}: unreadable file ({exc.strerror or exc})") from None
+        raise CliError(f"{shown}: unreadable file ({exc.strerror or exc})") from None
     with Image.open(io.BytesIO(encode_image(decoded))) as corpus:
         return corpus.convert("RGB")
 
@@ -120,7 +123,7 @@ def _caption_batch(paths: Sequence[Path], predictor: AttributePredictor, caption
     for (path, _), prediction in zip(loaded, predictions):
         captions = captioner(prediction.attributes, key=path.name, seed=args.seed)
         if many:
-            print(f"== {path}")
+            print(f"== {printable_path(path)}")
         print(_report(path, prediction, captions, args.json))
     return len(paths) - len(loaded)
 

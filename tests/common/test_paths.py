@@ -6,7 +6,7 @@ import os
 import pytest
 
 from common.errors import InputError
-from common.paths import PathOutsideRoot, check_relative, contained_path
+from common.paths import PathOutsideRoot, check_relative, contained_path, printable_path
 
 
 @pytest.fixture
@@ -66,3 +66,18 @@ def test_the_refusal_quotes_a_long_or_multi_line_name_on_one_line():
     with pytest.raises(PathOutsideRoot) as caught:
         check_relative("../" + "x\n" * 100)
     assert "\n" not in str(caught.value) and "..." in str(caught.value)
+
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("Part1/1/1.jpg", "Part1/1/1.jpg"),
+    ("caf\u00e9 \u4e2d.jpg", "caf\u00e9 \u4e2d.jpg"),  # printable Unicode stays as it is
+    ("a.jpg\n== fake.jpg", "a.jpg\\n== fake.jpg"),
+    ("a\\nb.jpg", "a\\\\nb.jpg"),  # a real backslash cannot pass for an escape
+    ("\x1b[2J.jpg", "\\x1b[2J.jpg"),
+    ("evil\u202egpj.exe", "evil\\u202egpj.exe"),  # a bidi override would show the name reversed
+    (os.fsdecode(b"caf\xff.jpg"), "caf\\xff.jpg"),  # a byte that is not UTF-8: the byte
+])
+def test_printable_path_shows_any_name_on_one_unambiguous_line(name, shown):
+    assert printable_path(name) == shown
+    assert printable_path(name).isprintable() and printable_path(name).encode("utf-8")  # a surrogate would raise

@@ -206,3 +206,45 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ---- issue 19: hostile file names and files that are not regular ---------------------------------------------
+
+def test_a_fifo_named_like_an_image_is_refused_and_the_good_image_captioned(rendered, tmp_path):
+    import os
+
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)  # open() on it would block forever
+    good = str(rendered[0][0])
+    result = spac("caption", str(fifo), good)  # spac() fails the test after 120 s instead of hanging
+    assert result.returncode == 2
+    assert [line for line in result.stdout.splitlines() if line.startswith("== ")] == [f"== {good}"]
+    assert result.stderr.strip().splitlines() == [f"spac caption: error: {fifo}: is a FIFO, not an image"]
+
+
+def test_file_names_are_printed_escaped_so_they_cannot_forge_lines(rendered, tmp_path):
+    forged = tmp_path / "a.jpg\n== fake.jpg"
+    forged.write_bytes(rendered[0][0].read_bytes())
+    broken = tmp_path / "b.jpg\nspac caption: error: fake"
+    broken.write_bytes(b"not an image")
+    result = spac("caption", str(forged), str(broken), str(rendered[1][0]))
+    assert result.returncode == 2
+    headers = [line for line in result.stdout.splitlines() if line.startswith("== ")]
+    assert headers == [f"== {tmp_path}/a.jpg\\n== fake.jpg", f"== {rendered[1][0]}"]
+    assert result.stderr.strip().splitlines() == [
+        f"spac caption: error: {tmp_path}/b.jpg\\nspac caption: error: fake: not a decodable image"]
+
+
+def test_a_name_that_is_not_utf_8_and_a_terminal_escape_are_shown_as_escapes(rendered, tmp_path):
+    import os
+
+    names = [os.fsencode(tmp_path) + b"/caf\xff.jpg", os.fsencode(tmp_path) + b"/\x1b[2Jclear.jpg"]
+    for name in names:
+        with open(name, "wb") as out:
+            out.write(b"not an image")
+    result = subprocess.run([sys.executable, "-m", "spac.cli.main", "caption", *names], capture_output=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.decode("ascii").strip().splitlines() == [
+        f"spac caption: error: {tmp_path}/caf\\xff.jpg: not a decodable image",
+        f"spac caption: error: {tmp_path}/\\x1b[2Jclear.jpg: not a decodable image"]

@@ -92,7 +92,7 @@ def test_images_decode_through_the_shared_policy(tmp_path):
     import os
 
     os.mkfifo(tmp_path / "fifo.png")  # would block open() forever
-    with pytest.raises(ValueError, match=r"fifo.png: cannot read image \(not a regular file \(a FIFO\)\)$"):
+    with pytest.raises(ValueError, match=r"fifo.png: cannot read image \(is a FIFO, not an image\)$"):
         load_image(tmp_path / "fifo.png")
     Image.fromarray(np.full((8, 4), 32896, dtype=np.uint16)).save(tmp_path / "deep.png")  # 16-bit grey
     assert load_image(tmp_path / "deep.png").getpixel((0, 0)) == (128, 128, 128)  # not clipped to white
