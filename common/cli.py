@@ -149,7 +149,7 @@ def device(text: str) -> torch.device:
 
     try:
         return resolve_device(text)
-    except ValueError as exc:
+    except InputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
