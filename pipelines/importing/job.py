@@ -21,9 +21,9 @@ from common.errors import InputError, error_line
 from pipelines.importing.options import FORMATS
 from pipelines.shared.options import checked_prefix
 from shards import layout
-from spac.sources import caption_files as caption_datasets
 from spac.attributes import load_schema
 from spac.fingerprint import package_version, templates_sha256
+from spac.sources import caption_files as caption_datasets
 from spac.sources.json_lists import JsonListError, iter_json_list
 
 SYNTHPEDES = "synthpedes"

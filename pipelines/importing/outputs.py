@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import apache_beam as beam
 
@@ -58,7 +59,8 @@ class ImportSummary(beam.CombineFn):
 def import_report(summary: list[Any], stages: Iterable[tuple[str, int]], job: ImportJob) -> dict[str, Any]:
     samples, entries, tally = summary
     by_group = {group: {} for group in GROUPS}
-    for (group, phrase), count in sorted(tally.items(), key=lambda pair: (GROUPS.index(pair[0][0]), -pair[1], pair[0][1])):
+    by_rank = sorted(tally.items(), key=lambda pair: (GROUPS.index(pair[0][0]), -pair[1], pair[0][1]))
+    for (group, phrase), count in by_rank:
         by_group[group][phrase] = count
     return {
         "format": job.format,

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import bisect
 import json
-from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -34,10 +35,10 @@ from pipelines.shared.spans import stored_spans
 from shards.images import ImageRejected, decode_image, read_bounded
 from shards.keys import make_key
 from shards.sample import GROUPS, IMAGE_SIZE, IN_SCHEMA_KEY, encode_image, record_texts, validate_record
-from spac.sources import caption_files as caption_datasets
 from spac.attributes import UNKNOWN, Schema, load_schema
-from spac.sources.json_lists import JsonListError, iter_json_list
 from spac.mining.labels import mine_labels
+from spac.sources import caption_files as caption_datasets
+from spac.sources.json_lists import JsonListError, iter_json_list
 from spac.sources.released_corpus import check_released_entry
 
 NAMESPACE = "import_corpus"  # the import job's counters
@@ -84,7 +85,8 @@ class ReadEntries(beam.DoFn):
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, entry_letter(path, exc.index, "read", error_line(exc)))
         except OSError as exc:
             counter("unreadable_json").inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, entry_letter(path, 0, "read", f"cannot read: {error_line(exc)}"))
+            reason = f"cannot read: {error_line(exc)}"
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, entry_letter(path, 0, "read", reason))
 
 
 class Parsed(NamedTuple):
@@ -182,7 +184,8 @@ class ParseEntry(beam.DoFn):
         except ValueError as exc:
             counter("malformed").inc()
             counter("dead_lettered").inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, entry_letter(self._annotations, index, "parse", error_line(exc)))
+            letter = entry_letter(self._annotations, index, "parse", error_line(exc))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, letter)
             return
         if parsed.dropped_texts:
             counter("texts_dropped").inc(parsed.dropped_texts)

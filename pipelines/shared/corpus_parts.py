@@ -13,10 +13,11 @@ are sorted, parts are joined in index order.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
-from shards import remote
 from common.digests import stable_int
+from shards import remote
 
 PARTS_DIR = "_parts"
 DEAD_LETTER_BUCKETS = 1024  # at 10M letters ~10k lines (~1.5 MB) per bucket element

@@ -13,7 +13,8 @@ one, or files of a run without ``job.json``, is refused with the differing setti
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from common.errors import InputError
 from pipelines.shared.corpus_parts import PARTS_DIR
@@ -49,7 +50,8 @@ def own_files(fs: Any, root: str, prefixes: set[str]) -> list[str]:
         name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
         stem = name.split(remote.TEMP_MARKER, 1)[0]
         shard = layout.SHARD_FILE.fullmatch(stem)
-        if entry["type"] == "file" and (stem in (layout.JOB_NAME, *CORPUS_NAMES) or (shard and shard["prefix"] in prefixes)):
+        ours = stem in (layout.JOB_NAME, *CORPUS_NAMES) or (shard and shard["prefix"] in prefixes)
+        if entry["type"] == "file" and ours:
             names.append(name)
     return sorted(names)
 
@@ -74,7 +76,8 @@ def _refusal(output: str, previous: dict[str, Any] | None, problem: str | None, 
     if problem is not None:
         return f"--output {output}: {problem}; {remedy}"
     if previous is None:
-        return (f"--output {output} holds files of a run without {layout.JOB_NAME} ({earlier[0]}, ...), made with unknown "
+        return (f"--output {output} holds files of a run without {layout.JOB_NAME} ({earlier[0]}, ...), made with "
+                "unknown "
                 f"settings; {remedy}")
     return (f"--output {output} holds a corpus made with other settings ({'; '.join(differences(previous, current))}); "
             f"rerun with its settings to resume it, {remedy}")

@@ -8,12 +8,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 
 
-@functools.lru_cache(maxsize=None)  # a handful of names, asked for several times per image
+@functools.cache  # a handful of names, asked for several times per image
 def counter(namespace: str, name: str) -> beam.metrics.metric.Metrics.DelegatingCounter:
     return beam.metrics.Metrics.counter(namespace, name)
 

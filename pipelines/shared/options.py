@@ -10,7 +10,7 @@ job; a job's checks name a missing one.
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -28,13 +28,14 @@ class CorpusJobOptions(PipelineOptions):
         group = parser.add_argument_group("corpus")
         group.add_argument(
             "--input", default=None,
-            help="what the job reads (the description above says what it takes), on any Beam filesystem "
-                 "(local, gs://, s3://). Default: %(default)s (None: required)")
+            help="what the job reads, on any Beam filesystem (local, gs://, s3://); the description above says "
+                 "what it takes, and its default or that it is required")
         group.add_argument(
             "--output", default=None,
             help="corpus folder (local path or fsspec URL) for job.json, the shards (<prefix>-%%06d.tar, "
-                 ".parquet, _stats.json), manifest.json, deadletter.jsonl and the job's report (default: "
-                 "%(default)s, relative to the working folder; None: required). job.json records every setting "
+                 ".parquet, _stats.json), manifest.json, deadletter.jsonl and the job's report (the description "
+                 "above gives its default or says it is required; relative to the working folder). job.json "
+                 "records every setting "
                  "that changes the corpus (the description above says which): a rerun with the same settings "
                  "resumes, skipping complete shards; with other settings it stops with an error naming them "
                  "(see --overwrite). Other files in the folder are left alone")
@@ -48,7 +49,8 @@ class CorpusJobOptions(PipelineOptions):
                            help="samples per WebDataset shard (default: %(default)s; a shard holds fewer when "
                                 "some of its samples were dead-lettered)")
         group.add_argument("--prefix", default=None,
-                           help="shard file prefix (default: %(default)s; None: the job picks it, see above)")
+                           help="shard file prefix (letters, digits, '_' and inner '-'); the description above "
+                                "gives the job's default")
         group.add_argument("--max_pixels", "--max-pixels", dest="max_pixels", type=positive_int,
                            default=DEFAULT_MAX_PIXELS,
                            help="refuse (dead-letter) an image that would decode to more pixels than this; a large "

@@ -7,7 +7,8 @@ format), assembled from the parts by :mod:`pipelines.shared.corpus_parts`.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import apache_beam as beam
 

@@ -1,7 +1,7 @@
 """The ``attribute_spans`` both jobs store beside a record's texts, so that training need not run spaCy."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def stored_spans(texts: Sequence[str]) -> list[list[list[int]]]:

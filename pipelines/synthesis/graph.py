@@ -26,7 +26,8 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
     """Add the whole synthesis graph to ``pipeline``."""
     refs, layout_letters = sources.read_refs(pipeline, job.input, job.limit, job.max_file_bytes)
     decoded = (refs | "Distribute" >> beam.Reshuffle()
-               | "DecodeImage" >> beam.ParDo(transforms.DecodeImage(job.max_pixels, job.max_file_bytes)).with_outputs(DEAD, main="images"))
+               | "DecodeImage" >> beam.ParDo(transforms.DecodeImage(job.max_pixels, job.max_file_bytes)).with_outputs(
+                   DEAD, main="images"))
 
     handler = KeyedModelHandler(SpacPredictorHandler(job.predictor, job.device, job.batch_size, job.torch_threads,
                                                      max_batch_size=job.max_batch_size, share_model=job.share_model,

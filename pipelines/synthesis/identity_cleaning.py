@@ -18,15 +18,23 @@ Every DoFn sorts what it receives, so the output does not depend on bundle order
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
 
 from pipelines.shared.dead_letters import DEAD_LETTER, dead_letter
 from pipelines.synthesis.transforms import counter
-from spac.corpus.identity_cleaning import (CleaningConfig, embedding_from_bytes, lsh_planes, lsh_signatures,
-                                    prepare_embeddings, score_bucket, split_outliers)
+from spac.corpus.identity_cleaning import (
+    CleaningConfig,
+    embedding_from_bytes,
+    lsh_planes,
+    lsh_signatures,
+    prepare_embeddings,
+    score_bucket,
+    split_outliers,
+)
 
 IMAGES = "images"
 _CENTRES = "centres"

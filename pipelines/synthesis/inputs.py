@@ -26,7 +26,8 @@ import os
 import posixpath
 import re
 import tarfile
-from typing import BinaryIO, Collection, Iterator, NamedTuple
+from collections.abc import Collection, Iterator
+from typing import BinaryIO, NamedTuple
 
 import braceexpand
 import pyarrow.parquet as pq
@@ -148,7 +149,7 @@ def _webdataset_spec(location: str, identity_field: str | None, identity_pattern
     _check_identity_rule(identity_field, identity_pattern)
     if has_braces(location) or _GLOB_CHARS.search(location) or location.lower().endswith(TAR_SUFFIX):
         pattern = location
-        root = re.split(r"[*?\[{]", location, 1)[0].rsplit("/", 1)[0]
+        root = re.split(r"[*?\[{]", location, maxsplit=1)[0].rsplit("/", 1)[0]
     else:
         pattern, root = FileSystems.join(location, "*" + TAR_SUFFIX), location
     if "://" not in location:  # a local input is checked here; a remote one when the job lists it
@@ -319,7 +320,8 @@ def _manifest_rows(path: str, data: bytes) -> Iterator[dict]:
 
 
 def read_image_list(path: str) -> list[ImageRef]:
-    """The images a manifest (an image list, not a corpus's ``manifest.json``) lists; relative paths are taken from the manifest's folder."""
+    """The images a manifest (an image list, not a corpus's ``manifest.json``) lists; relative paths are taken
+    from the manifest's folder."""
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
         data = stream.read()
     root = posixpath.dirname(path)

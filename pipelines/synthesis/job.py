@@ -11,16 +11,16 @@ from typing import Any
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from common.devices import check_device_name, resolve_device
 from common.errors import InputError, error_line
 from pipelines.shared.options import checked_prefix
 from pipelines.synthesis.inputs import InputSpec, read_image_list, resolve_input
 from pipelines.synthesis.ordering import ORDER_VERSION
 from shards import layout
-from spac.captioning import captioner
-from spac.corpus import filters as corpus_filters
 from spac.attributes import load_schema
+from spac.captioning import captioner
 from spac.captioning.library import SentencesOption, parse_library_text, parse_sentences_option
-from common.devices import check_device_name, resolve_device
+from spac.corpus import filters as corpus_filters
 from spac.corpus.identity_cleaning import CleaningConfig
 from spac.fingerprint import method_fingerprint
 from spac.predictor.model import check_predictor

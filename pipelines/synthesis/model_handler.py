@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 import torch
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from PIL import Image
 
 from spac.predictor.model import AttributePredictor, load_predictor
-
 
 METRICS_NAMESPACE = "RunInference_spac_predictor"  # where Beam puts RunInference's own metrics for this model
 
@@ -154,7 +154,7 @@ class SpacPredictorHandler(ModelHandler[bytes, PredictionResult, LoadedPredictor
         return self.wrap(load_predictor(self._predictor_path, device=self._device))
 
     def run_inference(self, batch: Sequence[bytes], model: LoadedPredictor,
-                      inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
+                      inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
         predictions = model.predict_encoded(list(batch))  # one call, also through a shared model's proxy
         return [PredictionResult(example, prediction) for example, prediction in zip(batch, predictions)]
 

@@ -22,7 +22,8 @@ DESCRIPTION = (
     ".jsonl or .parquet) with 'path' and 'identity' columns, WebDataset tar shards (a folder of .tar files, a "
     ".tar, or a brace pattern such as shards/{00000..00041}.tar, e.g. img2dataset's output; see --identity_field, "
     "--identity_pattern) or a LUPerson-NL folder (<country>/<city>/<video>/<pid>_<frame>_<obj>.jpg); default: the "
-    "bundled sample images. --output also gets synthpedes_dataset.json and filter_report.json; its job.json "
+    f"bundled sample images. --output (default: {DEFAULT_OUTPUT}) also gets synthpedes_dataset.json and "
+    f"filter_report.json; --prefix default: {layout.DEFAULT_PREFIX}. Its job.json "
     "records the input, predictor files, --limit, --shard_size, --prefix, --seed, filter thresholds, --styles, "
     "--sentences, package and template versions; not runner, worker, thread, device, batch or model-sharing flags.")
 EPILOG = ("Beam's flags (--runner, --direct_running_mode, --direct_num_workers, --project, --region, "

@@ -21,10 +21,10 @@ No element, side input or list grows with the corpus beyond O(buckets + one iden
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
-from shards.sample import OPTIONAL_FIELDS, RECORD_FIELDS
 from common.digests import stable_int
+from shards.sample import OPTIONAL_FIELDS, RECORD_FIELDS
 
 IDENTITY_BUCKETS = 4096
 ORDER_VERSION = f"identity-hash-{IDENTITY_BUCKETS}-v1"  # enters job.json: another order is another corpus

@@ -4,7 +4,7 @@ shared sink (:mod:`pipelines.shared`)."""
 from __future__ import annotations
 
 import json
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from pipelines.shared.shard_sink import publish_text
 from shards import layout

@@ -1,5 +1,5 @@
-"""The read side of the synthesis job: every input kind (:mod:`pipelines.synthesis.inputs`) -> image refs + dead letters,
-and ``--limit``.
+"""The read side of the synthesis job: every input kind (:mod:`pipelines.synthesis.inputs`) -> image refs + dead
+letters, and ``--limit``.
 
 - folder / glob: ``MatchFiles`` -> :class:`pipelines.synthesis.transforms.ToImageRefs`;
 - manifest: the file read in one step (its rows were checked at launch for a local one);
@@ -14,7 +14,8 @@ whose largest key is a one-string side input that every ref is compared with.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -24,8 +25,17 @@ from apache_beam.io.filesystems import FileSystems
 from common.errors import error_line
 from pipelines.shared.dead_letters import DEAD_LETTER, dead_letter
 from pipelines.synthesis import transforms
-from pipelines.synthesis.inputs import (ImageRef, InputSpec, luperson_nl_ref, read_image_list, ref_from_path,
-                                        shard_paths, shard_samples, wanted_members, webdataset_ref)
+from pipelines.synthesis.inputs import (
+    ImageRef,
+    InputSpec,
+    luperson_nl_ref,
+    read_image_list,
+    ref_from_path,
+    shard_paths,
+    shard_samples,
+    wanted_members,
+    webdataset_ref,
+)
 from pipelines.synthesis.transforms import counter
 from shards.images import DEFAULT_MAX_BYTES
 

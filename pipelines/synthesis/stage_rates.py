@@ -8,7 +8,8 @@ slowest stage is the one to give more workers (or a GPU).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import apache_beam as beam
 

@@ -7,7 +7,9 @@ Every image that leaves the job early becomes a dead-letter dict ``{"path", "sta
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -21,10 +23,10 @@ from pipelines.shared.spans import stored_spans
 from pipelines.synthesis.inputs import ImageRef, is_beside_identities, ref_from_path
 from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, decode_image, read_bounded
 from shards.sample import GROUPS, IMAGE_SIZE, encode_image
-from spac.captioning import captioner
-from spac.corpus import filters as corpus_filters
 from spac.attributes import load_schema
+from spac.captioning import captioner
 from spac.captioning.library import SentencesOption, library_for
+from spac.corpus import filters as corpus_filters
 from spac.corpus.identity_cleaning import embedding_bytes
 
 NAMESPACE = "synthesize"  # the synthesis job's counters
@@ -36,7 +38,7 @@ def counter(name: str) -> beam.metrics.metric.Metrics.DelegatingCounter:
     return metrics.counter(NAMESPACE, name)
 
 
-def stage_timer(stage: str) -> Any:
+def stage_timer(stage: str) -> contextlib.AbstractContextManager[None]:
     """:func:`pipelines.shared.metrics.stage_timer` in this job's namespace, read back by
     :mod:`pipelines.synthesis.stage_rates`."""
     return metrics.stage_timer(NAMESPACE, stage)
@@ -45,7 +47,8 @@ def stage_timer(stage: str) -> Any:
 class ToImageRefs(beam.DoFn):
     """A matched file -> its ImageRef; files beside the identity folders are skipped, others dead-lettered.
 
-    ``ref_of(root, path)`` reads the layout (default: the folder layout; e.g. ``pipelines.synthesis.inputs.luperson_nl_ref``)."""
+    ``ref_of(root, path)`` reads the layout (default: the folder layout; e.g.
+    ``pipelines.synthesis.inputs.luperson_nl_ref``)."""
 
     def __init__(self, root: str, ref_of: Callable[[str, str], ImageRef | str] = ref_from_path):
         self._root = root

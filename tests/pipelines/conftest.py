@@ -2,7 +2,8 @@
 
 The folder has one identity per corpus rule (kept, gender voted, vote failed, too few, capped, images
 with unknown groups), a truncated JPEG, a text file, a file outside the layout and one beside the
-identity folders. ``EXPECTED`` holds what the job must make of it under ``JOB_FLAGS``; ``first_run`` is that job's corpus,
+identity folders. ``EXPECTED`` holds what the job must make of it under ``JOB_FLAGS``; ``first_run`` is that job's
+corpus,
 shared by the tests that read it or copy it to rerun into.
 """
 from __future__ import annotations

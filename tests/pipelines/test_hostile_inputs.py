@@ -7,7 +7,13 @@ import os
 
 from pipelines import synthesize
 from tests.pipelines.conftest import JOB_FLAGS
-from tests.pipelines.hostile_folder import GOOD_PER_IDENTITY, LINK_NAME, LINK_OUTCOME, build_hostile_folder, hostile_files
+from tests.pipelines.hostile_folder import (
+    GOOD_PER_IDENTITY,
+    LINK_NAME,
+    LINK_OUTCOME,
+    build_hostile_folder,
+    hostile_files,
+)
 
 
 def test_every_hostile_file_is_kept_or_dead_lettered_with_its_reason(tmp_path, colour_predictor):

@@ -11,13 +11,24 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline as beam_testing
 
-from pipelines import import_corpus
-from shards import iter_samples, verify_corpus
 from common.cli import run_main
+from pipelines import import_corpus
+from pipelines.shared.metrics import counter_totals
+from pipelines.synthesis.transforms import NAMESPACE as SYNTHESIS_NAMESPACE
+from shards import iter_samples, verify_corpus
 from spac.language import attribute_spans
 from tests.pipelines.conftest import folder_bytes
-from tests.pipelines.import_datasets import (CAPE, CORRUPT, DUPLICATE, MALFORMED, MISSING, SYNTHPEDES_EXPECTED,
-                                             write_cuhk_pedes, write_rstpreid, write_synthpedes)
+from tests.pipelines.import_datasets import (
+    CAPE,
+    CORRUPT,
+    DUPLICATE,
+    MALFORMED,
+    MISSING,
+    SYNTHPEDES_EXPECTED,
+    write_cuhk_pedes,
+    write_rstpreid,
+    write_synthpedes,
+)
 from tests.pipelines.test_synthesize import _dataflow_unavailable
 
 SHARD_SIZE = "4"
@@ -30,7 +41,8 @@ def run_import(dataset: Path, output: Path, *extra: str) -> dict[str, int]:
 
 
 def adds_up(counters: dict[str, int]) -> None:
-    entry_letters = sum(counters.get(name, 0) for name in ("malformed", "duplicates", "image_rejected", "mining_failed"))
+    letter_counters = ("malformed", "duplicates", "image_rejected", "mining_failed")
+    entry_letters = sum(counters.get(name, 0) for name in letter_counters)
     assert counters.get("dead_lettered", 0) == entry_letters
     assert counters["entries"] == (counters.get("skipped_split", 0) + entry_letters + counters.get("written", 0)
                                    + counters.get("already_complete", 0))
@@ -216,5 +228,9 @@ def test_dataflow_dry_run_translates_the_graph(synthpedes):
 def test_run_builds_the_graph_on_a_given_test_pipeline(synthpedes, tmp_path):
     pipeline = beam_testing.TestPipeline(options=PipelineOptions(["--runner=DirectRunner"]))
     argv = ["--input", str(synthpedes), "--output", str(tmp_path / "out"), "--shard_size", SHARD_SIZE]
-    found = import_corpus.counters(import_corpus.run(argv, save_main_session=False, test_pipeline=pipeline))
+    result = import_corpus.run(argv, save_main_session=False, test_pipeline=pipeline)
+    found = import_corpus.counters(result)
     assert found["written"] == SYNTHPEDES_EXPECTED["written"]
+    # every counter of the job, the shared shard writer's included, is in the job's own namespace
+    assert counter_totals(result, import_corpus.NAMESPACE) == found and import_corpus.NAMESPACE == "import_corpus"
+    assert counter_totals(result, SYNTHESIS_NAMESPACE) == {}

@@ -14,12 +14,12 @@ import webdataset as wds
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline as beam_testing
 
+from common.cli import run_main
 from pipelines import synthesize
 from pipelines.shared.corpus_parts import dead_letter_bucket
 from pipelines.shared.dead_letters import letter_line
 from shards import iter_samples
 from shards.writer import shard_is_complete
-from common.cli import run_main
 from spac.language import attribute_spans
 from spac.predictor.model import DEFAULT_PREDICTOR_DIR
 from tests.pipelines.conftest import EXPECTED, JOB_FLAGS, folder_bytes, run_job
@@ -132,8 +132,8 @@ def _shard_records(output: Path) -> list[dict]:
 
 def test_a_mined_sentence_library_gives_the_third_texts(first_run, tmp_path, input_folder, colour_predictor):
     from spac.attributes import load_schema
-    from spac.captioning.library import SentencesOption, library_for
     from spac.captioning.captioner import Captioner
+    from spac.captioning.library import SentencesOption, library_for
     from spac.cli.main import main
     from tests.spac.mining_files import write_caption_files
 

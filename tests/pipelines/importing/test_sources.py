@@ -45,7 +45,8 @@ def test_read_entries_dead_letters_where_the_list_breaks(tmp_path):
     path = tmp_path / "a.json"
     path.write_text('[{"n": 0}, {"n": 1}, {"n": oops}]')
     entries, [letter] = split(list(import_sources.ReadEntries(None).process(str(path))))
-    assert len(entries) == 2 and letter["entry"] == 2 and letter["stage"] == "read" and "invalid JSON" in letter["reason"]
+    assert len(entries) == 2 and letter["entry"] == 2 and letter["stage"] == "read"
+    assert "invalid JSON" in letter["reason"]
 
 
 def test_a_released_entry_becomes_a_record_with_verbatim_attributes():
@@ -125,7 +126,7 @@ def test_duplicates_keep_the_first_entry_in_the_file():
     items = [{"entry": n, "record": {"file_path": "Part1/7/1.jpg" if n != 9 else "other.jpg"}} for n in (4, 2, 9)]
     kept, letters = split(list(import_sources.DropDuplicates("/data/x.json").process(("k", items))))
     assert [item["entry"] for item in kept] == [2]
-    assert sorted((l["entry"], l["reason"]) for l in letters) == [
+    assert sorted((one["entry"], one["reason"]) for one in letters) == [
         (4, "the same file_path as entry 2, which is kept"),
         (9, "key k (file_path 'Part1/7/1.jpg') as entry 2, which is kept")]
 

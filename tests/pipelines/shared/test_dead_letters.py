@@ -6,8 +6,8 @@ import json
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from pipelines.shared import corpus_parts, dead_letters
 from pipelines.importing.outputs import entry_position
+from pipelines.shared import corpus_parts, dead_letters
 
 
 def test_dead_letter_file_is_assembled_from_bucket_parts_in_a_fixed_order(tmp_path):
@@ -30,7 +30,8 @@ def test_dead_letters_in_a_job_order_are_sorted_by_position_not_text(tmp_path):
                {"path": "x", "stage": "write", "reason": "no entry"},
                {"path": "p", "entry": 3 * corpus_parts.LETTERS_PER_BLOCK, "stage": "parse", "reason": "r"}]
     with TestPipeline() as pipeline:
-        _ = pipeline | beam.Create(letters) | dead_letters.WriteDeadLetterFile(str(tmp_path), position_of=entry_position)
+        write = dead_letters.WriteDeadLetterFile(str(tmp_path), position_of=entry_position)
+        _ = pipeline | beam.Create(letters) | write
     lines = [json.loads(line) for line in (tmp_path / "deadletter.jsonl").read_text().splitlines()]
     assert [line.get("entry") for line in lines] == [None, 9, 10, 3 * corpus_parts.LETTERS_PER_BLOCK]
     assert not (tmp_path / corpus_parts.PARTS_DIR).exists()

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from common.cli import run_main
 from pipelines import synthesize
-from pipelines.shared import job_record, shard_sink
+from pipelines.shared import shard_sink
 from pipelines.synthesis.job import fingerprint, make_job
 from shards import verify_corpus
-from common.cli import run_main
 from tests.pipelines.conftest import EXPECTED, JOB_FLAGS, folder_bytes, run_job
 
 

@@ -11,10 +11,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline as beam_testing
 from apache_beam.testing.util import assert_that
 
-from pipelines.synthesis.identity_cleaning import LABEL_ROUNDS, CleanIdentities, outlier_reason
-from pipelines.shared.dead_letters import DEAD_LETTER
-from pipelines.synthesis.transforms import NAMESPACE
 from common.digests import stable_int
+from pipelines.shared.dead_letters import DEAD_LETTER
+from pipelines.synthesis.identity_cleaning import LABEL_ROUNDS, CleanIdentities, outlier_reason
+from pipelines.synthesis.transforms import NAMESPACE
 from spac.corpus.identity_cleaning import CleaningConfig, embedding_bytes
 from spac.predictor.model import load_predictor
 from spac.render.identity import random_identity

@@ -1,4 +1,4 @@
-"""pipelines.inputs: folder layout, keys, manifests, webdataset shards, LUPerson-NL, input kinds."""
+"""pipelines.synthesis.inputs: folder layout, keys, manifests, webdataset shards, LUPerson-NL, input kinds."""
 from __future__ import annotations
 
 import io
@@ -9,11 +9,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.pipelines.step_helpers import write_tar
 from common.errors import InputError
-from pipelines.synthesis.inputs import (ImageRef, InputSpec, ShardSample, detect_format, luperson_nl_ref, read_image_list,
-                              ref_from_path, resolve_input, shard_paths, shard_samples, webdataset_ref)
+from pipelines.synthesis.inputs import (
+    ImageRef,
+    InputSpec,
+    ShardSample,
+    detect_format,
+    luperson_nl_ref,
+    read_image_list,
+    ref_from_path,
+    resolve_input,
+    shard_paths,
+    shard_samples,
+    webdataset_ref,
+)
 from shards.keys import make_key
+from tests.pipelines.step_helpers import write_tar
 
 
 def test_ref_from_path_reads_the_layout(tmp_path):

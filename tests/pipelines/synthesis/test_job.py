@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
+from common.cli import run_main
 from common.errors import InputError
 from pipelines import synthesize
 from pipelines.synthesis.job import Job, is_local_runner, make_job
-from common.cli import run_main
 
 
 def _args(tmp_path, predictor, *flags):
@@ -63,8 +63,8 @@ def test_identity_cleaning_settings_are_checked_and_fingerprinted_only_when_on(t
 
 
 def test_a_sentences_library_is_read_and_checked_at_launch(tmp_path, colour_predictor):
-    from tests.spac.mining_files import write_caption_files
     from spac.cli.main import main
+    from tests.spac.mining_files import write_caption_files
 
     library = tmp_path / "mined.yaml"
     assert main(["mine-templates", *map(str, write_caption_files(tmp_path)), "--out", str(library), "--quiet"]) == 0

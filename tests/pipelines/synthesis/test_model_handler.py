@@ -1,4 +1,4 @@
-"""pipelines.model_handler: the RunInference handler of the SPAC predictor."""
+"""pipelines.synthesis.model_handler: the RunInference handler of the SPAC predictor."""
 from __future__ import annotations
 
 import pytest

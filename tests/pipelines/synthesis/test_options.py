@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines import synthesize
 from common.cli import run_main
+from pipelines import synthesize
 
-FLAGS = ["--input", "--output", "--predictor", "--device", "--torch_threads", "--batch_size", "--shard_size", "--prefix", "--seed",
-         "--max_unknown", "--gender_vote", "--min_images", "--max_images", "--styles", "--overwrite", "--max_pixels",
-         "--max_file_bytes", "--sentences", "--max_batch_size", "--share_model", "--model_copies"]
+FLAGS = ["--input", "--output", "--predictor", "--device", "--torch_threads", "--batch_size", "--shard_size",
+         "--prefix", "--seed", "--max_unknown", "--gender_vote", "--min_images", "--max_images", "--styles",
+         "--overwrite", "--max_pixels", "--max_file_bytes", "--sentences", "--max_batch_size", "--share_model",
+         "--model_copies"]
 
 
 def test_help_explains_every_flag(capsys):

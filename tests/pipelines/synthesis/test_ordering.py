@@ -1,4 +1,4 @@
-"""pipelines.ordering: identity ids and shard blocks by a distributed zip-with-index over identities."""
+"""pipelines.synthesis.ordering: identity ids and shard blocks by a distributed zip-with-index over identities."""
 from __future__ import annotations
 
 import random

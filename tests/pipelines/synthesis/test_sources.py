@@ -1,4 +1,4 @@
-"""pipelines.sources (and stage_rates): every input kind read through ``read_refs`` in a test pipeline,
+"""pipelines.synthesis.sources (and stage_rates): every input kind read through ``read_refs`` in a test pipeline,
 dead letters with reasons, --limit, LUPerson-NL, per-stage rates, and the whole job on a webdataset input."""
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline as beam_testing
 
-from tests.pipelines.step_helpers import write_tar
 from pipelines import synthesize
 from pipelines.shared import job_record
 from pipelines.synthesis import sources, transforms
@@ -22,6 +21,7 @@ from pipelines.synthesis.job import fingerprint, make_job
 from pipelines.synthesis.stage_rates import INFERENCE_NAMESPACE, format_stage_rates, stage_metrics, stage_rates
 from shards.keys import make_key
 from tests.pipelines.colour_predictor import GREEN, RED, solid_image
+from tests.pipelines.step_helpers import write_tar
 
 
 def jpeg(colour=RED, size=(64, 160)) -> bytes:

@@ -1,4 +1,4 @@
-"""pipelines.transforms: decoding with dead letters, identity filters, shard assignment."""
+"""pipelines.synthesis.transforms: decoding with dead letters, identity filters, shard assignment."""
 from __future__ import annotations
 
 import io
@@ -7,12 +7,13 @@ import json
 from PIL import Image
 
 from pipelines.synthesis import transforms
-from spac.corpus.filters import FilterConfig
 from pipelines.synthesis.inputs import ImageRef
+from spac.corpus.filters import FilterConfig
 from tests.pipelines.colour_predictor import RED, solid_image
-from tests.pipelines.step_helpers import tagged, record, split
+from tests.pipelines.step_helpers import record, split, tagged
 
-_ADDENDA = "\n".join(f'  {g}: ["{{they}} {{v:show}} {{a {g}}}."]' for g in ("hair", "upper", "lower", "shoes", "belongings"))
+_ADDENDA = "\n".join(f'  {g}: ["{{they}} {{v:show}} {{a {g}}}."]'
+                     for g in ("hair", "upper", "lower", "shoes", "belongings"))
 LIBRARY_TEXT = f'sentences:\n  none: ["A {{gender}} was seen here."]\naddenda:\n{_ADDENDA}\n'  # a --sentences file
 
 
@@ -45,7 +46,8 @@ def test_filter_identity_applies_vote_and_reports_reasons():
 def test_filter_identity_dead_letters_a_second_file_with_a_taken_key():
     records = [record(f"k{i}", "7") for i in range(3)]
     twin = {**records[1], "source": "/zz/7/twin.jpg"}
-    produced = list(transforms.FilterIdentity(FilterConfig(min_images=1, max_images=9)).process(("7", [twin, *records])))
+    identity_filter = transforms.FilterIdentity(FilterConfig(min_images=1, max_images=9))
+    produced = list(identity_filter.process(("7", [twin, *records])))
     kept, dead = split(produced)
     assert sorted(r["key"] for r in kept) == ["k0", "k1", "k2"] and records[1]["source"] in {r["source"] for r in kept}
     assert dead == [{"path": "/zz/7/twin.jpg", "stage": "write",
@@ -64,7 +66,8 @@ def test_a_file_name_that_is_not_utf8_is_a_dead_letter_not_a_crash(tmp_path):
     root = str(tmp_path)
     bad = FileMetadata(f"{root}/7/caf\udce9.jpg", 10)  # b"caf\xe9.jpg" as os.listdir decodes it
     good = FileMetadata(f"{root}/7/1.jpg", 10)
-    main, dead = split(list(transforms.ToImageRefs(root).process(bad)) + list(transforms.ToImageRefs(root).process(good)))
+    to_refs = transforms.ToImageRefs(root)
+    main, dead = split(list(to_refs.process(bad)) + list(to_refs.process(good)))
     assert [ref.key for ref in main] == ["7_1"]
     assert dead == [{"path": f"{root}/7/caf\\xe9.jpg", "stage": "read",
                      "reason": "file name is not valid UTF-8 (rename the file to keep it)"}]
@@ -86,8 +89,8 @@ def test_decode_refuses_bombs_oversized_files_and_missing_files_with_reasons(tmp
 
 def test_add_captions_with_a_sentences_library_builds_its_captioner_once_per_worker(tmp_path):
     from spac.attributes import load_schema
-    from spac.captioning.library import SentencesOption, library_for
     from spac.captioning.captioner import Captioner
+    from spac.captioning.library import SentencesOption, library_for
 
     schema = load_schema()
     for add in (False, True):
