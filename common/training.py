@@ -31,11 +31,12 @@ class SettingsChanged(InputError):
 # --- mixed precision ---------------------------------------------------------------------------------
 
 
-def check_precision(precision: str, device: torch.device) -> str:
-    """``precision`` if it is one of :data:`PRECISIONS` that ``device`` can train in (fp16 only on CUDA)."""
+def check_precision(precision: str, device: torch.device | None = None) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS` (and one ``device``, when given, can train in: fp16
+    only on CUDA)."""
     if precision not in PRECISIONS:
         raise PrecisionError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "fp16" and device.type != "cuda":
+    if precision == "fp16" and device is not None and device.type != "cuda":
         raise PrecisionError("--precision fp16 needs --device cuda (use bf16 or fp32 on a CPU)")
     return precision
 

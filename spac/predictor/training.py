@@ -48,7 +48,7 @@ from spac.predictor.metrics import group_accuracy
 from spac.attributes import UNKNOWN, Schema
 from spac.predictor.augmentation import MODES, Augmentation
 from common.digests import stable_int
-from common.training import (PRECISIONS, autocast, capture_rng_state, check_same_settings, grad_scaler,
+from common.training import (autocast, capture_rng_state, check_precision, check_same_settings, grad_scaler,
                              optimizer_step, restore_rng_state)
 from common.imaging import normalised_tensor
 from spac.predictor.model import AttributePredictor, Prediction, PredictorConfig
@@ -275,8 +275,7 @@ class TrainingSettings:
             raise InputError(f"weight_decay must be a number >= 0, got {self.weight_decay}")
         if self.augment not in MODES:
             raise InputError(f"augment must be one of {', '.join(MODES)}, got {self.augment!r}")
-        if self.precision not in PRECISIONS:
-            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check_precision(self.precision)  # the device is checked when training starts
         if self.patience and not self.eval_every:
             raise InputError("patience (early stopping) needs eval_every > 0")
 

@@ -12,6 +12,7 @@ from common.training import (
     autocast,
     capture_rng_state,
     changed_settings,
+    check_precision,
     check_same_settings,
     grad_scaler,
     optimizer_step,
@@ -26,6 +27,7 @@ def test_auto_precision_is_bf16_on_cuda_and_fp32_on_a_cpu():
     assert resolve_precision("auto", torch.device("cuda")) == "bf16"
     assert resolve_precision("auto", CPU) == "fp32"
     assert resolve_precision("bf16", CPU) == "bf16"
+    assert check_precision("fp16") == "fp16"  # a name alone: the device is checked where training starts
 
 
 @pytest.mark.parametrize(
