@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, NamedTuple, Sequence
 
@@ -42,6 +43,27 @@ class ImageItem(NamedTuple):
     id: int | None
 
 
+@dataclass(frozen=True)
+class Settings:
+    """The run's validated flags, built once from the command line."""
+
+    checkpoint: Path
+    out: Path
+    images: str | None
+    shards: str | None
+    texts: Path | None
+    device: str
+    batch_size: int
+    text_batch_size: int
+    workers: int
+    skip_bad: bool
+    overwrite: bool
+    model: str
+    tokenizer: str | None
+    threads: int | None
+    quiet: bool
+
+
 def _parser() -> OneLineArgumentParser:
     p = OneLineArgumentParser(prog=PROG, description="Embed images and / or texts with a PLIP checkpoint into a "
                               "parquet file (key, path, kind, text, id, vector); reruns resume by key.")
@@ -62,8 +84,9 @@ def _parser() -> OneLineArgumentParser:
     p.add_argument("--text-batch-size", type=positive_int, default=128, help="texts per forward pass (default 128)")
     p.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader processes reading images "
                    "(default 0)")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (and damaged shard samples), "
-                   "count them and go on (default: stop with a one-line error naming the file)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (and damaged shard samples) "
+                   "and items whose embedding is not finite (NaN or inf), count them and go on (default: stop with "
+                   "a one-line error naming the file)")
     p.add_argument("--overwrite", action="store_true", help="start again: delete OUT and its parts first")
     add_released_format_flags(p)
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
@@ -178,44 +201,60 @@ def _collate(batch: list[tuple[int, torch.Tensor | str]]) -> list[tuple[int, tor
 
 class Tally:
     def __init__(self) -> None:
-        self.written = self.skipped_done = self.bad = 0
+        self.written = self.skipped_done = self.bad = self.non_finite = 0
+
+
+def _write_finite(writer: IndexWriter, rows: list[dict[str, Any]], vectors: torch.Tensor, run: Settings,
+                  tally: Tally) -> None:
+    """Write the rows whose embedding is finite. One that is not (NaN or inf: a damaged model, an overflow) is
+    that item's failure: a one-line error naming it, or with --skip-bad left out and counted; never written,
+    since a NaN vector would rank first for every query."""
+    finite = torch.isfinite(vectors).all(dim=1)
+    if not finite.all():
+        failed = rows[int((~finite).nonzero()[0, 0])]
+        if not run.skip_bad:
+            raise CliError(f"{failed['path']}: the embedding of {failed['key']} is not finite (NaN or inf)")
+        tally.non_finite += int((~finite).sum())
+        rows, vectors = [row for row, ok in zip(rows, finite.tolist()) if ok], vectors[finite]
+    writer.write(rows, vectors)
+    tally.written += len(rows)
 
 
 def _write_images(writer: IndexWriter, batch: list[tuple[dict[str, Any], torch.Tensor]], embedder: Embedder,
-                  tally: Tally) -> None:
+                  run: Settings, tally: Tally) -> None:
     if batch:
-        writer.write([row for row, _ in batch], embedder.embed_image_tensors(torch.stack([t for _, t in batch])))
-        tally.written += len(batch)
+        vectors = embedder.embed_image_tensors(torch.stack([t for _, t in batch]))
+        _write_finite(writer, [row for row, _ in batch], vectors, run, tally)
 
 
-def embed_files(embedder: Embedder, items: list[ImageItem], writer: IndexWriter, done: set[str], args: Any,
+def embed_files(embedder: Embedder, items: list[ImageItem], writer: IndexWriter, done: set[str], run: Settings,
                 tally: Tally) -> None:
     todo = [item for item in items if item.key not in done]
     tally.skipped_done += len(items) - len(todo)
-    loader = DataLoader(_Images(embedder.image_size, todo), batch_size=args.batch_size, num_workers=args.workers,
+    loader = DataLoader(_Images(embedder.image_size, todo), batch_size=run.batch_size, num_workers=run.workers,
                         collate_fn=_collate)
-    with tqdm(total=len(todo), desc="images", unit="img", disable=args.quiet) as bar:
+    with tqdm(total=len(todo), desc="images", unit="img", disable=run.quiet) as bar:
         for batch in loader:
             ready = []
             for index, value in batch:
                 item = todo[index]
                 if isinstance(value, str):
-                    if not args.skip_bad:
+                    if not run.skip_bad:
                         raise CliError(value)
                     tally.bad += 1
                     continue
                 ready.append(({"key": item.key, "path": item.path, "kind": "image", "text": None, "id": item.id},
                               value))
-            _write_images(writer, ready, embedder, tally)
+            _write_images(writer, ready, embedder, run, tally)
             bar.update(len(batch))
 
 
-def embed_shards(embedder: Embedder, source: str, writer: IndexWriter, done: set[str], args: Any,
+def embed_shards(embedder: Embedder, source: str, writer: IndexWriter, done: set[str], run: Settings,
                  tally: Tally) -> None:
-    handler = SkipAndCount() if args.skip_bad else reraise
+    handler = SkipAndCount() if run.skip_bad else reraise
     samples = open_corpus(source, decode=False, split_by_node=False, split_by_worker=False, handler=handler)
     ready: list[tuple[dict[str, Any], torch.Tensor]] = []
-    for sample in tqdm(samples, desc="samples", unit="img", disable=args.quiet):
+    for sample in tqdm(samples, desc="samples", unit="img", disable=run.quiet):
         key = sample["__key__"]
         if key in done:
             tally.skipped_done += 1
@@ -223,29 +262,28 @@ def embed_shards(embedder: Embedder, source: str, writer: IndexWriter, done: set
         try:
             image, record = sample_image(sample), decode_record(sample)
         except InputError:
-            if not args.skip_bad:
+            if not run.skip_bad:
                 raise
             tally.bad += 1
             continue
         identity = record.get("id") if isinstance(record.get("id"), int) else None
         row = {"key": key, "path": sample.get("__url__", source), "kind": "image", "text": None, "id": identity}
         ready.append((row, embedder.preprocess(image)))
-        if len(ready) == args.batch_size:
-            _write_images(writer, ready, embedder, tally)
+        if len(ready) == run.batch_size:
+            _write_images(writer, ready, embedder, run, tally)
             ready = []
-    _write_images(writer, ready, embedder, tally)
+    _write_images(writer, ready, embedder, run, tally)
     if isinstance(handler, SkipAndCount):
         tally.bad += handler.skipped
 
 
-def embed_text_file(embedder: Embedder, rows: list[dict[str, Any]], writer: IndexWriter, done: set[str], args: Any,
-                    tally: Tally) -> None:
+def embed_text_file(embedder: Embedder, rows: list[dict[str, Any]], writer: IndexWriter, done: set[str],
+                    run: Settings, tally: Tally) -> None:
     todo = [row for row in rows if row["key"] not in done]
     tally.skipped_done += len(rows) - len(todo)
-    with tqdm(total=len(todo), desc="texts", unit="text", disable=args.quiet) as bar:
-        for batch in batched(todo, args.text_batch_size):
-            writer.write(batch, embedder.embed_text_batch([row["text"] for row in batch]))
-            tally.written += len(batch)
+    with tqdm(total=len(todo), desc="texts", unit="text", disable=run.quiet) as bar:
+        for batch in batched(todo, run.text_batch_size):
+            _write_finite(writer, batch, embedder.embed_text_batch([row["text"] for row in batch]), run, tally)
             bar.update(len(batch))
 
 
@@ -254,28 +292,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_main(PROG, _main, argv)
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def settings(argv: Sequence[str] | None) -> Settings:
+    """The command line, parsed and checked."""
     args = _parser().parse_args(argv)
-    silence_libraries(args.quiet)
     if not (args.images or args.shards or args.texts):
         raise CliError("nothing to embed: give --images, --shards and / or --texts")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    items = image_items(args.images) if args.images else []
-    texts = text_rows(args.texts) if args.texts else []
-    embedder = load_embedder(args.checkpoint, args.device, args.model, args.tokenizer)
-    checkpoint = str(args.checkpoint.resolve())
-    writer = IndexWriter(args.out, embedder.dim, {"checkpoint": checkpoint}, overwrite=args.overwrite)
+    return Settings(checkpoint=args.checkpoint, out=args.out, images=args.images, shards=args.shards,
+                    texts=args.texts, device=args.device, batch_size=args.batch_size,
+                    text_batch_size=args.text_batch_size, workers=args.workers, skip_bad=args.skip_bad,
+                    overwrite=args.overwrite, model=args.model, tokenizer=args.tokenizer, threads=args.threads,
+                    quiet=args.quiet)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    run = settings(argv)
+    silence_libraries(run.quiet)
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    items = image_items(run.images) if run.images else []
+    texts = text_rows(run.texts) if run.texts else []
+    embedder = load_embedder(run.checkpoint, run.device, run.model, run.tokenizer)
+    checkpoint = str(run.checkpoint.resolve())
+    writer = IndexWriter(run.out, embedder.dim, {"checkpoint": checkpoint}, overwrite=run.overwrite)
     done = writer.done_keys()
     tally = Tally()
     if items:
-        embed_files(embedder, items, writer, done, args, tally)
-    if args.shards:
-        embed_shards(embedder, args.shards, writer, done, args, tally)
+        embed_files(embedder, items, writer, done, run, tally)
+    if run.shards:
+        embed_shards(embedder, run.shards, writer, done, run, tally)
     if texts:
-        embed_text_file(embedder, texts, writer, done, args, tally)
+        embed_text_file(embedder, texts, writer, done, run, tally)
     rows = writer.finish()
-    if not args.quiet:
-        print(f"{args.out}: {rows} rows ({tally.written} embedded now, {tally.skipped_done} already there"
-              + (f", {tally.bad} unreadable skipped" if tally.bad else "") + ")", file=sys.stderr)
+    if not run.quiet:
+        print(f"{run.out}: {rows} rows ({tally.written} embedded now, {tally.skipped_done} already there"
+              + (f", {tally.bad} unreadable skipped" if tally.bad else "")
+              + (f", {tally.non_finite} non-finite embeddings skipped" if tally.non_finite else "") + ")",
+              file=sys.stderr)
     return 0

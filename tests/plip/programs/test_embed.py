@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from plip.checkpoint import save_checkpoint
-from plip.embedding import load_embedder
+from plip.embedding import Embedder, load_embedder
 from plip.embedding_index import IndexWriter, parts_dir
 from plip.programs import search
 from plip.programs.embed import main
@@ -127,6 +127,46 @@ def test_bad_images_stop_with_one_line_or_are_skipped_and_counted(inputs, tmp_pa
     assert main(["--checkpoint", str(inputs["checkpoint"]), "--out", str(tmp_path / "e.parquet"), "--images",
                  str(folder), "--device", "cpu", "--skip-bad"]) == 0
     assert "1 rows (1 embedded now, 0 already there, 1 unreadable skipped)" in capsys.readouterr().err
+
+
+def test_a_non_finite_embedding_is_that_items_failure_and_never_written(inputs, tmp_path, monkeypatch, capsys):
+    # Issue 19: plip.embed must never write a NaN vector (it would rank first for every query).
+    original = Embedder.embed_image_tensors
+    calls = []
+
+    def one_nan(self, images, normalize=True):
+        vectors = original(self, images, normalize).clone()
+        calls.append(len(calls))
+        if len(calls) == 1:
+            vectors[1, 0] = float("nan")  # the second image of the first batch
+        return vectors
+
+    monkeypatch.setattr(Embedder, "embed_image_tensors", one_nan)
+    paths = sorted(inputs["people"].rglob("*.jpg"))
+    out = tmp_path / "e.parquet"
+    assert run(inputs, out, "--images", str(inputs["people"])) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"python -m plip.embed: error: {paths[1]}: the embedding of 00000_001 is not finite (NaN or inf)"]
+    calls.clear()
+    assert main(["--checkpoint", str(inputs["checkpoint"]), "--out", str(out), "--images", str(inputs["people"]),
+                 "--texts", str(inputs["texts"]), "--device", "cpu", "--batch-size", "2", "--skip-bad"]) == 0
+    assert "7 rows (7 embedded now, 0 already there, 1 non-finite embeddings skipped)" in capsys.readouterr().err
+    table = pq.read_table(out)
+    assert "00000_001" not in table.column("key").to_pylist() and len(table) == 7
+    assert torch.isfinite(torch.tensor(table.column("vector").to_pylist())).all()
+
+
+def test_a_damaged_text_encoder_writes_no_text_vector(inputs, tmp_path, capsys):
+    model = tiny_model(seed=2, tic={"weight": 0}, iap={"weight": 0})
+    with torch.no_grad():
+        for parameter in model.text_encoder.parameters():
+            parameter.fill_(float("nan"))
+    damaged = save_checkpoint(tmp_path / "nan", model)
+    out = tmp_path / "e.parquet"
+    assert main(["--checkpoint", str(damaged), "--out", str(out), "--texts", str(inputs["texts"]), "--device",
+                 "cpu", "--skip-bad"]) == 0
+    assert "0 rows (0 embedded now, 0 already there, 2 non-finite embeddings skipped)" in capsys.readouterr().err
+    assert len(pq.read_table(out)) == 0
 
 
 @pytest.mark.parametrize("args, message", [

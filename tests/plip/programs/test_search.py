@@ -1,12 +1,18 @@
 import base64
+import http.server
 import json
+import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+import torch
 
 from plip.checkpoint import save_checkpoint
 from plip.programs import embed
@@ -116,6 +122,103 @@ def test_module_run_exits_2_with_one_line(tmp_path):
                           timeout=120)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == f"python -m plip.search: error: {tmp_path / 'e.parquet'}: no such embeddings file\n"
+
+
+def _rewritten(index: Path, out: Path, **columns) -> Path:
+    """A copy of ``index`` with some columns replaced (as a hostile tool might write it), its metadata kept."""
+    table = pq.read_table(index)
+    for name, values in columns.items():
+        table = table.set_column(table.schema.get_field_index(name), table.schema.field(name), values)
+    pq.write_table(table, out)
+    return out
+
+
+@pytest.fixture()
+def recording_server():
+    """A local HTTP server that records every path requested of it (and answers 404)."""
+    requested: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the http.server name)
+            requested.append(self.path)
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", requested
+    server.shutdown()
+
+
+def test_html_reads_no_url_and_runs_no_command_that_the_index_names(indexed, tmp_path, capsys, recording_server):
+    # Issue 19: an index of http:// paths made --html fetch them. Paths are data: only local files are read.
+    root, checkpoint, index = indexed
+    base, requested = recording_server
+    marker = tmp_path / "ran"
+    rows = pq.read_table(index).num_rows
+    hostile = [f"{base}/image.jpg", f"{base}/shard.tar", f"pipe:touch {marker} #.tar", f"{base}/s-{{0..9}}.tar",
+               str(root / "texts.txt") + "-fifo"]
+    os.mkfifo(hostile[-1])  # a FIFO named by the index would block open() forever
+    crafted = _rewritten(index, tmp_path / "crafted.parquet", path=pa.array((hostile * rows)[:rows], pa.string()))
+    argv = ["--checkpoint", str(checkpoint), "--index", str(crafted), "a red coat", "-k", str(rows),
+            "--html", str(tmp_path / "top.html"), "--device", "cpu"]
+    assert main(argv) == 0
+    page = (tmp_path / "top.html").read_text()
+    assert requested == [] and not marker.exists()
+    images = sum(kind == "image" for kind in pq.read_table(index).column("kind").to_pylist())
+    assert "data:image/jpeg" not in page and page.count("image unavailable") == images
+    assert "remote paths left out of" in capsys.readouterr().err
+    # Asked for, a remote shard URL is read; a brace pattern of many and a pipe: command still are not.
+    assert main(argv + ["--allow-remote-images", "--quiet"]) == 0
+    assert requested == ["/shard.tar"] and not marker.exists()
+
+
+def test_non_finite_vectors_are_skipped_counted_and_never_ranked(indexed, tmp_path, capsys):
+    # Issue 19: a NaN vector ranked first (score nan) for every query.
+    root, checkpoint, index = indexed
+    table = pq.read_table(index)
+    vectors = table.column("vector").to_pylist()
+    vectors[1] = [float("nan")] * len(vectors[1])
+    vectors[2] = [float("inf")] + vectors[2][1:]
+    crafted = _rewritten(index, tmp_path / "nan.parquet", vector=pa.array(vectors, table.schema.field("vector").type))
+    damaged = {table.column("key")[i].as_py() for i in (1, 2)}
+    argv = ["--checkpoint", str(checkpoint), "--index", str(crafted), "a red coat", "-k", "10", "--json",
+            str(tmp_path / "r.json"), "--device", "cpu"]
+    assert main(argv) == 0
+    record = json.loads((tmp_path / "r.json").read_text())
+    hits = record["hits"]
+    assert not damaged & {h["key"] for h in hits} and all(np.isfinite(h["score"]) for h in hits)
+    images = sum(kind == "image" for kind in table.column("kind").to_pylist())
+    assert len(hits) == images - 2 and record["skipped_vectors"] == 2
+    assert "2 image embeddings with non-finite values skipped" in capsys.readouterr().err
+
+
+def test_a_vector_width_that_disagrees_with_the_declared_size_names_the_file(indexed, tmp_path, capsys):
+    root, checkpoint, index = indexed
+    table = pq.read_table(index)
+    narrow = pa.array([v[:16] for v in table.column("vector").to_pylist()], pa.list_(pa.float32(), 16))
+    crafted = tmp_path / "narrow.parquet"
+    pq.write_table(table.set_column(table.schema.get_field_index("vector"), "vector", narrow)
+                   .replace_schema_metadata(table.schema.metadata), crafted)
+    assert main(["--checkpoint", str(checkpoint), "--index", str(crafted), "a red coat", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"python -m plip.search: error: {crafted}: its vectors are 16 float values each, but its "
+                   "metadata declares 32 float32 values each"]
+
+
+def test_a_checkpoint_giving_non_finite_queries_is_one_line(indexed, tmp_path, capsys):
+    root, _, index = indexed
+    model = tiny_model(seed=4, tic={"weight": 0}, iap={"weight": 0})
+    with torch.no_grad():
+        for parameter in model.text_encoder.parameters():
+            parameter.fill_(float("nan"))
+    damaged = save_checkpoint(tmp_path / "nan", model)
+    assert main(["--checkpoint", str(damaged), "--index", str(index), "a red coat", "--quiet", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "gives a query embedding that is not finite" in err[0]
 
 
 # --- search quality after a short pre-training -----------------------------------------------------------------
