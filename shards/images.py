@@ -15,6 +15,7 @@ per sample (greyscale ``I;16*``, 32-bit ``I`` and float ``F``) are scaled to 8 b
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -55,11 +56,13 @@ def read_bounded(stream: BinaryIO, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     raise ImageRejected(f"file larger than {max_bytes} bytes")
 
 
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
-def _refuse_unless_regular(mode: int) -> None:
+def _refuse_unless_regular(mode: int, path: str | None = None) -> None:
+    if stat.S_ISDIR(mode):  # what open() says of a folder (it never blocks there): callers already handle it
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     if not stat.S_ISREG(mode):
         kind = next((name for test, name in _KINDS if test(mode)), "a special file")
         raise ImageRejected(f"is {kind}, not an image")
@@ -76,19 +79,21 @@ def _refuse_special_stream(stream: BinaryIO) -> None:
 def require_regular_file(path: str) -> None:
     """ImageRejected unless the local ``path`` is a regular file (a symlink to one is: ``stat`` follows it),
     checked without opening it: call it before an ``open()`` this module does not make (a FIFO blocks
-    there). A URL (``scheme://...``) is not checked. OSError (FileNotFoundError, ...) for a missing path."""
+    there). A URL (``scheme://...``) is not checked. OSError as ``open()`` would raise it for a missing path
+    (FileNotFoundError) or a folder (IsADirectoryError)."""
     if "://" not in path:
-        _refuse_unless_regular(os.stat(path).st_mode)
+        _refuse_unless_regular(os.stat(path).st_mode, path)
 
 
 def open_regular_file(path: str) -> BinaryIO:
-    """The local regular file ``path`` opened for binary reading; ImageRejected for anything else. Checked
+    """The local regular file ``path`` opened for binary reading; ImageRejected (or, for a folder,
+    IsADirectoryError) for anything else. Checked
     before opening, then again on the opened descriptor (opened non-blocking, so a FIFO swapped in between
     cannot block either)."""
     require_regular_file(path)
     descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     try:
-        _refuse_unless_regular(os.fstat(descriptor).st_mode)
+        _refuse_unless_regular(os.fstat(descriptor).st_mode, path)
     except BaseException:
         os.close(descriptor)
         raise

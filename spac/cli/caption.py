@@ -84,7 +84,7 @@ def _parser() -> OneLineArgumentParser:
 def _corpus_image(path: Path, max_pixels: int, max_bytes: int) -> Image.Image:
     """The image the synthesis job's predictor sees for this file: decoded under the shared policy, then
     re-encoded as the corpus JPEG (256x128, quality 90) and decoded again. CliError names the file (a
-    folder, a FIFO or a device is refused by the policy before it is opened)."""
+    FIFO or a device is refused by the policy before it is opened)."""
     shown = printable_path(path)
     try:
         decoded = open_image_file(str(path), min_size=IMAGE_SIZE, max_pixels=max_pixels, max_bytes=max_bytes)
@@ -92,6 +92,8 @@ def _corpus_image(path: Path, max_pixels: int, max_bytes: int) -> Image.Image:
         raise CliError(f"{shown}: {exc}") from None
     except FileNotFoundError:
         raise CliError(f"{shown}: no such file") from None
+    except IsADirectoryError:
+        raise CliError(f"{shown}: is a directory, not an image") from None
     except OSError as exc:
         raise CliError(f"{shown}: unreadable file ({exc.strerror or exc})") from None
     with Image.open(io.BytesIO(encode_image(decoded))) as corpus:

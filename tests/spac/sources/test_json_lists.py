@@ -147,7 +147,8 @@ def test_what_is_yielded_always_encodes_as_utf_8(entry, kept):
     if kept:
         json.dumps(entry_read, ensure_ascii=False).encode("utf-8")
     else:
-        assert isinstance(entry_read, SkippedEntry) and entry_read.index == 1 and "not valid Unicode" in entry_read.reason
+        assert isinstance(entry_read, SkippedEntry) and entry_read.index == 1
+        assert "not valid Unicode" in entry_read.reason
 
 
 def test_a_number_over_the_digit_limit_is_one_skipped_entry():
