@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from common.errors import InputError
+from common.training import check_same_settings
 from pipelines.shared.corpus_parts import PARTS_DIR
 from shards import layout, remote
 
@@ -28,17 +29,6 @@ CORPUS_NAMES = (layout.MANIFEST_NAME, layout.DATASET_NAME, layout.DEAD_LETTER_NA
 
 def record_bytes(record: Mapping[str, Any]) -> bytes:
     return (json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def differences(previous: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """The settings that differ, sorted: ``name old -> new`` for plain values, the name alone for nested ones."""
-    changed = []
-    for name in sorted(set(previous) | set(current)):
-        old, new = previous.get(name), current.get(name)
-        if old != new:
-            plain = not isinstance(old, (dict, list)) and not isinstance(new, (dict, list))
-            changed.append(f"{name} {old!r} -> {new!r}" if plain else name)
-    return changed
 
 
 def own_files(fs: Any, root: str, prefixes: set[str]) -> list[str]:
@@ -70,17 +60,15 @@ def _read_previous(fs: Any, path: str) -> tuple[dict[str, Any] | None, str | Non
     return record, None
 
 
-def _refusal(output: str, previous: dict[str, Any] | None, problem: str | None, current: dict[str, Any],
-             earlier: list[str]) -> str:
-    remedy = "use another --output, or pass --overwrite to replace it"
+REMEDY = "use another --output, or pass --overwrite to replace it"
+
+
+def _refusal(output: str, problem: str | None, earlier: list[str]) -> str:
+    """Why a folder whose settings cannot be read is refused (an unreadable job.json, or files without one)."""
     if problem is not None:
-        return f"--output {output}: {problem}; {remedy}"
-    if previous is None:
-        return (f"--output {output} holds files of a run without {layout.JOB_NAME} ({earlier[0]}, ...), made with "
-                "unknown "
-                f"settings; {remedy}")
-    return (f"--output {output} holds a corpus made with other settings ({'; '.join(differences(previous, current))}); "
-            f"rerun with its settings to resume it, {remedy}")
+        return f"--output {output}: {problem}; {REMEDY}"
+    return (f"--output {output} holds files of a run without {layout.JOB_NAME} ({earlier[0]}, ...), made with "
+            f"unknown settings; {REMEDY}")
 
 
 def prepare_output(output: str, record: Mapping[str, Any], overwrite: bool = False) -> list[str]:
@@ -107,10 +95,12 @@ def prepare_output(output: str, record: Mapping[str, Any], overwrite: bool = Fal
         # job.json goes last: a removal cut short still leaves the folder marked as the earlier run's
         for name in temporaries + earlier + [name for name in found if name == layout.JOB_NAME]:
             fs.rm(remote.join(fs, root, name))
-    elif earlier and (problem is not None or previous != current):
-        raise InputError(_refusal(output, previous, problem, current, earlier))
-    else:  # no worker runs yet, so every temporary left here belongs to a run that died
-        for name in temporaries:
+    else:
+        if earlier and problem is None and previous is not None:
+            check_same_settings(f"--output {output}", previous, current, f"rerun with its settings to resume it, {REMEDY}")
+        elif earlier:
+            raise InputError(_refusal(output, problem, earlier))
+        for name in temporaries:  # no worker runs yet, so every temporary left here belongs to a run that died
             fs.rm(remote.join(fs, root, name))
     parts = remote.join(fs, root, PARTS_DIR)
     if fs.exists(parts):  # parts of a run that died before assembling them; every part is written again

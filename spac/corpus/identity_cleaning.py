@@ -3,7 +3,7 @@
 LUPerson-NL identities come from tracklets and are noisy in two ways: a tracklet can jump to another
 person (foreign images inside an identity) and one person can be split over several tracklets (several
 identities). This module holds the method as pure numpy/torch functions over appearance embeddings (the
-predictor's pooled backbone features, ``Prediction.embedding``); ``pipelines.identity_cleaning`` runs it
+predictor's pooled backbone features, ``Prediction.embedding``); ``pipelines.synthesis.identity_cleaning`` runs it
 as a Beam stage between inference and the identity filters.
 
 - **Embeddings** travel as float16 little-endian bytes (:func:`embedding_bytes`). Before any cosine is

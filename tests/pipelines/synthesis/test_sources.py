@@ -14,7 +14,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline as beam_testing
 
 from pipelines import synthesize
-from pipelines.shared import job_record
+from common.training import changed_settings
 from pipelines.synthesis import sources, transforms
 from pipelines.synthesis.inputs import ref_from_path, resolve_input, shard_samples, wanted_members, webdataset_ref
 from pipelines.synthesis.job import fingerprint, make_job
@@ -257,7 +257,7 @@ def test_input_settings_and_limit_enter_the_fingerprint(tmp_path, colour_predict
     assert limited["input"] == whole["input"] == {"root": str(tmp_path), "pattern": str(tmp_path / "{0..1}.tar"),
                                                   "format": "webdataset", "identity_pattern": r"^(\d+)-"}
     assert limited["limit"] == 5 and "limit" not in whole  # without --limit, the fingerprint it always had
-    assert job_record.differences(whole, limited) == ["limit None -> 5"]
+    assert changed_settings(whole, limited) == ["limit was None, now 5"]
 
 
 def test_folder_and_manifest_inputs_read_as_before(tmp_path):
