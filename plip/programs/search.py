@@ -235,7 +235,7 @@ def _main(argv: Sequence[str] | None) -> int:
     for number, (label, hits) in enumerate(zip(labels, results)):
         print(("\n" if number else "") + (f"# {label}\n" if len(labels) > 1 else "") + table(hits))
     if run.html:
-        _write_page(run, labels[0], results[0], query_image)
+        _write_page(run.html, run, labels[0], results[0], query_image)
     if run.json:
         found = [{"query": label, "hits": [h.as_dict() for h in hits]} for label, hits in zip(labels, results)]
         record = {"index": str(run.index), "checkpoint": str(run.checkpoint), "skipped_vectors": skipped,
@@ -244,9 +244,9 @@ def _main(argv: Sequence[str] | None) -> int:
     return 0
 
 
-def _write_page(run: Settings, query: str, hits: Sequence[Hit], query_image: Image.Image | None) -> None:
-    run.html.write_text(html_page(query, hits, query_image, run.allow_remote_images), encoding="utf-8")
+def _write_page(page: Path, run: Settings, query: str, hits: Sequence[Hit], query_image: Image.Image | None) -> None:
+    page.write_text(html_page(query, hits, query_image, run.allow_remote_images), encoding="utf-8")
     remote = sum(is_remote(hit.path) for hit in hits)
     if remote and not run.allow_remote_images and not run.quiet:
-        print(f"{PROG}: note: {remote} thumbnails of remote paths left out of {run.html} (pass "
+        print(f"{PROG}: note: {remote} thumbnails of remote paths left out of {page} (pass "
               "--allow-remote-images to read them)", file=sys.stderr)
