@@ -124,9 +124,9 @@ def _is_int(value: Any, low: int = 1, high: float = float("inf")) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-def _ints(value: Any, count: int | None = None, high: float = float("inf"), most: int = MAX_STAGES) -> bool:
-    """A non-empty JSON list of at most ``most`` integers in [1, high], of ``count`` entries when given."""
-    return (isinstance(value, list) and 1 <= len(value) <= most and (count is None or len(value) == count)
+def _ints(value: Any, count: int | None = None, high: float = float("inf")) -> bool:
+    """A non-empty JSON list of at most :data:`MAX_STAGES` integers in [1, high], of ``count`` entries when given."""
+    return (isinstance(value, list) and 1 <= len(value) <= MAX_STAGES and (count is None or len(value) == count)
             and all(_is_int(v, high=high) for v in value))
 
 
