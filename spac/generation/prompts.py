@@ -1,0 +1,166 @@
+"""Prompts as data (templates/prompts/instructions.yaml) and the requests they make for one image.
+
+A request's user instruction is, one per line: the grounding (the trusted attribute values, see
+spac.generation.grounding), one style instruction, and the rules. The style instructions form a pool: the
+file's ``styles`` (our five style modules in words) and ``example_entries`` entries of ``example``, an
+"in the style of this example" instruction whose example is a sentence of the sentence library (the bundled
+one or a mined one, as the captioner uses) filled with the person's trusted values. The pool is ordered
+per (key, seed) by a stable hash; turn ``t`` of an image takes the ``t``-th entry, so the texts of one
+image, and the retries after them, each get a style of their own.
+"""
+from __future__ import annotations
+
+import hashlib
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+
+from common.digests import stable_int_after, stable_prefix
+from spac.attributes import UNKNOWN, AttributeValue, Schema
+from spac.captioning.grammar import person_for, tidy
+from spac.captioning.library import SentenceLibrary
+from spac.captioning.slots import FillContext, TemplateError, fill, parse_yaml, unsay_nothing
+from spac.generation.requests import CaptionRequest
+
+EXAMPLE = "example"  # the pool entry of an example-sentence instruction; its style id is "example:<index>"
+BUNDLED_DIR = "prompts"  # in the templates package
+INSTRUCTIONS_FILE = "instructions.yaml"
+# Each text's placeholders: these and no others (str.format fields).
+_FIELDS = {"system": set(), "grounding": {"attributes"}, "example": {"example"}, "rules": set()}
+
+
+@dataclass(frozen=True)
+class Instructions:
+    """The parsed instructions file (see its own comments for what each text is)."""
+
+    version: int
+    system: str
+    grounding: str
+    group_labels: Mapping[str, str]
+    styles: Mapping[str, str]
+    example: str
+    example_entries: int
+    rules: str
+    source: str = ""
+
+    @property
+    def pool(self) -> tuple[str, ...]:
+        """The style instructions one text may get: every style id, then ``EXAMPLE`` once per example entry."""
+        return (*self.styles, *[EXAMPLE] * self.example_entries)
+
+
+def _text(data: Mapping, key: str, source: str, fields: set[str]) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise TemplateError(f"{source}: {key}: expected a non-empty string, got {value!r}")
+    try:
+        found = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError as exc:
+        raise TemplateError(f"{source}: {key}: {exc} in {value!r}") from None
+    if found != fields:
+        wanted = ", ".join(f"{{{f}}}" for f in sorted(fields)) or "no placeholder"
+        raise TemplateError(f"{source}: {key}: expected {wanted}, found {', '.join(sorted(found)) or 'none'}")
+    return " ".join(value.split())
+
+
+def _named_texts(data: Mapping, key: str, source: str, names: tuple[str, ...] | None = None) -> dict[str, str]:
+    value = data.get(key)
+    if not isinstance(value, dict) or not value:
+        raise TemplateError(f"{source}: {key}: expected a mapping of name to text")
+    if names is not None and set(value) != set(names):
+        raise TemplateError(f"{source}: {key}: expected one entry per group: {', '.join(names)}")
+    return {str(name): _text(value, name, f"{source}: {key}", set()) for name in value}
+
+
+def parse_instructions(data: object, source: str, schema: Schema) -> Instructions:
+    """Validate a parsed instructions file; TemplateError naming the file and key on any defect."""
+    allowed = {"version", "system", "grounding", "group_labels", "styles", "example", "example_entries", "rules"}
+    if not isinstance(data, dict):
+        raise TemplateError(f"{source}: <top level>: expected a mapping with {', '.join(sorted(allowed))}")
+    unexpected = sorted(set(data) - allowed)
+    if unexpected:
+        raise TemplateError(f"{source}: {unexpected[0]}: unexpected key (allowed: {', '.join(sorted(allowed))})")
+    for key in ("version", "example_entries"):
+        if not isinstance(data.get(key), int) or isinstance(data.get(key), bool) or data[key] < (1 if key == "version" else 0):
+            raise TemplateError(f"{source}: {key}: expected a {'positive' if key == 'version' else 'non-negative'} "
+                                f"integer, got {data.get(key)!r}")
+    styles = _named_texts(data, "styles", source)
+    if EXAMPLE in styles or any(":" in name for name in styles):
+        raise TemplateError(f"{source}: styles: a style id is neither {EXAMPLE!r} nor contains ':'")
+    texts = {key: _text(data, key, source, fields) for key, fields in _FIELDS.items()}
+    return Instructions(data["version"], texts["system"], texts["grounding"],
+                        _named_texts(data, "group_labels", source, schema.group_names), styles, texts["example"],
+                        data["example_entries"], texts["rules"], source)
+
+
+def _bundled(name: str):
+    return resources.files("templates").joinpath(BUNDLED_DIR, name)
+
+
+def load_instructions(schema: Schema) -> Instructions:
+    """The bundled templates/prompts/instructions.yaml, validated (the file whose sha256 job.json records)."""
+    source = f"templates/{BUNDLED_DIR}/{INSTRUCTIONS_FILE}"
+    return parse_instructions(parse_yaml(_bundled(INSTRUCTIONS_FILE).read_text("utf-8"), source), source, schema)
+
+
+def prompt_files_sha256() -> dict[str, str]:
+    """``templates/prompts/<file>`` -> sha256 of its bytes, for every bundled prompt file (for job.json)."""
+    folder = resources.files("templates").joinpath(BUNDLED_DIR)
+    files = sorted((p for p in folder.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name)
+    return {f"templates/{BUNDLED_DIR}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One request, and the example sentence its instruction quotes (None for a style module's instruction):
+    a text that repeats its example is no text of the model's own."""
+
+    request: CaptionRequest
+    example: str | None
+
+
+class PromptBook:
+    """Makes the requests of one image from the instructions and a sentence library (the captioner's)."""
+
+    def __init__(self, instructions: Instructions, library: SentenceLibrary) -> None:
+        self.instructions = instructions
+        self.library = library
+        self._index = {sentence.text: i for i, sentence in enumerate(library.sentences)}
+
+    @property
+    def pool_size(self) -> int:
+        return len(self.instructions.pool)
+
+    def prompt(self, key: str, image_jpeg: bytes, trusted: Mapping[str, AttributeValue], seed: int, turn: int) -> Prompt:
+        """Turn ``turn`` of image ``key``: the pool entry at that place in the (key, seed) order (turns below
+        ``pool_size`` get distinct entries), with ``trusted`` values (spac.generation.grounding) as grounding."""
+        prefix = stable_prefix(key, seed)
+        pool = self.instructions.pool
+        order = sorted(range(len(pool)), key=lambda i: stable_int_after(prefix, f"mllm-style:{i}"))
+        entry = pool[order[turn % len(pool)]]
+        example = None
+        if entry == EXAMPLE:
+            example, index = self._example(trusted, stable_int_after(prefix, f"mllm-example:{turn}"))
+            style_id, style = f"{EXAMPLE}:{index}", self.instructions.example.format(example=example)
+        else:
+            style_id, style = entry, self.instructions.styles[entry]
+        lines = [self._grounding(trusted), style, self.instructions.rules]
+        instruction = "\n".join(line for line in lines if line)
+        return Prompt(CaptionRequest(key, image_jpeg, self.instructions.system, instruction, style_id), example)
+
+    def _grounding(self, trusted: Mapping[str, AttributeValue]) -> str:
+        if not trusted:
+            return ""
+        labels = self.instructions.group_labels
+        return self.instructions.grounding.format(
+            attributes="; ".join(f"{labels[group]}: {value.phrase}" for group, value in trusted.items()))
+
+    def _example(self, trusted: Mapping[str, AttributeValue], digest: int) -> tuple[str, int]:
+        """A library sentence that mentions only trusted groups, filled with their values; and its index."""
+        gender = trusted["gender"].phrase if "gender" in trusted else UNKNOWN
+        person = person_for(gender)
+        ctx, _ = unsay_nothing(FillContext(person, {g: v for g, v in trusted.items() if g != "gender"}), digest)
+        candidates = self.library.candidates(frozenset(ctx.values))
+        sentence = candidates[digest % len(candidates)]
+        return tidy(fill(sentence.text, ctx, person.plural_pronoun)), self._index[sentence.text]
