@@ -242,6 +242,31 @@ def test_plip_never_imports_pipelines_or_beam():
     assert {m for m in plip if THIRD_PARTY_BEAM in third_party_imports()[m]} == set()
 
 
+# the caption-model stage (spac.generation): grounded in the method's schema, language tools and captioner, nothing
+# else of the project; only its in-process backend loads a model
+GENERATION_MAY_IMPORT = ("spac.generation", "spac.attributes", "spac.language", "spac.captioning", "common")
+GENERATION_MODEL_MODULE = "spac.generation.in_process"
+
+
+def test_the_caption_model_stage_imports_only_its_grounding_and_only_its_model_backend_loads_torch():
+    generation = _modules("spac.generation")
+    assert {"spac.generation.stage", "spac.generation.checks", "spac.generation.requests"} <= generation
+    outside = {m: {t for t in import_graph()[m] if not _in(t, *GENERATION_MAY_IMPORT)} for m in generation}
+    assert {m: t for m, t in outside.items() if t} == {}
+    assert {m for m in generation if THIRD_PARTY_BEAM in third_party_imports()[m]} == set()
+    assert {m for m in generation if {"torch", "transformers"} & third_party_imports()[m]} <= {GENERATION_MODEL_MODULE}
+
+
+@pytest.mark.parametrize("module, package", [("spac.generation.stage", "torch"), ("spac.generation.checks", "transformers"),
+                                             ("spac.generation.requests", THIRD_PARTY_BEAM)])
+def test_the_caption_model_rule_catches_a_model_or_beam_outside_its_backend(monkeypatch, module, package):
+    broken = {k: set(v) for k, v in third_party_imports().items()}
+    broken[module] |= {package}
+    monkeypatch.setitem(globals(), "third_party_imports", lambda: broken)
+    with pytest.raises(AssertionError):
+        test_the_caption_model_stage_imports_only_its_grounding_and_only_its_model_backend_loads_torch()
+
+
 # each Beam job: its subpackage and its entry point; pipelines.shared holds what both use
 PIPELINE_JOBS = {"synthesis": ("pipelines.synthesis", "pipelines.synthesize"),
                  "import": ("pipelines.importing", "pipelines.import_corpus")}
@@ -278,7 +303,8 @@ def test_the_pipelines_rule_catches_each_way_of_breaking_it(monkeypatch, module,
                                   test_mining_and_sources_need_no_model,
                                   test_only_the_report_and_the_commands_of_spac_read_shards,
                                   test_plip_library_takes_from_spac_only_the_language_tools,
-                                  test_no_pipeline_job_imports_another_and_the_shared_pieces_import_no_job])
+                                  test_no_pipeline_job_imports_another_and_the_shared_pieces_import_no_job,
+                                  test_the_caption_model_stage_imports_only_its_grounding_and_only_its_model_backend_loads_torch])
 def test_the_rules_catch_a_violation(monkeypatch, rule):
     """Each rule fails on a graph that breaks it (so a green run means something)."""
     broken = {k: set(v) for k, v in import_graph().items()}
@@ -290,6 +316,7 @@ def test_the_rules_catch_a_violation(monkeypatch, rule):
     broken["common.cli"] |= {"spac.attributes"}
     broken["plip.model"] |= {"spac.attributes"}
     broken["pipelines.importing.sources"] |= {"pipelines.synthesis.transforms"}  # one job importing another
+    broken["spac.generation.stage"] |= {"shards.writer"}  # the caption-model stage writing shards itself
     monkeypatch.setitem(globals(), "import_graph", lambda: broken)
     with pytest.raises(AssertionError):
         rule()
