@@ -186,12 +186,13 @@ class OpenAIServerGenerator:
 
 
 def _read_capped(response: Any, deadline: float) -> bytes:
-    """The body, read in chunks, refused past MAX_ANSWER_BYTES or past the deadline."""
+    """The body, read in chunks, refused past MAX_ANSWER_BYTES or past the deadline (a server trickling bytes
+    slower than the timeout)."""
     declared = response.headers.get("Content-Length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
         raise _Failure("bad_response", f"an answer of {declared} bytes (more than {MAX_ANSWER_BYTES})")
     chunks, size = [], 0
-    while chunk := response.read(_READ_CHUNK):
+    while chunk := response.read1(_READ_CHUNK):  # read1: whatever has arrived, so the deadline is checked often
         size += len(chunk)
         if size > MAX_ANSWER_BYTES:
             raise _Failure("bad_response", f"an answer of more than {MAX_ANSWER_BYTES} bytes")
@@ -202,11 +203,12 @@ def _read_capped(response: Any, deadline: float) -> bytes:
 
 
 def _answer_text(answer: Any) -> str:
-    """The text of a chat completion's first choice, or a bad_response failure for anything else."""
+    """The text of a chat completion's first choice without surrounding whitespace (as the in-process backend
+    gives it), or a bad_response failure for anything else."""
     try:
         text = answer["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
         raise _Failure("bad_response", "not a chat completion (no choices[0].message.content)") from None
     if not isinstance(text, str):
         raise _Failure("bad_response", f"the message content is {type(text).__name__}, not text")
-    return text
+    return text.strip()

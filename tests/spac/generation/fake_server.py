@@ -23,6 +23,7 @@ class Reply:
     body: bytes = b""
     hang_s: float = 0.0  # wait this long before answering (released at once when the server stops)
     close: bool = False  # close the connection without answering
+    trickle_s: float = 0.0  # send the body one byte at a time, this long apart
 
 
 def text_reply(text: Any) -> Reply:
@@ -101,8 +102,11 @@ def _handler_for(server: FakeChatServer) -> type[BaseHTTPRequestHandler]:
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()  # no Content-Length: the body ends when the connection closes (HTTP/1.0)
-                for start in range(0, len(reply.body), 1 << 20):
-                    self.wfile.write(reply.body[start:start + (1 << 20)])
+                step = 1 if reply.trickle_s else 1 << 20
+                for start in range(0, len(reply.body), step):
+                    self.wfile.write(reply.body[start:start + step])
+                    if reply.trickle_s and server.stopping.wait(reply.trickle_s):
+                        return
             except (BrokenPipeError, ConnectionResetError):  # the client stopped reading (a capped body)
                 pass
 

@@ -40,7 +40,7 @@ def _dead_port_url() -> str:
 
 def test_a_normal_answer_and_the_request_it_answers():
     decoding = DecodingSettings(max_new_tokens=40, temperature=0.7, seed=3)
-    with FakeChatServer(scripted(text_reply("A woman in a red coat."))) as server:
+    with FakeChatServer(scripted(text_reply(" A woman in a red coat.\n"))) as server:
         [answer] = _generator(server, decoding=decoding).generate([_request()])
     assert answer == GeneratedText("A woman in a red coat.")
     [(_headers, body)] = server.requests
@@ -103,6 +103,15 @@ def test_a_hang_past_the_timeout_is_a_timeout_failure_in_bounded_time():
         elapsed = time.monotonic() - start
     assert answer == GeneratedText(None, failure="timeout")
     assert len(server.requests) == 2
+    assert elapsed < 3.0
+
+
+def test_an_answer_trickling_in_slower_than_the_timeout_is_a_timeout_failure():
+    with FakeChatServer(scripted(Reply(body=text_reply("A man.").body, trickle_s=0.05))) as server:
+        start = time.monotonic()
+        [answer] = _generator(server, timeout_s=0.5, retries=1).generate([_request()])
+        elapsed = time.monotonic() - start
+    assert answer == GeneratedText(None, failure="timeout")
     assert elapsed < 3.0
 
 
