@@ -257,7 +257,8 @@ def test_the_caption_model_stage_imports_only_its_grounding_and_only_its_model_b
     assert {m for m in generation if {"torch", "transformers"} & third_party_imports()[m]} <= {GENERATION_MODEL_MODULE}
 
 
-@pytest.mark.parametrize("module, package", [("spac.generation.stage", "torch"), ("spac.generation.checks", "transformers"),
+@pytest.mark.parametrize("module, package", [("spac.generation.stage", "torch"),
+                                             ("spac.generation.checks", "transformers"),
                                              ("spac.generation.requests", THIRD_PARTY_BEAM)])
 def test_the_caption_model_rule_catches_a_model_or_beam_outside_its_backend(monkeypatch, module, package):
     broken = {k: set(v) for k, v in third_party_imports().items()}

@@ -81,10 +81,10 @@ def parse_instructions(data: object, source: str, schema: Schema) -> Instruction
     unexpected = sorted(set(data) - allowed)
     if unexpected:
         raise TemplateError(f"{source}: {unexpected[0]}: unexpected key (allowed: {', '.join(sorted(allowed))})")
-    for key in ("version", "example_entries"):
-        if not isinstance(data.get(key), int) or isinstance(data.get(key), bool) or data[key] < (1 if key == "version" else 0):
-            raise TemplateError(f"{source}: {key}: expected a {'positive' if key == 'version' else 'non-negative'} "
-                                f"integer, got {data.get(key)!r}")
+    for key, least, what in (("version", 1, "positive"), ("example_entries", 0, "non-negative")):
+        value = data.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise TemplateError(f"{source}: {key}: expected a {what} integer, got {value!r}")
     styles = _named_texts(data, "styles", source)
     if EXAMPLE in styles or any(":" in name for name in styles):
         raise TemplateError(f"{source}: styles: a style id is neither {EXAMPLE!r} nor contains ':'")
@@ -132,7 +132,8 @@ class PromptBook:
     def pool_size(self) -> int:
         return len(self.instructions.pool)
 
-    def prompt(self, key: str, image_jpeg: bytes, trusted: Mapping[str, AttributeValue], seed: int, turn: int) -> Prompt:
+    def prompt(self, key: str, image_jpeg: bytes, trusted: Mapping[str, AttributeValue], seed: int,
+               turn: int) -> Prompt:
         """Turn ``turn`` of image ``key``: the pool entry at that place in the (key, seed) order (turns below
         ``pool_size`` get distinct entries), with ``trusted`` values (spac.generation.grounding) as grounding."""
         prefix = stable_prefix(key, seed)

@@ -34,6 +34,7 @@ DEFAULT_MIN_CONFIDENCE = 0.5
 STYLE_PREFIX = "mllm:"  # a generated text's style: "mllm:<style id>"
 ROUNDS = 2  # the first ask, and one more in another style
 FAILED_UNKNOWN = "error"  # the failure kind of an answer with neither text nor kind
+Spans = tuple[tuple[int, int], ...]  # one text's attribute phrases, (start, end) each
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ class GenerationSettings:
             raise InputError(f"texts per image must be 1 to {MAX_TEXTS}, got {self.texts_per_image}")
         if ROUNDS * self.texts_per_image > self.prompts.pool_size:
             raise InputError(f"{self.texts_per_image} texts per image and their retries need "
-                             f"{ROUNDS * self.texts_per_image} style instructions; the prompts have {self.prompts.pool_size}")
+                             f"{ROUNDS * self.texts_per_image} style instructions; the prompts have "
+                             f"{self.prompts.pool_size}")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise InputError(f"min confidence must be in [0, 1], got {self.min_confidence}")
         if not 1 <= self.min_words <= self.max_words:
@@ -113,7 +115,7 @@ class CaptionOutcome:
     captions: tuple[str, ...]
     styles: tuple[str, ...]
     prompt_caption: tuple[str, ...]
-    attribute_spans: tuple[tuple[tuple[int, int], ...], ...]
+    attribute_spans: tuple[Spans, ...]
     counters: Mapping[str, int]
     rejections: tuple[Rejection, ...]
 
@@ -123,7 +125,8 @@ class CaptionOutcome:
 
     def record_fields(self) -> dict[str, Any]:
         """The corpus record's text fields (shards.sample): captions, styles, prompt_caption, attribute_spans."""
-        return {"captions": list(self.captions), "styles": list(self.styles), "prompt_caption": list(self.prompt_caption),
+        return {"captions": list(self.captions), "styles": list(self.styles),
+                "prompt_caption": list(self.prompt_caption),
                 "attribute_spans": [[[start, end] for start, end in spans] for spans in self.attribute_spans]}
 
     def as_dict(self) -> dict[str, Any]:
@@ -136,7 +139,7 @@ class CaptionOutcome:
 class _Kept:
     text: str
     style: str
-    spans: tuple[tuple[int, int], ...]
+    spans: Spans
 
 
 @dataclass
@@ -189,7 +192,7 @@ def _failure(answer: GeneratedText) -> str:
     return answer.failure or FAILED_UNKNOWN
 
 
-def _outcome(image: _Image, settings: GenerationSettings, spans_of: Mapping[str, tuple[tuple[int, int], ...]]) -> CaptionOutcome:
+def _outcome(image: _Image, settings: GenerationSettings, spans_of: Mapping[str, Spans]) -> CaptionOutcome:
     styled = [c for c in image.item.fallbacks if c.style != TEMPLATE_STYLE]
     library = tuple(c.text for c in image.item.fallbacks if c.style == TEMPLATE_STYLE)[:1]
     captions: list[_Kept] = []
@@ -217,7 +220,7 @@ def generate_checked(items: Sequence[CaptionItem], generator: TextGenerator,
     _ask(asks, 0, generator, settings)
     _ask([(image, slot) for image, slot in asks if slot not in image.kept], 1, generator, settings)
     template_texts = sorted({c.text for image in images for c in image.item.fallbacks})
-    spans_of = dict(zip(template_texts, (tuple(map(tuple, s)) for s in language.attribute_spans(template_texts, settings.schema))))
+    spans_of = dict(zip(template_texts, (tuple(s) for s in language.attribute_spans(template_texts, settings.schema))))
     return [_outcome(image, settings, spans_of) for image in images]
 
 
