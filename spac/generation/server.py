@@ -38,6 +38,16 @@ _RETRIED_4XX = frozenset({408, 429})
 logger = logging.getLogger(__name__)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect becomes an HTTPError instead of a second request (which would send the key to its address)."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 class ServerUnreachableError(InputError):
     """The caption-model server could not be reached, or refused us, at launch."""
 
@@ -75,10 +85,11 @@ def check_base_url(base_url: str) -> str:
 class OpenAIServerGenerator:
     """Writes one text per request through POST {base_url}/chat/completions; never raises for one request.
 
-    A request is tried ``1 + retries`` times with waits of ``backoff_s * 2**attempt`` after a timeout, a 5xx (or
-    408/429), a connection refused or dropped, or an answer that is not a chat completion with a text; then it is
-    a ``GeneratedText(None, failure=kind)`` with kind "timeout", "http_5xx", "http_4xx", "refused" or
-    "bad_response". ``timeout_s`` bounds each socket wait and the reading of the body, per attempt.
+    A request is tried ``1 + retries`` times, waiting ``backoff_s``, then twice as long each time, after a timeout,
+    a 5xx (or 408/429), a connection refused or dropped, or an answer that is not a chat completion with a text;
+    then it is a ``GeneratedText(None, failure=kind)`` with kind "timeout", "http_5xx", "http_4xx", "refused" or
+    "bad_response" (also a redirect, never followed: it would carry the API key elsewhere). ``timeout_s`` bounds
+    each socket wait and the reading of the body, per attempt.
     """
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str = DEFAULT_API_KEY_ENV,
@@ -155,13 +166,10 @@ class OpenAIServerGenerator:
         http_request = urllib.request.Request(self.base_url + path, data=body, headers=self._headers, method=method)
         deadline = time.monotonic() + self.timeout_s
         try:
-            with urllib.request.urlopen(http_request, timeout=self.timeout_s) as response:
+            with _OPENER.open(http_request, timeout=self.timeout_s) as response:
                 raw = _read_capped(response, deadline)
         except urllib.error.HTTPError as error:
-            error.close()
-            kind = "http_5xx" if error.code >= 500 else "http_4xx"
-            retry = kind in RETRIED or error.code in _RETRIED_4XX
-            raise _Failure(kind, f"HTTP {error.code} {error.reason}", retry=retry) from None
+            raise _status_failure(error) from None
         except TimeoutError:
             raise _Failure("timeout", f"no answer within {self.timeout_s:g} s") from None
         except urllib.error.URLError as error:
@@ -183,6 +191,20 @@ class OpenAIServerGenerator:
         if failure.kind not in self._warned:
             self._warned.add(failure.kind)
             logger.warning("caption-model server %s: a request failed (%s): %s", self.base_url, failure.kind, failure)
+
+
+def _status_failure(error: urllib.error.HTTPError) -> _Failure:
+    """An HTTP error status as a failure, with the start of the server's explanation (vLLM says why it refused)."""
+    with error:
+        try:
+            said = " ".join(error.read(200).decode("utf-8", "replace").split())
+        except (OSError, http.client.HTTPException):
+            said = ""
+    reason = f"HTTP {error.code} {error.reason}" + (f": {said}" if said else "")
+    if error.code < 400:
+        return _Failure("bad_response", reason, retry=False)
+    kind = "http_5xx" if error.code >= 500 else "http_4xx"
+    return _Failure(kind, reason, retry=kind in RETRIED or error.code in _RETRIED_4XX)
 
 
 def _read_capped(response: Any, deadline: float) -> bytes:

@@ -7,12 +7,15 @@ request's headers and JSON body are recorded.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from spac.generation.requests import CaptionRequest, TextGenerator
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class Reply:
     hang_s: float = 0.0  # wait this long before answering (released at once when the server stops)
     close: bool = False  # close the connection without answering
     trickle_s: float = 0.0  # send the body one byte at a time, this long apart
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def text_reply(text: Any) -> Reply:
@@ -50,6 +54,25 @@ def echo_instruction(request: dict) -> Reply:
     return text_reply("echo: " + request["messages"][-1]["content"][-1]["text"])
 
 
+def served_by(generator: TextGenerator) -> Callable[[dict], Reply]:
+    """Answers with a text generator of ours (the tiny model in process): a chat server that runs a model, one
+    request at a time; a failed request is a 500."""
+    lock = threading.Lock()
+
+    def answer(request: dict) -> Reply:
+        *system, user = request["messages"]
+        image, text = user["content"]
+        jpeg = base64.b64decode(image["image_url"]["url"].removeprefix("data:image/jpeg;base64,"))
+        caption_request = CaptionRequest(key=str(request["seed"]), image_jpeg=jpeg,
+                                         system=system[0]["content"] if system else "", instruction=text["text"],
+                                         style_id="served")
+        with lock:
+            [generated] = generator.generate([caption_request])
+        return text_reply(generated.text) if generated.text is not None else Reply(500, b"generation failed")
+
+    return answer
+
+
 class FakeChatServer:
     """``with FakeChatServer(answer) as server:`` serves ``server.base_url`` (…/v1) until the block ends."""
 
@@ -59,6 +82,7 @@ class FakeChatServer:
         models_list = {"object": "list", "data": [{"id": name, "object": "model"} for name in models]}
         self.models_reply = models_reply or Reply(body=json.dumps(models_list).encode())
         self.requests: list[tuple[dict[str, str], dict]] = []  # (headers, JSON body) of each chat request
+        self.paths: list[str] = []  # of every request, GET or POST
         self.stopping = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
@@ -82,11 +106,13 @@ def _handler_for(server: FakeChatServer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
+            server.paths.append(self.path)
             if self.path != "/v1/models":
                 return self._send(Reply(404, b'{"error": "not found"}'))
             self._send(server.models_reply)
 
         def do_POST(self) -> None:
+            server.paths.append(self.path)
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             server.requests.append((dict(self.headers.items()), body))
             reply = server.answer(body)
@@ -101,6 +127,8 @@ def _handler_for(server: FakeChatServer) -> type[BaseHTTPRequestHandler]:
             try:
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json")
+                for name, value in reply.headers:
+                    self.send_header(name, value)
                 self.end_headers()  # no Content-Length: the body ends when the connection closes (HTTP/1.0)
                 step = 1 if reply.trickle_s else 1 << 20
                 for start in range(0, len(reply.body), step):

@@ -12,6 +12,8 @@ from common.digests import file_sha256
 from common.errors import InputError
 from spac.generation.in_process import CaptionModelError, InProcessGenerator, describe_model
 from spac.generation.requests import CaptionRequest, DecodingSettings, GeneratedText
+from spac.generation.server import OpenAIServerGenerator
+from tests.spac.generation.fake_server import FakeChatServer, served_by
 from tests.spac.generation.tiny_vlm import build_tiny_vlm
 
 GREEDY = DecodingSettings(max_new_tokens=6)
@@ -67,6 +69,14 @@ def test_seeded_sampling_repeats_and_does_not_depend_on_the_batch(model_dir):
     other_seed = InProcessGenerator(str(model_dir), device="cpu", batch_size=4,
                                     decoding=DecodingSettings(max_new_tokens=6, temperature=1.5, seed=8))
     assert other_seed.generate(REQUESTS) != batched
+
+
+def test_the_server_backend_through_a_server_running_the_model_gives_the_same_texts(greedy):
+    with FakeChatServer(served_by(greedy)) as server:
+        through_server = OpenAIServerGenerator(server.base_url, "tiny", decoding=GREEDY, concurrency=3, retries=0)
+        assert through_server.generate(REQUESTS) == greedy.generate(REQUESTS)
+    asked = sorted(body["messages"][-1]["content"][-1]["text"] for _headers, body in server.requests)
+    assert asked == sorted(r.instruction for r in REQUESTS)  # each request once, no retry
 
 
 def test_an_image_that_does_not_decode_fails_alone(greedy):

@@ -167,6 +167,27 @@ def test_the_api_key_goes_in_the_header_and_nowhere_else(monkeypatch, caplog):
     assert SECRET not in json.dumps(generator.describe()) and SECRET not in repr(generator)
 
 
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_never_followed_so_the_key_stays_with_the_server_it_was_meant_for(monkeypatch, status):
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    with FakeChatServer() as elsewhere:
+        redirect = Reply(status, b"moved", headers=(("Location", elsewhere.base_url + "/models"),))
+        with FakeChatServer(scripted(redirect), models_reply=redirect) as server:
+            assert _generator(server).generate([_request()]) == [GeneratedText(None, failure="bad_response")]
+            with pytest.raises(ServerUnreachableError, match=f"HTTP {status}"):
+                _generator(server).check_reachable()
+    assert server.paths == ["/v1/chat/completions", "/v1/models"] and elsewhere.paths == []
+
+
+def test_a_4xx_explanation_is_logged_in_one_line(caplog):
+    explanation = b'{"message": "The model `tiny` does not exist.",\n "code": 404}'
+    with FakeChatServer(scripted(Reply(404, explanation))) as server:
+        _generator(server).generate([_request(), _request("k2")])
+    [record] = caplog.records  # the first failure of a kind only
+    said = '{"message": "The model `tiny` does not exist.", "code": 404}'
+    assert record.getMessage().endswith(f"(http_4xx): HTTP 404 Not Found: {said}")
+
+
 def test_no_key_in_the_environment_sends_no_authorization(monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
     with FakeChatServer() as server:
