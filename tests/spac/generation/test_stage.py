@@ -3,6 +3,7 @@ retry in another style, the template caption as fallback, distinct texts with th
 determinism, counters that add up, and the attribute spans of what is kept."""
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -285,3 +286,41 @@ def test_the_settings_describe_themselves_for_job_json():
     assert described["texts_per_image"] == 2 and described["prompts_version"] == SETTINGS.prompts.instructions.version
     assert list(described["prompt_files_sha256"]) == ["templates/prompts/instructions.yaml"]
     assert described["example_library"] == "templates/sentences.yaml"
+
+
+def test_over_a_chat_server_every_reason_and_failure_is_counted_and_no_rejected_text_is_kept():
+    """The stage over the OpenAI-compatible client and a local chat server of the tests: one image per
+    rejection reason, one whose server fails (HTTP 500) and one whose answer is no text, each answering
+    its scripted text first and a good one when asked again."""
+    from spac.generation.server import OpenAIServerGenerator
+    from tests.spac.generation.fake_server import FakeChatServer, Reply, text_reply
+
+    items = {f"k_{reason}": _item(f"k_{reason}") for reason in BAD_MAN}
+    items |= {"k_down": _item("k_down"), "k_junk": _item("k_junk")}
+    first = {key: BAD_MAN[key[2:]] for key in items if key[2:] in BAD_MAN}
+    first["k_duplicate"] = items["k_duplicate"].fallbacks[-1].text
+    asked: list[str] = []
+
+    def answer(body: dict) -> Reply:
+        url = body["messages"][-1]["content"][0]["image_url"]["url"]
+        key = base64.b64decode(url.split(",", 1)[1]).decode().removeprefix("jpeg of ")
+        retry = key in asked  # one request per image and round: the second is the retry
+        asked.append(key)
+        if retry:
+            return text_reply(GOOD_MAN[0])
+        if key == "k_down":
+            return Reply(500, b'{"error": "overloaded"}')
+        return text_reply(42) if key == "k_junk" else text_reply(first[key])
+
+    settings = GenerationSettings(SETTINGS.prompts, texts_per_image=1, schema=SCHEMA)
+    with FakeChatServer(answer) as server:
+        generator = OpenAIServerGenerator(server.base_url, "tiny", retries=0, backoff_s=0.0, timeout_s=10.0)
+        outcomes = generate_checked(list(items.values()), generator, settings)
+    total = total_counters(outcomes)
+    assert {f"mllm_rejected_{reason}" for reason in REASONS} <= set(total)
+    assert all(total[f"mllm_rejected_{reason}"] == 1 for reason in REASONS)
+    assert total["mllm_failed_http_5xx"] == 1 and total["mllm_failed_bad_response"] == 1
+    assert total["mllm_requested"] == 2 * len(items) and total["mllm_kept"] == len(items)
+    for outcome in outcomes:
+        assert outcome.captions == (GOOD_MAN[0],) and outcome.styles[0].startswith("mllm:")
+        _assert_sound(outcome)
