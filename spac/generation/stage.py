@@ -25,8 +25,8 @@ from spac.attributes import AttributeValue, Schema, load_schema
 from spac.captioning.captioner import TEMPLATE_STYLE, Caption, Captioner
 from spac.generation.checks import DEFAULT_MAX_WORDS, DEFAULT_MIN_WORDS, rejection
 from spac.generation.grounding import PredictedAttributes, trusted_values
-from spac.generation.prompts import PromptBook, load_instructions, prompt_files_sha256
-from spac.generation.requests import GeneratedText, TextGenerator
+from spac.generation.prompts import Prompt, PromptBook, load_instructions, prompt_files_sha256
+from spac.generation.requests import TextGenerator
 
 DEFAULT_TEXTS = 2
 MAX_TEXTS = 3
@@ -139,7 +139,7 @@ class CaptionOutcome:
 class _Kept:
     text: str
     style: str
-    spans: Spans
+    spans: Spans | None  # None: a template text's, computed once the stage knows which it keeps
 
 
 @dataclass
@@ -156,6 +156,38 @@ class _Image:
         """What a new text of ``slot`` may not repeat: every text of the captioner and the kept texts."""
         return [c.text for c in self.item.fallbacks] + [k.text for s, k in sorted(self.kept.items()) if s != slot]
 
+    def judge(self, slot: int, prompt: Prompt, text: str, found: list[language.AttributeMention],
+              settings: GenerationSettings) -> None:
+        """Keep ``text`` for ``slot`` when it passes the checks; else count and record why not."""
+        style = STYLE_PREFIX + prompt.request.style_id
+        others = self.others(slot) + ([prompt.example] if prompt.example else [])
+        reason = rejection(text, found, self.trusted, others, settings.min_words, settings.max_words, settings.schema)
+        if reason is None:
+            self.counters["mllm_kept"] += 1
+            self.kept[slot] = _Kept(text, style, tuple((m.start, m.end) for m in found))
+        else:
+            self.counters[f"mllm_rejected_{reason}"] += 1
+            self.rejections.append(Rejection(style, reason, text))
+
+    def fail(self, prompt: Prompt, kind: str) -> None:
+        self.counters[f"mllm_failed_{kind}"] += 1
+        self.rejections.append(Rejection(STYLE_PREFIX + prompt.request.style_id, kind, None))
+
+    def fill_slots(self, texts_per_image: int) -> list[_Kept]:
+        """The image's texts: each slot's kept text, else the captioner's caption for it; then the library sentence."""
+        styled = [c for c in self.item.fallbacks if c.style != TEMPLATE_STYLE]
+        library = [c for c in self.item.fallbacks if c.style == TEMPLATE_STYLE][:1]
+        texts: list[_Kept] = []
+        for slot in range(texts_per_image):
+            if slot in self.kept:
+                texts.append(self.kept[slot])
+            elif slot < len(styled):
+                self.counters["mllm_fallback"] += 1
+                texts.append(_Kept(styled[slot].text, styled[slot].style, None))
+            else:
+                self.counters["mllm_unfilled"] += 1
+        return texts + [_Kept(c.text, c.style, None) for c in library]
+
 
 def _ask(asks: list[tuple[_Image, int]], attempt: int, generator: TextGenerator, settings: GenerationSettings) -> None:
     """One round: one request per (image, slot), in one generate() call; keeps the texts that pass."""
@@ -170,44 +202,20 @@ def _ask(asks: list[tuple[_Image, int]], attempt: int, generator: TextGenerator,
     texts = [a.text.strip() if a.text is not None else None for a in answers]
     mentions = iter(language.extract_attributes_batch([t for t in texts if t is not None], settings.schema))
     for (image, slot), prompt, answer, text in zip(asks, prompts, answers, texts):
-        style = STYLE_PREFIX + prompt.request.style_id
         image.counters["mllm_requested"] += 1
         if text is None:
-            kind = _failure(answer)
-            image.counters[f"mllm_failed_{kind}"] += 1
-            image.rejections.append(Rejection(style, kind, None))
-            continue
-        found = next(mentions)
-        others = image.others(slot) + ([prompt.example] if prompt.example else [])
-        reason = rejection(text, found, image.trusted, others, settings.min_words, settings.max_words, settings.schema)
-        if reason is None:
-            image.counters["mllm_kept"] += 1
-            image.kept[slot] = _Kept(text, style, tuple((m.start, m.end) for m in found))
+            image.fail(prompt, answer.failure or FAILED_UNKNOWN)
         else:
-            image.counters[f"mllm_rejected_{reason}"] += 1
-            image.rejections.append(Rejection(style, reason, text))
+            image.judge(slot, prompt, text, next(mentions), settings)
 
 
-def _failure(answer: GeneratedText) -> str:
-    return answer.failure or FAILED_UNKNOWN
-
-
-def _outcome(image: _Image, settings: GenerationSettings, spans_of: Mapping[str, Spans]) -> CaptionOutcome:
-    styled = [c for c in image.item.fallbacks if c.style != TEMPLATE_STYLE]
-    library = tuple(c.text for c in image.item.fallbacks if c.style == TEMPLATE_STYLE)[:1]
-    captions: list[_Kept] = []
-    for slot in range(settings.texts_per_image):
-        if slot in image.kept:
-            captions.append(image.kept[slot])
-        elif slot < len(styled):
-            image.counters["mllm_fallback"] += 1
-            captions.append(_Kept(styled[slot].text, styled[slot].style, spans_of[styled[slot].text]))
-        else:
-            image.counters["mllm_unfilled"] += 1
+def _outcome(image: _Image, texts: list[_Kept], spans_of: Mapping[str, Spans]) -> CaptionOutcome:
+    captions = [k for k in texts if k.style != TEMPLATE_STYLE]
     counters = {name: image.counters[name] for name in ("mllm_requested", "mllm_kept", "mllm_fallback")}
     counters.update(sorted(image.counters.items()))
-    return CaptionOutcome(image.item.key, tuple(k.text for k in captions), tuple(k.style for k in captions), library,
-                          (*(k.spans for k in captions), *(spans_of[t] for t in library)), counters,
+    return CaptionOutcome(image.item.key, tuple(k.text for k in captions), tuple(k.style for k in captions),
+                          tuple(k.text for k in texts if k.style == TEMPLATE_STYLE),
+                          tuple(spans_of[k.text] if k.spans is None else k.spans for k in texts), counters,
                           tuple(image.rejections))
 
 
@@ -219,9 +227,10 @@ def generate_checked(items: Sequence[CaptionItem], generator: TextGenerator,
     asks = [(image, slot) for image in images for slot in range(settings.texts_per_image)]
     _ask(asks, 0, generator, settings)
     _ask([(image, slot) for image, slot in asks if slot not in image.kept], 1, generator, settings)
-    template_texts = sorted({c.text for image in images for c in image.item.fallbacks})
-    spans_of = dict(zip(template_texts, (tuple(s) for s in language.attribute_spans(template_texts, settings.schema))))
-    return [_outcome(image, settings, spans_of) for image in images]
+    texts = [image.fill_slots(settings.texts_per_image) for image in images]
+    templates = sorted({k.text for kept in texts for k in kept if k.spans is None})  # one spaCy batch for all
+    spans_of = dict(zip(templates, (tuple(s) for s in language.attribute_spans(templates, settings.schema))))
+    return [_outcome(image, kept, spans_of) for image, kept in zip(images, texts)]
 
 
 def total_counters(outcomes: Sequence[CaptionOutcome]) -> dict[str, int]:
