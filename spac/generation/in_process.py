@@ -131,7 +131,7 @@ def _load(name_or_path: str, device: torch.device, dtype: torch.dtype) -> tuple[
     try:
         processor = AutoProcessor.from_pretrained(name_or_path, local_files_only=local)
         model = AutoModelForImageTextToText.from_pretrained(name_or_path, local_files_only=local, dtype=dtype)
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, ImportError) as error:  # ImportError: e.g. a processor needing torchvision
         raise CaptionModelError(f"cannot load the caption model {name_or_path!r}: {error_line(error)}") from None
     processor.tokenizer.padding_side = "left"
     if processor.tokenizer.pad_token is None:
