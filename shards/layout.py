@@ -18,6 +18,14 @@ FILTER_REPORT_NAME = "filter_report.json"
 IMPORT_REPORT_NAME = "import_report.json"
 TAR_SUFFIX, INDEX_SUFFIX, STATS_SUFFIX = ".tar", ".parquet", "_stats.json"
 FORMAT_VERSION = 1
+# Dead-letter stages (``deadletter.jsonl``'s "stage"), declared once for both jobs' writers and the report.
+# synthesis: read -> decode -> filter -> clean -> write; import: read -> parse -> dedupe -> decode -> mine -> write
+STAGE_READ, STAGE_PARSE, STAGE_DEDUPE, STAGE_DECODE = "read", "parse", "dedupe", "decode"
+STAGE_MINE, STAGE_FILTER, STAGE_CLEAN, STAGE_WRITE = "mine", "filter", "clean", "write"
+DEAD_LETTER_STAGES = (STAGE_READ, STAGE_PARSE, STAGE_DEDUPE, STAGE_DECODE, STAGE_MINE, STAGE_FILTER, STAGE_CLEAN,
+                      STAGE_WRITE)
+# the stages whose records never became a decoded image (every later stage decoded it first)
+STAGES_BEFORE_DECODED = (STAGE_READ, STAGE_PARSE, STAGE_DEDUPE, STAGE_DECODE)
 _PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*")
 SHARD_FILE = re.compile(r"(?P<stem>(?P<prefix>.+)-(?P<index>\d{6}))(?P<suffix>\.tar|\.parquet|_stats\.json)")
 

@@ -18,6 +18,9 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def dead_letter(path: str, stage: str, reason: str) -> dict[str, str]:
+    """A letter; ``stage`` is one of :data:`shards.layout.DEAD_LETTER_STAGES` (the names ``spac report`` counts)."""
+    if stage not in layout.DEAD_LETTER_STAGES:
+        raise ValueError(f"dead-letter stage {stage!r} is not one of shards.layout.DEAD_LETTER_STAGES")
     return {"path": path, "stage": stage, "reason": _ADDRESS.sub("", reason)}
 
 

@@ -50,7 +50,7 @@ class WriteShard(beam.DoFn):
             if kept and kept[-1]["__key__"] == sample["__key__"]:
                 counter(self._namespace, "dropped_key_collision").inc()
                 letters.append(beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
-                    sample["json"]["source"], "write",
+                    sample["json"]["source"], layout.STAGE_WRITE,
                     f"key {sample['__key__']} already taken by {kept[-1]['json']['source']}")))
             else:
                 kept.append(sample)

@@ -51,9 +51,6 @@ from spac.corpus.filters import reason_kind
 
 MAX_REASONS = 1000
 OTHER_REASONS = "(other reasons)"
-# dead-letter stages whose images never reached a decoded image (synthesis: read, decode; import: read,
-# parse, duplicate, decode); later stages (filter, write, mining) were decoded first
-BEFORE_DECODED = ("read", "parse", "duplicate", "decode")
 SHEET_COLUMNS = ["key", "jpg_sha256", "jpg_offset", "jpg_size", "json_offset", "json_size"]
 
 
@@ -277,7 +274,8 @@ def job_counters(folder: CorpusFolder, letters: DeadLetters | None) -> dict[str,
     """read, decoded, dead-lettered (by stage and reason), filtered (by reason), written: from the files.
 
     written = the manifest's samples; read = written + every dead letter (a filtered image is a dead letter
-    of stage ``filter``); decoded = read - the letters of :data:`BEFORE_DECODED` stages. Without
+    of stage ``filter``); decoded = read - the letters of :data:`shards.layout.STAGES_BEFORE_DECODED` (the
+    stage names both jobs write). Without
     ``deadletter.jsonl`` only ``written`` is known.
     """
     written = int(folder.totals.get("samples", 0))
@@ -285,13 +283,14 @@ def job_counters(folder: CorpusFolder, letters: DeadLetters | None) -> dict[str,
     if folder.filter_report is not None and isinstance(folder.filter_report.get("filtered"), dict):
         filtered = {str(k): int(v) for k, v in folder.filter_report["filtered"].items()}
     elif letters is not None:
-        filtered = {reason: n for (stage, reason), n in letters.by_reason.items() if stage == "filter"}
+        filtered = {reason: n for (stage, reason), n in letters.by_reason.items()
+                    if stage == layout.STAGE_FILTER}
     if letters is None:
         return {"read": None, "decoded": None, "dead_lettered": None, "dead_lettered_by_reason": {},
                 "filtered": sum(filtered.values()) if filtered else None, "filtered_by_reason": filtered,
                 "written": written}
-    dead = {key: n for key, n in letters.by_reason.most_common() if key[0] != "filter"}
+    dead = {key: n for key, n in letters.by_reason.most_common() if key[0] != layout.STAGE_FILTER}
     read = written + letters.total
-    return {"read": read, "decoded": read - sum(letters.by_stage[s] for s in BEFORE_DECODED),
+    return {"read": read, "decoded": read - sum(letters.by_stage[s] for s in layout.STAGES_BEFORE_DECODED),
             "dead_lettered": sum(dead.values()), "dead_lettered_by_reason": dead,
-            "filtered": letters.by_stage["filter"], "filtered_by_reason": filtered, "written": written}
+            "filtered": letters.by_stage[layout.STAGE_FILTER], "filtered_by_reason": filtered, "written": written}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 
 from pipelines.importing.outputs import entry_position
@@ -41,3 +42,10 @@ def test_a_letter_is_one_json_line_with_sorted_keys_and_no_object_address():
     letter = dead_letters.dead_letter("/in/ü.jpg", "decode", "cannot read <object at 0x7f00ab12>")
     assert dead_letters.letter_line(letter) == (
         '{"path": "/in/ü.jpg", "reason": "cannot read <object>", "stage": "decode"}')
+
+
+def test_a_letter_takes_only_a_declared_stage_name():
+    """Issue 19: the importer wrote 'dedupe' where the report subtracted 'duplicate'; one list now, checked."""
+    assert dead_letters.dead_letter("/in/a.jpg", "dedupe", "r")["stage"] == "dedupe"
+    with pytest.raises(ValueError, match="'duplicate' is not one of shards.layout.DEAD_LETTER_STAGES"):
+        dead_letters.dead_letter("/in/a.jpg", "duplicate", "r")
