@@ -29,7 +29,7 @@ def build(pipeline: beam.Pipeline, job: ImportJob) -> None:
               | "DropDuplicates" >> beam.ParDo(sources.DropDuplicates(job.annotations)).with_outputs(
                   DEAD, main="items"))
     loaded = unique.items | "LoadImage" >> beam.ParDo(
-        sources.LoadImage(job.max_pixels, job.max_file_bytes)).with_outputs(DEAD, main="items")
+        sources.LoadImage(job.images, job.max_pixels, job.max_file_bytes)).with_outputs(DEAD, main="items")
     letters = [read[DEAD], parsed[DEAD], unique[DEAD], loaded[DEAD]]
     items = loaded.items
     if job.attributes == "mine":

@@ -24,7 +24,7 @@ from shards import layout
 from spac.attributes import load_schema
 from spac.fingerprint import package_version, templates_sha256
 from spac.sources import caption_files as caption_datasets
-from spac.sources.json_lists import JsonListError, iter_json_list
+from spac.sources.json_lists import JsonListError, SkippedEntry, iter_json_list
 
 SYNTHPEDES = "synthpedes"
 # format -> the layout of its entries (spac.sources.caption_files' names for the human-captioned ones)
@@ -91,10 +91,12 @@ def find_annotations(location: str, fmt: str | None) -> str:
 
 
 def first_entry(path: str) -> Any:
-    """The first entry of the JSON list at ``path``; InputError when it is not a non-empty JSON list."""
+    """The first entry of the JSON list at ``path`` that the reader builds; InputError when it is not a JSON
+    list holding one."""
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as stream:
-            entry = next(iter_json_list(stream, path), _NOTHING)
+            # an entry the reader skips (too long or deep, not valid Unicode) is that entry's dead letter in the job
+            entry = next((e for e in iter_json_list(stream, path) if not isinstance(e, SkippedEntry)), _NOTHING)
     except JsonListError as exc:
         raise InputError(f"--input {exc}") from None
     except OSError as exc:

@@ -12,7 +12,8 @@ loaded, ``jpg``. An entry that leaves the job early becomes a dead letter ``{"pa
   and the record contract (:func:`shards.sample.validate_record`); the texts' ``attribute_spans``
   (:mod:`spac.language`), so that training on the import need not run spaCy.
 - :class:`DropDuplicates`: of entries sharing a key, the first in the file is kept.
-- :class:`LoadImage`: the shared decode policy (:mod:`shards.images`) and the corpus JPEG.
+- :class:`LoadImage`: the shared path policy (:func:`common.paths.contained_path`: no symbolic link out of the
+  image folder), the shared decode policy (:mod:`shards.images`: only a regular file opened) and the corpus JPEG.
 - :class:`MineAttributes`: labels of a human-captioned image from its captions (:mod:`spac.mining.labels`).
 - :func:`assign_shard`: consecutive blocks of ``--shard_size`` positions, numbered densely.
 """
@@ -28,17 +29,21 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from common.errors import InputError, error_line
+from common.paths import PathOutsideRoot, check_relative, contained_path
 from pipelines.importing.job import LAYOUTS, SYNTHPEDES, ImportJob
 from pipelines.shared import metrics
 from pipelines.shared.dead_letters import DEAD_LETTER, dead_letter
+from pipelines.shared.file_names import one_spelling
+from pipelines.shared.images import read_image_file
 from pipelines.shared.spans import stored_spans
-from shards.images import ImageRejected, decode_image, read_bounded
+from shards.images import decode_image
 from shards.keys import make_key
+from shards.layout import STAGE_DECODE, STAGE_DEDUPE, STAGE_MINE, STAGE_PARSE, STAGE_READ
 from shards.sample import GROUPS, IMAGE_SIZE, IN_SCHEMA_KEY, encode_image, record_texts, validate_record
 from spac.attributes import UNKNOWN, Schema, load_schema
 from spac.mining.labels import mine_labels
 from spac.sources import caption_files as caption_datasets
-from spac.sources.json_lists import JsonListError, iter_json_list
+from spac.sources.json_lists import JsonListError, SkippedEntry, iter_json_list
 from spac.sources.released_corpus import check_released_entry
 
 NAMESPACE = "import_corpus"  # the import job's counters
@@ -61,7 +66,8 @@ class ReadEntries(beam.DoFn):
     """A JSON file -> ``(index, position, entry)`` for each entry of the selected split, in file order.
 
     ``split`` None selects every entry; otherwise an entry whose ``split`` is another string is skipped
-    and counted (one without a string ``split`` goes on, to be dead-lettered as malformed). Where the file
+    and counted (one without a string ``split`` goes on, to be dead-lettered as malformed). An entry the reader
+    skips (too long, too deep, not valid Unicode) is that entry's dead letter, counted as malformed. Where the file
     stops being a JSON list, one dead letter says where; the entries before it go on.
     """
 
@@ -74,6 +80,12 @@ class ReadEntries(beam.DoFn):
             with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as stream:
                 for index, entry in enumerate(iter_json_list(stream, path)):
                     counter("entries").inc()
+                    if isinstance(entry, SkippedEntry):  # too long, too deep, not valid Unicode: this entry only
+                        counter("malformed").inc()
+                        counter("dead_lettered").inc()
+                        yield beam.pvalue.TaggedOutput(DEAD_LETTER, entry_letter(path, index, STAGE_PARSE,
+                                                                                 entry.reason))
+                        continue
                     split = entry.get("split") if isinstance(entry, dict) else None
                     if self._split is not None and isinstance(split, str) and split != self._split:
                         counter("skipped_split").inc()
@@ -82,11 +94,11 @@ class ReadEntries(beam.DoFn):
                     position += 1
         except JsonListError as exc:
             counter("unreadable_json").inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, entry_letter(path, exc.index, "read", error_line(exc)))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, entry_letter(path, exc.index, STAGE_READ, error_line(exc)))
         except OSError as exc:
             counter("unreadable_json").inc()
             reason = f"cannot read: {error_line(exc)}"
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, entry_letter(path, 0, "read", reason))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, entry_letter(path, 0, STAGE_READ, reason))
 
 
 class Parsed(NamedTuple):
@@ -95,12 +107,17 @@ class Parsed(NamedTuple):
     dropped_texts: int  # blank texts, and sentences past the first (a record holds one)
 
 
-def image_source(images: str, file_path: str) -> str:
-    """Where an entry's image is: ``file_path`` under ``images``; InputError for a path that would leave it."""
-    parts = file_path.split("/")
-    if file_path.startswith("/") or "\\" in file_path or "://" in file_path or ".." in parts:
+def stored_file_path(file_path: str) -> str:
+    """An entry's ``file_path`` in its one spelling (``Part1/./1/1.jpg`` and ``Part1//1/1.jpg`` are
+    ``Part1/1/1.jpg``: one key, so a duplicate is found); InputError for a name that is not relative to the
+    image folder with '/' (absolute, a '..' part, a NUL byte, a backslash, a URL)."""
+    try:
+        check_relative(file_path)
+    except PathOutsideRoot as exc:
+        raise InputError(f"file_path must be relative to the image folder ({exc})") from None
+    if "\\" in file_path or "://" in file_path:
         raise InputError(f"file_path {file_path[:80]!r} must be relative to the image folder, with '/' and no '..'")
-    return FileSystems.join(images, file_path)
+    return one_spelling(file_path)
 
 
 def _kept(texts: Sequence[str]) -> list[tuple[int, str]]:
@@ -112,15 +129,16 @@ def released_record(entry: Any, images: str, schema: Schema) -> Parsed:
     """A released SYNTH-PEDES entry as a record: its captions, its sentence and its attributes verbatim
     (``confidence`` None, ``in_schema`` on every group)."""
     released = check_released_entry(entry, schema)
+    file_path = stored_file_path(released.file_path)
     captions = _kept(released.captions)
     prompts = _kept(released.prompt_caption)
     out = set(released.attributes.out_of_schema)
     record = {
-        "key": make_key(released.file_path), "id": released.id, "file_path": released.file_path,
+        "key": make_key(file_path), "id": released.id, "file_path": file_path,
         "attributes": {g: {"value": released.attributes.values[g], "confidence": None, IN_SCHEMA_KEY: g not in out}
                        for g in GROUPS},
         "captions": [t for _, t in captions], "styles": [RELEASED_STYLE.format(i + 1) for i, _ in captions],
-        "prompt_caption": [t for _, t in prompts[:1]], "source": image_source(images, released.file_path),
+        "prompt_caption": [t for _, t in prompts[:1]], "source": FileSystems.join(images, file_path),
     }
     dropped = len(released.captions) - len(captions) + len(released.prompt_caption) - len(prompts[:1])
     return Parsed(record, [[g, released.attributes.values[g]] for g in GROUPS if g in out], dropped)
@@ -140,12 +158,13 @@ def human_record(entry: Any, layout_name: str, images: str) -> Parsed:
         raise InputError(f"an entry in the {caption_datasets.FORMAT_NAMES[parsed.format]} layout, expected "
                          f"{caption_datasets.FORMAT_NAMES[layout_name]}")
     caption_record = parsed.records[0]
+    file_path = stored_file_path(caption_record.file_path)
     captions = [t for _, t in _kept(caption_record.captions)]
     record = {
-        "key": make_key(caption_record.file_path), "id": caption_record.id, "file_path": caption_record.file_path,
+        "key": make_key(file_path), "id": caption_record.id, "file_path": file_path,
         "attributes": {g: {"value": UNKNOWN, "confidence": None} for g in GROUPS},
         "captions": captions, "styles": [HUMAN_STYLE] * len(captions), "prompt_caption": [],
-        "source": image_source(images, caption_record.file_path),
+        "source": FileSystems.join(images, file_path),
     }
     return Parsed(record, [], len(caption_record.captions) - len(captions))
 
@@ -184,7 +203,7 @@ class ParseEntry(beam.DoFn):
         except ValueError as exc:
             counter("malformed").inc()
             counter("dead_lettered").inc()
-            letter = entry_letter(self._annotations, index, "parse", error_line(exc))
+            letter = entry_letter(self._annotations, index, STAGE_PARSE, error_line(exc))
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, letter)
             return
         if parsed.dropped_texts:
@@ -212,35 +231,38 @@ class DropDuplicates(beam.DoFn):
             same = item["record"]["file_path"] == first["record"]["file_path"]
             what = "the same file_path" if same else f"key {key} (file_path {first['record']['file_path']!r})"
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, entry_letter(
-                self._annotations, item["entry"], "dedupe", f"{what} as entry {first['entry']}, which is kept"))
+                self._annotations, item["entry"], STAGE_DEDUPE, f"{what} as entry {first['entry']}, which is kept"))
         yield first
 
 
-def corpus_jpeg(source: str, max_pixels: int, max_bytes: int) -> bytes:
-    """The corpus JPEG of one image file under the shared decode policy; ImageRejected or OSError."""
-    with FileSystems.open(source, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-        data = read_bounded(stream, max_bytes)
+def corpus_jpeg(images: str, file_path: str, max_pixels: int, max_bytes: int) -> bytes:
+    """The corpus JPEG of the image ``file_path`` under the folder ``images``, under the shared path policy
+    (a local file's real path must stay inside ``images``: PathOutsideRoot) and decode policy (only a
+    regular file is opened: ImageRejected); OSError when it cannot be read."""
+    source = str(contained_path(images, file_path)) if "://" not in images else FileSystems.join(images, file_path)
+    data = read_image_file(source, max_bytes)
     return encode_image(decode_image(data, min_size=IMAGE_SIZE, max_pixels=max_pixels, max_bytes=max_bytes))
 
 
 class LoadImage(beam.DoFn):
-    """Attach the corpus JPEG; a missing, unreadable, corrupt or over-budget image is dead-lettered."""
+    """Attach the corpus JPEG; a missing, unreadable, corrupt or over-budget image, or one whose real path
+    leaves the image folder (a symbolic link), is dead-lettered."""
 
-    def __init__(self, max_pixels: int, max_bytes: int):
-        self._max_pixels, self._max_bytes = max_pixels, max_bytes
+    def __init__(self, images: str, max_pixels: int, max_bytes: int):
+        self._images, self._max_pixels, self._max_bytes = images, max_pixels, max_bytes
 
     def process(self, item: dict[str, Any]) -> Iterator[Any]:
         source = item["record"]["source"]
         try:
-            jpg = corpus_jpeg(source, self._max_pixels, self._max_bytes)
-        except (ImageRejected, OSError) as exc:  # OSError: the file could not be read at all
+            jpg = corpus_jpeg(self._images, item["record"]["file_path"], self._max_pixels, self._max_bytes)
+        except (InputError, OSError) as exc:  # InputError: ImageRejected, PathOutsideRoot; OSError: unreadable
             counter("image_rejected").inc()
             counter("dead_lettered").inc()
-            if isinstance(exc, ImageRejected):
+            if isinstance(exc, InputError):
                 reason = str(exc)
             else:
                 reason = "image file not found" if not _exists(source) else f"unreadable file: {error_line(exc)}"
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, entry_letter(source, item["entry"], "decode", reason))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, entry_letter(source, item["entry"], STAGE_DECODE, reason))
             return
         counter("decoded").inc()
         yield {**item, "jpg": jpg}
@@ -268,7 +290,8 @@ class MineAttributes(beam.DoFn):
                 counter("mining_failed").inc()
                 counter("dead_lettered").inc()
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, entry_letter(
-                    item["record"]["source"], item["entry"], "mine", "its captions could not be read for attributes"))
+                    item["record"]["source"], item["entry"], STAGE_MINE,
+                    "its captions could not be read for attributes"))
                 return
             for item in batch:  # find the one that fails
                 yield from self.process([item])

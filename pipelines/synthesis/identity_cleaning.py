@@ -26,6 +26,7 @@ import numpy as np
 
 from pipelines.shared.dead_letters import DEAD_LETTER, dead_letter
 from pipelines.synthesis.transforms import counter
+from shards.layout import STAGE_CLEAN
 from spac.corpus.identity_cleaning import (
     CleaningConfig,
     embedding_from_bytes,
@@ -73,7 +74,7 @@ class SplitIdentity(beam.DoFn):
                 vector = embedding_from_bytes(record.get("embedding", b""), vectors[0].size if vectors else None)
             except ValueError as exc:
                 counter("cleaned_unreadable_embeddings").inc()
-                yield identity, ("dead", dead_letter(record["source"], "clean", f"unreadable embedding: {exc}"))
+                yield identity, ("dead", dead_letter(record["source"], STAGE_CLEAN, f"unreadable embedding: {exc}"))
                 continue
             usable.append(record)
             vectors.append(vector)
@@ -84,7 +85,7 @@ class SplitIdentity(beam.DoFn):
         for index in verdict.dropped:
             counter("cleaned_outliers").inc()
             reason = outlier_reason(float(verdict.similarities[index]), self._config.outlier_similarity)
-            yield identity, ("dead", dead_letter(usable[index]["source"], "clean", reason))
+            yield identity, ("dead", dead_letter(usable[index]["source"], STAGE_CLEAN, reason))
         for index in verdict.kept:
             yield identity, ("kept", _strip(usable[index]))
         yield beam.pvalue.TaggedOutput(_CENTRES, (identity, verdict.centre.astype(_CENTRE_DTYPE).tobytes()))

@@ -8,7 +8,8 @@ Input kinds (``--input_format``, inferred by default):
   ``/data/shards/{00000..00041}.tar``), e.g. img2dataset's output: samples are consecutive members sharing a
   ``__key__``, with an image member (``jpg``/``jpeg``/``png``/``webp``) and usually a ``json`` member; the
   identity comes from a json field (``--identity_field``) or from one regex group on the key
-  (``--identity_pattern``); a sample is stored as ``<identity>/<key>.<ext>``;
+  (``--identity_pattern``, searched with a time limit per key: see :data:`IDENTITY_PATTERN_SECONDS`); a sample
+  is stored as ``<identity>/<key>.<ext>``;
 - ``luperson_nl``: LUPerson-NL's extracted images, ``<root>/<country>/<city>/<video>/<pid>_<frame>_<obj>.jpg``
   (DengpanFu/LUPerson-NL, ``LUP-NL/extract.py``): ``pid`` is the tracking pseudo label, unique only inside its
   video, so the identity is ``<country>/<city>/<video>/<pid>``.
@@ -31,10 +32,13 @@ from typing import BinaryIO, NamedTuple
 
 import braceexpand
 import pyarrow.parquet as pq
+import regex
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from common.errors import InputError
+from common.paths import PathOutsideRoot
+from pipelines.shared.file_names import one_spelling
 from shards.keys import make_key
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".parquet")
@@ -48,6 +52,13 @@ _MEMBER_NAME = re.compile(r"((?:.*/)?[^./]+)\.([^/]+)")
 # LUP-NL/extract.py names each crop f"{pid:06d}_{frame_id:07d}_{obj_idx:02d}.jpg" inside its video's folder
 LUPERSON_NL_NAME = re.compile(r"(\d+)_(\d+)_(\d+)\.(?:jpe?g|png)", re.IGNORECASE)
 LUPERSON_NL_LAYOUT = "<root>/<country>/<city>/<video>/<pid>_<frame>_<obj>.jpg"
+# The user's --identity_pattern runs on the `regex` engine with this limit per key: a pattern that backtracks
+# without end ('^(a|a)+$' on 40 a's and a '!') would stall the job silently. A sane pattern takes microseconds.
+IDENTITY_PATTERN_SECONDS = 0.1
+
+
+class IdentityPatternTimedOut(InputError):
+    """--identity_pattern took longer than :data:`IDENTITY_PATTERN_SECONDS` on one key; the message says so."""
 
 
 class ImageRef(NamedTuple):
@@ -124,8 +135,8 @@ def _check_identity_rule(identity_field: str | None, identity_pattern: str | Non
         raise InputError("--identity_field: empty field name")
     if identity_pattern is not None:
         try:
-            groups = re.compile(identity_pattern).groups
-        except re.error as exc:
+            groups = regex.compile(identity_pattern).groups  # the engine that searches it
+        except regex.error as exc:
             raise InputError(f"--identity_pattern {identity_pattern!r}: not a regular expression ({exc})") from None
         if groups != 1:
             raise InputError(f"--identity_pattern {identity_pattern!r}: needs exactly one capturing group (the "
@@ -271,9 +282,14 @@ def wanted_members(spec: InputSpec) -> tuple[str, ...]:
 
 
 def _identity_of(sample: ShardSample, spec: InputSpec) -> tuple[str | None, str | None]:
-    """(identity, None), or (None, why it cannot be told)."""
+    """(identity, None), or (None, why it cannot be told); IdentityPatternTimedOut (see
+    :data:`IDENTITY_PATTERN_SECONDS`)."""
     if spec.identity_pattern is not None:
-        found = re.search(spec.identity_pattern, sample.key)
+        try:
+            found = regex.search(spec.identity_pattern, sample.key, timeout=IDENTITY_PATTERN_SECONDS)
+        except TimeoutError:
+            raise IdentityPatternTimedOut(f"identity pattern timed out after {IDENTITY_PATTERN_SECONDS} s on key "
+                                          f"{sample.key[:80]!r}") from None
         if found is None or not found[1]:
             return None, f"key {sample.key!r} does not match --identity_pattern {spec.identity_pattern!r}"
         return found[1], None
@@ -291,7 +307,8 @@ def _identity_of(sample: ShardSample, spec: InputSpec) -> tuple[str | None, str 
 
 
 def webdataset_ref(shard: str, sample: ShardSample, spec: InputSpec) -> ImageRef | str:
-    """The ImageRef of one sample (its bytes in ``data``, stored as ``<identity>/<key>.<ext>``), or a reason."""
+    """The ImageRef of one sample (its bytes in ``data``, stored as ``<identity>/<key>.<ext>``), or a reason;
+    IdentityPatternTimedOut when --identity_pattern ran out of time on its key."""
     member = next((m for m in IMAGE_MEMBERS if m in sample.members), None)
     if member is None:
         refused = [sample.problems[m] for m in IMAGE_MEMBERS if m in sample.problems]
@@ -335,10 +352,13 @@ def read_image_list(path: str) -> list[ImageRef]:
         if not is_url:
             image = posixpath.normpath(image)  # one spelling per file: a/./b.jpg and x/../a/b.jpg are a/b.jpg
         source = image if is_absolute else FileSystems.join(root, image)
-        file_path = posixpath.normpath(image if not is_absolute else f"{identity}/{posixpath.basename(image)}")
-        if file_path == ".." or file_path.startswith(("../", "/")):
+        stored = image if not is_absolute else f"{identity}/{posixpath.basename(image)}"
+        try:
+            file_path = one_spelling(stored)
+        except PathOutsideRoot:
             raise InputError(f"{path}: row {number}: {row['path']} (identity {identity}) would be stored as "
-                             f"{file_path}, outside the corpus root; give a path inside the manifest's folder")
+                             f"{posixpath.normpath(stored)}, outside the corpus root; give a path inside the "
+                             "manifest's folder") from None
         ref = refs.setdefault(file_path, ImageRef(source, file_path, identity, make_key(file_path)))
         if (ref.source, ref.identity) != (source, identity):
             raise InputError(f"{path}: row {number}: {image} would be stored as {file_path}, like {ref.source} "

@@ -14,6 +14,7 @@ whose largest key is a one-string side input that every ref is compared with.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,8 +27,10 @@ from common.errors import error_line
 from pipelines.shared.dead_letters import DEAD_LETTER, dead_letter
 from pipelines.synthesis import transforms
 from pipelines.synthesis.inputs import (
+    IdentityPatternTimedOut,
     ImageRef,
     InputSpec,
+    ShardSample,
     luperson_nl_ref,
     read_image_list,
     ref_from_path,
@@ -38,6 +41,7 @@ from pipelines.synthesis.inputs import (
 )
 from pipelines.synthesis.transforms import counter
 from shards.images import DEFAULT_MAX_BYTES
+from shards.layout import STAGE_READ
 
 
 class ReadShard(beam.DoFn):
@@ -48,12 +52,25 @@ class ReadShard(beam.DoFn):
     def __init__(self, spec: InputSpec, max_bytes: int = DEFAULT_MAX_BYTES):
         self._spec = spec
         self._max_bytes = max_bytes
+        self._warned = False
 
     @staticmethod
     def _dead(path: str, reason: str) -> beam.pvalue.TaggedOutput:
         counter("read").inc()
         counter("dead_lettered").inc()
-        return beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(path, "read", reason))
+        return beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(path, STAGE_READ, reason))
+
+    def _ref(self, shard: str, sample: ShardSample) -> ImageRef | str:
+        try:
+            return webdataset_ref(shard, sample, self._spec)
+        except IdentityPatternTimedOut as exc:  # counted, and said once per worker: many make the job crawl
+            counter("identity_pattern_timeouts").inc()
+            if not self._warned:
+                self._warned = True
+                logging.warning("%s: that sample is dead-lettered; the counter identity_pattern_timeouts counts "
+                                "them (a pattern that times out on most keys makes the job crawl: fix the pattern)",
+                                exc)
+            return str(exc)
 
     def process(self, shard: str) -> Iterator[Any]:
         counter("shards_read").inc()
@@ -68,7 +85,7 @@ class ReadShard(beam.DoFn):
             with stream:
                 for sample in shard_samples(stream, wanted, self._max_bytes):
                     last = sample.key
-                    ref = webdataset_ref(shard, sample, self._spec)
+                    ref = self._ref(shard, sample)
                     yield self._dead(f"{shard}#{sample.key}", ref) if isinstance(ref, str) else ref
         except Exception as exc:  # whatever a damaged stream raises (tarfile, zlib, the filesystem)
             where = f"after sample {last!r}" if last is not None else "at its start"

@@ -12,16 +12,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import PredictionResult
 
 from common.errors import error_line
 from pipelines.shared import metrics
 from pipelines.shared.dead_letters import DEAD_LETTER, dead_letter, printable_path
+from pipelines.shared.images import read_image_file
 from pipelines.shared.spans import stored_spans
 from pipelines.synthesis.inputs import ImageRef, is_beside_identities, ref_from_path
-from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, decode_image, read_bounded
+from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, decode_image
+from shards.layout import STAGE_DECODE, STAGE_FILTER, STAGE_READ
 from shards.sample import GROUPS, IMAGE_SIZE, encode_image
 from spac.attributes import load_schema
 from spac.captioning import captioner
@@ -62,7 +62,7 @@ class ToImageRefs(beam.DoFn):
             counter("read").inc()
             counter("dead_lettered").inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
-                printable_path(path), "read", "file name is not valid UTF-8 (rename the file to keep it)"))
+                printable_path(path), STAGE_READ, "file name is not valid UTF-8 (rename the file to keep it)"))
             return
         if is_beside_identities(self._root, path):
             counter("ignored_beside_identities").inc()
@@ -71,7 +71,7 @@ class ToImageRefs(beam.DoFn):
         if isinstance(ref, str):
             counter("read").inc()
             counter("dead_lettered").inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(path, "read", ref))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(path, STAGE_READ, ref))
         else:
             yield ref
 
@@ -92,17 +92,14 @@ class DecodeImage(beam.DoFn):
 
     def _decode(self, ref: ImageRef) -> Any:
         try:
-            if ref.data is not None:  # the input carried the bytes (a webdataset sample)
-                data = ref.data
-            else:
-                with FileSystems.open(ref.source, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-                    data = read_bounded(stream, self._max_bytes)
+            # a webdataset sample carries its bytes; a file is read under the decode policy (a FIFO never opened)
+            data = ref.data if ref.data is not None else read_image_file(ref.source, self._max_bytes)
             jpg = encode_image(decode_image(data, min_size=IMAGE_SIZE, max_pixels=self._max_pixels,
                                             max_bytes=self._max_bytes))
         except (ImageRejected, OSError) as exc:  # OSError: the file could not be read at all
             counter("dead_lettered").inc()
             reason = str(exc) if isinstance(exc, ImageRejected) else f"unreadable file: {error_line(exc)}"
-            return beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(ref.source, "decode", reason))
+            return beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(ref.source, STAGE_DECODE, reason))
         counter("decoded").inc()
         return {"key": ref.key, "identity": ref.identity, "file_path": ref.file_path, "source": ref.source, "jpg": jpg}
 
@@ -141,7 +138,7 @@ class FilterImage(beam.DoFn):
             yield record
             return
         counter(f"filtered_{reason}").inc()
-        yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record["source"], "filter", reason))
+        yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record["source"], STAGE_FILTER, reason))
 
 
 class FilterIdentity(beam.DoFn):
@@ -167,7 +164,7 @@ class FilterIdentity(beam.DoFn):
         for key in sorted(verdict.dropped):
             reason = verdict.dropped[key]
             counter(f"filtered_{reason}").inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(by_key[key]["source"], "filter", reason))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(by_key[key]["source"], STAGE_FILTER, reason))
         for key in sorted(verdict.kept):
             record = by_key[key]
             voted = verdict.kept[key]

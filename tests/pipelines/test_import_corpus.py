@@ -17,6 +17,7 @@ from pipelines.shared.metrics import counter_totals
 from pipelines.synthesis.transforms import NAMESPACE as SYNTHESIS_NAMESPACE
 from shards import iter_samples, verify_corpus
 from spac.language import attribute_spans
+from spac.report.reading import job_counters, open_folder, tally_dead_letters
 from tests.pipelines.conftest import folder_bytes
 from tests.pipelines.import_datasets import (
     CAPE,
@@ -100,6 +101,15 @@ def test_an_out_of_schema_phrase_is_kept_verbatim_and_counted(imported):
     assert report["dead_lettered"] == {"decode": 2, "dedupe": 1, "parse": 1}
 
 
+def test_the_report_counts_decoded_images_as_the_job_does(imported):
+    """Issue 19: a duplicate's letter (stage ``dedupe``) is an image never decoded, in ``spac report`` as in the
+    job's own counter (the report subtracted a stage ``duplicate`` no job writes)."""
+    output, counters = imported
+    folder = open_folder(str(output))
+    assert counters["duplicates"] == 1
+    assert job_counters(folder, tally_dead_letters(folder))["decoded"] == counters["decoded"]
+
+
 def test_dead_letters_name_each_entry_left_out(imported, synthpedes):
     output, _ = imported
     letters = [json.loads(line) for line in (output / "deadletter.jsonl").read_text().splitlines()]
@@ -138,7 +148,7 @@ def test_a_rerun_resumes_other_settings_are_refused_or_overwrite(imported, synth
     argv = ["--runner=DirectRunner", "--input", str(synthpedes), "--output", str(resumed), "--shard_size", "5"]
     assert run_main(import_corpus.PROG, import_corpus.cli_main, argv) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "shard_size 4 -> 5" in err and err.startswith(import_corpus.PROG)
+    assert "\n" not in err and "shard_size was 4, now 5" in err and err.startswith(import_corpus.PROG)
     counters = run_import(synthpedes, resumed, "--shard_size", "5", "--overwrite")
     assert counters["written"] == SYNTHPEDES_EXPECTED["written"] and "already_complete" not in counters
     assert verify_corpus(str(resumed)) == []

@@ -137,8 +137,8 @@ def test_load_image_encodes_the_corpus_jpeg_or_dead_letters(tmp_path):
     buffer = io.BytesIO()
     person_image(2).save(buffer, format="JPEG")
     broken.write_bytes(buffer.getvalue()[:200])
-    fn = import_sources.LoadImage(10_000_000, 1 << 20)
-    items = [{"entry": n, "record": {"source": str(path)}} for n, path in
+    fn = import_sources.LoadImage(str(tmp_path), 10_000_000, 1 << 20)
+    items = [{"entry": n, "record": {"source": str(path), "file_path": path.name}} for n, path in
              enumerate([good, broken, tmp_path / "missing.jpg"])]
     loaded, letters = split([out for item in items for out in fn.process(item)])
     assert len(loaded) == 1 and loaded[0]["jpg"][:3] == b"\xff\xd8\xff"

@@ -13,14 +13,15 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import test_pipeline as beam_testing
 
-from pipelines import synthesize
 from common.training import changed_settings
+from pipelines import synthesize
 from pipelines.synthesis import sources, transforms
 from pipelines.synthesis.inputs import ref_from_path, resolve_input, shard_samples, wanted_members, webdataset_ref
 from pipelines.synthesis.job import fingerprint, make_job
 from pipelines.synthesis.stage_rates import INFERENCE_NAMESPACE, format_stage_rates, stage_metrics, stage_rates
 from shards.keys import make_key
 from tests.pipelines.colour_predictor import GREEN, RED, solid_image
+from tests.pipelines.hostile_import import run_in_subprocess
 from tests.pipelines.step_helpers import write_tar
 
 
@@ -117,6 +118,25 @@ def test_brace_pattern_with_identities_from_the_key(tmp_path):
     assert set(by_path) == {f"{tmp_path}/train-{i:05d}.tar#x{i}" for i in range(3)} | {f"{tmp_path}/train-00003.tar"}
     assert by_path[f"{tmp_path}/train-00000.tar#x0"] == r"key 'x0' does not match --identity_pattern '^(\\d+)_'"
     assert by_path[f"{tmp_path}/train-00003.tar"].startswith("cannot open the shard")
+
+
+@pytest.mark.parametrize("pattern, reason", [
+    ("^(a+)+$", "does not match --identity_pattern"),  # Python's re never ends on it; the regex engine at once
+    ("^(a|a)+$", "identity pattern timed out after 0.1 s"),  # backtracks without end in either engine
+])
+def test_a_backtracking_identity_pattern_cannot_stall_the_job(tmp_path, pattern, reason):
+    """Issue 19: one search per key, bounded in time; a timeout is that sample's dead letter, counted."""
+    write_tar(tmp_path / "a.tar", sample("aaa") + sample("a" * 40 + "!"))
+    code = (f"import json\nfrom pipelines.synthesis.inputs import resolve_input\n"
+            f"from tests.pipelines.synthesis.test_sources import run_read\n"
+            f"print(json.dumps(run_read(resolve_input({str(tmp_path)!r}, identity_pattern={pattern!r}))))")
+    done = run_in_subprocess(code, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    refs, letters, counters = json.loads(done.stdout.splitlines()[-1])
+    assert [ref[1] for ref in refs] == ["a/aaa.jpg" if pattern == "^(a|a)+$" else "aaa/aaa.jpg"]
+    assert [letter["path"] for letter in letters] == [f"{tmp_path}/a.tar#{'a' * 40}!"]
+    assert reason in letters[0]["reason"]
+    assert counters.get("identity_pattern_timeouts", 0) == (pattern == "^(a|a)+$")
 
 
 def test_oversized_members_and_a_damaged_shard_are_dead_letters(tmp_path):
