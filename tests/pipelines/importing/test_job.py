@@ -50,6 +50,19 @@ def test_a_renamed_file_is_told_by_its_first_entry(datasets, tmp_path):
     assert job.format == "synthpedes" and job.images == str(datasets["synthpedes"])
 
 
+def test_the_format_is_told_by_the_first_entry_the_reader_builds(datasets, tmp_path):
+    """Issue 19: a first entry the reader skips (here a raw 0xff byte) is that entry's dead letter in the job,
+    not a wrong format at launch."""
+    text = (datasets["synthpedes"] / "synthpedes_dataset.json").read_bytes()
+    entries = json.loads(text)
+    spoiled = json.dumps(entries[0]).encode().replace(b"A man", b"A \xff man", 1)
+    renamed = tmp_path / "mine.json"
+    renamed.write_bytes(b"[" + spoiled + b"," + json.dumps(entries[1:])[1:].encode())
+    job = make_import_job(parse("--input", str(renamed), "--output", str(tmp_path / "out"),
+                                "--images", str(datasets["synthpedes"])))
+    assert job.format == "synthpedes"
+
+
 def _json(tmp_path: Path, name: str, data) -> str:
     path = tmp_path / name
     path.write_text(json.dumps(data) if not isinstance(data, str) else data)
