@@ -26,6 +26,12 @@ predictor; README "Dataflow GPU run" explains the flags and what a run costs)::
         --num_workers=4 --max_num_workers=16
 
 Add ``--dry_run=True`` to translate the graph for Dataflow without submitting it.
+
+Captions written by a vision-language model served by vLLM (README "Captions written by a vision-language
+model")::
+
+    python -m pipelines.synthesize --runner=DirectRunner --input /data/imgs --output /data/SYNTH-PEDES-MLLM \\
+        --captioner mllm --mllm_server http://HOST:8000/v1 --mllm_model HuggingFaceTB/SmolVLM-256M-Instruct
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ import sys
 from collections.abc import Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.options.pipeline_options import StandardOptions, TestOptions
 from apache_beam.runners.runner import PipelineResult
 
 from common.cli import run_main
@@ -65,6 +71,8 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True,
     """Build and run the job; waits for it to finish and returns the result (its metrics hold the counters)."""
     args, beam_options = launch.split_args(parse_known_args, argv, save_main_session)
     job = make_job(args, beam_options.view_as(StandardOptions).runner)
+    if job.caption_model is not None and not beam_options.view_as(TestOptions).dry_run:
+        job.caption_model.backend.check_reachable()  # a server that cannot be reached stops the job before any work
     return launch.run_job(beam_options, graph.build, job, fingerprint(job), args.overwrite, test_pipeline)
 
 

@@ -2,9 +2,10 @@
 
 match files -> decode + re-encode (dead letter for broken files) -> RunInference with the SPAC attribute
 predictor -> per-image filter -> [identity cleaning] -> per-identity filters (gender vote, minimum, cap) ->
-captions -> shard assignment (:mod:`pipelines.synthesis.ordering`) -> shard writing (complete shards
-skipped) -> manifest.json (exactly this run's shards), synthpedes_dataset.json, deadletter.jsonl,
-filter_report.json.
+captions (SPAC's templates; with --captioner mllm a caption model through RunInference, its texts checked,
+the templates as fallback: :mod:`pipelines.synthesis.caption_model`) -> shard assignment
+(:mod:`pipelines.synthesis.ordering`) -> shard writing (complete shards skipped) -> manifest.json (exactly this
+run's shards), synthpedes_dataset.json, deadletter.jsonl, filter_report.json.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pipelines.shared.dead_letters import DEAD_LETTER as DEAD
 from pipelines.shared.dead_letters import WriteDeadLetterFile
 from pipelines.shared.shard_sink import WriteShard, finish_manifest
 from pipelines.synthesis import ordering, outputs, sources, transforms
+from pipelines.synthesis.caption_model import CaptionModelHandler
 from pipelines.synthesis.identity_cleaning import CleanIdentities
 from pipelines.synthesis.job import Job
 from pipelines.synthesis.model_handler import SpacPredictorHandler
@@ -49,7 +51,11 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
                     | "GroupByIdentity" >> beam.GroupByKey()
                     | "FilterIdentity" >> beam.ParDo(transforms.FilterIdentity(job.filters)).with_outputs(
                         DEAD, transforms.SIZES, main="images"))
-    if job.sentences is None:
+    if job.caption_model is not None:
+        captioned = per_identity.images | "CaptionWithModel" >> RunInference(CaptionModelHandler(
+            job.caption_model, job.sentences, job.seed, job.styles, share_model=job.share_model,
+            model_copies=job.model_copies))
+    elif job.sentences is None:
         captioned = per_identity.images | "Caption" >> beam.Map(transforms.add_captions, job.seed, job.styles)
     else:
         captioned = per_identity.images | "Caption" >> beam.ParDo(transforms.AddCaptions(

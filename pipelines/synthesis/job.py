@@ -19,10 +19,15 @@ from pipelines.synthesis.ordering import ORDER_VERSION
 from shards import layout
 from spac.attributes import load_schema
 from spac.captioning import captioner
-from spac.captioning.library import SentencesOption, parse_library_text, parse_sentences_option
+from spac.captioning.library import SentencesOption, library_for, parse_library_text, parse_sentences_option
 from spac.corpus import filters as corpus_filters
 from spac.corpus.identity_cleaning import CleaningConfig
 from spac.fingerprint import method_fingerprint
+from spac.generation.backends import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S, Backend
+from spac.generation.checks import DEFAULT_MAX_WORDS, DEFAULT_MIN_WORDS
+from spac.generation.requests import DecodingSettings
+from spac.generation.server import DEFAULT_API_KEY_ENV
+from spac.generation.stage import DEFAULT_MIN_CONFIDENCE, DEFAULT_TEXTS, GenerationSettings, prompt_book
 from spac.predictor.model import check_predictor
 
 
@@ -34,6 +39,31 @@ class Sentences:
     option: SentencesOption
     text: str
     sha256: str
+
+
+def job_captioner(sentences: Sentences | None) -> captioner.Captioner:
+    """The captioner of a job: the bundled sentence library, or the --sentences one the job read at launch."""
+    schema = load_schema()
+    option = sentences.option if sentences is not None else None
+    return captioner.Captioner(schema, library=library_for(option, schema, sentences.text if sentences else None))
+
+
+@dataclass(frozen=True)
+class CaptionModel:
+    """--captioner mllm: the caption model's backend, and the caption-model stage's settings but its prompts."""
+
+    backend: Backend
+    texts: int
+    min_confidence: float
+    min_words: int
+    max_words: int
+    batch_size: int  # images per call of the stage
+
+    def settings(self, with_captioner: captioner.Captioner, seed: int) -> GenerationSettings:
+        """The stage's settings, with the prompts of ``with_captioner``'s sentence library."""
+        return GenerationSettings(prompt_book(with_captioner), texts_per_image=self.texts, seed=seed,
+                                  min_confidence=self.min_confidence, min_words=self.min_words,
+                                  max_words=self.max_words, schema=with_captioner.schema)
 
 
 @dataclass(frozen=True)
@@ -60,6 +90,7 @@ class Job:
     model_copies: int | None = None
     limit: int | None = None  # --limit: only the images with the N smallest keys (in job.json's fingerprint)
     cleaning: CleaningConfig | None = None  # --identity_cleaning on (in job.json's fingerprint)
+    caption_model: CaptionModel | None = None  # --captioner mllm (in job.json's fingerprint)
 
 
 def is_local_runner(runner: str | None) -> bool:
@@ -137,6 +168,51 @@ def _cleaning(args: argparse.Namespace) -> CleaningConfig | None:
         raise InputError(f"--identity_cleaning: {exc}") from None
 
 
+MLLM_FLAGS = ("mllm_model", "mllm_server", "mllm_texts", "mllm_api_key_env", "mllm_timeout", "mllm_concurrency",
+              "mllm_batch_size", "mllm_min_confidence", "mllm_min_words", "mllm_max_words", "mllm_temperature",
+              "mllm_seed")
+SERVER_FLAGS = ("mllm_api_key_env", "mllm_timeout", "mllm_concurrency")
+
+
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _caption_model(args: argparse.Namespace, device: str) -> CaptionModel | None:
+    """--captioner mllm and its flags, checked together: an --mllm_* flag without it, or a server-only flag
+    without --mllm_server, is refused rather than ignored."""
+    given = [name for name in MLLM_FLAGS if getattr(args, name, None) is not None]
+    if getattr(args, "captioner", "template") != "mllm":
+        if given:
+            raise InputError(f"--{given[0]} needs --captioner mllm")
+        return None
+    if args.mllm_model is None:
+        raise InputError("--captioner mllm needs --mllm_model (the model a --mllm_server serves, else a hub name "
+                         "or local folder to load in the workers)")
+    if args.mllm_server is None and (server_only := [name for name in SERVER_FLAGS if name in given]):
+        raise InputError(f"--{server_only[0]} applies to --mllm_server only")
+    decoding = DecodingSettings(temperature=_given(args.mllm_temperature, 0.0), seed=_given(args.mllm_seed, 0))
+    backend = Backend(args.mllm_model, args.mllm_server, _given(args.mllm_api_key_env, DEFAULT_API_KEY_ENV),
+                      _given(args.mllm_timeout, DEFAULT_TIMEOUT_S), _given(args.mllm_concurrency, DEFAULT_CONCURRENCY),
+                      device, _given(args.mllm_batch_size, DEFAULT_BATCH_SIZE), decoding)
+    try:
+        backend.describe()  # a server URL it cannot use, named here
+    except InputError as exc:
+        raise InputError(f"--mllm_server: {exc}") from None
+    return CaptionModel(backend, _given(args.mllm_texts, DEFAULT_TEXTS),
+                        _given(args.mllm_min_confidence, DEFAULT_MIN_CONFIDENCE),
+                        _given(args.mllm_min_words, DEFAULT_MIN_WORDS), _given(args.mllm_max_words, DEFAULT_MAX_WORDS),
+                        _given(args.mllm_batch_size, DEFAULT_BATCH_SIZE))
+
+
+def _generation(job: Job) -> GenerationSettings:
+    """The caption-model stage's settings of ``job`` (which has a caption model); InputError names a bad one."""
+    try:
+        return job.caption_model.settings(job_captioner(job.sentences), job.seed)
+    except InputError as exc:
+        raise InputError(f"--captioner mllm: {exc}") from None
+
+
 def make_job(args: argparse.Namespace, runner: str | None) -> Job:
     """Check every setting before the job starts; InputError names the first bad one."""
     local = is_local_runner(runner)
@@ -146,14 +222,18 @@ def make_job(args: argparse.Namespace, runner: str | None) -> Job:
         read_image_list(spec.manifest)  # a bad row stops here in one line, not as a traceback from the workers
     filters = corpus_filters.FilterConfig(args.max_unknown, args.gender_vote, args.min_images, args.max_images,
                                           args.seed)
-    return Job(input=spec, output=args.output, predictor=_check_predictor(args.predictor, local),
-               device=_device(args.device, local), batch_size=args.batch_size, torch_threads=args.torch_threads,
-               shard_size=args.shard_size, prefix=checked_prefix(args.prefix), seed=args.seed, filters=filters,
-               styles=_styles(args.styles), max_pixels=args.max_pixels, max_file_bytes=args.max_file_bytes,
-               sentences=read_sentences(args.sentences),
-               max_batch_size=_max_batch_size(args.max_batch_size, args.batch_size),
-               share_model=args.share_model or args.model_copies is not None, model_copies=args.model_copies,
-               limit=getattr(args, "limit", None), cleaning=_cleaning(args))
+    predictor, device = _check_predictor(args.predictor, local), _device(args.device, local)
+    job = Job(input=spec, output=args.output, predictor=predictor, device=device, batch_size=args.batch_size,
+              torch_threads=args.torch_threads, shard_size=args.shard_size, prefix=checked_prefix(args.prefix),
+              seed=args.seed, filters=filters, styles=_styles(args.styles), max_pixels=args.max_pixels,
+              max_file_bytes=args.max_file_bytes, sentences=read_sentences(args.sentences),
+              max_batch_size=_max_batch_size(args.max_batch_size, args.batch_size),
+              share_model=args.share_model or args.model_copies is not None, model_copies=args.model_copies,
+              limit=getattr(args, "limit", None), cleaning=_cleaning(args),
+              caption_model=_caption_model(args, device))
+    if job.caption_model is not None:
+        _generation(job)  # texts, words and prompts checked together before the job starts
+    return job
 
 
 def fingerprint(job: Job) -> dict[str, Any]:
@@ -179,4 +259,7 @@ def fingerprint(job: Job) -> dict[str, Any]:
         "styles": list(job.styles) if job.styles is not None else None,
         # the library file's contents decide the third texts, not where it lies
         "sentences": {"mode": job.sentences.option.mode, "sha256": job.sentences.sha256} if job.sentences else None,
+        # only with --captioner mllm, so a template job keeps the fingerprint it always had
+        **({"generator": job.caption_model.backend.describe(), "generation": _generation(job).describe()}
+           if job.caption_model is not None else {}),
     }

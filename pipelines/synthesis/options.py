@@ -9,13 +9,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common.cli import OneLineArgumentParser, positive_int, unit_float
+from common.cli import OneLineArgumentParser, non_negative_float, positive_float, positive_int, unit_float
 from pipelines.shared.options import CorpusJobOptions, job_parser
 from pipelines.synthesis.inputs import INPUT_FORMATS
 from shards import layout
+from spac.generation.backends import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S
+from spac.generation.checks import DEFAULT_MAX_WORDS, DEFAULT_MIN_WORDS
+from spac.generation.server import DEFAULT_API_KEY_ENV
+from spac.generation.stage import DEFAULT_MIN_CONFIDENCE, DEFAULT_TEXTS, MAX_TEXTS
 
 DEFAULT_INPUT = str(Path(__file__).resolve().parents[2] / "spac" / "assets" / "samples")
 DEFAULT_OUTPUT = "data/SYNTH-PEDES"
+CAPTIONERS = ("template", "mllm")
 DESCRIPTION = (
     "Synthesize a SYNTH-PEDES corpus: caption person images with SPAC into shards. --input: the images to "
     "caption: a folder laid out <root>/[<part>/]<identity>/<image>, a glob over such files, a manifest (.csv, "
@@ -25,7 +30,8 @@ DESCRIPTION = (
     f"bundled sample images. --output (default: {DEFAULT_OUTPUT}) also gets synthpedes_dataset.json and "
     f"filter_report.json; --prefix default: {layout.DEFAULT_PREFIX}. Its job.json "
     "records the input, predictor files, --limit, --shard_size, --prefix, --seed, filter thresholds, --styles, "
-    "--sentences, package and template versions; not runner, worker, thread, device, batch or model-sharing flags.")
+    "--sentences, package and template versions, and with --captioner mllm the caption model, its prompts and "
+    "decoding; not runner, worker, thread, device, batch or model-sharing flags.")
 EPILOG = ("Beam's flags (--runner, --direct_running_mode, --direct_num_workers, --project, --region, "
           "--temp_location, --dataflow_service_options, --setup_file, --sdk_container_image, --dry_run, ...) "
           "are passed to Beam. Rerunning into the same --output resumes it (complete shards are kept) when "
@@ -127,3 +133,48 @@ class SynthesizeOptions(CorpusJobOptions):
                                 "captions by `spac mine-templates`, on any Beam filesystem: PATH is used in place "
                                 "of the bundled templates/sentences.yaml, +PATH beside it. Read and checked once "
                                 "at launch; its sha256 goes into job.json. Default: the bundled library")
+        _add_caption_model_args(parser.add_argument_group("caption model (--captioner mllm)"))
+
+
+def _add_caption_model_args(group: argparse._ArgumentGroup) -> None:
+    """--captioner and the --mllm_* flags; an --mllm_* flag left out is None, so the job can tell one given
+    without --captioner mllm (its default is applied by pipelines.synthesis.job)."""
+    group.add_argument("--captioner", choices=CAPTIONERS, default="template",
+                       help="who writes the captions: template (SPAC's style modules, the default) or mllm (a "
+                            "vision-language model, grounded in the predicted attributes; every text it writes "
+                            "is checked, asked again once, else replaced by the template caption; the library "
+                            "sentence stays the third text). mllm needs --mllm_model")
+    group.add_argument("--mllm_model", "--mllm-model", dest="mllm_model", default=None, metavar="NAME_OR_PATH",
+                       help="the caption model: the model name the server serves (with --mllm_server), else a hub "
+                            "name or local folder loaded in each worker (transformers' AutoModelForImageTextToText, "
+                            "on --device, shared per worker with --share_model)")
+    group.add_argument("--mllm_server", "--mllm-server", dest="mllm_server", default=None, metavar="URL",
+                       help="base URL of an OpenAI-compatible chat-completions server (vLLM, SGLang, transformers "
+                            "serve, TGI, Ollama), e.g. http://HOST:8000/v1; the launcher must reach it (GET "
+                            "/models) or the job stops before any work")
+    group.add_argument("--mllm_texts", "--mllm-texts", dest="mllm_texts", type=positive_int, default=None,
+                       help=f"generated texts per image, 1-{MAX_TEXTS} (default: {DEFAULT_TEXTS})")
+    group.add_argument("--mllm_api_key_env", "--mllm-api-key-env", dest="mllm_api_key_env", default=None,
+                       metavar="NAME", help="environment variable holding the server's API key, sent as a bearer "
+                                            f"token (default: {DEFAULT_API_KEY_ENV}; unset: no key)")
+    group.add_argument("--mllm_timeout", "--mllm-timeout", dest="mllm_timeout", type=positive_float, default=None,
+                       metavar="SECONDS", help="per-request timeout against the server; a request that times out "
+                                               f"is retried with back-off (default: {DEFAULT_TIMEOUT_S:g})")
+    group.add_argument("--mllm_concurrency", "--mllm-concurrency", dest="mllm_concurrency", type=positive_int,
+                       default=None, help="requests in flight per worker process against the server "
+                                          f"(default: {DEFAULT_CONCURRENCY})")
+    group.add_argument("--mllm_batch_size", "--mllm-batch-size", dest="mllm_batch_size", type=positive_int,
+                       default=None, help="images per call of the caption-model stage (Beam's batch), and texts per "
+                                          f"forward pass of an in-process model (default: {DEFAULT_BATCH_SIZE})")
+    group.add_argument("--mllm_min_confidence", "--mllm-min-confidence", dest="mllm_min_confidence",
+                       type=unit_float, default=None,
+                       help="predicted values at or above this confidence ground the prompt and the checks "
+                            f"(default: {DEFAULT_MIN_CONFIDENCE:g})")
+    group.add_argument("--mllm_min_words", "--mllm-min-words", dest="mllm_min_words", type=positive_int,
+                       default=None, help=f"reject a text of fewer words (default: {DEFAULT_MIN_WORDS})")
+    group.add_argument("--mllm_max_words", "--mllm-max-words", dest="mllm_max_words", type=positive_int,
+                       default=None, help=f"reject a text of more words (default: {DEFAULT_MAX_WORDS})")
+    group.add_argument("--mllm_temperature", "--mllm-temperature", dest="mllm_temperature", type=non_negative_float,
+                       default=None, help="sampling temperature; 0 is greedy decoding (default: 0)")
+    group.add_argument("--mllm_seed", "--mllm-seed", dest="mllm_seed", type=int, default=None,
+                       help="sampling seed, with --mllm_temperature above 0 (default: 0)")

@@ -121,7 +121,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("extra", [(), ("--limit", "10"), ("--identity_cleaning", "on"),
-                                   ("--sentences", f"+{REPO / 'templates' / 'sentences.yaml'}")])
+                                   ("--sentences", f"+{REPO / 'templates' / 'sentences.yaml'}"),
+                                   # the graph is built, not run: no server needs to answer
+                                   ("--captioner", "mllm", "--mllm_server", "http://127.0.0.1:9/v1",
+                                    "--mllm_model", "tiny")])
 def test_the_synthesis_graph_has_no_whole_corpus_element(input_folder, tmp_path, colour_predictor, extra):
     pipeline = _job_pipeline(input_folder, tmp_path / "out", colour_predictor, *extra)
     assert whole_corpus_elements(pipeline) == []

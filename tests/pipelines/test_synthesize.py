@@ -230,6 +230,37 @@ def _dataflow_unavailable() -> str | None:
     return None
 
 
+# the README's GPU command (Dataflow workers with an L4 each), for the dry runs below
+GPU_WORKER_FLAGS = ["--predictor", "/opt/predictor", "--device=cuda", "--batch_size=128", "--max_batch_size=512",
+                    "--share_model", "--model_copies=4", "--experiments=use_runner_v2", "--machine_type=g2-standard-8",
+                    "--disk_size_gb=50", "--sdk_container_image=us-docker.pkg.dev/any/spac/worker:2.77.0",
+                    "--num_workers=4", "--max_num_workers=16",
+                    "--dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"]
+
+
+def dataflow_dry_run_handlers(input_folder: Path, *extra: str) -> list:
+    """The GPU command with ``extra`` flags, translated for Dataflow offline (--dry_run): the model handler of
+    each RunInference in the graph, in graph order."""
+    import apache_beam as beam
+    from apache_beam.ml.inference.base import RunInference
+
+    argv = ["--runner=DataflowRunner", "--dry_run=True", "--project=any", "--region=us-central1",
+            "--temp_location=gs://any/tmp", "--input", str(input_folder), "--output", "gs://any/out",
+            *GPU_WORKER_FLAGS, *extra]
+    pipeline = beam.Pipeline(options=PipelineOptions(argv))
+    result = synthesize.run(argv, save_main_session=False, test_pipeline=pipeline)
+    assert result.state == "DONE"
+    handlers = []
+
+    class FindRunInference(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node):
+            if isinstance(node.transform, RunInference):
+                handlers.append(node.transform._model_handler)
+
+    pipeline.visit(FindRunInference())
+    return handlers
+
+
 @pytest.mark.skipif(_dataflow_unavailable() is not None,
                     reason="Dataflow graph check needs the 'dataflow' extra (apache-beam[gcp]); "
                            f"missing {_dataflow_unavailable()}")
@@ -248,27 +279,7 @@ def test_dataflow_dry_run_translates_the_graph(input_folder, colour_predictor, t
 def test_dataflow_dry_run_with_gpu_workers_needs_no_local_gpu(input_folder, colour_predictor):
     """The README's GPU command, translated offline: --device=cuda is the workers' business, and the batching
     and model-sharing flags reach RunInference's handler."""
-    import apache_beam as beam
-    from apache_beam.ml.inference.base import RunInference
-
-    argv = ["--runner=DataflowRunner", "--dry_run=True", "--project=any", "--region=us-central1",
-            "--temp_location=gs://any/tmp", "--input", str(input_folder), "--output", "gs://any/out",
-            "--predictor", "/opt/predictor", "--device=cuda", "--batch_size=128", "--max_batch_size=512",
-            "--share_model", "--model_copies=4", "--experiments=use_runner_v2", "--machine_type=g2-standard-8",
-            "--disk_size_gb=50", "--sdk_container_image=us-docker.pkg.dev/any/spac/worker:2.77.0",
-            "--num_workers=4", "--max_num_workers=16",
-            "--dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"]
-    pipeline = beam.Pipeline(options=PipelineOptions(argv))
-    result = synthesize.run(argv, save_main_session=False, test_pipeline=pipeline)
-    assert result.state == "DONE"
-    handlers = []
-
-    class FindRunInference(beam.pipeline.PipelineVisitor):
-        def enter_composite_transform(self, node):
-            if isinstance(node.transform, RunInference):
-                handlers.append(node.transform._model_handler)
-
-    pipeline.visit(FindRunInference())
+    handlers = dataflow_dry_run_handlers(input_folder)
     assert len(handlers) == 1
     handler = handlers[0]
     assert handler.batch_elements_kwargs() == {"min_batch_size": 128, "max_batch_size": 512}
