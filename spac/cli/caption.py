@@ -7,6 +7,12 @@ a file gets the same attributes here as in the corpus. A file that cannot be cap
 stderr; the others are still captioned, and the exit code is 2. File names are printed escaped
 (:func:`common.paths.printable_path`): a name holding a newline cannot forge an ``== name`` header or a
 second error line.
+
+With ``--mllm-model`` the captions are written by a vision-language model instead (the synthesis job's
+``--captioner mllm`` stage, :func:`spac.generation.stage.generate_checked`): grounded in the predicted
+attributes, each text checked, asked again once, else replaced by the template caption; the library sentence
+stays the last text. The model answers through ``--mllm-server`` (an OpenAI-compatible server), or runs in
+this process.
 """
 from __future__ import annotations
 
@@ -15,21 +21,25 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from PIL import Image
 
+from common.cli import CliError, OneLineArgumentParser, device, positive_float, positive_int, unit_float
 from common.errors import InputError, error_line
+from common.paths import printable_path
 from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, open_image_file
 from shards.sample import IMAGE_SIZE, encode_image
 from spac.attributes import load_schema
-from spac.captioning.library import SentencesOption, library_for, parse_sentences_option
 from spac.captioning.captioner import Captioner, check_style_names
-from common.cli import CliError, OneLineArgumentParser, device, positive_int, unit_float
-from common.paths import printable_path
+from spac.captioning.library import SentencesOption, library_for, parse_sentences_option
+from spac.generation.backends import DEFAULT_TIMEOUT_S, Backend
+from spac.generation.server import DEFAULT_API_KEY_ENV
 
 if TYPE_CHECKING:
-    from spac.predictor.model import AttributePredictor
+    from spac.generation.requests import TextGenerator
+    from spac.generation.stage import GenerationSettings
+    from spac.predictor.model import AttributePredictor, Prediction
 
 BATCH_SIZE = 32  # files decoded and predicted at a time: memory stays flat however many are given
 
@@ -61,7 +71,10 @@ def _parser() -> OneLineArgumentParser:
     parser.add_argument("--predictor", default=None,
                         help="attribute predictor directory (config.json + model.safetensors); default: bundled demo model")
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON object per image: attributes with confidences, captions with their style")
+                        help="print one JSON object per image: attributes with confidences, captions with their "
+                             "style; with --mllm-model the record's texts (captions, styles, prompt_caption, "
+                             "attribute_spans), the stage's counters and each rejected or failed text with its "
+                             "reason")
     parser.add_argument("--seed", type=int, default=0, help="caption seed: other seeds choose other styles and sentences")
     parser.add_argument("--styles", type=_style_names, default=None,
                         help="comma-separated style modules to choose from (default: all)")
@@ -72,6 +85,22 @@ def _parser() -> OneLineArgumentParser:
     parser.add_argument("--min-confidence", type=unit_float, default=0.0,
                         help="report a group as unknown when the predictor's confidence is below this (0-1)")
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    model = parser.add_argument_group("captions written by a vision-language model")
+    model.add_argument("--mllm-model", default=None, metavar="NAME_OR_PATH",
+                       help="write the captions with this model: the name a --mllm-server serves, else a hub name "
+                            "or local folder loaded here (transformers' AutoModelForImageTextToText, on --device)")
+    model.add_argument("--mllm-server", default=None, metavar="URL",
+                       help="base URL of an OpenAI-compatible chat-completions server (vLLM, SGLang, transformers "
+                            "serve, TGI, Ollama), e.g. http://localhost:8000/v1")
+    model.add_argument("--mllm-texts", type=positive_int, default=2,
+                       help="generated texts per image, 1-3 (default: %(default)s)")
+    model.add_argument("--mllm-min-confidence", type=unit_float, default=0.5,
+                       help="predicted values at or above this confidence ground the prompt and the checks "
+                            "(default: %(default)s)")
+    model.add_argument("--mllm-api-key-env", default=DEFAULT_API_KEY_ENV, metavar="NAME",
+                       help="environment variable holding the server's API key (default: %(default)s; unset: no key)")
+    model.add_argument("--mllm-timeout", type=positive_float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                       help="per-request timeout against the server (default: %(default)s)")
     parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                         help="refuse an image that would decode to more pixels than this; a large JPEG is first "
                              "decoded at a reduced scale, so only its reduced size counts (default: %(default)s)")
@@ -81,10 +110,10 @@ def _parser() -> OneLineArgumentParser:
     return parser
 
 
-def _corpus_image(path: Path, max_pixels: int, max_bytes: int) -> Image.Image:
-    """The image the synthesis job's predictor sees for this file: decoded under the shared policy, then
-    re-encoded as the corpus JPEG (256x128, quality 90) and decoded again. CliError names the file (a
-    FIFO or a device is refused by the policy before it is opened)."""
+def _corpus_jpeg(path: Path, max_pixels: int, max_bytes: int) -> bytes:
+    """The corpus JPEG of this file (256x128, quality 90), as the synthesis job stores it and its predictor and
+    caption model see it: decoded under the shared policy, then re-encoded. CliError names the file (a FIFO or
+    a device is refused by the policy before it is opened)."""
     shown = printable_path(path)
     try:
         decoded = open_image_file(str(path), min_size=IMAGE_SIZE, max_pixels=max_pixels, max_bytes=max_bytes)
@@ -96,38 +125,88 @@ def _corpus_image(path: Path, max_pixels: int, max_bytes: int) -> Image.Image:
         raise CliError(f"{shown}: is a directory, not an image") from None
     except OSError as exc:
         raise CliError(f"{shown}: unreadable file ({exc.strerror or exc})") from None
-    with Image.open(io.BytesIO(encode_image(decoded))) as corpus:
+    return encode_image(decoded)
+
+
+def _decoded(jpeg: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(jpeg)) as corpus:
         return corpus.convert("RGB")
 
 
-def _report(path: Path, prediction, captions, as_json: bool) -> str:
+def _report(path: Path, prediction: Prediction, texts: Sequence[str], details: dict[str, Any], as_json: bool) -> str:
+    """The image's texts, one a line; or with ``as_json`` one JSON object: the image, its attributes, then
+    ``details`` (the captions with their styles, or the caption model's outcome)."""
     if as_json:
         record = {
             "image": str(path),
             "attributes": {g: {"value": v, "confidence": round(prediction.confidences[g], 4)}
                            for g, v in prediction.attributes.items()},
-            "captions": [{"text": c.text, "style": c.style} for c in captions],
+            **details,
         }
         return json.dumps(record, ensure_ascii=False)
-    return "\n".join(c.text for c in captions)
+    return "\n".join(texts)
+
+
+class _CaptionModel:
+    """--mllm-model: the text generator and the stage's settings, for every batch of images."""
+
+    def __init__(self, generator: TextGenerator, settings: GenerationSettings):
+        self.generator = generator
+        self.settings = settings
+
+    def reports(self, loaded: Sequence[tuple[Path, bytes]], predictions: Sequence[Prediction], captioner: Captioner,
+                args: argparse.Namespace) -> list[str]:
+        from spac.generation.stage import caption_item, generate_checked
+
+        items = [caption_item(path.name, jpeg, prediction, captioner, args.seed)
+                 for (path, jpeg), prediction in zip(loaded, predictions)]
+        outcomes = generate_checked(items, self.generator, self.settings)
+        return [_report(path, prediction, outcome.texts, outcome.as_dict(), args.json)
+                for (path, _), prediction, outcome in zip(loaded, predictions, outcomes)]
+
+
+def _template_reports(loaded: Sequence[tuple[Path, bytes]], predictions: Sequence[Prediction], captioner: Captioner,
+                      args: argparse.Namespace) -> list[str]:
+    reports = []
+    for (path, _), prediction in zip(loaded, predictions):
+        captions = captioner(prediction.attributes, key=path.name, seed=args.seed)
+        reports.append(_report(path, prediction, [c.text for c in captions],
+                               {"captions": [{"text": c.text, "style": c.style} for c in captions]}, args.json))
+    return reports
 
 
 def _caption_batch(paths: Sequence[Path], predictor: AttributePredictor, captioner: Captioner, args: argparse.Namespace,
-                   many: bool) -> int:
+                   many: bool, caption_model: _CaptionModel | None) -> int:
     """Print the captions of each readable file, one line on stderr for each other; returns how many failed."""
-    loaded: list[tuple[Path, Image.Image]] = []
+    loaded: list[tuple[Path, bytes]] = []
     for path in paths:
         try:
-            loaded.append((path, _corpus_image(path, args.max_pixels, args.max_file_bytes)))
+            loaded.append((path, _corpus_jpeg(path, args.max_pixels, args.max_file_bytes)))
         except CliError as exc:
             print(f"spac caption: error: {exc}", file=sys.stderr)
-    predictions = predictor.predict([image for _, image in loaded], min_confidence=args.min_confidence)
-    for (path, _), prediction in zip(loaded, predictions):
-        captions = captioner(prediction.attributes, key=path.name, seed=args.seed)
+    predictions = predictor.predict([_decoded(jpeg) for _, jpeg in loaded], min_confidence=args.min_confidence)
+    write = caption_model.reports if caption_model is not None else _template_reports
+    for (path, _), report in zip(loaded, write(loaded, predictions, captioner, args)):
         if many:
             print(f"== {printable_path(path)}")
-        print(_report(path, prediction, captions, args.json))
+        print(report)
     return len(paths) - len(loaded)
+
+
+def _caption_model(args: argparse.Namespace, captioner: Captioner) -> _CaptionModel | None:
+    """--mllm-*: the generator (a server checked to answer, or a model loaded here) and the stage's settings."""
+    if args.mllm_model is None:
+        if args.mllm_server is not None:
+            raise CliError("--mllm-server needs --mllm-model (the name of the model the server serves)")
+        return None
+    from spac.generation.stage import GenerationSettings, prompt_book
+
+    settings = GenerationSettings(prompt_book(captioner), texts_per_image=args.mllm_texts, seed=args.seed,
+                                  min_confidence=args.mllm_min_confidence, schema=captioner.schema)
+    backend = Backend(args.mllm_model, args.mllm_server, args.mllm_api_key_env, args.mllm_timeout,
+                      device=str(args.device))
+    backend.check_reachable()
+    return _CaptionModel(backend.open(), settings)
 
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
@@ -137,12 +216,14 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
 
     schema = load_schema()
     captioner = Captioner(schema, styles=args.styles, library=library_for(args.sentences, schema))
+    caption_model = _caption_model(args, captioner)  # a server that does not answer stops here, before any work
     try:
         predictor = load_predictor(args.predictor, device=args.device)
     except (InputError, OSError) as exc:
         raise CliError(f"cannot load predictor: {error_line(exc)}") from None
 
     many = len(args.images) > 1 and not args.json
-    failures = sum(_caption_batch(args.images[start:start + BATCH_SIZE], predictor, captioner, args, many)
+    failures = sum(_caption_batch(args.images[start:start + BATCH_SIZE], predictor, captioner, args, many,
+                                  caption_model)
                    for start in range(0, len(args.images), BATCH_SIZE))
     return 2 if failures else 0

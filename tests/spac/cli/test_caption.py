@@ -248,3 +248,78 @@ def test_a_name_that_is_not_utf_8_and_a_terminal_escape_are_shown_as_escapes(ren
     assert result.stderr.decode("ascii").strip().splitlines() == [
         f"spac caption: error: {tmp_path}/caf\\xff.jpg: not a decodable image",
         f"spac caption: error: {tmp_path}/\\x1b[2Jclear.jpg: not a decodable image"]
+
+
+def _numbered(body: dict):
+    """The tests' chat server's answer: a text no other request gets (it names the request's seed)."""
+    from tests.spac.generation.fake_server import text_reply
+
+    return text_reply(f"A person walks along the pavement in picture number {body['seed']}.")
+
+
+def test_a_caption_model_server_writes_the_captions_and_the_library_sentence_stays_last(rendered):
+    from tests.spac.generation.fake_server import FakeChatServer
+
+    path, _ = rendered[0]
+    with FakeChatServer(_numbered) as server:
+        result = spac("caption", str(path), "--mllm-server", server.base_url, "--mllm-model", "tiny")
+        requests = [body for _, body in server.requests]
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[:2] == [f"A person walks along the pavement in picture number {body['seed']}." for body in requests]
+    assert lines[2] == spac("caption", str(path)).stdout.strip().splitlines()[-1]  # the template run's sentence
+    assert all(body["model"] == "tiny" and body["temperature"] == 0.0 for body in requests)
+
+
+def test_json_shows_each_texts_provenance_and_every_rejection(rendered):
+    from tests.spac.generation.fake_server import FakeChatServer, Reply, text_reply
+
+    def answer(body: dict) -> Reply:
+        return text_reply("Too short.") if body["seed"] % 2 else _numbered(body)
+
+    path, _ = rendered[0]
+    with FakeChatServer(answer) as server:
+        result = spac("caption", str(path), "--mllm-server", server.base_url, "--mllm-model", "tiny", "--json")
+        seeds = [body["seed"] for _, body in server.requests]
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    short = sum(seed % 2 == 1 for seed in seeds)
+    assert short > 0  # the script rejected at least one text
+    assert record["key"] == path.name and set(record["attributes"]) >= {"gender", "upper"}
+    assert record["counters"]["mllm_requested"] == len(seeds)
+    assert record["counters"].get("mllm_rejected_too_short", 0) == short
+    assert record["rejections"] == [{"style": record["rejections"][n]["style"], "reason": "too_short",
+                                     "text": "Too short."} for n in range(short)]
+    kept = [text for text, style in zip(record["captions"], record["styles"]) if style.startswith("mllm:")]
+    assert len(kept) == record["counters"]["mllm_kept"] == len(seeds) - short
+    assert "Too short." not in record["captions"] and len(record["prompt_caption"]) == 1
+    assert len(record["attribute_spans"]) == len(record["captions"]) + 1
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--mllm-server", "http://127.0.0.1:9/v1"], "--mllm-server needs --mllm-model"),
+    (["--mllm-server", "http://127.0.0.1:9/v1", "--mllm-model", "tiny"],
+     "cannot reach the caption-model server at http://127.0.0.1:9/v1"),
+    (["--mllm-server", "http://127.0.0.1:9/v1", "--mllm-model", "tiny", "--mllm-texts", "4"],
+     "texts per image must be 1 to 3"),
+])
+def test_a_caption_model_that_cannot_be_used_is_one_line_and_exit_2(rendered, flags, message):
+    result = spac("caption", str(rendered[0][0]), *flags)
+    assert result.returncode == 2 and result.stdout == ""
+    err = result.stderr.strip()
+    assert "\n" not in err and message in err
+
+
+@pytest.mark.slow
+def test_a_caption_model_in_this_process_by_path(rendered, tmp_path):
+    """The tiny random model answers words at random: every text it writes is counted, none unchecked is kept."""
+    from tests.spac.generation.tiny_vlm import build_tiny_vlm
+
+    model = build_tiny_vlm(tmp_path / "tiny")
+    result = spac("caption", str(rendered[0][0]), "--mllm-model", str(model), "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    counters = record["counters"]
+    rejected = sum(v for k, v in counters.items() if k.startswith(("mllm_rejected_", "mllm_failed_")))
+    assert counters["mllm_requested"] == counters["mllm_kept"] + rejected >= 2
+    assert len(record["captions"]) == 2 and len(record["prompt_caption"]) == 1
