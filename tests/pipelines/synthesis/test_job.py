@@ -62,6 +62,29 @@ def test_identity_cleaning_settings_are_checked_and_fingerprinted_only_when_on(t
                  "DirectRunner")
 
 
+def test_caption_model_settings_reach_the_job_and_are_fingerprinted_only_with_mllm(tmp_path, colour_predictor):
+    from pipelines.synthesis.job import fingerprint
+
+    plain = make_job(_args(tmp_path, colour_predictor), "DirectRunner")
+    assert plain.caption_model is None and not {"generator", "generation"} & set(fingerprint(plain))
+    job = make_job(_args(tmp_path, colour_predictor, "--captioner", "mllm", "--mllm_server", "http://h:8000/v1/",
+                         "--mllm_model", "tiny", "--mllm_texts", "3", "--mllm_temperature", "0.7", "--mllm_seed", "5",
+                         "--mllm_max_words", "40", "--mllm_concurrency", "4", "--mllm_batch_size", "8"),
+                   "DirectRunner")
+    model = job.caption_model
+    assert (model.texts, model.max_words, model.min_words, model.min_confidence, model.batch_size) == (3, 40, 5, 0.5, 8)
+    assert (model.backend.server, model.backend.concurrency, model.backend.decoding.seed) == ("http://h:8000/v1/", 4, 5)
+    recorded = fingerprint(job)
+    assert recorded["generator"] == {"kind": "server", "base_url": "http://h:8000/v1", "model": "tiny",
+                                     "decoding": {"max_new_tokens": 96, "temperature": 0.7, "seed": 5}}
+    assert (recorded["generation"]["texts_per_image"], recorded["generation"]["max_words"]) == (3, 40)
+    # how the job runs (concurrency, batch) is not a setting of the corpus
+    other = make_job(_args(tmp_path, colour_predictor, "--captioner", "mllm", "--mllm_server", "http://h:8000/v1/",
+                           "--mllm_model", "tiny", "--mllm_texts", "3", "--mllm_temperature", "0.7", "--mllm_seed",
+                           "5", "--mllm_max_words", "40"), "DirectRunner")
+    assert fingerprint(other) == recorded
+
+
 def test_a_sentences_library_is_read_and_checked_at_launch(tmp_path, colour_predictor):
     from spac.cli.main import main
     from tests.spac.mining_files import write_caption_files
