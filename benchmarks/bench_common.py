@@ -4,16 +4,18 @@ The machine is shared and noisy, so a benchmark never compares a rate with one t
 times the stage and its limit in turns, round after round, and prints each one's median rate and the
 median of the per-round ratios. Not a test helper: the scripts in this folder import it.
 """
+
 from __future__ import annotations
 
 import gc
 import statistics
 import time
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 
-def alternate(runs: Mapping[str, Callable[[], int]], rounds: int,
-              warmup: bool | Iterable[str] = True) -> dict[str, list[float]]:
+def alternate(
+    runs: Mapping[str, Callable[[], int]], rounds: int, warmup: bool | Iterable[str] = True
+) -> dict[str, list[float]]:
     """Rates (items/s) of each run per round, the runs taken in turns (order flipped every round);
     each callable does its work and returns how many items it handled. ``warmup``: one untimed call of
     each run first (True), of the named runs only, or none (False)."""
@@ -23,7 +25,7 @@ def alternate(runs: Mapping[str, Callable[[], int]], rounds: int,
         runs[name]()
     rates: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(rounds):
-        for name in (names if round_index % 2 == 0 else names[::-1]):
+        for name in names if round_index % 2 == 0 else names[::-1]:
             gc.collect()
             start = time.perf_counter()
             items = runs[name]()
@@ -31,16 +33,26 @@ def alternate(runs: Mapping[str, Callable[[], int]], rounds: int,
     return rates
 
 
-def report(title: str, rates: Mapping[str, list[float]], stage: str, limit: str, target: float, unit: str = "items/s",
-           ) -> float:
+def report(
+    title: str,
+    rates: Mapping[str, list[float]],
+    stage: str,
+    limit: str,
+    target: float,
+    unit: str = "items/s",
+) -> float:
     """Print each run's median rate and the median per-round ratio stage / limit against ``target``; return it."""
     print(title)
     for name, values in rates.items():
-        print(f"  {name:<44} median {statistics.median(values):12,.1f} {unit}  "
-              f"(rounds: {', '.join(f'{v:,.0f}' for v in values)})")
+        print(
+            f"  {name:<44} median {statistics.median(values):12,.1f} {unit}  "
+            f"(rounds: {', '.join(f'{v:,.0f}' for v in values)})"
+        )
     ratio = statistics.median(s / l for s, l in zip(rates[stage], rates[limit]))
     verdict = "meets" if ratio >= target else "below"
-    print(f"  RATIO {stage} / {limit}: {ratio:.3f}x (median of {len(rates[stage])} rounds; target >= {target:.3g}x: {verdict})")
+    print(
+        f"  RATIO {stage} / {limit}: {ratio:.3f}x (median of {len(rates[stage])} rounds; target >= {target:.3g}x: {verdict})"
+    )
     return ratio
 
 
@@ -49,15 +61,27 @@ def corpus_record(index: int, identity_size: int = 4) -> dict:
     from shards import GROUPS  # here, not at the top: the caption benchmark does not need shards
 
     identity = index // identity_size
-    values = {"gender": "woman", "hair": "long black hair", "upper": "red t-shirt", "lower": "blue jeans",
-              "shoes": "white sneakers", "belongings": "black backpack"}
-    return {"key": f"p{identity:06d}_{index:07d}", "id": identity, "file_path": f"Part1/{identity}/{index}.jpg",
-            "attributes": {g: {"value": values[g], "confidence": round(0.5 + (index % 50) / 100, 4)} for g in GROUPS},
-            "captions": [f"A woman with long black hair wears a red t-shirt, blue jeans and white sneakers ({index}).",
-                         "She is carrying a black backpack and walks in blue jeans and a red t-shirt."],
-            "styles": ["plain", "detailed"],
-            "prompt_caption": ["The woman with long black hair has a black backpack on her back."],
-            "source": f"/raw/cam1/{identity}/{index}.png"}
+    values = {
+        "gender": "woman",
+        "hair": "long black hair",
+        "upper": "red t-shirt",
+        "lower": "blue jeans",
+        "shoes": "white sneakers",
+        "belongings": "black backpack",
+    }
+    return {
+        "key": f"p{identity:06d}_{index:07d}",
+        "id": identity,
+        "file_path": f"Part1/{identity}/{index}.jpg",
+        "attributes": {g: {"value": values[g], "confidence": round(0.5 + (index % 50) / 100, 4)} for g in GROUPS},
+        "captions": [
+            f"A woman with long black hair wears a red t-shirt, blue jeans and white sneakers ({index}).",
+            "She is carrying a black backpack and walks in blue jeans and a red t-shirt.",
+        ],
+        "styles": ["plain", "detailed"],
+        "prompt_caption": ["The woman with long black hair has a black backpack on her back."],
+        "source": f"/raw/cam1/{identity}/{index}.png",
+    }
 
 
 def person_crops(count: int, seed: int = 0) -> list:
@@ -79,7 +103,10 @@ def write_bench_corpus(directory: str, shards: int, per_shard: int, identity_siz
 
     jpgs = [encode_image(crop) for crop in person_crops(shards * per_shard)]
     for s in range(shards):
-        write_shard(directory, s, [make_sample(corpus_record(i, identity_size), jpgs[i])
-                                   for i in range(s * per_shard, (s + 1) * per_shard)])
+        write_shard(
+            directory,
+            s,
+            [make_sample(corpus_record(i, identity_size), jpgs[i]) for i in range(s * per_shard, (s + 1) * per_shard)],
+        )
     write_manifest(directory)
     return jpgs

@@ -10,6 +10,7 @@
 Attribute sets: each group unknown with probability --p-unknown, else a uniform schema value.
 Run: python benchmarks/caption_diversity.py [--n 10000] [--seed 0] [--p-unknown 0.3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,7 +63,9 @@ def main() -> None:
     print(f"distinct texts: {len(set(all_texts))}  ({len(set(all_texts)) / len(all_texts):.2%} of all)")
     for style, texts in sorted(by_style.items()):
         print(f"  distinct {style:<11} texts: {len(texts)}")
-    print(f"mean pairwise word Jaccard within one image: {sum(overlaps) / len(overlaps):.3f} over {len(overlaps)} pairs")
+    print(
+        f"mean pairwise word Jaccard within one image: {sum(overlaps) / len(overlaps):.3f} over {len(overlaps)} pairs"
+    )
     print(f"captioning speed: {args.n / seconds:.0f} images/s ({seconds:.2f} s)")
 
     rows = [(attrs, c.text) for attrs, captions in zip(sets, results) for c in captions]
@@ -72,8 +75,10 @@ def main() -> None:
         expected += len(known)
         recovered += sum(any(m.value == v for m in mentions) for v in known.values())
         stray += sum(m.group not in known or (m.value is not None and m.value != known[m.group]) for m in mentions)
-    print(f"round trip (spac.language): {recovered}/{expected} known values read back "
-          f"({recovered / max(expected, 1):.2%}), {stray} stray mentions over {len(rows)} texts")
+    print(
+        f"round trip (spac.language): {recovered}/{expected} known values read back "
+        f"({recovered / max(expected, 1):.2%}), {stray} stray mentions over {len(rows)} texts"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ captioner writes its 2-3 texts per set; the limit fills one fixed six-slot sente
 times. One process, one core: the rates are captions/s per core. ``--profile`` prints the captioner's
 cProfile top functions instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,6 +17,7 @@ import random
 import statistics
 
 from bench_common import alternate, report
+
 from spac.attributes import UNKNOWN, load_schema
 from spac.captioning.captioner import Captioner
 
@@ -33,8 +35,10 @@ def main() -> None:
     schema = load_schema()
     captioner = Captioner(schema)
     rng = random.Random(0)
-    sets = [{g.name: UNKNOWN if rng.random() < args.p_unknown else rng.choice(g.values).phrase for g in schema.groups}
-            for _ in range(args.sets)]
+    sets = [
+        {g.name: UNKNOWN if rng.random() < args.p_unknown else rng.choice(g.values).phrase for g in schema.groups}
+        for _ in range(args.sets)
+    ]
     keys = [f"bench-{i:06d}" for i in range(args.sets)]
     per_set = sum(len(captioner(a, k)) for a, k in zip(sets, keys)) / args.sets
 
@@ -55,12 +59,19 @@ def main() -> None:
         pstats.Stats(profile).sort_stats("tottime").print_stats(20)
         return
     rates = alternate({"spac.captioning.captioner": captions, "str.format fill": formatted}, args.rounds)
-    report(f"captions/s per core ({args.sets} attribute sets, {per_set:.2f} texts each)", rates,
-           "spac.captioning.captioner", "str.format fill", TARGET_PER_CORE / statistics.median(rates["str.format fill"]),
-           "captions/s")
+    report(
+        f"captions/s per core ({args.sets} attribute sets, {per_set:.2f} texts each)",
+        rates,
+        "spac.captioning.captioner",
+        "str.format fill",
+        TARGET_PER_CORE / statistics.median(rates["str.format fill"]),
+        "captions/s",
+    )
     speed = statistics.median(rates["spac.captioning.captioner"])
-    print(f"  ABSOLUTE spac.captioning.captioner: {speed:,.0f} captions/s per core (target >= {TARGET_PER_CORE:,}: "
-          f"{'meets' if speed >= TARGET_PER_CORE else 'below'})")
+    print(
+        f"  ABSOLUTE spac.captioning.captioner: {speed:,.0f} captions/s per core (target >= {TARGET_PER_CORE:,}: "
+        f"{'meets' if speed >= TARGET_PER_CORE else 'below'})"
+    )
 
 
 if __name__ == "__main__":

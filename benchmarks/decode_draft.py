@@ -9,6 +9,7 @@ worst case for a DCT-domain reduction), at 3x, 4x and 8x the corpus size.
 
     python benchmarks/decode_draft.py [--rounds 7]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,11 @@ def sources(scale: int, seed: int = 0) -> dict[str, bytes]:
     grain = np.asarray(person, dtype=np.float32) + rng.normal(0, 12, (size[1], size[0], 3))
     x = np.arange(size[0])[None, :, None]
     stripes = np.broadcast_to(((x // 2) % 2) * 255, (size[1], size[0], 3))  # 2-pixel stripes
-    return {"rendered": _jpeg(person), "rendered+grain": _jpeg(Image.fromarray(grain.clip(0, 255).astype(np.uint8))),
-            "stripes": _jpeg(Image.fromarray(stripes.astype(np.uint8)))}
+    return {
+        "rendered": _jpeg(person),
+        "rendered+grain": _jpeg(Image.fromarray(grain.clip(0, 255).astype(np.uint8))),
+        "stripes": _jpeg(Image.fromarray(stripes.astype(np.uint8))),
+    }
 
 
 def corpus_jpeg(data: bytes, draft: bool) -> bytes:
@@ -58,7 +62,7 @@ def psnr(a: bytes, b: bytes) -> float:
     x = np.asarray(Image.open(io.BytesIO(a)).convert("RGB"), dtype=np.float64)
     y = np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), dtype=np.float64)
     mse = float(np.mean((x - y) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def mean_abs(a: bytes, b: bytes) -> float:
@@ -99,8 +103,10 @@ def main() -> None:
             full, draft = statistics.median(full_times), statistics.median(draft_times)
             a, b = corpus_jpeg(data, False), corpus_jpeg(data, True)
             size = Image.open(io.BytesIO(data)).size
-            print(f"{kind:>16} {size[0]:>4}x{size[1]:<5} {full * 1e3:8.2f} {draft * 1e3:8.2f} {full / draft:7.2f}x "
-                  f"{psnr(a, b):8.2f} {mean_abs(a, b):8.2f} {reencoding_psnr(data):7.2f}")
+            print(
+                f"{kind:>16} {size[0]:>4}x{size[1]:<5} {full * 1e3:8.2f} {draft * 1e3:8.2f} {full / draft:7.2f}x "
+                f"{psnr(a, b):8.2f} {mean_abs(a, b):8.2f} {reencoding_psnr(data):7.2f}"
+            )
 
 
 if __name__ == "__main__":

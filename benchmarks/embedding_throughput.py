@@ -8,6 +8,7 @@ out) and through the bare ``encode_image`` / ``encode_text`` on ready tensors, a
 rounds (medians), so the ratio says what the API adds; then the time of one and of 64 exact queries
 over a parquet index of random unit vectors (``plip.embedding_index.search``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,10 @@ def model_rates(preset: str, rounds: int, images: int, texts: int) -> None:
             api_texts.append(texts / _timed(lambda: embedder.embed_texts([TEXT] * texts)))
             bare_texts.append(texts / _timed(lambda: model.encode_text(**tokens)))
     for name, api, bare in (("images", api_images, bare_images), ("texts", api_texts, bare_texts)):
-        print(f"{preset} {name}/s: API {statistics.median(api):.1f}, bare model {statistics.median(bare):.1f} "
-              f"(ratio {statistics.median(api) / statistics.median(bare):.2f}, median of {rounds})")
+        print(
+            f"{preset} {name}/s: API {statistics.median(api):.1f}, bare model {statistics.median(bare):.1f} "
+            f"(ratio {statistics.median(api) / statistics.median(bare):.2f}, median of {rounds})"
+        )
 
 
 def search_times(rows: list[int], dim: int = 768) -> None:
@@ -66,15 +69,28 @@ def search_times(rows: list[int], dim: int = 768) -> None:
             for start in range(0, count, 50_000):
                 block = rng.standard_normal((min(50_000, count - start), dim), dtype=np.float32)
                 block /= np.linalg.norm(block, axis=1, keepdims=True)
-                writer.write([{"key": f"k{start + i}", "path": f"/x/{start + i}.jpg", "kind": "image", "text": None,
-                               "id": None} for i in range(len(block))], block)
+                writer.write(
+                    [
+                        {
+                            "key": f"k{start + i}",
+                            "path": f"/x/{start + i}.jpg",
+                            "kind": "image",
+                            "text": None,
+                            "id": None,
+                        }
+                        for i in range(len(block))
+                    ],
+                    block,
+                )
             writer.finish()
             index = EmbeddingIndex(path)
             one = torch.nn.functional.normalize(torch.randn(1, dim), dim=1)
             many = torch.nn.functional.normalize(torch.randn(64, dim), dim=1)
             search(index, one, 10)  # page cache
-            print(f"exact search over {count:,} rows: one query {_timed(lambda: search(index, one, 10)):.3f} s, "
-                  f"64 queries {_timed(lambda: search(index, many, 10)):.3f} s")
+            print(
+                f"exact search over {count:,} rows: one query {_timed(lambda: search(index, one, 10)):.3f} s, "
+                f"64 queries {_timed(lambda: search(index, many, 10)):.3f} s"
+            )
 
 
 def main() -> None:

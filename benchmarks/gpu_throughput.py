@@ -24,6 +24,7 @@ measured here per worker, Dataflow's start-up not counted), and one pre-training
 downloaded. With ``--device cuda`` (the default) on a machine without CUDA it exits 2 with one line, as it does
 for a bad flag value.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,14 +35,19 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the copied tree, wherever it lands
 from bench_common import alternate, person_crops  # noqa: E402
+from pretrain_throughput import synthetic_batch  # noqa: E402
+
+from common.cli import OneLineArgumentParser, device, name_list, positive_int, run_main, silence_libraries  # noqa: E402
+from common.training import grad_scaler, resolve_precision  # noqa: E402
 from pipelines.synthesis.model_handler import Acceleration, LoadedPredictor, acceleration_for  # noqa: E402
 from pipelines.synthesis.stage_rates import stage_metrics, stage_rates  # noqa: E402
 from pipelines.synthesize import counters, run  # noqa: E402
@@ -50,15 +56,17 @@ from plip.losses import PLIPLoss  # noqa: E402
 from plip.programs import distributed  # noqa: E402
 from plip.programs.pretrain import LOSSES, ModelChoice, Training, build_model, train_step  # noqa: E402
 from plip.programs.schedule import warmup_step_decay  # noqa: E402
-from common.training import grad_scaler, resolve_precision  # noqa: E402
 from plip.programs.training import build_optimizer, freeze_text_layers  # noqa: E402
-from pretrain_throughput import synthetic_batch  # noqa: E402
 from shards import GROUPS, encode_image  # noqa: E402
 from spac.attributes import load_schema  # noqa: E402
-from common.cli import (OneLineArgumentParser, device, name_list, positive_int, run_main,  # noqa: E402
-                              silence_libraries)
-from spac.predictor.model import (BACKBONE_PRESETS, AttributePredictor, PredictorConfig,  # noqa: E402
-                            build_predictor, load_predictor, save_predictor)
+from spac.predictor.model import (  # noqa: E402
+    BACKBONE_PRESETS,
+    AttributePredictor,
+    PredictorConfig,
+    build_predictor,
+    load_predictor,
+    save_predictor,
+)
 from spac.render import render_dataset  # noqa: E402
 
 PROG = "benchmarks/gpu_throughput.py"
@@ -71,10 +79,26 @@ IMAGES_PER_IDENTITY = 10
 PRESET_OVERRIDES: dict[str, dict[str, Any]] = {"RN50": {"text": {"pretrained": False, "tokenizer": MINILM}}}
 # Sizes and models of a full run (a few minutes on one GPU) and of --quick (a CPU smoke run: the same code on
 # tiny models); a size flag given wins over both.
-FULL = {"images": 2000, "batch_sizes": (64, 128, 256), "rounds": 3, "pretrain_steps": 20, "pretrain_batch_size": 128,
-        "batches_per_round": 4, "backbone": "resnet50", "preset": "RN50"}
-QUICK = {"images": 10, "batch_sizes": (4,), "rounds": 1, "pretrain_steps": 1, "pretrain_batch_size": 4,
-         "batches_per_round": 1, "backbone": "tiny", "preset": "RN-tiny"}
+FULL = {
+    "images": 2000,
+    "batch_sizes": (64, 128, 256),
+    "rounds": 3,
+    "pretrain_steps": 20,
+    "pretrain_batch_size": 128,
+    "batches_per_round": 4,
+    "backbone": "resnet50",
+    "preset": "RN50",
+}
+QUICK = {
+    "images": 10,
+    "batch_sizes": (4,),
+    "rounds": 1,
+    "pretrain_steps": 1,
+    "pretrain_batch_size": 4,
+    "batches_per_round": 1,
+    "backbone": "tiny",
+    "preset": "RN-tiny",
+}
 
 
 # --- flags -------------------------------------------------------------------------------------------
@@ -91,26 +115,60 @@ def positive_int_list(text: str) -> tuple[int, ...]:
 def _parser() -> OneLineArgumentParser:
     p = OneLineArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("--device", type=device, default="cuda", help="cuda, cuda:N or cpu (default: cuda)")
-    p.add_argument("--sections", type=name_list(SECTIONS, "section"), default=SECTIONS, help=f"comma-separated, of {', '.join(SECTIONS)}"
-                   " (default: all)")
-    p.add_argument("--images", type=positive_int, help=f"images rendered for the job, in identities of "
-                   f"{IMAGES_PER_IDENTITY} (default {FULL['images']}; --quick {QUICK['images']})")
-    p.add_argument("--batch-sizes", type=positive_int_list, help="predictor batch sizes; the job uses the largest "
-                   f"(default {','.join(map(str, FULL['batch_sizes']))}; --quick {QUICK['batch_sizes'][0]})")
-    p.add_argument("--rounds", type=positive_int, help=f"timed rounds per measurement, after a warm-up; medians "
-                   f"(default {FULL['rounds']}; --quick {QUICK['rounds']})")
-    p.add_argument("--pretrain-steps", type=positive_int, help=f"pre-training steps per round (default "
-                   f"{FULL['pretrain_steps']}; --quick {QUICK['pretrain_steps']})")
-    p.add_argument("--pretrain-batch-size", type=positive_int, help="pre-training samples per step, 4 images per "
-                   f"identity (default {FULL['pretrain_batch_size']}: 32 identities x 4; --quick "
-                   f"{QUICK['pretrain_batch_size']})")
-    p.add_argument("--workers", type=positive_int_list, default=(8, 16), help="Dataflow worker counts of the "
-                   "projection, one GPU each (default 8,16)")
-    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's choice; 1 on a "
-                   "shared CPU, where more only contend)")
+    p.add_argument(
+        "--sections",
+        type=name_list(SECTIONS, "section"),
+        default=SECTIONS,
+        help=f"comma-separated, of {', '.join(SECTIONS)} (default: all)",
+    )
+    p.add_argument(
+        "--images",
+        type=positive_int,
+        help=f"images rendered for the job, in identities of "
+        f"{IMAGES_PER_IDENTITY} (default {FULL['images']}; --quick {QUICK['images']})",
+    )
+    p.add_argument(
+        "--batch-sizes",
+        type=positive_int_list,
+        help="predictor batch sizes; the job uses the largest "
+        f"(default {','.join(map(str, FULL['batch_sizes']))}; --quick {QUICK['batch_sizes'][0]})",
+    )
+    p.add_argument(
+        "--rounds",
+        type=positive_int,
+        help=f"timed rounds per measurement, after a warm-up; medians "
+        f"(default {FULL['rounds']}; --quick {QUICK['rounds']})",
+    )
+    p.add_argument(
+        "--pretrain-steps",
+        type=positive_int,
+        help=f"pre-training steps per round (default {FULL['pretrain_steps']}; --quick {QUICK['pretrain_steps']})",
+    )
+    p.add_argument(
+        "--pretrain-batch-size",
+        type=positive_int,
+        help="pre-training samples per step, 4 images per "
+        f"identity (default {FULL['pretrain_batch_size']}: 32 identities x 4; --quick "
+        f"{QUICK['pretrain_batch_size']})",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int_list,
+        default=(8, 16),
+        help="Dataflow worker counts of the projection, one GPU each (default 8,16)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        help="torch CPU threads (default: torch's choice; 1 on a shared CPU, where more only contend)",
+    )
     p.add_argument("--json-out", type=Path, metavar="PATH", help="also write the results as JSON here")
-    p.add_argument("--quick", action="store_true", help="tiny sizes and models (the tiny predictor backbone, the "
-                   "RN-tiny preset): every section end to end in seconds, e.g. with --device cpu")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes and models (the tiny predictor backbone, the "
+        "RN-tiny preset): every section end to end in seconds, e.g. with --device cpu",
+    )
     return p
 
 
@@ -124,11 +182,13 @@ def _synchronize(where: torch.device) -> None:
 
 def _repeated(work: Callable[[], object], times: int, items: int, where: torch.device) -> Callable[[], int]:
     """``work`` ``times`` times, the device drained before the clock stops; returns the items handled."""
+
     def repeat() -> int:
         for _ in range(times):
             work()
         _synchronize(where)
         return times * items
+
     return repeat
 
 
@@ -163,8 +223,9 @@ def accelerations(where: torch.device) -> dict[str, Acceleration]:
     return modes
 
 
-def predictor_section(where: torch.device, backbone: str, batch_sizes: Sequence[int], rounds: int,
-                      batches_per_round: int) -> list[dict[str, Any]]:
+def predictor_section(
+    where: torch.device, backbone: str, batch_sizes: Sequence[int], rounds: int, batches_per_round: int
+) -> list[dict[str, Any]]:
     """One row per model, mode and batch size: median images/s of the forward and of ``predict_encoded``."""
     jpegs = [encode_image(crop) for crop in person_crops(max(batch_sizes))]  # corpus JPEGs, 256x128
     rows = []
@@ -177,15 +238,23 @@ def predictor_section(where: torch.device, backbone: str, batch_sizes: Sequence[
             runs = {}
             for mode, (predictor, acceleration) in models.items():
                 loaded = LoadedPredictor(predictor, batch_size, acceleration=acceleration)
-                runs[(mode, "forward")] = _repeated(lambda m=loaded: m.predict_preprocessed(tensors),
-                                                    batches_per_round, batch_size, where)
-                runs[(mode, "encoded")] = _repeated(lambda m=loaded: m.predict_encoded(chunk),
-                                                    batches_per_round, batch_size, where)
+                runs[(mode, "forward")] = _repeated(
+                    lambda m=loaded: m.predict_preprocessed(tensors), batches_per_round, batch_size, where
+                )
+                runs[(mode, "encoded")] = _repeated(
+                    lambda m=loaded: m.predict_encoded(chunk), batches_per_round, batch_size, where
+                )
             rates = alternate(runs, rounds)  # modes in turns: their ratio is not a drift of the machine
             for mode in models:
-                rows.append({"model": name, "mode": mode, "batch_size": batch_size,
-                             "images_per_s": statistics.median(rates[(mode, "forward")]),
-                             "images_per_s_with_decode": statistics.median(rates[(mode, "encoded")])})
+                rows.append(
+                    {
+                        "model": name,
+                        "mode": mode,
+                        "batch_size": batch_size,
+                        "images_per_s": statistics.median(rates[(mode, "forward")]),
+                        "images_per_s_with_decode": statistics.median(rates[(mode, "encoded")]),
+                    }
+                )
         del models
         if where.type == "cuda":
             torch.cuda.empty_cache()
@@ -198,8 +267,10 @@ def print_predictor(rows: list[dict[str, Any]], rounds: int) -> None:
     fp32 = {(r["model"], r["batch_size"]): r["images_per_s"] for r in rows if r["mode"] == "fp32"}
     for r in rows:
         ratio = r["images_per_s"] / fp32[(r["model"], r["batch_size"])]
-        print(f"  {r['model']:<9} {r['mode']:<20} {r['batch_size']:>5} {r['images_per_s']:>12,.1f} "
-              f"{r['images_per_s_with_decode']:>12,.1f} {ratio:>7.2f}x")
+        print(
+            f"  {r['model']:<9} {r['mode']:<20} {r['batch_size']:>5} {r['images_per_s']:>12,.1f} "
+            f"{r['images_per_s_with_decode']:>12,.1f} {ratio:>7.2f}x"
+        )
 
 
 # --- job ---------------------------------------------------------------------------------------------------
@@ -214,21 +285,43 @@ def job_rates(wall: float, read: int, stages: list[tuple[str, int, float]]) -> d
     return rates
 
 
-def run_job(folder: Path, output: Path, where: torch.device, batch_size: int, predictor: Path | None,
-            *extra: str) -> tuple[float, Any]:
+def run_job(
+    folder: Path, output: Path, where: torch.device, batch_size: int, predictor: Path | None, *extra: str
+) -> tuple[float, Any]:
     """(wall seconds, PipelineResult) of one synthesis job over ``folder``."""
-    flags = ["--runner=DirectRunner", "--input", str(folder), "--output", str(output), "--device", str(where),
-             "--batch_size", str(batch_size),
-             # filters loosened: with an untrained predictor's labels they would leave the later stages idle
-             "--max_unknown", str(len(GROUPS) + 1), "--gender_vote", "0", "--min_images", "1",
-             *(["--predictor", str(predictor)] if predictor is not None else []), *extra]
+    flags = [
+        "--runner=DirectRunner",
+        "--input",
+        str(folder),
+        "--output",
+        str(output),
+        "--device",
+        str(where),
+        "--batch_size",
+        str(batch_size),
+        # filters loosened: with an untrained predictor's labels they would leave the later stages idle
+        "--max_unknown",
+        str(len(GROUPS) + 1),
+        "--gender_vote",
+        "0",
+        "--min_images",
+        "1",
+        *(["--predictor", str(predictor)] if predictor is not None else []),
+        *extra,
+    ]
     start = time.perf_counter()
     result = run(flags, save_main_session=False)
     return time.perf_counter() - start, result
 
 
-def job_section(where: torch.device, backbone: str, images: int, batch_size: int, rounds: int, workdir: Path,
-                ) -> list[dict[str, Any]]:
+def job_section(
+    where: torch.device,
+    backbone: str,
+    images: int,
+    batch_size: int,
+    rounds: int,
+    workdir: Path,
+) -> list[dict[str, Any]]:
     """One row per predictor: median input images per wall second of the job, its stages and their bound."""
     per_identity = min(IMAGES_PER_IDENTITY, images)
     folder = workdir / "images"
@@ -248,17 +341,27 @@ def job_section(where: torch.device, backbone: str, images: int, batch_size: int
             stages.append(job_rates(wall, read, stage_rates(stage_metrics(result))))
         names = dict.fromkeys(stage for rates in stages for stage in rates)
         medians = {stage: statistics.median(r[stage] for r in stages if stage in r) for stage in names}
-        rows.append({"predictor": name, "images": read, "written": written, "batch_size": batch_size,
-                     "images_per_s": read / statistics.median(walls), "stages_images_per_s": medians,
-                     "bound": min(medians, key=medians.get) if medians else None})
+        rows.append(
+            {
+                "predictor": name,
+                "images": read,
+                "written": written,
+                "batch_size": batch_size,
+                "images_per_s": read / statistics.median(walls),
+                "stages_images_per_s": medians,
+                "bound": min(medians, key=medians.get) if medians else None,
+            }
+        )
     return rows
 
 
 def print_job(rows: list[dict[str, Any]], where: torch.device, rounds: int) -> None:
     for r in rows:
-        print(f"synthesis job, DirectRunner, --device {where}, {r['predictor']} predictor, {r['images']} images "
-              f"({r['written']} written), batch {r['batch_size']}: {r['images_per_s']:,.1f} images/s (median wall of "
-              f"{rounds} rounds)")
+        print(
+            f"synthesis job, DirectRunner, --device {where}, {r['predictor']} predictor, {r['images']} images "
+            f"({r['written']} written), batch {r['batch_size']}: {r['images_per_s']:,.1f} images/s (median wall of "
+            f"{rounds} rounds)"
+        )
         stages = ", ".join(f"{s} {v:,.0f}" for s, v in r["stages_images_per_s"].items())
         print(f"  images/s of worker time per stage: {stages}; bound: {r['bound']}")
 
@@ -268,14 +371,28 @@ def print_job(rows: list[dict[str, Any]], where: torch.device, rounds: int) -> N
 
 def make_training(preset: str, where: torch.device, precision: str) -> Training:
     """The program's pre-training state for ``preset`` on ``where`` (4 trainable text layers), from local files."""
-    choice = ModelChoice(preset=preset, model_overrides=PRESET_OVERRIDES.get(preset, {}), text_model=None,
-                         losses=LOSSES, tic_weight=0.02, iap_weight=0.1)
+    choice = ModelChoice(
+        preset=preset,
+        model_overrides=PRESET_OVERRIDES.get(preset, {}),
+        text_model=None,
+        losses=LOSSES,
+        tic_weight=0.02,
+        iap_weight=0.1,
+    )
     torch.manual_seed(0)
     model = build_model(choice).to(where)
     freeze_text_layers(model, 4)
     optimizer = build_optimizer(model, 2e-3, 0.1, 0.01)
-    return Training(model, model, PLIPLoss.from_config(model.config), optimizer, warmup_step_decay(optimizer, 0, []),
-                    grad_scaler(where, precision), distributed.Context(), where)
+    return Training(
+        model,
+        model,
+        PLIPLoss.from_config(model.config),
+        optimizer,
+        warmup_step_decay(optimizer, 0, []),
+        grad_scaler(where, precision),
+        distributed.Context(),
+        where,
+    )
 
 
 def pretrain_section(where: torch.device, preset: str, batch_size: int, steps: int, rounds: int) -> dict[str, Any]:
@@ -295,15 +412,23 @@ def pretrain_section(where: torch.device, preset: str, batch_size: int, steps: i
 
     rates = alternate({"steps": steps_run}, rounds)["steps"]
     steps_per_s = statistics.median(rates)
-    return {"preset": preset, "text_overrides": PRESET_OVERRIDES.get(preset, {}).get("text", {}),
-            "batch_size": batch_size, "precision": precision, "steps_per_round": steps,
-            "steps_per_s": steps_per_s, "samples_per_s": steps_per_s * batch_size}
+    return {
+        "preset": preset,
+        "text_overrides": PRESET_OVERRIDES.get(preset, {}).get("text", {}),
+        "batch_size": batch_size,
+        "precision": precision,
+        "steps_per_round": steps,
+        "steps_per_s": steps_per_s,
+        "samples_per_s": steps_per_s * batch_size,
+    }
 
 
 def print_pretrain(result: dict[str, Any], rounds: int) -> None:
-    print(f"pre-training {result['preset']}, batch {result['batch_size']}, {result['precision']}: "
-          f"{result['steps_per_s']:.3f} steps/s, {result['samples_per_s']:,.1f} samples/s "
-          f"(median of {rounds} rounds of {result['steps_per_round']} steps)")
+    print(
+        f"pre-training {result['preset']}, batch {result['batch_size']}, {result['precision']}: "
+        f"{result['steps_per_s']:.3f} steps/s, {result['samples_per_s']:,.1f} samples/s "
+        f"(median of {rounds} rounds of {result['steps_per_round']} steps)"
+    )
 
 
 # --- projection --------------------------------------------------------------------------------------
@@ -321,19 +446,34 @@ def projection(results: dict[str, Any], items: int, workers: Sequence[int]) -> l
     rows = []
     for job in results.get("job", []):
         if job["images_per_s"] > 0:
-            rows.append({"what": f"synthesis job, {job['predictor']} predictor (measured)", "rate": job["images_per_s"],
-                         "synthesis": True})
+            rows.append(
+                {
+                    "what": f"synthesis job, {job['predictor']} predictor (measured)",
+                    "rate": job["images_per_s"],
+                    "synthesis": True,
+                }
+            )
     best: dict[str, dict[str, Any]] = {}
     for r in results.get("predictor", []):
         if r["model"] not in best or r["images_per_s"] > best[r["model"]]["images_per_s"]:
             best[r["model"]] = r
     for r in best.values():
-        rows.append({"what": f"predictor forward alone, {r['model']} {r['mode']} batch {r['batch_size']} (ceiling)",
-                     "rate": r["images_per_s"], "synthesis": True})
+        rows.append(
+            {
+                "what": f"predictor forward alone, {r['model']} {r['mode']} batch {r['batch_size']} (ceiling)",
+                "rate": r["images_per_s"],
+                "synthesis": True,
+            }
+        )
     if "pretrain" in results:
         p = results["pretrain"]
-        rows.append({"what": f"pre-training epoch, {p['preset']} {p['precision']} batch {p['batch_size']}",
-                     "rate": p["samples_per_s"], "synthesis": False})
+        rows.append(
+            {
+                "what": f"pre-training epoch, {p['preset']} {p['precision']} batch {p['batch_size']}",
+                "rate": p["samples_per_s"],
+                "synthesis": False,
+            }
+        )
     for row in rows:
         row["hours"] = {"1": projected_hours(items, row["rate"])}
         if row.pop("synthesis"):
@@ -352,17 +492,20 @@ def format_hours(hours: float) -> str:
 def print_projection(rows: list[dict[str, Any]], items: int, workers: Sequence[int], where: torch.device) -> None:
     columns = ["1", *map(str, workers)]
     one = "1 GPU" if where.type == "cuda" else "1 CPU"
-    print(f"projection for {items:,} images (SYNTH-PEDES); workers: Dataflow workers with one GPU each at the rate "
-          "measured here, their start-up not counted")
-    print(f"  {'':<66} {'items/s':>10} " + " ".join(f"{one if c == '1' else c + ' workers':>11}"
-                                                  for c in columns))
+    print(
+        f"projection for {items:,} images (SYNTH-PEDES); workers: Dataflow workers with one GPU each at the rate "
+        "measured here, their start-up not counted"
+    )
+    print(f"  {'':<66} {'items/s':>10} " + " ".join(f"{one if c == '1' else c + ' workers':>11}" for c in columns))
     for row in rows:
         cells = " ".join(f"{format_hours(row['hours'][c]) if c in row['hours'] else '-':>11}" for c in columns)
         print(f"  {row['what']:<66} {row['rate']:>10,.1f} {cells}")
     epoch = next((r for r in rows if r["what"].startswith("pre-training")), None)
     if epoch is not None:
-        print(f"  pre-training, {PRETRAIN_EPOCHS} epochs (the program's default) on {one}: "
-              f"{format_hours(epoch['hours']['1'] * PRETRAIN_EPOCHS)}")
+        print(
+            f"  pre-training, {PRETRAIN_EPOCHS} epochs (the program's default) on {one}: "
+            f"{format_hours(epoch['hours']['1'] * PRETRAIN_EPOCHS)}"
+        )
 
 
 # --- main ------------------------------------------------------------------------------------------------
@@ -382,23 +525,35 @@ def _main(argv: Sequence[str] | None) -> int:
     where: torch.device = args.device
     name = torch.cuda.get_device_name(where) if where.type == "cuda" else "cpu"
     print(f"{PROG}: {name}, torch {torch.__version__}, sections {','.join(args.sections)}", flush=True)
-    results: dict[str, Any] = {"device": str(where), "device_name": name, "torch": torch.__version__,
-                               "threads": torch.get_num_threads(), "quick": args.quick, "sizes": dict(sizes)}
+    results: dict[str, Any] = {
+        "device": str(where),
+        "device_name": name,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "quick": args.quick,
+        "sizes": dict(sizes),
+    }
     if "predictor" in args.sections:
-        results["predictor"] = predictor_section(where, sizes["backbone"], sizes["batch_sizes"], sizes["rounds"],
-                                                 sizes["batches_per_round"])
+        results["predictor"] = predictor_section(
+            where, sizes["backbone"], sizes["batch_sizes"], sizes["rounds"], sizes["batches_per_round"]
+        )
         print_predictor(results["predictor"], sizes["rounds"])
     if "job" in args.sections:
         with tempfile.TemporaryDirectory() as tmp:
-            results["job"] = job_section(where, sizes["backbone"], sizes["images"], max(sizes["batch_sizes"]),
-                                         sizes["rounds"], Path(tmp))
+            results["job"] = job_section(
+                where, sizes["backbone"], sizes["images"], max(sizes["batch_sizes"]), sizes["rounds"], Path(tmp)
+            )
         print_job(results["job"], where, sizes["rounds"])
     if "pretrain" in args.sections:
-        results["pretrain"] = pretrain_section(where, sizes["preset"], sizes["pretrain_batch_size"],
-                                               sizes["pretrain_steps"], sizes["rounds"])
+        results["pretrain"] = pretrain_section(
+            where, sizes["preset"], sizes["pretrain_batch_size"], sizes["pretrain_steps"], sizes["rounds"]
+        )
         print_pretrain(results["pretrain"], sizes["rounds"])
-    results["projection"] = {"images": SYNTH_PEDES_IMAGES, "workers": list(args.workers),
-                             "rows": projection(results, SYNTH_PEDES_IMAGES, args.workers)}
+    results["projection"] = {
+        "images": SYNTH_PEDES_IMAGES,
+        "workers": list(args.workers),
+        "rows": projection(results, SYNTH_PEDES_IMAGES, args.workers),
+    }
     print_projection(results["projection"]["rows"], SYNTH_PEDES_IMAGES, args.workers, where)
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -15,6 +15,7 @@ Three measurements:
 Run: python benchmarks/identity_cleaning.py {calibrate,knn,lsh,all} [--people 60] [--images 8]
      [--centres 50000] [--dim 128] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,16 @@ import numpy as np
 import torch
 
 from common.digests import stable_int
-from spac.corpus.identity_cleaning import (CleaningConfig, identity_centre, lsh_planes, lsh_signatures,
-                                    nearest_centres, prepare_embeddings, score_bucket, split_outliers)
+from spac.corpus.identity_cleaning import (
+    CleaningConfig,
+    identity_centre,
+    lsh_planes,
+    lsh_signatures,
+    nearest_centres,
+    prepare_embeddings,
+    score_bucket,
+    split_outliers,
+)
 from spac.predictor.model import load_predictor
 from spac.render.identity import random_identity
 from spac.render.person import render_person
@@ -42,8 +51,9 @@ def rendered_embeddings(people: int, images: int, seed: int = 5) -> tuple[np.nda
     vectors, labels = [], []
     for person in range(people):
         attributes = random_identity(random.Random(stable_int(seed, person)))
-        batch = torch.stack([predictor.preprocess(render_person(attributes, stable_int(seed, person, n))[0])
-                             for n in range(images)])
+        batch = torch.stack(
+            [predictor.preprocess(render_person(attributes, stable_int(seed, person, n))[0]) for n in range(images)]
+        )
         vectors += [p.embedding for p in predictor.predict_tensors(batch, with_embeddings=True)]
         labels += [person] * images
     return np.stack(vectors), np.array(labels)
@@ -56,8 +66,10 @@ def _percentiles(values, qs=(1, 5, 50, 95, 99)) -> str:
 def calibrate(people: int, images: int) -> None:
     start = time.perf_counter()
     raw, labels = rendered_embeddings(people, images)
-    print(f"rendered and embedded {len(labels)} images ({people} people x {images}, dim {raw.shape[1]}) "
-          f"in {time.perf_counter() - start:.1f}s")
+    print(
+        f"rendered and embedded {len(labels)} images ({people} people x {images}, dim {raw.shape[1]}) "
+        f"in {time.perf_counter() - start:.1f}s"
+    )
     rng = np.random.default_rng(0)
     for remove in (False, True):
         x = prepare_embeddings(raw, remove_common_mode=remove)
@@ -67,8 +79,8 @@ def calibrate(people: int, images: int) -> None:
             strangers = rng.choice(np.flatnonzero(labels != person), 2, replace=False)
             rows = np.concatenate([members, strangers])
             similarity = x[rows] @ identity_centre(x[rows])
-            own += list(similarity[:len(members)])
-            foreign += list(similarity[len(members):])
+            own += list(similarity[: len(members)])
+            foreign += list(similarity[len(members) :])
             drop_rows.append((x[rows], len(members)))
         half = images // 2
         first = _unit(np.stack([x[labels == p][:half].mean(0) for p in range(people)]))
@@ -88,13 +100,17 @@ def calibrate(people: int, images: int) -> None:
                 verdict = split_outliers(rows, config)
                 dropped += len(verdict.dropped)
                 hits += sum(1 for i in verdict.dropped if i >= members)
-            print(f"  outlier_similarity {threshold:.2f}: drop precision {hits / max(dropped, 1):.3f} "
-                  f"recall {hits / (2 * people):.3f}")
+            print(
+                f"  outlier_similarity {threshold:.2f}: drop precision {hits / max(dropped, 1):.3f} "
+                f"recall {hits / (2 * people):.3f}"
+            )
         for threshold in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85) if remove else (0.9, 0.93, 0.95, 0.97):
             true = int((same >= threshold).sum())
             false = int((cross >= threshold).sum()) // 1
-            print(f"  merge_similarity {threshold:.2f}: merge recall {true / people:.3f}, "
-                  f"false pairs {false} of {people * (people - 1)}")
+            print(
+                f"  merge_similarity {threshold:.2f}: merge recall {true / people:.3f}, "
+                f"false pairs {false} of {people * (people - 1)}"
+            )
 
 
 def knn(centres: int, dim: int, block: int) -> None:
@@ -103,8 +119,10 @@ def knn(centres: int, dim: int, block: int) -> None:
     nearest_centres(matrix, k=10, block=block)
     seconds = time.perf_counter() - start
     at_400k = seconds * (400_000 / centres) ** 2
-    print(f"nearest_centres: {centres} centres x {dim} dims, k=10, block {block}, {torch.get_num_threads()} "
-          f"threads: {seconds:.1f}s; quadratic extrapolation to 400k: {at_400k:.0f}s ({at_400k / 3600:.1f} h)")
+    print(
+        f"nearest_centres: {centres} centres x {dim} dims, k=10, block {block}, {torch.get_num_threads()} "
+        f"threads: {seconds:.1f}s; quadratic extrapolation to 400k: {at_400k:.0f}s ({at_400k / 3600:.1f} h)"
+    )
 
 
 def lsh(centres: int, dim: int, cosine: float) -> None:
@@ -114,7 +132,7 @@ def lsh(centres: int, dim: int, cosine: float) -> None:
     noise = _unit(rng.standard_normal((centres // 2, 2, dim)))
     noise -= (noise * people[:, None]).sum(-1, keepdims=True) * people[:, None]
     halfway = np.sqrt(cosine)  # each half at this cosine to the person, noises orthogonal: halves at ``cosine``
-    halves = _unit(halfway * people[:, None] + np.sqrt(1 - halfway ** 2) * _unit(noise)).reshape(-1, dim)
+    halves = _unit(halfway * people[:, None] + np.sqrt(1 - halfway**2) * _unit(noise)).reshape(-1, dim)
     halves = halves.astype(np.float32)
     start = time.perf_counter()
     planes = lsh_planes(dim, config)
@@ -127,13 +145,18 @@ def lsh(centres: int, dim: int, cosine: float) -> None:
         for a, b, _ in score_bucket([f"{m:08d}" for m in members], halves[members], config.merge_similarity):
             found.add((int(a), int(b)))
     seconds = time.perf_counter() - start
-    true = {(2 * i, 2 * i + 1) for i in range(centres // 2)
-            if float(halves[2 * i].astype(np.float64) @ halves[2 * i + 1]) >= config.merge_similarity}
+    true = {
+        (2 * i, 2 * i + 1)
+        for i in range(centres // 2)
+        if float(halves[2 * i].astype(np.float64) @ halves[2 * i + 1]) >= config.merge_similarity
+    }
     sizes = np.array([len(m) for m in buckets.values()])
-    print(f"LSH {config.lsh_tables} tables x {config.lsh_bits} bits, {centres} centres x {dim} dims, split pairs "
-          f"at cosine ~{cosine}: recall {len(true & found) / max(len(true), 1):.3f} of {len(true)} pairs "
-          f"above {config.merge_similarity}; {len(found - true)} other pairs; buckets {len(sizes)}, mean size "
-          f"{sizes.mean():.1f}, max {sizes.max()}; {seconds:.1f}s")
+    print(
+        f"LSH {config.lsh_tables} tables x {config.lsh_bits} bits, {centres} centres x {dim} dims, split pairs "
+        f"at cosine ~{cosine}: recall {len(true & found) / max(len(true), 1):.3f} of {len(true)} pairs "
+        f"above {config.merge_similarity}; {len(found - true)} other pairs; buckets {len(sizes)}, mean size "
+        f"{sizes.mean():.1f}, max {sizes.max()}; {seconds:.1f}s"
+    )
 
 
 def main() -> None:

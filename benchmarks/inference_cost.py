@@ -9,6 +9,7 @@
 
     python benchmarks/inference_cost.py [--batch_size 32] [--threads 2] [--rounds 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,12 +73,13 @@ def main() -> None:
     samples = [p.read_bytes() for p in sorted(SAMPLES.rglob("*.jpg"))]
     large = [_jpeg(render_person(random_identity(random.Random(i)), i, (512, 1024))[0]) for i in range(8)]
     for name, sources in (("decode 128x256 samples", samples), ("decode 512x1024 rendered", large)):
-        rate, cpu = per_second(lambda: [encode_image(decode_image(d, min_size=IMAGE_SIZE)) for d in sources],
-                               len(sources), args.rounds)
+        rate, cpu = per_second(
+            lambda: [encode_image(decode_image(d, min_size=IMAGE_SIZE)) for d in sources], len(sources), args.rounds
+        )
         print(f"{name:<30} {rate:8.1f} images/s wall  {1e3 / cpu:7.2f} CPU ms/image (1 thread)")
 
     corpus = [encode_image(decode_image(d, min_size=IMAGE_SIZE)) for d in samples]
-    batches = [corpus[i:i + args.batch_size] for i in range(0, len(corpus), args.batch_size)]
+    batches = [corpus[i : i + args.batch_size] for i in range(0, len(corpus), args.batch_size)]
     schema = load_schema()
     for name in ("demo", "resnet18", "resnet50"):
         handler = SpacPredictorHandler(None, "cpu", args.batch_size)
@@ -91,8 +93,10 @@ def main() -> None:
         count = sum(len(b) for b in chosen)
         rate, cpu = per_second(lambda: [handler.run_inference(b, model) for b in chosen], count, args.rounds)
         flops = forward_flops(predictor, torch.zeros(2, 3, *IMAGE_SIZE))
-        print(f"predict {name:<8} batch {args.batch_size:<4}    {rate:8.1f} images/s wall  "
-              f"{1e3 / cpu:7.2f} CPU ms/image ({args.threads} threads)  {flops / 1e9:5.2f} GFLOP/image forward")
+        print(
+            f"predict {name:<8} batch {args.batch_size:<4}    {rate:8.1f} images/s wall  "
+            f"{1e3 / cpu:7.2f} CPU ms/image ({args.threads} threads)  {flops / 1e9:5.2f} GFLOP/image forward"
+        )
 
 
 if __name__ == "__main__":

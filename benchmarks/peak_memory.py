@@ -10,6 +10,7 @@ The baseline is a child that only imports the same modules. What should hold: th
 grow with the corpus (it is bounded by its shuffle buffer and one shard's member at a time); the job's
 peak grows much less than the corpus (DirectRunner keeps a bundle, not the corpus, per stage).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,16 +38,31 @@ def make_images(root: Path, count: int) -> None:
         source = identities[(n // IMAGES_PER_IDENTITY) % len(identities)]
         folder = root / f"{n // IMAGES_PER_IDENTITY:06d}"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{n % IMAGES_PER_IDENTITY}.jpg").write_bytes((source / f"{n % IMAGES_PER_IDENTITY:03d}.jpg").read_bytes())
+        (folder / f"{n % IMAGES_PER_IDENTITY}.jpg").write_bytes(
+            (source / f"{n % IMAGES_PER_IDENTITY:03d}.jpg").read_bytes()
+        )
 
 
 def child_job(images: str, output: str) -> dict:
     from pipelines.synthesize import counters, run
 
     start = time.perf_counter()
-    found = counters(run(["--runner=DirectRunner", "--input", images, "--output", output, "--torch_threads", "1",
-                          "--shard_size", "1000"],
-                         save_main_session=False))
+    found = counters(
+        run(
+            [
+                "--runner=DirectRunner",
+                "--input",
+                images,
+                "--output",
+                output,
+                "--torch_threads",
+                "1",
+                "--shard_size",
+                "1000",
+            ],
+            save_main_session=False,
+        )
+    )
     return {"seconds": time.perf_counter() - start, "written": found.get("written", 0), "peak_mb": _peak_mb()}
 
 
@@ -95,9 +111,11 @@ def main() -> None:
     first_job, first_loader = rows[0][1]["peak_mb"], rows[0][2]["peak_mb"]
     print(f"{'images':>8} {'job s':>7} {'job MB':>8} {'x first':>8} {'loader s':>9} {'loader MB':>10} {'x first':>8}")
     for size, job, loader in rows:
-        print(f"{size:>8} {job['seconds']:7.1f} {job['peak_mb']:8.0f} {job['peak_mb'] / first_job:8.2f} "
-              f"{loader['seconds']:9.1f} {loader['peak_mb']:10.0f} {loader['peak_mb'] / first_loader:8.2f}"
-              f"   (written {job['written']}, streamed {loader['samples']})")
+        print(
+            f"{size:>8} {job['seconds']:7.1f} {job['peak_mb']:8.0f} {job['peak_mb'] / first_job:8.2f} "
+            f"{loader['seconds']:9.1f} {loader['peak_mb']:10.0f} {loader['peak_mb'] / first_loader:8.2f}"
+            f"   (written {job['written']}, streamed {loader['samples']})"
+        )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ its RSS grows with the corpus whatever the graph does. ``--mode multi_processing
 worker processes and reports their peak separately: that is the part a Dataflow worker holds (Dataflow
 keeps shuffles in its shuffle service), and it is what the graph's design bounds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,19 +72,42 @@ def child_job(images: str, output: str, predictor: str, mode: str = "in_memory")
 
     workers = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"] if mode == "multi_processing" else []
     start = time.perf_counter()
-    found = counters(run(["--runner=DirectRunner", "--input", images, "--output", output, "--predictor", predictor,
-                          "--torch_threads", "1", "--shard_size", "1000", "--batch_size", "64", *workers],
-                         save_main_session=False))
+    found = counters(
+        run(
+            [
+                "--runner=DirectRunner",
+                "--input",
+                images,
+                "--output",
+                output,
+                "--predictor",
+                predictor,
+                "--torch_threads",
+                "1",
+                "--shard_size",
+                "1000",
+                "--batch_size",
+                "64",
+                *workers,
+            ],
+            save_main_session=False,
+        )
+    )
     # in multi-processing mode the SDK workers are child processes: their peak is what a Dataflow worker
     # holds, while this process (the runner) keeps every shuffle in memory, as Dataflow's shuffle service would
     worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"seconds": time.perf_counter() - start, "written": found.get("written", 0), "peak_mb": _peak_mb(),
-            "worker_peak_mb": worker_mb}
+    return {
+        "seconds": time.perf_counter() - start,
+        "written": found.get("written", 0),
+        "peak_mb": _peak_mb(),
+        "worker_peak_mb": worker_mb,
+    }
 
 
 def child_baseline() -> dict:
-    import pipelines.synthesize  # noqa: F401  (the same imports as a job, nothing run)
     import torch  # noqa: F401
+
+    import pipelines.synthesize  # noqa: F401  (the same imports as a job, nothing run)
 
     return {"peak_mb": _peak_mb()}
 
@@ -98,9 +122,13 @@ def _child(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,50000,200000", help="corpus sizes in images (default: %(default)s)")
-    parser.add_argument("--mode", choices=("in_memory", "multi_processing"), default="in_memory",
-                        help="DirectRunner mode; multi_processing also reports the SDK workers' peak RSS, the "
-                             "memory a Dataflow worker needs (default: %(default)s)")
+    parser.add_argument(
+        "--mode",
+        choices=("in_memory", "multi_processing"),
+        default="in_memory",
+        help="DirectRunner mode; multi_processing also reports the SDK workers' peak RSS, the "
+        "memory a Dataflow worker needs (default: %(default)s)",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -110,8 +138,10 @@ def main() -> None:
     sizes = [int(size) for size in args.sizes.split(",")]
     baseline = _child("baseline")["peak_mb"]
     print(f"baseline (imports only): peak RSS {baseline:.0f} MB")
-    print(f"{'images':>8} {'written':>8} {'seconds':>9} {'ms/image':>9} {'peak MB':>8} {'over baseline':>13} "
-          f"{'worker peak MB':>14}")
+    print(
+        f"{'images':>8} {'written':>8} {'seconds':>9} {'ms/image':>9} {'peak MB':>8} {'over baseline':>13} "
+        f"{'worker peak MB':>14}"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         predictor = str(_save_trivial_predictor(Path(scratch) / "predictor"))
@@ -120,9 +150,11 @@ def main() -> None:
             make_images(images, size)
             row = _child("job", str(images), str(output), predictor, args.mode)
             rows.append((size, row))
-            print(f"{size:>8} {row['written']:>8} {row['seconds']:>9.1f} {1000 * row['seconds'] / size:>9.2f} "
-                  f"{row['peak_mb']:>8.0f} {row['peak_mb'] - baseline:>13.0f} "
-                  f"{row['worker_peak_mb'] if args.mode == 'multi_processing' else float('nan'):>14.0f}")
+            print(
+                f"{size:>8} {row['written']:>8} {row['seconds']:>9.1f} {1000 * row['seconds'] / size:>9.2f} "
+                f"{row['peak_mb']:>8.0f} {row['peak_mb'] - baseline:>13.0f} "
+                f"{row['worker_peak_mb'] if args.mode == 'multi_processing' else float('nan'):>14.0f}"
+            )
             subprocess.run(["rm", "-rf", str(images), str(output)], check=True)
     (small, first), (large, last) = rows[0], rows[-1]
     print(f"\n{small} -> {large} images ({large / small:.0f}x the corpus):")

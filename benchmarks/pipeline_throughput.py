@@ -14,6 +14,7 @@ Prints medians and the median per-round ratio job / bare loop. Each round also r
 two images: its time is the runner's start-up (graph construction and translation, stage set-up, model
 load), and the job's rate with that time taken out says what each further image costs against the loop.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,15 +24,15 @@ import tempfile
 from pathlib import Path
 
 import torch
+from bench_common import alternate, report
 from PIL import Image
 
-from bench_common import alternate, report
-from pipelines.synthesize import counters, run
 from pipelines.shared.spans import stored_spans
+from pipelines.synthesize import counters, run
 from shards import IMAGE_SIZE, encode_image, make_sample, write_shard
 from shards.images import decode_image
-from spac.corpus import filters as corpus_filters
 from spac.captioning.captioner import Captioner
+from spac.corpus import filters as corpus_filters
 from spac.predictor.model import load_predictor
 from spac.render import render_dataset
 
@@ -47,12 +48,16 @@ def bare_loop(paths: list[Path], out: Path, batch_size: int, predictor, captione
     """The job's work in straight-line Python; returns the images read (the job's rate counts them too)."""
     by_identity: dict[str, dict[str, tuple[Path, bytes, object]]] = {}
     for start in range(0, len(paths), batch_size):
-        chunk = paths[start:start + batch_size]
+        chunk = paths[start : start + batch_size]
         jpgs = [encode_image(decode_image(p.read_bytes(), min_size=IMAGE_SIZE)) for p in chunk]
         predictions = predictor.predict_tensors(predictor.preprocess_batch([Image.open(io.BytesIO(j)) for j in jpgs]))
         for path, jpg, prediction in zip(chunk, jpgs, predictions):
             if corpus_filters.image_rejection(prediction.attributes) is None:  # the job's per-image filter
-                by_identity.setdefault(path.parent.name, {})[f"{path.parent.name}_{path.stem}"] = (path, jpg, prediction)
+                by_identity.setdefault(path.parent.name, {})[f"{path.parent.name}_{path.stem}"] = (
+                    path,
+                    jpg,
+                    prediction,
+                )
     samples, shard = [], 0
     for identity in sorted(by_identity):  # the identity filters, then captions only for the kept images
         images = by_identity[identity]
@@ -63,12 +68,20 @@ def bare_loop(paths: list[Path], out: Path, batch_size: int, predictor, captione
             styled = [t for t in texts if t.style != "template"]
             prompt = [t.text for t in texts if t.style == "template"][:1]
             spans = stored_spans([t.text for t in styled] + prompt)
-            record = {"key": key, "id": int(identity), "file_path": f"{identity}/{path.name}",
-                      "attributes": {g: {"value": v, "confidence": round(float(prediction.confidences[g]), 4)}
-                                     for g, v in verdict.kept[key].items()},
-                      "captions": [t.text for t in styled], "styles": [t.style for t in styled],
-                      "prompt_caption": prompt, "source": str(path),
-                      "attribute_spans": spans}
+            record = {
+                "key": key,
+                "id": int(identity),
+                "file_path": f"{identity}/{path.name}",
+                "attributes": {
+                    g: {"value": v, "confidence": round(float(prediction.confidences[g]), 4)}
+                    for g, v in verdict.kept[key].items()
+                },
+                "captions": [t.text for t in styled],
+                "styles": [t.style for t in styled],
+                "prompt_caption": prompt,
+                "source": str(path),
+                "attribute_spans": spans,
+            }
             samples.append(make_sample(record, jpg))
             if len(samples) == SHARD_SIZE:
                 write_shard(str(out), shard, samples)
@@ -100,10 +113,22 @@ def main() -> None:
 
         def job(flags: list[str], folder: Path):
             def one() -> int:
-                result = run(["--runner=DirectRunner", "--input", str(folder), "--output", str(Path(tmp) / f"out{next(outputs)}"),
-                              "--batch_size", str(args.batch_size), *flags], save_main_session=False)
+                result = run(
+                    [
+                        "--runner=DirectRunner",
+                        "--input",
+                        str(folder),
+                        "--output",
+                        str(Path(tmp) / f"out{next(outputs)}"),
+                        "--batch_size",
+                        str(args.batch_size),
+                        *flags,
+                    ],
+                    save_main_session=False,
+                )
                 torch.set_num_threads(threads)  # the job may have changed it (--torch_threads)
                 return counters(result).get("read", 0)  # images in, as the loop counts (the job writes fewer)
+
             return one
 
         def loop() -> int:
@@ -124,15 +149,27 @@ def main() -> None:
         rates = alternate(runs, args.rounds, warmup=["bare loop"])  # the job's start-up is its own cost
         for name in chosen:
             title = f"synthesis job vs bare loop, {len(paths)} images, batch {args.batch_size} (images/s)"
-            report(title, {f"job ({name})": rates[f"job ({name})"], "bare loop": rates["bare loop"]},
-                   f"job ({name})", "bare loop", 0.9, "images/s")
+            report(
+                title,
+                {f"job ({name})": rates[f"job ({name})"], "bare loop": rates["bare loop"]},
+                f"job ({name})",
+                "bare loop",
+                0.9,
+                "images/s",
+            )
             seconds = [1 / rate for rate in rates[f"start-up ({name})"]]
             print(f"  start-up ({name}): median {statistics.median(seconds):.2f} s (the job on 2 images)")
-            beyond = [len(paths) / (len(paths) / job_rate - start)
-                      for job_rate, start in zip(rates[f"job ({name})"], seconds)]
-            report("  the same with the start-up taken out (images/s)",
-                   {f"job beyond start-up ({name})": beyond, "bare loop": rates["bare loop"]},
-                   f"job beyond start-up ({name})", "bare loop", 0.9, "images/s")
+            beyond = [
+                len(paths) / (len(paths) / job_rate - start) for job_rate, start in zip(rates[f"job ({name})"], seconds)
+            ]
+            report(
+                "  the same with the start-up taken out (images/s)",
+                {f"job beyond start-up ({name})": beyond, "bare loop": rates["bare loop"]},
+                f"job beyond start-up ({name})",
+                "bare loop",
+                0.9,
+                "images/s",
+            )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ over batches collated once beforehand. The ratio is what the loader
 costs the model: 1.0 when it never starves it. The loader alone (batches made, no step) is timed too: what
 bounds the ratio when it is below 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,11 +19,11 @@ import itertools
 import tempfile
 
 import torch
-
 from bench_common import alternate, report, write_bench_corpus
+from pretrain_throughput import make_training
+
 from plip.programs.pretrain import train_step
 from plip.programs.train_data import BatchSpec, train_batches
-from pretrain_throughput import make_training
 
 
 def main() -> None:
@@ -42,12 +43,23 @@ def main() -> None:
     batch_size = args.ids_per_batch * args.images_per_id
     with tempfile.TemporaryDirectory() as directory:
         write_bench_corpus(directory, max(2, args.workers), 400, identity_size=args.images_per_id)
-        spec = BatchSpec(source=directory, tokenizer=model.tokenizer, ids_per_batch=args.ids_per_batch,
-                         images_per_id=args.images_per_id, steps_per_epoch=10**6, total_steps=10**6,
-                         image_size=model.config.vision.image_size, max_length=model.config.text.max_length,
-                         shuffle=200, group_buffer=1000, masking=model.iap_head is not None)
-        memory = [{k: v for k, v in b.items() if k not in ("batch_index", "skipped_samples")}
-                  for b in itertools.islice(train_batches(spec, 1), args.steps)]
+        spec = BatchSpec(
+            source=directory,
+            tokenizer=model.tokenizer,
+            ids_per_batch=args.ids_per_batch,
+            images_per_id=args.images_per_id,
+            steps_per_epoch=10**6,
+            total_steps=10**6,
+            image_size=model.config.vision.image_size,
+            max_length=model.config.text.max_length,
+            shuffle=200,
+            group_buffer=1000,
+            masking=model.iap_head is not None,
+        )
+        memory = [
+            {k: v for k, v in b.items() if k not in ("batch_index", "skipped_samples")}
+            for b in itertools.islice(train_batches(spec, 1), args.steps)
+        ]
         stream = train_batches(spec, 0, workers=args.workers)  # one long epoch: the steady state, not its start
 
         def from_shards() -> int:
@@ -64,11 +76,23 @@ def main() -> None:
         def loader_alone() -> int:
             return sum(len(batch["images"]) for batch in itertools.islice(stream, args.steps))
 
-        rates = alternate({"steps from shards": from_shards, "steps from tensors in memory": from_memory,
-                           "loader alone (no model)": loader_alone}, args.rounds)
-        report(f"pre-training {args.preset}, batch {batch_size}, {args.steps} steps per round, "
-               f"{args.workers} workers (samples/s)", rates, "steps from shards", "steps from tensors in memory", 0.9,
-               "samples/s")
+        rates = alternate(
+            {
+                "steps from shards": from_shards,
+                "steps from tensors in memory": from_memory,
+                "loader alone (no model)": loader_alone,
+            },
+            args.rounds,
+        )
+        report(
+            f"pre-training {args.preset}, batch {batch_size}, {args.steps} steps per round, "
+            f"{args.workers} workers (samples/s)",
+            rates,
+            "steps from shards",
+            "steps from tensors in memory",
+            0.9,
+            "samples/s",
+        )
 
 
 if __name__ == "__main__":

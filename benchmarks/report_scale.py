@@ -7,6 +7,7 @@ For each corpus: the time to read the small files, every index, the contact-shee
 plots and write the page (in process: the interpreter's start and the imports are not counted), and which
 files it opened: every index, but only the tars that hold a contact-sheet sample, never all of them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,10 @@ def _record(index: int) -> dict:
     record = make_record(index)
     record["attributes"]["upper"]["value"] = f"{colour} t-shirt"
     record["attributes"]["lower"]["value"] = f"{other} jeans"
-    record["captions"] = [f"A woman in a {colour} t-shirt and {other} jeans, number {index}.",
-                          f"She has long black hair and wears {other} jeans with a {colour} top."][: 1 + index % 2]
+    record["captions"] = [
+        f"A woman in a {colour} t-shirt and {other} jeans, number {index}.",
+        f"She has long black hair and wears {other} jeans with a {colour} top.",
+    ][: 1 + index % 2]
     record["styles"] = [STYLES[index % 6], STYLES[(index + 1) % 6]][: len(record["captions"])]
     return record
 
@@ -87,8 +90,14 @@ def measure(directory: str, samples: int, out: Path) -> dict:
         total = time.perf_counter() - start
     finally:
         LocalFileSystem._open = original
-    return {"total": total, **report.timings, "tars opened": opened[".tar"], "indexes opened": opened[".parquet"],
-            "shards": len(report.folder.shards), "text samples": report.texts.images}
+    return {
+        "total": total,
+        **report.timings,
+        "tars opened": opened[".tar"],
+        "indexes opened": opened[".parquet"],
+        "shards": len(report.folder.shards),
+        "text samples": report.texts.images,
+    }
 
 
 def main() -> None:
@@ -104,9 +113,12 @@ def main() -> None:
             warm = measure(str(work / "corpus"), args.samples, work)  # the first run also warms matplotlib
             result = measure(str(work / "corpus"), args.samples, work)
             phases = ", ".join(f"{k} {result[k]:.2f} s" for k in ("small files", "indexes", "samples", "page"))
-            print(f"{size:>7} samples in {result['shards']:>5} shards (built in {built:.1f} s): report {result['total']:.2f} s "
-                  f"(first run {warm['total']:.2f} s; {phases}); opened {result['indexes opened']} indexes, "
-                  f"{result['tars opened']} tars; text statistics over {result['text samples']} samples", flush=True)
+            print(
+                f"{size:>7} samples in {result['shards']:>5} shards (built in {built:.1f} s): report {result['total']:.2f} s "
+                f"(first run {warm['total']:.2f} s; {phases}); opened {result['indexes opened']} indexes, "
+                f"{result['tars opened']} tars; text statistics over {result['text samples']} samples",
+                flush=True,
+            )
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

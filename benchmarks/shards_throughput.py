@@ -8,6 +8,7 @@
 
 ``--write`` also prints the absolute rates of encoding, shard writing and verification (no limit to compare).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,9 +21,9 @@ import time
 from glob import glob
 
 import torch
+from bench_common import alternate, report, write_bench_corpus
 from PIL import Image
 
-from bench_common import alternate, report, write_bench_corpus
 from shards import open_corpus, verify_corpus
 
 
@@ -40,7 +41,10 @@ def steady_malloc() -> None:
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """uint8 HWC bytes -> float CHW in [0, 1]: what a loader does after decoding."""
     width, height = image.size
-    return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(height, width, 3).permute(2, 0, 1).float() / 255
+    return (
+        torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(height, width, 3).permute(2, 0, 1).float()
+        / 255
+    )
 
 
 def raw_tar_read(paths: list[str]) -> int:
@@ -91,28 +95,62 @@ def main() -> None:
         paths = sorted(glob(os.path.join(directory, "*.tar")))
         size = sum(os.path.getsize(p) for p in paths)
         total = args.shards * args.per_shard
-        print(f"corpus: {total} samples in {args.shards} shards, {size / 2**20:.1f} MiB, "
-              f"mean jpg {sum(map(len, jpgs)) / len(jpgs) / 1024:.1f} KiB (built in {built:.1f} s)")
-        rates = alternate({"open_corpus(decode=False)": lambda: corpus_raw(directory),
-                           "raw tarfile read": lambda: raw_tar_read(paths)}, args.rounds)
-        report("open_corpus(decode=False) vs raw tarfile read (samples/s)", rates,
-               "open_corpus(decode=False)", "raw tarfile read", 0.8, "samples/s")
+        print(
+            f"corpus: {total} samples in {args.shards} shards, {size / 2**20:.1f} MiB, "
+            f"mean jpg {sum(map(len, jpgs)) / len(jpgs) / 1024:.1f} KiB (built in {built:.1f} s)"
+        )
+        rates = alternate(
+            {
+                "open_corpus(decode=False)": lambda: corpus_raw(directory),
+                "raw tarfile read": lambda: raw_tar_read(paths),
+            },
+            args.rounds,
+        )
+        report(
+            "open_corpus(decode=False) vs raw tarfile read (samples/s)",
+            rates,
+            "open_corpus(decode=False)",
+            "raw tarfile read",
+            0.8,
+            "samples/s",
+        )
         n = min(args.decoded_samples, total)
-        rates = alternate({"open_corpus decoded + to-tensor": lambda: corpus_decoded(directory, n),
-                           "bare PIL decode + to-tensor": lambda: bare_decode(jpgs[:n])}, args.rounds)
-        report("open_corpus decoded vs bare PIL decode + to-tensor loop (samples/s)", rates,
-               "open_corpus decoded + to-tensor", "bare PIL decode + to-tensor", 0.9, "samples/s")
+        rates = alternate(
+            {
+                "open_corpus decoded + to-tensor": lambda: corpus_decoded(directory, n),
+                "bare PIL decode + to-tensor": lambda: bare_decode(jpgs[:n]),
+            },
+            args.rounds,
+        )
+        report(
+            "open_corpus decoded vs bare PIL decode + to-tensor loop (samples/s)",
+            rates,
+            "open_corpus decoded + to-tensor",
+            "bare PIL decode + to-tensor",
+            0.9,
+            "samples/s",
+        )
         if args.write:
             from bench_common import corpus_record, person_crops
+
             from shards import encode_image, make_sample, write_shard
+
             crops = person_crops(args.per_shard, seed=1)
-            t = time.perf_counter(); encoded = [encode_image(c) for c in crops]; t_enc = time.perf_counter() - t
+            t = time.perf_counter()
+            encoded = [encode_image(c) for c in crops]
+            t_enc = time.perf_counter() - t
             samples = [make_sample(corpus_record(i), j) for i, j in enumerate(encoded)]
             with tempfile.TemporaryDirectory() as other:
-                t = time.perf_counter(); write_shard(other, 0, samples); t_write = time.perf_counter() - t
-            t = time.perf_counter(); assert verify_corpus(directory) == []; t_ver = time.perf_counter() - t
-            print(f"encode_image {len(crops) / t_enc:,.0f} img/s; write_shard {len(samples) / t_write:,.0f} samples/s; "
-                  f"verify {total / t_ver:,.0f} samples/s")
+                t = time.perf_counter()
+                write_shard(other, 0, samples)
+                t_write = time.perf_counter() - t
+            t = time.perf_counter()
+            assert verify_corpus(directory) == []
+            t_ver = time.perf_counter() - t
+            print(
+                f"encode_image {len(crops) / t_enc:,.0f} img/s; write_shard {len(samples) / t_write:,.0f} samples/s; "
+                f"verify {total / t_ver:,.0f} samples/s"
+            )
 
 
 if __name__ == "__main__":

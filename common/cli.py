@@ -2,13 +2,15 @@
 one-line errors on stderr with exit code 2 (for bad input only: a bug shows its traceback), ``--quiet``, and
 argparse ``type=`` checks that reject a bad flag value at parse time (so no program writes its own flag-check
 loop)."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from common.errors import InputError, error_line
 
@@ -36,8 +38,9 @@ def debugging() -> bool:
     return os.environ.get(DEBUG_VARIABLE, "").strip() not in ("", "0")
 
 
-def run_main(prog: str, main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None,
-             debug: bool = False) -> int:
+def run_main(
+    prog: str, main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, debug: bool = False
+) -> int:
     """Call ``main(argv)``; bad input (an InputError, a missing or wrong-kind path) becomes one line and exit 2.
     Any other exception is a bug in our code and propagates with its traceback, as bad input does too with
     ``debug`` or SPAC_DEBUG=1."""
@@ -71,12 +74,14 @@ def silence_libraries(quiet: bool) -> None:
 
 # ---- argparse type= callables: a bad value is a one-line parse error naming the flag --------------------
 
+
 def _number(kind: Callable[[str], Any], text: str) -> Any:
     try:
         return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                         f"got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
 
 
 def positive_int(text: str) -> int:
@@ -122,13 +127,16 @@ def unit_float(text: str) -> float:
 def name_list(choices: Sequence[str], kind: str) -> Callable[[str], tuple[str, ...]]:
     """An argparse ``type=`` for comma-separated names out of ``choices`` (each kept once, in order);
     ``kind`` names one in the error ("unknown loss 'x' (choose from ...)")."""
+
     def parse(text: str) -> tuple[str, ...]:
         names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
         unknown = [n for n in names if n not in choices]
         if unknown or not names:
-            raise argparse.ArgumentTypeError(f"{f'unknown {kind} {unknown[0]!r}' if unknown else 'none given'} "
-                                             f"(choose from {', '.join(choices)})")
+            raise argparse.ArgumentTypeError(
+                f"{f'unknown {kind} {unknown[0]!r}' if unknown else 'none given'} (choose from {', '.join(choices)})"
+            )
         return names
+
     return parse
 
 

@@ -1,4 +1,5 @@
 """One device resolver for the whole project: a --device value checked against this machine."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Stable digests: the same bytes on every run and machine (Python's hash() is salted per process)."""
+
 from __future__ import annotations
 
 import hashlib

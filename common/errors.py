@@ -1,6 +1,7 @@
 """The project's one error policy: bad input (a missing or malformed file, a wrong value, an unreadable image)
 raises an :class:`InputError`, which the command layer reports in one line with exit code 2; any other
 exception is a bug in our code and shows its traceback."""
+
 from __future__ import annotations
 
 import re

@@ -1,8 +1,9 @@
 """The one normalising image transform: RGB -> bicubic resize -> [0, 1] -> SYNTH-PEDES mean / std (per image,
 or as uint8 pixels first and normalised a batch at a time)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from PIL import Image
@@ -13,8 +14,9 @@ SYNTH_PEDES_STD = (0.252, 0.242, 0.239)
 IMAGE_HEIGHT, IMAGE_WIDTH = 256, 128
 
 
-def pixel_tensor(image: Image.Image, size: tuple[int, int] = (IMAGE_HEIGHT, IMAGE_WIDTH), *,
-                 flip: bool = False) -> torch.Tensor:
+def pixel_tensor(
+    image: Image.Image, size: tuple[int, int] = (IMAGE_HEIGHT, IMAGE_WIDTH), *, flip: bool = False
+) -> torch.Tensor:
     """RGB image -> contiguous uint8 ``[3, H, W]``: bicubic resize to ``size`` (H, W), optional horizontal flip.
 
     Stacked uint8 images normalise in one :func:`normalise` call: float work on a whole batch, not per image
@@ -29,17 +31,23 @@ def pixel_tensor(image: Image.Image, size: tuple[int, int] = (IMAGE_HEIGHT, IMAG
     return pixels.permute(2, 0, 1).contiguous()  # a uint8 copy is cheap; float ops then run on contiguous memory
 
 
-def normalise(pixels: torch.Tensor, mean: Sequence[float] = SYNTH_PEDES_MEAN,
-              std: Sequence[float] = SYNTH_PEDES_STD) -> torch.Tensor:
+def normalise(
+    pixels: torch.Tensor, mean: Sequence[float] = SYNTH_PEDES_MEAN, std: Sequence[float] = SYNTH_PEDES_STD
+) -> torch.Tensor:
     """uint8 ``[..., 3, H, W]`` -> float32 scaled to [0, 1] and normalised per channel (in place on the new
     float tensor: the same arithmetic, in the same order, as ``(x / 255 - mean) / std``)."""
     scaled = pixels.float().div_(255.0)
     return scaled.sub_(torch.tensor(mean).view(3, 1, 1)).div_(torch.tensor(std).view(3, 1, 1))
 
 
-def normalised_tensor(image: Image.Image, size: tuple[int, int] = (IMAGE_HEIGHT, IMAGE_WIDTH), *,
-                      flip: bool = False, mean: Sequence[float] = SYNTH_PEDES_MEAN,
-                      std: Sequence[float] = SYNTH_PEDES_STD) -> torch.Tensor:
+def normalised_tensor(
+    image: Image.Image,
+    size: tuple[int, int] = (IMAGE_HEIGHT, IMAGE_WIDTH),
+    *,
+    flip: bool = False,
+    mean: Sequence[float] = SYNTH_PEDES_MEAN,
+    std: Sequence[float] = SYNTH_PEDES_STD,
+) -> torch.Tensor:
     """RGB image -> float32 ``[3, H, W]``: :func:`pixel_tensor` then :func:`normalise`. The predictor,
     training and evaluation all use it."""
     return normalise(pixel_tensor(image, size, flip=flip), mean, std)

@@ -8,6 +8,7 @@ folder, resolved) must lie inside the root's real path. The root itself may be a
 it; only what the data file names is distrusted. :func:`printable_path` shows any name (from a data file
 or the command line) on one unambiguous line.
 """
+
 from __future__ import annotations
 
 import os

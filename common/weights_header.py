@@ -3,6 +3,7 @@ parameter count and byte size a file holds. A model's config is checked against 
 so a config that asks for too much memory, or for other weights than the file holds, is refused for the cost of
 reading a few kilobytes (a safetensors file is 8 bytes of header length, a JSON header, then the tensors' bytes).
 """
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,23 @@ from pathlib import Path
 from common.errors import InputError
 
 # Bytes per element of the usual safetensors dtypes (a packed or rarer dtype is left to its reader).
-DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+DTYPE_BYTES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
 # The safetensors library's own limit on the header's size.
 MAX_HEADER_BYTES = 100_000_000
 _LENGTH = struct.Struct("<Q")
@@ -80,9 +96,13 @@ def _tensor(path: Path, name: str, entry: object, data_bytes: int) -> TensorInfo
         raise WeightsHeaderError(path, f"tensor {name!r} has no valid shape")
     info = TensorInfo(entry["dtype"], tuple(shape))
     itemsize = DTYPE_BYTES.get(info.dtype)
-    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets)
-            or not offsets[0] <= offsets[1] <= data_bytes
-            or (itemsize is not None and offsets[1] - offsets[0] != info.numel * itemsize)):
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(_is_count(o) for o in offsets)
+        or not offsets[0] <= offsets[1] <= data_bytes
+        or (itemsize is not None and offsets[1] - offsets[0] != info.numel * itemsize)
+    ):
         raise WeightsHeaderError(path, f"tensor {name!r} does not lie inside the file as its shape and dtype say")
     return info
 

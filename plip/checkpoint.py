@@ -13,6 +13,7 @@ never a pickle's code), safetensors files by :func:`load_weights`, and a text mo
 is a one-line :class:`CheckpointError` naming it (torch's advice to load with ``weights_only=False`` is
 never repeated).
 """
+
 from __future__ import annotations
 
 import errno
@@ -20,10 +21,11 @@ import json
 import pickle
 import re
 import shutil
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import safetensors
 import safetensors.torch
@@ -57,15 +59,32 @@ class CheckpointError(InputError):
 
 # torch's unpickling errors advise re-running with weights_only=False or allow-listing globals: both may run
 # the file's code. Never repeat that advice: keep only the sentence that says what was wrong.
-_UNSAFE_ADVICE = re.compile(r"weights.only|arbitrary code|trust|safe_globals|allowlist|file an issue|two options|"
-                            r"alternatively|recommended steps|documentation of torch\.load", re.IGNORECASE)
+_UNSAFE_ADVICE = re.compile(
+    r"weights.only|arbitrary code|trust|safe_globals|allowlist|file an issue|two options|"
+    r"alternatively|recommended steps|documentation of torch\.load",
+    re.IGNORECASE,
+)
 _TORCH_REASON = "WeightsUnpickler error:"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_SIZE_MISMATCH = re.compile(r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from "
-                            r"checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)")
+_SIZE_MISMATCH = re.compile(
+    r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from "
+    r"checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)"
+)
 # What loading or applying a damaged file raises (torch, safetensors, the optimizer, the RNGs, JSON values).
-_DAMAGE = (OSError, EOFError, RuntimeError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-           OverflowError, AssertionError, pickle.UnpicklingError, safetensors.SafetensorError)
+_DAMAGE = (
+    OSError,
+    EOFError,
+    RuntimeError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    AssertionError,
+    pickle.UnpicklingError,
+    safetensors.SafetensorError,
+)
 
 
 def error_reason(exc: BaseException) -> str:
@@ -103,9 +122,12 @@ def _structure_problem(value: Any, reference: Any, where: str) -> str | None:
     if isinstance(reference, (list, tuple)):
         if not isinstance(value, (list, tuple)) or len(value) != len(reference):
             return f"{where} must be a list of {len(reference)}, got {type(value).__name__}" + (
-                f" of {len(value)}" if isinstance(value, (list, tuple)) else "")
-        return next((p for i, (v, r) in enumerate(zip(value, reference))
-                     if (p := _structure_problem(v, r, f"{where}[{i}]"))), None)
+                f" of {len(value)}" if isinstance(value, (list, tuple)) else ""
+            )
+        return next(
+            (p for i, (v, r) in enumerate(zip(value, reference)) if (p := _structure_problem(v, r, f"{where}[{i}]"))),
+            None,
+        )
     if reference is None:
         return None  # no value to compare with (an optional field)
     if isinstance(reference, (bool, str)):
@@ -159,8 +181,9 @@ def load_weights(module: nn.Module, path: str | Path, device: str | torch.device
             mis_shaped = [f"{name} {saved} vs model {expected}" for name, saved, expected in shapes]
             raise CheckpointError(f"{path} does not match the model: {_describe('mis-shaped', mis_shaped)}") from None
     if missing or unexpected:
-        problems = [_describe(kind, sorted(keys)) for kind, keys in (("missing", missing), ("unexpected", unexpected))
-                    if keys]
+        problems = [
+            _describe(kind, sorted(keys)) for kind, keys in (("missing", missing), ("unexpected", unexpected)) if keys
+        ]
         raise CheckpointError(f"{path} does not match the model: " + "; ".join(problems))
 
 
@@ -228,9 +251,7 @@ def _state_dict(value: Any, where: str) -> Mapping[str, torch.Tensor]:
 
 def save_released(model: PLIPModel, path: str | Path) -> None:
     """Write the encoders in the released format (a projection, present only when sizes differ, is kept)."""
-    torch.save(
-        {IMAGE_KEY: model.image_encoder.state_dict(), TEXT_KEY: model.text_encoder.state_dict()}, Path(path)
-    )
+    torch.save({IMAGE_KEY: model.image_encoder.state_dict(), TEXT_KEY: model.text_encoder.state_dict()}, Path(path))
 
 
 # --- our own resumable checkpoints ---------------------------------------------------------------
@@ -358,14 +379,23 @@ def check_weights_fit(config: PLIPConfig, weights: Path) -> None:
     expected = {name: list(tensor.shape) for name, tensor in skeleton.state_dict().items()}
     missing = [name for name in expected if name not in header]
     unexpected = [name for name in header if name not in expected]
-    mis_shaped = [f"{name} {list(header[name].shape)} vs model {shape}" for name, shape in expected.items()
-                  if name in header and list(header[name].shape) != shape]
-    problems = [_describe(kind, keys) for kind, keys in
-                (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mis_shaped)) if keys]
+    mis_shaped = [
+        f"{name} {list(header[name].shape)} vs model {shape}"
+        for name, shape in expected.items()
+        if name in header and list(header[name].shape) != shape
+    ]
+    problems = [
+        _describe(kind, keys)
+        for kind, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mis_shaped))
+        if keys
+    ]
     if problems:
         implied = sum(tensor.numel() for tensor in skeleton.state_dict().values())
-        raise CheckpointError(f"{weights} does not match the model: " + "; ".join(problems)
-                              + f" (its config implies {implied:,} values, the file holds {held:,})")
+        raise CheckpointError(
+            f"{weights} does not match the model: "
+            + "; ".join(problems)
+            + f" (its config implies {implied:,} values, the file holds {held:,})"
+        )
 
 
 def _without_pretrained_files(config: PLIPConfig) -> PLIPConfig:
@@ -404,23 +434,33 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: str | Path) -> None:
     and not at the first step."""
     path = Path(path)
     saved = load_torch_file(path)
-    if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) \
-            or not isinstance(saved.get("param_groups"), list):
-        raise CheckpointError(f"{path}: expected an optimizer state dict ('state' and 'param_groups'), "
-                              f"found {type(saved).__name__}")
+    if (
+        not isinstance(saved, dict)
+        or not isinstance(saved.get("state"), dict)
+        or not isinstance(saved.get("param_groups"), list)
+    ):
+        raise CheckpointError(
+            f"{path}: expected an optimizer state dict ('state' and 'param_groups'), found {type(saved).__name__}"
+        )
     with reading(path, "does not fit the optimizer"):
         optimizer.load_state_dict(saved)
         for group in optimizer.param_groups:
             for parameter in group["params"]:
                 for name, value in optimizer.state.get(parameter, {}).items():
-                    if isinstance(value, torch.Tensor) and value.dim() > 0 and (
-                            value.shape != parameter.shape or value.dtype != parameter.dtype):
-                        raise ValueError(f"state {name!r} is {value.dtype} {list(value.shape)} for a parameter of "
-                                         f"{parameter.dtype} {list(parameter.shape)}")
+                    if (
+                        isinstance(value, torch.Tensor)
+                        and value.dim() > 0
+                        and (value.shape != parameter.shape or value.dtype != parameter.dtype)
+                    ):
+                        raise ValueError(
+                            f"state {name!r} is {value.dtype} {list(value.shape)} for a parameter of "
+                            f"{parameter.dtype} {list(parameter.shape)}"
+                        )
 
 
-def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu", preset: str = "RN50",
-                          tokenizer: str | None = None) -> PLIPModel:
+def load_checkpoint_model(
+    path: str | Path, device: str | torch.device = "cpu", preset: str = "RN50", tokenizer: str | None = None
+) -> PLIPModel:
     """Our checkpoint directory (or its ``model.safetensors``) or a released-format torch file (``*.pth.tar``).
 
     A released file holds only encoder weights: the architecture comes from the preset ``preset`` (TIC / IAP

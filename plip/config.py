@@ -8,12 +8,14 @@ trained as a sentence encoder with mean pooling and its pooler is left over from
 check its pooler_output scored an unrelated sentence at cosine 0.48 to a caption versus -0.02 with mean
 pooling (paraphrase: 0.93 vs 0.79), i.e. the pooler barely separates meanings.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from common.errors import InputError
 
@@ -35,11 +37,19 @@ MAX_WEIGHT = 1000.0
 # text.bert: the BertConfig arguments a checkpoint may hold (plip.text_encoder.TextEncoder.bert_config writes the
 # first ten) and their bounds; any other key is refused (some, such as num_labels, size tables of their own).
 BERT_BOUNDS: dict[str, tuple[type, float, float]] = {
-    "vocab_size": (int, 1, 500_000), "hidden_size": (int, 1, 4096), "num_hidden_layers": (int, 1, 48),
-    "num_attention_heads": (int, 1, MAX_HEADS), "intermediate_size": (int, 1, 16384),
-    "hidden_act": (str, 0, 0), "max_position_embeddings": (int, 1, 8192), "type_vocab_size": (int, 1, 16),
-    "layer_norm_eps": (float, 0, 1), "pad_token_id": (int, 0, 500_000), "hidden_dropout_prob": (float, 0, 1),
-    "attention_probs_dropout_prob": (float, 0, 1), "initializer_range": (float, 0, 1),
+    "vocab_size": (int, 1, 500_000),
+    "hidden_size": (int, 1, 4096),
+    "num_hidden_layers": (int, 1, 48),
+    "num_attention_heads": (int, 1, MAX_HEADS),
+    "intermediate_size": (int, 1, 16384),
+    "hidden_act": (str, 0, 0),
+    "max_position_embeddings": (int, 1, 8192),
+    "type_vocab_size": (int, 1, 16),
+    "layer_norm_eps": (float, 0, 1),
+    "pad_token_id": (int, 0, 500_000),
+    "hidden_dropout_prob": (float, 0, 1),
+    "attention_probs_dropout_prob": (float, 0, 1),
+    "initializer_range": (float, 0, 1),
 }
 
 
@@ -56,8 +66,12 @@ def check_int(where: str, value: Any, low: int, high: int) -> int:
 
 def check_number(where: str, value: Any, low: float, high: float) -> float:
     """``value`` if it is a finite number (not a bool) from ``low`` to ``high``, else a one-line InputError."""
-    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
-            or not low <= value <= high):
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
         raise InputError(f"{where} must be a number from {low:g} to {high:g}, got {_shown(value)}")
     return value
 
@@ -93,8 +107,10 @@ def _check_bert(bert: Any, max_length: int) -> None:
     if hidden % heads:
         raise InputError(f"text.bert.num_attention_heads={heads} must divide text.bert.hidden_size={hidden}")
     if max_length > bert.get("max_position_embeddings", 512):
-        raise InputError(f"text.max_length={max_length} exceeds text.bert.max_position_embeddings="
-                         f"{bert.get('max_position_embeddings', 512)}")
+        raise InputError(
+            f"text.max_length={max_length} exceeds text.bert.max_position_embeddings="
+            f"{bert.get('max_position_embeddings', 512)}"
+        )
 
 
 @dataclass

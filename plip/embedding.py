@@ -11,21 +11,23 @@ Images go through the released evaluation transform (:func:`plip.transforms.eval
 under the project's decode policy (:func:`plip.transforms.read_image`). Work is batched on the model's device
 (CPU or GPU) under ``torch.inference_mode``; results come back as float32 tensors on the CPU.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from common.devices import resolve_device
+from common.imaging import normalised_tensor
 from plip.checkpoint import load_checkpoint_model
 from plip.model import PLIPModel
 from plip.transforms import EVAL_HEIGHT, EVAL_WIDTH, read_image
-from common.devices import resolve_device
-from common.imaging import normalised_tensor
 
 ImageLike = str | Path | Image.Image
 T = TypeVar("T")
@@ -83,12 +85,18 @@ class Embedder:
     def embed_text_batch(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
         """Embeddings of one batch of texts (tokenised to the model's length, 64), on the CPU."""
         tokens = self.model.tokenize(list(texts))
-        features = self.model.encode_text(tokens["input_ids"].to(self.device),
-                                          tokens["attention_mask"].to(self.device)).float()
+        features = self.model.encode_text(
+            tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
+        ).float()
         return (F.normalize(features, dim=1) if normalize else features).cpu()
 
-    def embed_images(self, images: Sequence[ImageLike], batch_size: int = DEFAULT_IMAGE_BATCH,
-                     progress: bool = False, normalize: bool = True) -> torch.Tensor:
+    def embed_images(
+        self,
+        images: Sequence[ImageLike],
+        batch_size: int = DEFAULT_IMAGE_BATCH,
+        progress: bool = False,
+        normalize: bool = True,
+    ) -> torch.Tensor:
         """``[len(images), dim]`` L2-normalised embeddings of image paths and / or PIL images, in order
         (``normalize=False``: the encoder's raw features)."""
         if isinstance(images, (str, Path, Image.Image)):
@@ -96,12 +104,18 @@ class Embedder:
         if not images:
             return torch.empty(0, self.dim)
         total = -(-len(images) // max(batch_size, 1))
-        return torch.cat([self.embed_image_tensors(torch.stack([self.preprocess(i) for i in batch]), normalize)
-                          for batch in tqdm(batched(images, batch_size), total=total, desc="images", unit="batch",
-                                            disable=not progress)])
+        return torch.cat(
+            [
+                self.embed_image_tensors(torch.stack([self.preprocess(i) for i in batch]), normalize)
+                for batch in tqdm(
+                    batched(images, batch_size), total=total, desc="images", unit="batch", disable=not progress
+                )
+            ]
+        )
 
-    def embed_texts(self, texts: Sequence[str], batch_size: int = DEFAULT_TEXT_BATCH,
-                    progress: bool = False, normalize: bool = True) -> torch.Tensor:
+    def embed_texts(
+        self, texts: Sequence[str], batch_size: int = DEFAULT_TEXT_BATCH, progress: bool = False, normalize: bool = True
+    ) -> torch.Tensor:
         """``[len(texts), dim]`` L2-normalised embeddings of texts, in order (``normalize=False``: raw)."""
         if isinstance(texts, str):
             raise ValueError("embed_texts expects a list of texts, got a single string")
@@ -111,13 +125,22 @@ class Embedder:
         if not texts:
             return torch.empty(0, self.dim)
         total = -(-len(texts) // max(batch_size, 1))
-        return torch.cat([self.embed_text_batch(batch, normalize)
-                          for batch in tqdm(batched(texts, batch_size), total=total, desc="texts", unit="batch",
-                                            disable=not progress)])
+        return torch.cat(
+            [
+                self.embed_text_batch(batch, normalize)
+                for batch in tqdm(
+                    batched(texts, batch_size), total=total, desc="texts", unit="batch", disable=not progress
+                )
+            ]
+        )
 
 
-def load_embedder(checkpoint: str | Path | PLIPModel, device: str | torch.device = "cpu", preset: str = "RN50",
-                  tokenizer: str | None = None) -> Embedder:
+def load_embedder(
+    checkpoint: str | Path | PLIPModel,
+    device: str | torch.device = "cpu",
+    preset: str = "RN50",
+    tokenizer: str | None = None,
+) -> Embedder:
     """An :class:`Embedder` of ``checkpoint``: one of our checkpoint directories (or its ``model.safetensors``),
     a released-format file such as ``PLIP_MRN50.pth.tar`` (architecture ``preset``, tokenizer ``tokenizer``,
     default the bundled bert-base-uncased WordPiece vocabulary) or a model already built. ``device``: cpu,

@@ -16,15 +16,17 @@ with other work: 0.43 s per query over 50,000 images, 1.8 s over 200,000 (about 
 decoding), 4.7 s for 64 queries together over 200,000; so under a second per query up to ~100,000 images, and
 about 10 s at a million (batch many queries into one pass).
 """
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -49,9 +51,17 @@ class EmbeddingIndexError(InputError):
 def index_schema(dim: int, metadata: dict[str, Any]) -> pa.Schema:
     """The file's schema for ``dim``-sized vectors, with ``metadata`` (``checkpoint``, ...) attached."""
     record = {"format": FORMAT, "version": VERSION, "dim": dim, **metadata}
-    return pa.schema([("key", pa.string()), ("path", pa.string()), ("kind", pa.string()), ("text", pa.string()),
-                      ("id", pa.int64()), ("vector", pa.list_(pa.float32(), dim))],
-                     metadata={METADATA_KEY: json.dumps(record, sort_keys=True).encode("utf-8")})
+    return pa.schema(
+        [
+            ("key", pa.string()),
+            ("path", pa.string()),
+            ("kind", pa.string()),
+            ("text", pa.string()),
+            ("id", pa.int64()),
+            ("vector", pa.list_(pa.float32(), dim)),
+        ],
+        metadata={METADATA_KEY: json.dumps(record, sort_keys=True).encode("utf-8")},
+    )
 
 
 def parts_dir(out: str | Path) -> Path:
@@ -69,12 +79,20 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         record = json.loads(raw) if raw else None
     except (json.JSONDecodeError, UnicodeDecodeError):
         record = None
-    if (not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(record.get("dim"), int)
-            or isinstance(record.get("dim"), bool) or record["dim"] < 1):
-        raise EmbeddingIndexError(f"{path}: not an embeddings file of python -m plip.embed (no {METADATA_KEY.decode()} "
-                          "metadata)")
+    if (
+        not isinstance(record, dict)
+        or record.get("format") != FORMAT
+        or not isinstance(record.get("dim"), int)
+        or isinstance(record.get("dim"), bool)
+        or record["dim"] < 1
+    ):
+        raise EmbeddingIndexError(
+            f"{path}: not an embeddings file of python -m plip.embed (no {METADATA_KEY.decode()} metadata)"
+        )
     if record.get("version") != VERSION:
-        raise EmbeddingIndexError(f"{path}: embeddings format version {record.get('version')!r}, this reader knows {VERSION}")
+        raise EmbeddingIndexError(
+            f"{path}: embeddings format version {record.get('version')!r}, this reader knows {VERSION}"
+        )
     missing = [c for c in (*META_COLUMNS, "vector") if c not in schema.names]
     if missing:
         raise EmbeddingIndexError(f"{path}: lacks column(s) {missing}")
@@ -87,21 +105,28 @@ def _check_column_types(path: Path, schema: pa.Schema, dim: int) -> None:
     expected = index_schema(dim, {})
     for name in META_COLUMNS:
         if schema.field(name).type != expected.field(name).type:
-            raise EmbeddingIndexError(f"{path}: column {name!r} holds {schema.field(name).type}, expected "
-                                      f"{expected.field(name).type}")
+            raise EmbeddingIndexError(
+                f"{path}: column {name!r} holds {schema.field(name).type}, expected {expected.field(name).type}"
+            )
     vector = schema.field("vector").type
     if not (pa.types.is_fixed_size_list(vector) and vector.value_type == pa.float32() and vector.list_size == dim):
-        found = (f"{vector.list_size} {vector.value_type} values each" if pa.types.is_fixed_size_list(vector)
-                 else f"of type {vector}")
-        raise EmbeddingIndexError(f"{path}: its vectors are {found}, but its metadata declares {dim} float32 "
-                                  "values each")
+        found = (
+            f"{vector.list_size} {vector.value_type} values each"
+            if pa.types.is_fixed_size_list(vector)
+            else f"of type {vector}"
+        )
+        raise EmbeddingIndexError(
+            f"{path}: its vectors are {found}, but its metadata declares {dim} float32 values each"
+        )
 
 
 def _table(rows: Sequence[dict[str, Any]], vectors: torch.Tensor | np.ndarray, schema: pa.Schema) -> pa.Table:
     vectors = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
     dim = schema.field("vector").type.list_size
     if vectors.shape != (len(rows), dim):
-        raise ValueError(f"{len(rows)} rows but vectors of shape {tuple(vectors.shape)} (expected [{len(rows)}, {dim}])")
+        raise ValueError(
+            f"{len(rows)} rows but vectors of shape {tuple(vectors.shape)} (expected [{len(rows)}, {dim}])"
+        )
     if not np.isfinite(vectors).all():  # the caller drops (and counts) what its model could not embed
         raise ValueError("non-finite vectors are never written")
     columns = {name: pa.array([row.get(name) for row in rows], type=schema.field(name).type) for name in META_COLUMNS}
@@ -137,8 +162,9 @@ class IndexWriter:
             if found != self.record:
                 differing = sorted(k for k in set(found) | set(self.record) if found.get(k) != self.record.get(k))
                 shown = ", ".join(f"{k} {found.get(k)!r} (now {self.record.get(k)!r})" for k in differing)
-                raise EmbeddingIndexError(f"{path} was written with other settings: {shown}; use another output file or "
-                                  "--overwrite")
+                raise EmbeddingIndexError(
+                    f"{path} was written with other settings: {shown}; use another output file or --overwrite"
+                )
         self._next_part = 1 + max((int(p.stem.split("-")[-1]) for p in self._part_files()), default=-1)
 
     def _part_files(self) -> list[Path]:
@@ -207,8 +233,11 @@ class EmbeddingIndex:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            hint = (f"; {parts_dir(self.path)} holds an unfinished run: rerun python -m plip.embed to finish it"
-                    if parts_dir(self.path).is_dir() else "")
+            hint = (
+                f"; {parts_dir(self.path)} holds an unfinished run: rerun python -m plip.embed to finish it"
+                if parts_dir(self.path).is_dir()
+                else ""
+            )
             raise EmbeddingIndexError(f"{self.path}: no such embeddings file{hint}")
         self.metadata = _read_metadata(self.path)
         self.dim: int = self.metadata["dim"]
@@ -219,8 +248,10 @@ class EmbeddingIndex:
         return self._file.metadata.num_rows
 
     def count(self, kind: str) -> int:
-        return sum(int(pc.sum(pc.equal(b.column("kind"), kind)).as_py() or 0)
-                   for b in self._batches(DEFAULT_BLOCK_ROWS, ["kind"]))
+        return sum(
+            int(pc.sum(pc.equal(b.column("kind"), kind)).as_py() or 0)
+            for b in self._batches(DEFAULT_BLOCK_ROWS, ["kind"])
+        )
 
     def _batches(self, block_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         """The file's record batches; one it cannot decode is a one-line error naming the file."""
@@ -229,7 +260,9 @@ class EmbeddingIndex:
         except (OSError, pa.ArrowException) as exc:
             raise EmbeddingIndexError(f"{self.path}: damaged ({error_line(exc)})") from None
 
-    def blocks(self, kind: str | None = None, block_rows: int = DEFAULT_BLOCK_ROWS) -> Iterator[tuple[pa.Table, np.ndarray]]:
+    def blocks(
+        self, kind: str | None = None, block_rows: int = DEFAULT_BLOCK_ROWS
+    ) -> Iterator[tuple[pa.Table, np.ndarray]]:
         """(row fields, ``[rows, dim]`` float32 vectors) of ``block_rows`` rows at a time, of one ``kind`` or all,
         without the rows whose vector is missing or not finite (counted in :attr:`skipped_vectors`)."""
         if kind is not None and kind not in KINDS:
@@ -269,15 +302,23 @@ def _tensor(block: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(block)
 
 
-def search(index: EmbeddingIndex, queries: torch.Tensor, k: int = 10, kind: str = "image",
-           block_rows: int = DEFAULT_BLOCK_ROWS, device: str | torch.device = "cpu") -> list[list[Hit]]:
+def search(
+    index: EmbeddingIndex,
+    queries: torch.Tensor,
+    k: int = 10,
+    kind: str = "image",
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+    device: str | torch.device = "cpu",
+) -> list[list[Hit]]:
     """Exact top-``k`` rows of ``kind`` for each query embedding by cosine score (a stable order: equal scores
     keep file order), reading the index ``block_rows`` rows at a time."""
     if k < 1:
         raise ValueError(f"k must be positive, got {k}")
     if queries.dim() != 2 or queries.shape[1] != index.dim:
-        raise EmbeddingIndexError(f"{index.path} holds {index.dim}-d vectors; the query embeddings are "
-                          f"{tuple(queries.shape)} (another model?)")
+        raise EmbeddingIndexError(
+            f"{index.path} holds {index.dim}-d vectors; the query embeddings are "
+            f"{tuple(queries.shape)} (another model?)"
+        )
     queries = torch.nn.functional.normalize(queries.float(), dim=1).to(device)
     best_scores = torch.empty(len(queries), 0, device=device)
     best_rows: list[list[dict[str, Any]]] = [[] for _ in range(len(queries))]
@@ -289,8 +330,11 @@ def search(index: EmbeddingIndex, queries: torch.Tensor, k: int = 10, kind: str 
         picks = order.tolist()
         needed = sorted({p - previous for row in picks for p in row if p >= previous})
         fields = dict(zip(needed, table.take(needed).to_pylist())) if needed else {}
-        new_rows = [[best_rows[q][p] if p < previous else fields[p - previous] for p in row]
-                    for q, row in enumerate(picks)]
+        new_rows = [
+            [best_rows[q][p] if p < previous else fields[p - previous] for p in row] for q, row in enumerate(picks)
+        ]
         best_scores, best_rows = torch.gather(merged, 1, order), new_rows
-    return [[Hit(rank=r + 1, score=float(s), **row) for r, (s, row) in enumerate(zip(scores.tolist(), rows))]
-            for scores, rows in zip(best_scores.cpu(), best_rows)]
+    return [
+        [Hit(rank=r + 1, score=float(s), **row) for r, (s, row) in enumerate(zip(scores.tolist(), rows))]
+        for scores, rows in zip(best_scores.cpu(), best_rows)
+    ]

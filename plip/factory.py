@@ -4,11 +4,13 @@
 dicts merge into the sub-config: ``create_model("RN50", text={"pretrained": False})``. The presets are
 described in :mod:`plip.config`.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 from common.errors import InputError
 from plip.config import PLIPConfig

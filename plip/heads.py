@@ -1,4 +1,5 @@
 """Pre-training heads: text-guided colorization (TIC) and image-guided attribute prediction (IAP)."""
+
 from __future__ import annotations
 
 import torch
@@ -36,13 +37,16 @@ class ColorizationHead(nn.Module):
             raise ValueError(f"tic channels {channels} must be a multiple of the {len(stage_channels)} stages")
         lateral = channels // len(stage_channels)
         self.laterals = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(c, lateral, 1, bias=False), nn.BatchNorm2d(lateral), nn.ReLU()) for c in stage_channels
+            nn.Sequential(nn.Conv2d(c, lateral, 1, bias=False), nn.BatchNorm2d(lateral), nn.ReLU())
+            for c in stage_channels
         )
         self.se1 = MultimodalSE(channels, text_dim, se_reduction)
         self.mix = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU())
         self.se2 = MultimodalSE(channels, text_dim, se_reduction)
         self.up1 = nn.Sequential(
-            nn.ConvTranspose2d(channels, channels // 2, 4, stride=2, padding=1), nn.BatchNorm2d(channels // 2), nn.ReLU()
+            nn.ConvTranspose2d(channels, channels // 2, 4, stride=2, padding=1),
+            nn.BatchNorm2d(channels // 2),
+            nn.ReLU(),
         )
         self.up2 = nn.ConvTranspose2d(channels // 2, 3, 4, stride=2, padding=1)
 

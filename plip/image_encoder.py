@@ -1,5 +1,6 @@
 """CLIP-style modified ResNet with attention pooling, laid out so its state dict matches the released
 PLIP_MRN50 image encoder key for key (see shared/REFERENCE.md section 4)."""
+
 from __future__ import annotations
 
 from typing import NamedTuple

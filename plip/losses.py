@@ -1,6 +1,7 @@
 """PLIP pre-training losses. Each takes named model outputs and returns a scalar; ``PLIPLoss`` returns
 the weighted terms as a dict (keys ``ivlc_loss``, ``tic_loss``, ``iap_loss``) that training sums.
 A task with weight 0 is off: its term is absent and its model outputs are not needed."""
+
 from __future__ import annotations
 
 import functools
@@ -43,7 +44,9 @@ def ivlc_loss(
             f"{identity_ids.shape[0]} identity ids"
         )
     targets = _identity_targets(identity_ids, target_norm).to(image_features.dtype)
-    return _projection_kl(image_features, text_features, targets) + _projection_kl(text_features, image_features, targets)
+    return _projection_kl(image_features, text_features, targets) + _projection_kl(
+        text_features, image_features, targets
+    )
 
 
 def tic_loss(colorized: torch.Tensor, color_target: torch.Tensor) -> torch.Tensor:
@@ -68,7 +71,11 @@ class PLIPLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.weights = {"ivlc": ivlc_weight, "tic": tic_weight, "iap": iap_weight}
-        self.terms = {"ivlc": functools.partial(ivlc_loss, target_norm=ivlc_target_norm), "tic": tic_loss, "iap": iap_loss}
+        self.terms = {
+            "ivlc": functools.partial(ivlc_loss, target_norm=ivlc_target_norm),
+            "tic": tic_loss,
+            "iap": iap_loss,
+        }
 
     @classmethod
     def from_config(cls, config: PLIPConfig) -> PLIPLoss:

@@ -4,12 +4,13 @@ The share of a caption's attribute phrases that is masked grows with training pr
 as r(t) = 0.2 + 0.6 * sqrt(t) (the paper's best schedule). At least one phrase is masked whenever a
 caption has any, so every such caption contributes to the loss. Labels are -100 everywhere else.
 """
+
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -50,9 +51,7 @@ def mask_attribute_phrases(
     """Tokenize ``text`` (padded to ``max_length``) and mask round(ratio * n) of its n phrases (at least 1)."""
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"masking ratio must be in [0, 1], got {ratio}")
-    encoded = tokenizer(
-        text, padding="max_length", truncation=True, max_length=max_length, return_offsets_mapping=True
-    )
+    encoded = tokenizer(text, padding="max_length", truncation=True, max_length=max_length, return_offsets_mapping=True)
     input_ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
     # Tokens of each phrase (special and padding tokens have empty offsets and never overlap a span).
     phrase_tokens = [

@@ -17,10 +17,11 @@ descending score, so equal scores keep gallery order (the lower gallery index ra
 identity has no image in the gallery has no defined AP; it is left out of every metric and counted in
 ``queries_without_match``. Similarities are computed for chunks of queries so large sets fit in memory.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -44,8 +45,13 @@ class RetrievalMetrics:
 
     def as_dict(self) -> dict[str, float | int]:
         out: dict[str, float | int] = {f"R@{k}": v for k, v in self.rank.items()}
-        out.update(mAP=self.map, mAP_released=self.map_released, mINP=self.minp, queries=self.queries,
-                   queries_without_match=self.queries_without_match)
+        out.update(
+            mAP=self.map,
+            mAP_released=self.map_released,
+            mINP=self.minp,
+            queries=self.queries,
+            queries_without_match=self.queries_without_match,
+        )
         return out
 
 
@@ -74,7 +80,9 @@ class _Totals:
         positions = torch.arange(1, hit.shape[1] + 1, dtype=torch.float64, device=hit.device)
         hits_so_far = hit.cumsum(dim=1)
         precision = hits_so_far / positions
-        before = torch.where(positions > 1, (hits_so_far - 1) / (positions - 1).clamp(min=1), torch.ones_like(precision))
+        before = torch.where(
+            positions > 1, (hits_so_far - 1) / (positions - 1).clamp(min=1), torch.ones_like(precision)
+        )
         first_hit = hit.argmax(dim=1) + 1
         last_hit = hit.shape[1] - hit.flip(1).argmax(dim=1)
         self.ap += float(((hit * precision).sum(dim=1) / relevant).sum())
@@ -88,9 +96,14 @@ class _Totals:
         if self.evaluated == 0:
             raise InputError(f"none of the {self.skipped} queries has an identity present in the gallery")
         pct = 100.0 / self.evaluated
-        return RetrievalMetrics(rank={k: self.hits_at[k] * pct for k in self.ranks}, map=self.ap * pct,
-                                map_released=self.ap_released * pct, minp=self.inp * pct,
-                                queries=self.evaluated, queries_without_match=self.skipped)
+        return RetrievalMetrics(
+            rank={k: self.hits_at[k] * pct for k in self.ranks},
+            map=self.ap * pct,
+            map_released=self.ap_released * pct,
+            minp=self.inp * pct,
+            queries=self.evaluated,
+            queries_without_match=self.skipped,
+        )
 
 
 def _ids(ids: IdList, name: str, device: torch.device) -> torch.Tensor:
@@ -106,38 +119,48 @@ def _check_ranks(ranks: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(k) for k in ranks)
 
 
-def metrics_from_similarity(similarity: torch.Tensor, query_ids: IdList, gallery_ids: IdList,
-                            ranks: Sequence[int] = DEFAULT_RANKS) -> RetrievalMetrics:
+def metrics_from_similarity(
+    similarity: torch.Tensor, query_ids: IdList, gallery_ids: IdList, ranks: Sequence[int] = DEFAULT_RANKS
+) -> RetrievalMetrics:
     """Metrics for a ready [queries, gallery] score matrix (higher = more similar)."""
     if similarity.dim() != 2:
         raise ValueError(f"similarity must be a [queries, gallery] matrix, got shape {tuple(similarity.shape)}")
     qids = _ids(query_ids, "query_ids", similarity.device)
     gids = _ids(gallery_ids, "gallery_ids", similarity.device)
     if similarity.shape != (len(qids), len(gids)):
-        raise ValueError(f"similarity shape {tuple(similarity.shape)} does not match "
-                         f"{len(qids)} query ids x {len(gids)} gallery ids")
+        raise ValueError(
+            f"similarity shape {tuple(similarity.shape)} does not match {len(qids)} query ids x {len(gids)} gallery ids"
+        )
     totals = _Totals(_check_ranks(ranks))
     totals.add_chunk(similarity, qids, gids)
     return totals.result()
 
 
-def retrieval_metrics(query_embeddings: torch.Tensor, query_ids: IdList, gallery_embeddings: torch.Tensor,
-                      gallery_ids: IdList, ranks: Sequence[int] = DEFAULT_RANKS,
-                      chunk_size: int = 512) -> RetrievalMetrics:
+def retrieval_metrics(
+    query_embeddings: torch.Tensor,
+    query_ids: IdList,
+    gallery_embeddings: torch.Tensor,
+    gallery_ids: IdList,
+    ranks: Sequence[int] = DEFAULT_RANKS,
+    chunk_size: int = 512,
+) -> RetrievalMetrics:
     """Cosine-similarity retrieval metrics, scoring ``chunk_size`` queries at a time against the whole gallery."""
     if query_embeddings.dim() != 2 or gallery_embeddings.dim() != 2:
         raise ValueError("query and gallery embeddings must be 2-D [count, dim] tensors")
     if query_embeddings.shape[1] != gallery_embeddings.shape[1]:
-        raise ValueError(f"embedding sizes differ: queries {query_embeddings.shape[1]}, "
-                         f"gallery {gallery_embeddings.shape[1]}")
+        raise ValueError(
+            f"embedding sizes differ: queries {query_embeddings.shape[1]}, gallery {gallery_embeddings.shape[1]}"
+        )
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     device = gallery_embeddings.device
     qids = _ids(query_ids, "query_ids", device)
     gids = _ids(gallery_ids, "gallery_ids", device)
     if len(qids) != len(query_embeddings) or len(gids) != len(gallery_embeddings):
-        raise ValueError(f"{len(query_embeddings)} query / {len(gallery_embeddings)} gallery embeddings but "
-                         f"{len(qids)} query / {len(gids)} gallery ids")
+        raise ValueError(
+            f"{len(query_embeddings)} query / {len(gallery_embeddings)} gallery embeddings but "
+            f"{len(qids)} query / {len(gids)} gallery ids"
+        )
     queries = F.normalize(query_embeddings.float().to(device), dim=1)
     gallery = F.normalize(gallery_embeddings.float(), dim=1)
     totals = _Totals(_check_ranks(ranks))

@@ -5,9 +5,10 @@ Batch keys: ``images`` [B,3,H,W], ``input_ids`` / ``attention_mask`` [B,L], ``id
 with TIC on, optionally ``gray_images`` (else derived from ``images``); with IAP on, ``mlm_input_ids``
 and ``mlm_labels`` (built by ``plip.masking.mask_batch``).
 """
+
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -56,7 +57,11 @@ class PLIPModel(nn.Module):
         if isinstance(texts, str):
             raise ValueError("tokenize expects a list of captions, got a single string")
         encoded = self.tokenizer(
-            list(texts), padding="max_length", truncation=True, max_length=self.config.text.max_length, return_tensors="pt"
+            list(texts),
+            padding="max_length",
+            truncation=True,
+            max_length=self.config.text.max_length,
+            return_tensors="pt",
         )
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 

@@ -6,6 +6,7 @@ the identity-level CMPM of :func:`plip.losses.ivlc_loss` between probed image fe
 features. The image encoder ends in a linear layer (the attention pool's ``c_proj``), so :func:`fold_probe`
 can fold the probe into it: the result is an ordinary PLIP model that every program reads.
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,29 +42,44 @@ class LinearProbe(nn.Module):
         return self.log_scale.exp() * self.linear(image_features)
 
 
-START_SCALES = tuple(2.0 ** k for k in range(-6, 9))  # 1/64 ... 256
+START_SCALES = tuple(2.0**k for k in range(-6, 9))  # 1/64 ... 256
 
 
 @torch.no_grad()
-def best_start_scale(image_features: torch.Tensor, text_features: torch.Tensor, identity_ids: torch.Tensor,
-                     target_norm: str = "l1", scales: tuple[float, ...] = START_SCALES,
-                     batch_size: int = 64) -> float:
+def best_start_scale(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    identity_ids: torch.Tensor,
+    target_norm: str = "l1",
+    scales: tuple[float, ...] = START_SCALES,
+    batch_size: int = 64,
+) -> float:
     """The starting scale (of ``scales``) with the lowest mean CMPM on the training features, in batches of
     ``batch_size`` pairs in their given order: raw features with large norms saturate the softmax (no gradient),
     small ones flatten it."""
+
     def loss_at(scale: float) -> float:
         total, batches = 0.0, 0
         for start in range(0, len(image_features), batch_size):
             stop = start + batch_size
-            total += float(ivlc_loss(scale * image_features[start:stop], text_features[start:stop],
-                                     identity_ids[start:stop], target_norm))
+            total += float(
+                ivlc_loss(
+                    scale * image_features[start:stop], text_features[start:stop], identity_ids[start:stop], target_norm
+                )
+            )
             batches += 1
         return total / batches
+
     return min(scales, key=loss_at)
 
 
-def probe_loss(probe: LinearProbe, image_features: torch.Tensor, text_features: torch.Tensor,
-               identity_ids: torch.Tensor, target_norm: str = "l1") -> torch.Tensor:
+def probe_loss(
+    probe: LinearProbe,
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    identity_ids: torch.Tensor,
+    target_norm: str = "l1",
+) -> torch.Tensor:
     """Identity-level CMPM (image->text plus text->image) of the probed image features and the text features."""
     return ivlc_loss(probe(image_features), text_features, identity_ids, target_norm)
 
@@ -73,7 +89,9 @@ def fold_probe(model: PLIPModel, probe: LinearProbe) -> PLIPModel:
     c_proj becomes (s W_p W_c, s W_p b_c + s b_p)."""
     c_proj = model.image_encoder.attnpool.c_proj
     if probe.linear.in_features != c_proj.out_features:
-        raise InputError(f"the probe takes {probe.linear.in_features}-d features, the model gives {c_proj.out_features}")
+        raise InputError(
+            f"the probe takes {probe.linear.in_features}-d features, the model gives {c_proj.out_features}"
+        )
     folded = copy.deepcopy(model)
     target = folded.image_encoder.attnpool.c_proj
     scale = probe.log_scale.detach().exp()

@@ -5,11 +5,13 @@ them and returns :func:`plip.metrics.retrieval_metrics` as a dict. It needs only
 ``encode_text`` / ``tokenize`` (:class:`RetrievalEncoder`), so zero-shot evaluation, pre-training's periodic
 evaluation and fine-tuning share it. Building query sets and galleries from datasets is the programs' job.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 from PIL import Image
@@ -76,32 +78,49 @@ def gallery_loader(gallery: Gallery, batch_size: int, num_workers: int = 0) -> D
 def text_batches(queries: QuerySet, batch_size: int) -> Iterator[list[str]]:
     """Query captions in order, ``batch_size`` at a time."""
     for start in range(0, len(queries), batch_size):
-        yield list(queries.texts[start:start + batch_size])
+        yield list(queries.texts[start : start + batch_size])
 
 
-def encode_gallery(model: RetrievalEncoder, gallery: Gallery, batch_size: int, device: str | torch.device,
-                   num_workers: int = 0, progress: bool = False) -> torch.Tensor:
+def encode_gallery(
+    model: RetrievalEncoder,
+    gallery: Gallery,
+    batch_size: int,
+    device: str | torch.device,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> torch.Tensor:
     """[len(gallery), D] image embeddings, in gallery order, kept on ``device``."""
     batches = gallery_loader(gallery, batch_size, num_workers)
-    embeddings = [model.encode_image(images.to(device, non_blocking=True))
-                  for images in tqdm(batches, desc="gallery", unit="batch", disable=not progress)]
+    embeddings = [
+        model.encode_image(images.to(device, non_blocking=True))
+        for images in tqdm(batches, desc="gallery", unit="batch", disable=not progress)
+    ]
     return torch.cat(embeddings)
 
 
-def encode_queries(model: RetrievalEncoder, queries: QuerySet, batch_size: int, device: str | torch.device,
-                   progress: bool = False) -> torch.Tensor:
+def encode_queries(
+    model: RetrievalEncoder, queries: QuerySet, batch_size: int, device: str | torch.device, progress: bool = False
+) -> torch.Tensor:
     """[len(queries), D] caption embeddings, in query order, kept on ``device``."""
     embeddings = []
     total = -(-len(queries) // batch_size)
-    for texts in tqdm(text_batches(queries, batch_size), total=total, desc="queries", unit="batch",
-                      disable=not progress):
+    for texts in tqdm(
+        text_batches(queries, batch_size), total=total, desc="queries", unit="batch", disable=not progress
+    ):
         tokens = model.tokenize(texts)
         embeddings.append(model.encode_text(tokens["input_ids"].to(device), tokens["attention_mask"].to(device)))
     return torch.cat(embeddings)
 
 
-def evaluate(model: RetrievalEncoder, queries: QuerySet, gallery: Gallery, batch_size: int = 64,
-             device: str | torch.device = "cpu", num_workers: int = 0, progress: bool = False) -> dict[str, Any]:
+def evaluate(
+    model: RetrievalEncoder,
+    queries: QuerySet,
+    gallery: Gallery,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Text-to-image retrieval metrics of ``model`` (already on ``device``), as ``RetrievalMetrics.as_dict()``.
 
     Runs in eval mode under ``torch.inference_mode`` and puts an ``nn.Module`` back into training mode

@@ -2,6 +2,7 @@
 projection to the image embedding size. Weights and tokenizer load from local files only; with
 ``safetensors_only`` (a model named by a checkpoint's config) pickled weights such as ``pytorch_model.bin``
 are refused, never unpickled."""
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -28,10 +29,12 @@ def resolve_path(name_or_path: str) -> str:
     return name_or_path
 
 
-_LOCAL_HINT = ("from local files (no downloads at run time): pass a local directory as text.name_or_path / "
-               "text.tokenizer")
-_SAFETENSORS_HINT = ("from safetensors weights (a checkpoint's text model never loads pickled ones such as "
-                     "pytorch_model.bin)")
+_LOCAL_HINT = (
+    "from local files (no downloads at run time): pass a local directory as text.name_or_path / text.tokenizer"
+)
+_SAFETENSORS_HINT = (
+    "from safetensors weights (a checkpoint's text model never loads pickled ones such as pytorch_model.bin)"
+)
 
 
 def _offline(load: Any, name_or_path: str, what: str, hint: str = _LOCAL_HINT, **options: Any) -> Any:
@@ -44,7 +47,9 @@ def _offline(load: Any, name_or_path: str, what: str, hint: str = _LOCAL_HINT, *
 def load_tokenizer(config: TextConfig) -> PreTrainedTokenizerBase:
     tokenizer = _offline(AutoTokenizer.from_pretrained, config.tokenizer or config.name_or_path, "tokenizer")
     if not tokenizer.is_fast:
-        raise InputError(f"tokenizer {config.tokenizer or config.name_or_path!r} is not a fast tokenizer (offsets needed)")
+        raise InputError(
+            f"tokenizer {config.tokenizer or config.name_or_path!r} is not a fast tokenizer (offsets needed)"
+        )
     return tokenizer
 
 
@@ -55,8 +60,9 @@ def build_bert(config: TextConfig, safetensors_only: bool = False) -> nn.Module:
     if not config.pretrained:
         return BertModel(BertConfig(**config.bert), add_pooling_layer=True)
     if safetensors_only:
-        model = _offline(AutoModel.from_pretrained, config.name_or_path, "text model", _SAFETENSORS_HINT,
-                         use_safetensors=True)
+        model = _offline(
+            AutoModel.from_pretrained, config.name_or_path, "text model", _SAFETENSORS_HINT, use_safetensors=True
+        )
     else:
         model = _offline(AutoModel.from_pretrained, config.name_or_path, "text model")
     if model.config.model_type != "bert":  # saved checkpoints rebuild the encoder as a BertModel
@@ -83,8 +89,18 @@ class TextEncoder(nn.Module):
 
     def bert_config(self) -> dict[str, Any]:
         """The architecture as BertConfig arguments, so a saved model rebuilds without the original files."""
-        keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "pad_token_id")
+        keys = (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "hidden_act",
+            "max_position_embeddings",
+            "type_vocab_size",
+            "layer_norm_eps",
+            "pad_token_id",
+        )
         return {key: getattr(self.encoder.config, key) for key in keys}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextEncoderOutput:

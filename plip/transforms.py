@@ -2,17 +2,18 @@
 flip), both :func:`common.imaging.normalised_tensor` with the SYNTH-PEDES statistics, and the image-file reader
 that evaluation and fine-tuning share: the project's one decode policy for untrusted files
 (:func:`shards.images.open_image_file`: bounded bytes and pixels, EXIF orientation, RGB)."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from PIL import Image
 
 from common.errors import InputError
-from shards.images import ImageRejected, open_image_file
 from common.imaging import IMAGE_HEIGHT, IMAGE_WIDTH, SYNTH_PEDES_MEAN, SYNTH_PEDES_STD, normalised_tensor
+from shards.images import ImageRejected, open_image_file
 
 EVAL_HEIGHT, EVAL_WIDTH = IMAGE_HEIGHT, IMAGE_WIDTH  # 256 x 128
 # The released model normalises with SYNTH-PEDES statistics, in training and evaluation alike.
@@ -48,5 +49,7 @@ def train_transform(image: Image.Image, size: tuple[int, int], flip: bool) -> to
 def check_eval_size(image_size: Sequence[int]) -> None:
     """InputError unless a model takes the 256x128 images that the evaluation transform feeds."""
     if tuple(image_size) != (EVAL_HEIGHT, EVAL_WIDTH):
-        raise InputError(f"retrieval evaluation feeds {EVAL_HEIGHT}x{EVAL_WIDTH} images (the released transform), "
-                         f"the model takes {image_size[0]}x{image_size[1]}")
+        raise InputError(
+            f"retrieval evaluation feeds {EVAL_HEIGHT}x{EVAL_WIDTH} images (the released transform), "
+            f"the model takes {image_size[0]}x{image_size[1]}"
+        )

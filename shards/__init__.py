@@ -5,6 +5,7 @@ Modules: :mod:`shards.sample` (the sample contract, image encoding), :mod:`shard
 :mod:`shards.manifest`, :mod:`shards.reader`, :mod:`shards.verify`, :mod:`shards.layout` (file
 names), :mod:`shards.remote` (fsspec access, atomic publishing).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -13,13 +14,22 @@ from typing import Any
 # name -> the module that defines it. Loaded on first use (PEP 562): the reader pulls in webdataset and
 # with it torch (~1.5 s), which a command that only writes or lists shards should not pay for.
 _EXPORTS = {
-    "read_manifest": "shards.manifest", "write_manifest": "shards.manifest",
-    "SkipAndCount": "shards.reader", "iter_samples": "shards.reader", "open_corpus": "shards.reader",
-    "reraise": "shards.reader", "shard_urls": "shards.reader",
-    "GROUPS": "shards.sample", "IMAGE_SIZE": "shards.sample", "JPEG_QUALITY": "shards.sample",
-    "encode_image": "shards.sample", "make_sample": "shards.sample", "validate_record": "shards.sample",
+    "read_manifest": "shards.manifest",
+    "write_manifest": "shards.manifest",
+    "SkipAndCount": "shards.reader",
+    "iter_samples": "shards.reader",
+    "open_corpus": "shards.reader",
+    "reraise": "shards.reader",
+    "shard_urls": "shards.reader",
+    "GROUPS": "shards.sample",
+    "IMAGE_SIZE": "shards.sample",
+    "JPEG_QUALITY": "shards.sample",
+    "encode_image": "shards.sample",
+    "make_sample": "shards.sample",
+    "validate_record": "shards.sample",
     "verify_corpus": "shards.verify",
-    "shard_is_complete": "shards.writer", "write_shard": "shards.writer",
+    "shard_is_complete": "shards.writer",
+    "write_shard": "shards.writer",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -13,6 +13,7 @@ Only a regular file is opened: a FIFO, a device or a socket named like an image 
 per sample (greyscale ``I;16*``, 32-bit ``I`` and float ``F``) are scaled to 8 bits by their range
 (:func:`eight_bit`), not clipped: Pillow's own conversion clips, so every 16-bit grey became white.
 """
+
 from __future__ import annotations
 
 import errno
@@ -56,8 +57,12 @@ def read_bounded(stream: BinaryIO, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     raise ImageRejected(f"file larger than {max_bytes} bytes")
 
 
-_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 def _refuse_unless_regular(mode: int, path: str | None = None) -> None:
@@ -139,8 +144,13 @@ def _stored_sideways(image: Image.Image) -> bool:
     return image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
 
 
-def decode_image(data: bytes, *, min_size: tuple[int, int] | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES) -> Image.Image:
+def decode_image(
+    data: bytes,
+    *,
+    min_size: tuple[int, int] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Image.Image:
     """Decode untrusted image bytes into an upright RGB image, or raise ImageRejected.
 
     ``min_size`` (height, width): the smallest size the caller will resize to, upright; a JPEG at least

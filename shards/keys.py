@@ -7,6 +7,7 @@ path gets a sanitised prefix, ``__`` and 16 hex digits of the sha256 of its exac
 never hold ``__`` (their parts are non-empty), so a crafted name can never produce another file's hashed
 key; two distinct paths share a key only if their sha256 share 64 bits.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,12 @@ def make_key(file_path: str) -> str:
     stem, dot, extension = file_path.rpartition(".")
     parts = stem.split("/") if dot else []
     readable = "_".join(parts)
-    if (dot and extension == "jpg" and all(_READABLE_PART.fullmatch(p) for p in parts)
-            and len(readable) <= MAX_KEY_LENGTH):
+    if (
+        dot
+        and extension == "jpg"
+        and all(_READABLE_PART.fullmatch(p) for p in parts)
+        and len(readable) <= MAX_KEY_LENGTH
+    ):
         return readable
     digest = hashlib.sha256(path_bytes(file_path)).hexdigest()[:_DIGEST_CHARS]
     room = MAX_KEY_LENGTH - len(HASH_SEPARATOR) - _DIGEST_CHARS

@@ -1,6 +1,7 @@
 """File names of a corpus folder, declared here only: ``<prefix>-%06d.tar`` + ``.parquet`` + ``_stats.json`` per
 shard, ``manifest.json``, and the job's own files (``job.json``, the released-format dataset JSON, the dead
 letters, the filter report)."""
+
 from __future__ import annotations
 
 import re
@@ -22,8 +23,16 @@ FORMAT_VERSION = 1
 # synthesis: read -> decode -> filter -> clean -> write; import: read -> parse -> dedupe -> decode -> mine -> write
 STAGE_READ, STAGE_PARSE, STAGE_DEDUPE, STAGE_DECODE = "read", "parse", "dedupe", "decode"
 STAGE_MINE, STAGE_FILTER, STAGE_CLEAN, STAGE_WRITE = "mine", "filter", "clean", "write"
-DEAD_LETTER_STAGES = (STAGE_READ, STAGE_PARSE, STAGE_DEDUPE, STAGE_DECODE, STAGE_MINE, STAGE_FILTER, STAGE_CLEAN,
-                      STAGE_WRITE)
+DEAD_LETTER_STAGES = (
+    STAGE_READ,
+    STAGE_PARSE,
+    STAGE_DEDUPE,
+    STAGE_DECODE,
+    STAGE_MINE,
+    STAGE_FILTER,
+    STAGE_CLEAN,
+    STAGE_WRITE,
+)
 # the stages whose records never became a decoded image (every later stage decoded it first)
 STAGES_BEFORE_DECODED = (STAGE_READ, STAGE_PARSE, STAGE_DEDUPE, STAGE_DECODE)
 _PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*")

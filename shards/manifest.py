@@ -4,6 +4,7 @@ Built from the ``_stats.json`` markers (so unfinished shards are left out) and t
 each parquet index (identities can span shards). Sorted, no timestamps: the same shards give the
 same bytes.
 """
+
 from __future__ import annotations
 
 import io
@@ -71,13 +72,16 @@ def _expected_stems(fs: Any, root: str, directory: str, prefix: str, shard_count
     stems = [layout.shard_stem(index, prefix) for index in range(shard_count)]
     for stem in stems:
         if stem not in complete:
-            raise InputError(f"{directory}: shard {stem}{layout.TAR_SUFFIX} (of {shard_count} expected) is missing "
-                             f"or incomplete (no _stats.json)")
+            raise InputError(
+                f"{directory}: shard {stem}{layout.TAR_SUFFIX} (of {shard_count} expected) is missing "
+                f"or incomplete (no _stats.json)"
+            )
     return stems
 
 
-def build_manifest(directory: str, prefix: str = layout.DEFAULT_PREFIX, *,
-                   shard_count: int | None = None) -> dict[str, Any]:
+def build_manifest(
+    directory: str, prefix: str = layout.DEFAULT_PREFIX, *, shard_count: int | None = None
+) -> dict[str, Any]:
     """The manifest of ``directory``'s complete shards with ``prefix``; InputError when there are none.
 
     With ``shard_count`` it lists exactly shards 0..shard_count-1 (a writer that knows its shards: other
@@ -113,8 +117,9 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-def write_manifest(directory: str, prefix: str = layout.DEFAULT_PREFIX, *,
-                   shard_count: int | None = None) -> dict[str, Any]:
+def write_manifest(
+    directory: str, prefix: str = layout.DEFAULT_PREFIX, *, shard_count: int | None = None
+) -> dict[str, Any]:
     """Collect every complete shard's stats (or shards 0..shard_count-1's, see :func:`build_manifest`) into
     ``<directory>/manifest.json`` (atomically); return it."""
     manifest = build_manifest(directory, prefix, shard_count=shard_count)

@@ -13,10 +13,12 @@ dict (a valid record), "txt": str}``; with ``decode=False`` the three members st
 sample or shard is never yielded: it goes to the ``handler`` with a one-line InputError that names
 the shard URL and the sample key.
 """
+
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlparse
 
 import braceexpand
@@ -63,7 +65,7 @@ class SkipAndCount:
     def __call__(self, exc: BaseException) -> bool:
         self.skipped += 1
         self.reasons = self.reasons + [error_line(exc)]
-        self.reasons = self.reasons[-self._keep:]
+        self.reasons = self.reasons[-self._keep :]
         return True
 
 
@@ -203,8 +205,9 @@ def _shard_samples(url: str, stream: Any, max_member_bytes: int) -> Iterator[dic
         yield _whole(url, sample)
 
 
-def _tar_samples(shards: Iterator[dict[str, Any]], handler: Handler = reraise,
-                 max_member_bytes: int = MAX_MEMBER_BYTES) -> Iterator[dict[str, Any]]:
+def _tar_samples(
+    shards: Iterator[dict[str, Any]], handler: Handler = reraise, max_member_bytes: int = MAX_MEMBER_BYTES
+) -> Iterator[dict[str, Any]]:
     """dict(url, stream) -> whole samples ``{"__key__", "__url__", "jpg", "json", "txt"}`` (bytes); damage goes
     to ``handler``."""
     for shard in shards:
@@ -217,8 +220,10 @@ def _tar_samples(shards: Iterator[dict[str, Any]], handler: Handler = reraise,
 
 
 def _damaged(sample: dict[str, Any], member: str, reason: str) -> InputError:
-    return InputError(f"{sample.get('__url__', '(no shard)')}: sample {sample['__key__']!r}: damaged {member} "
-                      f"member ({reason}); run `spac shards verify`")
+    return InputError(
+        f"{sample.get('__url__', '(no shard)')}: sample {sample['__key__']!r}: damaged {member} "
+        f"member ({reason}); run `spac shards verify`"
+    )
 
 
 def sample_image(sample: dict[str, Any]) -> Image.Image:
@@ -315,8 +320,10 @@ def open_corpus(
             stages.append(wds.split_by_node)
     if split_by_worker:
         stages.append(wds.split_by_worker)
-    stages += [wds.pipelinefilter(_open_streams)(handler=handler),
-               wds.pipelinefilter(_tar_samples)(handler=handler, max_member_bytes=max_member_bytes)]
+    stages += [
+        wds.pipelinefilter(_open_streams)(handler=handler),
+        wds.pipelinefilter(_tar_samples)(handler=handler, max_member_bytes=max_member_bytes),
+    ]
     if shuffle:
         stages.append(wds.detshuffle(shuffle, initial=shuffle, seed=seed))
     if decode:

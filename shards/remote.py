@@ -5,12 +5,14 @@ go to a temporary name in the same folder (``<name>.tmp-<random>``) and are rena
 filesystems they are uploaded to such a temporary name and moved. Readers never look at
 ``*.tmp-*`` names, so a crashed writer's leftovers are ignored (and safe to delete at any time).
 """
+
 from __future__ import annotations
 
 import os
 import posixpath
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem

@@ -31,12 +31,14 @@ A sample is three tar members (:data:`MEMBERS`) sharing a key: ``<key>.jpg``, ``
 - ``txt``: the first text of the sample: ``captions[0]``, or ``prompt_caption[0]`` when there is no
   style caption. A record must carry at least one text.
 """
+
 from __future__ import annotations
 
 import io
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from PIL import Image, ImageOps
 
@@ -104,20 +106,26 @@ def _attributes(record: Mapping[str, Any]) -> None:
     for group in GROUPS:
         entry = attributes[group]
         if not isinstance(entry, dict) or set(entry) not in (ENTRY_KEYS, {*ENTRY_KEYS, IN_SCHEMA_KEY}):
-            raise InputError(f"{_where(record, 'attributes')}.{group}: expected {{'value': str, 'confidence': "
-                             f"float or null}} (and '{IN_SCHEMA_KEY}': bool for an imported value)")
+            raise InputError(
+                f"{_where(record, 'attributes')}.{group}: expected {{'value': str, 'confidence': "
+                f"float or null}} (and '{IN_SCHEMA_KEY}': bool for an imported value)"
+            )
         if not isinstance(entry["value"], str) or not entry["value"].strip() or "," in entry["value"]:
-            raise InputError(f"{_where(record, 'attributes')}.{group}.value: expected a non-empty phrase "
-                             "without commas")
+            raise InputError(
+                f"{_where(record, 'attributes')}.{group}.value: expected a non-empty phrase without commas"
+            )
         if IN_SCHEMA_KEY in entry and not isinstance(entry[IN_SCHEMA_KEY], bool):
-            raise InputError(f"{_where(record, 'attributes')}.{group}.{IN_SCHEMA_KEY}: expected true or false, "
-                             f"got {entry[IN_SCHEMA_KEY]!r}")
+            raise InputError(
+                f"{_where(record, 'attributes')}.{group}.{IN_SCHEMA_KEY}: expected true or false, "
+                f"got {entry[IN_SCHEMA_KEY]!r}"
+            )
         confidence = entry["confidence"]
         if confidence is None:
             continue
         if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 <= confidence <= 1.0:
-            raise InputError(f"{_where(record, 'attributes')}.{group}.confidence: expected a number in [0, 1], "
-                             f"got {confidence!r}")
+            raise InputError(
+                f"{_where(record, 'attributes')}.{group}.confidence: expected a number in [0, 1], got {confidence!r}"
+            )
         if isinstance(confidence, float) and math.isnan(confidence):
             raise InputError(f"{_where(record, 'attributes')}.{group}.confidence: NaN")
 
@@ -160,19 +168,24 @@ def validate_record(record: Any) -> None:
 def _attribute_spans(record: Mapping[str, Any], texts: list[str]) -> None:
     spans = record["attribute_spans"]
     if not isinstance(spans, list) or len(spans) != len(texts):
-        raise InputError(f"{_where(record, 'attribute_spans')}: expected one list of spans per text (captions, "
-                         f"then prompt_caption), {len(texts)} in all")
+        raise InputError(
+            f"{_where(record, 'attribute_spans')}: expected one list of spans per text (captions, "
+            f"then prompt_caption), {len(texts)} in all"
+        )
     for index, (text, text_spans) in enumerate(zip(texts, spans)):
         if not isinstance(text_spans, list):
             raise InputError(f"{_where(record, 'attribute_spans')}[{index}]: expected a list of [start, end] spans")
         for span in text_spans:
             # type() is int, not isinstance: a bool is an int too
             if not (isinstance(span, list) and len(span) == 2 and type(span[0]) is int and type(span[1]) is int):
-                raise InputError(f"{_where(record, 'attribute_spans')}[{index}]: expected [start, end] integer "
-                                 f"pairs, got {span!r}")
+                raise InputError(
+                    f"{_where(record, 'attribute_spans')}[{index}]: expected [start, end] integer pairs, got {span!r}"
+                )
             if not 0 <= span[0] < span[1] <= len(text):
-                raise InputError(f"{_where(record, 'attribute_spans')}[{index}]: span {span} is not inside the "
-                                 f"text ({len(text)} characters, start < end)")
+                raise InputError(
+                    f"{_where(record, 'attribute_spans')}[{index}]: span {span} is not inside the "
+                    f"text ({len(text)} characters, start < end)"
+                )
 
 
 def canonical_record(record: Mapping[str, Any]) -> dict[str, Any]:

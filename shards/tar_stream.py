@@ -14,12 +14,14 @@ a name with a ustar prefix, an odd spelling of a number, a bad checksum, a compr
 headers, the data and the errors are tarfile's own on every stream (see the POSIX ustar format and
 CPython's ``tarfile`` for the fields).
 """
+
 from __future__ import annotations
 
 import re
 import tarfile
 import zlib
-from typing import Any, BinaryIO, Callable, Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, NamedTuple
 
 BLOCKSIZE = tarfile.BLOCKSIZE
 _CHUNK = 1 << 16  # how a member's data is skipped: never more than this in memory
@@ -193,8 +195,11 @@ class TarStream:
         """A plain member's bytes are the next ``info.size`` bytes of tarfile's stream: read them
         directly, without the file object ``extractfile`` builds per member (tarfile's next header read
         seeks on from there). Other regular types (GNU sparse, contiguous) go through ``extractfile``."""
-        if (info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or info.sparse is not None
-                or archive.fileobj.tell() != info.offset_data):
+        if (
+            info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE)
+            or info.sparse is not None
+            or archive.fileobj.tell() != info.offset_data
+        ):
             return archive.extractfile(info).read()
         data = archive.fileobj.read(info.size)
         if len(data) != info.size:

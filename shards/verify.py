@@ -6,12 +6,14 @@ folder's complete shards with the manifest. Images are not decoded (their hashes
 member over the per-member byte limit is a problem, skipped unread (see :func:`shards.reader.tar_members`).
 Every problem found is returned, one line each: the number of lines is the number of problems.
 """
+
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -91,8 +93,9 @@ def _read_samples(reader: _HashingReader, max_member_bytes: int) -> tuple[Sample
     return samples, problems, unread
 
 
-def _check_shard(fs: Any, root: str, stem: str, stats: dict[str, Any], has_index: bool,
-                 max_member_bytes: int) -> list[str]:
+def _check_shard(
+    fs: Any, root: str, stem: str, stats: dict[str, Any], has_index: bool, max_member_bytes: int
+) -> list[str]:
     problems = []
     index_path = layout.path_of(fs, root, stem + layout.INDEX_SUFFIX)
     rows: dict[str, dict[str, Any]] = {}
@@ -145,8 +148,9 @@ def _check_manifest(manifest: dict[str, Any] | None, stats_by_name: dict[str, di
     return problems
 
 
-def verify_corpus(directory: str, progress: Callable[[str], None] | None = None,
-                  max_member_bytes: int = MAX_MEMBER_BYTES) -> list[str]:
+def verify_corpus(
+    directory: str, progress: Callable[[str], None] | None = None, max_member_bytes: int = MAX_MEMBER_BYTES
+) -> list[str]:
     """Every problem found in the corpus folder, one line each, prefixed by the file; empty when it is sound.
 
     ``progress`` is called with each shard name once it is checked. ``max_member_bytes``: a bigger tar
@@ -161,7 +165,11 @@ def verify_corpus(directory: str, progress: Callable[[str], None] | None = None,
     for stem, suffixes in layout.shard_files(fs, root).items():
         name = stem + layout.TAR_SUFFIX
         if layout.STATS_SUFFIX not in suffixes:
-            what = "incomplete shard: no _stats.json (write it again)" if layout.TAR_SUFFIX in suffixes else "index without a shard"
+            what = (
+                "incomplete shard: no _stats.json (write it again)"
+                if layout.TAR_SUFFIX in suffixes
+                else "index without a shard"
+            )
             problems.append(f"{name}: {what}")
             continue
         try:

@@ -7,6 +7,7 @@ file comes last, so a shard without ``_stats.json`` is unfinished and is simply 
 it is published, the temporary files that an earlier, killed writer of the same shard left behind
 are removed.
 """
+
 from __future__ import annotations
 
 import glob
@@ -16,7 +17,8 @@ import json
 import os
 import tarfile
 import tempfile
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq

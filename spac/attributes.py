@@ -9,13 +9,15 @@ subtype) and the *bare* value of a coloured item, without its colour ("a backpac
 exist so labels mined from human captions can be written down; ``AttributeValue.specific`` is False
 for them, and the renderer (hence a predictor trained on rendered people) never uses them.
 """
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -199,13 +201,22 @@ def _parse_item(source: str, key: str, spec: Any, coloured_by_default: bool, bar
     default_pattern = "{colour} {item}" if coloured else "{item}"
     pattern = _expect(source, f"{key}.pattern", spec.get("pattern", default_pattern), str, "a pattern string")
     if coloured != ("{colour}" in pattern):
-        raise _fail(source, f"{key}.pattern", "a coloured item's pattern must contain {colour}, an uncoloured one must not")
+        raise _fail(
+            source, f"{key}.pattern", "a coloured item's pattern must contain {colour}, an uncoloured one must not"
+        )
     generic = _expect(source, f"{key}.generic", spec.get("generic", False), bool, "true or false")
     bare = _expect(source, f"{key}.bare", spec.get("bare", bare_by_default and coloured), bool, "true or false")
     if bare and not coloured:
         raise _fail(source, f"{key}.bare", "only a coloured item has a bare (colourless) value")
-    return Item(name.strip().lower(), plural, coloured, pattern, _strings(source, f"{key}.synonyms", spec.get("synonyms")),
-                generic, bare)
+    return Item(
+        name.strip().lower(),
+        plural,
+        coloured,
+        pattern,
+        _strings(source, f"{key}.synonyms", spec.get("synonyms")),
+        generic,
+        bare,
+    )
 
 
 def _parse_group(source: str, index: int, spec: Any, palettes: Mapping[str, tuple[str, ...]]) -> AttributeGroup:
@@ -265,13 +276,18 @@ def parse_schema(data: Any, source: str = "<schema>") -> Schema:
     for key, words in (("colour_modifiers", modifiers), ("descriptors", descriptors)):
         for i, word in enumerate(words):
             if word in colour_words:
-                raise _fail(source, f"{key}[{i}]", f"{word!r} is a colour; a {key[:-1].replace('_', ' ')} only "
-                            "shades or describes one")
+                raise _fail(
+                    source,
+                    f"{key}[{i}]",
+                    f"{word!r} is a colour; a {key[:-1].replace('_', ' ')} only shades or describes one",
+                )
     raw_groups = _expect(source, "groups", data.get("groups"), list, "a list of groups")
     groups = tuple(_parse_group(source, i, g, palettes) for i, g in enumerate(raw_groups))
     names = tuple(g.name for g in groups)
     if names != GROUP_ORDER:
-        raise _fail(source, "groups", f"expected the groups {', '.join(GROUP_ORDER)} in that order, got {', '.join(names)}")
+        raise _fail(
+            source, "groups", f"expected the groups {', '.join(GROUP_ORDER)} in that order, got {', '.join(names)}"
+        )
     return Schema(version, colours, groups, source, modifiers, descriptors)
 
 

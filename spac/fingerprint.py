@@ -1,16 +1,18 @@
 """What identifies a version of the SPAC method: the package, the attribute schema, the bundled templates
 (vocabulary, sentence library, style modules) and the predictor's files. Two runs with the same
 fingerprint caption the same images the same way; a corpus records it so a rerun never mixes versions."""
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from importlib import metadata, resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from spac.attributes import load_schema
 from common.digests import file_sha256
+from spac.attributes import load_schema
 from spac.predictor.model import CONFIG_FILE, DEFAULT_PREDICTOR_DIR, WEIGHTS_FILE
 
 DISTRIBUTION = "spac-synthpedes"

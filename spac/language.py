@@ -9,10 +9,11 @@ A colour may carry one of the schema's ``colour_modifiers`` ("dark red" reads as
 modified form is a colour synonym of its own ("dark blue" is navy). Overlapping matches keep the longest
 ("polo shirt" over "shirt").
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import spacy
 from spacy.matcher import Matcher, PhraseMatcher
@@ -73,8 +74,10 @@ class _Extractor:
         self.values = {(v.group, v.item, v.colour): v.phrase for g in schema.groups for v in g.values}
 
         colour_tokens: set[str] = set()
-        named = {colour.name: set().union(*(_spelling_variants(f) for f in (colour.name, *colour.synonyms)))
-                 for colour in schema.colours.values()}
+        named = {
+            colour.name: set().union(*(_spelling_variants(f) for f in (colour.name, *colour.synonyms)))
+            for colour in schema.colours.values()
+        }
         explicit = set().union(*named.values())
         for name, forms in named.items():
             shaded = {f"{m} {f}" for m in schema.colour_modifiers for f in forms}
@@ -83,7 +86,9 @@ class _Extractor:
             colour_tokens.update(t.lower_ for d in docs for t in d if t.is_alpha)
             self.colours.add(name, docs)
         self._colour_tokens = sorted(colour_tokens)
-        self.descriptors = {t.lower_ for d in self.nlp.pipe(schema.descriptors) for t in d} | ({"-"} if schema.descriptors else set())
+        self.descriptors = {t.lower_ for d in self.nlp.pipe(schema.descriptors) for t in d} | (
+            {"-"} if schema.descriptors else set()
+        )
 
         for group in schema.groups:
             forms_of_items: set[str] = set()
@@ -146,7 +151,7 @@ class _Extractor:
                 candidates.append((s, e, strings[match_id], None))
         for match_id, s, e in self.split(doc):
             length = self._split_prefix_length[match_id]
-            key = self.split_forms.get((*(t.lower_ for t in doc[s:s + length]), doc[e - 1].lower_))
+            key = self.split_forms.get((*(t.lower_ for t in doc[s : s + length]), doc[e - 1].lower_))
             if key is not None:
                 inside = [c for end, (start, c) in colour_of.items() if start > s and end < e]
                 candidates.append((s, e, key, inside[-1] if inside else None))
@@ -163,8 +168,12 @@ class _Extractor:
             item = self.items[key]
             if item.coloured and colour is None:
                 colour_end = s
-                while colour_end not in colour_of and colour_end > 0 and colour_end - 1 not in taken \
-                        and doc[colour_end - 1].lower_ in self.descriptors:
+                while (
+                    colour_end not in colour_of
+                    and colour_end > 0
+                    and colour_end - 1 not in taken
+                    and doc[colour_end - 1].lower_ in self.descriptors
+                ):
                     colour_end -= 1  # "a black leather jacket": skip the descriptors back to the colour
                 if colour_end in colour_of:
                     colour_start, colour = colour_of[colour_end]

@@ -4,6 +4,7 @@ image's natural size, and the console's errors (console.error, uncaught exceptio
 Talks the DevTools protocol over ``--remote-debugging-pipe`` (JSON messages ending in NUL on file
 descriptors 3 and 4), so it needs no websocket library and opens no port.
 """
+
 from __future__ import annotations
 
 import base64
@@ -98,7 +99,10 @@ def _errors(events: list[dict[str, Any]]) -> list[str]:
     for event in events:
         method, params = event.get("method"), event.get("params", {})
         if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            errors.append("console.error: " + " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", [])))
+            errors.append(
+                "console.error: "
+                + " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
+            )
         elif method == "Runtime.exceptionThrown":
             details = params.get("exceptionDetails", {})
             errors.append("exception: " + str(details.get("exception", {}).get("description", details.get("text"))))
@@ -114,8 +118,9 @@ def _high(fd: int) -> int:
     return moved
 
 
-def check_page(page: Path, screenshot: Path, width: int = 1280, timeout: float = 60.0,
-               chromium: str | None = None) -> PageCheck:
+def check_page(
+    page: Path, screenshot: Path, width: int = 1280, timeout: float = 60.0, chromium: str | None = None
+) -> PageCheck:
     """Open ``page`` (a local HTML file), wait for its load event, then screenshot the whole page to
     ``screenshot`` and collect its images and console errors. RuntimeError when chromium is missing."""
     executable = chromium or find_chromium()
@@ -126,13 +131,23 @@ def check_page(page: Path, screenshot: Path, width: int = 1280, timeout: float =
     # the child's ends above 9, so that moving them to 3 and 4 never overwrites one of them
     to_browser_read, from_browser_write = (_high(to_browser_read), _high(from_browser_write))
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        command = [executable, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe",
-                   "--hide-scrollbars", "--mute-audio", "about:blank"]
+        command = [
+            executable,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            "--remote-debugging-pipe",
+            "--hide-scrollbars",
+            "--mute-audio",
+            "about:blank",
+        ]
         # the browser reads fd 3 and writes fd 4: bash moves the pipe ends there
         wrapper = f'exec "$@" 3<&{to_browser_read} 4>&{from_browser_write} {to_browser_read}<&- {from_browser_write}>&-'
-        process = subprocess.Popen(["bash", "-c", wrapper, "chromium", *command],
-                                   pass_fds=(to_browser_read, from_browser_write),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            ["bash", "-c", wrapper, "chromium", *command],
+            pass_fds=(to_browser_read, from_browser_write),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         os.close(to_browser_read)
         os.close(from_browser_write)
         pipe = _Pipe(process, to_browser_write, from_browser_read, timeout)
@@ -141,21 +156,38 @@ def check_page(page: Path, screenshot: Path, width: int = 1280, timeout: float =
             session = pipe.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
             for domain in ("Page", "Runtime", "Log"):
                 pipe.call(f"{domain}.enable", session)
-            pipe.call("Emulation.setDeviceMetricsOverride", session, width=width, height=900, deviceScaleFactor=1,
-                      mobile=False)
+            pipe.call(
+                "Emulation.setDeviceMetricsOverride",
+                session,
+                width=width,
+                height=900,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
             pipe.events.clear()
             pipe.call("Page.navigate", session, url=Path(page).resolve().as_uri())
             pipe.wait_for("Page.loadEventFired")
-            found = pipe.call("Runtime.evaluate", session, returnByValue=True, expression=(
-                "JSON.stringify({images: Array.from(document.images).map(i => ({src: i.getAttribute('src'), "
-                "naturalWidth: i.naturalWidth, naturalHeight: i.naturalHeight, complete: i.complete})), "
-                "marker: document.body.getAttribute('data-broken-images')})"))
+            found = pipe.call(
+                "Runtime.evaluate",
+                session,
+                returnByValue=True,
+                expression=(
+                    "JSON.stringify({images: Array.from(document.images).map(i => ({src: i.getAttribute('src'), "
+                    "naturalWidth: i.naturalWidth, naturalHeight: i.naturalHeight, complete: i.complete})), "
+                    "marker: document.body.getAttribute('data-broken-images')})"
+                ),
+            )
             state = json.loads(found["result"]["value"])
             metrics = pipe.call("Page.getLayoutMetrics", session)
             content = metrics.get("cssContentSize") or metrics["contentSize"]
             size = (int(content["width"]), int(content["height"]))
-            shot = pipe.call("Page.captureScreenshot", session, format="png", captureBeyondViewport=True,
-                             clip={"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1})
+            shot = pipe.call(
+                "Page.captureScreenshot",
+                session,
+                format="png",
+                captureBeyondViewport=True,
+                clip={"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1},
+            )
             Path(screenshot).write_bytes(base64.b64decode(shot["data"]))
             errors = _errors(pipe.events)
             try:

@@ -5,12 +5,14 @@ gh-128679): by the time a memory test runs, earlier tests have left Beam's gRPC 
 tqdm threads behind, and stopping tracemalloc under them crashed CI with a segfault.
 A spawned child has no such threads, so the measurement runs there.
 """
+
 from __future__ import annotations
 
 import multiprocessing
 import tracemalloc
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 
 def _traced_call(function: Callable[..., Any], args: tuple) -> tuple[Any, int]:

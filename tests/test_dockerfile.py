@@ -1,4 +1,5 @@
 """docker/Dockerfile (the Dataflow GPU worker image): read as text, since no Docker runs here."""
+
 from __future__ import annotations
 
 import re
@@ -12,8 +13,11 @@ def _instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) per instruction, continuation lines joined and comments dropped."""
     text = re.sub(r"\\\n", " ", (DOCKER / "Dockerfile").read_text())
     lines = [line.strip() for line in text.splitlines()]
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "")
-            for line in lines if line and not line.startswith("#")]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "")
+        for line in lines
+        if line and not line.startswith("#")
+    ]
 
 
 def build_args() -> dict[str, str]:
@@ -34,10 +38,12 @@ def test_a_cuda_torch_is_installed_before_the_project_and_the_project_itself():
     args = build_args()
     assert re.fullmatch(r"https://download\.pytorch\.org/whl/cu12\d", args["TORCH_INDEX_URL"])
     torch_step = next(i for i, run in enumerate(runs) if '--index-url "${TORCH_INDEX_URL}"' in run)
-    project_step = next(i for i, run in enumerate(runs) if re.search(r"pip install .*-c requirements\.lock \"\.(\[[a-z,]+\])?\"", run))
+    project_step = next(
+        i for i, run in enumerate(runs) if re.search(r"pip install .*-c requirements\.lock \"\.(\[[a-z,]+\])?\"", run)
+    )
     assert torch_step < project_step
     assert "torch.version.cuda" in runs[project_step]  # the build stops on a CPU torch
     copied = {source for name, a in instructions if name == "COPY" for source in shlex.split(a)[:-1]}
     assert {"spac", "shards", "pipelines", "plip", "templates", "setup.cfg", "requirements.lock"} <= copied
-    assert not any("ENTRYPOINT" == name for name, _ in instructions)  # Beam's boot stays the entry point
+    assert not any(name == "ENTRYPOINT" for name, _ in instructions)  # Beam's boot stays the entry point
     assert (Path(__file__).resolve().parents[1] / args["PREDICTOR_DIR"] / "config.json").is_file()

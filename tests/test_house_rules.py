@@ -2,6 +2,7 @@
 
 Every ``import`` statement counts, also those inside functions (a lazy import is still a dependency).
 """
+
 from __future__ import annotations
 
 import ast
@@ -65,23 +66,29 @@ def import_graph() -> dict[str, set[str]]:
         is_package = (ROOT / module.replace(".", "/") / "__init__.py").is_file()
         targets = {_resolve(name, modules) for name in _imported_names(tree, module, is_package)}
         # `from common.cli import x` resolves to common.cli; drop the bare parents it implies
-        graph[module] = {t for t in targets if t is not None and t != module
-                         and not any(other.startswith(t + ".") for other in targets if other)}
+        graph[module] = {
+            t
+            for t in targets
+            if t is not None and t != module and not any(other.startswith(t + ".") for other in targets if other)
+        }
     return graph
 
 
 @lru_cache(maxsize=1)
 def third_party_imports() -> dict[str, set[str]]:
     sources = _sources()
-    return {module: {name.split(".")[0] for name in _imported_names(tree, module, False)}
-            for module, tree in sources.items()}
+    return {
+        module: {name.split(".")[0] for name in _imported_names(tree, module, False)}
+        for module, tree in sources.items()
+    }
 
 
 def _has_main_guard(tree: ast.Module) -> bool:
     for node in tree.body:
         if isinstance(node, ast.If) and isinstance(node.test, ast.Compare):
             names = {getattr(n, "id", None) for n in ast.walk(node.test)} | {
-                getattr(n, "value", None) for n in ast.walk(node.test) if isinstance(n, ast.Constant)}
+                getattr(n, "value", None) for n in ast.walk(node.test) if isinstance(n, ast.Constant)
+            }
             if "__name__" in names and "__main__" in names:
                 return True
     return False
@@ -123,7 +130,7 @@ def test_no_import_cycles():
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append(path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt])
+                cycles.append(path[path.index(nxt) :] + [nxt] if nxt in path else [node, nxt])
             elif nxt not in state:
                 visit(nxt, path + [nxt])
         state[node] = 2
@@ -172,8 +179,10 @@ def test_spac_method_modules_stay_below_everything_else():
     assert {"spac.captioning.captioner", "spac.predictor.model", "spac.language", "spac.corpus.filters"} <= method
     # the predictor's training data may be rendered people: its one way into the renderer; the attribute
     # datasets' images are untrusted files: they decode through the one decode policy (shards.images)
-    allowed = {"spac.predictor.data_sources": {"spac.render.training_source"},
-               "spac.predictor.datasets.dataset": {"shards.images"}}
+    allowed = {
+        "spac.predictor.data_sources": {"spac.render.training_source"},
+        "spac.predictor.datasets.dataset": {"shards.images"},
+    }
     offenders = {m: t - allowed.get(m, set()) for m, t in _offenders(method, METHOD_FORBIDDEN).items()}
     assert {m: t for m, t in offenders.items() if t} == {}
     assert {m for m in method if THIRD_PARTY_BEAM in third_party_imports()[m]} == set()
@@ -190,7 +199,9 @@ def test_template_captioning_is_pure_python():
     assert "spac.captioning.captioner" in captioning
     heavy = {m: third_party_imports()[m] & {"torch", "spacy", "transformers", "numpy"} for m in captioning}
     assert {m: h for m, h in heavy.items() if h} == {}
-    assert _offenders(captioning, ("spac.predictor", "spac.mining", "spac.sources", "spac.corpus", "spac.language")) == {}
+    assert (
+        _offenders(captioning, ("spac.predictor", "spac.mining", "spac.sources", "spac.corpus", "spac.language")) == {}
+    )
 
 
 def test_the_predictor_never_imports_the_captioner():
@@ -208,7 +219,8 @@ def test_only_the_report_and_the_commands_of_spac_read_shards():
     assert readers and all(_in(m, "spac.cli", "spac.report") for m in readers), readers
     # the decode policy is not the corpus: the attribute datasets use it for their image files
     assert {m for m in _modules("spac") if "shards.images" in import_graph()[m]} - _modules("spac.cli") == {
-        "spac.predictor.datasets.dataset"}
+        "spac.predictor.datasets.dataset"
+    }
 
 
 def test_spac_cli_holds_commands_only():
@@ -257,9 +269,14 @@ def test_the_caption_model_stage_imports_only_its_grounding_and_only_its_model_b
     assert {m for m in generation if {"torch", "transformers"} & third_party_imports()[m]} <= {GENERATION_MODEL_MODULE}
 
 
-@pytest.mark.parametrize("module, package", [("spac.generation.stage", "torch"),
-                                             ("spac.generation.checks", "transformers"),
-                                             ("spac.generation.requests", THIRD_PARTY_BEAM)])
+@pytest.mark.parametrize(
+    "module, package",
+    [
+        ("spac.generation.stage", "torch"),
+        ("spac.generation.checks", "transformers"),
+        ("spac.generation.requests", THIRD_PARTY_BEAM),
+    ],
+)
 def test_the_caption_model_rule_catches_a_model_or_beam_outside_its_backend(monkeypatch, module, package):
     broken = {k: set(v) for k, v in third_party_imports().items()}
     broken[module] |= {package}
@@ -269,8 +286,10 @@ def test_the_caption_model_rule_catches_a_model_or_beam_outside_its_backend(monk
 
 
 # each Beam job: its subpackage and its entry point; pipelines.shared holds what both use
-PIPELINE_JOBS = {"synthesis": ("pipelines.synthesis", "pipelines.synthesize"),
-                 "import": ("pipelines.importing", "pipelines.import_corpus")}
+PIPELINE_JOBS = {
+    "synthesis": ("pipelines.synthesis", "pipelines.synthesize"),
+    "import": ("pipelines.importing", "pipelines.import_corpus"),
+}
 PIPELINES_SHARED = "pipelines.shared"
 
 
@@ -286,9 +305,14 @@ def test_no_pipeline_job_imports_another_and_the_shared_pieces_import_no_job():
     assert _offenders(_modules(PIPELINES_SHARED), every_job) == {}
 
 
-@pytest.mark.parametrize("module, target", [("pipelines.shared.dead_letters", "pipelines.synthesis.transforms"),
-                                            ("pipelines.shared.launch", "pipelines.import_corpus"),
-                                            ("pipelines.synthesis.graph", "pipelines.importing.sources")])
+@pytest.mark.parametrize(
+    "module, target",
+    [
+        ("pipelines.shared.dead_letters", "pipelines.synthesis.transforms"),
+        ("pipelines.shared.launch", "pipelines.import_corpus"),
+        ("pipelines.synthesis.graph", "pipelines.importing.sources"),
+    ],
+)
 def test_the_pipelines_rule_catches_each_way_of_breaking_it(monkeypatch, module, target):
     broken = {k: set(v) for k, v in import_graph().items()}
     broken[module] |= {target}
@@ -297,15 +321,22 @@ def test_the_pipelines_rule_catches_each_way_of_breaking_it(monkeypatch, module,
         test_no_pipeline_job_imports_another_and_the_shared_pieces_import_no_job()
 
 
-@pytest.mark.parametrize("rule", [test_no_import_cycles, test_entry_points_are_leaves,
-                                  test_spac_method_modules_stay_below_everything_else,
-                                  test_common_helpers_import_no_project_package,
-                                  test_template_captioning_is_pure_python, test_the_predictor_never_imports_the_captioner,
-                                  test_mining_and_sources_need_no_model,
-                                  test_only_the_report_and_the_commands_of_spac_read_shards,
-                                  test_plip_library_takes_from_spac_only_the_language_tools,
-                                  test_no_pipeline_job_imports_another_and_the_shared_pieces_import_no_job,
-                                  test_the_caption_model_stage_imports_only_its_grounding_and_only_its_model_backend_loads_torch])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        test_no_import_cycles,
+        test_entry_points_are_leaves,
+        test_spac_method_modules_stay_below_everything_else,
+        test_common_helpers_import_no_project_package,
+        test_template_captioning_is_pure_python,
+        test_the_predictor_never_imports_the_captioner,
+        test_mining_and_sources_need_no_model,
+        test_only_the_report_and_the_commands_of_spac_read_shards,
+        test_plip_library_takes_from_spac_only_the_language_tools,
+        test_no_pipeline_job_imports_another_and_the_shared_pieces_import_no_job,
+        test_the_caption_model_stage_imports_only_its_grounding_and_only_its_model_backend_loads_torch,
+    ],
+)
 def test_the_rules_catch_a_violation(monkeypatch, rule):
     """Each rule fails on a graph that breaks it (so a green run means something)."""
     broken = {k: set(v) for k, v in import_graph().items()}

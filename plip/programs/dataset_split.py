@@ -9,20 +9,28 @@ with ``img_path`` renamed ``file_path`` (:func:`plip.programs.eval_data.as_reid_
 (our ``synthpedes_dataset.json``) is split by identity instead: a seeded shuffle of the sorted identities puts
 whole identities into test and valid, so no identity is in two splits.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from common.errors import InputError
-from plip.programs.eval_data import (DATASET_JSON, DATASET_NAMES, SPLITS, DatasetFormatError, read_dataset_json,
-                                     split_group)
 from common.cli import CliError, OneLineArgumentParser, run_main
+from common.errors import InputError
+from plip.programs.eval_data import (
+    DATASET_JSON,
+    DATASET_NAMES,
+    SPLITS,
+    DatasetFormatError,
+    read_dataset_json,
+    split_group,
+)
 from plip.programs.settings import from_flags
 
 PROG = "python -m plip.dataset_split"
@@ -47,8 +55,9 @@ def _count(fraction: float, total: int) -> int:
     return max(1, round(fraction * total)) if fraction > 0 else 0
 
 
-def split_by_identity(entries: Sequence[dict[str, Any]], test_fraction: float, valid_fraction: float,
-                      seed: int) -> Splits:
+def split_by_identity(
+    entries: Sequence[dict[str, Any]], test_fraction: float, valid_fraction: float, seed: int
+) -> Splits:
     """Whole identities to test / valid / train by a seeded shuffle of the sorted identity list."""
     for flag, value in (("test", test_fraction), ("valid", valid_fraction)):
         if not 0 <= value < 1:
@@ -57,10 +66,12 @@ def split_by_identity(entries: Sequence[dict[str, Any]], test_fraction: float, v
     random.Random(seed).shuffle(identities)
     n_test, n_valid = _count(test_fraction, len(identities)), _count(valid_fraction, len(identities))
     if n_test + n_valid >= len(identities):
-        raise InputError(f"{len(identities)} identities are too few for test fraction {test_fraction} and "
-                         f"valid fraction {valid_fraction}: no identity would be left for training")
+        raise InputError(
+            f"{len(identities)} identities are too few for test fraction {test_fraction} and "
+            f"valid fraction {valid_fraction}: no identity would be left for training"
+        )
     group = {identity: "test" for identity in identities[:n_test]}
-    group.update({identity: "valid" for identity in identities[n_test:n_test + n_valid]})
+    group.update({identity: "valid" for identity in identities[n_test : n_test + n_valid]})
     splits: Splits = {name: [] for name in SPLITS}
     for entry in entries:
         splits[group.get(entry["id"], "train")].append(entry)
@@ -78,45 +89,64 @@ def write_json_atomically(path: Path, entries: list[dict[str, Any]]) -> None:
     os.replace(temporary, path)
 
 
-def split_dataset(input_path: Path, test_fraction: float | None, valid_fraction: float | None,
-                  seed: int) -> Splits:
+def split_dataset(input_path: Path, test_fraction: float | None, valid_fraction: float | None, seed: int) -> Splits:
     """Read, validate and split one file; the splitting rule follows whether entries carry ``split``."""
     entries = read_dataset_json(input_path, require_split=False)
     with_split = ["split" in entry for entry in entries]
     if all(with_split):
         if test_fraction is not None or valid_fraction is not None:
-            raise InputError(f"{input_path}: entries carry 'split'; the test / valid fractions apply only to "
-                             "files without it")
+            raise InputError(
+                f"{input_path}: entries carry 'split'; the test / valid fractions apply only to files without it"
+            )
         return split_by_field(entries)
     if any(with_split):
         index = with_split.index(not with_split[0])
         raise DatasetFormatError(f"{input_path}: entry {index}: 'split' must be present in all entries or in none")
     try:
-        return split_by_identity(entries, DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction,
-                                 DEFAULT_VALID_FRACTION if valid_fraction is None else valid_fraction, seed)
+        return split_by_identity(
+            entries,
+            DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction,
+            DEFAULT_VALID_FRACTION if valid_fraction is None else valid_fraction,
+            seed,
+        )
     except InputError as exc:
         raise InputError(f"{input_path}: {exc}") from None
 
 
 def _parser() -> OneLineArgumentParser:
     parser = OneLineArgumentParser(
-        prog=PROG, description=f"Split {DATASET_NAMES} or SYNTH-PEDES JSON files into <NAME>-train.json, "
-                               "<NAME>-test.json and <NAME>-valid.json beside the input (entries by their 'split'; "
-                               "files without it by identity).")
-    parser.add_argument("--input", type=Path, help="one JSON file to split instead of the default datasets under "
-                                                   "--data-root (CUHK-PEDES / ICFG-PEDES / SYNTH-PEDES layout, or "
-                                                   "RSTPReid's data_captions.json layout)")
-    parser.add_argument("--name", help="output name prefix for --input (default: the input's folder name, "
-                                       "e.g. SYNTH-PEDES)")
-    parser.add_argument("--data-root", type=Path, default=Path("data"),
-                        help="folder searched without --input for "
-                             f"{', '.join(relative for _, relative in DEFAULT_DATASETS)} (default: data)")
-    parser.add_argument("--test-fraction", type=float,
-                        help=f"for files without 'split': share of identities for test "
-                             f"(default {DEFAULT_TEST_FRACTION})")
-    parser.add_argument("--valid-fraction", type=float,
-                        help=f"for files without 'split': share of identities for valid "
-                             f"(default {DEFAULT_VALID_FRACTION})")
+        prog=PROG,
+        description=f"Split {DATASET_NAMES} or SYNTH-PEDES JSON files into <NAME>-train.json, "
+        "<NAME>-test.json and <NAME>-valid.json beside the input (entries by their 'split'; "
+        "files without it by identity).",
+    )
+    parser.add_argument(
+        "--input",
+        type=Path,
+        help="one JSON file to split instead of the default datasets under "
+        "--data-root (CUHK-PEDES / ICFG-PEDES / SYNTH-PEDES layout, or "
+        "RSTPReid's data_captions.json layout)",
+    )
+    parser.add_argument(
+        "--name", help="output name prefix for --input (default: the input's folder name, e.g. SYNTH-PEDES)"
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=Path("data"),
+        help="folder searched without --input for "
+        f"{', '.join(relative for _, relative in DEFAULT_DATASETS)} (default: data)",
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        help=f"for files without 'split': share of identities for test (default {DEFAULT_TEST_FRACTION})",
+    )
+    parser.add_argument(
+        "--valid-fraction",
+        type=float,
+        help=f"for files without 'split': share of identities for valid (default {DEFAULT_VALID_FRACTION})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the identity shuffle (default 0)")
     parser.add_argument("--quiet", action="store_true", help="print nothing on success")
     return parser
@@ -144,8 +174,11 @@ def _inputs(settings: SplitSettings) -> list[tuple[str, Path]]:
         return [(settings.name or settings.input.resolve().parent.name, settings.input)]
     if settings.name:
         raise CliError("--name needs --input")
-    found = [(name, settings.data_root / relative) for name, relative in DEFAULT_DATASETS
-             if (settings.data_root / relative).is_file()]
+    found = [
+        (name, settings.data_root / relative)
+        for name, relative in DEFAULT_DATASETS
+        if (settings.data_root / relative).is_file()
+    ]
     if not found:
         paths = [str(settings.data_root / relative) for _, relative in DEFAULT_DATASETS]
         expected = ", ".join(paths[:-1]) + " or " + paths[-1]
@@ -171,4 +204,3 @@ def _main(argv: Sequence[str] | None) -> int:
                 identities = len({entry["id"] for entry in entries})
                 print(f"  {split:<5} {len(entries):>8} entries {identities:>7} identities -> {paths[split]}")
     return 0
-

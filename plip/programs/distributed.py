@@ -1,5 +1,6 @@
 """``torchrun`` support: the process group from the environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR``, ``MASTER_PORT``), gloo on CPU and nccl on CUDA. A single process needs none of it."""
+
 from __future__ import annotations
 
 import os

@@ -8,29 +8,39 @@ Keys: an image's key is :func:`shards.keys.make_key` of its path relative to the
 lists it), a shard sample's its ``__key__``, a text's ``text:<line number>``. A rerun with the same ``--out``
 skips every key already written (a killed run loses at most one batch) and refuses another checkpoint.
 """
+
 from __future__ import annotations
 
 import csv
 import json
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from common.cli import (
+    CliError,
+    OneLineArgumentParser,
+    add_quiet_flag,
+    device,
+    non_negative_int,
+    positive_int,
+    run_main,
+    silence_libraries,
+)
 from common.errors import InputError
 from plip.embedding import Embedder, batched, load_embedder, preprocess_image
 from plip.embedding_index import IndexWriter
-from plip.transforms import ImageReadError
 from plip.programs.checkpoint_flags import add_released_format_flags
+from plip.transforms import ImageReadError
 from shards import open_corpus, reraise
 from shards.keys import make_key
 from shards.reader import SkipAndCount, decode_record, sample_image
-from common.cli import (CliError, OneLineArgumentParser, add_quiet_flag, device, non_negative_int,
-                              positive_int, run_main, silence_libraries)
 
 PROG = "python -m plip.embed"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -65,28 +75,52 @@ class Settings:
 
 
 def _parser() -> OneLineArgumentParser:
-    p = OneLineArgumentParser(prog=PROG, description="Embed images and / or texts with a PLIP checkpoint into a "
-                              "parquet file (key, path, kind, text, id, vector); reruns resume by key.")
-    p.add_argument("--checkpoint", type=Path, required=True, help="our checkpoint directory (model.safetensors + "
-                   "config.json) or a released-format file such as PLIP_MRN50.pth.tar")
-    p.add_argument("--out", type=Path, required=True, help="the parquet file to write (parts of an unfinished run "
-                   "wait beside it in OUT.parts/)")
+    p = OneLineArgumentParser(
+        prog=PROG,
+        description="Embed images and / or texts with a PLIP checkpoint into a "
+        "parquet file (key, path, kind, text, id, vector); reruns resume by key.",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="our checkpoint directory (model.safetensors + "
+        "config.json) or a released-format file such as PLIP_MRN50.pth.tar",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="the parquet file to write (parts of an unfinished run wait beside it in OUT.parts/)",
+    )
     source = p.add_argument_group("inputs (at least one)")
-    source.add_argument("--images", help="a folder (searched recursively for " + " ".join(IMAGE_SUFFIXES) + "), or "
-                        "a manifest: .txt (one image path a line), .csv / .jsonl (a 'path' column, optional 'id'); "
-                        "relative paths are taken from the manifest's folder; a folder's images get the id of an integer parent "
-                        "folder name (<identity>/<n>.jpg)")
+    source.add_argument(
+        "--images",
+        help="a folder (searched recursively for " + " ".join(IMAGE_SUFFIXES) + "), or "
+        "a manifest: .txt (one image path a line), .csv / .jsonl (a 'path' column, optional 'id'); "
+        "relative paths are taken from the manifest's folder; a folder's images get the id of an integer parent "
+        "folder name (<identity>/<n>.jpg)",
+    )
     source.add_argument("--shards", help="corpus shards: a folder, a brace pattern or a URL (shards.open_corpus)")
     source.add_argument("--texts", type=Path, help="a text file, one description a line (blank lines skipped)")
     p.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass; each batch is "
-                   "saved as it is done (default 32)")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=32,
+        help="images per forward pass; each batch is saved as it is done (default 32)",
+    )
     p.add_argument("--text-batch-size", type=positive_int, default=128, help="texts per forward pass (default 128)")
-    p.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader processes reading images "
-                   "(default 0)")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (and damaged shard samples) "
-                   "and items whose embedding is not finite (NaN or inf), count them and go on (default: stop with "
-                   "a one-line error naming the file)")
+    p.add_argument(
+        "--workers", type=non_negative_int, default=0, help="DataLoader processes reading images (default 0)"
+    )
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip unreadable images (and damaged shard samples) "
+        "and items whose embedding is not finite (NaN or inf), count them and go on (default: stop with "
+        "a one-line error naming the file)",
+    )
     p.add_argument("--overwrite", action="store_true", help="start again: delete OUT and its parts first")
     add_released_format_flags(p)
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
@@ -168,8 +202,11 @@ def text_rows(path: Path) -> list[dict[str, Any]]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
         raise CliError(f"--texts {path}: not UTF-8 text") from None
-    rows = [{"key": f"text:{n}", "path": str(path), "kind": "text", "text": line.strip(), "id": None}
-            for n, line in enumerate(lines, 1) if line.strip()]
+    rows = [
+        {"key": f"text:{n}", "path": str(path), "kind": "text", "text": line.strip(), "id": None}
+        for n, line in enumerate(lines, 1)
+        if line.strip()
+    ]
     if not rows:
         raise CliError(f"--texts {path}: holds no text")
     return rows
@@ -204,8 +241,9 @@ class Tally:
         self.written = self.skipped_done = self.bad = self.non_finite = 0
 
 
-def _write_finite(writer: IndexWriter, rows: list[dict[str, Any]], vectors: torch.Tensor, run: Settings,
-                  tally: Tally) -> None:
+def _write_finite(
+    writer: IndexWriter, rows: list[dict[str, Any]], vectors: torch.Tensor, run: Settings, tally: Tally
+) -> None:
     """Write the rows whose embedding is finite. One that is not (NaN or inf: a damaged model, an overflow) is
     that item's failure: a one-line error naming it, or with --skip-bad left out and counted; never written,
     since a NaN vector would rank first for every query."""
@@ -220,19 +258,26 @@ def _write_finite(writer: IndexWriter, rows: list[dict[str, Any]], vectors: torc
     tally.written += len(rows)
 
 
-def _write_images(writer: IndexWriter, batch: list[tuple[dict[str, Any], torch.Tensor]], embedder: Embedder,
-                  run: Settings, tally: Tally) -> None:
+def _write_images(
+    writer: IndexWriter,
+    batch: list[tuple[dict[str, Any], torch.Tensor]],
+    embedder: Embedder,
+    run: Settings,
+    tally: Tally,
+) -> None:
     if batch:
         vectors = embedder.embed_image_tensors(torch.stack([t for _, t in batch]))
         _write_finite(writer, [row for row, _ in batch], vectors, run, tally)
 
 
-def embed_files(embedder: Embedder, items: list[ImageItem], writer: IndexWriter, done: set[str], run: Settings,
-                tally: Tally) -> None:
+def embed_files(
+    embedder: Embedder, items: list[ImageItem], writer: IndexWriter, done: set[str], run: Settings, tally: Tally
+) -> None:
     todo = [item for item in items if item.key not in done]
     tally.skipped_done += len(items) - len(todo)
-    loader = DataLoader(_Images(embedder.image_size, todo), batch_size=run.batch_size, num_workers=run.workers,
-                        collate_fn=_collate)
+    loader = DataLoader(
+        _Images(embedder.image_size, todo), batch_size=run.batch_size, num_workers=run.workers, collate_fn=_collate
+    )
     with tqdm(total=len(todo), desc="images", unit="img", disable=run.quiet) as bar:
         for batch in loader:
             ready = []
@@ -243,14 +288,16 @@ def embed_files(embedder: Embedder, items: list[ImageItem], writer: IndexWriter,
                         raise CliError(value)
                     tally.bad += 1
                     continue
-                ready.append(({"key": item.key, "path": item.path, "kind": "image", "text": None, "id": item.id},
-                              value))
+                ready.append(
+                    ({"key": item.key, "path": item.path, "kind": "image", "text": None, "id": item.id}, value)
+                )
             _write_images(writer, ready, embedder, run, tally)
             bar.update(len(batch))
 
 
-def embed_shards(embedder: Embedder, source: str, writer: IndexWriter, done: set[str], run: Settings,
-                 tally: Tally) -> None:
+def embed_shards(
+    embedder: Embedder, source: str, writer: IndexWriter, done: set[str], run: Settings, tally: Tally
+) -> None:
     handler = SkipAndCount() if run.skip_bad else reraise
     samples = open_corpus(source, decode=False, split_by_node=False, split_by_worker=False, handler=handler)
     ready: list[tuple[dict[str, Any], torch.Tensor]] = []
@@ -277,8 +324,9 @@ def embed_shards(embedder: Embedder, source: str, writer: IndexWriter, done: set
         tally.bad += handler.skipped
 
 
-def embed_text_file(embedder: Embedder, rows: list[dict[str, Any]], writer: IndexWriter, done: set[str],
-                    run: Settings, tally: Tally) -> None:
+def embed_text_file(
+    embedder: Embedder, rows: list[dict[str, Any]], writer: IndexWriter, done: set[str], run: Settings, tally: Tally
+) -> None:
     todo = [row for row in rows if row["key"] not in done]
     tally.skipped_done += len(rows) - len(todo)
     with tqdm(total=len(todo), desc="texts", unit="text", disable=run.quiet) as bar:
@@ -297,11 +345,23 @@ def settings(argv: Sequence[str] | None) -> Settings:
     args = _parser().parse_args(argv)
     if not (args.images or args.shards or args.texts):
         raise CliError("nothing to embed: give --images, --shards and / or --texts")
-    return Settings(checkpoint=args.checkpoint, out=args.out, images=args.images, shards=args.shards,
-                    texts=args.texts, device=args.device, batch_size=args.batch_size,
-                    text_batch_size=args.text_batch_size, workers=args.workers, skip_bad=args.skip_bad,
-                    overwrite=args.overwrite, model=args.model, tokenizer=args.tokenizer, threads=args.threads,
-                    quiet=args.quiet)
+    return Settings(
+        checkpoint=args.checkpoint,
+        out=args.out,
+        images=args.images,
+        shards=args.shards,
+        texts=args.texts,
+        device=args.device,
+        batch_size=args.batch_size,
+        text_batch_size=args.text_batch_size,
+        workers=args.workers,
+        skip_bad=args.skip_bad,
+        overwrite=args.overwrite,
+        model=args.model,
+        tokenizer=args.tokenizer,
+        threads=args.threads,
+        quiet=args.quiet,
+    )
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -324,8 +384,11 @@ def _main(argv: Sequence[str] | None) -> int:
         embed_text_file(embedder, texts, writer, done, run, tally)
     rows = writer.finish()
     if not run.quiet:
-        print(f"{run.out}: {rows} rows ({tally.written} embedded now, {tally.skipped_done} already there"
-              + (f", {tally.bad} unreadable skipped" if tally.bad else "")
-              + (f", {tally.non_finite} non-finite embeddings skipped" if tally.non_finite else "") + ")",
-              file=sys.stderr)
+        print(
+            f"{run.out}: {rows} rows ({tally.written} embedded now, {tally.skipped_done} already there"
+            + (f", {tally.bad} unreadable skipped" if tally.bad else "")
+            + (f", {tally.non_finite} non-finite embeddings skipped" if tally.non_finite else "")
+            + ")",
+            file=sys.stderr,
+        )
     return 0

@@ -12,20 +12,22 @@ and is detected from its first entry; entries of the RSTPReid layout are read in
 one is reported in one line naming the file, the entry index and the field as the file spells it.
 Our own corpus is read only through ``shards``.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Container, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from PIL import Image
 
 import shards
 from common.errors import InputError
-from shards.sample import record_texts
 from plip.retrieval import Gallery, QuerySet
 from plip.transforms import EVAL_HEIGHT, EVAL_WIDTH
+from shards.sample import record_texts
 from spac.sources.caption_files import PATH_KEYS, REID_RAW, RSTPREID, detect_format
 
 DATASET_JSON = {"CUHK-PEDES": "reid_raw.json", "ICFG-PEDES": "ICFG_PEDES.json", "RSTPReid": "data_captions.json"}
@@ -44,8 +46,11 @@ def split_group(split: str) -> str:
 
 
 def _is_str_list(value: Any, allow_empty: bool = False) -> bool:
-    return (isinstance(value, list) and (allow_empty or len(value) > 0)
-            and all(isinstance(item, str) and item.strip() for item in value))
+    return (
+        isinstance(value, list)
+        and (allow_empty or len(value) > 0)
+        and all(isinstance(item, str) and item.strip() for item in value)
+    )
 
 
 def _entry_problem(entry: Any, require_split: bool, path_key: str = IMAGE_KEY) -> str | None:
@@ -70,7 +75,8 @@ def _entry_problem(entry: Any, require_split: bool, path_key: str = IMAGE_KEY) -
     if "processed_tokens" in entry:
         tokens = entry["processed_tokens"]
         if not isinstance(tokens, list) or not all(
-                isinstance(t, list) and all(isinstance(word, str) for word in t) for t in tokens):
+            isinstance(t, list) and all(isinstance(word, str) for word in t) for t in tokens
+        ):
             return "'processed_tokens' must be a list of token lists (lists of strings)"
     if "prompt_caption" in entry and not _is_str_list(entry["prompt_caption"], allow_empty=True):
         return "'prompt_caption' must be a list of strings"
@@ -142,8 +148,13 @@ def read_dataset_json(path: str | Path, require_split: bool = True) -> list[dict
     return read_dataset_file(path, require_split).entries
 
 
-def eval_set_from_entries(entries: Sequence[dict[str, Any]], images_root: str | Path, source: str = "dataset",
-                          indices: Sequence[int] | None = None, path_key: str = IMAGE_KEY) -> tuple[QuerySet, Gallery]:
+def eval_set_from_entries(
+    entries: Sequence[dict[str, Any]],
+    images_root: str | Path,
+    source: str = "dataset",
+    indices: Sequence[int] | None = None,
+    path_key: str = IMAGE_KEY,
+) -> tuple[QuerySet, Gallery]:
     """Queries = every caption of every entry; gallery = the unique images (first appearance order).
 
     Image files must exist under ``images_root``; an image listed twice with different identities is an error.
@@ -158,8 +169,10 @@ def eval_set_from_entries(entries: Sequence[dict[str, Any]], images_root: str | 
         key, identity = entry[IMAGE_KEY], entry["id"]
         if key in first_seen:
             if first_seen[key] != identity:
-                raise DatasetFormatError(f"{source}: entry {index}: {path_key!r} {key!r} already listed with "
-                                         f"identity {first_seen[key]}, here {identity}")
+                raise DatasetFormatError(
+                    f"{source}: entry {index}: {path_key!r} {key!r} already listed with "
+                    f"identity {first_seen[key]}, here {identity}"
+                )
         else:
             if not (images_root / key).is_file():
                 raise DatasetFormatError(f"{source}: entry {index}: image not found: {images_root / key}")
@@ -230,7 +243,9 @@ def parse_identities(text: str) -> IdentityRanges:
         try:
             bounds = (int(low), int(high) if sep else int(low))
         except ValueError:
-            raise InputError(f"identities must look like 'A-B' or 'A,B,C' (non-negative integers), got {text!r}") from None
+            raise InputError(
+                f"identities must look like 'A-B' or 'A,B,C' (non-negative integers), got {text!r}"
+            ) from None
         if bounds[0] < 0 or bounds[0] > bounds[1]:
             raise InputError(f"identity range {part.strip()!r} is empty or negative")
         ranges.append(bounds)

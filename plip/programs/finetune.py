@@ -14,22 +14,35 @@ directory format, which ``python -m plip.zero_shot --checkpoint`` reads. ``last/
 evaluation (and every ``--checkpoint-every`` steps); ``--resume`` continues from it exactly: weights, optimizer,
 schedule, classifier, position in the epoch's batch plan, best R@1, the partial logging window and RNG states.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from common.cli import CliError, OneLineArgumentParser, non_negative_float, non_negative_int, positive_int, run_main
 from common.training import autocast, capture_rng_state, optimizer_step, restore_rng_state
-from plip.checkpoint import (MODEL_FILE, TRAINER_STATE_FILE, CheckpointError, TrainerState, check_like,
-                             load_checkpoint_model, load_training_state, load_weights, reading, recover_checkpoint,
-                             save_checkpoint)
+from plip.checkpoint import (
+    MODEL_FILE,
+    TRAINER_STATE_FILE,
+    CheckpointError,
+    TrainerState,
+    check_like,
+    load_checkpoint_model,
+    load_training_state,
+    load_weights,
+    reading,
+    recover_checkpoint,
+    save_checkpoint,
+)
 from plip.cmpc import IdentityClassifier
 from plip.factory import create_model, list_models
 from plip.losses import ivlc_loss
@@ -38,61 +51,131 @@ from plip.programs.eval_data import DATASET_JSON, DATASET_NAMES, load_eval_split
 from plip.programs.finetune_data import TrainPairs, epoch_loader, epoch_plan, load_train_entries, train_pairs
 from plip.programs.schedule import epoch_schedule
 from plip.programs.settings import flag_record, from_flags
-from plip.programs.training import (LossWindow, MetricsLog, Optimisation, RunSettings, add_optimisation_flags,
-                                    add_run_flags, build_optimizer, check_out_dir, check_resume_settings,
-                                    checkpoint_to_resume, freeze_text_layers, learning_rates, start_run)
+from plip.programs.training import (
+    LossWindow,
+    MetricsLog,
+    Optimisation,
+    RunSettings,
+    add_optimisation_flags,
+    add_run_flags,
+    build_optimizer,
+    check_out_dir,
+    check_resume_settings,
+    checkpoint_to_resume,
+    freeze_text_layers,
+    learning_rates,
+    start_run,
+)
 from plip.retrieval import Gallery, QuerySet, evaluate
 from plip.transforms import check_eval_size
-from common.cli import (CliError, OneLineArgumentParser, non_negative_float, non_negative_int, positive_int,
-                              run_main)
 
 PROG = "python -m plip.finetune"
 METRICS_FILE, ARGS_FILE, BEST_DIR, LAST_DIR = "metrics.jsonl", "args.json", "best", "last"
 CLASSIFIER_FILE = "classifier.safetensors"
 # Flags that change the data, the batches or the model: a resumed run must keep them.
-RESUME_FLAGS = ("dataset", "root", "batch_size", "pairs_per_id", "seed", "checkpoint", "preset", "tokenizer",
-                "text_trainable_layers")
+RESUME_FLAGS = (
+    "dataset",
+    "root",
+    "batch_size",
+    "pairs_per_id",
+    "seed",
+    "checkpoint",
+    "preset",
+    "tokenizer",
+    "text_trainable_layers",
+)
 
 
 def _parser() -> OneLineArgumentParser:
-    p = OneLineArgumentParser(prog=PROG, description=f"Fine-tune PLIP on {DATASET_NAMES} with CMPM + CMPC and "
-                              "evaluate text-to-image retrieval after every epoch.")
+    p = OneLineArgumentParser(
+        prog=PROG,
+        description=f"Fine-tune PLIP on {DATASET_NAMES} with CMPM + CMPC and "
+        "evaluate text-to-image retrieval after every epoch.",
+    )
     start = p.add_argument_group("starting model (one of --checkpoint or --preset)")
-    start.add_argument("--checkpoint", type=Path, help="our checkpoint directory (model.safetensors + config.json) "
-                       "or a released-format file such as PLIP_MRN50.pth.tar")
-    start.add_argument("--preset", choices=list_models(), help="with a released-format --checkpoint: its "
-                       "architecture (default RN50); without --checkpoint: train this preset from its initial weights")
-    start.add_argument("--tokenizer", help="released-format files only: local tokenizer folder (default: the "
-                       "bundled bert-base-uncased WordPiece vocabulary)")
+    start.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="our checkpoint directory (model.safetensors + config.json) "
+        "or a released-format file such as PLIP_MRN50.pth.tar",
+    )
+    start.add_argument(
+        "--preset",
+        choices=list_models(),
+        help="with a released-format --checkpoint: its "
+        "architecture (default RN50); without --checkpoint: train this preset from its initial weights",
+    )
+    start.add_argument(
+        "--tokenizer",
+        help="released-format files only: local tokenizer folder (default: the "
+        "bundled bert-base-uncased WordPiece vocabulary)",
+    )
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", required=True, choices=tuple(DATASET_JSON), help=f"{DATASET_NAMES}: the "
-                      "dataset under --root")
-    data.add_argument("--root", required=True, type=Path, help=f"dataset folder holding "
-                      f"{' / '.join(DATASET_JSON.values())} (or the <NAME>-train/-test/-valid.json of "
-                      "plip.dataset_split) and imgs/")
+    data.add_argument(
+        "--dataset", required=True, choices=tuple(DATASET_JSON), help=f"{DATASET_NAMES}: the dataset under --root"
+    )
+    data.add_argument(
+        "--root",
+        required=True,
+        type=Path,
+        help=f"dataset folder holding "
+        f"{' / '.join(DATASET_JSON.values())} (or the <NAME>-train/-test/-valid.json of "
+        "plip.dataset_split) and imgs/",
+    )
     data.add_argument("--out", required=True, type=Path, help="run folder: metrics.jsonl, args.json, best/, last/")
-    data.add_argument("--eval-split", default="test", choices=("test", "valid"),
-                      help="split evaluated after each epoch and used to pick best/ (default test)")
-    data.add_argument("--pairs-per-id", type=positive_int, default=4, help="(image, caption) pairs of one identity "
-                      "in a batch; --batch-size must be a multiple (default 4)")
-    data.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader processes loading images "
-                      "(default 0)")
-    opt = add_optimisation_flags(p, epochs=30, lr=1e-4, text_lr_scale=1.0, warmup_epochs=0, milestones="",
-                                 text_trainable_layers=-1)
+    data.add_argument(
+        "--eval-split",
+        default="test",
+        choices=("test", "valid"),
+        help="split evaluated after each epoch and used to pick best/ (default test)",
+    )
+    data.add_argument(
+        "--pairs-per-id",
+        type=positive_int,
+        default=4,
+        help="(image, caption) pairs of one identity in a batch; --batch-size must be a multiple (default 4)",
+    )
+    data.add_argument(
+        "--workers", type=non_negative_int, default=0, help="DataLoader processes loading images (default 0)"
+    )
+    opt = add_optimisation_flags(
+        p, epochs=30, lr=1e-4, text_lr_scale=1.0, warmup_epochs=0, milestones="", text_trainable_layers=-1
+    )
     opt.add_argument("--batch-size", type=positive_int, default=32, help="pairs per batch (default 32)")
-    opt.add_argument("--cmpc-weight", type=non_negative_float, default=1.0, help="weight of CMPC beside CMPM; "
-                     "0 = CMPM only (default 1)")
+    opt.add_argument(
+        "--cmpc-weight",
+        type=non_negative_float,
+        default=1.0,
+        help="weight of CMPC beside CMPM; 0 = CMPM only (default 1)",
+    )
     run = add_run_flags(p, precisions=("fp32", "bf16"), seed_help="seed of the classifier, batch order and flips")
-    run.add_argument("--eval-every-epochs", type=non_negative_int, default=1, help="epochs between evaluations; "
-                     "0 = only at the end (default 1)")
-    run.add_argument("--eval-batch-size", type=positive_int, default=64, help="images / captions per forward when "
-                     "evaluating (default 64)")
-    run.add_argument("--checkpoint-every", type=positive_int, metavar="N", help="also rewrite RUN_DIR/last/ every "
-                     "this many steps, so an interrupted run loses less (default: only after each evaluation)")
-    run.add_argument("--resume", action="store_true", help="continue the run in --out from its last/ checkpoint "
-                     "(a fresh start if there is none); --dataset, --root, --batch-size, --pairs-per-id, --seed, "
-                     "--checkpoint, --preset, --tokenizer and --text-trainable-layers must be the run's; --epochs "
-                     "and --max-steps may grow; the learning rate comes from the saved optimizer and schedule")
+    run.add_argument(
+        "--eval-every-epochs",
+        type=non_negative_int,
+        default=1,
+        help="epochs between evaluations; 0 = only at the end (default 1)",
+    )
+    run.add_argument(
+        "--eval-batch-size",
+        type=positive_int,
+        default=64,
+        help="images / captions per forward when evaluating (default 64)",
+    )
+    run.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        metavar="N",
+        help="also rewrite RUN_DIR/last/ every "
+        "this many steps, so an interrupted run loses less (default: only after each evaluation)",
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last/ checkpoint "
+        "(a fresh start if there is none); --dataset, --root, --batch-size, --pairs-per-id, --seed, "
+        "--checkpoint, --preset, --tokenizer and --text-trainable-layers must be the run's; --epochs "
+        "and --max-steps may grow; the learning rate comes from the saved optimizer and schedule",
+    )
     return p
 
 
@@ -129,15 +212,21 @@ class FinetuneSettings:
         if not args.root.is_dir():
             raise CliError(f"--root {args.root}: not a folder")
         check_out_dir(args.out, [BEST_DIR, LAST_DIR])
-        return from_flags(cls, args, optimisation=Optimisation.from_flags(args),
-                          run=RunSettings.from_flags(args), flags=flag_record(args))
+        return from_flags(
+            cls,
+            args,
+            optimisation=Optimisation.from_flags(args),
+            run=RunSettings.from_flags(args),
+            flags=flag_record(args),
+        )
 
 
 # --- model -----------------------------------------------------------------------------------------
 
 
-def load_start_model(checkpoint: Path | None, preset: str | None, tokenizer: str | None,
-                     device: torch.device) -> PLIPModel:
+def load_start_model(
+    checkpoint: Path | None, preset: str | None, tokenizer: str | None, device: torch.device
+) -> PLIPModel:
     """The model to fine-tune, without the pre-training heads (TIC / IAP), in training mode on ``device``."""
     if checkpoint is not None:
         model = load_checkpoint_model(checkpoint, device, preset or "RN50", tokenizer)
@@ -183,8 +272,13 @@ def train_step(tuning: FineTuning, batch: dict[str, Any]) -> dict[str, float]:
 
 def save_run_checkpoint(directory: Path, tuning: FineTuning, state: TrainerState, with_training_state: bool) -> None:
     """Our checkpoint format with ``state``; the optimizer and the CMPC classifier too when asked."""
-    save_checkpoint(directory, tuning.model, tuning.optimizer if with_training_state else None, state,
-                    extra_weights={CLASSIFIER_FILE: tuning.classifier} if with_training_state else None)
+    save_checkpoint(
+        directory,
+        tuning.model,
+        tuning.optimizer if with_training_state else None,
+        state,
+        extra_weights={CLASSIFIER_FILE: tuning.classifier} if with_training_state else None,
+    )
 
 
 # --- where training stands, saved in last/ and restored by --resume ---------------------------------
@@ -204,16 +298,33 @@ class Progress:
         return self.epoch + (self.batch == plan_length)
 
 
-def save_last(out: Path, tuning: FineTuning, progress: Progress, window: LossWindow, kept: dict[str, Any],
-              epochs_done: int, evaluation: dict[str, Any] | None = None) -> None:
+def save_last(
+    out: Path,
+    tuning: FineTuning,
+    progress: Progress,
+    window: LossWindow,
+    kept: dict[str, Any],
+    epochs_done: int,
+    evaluation: dict[str, Any] | None = None,
+) -> None:
     """``out/last/``: the model and everything ``--resume`` needs to continue exactly from ``progress``;
     ``kept``: the settings a resumed run must keep."""
-    extra: dict[str, Any] = {"scheduler": tuning.scheduler.state_dict(), "settings": kept,
-                             "best_r1": progress.best_r1, "eval_step": progress.eval_step, "window": window.state()}
+    extra: dict[str, Any] = {
+        "scheduler": tuning.scheduler.state_dict(),
+        "settings": kept,
+        "best_r1": progress.best_r1,
+        "eval_step": progress.eval_step,
+        "window": window.state(),
+    }
     if evaluation is not None:
         extra["eval"] = evaluation
-    state = TrainerState(step=progress.step, epoch=epochs_done, rng=capture_rng_state(tuning.device), extra=extra,
-                         data_position={"epoch": progress.epoch, "batch": progress.batch})
+    state = TrainerState(
+        step=progress.step,
+        epoch=epochs_done,
+        rng=capture_rng_state(tuning.device),
+        extra=extra,
+        data_position={"epoch": progress.epoch, "batch": progress.batch},
+    )
     save_run_checkpoint(out / LAST_DIR, tuning, state, with_training_state=True)
 
 
@@ -248,15 +359,17 @@ def restore_last(directory: Path, tuning: FineTuning, kept: dict[str, Any]) -> t
             raise ValueError(f"data_position {state.data_position} is negative")
         check_like(extra["window"], {"sums": None, "steps": 0, "seconds": 0.0}, "window")
         sums = extra["window"].get("sums") or {}
-        if not isinstance(sums, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                 for v in sums.values()):
+        if not isinstance(sums, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in sums.values()
+        ):
             raise ValueError("window.sums must map loss names to numbers")
         for name in ("best_r1", "eval_step"):
             value = extra[name]
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ValueError(f"{name} must be a number or null, got {type(value).__name__}")
-        progress = Progress(state.step, state.data_position["epoch"], state.data_position["batch"],
-                            extra["best_r1"], extra["eval_step"])
+        progress = Progress(
+            state.step, state.data_position["epoch"], state.data_position["batch"], extra["best_r1"], extra["eval_step"]
+        )
         window = LossWindow(**extra["window"])
     return progress, window
 
@@ -290,26 +403,37 @@ def _main(argv: Sequence[str] | None) -> int:
     classifier = IdentityClassifier(len(pairs.identities), model.embed_dim).to(device)
     optimizer = build_optimizer(model, optimisation.lr, optimisation.text_lr_scale, optimisation.weight_decay)
     optimizer.add_param_group({"params": list(classifier.parameters()), "lr": optimisation.lr, "name": "classifier"})
-    plans = [epoch_plan(pairs.labels, settings.batch_size, settings.pairs_per_id, run.seed, e)
-             for e in range(optimisation.epochs)]
+    plans = [
+        epoch_plan(pairs.labels, settings.batch_size, settings.pairs_per_id, run.seed, e)
+        for e in range(optimisation.epochs)
+    ]
     steps_per_epoch = len(plans[0])
-    scheduler = epoch_schedule(optimizer, steps_per_epoch, optimisation.warmup_epochs, optimisation.milestones,
-                               optimisation.gamma)
-    tuning = FineTuning(model, classifier, optimizer, scheduler, device, precision, optimisation.clip_grad,
-                        settings.cmpc_weight)
+    scheduler = epoch_schedule(
+        optimizer, steps_per_epoch, optimisation.warmup_epochs, optimisation.milestones, optimisation.gamma
+    )
+    tuning = FineTuning(
+        model, classifier, optimizer, scheduler, device, precision, optimisation.clip_grad, settings.cmpc_weight
+    )
     total_steps = sum(len(plan) for plan in plans)
     total_steps = total_steps if optimisation.max_steps is None else min(optimisation.max_steps, total_steps)
     progress, window = restore_last(resume_dir, tuning, kept) if resume_dir else (Progress(), LossWindow())
 
     settings.out.mkdir(parents=True, exist_ok=True)
-    sizes = {"train_pairs": len(pairs), "train_identities": len(pairs.identities), "total_steps": total_steps,
-             "eval_queries": len(queries), "eval_gallery": len(gallery)}
+    sizes = {
+        "train_pairs": len(pairs),
+        "train_identities": len(pairs.identities),
+        "total_steps": total_steps,
+        "eval_queries": len(queries),
+        "eval_gallery": len(gallery),
+    }
     (settings.out / ARGS_FILE).write_text(json.dumps({**settings.flags, **sizes}, indent=2) + "\n", encoding="utf-8")
     if not run.quiet:
-        print(f"{PROG}: {len(pairs)} pairs of {len(pairs.identities)} identities, {steps_per_epoch} steps/epoch, "
-              f"{total_steps} steps, device {device}, {precision}; {settings.eval_split}: {len(queries)} queries, "
-              f"{len(gallery)} images" + (f"; resumed at step {progress.step} from {resume_dir}" if resume_dir else ""),
-              file=sys.stderr)
+        print(
+            f"{PROG}: {len(pairs)} pairs of {len(pairs.identities)} identities, {steps_per_epoch} steps/epoch, "
+            f"{total_steps} steps, device {device}, {precision}; {settings.eval_split}: {len(queries)} queries, "
+            f"{len(gallery)} images" + (f"; resumed at step {progress.step} from {resume_dir}" if resume_dir else ""),
+            file=sys.stderr,
+        )
     metrics = MetricsLog(settings.out / METRICS_FILE, progress.step if resume_dir else None)
     _train(settings, tuning, pairs, plans, total_steps, queries, gallery, metrics, progress, window, kept)
     return 0
@@ -322,9 +446,19 @@ def _evaluates_now(every_epochs: int, progress: Progress, plan_length: int, tota
     return (progress.step >= total_steps or epoch_end) and progress.eval_step != progress.step
 
 
-def _train(settings: FinetuneSettings, tuning: FineTuning, pairs: TrainPairs, plans: list[list[list[int]]],
-           total_steps: int, queries: QuerySet, gallery: Gallery, metrics: MetricsLog, progress: Progress,
-           window: LossWindow, kept: dict[str, Any]) -> None:
+def _train(
+    settings: FinetuneSettings,
+    tuning: FineTuning,
+    pairs: TrainPairs,
+    plans: list[list[list[int]]],
+    total_steps: int,
+    queries: QuerySet,
+    gallery: Gallery,
+    metrics: MetricsLog,
+    progress: Progress,
+    window: LossWindow,
+    kept: dict[str, Any],
+) -> None:
     run, every_epochs = settings.run, settings.eval_every_epochs
     bar = tqdm(total=total_steps, initial=progress.step, unit="step", disable=run.quiet)
     image_size = tuple(tuning.model.config.vision.image_size)
@@ -332,8 +466,16 @@ def _train(settings: FinetuneSettings, tuning: FineTuning, pairs: TrainPairs, pl
         plan = plans[epoch]
         if epoch != progress.epoch:
             progress.epoch, progress.batch = epoch, 0
-        batches = epoch_loader(pairs, image_size, plan, run.seed, epoch, settings.workers,
-                               pin_memory=tuning.device.type == "cuda", start=progress.batch)
+        batches = epoch_loader(
+            pairs,
+            image_size,
+            plan,
+            run.seed,
+            epoch,
+            settings.workers,
+            pin_memory=tuning.device.type == "cuda",
+            start=progress.batch,
+        )
         for batch in batches if progress.step < total_steps else []:
             rates = learning_rates(tuning.optimizer)
             window.add(train_step(tuning, batch))
@@ -341,12 +483,23 @@ def _train(settings: FinetuneSettings, tuning: FineTuning, pairs: TrainPairs, pl
             bar.update()
             if progress.step % run.log_every == 0 or progress.step == total_steps:
                 means = window.means()
-                metrics.write({"kind": "train", "step": progress.step, "epoch": epoch, **means, **rates,
-                               "samples_per_s": settings.batch_size * window.steps / window.seconds()})
+                metrics.write(
+                    {
+                        "kind": "train",
+                        "step": progress.step,
+                        "epoch": epoch,
+                        **means,
+                        **rates,
+                        "samples_per_s": settings.batch_size * window.steps / window.seconds(),
+                    }
+                )
                 bar.set_postfix(loss=f"{means['loss']:.4f}")
                 window = LossWindow()
-            if settings.checkpoint_every and progress.step % settings.checkpoint_every == 0 and \
-                    not _evaluates_now(every_epochs, progress, len(plan), total_steps):  # else last/ follows it
+            if (
+                settings.checkpoint_every
+                and progress.step % settings.checkpoint_every == 0
+                and not _evaluates_now(every_epochs, progress, len(plan), total_steps)
+            ):  # else last/ follows it
                 save_last(settings.out, tuning, progress, window, kept, progress.epochs_done(len(plan)))
             if progress.step == total_steps:
                 break
@@ -357,9 +510,17 @@ def _train(settings: FinetuneSettings, tuning: FineTuning, pairs: TrainPairs, pl
     bar.close()
 
 
-def _evaluate_and_save(settings: FinetuneSettings, tuning: FineTuning, progress: Progress, window: LossWindow,
-                       kept: dict[str, Any], plan_length: int, queries: QuerySet, gallery: Gallery,
-                       metrics: MetricsLog) -> None:
+def _evaluate_and_save(
+    settings: FinetuneSettings,
+    tuning: FineTuning,
+    progress: Progress,
+    window: LossWindow,
+    kept: dict[str, Any],
+    plan_length: int,
+    queries: QuerySet,
+    gallery: Gallery,
+    metrics: MetricsLog,
+) -> None:
     """Evaluate, log, keep best/ when R@1 improves, and rewrite last/."""
     result = evaluate(tuning.model, queries, gallery, settings.eval_batch_size, tuning.device)
     epochs_done = round(progress.epoch + progress.batch / plan_length, 3)  # fractional when --max-steps cut it

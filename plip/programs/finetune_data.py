@@ -5,20 +5,22 @@ A batch holds ``batch_size / pairs_per_id`` distinct identities with ``pairs_per
 sees positives in every batch. The plan of epoch ``e`` and every horizontal flip in it come from seeds of
 ``(seed, e)``: the same flags give the same batches, with or without DataLoader workers.
 """
+
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from common.digests import stable_int
 from common.errors import InputError
 from plip.programs.eval_data import DatasetFormatError, read_split
 from plip.transforms import read_image, train_transform
-from common.digests import stable_int
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def _identity_chunks(members: list[int], size: int, rng: random.Random) -> list[
     if len(members) < size:
         return [members + rng.choices(members, k=size - len(members))]
     rng.shuffle(members)
-    return [members[start:start + size] for start in range(0, len(members) - size + 1, size)]
+    return [members[start : start + size] for start in range(0, len(members) - size + 1, size)]
 
 
 def epoch_plan(labels: Sequence[int], batch_size: int, pairs_per_id: int, seed: int, epoch: int) -> list[list[int]]:
@@ -80,10 +82,13 @@ def epoch_plan(labels: Sequence[int], batch_size: int, pairs_per_id: int, seed: 
     for index, label in enumerate(labels):
         members.setdefault(label, []).append(index)
     if len(members) < ids_per_batch:
-        raise InputError(f"{len(members)} training identities cannot fill a batch of {ids_per_batch} identities "
-                         f"(batch size {batch_size} / {pairs_per_id} pairs per identity)")
-    chunks = [(label, chunk) for label in sorted(members)
-              for chunk in _identity_chunks(members[label], pairs_per_id, rng)]
+        raise InputError(
+            f"{len(members)} training identities cannot fill a batch of {ids_per_batch} identities "
+            f"(batch size {batch_size} / {pairs_per_id} pairs per identity)"
+        )
+    chunks = [
+        (label, chunk) for label in sorted(members) for chunk in _identity_chunks(members[label], pairs_per_id, rng)
+    ]
     rng.shuffle(chunks)
     # Each chunk joins the oldest open batch without its identity; a batch is done when it has enough.
     open_batches: list[tuple[set[int], list[int]]] = []
@@ -121,8 +126,16 @@ def collate_pairs(items: list[tuple[torch.Tensor, str, int]]) -> dict[str, Any]:
     return {"images": torch.stack(images), "captions": list(captions), "labels": torch.tensor(labels)}
 
 
-def epoch_loader(pairs: TrainPairs, image_size: tuple[int, int], plan: list[list[int]], seed: int, epoch: int,
-                 workers: int = 0, pin_memory: bool = False, start: int = 0) -> DataLoader:
+def epoch_loader(
+    pairs: TrainPairs,
+    image_size: tuple[int, int],
+    plan: list[list[int]],
+    seed: int,
+    epoch: int,
+    workers: int = 0,
+    pin_memory: bool = False,
+    start: int = 0,
+) -> DataLoader:
     """Batches of ``{"images", "captions", "labels"}`` in plan order from batch ``start`` on (a resumed epoch
     skips the batches it already trained on), each pair flipped with probability 1/2 as in the whole epoch."""
     rng = random.Random(stable_int(seed, "finetune-flip", epoch))
@@ -130,5 +143,11 @@ def epoch_loader(pairs: TrainPairs, image_size: tuple[int, int], plan: list[list
     # Its own generator: a DataLoader otherwise draws its worker seed from torch's global RNG, so opening the
     # loader mid-epoch on resume would shift the dropout noise of every later step.
     generator = torch.Generator().manual_seed(stable_int(seed, "finetune-loader", epoch))
-    return DataLoader(PairDataset(pairs, image_size), batch_sampler=batches[start:], collate_fn=collate_pairs,
-                      num_workers=workers, pin_memory=pin_memory, generator=generator)
+    return DataLoader(
+        PairDataset(pairs, image_size),
+        batch_sampler=batches[start:],
+        collate_fn=collate_pairs,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        generator=generator,
+    )

@@ -14,6 +14,7 @@ RNG states, and the same remaining batches of the epoch. ``--on-bad-sample skip`
 samples instead of stopping, and the train lines of metrics.jsonl count them (``skipped_samples``, all ranks,
 since the start of the run).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,10 @@ import json
 import re
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -31,26 +33,56 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from common.errors import InputError
 import shards
+from common.cli import (
+    CliError,
+    OneLineArgumentParser,
+    json_object,
+    name_list,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    run_main,
+)
+from common.errors import InputError
 from common.training import autocast, capture_rng_state, grad_scaler, optimizer_step, restore_rng_state
-from plip.checkpoint import (MODEL_FILE, TRAINER_STATE_FILE, CheckpointError, TrainerState, check_like, is_complete,
-                             load_training_state, load_weights, reading, save_checkpoint)
+from plip.checkpoint import (
+    MODEL_FILE,
+    TRAINER_STATE_FILE,
+    CheckpointError,
+    TrainerState,
+    check_like,
+    is_complete,
+    load_training_state,
+    load_weights,
+    reading,
+    save_checkpoint,
+)
 from plip.factory import create_model, list_models
 from plip.losses import PLIPLoss
 from plip.model import PLIPModel
 from plip.programs import distributed
 from plip.programs.eval_data import eval_set_from_shards, parse_identities
 from plip.programs.schedule import epoch_schedule
-from plip.programs.train_data import BatchSpec, count_samples, train_batches
 from plip.programs.settings import flag_record, from_flags
-from plip.programs.training import (LossWindow, MetricsLog, Optimisation, RunSettings, add_optimisation_flags,
-                                    add_run_flags, build_optimizer, check_out_dir, check_resume_settings,
-                                    checkpoint_to_resume, freeze_text_layers, learning_rates, start_run)
+from plip.programs.train_data import BatchSpec, count_samples, train_batches
+from plip.programs.training import (
+    LossWindow,
+    MetricsLog,
+    Optimisation,
+    RunSettings,
+    add_optimisation_flags,
+    add_run_flags,
+    build_optimizer,
+    check_out_dir,
+    check_resume_settings,
+    checkpoint_to_resume,
+    freeze_text_layers,
+    learning_rates,
+    start_run,
+)
 from plip.retrieval import Gallery, QuerySet, evaluate
 from plip.transforms import check_eval_size
-from common.cli import (CliError, OneLineArgumentParser, json_object, name_list, non_negative_float,
-                              non_negative_int, positive_int, run_main)
 
 PROG = "python -m plip.pretrain"
 LOSSES = ("ivlc", "tic", "iap")
@@ -62,55 +94,106 @@ _DELETING = ".deleting"
 def _parser() -> OneLineArgumentParser:
     p = OneLineArgumentParser(prog=PROG, description="Pre-train PLIP on SYNTH-PEDES-style corpus shards.")
     data = p.add_argument_group("data")
-    data.add_argument("--shards", required=True, help="corpus folder, shard file, brace pattern "
-                      "('dir/synthpedes-{000000..000009}.tar') or URL (gs://, s3://, http://): streamed, never copied")
+    data.add_argument(
+        "--shards",
+        required=True,
+        help="corpus folder, shard file, brace pattern "
+        "('dir/synthpedes-{000000..000009}.tar') or URL (gs://, s3://, http://): streamed, never copied",
+    )
     data.add_argument("--out", required=True, type=Path, help="run folder: metrics.jsonl, args.json, checkpoints/")
     data.add_argument("--ids-per-batch", type=positive_int, default=16, help="P: identities per batch (default 16)")
-    data.add_argument("--images-per-id", type=positive_int, default=4, help="K: images per identity; batch = P x K "
-                      "(default 4)")
-    data.add_argument("--shuffle-buffer", type=non_negative_int, default=1000, help="sample shuffle buffer, 0 = off "
-                      "(default 1000)")
-    data.add_argument("--group-buffer", type=positive_int, default=5000, help="samples waiting for their "
-                      "identity's batch at most; beyond it the oldest unfinished identity is dropped (default 5000)")
-    data.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader processes decoding images "
-                      "per rank; each reads its own shards, so shards >= ranks x workers (default 0: in the main "
-                      "process)")
-    data.add_argument("--steps-per-epoch", type=positive_int, help="batches per epoch and rank (default: corpus "
-                      "samples / (P x K x ranks); every rank runs exactly this many, repeating its shards when "
-                      "needed)")
-    data.add_argument("--on-bad-sample", choices=("raise", "skip"), default="raise", help="a damaged sample or "
-                      "shard: raise = stop with a one-line error naming it; skip = leave it out and count it in "
-                      "metrics.jsonl's skipped_samples, at the cost of one extra image decode per sample "
-                      "(default raise)")
+    data.add_argument(
+        "--images-per-id", type=positive_int, default=4, help="K: images per identity; batch = P x K (default 4)"
+    )
+    data.add_argument(
+        "--shuffle-buffer", type=non_negative_int, default=1000, help="sample shuffle buffer, 0 = off (default 1000)"
+    )
+    data.add_argument(
+        "--group-buffer",
+        type=positive_int,
+        default=5000,
+        help="samples waiting for their "
+        "identity's batch at most; beyond it the oldest unfinished identity is dropped (default 5000)",
+    )
+    data.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=0,
+        help="DataLoader processes decoding images "
+        "per rank; each reads its own shards, so shards >= ranks x workers (default 0: in the main "
+        "process)",
+    )
+    data.add_argument(
+        "--steps-per-epoch",
+        type=positive_int,
+        help="batches per epoch and rank (default: corpus "
+        "samples / (P x K x ranks); every rank runs exactly this many, repeating its shards when "
+        "needed)",
+    )
+    data.add_argument(
+        "--on-bad-sample",
+        choices=("raise", "skip"),
+        default="raise",
+        help="a damaged sample or "
+        "shard: raise = stop with a one-line error naming it; skip = leave it out and count it in "
+        "metrics.jsonl's skipped_samples, at the cost of one extra image decode per sample "
+        "(default raise)",
+    )
     model = p.add_argument_group("model")
-    model.add_argument("--preset", default="RN50-MiniLM", choices=list_models(), help="model preset (default "
-                       "RN50-MiniLM)")
+    model.add_argument(
+        "--preset", default="RN50-MiniLM", choices=list_models(), help="model preset (default RN50-MiniLM)"
+    )
     model.add_argument("--text-model", help="text encoder: local folder or cached name (default: the preset's)")
-    model.add_argument("--model-overrides", type=json_object, default={}, metavar="JSON",
-                       help='preset fields to replace, e.g. \'{"vision": {"width": 32}}\'')
+    model.add_argument(
+        "--model-overrides",
+        type=json_object,
+        default={},
+        metavar="JSON",
+        help='preset fields to replace, e.g. \'{"vision": {"width": 32}}\'',
+    )
     loss = p.add_argument_group("losses")
-    loss.add_argument("--losses", type=name_list(LOSSES, "loss"), default="ivlc,tic,iap",
-                      help="comma-separated tasks to train (default all three)")
-    loss.add_argument("--tic-weight", type=non_negative_float, default=0.02, help="weight of the colorization loss "
-                      "(default 0.02)")
-    loss.add_argument("--iap-weight", type=non_negative_float, default=0.1, help="weight of the attribute loss "
-                      "(default 0.1)")
-    add_optimisation_flags(p, epochs=70, lr=0.002, text_lr_scale=0.1, warmup_epochs=10, milestones="30,50",
-                           text_trainable_layers=4)
-    run = add_run_flags(p, precisions=("fp32", "bf16", "fp16"), seed_help="seed of weights, data order and "
-                        "augmentation")
-    run.add_argument("--checkpoint-every", type=positive_int, default=1000, help="steps between checkpoints; one "
-                     "is also written at the end (default 1000)")
+    loss.add_argument(
+        "--losses",
+        type=name_list(LOSSES, "loss"),
+        default="ivlc,tic,iap",
+        help="comma-separated tasks to train (default all three)",
+    )
+    loss.add_argument(
+        "--tic-weight", type=non_negative_float, default=0.02, help="weight of the colorization loss (default 0.02)"
+    )
+    loss.add_argument(
+        "--iap-weight", type=non_negative_float, default=0.1, help="weight of the attribute loss (default 0.1)"
+    )
+    add_optimisation_flags(
+        p, epochs=70, lr=0.002, text_lr_scale=0.1, warmup_epochs=10, milestones="30,50", text_trainable_layers=4
+    )
+    run = add_run_flags(
+        p, precisions=("fp32", "bf16", "fp16"), seed_help="seed of weights, data order and augmentation"
+    )
+    run.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=1000,
+        help="steps between checkpoints; one is also written at the end (default 1000)",
+    )
     run.add_argument("--keep-checkpoints", type=positive_int, default=3, help="newest checkpoints kept (default 3)")
-    run.add_argument("--resume", nargs="?", const="latest", metavar="CHECKPOINT", help="continue from a "
-                     "checkpoint folder; alone: the newest in RUN_DIR/checkpoints (a fresh start if there is none)")
+    run.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="CHECKPOINT",
+        help="continue from a "
+        "checkpoint folder; alone: the newest in RUN_DIR/checkpoints (a fresh start if there is none)",
+    )
     ev = p.add_argument_group("zero-shot evaluation")
     ev.add_argument("--eval-shards", help="shards of held-out identities for text-to-image retrieval")
     ev.add_argument("--eval-identities", help="identities of --eval-shards to use, 'A-B' or 'A,B' (default: all)")
-    ev.add_argument("--eval-every", type=non_negative_int, default=0, help="steps between evaluations; 0 = only at "
-                    "the end")
-    ev.add_argument("--eval-batch-size", type=positive_int, default=64, help="images / captions per forward "
-                    "(default 64)")
+    ev.add_argument(
+        "--eval-every", type=non_negative_int, default=0, help="steps between evaluations; 0 = only at the end"
+    )
+    ev.add_argument(
+        "--eval-batch-size", type=positive_int, default=64, help="images / captions per forward (default 64)"
+    )
     return p
 
 
@@ -158,9 +241,14 @@ class PretrainSettings:
         if args.eval_identities and not args.eval_shards:
             raise CliError("--eval-identities needs --eval-shards")
         check_out_dir(args.out, [CHECKPOINT_DIR])
-        return from_flags(cls, args, model=from_flags(ModelChoice, args),
-                          optimisation=Optimisation.from_flags(args), run=RunSettings.from_flags(args),
-                          flags=flag_record(args))
+        return from_flags(
+            cls,
+            args,
+            model=from_flags(ModelChoice, args),
+            optimisation=Optimisation.from_flags(args),
+            run=RunSettings.from_flags(args),
+            flags=flag_record(args),
+        )
 
 
 def _shard_urls(source: str, needed: int) -> list[str]:
@@ -174,8 +262,10 @@ def _shard_urls(source: str, needed: int) -> list[str]:
         if parsed.scheme in ("", "file") and not Path(parsed.path if parsed.scheme else url).is_file():
             raise CliError(f"--shards: no such shard file: {url}")
     if len(urls) < needed:
-        raise CliError(f"--shards: {len(urls)} shard(s) for {needed} reader(s) (ranks x workers): "
-                       "every reader needs at least one shard")
+        raise CliError(
+            f"--shards: {len(urls)} shard(s) for {needed} reader(s) (ranks x workers): "
+            "every reader needs at least one shard"
+        )
     return urls
 
 
@@ -185,8 +275,10 @@ def _shard_urls(source: str, needed: int) -> list[str]:
 def build_model(choice: ModelChoice) -> PLIPModel:
     """The preset with the flags' overrides; a loss left out of ``--losses`` builds no head."""
     overrides = dict(choice.model_overrides)
-    weights = {"tic": choice.tic_weight if "tic" in choice.losses else 0.0,
-               "iap": choice.iap_weight if "iap" in choice.losses else 0.0}
+    weights = {
+        "tic": choice.tic_weight if "tic" in choice.losses else 0.0,
+        "iap": choice.iap_weight if "iap" in choice.losses else 0.0,
+    }
     for task, weight in weights.items():
         overrides[task] = {**overrides.get(task, {}), "weight": weight}
     overrides["ivlc_weight"] = 1.0 if "ivlc" in choice.losses else 0.0
@@ -202,7 +294,9 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     """The run's checkpoints, oldest first (``step-XXXXXXXX`` folders: never one still being written, which
     ``plip.checkpoint.save_checkpoint`` keeps under another name until it is complete)."""
     folder = run_dir / CHECKPOINT_DIR
-    found = [p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT_NAME.fullmatch(p.name)] if folder.is_dir() else []
+    found = (
+        [p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT_NAME.fullmatch(p.name)] if folder.is_dir() else []
+    )
     return sorted(found)
 
 
@@ -230,20 +324,24 @@ class Training:
     skipped_samples: int = 0  # damaged samples this rank's batches left out since the start of the run
 
 
-def save(training: Training, run_dir: Path, step: int, steps_per_epoch: int, kept: dict[str, Any],
-         keep: int) -> None:
+def save(training: Training, run_dir: Path, step: int, steps_per_epoch: int, kept: dict[str, Any], keep: int) -> None:
     """Checkpoint ``step`` (rank 0 writes; every rank's RNG states and skip count go along) and prune old ones;
     ``kept``: the settings a resumed run must keep."""
     ranks = distributed.gather(training.context, (capture_rng_state(training.device), training.skipped_samples))
     if training.context.is_main:
         rng = [states for states, _ in ranks]
         state = TrainerState(
-            step=step, epoch=step // steps_per_epoch,
+            step=step,
+            epoch=step // steps_per_epoch,
             data_position={"epoch": step // steps_per_epoch, "batches_consumed": step % steps_per_epoch},
             rng=rng[0],
-            extra={"scheduler": training.scheduler.state_dict(), "scaler": training.scaler.state_dict(),
-                   "rank_rng": rng, "rank_skipped_samples": [skipped for _, skipped in ranks],
-                   "settings": kept},
+            extra={
+                "scheduler": training.scheduler.state_dict(),
+                "scaler": training.scaler.state_dict(),
+                "rank_rng": rng,
+                "rank_skipped_samples": [skipped for _, skipped in ranks],
+                "settings": kept,
+            },
         )
         save_checkpoint(run_dir / CHECKPOINT_DIR / f"step-{step:08d}", training.model, training.optimizer, state)
         for old in checkpoint_dirs(run_dir)[:-keep]:
@@ -311,7 +409,9 @@ def load_eval_set(settings: PretrainSettings, image_size: tuple[int, int]) -> Ev
 # --- the step --------------------------------------------------------------------------------------
 
 
-def train_step(training: Training, batch: dict[str, torch.Tensor], precision: str, clip_grad: float) -> dict[str, float]:
+def train_step(
+    training: Training, batch: dict[str, torch.Tensor], precision: str, clip_grad: float
+) -> dict[str, float]:
     """One optimiser update; returns the weighted loss terms and their sum as floats."""
     batch = {name: value.to(training.device, non_blocking=True) for name, value in batch.items()}
     with autocast(training.device, precision):
@@ -320,8 +420,13 @@ def train_step(training: Training, batch: dict[str, torch.Tensor], precision: st
     outputs = {k: v.float() if v.is_floating_point() else v for k, v in outputs.items()}
     losses = training.loss(**outputs)
     total = sum(losses.values())
-    optimizer_step(total, training.optimizer, training.scaler, clip_grad,
-                   [p for p in training.model.parameters() if p.requires_grad])
+    optimizer_step(
+        total,
+        training.optimizer,
+        training.scaler,
+        clip_grad,
+        [p for p in training.model.parameters() if p.requires_grad],
+    )
     training.scheduler.step()
     return {"loss": float(total.detach()), **{name: float(value.detach()) for name, value in losses.items()}}
 
@@ -353,14 +458,25 @@ def _train(settings: PretrainSettings, context: distributed.Context) -> int:
     _shard_urls(settings.shards, context.world_size * max(settings.workers, 1))
     batch_size = settings.ids_per_batch * settings.images_per_id
     steps_per_epoch = settings.steps_per_epoch or max(
-        1, count_samples(settings.shards, skip_bad) // (batch_size * context.world_size))
+        1, count_samples(settings.shards, skip_bad) // (batch_size * context.world_size)
+    )
     total_steps = optimisation.epochs * steps_per_epoch
     total_steps = total_steps if optimisation.max_steps is None else min(optimisation.max_steps, total_steps)
     # What a resumed run must share with the run it continues, or its batches would differ.
-    kept = {"shards": settings.shards, "ids_per_batch": settings.ids_per_batch, "images_per_id": settings.images_per_id,
-            "shuffle_buffer": settings.shuffle_buffer, "group_buffer": settings.group_buffer, "seed": run.seed,
-            "workers": settings.workers, "world_size": context.world_size, "steps_per_epoch": steps_per_epoch,
-            "total_steps": total_steps, "preset": settings.model.preset, "losses": list(settings.model.losses)}
+    kept = {
+        "shards": settings.shards,
+        "ids_per_batch": settings.ids_per_batch,
+        "images_per_id": settings.images_per_id,
+        "shuffle_buffer": settings.shuffle_buffer,
+        "group_buffer": settings.group_buffer,
+        "seed": run.seed,
+        "workers": settings.workers,
+        "world_size": context.world_size,
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps,
+        "preset": settings.model.preset,
+        "losses": list(settings.model.losses),
+    }
     resume_dir = _resume_dir(settings.resume, settings.out)
 
     torch.manual_seed(run.seed)  # the same initial weights on every rank
@@ -368,33 +484,48 @@ def _train(settings: PretrainSettings, context: distributed.Context) -> int:
     eval_set = load_eval_set(settings, model.config.vision.image_size) if context.is_main else None
     freeze_text_layers(model, optimisation.text_trainable_layers)
     optimizer = build_optimizer(model, optimisation.lr, optimisation.text_lr_scale, optimisation.weight_decay)
-    scheduler = epoch_schedule(optimizer, steps_per_epoch, optimisation.warmup_epochs, optimisation.milestones,
-                               optimisation.gamma)
+    scheduler = epoch_schedule(
+        optimizer, steps_per_epoch, optimisation.warmup_epochs, optimisation.milestones, optimisation.gamma
+    )
     scaler = grad_scaler(device, precision)
     module: nn.Module = model
     if context.distributed:
         module = DistributedDataParallel(model, device_ids=[context.local_rank] if device.type == "cuda" else None)
-    training = Training(model, module, PLIPLoss.from_config(model.config), optimizer, scheduler, scaler, context,
-                        device)
+    training = Training(
+        model, module, PLIPLoss.from_config(model.config), optimizer, scheduler, scaler, context, device
+    )
     torch.manual_seed(run.seed + context.rank)  # dropout differs per rank
 
     step = restore(training, resume_dir, kept) if resume_dir is not None else 0
     metrics = None
     if context.is_main:
         settings.out.mkdir(parents=True, exist_ok=True)
-        (settings.out / ARGS_FILE).write_text(json.dumps({**settings.flags, **kept}, indent=2) + "\n",
-                                          encoding="utf-8")
+        (settings.out / ARGS_FILE).write_text(json.dumps({**settings.flags, **kept}, indent=2) + "\n", encoding="utf-8")
         metrics = MetricsLog(settings.out / METRICS_FILE, step if resume_dir is not None else None)
         if not run.quiet:
-            print(f"{PROG}: {steps_per_epoch} steps/epoch of {batch_size} x {context.world_size} samples, "
-                  f"{total_steps} steps, device {device}, {precision}"
-                  + (f", resumed at step {step} from {resume_dir}" if resume_dir is not None else ""), file=sys.stderr)
+            print(
+                f"{PROG}: {steps_per_epoch} steps/epoch of {batch_size} x {context.world_size} samples, "
+                f"{total_steps} steps, device {device}, {precision}"
+                + (f", resumed at step {step} from {resume_dir}" if resume_dir is not None else ""),
+                file=sys.stderr,
+            )
 
-    spec = BatchSpec(source=settings.shards, tokenizer=model.tokenizer, ids_per_batch=settings.ids_per_batch,
-                     images_per_id=settings.images_per_id, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-                     image_size=model.config.vision.image_size, max_length=model.config.text.max_length,
-                     shuffle=settings.shuffle_buffer, group_buffer=settings.group_buffer, seed=run.seed,
-                     rank=context.rank, masking=model.iap_head is not None, skip_bad_samples=skip_bad)
+    spec = BatchSpec(
+        source=settings.shards,
+        tokenizer=model.tokenizer,
+        ids_per_batch=settings.ids_per_batch,
+        images_per_id=settings.images_per_id,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        image_size=model.config.vision.image_size,
+        max_length=model.config.text.max_length,
+        shuffle=settings.shuffle_buffer,
+        group_buffer=settings.group_buffer,
+        seed=run.seed,
+        rank=context.rank,
+        masking=model.iap_head is not None,
+        skip_bad_samples=skip_bad,
+    )
     bar = tqdm(total=total_steps, initial=step, unit="step", disable=run.quiet or not context.is_main)
     window = LossWindow()
     model.train()
@@ -410,8 +541,14 @@ def _train(settings: PretrainSettings, context: distributed.Context) -> int:
             bar.update()
             if step % run.log_every == 0 or step == total_steps:
                 means = distributed.mean_over_ranks(context, window.means())
-                entry = {"kind": "train", "step": step, "epoch": epoch, **means, **rates,
-                         "samples_per_s": batch_size * context.world_size * window.steps / window.seconds()}
+                entry = {
+                    "kind": "train",
+                    "step": step,
+                    "epoch": epoch,
+                    **means,
+                    **rates,
+                    "samples_per_s": batch_size * context.world_size * window.steps / window.seconds(),
+                }
                 if skip_bad:
                     skipped = {"skipped_samples": training.skipped_samples}
                     entry["skipped_samples"] = int(distributed.sum_over_ranks(context, skipped)["skipped_samples"])
@@ -422,9 +559,13 @@ def _train(settings: PretrainSettings, context: distributed.Context) -> int:
             evaluating = settings.eval_every and step % settings.eval_every == 0
             if settings.eval_shards and (step == total_steps or evaluating):
                 if metrics is not None and eval_set is not None:
-                    metrics.write({"kind": "eval", "step": step,
-                                   **evaluate(model, eval_set.queries, eval_set.gallery, settings.eval_batch_size,
-                                              device)})
+                    metrics.write(
+                        {
+                            "kind": "eval",
+                            "step": step,
+                            **evaluate(model, eval_set.queries, eval_set.gallery, settings.eval_batch_size, device),
+                        }
+                    )
                 distributed.barrier(context)  # the other ranks wait for rank 0's evaluation
             if step % settings.checkpoint_every == 0 or step == total_steps:
                 save(training, settings.out, step, steps_per_epoch, kept, settings.keep_checkpoints)

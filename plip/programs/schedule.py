@@ -4,9 +4,10 @@ All positions are optimizer steps; :func:`epoch_schedule` converts epoch flags w
 steps per epoch. The IAP masking-ratio schedule lives in :func:`plip.masking.masking_ratio`; training
 feeds it ``progress = step / total_steps``.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -43,8 +44,17 @@ def warmup_step_decay(
     return LambdaLR(optimizer, lambda step: lr_factor(step, warmup_steps, milestones, gamma))
 
 
-def epoch_schedule(optimizer: torch.optim.Optimizer, steps_per_epoch: int, warmup_epochs: float,
-                   milestone_epochs: Sequence[float], gamma: float = 0.1) -> LambdaLR:
+def epoch_schedule(
+    optimizer: torch.optim.Optimizer,
+    steps_per_epoch: int,
+    warmup_epochs: float,
+    milestone_epochs: Sequence[float],
+    gamma: float = 0.1,
+) -> LambdaLR:
     """:func:`warmup_step_decay` with its warm-up and milestones given in (fractional) epochs."""
-    return warmup_step_decay(optimizer, round(warmup_epochs * steps_per_epoch),
-                             [max(1, round(m * steps_per_epoch)) for m in milestone_epochs], gamma)
+    return warmup_step_decay(
+        optimizer,
+        round(warmup_epochs * steps_per_epoch),
+        [max(1, round(m * steps_per_epoch)) for m in milestone_epochs],
+        gamma,
+    )

@@ -19,26 +19,28 @@ sample; skipping drops it before grouping (a batch keeps its P x K samples, whic
 decode per sample) and each batch carries ``skipped_samples``, the samples its worker dropped since its
 previous batch, so the count reaches the training process from DataLoader workers too.
 """
+
 from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from transformers import PreTrainedTokenizerBase
 
-from common.errors import InputError
 import shards
+from common.digests import stable_int
+from common.errors import InputError
 from plip.masking import Span, mask_batch
 from plip.transforms import train_transform
 from shards import reader
 from shards.reader import Handler, SkipAndCount, reraise
 from shards.sample import record_texts
-from common.digests import stable_int
 
 Sample = dict[str, Any]  # {"key": str, "url": str (its shard), "record": dict, "jpg": bytes}
 
@@ -59,7 +61,10 @@ def _take_distinct(ready: list[tuple[int, list[Sample]]], count: int) -> list[in
 
 
 def group_by_identity(
-    samples: Iterable[Sample], ids_per_batch: int, images_per_id: int, max_buffer: int,
+    samples: Iterable[Sample],
+    ids_per_batch: int,
+    images_per_id: int,
+    max_buffer: int,
     stats: dict[str, int] | None = None,
 ) -> Iterator[list[Sample]]:
     """Batches of ``ids_per_batch`` distinct identities x ``images_per_id`` samples, identity after identity.
@@ -148,11 +153,13 @@ def collate(samples: list[Sample], spec: BatchSpec, rng: random.Random, progress
     picked = [pick_text(s["record"], rng) for s in samples]
     texts = [text for text, _ in picked]
     if spec.masking:
-        tokens = mask_batch(texts, spec.tokenizer, progress, rng, spans=[spans for _, spans in picked],
-                            max_length=spec.max_length)
+        tokens = mask_batch(
+            texts, spec.tokenizer, progress, rng, spans=[spans for _, spans in picked], max_length=spec.max_length
+        )
     else:
-        encoded = spec.tokenizer(texts, padding="max_length", truncation=True, max_length=spec.max_length,
-                                 return_tensors="pt")
+        encoded = spec.tokenizer(
+            texts, padding="max_length", truncation=True, max_length=spec.max_length, return_tensors="pt"
+        )
         tokens = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
     identity_ids = torch.tensor([s["record"]["id"] for s in samples], dtype=torch.long)
     return {"images": images, "identity_ids": identity_ids, **tokens}
@@ -163,8 +170,12 @@ def _parsed(raw: Iterable[dict[str, Any]], handler: Handler, check_images: bool)
     one goes to ``handler`` (webdataset's convention: it raises, or returns True to skip, False to stop)."""
     for raw_sample in raw:
         try:
-            sample = {"key": raw_sample["__key__"], "url": raw_sample.get("__url__"),
-                      "record": reader.decode_record(raw_sample), "jpg": raw_sample["jpg"]}
+            sample = {
+                "key": raw_sample["__key__"],
+                "url": raw_sample.get("__url__"),
+                "record": reader.decode_record(raw_sample),
+                "jpg": raw_sample["jpg"],
+            }
             if check_images:
                 image_of(sample)
         except InputError as exc:
@@ -178,15 +189,23 @@ def _endless_samples(spec: BatchSpec, epoch: int, worker: int, handler: Handler)
     """This rank's and worker's shards, pass after pass, each pass in a new seeded order."""
     for repeat in itertools.count():
         # One seed for every rank and worker: each permutes the shard list alike, so their splits stay disjoint.
-        pipeline = shards.open_corpus(spec.source, shuffle=spec.shuffle, shard_shuffle=True, decode=False,
-                                      seed=stable_int(spec.seed, "stream", epoch, repeat), handler=handler)
+        pipeline = shards.open_corpus(
+            spec.source,
+            shuffle=spec.shuffle,
+            shard_shuffle=True,
+            decode=False,
+            seed=stable_int(spec.seed, "stream", epoch, repeat),
+            handler=handler,
+        )
         count = 0
         for sample in _parsed(pipeline, handler, check_images=spec.skip_bad_samples):
             count += 1
             yield sample
         if count == 0:
-            raise InputError(f"rank {spec.rank} DataLoader worker {worker} received no samples: the corpus needs "
-                             "at least as many shards as ranks x workers")
+            raise InputError(
+                f"rank {spec.rank} DataLoader worker {worker} received no samples: the corpus needs "
+                "at least as many shards as ranks x workers"
+            )
 
 
 class IdentityBatches(IterableDataset):
@@ -208,8 +227,12 @@ class IdentityBatches(IterableDataset):
         spec = self.spec
         # The counter lives in this (worker) process: each batch carries its share of the count.
         counter = SkipAndCount() if spec.skip_bad_samples else None
-        groups = group_by_identity(_endless_samples(spec, self.epoch, worker, counter or reraise),
-                                   spec.ids_per_batch, spec.images_per_id, spec.group_buffer)
+        groups = group_by_identity(
+            _endless_samples(spec, self.epoch, worker, counter or reraise),
+            spec.ids_per_batch,
+            spec.images_per_id,
+            spec.group_buffer,
+        )
         counted = 0
         for index, samples in zip(range(worker, spec.steps_per_epoch, workers), groups):
             skipped = (counter.skipped if counter else 0) - counted
@@ -234,16 +257,22 @@ def in_order(batches: Iterable[dict[str, Any]], start: int) -> Iterator[dict[str
         raise ValueError(f"batches {sorted(waiting)} arrived but batch {expected} never did")
 
 
-def train_batches(spec: BatchSpec, epoch: int, start: int = 0, workers: int = 0,
-                  pin_memory: bool = False) -> Iterator[dict[str, Any]]:
+def train_batches(
+    spec: BatchSpec, epoch: int, start: int = 0, workers: int = 0, pin_memory: bool = False
+) -> Iterator[dict[str, Any]]:
     """The batches ``start, start+1, ...`` of ``epoch``, in order; ``workers`` DataLoader processes decode."""
     dataset = IdentityBatches(spec, epoch, start)
     if workers == 0:
         return iter(dataset)
     # An explicit generator keeps the DataLoader from drawing its base seed from torch's global RNG,
     # which dropout also uses: a resumed run must not see a different global RNG stream.
-    loader = DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                        generator=torch.Generator().manual_seed(stable_int(spec.seed, "loader", epoch)))
+    loader = DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(stable_int(spec.seed, "loader", epoch)),
+    )
     return in_order(loader, start)
 
 

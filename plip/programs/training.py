@@ -1,18 +1,27 @@
 """What pre-training and fine-tuning share: their common flags and the settings they make, the optimizer and
 text-layer freezing, the metrics log and its loss window, and the checks of a ``--resume``."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
-from common.cli import (CliError, add_quiet_flag, device, non_negative_float, positive_float, positive_int,
-                        silence_libraries)
+from common.cli import (
+    CliError,
+    add_quiet_flag,
+    device,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    silence_libraries,
+)
 from common.training import check_same_settings, resolve_precision
 from plip.checkpoint import MODEL_FILE
 from plip.model import PLIPModel
@@ -33,46 +42,80 @@ def parse_milestones(text: str) -> tuple[float, ...]:
     return values
 
 
-def add_optimisation_flags(parser: argparse.ArgumentParser, *, epochs: int, lr: float, text_lr_scale: float,
-                           warmup_epochs: float, milestones: str,
-                           text_trainable_layers: int) -> argparse._ArgumentGroup:
+def add_optimisation_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    epochs: int,
+    lr: float,
+    text_lr_scale: float,
+    warmup_epochs: float,
+    milestones: str,
+    text_trainable_layers: int,
+) -> argparse._ArgumentGroup:
     """The optimisation group with the defaults of one program; returns it for the program's own flags."""
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=positive_int, default=epochs, help=f"training epochs (default {epochs})")
-    opt.add_argument("--max-steps", type=positive_int, help="stop after this many steps in all (default: epochs "
-                     "x steps per epoch)")
+    opt.add_argument(
+        "--max-steps", type=positive_int, help="stop after this many steps in all (default: epochs x steps per epoch)"
+    )
     opt.add_argument("--lr", type=positive_float, default=lr, help=f"AdamW learning rate (default {lr:g})")
-    opt.add_argument("--text-lr-scale", type=non_negative_float, default=text_lr_scale,
-                     help=f"text-encoder rate = lr x this (default {text_lr_scale:g})")
-    opt.add_argument("--weight-decay", type=non_negative_float, default=0.01, help="AdamW weight decay "
-                     "(default 0.01)")
-    opt.add_argument("--warmup-epochs", type=non_negative_float, default=warmup_epochs,
-                     help=f"linear warm-up length (default {warmup_epochs:g})")
-    opt.add_argument("--milestones", type=parse_milestones, default=milestones, help="comma-separated epochs "
-                     "where the rate is multiplied by --gamma, fractions allowed (default "
-                     f"{milestones or 'none: a constant rate'})")
+    opt.add_argument(
+        "--text-lr-scale",
+        type=non_negative_float,
+        default=text_lr_scale,
+        help=f"text-encoder rate = lr x this (default {text_lr_scale:g})",
+    )
+    opt.add_argument("--weight-decay", type=non_negative_float, default=0.01, help="AdamW weight decay (default 0.01)")
+    opt.add_argument(
+        "--warmup-epochs",
+        type=non_negative_float,
+        default=warmup_epochs,
+        help=f"linear warm-up length (default {warmup_epochs:g})",
+    )
+    opt.add_argument(
+        "--milestones",
+        type=parse_milestones,
+        default=milestones,
+        help="comma-separated epochs "
+        "where the rate is multiplied by --gamma, fractions allowed (default "
+        f"{milestones or 'none: a constant rate'})",
+    )
     opt.add_argument("--gamma", type=positive_float, default=0.1, help="step-decay factor (default 0.1)")
-    opt.add_argument("--clip-grad", type=non_negative_float, default=5.0, help="gradient-norm clipping, 0 = off "
-                     "(default 5)")
-    opt.add_argument("--text-trainable-layers", type=int, default=text_trainable_layers, help="top text-encoder "
-                     f"layers that train; the rest and the embeddings stay frozen; -1 = all (default "
-                     f"{text_trainable_layers})")
+    opt.add_argument(
+        "--clip-grad", type=non_negative_float, default=5.0, help="gradient-norm clipping, 0 = off (default 5)"
+    )
+    opt.add_argument(
+        "--text-trainable-layers",
+        type=int,
+        default=text_trainable_layers,
+        help="top text-encoder "
+        f"layers that train; the rest and the embeddings stay frozen; -1 = all (default "
+        f"{text_trainable_layers})",
+    )
     return opt
 
 
-def add_run_flags(parser: argparse.ArgumentParser, *, precisions: Sequence[str],
-                  seed_help: str) -> argparse._ArgumentGroup:
+def add_run_flags(
+    parser: argparse.ArgumentParser, *, precisions: Sequence[str], seed_help: str
+) -> argparse._ArgumentGroup:
     """The run group (device, precision, threads, seed, logging, --quiet); returns it for the program's own."""
     run = parser.add_argument_group("run")
-    run.add_argument("--device", type=device, default="auto", help="cpu, cuda, cuda:N or auto (default: cuda "
-                     "when available)")
-    run.add_argument("--precision", default="auto", choices=("auto", *precisions), help="autocast precision"
-                     + ("; fp16 adds a gradient scaler" if "fp16" in precisions else "")
-                     + " (default: bf16 on CUDA, fp32 on CPU)")
+    run.add_argument(
+        "--device", type=device, default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)"
+    )
+    run.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", *precisions),
+        help="autocast precision"
+        + ("; fp16 adds a gradient scaler" if "fp16" in precisions else "")
+        + " (default: bf16 on CUDA, fp32 on CPU)",
+    )
     run.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     run.add_argument("--seed", type=int, default=0, help=f"{seed_help} (default 0)")
-    run.add_argument("--log-every", type=positive_int, default=10, help="steps between train lines in "
-                     "metrics.jsonl (default 10)")
+    run.add_argument(
+        "--log-every", type=positive_int, default=10, help="steps between train lines in metrics.jsonl (default 10)"
+    )
     add_quiet_flag(run)
     return run
 
@@ -237,5 +280,9 @@ def check_resume_settings(directory: Path, saved: Mapping[str, Any] | None, sett
     if saved is None:
         raise CliError(f"--resume {directory}: holds no resume state (written before --resume existed)")
     both = saved.keys() & settings.keys()
-    check_same_settings(str(directory), {key: saved[key] for key in both}, {key: settings[key] for key in both},
-                        "a resumed run needs the same data, batch and model settings")
+    check_same_settings(
+        str(directory),
+        {key: saved[key] for key in both},
+        {key: settings[key] for key in both},
+        "a resumed run needs the same data, batch and model settings",
+    )

@@ -12,20 +12,21 @@ Captions name every known value by its schema phrase, never an unknown group, ne
 exception is belongings ``nothing``, which people rarely say: it is usually left unsaid and sometimes said
 in words of its own ("She is not carrying anything."; see spac.captioning.slots.unsay_nothing).
 """
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
+from common.digests import stable_int_after, stable_prefix
 from common.errors import InputError
 from spac.attributes import UNKNOWN, AttributeValue, Schema, load_schema
+from spac.captioning.grammar import person_for
 from spac.captioning.library import SentenceLibrary, load_library
 from spac.captioning.slots import GROUP_SLOTS, FillContext
 from spac.captioning.styles import Style, available_styles, load_style
-from common.digests import stable_int_after, stable_prefix
-from spac.captioning.grammar import person_for
 
 TEMPLATE_STYLE = "template"
 MIN_GROUPS_FOR_TWO_STYLES = 2
@@ -63,9 +64,14 @@ class Captioner:
     mined one, see spac.captioning.library.library_for) and wins over ``library_path``.
     """
 
-    def __init__(self, schema: Schema | None = None, styles: Sequence[str] | None = None,
-                 library_path: str | Path | None = None, styles_dir: str | Path | None = None,
-                 library: SentenceLibrary | None = None) -> None:
+    def __init__(
+        self,
+        schema: Schema | None = None,
+        styles: Sequence[str] | None = None,
+        library_path: str | Path | None = None,
+        styles_dir: str | Path | None = None,
+        library: SentenceLibrary | None = None,
+    ) -> None:
         self.schema = schema or load_schema()
         names = available_styles(styles_dir)
         self.styles: dict[str, Style] = {n: load_style(n, self.schema, styles_dir) for n in names}
@@ -76,8 +82,9 @@ class Captioner:
     def style_names(self) -> tuple[str, ...]:
         return tuple(self.styles)
 
-    def __call__(self, attributes: Mapping[str, str], key: str, seed: int = 0,
-                 styles: Sequence[str] | None = None) -> list[Caption]:
+    def __call__(
+        self, attributes: Mapping[str, str], key: str, seed: int = 0, styles: Sequence[str] | None = None
+    ) -> list[Caption]:
         allowed = check_style_names(styles, self.style_names) if styles is not None else self.default_styles
         attrs = self.schema.validate(attributes)
         values = {g: self.schema.value(g, attrs[g]) for g in GROUP_SLOTS if attrs[g] != UNKNOWN}
@@ -123,7 +130,12 @@ def _default_captioner(schema: Schema | None) -> Captioner:
     return cached
 
 
-def caption(attributes: Mapping[str, str], key: str, seed: int = 0, styles: Sequence[str] | None = None,
-            schema: Schema | None = None) -> list[Caption]:
+def caption(
+    attributes: Mapping[str, str],
+    key: str,
+    seed: int = 0,
+    styles: Sequence[str] | None = None,
+    schema: Schema | None = None,
+) -> list[Caption]:
     """Two style captions then one library sentence (2 texts when little is known); see the module doc."""
     return _default_captioner(schema)(attributes, key, seed, styles)

@@ -1,4 +1,5 @@
 """English agreement for generated captions: a/an, "a pair of", pronouns, verb number, sentence tidying."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,8 +7,17 @@ from dataclasses import dataclass
 from spac.attributes import UNKNOWN, AttributeValue
 
 # Words whose first letter misleads the vowel rule: "a uniform" but "an hour".
-_ARTICLE_EXCEPTIONS = {"one": "a", "once": "a", "uniform": "a", "unique": "a", "university": "a", "used": "a",
-                       "hour": "an", "honest": "an", "heir": "an"}
+_ARTICLE_EXCEPTIONS = {
+    "one": "a",
+    "once": "a",
+    "uniform": "a",
+    "unique": "a",
+    "university": "a",
+    "used": "a",
+    "hour": "an",
+    "honest": "an",
+    "heir": "an",
+}
 # Verbs whose third person singular is not made by the spelling rules below.
 _IRREGULAR_SINGULAR = {"be": "is", "have": "has", "do": "does", "go": "goes"}
 _PLURAL_FORM = {"be": "are"}

@@ -17,20 +17,29 @@ A library may replace the bundled one or stand beside it: :func:`parse_sentences
 ``--sentences`` flag of ``spac caption`` and of the synthesis job (``PATH`` replaces, ``+PATH`` adds), and
 :func:`library_for` builds the library it names.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from common.errors import InputError
 from spac.attributes import Schema, load_schema
-from spac.captioning.slots import (
-    GROUP_SLOTS, FillContext, TemplateError, check_nothing_sentence, check_template, fill, groups_of, parse_slots,
-    parse_yaml, unsay_nothing,
-)
 from spac.captioning.grammar import tidy
+from spac.captioning.slots import (
+    GROUP_SLOTS,
+    FillContext,
+    TemplateError,
+    check_nothing_sentence,
+    check_template,
+    fill,
+    groups_of,
+    parse_slots,
+    parse_yaml,
+    unsay_nothing,
+)
 
 MAX_LEFT_OUT = 1
 BUNDLED_SOURCE = "templates/sentences.yaml"
@@ -134,7 +143,9 @@ def parse_library(data: object, source: str, schema: Schema) -> SentenceLibrary:
             seen[sentence.text] = key
             sentences.append(sentence)
     if not any(not s.groups for s in sentences):
-        raise TemplateError(f"{source}: sentences: at least one sentence must name no group (for people with none known)")
+        raise TemplateError(
+            f"{source}: sentences: at least one sentence must name no group (for people with none known)"
+        )
     raw_addenda = data.get("addenda")
     if not isinstance(raw_addenda, dict) or set(raw_addenda) != set(GROUP_SLOTS):
         raise TemplateError(f"{source}: addenda: expected one list per group: {', '.join(GROUP_SLOTS)}")
@@ -143,7 +154,9 @@ def parse_library(data: object, source: str, schema: Schema) -> SentenceLibrary:
         items = raw_addenda[group]
         if not isinstance(items, list) or not items:
             raise TemplateError(f"{source}: addenda.{group}: expected a non-empty list of sentences")
-        addenda[group] = tuple(check_addendum(t, source, f"addenda.{group}[{i}]", group, schema) for i, t in enumerate(items))
+        addenda[group] = tuple(
+            check_addendum(t, source, f"addenda.{group}[{i}]", group, schema) for i, t in enumerate(items)
+        )
     nothing: tuple[str, ...] = ()
     if "nothing" in data:
         items = data["nothing"]
@@ -179,12 +192,17 @@ def load_library(path: str | Path | None = None, schema: Schema | None = None) -
 
 def merge_libraries(first: SentenceLibrary, second: SentenceLibrary) -> SentenceLibrary:
     """Both libraries' sentences, addenda and nothing sentences, in order, each text once."""
+
     def union(a: tuple, b: tuple) -> tuple:
         return tuple(dict.fromkeys((*a, *b)))
 
     by_text = {s.text: s for s in (*first.sentences, *second.sentences)}
-    return SentenceLibrary(tuple(by_text.values()), {g: union(first.addenda[g], second.addenda[g]) for g in GROUP_SLOTS},
-                           f"{first.source} + {second.source}", union(first.nothing, second.nothing))
+    return SentenceLibrary(
+        tuple(by_text.values()),
+        {g: union(first.addenda[g], second.addenda[g]) for g in GROUP_SLOTS},
+        f"{first.source} + {second.source}",
+        union(first.nothing, second.nothing),
+    )
 
 
 @dataclass(frozen=True)
@@ -203,10 +221,9 @@ def parse_sentences_option(text: str) -> SentencesOption:
     """``PATH`` (replace the bundled library) or ``+PATH`` (add to it); InputError for an empty path.
     A file whose name starts with '+' is given as ``./+name``."""
     add = text.startswith(ADD_PREFIX)
-    path = text[len(ADD_PREFIX):] if add else text
+    path = text[len(ADD_PREFIX) :] if add else text
     if not path.strip():
-        raise InputError("expected PATH (use it in place of the bundled library) or +PATH (add it), got "
-                         f"{text!r}")
+        raise InputError(f"expected PATH (use it in place of the bundled library) or +PATH (add it), got {text!r}")
     return SentencesOption(path, add)
 
 

@@ -17,18 +17,19 @@ The literal text around the slots may not name any attribute (no item, synonym, 
 such as "hair" or "bag"): that keeps captions from mentioning an unknown attribute, and keeps the
 value phrases the only attribute words in a caption.
 """
+
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import yaml
 
-from spac.attributes import GENERIC_NOUNS, GROUP_ORDER, UNKNOWN, AttributeValue, Schema
 from common.digests import stable_int
 from common.errors import InputError
+from spac.attributes import GENERIC_NOUNS, GROUP_ORDER, UNKNOWN, AttributeValue, Schema
 from spac.captioning.grammar import Person, conjugate, noun_phrase
 
 GROUP_SLOTS = GROUP_ORDER[1:]
@@ -210,7 +211,9 @@ def check_template(template: object, source: str, key: str, schema: Schema) -> s
         raise TemplateError(f"{source}: {key}: {exc} in {template!r}") from None
     word = vocabulary_word(template, schema)
     if word is not None:
-        raise TemplateError(f"{source}: {key}: the attribute word {word!r} must come from a slot, not the text: {template!r}")
+        raise TemplateError(
+            f"{source}: {key}: the attribute word {word!r} must come from a slot, not the text: {template!r}"
+        )
     return template.strip()
 
 
@@ -220,7 +223,9 @@ def check_nothing_sentence(template: object, source: str, key: str, schema: Sche
     text = check_template(template, source, key, schema)
     kinds = [s.kind for s in parse_slots(text)]
     if not groups_of(text) <= {"belongings"} or "gender" in kinds:
-        raise TemplateError(f"{source}: {key}: a nothing sentence names no group but {{belongings}} and no {{gender}}: {text!r}")
+        raise TemplateError(
+            f"{source}: {key}: a nothing sentence names no group but {{belongings}} and no {{gender}}: {text!r}"
+        )
     if "verb" in kinds and "pronoun" not in kinds:
         raise TemplateError(f"{source}: {key}: {{v:...}} verbs agree with a pronoun; add {{they}}: {text!r}")
     if not text.endswith("."):

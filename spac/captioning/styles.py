@@ -18,19 +18,29 @@ Belongings ``nothing`` is left unsaid (see :func:`spac.captioning.slots.unsay_no
 says it, one of the style's ``nothing`` sentences is added ("{they} {v:have} {belongings} in {their}
 hands."). A style without ``nothing`` sentences never says it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from spac.attributes import Schema
-from spac.captioning.slots import (
-    GROUP_SLOTS, FillContext, TemplateError, check_nothing_sentence, check_template, fill, group_phrase, groups_of,
-    parse_yaml, unsay_nothing,
-)
 from spac.captioning.grammar import join_list, tidy
+from spac.captioning.slots import (
+    GROUP_SLOTS,
+    FillContext,
+    TemplateError,
+    check_nothing_sentence,
+    check_template,
+    fill,
+    group_phrase,
+    groups_of,
+    parse_yaml,
+    unsay_nothing,
+)
 
 
 @dataclass(frozen=True)
@@ -147,7 +157,10 @@ class _Reader:
             raise self.fail(key, f"expected a mapping, got {value!r}")
         unexpected = sorted(set(value) - allowed)
         if unexpected:
-            raise self.fail(f"{key}.{unexpected[0]}" if key != TOP else str(unexpected[0]), f"unexpected key (allowed: {', '.join(sorted(allowed))})")
+            raise self.fail(
+                f"{key}.{unexpected[0]}" if key != TOP else str(unexpected[0]),
+                f"unexpected key (allowed: {', '.join(sorted(allowed))})",
+            )
         return value
 
     def items(self, value: Any, key: str) -> list:
@@ -180,9 +193,13 @@ class _Reader:
 
 def _part(r: _Reader, raw: Any, key: str) -> Part:
     raw = r.mapping(raw, key, {"lead", "groups", "after", "comma", "pair"})
-    return Part(r.template(raw.get("lead"), f"{key}.lead", required=False), r.groups(raw.get("groups"), f"{key}.groups"),
-                r.template(raw.get("after"), f"{key}.after", required=False), r.flag(raw.get("comma"), f"{key}.comma"),
-                r.flag(raw.get("pair"), f"{key}.pair"))
+    return Part(
+        r.template(raw.get("lead"), f"{key}.lead", required=False),
+        r.groups(raw.get("groups"), f"{key}.groups"),
+        r.template(raw.get("after"), f"{key}.after", required=False),
+        r.flag(raw.get("comma"), f"{key}.comma"),
+        r.flag(raw.get("pair"), f"{key}.pair"),
+    )
 
 
 def _prose(r: _Reader, raw: dict, key: str) -> ProsePhrasing:
@@ -198,7 +215,9 @@ def _prose(r: _Reader, raw: dict, key: str) -> ProsePhrasing:
         if not modifiers and not predicates:
             raise r.fail(skey, "a sentence needs modifiers or predicates")
         if modifiers and not fallback and not (clause and len(raw_sentences) == 1):
-            raise r.fail(f"{skey}.fallback", "a sentence with modifiers needs a fallback predicate unless its noun is a clause")
+            raise r.fail(
+                f"{skey}.fallback", "a sentence with modifiers needs a fallback predicate unless its noun is a clause"
+            )
         plans.append(SentencePlan(modifiers, predicates, fallback))
     return ProsePhrasing(r.template(raw.get("noun"), f"{key}.noun"), tuple(plans))
 
@@ -217,8 +236,10 @@ def parse_style(data: Any, source: str, schema: Schema, name: str) -> Style:
     if not isinstance(description, str) or not description.strip():
         raise r.fail("description", "expected a one-line description of the style's shape")
     empty = tuple(r.template(t, f"empty[{i}]") for i, t in enumerate(r.items(data.get("empty"), "empty")))
-    nothing = tuple(check_nothing_sentence(t, source, f"nothing[{i}]", schema)
-                    for i, t in enumerate(r.items(data["nothing"], "nothing") if "nothing" in data else ()))
+    nothing = tuple(
+        check_nothing_sentence(t, source, f"nothing[{i}]", schema)
+        for i, t in enumerate(r.items(data["nothing"], "nothing") if "nothing" in data else ())
+    )
     phrasings: list[ProsePhrasing] = []
     for i, raw in enumerate(r.items(data.get("phrasings"), "phrasings")):
         key = f"phrasings[{i}]"

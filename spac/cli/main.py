@@ -1,9 +1,10 @@
 """The `spac` command: dispatches `spac <command> ...` to the module that implements the command."""
+
 from __future__ import annotations
 
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from common.cli import run_main
 
@@ -13,8 +14,10 @@ DEBUG_FLAG = "--debug"
 COMMANDS: dict[str, tuple[str, str]] = {
     "caption": ("spac.cli.caption", "caption pedestrian images (attributes -> 2-3 stylish captions)"),
     "render": ("spac.cli.render", "render labelled demo pedestrians (procedural, with ground truth)"),
-    "train-attributes": ("spac.cli.train_attributes",
-                         "train an attribute predictor (rendered people, PA-100K, PETA, RAP, mined labels)"),
+    "train-attributes": (
+        "spac.cli.train_attributes",
+        "train an attribute predictor (rendered people, PA-100K, PETA, RAP, mined labels)",
+    ),
     "eval-attributes": ("spac.cli.eval_attributes", "score an attribute predictor: mA, instance metrics, per group"),
     "shards": ("spac.cli.verify_shards", "verify a corpus folder or (re)write its manifest.json"),
     "mine-schema": ("spac.cli.mine_schema", "report the noun phrases of human captions and what the schema covers"),
@@ -28,9 +31,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
     lines = ["usage: spac [--debug] <command> [options]", "", "commands:"]
     lines += [f"  {name:<18} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "options:", f"  {DEBUG_FLAG:<18} show the traceback of a bad-input error too (as SPAC_DEBUG=1 does);",
-              f"  {'':<18} an error in spac itself always shows its traceback",
-              "\n`spac <command> --help` explains each command's flags."]
+    lines += [
+        "",
+        "options:",
+        f"  {DEBUG_FLAG:<18} show the traceback of a bad-input error too (as SPAC_DEBUG=1 does);",
+        f"  {'':<18} an error in spac itself always shows its traceback",
+        "\n`spac <command> --help` explains each command's flags.",
+    ]
     return "\n".join(lines)
 
 

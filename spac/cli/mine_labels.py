@@ -1,37 +1,45 @@
 """`spac mine-labels FILE.json [...] --out labels.parquet`: attribute labels mined from human captions
 (spac.mining.labels), one row per caption-file entry, as a parquet table; prints the coverage per group."""
+
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from spac.attributes import load_schema
-from spac.sources.caption_files import FORMAT_NAMES, read_caption_file
 from common.cli import CliError, OneLineArgumentParser, add_quiet_flag
+from spac.attributes import load_schema
 from spac.mining.labels import coverage, mine_labels
+from spac.sources.caption_files import FORMAT_NAMES, read_caption_file
 
 LEAD_COLUMNS = ("file_path", "id", "split")
 
 
 def build_parser() -> OneLineArgumentParser:
     formats = "; ".join(FORMAT_NAMES.values())
-    p = OneLineArgumentParser(prog="spac mine-labels", description=(
-        "Mine attribute labels from human captions, the PLIP paper's way (no human attribute labelling): each "
-        "image's captions are read with the attribute schema's matchers and reconciled (agreement first, then "
-        "the more specific phrase; see spac/mining/labels.py). Writes a parquet table with the columns file_path, "
-        "id, split, then one per group (gender, hair, upper, lower, shoes, belongings: a schema phrase or "
-        "'unknown'), then source (the caption file of the row), one row per entry, in input order. Reads the "
-        f"JSON caption files of {formats}. Prints the share of images with a known value per group."))
+    p = OneLineArgumentParser(
+        prog="spac mine-labels",
+        description=(
+            "Mine attribute labels from human captions, the PLIP paper's way (no human attribute labelling): each "
+            "image's captions are read with the attribute schema's matchers and reconciled (agreement first, then "
+            "the more specific phrase; see spac/mining/labels.py). Writes a parquet table with the columns file_path, "
+            "id, split, then one per group (gender, hair, upper, lower, shoes, belongings: a schema phrase or "
+            "'unknown'), then source (the caption file of the row), one row per entry, in input order. Reads the "
+            f"JSON caption files of {formats}. Prints the share of images with a known value per group."
+        ),
+    )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE.json", help="caption files to mine")
     p.add_argument("--out", required=True, type=Path, help="parquet file to write (replaced if it exists)")
-    p.add_argument("--schema", type=Path, help="attribute schema YAML whose phrases to write (default: the "
-                   "bundled templates/attributes.yaml)")
+    p.add_argument(
+        "--schema",
+        type=Path,
+        help="attribute schema YAML whose phrases to write (default: the bundled templates/attributes.yaml)",
+    )
     add_quiet_flag(p)
     return p
 
@@ -64,8 +72,9 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
             columns["source"].append(data.source)
             bar.update()
         bar.close()
-    table = pa.table({name: pa.array(values, pa.int64() if name == "id" else pa.string())
-                      for name, values in columns.items()})
+    table = pa.table(
+        {name: pa.array(values, pa.int64() if name == "id" else pa.string()) for name, values in columns.items()}
+    )
     partial = args.out.with_name(args.out.name + ".partial")
     pq.write_table(table, partial)
     os.replace(partial, args.out)

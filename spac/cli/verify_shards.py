@@ -1,8 +1,9 @@
 """`spac shards verify DIR` / `spac shards manifest DIR`: check a corpus folder, or (re)write its manifest."""
+
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from common.cli import CliError, OneLineArgumentParser, add_quiet_flag
 from shards import layout

@@ -6,15 +6,16 @@ applied to every image when its share of the identity's images exceeds ``gender_
 identity is dropped), then a minimum image count, then a cap chosen deterministically by
 sha256(key + seed) instead of the paper's random choice. Every dropped image gets a reason.
 """
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
+from common.digests import stable_hex
 from common.errors import InputError
 from spac.attributes import UNKNOWN
-from common.digests import stable_hex
 
 # Reasons a record is dropped; also the keys of the pipeline's filter report.
 TOO_MANY_UNKNOWN = "too_many_unknown"
@@ -91,6 +92,6 @@ def filter_identity(images: Mapping[str, Mapping[str, str]], config: FilterConfi
         return IdentityVerdict(dropped={k: GENDER_VOTE_FAILED for k in keys})
     if len(keys) < config.min_images:
         return IdentityVerdict(dropped={k: TOO_FEW_IMAGES for k in keys})
-    chosen = set(sorted(keys, key=lambda k: stable_hex(k, config.seed))[:config.max_images])
+    chosen = set(sorted(keys, key=lambda k: stable_hex(k, config.seed))[: config.max_images])
     kept = {k: {**images[k], "gender": gender} for k in keys if k in chosen}
     return IdentityVerdict(kept=kept, dropped={k: OVER_IDENTITY_CAP for k in keys if k not in chosen})

@@ -22,11 +22,12 @@ as a Beam stage between inference and the identity filters.
   or above ``merge_similarity`` are edges, and :func:`resolve_merges` maps every identity of a connected
   component to its smallest name. :func:`nearest_centres` is the exact blocked kNN used as reference.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -90,11 +91,21 @@ class CleaningConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
                 raise InputError(f"{name} must be a cosine between -1 and 1, got {value!r}")
-        limits = {"min_images_for_outliers": (1, None), "outlier_rounds": (0, 10), "lsh_tables": (1, 256),
-                  "lsh_bits": (1, 62), "seed": (0, None)}
+        limits = {
+            "min_images_for_outliers": (1, None),
+            "outlier_rounds": (0, 10),
+            "lsh_tables": (1, 256),
+            "lsh_bits": (1, 62),
+            "seed": (0, None),
+        }
         for name, (low, high) in limits.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < low
+                or (high is not None and value > high)
+            ):
                 bound = f"from {low} to {high}" if high is not None else f"at least {low}"
                 raise InputError(f"{name} must be an integer {bound}, got {value!r}")
         if not isinstance(self.remove_common_mode, bool):
@@ -219,8 +230,9 @@ def pair_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)))
 
 
-def score_bucket(names: Sequence[str], centres: np.ndarray, threshold: float,
-                 block: int = 1024) -> list[tuple[str, str, float]]:
+def score_bucket(
+    names: Sequence[str], centres: np.ndarray, threshold: float, block: int = 1024
+) -> list[tuple[str, str, float]]:
     """Pairs ``(a, b, cosine)`` with ``a < b`` among one bucket's centres whose cosine is >= ``threshold``.
 
     Candidates come from blocked float32 matrix products over the upper triangle; each candidate near
@@ -243,7 +255,7 @@ def score_bucket(names: Sequence[str], centres: np.ndarray, threshold: float,
         matrix = torch.from_numpy(centres)
         blocks = []
         for start in range(0, count, block):
-            rows = matrix[start:start + block]
+            rows = matrix[start : start + block]
             scores = rows @ matrix[start:].T  # only columns at or after the block: the upper triangle
             candidate = scores >= threshold - _RESCORE_MARGIN
             candidate &= torch.arange(start, start + rows.shape[0])[:, None] < torch.arange(start, count)[None, :]
@@ -287,8 +299,9 @@ def nearest_centres(centres: np.ndarray | torch.Tensor, k: int, block: int = 409
     """Exact kNN by cosine among unit centres ``[N, C]``, each row's own index excluded:
     ``(similarities [N, k'], indices [N, k'])`` best first, ``k' = min(k, N - 1)``, by blocked torch
     matrix products (memory ``block x N``)."""
-    matrix = torch.as_tensor(np.asarray(centres, dtype=np.float32) if not isinstance(centres, torch.Tensor)
-                             else centres.float())
+    matrix = torch.as_tensor(
+        np.asarray(centres, dtype=np.float32) if not isinstance(centres, torch.Tensor) else centres.float()
+    )
     if matrix.ndim != 2:
         raise ValueError(f"expected centres of shape [N, C], got {list(matrix.shape)}")
     if k < 1 or block < 1:
@@ -300,11 +313,11 @@ def nearest_centres(centres: np.ndarray | torch.Tensor, k: int, block: int = 409
     if width <= 0:
         return similarities, indices
     for start in range(0, count, block):
-        rows = matrix[start:start + block]
+        rows = matrix[start : start + block]
         scores = rows @ matrix.T
         own = torch.arange(start, start + rows.shape[0])
         scores[torch.arange(rows.shape[0]), own] = -math.inf
         top = torch.topk(scores, width, dim=1)
-        similarities[start:start + rows.shape[0]] = top.values.numpy()
-        indices[start:start + rows.shape[0]] = top.indices.numpy()
+        similarities[start : start + rows.shape[0]] = top.values.numpy()
+        indices[start : start + rows.shape[0]] = top.indices.numpy()
     return similarities, indices

@@ -19,6 +19,7 @@ The rules, in the order they are tried (the first that fails names the reason):
   is the value's or either has none. So "a red t-shirt under a black jacket" keeps a trusted red t-shirt, and
   "a blue t-shirt" does not; colours are the schema's palette ("dark blue" is navy, not blue).
 """
+
 from __future__ import annotations
 
 import re
@@ -40,8 +41,10 @@ _MARKUP_CHARACTERS = frozenset("<>*#`|_{}[]\\~\ufffd")
 _ENTITY = re.compile(r"&(?:#\d+|#x[0-9a-f]+|[a-z]+);", re.IGNORECASE)
 _LIST_MARKER = re.compile(r"\s*(?:[-+•]|\d+[.)])\s")
 _SENTENCE_END = re.compile(r"[.!?]+")
-_OTHER_PRONOUNS = {"man": frozenset({"she", "her", "hers", "herself"}),
-                   "woman": frozenset({"he", "him", "his", "himself"})}
+_OTHER_PRONOUNS = {
+    "man": frozenset({"she", "her", "hers", "herself"}),
+    "woman": frozenset({"he", "him", "his", "himself"}),
+}
 
 
 def words(text: str) -> list[str]:
@@ -55,12 +58,15 @@ def normalised(text: str) -> str:
 
 
 def has_markup(text: str) -> bool:
-    return (any(ch in _MARKUP_CHARACTERS or unicodedata.category(ch) in _NON_PRINTING for ch in text)
-            or _ENTITY.search(text) is not None or _LIST_MARKER.match(text) is not None)
+    return (
+        any(ch in _MARKUP_CHARACTERS or unicodedata.category(ch) in _NON_PRINTING for ch in text)
+        or _ENTITY.search(text) is not None
+        or _LIST_MARKER.match(text) is not None
+    )
 
 
 def _ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
 
 
 def is_repetitive(text: str) -> bool:
@@ -68,7 +74,7 @@ def is_repetitive(text: str) -> bool:
     if any(tokens[i] == tokens[i + 1] == tokens[i + 2] for i in range(len(tokens) - 2)):
         return True
     for n in range(2, 5):
-        if any(tokens[i:i + n] == tokens[i + n:i + 2 * n] for i in range(len(tokens) - 2 * n + 1)):
+        if any(tokens[i : i + n] == tokens[i + n : i + 2 * n] for i in range(len(tokens) - 2 * n + 1)):
             return True
     long_ngrams = _ngrams(tokens, REPEATED_NGRAM)
     sentences = [s for s in (normalised(part) for part in _SENTENCE_END.split(text)) if s]
@@ -86,15 +92,17 @@ def _agrees(mention: language.AttributeMention, value: AttributeValue, generic: 
     return same_item and same_colour
 
 
-def _names_other_gender(tokens: Iterable[str], mentions: Sequence[language.AttributeMention],
-                        gender: AttributeValue) -> bool:
+def _names_other_gender(
+    tokens: Iterable[str], mentions: Sequence[language.AttributeMention], gender: AttributeValue
+) -> bool:
     if any(m.group == "gender" and m.item != gender.item for m in mentions):
         return True
     return not _OTHER_PRONOUNS.get(gender.item, frozenset()).isdisjoint(tokens)
 
 
-def _contradicts(mentions: Sequence[language.AttributeMention], trusted: Mapping[str, AttributeValue],
-                 schema: Schema) -> bool:
+def _contradicts(
+    mentions: Sequence[language.AttributeMention], trusted: Mapping[str, AttributeValue], schema: Schema
+) -> bool:
     generic = _generic_items(schema)
     for group, value in trusted.items():
         said = [m for m in mentions if m.group == group]
@@ -103,8 +111,15 @@ def _contradicts(mentions: Sequence[language.AttributeMention], trusted: Mapping
     return False
 
 
-def rejection(text: str, mentions: Sequence[language.AttributeMention], trusted: Mapping[str, AttributeValue],
-              others: Iterable[str], min_words: int, max_words: int, schema: Schema) -> str | None:
+def rejection(
+    text: str,
+    mentions: Sequence[language.AttributeMention],
+    trusted: Mapping[str, AttributeValue],
+    others: Iterable[str],
+    min_words: int,
+    max_words: int,
+    schema: Schema,
+) -> str | None:
     """The first reason (module doc) ``text`` is rejected for, or None when it is kept. ``mentions``: what
     spac.language finds in it; ``trusted``: the values it must agree with (spac.generation.grounding);
     ``others``: the image's other texts."""
@@ -128,9 +143,15 @@ def rejection(text: str, mentions: Sequence[language.AttributeMention], trusted:
     return None
 
 
-def check_text(text: str, prediction: PredictedAttributes, min_confidence: float, others: Iterable[str] = (),
-               min_words: int = DEFAULT_MIN_WORDS, max_words: int = DEFAULT_MAX_WORDS,
-               schema: Schema | None = None) -> str | None:
+def check_text(
+    text: str,
+    prediction: PredictedAttributes,
+    min_confidence: float,
+    others: Iterable[str] = (),
+    min_words: int = DEFAULT_MIN_WORDS,
+    max_words: int = DEFAULT_MAX_WORDS,
+    schema: Schema | None = None,
+) -> str | None:
     """None when ``text`` is kept, else the reason it is rejected (one of ``REASONS``, see the module doc),
     checked against the values of ``prediction`` at or above ``min_confidence`` and the image's ``others``."""
     schema = schema or load_schema()

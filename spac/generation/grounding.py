@@ -5,6 +5,7 @@ confidence of None (a value given rather than predicted: typed by a user, import
 Unknown groups, and phrases outside the schema (a released corpus's own values), are left out: the model may say
 what it sees there, and no check holds it to anything.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -34,8 +35,10 @@ class GivenAttributes:
     @classmethod
     def from_record(cls, entries: Mapping[str, Mapping[str, object]]) -> GivenAttributes:
         """From a corpus record's ``attributes`` (``{group: {"value": phrase, "confidence": float | None}}``)."""
-        return cls({g: str(e["value"]) for g, e in entries.items()},
-                   {g: _confidence(e.get("confidence")) for g, e in entries.items()})
+        return cls(
+            {g: str(e["value"]) for g, e in entries.items()},
+            {g: _confidence(e.get("confidence")) for g, e in entries.items()},
+        )
 
 
 def _confidence(value: object) -> float | None:

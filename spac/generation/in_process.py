@@ -36,8 +36,11 @@ class CaptionModelError(InputError):
 def model_files_sha256(folder: Path) -> dict[str, str]:
     """sha256 of every file of a local model folder (by path relative to it; hidden files and folders left out:
     a download cache's bookkeeping is not the model)."""
-    files = sorted(path for path in folder.rglob("*") if path.is_file()
-                   and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+    files = sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
     return {path.relative_to(folder).as_posix(): file_sha256(path) for path in files}
 
 
@@ -57,8 +60,9 @@ class InProcessGenerator:
     processor that refuses the input) fails as a whole; both with failure kind "error".
     """
 
-    def __init__(self, name_or_path: str, device: str = "auto", decoding: DecodingSettings | None = None,
-                 batch_size: int = 8) -> None:
+    def __init__(
+        self, name_or_path: str, device: str = "auto", decoding: DecodingSettings | None = None, batch_size: int = 8
+    ) -> None:
         self.name_or_path = name_or_path
         self.decoding = decoding or DecodingSettings()
         self.batch_size = batch_size
@@ -73,7 +77,7 @@ class InProcessGenerator:
         """One answer per request, in the same order, ``batch_size`` requests per forward pass."""
         answers: list[GeneratedText] = []
         for start in range(0, len(requests), self.batch_size):
-            answers += self._generate_batch(requests[start:start + self.batch_size])
+            answers += self._generate_batch(requests[start : start + self.batch_size])
         return answers
 
     def _generate_batch(self, batch: Sequence[CaptionRequest]) -> list[GeneratedText]:
@@ -85,27 +89,38 @@ class InProcessGenerator:
         try:
             texts = self._texts([batch[i] for i in usable], [images[i] for i in usable])
         except Exception as error:  # the model's failure on one batch must not end the job
-            logger.warning("caption model %s failed on a batch of %d: %s: %s", self.name_or_path, len(usable),
-                           type(error).__name__, error_line(error))
+            logger.warning(
+                "caption model %s failed on a batch of %d: %s: %s",
+                self.name_or_path,
+                len(usable),
+                type(error).__name__,
+                error_line(error),
+            )
             return answers
         for index, text in zip(usable, texts):
             answers[index] = GeneratedText(text.strip())
         return answers
 
     def _texts(self, batch: Sequence[CaptionRequest], images: list[Image.Image]) -> list[str]:
-        prompts = [self._processor.apply_chat_template(_messages(request), add_generation_prompt=True)
-                   for request in batch]
-        inputs = self._processor(text=prompts, images=[[image] for image in images], padding=True,
-                                 return_tensors="pt")
-        inputs = {name: value.to(self.device, self.dtype) if value.is_floating_point() else value.to(self.device)
-                  for name, value in inputs.items()}
+        prompts = [
+            self._processor.apply_chat_template(_messages(request), add_generation_prompt=True) for request in batch
+        ]
+        inputs = self._processor(text=prompts, images=[[image] for image in images], padding=True, return_tensors="pt")
+        inputs = {
+            name: value.to(self.device, self.dtype) if value.is_floating_point() else value.to(self.device)
+            for name, value in inputs.items()
+        }
         sampling = self.decoding.temperature > 0
-        processors = [_SeededSampler([request_seed(self.decoding, r) for r in batch], self.decoding.temperature,
-                                     self.device)] if sampling else []
+        processors = (
+            [_SeededSampler([request_seed(self.decoding, r) for r in batch], self.decoding.temperature, self.device)]
+            if sampling
+            else []
+        )
         with torch.inference_mode():
-            output = self._model.generate(**inputs, max_new_tokens=self.decoding.max_new_tokens, do_sample=False,
-                                          logits_processor=processors)
-        return self._processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            output = self._model.generate(
+                **inputs, max_new_tokens=self.decoding.max_new_tokens, do_sample=False, logits_processor=processors
+            )
+        return self._processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 class _SeededSampler(LogitsProcessor):
@@ -118,8 +133,9 @@ class _SeededSampler(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         probabilities = torch.softmax(scores.float() / self.temperature, dim=-1)
-        chosen = torch.cat([torch.multinomial(row, 1, generator=generator)
-                            for row, generator in zip(probabilities, self.generators)])
+        chosen = torch.cat(
+            [torch.multinomial(row, 1, generator=generator) for row, generator in zip(probabilities, self.generators)]
+        )
         only_chosen = torch.full_like(scores, float("-inf"))
         return only_chosen.scatter_(1, chosen[:, None], 0.0)
 

@@ -8,6 +8,7 @@ one or a mined one, as the captioner uses) filled with the person's trusted valu
 per (key, seed) by a stable hash; turn ``t`` of an image takes the ``t``-th entry, so the texts of one
 image, and the retries after them, each get a style of their own.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -89,9 +90,17 @@ def parse_instructions(data: object, source: str, schema: Schema) -> Instruction
     if EXAMPLE in styles or any(":" in name for name in styles):
         raise TemplateError(f"{source}: styles: a style id is neither {EXAMPLE!r} nor contains ':'")
     texts = {key: _text(data, key, source, fields) for key, fields in _FIELDS.items()}
-    return Instructions(data["version"], texts["system"], texts["grounding"],
-                        _named_texts(data, "group_labels", source, schema.group_names), styles, texts["example"],
-                        data["example_entries"], texts["rules"], source)
+    return Instructions(
+        data["version"],
+        texts["system"],
+        texts["grounding"],
+        _named_texts(data, "group_labels", source, schema.group_names),
+        styles,
+        texts["example"],
+        data["example_entries"],
+        texts["rules"],
+        source,
+    )
 
 
 def _bundled(name: str):
@@ -132,8 +141,9 @@ class PromptBook:
     def pool_size(self) -> int:
         return len(self.instructions.pool)
 
-    def prompt(self, key: str, image_jpeg: bytes, trusted: Mapping[str, AttributeValue], seed: int,
-               turn: int) -> Prompt:
+    def prompt(
+        self, key: str, image_jpeg: bytes, trusted: Mapping[str, AttributeValue], seed: int, turn: int
+    ) -> Prompt:
         """Turn ``turn`` of image ``key``: the pool entry at that place in the (key, seed) order (turns below
         ``pool_size`` get distinct entries), with ``trusted`` values (spac.generation.grounding) as grounding."""
         prefix = stable_prefix(key, seed)
@@ -155,7 +165,8 @@ class PromptBook:
             return ""
         labels = self.instructions.group_labels
         return self.instructions.grounding.format(
-            attributes="; ".join(f"{labels[group]}: {value.phrase}" for group, value in trusted.items()))
+            attributes="; ".join(f"{labels[group]}: {value.phrase}" for group, value in trusted.items())
+        )
 
     def _example(self, trusted: Mapping[str, AttributeValue], digest: int) -> tuple[str, int]:
         """A library sentence that mentions only trusted groups, filled with their values; and its index."""

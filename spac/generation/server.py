@@ -75,8 +75,10 @@ def check_base_url(base_url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InputError("the caption-model server URL must be http(s)://host[:port][/path]")
     if parts.username is not None or parts.password is not None:
-        raise InputError("the caption-model server URL must not carry credentials: put the API key in the "
-                         "environment variable named by the API-key flag")
+        raise InputError(
+            "the caption-model server URL must not carry credentials: put the API key in the "
+            "environment variable named by the API-key flag"
+        )
     if parts.query or parts.fragment:
         raise InputError("the caption-model server URL must not have a query or fragment")
     return parts.geturl().rstrip("/")
@@ -92,9 +94,18 @@ class OpenAIServerGenerator:
     each socket wait and the reading of the body, per attempt.
     """
 
-    def __init__(self, base_url: str, model: str, *, api_key_env: str = DEFAULT_API_KEY_ENV,
-                 timeout_s: float = 60.0, concurrency: int = 8, retries: int = 3, backoff_s: float = 1.0,
-                 decoding: DecodingSettings | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str = DEFAULT_API_KEY_ENV,
+        timeout_s: float = 60.0,
+        concurrency: int = 8,
+        retries: int = 3,
+        backoff_s: float = 1.0,
+        decoding: DecodingSettings | None = None,
+    ) -> None:
         self.base_url = check_base_url(base_url)
         self.model = model
         self.timeout_s = timeout_s
@@ -124,8 +135,12 @@ class OpenAIServerGenerator:
         except (KeyError, TypeError, AttributeError):
             raise ServerUnreachableError(f"{self._unreachable}: GET /models did not answer with a model list") from None
         if self.model not in served:
-            logger.warning("the caption-model server at %s does not list model %r (it lists %s)",
-                           self.base_url, self.model, ", ".join(map(repr, served[:10])) or "none")
+            logger.warning(
+                "the caption-model server at %s does not list model %r (it lists %s)",
+                self.base_url,
+                self.model,
+                ", ".join(map(repr, served[:10])) or "none",
+            )
         return served
 
     @property
@@ -157,9 +172,13 @@ class OpenAIServerGenerator:
         image_url = "data:image/jpeg;base64," + base64.b64encode(request.image_jpeg).decode("ascii")
         user = [{"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": request.instruction}]
         system = [{"role": "system", "content": request.system}] if request.system else []
-        return {"model": self.model, "messages": [*system, {"role": "user", "content": user}],
-                "max_tokens": self.decoding.max_new_tokens, "temperature": self.decoding.temperature,
-                "seed": request_seed(self.decoding, request)}
+        return {
+            "model": self.model,
+            "messages": [*system, {"role": "user", "content": user}],
+            "max_tokens": self.decoding.max_new_tokens,
+            "temperature": self.decoding.temperature,
+            "seed": request_seed(self.decoding, request),
+        }
 
     def _call(self, method: str, path: str, body: bytes | None) -> Any:
         """The JSON answer of one HTTP exchange, or a _Failure."""

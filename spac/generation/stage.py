@@ -12,6 +12,7 @@ every ``mllm_failed_<kind>``; ``mllm_fallback`` slots got the captioner's captio
 got nothing (the captioner writes one style caption when little is known, and ``texts_per_image`` may be 3).
 The same items and the same answers give the same outcomes.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -48,8 +49,14 @@ class CaptionItem:
     fallbacks: tuple[Caption, ...]
 
 
-def caption_item(key: str, image_jpeg: bytes, prediction: PredictedAttributes, captioner: Captioner, seed: int = 0,
-                 styles: Sequence[str] | None = None) -> CaptionItem:
+def caption_item(
+    key: str,
+    image_jpeg: bytes,
+    prediction: PredictedAttributes,
+    captioner: Captioner,
+    seed: int = 0,
+    styles: Sequence[str] | None = None,
+) -> CaptionItem:
     """An item whose fallbacks are ``captioner``'s texts for the prediction's attributes (as the template
     stage would write them for this key and seed)."""
     texts = captioner(prediction.attributes, key, seed, list(styles) if styles else None)
@@ -72,9 +79,11 @@ class GenerationSettings:
         if not 1 <= self.texts_per_image <= MAX_TEXTS:
             raise InputError(f"texts per image must be 1 to {MAX_TEXTS}, got {self.texts_per_image}")
         if ROUNDS * self.texts_per_image > self.prompts.pool_size:
-            raise InputError(f"{self.texts_per_image} texts per image and their retries need "
-                             f"{ROUNDS * self.texts_per_image} style instructions; the prompts have "
-                             f"{self.prompts.pool_size}")
+            raise InputError(
+                f"{self.texts_per_image} texts per image and their retries need "
+                f"{ROUNDS * self.texts_per_image} style instructions; the prompts have "
+                f"{self.prompts.pool_size}"
+            )
         if not 0.0 <= self.min_confidence <= 1.0:
             raise InputError(f"min confidence must be in [0, 1], got {self.min_confidence}")
         if not 1 <= self.min_words <= self.max_words:
@@ -82,10 +91,16 @@ class GenerationSettings:
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready, for job.json: the numbers, the prompts' version, their files' sha256 and the library."""
-        return {"texts_per_image": self.texts_per_image, "seed": self.seed, "min_confidence": self.min_confidence,
-                "min_words": self.min_words, "max_words": self.max_words,
-                "prompts_version": self.prompts.instructions.version, "prompt_files_sha256": prompt_files_sha256(),
-                "example_library": self.prompts.library.source}
+        return {
+            "texts_per_image": self.texts_per_image,
+            "seed": self.seed,
+            "min_confidence": self.min_confidence,
+            "min_words": self.min_words,
+            "max_words": self.max_words,
+            "prompts_version": self.prompts.instructions.version,
+            "prompt_files_sha256": prompt_files_sha256(),
+            "example_library": self.prompts.library.source,
+        }
 
 
 def prompt_book(captioner: Captioner) -> PromptBook:
@@ -125,14 +140,21 @@ class CaptionOutcome:
 
     def record_fields(self) -> dict[str, Any]:
         """The corpus record's text fields (shards.sample): captions, styles, prompt_caption, attribute_spans."""
-        return {"captions": list(self.captions), "styles": list(self.styles),
-                "prompt_caption": list(self.prompt_caption),
-                "attribute_spans": [[[start, end] for start, end in spans] for spans in self.attribute_spans]}
+        return {
+            "captions": list(self.captions),
+            "styles": list(self.styles),
+            "prompt_caption": list(self.prompt_caption),
+            "attribute_spans": [[[start, end] for start, end in spans] for spans in self.attribute_spans],
+        }
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: the record fields, the counters and the rejections (``spac caption --json``)."""
-        return {"key": self.key, **self.record_fields(), "counters": dict(self.counters),
-                "rejections": [r.as_dict() for r in self.rejections]}
+        return {
+            "key": self.key,
+            **self.record_fields(),
+            "counters": dict(self.counters),
+            "rejections": [r.as_dict() for r in self.rejections],
+        }
 
 
 @dataclass
@@ -156,8 +178,9 @@ class _Image:
         """What a new text of ``slot`` may not repeat: every text of the captioner and the kept texts."""
         return [c.text for c in self.item.fallbacks] + [k.text for s, k in sorted(self.kept.items()) if s != slot]
 
-    def judge(self, slot: int, prompt: Prompt, text: str, found: list[language.AttributeMention],
-              settings: GenerationSettings) -> None:
+    def judge(
+        self, slot: int, prompt: Prompt, text: str, found: list[language.AttributeMention], settings: GenerationSettings
+    ) -> None:
         """Keep ``text`` for ``slot`` when it passes the checks; else count and record why not."""
         style = STYLE_PREFIX + prompt.request.style_id
         others = self.others(slot) + ([prompt.example] if prompt.example else [])
@@ -194,8 +217,10 @@ def _ask(asks: list[tuple[_Image, int]], attempt: int, generator: TextGenerator,
     if not asks:
         return
     turn = attempt * settings.texts_per_image
-    prompts = [settings.prompts.prompt(image.item.key, image.item.image_jpeg, image.trusted, settings.seed, turn + slot)
-               for image, slot in asks]
+    prompts = [
+        settings.prompts.prompt(image.item.key, image.item.image_jpeg, image.trusted, settings.seed, turn + slot)
+        for image, slot in asks
+    ]
     answers = generator.generate([p.request for p in prompts])
     if len(answers) != len(prompts):
         raise RuntimeError(f"the text generator answered {len(answers)} of {len(prompts)} requests")
@@ -213,14 +238,20 @@ def _outcome(image: _Image, texts: list[_Kept], spans_of: Mapping[str, Spans]) -
     captions = [k for k in texts if k.style != TEMPLATE_STYLE]
     counters = {name: image.counters[name] for name in ("mllm_requested", "mllm_kept", "mllm_fallback")}
     counters.update(sorted(image.counters.items()))
-    return CaptionOutcome(image.item.key, tuple(k.text for k in captions), tuple(k.style for k in captions),
-                          tuple(k.text for k in texts if k.style == TEMPLATE_STYLE),
-                          tuple(spans_of[k.text] if k.spans is None else k.spans for k in texts), counters,
-                          tuple(image.rejections))
+    return CaptionOutcome(
+        image.item.key,
+        tuple(k.text for k in captions),
+        tuple(k.style for k in captions),
+        tuple(k.text for k in texts if k.style == TEMPLATE_STYLE),
+        tuple(spans_of[k.text] if k.spans is None else k.spans for k in texts),
+        counters,
+        tuple(image.rejections),
+    )
 
 
-def generate_checked(items: Sequence[CaptionItem], generator: TextGenerator,
-                     settings: GenerationSettings) -> list[CaptionOutcome]:
+def generate_checked(
+    items: Sequence[CaptionItem], generator: TextGenerator, settings: GenerationSettings
+) -> list[CaptionOutcome]:
     """The stage for a batch of images (module doc): one outcome per item, in order. At most two generate()
     calls; a backend's per-request failure is a counted fallback, never an exception."""
     images = [_Image(item, trusted_values(item.prediction, settings.min_confidence, settings.schema)) for item in items]

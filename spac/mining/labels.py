@@ -20,12 +20,13 @@ maybe a colour. Then, per image (all of its captions together):
 - The value is the schema phrase of (item, colour); a colour outside the item's palette falls back to the
   item's bare value ("short purple hair" -> "short hair"); nothing resolvable is ``unknown``.
 """
+
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence
 
 from spac.attributes import GROUP_ORDER, UNKNOWN, Attributes, Schema, load_schema
 from spac.language import AttributeMention, extract_attributes_batch
@@ -34,22 +35,57 @@ MALE_PRONOUNS = frozenset({"he", "him", "his", "himself"})
 FEMALE_PRONOUNS = frozenset({"she", "her", "hers", "herself"})
 NEGATIONS = frozenset({"no", "not", "without", "never", "nor", "neither"})
 # Words that may stand between a negation and the thing it negates: "not carrying a bag", "no visible bag".
-NEGATION_FILLERS = frozenset({
-    "a", "an", "any", "the", "his", "her", "their", "visible", "obvious", "seem", "seems", "to", "be", "is",
-    "are", "appear", "appears", "carry", "carries", "carrying", "hold", "holds", "holding", "have", "has",
-    "having", "wear", "wears", "wearing", "got", "with", "bring", "brings", "bringing", "or",
-})
+NEGATION_FILLERS = frozenset(
+    {
+        "a",
+        "an",
+        "any",
+        "the",
+        "his",
+        "her",
+        "their",
+        "visible",
+        "obvious",
+        "seem",
+        "seems",
+        "to",
+        "be",
+        "is",
+        "are",
+        "appear",
+        "appears",
+        "carry",
+        "carries",
+        "carrying",
+        "hold",
+        "holds",
+        "holding",
+        "have",
+        "has",
+        "having",
+        "wear",
+        "wears",
+        "wearing",
+        "got",
+        "with",
+        "bring",
+        "brings",
+        "bringing",
+        "or",
+    }
+)
 MAX_FILLERS = 4
 NOTHING_CARRIED = re.compile(
     r"(?:\bnot|n['\u2019]t|\bnever|\bwithout)\s+(?:\w+\s+){0,4}(?:anything|any\s+belongings)\b|\bempty[- ]handed\b"
-    r"|\bnothing\s+in\s+(?:his|her|their|the|both)?\s*hands?\b|\bhands\s+are\s+empty\b", re.IGNORECASE)
+    r"|\bnothing\s+in\s+(?:his|her|their|the|both)?\s*hands?\b|\bhands\s+are\s+empty\b",
+    re.IGNORECASE,
+)
 _WORD = re.compile(r"[a-z]+n't|[a-z]+")
 
 # Item preference on a vote tie, per group (items not listed come after, in order of first mention).
 TIE_BREAK: dict[str, tuple[str, ...]] = {
     "hair": ("ponytail", "curly hair", "long hair", "short hair"),
-    "upper": ("down jacket", "coat", "jacket", "hoodie", "sweater", "vest", "polo shirt", "blouse", "t-shirt",
-              "shirt"),
+    "upper": ("down jacket", "coat", "jacket", "hoodie", "sweater", "vest", "polo shirt", "blouse", "t-shirt", "shirt"),
     "lower": ("jeans", "shorts", "leggings", "sweatpants", "long skirt", "skirt", "dress", "trousers"),
     "shoes": ("high heels", "boots", "sandals", "sneakers", "leather shoes", "canvas shoes"),
     "belongings": ("suitcase", "backpack", "shoulder bag", "handbag", "umbrella"),
@@ -68,7 +104,7 @@ class _Vote:
 
 def negated(text: str, mention: AttributeMention) -> bool:
     """Whether a negation governs ``mention``: a negating word, then at most MAX_FILLERS filler words."""
-    clause = re.split(r"[.;:,!?]", text[:mention.start].lower().replace("\u2019", "'"))[-1]
+    clause = re.split(r"[.;:,!?]", text[: mention.start].lower().replace("\u2019", "'"))[-1]
     words = _WORD.findall(clause)
     for fillers, word in enumerate(reversed(words)):
         if word in NEGATIONS or word.endswith("n't"):
@@ -98,7 +134,9 @@ class LabelMiner:
         self._generic = {(g.name, i.name) for g in self.schema.groups for i in g.items if i.generic}
         self._generic_item = {g.name: next((i.name for i in g.items if i.generic), None) for g in self.schema.groups}
 
-    def labels(self, captions: Sequence[str], mentions: Sequence[Sequence[AttributeMention]] | None = None) -> Attributes:
+    def labels(
+        self, captions: Sequence[str], mentions: Sequence[Sequence[AttributeMention]] | None = None
+    ) -> Attributes:
         """The six labels of one image from its captions (``mentions``: their extract_attributes, if known)."""
         if mentions is None:
             mentions = extract_attributes_batch(list(captions), self.schema) if captions else []
@@ -176,8 +214,9 @@ class LabelMiner:
         return tied[0].item
 
 
-def mine_labels(captions_per_image: Iterable[Sequence[str]], schema: Schema | None = None,
-                batch_size: int = 256) -> Iterator[Attributes]:
+def mine_labels(
+    captions_per_image: Iterable[Sequence[str]], schema: Schema | None = None, batch_size: int = 256
+) -> Iterator[Attributes]:
     """The labels of each image, in order; captions are read ``batch_size`` images at a time."""
     miner = LabelMiner(schema)
     batch: list[Sequence[str]] = []
@@ -187,7 +226,7 @@ def mine_labels(captions_per_image: Iterable[Sequence[str]], schema: Schema | No
         found = extract_attributes_batch(texts, miner.schema)
         start = 0
         for captions in batch:
-            yield miner.labels(captions, found[start:start + len(captions)])
+            yield miner.labels(captions, found[start : start + len(captions)])
             start += len(captions)
         batch.clear()
 

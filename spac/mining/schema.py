@@ -17,12 +17,13 @@ is needed, or available offline):
 Phrases are counted lower-cased, spaces collapsed. Coverage of a group = covered mentions / all its
 mentions. Negation is not looked at ("no bag" counts as a mention of "bag").
 """
+
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import spacy
 from spacy.lang.en.stop_words import STOP_WORDS
@@ -73,9 +74,13 @@ class PhraseReport:
         out = {"captions": self.captions, "groups": {}}
         for name, group in self.groups.items():
             covered = None if name == OTHER else group.covered
-            out["groups"][name] = {"mentions": group.mentions, "distinct": len(group.counts), "covered": covered,
-                                   "coverage": None if name == OTHER else group.coverage,
-                                   "phrases": group.top(limit)}
+            out["groups"][name] = {
+                "mentions": group.mentions,
+                "distinct": len(group.counts),
+                "covered": covered,
+                "coverage": None if name == OTHER else group.coverage,
+                "phrases": group.top(limit),
+            }
         return out
 
 
@@ -100,12 +105,21 @@ class PhraseMiner:
         colour = [{"LOWER": {"IN": sorted(shades)}, "OP": "?"}, {"LOWER": {"IN": sorted(colour_words)}, "OP": "+"}]
         self.matcher = Matcher(self.nlp.vocab)
         words = sorted(descriptors | shades, key=len, reverse=True)
-        self._lead = re.compile(rf"(?:\b(?:{'|'.join(map(re.escape, words))})[\s-]+)+$", re.IGNORECASE) if words else None
-        tail = [{"LOWER": {"IN": sorted(descriptors | {"-"})}, "OP": "*"}, {"IS_ALPHA": True, "LOWER": {"NOT_IN": blocked}}]
-        self.matcher.add("colour_noun", [
-            [*colour, *tail],
-            [*colour, {"LOWER": {"IN": ["and", "-", "/"]}}, *colour, *tail],  # "black and white hat"
-        ], greedy="LONGEST")
+        self._lead = (
+            re.compile(rf"(?:\b(?:{'|'.join(map(re.escape, words))})[\s-]+)+$", re.IGNORECASE) if words else None
+        )
+        tail = [
+            {"LOWER": {"IN": sorted(descriptors | {"-"})}, "OP": "*"},
+            {"IS_ALPHA": True, "LOWER": {"NOT_IN": blocked}},
+        ]
+        self.matcher.add(
+            "colour_noun",
+            [
+                [*colour, *tail],
+                [*colour, {"LOWER": {"IN": ["and", "-", "/"]}}, *colour, *tail],  # "black and white hat"
+            ],
+            greedy="LONGEST",
+        )
 
     def add(self, captions: Sequence[str], batch_size: int = 256) -> None:
         texts = list(captions)
@@ -117,7 +131,7 @@ class PhraseMiner:
                 start = m.start
                 if m.colour is None and self._lead is not None and (lead := self._lead.search(text[:start])):
                     start = lead.start()  # "dark hair", "leather shoes"
-                self.report.groups[m.group].add(_normal(text[start:m.end]), m.value)
+                self.report.groups[m.group].add(_normal(text[start : m.end]), m.value)
                 spans.append((start, m.end))
             for _, s, e in self.matcher(doc):
                 start, end = doc[s].idx, doc[e - 1].idx + len(doc[e - 1])
@@ -135,8 +149,11 @@ def mine_phrases(caption_batches: Iterable[Sequence[str]], schema: Schema | None
 
 def format_report(report: PhraseReport, limit: int = 15) -> str:
     """The coverage table, then each group's most frequent phrases with what they resolve to."""
-    lines = [f"{report.captions} captions", "",
-             f"{'group':<12} {'mentions':>9} {'covered':>9} {'coverage':>9} {'distinct':>9}"]
+    lines = [
+        f"{report.captions} captions",
+        "",
+        f"{'group':<12} {'mentions':>9} {'covered':>9} {'coverage':>9} {'distinct':>9}",
+    ]
     for name, group in report.groups.items():
         if name == OTHER:
             lines.append(f"{name:<12} {group.mentions:>9} {'-':>9} {'-':>9} {len(group.counts):>9}")

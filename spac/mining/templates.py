@@ -35,28 +35,36 @@ no person ("{they} {v:carry} {a belongings}."). What the captions cannot give (a
 nothing known, addenda of a group, ``nothing`` sentences) is taken from the bundled library, and the
 report says so, so the file always loads with spac.captioning.library's loader.
 """
+
 from __future__ import annotations
 
 import json
 import random
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from math import ceil
-from typing import Callable, Iterable, Iterator, Sequence
 
+from common.digests import stable_int
 from common.errors import InputError
 from spac.attributes import UNKNOWN, Schema, load_schema
+from spac.captioning.grammar import conjugate, person_for, tidy
 from spac.captioning.library import SentenceLibrary, check_addendum, check_sentence, load_library
 from spac.captioning.slots import (
-    GROUP_SLOTS, NOTHING, FillContext, TemplateError, check_nothing_sentence, fill, groups_of, literal_text,
+    GROUP_SLOTS,
+    NOTHING,
+    FillContext,
+    TemplateError,
+    check_nothing_sentence,
+    fill,
+    groups_of,
+    literal_text,
     parse_slots,
 )
-from common.digests import stable_int
-from spac.captioning.grammar import conjugate, person_for, tidy
-from spac.mining.labels import NOTHING_CARRIED, negated
 from spac.language import AttributeMention, extract_attributes_batch
+from spac.mining.labels import NOTHING_CARRIED, negated
 
 DEFAULT_JACCARD = 0.8
 DEFAULT_REFILLS = 6
@@ -86,58 +94,458 @@ ROUND_TRIP = "round trip fails"
 DUPLICATE = "duplicate"
 NEAR_DUPLICATE = "near-duplicate"
 MASKING_REASONS = (UNUSABLE, NEGATION, UNRESOLVED, GROUP_TWICE, SEVERAL_PEOPLE, NO_PERSON, PRONOUN, SPANS)
-CHECK_REASONS = (LENGTH, ATTRIBUTE_WORD, OUTSIDE_SCHEMA, MODIFIED_SLOT, ITEM_CONTEXT, INVALID, UNGRAMMATICAL,
-                 ROUND_TRIP, DUPLICATE, NEAR_DUPLICATE)
+CHECK_REASONS = (
+    LENGTH,
+    ATTRIBUTE_WORD,
+    OUTSIDE_SCHEMA,
+    MODIFIED_SLOT,
+    ITEM_CONTEXT,
+    INVALID,
+    UNGRAMMATICAL,
+    ROUND_TRIP,
+    DUPLICATE,
+    NEAR_DUPLICATE,
+)
 
 # What people are said to wear or have that the schema has no group for: a sentence naming one would say
 # it of every person it is filled for.
-EXTRA_ATTRIBUTE_WORDS = frozenset("""
-    glasses sunglasses spectacles eyeglasses goggles hat hats cap caps beanie helmet hood hoodless scarf scarves
-    tie bowtie belt socks stockings gloves mittens watch bracelet necklace earrings earring jewelry jewellery
-    ring mask headphones earphones headband hairband headscarf hijab veil uniform apron badge lanyard
-    bike bicycle scooter motorcycle motorbike skateboard stroller pram cart wheelchair dog child kid baby
-    cane crutch crutches bottle cup book books box paper papers folder camera cigarette food drink
-    briefcase basket sack pouch wallet keys key tablet laptop newspaper flowers
-    beard mustache moustache tattoo tattoos bald bangs fringe braid braids pigtails dreadlocks
-    logo logos graphic graphics print prints pattern patterns stripes stripe dots dot design designs
-    letters letter writing words picture pictures cartoon sleeves sleeve collar buttons zipper pocket pockets
-    hem fur lace sequins
-    gold silver multicolored multicoloured multi-colored colorful colourful camouflage camo metallic
-    transparent rainbow
-    young younger old older elderly aged middle-aged teenage teenager teen adult tall short thin slim skinny
-    slender heavy heavyset overweight fat chubby plump muscular pregnant
-""".split())
+EXTRA_ATTRIBUTE_WORDS = frozenset(
+    [
+        "glasses",
+        "sunglasses",
+        "spectacles",
+        "eyeglasses",
+        "goggles",
+        "hat",
+        "hats",
+        "cap",
+        "caps",
+        "beanie",
+        "helmet",
+        "hood",
+        "hoodless",
+        "scarf",
+        "scarves",
+        "tie",
+        "bowtie",
+        "belt",
+        "socks",
+        "stockings",
+        "gloves",
+        "mittens",
+        "watch",
+        "bracelet",
+        "necklace",
+        "earrings",
+        "earring",
+        "jewelry",
+        "jewellery",
+        "ring",
+        "mask",
+        "headphones",
+        "earphones",
+        "headband",
+        "hairband",
+        "headscarf",
+        "hijab",
+        "veil",
+        "uniform",
+        "apron",
+        "badge",
+        "lanyard",
+        "bike",
+        "bicycle",
+        "scooter",
+        "motorcycle",
+        "motorbike",
+        "skateboard",
+        "stroller",
+        "pram",
+        "cart",
+        "wheelchair",
+        "dog",
+        "child",
+        "kid",
+        "baby",
+        "cane",
+        "crutch",
+        "crutches",
+        "bottle",
+        "cup",
+        "book",
+        "books",
+        "box",
+        "paper",
+        "papers",
+        "folder",
+        "camera",
+        "cigarette",
+        "food",
+        "drink",
+        "briefcase",
+        "basket",
+        "sack",
+        "pouch",
+        "wallet",
+        "keys",
+        "key",
+        "tablet",
+        "laptop",
+        "newspaper",
+        "flowers",
+        "beard",
+        "mustache",
+        "moustache",
+        "tattoo",
+        "tattoos",
+        "bald",
+        "bangs",
+        "fringe",
+        "braid",
+        "braids",
+        "pigtails",
+        "dreadlocks",
+        "logo",
+        "logos",
+        "graphic",
+        "graphics",
+        "print",
+        "prints",
+        "pattern",
+        "patterns",
+        "stripes",
+        "stripe",
+        "dots",
+        "dot",
+        "design",
+        "designs",
+        "letters",
+        "letter",
+        "writing",
+        "words",
+        "picture",
+        "pictures",
+        "cartoon",
+        "sleeves",
+        "sleeve",
+        "collar",
+        "buttons",
+        "zipper",
+        "pocket",
+        "pockets",
+        "hem",
+        "fur",
+        "lace",
+        "sequins",
+        "gold",
+        "silver",
+        "multicolored",
+        "multicoloured",
+        "multi-colored",
+        "colorful",
+        "colourful",
+        "camouflage",
+        "camo",
+        "metallic",
+        "transparent",
+        "rainbow",
+        "young",
+        "younger",
+        "old",
+        "older",
+        "elderly",
+        "aged",
+        "middle-aged",
+        "teenage",
+        "teenager",
+        "teen",
+        "adult",
+        "tall",
+        "short",
+        "thin",
+        "slim",
+        "skinny",
+        "slender",
+        "heavy",
+        "heavyset",
+        "overweight",
+        "fat",
+        "chubby",
+        "plump",
+        "muscular",
+        "pregnant",
+    ]
+)
 # Dropped before a person noun instead: "a young man" -> "a {gender}".
-PERSON_ADJECTIVES = frozenset("""
-    young younger old older elderly aged middle-aged teenage adult tall short thin slim skinny slender heavy
-    heavyset overweight fat chubby plump little small big large bald asian
-""".split())
+PERSON_ADJECTIVES = frozenset(
+    [
+        "young",
+        "younger",
+        "old",
+        "older",
+        "elderly",
+        "aged",
+        "middle-aged",
+        "teenage",
+        "adult",
+        "tall",
+        "short",
+        "thin",
+        "slim",
+        "skinny",
+        "slender",
+        "heavy",
+        "heavyset",
+        "overweight",
+        "fat",
+        "chubby",
+        "plump",
+        "little",
+        "small",
+        "big",
+        "large",
+        "bald",
+        "asian",
+    ]
+)
 PERSON_NOUNS = frozenset({"person", "pedestrian", "individual"})
 PLURAL_PEOPLE = frozenset({"men", "women", "guys", "boys", "girls", "ladies", "gentlemen", "people", "persons"})
 # Words that may stand right before a group slot (besides slots, punctuation, verbs and -ing forms).
-BEFORE_SLOT = frozenset("""
-    in with of on over under underneath beneath above below and or plus also both either into from by at to
-    while but then as like inside through atop alongside beside behind near around across along including
-    wears wear wore worn carries carry carried holds hold held has have had is are was were be been
-    pulls pull dons dressed clad sports the this that its my your 's
-""".split())
-ADVERBS = frozenset({"also", "always", "only", "just", "still", "then", "now", "clearly", "probably", "both",
-                     "apparently", "currently", "even", "often", "usually", "seemingly"})
+BEFORE_SLOT = frozenset(
+    [
+        "in",
+        "with",
+        "of",
+        "on",
+        "over",
+        "under",
+        "underneath",
+        "beneath",
+        "above",
+        "below",
+        "and",
+        "or",
+        "plus",
+        "also",
+        "both",
+        "either",
+        "into",
+        "from",
+        "by",
+        "at",
+        "to",
+        "while",
+        "but",
+        "then",
+        "as",
+        "like",
+        "inside",
+        "through",
+        "atop",
+        "alongside",
+        "beside",
+        "behind",
+        "near",
+        "around",
+        "across",
+        "along",
+        "including",
+        "wears",
+        "wear",
+        "wore",
+        "worn",
+        "carries",
+        "carry",
+        "carried",
+        "holds",
+        "hold",
+        "held",
+        "has",
+        "have",
+        "had",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "pulls",
+        "pull",
+        "dons",
+        "dressed",
+        "clad",
+        "sports",
+        "the",
+        "this",
+        "that",
+        "its",
+        "my",
+        "your",
+        "'s",
+    ]
+)
+ADVERBS = frozenset(
+    {
+        "also",
+        "always",
+        "only",
+        "just",
+        "still",
+        "then",
+        "now",
+        "clearly",
+        "probably",
+        "both",
+        "apparently",
+        "currently",
+        "even",
+        "often",
+        "usually",
+        "seemingly",
+    }
+)
 # Verbs captions use with a pronoun subject; their -s, past and base forms become {v:...}.
-VERBS = ("be", "have", "do", "wear", "carry", "hold", "walk", "look", "seem", "appear", "pull", "push", "drag",
-         "sport", "don", "stand", "hang", "talk", "use", "put", "keep", "go", "come", "cross", "wait", "ride",
-         "grip", "clutch", "bring", "tow", "sling", "wheel", "roll", "match", "step", "move", "head", "run",
-         "read", "check", "turn", "face", "pass", "leave", "enter", "stroll", "make", "take", "get", "pair",
-         "complete", "finish", "accessorize", "dress", "like", "love", "prefer", "choose", "stride", "hurry",
-         "rush", "sit", "lean", "smile", "speak", "chat", "glance", "watch", "text", "browse")
-_IRREGULAR = {"is": "be", "are": "be", "was": "be", "were": "be", "am": "be", "has": "have", "had": "have",
-              "does": "do", "did": "do", "wore": "wear", "held": "hold", "stood": "stand", "went": "go",
-              "came": "come", "kept": "keep", "brought": "bring", "took": "take", "got": "get", "made": "make",
-              "rode": "ride", "ran": "run", "left": "leave", "sat": "sit", "hung": "hang", "spoke": "speak"}
-_OBJECT_FOLLOWERS = frozenset("""
-    and or but with in on at to from by for as while when who that which is was has had while because so
-    than then too also into onto over under around behind beside near across along
-""".split())
+VERBS = (
+    "be",
+    "have",
+    "do",
+    "wear",
+    "carry",
+    "hold",
+    "walk",
+    "look",
+    "seem",
+    "appear",
+    "pull",
+    "push",
+    "drag",
+    "sport",
+    "don",
+    "stand",
+    "hang",
+    "talk",
+    "use",
+    "put",
+    "keep",
+    "go",
+    "come",
+    "cross",
+    "wait",
+    "ride",
+    "grip",
+    "clutch",
+    "bring",
+    "tow",
+    "sling",
+    "wheel",
+    "roll",
+    "match",
+    "step",
+    "move",
+    "head",
+    "run",
+    "read",
+    "check",
+    "turn",
+    "face",
+    "pass",
+    "leave",
+    "enter",
+    "stroll",
+    "make",
+    "take",
+    "get",
+    "pair",
+    "complete",
+    "finish",
+    "accessorize",
+    "dress",
+    "like",
+    "love",
+    "prefer",
+    "choose",
+    "stride",
+    "hurry",
+    "rush",
+    "sit",
+    "lean",
+    "smile",
+    "speak",
+    "chat",
+    "glance",
+    "watch",
+    "text",
+    "browse",
+)
+_IRREGULAR = {
+    "is": "be",
+    "are": "be",
+    "was": "be",
+    "were": "be",
+    "am": "be",
+    "has": "have",
+    "had": "have",
+    "does": "do",
+    "did": "do",
+    "wore": "wear",
+    "held": "hold",
+    "stood": "stand",
+    "went": "go",
+    "came": "come",
+    "kept": "keep",
+    "brought": "bring",
+    "took": "take",
+    "got": "get",
+    "made": "make",
+    "rode": "ride",
+    "ran": "run",
+    "left": "leave",
+    "sat": "sit",
+    "hung": "hang",
+    "spoke": "speak",
+}
+_OBJECT_FOLLOWERS = frozenset(
+    [
+        "and",
+        "or",
+        "but",
+        "with",
+        "in",
+        "on",
+        "at",
+        "to",
+        "from",
+        "by",
+        "for",
+        "as",
+        "while",
+        "when",
+        "who",
+        "that",
+        "which",
+        "is",
+        "was",
+        "has",
+        "had",
+        "while",
+        "because",
+        "so",
+        "than",
+        "then",
+        "too",
+        "also",
+        "into",
+        "onto",
+        "over",
+        "under",
+        "around",
+        "behind",
+        "beside",
+        "near",
+        "across",
+        "along",
+    ]
+)
 # Words around a belongings slot that fit some values only: "on his back" (a backpack, not an umbrella),
 # "pulling" (a suitcase), "talks on" (a phone).
 _BELONGINGS = r"\{(?:a |pair )?belongings\}"
@@ -145,7 +553,8 @@ _ITEM_CONTEXT = re.compile(
     _BELONGINGS + r"\s+(?:on|over|across|under)\s+(?:\{their\}|the)\s+(?:back|shoulders?|head|arm|ear)\b"
     r"|(?:\bpull\w*|\bdrag\w*|\bwheel\w*|\btow\w*|\broll\w*|\{v:(?:pull|drag|wheel|tow|roll)\}"
     r"|\btalk\w*\s+on|\bchat\w*\s+on|\{v:(?:talk|chat)\}\s+on|\bopen\w*|\bunder)\s+(?:\{their\}\s+)?" + _BELONGINGS,
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _WORD = re.compile(r"[A-Za-z0-9]+(?:[-'][A-Za-z0-9]+)*|[^\sA-Za-z0-9]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _TOKENS = re.compile(r"\{[^{}]*\}|[a-z0-9]+(?:['-][a-z0-9]+)*")
@@ -159,8 +568,11 @@ def _verb_forms() -> dict[str, str]:
         forms[base] = base
         forms[conjugate(base, False)] = base
         if base not in irregular_bases:
-            past = base[:-1] + "ied" if base.endswith("y") and base[-2] not in "aeiou" else \
-                base + ("d" if base.endswith("e") else "ed")
+            past = (
+                base[:-1] + "ied"
+                if base.endswith("y") and base[-2] not in "aeiou"
+                else base + ("d" if base.endswith("e") else "ed")
+            )
             forms[past] = base
     forms.update(_IRREGULAR)
     return forms
@@ -174,10 +586,16 @@ _GRAMMAR = [
     re.compile(r"\ba\s+[aeiou]", re.IGNORECASE),
     re.compile(r"\ban\s+[^aeiou\s]", re.IGNORECASE),
     re.compile(r"\b(\w+)\s+\1\b", re.IGNORECASE),
-    re.compile(r"\bthey\s+(?:(?:" + "|".join(sorted(ADVERBS)) + r")\s+)?(?:is|was|has|does|isn't|wasn't|doesn't|"
-               r"hasn't|" + "|".join(sorted(_SINGULAR_FORMS - {"is", "was", "has", "does"})) + r")\b", re.IGNORECASE),
-    re.compile(r"\b(?:he|she)\s+(?:(?:" + "|".join(sorted(ADVERBS)) + r")\s+)?(?:are|were|have|do|aren't|weren't|"
-               r"haven't|don't)\b", re.IGNORECASE),
+    re.compile(
+        r"\bthey\s+(?:(?:" + "|".join(sorted(ADVERBS)) + r")\s+)?(?:is|was|has|does|isn't|wasn't|doesn't|"
+        r"hasn't|" + "|".join(sorted(_SINGULAR_FORMS - {"is", "was", "has", "does"})) + r")\b",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"\b(?:he|she)\s+(?:(?:" + "|".join(sorted(ADVERBS)) + r")\s+)?(?:are|were|have|do|aren't|weren't|"
+        r"haven't|don't)\b",
+        re.IGNORECASE,
+    ),
     re.compile(r"\s[,.;:!?]|,,|\.\.|[,;:]\s*[.;]|\s\s"),
 ]
 
@@ -228,10 +646,18 @@ class _Rejected(Exception):
 
 # ---- 1. reading ------------------------------------------------------------------------------------------
 
+
 def normalise(text: str) -> str:
     """Quotes, dashes and spaces made plain; "he's" -> "he is"; _Rejected for braces or control characters."""
-    text = (text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
-            .replace("\u2013", "-").replace("\u2014", "-").replace("`", "'"))
+    text = (
+        text.replace("\u2019", "'")
+        .replace("\u2018", "'")
+        .replace("\u201c", '"')
+        .replace("\u201d", '"')
+        .replace("\u2013", "-")
+        .replace("\u2014", "-")
+        .replace("`", "'")
+    )
     if "{" in text or "}" in text or any(ord(c) < 32 and c not in "\t\n\r" for c in text):
         raise _Rejected(UNUSABLE)
     text = re.sub(r"\s+", " ", text.replace('"', " ")).strip()
@@ -255,10 +681,12 @@ def sentences_of(text: str) -> list[tuple[int, int]]:
 def _says_nothing(text: str, start: int, end: int, mentions: Sequence[AttributeMention]) -> bool:
     inside = [m for m in mentions if start <= m.start < end]
     return bool(NOTHING_CARRIED.search(text[start:end])) or any(
-        m.group == "belongings" and (m.item == NOTHING or negated(text, m)) for m in inside)
+        m.group == "belongings" and (m.item == NOTHING or negated(text, m)) for m in inside
+    )
 
 
 # ---- 2. masking ------------------------------------------------------------------------------------------
+
 
 def _tokens(text: str) -> list[Token]:
     tokens: list[Token] = []
@@ -363,8 +791,9 @@ def _pronouns(tokens: list[Token]) -> list[Token]:
             token.text, token.slot = "{their}", True
         elif word == "her":
             after = tokens[k + 1] if k + 1 < len(tokens) else None
-            possessive = after is not None and (after.slot or after.text[0].isalnum()
-                                                and after.text.lower() not in _OBJECT_FOLLOWERS)
+            possessive = after is not None and (
+                after.slot or after.text[0].isalnum() and after.text.lower() not in _OBJECT_FOLLOWERS
+            )
             token.text, token.slot = ("{their}" if possessive else "{them}"), True
         elif word in ("hers", "himself", "herself", "themselves", "theirs", "themself"):
             raise _Rejected(PRONOUN)
@@ -443,6 +872,7 @@ def mask(text: str, mentions: Sequence[AttributeMention], *, nothing: bool = Fal
 
 # ---- 3. checks ---------------------------------------------------------------------------------------------
 
+
 class _Checker:
     """The checks of a masked sentence against one schema (steps 3 and 4 of the module doc)."""
 
@@ -466,8 +896,13 @@ class _Checker:
                 check_addendum(template, SOURCE, "addendum", kind, self.schema)
         except TemplateError as exc:
             message = str(exc)
-            raise _Rejected(ATTRIBUTE_WORD if "must come from a slot" in message else
-                            GROUP_TWICE if "appears twice" in message else INVALID) from None
+            raise _Rejected(
+                ATTRIBUTE_WORD
+                if "must come from a slot" in message
+                else GROUP_TWICE
+                if "appears twice" in message
+                else INVALID
+            ) from None
         plain = {w.strip(".,;:!?'\"()").lower() for w in words}
         if plain & self.outside:
             raise _Rejected(OUTSIDE_SCHEMA)
@@ -477,8 +912,13 @@ class _Checker:
         for before, token in zip(tokens, tokens[1:]):
             if token.startswith("{") and parse_slots(token)[0].kind == "group":
                 word = before.lower()
-                if not (before.startswith("{") or not before[0].isalnum() or word in BEFORE_SLOT
-                        or word in VERB_FORMS or word.endswith("ing")):
+                if not (
+                    before.startswith("{")
+                    or not before[0].isalnum()
+                    or word in BEFORE_SLOT
+                    or word in VERB_FORMS
+                    or word.endswith("ing")
+                ):
                     raise _Rejected(MODIFIED_SLOT)
         return template
 
@@ -514,6 +954,7 @@ class _Checker:
 
 
 # ---- 5. near-duplicates --------------------------------------------------------------------------------------
+
 
 def sentence_tokens(template: str) -> tuple[str, ...]:
     """Words and slots, lower case, punctuation dropped: what "the same sentence" is compared on."""
@@ -557,6 +998,7 @@ class NearDuplicates:
 
 
 # ---- the whole -------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Candidate:
@@ -604,8 +1046,14 @@ def _later_sentences(template: str) -> Iterator[str]:
 class TemplateMiner:
     """Mines a sentence library from human captions with one schema (build once; ``mine`` per corpus)."""
 
-    def __init__(self, schema: Schema | None = None, jaccard_threshold: float = DEFAULT_JACCARD,
-                 refills: int = DEFAULT_REFILLS, seed: int = 0, batch_size: int = 512) -> None:
+    def __init__(
+        self,
+        schema: Schema | None = None,
+        jaccard_threshold: float = DEFAULT_JACCARD,
+        refills: int = DEFAULT_REFILLS,
+        seed: int = 0,
+        batch_size: int = 512,
+    ) -> None:
         if refills < 1:
             raise ValueError(f"refills must be at least 1, got {refills}")
         self.schema = schema if schema is not None else load_schema()
@@ -632,8 +1080,11 @@ class TemplateMiner:
             split.append((main, None if nothing else mentions))
             cut_off += nothing
         # A caption that lost a sentence is read again, so the spans match its text.
-        again = iter(extract_attributes_batch([main for main, found in split if found is None] + cut_off,
-                                              self.schema, self.batch_size))
+        again = iter(
+            extract_attributes_batch(
+                [main for main, found in split if found is None] + cut_off, self.schema, self.batch_size
+            )
+        )
         split = [(main, next(again) if found is None else found) for main, found in split]
         out: list[_Candidate] = []
         for main, found in split:
@@ -668,10 +1119,11 @@ class TemplateMiner:
                 continue
             if not self.checker.grammatical(text):
                 reasons[k] = UNGRAMMATICAL
-            elif not self.checker.round_trip(gender, values, mentions):
-                reasons[k] = ROUND_TRIP
-            elif candidates[k].kind == "nothing" and not (
-                    NOTHING_CARRIED.search(text) or any(m.item == NOTHING for m in mentions)):
+            elif (
+                not self.checker.round_trip(gender, values, mentions)
+                or candidates[k].kind == "nothing"
+                and not (NOTHING_CARRIED.search(text) or any(m.item == NOTHING for m in mentions))
+            ):
                 reasons[k] = ROUND_TRIP
         return reasons
 
@@ -741,8 +1193,9 @@ class TemplateMiner:
                 report.addenda_mined[candidate.kind] += 1
         return addenda
 
-    def _complete(self, sections: dict[str, list[str]], addenda: dict[str, list[str]], nothing: list[str],
-                  report: MiningReport) -> MinedLibrary:
+    def _complete(
+        self, sections: dict[str, list[str]], addenda: dict[str, list[str]], nothing: list[str], report: MiningReport
+    ) -> MinedLibrary:
         """Supply from the bundled library what the captions did not give, so the library loads."""
         bundled: SentenceLibrary = load_library(None, self.schema)
         if NO_GROUP_SECTION not in sections:
@@ -760,8 +1213,13 @@ class TemplateMiner:
         return MinedLibrary(ordered, {g: addenda[g] for g in GROUP_SLOTS}, nothing, report)
 
 
-def mine_templates(captions: Iterable[str], schema: Schema | None = None, jaccard_threshold: float = DEFAULT_JACCARD,
-                   refills: int = DEFAULT_REFILLS, seed: int = 0) -> MinedLibrary:
+def mine_templates(
+    captions: Iterable[str],
+    schema: Schema | None = None,
+    jaccard_threshold: float = DEFAULT_JACCARD,
+    refills: int = DEFAULT_REFILLS,
+    seed: int = 0,
+) -> MinedLibrary:
     """A sentence library mined from human captions; see the module doc."""
     return TemplateMiner(schema, jaccard_threshold, refills, seed).mine(captions)
 

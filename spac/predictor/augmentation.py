@@ -10,6 +10,7 @@ cuts more than 15% of a side, so a visible group stays visible.
 Each call takes its own ``random.Random``; the trainer seeds it from (seed, epoch, example index), so an image's
 augmentation is the same whatever worker prepares it and after a resume.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,10 +29,10 @@ class Augmentation:
     """``full`` draws every transform below; ``flip`` only the mirror (the rendered-people default); ``none`` nothing."""
 
     mode: str = "full"
-    min_crop: float = 0.85      # smallest share of each side a crop keeps
-    flip: float = 0.5           # probability of a horizontal flip
-    max_rotation: float = 5.0   # degrees, either way
-    blur: float = 0.3           # probability of a blur
+    min_crop: float = 0.85  # smallest share of each side a crop keeps
+    flip: float = 0.5  # probability of a horizontal flip
+    max_rotation: float = 5.0  # degrees, either way
+    blur: float = 0.3  # probability of a blur
     max_blur_radius: float = 1.0
 
     def __post_init__(self) -> None:

@@ -6,6 +6,7 @@ Each becomes a :class:`Source` with train / val / test example sequences. Render
 of ``--seed``; validation identities (for early stopping) and evaluation identities (the final report), both
 held out from every training seed and from each other.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from common.cli import CliError, positive_int, unit_float
+from spac.attributes import Schema
 from spac.predictor.datasets.dataset import AttributeDataset, LabelledSplit
 from spac.predictor.datasets.mapping import DatasetMapping
 from spac.predictor.datasets.mined import read_mined
 from spac.predictor.datasets.pa100k import read_pa100k
 from spac.predictor.datasets.peta import read_peta
 from spac.predictor.datasets.rap import read_rap
-from spac.attributes import Schema
-from common.cli import CliError, positive_int, unit_float
 from spac.render.training_source import EVAL_SEED_BASE, RenderedPeople, evaluation_people, training_people
 
 KINDS = ("rendered", "pa100k", "peta", "rap", "mined")
@@ -88,17 +89,33 @@ def spread(split: Sequence, limit: int) -> Sequence:
     return [split[i] for i in chosen]
 
 
-def open_source(spec: DataSpec, schema: Schema, *, images: Path | None = None, seed: int = 0,
-                rendered_count: int = 0, evaluation_count: int = 200, validation_count: int = 1000,
-                val_fraction: float = 0.1, rap_partition: int = 1, check_images: bool = True) -> Source:
+def open_source(
+    spec: DataSpec,
+    schema: Schema,
+    *,
+    images: Path | None = None,
+    seed: int = 0,
+    rendered_count: int = 0,
+    evaluation_count: int = 200,
+    validation_count: int = 1000,
+    val_fraction: float = 0.1,
+    rap_partition: int = 1,
+    check_images: bool = True,
+) -> Source:
     """The source ``spec`` names (readers raise one-line InputErrors for a bad folder or file)."""
     if spec.kind == "rendered":
         count = int(spec.location) if spec.location else rendered_count
-        return Source("rendered", training_people(seed, count, schema),
-                      RenderedPeople(VALIDATION_SEED_BASE, validation_count, schema),
-                      evaluation_people(evaluation_count, schema),
-                      report={"train_identity_seed": seed, "first_evaluation_seed": EVAL_SEED_BASE,
-                              "first_validation_seed": VALIDATION_SEED_BASE})
+        return Source(
+            "rendered",
+            training_people(seed, count, schema),
+            RenderedPeople(VALIDATION_SEED_BASE, validation_count, schema),
+            evaluation_people(evaluation_count, schema),
+            report={
+                "train_identity_seed": seed,
+                "first_evaluation_seed": EVAL_SEED_BASE,
+                "first_validation_seed": VALIDATION_SEED_BASE,
+            },
+        )
     path = Path(spec.location or "")
     if spec.kind == "pa100k":
         dataset = read_pa100k(path, schema, check_images=check_images)
@@ -110,23 +127,47 @@ def open_source(spec: DataSpec, schema: Schema, *, images: Path | None = None, s
         if images is None:
             raise CliError(f"--data {spec} needs --images ROOT (the folder the table's file_path values are under)")
         dataset = read_mined(path, images, schema, val_fraction=val_fraction, check_images=check_images)
-    return Source(dataset.name, dataset.split("train"), dataset.split("val"), dataset.split("test"), dataset,
-                  {**dataset.report, "sizes": {k: len(v) for k, v in dataset.splits.items()}})
+    return Source(
+        dataset.name,
+        dataset.split("train"),
+        dataset.split("val"),
+        dataset.split("test"),
+        dataset,
+        {**dataset.report, "sizes": {k: len(v) for k, v in dataset.splits.items()}},
+    )
 
 
 def add_data_flags(p: argparse.ArgumentParser) -> None:
     """The data-source flags `spac train-attributes` and `spac eval-attributes` share."""
-    p.add_argument("--data", type=data_spec, action="append", metavar="KIND[:WHERE]", help=(
-        "a source of labelled images, repeatable to mix them: rendered (people drawn on the fly; rendered:N for N of "
-        "them), pa100k:DIR (annotation.mat + images), peta:DIR (PETA dataset/<subset>/archive/Label.txt), rap:DIR "
-        "(RAP v1 or v2 RAP_annotation.mat + RAP_dataset/), mined:TABLE.parquet (labels of `spac mine-labels`, images "
-        "under --images). What a source cannot say (PA-100K: colours, hair) is masked, not taught as unknown "
-        "(default: rendered)"))
+    p.add_argument(
+        "--data",
+        type=data_spec,
+        action="append",
+        metavar="KIND[:WHERE]",
+        help=(
+            "a source of labelled images, repeatable to mix them: rendered (people drawn on the fly; rendered:N for N of "
+            "them), pa100k:DIR (annotation.mat + images), peta:DIR (PETA dataset/<subset>/archive/Label.txt), rap:DIR "
+            "(RAP v1 or v2 RAP_annotation.mat + RAP_dataset/), mined:TABLE.parquet (labels of `spac mine-labels`, images "
+            "under --images). What a source cannot say (PA-100K: colours, hair) is masked, not taught as unknown "
+            "(default: rendered)"
+        ),
+    )
     p.add_argument("--images", type=Path, help="folder the file_path values of a mined:TABLE are relative to")
-    p.add_argument("--val-fraction", type=unit_float, default=0.1, help="share of the training people made the "
-                   "validation split where a source has none (RAP v1, mined labels without val rows) (default: 0.1)")
-    p.add_argument("--rap-partition", type=positive_int, default=1, choices=range(1, 6), metavar="1-5",
-                   help="which of RAP's five random partitions to use (default: 1)")
+    p.add_argument(
+        "--val-fraction",
+        type=unit_float,
+        default=0.1,
+        help="share of the training people made the "
+        "validation split where a source has none (RAP v1, mined labels without val rows) (default: 0.1)",
+    )
+    p.add_argument(
+        "--rap-partition",
+        type=positive_int,
+        default=1,
+        choices=range(1, 6),
+        metavar="1-5",
+        help="which of RAP's five random partitions to use (default: 1)",
+    )
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ trained to predict) whose item and colour it allows; ``none`` (:data:`NO_COLOUR`
 uncoloured items (phone, man) and of ``unknown``. Generic and bare values are never candidates: a predictor
 learns the subtype and the colour, and a label that does not say them simply leaves them open.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -62,8 +63,9 @@ class Candidate:
 def candidates(group: AttributeGroup) -> tuple[Candidate, ...]:
     """``unknown`` (index 0) and the group's specific values, with their colour slot (``none`` if uncoloured)."""
     found = [Candidate(0, UNKNOWN, UNKNOWN, NO_COLOUR)]
-    found += [Candidate(i + 1, v.phrase, v.item, v.colour or NO_COLOUR)
-              for i, v in enumerate(group.values) if v.specific]
+    found += [
+        Candidate(i + 1, v.phrase, v.item, v.colour or NO_COLOUR) for i, v in enumerate(group.values) if v.specific
+    ]
     return tuple(found)
 
 
@@ -99,12 +101,16 @@ def check_label(group: AttributeGroup, label: GroupLabel, where: str = "label") 
         if unknown:
             raise InputError(f"{where}: {unknown[0]!r} is not a specific {kind} of group {group.name!r}")
     if not label.masked and not allowed(group, label):
-        raise InputError(f"{where}: no value of group {group.name!r} has one of the items "
-                         f"{sorted(label.items or ['any'])} and one of the colours {sorted(label.colours or ['any'])}")
+        raise InputError(
+            f"{where}: no value of group {group.name!r} has one of the items "
+            f"{sorted(label.items or ['any'])} and one of the colours {sorted(label.colours or ['any'])}"
+        )
     return label
 
 
-def _value_label(value: AttributeValue, group: AttributeGroup, generic_items: Mapping[str, Sequence[str]]) -> GroupLabel:
+def _value_label(
+    value: AttributeValue, group: AttributeGroup, generic_items: Mapping[str, Sequence[str]]
+) -> GroupLabel:
     colour = value.colour or NO_COLOUR
     if value.generic:
         items = generic_items.get(value.item)
@@ -117,18 +123,24 @@ def _value_label(value: AttributeValue, group: AttributeGroup, generic_items: Ma
     return group_label([value.item], [colour])
 
 
-def exact_labels(attributes: Mapping[str, str], schema: Schema,
-                 generic_items: Mapping[str, Sequence[str]] | None = None) -> dict[str, GroupLabel]:
+def exact_labels(
+    attributes: Mapping[str, str], schema: Schema, generic_items: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, GroupLabel]:
     """Labels of fully labelled attributes (a rendered person's): ``unknown`` is the class "not visible".
 
     A generic or bare value (never rendered) allows what it leaves open, as in :func:`said_labels`.
     """
-    return _labels(schema.validate(attributes), schema, generic_items or {}, unknown=GroupLabel(
-        frozenset({UNKNOWN}), frozenset({NO_COLOUR})))
+    return _labels(
+        schema.validate(attributes),
+        schema,
+        generic_items or {},
+        unknown=GroupLabel(frozenset({UNKNOWN}), frozenset({NO_COLOUR})),
+    )
 
 
-def said_labels(attributes: Mapping[str, str], schema: Schema,
-                generic_items: Mapping[str, Sequence[str]] | None = None) -> dict[str, GroupLabel]:
+def said_labels(
+    attributes: Mapping[str, str], schema: Schema, generic_items: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, GroupLabel]:
     """Labels of what someone said (labels mined from captions): ``unknown`` is "not said", so masked.
 
     A bare value ("jeans") leaves the colour open; a generic one ("black hair", "a bag") allows the specific
@@ -137,8 +149,9 @@ def said_labels(attributes: Mapping[str, str], schema: Schema,
     return _labels(schema.validate(attributes), schema, generic_items or {}, unknown=MASKED)
 
 
-def _labels(ordered: Mapping[str, str], schema: Schema, generic_items: Mapping[str, Sequence[str]],
-            unknown: GroupLabel) -> dict[str, GroupLabel]:
+def _labels(
+    ordered: Mapping[str, str], schema: Schema, generic_items: Mapping[str, Sequence[str]], unknown: GroupLabel
+) -> dict[str, GroupLabel]:
     labels = {}
     for group in schema.groups:
         phrase = ordered[group.name]

@@ -13,6 +13,7 @@ the search tool; ``EPS`` keeps empty denominators at 0 as that code does):
 On the SPAC groups (:func:`group_accuracy`): a prediction is right when the image's label allows it
 (spac.predictor.labels.accepts); a group counts only the images whose label says something of it.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -21,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from spac.predictor.labels import GroupLabel, PartialLabels, accepts, candidates
 from spac.attributes import UNKNOWN, Schema
+from spac.predictor.labels import GroupLabel, PartialLabels, accepts, candidates
 
 EPS = 1e-20
 
@@ -30,8 +31,10 @@ EPS = 1e-20
 def _checked(truth: Any, pred: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     truth, pred = np.asarray(truth), np.asarray(pred)
     if truth.ndim != 2 or truth.shape != pred.shape:
-        raise ValueError(f"truth and predictions must be [images, attributes] of one shape, got "
-                         f"{list(truth.shape)} and {list(pred.shape)}")
+        raise ValueError(
+            f"truth and predictions must be [images, attributes] of one shape, got "
+            f"{list(truth.shape)} and {list(pred.shape)}"
+        )
     if not np.isin(truth, (-1, 0, 1)).all() or not np.isin(pred, (0, 1)).all():
         raise ValueError("truth must hold 1, 0 or -1 (not said) and predictions 1 or 0")
     known = truth >= 0
@@ -45,10 +48,14 @@ def label_based(truth: Any, pred: Any) -> dict[str, Any]:
     positive_recall = (t & p & known).sum(0) / (positives + EPS)
     negative_recall = (~t & ~p & known).sum(0) / (negatives + EPS)
     per_attribute = (positive_recall + negative_recall) / 2
-    return {"mA": float(per_attribute.mean()) if per_attribute.size else 0.0,
-            "per_attribute": per_attribute.tolist(), "positive_recall": positive_recall.tolist(),
-            "negative_recall": negative_recall.tolist(), "positives": positives.tolist(),
-            "negatives": negatives.tolist()}
+    return {
+        "mA": float(per_attribute.mean()) if per_attribute.size else 0.0,
+        "per_attribute": per_attribute.tolist(),
+        "positive_recall": positive_recall.tolist(),
+        "negative_recall": negative_recall.tolist(),
+        "positives": positives.tolist(),
+        "negatives": negatives.tolist(),
+    }
 
 
 def instance_based(truth: Any, pred: Any) -> dict[str, float]:
@@ -60,8 +67,12 @@ def instance_based(truth: Any, pred: Any) -> dict[str, float]:
     recall = intersection / (t.sum(1) + EPS)
     f1 = 2 * precision * recall / (precision + recall + EPS)
     mean = (lambda v: float(v.mean())) if len(t) else (lambda v: 0.0)
-    return {"accuracy": mean(intersection / (union + EPS)), "precision": mean(precision), "recall": mean(recall),
-            "f1": mean(f1)}
+    return {
+        "accuracy": mean(intersection / (union + EPS)),
+        "precision": mean(precision),
+        "recall": mean(recall),
+        "f1": mean(f1),
+    }
 
 
 def attribute_report(truth: Any, pred: Any, names: Sequence[str]) -> dict[str, Any]:
@@ -69,22 +80,33 @@ def attribute_report(truth: Any, pred: Any, names: Sequence[str]) -> dict[str, A
     labels = label_based(truth, pred)
     if len(names) != len(labels["per_attribute"]):
         raise ValueError(f"{len(names)} attribute names for {len(labels['per_attribute'])} attributes")
-    per = {name: {"mA": labels["per_attribute"][i], "positive_recall": labels["positive_recall"][i],
-                  "negative_recall": labels["negative_recall"][i], "positives": labels["positives"][i],
-                  "negatives": labels["negatives"][i]} for i, name in enumerate(names)}
+    per = {
+        name: {
+            "mA": labels["per_attribute"][i],
+            "positive_recall": labels["positive_recall"][i],
+            "negative_recall": labels["negative_recall"][i],
+            "positives": labels["positives"][i],
+            "negatives": labels["negatives"][i],
+        }
+        for i, name in enumerate(names)
+    }
     return {"mA": labels["mA"], **instance_based(truth, pred), "attributes": per}
 
 
-def group_accuracy(schema: Schema, predicted: Sequence[Mapping[str, str]],
-                   labels: Sequence[PartialLabels]) -> dict[str, Any]:
+def group_accuracy(
+    schema: Schema, predicted: Sequence[Mapping[str, str]], labels: Sequence[PartialLabels]
+) -> dict[str, Any]:
     """Per group: accuracy over the images whose label says something of the group, and the accuracy of the
     best constant prediction (the majority class, for full labels) for scale; their mean over those groups."""
     if len(predicted) != len(labels):
         raise ValueError(f"{len(predicted)} predictions for {len(labels)} labels")
     groups: dict[str, dict[str, Any]] = {}
     for group in schema.groups:
-        said: list[tuple[str, GroupLabel]] = [(p.get(group.name, UNKNOWN), row[group.name]) for p, row in
-                                              zip(predicted, labels) if not row.get(group.name, GroupLabel()).masked]
+        said: list[tuple[str, GroupLabel]] = [
+            (p.get(group.name, UNKNOWN), row[group.name])
+            for p, row in zip(predicted, labels)
+            if not row.get(group.name, GroupLabel()).masked
+        ]
         if not said:
             groups[group.name] = {"accuracy": None, "majority_baseline": None, "labelled": 0}
             continue
@@ -94,8 +116,10 @@ def group_accuracy(schema: Schema, predicted: Sequence[Mapping[str, str]],
             for c in candidates(group):
                 if label.allows(c.item, c.colour):
                     allowing[c.phrase] += count
-        groups[group.name] = {"accuracy": right / len(said), "majority_baseline": max(allowing.values()) / len(said),
-                              "labelled": len(said)}
+        groups[group.name] = {
+            "accuracy": right / len(said),
+            "majority_baseline": max(allowing.values()) / len(said),
+            "labelled": len(said),
+        }
     scored = [r["accuracy"] for r in groups.values() if r["accuracy"] is not None]
-    return {"examples": len(labels), "groups": groups,
-            "mean_accuracy": sum(scored) / len(scored) if scored else None}
+    return {"examples": len(labels), "groups": groups, "mean_accuracy": sum(scored) / len(scored) if scored else None}

@@ -12,6 +12,7 @@ them (fine-tuning on labels mined from human captions) should first set their bi
 
 The migrated config records ``training.migrated_from_schema``; its other provenance is kept as it was.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -24,7 +25,12 @@ from safetensors.torch import load_file
 from common.errors import InputError, error_line
 from spac.attributes import Schema, load_schema
 from spac.predictor.model import (
-    CONFIG_FILE, WEIGHTS_FILE, AttributePredictor, PredictorConfig, save_predictor, schema_labels,
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    AttributePredictor,
+    PredictorConfig,
+    save_predictor,
+    schema_labels,
 )
 
 NEW_LABEL_BIAS = -10_000.0  # exactly representable in float16 (the bundled model's storage dtype)
@@ -61,12 +67,19 @@ def _check_labels(config: PredictorConfig, schema: Schema, source: str) -> None:
             raise InputError(f"{source}: the labels of group {group!r} do not start with 'unknown'")
         lost = [label for label in labels if label not in current[group]]
         if lost:
-            raise InputError(f"{source}: label {lost[0]!r} of group {group!r} is not in attribute schema version "
-                             f"{schema.version}; a predictor that loses labels must be retrained, not migrated")
+            raise InputError(
+                f"{source}: label {lost[0]!r} of group {group!r} is not in attribute schema version "
+                f"{schema.version}; a predictor that loses labels must be retrained, not migrated"
+            )
 
 
-def migrate_state(config: PredictorConfig, state: dict[str, torch.Tensor], schema: Schema,
-                  source: str = "predictor", new_label_bias: float = NEW_LABEL_BIAS) -> AttributePredictor:
+def migrate_state(
+    config: PredictorConfig,
+    state: dict[str, torch.Tensor],
+    schema: Schema,
+    source: str = "predictor",
+    new_label_bias: float = NEW_LABEL_BIAS,
+) -> AttributePredictor:
     """A predictor for ``schema`` made from an older one's config and weights (see the module doc)."""
     _check_labels(config, schema, source)
     training = {**config.training, "migrated_from_schema": config.schema_version}
@@ -84,8 +97,9 @@ def migrate_state(config: PredictorConfig, state: dict[str, torch.Tensor], schem
         prefix = f"heads.{group.name}."
         try:
             for part in ("weight", "bias"):
-                migrated[f"{prefix}item.{part}"] = _rows(state[f"{prefix}item.{part}"], ["unknown", *old_items],
-                                                         ["unknown", *new_items])
+                migrated[f"{prefix}item.{part}"] = _rows(
+                    state[f"{prefix}item.{part}"], ["unknown", *old_items], ["unknown", *new_items]
+                )
                 if new_colours:
                     old = state.get(f"{prefix}colour.{part}")
                     if old is None:  # the old head had no colour term: every colour is new
@@ -99,14 +113,16 @@ def migrate_state(config: PredictorConfig, state: dict[str, torch.Tensor], schem
         raise InputError(f"{source}: the weights lack {missing[0]!r}")
     for key, tensor in migrated.items():
         if tensor.shape != reference[key].shape:
-            raise InputError(f"{source}: {key} has shape {list(tensor.shape)}, the config implies "
-                             f"{list(reference[key].shape)}")
+            raise InputError(
+                f"{source}: {key} has shape {list(tensor.shape)}, the config implies {list(reference[key].shape)}"
+            )
     model.load_state_dict({k: v.to(reference[k].dtype) for k, v in migrated.items()})
     return model.eval()
 
 
-def migrate_predictor(source: str | Path, target: str | Path, schema: Schema | None = None,
-                      new_label_bias: float = NEW_LABEL_BIAS) -> Path:
+def migrate_predictor(
+    source: str | Path, target: str | Path, schema: Schema | None = None, new_label_bias: float = NEW_LABEL_BIAS
+) -> Path:
     """Read the predictor directory ``source`` (config.json + model.safetensors, trained on an older schema),
     write it migrated to ``schema`` (default: the bundled one) into ``target``; the weights keep their dtype.
 
@@ -124,8 +140,9 @@ def migrate_predictor(source: str | Path, target: str | Path, schema: Schema | N
     except UnicodeDecodeError:
         raise InputError(f"{config_file}: not UTF-8 text") from None
     if config.labels == schema_labels(schema):
-        raise InputError(f"{config_file}: already has the labels of attribute schema version {schema.version}; "
-                         "nothing to migrate")
+        raise InputError(
+            f"{config_file}: already has the labels of attribute schema version {schema.version}; nothing to migrate"
+        )
     try:
         state = load_file(str(weights_file))
     except (SafetensorError, OSError) as exc:

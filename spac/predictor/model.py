@@ -12,14 +12,16 @@ A trained predictor is a directory holding ``config.json`` (:class:`PredictorCon
 ``model.safetensors``; :func:`load_predictor` with no path loads the bundled demo model, and
 :func:`check_predictor` validates a directory (config and weights header) without loading it.
 """
+
 from __future__ import annotations
 
 import errno
 import json
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -29,12 +31,19 @@ from torch import nn
 from transformers import ResNetConfig, ResNetModel
 from transformers.activations import ACT2FN
 
-from spac.attributes import UNKNOWN, AttributeGroup, Schema, load_schema
 from common.devices import resolve_device
 from common.errors import InputError, error_line
+from common.imaging import (
+    IMAGE_HEIGHT,
+    IMAGE_WIDTH,
+    SYNTH_PEDES_MEAN,
+    SYNTH_PEDES_STD,
+    normalise,
+    normalised_tensor,
+    pixel_tensor,
+)
 from common.weights_header import parameter_count, read_header
-from common.imaging import (IMAGE_HEIGHT, IMAGE_WIDTH, SYNTH_PEDES_MEAN, SYNTH_PEDES_STD, normalise, normalised_tensor,
-                          pixel_tensor)
+from spac.attributes import UNKNOWN, AttributeGroup, Schema, load_schema
 
 DEFAULT_PREDICTOR_DIR = Path(__file__).resolve().parents[1] / "assets" / "default_predictor"
 CONFIG_FILE = "config.json"
@@ -47,9 +56,18 @@ WEIGHT_DTYPES = ("BF16", "F16", "F32", "F64", "I64")
 BACKBONE_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"depths": [1, 1, 1, 1], "hidden_sizes": [16, 32, 64, 128], "embedding_size": 16, "layer_type": "basic"},
     "small": {"depths": [1, 1, 1, 1], "hidden_sizes": [32, 64, 128, 256], "embedding_size": 32, "layer_type": "basic"},
-    "resnet18": {"depths": [2, 2, 2, 2], "hidden_sizes": [64, 128, 256, 512], "embedding_size": 64, "layer_type": "basic"},
-    "resnet50": {"depths": [3, 4, 6, 3], "hidden_sizes": [256, 512, 1024, 2048], "embedding_size": 64,
-                 "layer_type": "bottleneck"},
+    "resnet18": {
+        "depths": [2, 2, 2, 2],
+        "hidden_sizes": [64, 128, 256, 512],
+        "embedding_size": 64,
+        "layer_type": "basic",
+    },
+    "resnet50": {
+        "depths": [3, 4, 6, 3],
+        "hidden_sizes": [256, 512, 1024, 2048],
+        "embedding_size": 64,
+        "layer_type": "bottleneck",
+    },
 }
 
 
@@ -74,16 +92,22 @@ class PredictorConfig:
     training: dict[str, Any] = field(default_factory=dict)  # how it was trained (informational)
 
     @classmethod
-    def for_schema(cls, schema: Schema, backbone: Mapping[str, Any] | None = None, pretrained: str | None = None,
-                   **kwargs: Any) -> "PredictorConfig":
-        return cls(backbone=dict(backbone if backbone is not None else BACKBONE_PRESETS["tiny"]),
-                   schema_version=schema.version, labels=schema_labels(schema), pretrained=pretrained, **kwargs)
+    def for_schema(
+        cls, schema: Schema, backbone: Mapping[str, Any] | None = None, pretrained: str | None = None, **kwargs: Any
+    ) -> PredictorConfig:
+        return cls(
+            backbone=dict(backbone if backbone is not None else BACKBONE_PRESETS["tiny"]),
+            schema_version=schema.version,
+            labels=schema_labels(schema),
+            pretrained=pretrained,
+            **kwargs,
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str, source: str = "<config>") -> "PredictorConfig":
+    def from_json(cls, text: str, source: str = "<config>") -> PredictorConfig:
         """Parse and check a config.json; PredictorError naming ``source`` and the first bad field."""
         try:
             data = json.loads(text)
@@ -126,20 +150,30 @@ def _is_int(value: Any, low: int = 1, high: float = float("inf")) -> bool:
 
 def _ints(value: Any, count: int | None = None, high: float = float("inf")) -> bool:
     """A non-empty JSON list of at most :data:`MAX_STAGES` integers in [1, high], of ``count`` entries when given."""
-    return (isinstance(value, list) and 1 <= len(value) <= MAX_STAGES and (count is None or len(value) == count)
-            and all(_is_int(v, high=high) for v in value))
+    return (
+        isinstance(value, list)
+        and 1 <= len(value) <= MAX_STAGES
+        and (count is None or len(value) == count)
+        and all(_is_int(v, high=high) for v in value)
+    )
 
 
 def _numbers(value: Any, positive: bool = False) -> bool:
     """Three finite numbers (per RGB channel), all > 0 when ``positive``."""
-    return (isinstance(value, list) and len(value) == 3
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                    and (v > 0 or not positive) for v in value))
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
+            for v in value
+        )
+    )
 
 
 def _label_lists(value: Any) -> bool:
-    return isinstance(value, dict) and all(isinstance(labels, list) and all(isinstance(s, str) for s in labels)
-                                           for labels in value.values())
+    return isinstance(value, dict) and all(
+        isinstance(labels, list) and all(isinstance(s, str) for s in labels) for labels in value.values()
+    )
 
 
 # field -> (check, what it must be)
@@ -155,10 +189,14 @@ CONFIG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "training": (lambda v: isinstance(v, dict), "a JSON object"),
 }
 BACKBONE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "depths": (lambda v: _ints(v, high=MAX_STAGE_DEPTH),
-               f"a list of integers from 1 to {MAX_STAGE_DEPTH}, one per stage (at most {MAX_STAGES})"),
-    "hidden_sizes": (lambda v: _ints(v, high=MAX_CHANNELS),
-                     f"a list of integers from 1 to {MAX_CHANNELS}, one per stage (at most {MAX_STAGES})"),
+    "depths": (
+        lambda v: _ints(v, high=MAX_STAGE_DEPTH),
+        f"a list of integers from 1 to {MAX_STAGE_DEPTH}, one per stage (at most {MAX_STAGES})",
+    ),
+    "hidden_sizes": (
+        lambda v: _ints(v, high=MAX_CHANNELS),
+        f"a list of integers from 1 to {MAX_CHANNELS}, one per stage (at most {MAX_STAGES})",
+    ),
     "embedding_size": (lambda v: _is_int(v, high=MAX_CHANNELS), f"a positive integer (at most {MAX_CHANNELS})"),
     "layer_type": (lambda v: v in ResNetConfig.layer_types, " or ".join(map(repr, ResNetConfig.layer_types))),
     "hidden_act": (lambda v: isinstance(v, str) and v in ACT2FN, "an activation name known to transformers"),
@@ -168,8 +206,9 @@ BACKBONE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def _check_fields(data: Mapping[str, Any], rules: Mapping[str, tuple[Callable[[Any], bool], str]], source: str,
-                  prefix: str) -> None:
+def _check_fields(
+    data: Mapping[str, Any], rules: Mapping[str, tuple[Callable[[Any], bool], str]], source: str, prefix: str
+) -> None:
     for key, value in data.items():
         name = prefix + key
         if key not in rules:
@@ -185,8 +224,10 @@ def _check_backbone(backbone: Mapping[str, Any], source: str) -> None:
     depths = backbone.get("depths", defaults.depths)
     hidden_sizes = backbone.get("hidden_sizes", defaults.hidden_sizes)
     if len(depths) != len(hidden_sizes):
-        raise PredictorError(f"{source}: 'backbone.depths' ({len(depths)} stages) and 'backbone.hidden_sizes' "
-                         f"({len(hidden_sizes)}) must have one entry per stage")
+        raise PredictorError(
+            f"{source}: 'backbone.depths' ({len(depths)} stages) and 'backbone.hidden_sizes' "
+            f"({len(hidden_sizes)}) must have one entry per stage"
+        )
 
 
 @dataclass(frozen=True)
@@ -218,7 +259,8 @@ def check_schema(config: PredictorConfig, schema: Schema, source: str = "predict
             raise PredictorError(
                 f"{source}: trained on attribute schema version {config.schema_version}, whose labels for group "
                 f"{group!r} differ from the current schema (version {schema.version}); retrain the predictor"
-                + (" or migrate it (spac migrate-predictor)" if config.schema_version < schema.version else ""))
+                + (" or migrate it (spac migrate-predictor)" if config.schema_version < schema.version else "")
+            )
 
 
 class FactorisedGroupHead(nn.Module):
@@ -233,11 +275,16 @@ class FactorisedGroupHead(nn.Module):
         self.item = nn.Linear(in_features, len(group.items) + 1)
         self.colour = nn.Linear(in_features, len(colours)) if colours else None
         self.bias = nn.Parameter(torch.zeros(len(group.labels)))
-        self.register_buffer("label_item", torch.tensor([0] + [item_index[v.item] for v in group.values]),
-                             persistent=False)
-        self.register_buffer("label_colour", torch.tensor(
-            [no_colour] + [colour_index[v.colour] if v.colour is not None else no_colour for v in group.values]),
-            persistent=False)
+        self.register_buffer(
+            "label_item", torch.tensor([0] + [item_index[v.item] for v in group.values]), persistent=False
+        )
+        self.register_buffer(
+            "label_colour",
+            torch.tensor(
+                [no_colour] + [colour_index[v.colour] if v.colour is not None else no_colour for v in group.values]
+            ),
+            persistent=False,
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         logits = self.item(features)[:, self.label_item] + self.bias
@@ -283,8 +330,9 @@ class AttributePredictor(nn.Module):
         pixels = torch.stack([pixel_tensor(image, self.config.image_size) for image in images])
         return normalise(pixels, self.config.mean, self.config.std)
 
-    def predict_tensors(self, batch: torch.Tensor, min_confidence: float | None = None, *,
-                        with_embeddings: bool = False) -> list[Prediction]:
+    def predict_tensors(
+        self, batch: torch.Tensor, min_confidence: float | None = None, *, with_embeddings: bool = False
+    ) -> list[Prediction]:
         """Predict a batch of preprocessed images ``[N, 3, H, W]``; ``with_embeddings`` also fills each
         prediction's ``embedding`` (global average pool of the last feature map, L2-normalised)."""
         if batch.ndim != 4 or batch.shape[1] != 3:
@@ -307,22 +355,26 @@ class AttributePredictor(nn.Module):
             return predictions
         return [replace(p, embedding=e) for p, e in zip(predictions, embeddings)]
 
-    def predict(self, images: Sequence[Image.Image], batch_size: int = 32,
-                min_confidence: float | None = None) -> list[Prediction]:
+    def predict(
+        self, images: Sequence[Image.Image], batch_size: int = 32, min_confidence: float | None = None
+    ) -> list[Prediction]:
         """Predict PIL images of any size and mode, ``batch_size`` at a time, in input order."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         predictions: list[Prediction] = []
         for start in range(0, len(images), batch_size):
-            predictions += self.predict_tensors(self.preprocess_batch(images[start:start + batch_size]), min_confidence)
+            predictions += self.predict_tensors(
+                self.preprocess_batch(images[start : start + batch_size]), min_confidence
+            )
         return predictions
 
     def save(self, directory: str | Path, dtype: torch.dtype = torch.float32) -> Path:
         return save_predictor(self, directory, dtype)
 
 
-def decode(probabilities: Mapping[str, torch.Tensor], labels: Mapping[str, Sequence[str]],
-           min_confidence: float = 0.0) -> list[Prediction]:
+def decode(
+    probabilities: Mapping[str, torch.Tensor], labels: Mapping[str, Sequence[str]], min_confidence: float = 0.0
+) -> list[Prediction]:
     """Turn group -> ``[N, n_labels]`` probabilities into N predictions (argmax, its probability)."""
     tops = {g: p.max(dim=1) for g, p in probabilities.items()}
     count = next(iter(tops.values())).values.shape[0] if tops else 0
@@ -346,9 +398,19 @@ def build_predictor(config: PredictorConfig, schema: Schema | None = None) -> At
         backbone = ResNetModel.from_pretrained(config.pretrained)
     except OSError as exc:
         raise InputError(f"cannot load a pretrained ResNet from {config.pretrained!r}: {error_line(exc)}") from None
-    config.backbone = {k: backbone.config.to_dict()[k] for k in
-                       ("depths", "hidden_sizes", "embedding_size", "layer_type", "hidden_act",
-                        "downsample_in_first_stage", "downsample_in_bottleneck", "num_channels")}
+    config.backbone = {
+        k: backbone.config.to_dict()[k]
+        for k in (
+            "depths",
+            "hidden_sizes",
+            "embedding_size",
+            "layer_type",
+            "hidden_act",
+            "downsample_in_first_stage",
+            "downsample_in_bottleneck",
+            "num_channels",
+        )
+    }
     return AttributePredictor(config, schema, backbone)
 
 
@@ -356,8 +418,10 @@ def save_predictor(predictor: AttributePredictor, directory: str | Path, dtype: 
     """Write config.json + model.safetensors (floating weights stored as ``dtype``; loading casts back)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
-             for k, v in predictor.state_dict().items()}
+    state = {
+        k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in predictor.state_dict().items()
+    }
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
     (directory / CONFIG_FILE).write_text(predictor.config.to_json(), encoding="utf-8")
     return directory
@@ -388,20 +452,24 @@ def _weight_header(weights_file: Path) -> dict[str, tuple[str, list[int]]]:
     header = read_header(weights_file)
     count = parameter_count(header)
     if count > MAX_PARAMETERS:
-        raise PredictorError(f"{weights_file}: holds {count:,} values, more than a predictor may have "
-                             f"({MAX_PARAMETERS:,})")
+        raise PredictorError(
+            f"{weights_file}: holds {count:,} values, more than a predictor may have ({MAX_PARAMETERS:,})"
+        )
     return {name: (info.dtype, list(info.shape)) for name, info in header.items()}
 
 
-def _check_header(weights_file: Path, header: Mapping[str, tuple[str, list[int]]],
-                  expected: Mapping[str, list[int]]) -> None:
+def _check_header(
+    weights_file: Path, header: Mapping[str, tuple[str, list[int]]], expected: Mapping[str, list[int]]
+) -> None:
     missing, unexpected = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
     if missing or unexpected:
         detail = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
         raise PredictorError(f"{weights_file}: weights do not match config.json ({detail})")
     for key, (dtype, shape) in header.items():
         if dtype not in WEIGHT_DTYPES:
-            raise PredictorError(f"{weights_file}: {key} is stored as {dtype}, expected one of {', '.join(WEIGHT_DTYPES)}")
+            raise PredictorError(
+                f"{weights_file}: {key} is stored as {dtype}, expected one of {', '.join(WEIGHT_DTYPES)}"
+            )
         if shape != expected[key]:
             raise PredictorError(f"{weights_file}: {key} has shape {shape}, config.json implies {expected[key]}")
 
@@ -425,8 +493,12 @@ def check_predictor(path: str | Path | None = None, schema: Schema | None = None
     _checked_config(path, schema if schema is not None else load_schema())
 
 
-def load_predictor(path: str | Path | None = None, device: str | torch.device = "cpu", schema: Schema | None = None,
-                   min_confidence: float = 0.0) -> AttributePredictor:
+def load_predictor(
+    path: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    schema: Schema | None = None,
+    min_confidence: float = 0.0,
+) -> AttributePredictor:
     """Load a saved predictor directory (None = the bundled demo model) onto ``device``, ready for inference."""
     schema = schema if schema is not None else load_schema()
     config, weights_file = _checked_config(path, schema)

@@ -23,6 +23,7 @@ a permutation seeded by (seed, e) (or in order, ``shuffle=False``), and an examp
 whatever the worker count, and a run resumed from a checkpoint (weights, optimizer, schedule, gradient scaler,
 step, torch RNG, early-stopping state) continues exactly as the uninterrupted run would have.
 """
+
 from __future__ import annotations
 
 import functools
@@ -42,15 +43,22 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from common.digests import stable_int
 from common.errors import InputError, error_line
-from spac.predictor.labels import MASKED, NO_COLOUR, GroupLabel, allowed, exact_labels
-from spac.predictor.metrics import group_accuracy
+from common.imaging import normalised_tensor
+from common.training import (
+    autocast,
+    capture_rng_state,
+    check_precision,
+    check_same_settings,
+    grad_scaler,
+    optimizer_step,
+    restore_rng_state,
+)
 from spac.attributes import UNKNOWN, Schema
 from spac.predictor.augmentation import MODES, Augmentation
-from common.digests import stable_int
-from common.training import (autocast, capture_rng_state, check_precision, check_same_settings, grad_scaler,
-                             optimizer_step, restore_rng_state)
-from common.imaging import normalised_tensor
+from spac.predictor.labels import MASKED, NO_COLOUR, GroupLabel, allowed, exact_labels
+from spac.predictor.metrics import group_accuracy
 from spac.predictor.model import AttributePredictor, Prediction, PredictorConfig
 
 Example = tuple[Image.Image, Mapping[str, Any]]
@@ -68,11 +76,11 @@ def as_labels(labels: Mapping[str, Any], schema: Schema) -> dict[str, GroupLabel
 class _GroupLayout:
     name: str
     offset: int
-    items: dict[str, int]      # item -> slot (0 = unknown)
-    colours: dict[str, int]    # colour -> slot (last = none)
-    label_item: torch.Tensor   # [labels] slot of each label's item
+    items: dict[str, int]  # item -> slot (0 = unknown)
+    colours: dict[str, int]  # colour -> slot (last = none)
+    label_item: torch.Tensor  # [labels] slot of each label's item
     label_colour: torch.Tensor  # [labels] slot of each label's colour
-    candidate: torch.Tensor    # [labels] bool: a value a predictor is trained to predict
+    candidate: torch.Tensor  # [labels] bool: a value a predictor is trained to predict
 
     @property
     def width(self) -> int:
@@ -94,8 +102,15 @@ class LabelLayout:
             label_item = [0] + [items[v.item] for v in group.values]
             label_colour = [colours[NO_COLOUR]] + [colours[v.colour or NO_COLOUR] for v in group.values]
             candidate = [True] + [v.specific for v in group.values]
-            layout = _GroupLayout(group.name, offset, items, colours, torch.tensor(label_item),
-                                  torch.tensor(label_colour), torch.tensor(candidate))
+            layout = _GroupLayout(
+                group.name,
+                offset,
+                items,
+                colours,
+                torch.tensor(label_item),
+                torch.tensor(label_colour),
+                torch.tensor(candidate),
+            )
             self.groups.append(layout)
             offset += layout.width
         self.width = offset
@@ -108,9 +123,12 @@ class LabelLayout:
             if not label.masked and not allowed(group, label):
                 raise InputError(f"a {layout.name} label allows no value: {label}")
             mask = torch.zeros(layout.width, dtype=torch.bool)
-            for names, slots, start in ((label.items, layout.items, 0), (label.colours, layout.colours, len(layout.items))):
+            for names, slots, start in (
+                (label.items, layout.items, 0),
+                (label.colours, layout.colours, len(layout.items)),
+            ):
                 if names is None:
-                    mask[start:start + len(slots)] = True
+                    mask[start : start + len(slots)] = True
                     continue
                 for name in names:
                     if name not in slots:
@@ -128,17 +146,23 @@ class LabelLayout:
         """Per group (schema order), ``[N, labels]`` bool: the labels each example's targets allow."""
         result = []
         for g in self.groups:
-            items = targets[:, g.offset:g.offset + len(g.items)]
-            colours = targets[:, g.offset + len(g.items):g.offset + g.width]
+            items = targets[:, g.offset : g.offset + len(g.items)]
+            colours = targets[:, g.offset + len(g.items) : g.offset + g.width]
             device = targets.device
-            result.append(items[:, g.label_item.to(device)] & colours[:, g.label_colour.to(device)]
-                          & g.candidate.to(device))
+            result.append(
+                items[:, g.label_item.to(device)] & colours[:, g.label_colour.to(device)] & g.candidate.to(device)
+            )
         return result
 
     def open_factors(self, targets: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per group: (item not said, colour not said), each ``[N]`` bool (a mask of all ones)."""
-        return [(targets[:, g.offset:g.offset + len(g.items)].all(dim=1),
-                 targets[:, g.offset + len(g.items):g.offset + g.width].all(dim=1)) for g in self.groups]
+        return [
+            (
+                targets[:, g.offset : g.offset + len(g.items)].all(dim=1),
+                targets[:, g.offset + len(g.items) : g.offset + g.width].all(dim=1),
+            )
+            for g in self.groups
+        ]
 
     def terms(self, logits: Mapping[str, torch.Tensor], targets: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
         """Per group: (negative log-likelihood of the allowed labels, labelled?, prediction allowed?), each [N]."""
@@ -152,8 +176,9 @@ class LabelLayout:
         return found
 
 
-def attribute_loss(logits: Mapping[str, torch.Tensor], targets: torch.Tensor, layout: LabelLayout,
-                   weights: torch.Tensor | None = None) -> torch.Tensor:
+def attribute_loss(
+    logits: Mapping[str, torch.Tensor], targets: torch.Tensor, layout: LabelLayout, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Sum over groups of the (weighted) mean, over the examples that label the group, of -log P(allowed)."""
     total = torch.zeros((), device=targets.device)
     for i, (nll, labelled, _) in enumerate(layout.terms(logits, targets)):
@@ -162,8 +187,9 @@ def attribute_loss(logits: Mapping[str, torch.Tensor], targets: torch.Tensor, la
     return total
 
 
-def balance_weights(labels: Sequence[Mapping[str, Any]], schema: Schema, power: float = 0.5,
-                    cap: float = 10.0) -> torch.Tensor:
+def balance_weights(
+    labels: Sequence[Mapping[str, Any]], schema: Schema, power: float = 0.5, cap: float = 10.0
+) -> torch.Tensor:
     """``[N, groups]`` weights: inverse frequency of each example's label per group, to ``power``, mean 1 over
     the labelled examples, at most ``cap`` (1 where the group is masked)."""
     if not (0 <= power <= 2 and cap >= 1):
@@ -191,11 +217,19 @@ class LabelledImages(Dataset):
     (seed, epoch, index), so it does not depend on which worker prepares it.
     """
 
-    def __init__(self, examples: Sequence[Example], layout: LabelLayout, config: PredictorConfig,
-                 augmentation: Augmentation | None = None, seed: int = 0, weights: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        examples: Sequence[Example],
+        layout: LabelLayout,
+        config: PredictorConfig,
+        augmentation: Augmentation | None = None,
+        seed: int = 0,
+        weights: torch.Tensor | None = None,
+    ) -> None:
         if weights is not None and weights.shape != (len(examples), len(layout.groups)):
-            raise ValueError(f"expected weights of shape [{len(examples)}, {len(layout.groups)}], "
-                             f"got {list(weights.shape)}")
+            raise ValueError(
+                f"expected weights of shape [{len(examples)}, {len(layout.groups)}], got {list(weights.shape)}"
+            )
         self.examples, self.layout, self.config = examples, layout, config
         self.augmentation, self.seed, self.weights = augmentation, seed, weights
 
@@ -216,8 +250,9 @@ class EpochBatches(Sampler):
     """Batches of (epoch, index) for steps ``start_step`` .. ``steps - 1``: epoch after epoch over ``size``
     examples, each epoch in a permutation seeded by (seed, epoch), or in order without ``shuffle``."""
 
-    def __init__(self, size: int, batch_size: int, steps: int, seed: int, shuffle: bool = True,
-                 start_step: int = 0) -> None:
+    def __init__(
+        self, size: int, batch_size: int, steps: int, seed: int, shuffle: bool = True, start_step: int = 0
+    ) -> None:
         if size < 1:
             raise InputError("no training examples")
         self.size, self.batch_size, self.steps, self.seed = size, batch_size, steps, seed
@@ -265,8 +300,15 @@ class TrainingSettings:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        for name, low in (("steps", 1), ("batch_size", 1), ("workers", 0), ("seed", 0), ("eval_every", 0),
-                          ("patience", 0), ("checkpoint_every", 0)):
+        for name, low in (
+            ("steps", 1),
+            ("batch_size", 1),
+            ("workers", 0),
+            ("seed", 0),
+            ("eval_every", 0),
+            ("patience", 0),
+            ("checkpoint_every", 0),
+        ):
             if getattr(self, name) < low:
                 raise InputError(f"{name} must be at least {low}, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -286,23 +328,27 @@ class TrainingSettings:
 
 def _warmup_cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     warmup = max(1, steps // 20)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.5 * (
-        1 + math.cos(math.pi * min(s, steps) / steps))))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    )
 
 
 def _capture(store: dict[str, torch.Tensor], name: str, _module: nn.Module, args: tuple) -> None:
     store[name] = args[0]
 
 
-def training_logits(model: AttributePredictor, pixels: torch.Tensor, targets: torch.Tensor,
-                    layout: LabelLayout) -> dict[str, torch.Tensor]:
+def training_logits(
+    model: AttributePredictor, pixels: torch.Tensor, targets: torch.Tensor, layout: LabelLayout
+) -> dict[str, torch.Tensor]:
     """The heads' logits (item + colour + joint bias, as spac.predictor.model.FactorisedGroupHead adds them) with a
     factor a label leaves open detached: where the colour is not said, neither the colour head nor the joint bias
     learns from the example (nor does the item head where the item is not said), so a PA-100K sleeve label
     trains item heads only and never tilts a colour preference."""
     features: dict[str, torch.Tensor] = {}
-    hooks = [head.register_forward_pre_hook(functools.partial(_capture, features, name))
-             for name, head in model.heads.items()]
+    hooks = [
+        head.register_forward_pre_hook(functools.partial(_capture, features, name))
+        for name, head in model.heads.items()
+    ]
     try:
         model(pixels)
     finally:
@@ -317,16 +363,24 @@ def training_logits(model: AttributePredictor, pixels: torch.Tensor, targets: to
         joint = item[:, head.label_item] + bias
         if head.colour is not None:
             colour = head.colour(f)
-            colour = torch.cat([torch.where(colour_open[:, None], colour.detach(), colour),
-                                f.new_zeros(f.shape[0], 1)], dim=1)
+            colour = torch.cat(
+                [torch.where(colour_open[:, None], colour.detach(), colour), f.new_zeros(f.shape[0], 1)], dim=1
+            )
             joint = joint + colour[:, head.label_colour]
         logits[g.name] = joint
     return logits
 
 
-def train_step(model: AttributePredictor, optimizer: torch.optim.Optimizer, pixels: torch.Tensor,
-               targets: torch.Tensor, layout: LabelLayout, weights: torch.Tensor | None = None,
-               precision: str = "fp32", scaler: torch.amp.GradScaler | None = None) -> float:
+def train_step(
+    model: AttributePredictor,
+    optimizer: torch.optim.Optimizer,
+    pixels: torch.Tensor,
+    targets: torch.Tensor,
+    layout: LabelLayout,
+    weights: torch.Tensor | None = None,
+    precision: str = "fp32",
+    scaler: torch.amp.GradScaler | None = None,
+) -> float:
     """One optimizer step on one batch (through ``scaler``, fp16's loss scaler); returns the batch's loss."""
     model.train()
     with autocast(pixels.device, precision):
@@ -336,8 +390,9 @@ def train_step(model: AttributePredictor, optimizer: torch.optim.Optimizer, pixe
     return float(loss.detach())
 
 
-def validation_scores(model: AttributePredictor, dataset: LabelledImages, batch_size: int = 64, workers: int = 0,
-                      precision: str = "fp32") -> dict[str, Any]:
+def validation_scores(
+    model: AttributePredictor, dataset: LabelledImages, batch_size: int = 64, workers: int = 0, precision: str = "fp32"
+) -> dict[str, Any]:
     """Masked loss (unweighted) and per-group accuracy on the labelled groups of a validation set."""
     layout = dataset.layout
     sums = torch.zeros(len(layout.groups), 3, dtype=torch.float64)  # nll, labelled, correct
@@ -351,14 +406,24 @@ def validation_scores(model: AttributePredictor, dataset: LabelledImages, batch_
                 sums[i] += torch.stack([nll.sum(), labelled.sum(), correct.sum()]).double().cpu()
     groups = {g.name: round(float(s[2] / s[1]), 6) for g, s in zip(layout.groups, sums) if s[1] > 0}
     loss = float(sum(s[0] / s[1] for s in sums if s[1] > 0))
-    return {"loss": round(loss, 6), "groups": groups,
-            "mean_accuracy": round(sum(groups.values()) / len(groups), 6) if groups else None}
+    return {
+        "loss": round(loss, 6),
+        "groups": groups,
+        "mean_accuracy": round(sum(groups.values()) / len(groups), 6) if groups else None,
+    }
 
 
 def _state(model, optimizer, schedule, scaler, step, fingerprint, tracking) -> dict[str, Any]:
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "scaler": scaler.state_dict(), "step": step, "fingerprint": fingerprint,
-            "rng": capture_rng_state(model.device), **tracking}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "scaler": scaler.state_dict(),
+        "step": step,
+        "fingerprint": fingerprint,
+        "rng": capture_rng_state(model.device),
+        **tracking,
+    }
 
 
 def save_state(directory: Path, state: Mapping[str, Any]) -> Path:
@@ -387,9 +452,17 @@ def _fingerprint(settings: TrainingSettings, examples: int, validation: int, wei
     return {**record, "examples": examples, "validation_examples": validation, "balanced": weighted}
 
 
-def train(model: AttributePredictor, examples: Sequence[Example], settings: TrainingSettings, *,
-          validation: Sequence[Example] | None = None, weights: torch.Tensor | None = None,
-          checkpoint_dir: str | Path | None = None, resume: bool = False, progress: bool = False) -> dict[str, Any]:
+def train(
+    model: AttributePredictor,
+    examples: Sequence[Example],
+    settings: TrainingSettings,
+    *,
+    validation: Sequence[Example] | None = None,
+    weights: torch.Tensor | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Train ``model`` in place for ``settings.steps`` batches (epochs over the examples as needed).
 
     With ``validation`` and ``settings.eval_every`` the best-scoring weights are restored at the end. With
@@ -401,23 +474,34 @@ def train(model: AttributePredictor, examples: Sequence[Example], settings: Trai
     layout = LabelLayout(model.schema)
     augmentation = Augmentation(settings.augment) if settings.augment != "none" else None
     dataset = LabelledImages(examples, layout, model.config, augmentation, settings.seed, weights)
-    checking = LabelledImages(validation, layout, model.config) if validation is not None and settings.eval_every \
-        else None
+    checking = (
+        LabelledImages(validation, layout, model.config) if validation is not None and settings.eval_every else None
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     schedule = _warmup_cosine(optimizer, settings.steps)
     scaler = grad_scaler(device, settings.precision)
     fingerprint = _fingerprint(settings, len(examples), len(validation or ()), weights is not None)
     checkpoints = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    tracking: dict[str, Any] = {"best_loss": None, "best_step": None, "best_model": None, "bad_scorings": 0,
-                                "history": [], "running": None, "seconds": 0.0, "stopped": False}
+    tracking: dict[str, Any] = {
+        "best_loss": None,
+        "best_step": None,
+        "best_model": None,
+        "bad_scorings": 0,
+        "history": [],
+        "running": None,
+        "seconds": 0.0,
+        "stopped": False,
+    }
     step = 0
     state = load_state(checkpoints) if resume and checkpoints is not None else None
     if state is not None:
         if "rng" not in state:  # written before the generators' state was common.training's
-            raise InputError(f"{checkpoints / STATE_FILE}: written by an older version of the trainer; train "
-                             "afresh without --resume")
-        check_same_settings(str(checkpoints), state["fingerprint"], fingerprint,
-                            "resume with the same data and settings")
+            raise InputError(
+                f"{checkpoints / STATE_FILE}: written by an older version of the trainer; train afresh without --resume"
+            )
+        check_same_settings(
+            str(checkpoints), state["fingerprint"], fingerprint, "resume with the same data and settings"
+        )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -425,17 +509,28 @@ def train(model: AttributePredictor, examples: Sequence[Example], settings: Trai
         restore_rng_state(state["rng"], device)
         tracking = {key: state[key] for key in tracking}
         step = state["step"]
-    sampler = EpochBatches(len(examples), settings.batch_size, settings.steps, settings.seed, settings.shuffle,
-                           settings.steps if tracking["stopped"] else step)  # an early-stopped run is finished
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=settings.workers,
-                        pin_memory=device.type == "cuda")
+    sampler = EpochBatches(
+        len(examples),
+        settings.batch_size,
+        settings.steps,
+        settings.seed,
+        settings.shuffle,
+        settings.steps if tracking["stopped"] else step,
+    )  # an early-stopped run is finished
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=settings.workers, pin_memory=device.type == "cuda")
     started = time.perf_counter() - tracking["seconds"]
     with tqdm(total=settings.steps, initial=step, desc="training", unit="step", disable=not progress) as bar:
         for pixels, targets, batch_weights in loader:
-            loss = train_step(model, optimizer, pixels.to(device, non_blocking=True),
-                              targets.to(device, non_blocking=True),
-                              layout, batch_weights.to(device) if weights is not None else None,
-                              settings.precision, scaler)
+            loss = train_step(
+                model,
+                optimizer,
+                pixels.to(device, non_blocking=True),
+                targets.to(device, non_blocking=True),
+                layout,
+                batch_weights.to(device) if weights is not None else None,
+                settings.precision,
+                scaler,
+            )
             schedule.step()
             step += 1
             tracking["running"] = loss if tracking["running"] is None else 0.98 * tracking["running"] + 0.02 * loss
@@ -445,7 +540,11 @@ def train(model: AttributePredictor, examples: Sequence[Example], settings: Trai
                 _score(model, checking, settings, step, tracking)
                 bar.set_postfix(loss=f"{tracking['running']:.3f}", val=f"{tracking['history'][-1]['loss']:.3f}")
             last = step == settings.steps or tracking["stopped"]
-            if checkpoints is not None and settings.checkpoint_every and (step % settings.checkpoint_every == 0 or last):
+            if (
+                checkpoints is not None
+                and settings.checkpoint_every
+                and (step % settings.checkpoint_every == 0 or last)
+            ):
                 tracking["seconds"] = time.perf_counter() - started
                 save_state(checkpoints, _state(model, optimizer, schedule, scaler, step, fingerprint, tracking))
             if tracking["stopped"]:
@@ -454,22 +553,38 @@ def train(model: AttributePredictor, examples: Sequence[Example], settings: Trai
         model.load_state_dict(tracking["best_model"])
     seconds = time.perf_counter() - started
     images = step * settings.batch_size
-    record = {"steps": step, "batch_size": settings.batch_size, "lr": settings.lr, "images": images,
-              "seconds": round(seconds, 1), "images_per_second": round(images / seconds, 1) if seconds > 0 else 0.0,
-              "seed": settings.seed, "augment": settings.augment, "precision": settings.precision}
+    record = {
+        "steps": step,
+        "batch_size": settings.batch_size,
+        "lr": settings.lr,
+        "images": images,
+        "seconds": round(seconds, 1),
+        "images_per_second": round(images / seconds, 1) if seconds > 0 else 0.0,
+        "seed": settings.seed,
+        "augment": settings.augment,
+        "precision": settings.precision,
+    }
     if checking is not None:
-        record.update(best_step=tracking["best_step"], best_validation_loss=tracking["best_loss"],
-                      stopped_early=tracking["stopped"])
+        record.update(
+            best_step=tracking["best_step"],
+            best_validation_loss=tracking["best_loss"],
+            stopped_early=tracking["stopped"],
+        )
     return {**record, "history": tracking["history"]}
 
 
-def _score(model: AttributePredictor, checking: LabelledImages, settings: TrainingSettings, step: int,
-           tracking: dict[str, Any]) -> None:
+def _score(
+    model: AttributePredictor, checking: LabelledImages, settings: TrainingSettings, step: int, tracking: dict[str, Any]
+) -> None:
     scores = validation_scores(model, checking, settings.batch_size, settings.workers, settings.precision)
     tracking["history"].append({"step": step, **scores})
     if tracking["best_loss"] is None or scores["loss"] < tracking["best_loss"]:
-        tracking.update(best_loss=scores["loss"], best_step=step, bad_scorings=0,
-                        best_model={k: v.detach().clone() for k, v in model.state_dict().items()})
+        tracking.update(
+            best_loss=scores["loss"],
+            best_step=step,
+            bad_scorings=0,
+            best_model={k: v.detach().clone() for k, v in model.state_dict().items()},
+        )
     else:
         tracking["bad_scorings"] += 1
         if settings.patience and tracking["bad_scorings"] >= settings.patience:
@@ -477,6 +592,7 @@ def _score(model: AttributePredictor, checking: LabelledImages, settings: Traini
 
 
 # ---- prediction and evaluation ----------------------------------------------------------------------------
+
 
 class _Preprocessed(Dataset):
     def __init__(self, examples: Sequence[Example], config: PredictorConfig) -> None:
@@ -494,13 +610,19 @@ def _stack(batch: list[tuple[torch.Tensor, Mapping[str, Any]]]) -> tuple[torch.T
     return torch.stack([pixels for pixels, _ in batch]), [labels for _, labels in batch]
 
 
-def predict_examples(model: AttributePredictor, examples: Iterable[Example] | Sequence[Example], batch_size: int = 32,
-                     workers: int = 0, progress: bool = False) -> tuple[list[Prediction], list[Mapping[str, Any]]]:
+def predict_examples(
+    model: AttributePredictor,
+    examples: Iterable[Example] | Sequence[Example],
+    batch_size: int = 32,
+    workers: int = 0,
+    progress: bool = False,
+) -> tuple[list[Prediction], list[Mapping[str, Any]]]:
     """The model's predictions for every example, in order, and the examples' labels (images never all in memory)."""
     if not isinstance(examples, Sequence):
         examples = list(examples)
-    loader = DataLoader(_Preprocessed(examples, model.config), batch_size=batch_size, num_workers=workers,
-                        collate_fn=_stack)
+    loader = DataLoader(
+        _Preprocessed(examples, model.config), batch_size=batch_size, num_workers=workers, collate_fn=_stack
+    )
     predictions: list[Prediction] = []
     truths: list[Mapping[str, Any]] = []
     for pixels, labels in tqdm(loader, desc="predicting", unit="batch", disable=not progress):
@@ -509,8 +631,13 @@ def predict_examples(model: AttributePredictor, examples: Iterable[Example] | Se
     return predictions, truths
 
 
-def evaluate(model: AttributePredictor, examples: Iterable[Example], batch_size: int = 32, workers: int = 0,
-             progress: bool = False) -> dict[str, Any]:
+def evaluate(
+    model: AttributePredictor,
+    examples: Iterable[Example],
+    batch_size: int = 32,
+    workers: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Per-group accuracy on the groups each example labels, with the best constant prediction's accuracy for
     scale (spac.predictor.metrics.group_accuracy)."""
     predictions, truths = predict_examples(model, examples, batch_size, workers, progress)

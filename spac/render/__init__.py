@@ -8,6 +8,7 @@ folder from the command line, as for the bundled samples in spac/assets/samples/
 Modules: scene (view, framing, background, camera), body (pose and painter), garments and figure
 (drawing), identity (random attribute sets), person (one image), dataset (a folder), training_source.
 """
+
 from spac.render.body import PARTS
 from spac.render.dataset import render_dataset
 from spac.render.identity import random_identity

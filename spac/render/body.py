@@ -4,6 +4,7 @@ Coordinates are body units: 1/100 of the person's height, x = 0 on the body's ce
 the top of the head, y = 100 at the soles. A side view faces +x; the painter's mirror flips x so one
 drawing routine serves both facings (and both hands in front and back views).
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,8 +22,8 @@ RGB = tuple[int, int, int]
 PARTS = ("background", "skin", "hair", "upper", "lower", "shoes", "belongings", "detail")
 PART_IDS = {name: i for i, name in enumerate(PARTS)}
 
-ARM_WIDTHS = (4.6, 3.8, 3.0)    # shoulder, elbow, wrist
-LEG_WIDTHS = (7.6, 5.2, 3.7)    # hip, knee, ankle
+ARM_WIDTHS = (4.6, 3.8, 3.0)  # shoulder, elbow, wrist
+LEG_WIDTHS = (7.6, 5.2, 3.7)  # hip, knee, ankle
 UPPER_ARM, FOREARM, THIGH, SHIN = 16.0, 15.0, 22.0, 21.0
 
 
@@ -50,7 +51,7 @@ def along(points: list[Point], fraction: float) -> list[Point]:
 
 def shade(rgb: RGB, factor: float) -> RGB:
     """A darker (factor < 1) or lighter (> 1) version; very dark colours get lighter so details stay visible."""
-    if factor < 1 and sum(rgb) < 150:    # on near-black garments a darker seam would not show
+    if factor < 1 and sum(rgb) < 150:  # on near-black garments a darker seam would not show
         factor = 2.6 - factor
     return tuple(max(0, min(255, int(c * factor + (factor > 1) * 12))) for c in rgb)  # type: ignore[return-value]
 
@@ -64,7 +65,7 @@ class Painter:
         self._labels = ImageDraw.Draw(labels) if labels is not None else None
         self._cx, self._top, self.unit, self._mirror = scene.cx, scene.top, scene.unit, scene.mirror
 
-    def zoom(self, origin: Point, factor: float) -> "Painter":
+    def zoom(self, origin: Point, factor: float) -> Painter:
         """A painter drawing `factor` times larger around `origin` (small parts such as shoes read better)."""
         zoomed = copy.copy(self)
         zoomed._cx = self._cx + self._mirror * origin[0] * self.unit * (1 - factor)
@@ -134,20 +135,25 @@ class Body:
 
     view: str
     female: bool
-    depth: float                   # torso width factor: 1 facing the camera, narrower from the side
-    shoulder: float                # half-widths
+    depth: float  # torso width factor: 1 facing the camera, narrower from the side
+    shoulder: float  # half-widths
     waist: float
     hip: float
     head: Point
     head_r: Point
-    arms: list[list[Point]]        # [near/holding arm, other arm]: shoulder, elbow, hand
-    arm_behind: list[bool]         # drawn before the torso (hidden hand or far arm)
-    legs: list[list[Point]]        # [near leg, far leg]: hip, knee, ankle
+    arms: list[list[Point]]  # [near/holding arm, other arm]: shoulder, elbow, hand
+    arm_behind: list[bool]  # drawn before the torso (hidden hand or far arm)
+    legs: list[list[Point]]  # [near leg, far leg]: hip, knee, ankle
 
     def half_width(self, y: float) -> float:
         """Torso half-width at height y (shoulders to below the hips)."""
-        stops = ((18.0, self.shoulder), (26.0, self.shoulder - 1.0), (40.0, self.waist), (50.0, self.hip),
-                 (100.0, self.hip + 6.0))
+        stops = (
+            (18.0, self.shoulder),
+            (26.0, self.shoulder - 1.0),
+            (40.0, self.waist),
+            (50.0, self.hip),
+            (100.0, self.hip + 6.0),
+        )
         if y <= stops[0][0]:
             return stops[0][1] * self.depth
         for (y0, w0), (y1, w1) in zip(stops, stops[1:]):
@@ -177,7 +183,7 @@ def pose_body(scene: Scene, female: bool, belongings: str) -> Body:
     waist = (6.6 if female else 7.8) * scene.build
     hip = (8.6 if female else 8.0) * scene.build
     joint_x = 0.0 if side else shoulder - 2.2
-    raised = belongings in ("phone", "umbrella")     # held in front of the chest by the first arm
+    raised = belongings in ("phone", "umbrella")  # held in front of the chest by the first arm
     arms, behind = [], []
     for i, sign in enumerate((1, -1)):
         s = (sign * joint_x, 19.5)
@@ -202,5 +208,16 @@ def pose_body(scene: Scene, female: bool, belongings: str) -> Body:
         knee = rotate(h, THIGH, angle)
         ankle = rotate(knee, SHIN, angle - (12.0 if side and angle < 0 else 0.0))
         legs.append([h, knee, ankle])
-    return Body(scene.view, female, depth, shoulder, waist, hip, (0.0, 7.0), (5.0 * (1.06 if side else 1.0), 6.6),
-                arms, behind, legs)
+    return Body(
+        scene.view,
+        female,
+        depth,
+        shoulder,
+        waist,
+        hip,
+        (0.0, 7.0),
+        (5.0 * (1.06 if side else 1.0), 6.6),
+        arms,
+        behind,
+        legs,
+    )

@@ -1,5 +1,6 @@
 """A labelled folder of rendered people: the `<root>/<identity>/<n>.jpg` layout the pipeline reads,
 plus `labels.jsonl` with each image's ground truth."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,16 @@ from spac.render.identity import random_identity
 from spac.render.person import render_person
 
 
-def render_dataset(root: str | Path, identities: int, images_per_identity: int, seed: int = 0,
-                   hidden_fraction: float = 0.15, *, quality: int = 90, progress: bool = False) -> list[dict]:
+def render_dataset(
+    root: str | Path,
+    identities: int,
+    images_per_identity: int,
+    seed: int = 0,
+    hidden_fraction: float = 0.15,
+    *,
+    quality: int = 90,
+    progress: bool = False,
+) -> list[dict]:
     """Write `<root>/<identity:05d>/<n:03d>.jpg` and `<root>/labels.jsonl`; return the label records.
 
     Each record: file_path (relative to root), id, attributes (the identity's full set), visible.

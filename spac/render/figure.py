@@ -1,4 +1,5 @@
 """Draws one posed person: head, face and hair, then garments and belongings in back-to-front order."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,16 +8,26 @@ import math
 from spac.render.body import LEG_WIDTHS, RGB, Point, shade
 from spac.render.garments import LOWER, SHOES, UPPER_CUTS, WHITE, Outfit, draw_arm, draw_hood_behind, draw_upper_torso
 
-SKIN_TONES: tuple[RGB, ...] = ((255, 222, 196), (240, 192, 158), (222, 170, 126), (196, 134, 92), (150, 96, 62),
-                               (98, 62, 42))
+SKIN_TONES: tuple[RGB, ...] = (
+    (255, 222, 196),
+    (240, 192, 158),
+    (222, 170, 126),
+    (196, 134, 92),
+    (150, 96, 62),
+    (98, 62, 42),
+)
 HAIR_STYLES = ("short hair", "long hair", "ponytail", "curly hair")
 BELONGINGS = ("backpack", "handbag", "shoulder bag", "suitcase", "umbrella", "phone", "nothing")
 # The items this renderer can draw, per group; a schema item outside these is refused with a clear error.
 DRAWN_ITEMS: dict[str, tuple[str, ...]] = {
-    "gender": ("man", "woman"), "hair": HAIR_STYLES, "upper": tuple(UPPER_CUTS), "lower": tuple(LOWER),
-    "shoes": tuple(SHOES), "belongings": BELONGINGS,
+    "gender": ("man", "woman"),
+    "hair": HAIR_STYLES,
+    "upper": tuple(UPPER_CUTS),
+    "lower": tuple(LOWER),
+    "shoes": tuple(SHOES),
+    "belongings": BELONGINGS,
 }
-SHOE_ZOOM = 1.2   # shoes drawn a little larger than life so their kind reads at 128x256
+SHOE_ZOOM = 1.2  # shoes drawn a little larger than life so their kind reads at 128x256
 # Lower garments that boots are tucked over (long skirts and dresses fall over the boots instead).
 _TUCKABLE = ("trousers", "jeans", "leggings", "sweatpants", "shorts")
 
@@ -26,15 +37,15 @@ def _face(o: Outfit) -> None:
     dark, lips = (40, 30, 28), shade(o.skin, 0.75)
     if view == "front":
         for s in (1, -1):
-            p.ellipse((s * 4.9, 7.8), 0.9, 1.4, shade(o.skin, 0.92), "detail")     # ears
+            p.ellipse((s * 4.9, 7.8), 0.9, 1.4, shade(o.skin, 0.92), "detail")  # ears
             p.ellipse((s * 1.9, 7.5), 0.6, 0.55, dark, "detail")
             p.line([(s * 1.1, 6.0), (s * 2.8, 5.9)], 0.35, dark, "detail")
         p.line([(-1.2, 10.6), (1.2, 10.6)], 0.45, (170, 70, 70) if o.body.female else lips, "detail")
     elif view == "side":
-        p.polygon([(4.7, 6.5), (6.0, 9.0), (4.7, 9.3)], o.skin, "skin")              # nose
+        p.polygon([(4.7, 6.5), (6.0, 9.0), (4.7, 9.3)], o.skin, "skin")  # nose
         p.ellipse((3.2, 7.4), 0.5, 0.5, dark, "detail")
         p.line([(3.4, 10.8), (4.6, 10.7)], 0.45, lips, "detail")
-        p.ellipse((-0.6, 7.8), 0.9, 1.4, shade(o.skin, 0.92), "detail")             # ear
+        p.ellipse((-0.6, 7.8), 0.9, 1.4, shade(o.skin, 0.92), "detail")  # ear
 
 
 def _hair_cap(o: Outfit, style: str, rgb: RGB) -> None:
@@ -50,11 +61,11 @@ def _hair_cap(o: Outfit, style: str, rgb: RGB) -> None:
         centre, rx, ry = (0.2, 6.4), 5.6, 6.7
     else:
         p.chord((0.0, 5.8), 5.5, 5.9, 186.0, 354.0, rgb, "hair")
-        for s in (1, -1):   # sideburns / temples
+        for s in (1, -1):  # sideburns / temples
             p.polygon([(s * 5.3, 4.8), (s * 4.3, 4.2), (s * 4.4, 7.5), (s * 5.1, 8.5)], rgb, "hair")
         arc = range(185, 360, 22)
         centre, rx, ry = (0.0, 5.8), 5.5, 5.9
-    if curly:   # a bumpy outline of small curls
+    if curly:  # a bumpy outline of small curls
         for a in arc:
             r = math.radians(a)
             c = (centre[0] + rx * math.cos(r), centre[1] + ry * math.sin(r))
@@ -107,8 +118,11 @@ def _backpack(o: Outfit, rgb: RGB, stage: str) -> None:
         p.line([(-5.0, 26.0), (5.0, 26.0)], 0.4, shade(rgb, 0.6), "detail")
     elif b.view == "side" and stage == "torso":
         back = -b.half_width(30.0)
-        p.polygon([(back + 0.8, 19.5), (back - 4.5, 20.0), (back - 6.2, 24.0), (back - 6.4, 44.0),
-                   (back + 0.8, 45.0)], rgb, "belongings")
+        p.polygon(
+            [(back + 0.8, 19.5), (back - 4.5, 20.0), (back - 6.2, 24.0), (back - 6.4, 44.0), (back + 0.8, 45.0)],
+            rgb,
+            "belongings",
+        )
         p.line([(back - 5.4, 30.0), (back - 5.4, 42.0)], 0.4, shade(rgb, 0.7), "detail")
     elif b.view == "side" and stage == "front":
         p.limb([(0.5, 17.0), (2.6, 25.0), (1.0, 37.0)], (1.8, 1.8, 1.6), rgb, "belongings")
@@ -123,13 +137,19 @@ def _shoulder_bag(o: Outfit, rgb: RGB) -> None:
     p.line([start, (bag[0], bag[1] - 4.0)], 0.9, shade(rgb, 0.8), "belongings")
     x, y = bag
     p.polygon([(x - 3.6, y - 4.0), (x + 3.6, y - 4.0), (x + 3.8, y + 4.0), (x - 3.8, y + 4.0)], rgb, "belongings")
-    p.polygon([(x - 3.6, y - 4.0), (x + 3.6, y - 4.0), (x + 3.4, y - 0.5), (x - 3.4, y - 0.5)], shade(rgb, 0.8), "detail")
+    p.polygon(
+        [(x - 3.6, y - 4.0), (x + 3.6, y - 4.0), (x + 3.4, y - 0.5), (x - 3.4, y - 0.5)], shade(rgb, 0.8), "detail"
+    )
 
 
 def _handbag(o: Outfit, rgb: RGB, hand: Point) -> None:
     x, y = hand
-    o.p.line([(x - 2.0, y + 3.0), (x - 0.6, y - 0.4), (x + 0.6, y - 0.4), (x + 2.0, y + 3.0)], 0.6, shade(rgb, 0.7),
-             "belongings")
+    o.p.line(
+        [(x - 2.0, y + 3.0), (x - 0.6, y - 0.4), (x + 0.6, y - 0.4), (x + 2.0, y + 3.0)],
+        0.6,
+        shade(rgb, 0.7),
+        "belongings",
+    )
     o.p.polygon([(x - 3.6, y + 2.6), (x + 3.6, y + 2.6), (x + 4.4, y + 10.0), (x - 4.4, y + 10.0)], rgb, "belongings")
     o.p.line([(x - 3.5, y + 4.6), (x + 3.5, y + 4.6)], 0.3, shade(rgb, 0.7), "detail")
 
@@ -163,9 +183,12 @@ def _phone(o: Outfit, hand: Point) -> None:
     body = o.rng.choice(((25, 25, 28), (220, 220, 222), (70, 90, 120)))
     o.p.polygon([(x - 1.2, y - 3.4), (x + 1.2, y - 3.4), (x + 1.2, y + 0.8), (x - 1.2, y + 0.8)], body, "belongings")
     if o.body.view == "front":
-        o.p.polygon([(x - 0.8, y - 3.0), (x + 0.8, y - 3.0), (x + 0.8, y + 0.2), (x - 0.8, y + 0.2)], (90, 150, 200),
-                    "belongings")
-    o.p.ellipse((x, y + 0.8), 1.6, 1.2, o.skin, "skin")    # fingers around it
+        o.p.polygon(
+            [(x - 0.8, y - 3.0), (x + 0.8, y - 3.0), (x + 0.8, y + 0.2), (x - 0.8, y + 0.2)],
+            (90, 150, 200),
+            "belongings",
+        )
+    o.p.ellipse((x, y + 0.8), 1.6, 1.2, o.skin, "skin")  # fingers around it
 
 
 def _shoes(o: Outfit, item: str, rgb: RGB) -> None:
@@ -195,7 +218,7 @@ def draw_person(o: Outfit, items: dict[str, str], colours: dict[str, RGB]) -> No
     LOWER[lower](o, colours["lower"])
     if tucked:
         _shoes(o, shoes, colours["shoes"])
-    p.polygon([(-2.1, 10.0), (2.1, 10.0), (2.3, 17.0), (-2.3, 17.0)], shade(o.skin, 0.9), "skin")   # neck
+    p.polygon([(-2.1, 10.0), (2.1, 10.0), (2.3, 17.0), (-2.3, 17.0)], shade(o.skin, 0.9), "skin")  # neck
     draw_upper_torso(o, upper, colours["upper"])
     if belongings == "backpack":
         _backpack(o, bag, "torso")

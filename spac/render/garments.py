@@ -4,12 +4,13 @@ Each routine draws its item in body units on a `Painter` (see spac.render.body) 
 colour; shapes are chosen so items stay distinguishable at 128x256 (sleeve length, collars, hems,
 quilting bands, soles, shafts).
 """
+
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from spac.render.body import ARM_WIDTHS, LEG_WIDTHS, RGB, Body, Painter, Point, along, shade
 
@@ -28,13 +29,14 @@ class Outfit:
 
 # ---------------------------------------------------------------- upper garments
 
+
 @dataclass(frozen=True)
 class UpperCut:
-    hem: float           # y of the hem
-    sleeve: float        # fraction of the arm the sleeve covers (0 = sleeveless)
-    puff: float          # extra width in body units
-    inset: float = 0.0   # narrower shoulders (vest)
-    flare: float = 0.0   # extra width at the hem
+    hem: float  # y of the hem
+    sleeve: float  # fraction of the arm the sleeve covers (0 = sleeveless)
+    puff: float  # extra width in body units
+    inset: float = 0.0  # narrower shoulders (vest)
+    flare: float = 0.0  # extra width at the hem
 
 
 UPPER_CUTS = {
@@ -72,15 +74,15 @@ def draw_arm(o: Outfit, arm: list[Point], item: str, rgb: RGB) -> None:
     sleeve = along(arm, cut.sleeve * 0.97)
     grow = 0.9 + cut.puff * 0.6
     widths = [w + grow for w in ARM_WIDTHS[: len(sleeve)]]
-    if item == "blouse":            # bell sleeves widen towards the cuff
+    if item == "blouse":  # bell sleeves widen towards the cuff
         widths[-1] += 1.6
     o.p.ellipse(arm[0], widths[0] / 2 + 0.4, widths[0] / 2 + 0.4, rgb, "upper")
     o.p.limb(sleeve, widths, rgb, "upper")
     end, before = sleeve[-1], sleeve[-2]
-    if item in ("sweater", "polo shirt", "hoodie", "down jacket"):   # ribbed cuff / sleeve band
+    if item in ("sweater", "polo shirt", "hoodie", "down jacket"):  # ribbed cuff / sleeve band
         band = [end, (end[0] + (before[0] - end[0]) * 0.2, end[1] + (before[1] - end[1]) * 0.2)]
         o.p.limb(band, [widths[-1] + 0.2] * 2, shade(rgb, 0.8), "detail")
-    if item == "down jacket":       # quilting seams across the sleeve
+    if item == "down jacket":  # quilting seams across the sleeve
         for f in (0.25, 0.5, 0.75):
             (ax, ay), (bx, by) = along(sleeve, f)[-1], along(sleeve, f + 0.05)[-1]
             norm = math.hypot(bx - ax, by - ay) or 1.0
@@ -131,16 +133,16 @@ def _polo(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
 def _jacket(o: Outfit, rgb: RGB, cut: UpperCut, always_open: bool = False) -> None:
     p, fx = o.p, o.body.front_x()
     if o.body.view != "back":
-        if always_open or o.rng.random() < 0.5:     # open front: the top underneath shows
+        if always_open or o.rng.random() < 0.5:  # open front: the top underneath shows
             inner = o.rng.choice((WHITE, (30, 30, 32), (150, 150, 150)))
             p.polygon([(fx - 2.4, 15.6), (fx + 2.4, 15.6), (fx + 1.6, 46.0), (fx - 1.6, 46.0)], inner, "detail")
-            for s in (1, -1):    # lapels
+            for s in (1, -1):  # lapels
                 p.polygon([(fx + s * 2.4, 15.6), (fx + s * 4.4, 17.0), (fx + s * 1.6, 30.0)], shade(rgb, 0.8), "detail")
-        else:                    # closed with a zip
+        else:  # closed with a zip
             p.line([(fx, 16.0), (fx, cut.hem - 0.5)], 0.45, shade(rgb, 0.6), "detail")
             _neckline(o, 1.2, 1.4)
     half = o.body.half_width(44.0)
-    p.line([(half * 0.5 + fx, 44.0), (half * 0.9 + fx, 44.5)], 0.4, shade(rgb, 0.7), "detail")   # pocket flap
+    p.line([(half * 0.5 + fx, 44.0), (half * 0.9 + fx, 44.5)], 0.4, shade(rgb, 0.7), "detail")  # pocket flap
 
 
 def _coat(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
@@ -153,26 +155,27 @@ def _coat(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
 def _sweater(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
     p = o.p
     if o.body.view != "back":
-        p.ellipse((o.body.front_x(), 15.8), 2.9, 1.5, shade(rgb, 0.8), "detail")    # crew neck
+        p.ellipse((o.body.front_x(), 15.8), 2.9, 1.5, shade(rgb, 0.8), "detail")  # crew neck
         _neckline(o, 1.0, 2.0)
     hem, half = cut.hem, o.body.half_width(cut.hem) + cut.puff
     p.polygon([(-half, hem - 2.2), (half, hem - 2.2), (half, hem), (-half, hem)], shade(rgb, 0.82), "detail")
-    for i in range(-4, 5):       # ribbed waistband
+    for i in range(-4, 5):  # ribbed waistband
         p.line([(i * half / 4.5, hem - 2.2), (i * half / 4.5, hem)], 0.25, shade(rgb, 0.65), "detail")
 
 
 def _hoodie(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
     p, fx = o.p, o.body.front_x()
-    if o.body.view == "back":    # the hood lies on the back
+    if o.body.view == "back":  # the hood lies on the back
         p.ellipse((0.0, 20.0), 5.2, 4.6, shade(rgb, 0.85), "detail")
         p.line([(-4.0, 18.0), (0.0, 23.5), (4.0, 18.0)], 0.3, shade(rgb, 0.6), "detail")
         return
     _neckline(o, 1.4, 1.6)
-    for s in (1, -1):            # drawstrings
+    for s in (1, -1):  # drawstrings
         p.line([(fx + s * 1.3, 16.5), (fx + s * 1.6, 24.0)], 0.35, WHITE, "detail")
-    pw = o.body.half_width(44.0) * 0.6      # front pocket
-    p.polygon([(fx - pw, 39.0), (fx + pw, 39.0), (fx + pw + 1.5, 47.0), (fx - pw - 1.5, 47.0)], shade(rgb, 0.85),
-              "detail")
+    pw = o.body.half_width(44.0) * 0.6  # front pocket
+    p.polygon(
+        [(fx - pw, 39.0), (fx + pw, 39.0), (fx + pw + 1.5, 47.0), (fx - pw - 1.5, 47.0)], shade(rgb, 0.85), "detail"
+    )
 
 
 def _vest(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
@@ -183,25 +186,33 @@ def _blouse(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
     fx, half = o.body.front_x(), o.body.half_width(44.0)
     if o.body.view != "back":
         _neckline(o, 5.0, 2.4)
-        for t in (0.25, 0.5, 0.75):     # frill along the V
+        for t in (0.25, 0.5, 0.75):  # frill along the V
             for s in (1, -1):
                 o.p.ellipse((fx + s * 2.4 * (1 - t), 15.4 + 5.0 * t), 0.7, 0.7, shade(rgb, 1.2), "detail")
-    o.p.line([(-half, 44.0), (half, 44.0)], 0.35, shade(rgb, 0.8), "detail")      # gathered waist
+    o.p.line([(-half, 44.0), (half, 44.0)], 0.35, shade(rgb, 0.8), "detail")  # gathered waist
 
 
 def _down_jacket(o: Outfit, rgb: RGB, cut: UpperCut) -> None:
     p, fx = o.p, o.body.front_x()
-    for y in range(22, int(cut.hem), 5):    # horizontal quilting bands
+    for y in range(22, int(cut.hem), 5):  # horizontal quilting bands
         half = o.body.half_width(float(y)) + cut.puff
         p.line([(-half + 0.3, float(y)), (half - 0.3, float(y))], 0.55, shade(rgb, 0.7), "detail")
     if o.body.view != "back":
         p.line([(fx, 16.0), (fx, cut.hem - 0.5)], 0.35, shade(rgb, 0.55), "detail")
-    p.ellipse((fx, 16.2), 3.4, 1.9, shade(rgb, 0.9), "detail")   # padded collar
+    p.ellipse((fx, 16.2), 3.4, 1.9, shade(rgb, 0.9), "detail")  # padded collar
 
 
 UPPER_DETAILS: dict[str, Callable[[Outfit, RGB, UpperCut], None]] = {
-    "t-shirt": _t_shirt, "shirt": _shirt, "jacket": _jacket, "coat": _coat, "sweater": _sweater,
-    "hoodie": _hoodie, "vest": _vest, "blouse": _blouse, "polo shirt": _polo, "down jacket": _down_jacket,
+    "t-shirt": _t_shirt,
+    "shirt": _shirt,
+    "jacket": _jacket,
+    "coat": _coat,
+    "sweater": _sweater,
+    "hoodie": _hoodie,
+    "vest": _vest,
+    "blouse": _blouse,
+    "polo shirt": _polo,
+    "down jacket": _down_jacket,
 }
 
 
@@ -229,6 +240,7 @@ def draw_hood_behind(o: Outfit, rgb: RGB) -> None:
 
 # ---------------------------------------------------------------- lower garments
 
+
 def _pelvis(o: Outfit, rgb: RGB, bottom: float = 57.0, extra: float = 0.4) -> None:
     b = o.body
     pts = [(b.half_width(y) + extra, y) for y in (43.0, 50.0)]
@@ -239,7 +251,7 @@ def _pelvis(o: Outfit, rgb: RGB, bottom: float = 57.0, extra: float = 0.4) -> No
 
 def _legs_garment(o: Outfit, rgb: RGB, fraction: float, grow: float, part: str = "lower") -> list[list[Point]]:
     tubes = []
-    for leg in o.body.legs[::-1]:     # far leg first
+    for leg in o.body.legs[::-1]:  # far leg first
         tube = along(leg, fraction)
         o.p.limb(tube, [w + grow for w in LEG_WIDTHS[: len(tube)]], rgb, part)
         tubes.append(tube)
@@ -256,13 +268,13 @@ def _jeans(o: Outfit, rgb: RGB) -> None:
     _pelvis(o, rgb)
     seam = shade(rgb, 1.35)
     for tube in _legs_garment(o, rgb, 0.97, 1.0):
-        ox = 1.6 if tube[0][0] >= 0 else -1.6     # outer seam
+        ox = 1.6 if tube[0][0] >= 0 else -1.6  # outer seam
         o.p.line([(x + ox, y) for x, y in along(tube, 0.97)], 0.3, seam, "detail")
-        for i in range(5):                         # denim twill streaks
+        for i in range(5):  # denim twill streaks
             f = o.rng.uniform(0.1, 0.9)
             x, y = along(tube, f)[-1]
             o.p.line([(x - 1.2, y), (x + 0.4, y - 1.6)], 0.2, shade(rgb, 0.8), "detail")
-    for s in (1, -1):                              # front pocket stitching
+    for s in (1, -1):  # front pocket stitching
         o.p.line([(s * (o.body.hip - 1.0) * o.body.depth, 45.5), (s * 3.0 * o.body.depth, 48.5)], 0.3, seam, "detail")
     o.p.line([(-o.body.half_width(44.0), 44.0), (o.body.half_width(44.0), 44.0)], 0.3, seam, "detail")
 
@@ -276,8 +288,11 @@ def _skirt_shape(o: Outfit, rgb: RGB, top: float, hem: float, flare: float) -> N
     b = o.body
     t = b.half_width(top) + 0.5
     h = (b.hip * flare + abs(b.legs[0][1][0] - b.legs[1][1][0]) * 0.3) * b.depth
-    o.p.polygon([(t, top), (b.half_width(50.0) + 0.6, 50.0), (h, hem), (-h, hem), (-b.half_width(50.0) - 0.6, 50.0),
-                 (-t, top)], rgb, "lower")
+    o.p.polygon(
+        [(t, top), (b.half_width(50.0) + 0.6, 50.0), (h, hem), (-h, hem), (-b.half_width(50.0) - 0.6, 50.0), (-t, top)],
+        rgb,
+        "lower",
+    )
     o.p.line([(-h * 0.95, hem - 0.4), (h * 0.95, hem - 0.4)], 0.4, shade(rgb, 0.8), "detail")
 
 
@@ -309,19 +324,31 @@ def _sweatpants(o: Outfit, rgb: RGB) -> None:
 
 
 LOWER: dict[str, Callable[[Outfit, RGB], None]] = {
-    "trousers": _trousers, "jeans": _jeans, "shorts": _shorts, "skirt": _skirt, "long skirt": _long_skirt,
-    "dress": _dress, "leggings": _leggings, "sweatpants": _sweatpants,
+    "trousers": _trousers,
+    "jeans": _jeans,
+    "shorts": _shorts,
+    "skirt": _skirt,
+    "long skirt": _long_skirt,
+    "dress": _dress,
+    "leggings": _leggings,
+    "sweatpants": _sweatpants,
 }
 
 
 # ---------------------------------------------------------------- shoes
 
+
 def _foot(o: Outfit, ankle: Point, top: float, toe: float = 7.5) -> list[Point]:
     """Outline of a shoe over the foot below `ankle`, its top `top` units below the ankle."""
     x, y = ankle
     if o.body.view == "side":
-        return [(x - 2.3, y + top), (x + 1.5, y + top + 0.5), (x + toe, y + 3.6), (x + toe + 0.2, y + 5.6),
-                (x - 2.4, y + 5.6)]
+        return [
+            (x - 2.3, y + top),
+            (x + 1.5, y + top + 0.5),
+            (x + toe, y + 3.6),
+            (x + toe + 0.2, y + 5.6),
+            (x - 2.4, y + 5.6),
+        ]
     return [(x - 2.3, y + top), (x + 2.3, y + top), (x + 2.7, y + 5.6), (x - 2.7, y + 5.6)]
 
 
@@ -366,22 +393,43 @@ def _leather(o: Outfit, ankle: Point, rgb: RGB) -> None:
     o.p.polygon(_foot(o, ankle, 1.4, 8.3), rgb, "shoes")
     x, y = ankle
     dx = 4.0 if o.body.view == "side" else 0.0
-    o.p.ellipse((x + dx, y + 3.6), 1.1, 0.45, shade(rgb, 1.5), "detail")   # polish highlight
+    o.p.ellipse((x + dx, y + 3.6), 1.1, 0.45, shade(rgb, 1.5), "detail")  # polish highlight
     _sole(o, ankle, (35, 28, 24), 0.6, 8.3)
 
 
 def _high_heels(o: Outfit, ankle: Point, rgb: RGB) -> None:
     x, y = ankle
     if o.body.view == "side":
-        o.p.polygon([(x - 1.8, y), (x + 1.6, y + 0.4), (x + 6.8, y + 4.6), (x + 7.0, y + 5.6), (x + 3.0, y + 5.2),
-                     (x - 1.6, y + 2.6)], o.skin, "skin")
-        o.p.polygon([(x - 2.0, y + 1.8), (x + 0.5, y + 2.6), (x + 4.0, y + 4.0), (x + 7.2, y + 4.8),
-                     (x + 7.2, y + 5.8), (x + 3.0, y + 5.4), (x - 1.8, y + 3.4)], rgb, "shoes")
-        o.p.line([(x - 1.6, y + 3.2), (x - 1.3, y + 5.8)], 0.7, rgb, "shoes")     # stiletto
+        o.p.polygon(
+            [
+                (x - 1.8, y),
+                (x + 1.6, y + 0.4),
+                (x + 6.8, y + 4.6),
+                (x + 7.0, y + 5.6),
+                (x + 3.0, y + 5.2),
+                (x - 1.6, y + 2.6),
+            ],
+            o.skin,
+            "skin",
+        )
+        o.p.polygon(
+            [
+                (x - 2.0, y + 1.8),
+                (x + 0.5, y + 2.6),
+                (x + 4.0, y + 4.0),
+                (x + 7.2, y + 4.8),
+                (x + 7.2, y + 5.8),
+                (x + 3.0, y + 5.4),
+                (x - 1.8, y + 3.4),
+            ],
+            rgb,
+            "shoes",
+        )
+        o.p.line([(x - 1.6, y + 3.2), (x - 1.3, y + 5.8)], 0.7, rgb, "shoes")  # stiletto
     else:
         o.p.polygon([(x - 1.8, y), (x + 1.8, y), (x + 2.0, y + 3.0), (x - 2.0, y + 3.0)], o.skin, "skin")
         o.p.polygon([(x - 2.3, y + 2.8), (x + 2.3, y + 2.8), (x + 1.8, y + 5.8), (x - 1.8, y + 5.8)], rgb, "shoes")
-        o.p.line([(x - 1.9, y + 1.6), (x + 1.9, y + 1.6)], 0.4, rgb, "shoes")   # ankle strap
+        o.p.line([(x - 1.9, y + 1.6), (x + 1.9, y + 1.6)], 0.4, rgb, "shoes")  # ankle strap
 
 
 def _canvas(o: Outfit, ankle: Point, rgb: RGB) -> None:
@@ -389,13 +437,17 @@ def _canvas(o: Outfit, ankle: Point, rgb: RGB) -> None:
     x, y = ankle
     _sole(o, ankle, WHITE, 1.0, 7.0)
     if o.body.view == "side":
-        o.p.ellipse((x + 6.0, y + 4.3), 1.6, 1.0, WHITE, "detail")          # rubber toe cap
+        o.p.ellipse((x + 6.0, y + 4.3), 1.6, 1.0, WHITE, "detail")  # rubber toe cap
         o.p.line([(x - 2.0, y + 3.5), (x + 4.0, y + 3.5)], 0.3, WHITE, "detail")
     elif o.body.view == "front":
         o.p.ellipse((x, y + 4.5), 2.0, 0.9, WHITE, "detail")
 
 
 SHOES: dict[str, Callable[[Outfit, Point, RGB], None]] = {
-    "sneakers": _sneakers, "boots": _boots, "sandals": _sandals, "leather shoes": _leather,
-    "high heels": _high_heels, "canvas shoes": _canvas,
+    "sneakers": _sneakers,
+    "boots": _boots,
+    "sandals": _sandals,
+    "leather shoes": _leather,
+    "high heels": _high_heels,
+    "canvas shoes": _canvas,
 }

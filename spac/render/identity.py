@@ -1,6 +1,7 @@
 """Random identities for the renderer: one known value per attribute group, every specific value reachable
 (generic and bare values, such as "black hair" or "jeans", are what annotators write, not what a rendered
 person wears: a rendered garment always has its subtype and colour)."""
+
 from __future__ import annotations
 
 import random
@@ -11,16 +12,24 @@ from spac.attributes import AttributeValue, Schema, load_schema
 # than men, but every weight stays positive so every schema value can still be drawn for anyone.
 _ITEM_WEIGHTS: dict[str, dict[str, float]] = {
     "man": {
-        "long hair": 0.5, "ponytail": 0.4, "short hair": 3.0,
+        "long hair": 0.5,
+        "ponytail": 0.4,
+        "short hair": 3.0,
         "blouse": 0.3,
-        "skirt": 0.15, "long skirt": 0.1, "dress": 0.1, "leggings": 0.3,
+        "skirt": 0.15,
+        "long skirt": 0.1,
+        "dress": 0.1,
+        "leggings": 0.3,
         "high heels": 0.1,
         "handbag": 0.4,
     },
     "woman": {
-        "long hair": 3.0, "ponytail": 2.0,
+        "long hair": 3.0,
+        "ponytail": 2.0,
         "blouse": 2.0,
-        "skirt": 1.3, "long skirt": 1.0, "dress": 1.2,
+        "skirt": 1.3,
+        "long skirt": 1.0,
+        "dress": 1.2,
         "handbag": 1.5,
     },
 }

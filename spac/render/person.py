@@ -2,23 +2,24 @@
 pose, view, framing, background and camera quality, and the attributes a viewer could actually see in
 it (groups the framing or view hides become "unknown").
 """
+
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 from PIL import Image
 
-from spac.attributes import UNKNOWN, Schema, load_schema
 from common.digests import stable_int
+from spac.attributes import UNKNOWN, Schema, load_schema
 from spac.render.body import PARTS, Body, Painter, pose_body
 from spac.render.figure import DRAWN_ITEMS, SKIN_TONES, draw_person
 from spac.render.garments import Outfit
 from spac.render.scene import Scene, apply_camera, draw_background, plain_scene, sample_scene
 
-SUPERSAMPLE = 2          # draw at twice the size, then average down: smooth edges at little cost
+SUPERSAMPLE = 2  # draw at twice the size, then average down: smooth edges at little cost
 DEFAULT_SIZE = (128, 256)
 UMBRELLA_HEADROOM = 9.0  # body units kept in frame above the head for an open umbrella
 LOWER_VISIBLE_FROM = 62.0  # the lower garment counts as seen when the view reaches this body height
@@ -44,11 +45,12 @@ def _jitter(rgb: tuple[int, int, int], amount: float, rng: random.Random) -> tup
     return tuple(max(0, min(255, round(c + rng.uniform(-amount, amount)))) for c in rgb)  # type: ignore[return-value]
 
 
-def _visible(attributes: Mapping[str, str], items: Mapping[str, str], scene: Scene, body: Body,
-             canvas: tuple[int, int]) -> dict[str, str]:
+def _visible(
+    attributes: Mapping[str, str], items: Mapping[str, str], scene: Scene, body: Body, canvas: tuple[int, int]
+) -> dict[str, str]:
     """The attributes a viewer can see: framing cuts the bottom of the body, the back view hides a phone."""
     width, height = canvas
-    bottom = (height - scene.top) / scene.unit            # lowest body height a viewer can see
+    bottom = (height - scene.top) / scene.unit  # lowest body height a viewer can see
     if scene.occluder:
         bottom = min(bottom, scene.occluder)
 
@@ -83,8 +85,11 @@ def _occlude(p: Painter, top: float, rng: random.Random) -> None:
     colour = tuple(rng.randint(30, 220) for _ in range(3))
     p.polygon([(left, top), (right, top), (right, 140.0), (left, 140.0)], colour, "background")
     band = top + rng.uniform(4.0, 10.0)
-    p.polygon([(left, band), (right, band), (right, band + 3.0), (left, band + 3.0)],
-              tuple(c // 2 for c in colour), "background")
+    p.polygon(
+        [(left, band), (right, band), (right, band + 3.0), (left, band + 3.0)],
+        tuple(c // 2 for c in colour),
+        "background",
+    )
 
 
 def _items(attributes: Mapping[str, str], schema: Schema) -> tuple[dict[str, str], dict[str, str], dict[str, tuple]]:
@@ -97,18 +102,28 @@ def _items(attributes: Mapping[str, str], schema: Schema) -> tuple[dict[str, str
     for group, phrase in ordered.items():
         value = schema.value(group, phrase)
         if value.bare:
-            raise ValueError(f"the renderer cannot draw the bare {group} value {phrase!r}: a drawn garment needs a colour")
+            raise ValueError(
+                f"the renderer cannot draw the bare {group} value {phrase!r}: a drawn garment needs a colour"
+            )
         if value.item not in DRAWN_ITEMS[group]:
-            raise ValueError(f"the renderer cannot draw {group} item {value.item!r}; it draws: "
-                             f"{', '.join(DRAWN_ITEMS[group])}")
+            raise ValueError(
+                f"the renderer cannot draw {group} item {value.item!r}; it draws: {', '.join(DRAWN_ITEMS[group])}"
+            )
         items[group] = value.item
         if value.colour is not None:
             colours[group] = schema.colours[value.colour].rgb
     return ordered, items, colours
 
 
-def render_layers(attributes: Mapping[str, str], seed: int, size: tuple[int, int] = DEFAULT_SIZE, *,
-                  hidden_fraction: float = 0.15, plain: bool = False, with_parts: bool = False) -> Rendering:
+def render_layers(
+    attributes: Mapping[str, str],
+    seed: int,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    *,
+    hidden_fraction: float = 0.15,
+    plain: bool = False,
+    with_parts: bool = False,
+) -> Rendering:
     """Render one image; `plain` gives a flat front view without camera defects, `with_parts` a part map."""
     if size[0] < 16 or size[1] < 32:
         raise ValueError(f"image size must be at least 16x32 (width x height), got {size[0]}x{size[1]}")
@@ -135,8 +150,9 @@ def render_layers(attributes: Mapping[str, str], seed: int, size: tuple[int, int
     return Rendering(image, _visible(ordered, items, scene, body, canvas), scene, parts)
 
 
-def render_person(attributes: Mapping[str, str], seed: int, size: tuple[int, int] = DEFAULT_SIZE, *,
-                  hidden_fraction: float = 0.15) -> tuple[Image.Image, dict[str, str]]:
+def render_person(
+    attributes: Mapping[str, str], seed: int, size: tuple[int, int] = DEFAULT_SIZE, *, hidden_fraction: float = 0.15
+) -> tuple[Image.Image, dict[str, str]]:
     """An RGB image (width, height = size) of a person wearing `attributes`, and the attributes visible in it.
 
     The same attributes and seed always give the same image; another seed gives another pose, view,

@@ -1,5 +1,6 @@
 """Per-image scene parameters for the renderer (view, framing, pose, lighting, camera defects),
 the background painter and the camera-defect pass (blur, noise, JPEG)."""
+
 from __future__ import annotations
 
 import functools
@@ -23,24 +24,24 @@ OCCLUDER_TOP = (52.0, 82.0)
 
 @dataclass(frozen=True)
 class Scene:
-    view: str                 # front | back | side
-    mirror: int               # +1 or -1: which way a side view faces, which hand holds things
-    crop: str                 # a key of CROPS
-    occluder: float           # body height of a foreground object's top edge; 0 = nothing in front
-    unit: float               # pixels (at the drawing scale) per body unit
-    top: float                # y pixel of the top of the head
-    cx: float                 # x pixel of the body's centre line
-    build: float              # body width factor
-    arm_angles: tuple[float, float]    # degrees: abduction (front/back) or swing (side), per arm
-    elbow_bends: tuple[float, float]   # degrees added to the forearm
-    leg_angles: tuple[float, float]    # degrees: spread (front/back) or stride (side), per leg
-    background: str           # gradient | street | texture | clutter | plain
-    gain: float               # overall brightness factor
-    light_slope: tuple[float, float]   # brightness change across the image, x and y
-    blur: float               # 0 = sharp; else the image is scaled down by 1 + blur and back up
-    noise: float              # Gaussian noise sigma in 0-255 levels
-    jpeg_quality: int         # 0 = no JPEG round trip
-    colour_jitter: float      # max per-channel change of garment colours
+    view: str  # front | back | side
+    mirror: int  # +1 or -1: which way a side view faces, which hand holds things
+    crop: str  # a key of CROPS
+    occluder: float  # body height of a foreground object's top edge; 0 = nothing in front
+    unit: float  # pixels (at the drawing scale) per body unit
+    top: float  # y pixel of the top of the head
+    cx: float  # x pixel of the body's centre line
+    build: float  # body width factor
+    arm_angles: tuple[float, float]  # degrees: abduction (front/back) or swing (side), per arm
+    elbow_bends: tuple[float, float]  # degrees added to the forearm
+    leg_angles: tuple[float, float]  # degrees: spread (front/back) or stride (side), per leg
+    background: str  # gradient | street | texture | clutter | plain
+    gain: float  # overall brightness factor
+    light_slope: tuple[float, float]  # brightness change across the image, x and y
+    blur: float  # 0 = sharp; else the image is scaled down by 1 + blur and back up
+    noise: float  # Gaussian noise sigma in 0-255 levels
+    jpeg_quality: int  # 0 = no JPEG round trip
+    colour_jitter: float  # max per-channel change of garment colours
 
 
 def sample_scene(rng: random.Random, canvas: tuple[int, int], hidden_fraction: float, headroom: float = 0.0) -> Scene:
@@ -96,10 +97,26 @@ def plain_scene(canvas: tuple[int, int]) -> Scene:
     """A neutral front view on a flat grey background with no camera defects (for tests and debugging)."""
     width, height = canvas
     unit = height * 0.9 / 100.0
-    return Scene(view="front", mirror=1, crop="full", occluder=0.0, unit=unit, top=0.05 * height, cx=width / 2,
-                 build=1.0, arm_angles=(10.0, 10.0), elbow_bends=(0.0, 0.0), leg_angles=(3.0, 3.0),
-                 background="plain", gain=1.0, light_slope=(0.0, 0.0), blur=0.0, noise=0.0, jpeg_quality=0,
-                 colour_jitter=0.0)
+    return Scene(
+        view="front",
+        mirror=1,
+        crop="full",
+        occluder=0.0,
+        unit=unit,
+        top=0.05 * height,
+        cx=width / 2,
+        build=1.0,
+        arm_angles=(10.0, 10.0),
+        elbow_bends=(0.0, 0.0),
+        leg_angles=(3.0, 3.0),
+        background="plain",
+        gain=1.0,
+        light_slope=(0.0, 0.0),
+        blur=0.0,
+        noise=0.0,
+        jpeg_quality=0,
+        colour_jitter=0.0,
+    )
 
 
 def _random_colour(rng: random.Random, lo: int = 40, hi: int = 220) -> tuple[int, int, int]:
@@ -202,7 +219,7 @@ def _noise(shape: tuple[int, ...], seed: int) -> np.ndarray:
     if count > bank.size // 2:
         return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
     start = random.Random(seed).randrange(bank.size - count)
-    return bank[start:start + count].reshape(shape)
+    return bank[start : start + count].reshape(shape)
 
 
 def apply_camera(image: Image.Image, scene: Scene, seed: int) -> Image.Image:

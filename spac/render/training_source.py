@@ -4,6 +4,7 @@ Training identity k of seed s has the identity seed ``s * TRAIN_STRIDE + k``; ev
 at ``EVAL_SEED_BASE``, above every training identity of every allowed seed, so an evaluation measures
 generalisation to people training never saw. The labels are what the renderer reports as visible.
 """
+
 from __future__ import annotations
 
 import random
@@ -11,9 +12,9 @@ from collections.abc import Sequence
 
 from PIL import Image
 
+from common.digests import stable_int
 from common.errors import InputError
 from spac.attributes import Schema, load_schema
-from common.digests import stable_int
 from spac.render.identity import random_identity
 from spac.render.person import render_person
 

@@ -5,15 +5,17 @@ thumbnails, which are the corpus JPEGs as stored), by relative path, so the pair
 anywhere. No script or style is fetched from the network. A small inline script marks an image that failed
 to load (class ``broken``) and counts them in ``<body data-broken-images>``.
 """
+
 from __future__ import annotations
 
 import functools
 import html
 import json
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import matplotlib
 
@@ -51,7 +53,7 @@ def _save(figure: Figure, path: Path) -> str:
 def _barh(axes: Any, counter: Counter, title: str, top: int = TOP_VALUES) -> None:
     items = counter.most_common()
     if len(items) > top:
-        items = items[:top - 1] + [(f"({len(items) - top + 1} others)", sum(n for _, n in items[top - 1:]))]
+        items = items[: top - 1] + [(f"({len(items) - top + 1} others)", sum(n for _, n in items[top - 1 :]))]
     labels = [str(k) for k, _ in items][::-1]
     values = [n for _, n in items][::-1]
     axes.barh(range(len(values)), values, color="#4c72b0")
@@ -70,8 +72,14 @@ def plot_attributes(attributes: Mapping[str, Counter], path: Path) -> str:
 
 
 @_literal_text
-def plot_counts(counter: Mapping[int, int], path: Path, title: str, xlabel: str, ylabel: str,
-                by: Mapping[str, Counter] | None = None) -> str:
+def plot_counts(
+    counter: Mapping[int, int],
+    path: Path,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    by: Mapping[str, Counter] | None = None,
+) -> str:
     """Bars of an integer distribution (stacked per ``by`` series when given)."""
     figure = Figure(figsize=(6.4, 3.6))
     axes = figure.add_subplot(1, 1, 1)
@@ -126,10 +134,18 @@ def plot_accuracy(per_group: Mapping[str, Mapping[str, Any]], path: Path) -> str
     figure = Figure(figsize=(6.4, 3.6))
     axes = figure.add_subplot(1, 1, 1)
     xs = range(len(GROUPS))
-    axes.bar([x - 0.2 for x in xs], [100 * (per_group[g]["accuracy"] or 0) for g in GROUPS], width=0.4,
-             label="all labelled images")
-    axes.bar([x + 0.2 for x in xs], [100 * (per_group[g]["accuracy_known"] or 0) for g in GROUPS], width=0.4,
-             label="label not unknown")
+    axes.bar(
+        [x - 0.2 for x in xs],
+        [100 * (per_group[g]["accuracy"] or 0) for g in GROUPS],
+        width=0.4,
+        label="all labelled images",
+    )
+    axes.bar(
+        [x + 0.2 for x in xs],
+        [100 * (per_group[g]["accuracy_known"] or 0) for g in GROUPS],
+        width=0.4,
+        label="label not unknown",
+    )
     axes.set_xticks(list(xs), GROUPS, fontsize=8)
     axes.set_ylim(0, 100)
     axes.set_ylabel("% equal to the label", fontsize=9)
@@ -215,15 +231,19 @@ def sheet_card(sample: Any, assets: str, thumbnail: str) -> str:
     for group in GROUPS:
         entry = record["attributes"][group]
         confidence = entry.get("confidence")
-        conf = f'<span class="conf">{confidence:.2f}</span>' if confidence is not None else '<span class="conf">—</span>'
+        conf = (
+            f'<span class="conf">{confidence:.2f}</span>' if confidence is not None else '<span class="conf">—</span>'
+        )
         flag = " *" if entry.get("in_schema") is False else ""
         rows.append(f"<tr><td>{esc(group)}</td><td>{esc(entry['value'])}{flag}</td><td>{conf}</td></tr>")
     texts = [(c, s) for c, s in zip(record["captions"], record["styles"])]
     texts += [(c, "template") for c in record["prompt_caption"]]
     captions = "".join(f'<li><span class="style">{esc(style)}</span>{esc(text)}</li>' for text, style in texts)
-    return (f'<div class="card">{image(assets, thumbnail, sample.key)}<div>'
-            f'<div class="key">{esc(sample.key)} · id {esc(record["id"])} · {esc(record["file_path"])}</div>'
-            f'<table>{"".join(rows)}</table><ol style="margin:2px 0;padding-left:16px">{captions}</ol></div></div>')
+    return (
+        f'<div class="card">{image(assets, thumbnail, sample.key)}<div>'
+        f'<div class="key">{esc(sample.key)} · id {esc(record["id"])} · {esc(record["file_path"])}</div>'
+        f'<table>{"".join(rows)}</table><ol style="margin:2px 0;padding-left:16px">{captions}</ol></div></div>'
+    )
 
 
 @dataclass
@@ -237,7 +257,9 @@ class Page:
     def render(self, subtitle: str) -> str:
         toc = " · ".join(f'<a href="#s{i}">{esc(h)}</a>' for i, (h, _) in enumerate(self.sections))
         body = "".join(f'<h2 id="s{i}">{esc(h)}</h2>{b}' for i, (h, b) in enumerate(self.sections))
-        return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-                f'<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
-                f"<title>{esc(self.title)}</title><style>{_CSS}</style><script>{_SCRIPT}</script></head>"
-                f'<body><h1>{esc(self.title)}</h1><p class="note">{subtitle}</p><p>{toc}</p>{body}</body></html>\n')
+        return (
+            f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
+            f"<title>{esc(self.title)}</title><style>{_CSS}</style><script>{_SCRIPT}</script></head>"
+            f'<body><h1>{esc(self.title)}</h1><p class="note">{subtitle}</p><p>{toc}</p>{body}</body></html>\n'
+        )

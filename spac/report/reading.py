@@ -28,15 +28,17 @@ then, for at most ``--samples`` shards, their offset columns and a few KiB by ra
 is read whole. (benchmarks/report_scale.py: 10,000 one-sample shards report in about 20 s on 2 busy cores,
 nearly all of it the 10,000 index reads; 48 tars are opened.)
 """
+
 from __future__ import annotations
 
 import hashlib
 import io
 import json
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -113,9 +115,13 @@ def open_folder(directory: str) -> CorpusFolder:
     else:  # a folder being written, or one whose manifest was never made: the completion markers
         stats = [checked_stats(read_stats(fs, root, stem), stem) for stem in layout.complete_stems(fs, root)]
         shards = [Shard(s["shard"], s["index_file"], int(s["count"])) for s in stats]
-        totals = {"shards": len(shards), "samples": sum(s["count"] for s in stats),
-                  "bytes": sum(s["bytes"] for s in stats), "captions": sum(s["captions"] for s in stats),
-                  "texts": sum(s["texts"] for s in stats)}
+        totals = {
+            "shards": len(shards),
+            "samples": sum(s["count"] for s in stats),
+            "bytes": sum(s["bytes"] for s in stats),
+            "captions": sum(s["captions"] for s in stats),
+            "texts": sum(s["texts"] for s in stats),
+        }
         has_manifest = False
     if not shards:
         raise InputError(f"{directory}: no complete shards (no manifest.json and no *_stats.json)")
@@ -123,8 +129,17 @@ def open_folder(directory: str) -> CorpusFolder:
     folder.job = _object_or_none(_optional_json(fs, root, JOB_NAME), JOB_NAME)
     folder.filter_report = _object_or_none(_optional_json(fs, root, FILTER_REPORT_NAME), FILTER_REPORT_NAME)
     folder.import_report = _object_or_none(_optional_json(fs, root, IMPORT_REPORT_NAME), IMPORT_REPORT_NAME)
-    folder.files = {name: fs.exists(layout.path_of(fs, root, name)) for name in (
-        layout.MANIFEST_NAME, JOB_NAME, DATASET_NAME, DEAD_LETTER_NAME, FILTER_REPORT_NAME, IMPORT_REPORT_NAME)}
+    folder.files = {
+        name: fs.exists(layout.path_of(fs, root, name))
+        for name in (
+            layout.MANIFEST_NAME,
+            JOB_NAME,
+            DATASET_NAME,
+            DEAD_LETTER_NAME,
+            FILTER_REPORT_NAME,
+            IMPORT_REPORT_NAME,
+        )
+    }
     return folder
 
 
@@ -137,14 +152,18 @@ def read_index(folder: CorpusFolder, shard: Shard, columns: Sequence[str]) -> pa
         raise InputError(f"{folder.url(shard.index_file)}: unreadable parquet index ({exc})") from None
 
 
-def map_indexes(folder: CorpusFolder, jobs: Sequence[tuple[Shard, Sequence[str]]], threads: int = 8,
-                progress: Callable[[], None] | None = None) -> Iterator[tuple[Shard, pa.Table]]:
+def map_indexes(
+    folder: CorpusFolder,
+    jobs: Sequence[tuple[Shard, Sequence[str]]],
+    threads: int = 8,
+    progress: Callable[[], None] | None = None,
+) -> Iterator[tuple[Shard, pa.Table]]:
     """(shard, its index's columns) for each (shard, columns) job, in order; ``threads`` reads in flight, and
     never more than a few tables waiting (memory does not grow with the corpus)."""
     window = max(1, threads) * 4
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         for start in range(0, len(jobs), window):
-            chunk = jobs[start:start + window]
+            chunk = jobs[start : start + window]
             for (shard, _), table in zip(chunk, pool.map(lambda job: read_index(folder, *job), chunk)):
                 yield shard, table
                 if progress is not None:
@@ -170,7 +189,9 @@ def choose_shards(counts: Sequence[int], budget: int, seed: int) -> list[int]:
 def choose_samples(counts: Sequence[int], n: int, seed: int) -> list[tuple[int, int]]:
     """(shard position, row) of ``n`` samples drawn without replacement over all ``counts`` rows, in corpus order."""
     total = int(sum(counts))
-    picks = np.arange(total) if n >= total else np.sort(np.random.default_rng([seed, 0]).choice(total, n, replace=False))
+    picks = (
+        np.arange(total) if n >= total else np.sort(np.random.default_rng([seed, 0]).choice(total, n, replace=False))
+    )
     bounds = np.cumsum(counts)
     shard_of = np.searchsorted(bounds, picks, side="right")
     starts = bounds - np.asarray(counts)
@@ -195,9 +216,12 @@ def _read_range(stream: Any, offset: int, size: int) -> bytes:
 
 def _sheet_sample(folder: CorpusFolder, shard: Shard, stream: Any, row: dict[str, Any]) -> SheetSample:
     url = folder.url(shard.name)
-    sample = {"__key__": row["key"], "__url__": url,
-              "jpg": _read_range(stream, row["jpg_offset"], row["jpg_size"]),
-              "json": _read_range(stream, row["json_offset"], row["json_size"])}
+    sample = {
+        "__key__": row["key"],
+        "__url__": url,
+        "jpg": _read_range(stream, row["jpg_offset"], row["jpg_size"]),
+        "json": _read_range(stream, row["json_offset"], row["json_size"]),
+    }
     if hashlib.sha256(sample["jpg"]).hexdigest() != row["jpg_sha256"]:
         raise InputError(f"{url}: sample {row['key']!r}: jpg differs from its index (sha256); run `spac shards verify`")
     record = decode_record(sample)
@@ -205,8 +229,9 @@ def _sheet_sample(folder: CorpusFolder, shard: Shard, stream: Any, row: dict[str
     return SheetSample(row["key"], shard.name, record, sample["jpg"])
 
 
-def read_sheet_samples(folder: CorpusFolder, picks: Sequence[tuple[int, int]], threads: int = 8,
-                       progress: Callable[[], None] | None = None) -> tuple[list[SheetSample], list[str]]:
+def read_sheet_samples(
+    folder: CorpusFolder, picks: Sequence[tuple[int, int]], threads: int = 8, progress: Callable[[], None] | None = None
+) -> tuple[list[SheetSample], list[str]]:
     """The picked samples (in ``picks`` order) read by byte range, and one line per sample that could not be."""
     by_shard: dict[int, list[int]] = {}
     for position, row in picks:
@@ -221,7 +246,9 @@ def read_sheet_samples(folder: CorpusFolder, picks: Sequence[tuple[int, int]], t
             with folder.fs.open(folder.path(shard.name), "rb") as stream:
                 for r in wanted:
                     if r >= len(rows):
-                        problems.append(f"{folder.url(shard.index_file)}: {len(rows)} rows, the manifest says {shard.count}")
+                        problems.append(
+                            f"{folder.url(shard.index_file)}: {len(rows)} rows, the manifest says {shard.count}"
+                        )
                         continue
                     try:
                         found[(position, r)] = _sheet_sample(folder, shard, stream, rows[r])
@@ -283,14 +310,25 @@ def job_counters(folder: CorpusFolder, letters: DeadLetters | None) -> dict[str,
     if folder.filter_report is not None and isinstance(folder.filter_report.get("filtered"), dict):
         filtered = {str(k): int(v) for k, v in folder.filter_report["filtered"].items()}
     elif letters is not None:
-        filtered = {reason: n for (stage, reason), n in letters.by_reason.items()
-                    if stage == layout.STAGE_FILTER}
+        filtered = {reason: n for (stage, reason), n in letters.by_reason.items() if stage == layout.STAGE_FILTER}
     if letters is None:
-        return {"read": None, "decoded": None, "dead_lettered": None, "dead_lettered_by_reason": {},
-                "filtered": sum(filtered.values()) if filtered else None, "filtered_by_reason": filtered,
-                "written": written}
+        return {
+            "read": None,
+            "decoded": None,
+            "dead_lettered": None,
+            "dead_lettered_by_reason": {},
+            "filtered": sum(filtered.values()) if filtered else None,
+            "filtered_by_reason": filtered,
+            "written": written,
+        }
     dead = {key: n for key, n in letters.by_reason.most_common() if key[0] != layout.STAGE_FILTER}
     read = written + letters.total
-    return {"read": read, "decoded": read - sum(letters.by_stage[s] for s in layout.STAGES_BEFORE_DECODED),
-            "dead_lettered": sum(dead.values()), "dead_lettered_by_reason": dead,
-            "filtered": letters.by_stage[layout.STAGE_FILTER], "filtered_by_reason": filtered, "written": written}
+    return {
+        "read": read,
+        "decoded": read - sum(letters.by_stage[s] for s in layout.STAGES_BEFORE_DECODED),
+        "dead_lettered": sum(dead.values()),
+        "dead_lettered_by_reason": dead,
+        "filtered": letters.by_stage[layout.STAGE_FILTER],
+        "filtered_by_reason": filtered,
+        "written": written,
+    }

@@ -10,14 +10,16 @@ Nothing here opens a file: :mod:`spac.report.reading` reads the corpus and feeds
   ratio and the mean word overlap (Jaccard) between the texts of one image.
 - :class:`LabelAccuracy`: per group, how often the corpus value equals a ground-truth label.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import combinations
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -84,8 +86,11 @@ class IndexCounts:
     def images_per_identity(self) -> np.ndarray:
         """One count per distinct identity (sorted by identity); a full sort, so kept until more indexes are added."""
         if self._per_identity is None:
-            self._per_identity = (np.unique(np.concatenate(self._ids), return_counts=True)[1] if self._ids
-                                  else np.zeros(0, dtype=np.int64))
+            self._per_identity = (
+                np.unique(np.concatenate(self._ids), return_counts=True)[1]
+                if self._ids
+                else np.zeros(0, dtype=np.int64)
+            )
         return self._per_identity
 
     def style_shares(self) -> dict[str, float]:
@@ -166,7 +171,9 @@ def parse_labels(lines: Iterable[str], source: str = "labels") -> dict[str, dict
             raise InputError(f"{where}: expected an object with a 'file_path' string")
         values = entry.get("visible", entry.get("attributes"))
         if not isinstance(values, dict) or not all(isinstance(values.get(g), str) for g in GROUPS):
-            raise InputError(f"{where}: expected 'visible' or 'attributes' with a phrase for each of {', '.join(GROUPS)}")
+            raise InputError(
+                f"{where}: expected 'visible' or 'attributes' with a phrase for each of {', '.join(GROUPS)}"
+            )
         labels[entry["file_path"].lstrip("/")] = {group: values[group] for group in GROUPS}
     if not labels:
         raise InputError(f"{source}: no labels")
@@ -216,7 +223,9 @@ class LabelAccuracy:
                 self.said_unknown[group] += value == UNKNOWN
 
     def add_table(self, table: pa.Table) -> None:
-        for file_path, source, attributes in zip(*(table[c].to_pylist() for c in ("file_path", "source", "attributes"))):
+        for file_path, source, attributes in zip(
+            *(table[c].to_pylist() for c in ("file_path", "source", "attributes"))
+        ):
             self.add(file_path, source, attributes)
 
     def per_group(self) -> dict[str, dict[str, Any]]:

@@ -11,12 +11,14 @@ returns :class:`CaptionRecord` s (``id``, ``file_path``, ``captions``, ``split``
 A malformed file is a one-line InputError naming the file and the entry index. Other keys of an entry
 (``processed_tokens``, anything a derived file adds) are ignored. Pure Python: no model, no shards.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from common.errors import InputError
 
@@ -24,7 +26,10 @@ REID_RAW = "reid_raw"
 RSTPREID = "rstpreid"
 # layout -> the key that holds the image path; the other keys are common to both
 PATH_KEYS = {REID_RAW: "file_path", RSTPREID: "img_path"}
-FORMAT_NAMES = {REID_RAW: "CUHK-PEDES reid_raw.json / ICFG-PEDES ICFG_PEDES.json", RSTPREID: "RSTPReid data_captions.json"}
+FORMAT_NAMES = {
+    REID_RAW: "CUHK-PEDES reid_raw.json / ICFG-PEDES ICFG_PEDES.json",
+    RSTPREID: "RSTPReid data_captions.json",
+}
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,10 @@ def detect_format(entry: Any, source: str = "<captions>") -> str:
     for layout, key in PATH_KEYS.items():
         if key in entry:
             return layout
-    raise InputError(f"{source}: entry 0: neither 'file_path' ({FORMAT_NAMES[REID_RAW]}) nor 'img_path' "
-                     f"({FORMAT_NAMES[RSTPREID]}) found; keys are {sorted(entry)[:6]}")
+    raise InputError(
+        f"{source}: entry 0: neither 'file_path' ({FORMAT_NAMES[REID_RAW]}) nor 'img_path' "
+        f"({FORMAT_NAMES[RSTPREID]}) found; keys are {sorted(entry)[:6]}"
+    )
 
 
 def _record(entry: Any, layout: str, source: str, index: int) -> CaptionRecord:

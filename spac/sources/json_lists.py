@@ -20,12 +20,14 @@ When the text stops being a JSON list (invalid JSON, text cut short) the entries
 been yielded and :class:`JsonListError` says where: the index of the entry it stopped at and the character
 offset.
 """
+
 from __future__ import annotations
 
 import codecs
 import json
 import re
-from typing import Any, BinaryIO, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, BinaryIO, NamedTuple
 
 from common.errors import InputError, error_line
 
@@ -72,7 +74,7 @@ class _Buffer:
         data = self._stream.read(self._chunk)
         if self.pos > self._chunk:  # drop what the parser has passed
             self.consumed += self.pos
-            self.text, self.pos = self.text[self.pos:], 0
+            self.text, self.pos = self.text[self.pos :], 0
         if data:
             self.text += self._decoder.decode(data)
         else:
@@ -155,8 +157,9 @@ def _skipped(buffer: _Buffer, source: str, index: int, reason: str) -> SkippedEn
     return SkippedEntry(index, f"{reason}; the entry starts at character {start}")
 
 
-def _decode_entry(buffer: _Buffer, decoder: json.JSONDecoder, source: str, index: int, max_chars: int,
-                  max_depth: int) -> Any:
+def _decode_entry(
+    buffer: _Buffer, decoder: json.JSONDecoder, source: str, index: int, max_chars: int, max_depth: int
+) -> Any:
     while True:
         try:
             value, end = decoder.raw_decode(buffer.text, buffer.pos)
@@ -168,8 +171,9 @@ def _decode_entry(buffer: _Buffer, decoder: json.JSONDecoder, source: str, index
         except json.JSONDecodeError as exc:
             cut_short = exc.msg.startswith("Unterminated string") or exc.pos >= len(buffer.text) - _TRUNCATION_MARGIN
             if buffer.eof or not cut_short:
-                raise JsonListError(f"{source}: entry {index}: invalid JSON ({exc.msg} at character "
-                                    f"{buffer.offset(exc.pos)})", index) from None
+                raise JsonListError(
+                    f"{source}: entry {index}: invalid JSON ({exc.msg} at character {buffer.offset(exc.pos)})", index
+                ) from None
         except (ValueError, RecursionError) as exc:  # an integer over Python's digit limit, deep nesting
             reason = f"nested deeper than {max_depth} levels" if isinstance(exc, RecursionError) else error_line(exc)
             return _skipped(buffer, source, index, reason)
@@ -178,8 +182,13 @@ def _decode_entry(buffer: _Buffer, decoder: json.JSONDecoder, source: str, index
         buffer.fill()
 
 
-def iter_json_list(stream: BinaryIO, source: str = "<json>", max_entry_chars: int = DEFAULT_MAX_ENTRY_CHARS,
-                   chunk_bytes: int = CHUNK_BYTES, max_depth: int = DEFAULT_MAX_DEPTH) -> Iterator[Any]:
+def iter_json_list(
+    stream: BinaryIO,
+    source: str = "<json>",
+    max_entry_chars: int = DEFAULT_MAX_ENTRY_CHARS,
+    chunk_bytes: int = CHUNK_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> Iterator[Any]:
     """Each element of the JSON list in ``stream`` (binary, read ``chunk_bytes`` at a time), in order; in
     place of one that cannot go on (see the module docstring), a :class:`SkippedEntry`.
 
@@ -209,10 +218,14 @@ def iter_json_list(stream: BinaryIO, source: str = "<json>", max_entry_chars: in
             if after == "]":
                 buffer.pos += 1
                 break
-            where = "the file ends inside the list" if after is None else (
-                f"expected ',' or ']' after entry {index - 1}, found {after!r} at character {buffer.offset()}")
+            where = (
+                "the file ends inside the list"
+                if after is None
+                else (f"expected ',' or ']' after entry {index - 1}, found {after!r} at character {buffer.offset()}")
+            )
             raise JsonListError(f"{source}: entry {index}: {where}", index)
     trailing = buffer.skip_space()
     if trailing is not None:
-        raise JsonListError(f"{source}: text after the end of the list ({trailing!r} at character "
-                            f"{buffer.offset()})", index)
+        raise JsonListError(
+            f"{source}: text after the end of the list ({trailing!r} at character {buffer.offset()})", index
+        )

@@ -8,6 +8,7 @@ in ``out_of_schema``, so a released corpus imports whole whatever vocabulary its
 string that does not hold six non-empty phrases is malformed. Other keys of an entry are ignored.
 A malformed entry is a one-line InputError.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,11 +1,12 @@
 """benchmarks/gpu_throughput.py: its flag errors, a --quick CPU run of each section, and the projection."""
+
 from __future__ import annotations
 
 import importlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -33,26 +34,31 @@ def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--sections", "predictor,nope"], "unknown section 'nope'"),
-    (["--sections", ","], "none given"),
-    (["--batch-sizes", "0"], "must be at least 1, got 0"),
-    (["--batch-sizes", "64,-2"], "must be at least 1, got -2"),
-    (["--images=0"], "must be at least 1, got 0"),
-    (["--rounds=-1"], "must be at least 1, got -1"),
-    (["--pretrain-steps", "0"], "must be at least 1, got 0"),
-    (["--workers", "8,0"], "must be at least 1, got 0"),
-])
-def test_bad_flag_values_are_one_line_and_exit_2(flags: list[str], message: str,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--sections", "predictor,nope"], "unknown section 'nope'"),
+        (["--sections", ","], "none given"),
+        (["--batch-sizes", "0"], "must be at least 1, got 0"),
+        (["--batch-sizes", "64,-2"], "must be at least 1, got -2"),
+        (["--images=0"], "must be at least 1, got 0"),
+        (["--rounds=-1"], "must be at least 1, got -1"),
+        (["--pretrain-steps", "0"], "must be at least 1, got 0"),
+        (["--workers", "8,0"], "must be at least 1, got 0"),
+    ],
+)
+def test_bad_flag_values_are_one_line_and_exit_2(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert gpu_throughput.main(["--device", "cpu", *flags]) == 2
     line = _error_line(capsys)
     assert line.startswith(f"{gpu_throughput.PROG}: error: argument {flags[0].split('=')[0]}")
     assert message in line
 
 
-def test_cuda_asked_without_cuda_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_cuda_asked_without_cuda_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu_throughput.main(["--quick"]) == 2  # --device cuda is the default
     assert "CUDA is not available" in _error_line(capsys)
@@ -131,9 +137,11 @@ def test_projected_hours() -> None:
 def test_projection_rows_per_section() -> None:
     results = {
         "job": [{"predictor": "resnet50", "images_per_s": 2000.0}],
-        "predictor": [{"model": "resnet50", "mode": "fp32", "batch_size": 64, "images_per_s": 3000.0},
-                      {"model": "resnet50", "mode": "bf16+channels_last", "batch_size": 256, "images_per_s": 12000.0},
-                      {"model": "resnet50", "mode": "bf16+channels_last", "batch_size": 64, "images_per_s": 9000.0}],
+        "predictor": [
+            {"model": "resnet50", "mode": "fp32", "batch_size": 64, "images_per_s": 3000.0},
+            {"model": "resnet50", "mode": "bf16+channels_last", "batch_size": 256, "images_per_s": 12000.0},
+            {"model": "resnet50", "mode": "bf16+channels_last", "batch_size": 64, "images_per_s": 9000.0},
+        ],
         "pretrain": {"preset": "RN50", "precision": "bf16", "batch_size": 128, "samples_per_s": 400.0},
     }
     rows = gpu_throughput.projection(results, 4_800_000, [8, 16])

@@ -1,4 +1,5 @@
 """The one device resolver: names checked for syntax, then against this machine."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """Stable digests: fixed values on every run and machine, the widths asked for, chunked file hashing."""
+
 import hashlib
 import io
 import subprocess
@@ -10,7 +11,7 @@ from common.digests import file_sha256, stable_hex, stable_int, stream_sha256
 
 
 def test_stable_int_is_blake2b_over_the_joined_parts():
-    data = "img-1\x1f3\x1fstyle:dense".encode()
+    data = b"img-1\x1f3\x1fstyle:dense"
     full = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
     assert stable_int("img-1", 3, "style:dense", bits=64) == full
     assert stable_int("img-1", 3, "style:dense") == full >> 1
@@ -33,8 +34,12 @@ def test_stable_int_separates_parts_and_refuses_bad_widths():
 
 def test_digests_do_not_depend_on_the_process_hash_seed():
     code = "from common.digests import stable_int, stable_hex; print(stable_int('a', 1), stable_hex('a', 1))"
-    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                              env={"PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": seed}
+        ).stdout
+        for seed in ("1", "2")
+    }
     assert outputs == {f"{stable_int('a', 1)} {stable_hex('a', 1)}\n"}
 
 

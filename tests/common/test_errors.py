@@ -1,4 +1,5 @@
 """error_line: the one helper that turns an exception into one line."""
+
 from common.errors import InputError, error_line
 
 
@@ -14,16 +15,20 @@ def test_a_plain_message_is_kept_as_written():
 
 
 def test_a_library_message_gives_its_first_line_not_the_advice_after_it():
-    hub = OSError("x is not a local folder and is not a valid model identifier\n\n"
-                  "If this is a private repository, make sure to pass a token")
+    hub = OSError(
+        "x is not a local folder and is not a valid model identifier\n\n"
+        "If this is a private repository, make sure to pass a token"
+    )
     assert error_line(hub) == "x is not a local folder and is not a valid model identifier"
 
 
 def test_a_re_raised_worker_error_gives_the_worker_message():
-    worker = ValueError("Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
-                        "last):\n  File \"x.py\", line 1\nplip.transforms.ImageReadError: a.jpg: not a decodable image")
+    worker = ValueError(
+        "Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+        'last):\n  File "x.py", line 1\nplip.transforms.ImageReadError: a.jpg: not a decodable image'
+    )
     assert error_line(worker) == "a.jpg: not a decodable image"
-    beam = RuntimeError("Traceback (most recent call last):\n  File \"y.py\", line 2\n\nValueError: bad row 7\n")
+    beam = RuntimeError('Traceback (most recent call last):\n  File "y.py", line 2\n\nValueError: bad row 7\n')
     assert error_line(beam) == "bad row 7"
 
 

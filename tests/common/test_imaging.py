@@ -1,10 +1,18 @@
 """The normalising image transform: RGB, resize, flip, scale and normalise."""
+
 import numpy as np
 import torch
 from PIL import Image
 
-from common.imaging import (IMAGE_HEIGHT, IMAGE_WIDTH, SYNTH_PEDES_MEAN, SYNTH_PEDES_STD, normalise, normalised_tensor,
-                          pixel_tensor)
+from common.imaging import (
+    IMAGE_HEIGHT,
+    IMAGE_WIDTH,
+    SYNTH_PEDES_MEAN,
+    SYNTH_PEDES_STD,
+    normalise,
+    normalised_tensor,
+    pixel_tensor,
+)
 
 
 def test_converts_resizes_and_normalises():
@@ -44,8 +52,9 @@ def test_normalising_a_batch_of_pixels_equals_normalising_each_image_exactly():
     batched = normalise(torch.stack([pixel_tensor(image, flip=True) for image in images]))
     assert batched.dtype == torch.float32 and batched.shape == (3, 3, IMAGE_HEIGHT, IMAGE_WIDTH)
     assert torch.equal(batched, one_by_one)
-    reference = (pixel_tensor(images[0]).float() / 255 - torch.tensor(SYNTH_PEDES_MEAN).view(3, 1, 1)) \
-        / torch.tensor(SYNTH_PEDES_STD).view(3, 1, 1)
+    reference = (pixel_tensor(images[0]).float() / 255 - torch.tensor(SYNTH_PEDES_MEAN).view(3, 1, 1)) / torch.tensor(
+        SYNTH_PEDES_STD
+    ).view(3, 1, 1)
     assert torch.equal(normalise(pixel_tensor(images[0])), reference)  # the same arithmetic as written out
 
 

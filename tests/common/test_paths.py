@@ -1,4 +1,5 @@
 """common.paths: a file name from a data file stays inside its folder, by name and by real path."""
+
 from __future__ import annotations
 
 import os
@@ -27,14 +28,17 @@ def test_names_inside_the_folder_are_joined_to_it(dataset, name):
     assert contained_path(dataset, name) == dataset / name
 
 
-@pytest.mark.parametrize("name, why", [
-    ("../secret.jpg", "has a '..' part"),
-    ("sub/../../../secret.jpg", "has a '..' part"),
-    ("sub/../a.jpg", "has a '..' part"),  # inside after all, but a name with '..' is refused whatever it reaches
-    ("/etc/passwd", "is absolute"),
-    ("", "an empty file name"),
-    ("a.jpg\0.png", "holds a NUL byte"),
-])
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("../secret.jpg", "has a '..' part"),
+        ("sub/../../../secret.jpg", "has a '..' part"),
+        ("sub/../a.jpg", "has a '..' part"),  # inside after all, but a name with '..' is refused whatever it reaches
+        ("/etc/passwd", "is absolute"),
+        ("", "an empty file name"),
+        ("a.jpg\0.png", "holds a NUL byte"),
+    ],
+)
 def test_names_that_leave_the_folder_by_their_text_are_refused_in_one_line(dataset, name, why):
     with pytest.raises(PathOutsideRoot, match=why) as caught:
         contained_path(dataset, name)
@@ -68,16 +72,18 @@ def test_the_refusal_quotes_a_long_or_multi_line_name_on_one_line():
     assert "\n" not in str(caught.value) and "..." in str(caught.value)
 
 
-
-@pytest.mark.parametrize("name, shown", [
-    ("Part1/1/1.jpg", "Part1/1/1.jpg"),
-    ("caf\u00e9 \u4e2d.jpg", "caf\u00e9 \u4e2d.jpg"),  # printable Unicode stays as it is
-    ("a.jpg\n== fake.jpg", "a.jpg\\n== fake.jpg"),
-    ("a\\nb.jpg", "a\\\\nb.jpg"),  # a real backslash cannot pass for an escape
-    ("\x1b[2J.jpg", "\\x1b[2J.jpg"),
-    ("evil\u202egpj.exe", "evil\\u202egpj.exe"),  # a bidi override would show the name reversed
-    (os.fsdecode(b"caf\xff.jpg"), "caf\\xff.jpg"),  # a byte that is not UTF-8: the byte
-])
+@pytest.mark.parametrize(
+    "name, shown",
+    [
+        ("Part1/1/1.jpg", "Part1/1/1.jpg"),
+        ("caf\u00e9 \u4e2d.jpg", "caf\u00e9 \u4e2d.jpg"),  # printable Unicode stays as it is
+        ("a.jpg\n== fake.jpg", "a.jpg\\n== fake.jpg"),
+        ("a\\nb.jpg", "a\\\\nb.jpg"),  # a real backslash cannot pass for an escape
+        ("\x1b[2J.jpg", "\\x1b[2J.jpg"),
+        ("evil\u202egpj.exe", "evil\\u202egpj.exe"),  # a bidi override would show the name reversed
+        (os.fsdecode(b"caf\xff.jpg"), "caf\\xff.jpg"),  # a byte that is not UTF-8: the byte
+    ],
+)
 def test_printable_path_shows_any_name_on_one_unambiguous_line(name, shown):
     assert printable_path(name) == shown
     assert printable_path(name).isprintable() and printable_path(name).encode("utf-8")  # a surrogate would raise

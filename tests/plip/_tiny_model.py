@@ -1,7 +1,9 @@
 """A seconds-fast PLIP model for tests: tiny ResNet at 64x32, tiny random BERT, MiniLM's tokenizer."""
+
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch

@@ -1,5 +1,6 @@
 """Tiny made-up CUHK-PEDES and RSTPReid style datasets for the plip tests: one flat colour per identity, and a
 fake retrieval model that sees only colours."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,14 @@ from torch import nn
 
 from plip.transforms import EVAL_MEAN, EVAL_STD
 
-COLOURS = {0: (200, 30, 30), 1: (30, 200, 30), 2: (30, 30, 200), 3: (200, 200, 30), 4: (30, 200, 200),
-           5: (200, 30, 200)}
+COLOURS = {
+    0: (200, 30, 30),
+    1: (30, 200, 30),
+    2: (30, 30, 200),
+    3: (200, 200, 30),
+    4: (30, 200, 200),
+    5: (200, 30, 200),
+}
 NAMES = {0: "red", 1: "green", 2: "blue", 3: "yellow", 4: "cyan", 5: "magenta"}
 
 
@@ -23,8 +30,15 @@ def make_entries(splits: dict[int, str], images_per_id: int = 2) -> list[dict]:
     for identity, split in splits.items():
         for n in range(images_per_id):
             captions = [f"a person in {NAMES[identity]} clothes", f"the {NAMES[identity]} pedestrian walks"]
-            entries.append({"split": split, "captions": captions, "file_path": f"{identity}/{n}.jpg",
-                            "processed_tokens": [c.split() for c in captions], "id": identity})
+            entries.append(
+                {
+                    "split": split,
+                    "captions": captions,
+                    "file_path": f"{identity}/{n}.jpg",
+                    "processed_tokens": [c.split() for c in captions],
+                    "id": identity,
+                }
+            )
     return entries
 
 
@@ -34,10 +48,18 @@ def make_rstpreid_entries(splits: dict[int, str], images_per_id: int = 5) -> lis
     entries = []
     for identity, split in splits.items():
         for n in range(images_per_id):
-            captions = [f"a person in {NAMES[identity]} clothes seen by camera {n}",
-                        f"the {NAMES[identity]} pedestrian walks"]
-            entries.append({"id": identity, "img_path": f"{identity:04d}_c{n + 1}_{n:04d}.jpg", "captions": captions,
-                            "split": split})
+            captions = [
+                f"a person in {NAMES[identity]} clothes seen by camera {n}",
+                f"the {NAMES[identity]} pedestrian walks",
+            ]
+            entries.append(
+                {
+                    "id": identity,
+                    "img_path": f"{identity:04d}_c{n + 1}_{n:04d}.jpg",
+                    "captions": captions,
+                    "split": split,
+                }
+            )
     return entries
 
 
@@ -55,6 +77,7 @@ def write_dataset(root: Path, entries: list[dict], json_name: str = "reid_raw.js
 
 def dataset_fixture(splits: dict[int, str]):
     """A module-scoped fixture: a CUHK-PEDES folder of ``make_entries(splits)`` with its images."""
+
     @pytest.fixture(scope="module")
     def dataset(tmp_path_factory) -> Path:
         root = tmp_path_factory.mktemp("CUHK-PEDES")
@@ -67,6 +90,7 @@ def dataset_fixture(splits: dict[int, str]):
 def rstpreid_fixture(splits: dict[int, str], images_per_id: int = 5):
     """A module-scoped fixture: an RSTPReid folder (``data_captions.json`` + ``imgs/``) of
     ``make_rstpreid_entries(splits, images_per_id)``."""
+
     @pytest.fixture(scope="module")
     def dataset(tmp_path_factory) -> Path:
         root = tmp_path_factory.mktemp("RSTPReid")

@@ -9,6 +9,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 import plip
+from common.training import capture_rng_state
 from plip.checkpoint import (
     IMAGE_KEY,
     TEXT_KEY,
@@ -17,8 +18,8 @@ from plip.checkpoint import (
     check_like,
     error_reason,
     is_complete,
-    load_checkpoint_model,
     load_checkpoint_directory,
+    load_checkpoint_model,
     load_released,
     load_torch_file,
     load_training_state,
@@ -27,7 +28,6 @@ from plip.checkpoint import (
     save_checkpoint,
     save_released,
 )
-from common.training import capture_rng_state
 from plip.config import TextConfig
 from plip.masking import mask_batch
 from plip.text_encoder import build_bert
@@ -36,8 +36,12 @@ from tests.plip._tiny_model import TINY_BERT, single_thread, tiny_model  # noqa:
 RN50_VISION = {"layers": [3, 4, 6, 3], "width": 64, "heads": 8, "output_dim": 768, "image_size": [256, 128]}
 # The released layout: RN50 image encoder; a tiny BERT stands in for bert-base (hidden = 768 keeps the
 # release's "no projection" text keys while staying small).
-RELEASED_LIKE = {"vision": RN50_VISION, "text": {"bert": TINY_BERT | {"hidden_size": 768, "num_attention_heads": 12}},
-                 "tic": {"weight": 0}, "iap": {"weight": 0}}
+RELEASED_LIKE = {
+    "vision": RN50_VISION,
+    "text": {"bert": TINY_BERT | {"hidden_size": 768, "num_attention_heads": 12}},
+    "tic": {"weight": 0},
+    "iap": {"weight": 0},
+}
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +87,10 @@ def test_wrong_keys_are_reported_precisely(released_file, tmp_path) -> None:
     broken = _rewrite(
         path,
         tmp_path / "broken.pth.tar",
-        image=lambda s: {k: v for k, v in s.items() if not k.startswith("attnpool.c_proj")}
-        | {"fc.weight": torch.zeros(1), "attnpool.positional_embedding": torch.zeros(17, 2048)},
+        image=lambda s: (
+            {k: v for k, v in s.items() if not k.startswith("attnpool.c_proj")}
+            | {"fc.weight": torch.zeros(1), "attnpool.positional_embedding": torch.zeros(17, 2048)}
+        ),
     )
     model = tiny_model(preset="RN50", **RELEASED_LIKE)
     with pytest.raises(CheckpointError) as error:
@@ -127,7 +133,11 @@ def test_safetensors_round_trip_gives_identical_outputs(tmp_path) -> None:
     state = TrainerState(step=1, epoch=0, data_position={"shard": 3, "sample": 17}, rng=capture_rng_state())
     directory = save_checkpoint(tmp_path / "ckpt", model, optimizer, state)
     assert sorted(p.name for p in directory.iterdir()) == [
-        "config.json", "model.safetensors", "optimizer.pt", "tokenizer", "trainer_state.json"
+        "config.json",
+        "model.safetensors",
+        "optimizer.pt",
+        "tokenizer",
+        "trainer_state.json",
     ]
     assert json.loads((directory / "config.json").read_text())["text"]["pretrained"] is False
 
@@ -140,7 +150,9 @@ def test_safetensors_round_trip_gives_identical_outputs(tmp_path) -> None:
     fresh_optimizer = torch.optim.AdamW(loaded.parameters(), lr=1e-3)
     resumed = load_training_state(directory, fresh_optimizer)
     assert resumed.step == 1 and resumed.data_position == {"shard": 3, "sample": 17}
-    assert torch.equal(fresh_optimizer.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(
+        fresh_optimizer.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"]
+    )
 
 
 def test_saving_again_replaces_and_bad_directories_are_refused(tmp_path) -> None:
@@ -154,8 +166,11 @@ def test_saving_again_replaces_and_bad_directories_are_refused(tmp_path) -> None
 
 def test_broken_json_files_give_one_line_errors(tmp_path) -> None:
     state_file = tmp_path / "trainer_state.json"
-    for content, message in (('{"step": 1, "stepz": 2}', r"unknown key\(s\) \['stepz'\]"), ("[1]", "expected a JSON object"),
-                             ("{broken", "not valid JSON")):
+    for content, message in (
+        ('{"step": 1, "stepz": 2}', r"unknown key\(s\) \['stepz'\]"),
+        ("[1]", "expected a JSON object"),
+        ("{broken", "not valid JSON"),
+    ):
         state_file.write_text(content)
         with pytest.raises(CheckpointError, match=message):
             load_training_state(tmp_path)
@@ -211,14 +226,19 @@ def test_a_pickle_that_runs_code_is_refused_unrun_and_without_unsafe_advice(tmp_
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("content, message", [
-    ([1, 2], "expected a dict with ImgEncoder_state_dict and TxtEncoder_state_dict, found list"),
-    ({IMAGE_KEY: {}}, r"expected a dict with .* found \['ImgEncoder_state_dict'\]"),
-    ({IMAGE_KEY: [torch.zeros(1)], TEXT_KEY: {}}, "ImgEncoder_state_dict: expected a state dict .* found list"),
-    ({IMAGE_KEY: {"conv1.weight": [1.0]}, TEXT_KEY: {}},
-     r"ImgEncoder_state_dict: .* 1 non-tensor key \(conv1.weight\)"),
-    ({IMAGE_KEY: {}, TEXT_KEY: "weights"}, "TxtEncoder_state_dict: expected a state dict .* found str"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ([1, 2], "expected a dict with ImgEncoder_state_dict and TxtEncoder_state_dict, found list"),
+        ({IMAGE_KEY: {}}, r"expected a dict with .* found \['ImgEncoder_state_dict'\]"),
+        ({IMAGE_KEY: [torch.zeros(1)], TEXT_KEY: {}}, "ImgEncoder_state_dict: expected a state dict .* found list"),
+        (
+            {IMAGE_KEY: {"conv1.weight": [1.0]}, TEXT_KEY: {}},
+            r"ImgEncoder_state_dict: .* 1 non-tensor key \(conv1.weight\)",
+        ),
+        ({IMAGE_KEY: {}, TEXT_KEY: "weights"}, "TxtEncoder_state_dict: expected a state dict .* found str"),
+    ],
+)
 def test_a_released_file_of_the_wrong_shape_is_one_line(tmp_path, content, message) -> None:
     path = tmp_path / "odd.pth.tar"
     torch.save(content, path)
@@ -228,19 +248,29 @@ def test_a_released_file_of_the_wrong_shape_is_one_line(tmp_path, content, messa
 
 
 def test_error_reason_keeps_the_cause_and_drops_torch_advice() -> None:
-    advice = ("Weights only load failed. In PyTorch 2.6, we changed the default value of the `weights_only` argument "
-              "in `torch.load` from `False` to `True`. Re-running `torch.load` with `weights_only` set to `False` will "
-              "likely succeed, but it can result in arbitrary code execution. Do it only if you got the file from a "
-              "trusted source.\nPlease file an issue with the following so that we can make `weights_only=True` "
-              "compatible with your use case: WeightsUnpickler error: \n\nUnsupported operand 110\n\nCheck the "
-              "documentation of torch.load to learn more about types accepted by default with weights_only https://x")
+    advice = (
+        "Weights only load failed. In PyTorch 2.6, we changed the default value of the `weights_only` argument "
+        "in `torch.load` from `False` to `True`. Re-running `torch.load` with `weights_only` set to `False` will "
+        "likely succeed, but it can result in arbitrary code execution. Do it only if you got the file from a "
+        "trusted source.\nPlease file an issue with the following so that we can make `weights_only=True` "
+        "compatible with your use case: WeightsUnpickler error: \n\nUnsupported operand 110\n\nCheck the "
+        "documentation of torch.load to learn more about types accepted by default with weights_only https://x"
+    )
     assert error_reason(RuntimeError(advice)) == "Unsupported operand 110"
     assert error_reason(EOFError()) == "EOFError"
-    assert error_reason(RuntimeError("failed finding central directory. This is an internal error. If you")) == \
-        "failed finding central directory"
-    assert error_reason(RuntimeError("WeightsUnpickler error: Unsupported global: GLOBAL io.open was not an allowed "
-                                     "global by default. Please use `torch.serialization.add_safe_globals([open])`")) \
+    assert (
+        error_reason(RuntimeError("failed finding central directory. This is an internal error. If you"))
+        == "failed finding central directory"
+    )
+    assert (
+        error_reason(
+            RuntimeError(
+                "WeightsUnpickler error: Unsupported global: GLOBAL io.open was not an allowed "
+                "global by default. Please use `torch.serialization.add_safe_globals([open])`"
+            )
+        )
         == "Unsupported global: GLOBAL io.open was not an allowed global by default"
+    )
 
 
 def _trained_checkpoint(folder):
@@ -257,14 +287,18 @@ def test_a_damaged_optimizer_file_is_one_line_naming_it(tmp_path) -> None:
     good = optimizer_file.read_bytes()
     state = torch.load(optimizer_file, weights_only=True)
     first = next(iter(state["state"]))
-    wrong_shape = {**state, "state": {**state["state"], first: {**state["state"][first],
-                                                                "exp_avg": torch.zeros(3, 3, 3, 3, 3)}}}
+    wrong_shape = {
+        **state,
+        "state": {**state["state"], first: {**state["state"][first], "exp_avg": torch.zeros(3, 3, 3, 3, 3)}},
+    }
     damages = [
         (lambda: optimizer_file.write_bytes(b""), "not a readable torch checkpoint (empty file)"),
         (lambda: optimizer_file.write_bytes(good[: len(good) // 2]), "not a readable torch checkpoint ("),
         (lambda: torch.save([1, 2], optimizer_file), "expected an optimizer state dict"),
-        (lambda: torch.save({**state, "param_groups": state["param_groups"] * 2}, optimizer_file),
-         "does not fit the optimizer ("),
+        (
+            lambda: torch.save({**state, "param_groups": state["param_groups"] * 2}, optimizer_file),
+            "does not fit the optimizer (",
+        ),
         (lambda: torch.save(wrong_shape, optimizer_file), "does not fit the optimizer (state 'exp_avg' is"),
         (lambda: optimizer_file.unlink(), "missing optimizer.pt"),
     ]
@@ -299,11 +333,13 @@ def test_damaged_model_weights_or_config_are_one_line_naming_the_file(tmp_path) 
 def test_a_damaged_trainer_state_is_one_line(tmp_path) -> None:
     directory, _ = _trained_checkpoint(tmp_path / "ckpt")
     path = directory / "trainer_state.json"
-    for content, message in (('{"step": "3"}', "'step' must be a non-negative integer"),
-                             ('{"step": -1}', "'step' must be a non-negative integer"),
-                             ('{"extra": []}', "'extra' must be a JSON object"),
-                             (b"\xff\xfe", "not valid JSON (not UTF-8 text)"),
-                             ("[" * 100000, "not valid JSON")):
+    for content, message in (
+        ('{"step": "3"}', "'step' must be a non-negative integer"),
+        ('{"step": -1}', "'step' must be a non-negative integer"),
+        ('{"extra": []}', "'extra' must be a JSON object"),
+        (b"\xff\xfe", "not valid JSON (not UTF-8 text)"),
+        ("[" * 100000, "not valid JSON"),
+    ):
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
         with pytest.raises(CheckpointError) as error:
             load_training_state(directory)
@@ -313,11 +349,13 @@ def test_a_damaged_trainer_state_is_one_line(tmp_path) -> None:
 def test_check_like_refuses_what_would_set_unknown_attributes_or_types() -> None:
     reference = {"base_lrs": [0.1, 0.2], "last_epoch": 3, "lr_lambdas": [None], "flag": False}
     check_like({"base_lrs": [1, 0.5], "last_epoch": 0, "lr_lambdas": [{"x": 1}]}, reference, "scheduler")
-    for value, message in (({"base_lrs": [0.1]}, r"scheduler.base_lrs must be a list of 2, got list of 1"),
-                           ({"last_epoch": 1.5}, "scheduler.last_epoch must be int, got float"),
-                           ({"flag": 0}, "scheduler.flag must be bool, got int"),
-                           ({"step": lambda: 0}, r"unknown key\(s\) \['step'\]"),
-                           ([1], "scheduler must be an object, got list")):
+    for value, message in (
+        ({"base_lrs": [0.1]}, r"scheduler.base_lrs must be a list of 2, got list of 1"),
+        ({"last_epoch": 1.5}, "scheduler.last_epoch must be int, got float"),
+        ({"flag": 0}, "scheduler.flag must be bool, got int"),
+        ({"step": lambda: 0}, r"unknown key\(s\) \['step'\]"),
+        ([1], "scheduler must be an object, got list"),
+    ):
         with pytest.raises(ValueError, match=message):
             check_like(value, reference, "scheduler")
 
@@ -358,8 +396,9 @@ def test_a_crash_between_the_swap_renames_is_recovered(tmp_path) -> None:
     (tmp_path / "last.partial").mkdir()
     assert recover_checkpoint(directory) == directory and is_complete(directory, training_state=False)
     assert load_training_state(directory).step == 1 and not (tmp_path / "last.old").exists()
-    save_checkpoint(directory, model, trainer_state=TrainerState(step=2),
-                    extra_weights={"head.safetensors": torch.nn.Linear(2, 3)})
+    save_checkpoint(
+        directory, model, trainer_state=TrainerState(step=2), extra_weights={"head.safetensors": torch.nn.Linear(2, 3)}
+    )
     head = torch.nn.Linear(2, 3)
     load_weights(head, directory / "head.safetensors")
     assert load_training_state(directory).step == 2 and not (tmp_path / "last.partial").exists()
@@ -381,14 +420,18 @@ def _edited_config(directory, section: str, change: dict) -> None:
     (directory / "config.json").write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("section, change, message", [
-    ("text.bert", {"hidden_size": "big"}, "text.bert.hidden_size must be an integer from 1 to 4096, got 'big'"),
-    ("text.bert", {"num_hidden_layers": 2.5}, "text.bert.num_hidden_layers must be an integer from 1 to 48"),
-    ("vision", {"width": 4096}, "vision.width must be an integer from 1 to 256, got 4096"),
-    ("text", {"max_length": 50_000_000}, "text.max_length must be an integer from 1 to 512"),
-])
-def test_an_out_of_bounds_config_is_one_line_before_any_model_is_built(tmp_path, monkeypatch, section, change,
-                                                                        message) -> None:
+@pytest.mark.parametrize(
+    "section, change, message",
+    [
+        ("text.bert", {"hidden_size": "big"}, "text.bert.hidden_size must be an integer from 1 to 4096, got 'big'"),
+        ("text.bert", {"num_hidden_layers": 2.5}, "text.bert.num_hidden_layers must be an integer from 1 to 48"),
+        ("vision", {"width": 4096}, "vision.width must be an integer from 1 to 256, got 4096"),
+        ("text", {"max_length": 50_000_000}, "text.max_length must be an integer from 1 to 512"),
+    ],
+)
+def test_an_out_of_bounds_config_is_one_line_before_any_model_is_built(
+    tmp_path, monkeypatch, section, change, message
+) -> None:
     # Issue 19: a traceback, 2.6 GB allocated, or the process aborted in the tokenizer's padding.
     directory, _ = _trained_checkpoint(tmp_path / "ckpt")
     _edited_config(directory, section, change)
@@ -405,8 +448,10 @@ def test_weights_that_do_not_fit_the_config_are_refused_from_the_header_before_b
     _edited_config(directory, "vision", {"width": 256})  # within the bounds: 60M values, the file holds 0.9M
     devices = []
     real = plip.checkpoint.PLIPModel
-    monkeypatch.setattr("plip.checkpoint.PLIPModel",
-                        lambda *args, **kwargs: devices.append(torch.empty(0).device.type) or real(*args, **kwargs))
+    monkeypatch.setattr(
+        "plip.checkpoint.PLIPModel",
+        lambda *args, **kwargs: devices.append(torch.empty(0).device.type) or real(*args, **kwargs),
+    )
     with pytest.raises(CheckpointError) as error:
         load_checkpoint_directory(directory)
     assert _one_line(error).startswith(f"{directory / 'model.safetensors'} does not match the model: ")

@@ -31,8 +31,9 @@ def people(tmp_path_factory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", tiny_model(seed=1, tic={"weight": 0},
-                                                                               iap={"weight": 0}))
+    return save_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "tiny", tiny_model(seed=1, tic={"weight": 0}, iap={"weight": 0})
+    )
 
 
 def test_the_readme_example_runs_as_written(people, tiny_dir, tmp_path, monkeypatch, capsys):

@@ -64,7 +64,7 @@ def test_search_is_exact_stable_and_independent_of_the_block_size(tmp_path):
     vectors[7] = vectors[3]  # a tie: file order decides
     keys = [f"k{i}" for i in range(40)]
     for start in range(0, 40, 16):
-        writer.write(rows(keys[start:start + 16]), vectors[start:start + 16])
+        writer.write(rows(keys[start : start + 16]), vectors[start : start + 16])
     writer.write(rows(["t0"], kind="text"), unit(1, 9))
     writer.finish()
     index = EmbeddingIndex(out)
@@ -102,9 +102,16 @@ def _index_with(tmp_path, vectors: pa.Array, dim: int, name="index.parquet"):
     """An embeddings file written around ``vectors`` (as a hostile tool might), with ``dim`` declared."""
     schema = index_schema(dim, {"checkpoint": "A"})
     count = len(vectors)
-    table = pa.table({"key": [f"k{i}" for i in range(count)], "path": [f"/x/{i}.jpg" for i in range(count)],
-                      "kind": ["image"] * count, "text": pa.nulls(count, pa.string()),
-                      "id": pa.nulls(count, pa.int64()), "vector": vectors})
+    table = pa.table(
+        {
+            "key": [f"k{i}" for i in range(count)],
+            "path": [f"/x/{i}.jpg" for i in range(count)],
+            "kind": ["image"] * count,
+            "text": pa.nulls(count, pa.string()),
+            "id": pa.nulls(count, pa.int64()),
+            "vector": vectors,
+        }
+    )
     pq.write_table(table.replace_schema_metadata(schema.metadata), tmp_path / name)
     return tmp_path / name
 
@@ -112,8 +119,9 @@ def _index_with(tmp_path, vectors: pa.Array, dim: int, name="index.parquet"):
 def test_non_finite_vectors_never_rank_and_are_counted(tmp_path):
     # Issue 19: a NaN vector was the top answer (score nan) to every query.
     good = unit(4).numpy()
-    damaged = np.concatenate([good[:1], np.full((1, DIM), np.nan, np.float32), good[1:2],
-                              np.full((1, DIM), np.inf, np.float32), good[2:]])
+    damaged = np.concatenate(
+        [good[:1], np.full((1, DIM), np.nan, np.float32), good[1:2], np.full((1, DIM), np.inf, np.float32), good[2:]]
+    )
     values = pa.array(damaged.reshape(-1).tolist(), pa.float32())
     vectors = pa.FixedSizeListArray.from_arrays(values, DIM)
     half_null = pa.FixedSizeListArray.from_arrays(pa.array([None] + [0.5] * (DIM - 1), pa.float32()), DIM)
@@ -143,15 +151,24 @@ def test_the_writer_never_writes_a_non_finite_vector(tmp_path):
     assert not parts_dir(tmp_path / "out.parquet").exists() or not list(parts_dir(tmp_path / "out.parquet").iterdir())
 
 
-@pytest.mark.parametrize("vectors, dim, message", [
-    # Issue 19: a reshape error that did not name the file.
-    (pa.FixedSizeListArray.from_arrays(pa.array([0.5] * 8, pa.float32()), 4), DIM,
-     "its vectors are 4 float values each, but its metadata declares 8 float32 values each"),
-    (pa.array([[0.5] * DIM], pa.list_(pa.float32())), DIM, "but its metadata declares 8 float32 values each"),
-    (pa.FixedSizeListArray.from_arrays(pa.array([0.5] * DIM, pa.float64()), DIM), DIM,
-     "its vectors are 8 double values each"),
-    (pa.FixedSizeListArray.from_arrays(pa.array([0.5] * DIM, pa.float32()), DIM), 0, "not an embeddings file"),
-])
+@pytest.mark.parametrize(
+    "vectors, dim, message",
+    [
+        # Issue 19: a reshape error that did not name the file.
+        (
+            pa.FixedSizeListArray.from_arrays(pa.array([0.5] * 8, pa.float32()), 4),
+            DIM,
+            "its vectors are 4 float values each, but its metadata declares 8 float32 values each",
+        ),
+        (pa.array([[0.5] * DIM], pa.list_(pa.float32())), DIM, "but its metadata declares 8 float32 values each"),
+        (
+            pa.FixedSizeListArray.from_arrays(pa.array([0.5] * DIM, pa.float64()), DIM),
+            DIM,
+            "its vectors are 8 double values each",
+        ),
+        (pa.FixedSizeListArray.from_arrays(pa.array([0.5] * DIM, pa.float32()), DIM), 0, "not an embeddings file"),
+    ],
+)
 def test_vectors_that_disagree_with_the_declared_size_are_one_line_naming_the_file(tmp_path, vectors, dim, message):
     path = _index_with(tmp_path, vectors, max(dim, 1))
     if dim == 0:  # a declared size that is not a positive integer

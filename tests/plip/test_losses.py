@@ -108,10 +108,14 @@ def test_plip_loss_weights_and_switches_terms() -> None:
         "attribute_labels": torch.tensor([1]),
     }
     terms = PLIPLoss()(**outputs)
-    assert terms["ivlc_loss"].item() == pytest.approx(ivlc_loss(torch.eye(2), torch.eye(2), torch.tensor([0, 1])).item())
+    assert terms["ivlc_loss"].item() == pytest.approx(
+        ivlc_loss(torch.eye(2), torch.eye(2), torch.tensor([0, 1])).item()
+    )
     assert terms["tic_loss"].item() == pytest.approx(0.02)
     assert terms["iap_loss"].item() == pytest.approx(0.1 * math.log(2))
     only_ivlc = PLIPLoss(tic_weight=0, iap_weight=0)
-    assert set(only_ivlc(**{k: outputs[k] for k in ("image_features", "text_features", "identity_ids")})) == {"ivlc_loss"}
+    assert set(only_ivlc(**{k: outputs[k] for k in ("image_features", "text_features", "identity_ids")})) == {
+        "ivlc_loss"
+    }
     with pytest.raises(ValueError, match="tic loss is on .* lack \\['colorized'"):
         PLIPLoss(iap_weight=0)(**{k: v for k, v in outputs.items() if k != "colorized"})

@@ -12,9 +12,7 @@ GALLERY_IDS = [1, 1, 2, 3]
 #              INP 2/4
 #   q1 (id 2): order g0 g1 g2 g3 -> hit at 3: AP 1/3; released (0/2 + 1/3)/2 = 1/6; INP 1/3
 #   q2 (id 3): order g1 g3 g0 g2 -> hit at 2: AP 1/2; released (0/1 + 1/2)/2 = 1/4; INP 1/2
-HAND_SCORES = torch.tensor([[0.9, 0.1, 0.5, 0.3],
-                            [0.8, 0.7, 0.6, 0.1],
-                            [0.2, 0.9, 0.1, 0.5]])
+HAND_SCORES = torch.tensor([[0.9, 0.1, 0.5, 0.3], [0.8, 0.7, 0.6, 0.1], [0.2, 0.9, 0.1, 0.5]])
 HAND_QUERY_IDS = [1, 2, 3]
 
 
@@ -76,8 +74,9 @@ def _slow_reference(scores: torch.Tensor, qids: list[int], gids: list[int]) -> t
         order = sorted(range(len(gids)), key=lambda j: (-row[j], j))
         ranks = [pos + 1 for pos, j in enumerate(order) if gids[j] == qid]
         ap_sum += sum(i / r for i, r in enumerate(ranks, 1)) / len(ranks)
-        released_sum += sum(((i - 1) / (r - 1) if r > 1 else 1.0) / 2 + i / r / 2
-                            for i, r in enumerate(ranks, 1)) / len(ranks)
+        released_sum += sum(
+            ((i - 1) / (r - 1) if r > 1 else 1.0) / 2 + i / r / 2 for i, r in enumerate(ranks, 1)
+        ) / len(ranks)
     return 100 * ap_sum / len(qids), 100 * released_sum / len(qids)
 
 
@@ -98,11 +97,14 @@ def test_random_case_chunked_matches_reference_and_released_is_lower():
     assert whole.map_released < whole.map
 
 
-@pytest.mark.parametrize("scores, qids, gids, message", [
-    (torch.tensor([[float("nan"), 0.0]]), [1], [1, 2], "finite"),
-    (torch.zeros(2, 3), [1], [1, 2, 3], "does not match"),
-    (torch.zeros(1, 0), [1], [], "gallery_ids is empty"),
-])
+@pytest.mark.parametrize(
+    "scores, qids, gids, message",
+    [
+        (torch.tensor([[float("nan"), 0.0]]), [1], [1, 2], "finite"),
+        (torch.zeros(2, 3), [1], [1, 2, 3], "does not match"),
+        (torch.zeros(1, 0), [1], [], "gallery_ids is empty"),
+    ],
+)
 def test_bad_input_raises_precise_errors(scores, qids, gids, message):
     with pytest.raises(ValueError, match=message):
         metrics_from_similarity(scores, qids, gids)
@@ -142,8 +144,9 @@ def _brute_force(scores: torch.Tensor, qids: list[int], gids: list[int]) -> dict
         for k in (1, 5, 10):
             totals[f"R@{k}"] += hits[0] <= k
         totals["mAP"] += sum(sum(h <= r for h in hits) / r for r in hits) / len(hits)
-        totals["mAP_released"] += sum(((i - 1) / (r - 1) if r > 1 else 1.0) / 2 + i / r / 2
-                                      for i, r in enumerate(hits, 1)) / len(hits)
+        totals["mAP_released"] += sum(
+            ((i - 1) / (r - 1) if r > 1 else 1.0) / 2 + i / r / 2 for i, r in enumerate(hits, 1)
+        ) / len(hits)
         totals["mINP"] += len(hits) / hits[-1]
     return {name: 100 * value / len(qids) for name, value in totals.items()}
 
@@ -179,11 +182,13 @@ def test_minp_can_exceed_map():
 def test_a_perfect_ranking_gives_100_everywhere(case, data):
     _, qids, gids = case
     # Every hit above every other image, in any order among themselves.
-    noise = torch.tensor(data.draw(st.lists(st.floats(0, 0.99), min_size=len(qids) * len(gids),
-                                            max_size=len(qids) * len(gids)))).view(len(qids), len(gids))
+    noise = torch.tensor(
+        data.draw(st.lists(st.floats(0, 0.99), min_size=len(qids) * len(gids), max_size=len(qids) * len(gids)))
+    ).view(len(qids), len(gids))
     scores = (torch.tensor(gids)[None, :] == torch.tensor(qids)[:, None]).float() + noise
     assert _values(metrics_from_similarity(scores, qids, gids)) == pytest.approx(
-        {"R@1": 100, "R@5": 100, "R@10": 100, "mAP": 100, "mAP_released": 100, "mINP": 100})
+        {"R@1": 100, "R@5": 100, "R@10": 100, "mAP": 100, "mAP_released": 100, "mINP": 100}
+    )
 
 
 @PROPERTY_SETTINGS
@@ -206,11 +211,19 @@ def test_every_metric_equals_a_brute_force_computation(case):
 @given(retrieval_cases(), st.lists(st.integers(100, 103), min_size=1, max_size=4), st.data())
 def test_queries_whose_identity_is_absent_are_excluded_and_counted(case, absent_ids, data):
     scores, qids, gids = case
-    rows = torch.tensor(data.draw(st.lists(st.lists(st.floats(-1, 1), min_size=len(gids), max_size=len(gids)),
-                                           min_size=len(absent_ids), max_size=len(absent_ids))))
+    rows = torch.tensor(
+        data.draw(
+            st.lists(
+                st.lists(st.floats(-1, 1), min_size=len(gids), max_size=len(gids)),
+                min_size=len(absent_ids),
+                max_size=len(absent_ids),
+            )
+        )
+    )
     # The absent queries are interleaved with the others: where they sit changes nothing.
-    positions = sorted(data.draw(st.lists(st.integers(0, len(qids)), min_size=len(absent_ids),
-                                          max_size=len(absent_ids))))
+    positions = sorted(
+        data.draw(st.lists(st.integers(0, len(qids)), min_size=len(absent_ids), max_size=len(absent_ids)))
+    )
     all_scores, all_ids = list(scores), list(qids)
     for offset, (position, row, qid) in enumerate(zip(positions, rows, absent_ids)):
         all_scores.insert(position + offset, row)

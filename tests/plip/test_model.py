@@ -44,7 +44,9 @@ def test_image_encoder_returns_embedding_and_four_stage_maps() -> None:
     encoder = ModifiedResNet(config)
     out = encoder(torch.randn(2, 3, 64, 32))
     assert out.embedding.shape == (2, 12)
-    assert [tuple(f.shape) for f in out.features] == [(2, c, 64 // s, 32 // s) for c, s in zip(encoder.stage_channels, (4, 8, 16, 32))]
+    assert [tuple(f.shape) for f in out.features] == [
+        (2, c, 64 // s, 32 // s) for c, s in zip(encoder.stage_channels, (4, 8, 16, 32))
+    ]
     with pytest.raises(ValueError, match="positional embedding of 2 positions"):
         encoder(torch.randn(1, 3, 128, 64))
 
@@ -81,7 +83,12 @@ def test_forward_outputs_feed_the_losses_and_every_part_gets_gradients() -> None
     terms = PLIPLoss.from_config(model.config)(**outputs)
     assert set(terms) == {"ivlc_loss", "tic_loss", "iap_loss"}
     sum(terms.values()).backward()
-    for part in (model.image_encoder.conv1, model.text_encoder.encoder.embeddings, model.tic_head.up2, model.iap_head.vocab):
+    for part in (
+        model.image_encoder.conv1,
+        model.text_encoder.encoder.embeddings,
+        model.tic_head.up2,
+        model.iap_head.vocab,
+    ):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
 
 

@@ -10,7 +10,9 @@ def test_the_probe_starts_as_the_identity():
     features = torch.randn(5, 16)
     assert torch.equal(LinearProbe(16)(features).detach(), features)
     texts, ids = torch.randn(5, 16), torch.tensor([0, 0, 1, 1, 2])
-    assert float(probe_loss(LinearProbe(16), features, texts, ids).detach()) == pytest.approx(float(ivlc_loss(features, texts, ids)))
+    assert float(probe_loss(LinearProbe(16), features, texts, ids).detach()) == pytest.approx(
+        float(ivlc_loss(features, texts, ids))
+    )
     with pytest.raises(ValueError, match="must be positive"):
         LinearProbe(0)
 

@@ -2,8 +2,15 @@ import pytest
 import torch
 from PIL import Image
 
-from plip.transforms import (EVAL_MEAN, EVAL_STD, ImageReadError, check_eval_size, eval_transform, read_image,
-                             train_transform)
+from plip.transforms import (
+    EVAL_MEAN,
+    EVAL_STD,
+    ImageReadError,
+    check_eval_size,
+    eval_transform,
+    read_image,
+    train_transform,
+)
 from shards.images import ImageRejected
 
 

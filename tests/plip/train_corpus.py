@@ -3,6 +3,7 @@
 The shards are written with ``shards.write_shard`` straight from ``spac.render`` images and their
 ground-truth attributes (``spac.captioning.captioner`` texts), so these tests do not depend on the Beam job.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ TINY_VISION = {"layers": [1, 1, 1, 1], "width": 8, "heads": 2, "output_dim": 32,
 TINY_HEADS = {"tic": {"channels": 16, "se_reduction": 4}, "iap": {"heads": 2}}
 
 
-def write_rendered_corpus(folder: Path, identities: int, images_per_identity: int, shards: int,
-                          seed: int = 0, first_identity: int = 0) -> Path:
+def write_rendered_corpus(
+    folder: Path, identities: int, images_per_identity: int, shards: int, seed: int = 0, first_identity: int = 0
+) -> Path:
     """Render people, caption their visible attributes and write ``shards`` shards + manifest into ``folder``."""
     images = folder.parent / f"{folder.name}-images"
     labels = render_dataset(images, identities, images_per_identity, seed=seed)
@@ -34,7 +36,9 @@ def write_rendered_corpus(folder: Path, identities: int, images_per_identity: in
         key = f"p{identity:05d}_{Path(label['file_path']).stem}"
         texts = caption(label["visible"], key, seed=seed)
         record = {
-            "key": key, "id": identity, "file_path": f"Part1/{identity}/{Path(label['file_path']).name}",
+            "key": key,
+            "id": identity,
+            "file_path": f"Part1/{identity}/{Path(label['file_path']).name}",
             "attributes": {g: {"value": label["visible"][g], "confidence": 1.0} for g in GROUPS},
             "captions": [c.text for c in texts if c.style != "template"],
             "styles": [c.style for c in texts if c.style != "template"],
@@ -45,7 +49,7 @@ def write_rendered_corpus(folder: Path, identities: int, images_per_identity: in
             samples.append(make_sample(record, encode_image(image)))
     per_shard = -(-len(samples) // shards)
     for index in range(shards):
-        write_shard(str(folder), index, samples[index * per_shard:(index + 1) * per_shard])
+        write_shard(str(folder), index, samples[index * per_shard : (index + 1) * per_shard])
     write_manifest(str(folder))
     return folder
 
@@ -98,5 +102,14 @@ def tiny_flags(text_model: Path, image_size: tuple[int, int] = (64, 32)) -> list
 
     vision = {**TINY_VISION, "image_size": list(image_size)}
     overrides = {"vision": vision, "text": {"pooling": "pooler"}, **TINY_HEADS}
-    return ["--preset", "RN-tiny", "--text-model", str(text_model), "--model-overrides", json.dumps(overrides),
-            "--threads", "1", "--quiet"]
+    return [
+        "--preset",
+        "RN-tiny",
+        "--text-model",
+        str(text_model),
+        "--model-overrides",
+        json.dumps(overrides),
+        "--threads",
+        "1",
+        "--quiet",
+    ]

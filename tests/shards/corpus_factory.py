@@ -1,4 +1,5 @@
 """Small synthetic corpora for the shards tests: distinct images and valid records, deterministic."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,14 @@ from PIL import Image
 
 from shards import GROUPS, encode_image, make_sample, write_manifest, write_shard
 
-VALUES = {"gender": "woman", "hair": "long black hair", "upper": "red t-shirt", "lower": "blue jeans",
-          "shoes": "white sneakers", "belongings": "unknown"}
+VALUES = {
+    "gender": "woman",
+    "hair": "long black hair",
+    "upper": "red t-shirt",
+    "lower": "blue jeans",
+    "shoes": "white sneakers",
+    "belongings": "unknown",
+}
 
 
 def make_record(index: int, **overrides: Any) -> dict[str, Any]:
@@ -44,7 +51,7 @@ def write_corpus(directory: str, shards: int, per_shard: int) -> list[dict[str, 
     """Write ``shards`` shards of ``per_shard`` samples and the manifest; return every sample, key order."""
     samples = make_samples(0, shards * per_shard)
     for index in range(shards):
-        write_shard(directory, index, samples[index * per_shard:(index + 1) * per_shard])
+        write_shard(directory, index, samples[index * per_shard : (index + 1) * per_shard])
     write_manifest(directory)
     return samples
 

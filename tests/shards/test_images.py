@@ -1,4 +1,5 @@
 """shards.images: the decode policy for untrusted files (bounded bytes and pixels, upright RGB)."""
+
 from __future__ import annotations
 
 import io
@@ -11,8 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from shards.images import (ImageRejected, decode_image, eight_bit, open_image_file, open_regular_file, read_bounded,
-                           require_regular_file)
+from shards.images import (
+    ImageRejected,
+    decode_image,
+    eight_bit,
+    open_image_file,
+    open_regular_file,
+    read_bounded,
+    require_regular_file,
+)
 
 
 def _encoded(image: Image.Image, format_: str, **options) -> bytes:
@@ -104,8 +112,12 @@ def test_any_bytes_give_an_rgb_image_or_a_refusal(data):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 300), st.integers(1, 300), st.sampled_from(["JPEG", "PNG", "GIF", "BMP", "WEBP"]),
-       st.integers(0, 2**24 - 1))
+@given(
+    st.integers(1, 300),
+    st.integers(1, 300),
+    st.sampled_from(["JPEG", "PNG", "GIF", "BMP", "WEBP"]),
+    st.integers(0, 2**24 - 1),
+)
 def test_valid_images_keep_their_size_within_the_budget(width, height, format_, colour):
     rgb = ((colour >> 16) & 255, (colour >> 8) & 255, colour & 255)
     data = _encoded(Image.new("RGB", (width, height), rgb), format_)
@@ -128,7 +140,7 @@ def _psnr(a: Image.Image, b: Image.Image) -> float:
 
     pixels = list(zip(a.tobytes(), b.tobytes()))
     mse = sum((x - y) ** 2 for x, y in pixels) / len(pixels)
-    return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
 def test_a_drafted_decode_makes_nearly_the_same_corpus_image_as_a_full_one():
@@ -173,6 +185,7 @@ def test_the_decoded_image_is_exif_transpose_then_rgb_for_every_orientation(orie
 
 # ---- issue 19: only regular files are opened; deep images are scaled, not clipped --------------------------
 
+
 def _finishes(call, seconds: float = 10.0):
     """``call()``'s result or exception, failing the test (not hanging it) when it blocks."""
     outcome: list = []
@@ -193,8 +206,11 @@ def _finishes(call, seconds: float = 10.0):
 def test_a_fifo_named_like_an_image_is_refused_before_it_is_opened(tmp_path):
     fifo = tmp_path / "x.jpg"
     os.mkfifo(fifo)  # no writer: open() for reading would block forever
-    for call in (lambda: open_image_file(str(fifo)), lambda: open_regular_file(str(fifo)),
-                 lambda: require_regular_file(str(fifo))):
+    for call in (
+        lambda: open_image_file(str(fifo)),
+        lambda: open_regular_file(str(fifo)),
+        lambda: require_regular_file(str(fifo)),
+    ):
         kind, error = _finishes(call)
         assert kind == "error" and isinstance(error, ImageRejected) and str(error) == "is a FIFO, not an image"
 
@@ -243,15 +259,18 @@ def test_a_16_bit_gradient_stays_a_gradient():
     assert grey.tolist() == list(range(256))  # every level distinct, in order: not clipped to white
 
 
-@pytest.mark.parametrize("values, expected", [
-    (np.full((3, 3), 200, np.int32), 200),  # 8-bit data in a 32-bit mode: kept
-    (np.full((3, 3), 32896, np.int32), 128),  # a 16-bit sample widened to I: its 16-bit level
-    (np.full((3, 3), 2**30, np.int32), 128),  # 32-bit data: scaled from 2**31 - 1
-    (np.full((3, 3), -5, np.int32), 0),
-    (np.full((3, 3), 0.5, np.float32), 128),  # float in [0, 1]
-    (np.full((3, 3), 128.0, np.float32), 128),  # float in [0, 255]
-    (np.array([[np.nan, 1.0]], np.float32), None),
-])
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        (np.full((3, 3), 200, np.int32), 200),  # 8-bit data in a 32-bit mode: kept
+        (np.full((3, 3), 32896, np.int32), 128),  # a 16-bit sample widened to I: its 16-bit level
+        (np.full((3, 3), 2**30, np.int32), 128),  # 32-bit data: scaled from 2**31 - 1
+        (np.full((3, 3), -5, np.int32), 0),
+        (np.full((3, 3), 0.5, np.float32), 128),  # float in [0, 1]
+        (np.full((3, 3), 128.0, np.float32), 128),  # float in [0, 255]
+        (np.array([[np.nan, 1.0]], np.float32), None),
+    ],
+)
 def test_32_bit_and_float_images_are_scaled_by_their_range(values, expected):
     decoded = np.asarray(decode_image(_encoded(Image.fromarray(values), "TIFF")))
     if expected is None:

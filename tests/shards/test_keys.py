@@ -1,4 +1,5 @@
 """shards.keys: any path maps to a valid key; distinct paths to distinct keys; clean paths stay readable."""
+
 from __future__ import annotations
 
 import re
@@ -14,14 +15,28 @@ raw_paths = st.binary(max_size=300).map(lambda data: data.decode("utf-8", "surro
 clean_part = st.from_regex(r"[A-Za-z0-9-]{1,12}", fullmatch=True)
 
 
-@pytest.mark.parametrize("file_path, key", [("Part1/7/1.jpg", "Part1_7_1"), ("7/1.jpg", "7_1"),
-                                            ("0001/c1s1-000151.jpg", "0001_c1s1-000151")])
+@pytest.mark.parametrize(
+    "file_path, key", [("Part1/7/1.jpg", "Part1_7_1"), ("7/1.jpg", "7_1"), ("0001/c1s1-000151.jpg", "0001_c1s1-000151")]
+)
 def test_clean_jpg_paths_keep_a_readable_key(file_path, key):
     assert make_key(file_path) == key
 
 
-@pytest.mark.parametrize("file_path", ["0001/c1s1_000151.jpg", "7/1.png", "a/b.JPG", "../x/1.jpg", "/etc/x.jpg",
-                                       "a/b.c.jpg", "x/" + "y" * 200 + ".jpg", "é/1.jpg", "a\udcff/1.jpg", ""])
+@pytest.mark.parametrize(
+    "file_path",
+    [
+        "0001/c1s1_000151.jpg",
+        "7/1.png",
+        "a/b.JPG",
+        "../x/1.jpg",
+        "/etc/x.jpg",
+        "a/b.c.jpg",
+        "x/" + "y" * 200 + ".jpg",
+        "é/1.jpg",
+        "a\udcff/1.jpg",
+        "",
+    ],
+)
 def test_other_paths_get_a_hashed_key(file_path):
     key = make_key(file_path)
     assert is_valid_key(key) and re.fullmatch(r"(.+__)?[0-9a-f]{16}", key)

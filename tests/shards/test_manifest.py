@@ -1,6 +1,6 @@
 """shards.manifest: the manifest built from the shards' stats, and one-line errors for malformed files."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pytest
 
@@ -38,10 +38,16 @@ def test_folder_without_shards_and_missing_manifest(tmp_path):
         build_manifest(str(tmp_path))
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "not valid JSON"), ("[1, 2]", "expected a JSON object"), ('{"shards": []}', "missing field 'totals'"),
-    ('{"shards": {}, "totals": {}}', "'shards' a list"), ('{"shards": [{}], "totals": {}}', "shard entry"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"shards": []}', "missing field 'totals'"),
+        ('{"shards": {}, "totals": {}}', "'shards' a list"),
+        ('{"shards": [{}], "totals": {}}', "shard entry"),
+    ],
+)
 def test_malformed_manifest_is_one_line_naming_the_file(tmp_path, content, message):
     (tmp_path / "manifest.json").write_text(content)
     fs, root = remote.resolve(str(tmp_path))

@@ -72,7 +72,7 @@ def test_shard_shuffle_changes_shard_order_per_epoch(corpus):
 def test_brace_pattern_and_url_list_select_shards(corpus):
     directory, written = corpus
     pattern = f"{directory}/synthpedes-{{000001..000002}}.tar"
-    expected = [s["__key__"] for s in written[PER_SHARD:3 * PER_SHARD]]
+    expected = [s["__key__"] for s in written[PER_SHARD : 3 * PER_SHARD]]
     assert _keys(open_corpus(pattern, decode=False)) == expected
     urls = shard_urls(pattern)
     assert len(urls) == 2 and _keys(open_corpus(urls, decode=False)) == expected
@@ -137,7 +137,7 @@ def test_streams_shards_over_http(corpus):
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         keys = _keys(open_corpus(f"{base}/synthpedes-{{000000..000001}}.tar", decode=False))
-        assert keys == [s["__key__"] for s in written[:2 * PER_SHARD]]
+        assert keys == [s["__key__"] for s in written[: 2 * PER_SHARD]]
         assert len(shard_urls(base)) == SHARDS  # a folder URL is listed through its manifest
     finally:
         server.shutdown()
@@ -177,13 +177,15 @@ def test_a_damaged_member_is_a_one_line_error_naming_shard_and_sample(corpus):
     sound = {**_raw(corpus, 1)[0], "__url__": "s-000007.tar"}
     huge = io.BytesIO()
     Image.new("RGB", (2048, 1025)).save(huge, "JPEG")  # 64x the corpus image: refused from its header
-    for damage, message in ((dict(jpg=b"not a jpeg"), "damaged jpg member (not a JPEG)"),
-                            (dict(jpg=huge.getvalue()), "damaged jpg member (image too large: 2048x1025 pixels"),
-                            (dict(jpg=sound["jpg"][:200]), "damaged jpg member"),
-                            (dict(json=b'{"key": '), "damaged json member (Expecting value"),
-                            (dict(json=b"[" * 100_000), "damaged json member"),
-                            (dict(json=b'{"key": "x"}'), "damaged json member (record 'x': missing field"),
-                            (dict(txt=b"\xff"), "damaged txt member")):
+    for damage, message in (
+        (dict(jpg=b"not a jpeg"), "damaged jpg member (not a JPEG)"),
+        (dict(jpg=huge.getvalue()), "damaged jpg member (image too large: 2048x1025 pixels"),
+        (dict(jpg=sound["jpg"][:200]), "damaged jpg member"),
+        (dict(json=b'{"key": '), "damaged json member (Expecting value"),
+        (dict(json=b"[" * 100_000), "damaged json member"),
+        (dict(json=b'{"key": "x"}'), "damaged json member (record 'x': missing field"),
+        (dict(txt=b"\xff"), "damaged txt member"),
+    ):
         with pytest.raises(ValueError, match=r"^s-000007\.tar: sample 'p00000_000000': ") as error:
             decode_sample({**sound, **damage})
         assert message in str(error.value) and "\n" not in str(error.value)
@@ -201,9 +203,10 @@ def test_skip_and_count_handler_keeps_the_good_samples_and_counts_the_rest(tmp_p
     handler = SkipAndCount()
     shard, (a0, a1, a2) = _damaged_shard(tmp_path, corpus)
     assert _read(shard, handler) == [a2["__key__"]] and handler.skipped == 2
-    assert handler.reasons == [f"{shard}: sample {a0['__key__']!r}: damaged jpg member (not a JPEG); "
-                               "run `spac shards verify`",
-                               f"{shard}: sample {a1['__key__']!r}: no 'txt' member"]
+    assert handler.reasons == [
+        f"{shard}: sample {a0['__key__']!r}: damaged jpg member (not a JPEG); run `spac shards verify`",
+        f"{shard}: sample {a1['__key__']!r}: no 'txt' member",
+    ]
 
 
 def test_skip_and_count_also_skips_an_unreadable_or_missing_shard(tmp_path, corpus):
@@ -216,8 +219,24 @@ def test_skip_and_count_also_skips_an_unreadable_or_missing_shard(tmp_path, corp
     assert handler.reasons[1].startswith(f"{tmp_path / 'gone-000000.tar'}: cannot open the shard (")
 
 
-@pytest.mark.parametrize("name", ["../evil.jpg", "/etc/x", "/etc/x.jpg", "a/b.jpg", "k y.jpg", "k.cls", "k",
-                                  "k.jpg.bak", ".jpg", "k.JPG", "k" * 91 + ".jpg", "k\n.jpg", "k.jpg\n"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../evil.jpg",
+        "/etc/x",
+        "/etc/x.jpg",
+        "a/b.jpg",
+        "k y.jpg",
+        "k.cls",
+        "k",
+        "k.jpg.bak",
+        ".jpg",
+        "k.JPG",
+        "k" * 91 + ".jpg",
+        "k\n.jpg",
+        "k.jpg\n",
+    ],
+)
 def test_member_names_outside_the_sample_format_are_refused_never_yielded(tmp_path, corpus, name):
     (good,) = _raw(corpus, 1)
     shard = _tar_shard(tmp_path, [(name, b"x")] + _members(good))
@@ -232,14 +251,21 @@ def test_a_bad_member_inside_a_sample_drops_that_sample_once(tmp_path, corpus):
     a0, a1, a2 = _raw(corpus)
     link = tarfile.TarInfo(f"{a1['__key__']}.jpg")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
-    members = (_members(a0)[:1] + [(f"{a0['__key__']}.jpg", a0["jpg"])] + _members(a0)[1:]  # a duplicate
-               + [(link, b"")] + _members(a1)[1:] + _members(a2))
+    members = (
+        _members(a0)[:1]
+        + [(f"{a0['__key__']}.jpg", a0["jpg"])]
+        + _members(a0)[1:]  # a duplicate
+        + [(link, b"")]
+        + _members(a1)[1:]
+        + _members(a2)
+    )
     handler = SkipAndCount()
     shard = _tar_shard(tmp_path, members)
     assert _read(shard, handler) == [a2["__key__"]] and handler.skipped == 2
     assert handler.reasons == [
         f"{shard}: sample {a0['__key__']!r}: member '{a0['__key__']}.jpg': a second 'jpg' member",
-        f"{shard}: sample {a1['__key__']!r}: member '{a1['__key__']}.jpg': not a regular file (tar type b'2')"]
+        f"{shard}: sample {a1['__key__']!r}: member '{a1['__key__']}.jpg': not a regular file (tar type b'2')",
+    ]
 
 
 def test_a_shard_cut_short_or_damaged_mid_way_is_reported_not_silently_ended(tmp_path, corpus):
@@ -248,12 +274,13 @@ def test_a_shard_cut_short_or_damaged_mid_way_is_reported_not_silently_ended(tmp
     second = whole.index(f"{a1['__key__']}.jpg".encode()) // 512 * 512  # a1's first header
     cut, flipped = tmp_path / "cut-000000.tar", tmp_path / "flip-000000.tar"
     cut.write_bytes(whole[:second])  # ends exactly after a0: no end-of-archive block
-    flipped.write_bytes(whole[:second + 100] + b"\xff" + whole[second + 101:])  # a1's header checksum breaks
+    flipped.write_bytes(whole[: second + 100] + b"\xff" + whole[second + 101 :])  # a1's header checksum breaks
     for shard, why in ((cut, "cut short"), (flipped, "a damaged header")):
         handler = SkipAndCount()
         assert _read(str(shard), handler, decode=False) == [a0["__key__"]] and handler.skipped == 1
-        assert handler.reasons == [f"{shard}: unreadable tar after member '{a0['__key__']}.txt' ({why}"
-                                   + handler.reasons[0].split(why, 1)[1]]
+        assert handler.reasons == [
+            f"{shard}: unreadable tar after member '{a0['__key__']}.txt' ({why}" + handler.reasons[0].split(why, 1)[1]
+        ]
 
 
 class _CountingStream(io.RawIOBase):
@@ -299,7 +326,8 @@ def test_peak_memory_stays_small_for_a_member_over_the_default_limit(tmp_path, c
 
 
 _NOT_KEYS = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=100).filter(
-    lambda key: not KEY_PATTERN.fullmatch(key))
+    lambda key: not KEY_PATTERN.fullmatch(key)
+)
 
 
 @settings(max_examples=40, deadline=None)
@@ -314,8 +342,10 @@ def test_property_a_key_outside_the_alphabet_is_refused_by_the_reader(corpus, ke
     assert all(reason.startswith(f"{shard}: ") and "\n" not in reason for reason in handler.reasons)
 
 
-@pytest.mark.parametrize("fmt, mode", [(tarfile.USTAR_FORMAT, "w"), (tarfile.GNU_FORMAT, "w"),
-                                       (tarfile.PAX_FORMAT, "w"), (tarfile.USTAR_FORMAT, "w:gz")])
+@pytest.mark.parametrize(
+    "fmt, mode",
+    [(tarfile.USTAR_FORMAT, "w"), (tarfile.GNU_FORMAT, "w"), (tarfile.PAX_FORMAT, "w"), (tarfile.USTAR_FORMAT, "w:gz")],
+)
 def test_members_read_straight_from_the_stream_equal_tarfiles_own_read(tmp_path, corpus, fmt, mode):
     """tar_members reads a plain member's bytes from the stream itself (no per-member file object): the same
     bytes as tarfile's extractfile for every tar format, with pax headers, a contiguous-file member
@@ -348,7 +378,7 @@ def test_a_member_cut_short_inside_its_data_is_an_unreadable_tar(tmp_path, corpu
     whole = tmp_path / "whole.tar"
     write_tar(whole, [(f"{written[0]['__key__']}.{m}", written[0][m]) for m in ("jpg", "json", "txt")])
     cut = tmp_path / "cut.tar"
-    cut.write_bytes(whole.read_bytes()[:512 + len(written[0]["jpg"]) // 2])
+    cut.write_bytes(whole.read_bytes()[: 512 + len(written[0]["jpg"]) // 2])
     with open(cut, "rb") as stream, pytest.raises(tarfile.ReadError, match="unexpected end of data"):
         list(tar_members(stream))
 

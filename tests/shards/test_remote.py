@@ -1,4 +1,5 @@
 """shards.remote: fsspec resolution and atomic publishing, locally and on a non-local filesystem."""
+
 from __future__ import annotations
 
 import uuid

@@ -79,8 +79,9 @@ def test_make_sample_rejects_non_jpeg_bytes():
 def _imported(**entry_overrides):
     """A record as an importer writes it: no confidences, ``in_schema`` on every group."""
     record = make_record(0)
-    record["attributes"] = {g: {"value": e["value"], "confidence": None, "in_schema": True}
-                            for g, e in record["attributes"].items()}
+    record["attributes"] = {
+        g: {"value": e["value"], "confidence": None, "in_schema": True} for g, e in record["attributes"].items()
+    }
     record["attributes"]["upper"] = {"value": "black cape", "confidence": None, "in_schema": False, **entry_overrides}
     return record
 
@@ -98,12 +99,15 @@ def test_a_predicted_record_has_no_in_schema_key_and_its_bytes_do_not_change():
     assert all(set(entry) == {"value", "confidence"} for entry in sample["json"]["attributes"].values())
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"in_schema": "no"}, "upper.in_schema"),
-    ({"in_schema": None}, "upper.in_schema"),
-    ({"source": "x"}, "'attributes'.upper"),
-    ({"confidence": "high"}, "upper.confidence"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"in_schema": "no"}, "upper.in_schema"),
+        ({"in_schema": None}, "upper.in_schema"),
+        ({"source": "x"}, "'attributes'.upper"),
+        ({"confidence": "high"}, "upper.confidence"),
+    ],
+)
 def test_an_imported_entry_of_another_shape_is_refused(overrides, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         validate_record(_imported(**overrides))
@@ -128,20 +132,23 @@ def test_a_record_without_spans_keeps_the_fields_it_always_had():
     assert list(sample["json"]) == list(RECORD_FIELDS)
 
 
-@pytest.mark.parametrize("spans, message", [
-    ("not a list", "one list of spans per text"),
-    ([[], []], "one list of spans per text"),  # 3 texts: 2 captions + the sentence
-    ([[], [], [], []], "one list of spans per text"),
-    ([[], [], None], r"\[2\]: expected a list"),
-    ([[[0, 5]], [], [[1, 2, 3]]], r"\[2\]: expected \[start, end\] integer pairs"),
-    ([[(0, 5)], [], []], r"\[0\]: expected \[start, end\] integer pairs"),
-    ([[[0, 5.0]], [], []], r"\[0\]: expected \[start, end\] integer pairs"),
-    ([[[False, 5]], [], []], r"\[0\]: expected \[start, end\] integer pairs"),
-    ([[[-1, 5]], [], []], r"\[0\]: span \[-1, 5\] is not inside the text"),
-    ([[[5, 5]], [], []], r"\[0\]: span \[5, 5\] is not inside"),
-    ([[[6, 5]], [], []], r"\[0\]: span \[6, 5\] is not inside"),
-    ([[], [], [[0, 1000]]], r"\[2\]: span \[0, 1000\] is not inside the text \(\d+ characters"),
-])
+@pytest.mark.parametrize(
+    "spans, message",
+    [
+        ("not a list", "one list of spans per text"),
+        ([[], []], "one list of spans per text"),  # 3 texts: 2 captions + the sentence
+        ([[], [], [], []], "one list of spans per text"),
+        ([[], [], None], r"\[2\]: expected a list"),
+        ([[[0, 5]], [], [[1, 2, 3]]], r"\[2\]: expected \[start, end\] integer pairs"),
+        ([[(0, 5)], [], []], r"\[0\]: expected \[start, end\] integer pairs"),
+        ([[[0, 5.0]], [], []], r"\[0\]: expected \[start, end\] integer pairs"),
+        ([[[False, 5]], [], []], r"\[0\]: expected \[start, end\] integer pairs"),
+        ([[[-1, 5]], [], []], r"\[0\]: span \[-1, 5\] is not inside the text"),
+        ([[[5, 5]], [], []], r"\[0\]: span \[5, 5\] is not inside"),
+        ([[[6, 5]], [], []], r"\[0\]: span \[6, 5\] is not inside"),
+        ([[], [], [[0, 1000]]], r"\[2\]: span \[0, 1000\] is not inside the text \(\d+ characters"),
+    ],
+)
 def test_malformed_attribute_spans_are_refused(spans, message):
     with pytest.raises(ValueError, match=r"field 'attribute_spans'" + r".*" + message):
         validate_record(_with_spans(spans))

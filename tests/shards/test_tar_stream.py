@@ -1,5 +1,6 @@
 """TarStream against tarfile's own streaming read (what the reader used before it parsed headers itself):
 the same headers, offsets, data and errors, on our shards and on every other kind of tar."""
+
 import gzip
 import io
 import tarfile
@@ -43,7 +44,7 @@ class _Trickle(io.RawIOBase):
 
     def read(self, size=-1):
         size = self.step if size < 0 else min(size, self.step)
-        chunk = self.data[self.at:self.at + size]
+        chunk = self.data[self.at : self.at + size]
         self.at += len(chunk)
         return chunk
 
@@ -121,8 +122,12 @@ def _build_shards(our_shard):
     plain = [(f"k{i}.{m}", bytes([i + 1]) * (i * 300 + len(m))) for i in range(3) for m in ("jpg", "json", "txt")]
     long_name = "x" * 140 + ".jpg"
     prefixed = "d" * 60 + "/" + "x" * 60 + ".jpg"
-    odd_kinds = [_kind("link.jpg", tarfile.SYMTYPE, linkname="/etc/passwd"), _kind("dir", tarfile.DIRTYPE),
-                 _kind("fifo.jpg", tarfile.FIFOTYPE), _kind("hard.jpg", tarfile.LNKTYPE, linkname="k0.jpg")]
+    odd_kinds = [
+        _kind("link.jpg", tarfile.SYMTYPE, linkname="/etc/passwd"),
+        _kind("dir", tarfile.DIRTYPE),
+        _kind("fifo.jpg", tarfile.FIFOTYPE),
+        _kind("hard.jpg", tarfile.LNKTYPE, linkname="k0.jpg"),
+    ]
     ustar = _tar(plain)
     return {
         "ours": our_shard,
@@ -180,7 +185,9 @@ def test_base_256_size_is_read_by_tarfile_not_misread():
     data = _base256_size(_tar([("a.jpg", b"x" * 600), ("a.txt", b"t")]), 600)
     seen, error = _ours(data)
     assert error is None and [(name, size, body) for name, _, size, _, _, body in seen] == [
-        ("a.jpg", 600, b"x" * 600), ("a.txt", 1, b"t")]
+        ("a.jpg", 600, b"x" * 600),
+        ("a.txt", 1, b"t"),
+    ]
 
 
 def test_our_writers_shards_never_need_tarfile(our_shard, monkeypatch):
@@ -205,16 +212,21 @@ def test_other_kinds_go_to_tarfile_for_the_rest(shards, monkeypatch, kind):
 
 
 @settings(max_examples=150, deadline=None)
-@given(kind=st.sampled_from(KINDS), cut=st.floats(0, 1), flip=st.one_of(st.none(), st.tuples(st.floats(0, 1),
-       st.integers(1, 255))), read_limit=st.sampled_from([EVERYTHING, 500, 0]), trickle=st.booleans())
+@given(
+    kind=st.sampled_from(KINDS),
+    cut=st.floats(0, 1),
+    flip=st.one_of(st.none(), st.tuples(st.floats(0, 1), st.integers(1, 255))),
+    read_limit=st.sampled_from([EVERYTHING, 500, 0]),
+    trickle=st.booleans(),
+)
 def test_property_a_cut_or_damaged_tar_fails_as_tarfile_fails(shards, kind, cut, flip, read_limit, trickle):
     """Cut anywhere (inside a header, its data, its padding, the end blocks), a byte changed anywhere (a
     bad checksum, a damaged number, data after a damaged header): the same members, then the same error."""
     data = shards[kind]
     if flip is not None and data:
         at = int(flip[0] * (len(data) - 1))
-        data = data[:at] + bytes([data[at] ^ flip[1]]) + data[at + 1:]
-    data = data[:int(cut * len(data))]
+        data = data[:at] + bytes([data[at] ^ flip[1]]) + data[at + 1 :]
+    data = data[: int(cut * len(data))]
     assert _ours(data, read_limit, trickle) == _reference(data, read_limit)
 
 
@@ -225,24 +237,38 @@ def test_a_cut_shard_raises_what_tarfile_raises(our_shard, cut_in):
     padding = -first_end % 512
     last_end = members[-1][3] + members[-1][2] + -(members[-1][3] + members[-1][2]) % 512
     assert padding > 1
-    cut = {"first header": 100, "second header": members[1][3] - 412, "data": members[0][3] + 100,
-           "padding": first_end + padding // 2, "end block": last_end + 100}[cut_in]
+    cut = {
+        "first header": 100,
+        "second header": members[1][3] - 412,
+        "data": members[0][3] + 100,
+        "padding": first_end + padding // 2,
+        "end block": last_end + 100,
+    }[cut_in]
     seen, error = _ours(our_shard[:cut])
     assert (seen, error) == _reference(our_shard[:cut])
-    assert error == {"first header": "ReadError: truncated header",
-                     "second header": "ReadError: cut short: no end-of-archive block",
-                     "data": "ReadError: unexpected end of data", "padding": "ReadError: unexpected end of data",
-                     "end block": "ReadError: cut short: no end-of-archive block"}[cut_in]
+    assert (
+        error
+        == {
+            "first header": "ReadError: truncated header",
+            "second header": "ReadError: cut short: no end-of-archive block",
+            "data": "ReadError: unexpected end of data",
+            "padding": "ReadError: unexpected end of data",
+            "end block": "ReadError: cut short: no end-of-archive block",
+        }[cut_in]
+    )
 
 
 def test_a_bad_checksum_fails_as_tarfile_fails(our_shard):
     second = _reference(our_shard)[0][1][3] - 512
     for at in (0, second):  # the first and the second header
-        damaged = our_shard[:at + 148] + b"7" + our_shard[at + 149:]
+        damaged = our_shard[: at + 148] + b"7" + our_shard[at + 149 :]
         seen, error = _ours(damaged)
         assert (seen, error) == _reference(damaged)
-        assert error == ("ReadError: bad checksum" if at == 0
-                         else "ReadError: a damaged header, or data after the end of the archive")
+        assert error == (
+            "ReadError: bad checksum"
+            if at == 0
+            else "ReadError: a damaged header, or data after the end of the archive"
+        )
         assert len(seen) == (0 if at == 0 else 1)
 
 
@@ -265,15 +291,17 @@ _DIGITS = st.text("01234567", min_size=1, max_size=1)
 
 
 @settings(max_examples=200, deadline=None)
-@given(name=st.binary(min_size=100, max_size=100).filter(lambda b: b[0] != 0),
-       owners=st.binary(min_size=64, max_size=64), digits=st.lists(_DIGITS, min_size=52, max_size=52),
-       ends=st.lists(st.sampled_from([b"\0", b" "]), min_size=7, max_size=7),
-       magic=st.sampled_from([b"ustar\x0000", b"ustar  \0"]))
+@given(
+    name=st.binary(min_size=100, max_size=100).filter(lambda b: b[0] != 0),
+    owners=st.binary(min_size=64, max_size=64),
+    digits=st.lists(_DIGITS, min_size=52, max_size=52),
+    ends=st.lists(st.sampled_from([b"\0", b" "]), min_size=7, max_size=7),
+    magic=st.sampled_from([b"ustar\x0000", b"ustar  \0"]),
+)
 def test_property_the_checksum_shortcut_equals_tarfiles_sum(name, owners, digits, ends, magic):
     """Adler-32's low half is the byte sum only below 65521: every header the pattern takes sums below it."""
     d = "".join(digits).encode()
-    numbers = (d[0:7] + ends[0] + d[7:14] + ends[1] + d[14:21] + ends[2] + d[21:32] + ends[3]
-               + d[32:43] + ends[4])
+    numbers = d[0:7] + ends[0] + d[7:14] + ends[1] + d[14:21] + ends[2] + d[21:32] + ends[3] + d[32:43] + ends[4]
     devices = d[43:50] + ends[5] + b"0000000" + ends[6]
     block = _with_checksum(name + numbers + b" " * 8 + b"0" + b"\0" * 100 + magic + owners + devices + b"\0" * 167)
     assert tar_stream._HEADER.fullmatch(block)
@@ -281,7 +309,16 @@ def test_property_the_checksum_shortcut_equals_tarfiles_sum(name, owners, digits
 
 
 def test_the_checksum_shortcut_holds_for_the_busiest_header_the_pattern_takes():
-    block = _with_checksum(b"\xff" * 100 + (b"7777777 " * 3 + b"77777777777 " * 2) + b" " * 8 + b"0"
-                           + b"\0" * 100 + b"ustar\x0000" + b"\xff" * 64 + b"7777777 " * 2 + b"\0" * 167)
+    block = _with_checksum(
+        b"\xff" * 100
+        + (b"7777777 " * 3 + b"77777777777 " * 2)
+        + b" " * 8
+        + b"0"
+        + b"\0" * 100
+        + b"ustar\x0000"
+        + b"\xff" * 64
+        + b"7777777 " * 2
+        + b"\0" * 167
+    )
     assert tar_stream._HEADER.fullmatch(block)
     assert tar_stream._unsigned_checksum(block) == tarfile.calc_chksums(block)[0] > 46_000

@@ -12,8 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from shards import GROUPS, encode_image, iter_samples, shard_is_complete, verify_corpus, write_manifest, write_shard
-from shards import remote
+from shards import (
+    GROUPS,
+    encode_image,
+    iter_samples,
+    remote,
+    shard_is_complete,
+    verify_corpus,
+    write_manifest,
+    write_shard,
+)
 from shards.sample import KEY_PATTERN, canonical_record, first_text
 from tests.shards.corpus_factory import make_samples, write_corpus
 
@@ -33,8 +41,12 @@ def test_same_samples_in_any_order_give_byte_identical_files(tmp_path):
     first, second = _files(tmp_path / "a"), _files(tmp_path / "b")
     assert sorted(first) == [
         "manifest.json",
-        "synthpedes-000000.parquet", "synthpedes-000000.tar", "synthpedes-000000_stats.json",
-        "synthpedes-000001.parquet", "synthpedes-000001.tar", "synthpedes-000001_stats.json",
+        "synthpedes-000000.parquet",
+        "synthpedes-000000.tar",
+        "synthpedes-000000_stats.json",
+        "synthpedes-000001.parquet",
+        "synthpedes-000001.tar",
+        "synthpedes-000001_stats.json",
     ]
     assert first == second
 
@@ -61,7 +73,7 @@ def test_index_rows_describe_each_sample_and_locate_its_jpeg(tmp_path):
     for row, sample in zip(table, samples):
         assert row["attributes"] == "woman,long black hair,red t-shirt,blue jeans,white sneakers,unknown"
         assert row["n_captions"] == 2 and row["n_texts"] == 3
-        assert tar_bytes[row["jpg_offset"]:row["jpg_offset"] + row["jpg_size"]] == sample["jpg"]
+        assert tar_bytes[row["jpg_offset"] : row["jpg_offset"] + row["jpg_size"]] == sample["jpg"]
     assert stats["count"] == 4 and stats["identities"] == 2 and stats["texts"] == 12
     assert json.loads((tmp_path / "demo-000003_stats.json").read_text()) == stats
 
@@ -150,11 +162,22 @@ def test_memory_filesystem_round_trip():
 
 
 def test_a_rerun_removes_its_own_shards_stale_temporaries_and_nothing_else(tmp_path, monkeypatch):
-    ours = ["synthpedes-000001.tar.tmp-0123456789ab", "synthpedes-000001.tar.tmp-", "synthpedes-000001.tar.tmp-x",
-            "synthpedes-000001.parquet.tmp-aa", "synthpedes-000001_stats.json.tmp-bb"]
-    others = ["synthpedes-000002.tar.tmp-cc", "synthpedes-000001-x-000000.tar.tmp-dd",
-              "other-000001.tar.tmp-ee", "synthpedes-000001.tar.tmpx", "notes.tmp-1", "synthpedes-000001.txt.tmp-ff",
-              "xsynthpedes-000001.tar.tmp-gg"]
+    ours = [
+        "synthpedes-000001.tar.tmp-0123456789ab",
+        "synthpedes-000001.tar.tmp-",
+        "synthpedes-000001.tar.tmp-x",
+        "synthpedes-000001.parquet.tmp-aa",
+        "synthpedes-000001_stats.json.tmp-bb",
+    ]
+    others = [
+        "synthpedes-000002.tar.tmp-cc",
+        "synthpedes-000001-x-000000.tar.tmp-dd",
+        "other-000001.tar.tmp-ee",
+        "synthpedes-000001.tar.tmpx",
+        "notes.tmp-1",
+        "synthpedes-000001.txt.tmp-ff",
+        "xsynthpedes-000001.tar.tmp-gg",
+    ]
     for name in ours + others:
         (tmp_path / name).write_bytes(b"")  # a killed run's zero-byte files, and files that are not this shard's
     original, concurrent = webdataset.TarWriter.write, "synthpedes-000001.tar.tmp-made-meanwhile"
@@ -166,16 +189,23 @@ def test_a_rerun_removes_its_own_shards_stale_temporaries_and_nothing_else(tmp_p
     monkeypatch.setattr(webdataset.TarWriter, "write", another_writer_starts)
     write_shard(str(tmp_path), 1, make_samples(0, 2))
     left = set(os.listdir(tmp_path))
-    assert left == {*others, concurrent, "synthpedes-000001.tar", "synthpedes-000001.parquet",
-                    "synthpedes-000001_stats.json"}
+    assert left == {
+        *others,
+        concurrent,
+        "synthpedes-000001.tar",
+        "synthpedes-000001.parquet",
+        "synthpedes-000001_stats.json",
+    }
 
 
 def test_records_the_index_or_utf_8_cannot_hold_are_refused_naming_the_key(tmp_path):
-    from tests.shards.corpus_factory import make_image, make_record
     from shards import encode_image, make_sample
+    from tests.shards.corpus_factory import make_image, make_record
 
-    for overrides, message in (({"id": 2**63}, "field 'id': 9223372036854775808 does not fit the index"),
-                               ({"captions": ["\ud800 broken"], "styles": ["plain"]}, "not valid Unicode")):
+    for overrides, message in (
+        ({"id": 2**63}, "field 'id': 9223372036854775808 does not fit the index"),
+        ({"captions": ["\ud800 broken"], "styles": ["plain"]}, "not valid Unicode"),
+    ):
         sample = make_sample(make_record(0, **overrides), encode_image(make_image(0)))
         with pytest.raises(ValueError, match=f"sample 'p00000_000000': json: .*{message}"):
             write_shard(str(tmp_path), 0, [sample])
@@ -193,11 +223,18 @@ def _written_samples(draw):
     for key in keys:
         captions = draw(st.lists(_TEXT, max_size=3))
         record = {
-            "key": key, "id": draw(st.integers(0, 2**63 - 1)),
+            "key": key,
+            "id": draw(st.integers(0, 2**63 - 1)),
             "file_path": draw(_TEXT.filter(lambda p: not p.startswith("/") and "\\" not in p)),
-            "attributes": {g: {"value": draw(_TEXT.filter(lambda v: "," not in v)),
-                               "confidence": draw(st.floats(0, 1) | st.integers(0, 1))} for g in GROUPS},
-            "captions": captions, "styles": draw(st.lists(_TEXT, min_size=len(captions), max_size=len(captions))),
+            "attributes": {
+                g: {
+                    "value": draw(_TEXT.filter(lambda v: "," not in v)),
+                    "confidence": draw(st.floats(0, 1) | st.integers(0, 1)),
+                }
+                for g in GROUPS
+            },
+            "captions": captions,
+            "styles": draw(st.lists(_TEXT, min_size=len(captions), max_size=len(captions))),
             "prompt_caption": draw(st.lists(_TEXT, min_size=0 if captions else 1, max_size=1)),
             "source": draw(_TEXT),
         }

@@ -56,8 +56,14 @@ def test_the_papers_released_example_parses_and_round_trips_byte_identically():
     schema = load_schema()
     text = "man,black hair,black shirt,pink shorts,black shoes,unknown"
     attrs = schema.from_released(text)
-    assert attrs == {"gender": "man", "hair": "black hair", "upper": "black shirt", "lower": "pink shorts",
-                     "shoes": "black shoes", "belongings": UNKNOWN}
+    assert attrs == {
+        "gender": "man",
+        "hair": "black hair",
+        "upper": "black shirt",
+        "lower": "pink shorts",
+        "shoes": "black shoes",
+        "belongings": UNKNOWN,
+    }
     assert schema.to_released(attrs) == text
 
 
@@ -65,14 +71,36 @@ def test_version_2_adds_generic_items_and_bare_values_that_are_never_specific():
     schema = load_schema()
     assert schema.version == 2
     generic = {g.name: [i.name for i in g.items if i.generic] for g in schema.groups}
-    assert generic == {"gender": [], "hair": ["hair"], "upper": ["top"], "lower": [], "shoes": ["shoes"],
-                       "belongings": ["bag"]}
-    for group, phrase, item, colour in [("hair", "black hair", "hair", "black"), ("upper", "white top", "top", "white"),
-                                        ("shoes", "black shoes", "shoes", "black"), ("belongings", "brown bag", "bag", "brown")]:
+    assert generic == {
+        "gender": [],
+        "hair": ["hair"],
+        "upper": ["top"],
+        "lower": [],
+        "shoes": ["shoes"],
+        "belongings": ["bag"],
+    }
+    for group, phrase, item, colour in [
+        ("hair", "black hair", "hair", "black"),
+        ("upper", "white top", "top", "white"),
+        ("shoes", "black shoes", "shoes", "black"),
+        ("belongings", "brown bag", "bag", "brown"),
+    ]:
         value = schema.value(group, phrase)
-        assert (value.item, value.colour, value.generic, value.bare, value.specific) == (item, colour, True, False, False)
-    for group, phrase in [("lower", "jeans"), ("hair", "long hair"), ("belongings", "backpack"), ("belongings", "bag"),
-                          ("upper", "down jacket"), ("shoes", "high heels")]:
+        assert (value.item, value.colour, value.generic, value.bare, value.specific) == (
+            item,
+            colour,
+            True,
+            False,
+            False,
+        )
+    for group, phrase in [
+        ("lower", "jeans"),
+        ("hair", "long hair"),
+        ("belongings", "backpack"),
+        ("belongings", "bag"),
+        ("upper", "down jacket"),
+        ("shoes", "high heels"),
+    ]:
         value = schema.value(group, phrase)
         assert (value.colour, value.bare, value.specific) == (None, True, False), phrase
     assert schema.value("lower", "jeans").plural

@@ -1,5 +1,6 @@
 """The method fingerprint: stable for the same templates and predictor, changed by any edit to either.
 Every edit is made to a temporary copy; the repository's templates and demo model are never touched."""
+
 import json
 import shutil
 from importlib import resources

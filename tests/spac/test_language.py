@@ -1,4 +1,5 @@
 """spac.language: attribute mentions (group, item, colour, value, span) found by the spaCy matchers."""
+
 from __future__ import annotations
 
 import pytest
@@ -102,7 +103,7 @@ def test_mentions_sorted_with_spans_into_the_text() -> None:
     text = "A Lady with LONG brown hair, in a navy blue tee and Gray jeans, carries a purse."
     mentions = extract_attributes(text)
     assert [m.group for m in mentions] == ["gender", "hair", "upper", "lower", "belongings"]
-    assert all(text[m.start:m.end] == m.text for m in mentions)
+    assert all(text[m.start : m.end] == m.text for m in mentions)
     assert [m.start for m in mentions] == sorted(m.start for m in mentions)
     assert [m.value for m in mentions] == ["woman", "long brown hair", "navy t-shirt", "grey jeans", "handbag"]
 
@@ -122,7 +123,12 @@ def test_attribute_spans_are_the_mentions_spans_of_each_text() -> None:
     spans = attribute_spans(texts)
     assert spans == [[(m.start, m.end) for m in extract_attributes(t)] for t in texts]
     assert [texts[0][start:end] for start, end in spans[0]] == [
-        "woman", "long black hair", "red coat", "blue jeans", "white shoes"]
+        "woman",
+        "long black hair",
+        "red coat",
+        "blue jeans",
+        "white shoes",
+    ]
     assert spans[1:] == [[], []]
 
 

@@ -6,6 +6,7 @@ may resolve to a different value, and no unknown group may be mentioned at all. 
 belongings "nothing", which people rarely say, is usually left unsaid (and sometimes said without the
 word, "is not carrying anything"); when a caption names it, it must read back as "nothing".
 """
+
 from __future__ import annotations
 
 import random
@@ -19,10 +20,7 @@ P_UNKNOWN = 0.3
 
 
 def _random_attributes(rng: random.Random, schema: Schema) -> dict[str, str]:
-    return {
-        g.name: UNKNOWN if rng.random() < P_UNKNOWN else rng.choice(g.values).phrase
-        for g in schema.groups
-    }
+    return {g.name: UNKNOWN if rng.random() < P_UNKNOWN else rng.choice(g.values).phrase for g in schema.groups}
 
 
 def _problems(attributes: dict[str, str], mentions: list[AttributeMention]) -> list[str]:
@@ -51,4 +49,6 @@ def test_every_caption_gives_back_exactly_its_known_attributes() -> None:
         for (attrs, text), found in zip(rows, mentions)
         if (problems := _problems(attrs, found))
     ]
-    assert not failures, f"{len(failures)} of {len(rows)} captions fail the round trip, e.g.:\n" + "\n".join(failures[:10])
+    assert not failures, f"{len(failures)} of {len(rows)} captions fail the round trip, e.g.:\n" + "\n".join(
+        failures[:10]
+    )

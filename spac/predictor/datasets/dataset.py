@@ -4,6 +4,7 @@ A :class:`LabelledSplit` is a sequence of ``(PIL image, labels)`` examples, read
 DataLoader can fetch any of them from any worker; its ``labels`` (and ``bits``) are in memory, so class
 balancing and evaluation never open an image.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,12 +15,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from common.digests import stable_int
 from common.errors import InputError, error_line
 from common.paths import PathOutsideRoot, contained_path
+from shards.images import ImageRejected, open_image_file
 from spac.predictor.datasets.mapping import DatasetMapping
 from spac.predictor.labels import GroupLabel
-from common.digests import stable_int
-from shards.images import ImageRejected, open_image_file
 
 SPLITS = ("train", "val", "test")
 
@@ -58,10 +59,14 @@ class LabelledSplit(Sequence):
     def __getitem__(self, index: int) -> tuple[Image.Image, dict[str, GroupLabel]]:  # type: ignore[override]
         return load_image(self.paths[index]), self.labels[index]
 
-    def subset(self, indices: Iterable[int], name: str | None = None) -> "LabelledSplit":
+    def subset(self, indices: Iterable[int], name: str | None = None) -> LabelledSplit:
         chosen = list(indices)
-        return LabelledSplit(name or self.name, [self.paths[i] for i in chosen], [self.labels[i] for i in chosen],
-                             None if self.bits is None else self.bits[chosen])
+        return LabelledSplit(
+            name or self.name,
+            [self.paths[i] for i in chosen],
+            [self.labels[i] for i in chosen],
+            None if self.bits is None else self.bits[chosen],
+        )
 
 
 @dataclass
@@ -81,7 +86,9 @@ class AttributeDataset:
         return self.splits[name]
 
 
-def aligned_bits(labels: np.ndarray, names: Sequence[str], mapping: DatasetMapping, what: str) -> tuple[np.ndarray, list[str]]:
+def aligned_bits(
+    labels: np.ndarray, names: Sequence[str], mapping: DatasetMapping, what: str
+) -> tuple[np.ndarray, list[str]]:
     """A file's label columns reordered to the mapping's attributes (-1 for one the file lacks) and the names
     of the file's columns the mapping does not know."""
     bits = np.full((labels.shape[0], len(mapping.attributes)), -1, dtype=np.int8)
@@ -109,13 +116,17 @@ def hashed_split(key: str, fractions: Mapping[str, float], salt: str) -> str:
     return next(reversed(fractions))
 
 
-def split_off(split: LabelledSplit, keys: Sequence[str], fraction: float, salt: str) -> tuple[LabelledSplit, LabelledSplit]:
+def split_off(
+    split: LabelledSplit, keys: Sequence[str], fraction: float, salt: str
+) -> tuple[LabelledSplit, LabelledSplit]:
     """(train, val): ``fraction`` of the keys (e.g. person ids, so one person stays on one side) move to val."""
     if not 0 < fraction < 1:
         raise InputError(f"a validation fraction must be between 0 and 1, got {fraction}")
     side = [hashed_split(k, {"val": fraction, "train": 1 - fraction}, salt) for k in keys]
-    return (split.subset([i for i, s in enumerate(side) if s == "train"], "train"),
-            split.subset([i for i, s in enumerate(side) if s == "val"], "val"))
+    return (
+        split.subset([i for i, s in enumerate(side) if s == "train"], "train"),
+        split.subset([i for i, s in enumerate(side) if s == "val"], "val"),
+    )
 
 
 def first_existing(root: Path, candidates: Sequence[str], what: str) -> Path:

@@ -20,6 +20,7 @@ Mapped back (:meth:`DatasetMapping.bits`), a SPAC value sets exactly the attribu
 item or colour. That is what the evaluation compares with the dataset's own bits, and it is consistent with the
 forward direction: the labels of a value's own bits always allow that value.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -31,9 +32,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from spac.predictor.labels import MASKED, NO_COLOUR, GroupLabel, candidates, group_colours, specific_items
-from spac.attributes import UNKNOWN, Schema, load_schema
 from common.errors import InputError
+from spac.attributes import UNKNOWN, Schema, load_schema
+from spac.predictor.labels import MASKED, NO_COLOUR, GroupLabel, candidates, group_colours, specific_items
 
 BUNDLED = {"pa100k": "pa100k.yaml", "peta": "peta.yaml", "rap1": "rap1.yaml", "rap2": "rap2.yaml"}
 FACTORS = ("items", "colours")
@@ -154,6 +155,7 @@ def _compute_labels(mapping: DatasetMapping, row: tuple[int, ...]) -> tuple[dict
 
 # ---- loading and validating a mapping file ---------------------------------------------------------------
 
+
 def _fail(source: str, key: str, problem: str) -> MappingError:
     return MappingError(f"{source}: {key}: {problem}")
 
@@ -172,13 +174,18 @@ def _rule_set(source: str, key: str, spec: Any, group: str, choices: Mapping[str
     for name in names:
         if name not in choices[factor]:
             kind = "item" if factor == "items" else "colour"
-            raise _fail(source, f"{key}.{factor}", f"{name!r} is not a specific {kind} of group {group!r} "
-                        f"(choose from {', '.join(sorted(choices[factor]))})")
+            raise _fail(
+                source,
+                f"{key}.{factor}",
+                f"{name!r} is not a specific {kind} of group {group!r} "
+                f"(choose from {', '.join(sorted(choices[factor]))})",
+            )
     return factor, frozenset(names)
 
 
-def _parse_facet(source: str, key: str, spec: Any, group: str, schema: Schema,
-                 attributes: set[str], used: dict[str, str]) -> Facet:
+def _parse_facet(
+    source: str, key: str, spec: Any, group: str, schema: Schema, attributes: set[str], used: dict[str, str]
+) -> Facet:
     if not isinstance(spec, dict):
         raise _fail(source, key, "expected a mapping with 'attributes'")
     unexpected = set(spec) - {"attributes", "otherwise", "unrepresentable", "note"}
@@ -254,8 +261,9 @@ def parse_mapping(data: Any, source: str = "<mapping>", schema: Schema | None = 
         specs = groups.get(group, [])
         if not isinstance(specs, list):
             raise _fail(source, f"groups.{group}", "expected a list of facets")
-        facets += [_parse_facet(source, f"groups.{group}[{i}]", s, group, schema, known, used)
-                   for i, s in enumerate(specs)]
+        facets += [
+            _parse_facet(source, f"groups.{group}[{i}]", s, group, schema, known, used) for i, s in enumerate(specs)
+        ]
     extra = sorted(set(groups) - set(schema.group_names))
     if extra:
         raise _fail(source, f"groups.{extra[0]}", f"not a SPAC group ({', '.join(schema.group_names)})")
@@ -267,8 +275,16 @@ def parse_mapping(data: Any, source: str = "<mapping>", schema: Schema | None = 
     missing = [a for a in attributes if a not in used]
     if missing:
         raise _fail(source, "attributes", f"{missing[0]!r} is neither mapped nor listed under 'unmapped'")
-    return DatasetMapping(dataset.strip(), tuple(attributes), tuple(facets), {str(k): v for k, v in unmapped.items()},
-                          dict(aliases), schema, source, {a: i for i, a in enumerate(attributes)})
+    return DatasetMapping(
+        dataset.strip(),
+        tuple(attributes),
+        tuple(facets),
+        {str(k): v for k, v in unmapped.items()},
+        dict(aliases),
+        schema,
+        source,
+        {a: i for i, a in enumerate(attributes)},
+    )
 
 
 def load_mapping(name_or_path: str | Path, schema: Schema | None = None) -> DatasetMapping:

@@ -9,6 +9,7 @@ file, KeyError, zlib.error, UnboundLocalError, ...) it crashed the process with 
 byte-flipped or truncated files. So a file is read in a forked child process (about 10 ms), where any failure,
 a crash included, becomes one line naming the file.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -21,7 +22,6 @@ import numpy as np
 import scipy.io
 
 from common.errors import InputError, error_line
-
 
 _CHILD = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
 
@@ -88,8 +88,9 @@ def indices(value: Any, count: int, what: str) -> np.ndarray:
         raise InputError(f"{what}: index {fractional[0]:g} is not a whole number")
     array = array.astype(np.int64) - 1
     if array.size and (array.min() < 0 or array.max() >= count):
-        raise InputError(f"{what}: index {int(array.min() + 1 if array.min() < 0 else array.max() + 1)} "
-                         f"outside 1..{count}")
+        raise InputError(
+            f"{what}: index {int(array.min() + 1 if array.min() < 0 else array.max() + 1)} outside 1..{count}"
+        )
     return array
 
 

@@ -7,6 +7,7 @@ meanings from templates/attribute_datasets/mined.yaml. Splits come from the ``sp
 RSTPReid have train / val / test, ICFG-PEDES train / test); with no validation rows, ``val_fraction`` of the
 training *people* (by a hash of source and id) become the validation split.
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,9 +20,9 @@ import pyarrow.parquet as pq
 import yaml
 
 from common.errors import InputError, error_line
+from spac.attributes import GROUP_ORDER, Schema, load_schema
 from spac.predictor.datasets.dataset import AttributeDataset, LabelledSplit, check_files, image_paths, split_off
 from spac.predictor.labels import check_label, said_labels, specific_items
-from spac.attributes import GROUP_ORDER, Schema, load_schema
 
 COLUMNS = ("file_path", "id", "split", *GROUP_ORDER)
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -31,8 +32,11 @@ def load_generic_items(schema: Schema | None = None, path: str | Path | None = N
     """Generic item -> the specific items it stands for (templates/attribute_datasets/mined.yaml), validated."""
     schema = schema if schema is not None else load_schema()
     source = str(path) if path is not None else "templates/attribute_datasets/mined.yaml"
-    text = (Path(path).read_text(encoding="utf-8") if path is not None
-            else resources.files("templates").joinpath("attribute_datasets", "mined.yaml").read_text(encoding="utf-8"))
+    text = (
+        Path(path).read_text(encoding="utf-8")
+        if path is not None
+        else resources.files("templates").joinpath("attribute_datasets", "mined.yaml").read_text(encoding="utf-8")
+    )
     data = yaml.safe_load(text)
     raw = data.get("generic_items") if isinstance(data, dict) else None
     if not isinstance(raw, dict):
@@ -45,7 +49,9 @@ def load_generic_items(schema: Schema | None = None, path: str | Path | None = N
             raise InputError(f"{source}: generic_items.{item}: expected the specific items it stands for")
         for name in meant:
             if name not in specific_items(group):
-                raise InputError(f"{source}: generic_items.{item}: {name!r} is not a specific item of group {group.name!r}")
+                raise InputError(
+                    f"{source}: generic_items.{item}: {name!r} is not a specific item of group {group.name!r}"
+                )
         result[item] = tuple(meant)
     extra = sorted(set(raw) - set(generic))
     if extra:
@@ -58,8 +64,13 @@ def _bundled_generic_items() -> Mapping[str, tuple[str, ...]]:
     return load_generic_items()
 
 
-def read_mined(table_path: str | Path, images_root: str | Path, schema: Schema | None = None,
-               val_fraction: float = 0.1, check_images: bool = True) -> AttributeDataset:
+def read_mined(
+    table_path: str | Path,
+    images_root: str | Path,
+    schema: Schema | None = None,
+    val_fraction: float = 0.1,
+    check_images: bool = True,
+) -> AttributeDataset:
     """The splits of a mined-labels parquet table, images under ``images_root``."""
     table_path, images_root = Path(table_path), Path(images_root)
     schema = schema if schema is not None else load_schema()
@@ -96,10 +107,16 @@ def read_mined(table_path: str | Path, images_root: str | Path, schema: Schema |
     everything = LabelledSplit("all", image_paths(images_root, names, f"{table_path}: row"), labels)
     splits = {name: everything.subset(chosen, name) for name, chosen in rows.items()}
     if not rows["val"] and rows["train"]:
-        splits["train"], splits["val"] = split_off(splits["train"], [keys[i] for i in rows["train"]], val_fraction,
-                                                   "mined")
+        splits["train"], splits["val"] = split_off(
+            splits["train"], [keys[i] for i in rows["train"]], val_fraction, "mined"
+        )
     if check_images:
         for split in splits.values():
             check_files(split.paths, f"mined labels {split.name}")
-    return AttributeDataset("mined captions", table_path, None, splits, {
-        "table": str(table_path), "images": str(images_root), "rows": len(names)})
+    return AttributeDataset(
+        "mined captions",
+        table_path,
+        None,
+        splits,
+        {"table": str(table_path), "images": str(images_root), "rows": len(names)},
+    )

@@ -10,6 +10,7 @@ looked up with the search tool.) The bits map to the six groups through template
 :func:`write_pa100k` writes labelled images in the same format (the tests and benchmarks export rendered
 people with it; any tool that reads PA-100K reads them).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -20,18 +21,27 @@ import scipy.io
 from PIL import Image
 
 from common.errors import InputError
-from spac.predictor.datasets.dataset import (SPLITS, AttributeDataset, LabelledSplit, aligned_bits, check_files,
-                                             first_existing, image_folder, image_paths)
+from spac.attributes import Schema
+from spac.predictor.datasets.dataset import (
+    SPLITS,
+    AttributeDataset,
+    LabelledSplit,
+    aligned_bits,
+    check_files,
+    first_existing,
+    image_folder,
+    image_paths,
+)
 from spac.predictor.datasets.mapping import DatasetMapping, load_mapping
 from spac.predictor.datasets.matfiles import load_mat, matrix, strings
-from spac.attributes import Schema
 
 ANNOTATION_FILES = ("annotation.mat", "annotation/annotation.mat")
 IMAGE_FOLDERS = ("data/release_data/release_data", "release_data/release_data", "data", "")
 
 
-def read_pa100k(root: str | Path, schema: Schema | None = None, mapping: DatasetMapping | None = None,
-                check_images: bool = True) -> AttributeDataset:
+def read_pa100k(
+    root: str | Path, schema: Schema | None = None, mapping: DatasetMapping | None = None, check_images: bool = True
+) -> AttributeDataset:
     """The train / val / test splits of a PA-100K folder, labelled through the PA-100K mapping."""
     root = Path(root)
     mapping = mapping or load_mapping("pa100k", schema)
@@ -59,13 +69,27 @@ def read_pa100k(root: str | Path, schema: Schema | None = None, mapping: Dataset
         split_labels, found = mapping.labels_for(bits)
         contradictions += found
         splits[split] = LabelledSplit(split, paths, split_labels, bits)
-    return AttributeDataset("PA-100K", root, mapping, splits, {
-        "annotation": str(annotation), "images": str(folder or root), "contradicting_facets": contradictions,
-        "ignored_attributes": ignored})
+    return AttributeDataset(
+        "PA-100K",
+        root,
+        mapping,
+        splits,
+        {
+            "annotation": str(annotation),
+            "images": str(folder or root),
+            "contradicting_facets": contradictions,
+            "ignored_attributes": ignored,
+        },
+    )
 
 
-def write_pa100k(root: str | Path, splits: Mapping[str, Sequence[tuple[Image.Image, Mapping[str, str]]]],
-                 schema: Schema | None = None, mapping: DatasetMapping | None = None, suffix: str = ".png") -> Path:
+def write_pa100k(
+    root: str | Path,
+    splits: Mapping[str, Sequence[tuple[Image.Image, Mapping[str, str]]]],
+    schema: Schema | None = None,
+    mapping: DatasetMapping | None = None,
+    suffix: str = ".png",
+) -> Path:
     """Write ``split -> [(image, SPAC attributes)]`` as a PA-100K folder: ``data/<000001>.png`` and
     ``annotation.mat``. Each attribute is what the PA-100K mapping says the SPAC values mean (unmapped ones 0);
     PNG keeps the pixels exact. Returns the annotation file."""
@@ -83,8 +107,9 @@ def write_pa100k(root: str | Path, splits: Mapping[str, Sequence[tuple[Image.Ima
             names.append([name])
             rows.append(np.maximum(mapping.bits(attributes), 0))
         variables[f"{split}_images_name"] = np.array(names, dtype=object).reshape(len(names), 1)
-        variables[f"{split}_label"] = (np.array(rows, dtype=np.uint8) if rows
-                                       else np.zeros((0, len(mapping.attributes)), dtype=np.uint8))
+        variables[f"{split}_label"] = (
+            np.array(rows, dtype=np.uint8) if rows else np.zeros((0, len(mapping.attributes)), dtype=np.uint8)
+        )
     annotation = root / "annotation.mat"
     scipy.io.savemat(str(annotation), variables)
     return annotation

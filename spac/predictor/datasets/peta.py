@@ -11,6 +11,7 @@ looked up with the search tool.) Labels map to the six groups through templates/
 PETA ships no split. Ours is fixed and by person (a hash of subset and id), in the proportions papers use
 (9,500 / 1,900 / 7,600 images): 50% train, 10% val, 40% test.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,9 +20,9 @@ import numpy as np
 
 from common.errors import InputError
 from common.paths import contained_path
+from spac.attributes import Schema
 from spac.predictor.datasets.dataset import AttributeDataset, LabelledSplit, hashed_split
 from spac.predictor.datasets.mapping import DatasetMapping, load_mapping
-from spac.attributes import Schema
 
 IMAGE_SUFFIXES = (".bmp", ".png", ".jpg", ".jpeg")
 SPLIT_SHARES = {"train": 0.5, "val": 0.1, "test": 0.4}
@@ -69,7 +70,9 @@ def read_label_file(path: Path, mapping: DatasetMapping) -> tuple[dict[str, np.n
     return people, ignored
 
 
-def read_peta(root: str | Path, schema: Schema | None = None, mapping: DatasetMapping | None = None) -> AttributeDataset:
+def read_peta(
+    root: str | Path, schema: Schema | None = None, mapping: DatasetMapping | None = None
+) -> AttributeDataset:
     """The train / val / test splits of a PETA release folder, labelled through the PETA mapping."""
     root = Path(root)
     mapping = mapping or load_mapping("peta", schema)
@@ -99,7 +102,16 @@ def read_peta(root: str | Path, schema: Schema | None = None, mapping: DatasetMa
         labels, found = mapping.labels_for(bits)
         contradictions += found
         splits[split] = LabelledSplit(split, paths, labels, bits)
-    return AttributeDataset("PETA", root, mapping, splits, {
-        "subsets": [f.name for f in subset_folders(root)], "contradicting_facets": contradictions,
-        "ignored_attributes": sorted(ignored), "images_without_labels": unlabelled,
-        "labels_without_images": people_without_images})
+    return AttributeDataset(
+        "PETA",
+        root,
+        mapping,
+        splits,
+        {
+            "subsets": [f.name for f in subset_folders(root)],
+            "contradicting_facets": contradictions,
+            "ignored_attributes": sorted(ignored),
+            "images_without_labels": unlabelled,
+            "labels_without_images": people_without_images,
+        },
+    )

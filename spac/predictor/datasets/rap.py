@@ -15,6 +15,7 @@ and the images in ``RAP_dataset/``. What we rely on (the official repository's s
 Label 2 (uncertain) is "not said". Bits map to the six groups through templates/attribute_datasets/rap1.yaml or
 rap2.yaml; file attributes the mapping does not know are ignored, mapped ones the file lacks are "not said".
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,11 +24,18 @@ from typing import Any
 import numpy as np
 
 from common.errors import InputError
-from spac.predictor.datasets.dataset import (AttributeDataset, LabelledSplit, aligned_bits, check_files,
-                                             first_existing, hashed_split, image_paths)
+from spac.attributes import Schema
+from spac.predictor.datasets.dataset import (
+    AttributeDataset,
+    LabelledSplit,
+    aligned_bits,
+    check_files,
+    first_existing,
+    hashed_split,
+    image_paths,
+)
 from spac.predictor.datasets.mapping import NOT_SAID, DatasetMapping, load_mapping
 from spac.predictor.datasets.matfiles import field, indices, load_mat, matrix, strings
-from spac.attributes import Schema
 
 ANNOTATION_FILES = ("RAP_annotation.mat", "RAP_annotation/RAP_annotation.mat")
 IMAGE_FOLDERS = ("RAP_dataset", "images", "")
@@ -41,8 +49,10 @@ def _version(annotation: Any) -> int:
     if all(hasattr(annotation, f) for f in ("imagesname", "attribute_eng", "label")):
         return 1
     fields = ", ".join(getattr(annotation, "_fieldnames", []) or [])
-    raise InputError(f"RAP_annotation has neither v2 fields (name, attribute, data) nor v1 fields (imagesname, "
-                     f"attribute_eng, label); it has {fields or 'none'}")
+    raise InputError(
+        f"RAP_annotation has neither v2 fields (name, attribute, data) nor v1 fields (imagesname, "
+        f"attribute_eng, label); it has {fields or 'none'}"
+    )
 
 
 def _partition(annotation: Any, version: int, number: int, count: int, where: str) -> dict[str, np.ndarray]:
@@ -52,8 +62,12 @@ def _partition(annotation: Any, version: int, number: int, count: int, where: st
         raise InputError(f"{where}: partition {number} asked for, the file has {len(partitions)}")
     chosen = partitions[number - 1]
     keys = ("train_index", "val_index", "test_index") if version == 2 else ("train_index", "test_index")
-    return {key.split("_")[0]: indices(field(chosen, key, f"{where}.{name}({number})"), count,
-                                       f"{where}.{name}({number}).{key}") for key in keys}
+    return {
+        key.split("_")[0]: indices(
+            field(chosen, key, f"{where}.{name}({number})"), count, f"{where}.{name}({number}).{key}"
+        )
+        for key in keys
+    }
 
 
 def _image_paths(root: Path, names: list[str], what: str) -> list[Path]:
@@ -64,14 +78,22 @@ def _image_paths(root: Path, names: list[str], what: str) -> list[Path]:
         for rename in (False, True):
             candidate = root / folder / (str(Path(probe).with_suffix(".png")) if rename else probe)
             if candidate.is_file():
-                return image_paths(root / folder, [str(Path(n).with_suffix(".png")) if rename else n for n in names],
-                                   what)
-    raise InputError(f"{root}: cannot find image {probe!r} (or its .png) in any of "
-                     f"{', '.join(f or '.' for f in IMAGE_FOLDERS)}")
+                return image_paths(
+                    root / folder, [str(Path(n).with_suffix(".png")) if rename else n for n in names], what
+                )
+    raise InputError(
+        f"{root}: cannot find image {probe!r} (or its .png) in any of {', '.join(f or '.' for f in IMAGE_FOLDERS)}"
+    )
 
 
-def read_rap(root: str | Path, schema: Schema | None = None, mapping: DatasetMapping | None = None,
-             partition: int = 1, val_fraction: float = 0.1, check_images: bool = True) -> AttributeDataset:
+def read_rap(
+    root: str | Path,
+    schema: Schema | None = None,
+    mapping: DatasetMapping | None = None,
+    partition: int = 1,
+    val_fraction: float = 0.1,
+    check_images: bool = True,
+) -> AttributeDataset:
     """The train / val / test splits of a RAP v1 or v2 folder (``partition`` 1-5 of the file's partitions)."""
     root = Path(root)
     annotation_file = first_existing(root, ANNOTATION_FILES, "RAP_annotation.mat")
@@ -83,22 +105,30 @@ def read_rap(root: str | Path, schema: Schema | None = None, mapping: DatasetMap
     version = _version(annotation)
     mapping = mapping or load_mapping(f"rap{version}", schema)
     names = strings(field(annotation, "name" if version == 2 else "imagesname", where), f"{where}.name")
-    attributes = strings(field(annotation, "attribute" if version == 2 else "attribute_eng", where),
-                         f"{where}.attribute")
-    labels = matrix(field(annotation, "data" if version == 2 else "label", where), len(names), len(attributes),
-                    f"{where}.data")
+    attributes = strings(
+        field(annotation, "attribute" if version == 2 else "attribute_eng", where), f"{where}.attribute"
+    )
+    labels = matrix(
+        field(annotation, "data" if version == 2 else "label", where), len(names), len(attributes), f"{where}.data"
+    )
     if labels.size and not np.isin(labels, (0, 1, UNCERTAIN)).all():
         raise InputError(f"{where}.data holds values other than 0, 1 and 2")
     labels = np.where(labels == UNCERTAIN, NOT_SAID, labels)
     bits, ignored = aligned_bits(labels, attributes, mapping, where)
-    missing = [a for a in mapping.mapped if mapping.column(a) is not None
-               and a not in {mapping.aliases.get(n, n) for n in attributes}]
+    missing = [
+        a
+        for a in mapping.mapped
+        if mapping.column(a) is not None and a not in {mapping.aliases.get(n, n) for n in attributes}
+    ]
     parts = _partition(annotation, version, partition, len(names), where)
     if "val" not in parts:
         keep, val = [], []
         for i in parts["train"]:
-            (val if hashed_split(names[i], {"val": val_fraction, "train": 1 - val_fraction}, "rap") == "val"
-             else keep).append(i)
+            (
+                val
+                if hashed_split(names[i], {"val": val_fraction, "train": 1 - val_fraction}, "rap") == "val"
+                else keep
+            ).append(i)
         parts = {"train": np.array(keep, dtype=np.int64), "val": np.array(val, dtype=np.int64), "test": parts["test"]}
     paths = _image_paths(root, names, f"{where}.name entry") if names else []
     splits, contradictions = {}, 0
@@ -110,6 +140,17 @@ def read_rap(root: str | Path, schema: Schema | None = None, mapping: DatasetMap
         split_labels, found = mapping.labels_for(bits[chosen])
         contradictions += found
         splits[split] = LabelledSplit(split, split_paths, split_labels, bits[chosen])
-    return AttributeDataset(f"RAP v{version}", root, mapping, splits, {
-        "annotation": str(annotation_file), "version": version, "partition": partition,
-        "contradicting_facets": contradictions, "ignored_attributes": ignored, "missing_attributes": missing})
+    return AttributeDataset(
+        f"RAP v{version}",
+        root,
+        mapping,
+        splits,
+        {
+            "annotation": str(annotation_file),
+            "version": version,
+            "partition": partition,
+            "contradicting_facets": contradictions,
+            "ignored_attributes": ignored,
+            "missing_attributes": missing,
+        },
+    )

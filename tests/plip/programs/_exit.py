@@ -1,7 +1,8 @@
 """What a program's ``main`` exits with, whether it returns or argparse exits itself on a wrong flag."""
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 def exit_code(main: Callable[[Sequence[str]], int], argv: Sequence[str]) -> int:

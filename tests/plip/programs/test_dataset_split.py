@@ -24,8 +24,12 @@ def test_no_arguments_splits_the_default_datasets_from_cwd(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     assert main([]) == 0
     folder = tmp_path / "data/CUHK-PEDES"
-    assert sorted(p.name for p in folder.iterdir()) == ["CUHK-PEDES-test.json", "CUHK-PEDES-train.json",
-                                                        "CUHK-PEDES-valid.json", "reid_raw.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "CUHK-PEDES-test.json",
+        "CUHK-PEDES-train.json",
+        "CUHK-PEDES-valid.json",
+        "reid_raw.json",
+    ]
     assert [e["id"] for e in json.loads((folder / "CUHK-PEDES-train.json").read_text())] == [0, 0, 1, 1]
     assert [e["split"] for e in json.loads((folder / "CUHK-PEDES-valid.json").read_text())] == ["val", "val"]
     out = capsys.readouterr().out
@@ -65,15 +69,24 @@ def test_file_without_split_is_split_by_identity(tmp_path, capsys):
     assert len({frozenset(t) for t in other_seeds}) > 1  # the seed matters
 
 
-@pytest.mark.parametrize("content, args, message", [
-    ("[{", [], r"reid_raw.json: not valid JSON \(line 1"),
-    (json.dumps([{"split": "train", "captions": [], "file_path": "a.jpg", "id": 1}]), [],
-     "reid_raw.json: entry 0: 'captions' must be a non-empty list of strings"),
-    (json.dumps(make_entries({0: "train"})), ["--test-fraction", "0.2"], "apply only to files without it"),
-    (json.dumps(make_entries({0: "train"}) + [{"captions": ["x"], "file_path": "b.jpg", "id": 2}]), [],
-     "entry 2: 'split' must be present in all entries or in none"),
-    (json.dumps(make_entries({0: "train"})), ["--name", "X"], "--name needs --input"),
-])
+@pytest.mark.parametrize(
+    "content, args, message",
+    [
+        ("[{", [], r"reid_raw.json: not valid JSON \(line 1"),
+        (
+            json.dumps([{"split": "train", "captions": [], "file_path": "a.jpg", "id": 1}]),
+            [],
+            "reid_raw.json: entry 0: 'captions' must be a non-empty list of strings",
+        ),
+        (json.dumps(make_entries({0: "train"})), ["--test-fraction", "0.2"], "apply only to files without it"),
+        (
+            json.dumps(make_entries({0: "train"}) + [{"captions": ["x"], "file_path": "b.jpg", "id": 2}]),
+            [],
+            "entry 2: 'split' must be present in all entries or in none",
+        ),
+        (json.dumps(make_entries({0: "train"})), ["--name", "X"], "--name needs --input"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, content, args, message):
     (tmp_path / "data/CUHK-PEDES").mkdir(parents=True)
     (tmp_path / "data/CUHK-PEDES/reid_raw.json").write_text(content)
@@ -86,12 +99,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, content
 
 
 def test_module_run_without_datasets_exits_2_with_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "plip.dataset_split"], cwd=tmp_path, capture_output=True,
-                            text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-m", "plip.dataset_split"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == ("python -m plip.dataset_split: error: no dataset found: expected "
-                             "data/CUHK-PEDES/reid_raw.json, data/ICFG-PEDES/ICFG_PEDES.json or "
-                             "data/RSTPReid/data_captions.json (or pass --input FILE)\n")
+    assert result.stderr == (
+        "python -m plip.dataset_split: error: no dataset found: expected "
+        "data/CUHK-PEDES/reid_raw.json, data/ICFG-PEDES/ICFG_PEDES.json or "
+        "data/RSTPReid/data_captions.json (or pass --input FILE)\n"
+    )
 
 
 def test_too_many_held_out_identities_is_an_error():
@@ -110,12 +130,17 @@ def test_rstpreid_is_split_beside_its_json_in_the_released_layout(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     assert main([]) == 0
     folder = tmp_path / "data/RSTPReid"
-    assert sorted(p.name for p in folder.iterdir()) == ["RSTPReid-test.json", "RSTPReid-train.json",
-                                                        "RSTPReid-valid.json", "data_captions.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "RSTPReid-test.json",
+        "RSTPReid-train.json",
+        "RSTPReid-valid.json",
+        "data_captions.json",
+    ]
     splits = {s: json.loads((folder / f"RSTPReid-{s}.json").read_text()) for s in ("train", "test", "valid")}
     # The released split files' layout, which its loaders read: img_path is file_path, key order as CUHK-PEDES'.
-    assert splits["test"] == [{"split": "test", "captions": e["captions"], "file_path": e["img_path"], "id": 3}
-                              for e in raw if e["id"] == 3]
+    assert splits["test"] == [
+        {"split": "test", "captions": e["captions"], "file_path": e["img_path"], "id": 3} for e in raw if e["id"] == 3
+    ]
     assert all(list(e) == ["split", "captions", "file_path", "id"] for entries in splits.values() for e in entries)
     assert [e["id"] for e in splits["train"]] == [0] * 5 + [1] * 5 + [4] * 5
     assert {e["split"] for e in splits["valid"]} == {"val"} and len(splits["valid"]) == 5
@@ -130,16 +155,18 @@ def test_rstpreid_is_split_beside_its_json_in_the_released_layout(tmp_path, monk
     assert (folder / "RSTPReid-train.json").read_bytes() == first
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"img_path": ""}, "data_captions.json: entry 7: 'img_path' must be a non-empty string, got ''"),
-    ({"img_path": "/abs/0001.jpg"}, "data_captions.json: entry 7: 'img_path' must be relative"),
-    ({"img_path": None}, "data_captions.json: entry 7: 'img_path' must be a non-empty string, got None"),
-    ({"id": "1"}, "data_captions.json: entry 7: 'id' must be a non-negative integer, got '1'"),
-    ({"captions": "a man"}, "data_captions.json: entry 7: 'captions' must be a non-empty list of strings"),
-    ({"split": 3}, "data_captions.json: entry 7: 'split' must be a string"),
-])
-def test_a_malformed_rstpreid_entry_is_one_line_naming_index_and_field(tmp_path, monkeypatch, capsys, change,
-                                                                       message):
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"img_path": ""}, "data_captions.json: entry 7: 'img_path' must be a non-empty string, got ''"),
+        ({"img_path": "/abs/0001.jpg"}, "data_captions.json: entry 7: 'img_path' must be relative"),
+        ({"img_path": None}, "data_captions.json: entry 7: 'img_path' must be a non-empty string, got None"),
+        ({"id": "1"}, "data_captions.json: entry 7: 'id' must be a non-negative integer, got '1'"),
+        ({"captions": "a man"}, "data_captions.json: entry 7: 'captions' must be a non-empty list of strings"),
+        ({"split": 3}, "data_captions.json: entry 7: 'split' must be a string"),
+    ],
+)
+def test_a_malformed_rstpreid_entry_is_one_line_naming_index_and_field(tmp_path, monkeypatch, capsys, change, message):
     entries = make_rstpreid_entries(RSTP_SPLITS)
     entries[7].update(change)
     entries[7] = {k: v for k, v in entries[7].items() if v is not None}

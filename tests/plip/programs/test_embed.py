@@ -25,14 +25,30 @@ def inputs(tmp_path_factory):
     render_dataset(root / "people", identities=3, images_per_identity=2, seed=4)
     (root / "texts.txt").write_text(TEXTS, encoding="utf-8")
     model = tiny_model(seed=2, tic={"weight": 0}, iap={"weight": 0})
-    return {"root": root, "people": root / "people", "texts": root / "texts.txt",
-            "checkpoint": save_checkpoint(root / "ckpt", model),
-            "other": save_checkpoint(root / "other", tiny_model(seed=3, tic={"weight": 0}, iap={"weight": 0}))}
+    return {
+        "root": root,
+        "people": root / "people",
+        "texts": root / "texts.txt",
+        "checkpoint": save_checkpoint(root / "ckpt", model),
+        "other": save_checkpoint(root / "other", tiny_model(seed=3, tic={"weight": 0}, iap={"weight": 0})),
+    }
 
 
 def run(inputs, out: Path, *extra: str) -> int:
-    return main(["--checkpoint", str(inputs["checkpoint"]), "--out", str(out), "--device", "cpu", "--batch-size",
-                 "2", "--quiet", *extra])
+    return main(
+        [
+            "--checkpoint",
+            str(inputs["checkpoint"]),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "2",
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 def test_a_folder_and_a_text_file_into_one_parquet_file(inputs, tmp_path):
@@ -40,8 +56,10 @@ def test_a_folder_and_a_text_file_into_one_parquet_file(inputs, tmp_path):
     assert run(inputs, out, "--images", str(inputs["people"]), "--texts", str(inputs["texts"])) == 0
     table = pq.read_table(out)
     assert table.schema.field("vector").type == pa.list_(pa.float32(), 32)
-    assert table.column("key").to_pylist() == [make_key(f"{i:05d}/{n:03d}.jpg") for i in range(3) for n in range(2)] \
-        + ["text:1", "text:3"]
+    assert table.column("key").to_pylist() == [make_key(f"{i:05d}/{n:03d}.jpg") for i in range(3) for n in range(2)] + [
+        "text:1",
+        "text:3",
+    ]
     assert table.column("kind").to_pylist() == ["image"] * 6 + ["text"] * 2
     assert table.column("id").to_pylist() == [0, 0, 1, 1, 2, 2, None, None]
     assert table.column("text").to_pylist()[6:] == ["a man in a blue shirt", "the woman with a red bag"]
@@ -50,8 +68,9 @@ def test_a_folder_and_a_text_file_into_one_parquet_file(inputs, tmp_path):
     paths = sorted(inputs["people"].rglob("*.jpg"))
     assert table.column("path").to_pylist()[:6] == [str(p) for p in paths]
     assert torch.allclose(vectors[:6], api.embed_images(paths), atol=1e-5)
-    assert torch.allclose(vectors[6:], api.embed_texts(["a man in a blue shirt", "the woman with a red bag"]),
-                          atol=1e-5)
+    assert torch.allclose(
+        vectors[6:], api.embed_texts(["a man in a blue shirt", "the woman with a red bag"]), atol=1e-5
+    )
     # DataLoader workers read the images the same way
     assert run(inputs, tmp_path / "w.parquet", "--images", str(inputs["people"]), "--workers", "1") == 0
     assert pq.read_table(tmp_path / "w.parquet").column("vector").to_pylist() == table.column("vector").to_pylist()[:6]
@@ -74,17 +93,47 @@ def test_a_killed_run_resumes_by_key_and_ends_like_an_uninterrupted_one(inputs, 
     assert not resumed.exists() and len(list(parts_dir(resumed).iterdir())) == 2
     monkeypatch.setattr(IndexWriter, "write", write)
     capsys.readouterr()
-    assert main(["--checkpoint", str(inputs["checkpoint"]), "--out", str(resumed), "--images",
-                 str(inputs["people"]), "--device", "cpu", "--batch-size", "2"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(inputs["checkpoint"]),
+                "--out",
+                str(resumed),
+                "--images",
+                str(inputs["people"]),
+                "--device",
+                "cpu",
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "6 rows (2 embedded now, 4 already there)" in capsys.readouterr().err
     a, b = pq.read_table(full), pq.read_table(resumed)
     assert a.column("key").to_pylist() == b.column("key").to_pylist()
-    assert torch.allclose(torch.tensor(a.column("vector").to_pylist()), torch.tensor(b.column("vector").to_pylist()),
-                          atol=1e-6)
+    assert torch.allclose(
+        torch.tensor(a.column("vector").to_pylist()), torch.tensor(b.column("vector").to_pylist()), atol=1e-6
+    )
     assert not parts_dir(resumed).exists()
     # another checkpoint never mixes into the same file
-    assert main(["--checkpoint", str(inputs["other"]), "--out", str(resumed), "--images", str(inputs["people"]),
-                 "--device", "cpu", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(inputs["other"]),
+                "--out",
+                str(resumed),
+                "--images",
+                str(inputs["people"]),
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "was written with other settings: checkpoint" in err[0] and "--overwrite" in err[0]
 
@@ -100,16 +149,33 @@ def test_manifests_and_shards(inputs, tmp_path):
     assert txt.num_rows == 2 and txt.column("id").to_pylist() == [None, None]
     assert csv.column("key").to_pylist() == ["people_00001_000"] and csv.column("id").to_pylist() == [17]
     assert csv.column("vector").to_pylist()[0] == pytest.approx(txt.column("vector").to_pylist()[0], abs=1e-6)
-    corpus = write_rendered_corpus(tmp_path / "corpus", identities=2, images_per_identity=2, shards=2,
-                                   first_identity=40)
+    corpus = write_rendered_corpus(
+        tmp_path / "corpus", identities=2, images_per_identity=2, shards=2, first_identity=40
+    )
     assert run(inputs, tmp_path / "shards.parquet", "--shards", str(corpus)) == 0
     table = pq.read_table(tmp_path / "shards.parquet")
     assert sorted(table.column("id").to_pylist()) == [40, 40, 41, 41]
     assert all(p.endswith(".tar") for p in table.column("path").to_pylist())
     # search shows thumbnails of shard samples too (read back from their shards)
-    assert search.main(["--checkpoint", str(inputs["checkpoint"]), "--index", str(tmp_path / "shards.parquet"),
-                        "a red coat", "-k", "4", "--html", str(tmp_path / "s.html"), "--device", "cpu",
-                        "--quiet"]) == 0
+    assert (
+        search.main(
+            [
+                "--checkpoint",
+                str(inputs["checkpoint"]),
+                "--index",
+                str(tmp_path / "shards.parquet"),
+                "a red coat",
+                "-k",
+                "4",
+                "--html",
+                str(tmp_path / "s.html"),
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     page = (tmp_path / "s.html").read_text()
     assert page.count("data:image/jpeg;base64,") == 4 and "image unavailable" not in page
 
@@ -124,8 +190,22 @@ def test_bad_images_stop_with_one_line_or_are_skipped_and_counted(inputs, tmp_pa
     assert run(inputs, tmp_path / "e.parquet", "--images", str(folder)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"cannot read image {folder / '1/b.jpg'}" in err[0]
-    assert main(["--checkpoint", str(inputs["checkpoint"]), "--out", str(tmp_path / "e.parquet"), "--images",
-                 str(folder), "--device", "cpu", "--skip-bad"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(inputs["checkpoint"]),
+                "--out",
+                str(tmp_path / "e.parquet"),
+                "--images",
+                str(folder),
+                "--device",
+                "cpu",
+                "--skip-bad",
+            ]
+        )
+        == 0
+    )
     assert "1 rows (1 embedded now, 0 already there, 1 unreadable skipped)" in capsys.readouterr().err
 
 
@@ -148,8 +228,26 @@ def test_a_non_finite_embedding_is_that_items_failure_and_never_written(inputs, 
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"python -m plip.embed: error: {paths[1]}: the embedding of 00000_001 is not finite (NaN or inf)"]
     calls.clear()
-    assert main(["--checkpoint", str(inputs["checkpoint"]), "--out", str(out), "--images", str(inputs["people"]),
-                 "--texts", str(inputs["texts"]), "--device", "cpu", "--batch-size", "2", "--skip-bad"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(inputs["checkpoint"]),
+                "--out",
+                str(out),
+                "--images",
+                str(inputs["people"]),
+                "--texts",
+                str(inputs["texts"]),
+                "--device",
+                "cpu",
+                "--batch-size",
+                "2",
+                "--skip-bad",
+            ]
+        )
+        == 0
+    )
     assert "7 rows (7 embedded now, 0 already there, 1 non-finite embeddings skipped)" in capsys.readouterr().err
     table = pq.read_table(out)
     assert "00000_001" not in table.column("key").to_pylist() and len(table) == 7
@@ -163,21 +261,38 @@ def test_a_damaged_text_encoder_writes_no_text_vector(inputs, tmp_path, capsys):
             parameter.fill_(float("nan"))
     damaged = save_checkpoint(tmp_path / "nan", model)
     out = tmp_path / "e.parquet"
-    assert main(["--checkpoint", str(damaged), "--out", str(out), "--texts", str(inputs["texts"]), "--device",
-                 "cpu", "--skip-bad"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(damaged),
+                "--out",
+                str(out),
+                "--texts",
+                str(inputs["texts"]),
+                "--device",
+                "cpu",
+                "--skip-bad",
+            ]
+        )
+        == 0
+    )
     assert "0 rows (0 embedded now, 0 already there, 2 non-finite embeddings skipped)" in capsys.readouterr().err
     assert len(pq.read_table(out)) == 0
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "nothing to embed: give --images, --shards and / or --texts"),
-    (["--images", "{tmp}/nope"], "--images {tmp}/nope: no such folder or manifest"),
-    (["--images", "{tmp}/x.json"], "a file but not a manifest"),
-    (["--texts", "{tmp}/empty.txt"], "holds no text"),
-    (["--images", "{tmp}/bad.jsonl"], "bad.jsonl: row 1: needs a non-empty 'path'"),
-    (["--images", "{tmp}/bad_id.jsonl"], "bad_id.jsonl: row 1: id 'p012' is not a non-negative integer"),
-    (["--images", "{tmp}", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "nothing to embed: give --images, --shards and / or --texts"),
+        (["--images", "{tmp}/nope"], "--images {tmp}/nope: no such folder or manifest"),
+        (["--images", "{tmp}/x.json"], "a file but not a manifest"),
+        (["--texts", "{tmp}/empty.txt"], "holds no text"),
+        (["--images", "{tmp}/bad.jsonl"], "bad.jsonl: row 1: needs a non-empty 'path'"),
+        (["--images", "{tmp}/bad_id.jsonl"], "bad_id.jsonl: row 1: id 'p012' is not a non-negative integer"),
+        (["--images", "{tmp}", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(inputs, tmp_path, capsys, args, message):
     (tmp_path / "x.json").write_text("{}")
     (tmp_path / "empty.txt").write_text("\n \n")

@@ -1,11 +1,17 @@
 import json
 
 import pytest
-import shards
 from PIL import Image
 
-from plip.programs.eval_data import (DatasetFormatError, eval_set_from_shards, load_eval_split, parse_identities,
-                                     read_dataset_json, read_split)
+import shards
+from plip.programs.eval_data import (
+    DatasetFormatError,
+    eval_set_from_shards,
+    load_eval_split,
+    parse_identities,
+    read_dataset_json,
+    read_split,
+)
 from plip.retrieval import evaluate
 from tests.plip.pedes_fixtures import COLOURS, NAMES, ColourModel, make_entries, make_rstpreid_entries, write_dataset
 
@@ -21,16 +27,19 @@ def _bad(field, value):
     return entries
 
 
-@pytest.mark.parametrize("entries, message", [
-    (_bad("captions", []), "entry 3: 'captions' must be a non-empty list of strings"),
-    (_bad("captions", ["ok", 5]), "entry 3: 'captions' must be a non-empty list of strings"),
-    (_bad("id", "7"), "entry 3: 'id' must be a non-negative integer"),
-    (_bad("id", -1), "entry 3: 'id' must be a non-negative integer"),
-    (_bad("file_path", None), "entry 3: 'file_path' must be a non-empty string"),
-    (_bad("file_path", "../secret.jpg"), "entry 3: 'file_path' must be relative"),
-    (_bad("split", None), "entry 3: 'split' must be a string"),
-    (_bad("processed_tokens", [["a"], "b"]), "entry 3: 'processed_tokens' must be a list of token lists"),
-])
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        (_bad("captions", []), "entry 3: 'captions' must be a non-empty list of strings"),
+        (_bad("captions", ["ok", 5]), "entry 3: 'captions' must be a non-empty list of strings"),
+        (_bad("id", "7"), "entry 3: 'id' must be a non-negative integer"),
+        (_bad("id", -1), "entry 3: 'id' must be a non-negative integer"),
+        (_bad("file_path", None), "entry 3: 'file_path' must be a non-empty string"),
+        (_bad("file_path", "../secret.jpg"), "entry 3: 'file_path' must be relative"),
+        (_bad("split", None), "entry 3: 'split' must be a string"),
+        (_bad("processed_tokens", [["a"], "b"]), "entry 3: 'processed_tokens' must be a list of token lists"),
+    ],
+)
 def test_bad_entry_is_named_by_index_and_field(tmp_path, entries, message):
     path = tmp_path / "reid_raw.json"
     path.write_text(json.dumps(entries))
@@ -40,8 +49,15 @@ def test_bad_entry_is_named_by_index_and_field(tmp_path, entries, message):
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("text, message", [("[{", r"not valid JSON \(line 1"), ('{"a": 1}', "must hold a JSON list"),
-                                           ("[]", "holds no entries"), ("[3]", "entry 0: must be an object")])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[{", r"not valid JSON \(line 1"),
+        ('{"a": 1}', "must hold a JSON list"),
+        ("[]", "holds no entries"),
+        ("[3]", "entry 0: must be an object"),
+    ],
+)
 def test_bad_documents(tmp_path, text, message):
     path = tmp_path / "ICFG_PEDES.json"
     path.write_text(text)
@@ -111,8 +127,12 @@ def test_shard_eval_set_keeps_selected_identities_and_all_texts(monkeypatch):
     def fake_samples(source):
         assert source == "corpus-{000000..000001}.tar"
         for identity in (1, 2, 3):
-            record = {"id": identity, "captions": [f"style a {identity}", f"style b {identity}"],
-                      "prompt_caption": [f"template {identity}"], "file_path": f"p/{identity}.jpg"}
+            record = {
+                "id": identity,
+                "captions": [f"style a {identity}", f"style b {identity}"],
+                "prompt_caption": [f"template {identity}"],
+                "file_path": f"p/{identity}.jpg",
+            }
             yield {"__key__": f"k{identity}", "jpg": Image.new("RGB", (20, 40)), "json": record, "txt": ""}
 
     monkeypatch.setattr(shards, "iter_samples", fake_samples, raising=False)
@@ -131,10 +151,16 @@ def test_held_out_identities_of_real_shards(tmp_path):
     for identity in range(4):
         for n in range(2):
             name = NAMES[identity]
-            record = {"key": f"p{identity}_{n}", "id": identity, "file_path": f"Part1/{identity}/{n}.jpg",
-                      "attributes": {g: {"value": "unknown", "confidence": 0.5} for g in GROUPS},
-                      "captions": [f"a {name} coat", f"dressed in {name}"], "styles": ["a", "b"],
-                      "prompt_caption": [f"the person wears {name}"], "source": f"raw/{identity}_{n}.png"}
+            record = {
+                "key": f"p{identity}_{n}",
+                "id": identity,
+                "file_path": f"Part1/{identity}/{n}.jpg",
+                "attributes": {g: {"value": "unknown", "confidence": 0.5} for g in GROUPS},
+                "captions": [f"a {name} coat", f"dressed in {name}"],
+                "styles": ["a", "b"],
+                "prompt_caption": [f"the person wears {name}"],
+                "source": f"raw/{identity}_{n}.png",
+            }
             samples.append(make_sample(record, encode_image(Image.new("RGB", (32, 64), COLOURS[identity]))))
     write_shard(str(tmp_path), 0, samples[:4])
     write_shard(str(tmp_path), 1, samples[4:])
@@ -156,21 +182,24 @@ def _bad_rstpreid(field, value, index=3):
     return entries
 
 
-@pytest.mark.parametrize("entries, message", [
-    (_bad_rstpreid("img_path", None), "entry 3: 'img_path' must be a non-empty string, got None"),
-    (_bad_rstpreid("img_path", "  "), "entry 3: 'img_path' must be a non-empty string"),
-    (_bad_rstpreid("img_path", "../0001_c1_0000.jpg"), "entry 3: 'img_path' must be relative"),
-    (_bad_rstpreid("img_path", 12), "entry 3: 'img_path' must be a non-empty string, got 12"),
-    (_bad_rstpreid("id", None), "entry 3: 'id' must be a non-negative integer, got None"),
-    (_bad_rstpreid("id", True), "entry 3: 'id' must be a non-negative integer, got True"),
-    (_bad_rstpreid("captions", []), "entry 3: 'captions' must be a non-empty list of strings"),
-    (_bad_rstpreid("captions", ["ok", ""]), "entry 3: 'captions' must be a non-empty list of strings"),
-    (_bad_rstpreid("split", None), "entry 3: 'split' must be a string"),
-    (_bad_rstpreid("split", ["test"]), "entry 3: 'split' must be a string"),
-    (_bad_rstpreid("img_path", None, index=0), r"entry 0: neither 'file_path' .* nor 'img_path' .* found"),
-    (make_rstpreid_entries(RSTP_SPLITS)[:2] + make_entries({5: "test"}), "entry 2: 'img_path' must be a non-empty"),
-    (make_rstpreid_entries(RSTP_SPLITS)[:1] + [7], "entry 1: must be an object, got int"),
-])
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        (_bad_rstpreid("img_path", None), "entry 3: 'img_path' must be a non-empty string, got None"),
+        (_bad_rstpreid("img_path", "  "), "entry 3: 'img_path' must be a non-empty string"),
+        (_bad_rstpreid("img_path", "../0001_c1_0000.jpg"), "entry 3: 'img_path' must be relative"),
+        (_bad_rstpreid("img_path", 12), "entry 3: 'img_path' must be a non-empty string, got 12"),
+        (_bad_rstpreid("id", None), "entry 3: 'id' must be a non-negative integer, got None"),
+        (_bad_rstpreid("id", True), "entry 3: 'id' must be a non-negative integer, got True"),
+        (_bad_rstpreid("captions", []), "entry 3: 'captions' must be a non-empty list of strings"),
+        (_bad_rstpreid("captions", ["ok", ""]), "entry 3: 'captions' must be a non-empty list of strings"),
+        (_bad_rstpreid("split", None), "entry 3: 'split' must be a string"),
+        (_bad_rstpreid("split", ["test"]), "entry 3: 'split' must be a string"),
+        (_bad_rstpreid("img_path", None, index=0), r"entry 0: neither 'file_path' .* nor 'img_path' .* found"),
+        (make_rstpreid_entries(RSTP_SPLITS)[:2] + make_entries({5: "test"}), "entry 2: 'img_path' must be a non-empty"),
+        (make_rstpreid_entries(RSTP_SPLITS)[:1] + [7], "entry 1: must be an object, got int"),
+    ],
+)
 def test_bad_rstpreid_entry_is_named_by_index_and_field(tmp_path, entries, message):
     path = tmp_path / "data_captions.json"
     path.write_text(json.dumps(entries))
@@ -184,8 +213,13 @@ def test_rstpreid_entries_read_into_the_cuhk_layout_and_splits_route_val_to_vali
     raw[0]["extra"] = {"kept": True}
     write_dataset(tmp_path, raw, "data_captions.json")
     entries = read_dataset_json(tmp_path / "data_captions.json")
-    assert entries[0] == {"split": "train", "captions": raw[0]["captions"], "file_path": "0000_c1_0000.jpg",
-                          "extra": {"kept": True}, "id": 0}
+    assert entries[0] == {
+        "split": "train",
+        "captions": raw[0]["captions"],
+        "file_path": "0000_c1_0000.jpg",
+        "extra": {"kept": True},
+        "id": 0,
+    }
     assert raw[0]["img_path"] == "0000_c1_0000.jpg"  # the document is read, not changed
     queries, gallery = load_eval_split("RSTPReid", tmp_path, "test")
     assert gallery.keys == ("0001_c1_0000.jpg", "0001_c2_0001.jpg", "0002_c1_0000.jpg", "0002_c2_0001.jpg")
@@ -206,8 +240,9 @@ def test_rstpreid_image_errors_name_the_rstpreid_field(tmp_path):
         load_eval_split("RSTPReid", tmp_path, "test")
     conflicting = raw[2:3] + [dict(raw[2], id=2)]
     (tmp_path / "data_captions.json").write_text(json.dumps(conflicting))
-    with pytest.raises(DatasetFormatError, match="entry 1: 'img_path' '0001_c1_0000.jpg' already listed with "
-                                                  "identity 1"):
+    with pytest.raises(
+        DatasetFormatError, match="entry 1: 'img_path' '0001_c1_0000.jpg' already listed with identity 1"
+    ):
         load_eval_split("RSTPReid", tmp_path, "test")
     with pytest.raises(DatasetFormatError, match="neither RSTPReid-test.json nor data_captions.json found"):
         load_eval_split("RSTPReid", tmp_path / "imgs")

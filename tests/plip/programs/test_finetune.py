@@ -40,8 +40,9 @@ def test_steps_on_a_fixed_batch_lower_cmpm_and_cmpc(dataset):
     classifier = IdentityClassifier(4, model.embed_dim)
     optimizer = build_optimizer(model, 1e-3, 1.0, 0.0)
     optimizer.add_param_group({"params": list(classifier.parameters()), "lr": 3e-2, "name": "classifier"})
-    tuning = FineTuning(model, classifier, optimizer, warmup_step_decay(optimizer, 0, []), torch.device("cpu"), "fp32",
-                        5.0, 1.0)
+    tuning = FineTuning(
+        model, classifier, optimizer, warmup_step_decay(optimizer, 0, []), torch.device("cpu"), "fp32", 5.0, 1.0
+    )
     losses = [train_step(tuning, batch) for _ in range(10)]
     for name in ("loss", "cmpm_loss", "cmpc_loss"):
         assert losses[-1][name] < 0.9 * losses[0][name], name
@@ -50,10 +51,38 @@ def test_steps_on_a_fixed_batch_lower_cmpm_and_cmpc(dataset):
 def _run_argv(start_checkpoint, dataset, out, *extra: str) -> list[str]:
     """The short fine-tune of these tests: 16 pairs in batches of 8, 2 steps per epoch, 8 epochs, the rate
     halved from step 12 on."""
-    return ["--checkpoint", str(start_checkpoint), "--dataset", "CUHK-PEDES", "--root", str(dataset), "--out",
-            str(out), "--batch-size", "8", "--pairs-per-id", "2", "--epochs", "8", "--lr", "1e-3", "--milestones", "6",
-            "--gamma", "0.5", "--log-every", "1", "--eval-every-epochs", "3", "--device", "cpu", "--threads", "1",
-            "--quiet", *extra]
+    return [
+        "--checkpoint",
+        str(start_checkpoint),
+        "--dataset",
+        "CUHK-PEDES",
+        "--root",
+        str(dataset),
+        "--out",
+        str(out),
+        "--batch-size",
+        "8",
+        "--pairs-per-id",
+        "2",
+        "--epochs",
+        "8",
+        "--lr",
+        "1e-3",
+        "--milestones",
+        "6",
+        "--gamma",
+        "0.5",
+        "--log-every",
+        "1",
+        "--eval-every-epochs",
+        "3",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--quiet",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +108,24 @@ def test_checkpoints_load_in_zero_shot_and_last_keeps_the_training_state(run_dir
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     best_r1 = max(m["R@1"] for m in lines if m["kind"] == "eval")
     report = tmp_path / "zero_shot.json"
-    assert zero_shot.main(["--checkpoint", str(run_dir / "best"), "--dataset", "CUHK-PEDES", "--root",
-                               str(dataset), "--device", "cpu", "--quiet", "--json", str(report)]) == 0
+    assert (
+        zero_shot.main(
+            [
+                "--checkpoint",
+                str(run_dir / "best"),
+                "--dataset",
+                "CUHK-PEDES",
+                "--root",
+                str(dataset),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads(report.read_text())["metrics"]
     assert metrics["R@1"] == pytest.approx(best_r1)
     assert metrics == pytest.approx(load_training_state(run_dir / "best").extra["eval"])
@@ -92,39 +137,60 @@ def test_checkpoints_load_in_zero_shot_and_last_keeps_the_training_state(run_dir
     safetensors.torch.load_model(classifier, str(run_dir / "last" / CLASSIFIER_FILE))
 
 
-@pytest.mark.parametrize("change, message", [
-    (("--root", "{missing}"), "not a folder"),
-    (("--root", "{empty}"), "neither CUHK-PEDES-train.json nor reid_raw.json found"),
-    (("--root", "{no_images}"), "training entry 0: image not found"),
-    (("--dataset", "MARKET"), "invalid choice: 'MARKET'"),
-    (("--dataset", "RSTPReid"), "neither RSTPReid-train.json nor data_captions.json found"),
-    (("--pairs-per-id", "3"), "must be a multiple of --pairs-per-id 3"),
-    (("--checkpoint-every", "0"), "--checkpoint-every: must be at least 1"),
-    (("--checkpoint", "{missing}"), "checkpoint not found"),
-    (("--checkpoint", "{small}"), "evaluation feeds 256x128"),
-    (("--checkpoint", None), "give --checkpoint"),
-    (("--preset", "RN99"), "--preset: invalid choice: 'RN99'"),
-    (("--device", "tpu"), "--device: invalid device 'tpu'"),
-    (("--milestones", "5,2"), "--milestones: must be increasing positive epochs"),
-    (("--bogus", "1"), "unrecognized arguments"),
-    (("--out", "{file}"), "--out {file}: a file is in the way"),
-    (("--out", "{file}/run"), "--out {file}/run: a file ({file}) is in the way"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("--root", "{missing}"), "not a folder"),
+        (("--root", "{empty}"), "neither CUHK-PEDES-train.json nor reid_raw.json found"),
+        (("--root", "{no_images}"), "training entry 0: image not found"),
+        (("--dataset", "MARKET"), "invalid choice: 'MARKET'"),
+        (("--dataset", "RSTPReid"), "neither RSTPReid-train.json nor data_captions.json found"),
+        (("--pairs-per-id", "3"), "must be a multiple of --pairs-per-id 3"),
+        (("--checkpoint-every", "0"), "--checkpoint-every: must be at least 1"),
+        (("--checkpoint", "{missing}"), "checkpoint not found"),
+        (("--checkpoint", "{small}"), "evaluation feeds 256x128"),
+        (("--checkpoint", None), "give --checkpoint"),
+        (("--preset", "RN99"), "--preset: invalid choice: 'RN99'"),
+        (("--device", "tpu"), "--device: invalid device 'tpu'"),
+        (("--milestones", "5,2"), "--milestones: must be increasing positive epochs"),
+        (("--bogus", "1"), "unrecognized arguments"),
+        (("--out", "{file}"), "--out {file}: a file is in the way"),
+        (("--out", "{file}/run"), "--out {file}/run: a file ({file}) is in the way"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(dataset, start_checkpoint, tmp_path, capsys, change, message):
     (tmp_path / "file").write_text("not a folder")
     (tmp_path / "empty").mkdir()
     (tmp_path / "no_images").mkdir()
     (tmp_path / "no_images" / "reid_raw.json").write_text(json.dumps(make_entries(SPLITS)))
     small = save_checkpoint(tmp_path / "small", tiny_model(tic={"weight": 0}, iap={"weight": 0}))  # 64x32 input
-    values = {"missing": str(tmp_path / "missing"), "empty": str(tmp_path / "empty"),
-              "no_images": str(tmp_path / "no_images"), "small": str(small), "file": str(tmp_path / "file")}
-    argv = ["--checkpoint", str(start_checkpoint), "--dataset", "CUHK-PEDES", "--root", str(dataset),
-            "--out", str(tmp_path / "out"), "--batch-size", "4", "--pairs-per-id", "2", "--quiet"]
+    values = {
+        "missing": str(tmp_path / "missing"),
+        "empty": str(tmp_path / "empty"),
+        "no_images": str(tmp_path / "no_images"),
+        "small": str(small),
+        "file": str(tmp_path / "file"),
+    }
+    argv = [
+        "--checkpoint",
+        str(start_checkpoint),
+        "--dataset",
+        "CUHK-PEDES",
+        "--root",
+        str(dataset),
+        "--out",
+        str(tmp_path / "out"),
+        "--batch-size",
+        "4",
+        "--pairs-per-id",
+        "2",
+        "--quiet",
+    ]
     name, value = change
     if name not in argv:
         argv += [name, value]
     elif value is None:
-        del argv[argv.index(name):argv.index(name) + 2]
+        del argv[argv.index(name) : argv.index(name) + 2]
     else:
         argv[argv.index(name) + 1] = value.format(**values)
     assert exit_code(main, argv) == 2
@@ -139,15 +205,17 @@ def _metric_lines(run: Path, kind: str) -> list[dict]:
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return {**safetensors.torch.load_file(str(run / "last" / "model.safetensors")),
-            **safetensors.torch.load_file(str(run / "last" / CLASSIFIER_FILE))}
+    return {
+        **safetensors.torch.load_file(str(run / "last" / "model.safetensors")),
+        **safetensors.torch.load_file(str(run / "last" / CLASSIFIER_FILE)),
+    }
 
 
-def test_a_run_stopped_mid_epoch_and_resumed_matches_the_uninterrupted_run(run_dir, dataset, start_checkpoint,
-                                                                           tmp_path):
+def test_a_run_stopped_mid_epoch_and_resumed_matches_the_uninterrupted_run(
+    run_dir, dataset, start_checkpoint, tmp_path
+):
     out = tmp_path / "run"
-    assert main(_run_argv(start_checkpoint, dataset, out, "--max-steps", "5",
-                                                    "--checkpoint-every", "5")) == 0
+    assert main(_run_argv(start_checkpoint, dataset, out, "--max-steps", "5", "--checkpoint-every", "5")) == 0
     state = load_training_state(out / "last")
     assert (state.step, state.data_position) == (5, {"epoch": 2, "batch": 1})
     assert main(_run_argv(start_checkpoint, dataset, out, "--resume")) == 0
@@ -161,7 +229,8 @@ def test_a_run_stopped_mid_epoch_and_resumed_matches_the_uninterrupted_run(run_d
 
 
 def test_a_crash_resumes_from_the_last_periodic_checkpoint_and_its_partial_log_window(
-        dataset, start_checkpoint, tmp_path, monkeypatch):
+    dataset, start_checkpoint, tmp_path, monkeypatch
+):
     short = ("--epochs", "4", "--log-every", "2")
     reference, out = tmp_path / "reference", tmp_path / "run"
     assert main(_run_argv(start_checkpoint, dataset, reference, *short)) == 0
@@ -184,10 +253,13 @@ def test_a_crash_resumes_from_the_last_periodic_checkpoint_and_its_partial_log_w
     assert _metric_lines(out, "eval") == _metric_lines(reference, "eval")
 
 
-@pytest.mark.parametrize("change, key", [(("--batch-size", "4"), "batch_size"), (("--seed", "1"), "seed"),
-                                         (("--pairs-per-id", "4"), "pairs_per_id")])
-def test_resume_with_a_different_data_flag_is_refused_in_one_line(run_dir, dataset, start_checkpoint, tmp_path,
-                                                                   capsys, change, key):
+@pytest.mark.parametrize(
+    "change, key",
+    [(("--batch-size", "4"), "batch_size"), (("--seed", "1"), "seed"), (("--pairs-per-id", "4"), "pairs_per_id")],
+)
+def test_resume_with_a_different_data_flag_is_refused_in_one_line(
+    run_dir, dataset, start_checkpoint, tmp_path, capsys, change, key
+):
     out = shutil.copytree(run_dir, tmp_path / "run")
     log = (out / "metrics.jsonl").read_text()
     # The later of two equal flags wins in argparse; a longer --epochs alone would be accepted.
@@ -206,18 +278,29 @@ def test_resume_without_a_last_checkpoint_starts_fresh_and_says_so(dataset, star
     assert load_training_state(out / "last").step == 1
 
 
-@pytest.mark.parametrize("name, damage, message", [
-    ("optimizer.pt", lambda p: p.write_bytes(b""), "not a readable torch checkpoint (empty file)"),
-    (CLASSIFIER_FILE, lambda p: p.unlink(), "not a PLIP checkpoint directory (missing classifier.safetensors)"),
-    (CLASSIFIER_FILE, lambda p: p.write_bytes(p.read_bytes()[:50]), "not readable safetensors weights"),
-    ("trainer_state.json", lambda p: p.write_text(p.read_text().replace('"window": {', '"window": {"x": 1, ')),
-     "damaged resume state (window has unknown key(s) ['x'])"),
-    ("trainer_state.json", lambda p: p.write_text(p.read_text().replace('"data_position": {"epoch": ',
-                                                                         '"data_position": {"epoch": -')),
-     "damaged resume state (data_position"),
-])
-def test_resume_from_a_damaged_last_checkpoint_is_one_line_naming_the_file(run_dir, dataset, start_checkpoint,
-                                                                           tmp_path, capsys, name, damage, message):
+@pytest.mark.parametrize(
+    "name, damage, message",
+    [
+        ("optimizer.pt", lambda p: p.write_bytes(b""), "not a readable torch checkpoint (empty file)"),
+        (CLASSIFIER_FILE, lambda p: p.unlink(), "not a PLIP checkpoint directory (missing classifier.safetensors)"),
+        (CLASSIFIER_FILE, lambda p: p.write_bytes(p.read_bytes()[:50]), "not readable safetensors weights"),
+        (
+            "trainer_state.json",
+            lambda p: p.write_text(p.read_text().replace('"window": {', '"window": {"x": 1, ')),
+            "damaged resume state (window has unknown key(s) ['x'])",
+        ),
+        (
+            "trainer_state.json",
+            lambda p: p.write_text(
+                p.read_text().replace('"data_position": {"epoch": ', '"data_position": {"epoch": -')
+            ),
+            "damaged resume state (data_position",
+        ),
+    ],
+)
+def test_resume_from_a_damaged_last_checkpoint_is_one_line_naming_the_file(
+    run_dir, dataset, start_checkpoint, tmp_path, capsys, name, damage, message
+):
     out = shutil.copytree(run_dir, tmp_path / "run")
     damage(out / "last" / name)
     assert exit_code(main, _run_argv(start_checkpoint, dataset, out, "--resume", "--epochs", "9")) == 2
@@ -226,8 +309,7 @@ def test_resume_from_a_damaged_last_checkpoint_is_one_line_naming_the_file(run_d
     assert len(err) == 1 and err[0].startswith(f"python -m plip.finetune: error: {path}") and message in err[0], err
 
 
-def test_resume_after_a_crash_between_the_checkpoint_swap_renames(run_dir, dataset, start_checkpoint, tmp_path,
-                                                                  capsys):
+def test_resume_after_a_crash_between_the_checkpoint_swap_renames(run_dir, dataset, start_checkpoint, tmp_path, capsys):
     out = shutil.copytree(run_dir, tmp_path / "run")
     # Killed inside save_checkpoint, after last/ became last.old/ and before last.partial/ became last/.
     (out / "last").rename(out / "last.old")
@@ -246,9 +328,35 @@ def test_a_few_steps_on_rstpreid_split_by_dataset_split(rstpreid, start_checkpoi
     assert dataset_split.main(["--input", str(root / "data_captions.json"), "--quiet"]) == 0
     (root / "data_captions.json").unlink()  # the run reads RSTPReid-train.json and RSTPReid-valid.json
     out = tmp_path / "run"
-    argv = ["--checkpoint", str(start_checkpoint), "--dataset", "RSTPReid", "--root", str(root), "--out", str(out),
-            "--batch-size", "8", "--pairs-per-id", "2", "--epochs", "1", "--max-steps", "3", "--lr", "1e-3",
-            "--log-every", "1", "--eval-split", "valid", "--device", "cpu", "--threads", "1", "--quiet"]
+    argv = [
+        "--checkpoint",
+        str(start_checkpoint),
+        "--dataset",
+        "RSTPReid",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--batch-size",
+        "8",
+        "--pairs-per-id",
+        "2",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "3",
+        "--lr",
+        "1e-3",
+        "--log-every",
+        "1",
+        "--eval-split",
+        "valid",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--quiet",
+    ]
     assert main(argv) == 0
     args = json.loads((out / "args.json").read_text())
     sizes = (args["dataset"], args["train_pairs"], args["train_identities"], args["total_steps"])
@@ -259,8 +367,26 @@ def test_a_few_steps_on_rstpreid_split_by_dataset_split(rstpreid, start_checkpoi
     [evaluation] = _metric_lines(out, "eval")
     assert (evaluation["step"], evaluation["split"], evaluation["queries"]) == (3, "valid", 10)
     report = tmp_path / "zero_shot.json"
-    assert zero_shot.main(["--checkpoint", str(out / "best"), "--dataset", "RSTPReid", "--root", str(root),
-                           "--split", "valid", "--device", "cpu", "--quiet", "--json", str(report)]) == 0
+    assert (
+        zero_shot.main(
+            [
+                "--checkpoint",
+                str(out / "best"),
+                "--dataset",
+                "RSTPReid",
+                "--root",
+                str(root),
+                "--split",
+                "valid",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
     assert json.loads(report.read_text())["metrics"]["R@1"] == pytest.approx(evaluation["R@1"])
 
 

@@ -32,8 +32,6 @@ def test_train_pairs_map_identities_to_classes_and_plans_hold_several_pairs_per_
         epoch_plan(labels, batch_size=5, pairs_per_id=2, seed=0, epoch=0)
 
 
-
-
 def test_a_pair_loads_as_a_flippable_tensor_and_an_unreadable_image_is_named(dataset, tmp_path):
     entries, _ = load_train_entries("CUHK-PEDES", dataset)
     pairs = PairDataset(train_pairs(entries, dataset / "imgs"), (64, 32))

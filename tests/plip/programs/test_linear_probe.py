@@ -20,8 +20,15 @@ def write_rendered_pedes(root: Path, splits: dict[str, range], images_per_id: in
     entries = []
     for label in labels:
         texts = [c.text for c in caption(label["visible"], label["file_path"], seed=seed) if c.style != "template"]
-        entries.append({"split": split_of[label["id"]], "captions": texts, "file_path": label["file_path"],
-                        "processed_tokens": [t.split() for t in texts], "id": label["id"]})
+        entries.append(
+            {
+                "split": split_of[label["id"]],
+                "captions": texts,
+                "file_path": label["file_path"],
+                "processed_tokens": [t.split() for t in texts],
+                "id": label["id"],
+            }
+        )
     (root / "reid_raw.json").write_text(json.dumps(entries), encoding="utf-8")
     return root
 
@@ -34,12 +41,29 @@ def inputs(tmp_path_factory):
     return data, save_checkpoint(root / "ckpt", model)
 
 
-def test_the_probe_starts_at_zero_shot_learns_and_folds_into_a_checkpoint_every_program_reads(inputs, tmp_path,
-                                                                                               capsys):
+def test_the_probe_starts_at_zero_shot_learns_and_folds_into_a_checkpoint_every_program_reads(inputs, tmp_path, capsys):
     data, checkpoint = inputs
     common = ["--dataset", "CUHK-PEDES", "--root", str(data), "--device", "cpu", "--quiet"]
-    assert main(["--checkpoint", str(checkpoint), *common, "--epochs", "8", "--batch-size", "8", "--pairs-per-id",
-                 "2", "--out", str(tmp_path / "probe"), "--json", str(tmp_path / "probe.json")]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(checkpoint),
+                *common,
+                "--epochs",
+                "8",
+                "--batch-size",
+                "8",
+                "--pairs-per-id",
+                "2",
+                "--out",
+                str(tmp_path / "probe"),
+                "--json",
+                str(tmp_path / "probe.json"),
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("zero-shot: R@1 ") and lines[1].startswith("linear probe: R@1 ")
     record = json.loads((tmp_path / "probe.json").read_text())
@@ -50,24 +74,42 @@ def test_the_probe_starts_at_zero_shot_learns_and_folds_into_a_checkpoint_every_
     assert zero_shot.main(["--checkpoint", str(checkpoint), *common, "--json", str(tmp_path / "zs.json")]) == 0
     assert json.loads((tmp_path / "zs.json").read_text())["metrics"] == pytest.approx(record["zero_shot"])
     # the probe folded into the image encoder: plip.zero_shot on model/ reproduces the probed metrics
-    assert zero_shot.main(["--checkpoint", str(tmp_path / "probe" / "model"), *common, "--json",
-                           str(tmp_path / "folded.json")]) == 0
+    assert (
+        zero_shot.main(
+            ["--checkpoint", str(tmp_path / "probe" / "model"), *common, "--json", str(tmp_path / "folded.json")]
+        )
+        == 0
+    )
     folded = json.loads((tmp_path / "folded.json").read_text())["metrics"]
     assert folded == pytest.approx(record["linear_probe"], abs=1e-6)
     assert (tmp_path / "probe" / "probe.safetensors").is_file()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--batch-size", "6", "--pairs-per-id", "4"], "--batch-size 6 must be a multiple of --pairs-per-id 4"),
-    (["--root", "{tmp}/nope"], "--root {tmp}/nope: not a folder"),
-    (["--dataset", "ICFG-PEDES"], "neither ICFG-PEDES-train.json nor ICFG_PEDES.json"),
-    (["--batch-size", "64", "--pairs-per-id", "4"], "6 training identities cannot fill a batch of 16 identities"),
-    (["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--batch-size", "6", "--pairs-per-id", "4"], "--batch-size 6 must be a multiple of --pairs-per-id 4"),
+        (["--root", "{tmp}/nope"], "--root {tmp}/nope: not a folder"),
+        (["--dataset", "ICFG-PEDES"], "neither ICFG-PEDES-train.json nor ICFG_PEDES.json"),
+        (["--batch-size", "64", "--pairs-per-id", "4"], "6 training identities cannot fill a batch of 16 identities"),
+        (["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(inputs, tmp_path, capsys, args, message):
     data, checkpoint = inputs
-    argv = ["--checkpoint", str(checkpoint), "--dataset", "CUHK-PEDES", "--root", str(data), "--device", "cpu",
-            "--epochs", "1", "--quiet"]
+    argv = [
+        "--checkpoint",
+        str(checkpoint),
+        "--dataset",
+        "CUHK-PEDES",
+        "--root",
+        str(data),
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]
     assert main(argv + [a.format(tmp=tmp_path) for a in args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message.format(tmp=tmp_path) in err[0], err

@@ -29,17 +29,42 @@ def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrain")
     return SimpleNamespace(
         corpus=write_rendered_corpus(root / "train", identities=8, images_per_identity=4, shards=2),
-        held_out=write_rendered_corpus(root / "held_out", identities=3, images_per_identity=2, shards=1, seed=9,
-                                       first_identity=100),
+        held_out=write_rendered_corpus(
+            root / "held_out", identities=3, images_per_identity=2, shards=1, seed=9, first_identity=100
+        ),
         text_model=write_tiny_text_model(root / "bert"),
     )
 
 
 def flags(inputs, out: Path, *extra: str, image_size: tuple[int, int] = (64, 32)) -> list[str]:
-    return ["--shards", str(inputs.corpus), "--out", str(out), "--ids-per-batch", "2", "--images-per-id", "2",
-            "--steps-per-epoch", "3", "--epochs", "2", "--max-steps", "4", "--log-every", "1", "--lr", "1e-3",
-            "--warmup-epochs", "0.5", "--milestones", "1", "--shuffle-buffer", "8", *tiny_flags(inputs.text_model, image_size),
-            *extra]
+    return [
+        "--shards",
+        str(inputs.corpus),
+        "--out",
+        str(out),
+        "--ids-per-batch",
+        "2",
+        "--images-per-id",
+        "2",
+        "--steps-per-epoch",
+        "3",
+        "--epochs",
+        "2",
+        "--max-steps",
+        "4",
+        "--log-every",
+        "1",
+        "--lr",
+        "1e-3",
+        "--warmup-epochs",
+        "0.5",
+        "--milestones",
+        "1",
+        "--shuffle-buffer",
+        "8",
+        *tiny_flags(inputs.text_model, image_size),
+        *extra,
+    ]
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -102,20 +127,41 @@ def test_resume_refuses_changed_batch_settings(inputs, uninterrupted, tmp_path, 
 
 def test_a_few_steps_on_a_fixed_batch_lower_the_loss(inputs):
     torch.manual_seed(0)
-    choice = ModelChoice(model_overrides=json.loads(tiny_flags(inputs.text_model)[5]), tic_weight=0.02,
-                         iap_weight=0.1, losses=("ivlc", "tic", "iap"), text_model=str(inputs.text_model),
-                         preset="RN-tiny")
+    choice = ModelChoice(
+        model_overrides=json.loads(tiny_flags(inputs.text_model)[5]),
+        tic_weight=0.02,
+        iap_weight=0.1,
+        losses=("ivlc", "tic", "iap"),
+        text_model=str(inputs.text_model),
+        preset="RN-tiny",
+    )
     model = build_model(choice)
     freeze_text_layers(model, 1)
     for module in model.modules():  # dropout noise would blur a 12-step trend on one batch
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
     optimizer = build_optimizer(model, lr=1e-3, text_lr_scale=1.0, weight_decay=0.0)
-    training = Training(model, model, PLIPLoss.from_config(model.config), optimizer,
-                        warmup_step_decay(optimizer, 0, []), torch.amp.GradScaler("cpu", enabled=False),
-                        distributed.Context(), torch.device("cpu"))
-    spec = BatchSpec(source=str(inputs.corpus), tokenizer=model.tokenizer, ids_per_batch=4, images_per_id=2,
-                     steps_per_epoch=1, total_steps=1, image_size=(64, 32), max_length=64, shuffle=0)
+    training = Training(
+        model,
+        model,
+        PLIPLoss.from_config(model.config),
+        optimizer,
+        warmup_step_decay(optimizer, 0, []),
+        torch.amp.GradScaler("cpu", enabled=False),
+        distributed.Context(),
+        torch.device("cpu"),
+    )
+    spec = BatchSpec(
+        source=str(inputs.corpus),
+        tokenizer=model.tokenizer,
+        ids_per_batch=4,
+        images_per_id=2,
+        steps_per_epoch=1,
+        total_steps=1,
+        image_size=(64, 32),
+        max_length=64,
+        shuffle=0,
+    )
     batch = next(iter(IdentityBatches(spec, epoch=0)))
     del batch["batch_index"], batch["skipped_samples"]
     model.train()
@@ -125,31 +171,44 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss(inputs):
 
 
 def test_a_loss_left_out_builds_no_head(inputs):
-    choice = ModelChoice(model_overrides={}, tic_weight=0.02, iap_weight=0.1, losses=("ivlc",),
-                         text_model=str(inputs.text_model), preset="RN-tiny")
+    choice = ModelChoice(
+        model_overrides={},
+        tic_weight=0.02,
+        iap_weight=0.1,
+        losses=("ivlc",),
+        text_model=str(inputs.text_model),
+        preset="RN-tiny",
+    )
     model = build_model(choice)
     assert model.tic_head is None and model.iap_head is None
     assert (model.config.ivlc_weight, model.config.tic.weight, model.config.iap.weight) == (1.0, 0.0, 0.0)
 
 
-@pytest.mark.parametrize("change, message", [
-    (("--shards", "{missing}/x-{000000..000001}.tar"), "no such shard file"),
-    (("--shards", "EMPTY"), "no complete shards"),
-    (("--losses", "ivlc,colour"), "unknown loss 'colour'"),
-    (("--precision", "fp16"), "fp16 needs --device cuda"),
-    (("--ids-per-batch", "0"), "--ids-per-batch: must be at least 1"),
-    (("--model-overrides", "[1]"), "--model-overrides: must be a JSON object"),
-    (("--eval-identities", "1-2"), "--eval-identities needs --eval-shards"),
-    (("--resume", "{missing}"), "not a checkpoint folder"),
-    (("--text-model", "{missing}"), "cannot load the text model"),
-    (("--eval-shards", "{held_out}"), "--eval-shards: retrieval evaluation feeds 256x128 images"),
-    (("--bogus", "1"), "unrecognized arguments"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("--shards", "{missing}/x-{000000..000001}.tar"), "no such shard file"),
+        (("--shards", "EMPTY"), "no complete shards"),
+        (("--losses", "ivlc,colour"), "unknown loss 'colour'"),
+        (("--precision", "fp16"), "fp16 needs --device cuda"),
+        (("--ids-per-batch", "0"), "--ids-per-batch: must be at least 1"),
+        (("--model-overrides", "[1]"), "--model-overrides: must be a JSON object"),
+        (("--eval-identities", "1-2"), "--eval-identities needs --eval-shards"),
+        (("--resume", "{missing}"), "not a checkpoint folder"),
+        (("--text-model", "{missing}"), "cannot load the text model"),
+        (("--eval-shards", "{held_out}"), "--eval-shards: retrieval evaluation feeds 256x128 images"),
+        (("--bogus", "1"), "unrecognized arguments"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(inputs, tmp_path, capsys, change, message):
     (tmp_path / "EMPTY").mkdir()
     argv = flags(inputs, tmp_path / "out")
     name, value = change
-    value = value.replace("{missing}", str(tmp_path / "missing")).replace("{held_out}", str(inputs.held_out)).replace("EMPTY", str(tmp_path / "EMPTY"))
+    value = (
+        value.replace("{missing}", str(tmp_path / "missing"))
+        .replace("{held_out}", str(inputs.held_out))
+        .replace("EMPTY", str(tmp_path / "EMPTY"))
+    )
     if name in argv:
         argv[argv.index(name) + 1] = value
     else:
@@ -163,8 +222,15 @@ def test_bad_input_is_one_line_and_exit_2(inputs, tmp_path, capsys, change, mess
 def test_ddp_two_cpu_processes_run_the_same_number_of_steps(inputs, tmp_path):
     out = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")
-    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "plip.pretrain",
-               *flags(inputs, out, "--max-steps", "2", "--checkpoint-every", "2")]
+    command = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "plip.pretrain",
+        *flags(inputs, out, "--max-steps", "2", "--checkpoint-every", "2"),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -200,8 +266,10 @@ def test_a_damaged_image_without_workers_is_one_line_naming_shard_and_key(inputs
     argv[argv.index("--shards") + 1] = str(folder)
     assert exit_code(main, argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"python -m plip.pretrain: error: {folder / 'synthpedes-000000.tar'}: "
-                                               f"sample '{key}': damaged jpg member (corrupt or unreadable image: ")
+    assert len(err) == 1 and err[0].startswith(
+        f"python -m plip.pretrain: error: {folder / 'synthpedes-000000.tar'}: "
+        f"sample '{key}': damaged jpg member (corrupt or unreadable image: "
+    )
     assert err[0].endswith("); run `spac shards verify`")
 
 
@@ -223,33 +291,56 @@ def _damage_json(path, change):
     path.write_text(json.dumps(state))
 
 
-@pytest.mark.parametrize("name, damage, message", [
-    (OPTIMIZER_FILE, lambda p: p.write_bytes(b""), "not a readable torch checkpoint (empty file)"),
-    (OPTIMIZER_FILE, lambda p: p.write_bytes(b"\x80\x02garbage"), "not a readable torch checkpoint ("),
-    (OPTIMIZER_FILE, lambda p: torch.save({"state": {}, "param_groups": []}, p), "does not fit the optimizer"),
-    (TRAINER_STATE_FILE, lambda p: p.write_text(p.read_text()[:40]), "not valid JSON"),
-    (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"]["rank_rng"][0].update(torch="!!")),
-     "damaged resume state"),
-    (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"].update(rank_rng=[])), "RNG states of 1 rank"),
-    (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"]["scheduler"].update(lr_lambdas="x")),
-     "damaged resume state (scheduler.lr_lambdas must be a list of 2, got str)"),
-    (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"]["scheduler"].update(optimizer=1)),
-     "damaged resume state (scheduler has unknown key(s) ['optimizer'])"),
-    (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"]["scheduler"].update(base_lrs="x")),
-     "scheduler.base_lrs must be a list"),
-    (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"].pop("scheduler")), "damaged resume state"),
-    (MODEL_FILE, lambda p: p.write_bytes(p.read_bytes()[:1000]), "not readable safetensors weights"),
-])
-def test_resume_from_a_damaged_checkpoint_is_one_line_naming_the_file(inputs, uninterrupted, tmp_path, capsys, name,
-                                                                      damage, message):
+@pytest.mark.parametrize(
+    "name, damage, message",
+    [
+        (OPTIMIZER_FILE, lambda p: p.write_bytes(b""), "not a readable torch checkpoint (empty file)"),
+        (OPTIMIZER_FILE, lambda p: p.write_bytes(b"\x80\x02garbage"), "not a readable torch checkpoint ("),
+        (OPTIMIZER_FILE, lambda p: torch.save({"state": {}, "param_groups": []}, p), "does not fit the optimizer"),
+        (TRAINER_STATE_FILE, lambda p: p.write_text(p.read_text()[:40]), "not valid JSON"),
+        (
+            TRAINER_STATE_FILE,
+            lambda p: _damage_json(p, lambda s: s["extra"]["rank_rng"][0].update(torch="!!")),
+            "damaged resume state",
+        ),
+        (
+            TRAINER_STATE_FILE,
+            lambda p: _damage_json(p, lambda s: s["extra"].update(rank_rng=[])),
+            "RNG states of 1 rank",
+        ),
+        (
+            TRAINER_STATE_FILE,
+            lambda p: _damage_json(p, lambda s: s["extra"]["scheduler"].update(lr_lambdas="x")),
+            "damaged resume state (scheduler.lr_lambdas must be a list of 2, got str)",
+        ),
+        (
+            TRAINER_STATE_FILE,
+            lambda p: _damage_json(p, lambda s: s["extra"]["scheduler"].update(optimizer=1)),
+            "damaged resume state (scheduler has unknown key(s) ['optimizer'])",
+        ),
+        (
+            TRAINER_STATE_FILE,
+            lambda p: _damage_json(p, lambda s: s["extra"]["scheduler"].update(base_lrs="x")),
+            "scheduler.base_lrs must be a list",
+        ),
+        (TRAINER_STATE_FILE, lambda p: _damage_json(p, lambda s: s["extra"].pop("scheduler")), "damaged resume state"),
+        (MODEL_FILE, lambda p: p.write_bytes(p.read_bytes()[:1000]), "not readable safetensors weights"),
+    ],
+)
+def test_resume_from_a_damaged_checkpoint_is_one_line_naming_the_file(
+    inputs, uninterrupted, tmp_path, capsys, name, damage, message
+):
     out = tmp_path / "resumed"
     checkpoint = out / "checkpoints/step-00000002"
     shutil.copytree(uninterrupted / "checkpoints/step-00000002", checkpoint)
     damage(checkpoint / name)
     assert exit_code(main, flags(inputs, out, "--resume", image_size=EVAL_SIZE)) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"python -m plip.pretrain: error: {checkpoint / name}") \
-        and message in err[0], err
+    assert (
+        len(err) == 1
+        and err[0].startswith(f"python -m plip.pretrain: error: {checkpoint / name}")
+        and message in err[0]
+    ), err
     assert "weights_only" not in err[0] and not (out / "metrics.jsonl").exists()
 
 
@@ -280,13 +371,19 @@ def test_killed_while_writing_a_checkpoint_resumes_from_the_previous_one_exactly
     out = tmp_path / "killed"
     argv = flags(inputs, out, "--checkpoint-every", "2", image_size=EVAL_SIZE)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", _KILLED_WHILE_SAVING, json.dumps(argv)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _KILLED_WHILE_SAVING, json.dumps(argv)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     folder = out / "checkpoints"
     # Killed inside the save of step 4: its files are half written under a name --resume never picks.
     assert sorted(p.name for p in folder.iterdir()) == ["step-00000002", "step-00000004.partial"]
-    assert 0 < (folder / "step-00000004.partial" / OPTIMIZER_FILE).stat().st_size
+    assert (folder / "step-00000004.partial" / OPTIMIZER_FILE).stat().st_size > 0
     assert not (folder / "step-00000004.partial" / TRAINER_STATE_FILE).exists()
     assert [m["step"] for m in read_metrics(out)] == [1, 2, 3, 4]
 

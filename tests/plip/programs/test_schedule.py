@@ -25,9 +25,15 @@ def test_scheduler_keeps_each_groups_base_rate():
     assert seen == [pytest.approx(v) for v in ([0.5, 0.05], [1.0, 0.1], [1.0, 0.1], [0.1, 0.01])]
 
 
-@pytest.mark.parametrize("warmup, milestones, gamma, message", [
-    (-1, [], 0.1, "warm-up"), (0, [5, 3], 0.1, "milestones"), (0, [0], 0.1, "milestones"), (0, [], 0.0, "gamma"),
-])
+@pytest.mark.parametrize(
+    "warmup, milestones, gamma, message",
+    [
+        (-1, [], 0.1, "warm-up"),
+        (0, [5, 3], 0.1, "milestones"),
+        (0, [0], 0.1, "milestones"),
+        (0, [], 0.0, "gamma"),
+    ],
+)
 def test_bad_schedules_are_refused(warmup, milestones, gamma, message):
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ValueError, match=message):

@@ -33,16 +33,45 @@ def indexed(tmp_path_factory):
     render_dataset(root / "people", identities=3, images_per_identity=2, seed=6)
     (root / "texts.txt").write_text("a person\n", encoding="utf-8")
     checkpoint = save_checkpoint(root / "ckpt", tiny_model(seed=4, tic={"weight": 0}, iap={"weight": 0}))
-    assert embed.main(["--checkpoint", str(checkpoint), "--images", str(root / "people"), "--texts",
-                       str(root / "texts.txt"), "--out", str(root / "e.parquet"), "--device", "cpu", "--quiet"]) == 0
+    assert (
+        embed.main(
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--images",
+                str(root / "people"),
+                "--texts",
+                str(root / "texts.txt"),
+                "--out",
+                str(root / "e.parquet"),
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return root, checkpoint, root / "e.parquet"
 
 
 def test_a_description_gives_a_table_an_html_page_and_json(indexed, tmp_path, capsys):
     root, checkpoint, index = indexed
-    argv = ["--checkpoint", str(checkpoint), "--index", str(index), "a woman in a red coat with a black bag",
-            "-k", "4", "--html", str(tmp_path / "top.html"), "--json", str(tmp_path / "top.json"), "--quiet",
-            "--device", "cpu"]
+    argv = [
+        "--checkpoint",
+        str(checkpoint),
+        "--index",
+        str(index),
+        "a woman in a red coat with a black bag",
+        "-k",
+        "4",
+        "--html",
+        str(tmp_path / "top.html"),
+        "--json",
+        str(tmp_path / "top.json"),
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["rank", "score", "id", "key", "path"] and len(lines) == 5
@@ -60,9 +89,28 @@ def test_a_description_gives_a_table_an_html_page_and_json(indexed, tmp_path, ca
 def test_an_image_query_finds_itself_first(indexed, tmp_path, capsys):
     root, checkpoint, index = indexed
     query = root / "people" / "00001" / "001.jpg"
-    assert main(["--checkpoint", str(checkpoint), "--index", str(index), "--image", str(query), "-k", "2",
-                 "--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html"), "--quiet",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--index",
+                str(index),
+                "--image",
+                str(query),
+                "-k",
+                "2",
+                "--json",
+                str(tmp_path / "r.json"),
+                "--html",
+                str(tmp_path / "r.html"),
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     first = json.loads((tmp_path / "r.json").read_text())["hits"][0]
     assert first["path"] == str(query) and first["score"] == pytest.approx(1.0, abs=1e-5) and first["id"] == 1
     assert len(re.findall(r"data:image/jpeg;base64,", (tmp_path / "r.html").read_text())) == 3  # query + 2 hits
@@ -85,15 +133,21 @@ def test_many_descriptions_in_one_run(indexed, tmp_path, capsys):
     assert "--html shows one query" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "give a description, --image or --queries (one of them)"),
-    (["a red coat", "--image", "{root}/people/00000/000.jpg"], "give a description, --image or --queries (one of them)"),
-    (["  "], "the description is empty"),
-    (["x", "--index", "{tmp}/none.parquet"], "{tmp}/none.parquet: no such embeddings file"),
-    (["--image", "{tmp}/none.jpg"], "cannot read image {tmp}/none.jpg"),
-    (["x", "--checkpoint", "{tmp}/none"], "checkpoint not found: {tmp}/none"),
-    (["x", "-k", "0"], "argument --top-k/-k: must be at least 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "give a description, --image or --queries (one of them)"),
+        (
+            ["a red coat", "--image", "{root}/people/00000/000.jpg"],
+            "give a description, --image or --queries (one of them)",
+        ),
+        (["  "], "the description is empty"),
+        (["x", "--index", "{tmp}/none.parquet"], "{tmp}/none.parquet: no such embeddings file"),
+        (["--image", "{tmp}/none.jpg"], "cannot read image {tmp}/none.jpg"),
+        (["x", "--checkpoint", "{tmp}/none"], "checkpoint not found: {tmp}/none"),
+        (["x", "-k", "0"], "argument --top-k/-k: must be at least 1, got 0"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(indexed, tmp_path, capsys, args, message):
     root, checkpoint, index = indexed
     values = {"root": root, "tmp": tmp_path}
@@ -109,17 +163,31 @@ def test_bad_input_is_one_line_exit_2(indexed, tmp_path, capsys, args, message):
 
 def test_an_index_of_another_model_is_refused(indexed, tmp_path, capsys):
     root, _, index = indexed
-    other = save_checkpoint(tmp_path / "wide", tiny_model(seed=0, vision={"output_dim": 16}, tic={"weight": 0},
-                                                          iap={"weight": 0}))
+    other = save_checkpoint(
+        tmp_path / "wide", tiny_model(seed=0, vision={"output_dim": 16}, tic={"weight": 0}, iap={"weight": 0})
+    )
     assert main(["--checkpoint", str(other), "--index", str(index), "a red coat", "--quiet", "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds 32-d vectors; the query embeddings are (1, 16) (another model?)" in err[0]
 
 
 def test_module_run_exits_2_with_one_line(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "plip.search", "--checkpoint", str(tmp_path / "c"), "--index",
-                           str(tmp_path / "e.parquet"), "a red coat"], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "plip.search",
+            "--checkpoint",
+            str(tmp_path / "c"),
+            "--index",
+            str(tmp_path / "e.parquet"),
+            "a red coat",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == f"python -m plip.search: error: {tmp_path / 'e.parquet'}: no such embeddings file\n"
 
@@ -159,12 +227,28 @@ def test_html_reads_no_url_and_runs_no_command_that_the_index_names(indexed, tmp
     base, requested = recording_server
     marker = tmp_path / "ran"
     rows = pq.read_table(index).num_rows
-    hostile = [f"{base}/image.jpg", f"{base}/shard.tar", f"pipe:touch {marker} #.tar", f"{base}/s-{{0..9}}.tar",
-               str(root / "texts.txt") + "-fifo"]
+    hostile = [
+        f"{base}/image.jpg",
+        f"{base}/shard.tar",
+        f"pipe:touch {marker} #.tar",
+        f"{base}/s-{{0..9}}.tar",
+        str(root / "texts.txt") + "-fifo",
+    ]
     os.mkfifo(hostile[-1])  # a FIFO named by the index would block open() forever
     crafted = _rewritten(index, tmp_path / "crafted.parquet", path=pa.array((hostile * rows)[:rows], pa.string()))
-    argv = ["--checkpoint", str(checkpoint), "--index", str(crafted), "a red coat", "-k", str(rows),
-            "--html", str(tmp_path / "top.html"), "--device", "cpu"]
+    argv = [
+        "--checkpoint",
+        str(checkpoint),
+        "--index",
+        str(crafted),
+        "a red coat",
+        "-k",
+        str(rows),
+        "--html",
+        str(tmp_path / "top.html"),
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 0
     page = (tmp_path / "top.html").read_text()
     assert requested == [] and not marker.exists()
@@ -185,8 +269,19 @@ def test_non_finite_vectors_are_skipped_counted_and_never_ranked(indexed, tmp_pa
     vectors[2] = [float("inf")] + vectors[2][1:]
     crafted = _rewritten(index, tmp_path / "nan.parquet", vector=pa.array(vectors, table.schema.field("vector").type))
     damaged = {table.column("key")[i].as_py() for i in (1, 2)}
-    argv = ["--checkpoint", str(checkpoint), "--index", str(crafted), "a red coat", "-k", "10", "--json",
-            str(tmp_path / "r.json"), "--device", "cpu"]
+    argv = [
+        "--checkpoint",
+        str(checkpoint),
+        "--index",
+        str(crafted),
+        "a red coat",
+        "-k",
+        "10",
+        "--json",
+        str(tmp_path / "r.json"),
+        "--device",
+        "cpu",
+    ]
     assert main(argv) == 0
     record = json.loads((tmp_path / "r.json").read_text())
     hits = record["hits"]
@@ -201,12 +296,18 @@ def test_a_vector_width_that_disagrees_with_the_declared_size_names_the_file(ind
     table = pq.read_table(index)
     narrow = pa.array([v[:16] for v in table.column("vector").to_pylist()], pa.list_(pa.float32(), 16))
     crafted = tmp_path / "narrow.parquet"
-    pq.write_table(table.set_column(table.schema.get_field_index("vector"), "vector", narrow)
-                   .replace_schema_metadata(table.schema.metadata), crafted)
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("vector"), "vector", narrow).replace_schema_metadata(
+            table.schema.metadata
+        ),
+        crafted,
+    )
     assert main(["--checkpoint", str(checkpoint), "--index", str(crafted), "a red coat", "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"python -m plip.search: error: {crafted}: its vectors are 16 float values each, but its "
-                   "metadata declares 32 float32 values each"]
+    assert err == [
+        f"python -m plip.search: error: {crafted}: its vectors are 16 float values each, but its "
+        "metadata declares 32 float32 values each"
+    ]
 
 
 def test_a_checkpoint_giving_non_finite_queries_is_one_line(indexed, tmp_path, capsys):
@@ -238,8 +339,11 @@ def witness_descriptions(person: dict, count: int) -> list[str]:
     style captions under different keys)."""
     texts = []
     for n in range(count):
-        texts += [c.text for c in caption(person["attributes"], f"witness-{person['id']}-{n}", seed=0)
-                  if c.style != "template"]
+        texts += [
+            c.text
+            for c in caption(person["attributes"], f"witness-{person['id']}-{n}", seed=0)
+            if c.style != "template"
+        ]
     return list(dict.fromkeys(texts))[:count]
 
 
@@ -247,15 +351,53 @@ def person_search_quality(checkpoint: Path, held_out: Path, labels: list[dict], 
     """Embed the held-out folder with plip.embed, then ask plip.search (one run, ``--queries``) for
     DESCRIPTIONS_PER_ID descriptions of each held-out person: mean AP and R@1 over the descriptions, in percent."""
     index = work / f"{checkpoint.name}.parquet"
-    assert embed.main(["--checkpoint", str(checkpoint), "--images", str(held_out), "--out", str(index),
-                       "--device", "cpu", "--threads", "1", "--quiet"]) == 0
+    assert (
+        embed.main(
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--images",
+                str(held_out),
+                "--out",
+                str(index),
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     persons = {label["id"]: label for label in labels}
-    queries = [(identity, text) for identity in sorted(persons)
-               for text in witness_descriptions(persons[identity], DESCRIPTIONS_PER_ID)]
+    queries = [
+        (identity, text)
+        for identity in sorted(persons)
+        for text in witness_descriptions(persons[identity], DESCRIPTIONS_PER_ID)
+    ]
     (work / "queries.txt").write_text("".join(text + "\n" for _, text in queries), encoding="utf-8")
-    assert main(["--checkpoint", str(checkpoint), "--index", str(index), "--queries", str(work / "queries.txt"),
-                 "-k", str(len(labels)), "--json", str(work / "hits.json"), "--device", "cpu", "--threads", "1",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--index",
+                str(index),
+                "--queries",
+                str(work / "queries.txt"),
+                "-k",
+                str(len(labels)),
+                "--json",
+                str(work / "hits.json"),
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     results = json.loads((work / "hits.json").read_text())["results"]
     aps, firsts = [], []
     for (identity, text), result in zip(queries, results, strict=True):
@@ -268,8 +410,9 @@ def person_search_quality(checkpoint: Path, held_out: Path, labels: list[dict], 
 
 
 @pytest.mark.slow
-def test_after_a_short_pretraining_search_ranks_a_held_out_persons_images_above_chance(tmp_path, capsys,
-                                                                                       record_property):
+def test_after_a_short_pretraining_search_ranks_a_held_out_persons_images_above_chance(
+    tmp_path, capsys, record_property
+):
     """SLOW (about 30 s of CPU, 20 of them pre-training): pre-train a tiny model briefly on 64 rendered people (IVLC
     only, 64x32 images, a 1-layer text model), embed 16 held-out people with plip.embed and search them with
     plip.search, 4 descriptions each. Measured with these settings (seeds 0, 1, 2 of corpus and training): mAP
@@ -280,11 +423,45 @@ def test_after_a_short_pretraining_search_ranks_a_held_out_persons_images_above_
     corpus = write_rendered_corpus(tmp_path / "train", identities=64, images_per_identity=4, shards=2, seed=0)
     text_model = write_tiny_text_model(tmp_path / "bert", seed=0)
     overrides = {"vision": {"width": 8, "image_size": [64, 32]}, "text": {"max_length": 32, "pooling": "mean"}}
-    argv = ["--shards", str(corpus), "--out", str(tmp_path / "run"), "--preset", "RN-tiny", "--text-model",
-            str(text_model), "--model-overrides", json.dumps(overrides), "--losses", "ivlc", "--text-lr-scale", "1",
-            "--weight-decay", "0", "--ids-per-batch", "8", "--images-per-id", "2", "--steps-per-epoch", "16",
-            "--max-steps", "400", "--lr", "2e-3", "--warmup-epochs", "0.2", "--milestones", "100",
-            "--shuffle-buffer", "128", "--threads", "1", "--seed", "0", "--quiet"]
+    argv = [
+        "--shards",
+        str(corpus),
+        "--out",
+        str(tmp_path / "run"),
+        "--preset",
+        "RN-tiny",
+        "--text-model",
+        str(text_model),
+        "--model-overrides",
+        json.dumps(overrides),
+        "--losses",
+        "ivlc",
+        "--text-lr-scale",
+        "1",
+        "--weight-decay",
+        "0",
+        "--ids-per-batch",
+        "8",
+        "--images-per-id",
+        "2",
+        "--steps-per-epoch",
+        "16",
+        "--max-steps",
+        "400",
+        "--lr",
+        "2e-3",
+        "--warmup-epochs",
+        "0.2",
+        "--milestones",
+        "100",
+        "--shuffle-buffer",
+        "128",
+        "--threads",
+        "1",
+        "--seed",
+        "0",
+        "--quiet",
+    ]
     assert pretrain(argv) == 0
     trained = sorted((tmp_path / "run" / "checkpoints").iterdir())[-1]
     labels = render_dataset(tmp_path / "held_out", HELD_OUT_IDS, IMAGES_PER_ID, seed=77)
@@ -294,8 +471,10 @@ def test_after_a_short_pretraining_search_ranks_a_held_out_persons_images_above_
         record_property(name, quality[name])
         record_property(f"chance {name}", chance[name])
     with capsys.disabled():
-        print(f"\nsearch of held-out people ({quality['queries']} descriptions): mAP {quality['mAP']:.1f} "
-              f"(chance {chance['mAP']:.1f}), R@1 {quality['R@1']:.1f} (chance {chance['R@1']:.1f})")
+        print(
+            f"\nsearch of held-out people ({quality['queries']} descriptions): mAP {quality['mAP']:.1f} "
+            f"(chance {chance['mAP']:.1f}), R@1 {quality['R@1']:.1f} (chance {chance['R@1']:.1f})"
+        )
     assert quality["queries"] == HELD_OUT_IDS * DESCRIPTIONS_PER_ID
     assert quality["mAP"] >= 1.4 * chance["mAP"]
     assert quality["R@1"] >= 1.5 * chance["R@1"]

@@ -7,8 +7,16 @@ import pytest
 from PIL import Image
 
 from plip.config import MINILM, TextConfig
-from plip.programs.train_data import (BatchSpec, IdentityBatches, count_samples, group_by_identity, image_of,
-                                      in_order, pick_text, train_batches)
+from plip.programs.train_data import (
+    BatchSpec,
+    IdentityBatches,
+    count_samples,
+    group_by_identity,
+    image_of,
+    in_order,
+    pick_text,
+    train_batches,
+)
 from plip.text_encoder import load_tokenizer
 from tests.plip.train_corpus import write_copy_with_spans, write_damaged_copy, write_rendered_corpus
 
@@ -16,7 +24,9 @@ P, K = 3, 2
 
 
 def fake_stream(identities: int, per_identity: int, seed: int) -> list[dict]:
-    samples = [{"key": f"{i}_{n}", "record": {"id": i}, "jpg": b""} for i in range(identities) for n in range(per_identity)]
+    samples = [
+        {"key": f"{i}_{n}", "record": {"id": i}, "jpg": b""} for i in range(identities) for n in range(per_identity)
+    ]
     random.Random(seed).shuffle(samples)
     return samples
 
@@ -72,8 +82,11 @@ def test_pick_text_draws_from_captions_and_template_sentence_deterministically()
 
 
 def test_pick_text_gives_the_stored_spans_of_the_text_it_picked():
-    record = {"captions": ["a red coat", "blue jeans"], "prompt_caption": ["a man with a hat"],
-              "attribute_spans": [[[2, 10]], [[0, 10]], [[11, 16]]]}
+    record = {
+        "captions": ["a red coat", "blue jeans"],
+        "prompt_caption": ["a man with a hat"],
+        "attribute_spans": [[[2, 10]], [[0, 10]], [[11, 16]]],
+    }
     expected = {"a red coat": [(2, 10)], "blue jeans": [(0, 10)], "a man with a hat": [(11, 16)]}
     picks = [pick_text(record, random.Random(seed)) for seed in range(40)]
     assert {text for text, _ in picks} == set(expected)
@@ -89,20 +102,33 @@ def test_in_order_resequences_round_robin_batches_and_reports_a_gap():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    return write_rendered_corpus(tmp_path_factory.mktemp("train") / "corpus", identities=6, images_per_identity=4,
-                                 shards=2)
+    return write_rendered_corpus(
+        tmp_path_factory.mktemp("train") / "corpus", identities=6, images_per_identity=4, shards=2
+    )
 
 
 @pytest.fixture(scope="module")
 def spec(corpus):
-    return BatchSpec(source=str(corpus), tokenizer=load_tokenizer(TextConfig(name_or_path=MINILM)), ids_per_batch=P,
-                     images_per_id=K, steps_per_epoch=4, total_steps=8, image_size=(64, 32), max_length=32,
-                     shuffle=8, group_buffer=50, seed=3)
+    return BatchSpec(
+        source=str(corpus),
+        tokenizer=load_tokenizer(TextConfig(name_or_path=MINILM)),
+        ids_per_batch=P,
+        images_per_id=K,
+        steps_per_epoch=4,
+        total_steps=8,
+        image_size=(64, 32),
+        max_length=32,
+        shuffle=8,
+        group_buffer=50,
+        seed=3,
+    )
 
 
 def _summary(batches):
-    return [(b["batch_index"], b["identity_ids"].tolist(), b["input_ids"].sum().item(), round(b["images"].sum().item(), 3))
-            for b in batches]
+    return [
+        (b["batch_index"], b["identity_ids"].tolist(), b["input_ids"].sum().item(), round(b["images"].sum().item(), 3))
+        for b in batches
+    ]
 
 
 def test_shard_batches_have_identity_structure_tensors_and_masks(spec):
@@ -152,8 +178,9 @@ def _no_spacy(monkeypatch):
     monkeypatch.setattr(language, "extract_attributes_batch", refuse)
 
 
-def test_stored_spans_give_exactly_the_batches_of_the_spacy_path_without_running_it(spec, corpus_with_spans,
-                                                                                    monkeypatch):
+def test_stored_spans_give_exactly_the_batches_of_the_spacy_path_without_running_it(
+    spec, corpus_with_spans, monkeypatch
+):
     from_spacy = list(IdentityBatches(spec, epoch=0))  # the corpus without the field: spans found by spaCy
     _no_spacy(monkeypatch)
     stored = list(IdentityBatches(dataclasses.replace(spec, source=str(corpus_with_spans)), epoch=0))

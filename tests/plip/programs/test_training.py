@@ -3,10 +3,17 @@ import json
 
 import pytest
 
-from plip.programs.training import (LossWindow, MetricsLog, build_optimizer, check_resume_settings,
-                                    checkpoint_to_resume, freeze_text_layers, parse_milestones)
 from common.cli import CliError
 from common.training import SettingsChanged
+from plip.programs.training import (
+    LossWindow,
+    MetricsLog,
+    build_optimizer,
+    check_resume_settings,
+    checkpoint_to_resume,
+    freeze_text_layers,
+    parse_milestones,
+)
 from tests.plip._tiny_model import single_thread, tiny_model  # noqa: F401  (autouse fixture)
 
 

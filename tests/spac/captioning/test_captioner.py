@@ -1,6 +1,7 @@
 """The template + style captioner: caption properties over 10,000 random attribute sets, grammar in
 context, belongings "nothing" rarely said, no table-like captions, determinism (pinned texts), style
 choice, and custom style and library files."""
+
 from __future__ import annotations
 
 import random
@@ -12,16 +13,22 @@ from pathlib import Path
 import pytest
 
 from spac.attributes import UNKNOWN, AttributeValue, Schema, load_schema
-from spac.captioning.slots import GROUP_SLOTS, FillContext, TemplateError
-from spac.captioning.library import load_library
 from spac.captioning.captioner import STYLE_NAMES, TEMPLATE_STYLE, Caption, Captioner, caption, check_style_names
 from spac.captioning.grammar import person_for
+from spac.captioning.library import load_library
+from spac.captioning.slots import GROUP_SLOTS, FillContext, TemplateError
 
 N_SETS = 10_000
 # Words that name a group without a value; captions must not use them for an unknown group either.
 GROUP_NOUNS = {"hair": ("hair",), "shoes": ("shoe", "footwear"), "belongings": ("bag",)}
-FULL = {"gender": "man", "hair": "short black hair", "upper": "red t-shirt", "lower": "blue jeans",
-        "shoes": "white sneakers", "belongings": "black backpack"}
+FULL = {
+    "gender": "man",
+    "hair": "short black hair",
+    "upper": "red t-shirt",
+    "lower": "blue jeans",
+    "shoes": "white sneakers",
+    "belongings": "black backpack",
+}
 # How a caption says that nothing is carried (the style and library `nothing` sentences).
 SAYS_NOTHING = re.compile(r"\bnothing\b|\banything\b|\bhands are empty\b", re.IGNORECASE)
 TABLE_LIKE = re.compile(r" - | \+ |;| \| ")
@@ -160,12 +167,18 @@ def test_no_caption_reads_like_a_table(random_captions) -> None:
 
 
 def test_inventory_is_one_enumerating_sentence(captioner: Captioner) -> None:
-    texts = {c.text for k in range(40) for c in captioner(FULL, key=f"inv-{k}", styles=["inventory", "dense"])
-             if c.style == "inventory"}
+    texts = {
+        c.text
+        for k in range(40)
+        for c in captioner(FULL, key=f"inv-{k}", styles=["inventory", "dense"])
+        if c.style == "inventory"
+    }
     assert len(texts) >= 3
     for text in texts:
         assert text.startswith("A man ") and text.count(".") == 1, text
-        assert all(v in text for v in ("short black hair", "red t-shirt", "blue jeans", "white sneakers", "black backpack"))
+        assert all(
+            v in text for v in ("short black hair", "red t-shirt", "blue jeans", "white sneakers", "black backpack")
+        )
 
 
 def test_few_known_groups_give_one_style_caption_and_the_template(captioner: Captioner) -> None:
@@ -188,12 +201,21 @@ def test_deterministic_per_key_and_seed_and_varied_across_keys(captioner: Captio
 def test_captions_are_pinned_across_releases() -> None:
     # Corpora already written must be reproducible: these exact texts came from the released captioner.
     assert caption(FULL, key="img-1", seed=3) == [
-        Caption("From head to foot, the man has short black hair, wears a red t-shirt and blue jeans and walks in a "
-                "pair of white sneakers. He carries a black backpack.", "head_to_toe"),
-        Caption("The picture shows a man in a red t-shirt with short black hair wearing blue jeans and white "
-                "sneakers, holding a black backpack.", "dense"),
-        Caption("There is a man with short black hair in blue jeans and white sneakers, carrying a black backpack. "
-                "He wears a red t-shirt.", "template"),
+        Caption(
+            "From head to foot, the man has short black hair, wears a red t-shirt and blue jeans and walks in a "
+            "pair of white sneakers. He carries a black backpack.",
+            "head_to_toe",
+        ),
+        Caption(
+            "The picture shows a man in a red t-shirt with short black hair wearing blue jeans and white "
+            "sneakers, holding a black backpack.",
+            "dense",
+        ),
+        Caption(
+            "There is a man with short black hair in blue jeans and white sneakers, carrying a black backpack. "
+            "He wears a red t-shirt.",
+            "template",
+        ),
     ]
 
 

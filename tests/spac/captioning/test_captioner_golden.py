@@ -1,5 +1,6 @@
 """The captioner's output, byte for byte: 500 fixed attribute sets, keys, seeds and style choices against
 the captions written before the captioner was optimised (tests/spac/data/captions_golden.json)."""
+
 from __future__ import annotations
 
 import json

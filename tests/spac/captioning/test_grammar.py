@@ -1,4 +1,5 @@
 """English agreement helpers: articles, plural garments, pronouns, verb number, tidying."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,10 +8,18 @@ from spac.attributes import UNKNOWN, AttributeValue, load_schema
 from spac.captioning.grammar import conjugate, indefinite_article, join_list, noun_phrase, person_for, tidy
 
 
-@pytest.mark.parametrize("phrase, article", [
-    ("orange coat", "an"), ("umbrella", "an"), ("white t-shirt", "a"), ("uniform", "a"),
-    ("hour", "an"), ("black backpack", "a"), ("ankle boot", "an"),
-])
+@pytest.mark.parametrize(
+    "phrase, article",
+    [
+        ("orange coat", "an"),
+        ("umbrella", "an"),
+        ("white t-shirt", "a"),
+        ("uniform", "a"),
+        ("hour", "an"),
+        ("black backpack", "a"),
+        ("ankle boot", "an"),
+    ],
+)
 def test_indefinite_article_follows_the_first_sound(phrase: str, article: str) -> None:
     assert indefinite_article(phrase) == article
 
@@ -43,11 +52,20 @@ def test_no_singular_article_before_any_plural_value() -> None:
         assert noun_phrase(value, pair=True) == f"a pair of {value.phrase}"
 
 
-@pytest.mark.parametrize("verb, singular, plural", [
-    ("carry", "carries", "carry"), ("be", "is", "are"), ("have", "has", "have"), ("wear", "wears", "wear"),
-    ("pass", "passes", "pass"), ("watch", "watches", "watch"), ("play", "plays", "play"),
-    ("be wearing", "is wearing", "are wearing"), ("have on", "has on", "have on"),
-])
+@pytest.mark.parametrize(
+    "verb, singular, plural",
+    [
+        ("carry", "carries", "carry"),
+        ("be", "is", "are"),
+        ("have", "has", "have"),
+        ("wear", "wears", "wear"),
+        ("pass", "passes", "pass"),
+        ("watch", "watches", "watch"),
+        ("play", "plays", "play"),
+        ("be wearing", "is wearing", "are wearing"),
+        ("have on", "has on", "have on"),
+    ],
+)
 def test_conjugate_agrees_with_the_subject_number(verb: str, singular: str, plural: str) -> None:
     assert conjugate(verb, plural=False) == singular
     assert conjugate(verb, plural=True) == plural
@@ -84,8 +102,32 @@ def test_tidy_equals_its_regular_expression_definition_on_random_text() -> None:
     import random
 
     rng = random.Random(7)
-    alphabet = ["a", "b", "Z", "é", " ", "  ", "\t", "\n", "\u00a0", "\u2003", "\x1c", ",", ".", ";", ":", "!", "?",
-                "-", "'", "man", " he", ". she", "! they", "? x"]
+    alphabet = [
+        "a",
+        "b",
+        "Z",
+        "é",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "\u00a0",
+        "\u2003",
+        "\x1c",
+        ",",
+        ".",
+        ";",
+        ":",
+        "!",
+        "?",
+        "-",
+        "'",
+        "man",
+        " he",
+        ". she",
+        "! they",
+        "? x",
+    ]
     texts = ["", " ", ".", "a", "..", " , . ; :", "a. b. c", "x !  y ?\tz"]
     texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(20_000)]
     for text in texts:

@@ -1,17 +1,38 @@
 """The slot language shared by the sentence library and the style modules: parsing, filling, checks."""
+
 from __future__ import annotations
 
 import pytest
 
 from spac.attributes import load_schema
-from spac.captioning.slots import (GROUP_SLOTS, NOTHING_ONE_IN, FillContext, Slot, TemplateError, check_nothing_sentence,
-                                check_template, fill, groups_of, literal_text, parse_slot, parse_slots, parse_yaml,
-                                unsay_nothing, vocabulary_word)
 from spac.captioning.grammar import person_for
+from spac.captioning.slots import (
+    GROUP_SLOTS,
+    NOTHING_ONE_IN,
+    FillContext,
+    Slot,
+    TemplateError,
+    check_nothing_sentence,
+    check_template,
+    fill,
+    groups_of,
+    literal_text,
+    parse_slot,
+    parse_slots,
+    parse_yaml,
+    unsay_nothing,
+    vocabulary_word,
+)
 
 SCHEMA = load_schema()
-FULL = {"gender": "man", "hair": "short black hair", "upper": "orange coat", "lower": "blue jeans",
-        "shoes": "white sneakers", "belongings": "nothing"}
+FULL = {
+    "gender": "man",
+    "hair": "short black hair",
+    "upper": "orange coat",
+    "lower": "blue jeans",
+    "shoes": "white sneakers",
+    "belongings": "nothing",
+}
 
 
 def _ctx(gender: str = "man", **overrides: str) -> FillContext:
@@ -23,15 +44,18 @@ def test_group_slots_are_the_groups_after_gender():
     assert GROUP_SLOTS == ("hair", "upper", "lower", "shoes", "belongings")
 
 
-@pytest.mark.parametrize("body, slot", [
-    ("gender", Slot("gender", "gender")),
-    (" they ", Slot("pronoun", "they")),
-    ("their", Slot("pronoun", "their")),
-    ("v:carry", Slot("verb", "carry")),
-    ("upper", Slot("group", "upper", "bare")),
-    ("a upper", Slot("group", "upper", "a")),
-    ("pair shoes", Slot("group", "shoes", "pair")),
-])
+@pytest.mark.parametrize(
+    "body, slot",
+    [
+        ("gender", Slot("gender", "gender")),
+        (" they ", Slot("pronoun", "they")),
+        ("their", Slot("pronoun", "their")),
+        ("v:carry", Slot("verb", "carry")),
+        ("upper", Slot("group", "upper", "bare")),
+        ("a upper", Slot("group", "upper", "a")),
+        ("pair shoes", Slot("group", "shoes", "pair")),
+    ],
+)
 def test_parse_slot_knows_every_kind(body, slot):
     assert parse_slot(body) == slot
 
@@ -44,7 +68,11 @@ def test_parse_slot_refuses_unknown_slots(body):
 
 def test_parse_slots_in_order_and_stray_braces():
     assert [s.kind for s in parse_slots("The {gender} {v:wear} {a upper}; {they} walk.")] == [
-        "gender", "verb", "group", "pronoun"]
+        "gender",
+        "verb",
+        "group",
+        "pronoun",
+    ]
     assert parse_slots("no slots here") == []
     for template in ("A {gender", "A gender}", "A {{gender}}"):
         with pytest.raises(ValueError):
@@ -84,13 +112,16 @@ def test_literal_text_and_vocabulary_words():
     assert vocabulary_word("An unknown {gender}.", SCHEMA) == "unknown"
 
 
-@pytest.mark.parametrize("template, problem", [
-    (None, "expected a non-empty string"),
-    ("   ", "expected a non-empty string"),
-    ("A {gender} with {a hat}.", "unknown slot {a hat}"),
-    ("A {gender.", "unbalanced brace"),
-    ("A {gender} in a coat.", "the attribute word 'coat' must come from a slot"),
-])
+@pytest.mark.parametrize(
+    "template, problem",
+    [
+        (None, "expected a non-empty string"),
+        ("   ", "expected a non-empty string"),
+        ("A {gender} with {a hat}.", "unknown slot {a hat}"),
+        ("A {gender.", "unbalanced brace"),
+        ("A {gender} in a coat.", "the attribute word 'coat' must come from a slot"),
+    ],
+)
 def test_check_template_errors_name_file_and_key(template, problem):
     with pytest.raises(TemplateError) as err:
         check_template(template, "file.yaml", "sentences.x[0]", SCHEMA)
@@ -122,10 +153,14 @@ def test_belongings_nothing_is_taken_out_and_said_about_once_in_twelve():
 
 def test_a_nothing_sentence_names_belongings_at_most():
     assert check_nothing_sentence(" {they} {v:have} {belongings} in {their} hands. ", "f", "k", SCHEMA) == (
-        "{they} {v:have} {belongings} in {their} hands.")
+        "{they} {v:have} {belongings} in {their} hands."
+    )
     assert check_nothing_sentence("{their} hands are empty.", "f", "k", SCHEMA) == "{their} hands are empty."
-    for bad, problem in (("{they} {v:have} {a hair}.", "names no group but"), ("A {gender} carries {belongings}.",
-                         "names no group but"), ("{v:have} {belongings}.", "verbs agree with a pronoun"),
-                         ("{their} hands are empty", "ends with a period")):
+    for bad, problem in (
+        ("{they} {v:have} {a hair}.", "names no group but"),
+        ("A {gender} carries {belongings}.", "names no group but"),
+        ("{v:have} {belongings}.", "verbs agree with a pronoun"),
+        ("{their} hands are empty", "ends with a period"),
+    ):
         with pytest.raises(TemplateError, match=f"^f: k: .*{problem}"):
             check_nothing_sentence(bad, "f", "k", SCHEMA)

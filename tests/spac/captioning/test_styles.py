@@ -1,6 +1,7 @@
 """Style modules: the bundled styles' shapes, rendering phrasings from any subset of known groups, the
 rare "nothing" sentence, no table-like output, and one-line errors naming the file and key for a
 malformed style file."""
+
 from __future__ import annotations
 
 import re
@@ -12,27 +13,58 @@ from pathlib import Path
 import pytest
 
 from spac.attributes import load_schema
+from spac.captioning.grammar import person_for
 from spac.captioning.slots import GROUP_SLOTS, FillContext, TemplateError
 from spac.captioning.styles import Part, available_styles, load_style, parse_style
-from spac.captioning.grammar import person_for
 
 SCHEMA = load_schema()
-VALUES = {"hair": "short black hair", "upper": "red t-shirt", "lower": "blue jeans", "shoes": "white sneakers",
-          "belongings": "black backpack"}
+VALUES = {
+    "hair": "short black hair",
+    "upper": "red t-shirt",
+    "lower": "blue jeans",
+    "shoes": "white sneakers",
+    "belongings": "black backpack",
+}
 PROSE = {
-    "name": "test", "description": "a test style", "empty": ["The {gender} walks by."],
-    "phrasings": [{"noun": "the {gender}", "sentences": [
-        {"modifiers": [{"lead": "with", "groups": ["hair"]}],
-         "predicates": [{"lead": "{v:wear}", "groups": ["upper", "lower"]}, {"lead": "{v:carry}", "groups": ["belongings"]}],
-         "fallback": "{v:walk} by"},
-        {"predicates": [{"lead": "{v:walk} in", "groups": ["shoes"], "pair": True}]}]}],
+    "name": "test",
+    "description": "a test style",
+    "empty": ["The {gender} walks by."],
+    "phrasings": [
+        {
+            "noun": "the {gender}",
+            "sentences": [
+                {
+                    "modifiers": [{"lead": "with", "groups": ["hair"]}],
+                    "predicates": [
+                        {"lead": "{v:wear}", "groups": ["upper", "lower"]},
+                        {"lead": "{v:carry}", "groups": ["belongings"]},
+                    ],
+                    "fallback": "{v:walk} by",
+                },
+                {"predicates": [{"lead": "{v:walk} in", "groups": ["shoes"], "pair": True}]},
+            ],
+        }
+    ],
 }
 FRAGMENT = {
-    "name": "test", "description": "a test fragment", "empty": ["A {gender} on the street."],
+    "name": "test",
+    "description": "a test fragment",
+    "empty": ["A {gender} on the street."],
     "nothing": ["{they} {v:be} not carrying anything.", "{they} {v:have} {belongings} in {their} hands."],
-    "phrasings": [{"noun": "a {gender}", "clause": True, "sentences": [{"modifiers": [
-        {"lead": "dressed in", "groups": ["upper", "lower", "shoes"]},
-        {"lead": "with", "groups": ["hair", "belongings"], "comma": True}]}]}],
+    "phrasings": [
+        {
+            "noun": "a {gender}",
+            "clause": True,
+            "sentences": [
+                {
+                    "modifiers": [
+                        {"lead": "dressed in", "groups": ["upper", "lower", "shoes"]},
+                        {"lead": "with", "groups": ["hair", "belongings"], "comma": True},
+                    ]
+                }
+            ],
+        }
+    ],
 }
 # What a table looks like: "Man - red t-shirt + blue jeans; white sneakers | short black hair".
 TABLE_LIKE = re.compile(r" - | \+ |;| \| |: ")
@@ -48,8 +80,10 @@ def _first(style_data: dict, ctx: FillContext) -> str:
 
 
 def test_prose_names_every_known_group_once_and_agrees_with_the_subject() -> None:
-    assert _first(PROSE, _ctx(*GROUP_SLOTS)) == ("The man with short black hair wears a red t-shirt and blue jeans "
-                                                "and carries a black backpack. He walks in a pair of white sneakers.")
+    assert _first(PROSE, _ctx(*GROUP_SLOTS)) == (
+        "The man with short black hair wears a red t-shirt and blue jeans "
+        "and carries a black backpack. He walks in a pair of white sneakers."
+    )
     assert _first(PROSE, _ctx(*GROUP_SLOTS, gender="unknown")).endswith("They walk in a pair of white sneakers.")
 
 
@@ -61,11 +95,26 @@ def test_prose_leaves_out_unknown_parts_and_falls_back() -> None:
 
 
 def test_a_predicate_ending_in_a_list_gets_a_comma_before_and() -> None:
-    data = {**PROSE, "phrasings": [{"noun": "the {gender}", "sentences": [{"predicates": [
-        {"lead": "{v:wear}", "groups": ["upper", "lower", "shoes"]}, {"lead": "{v:carry}", "groups": ["belongings"]}]},
-        {"predicates": [{"lead": "{v:have}", "groups": ["hair"]}]}]}]}
+    data = {
+        **PROSE,
+        "phrasings": [
+            {
+                "noun": "the {gender}",
+                "sentences": [
+                    {
+                        "predicates": [
+                            {"lead": "{v:wear}", "groups": ["upper", "lower", "shoes"]},
+                            {"lead": "{v:carry}", "groups": ["belongings"]},
+                        ]
+                    },
+                    {"predicates": [{"lead": "{v:have}", "groups": ["hair"]}]},
+                ],
+            }
+        ],
+    }
     assert _first(data, _ctx(*GROUP_SLOTS)).startswith(
-        "The man wears a red t-shirt, blue jeans and white sneakers, and carries a black backpack.")
+        "The man wears a red t-shirt, blue jeans and white sneakers, and carries a black backpack."
+    )
 
 
 def test_part_renders_lead_objects_and_after_or_nothing() -> None:
@@ -76,15 +125,29 @@ def test_part_renders_lead_objects_and_after_or_nothing() -> None:
 
 
 def test_a_fragment_enumerates_and_drops_the_comma_after_a_bare_subject() -> None:
-    assert _first(FRAGMENT, _ctx(*GROUP_SLOTS)) == ("A man dressed in a red t-shirt, blue jeans and white sneakers, "
-                                                   "with short black hair and a black backpack.")
-    assert _first(FRAGMENT, _ctx("hair", "belongings", gender="woman")) == ("A woman with short black hair and a "
-                                                                           "black backpack.")
+    assert _first(FRAGMENT, _ctx(*GROUP_SLOTS)) == (
+        "A man dressed in a red t-shirt, blue jeans and white sneakers, with short black hair and a black backpack."
+    )
+    assert _first(FRAGMENT, _ctx("hair", "belongings", gender="woman")) == (
+        "A woman with short black hair and a black backpack."
+    )
     assert _first(FRAGMENT, _ctx(gender="woman")) == "A woman on the street."
     # With a main verb to follow, the comma stays: "A man, carrying a black backpack, walks by."
-    data = {**PROSE, "phrasings": [{"noun": "a {gender}", "sentences": [{"modifiers": [
-        {"lead": "carrying", "groups": ["belongings"], "comma": True}], "predicates": [
-        {"lead": "{v:wear}", "groups": ["hair", "upper", "lower", "shoes"]}], "fallback": "{v:walk} by"}]}]}
+    data = {
+        **PROSE,
+        "phrasings": [
+            {
+                "noun": "a {gender}",
+                "sentences": [
+                    {
+                        "modifiers": [{"lead": "carrying", "groups": ["belongings"], "comma": True}],
+                        "predicates": [{"lead": "{v:wear}", "groups": ["hair", "upper", "lower", "shoes"]}],
+                        "fallback": "{v:walk} by",
+                    }
+                ],
+            }
+        ],
+    }
     assert _first(data, _ctx("belongings")) == "A man, carrying a black backpack, walks by."
 
 
@@ -95,8 +158,10 @@ def test_nothing_is_left_unsaid_except_in_a_rare_sentence_of_its_own() -> None:
     said = [t for t in texts if t != "A man dressed in a red t-shirt."]
     assert all(re.search(r"\bnothing\b|anything", t) for t in said)
     assert 0.02 <= len(said) / len(texts) <= 0.15, len(said)
-    assert set(said) <= {"A man dressed in a red t-shirt. He is not carrying anything.",
-                         "A man dressed in a red t-shirt. He has nothing in his hands."}
+    assert set(said) <= {
+        "A man dressed in a red t-shirt. He is not carrying anything.",
+        "A man dressed in a red t-shirt. He has nothing in his hands.",
+    }
     # Without `nothing` sentences a style never says it; other belongings are always named.
     quiet = parse_style({k: v for k, v in FRAGMENT.items() if k != "nothing"}, "test.yaml", SCHEMA, "test")
     assert {next(quiet.texts(ctx, d)) for d in range(600)} == {"A man dressed in a red t-shirt."}
@@ -147,14 +212,21 @@ def test_available_styles_are_the_yaml_stems_of_a_folder(tmp_path: Path) -> None
     assert available_styles(folder) == (*available_styles(), "zeta")
 
 
-@pytest.mark.parametrize("old, new, key", [
-    ("groups: [hair]}", "groups: [hat]}", "phrasings[0].sentences[0].modifiers[0].groups"),
-    ('noun: "there is a {gender}"', 'noun: "there is a red {gender}"', "phrasings[0].noun"),
-    ('{lead: "with", groups: [hair]}', '{lead: "with", groups: [hair], colour: true}', "phrasings[0].sentences[0].modifiers[0].colour"),
-    ("name: dense", "name: dense\nname2: x", "name2"),
-    ("name: dense", "name: thick", "name"),
-    ('{lead: "with", groups: [hair]}', '{lead: "with", groups: [hair, hair]}', "phrasings[0]"),
-])
+@pytest.mark.parametrize(
+    "old, new, key",
+    [
+        ("groups: [hair]}", "groups: [hat]}", "phrasings[0].sentences[0].modifiers[0].groups"),
+        ('noun: "there is a {gender}"', 'noun: "there is a red {gender}"', "phrasings[0].noun"),
+        (
+            '{lead: "with", groups: [hair]}',
+            '{lead: "with", groups: [hair], colour: true}',
+            "phrasings[0].sentences[0].modifiers[0].colour",
+        ),
+        ("name: dense", "name: dense\nname2: x", "name2"),
+        ("name: dense", "name: thick", "name"),
+        ('{lead: "with", groups: [hair]}', '{lead: "with", groups: [hair, hair]}', "phrasings[0]"),
+    ],
+)
 def test_malformed_style_gives_one_line_error_naming_file_and_key(tmp_path: Path, old: str, new: str, key: str) -> None:
     folder = _copy_styles(tmp_path)
     path = folder / "dense.yaml"
@@ -167,17 +239,35 @@ def test_malformed_style_gives_one_line_error_naming_file_and_key(tmp_path: Path
     assert "\n" not in message and message.startswith(f"{path}: {key}:"), message
 
 
-@pytest.mark.parametrize("change, key, problem", [
-    ({"description": ""}, "description", "one-line description"),
-    ({"empty": []}, "empty", "non-empty list"),
-    ({"phrasings": [{"noun": "the {gender}", "sentences": [{"modifiers": [{"groups": list(GROUP_SLOTS)}]}]}]},
-     "phrasings[0].sentences[0].fallback", "needs a fallback predicate"),
-    ({"phrasings": [{"noun": "the {gender}", "sentences": [{}]}]}, "phrasings[0].sentences[0]",
-     "needs modifiers or predicates"),
-    ({"phrasings": [{"noun": "the {gender}", "sentences": [{"predicates": [
-        {"lead": "in {a upper}", "groups": list(GROUP_SLOTS)}]}]}]}, "phrasings[0].sentences[0].predicates[0].lead",
-     "group slots belong in 'groups'"),
-])
+@pytest.mark.parametrize(
+    "change, key, problem",
+    [
+        ({"description": ""}, "description", "one-line description"),
+        ({"empty": []}, "empty", "non-empty list"),
+        (
+            {"phrasings": [{"noun": "the {gender}", "sentences": [{"modifiers": [{"groups": list(GROUP_SLOTS)}]}]}]},
+            "phrasings[0].sentences[0].fallback",
+            "needs a fallback predicate",
+        ),
+        (
+            {"phrasings": [{"noun": "the {gender}", "sentences": [{}]}]},
+            "phrasings[0].sentences[0]",
+            "needs modifiers or predicates",
+        ),
+        (
+            {
+                "phrasings": [
+                    {
+                        "noun": "the {gender}",
+                        "sentences": [{"predicates": [{"lead": "in {a upper}", "groups": list(GROUP_SLOTS)}]}],
+                    }
+                ]
+            },
+            "phrasings[0].sentences[0].predicates[0].lead",
+            "group slots belong in 'groups'",
+        ),
+    ],
+)
 def test_malformed_style_data_names_the_key(change: dict, key: str, problem: str) -> None:
     with pytest.raises(TemplateError) as err:
         parse_style({**PROSE, **change}, "test.yaml", SCHEMA, "test")
@@ -190,12 +280,15 @@ def test_a_table_of_bare_phrases_is_no_longer_a_style() -> None:
         parse_style(data, "test.yaml", SCHEMA, "test")
 
 
-@pytest.mark.parametrize("sentence, problem", [
-    ("{they} {v:carry} {a upper}.", "names no group but {belongings}"),
-    ("The {gender} carries {belongings}.", "names no group but {belongings}"),
-    ("{they} {v:be} empty-handed.", "the attribute word 'empty-handed'"),
-    ("{they} {v:carry} {belongings}", "ends with a period"),
-])
+@pytest.mark.parametrize(
+    "sentence, problem",
+    [
+        ("{they} {v:carry} {a upper}.", "names no group but {belongings}"),
+        ("The {gender} carries {belongings}.", "names no group but {belongings}"),
+        ("{they} {v:be} empty-handed.", "the attribute word 'empty-handed'"),
+        ("{they} {v:carry} {belongings}", "ends with a period"),
+    ],
+)
 def test_malformed_nothing_sentences_name_the_key(sentence: str, problem: str) -> None:
     with pytest.raises(TemplateError) as err:
         parse_style({**FRAGMENT, "nothing": [sentence]}, "test.yaml", SCHEMA, "test")

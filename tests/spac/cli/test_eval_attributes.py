@@ -1,17 +1,18 @@
 """`spac eval-attributes`: PA-100K metrics on the dataset's own attributes mapped back from the six groups,
 per-group accuracy on labelled groups only, rendered identities, --json, one-line errors."""
+
 import json
 
 import numpy as np
 import pytest
 
+from common.cli import run_main
+from spac.attributes import load_schema
+from spac.cli.eval_attributes import build_parser, cli_main, score_source
+from spac.predictor.data_sources import DataSpec, open_source
 from spac.predictor.datasets.mapping import load_mapping
 from spac.predictor.datasets.pa100k import write_pa100k
 from spac.predictor.metrics import attribute_report
-from spac.predictor.data_sources import DataSpec, open_source
-from spac.cli.eval_attributes import build_parser, cli_main, score_source
-from common.cli import run_main
-from spac.attributes import load_schema
 from spac.predictor.model import Prediction
 from spac.render.training_source import training_people
 
@@ -29,6 +30,7 @@ class _Oracle:
 
     def __init__(self, truths, fixed=None):
         from spac.predictor.model import PredictorConfig
+
         self.schema = load_schema()
         self.config = PredictorConfig.for_schema(self.schema, image_size=(8, 4))
         self.truths, self.fixed, self.seen = truths, fixed, 0
@@ -57,8 +59,13 @@ def test_scores_are_the_metrics_of_the_mapped_back_predictions(pa100k):
     root, people = pa100k
     mapping = load_mapping("pa100k")
     source = open_source(DataSpec("pa100k", str(root)), load_schema())
-    guess = {"gender": "woman", "upper": "red coat", "lower": "blue skirt", "shoes": "black boots",
-             "belongings": "black backpack"}
+    guess = {
+        "gender": "woman",
+        "upper": "red coat",
+        "lower": "blue skirt",
+        "shoes": "black boots",
+        "belongings": "black backpack",
+    }
     report = score_source(_Oracle(None, guess), source, "test", 0)
     columns = [mapping.column(a) for a in mapping.mapped]
     truth = np.stack([mapping.bits(a) for _, a in people])[:, columns]

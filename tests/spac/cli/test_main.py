@@ -1,4 +1,5 @@
 """The `spac` dispatcher: usage, unknown commands, --debug, and every command module it names."""
+
 import importlib
 import os
 import subprocess
@@ -24,7 +25,8 @@ def test_usage_lists_the_commands(capsys):
 def test_unknown_command_is_one_line_and_exit_2(capsys):
     assert main(["nonsense"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        f"spac: error: unknown command 'nonsense' (choose from {', '.join(COMMANDS)})"]
+        f"spac: error: unknown command 'nonsense' (choose from {', '.join(COMMANDS)})"
+    ]
 
 
 def test_a_command_runs_through_run_main(tmp_path, capsys):
@@ -37,18 +39,22 @@ def test_a_command_runs_through_run_main(tmp_path, capsys):
 @pytest.mark.parametrize("command", ["--help", "caption --help", "shards --help", "render --help"])
 def test_help_does_not_import_torch(command):
     """torch costs ~1.5 s to import: a command's --help (and the dispatcher) must not pay for it."""
-    code = ("import sys\nfrom spac.cli.main import main\n"
-            f"try:\n    main({command.split()!r})\nexcept SystemExit:\n    pass\n"
-            "heavy = sorted(m for m in ('torch', 'webdataset', 'apache_beam') if m in sys.modules)\n"
-            "print('HEAVY', heavy)")
+    code = (
+        "import sys\nfrom spac.cli.main import main\n"
+        f"try:\n    main({command.split()!r})\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('torch', 'webdataset', 'apache_beam') if m in sys.modules)\n"
+        "print('HEAVY', heavy)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "HEAVY []"
 
 
 def test_report_help_and_the_corpus_format_do_not_import_torch():
-    code = ("import sys\nimport shards.reader, shards.writer, shards.verify, spac.cli.report\n"
-            "print('HEAVY', sorted(m for m in ('torch', 'webdataset') if m in sys.modules))")
+    code = (
+        "import sys\nimport shards.reader, shards.writer, shards.verify, spac.cli.report\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'webdataset') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "HEAVY []"
@@ -57,14 +63,21 @@ def test_report_help_and_the_corpus_format_do_not_import_torch():
 def _spac(code: str, *argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `spac ARGV` in a fresh interpreter after ``code`` (which may patch what the command calls)."""
     script = f"import sys\n{code}\nfrom spac.cli.main import main\nsys.exit(main({list(argv)!r}))"
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "SPAC_DEBUG": "", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "SPAC_DEBUG": "", **(env or {})},
+    )
 
 
-_BROKEN_RENDER = ("import spac.cli.render\n"
-                  "def broken(*args, **kwargs):\n"
-                  "    raise ValueError('operands could not be broadcast together')\n"
-                  "spac.cli.render.render_dataset = broken")
+_BROKEN_RENDER = (
+    "import spac.cli.render\n"
+    "def broken(*args, **kwargs):\n"
+    "    raise ValueError('operands could not be broadcast together')\n"
+    "spac.cli.render.render_dataset = broken"
+)
 
 
 def test_a_bug_inside_a_command_shows_its_traceback_and_bad_input_stays_one_line(tmp_path):

@@ -1,4 +1,5 @@
 """`spac migrate-predictor OLD NEW`: a version-1 predictor carried over to the bundled schema."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,10 @@ def old(tmp_path):
 def test_migrates_and_reports(old, tmp_path, capsys):
     assert main(["migrate-predictor", str(old), str(tmp_path / "new")]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"migrated {old} (schema version 1, 356 labels) to {tmp_path / 'new'} (schema version 2, "
-                          "425 labels; the 69 new ones at bias -10000, never predicted)")
+    assert out.startswith(
+        f"migrated {old} (schema version 1, 356 labels) to {tmp_path / 'new'} (schema version 2, "
+        "425 labels; the 69 new ones at bias -10000, never predicted)"
+    )
     assert load_predictor(tmp_path / "new").config.training == {"migrated_from_schema": 1}
 
 
@@ -42,11 +45,14 @@ def test_help_explains_every_flag(capsys):
         assert flag in text
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["{tmp}/nowhere", "{tmp}/new"], "nowhere/config.json: no such file"),
-    (["{old}", "{tmp}/new", "--new-label-bias", "3"], "argument --new-label-bias: must be a negative number"),
-    (["{old}", "{old}/config.json"], "exists and is not a directory"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["{tmp}/nowhere", "{tmp}/new"], "nowhere/config.json: no such file"),
+        (["{old}", "{tmp}/new", "--new-label-bias", "3"], "argument --new-label-bias: must be a negative number"),
+        (["{old}", "{old}/config.json"], "exists and is not a directory"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(old, tmp_path, capsys, argv, message):
     argv = [a.format(tmp=tmp_path, old=old) for a in argv]
     assert main(["migrate-predictor", *argv]) == 2

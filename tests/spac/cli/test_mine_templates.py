@@ -1,5 +1,6 @@
 """`spac mine-templates`: the three caption layouts in, a sentence library that loads out, and what became
 of every caption printed; bad input is one line and exit 2."""
+
 from __future__ import annotations
 
 import re
@@ -7,10 +8,10 @@ import re
 import pytest
 
 from spac.attributes import load_schema
-from spac.sources.caption_files import read_caption_file
 from spac.captioning.library import load_library
 from spac.cli.main import main
 from spac.mining.templates import TemplateMiner, library_yaml
+from spac.sources.caption_files import read_caption_file
 from tests.spac.mining_files import human_images, write_caption_files
 
 
@@ -32,7 +33,7 @@ def test_every_layout_mined_into_one_library(tmp_path, capsys):
     text = out.read_text()
     captions = [c for f in files for r in read_caption_file(f).records for c in r.captions]
     body = library_yaml(TemplateMiner().mine(captions))
-    assert text.endswith(body[body.index("\nsentences:"):]) and "reid_raw.json (" in text.splitlines()[1]
+    assert text.endswith(body[body.index("\nsentences:") :]) and "reid_raw.json (" in text.splitlines()[1]
     assert not list(tmp_path.glob("*.partial"))
 
 
@@ -40,21 +41,36 @@ def test_a_tighter_threshold_keeps_more(tmp_path, capsys):
     files = list(map(str, write_caption_files(tmp_path)))
     kept = []
     for threshold in ("0.6", "1"):
-        assert main(["mine-templates", *files, "--out", str(tmp_path / f"{threshold}.yaml"), "--quiet",
-                     "--jaccard", threshold]) == 0
+        assert (
+            main(
+                [
+                    "mine-templates",
+                    *files,
+                    "--out",
+                    str(tmp_path / f"{threshold}.yaml"),
+                    "--quiet",
+                    "--jaccard",
+                    threshold,
+                ]
+            )
+            == 0
+        )
         kept.append(int(re.search(r"^kept\s+(\d+)$", capsys.readouterr().out, re.M)[1]))
     assert kept[0] < kept[1]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["missing.json", "--out", "lib.yaml"], "missing.json"),
-    (["{good}", "--out", "nowhere/lib.yaml"], "no such folder"),
-    (["{good}", "--out", "."], "is a directory"),
-    (["{good}", "--out", "lib.yaml", "--jaccard", "0"], "Jaccard similarity in (0, 1]"),
-    (["{good}", "--out", "lib.yaml", "--jaccard", "2"], "argument --jaccard: must be between 0 and 1"),
-    (["{good}", "--out", "lib.yaml", "--refills", "0"], "argument --refills: must be at least 1"),
-    (["{bad}", "--out", "lib.yaml"], "entry 0: neither 'file_path'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.json", "--out", "lib.yaml"], "missing.json"),
+        (["{good}", "--out", "nowhere/lib.yaml"], "no such folder"),
+        (["{good}", "--out", "."], "is a directory"),
+        (["{good}", "--out", "lib.yaml", "--jaccard", "0"], "Jaccard similarity in (0, 1]"),
+        (["{good}", "--out", "lib.yaml", "--jaccard", "2"], "argument --jaccard: must be between 0 and 1"),
+        (["{good}", "--out", "lib.yaml", "--refills", "0"], "argument --refills: must be at least 1"),
+        (["{bad}", "--out", "lib.yaml"], "entry 0: neither 'file_path'"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     good = write_caption_files(tmp_path)[0]

@@ -1,5 +1,6 @@
 """`spac report`: the numbers of the page on a corpus whose numbers are known, what it reads (never every
 shard), the command's errors, and the page itself in headless Chromium."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,9 @@ from fsspec.implementations.local import LocalFileSystem
 from PIL import Image
 
 from shards import GROUPS, encode_image, make_sample, write_manifest, write_shard
-from spac.report import reading as report_corpus
 from spac.cli.main import main
 from spac.cli.report import cli_main, gather
+from spac.report import reading as report_corpus
 from spac.report.stats import LabelAccuracy, mean_pairwise_jaccard, parse_labels, words
 from tests.browser import find_chromium
 from tests.shards.corpus_factory import make_image, make_record, write_corpus
@@ -27,18 +28,28 @@ IDS = [0, 0, 1, 2]
 GENDERS = ["woman", "woman", "man", "unknown"]
 FILE_PATHS = ["Part1/0/0.jpg", "Part1/0/1.jpg", "Part1/1/2.jpg", "Part1/2/3.jpg"]
 SOURCES = ["/raw/00000/000.jpg", "/raw/00000/001.jpg", "/raw/cam/00001/002.jpg", "/raw/00002/003.jpg"]
-LETTERS = [{"path": "/raw/a.jpg", "stage": "decode", "reason": "not an image"},
-           {"path": "/raw/b.jpg", "stage": "decode", "reason": "not an image"},
-           {"path": "/raw/c.jpg", "stage": "read", "reason": "unreadable"},
-           {"path": "/raw/d.jpg", "stage": "filter", "reason": "gender_vote_failed"},
-           {"path": "/raw/e.jpg", "stage": "filter", "reason": "gender_vote_failed"},
-           {"path": "/raw/f.jpg", "stage": "filter", "reason": "too_many_unknown"}]
+LETTERS = [
+    {"path": "/raw/a.jpg", "stage": "decode", "reason": "not an image"},
+    {"path": "/raw/b.jpg", "stage": "decode", "reason": "not an image"},
+    {"path": "/raw/c.jpg", "stage": "read", "reason": "unreadable"},
+    {"path": "/raw/d.jpg", "stage": "filter", "reason": "gender_vote_failed"},
+    {"path": "/raw/e.jpg", "stage": "filter", "reason": "gender_vote_failed"},
+    {"path": "/raw/f.jpg", "stage": "filter", "reason": "too_many_unknown"},
+]
 
 
 def _known_record(index: int) -> dict:
     captions, styles, prompt = TEXTS[index]
-    record = make_record(index, key=f"s{index}", id=IDS[index], file_path=FILE_PATHS[index], source=SOURCES[index],
-                         captions=captions, styles=styles, prompt_caption=prompt)
+    record = make_record(
+        index,
+        key=f"s{index}",
+        id=IDS[index],
+        file_path=FILE_PATHS[index],
+        source=SOURCES[index],
+        captions=captions,
+        styles=styles,
+        prompt_caption=prompt,
+    )
     record["attributes"]["gender"]["value"] = GENDERS[index]
     return record
 
@@ -46,9 +57,11 @@ def _known_record(index: int) -> dict:
 def _labels() -> list[dict]:
     base = make_record(0)["attributes"]
     values = {g: base[g]["value"] for g in GROUPS}
-    return [{"file_path": "Part1/0/0.jpg", "id": 0, "visible": {**values, "gender": "woman"}},
-            {"file_path": "Part1/0/1.jpg", "id": 0, "visible": {**values, "gender": "man", "hair": "unknown"}},
-            {"file_path": "00001/002.jpg", "id": 1, "attributes": {**values, "gender": "man"}}]
+    return [
+        {"file_path": "Part1/0/0.jpg", "id": 0, "visible": {**values, "gender": "woman"}},
+        {"file_path": "Part1/0/1.jpg", "id": 0, "visible": {**values, "gender": "man", "hair": "unknown"}},
+        {"file_path": "00001/002.jpg", "id": 1, "attributes": {**values, "gender": "man"}},
+    ]
 
 
 @pytest.fixture
@@ -59,9 +72,15 @@ def known_corpus(tmp_path):
     write_shard(str(folder), 1, samples[2:])
     write_manifest(str(folder))
     (folder / "deadletter.jsonl").write_text("".join(json.dumps(letter) + "\n" for letter in LETTERS))
-    (folder / "filter_report.json").write_text(json.dumps({
-        "thresholds": {"max_unknown": 3}, "dead_lettered": {"not an image": 2, "unreadable": 1},
-        "filtered": {"too_many_unknown": 1, "gender_vote_failed": 2, "too_few_images": 0}}))
+    (folder / "filter_report.json").write_text(
+        json.dumps(
+            {
+                "thresholds": {"max_unknown": 3},
+                "dead_lettered": {"not an image": 2, "unreadable": 1},
+                "filtered": {"too_many_unknown": 1, "gender_vote_failed": 2, "too_few_images": 0},
+            }
+        )
+    )
     (folder / "job.json").write_text(json.dumps({"seed": 0, "shard_size": 2, "input": {"root": "/raw"}}))
     labels = tmp_path / "labels.jsonl"
     labels.write_text("".join(json.dumps(line) + "\n" for line in _labels()))
@@ -94,9 +113,14 @@ def test_the_statistics_of_a_corpus_whose_numbers_are_known(known_corpus):
     assert texts.jaccard_images == 2
     assert texts.mean_jaccard == pytest.approx(((0.6 + 0.6 + 1) / 3 + (1 / 3 + 1 / 4 + 1 / 4) / 3) / 2)
     assert report.counters == {
-        "read": 10, "decoded": 7, "dead_lettered": 3, "filtered": 3, "written": 4,
+        "read": 10,
+        "decoded": 7,
+        "dead_lettered": 3,
+        "filtered": 3,
+        "written": 4,
         "dead_lettered_by_reason": {("decode", "not an image"): 2, ("read", "unreadable"): 1},
-        "filtered_by_reason": {"too_many_unknown": 1, "gender_vote_failed": 2, "too_few_images": 0}}
+        "filtered_by_reason": {"too_many_unknown": 1, "gender_vote_failed": 2, "too_few_images": 0},
+    }
     accuracy = report.accuracy
     assert (accuracy.matched, accuracy.unmatched) == (3, 1)
     per = accuracy.per_group()
@@ -110,14 +134,28 @@ def test_the_page_shows_the_numbers(known_corpus, tmp_path):
     page = tmp_path / "out" / "page.html"
     assert cli_main([str(folder), "--output", str(page), "--samples", "4", "--labels", str(labels), "--quiet"]) == 0
     text = page.read_text()
-    for expected in ("<td>read</td><td class=\"n\">10</td>", "<td>vocabulary size (distinct words)</td><td class=\"n\">11</td>",
-                     "<td>distinct-text ratio</td><td class=\"n\">0.750</td>", "gender_vote_failed", "shard_size",
-                     "Attributes against labels", "Contact sheet", "a man in blue"):
+    for expected in (
+        '<td>read</td><td class="n">10</td>',
+        '<td>vocabulary size (distinct words)</td><td class="n">11</td>',
+        '<td>distinct-text ratio</td><td class="n">0.750</td>',
+        "gender_vote_failed",
+        "shard_size",
+        "Attributes against labels",
+        "Contact sheet",
+        "a man in blue",
+    ):
         assert expected in text, expected
     assets = sorted(p.name for p in (tmp_path / "out" / "page_files").iterdir())
     assert len([a for a in assets if a.endswith(".jpg")]) == 4
-    assert {"attributes.png", "caption_lengths.png", "texts_per_image.png", "styles.png", "word_overlap.png",
-            "images_per_identity.png", "label_accuracy.png"} <= set(assets)
+    assert {
+        "attributes.png",
+        "caption_lengths.png",
+        "texts_per_image.png",
+        "styles.png",
+        "word_overlap.png",
+        "images_per_identity.png",
+        "label_accuracy.png",
+    } <= set(assets)
     for name in assets:  # every src of the page is one of its files
         assert f'src="page_files/{name}"' in text
 
@@ -191,8 +229,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--output", str(tmp_path / "x.png")]) == 2
     (tmp_path / "labels.jsonl").write_text('{"file_path": "a.jpg"}\n')
     write_corpus(str(tmp_path / "c"), shards=1, per_shard=2)
-    assert main(["report", str(tmp_path / "c"), "--labels", str(tmp_path / "labels.jsonl"),
-                 "--output", str(tmp_path / "r.html")]) == 2
+    assert (
+        main(
+            [
+                "report",
+                str(tmp_path / "c"),
+                "--labels",
+                str(tmp_path / "labels.jsonl"),
+                "--output",
+                str(tmp_path / "r.html"),
+            ]
+        )
+        == 2
+    )
     assert main(["report", str(tmp_path / "c"), "--samples", "-1"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line]
     assert len(errors) == 4 and all(line.startswith("spac report: error: ") for line in errors), errors
@@ -218,8 +267,9 @@ def test_label_accuracy_matches_by_source_suffix():
 
 # ---- the page in a real browser ------------------------------------------------------------------------
 
-needs_chromium = pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (Debian package "
-                                    "`chromium`; .ci/run installs it)")
+needs_chromium = pytest.mark.skipif(
+    find_chromium() is None, reason="chromium is not installed (Debian package `chromium`; .ci/run installs it)"
+)
 
 
 @needs_chromium
@@ -254,8 +304,8 @@ def test_the_browser_check_sees_a_broken_image(tmp_path):
 
 
 def test_an_imported_record_shows_no_confidence_and_marks_out_of_schema_values():
-    from spac.report.reading import SheetSample
     from spac.report.page import sheet_card
+    from spac.report.reading import SheetSample
 
     record = make_record(0)
     record["attributes"] = {g: {"value": "unknown", "confidence": None, "in_schema": True} for g in GROUPS}

@@ -1,11 +1,12 @@
 """`spac shards verify|manifest`: exit codes and messages on a small synthetic corpus."""
+
 import os
 
 import pytest
 
+from common.cli import run_main
 from shards import verify_corpus
 from spac.cli.verify_shards import cli_main
-from common.cli import run_main
 from tests.shards.corpus_factory import write_corpus
 
 

@@ -1,14 +1,29 @@
 """The paper's corpus filters: one identity or image failing each rule, and the boundaries of each threshold."""
+
 import hashlib
 
 import pytest
 
-from spac.corpus.filters import (GENDER_VOTE_FAILED, OVER_IDENTITY_CAP, TOO_FEW_IMAGES, TOO_MANY_UNKNOWN,
-                                 UPPER_AND_LOWER_UNKNOWN, FilterConfig, filter_identity, image_rejection,
-                                 vote_gender)
+from spac.corpus.filters import (
+    GENDER_VOTE_FAILED,
+    OVER_IDENTITY_CAP,
+    TOO_FEW_IMAGES,
+    TOO_MANY_UNKNOWN,
+    UPPER_AND_LOWER_UNKNOWN,
+    FilterConfig,
+    filter_identity,
+    image_rejection,
+    vote_gender,
+)
 
-FULL = {"gender": "man", "hair": "short black hair", "upper": "red t-shirt", "lower": "blue jeans",
-        "shoes": "white sneakers", "belongings": "black backpack"}
+FULL = {
+    "gender": "man",
+    "hair": "short black hair",
+    "upper": "red t-shirt",
+    "lower": "blue jeans",
+    "shoes": "white sneakers",
+    "belongings": "black backpack",
+}
 
 
 def person(**overrides):
@@ -23,13 +38,16 @@ def test_complete_image_is_kept():
     assert image_rejection(FULL) is None
 
 
-@pytest.mark.parametrize("unknown_groups, expected", [
-    (("hair", "shoes"), None),
-    (("hair", "shoes", "belongings"), TOO_MANY_UNKNOWN),
-    (("gender", "hair", "shoes", "belongings"), TOO_MANY_UNKNOWN),
-    (("upper", "lower"), UPPER_AND_LOWER_UNKNOWN),
-    (("upper",), None),
-])
+@pytest.mark.parametrize(
+    "unknown_groups, expected",
+    [
+        (("hair", "shoes"), None),
+        (("hair", "shoes", "belongings"), TOO_MANY_UNKNOWN),
+        (("gender", "hair", "shoes", "belongings"), TOO_MANY_UNKNOWN),
+        (("upper", "lower"), UPPER_AND_LOWER_UNKNOWN),
+        (("upper",), None),
+    ],
+)
 def test_image_rejection(unknown_groups, expected):
     attributes = person(**{g: "unknown" for g in unknown_groups})
     assert image_rejection(attributes) == expected
@@ -41,14 +59,17 @@ def test_max_unknown_is_a_threshold():
     assert image_rejection(two_unknown, max_unknown=3) is None
 
 
-@pytest.mark.parametrize("genders, expected", [
-    (["man"] * 8 + ["woman"] * 2, "man"),          # 0.8 > 0.7
-    (["woman"] * 7 + ["man"] * 3, None),           # 0.7 does not exceed 0.7
-    (["man"] * 8 + ["unknown"] * 2, "man"),
-    (["man"] * 7 + ["unknown"] * 3, None),         # unknowns count against the majority
-    (["unknown"] * 5, None),
-    (["man", "woman"], None),
-])
+@pytest.mark.parametrize(
+    "genders, expected",
+    [
+        (["man"] * 8 + ["woman"] * 2, "man"),  # 0.8 > 0.7
+        (["woman"] * 7 + ["man"] * 3, None),  # 0.7 does not exceed 0.7
+        (["man"] * 8 + ["unknown"] * 2, "man"),
+        (["man"] * 7 + ["unknown"] * 3, None),  # unknowns count against the majority
+        (["unknown"] * 5, None),
+        (["man", "woman"], None),
+    ],
+)
 def test_vote_gender(genders, expected):
     assert vote_gender(genders, 0.7) == expected
 
@@ -91,12 +112,15 @@ def test_empty_identity():
     assert not verdict.kept and not verdict.dropped
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"max_unknown": 0}, "max_unknown"),
-    ({"gender_vote": 1.0}, "gender_vote"),
-    ({"min_images": 0}, "min_images"),
-    ({"min_images": 5, "max_images": 4}, "max_images"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_unknown": 0}, "max_unknown"),
+        ({"gender_vote": 1.0}, "gender_vote"),
+        ({"min_images": 0}, "min_images"),
+        ({"min_images": 5, "max_images": 4}, "max_images"),
+    ],
+)
 def test_bad_thresholds_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         FilterConfig(**kwargs)

@@ -6,9 +6,19 @@ import pytest
 import torch
 
 from spac.attributes import load_schema
-from spac.corpus.identity_cleaning import (CleaningConfig, embedding_bytes, embedding_from_bytes, identity_centre,
-                                    lsh_planes, lsh_signatures, nearest_centres, prepare_embeddings,
-                                    resolve_merges, score_bucket, split_outliers)
+from spac.corpus.identity_cleaning import (
+    CleaningConfig,
+    embedding_bytes,
+    embedding_from_bytes,
+    identity_centre,
+    lsh_planes,
+    lsh_signatures,
+    nearest_centres,
+    prepare_embeddings,
+    resolve_merges,
+    score_bucket,
+    split_outliers,
+)
 from spac.predictor.model import PredictorConfig, build_predictor
 
 
@@ -21,7 +31,7 @@ def _cluster(rng, centre, count, cosine):
     noise = _unit(rng.standard_normal((count, centre.size)))
     noise -= np.outer(noise @ centre, centre)
     noise = _unit(noise)
-    return _unit(cosine * centre + np.sqrt(1 - cosine ** 2) * noise).astype(np.float32)
+    return _unit(cosine * centre + np.sqrt(1 - cosine**2) * noise).astype(np.float32)
 
 
 def test_embedding_bytes_round_trip_as_float16_little_endian():
@@ -39,17 +49,20 @@ def test_embedding_bytes_round_trip_as_float16_little_endian():
         embedding_bytes([np.nan, 1.0])
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"outlier_similarity": 1.5}, "outlier_similarity"),
-    ({"merge_similarity": "0.8"}, "merge_similarity"),
-    ({"min_images_for_outliers": 0}, "min_images_for_outliers"),
-    ({"lsh_tables": 0}, "lsh_tables"),
-    ({"lsh_bits": 63}, "lsh_bits"),
-    ({"lsh_bits": True}, "lsh_bits"),
-    ({"outlier_rounds": -1}, "outlier_rounds"),
-    ({"seed": -1}, "seed"),
-    ({"remove_common_mode": 1}, "remove_common_mode"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"outlier_similarity": 1.5}, "outlier_similarity"),
+        ({"merge_similarity": "0.8"}, "merge_similarity"),
+        ({"min_images_for_outliers": 0}, "min_images_for_outliers"),
+        ({"lsh_tables": 0}, "lsh_tables"),
+        ({"lsh_bits": 63}, "lsh_bits"),
+        ({"lsh_bits": True}, "lsh_bits"),
+        ({"outlier_rounds": -1}, "outlier_rounds"),
+        ({"seed": -1}, "seed"),
+        ({"remove_common_mode": 1}, "remove_common_mode"),
+    ],
+)
 def test_config_refuses_bad_values_with_one_line(changes, message):
     with pytest.raises(ValueError, match=message) as error:
         CleaningConfig(**changes)
@@ -111,7 +124,7 @@ def test_lsh_signatures_are_deterministic_from_the_seed():
     first = lsh_signatures(centre, lsh_planes(32, config), config)
     assert first == lsh_signatures(centre, lsh_planes(32, CleaningConfig(lsh_tables=4, lsh_bits=6, seed=3)), config)
     assert [table for table, _ in first] == [0, 1, 2, 3]
-    assert all(0 <= code < 2 ** 6 for _, code in first)
+    assert all(0 <= code < 2**6 for _, code in first)
     other = CleaningConfig(lsh_tables=4, lsh_bits=6, seed=4)
     assert lsh_signatures(centre, lsh_planes(32, other), other) != first
 
@@ -124,8 +137,11 @@ def test_lsh_finds_the_near_pairs_that_exact_knn_finds():
     halves = np.concatenate([_cluster(rng, p, 2, 0.93) for p in people])  # split identities: cosine ~0.86
     centres = prepare_embeddings(halves, remove_common_mode=False)
     similarities, indices = nearest_centres(centres, k=1, block=97)
-    exact = {tuple(sorted((i, int(j)))) for i, (s, j) in enumerate(zip(similarities[:, 0], indices[:, 0]))
-             if s >= config.merge_similarity}
+    exact = {
+        tuple(sorted((i, int(j))))
+        for i, (s, j) in enumerate(zip(similarities[:, 0], indices[:, 0]))
+        if s >= config.merge_similarity
+    }
     assert len(exact) >= 280
     planes = lsh_planes(128, config)
     buckets: dict = {}
@@ -138,7 +154,9 @@ def test_lsh_finds_the_near_pairs_that_exact_knn_finds():
         for a, b, _ in score_bucket(names, centres[members], config.merge_similarity):
             found.add((int(a), int(b)))
     recall = len(exact & found) / len(exact)
-    print(f"LSH recall {recall:.3f} of {len(exact)} exact pairs, mean bucket {np.mean([len(m) for m in buckets.values()]):.1f}")
+    print(
+        f"LSH recall {recall:.3f} of {len(exact)} exact pairs, mean bucket {np.mean([len(m) for m in buckets.values()]):.1f}"
+    )
     assert recall >= 0.95, recall
     assert all(float(centres[a].astype(np.float64) @ centres[b]) >= config.merge_similarity for a, b in found)
     mean_bucket = np.mean([len(m) for m in buckets.values()])
@@ -149,8 +167,11 @@ def test_score_bucket_matches_brute_force_and_ignores_blocking():
     rng = np.random.default_rng(6)
     centres = _unit(rng.standard_normal((40, 8))).astype(np.float32)
     names = [f"id{i:02d}" for i in range(40)]
-    expected = sorted((names[i], names[j]) for i, j in itertools.combinations(range(40), 2)
-                      if float(np.dot(centres[i].astype(np.float64), centres[j])) >= 0.6)
+    expected = sorted(
+        (names[i], names[j])
+        for i, j in itertools.combinations(range(40), 2)
+        if float(np.dot(centres[i].astype(np.float64), centres[j])) >= 0.6
+    )
     for block in (1, 7, 64):
         assert [(a, b) for a, b, _ in score_bucket(names, centres, 0.6, block=block)] == expected
     with pytest.raises(ValueError, match="twice"):

@@ -32,8 +32,12 @@ class Reply:
 
 def text_reply(text: Any) -> Reply:
     """A chat completion whose message content is ``text`` (any JSON value, to script wrong types)."""
-    completion = {"id": "fake", "object": "chat.completion", "model": "tiny",
-                  "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}
+    completion = {
+        "id": "fake",
+        "object": "chat.completion",
+        "model": "tiny",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+    }
     return Reply(body=json.dumps(completion).encode())
 
 
@@ -63,9 +67,13 @@ def served_by(generator: TextGenerator) -> Callable[[dict], Reply]:
         *system, user = request["messages"]
         image, text = user["content"]
         jpeg = base64.b64decode(image["image_url"]["url"].removeprefix("data:image/jpeg;base64,"))
-        caption_request = CaptionRequest(key=str(request["seed"]), image_jpeg=jpeg,
-                                         system=system[0]["content"] if system else "", instruction=text["text"],
-                                         style_id="served")
+        caption_request = CaptionRequest(
+            key=str(request["seed"]),
+            image_jpeg=jpeg,
+            system=system[0]["content"] if system else "",
+            instruction=text["text"],
+            style_id="served",
+        )
         with lock:
             [generated] = generator.generate([caption_request])
         return text_reply(generated.text) if generated.text is not None else Reply(500, b"generation failed")
@@ -76,8 +84,12 @@ def served_by(generator: TextGenerator) -> Callable[[dict], Reply]:
 class FakeChatServer:
     """``with FakeChatServer(answer) as server:`` serves ``server.base_url`` (…/v1) until the block ends."""
 
-    def __init__(self, answer: Callable[[dict], Reply] = echo_instruction, models: tuple[str, ...] = ("tiny",),
-                 models_reply: Reply | None = None) -> None:
+    def __init__(
+        self,
+        answer: Callable[[dict], Reply] = echo_instruction,
+        models: tuple[str, ...] = ("tiny",),
+        models_reply: Reply | None = None,
+    ) -> None:
         self.answer = answer
         models_list = {"object": "list", "data": [{"id": name, "object": "model"} for name in models]}
         self.models_reply = models_reply or Reply(body=json.dumps(models_list).encode())
@@ -132,7 +144,7 @@ def _handler_for(server: FakeChatServer) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()  # no Content-Length: the body ends when the connection closes (HTTP/1.0)
                 step = 1 if reply.trickle_s else 1 << 20
                 for start in range(0, len(reply.body), step):
-                    self.wfile.write(reply.body[start:start + step])
+                    self.wfile.write(reply.body[start : start + step])
                     if reply.trickle_s and server.stopping.wait(reply.trickle_s):
                         return
             except (BrokenPipeError, ConnectionResetError):  # the client stopped reading (a capped body)

@@ -1,5 +1,6 @@
 """The checks of a generated text: one scripted text per rejection reason, the texts each rule must keep,
 the order of the rules, and SPAC's own captions passing them all."""
+
 from __future__ import annotations
 
 import random
@@ -12,8 +13,17 @@ from spac.generation.checks import REASONS, check_text, normalised
 from spac.generation.grounding import GivenAttributes
 
 SCHEMA = load_schema()
-MAN = GivenAttributes({"gender": "man", "hair": "short black hair", "upper": "red t-shirt", "lower": "blue jeans",
-                       "shoes": "white sneakers", "belongings": "black backpack"}, {})
+MAN = GivenAttributes(
+    {
+        "gender": "man",
+        "hair": "short black hair",
+        "upper": "red t-shirt",
+        "lower": "blue jeans",
+        "shoes": "white sneakers",
+        "belongings": "black backpack",
+    },
+    {},
+)
 GOOD = "A man with short black hair walks by in a red t-shirt and blue jeans."
 
 
@@ -22,7 +32,8 @@ def _check(text: str, prediction=MAN, others=(), min_confidence=0.5, min_words=5
 
 
 REJECTED = [
-    ("", "empty"), ("   \n\t ", "empty"),
+    ("", "empty"),
+    ("   \n\t ", "empty"),
     ("A man in a red t-shirt <b>walks</b> by.", "markup"),
     ("A man in a **red t-shirt** walks by.", "markup"),
     ("```A man in a red t-shirt walks by.```", "markup"),
@@ -64,22 +75,26 @@ def test_every_reason_has_a_scripted_text():
     assert {reason for _, reason in REJECTED} | {"duplicate"} == set(REASONS)
 
 
-@pytest.mark.parametrize("other", [GOOD, GOOD.upper(),
-                                   "a man, with short black hair; walks by in a red t-shirt and blue jeans"])
+@pytest.mark.parametrize(
+    "other", [GOOD, GOOD.upper(), "a man, with short black hair; walks by in a red t-shirt and blue jeans"]
+)
 def test_a_text_with_the_same_words_as_another_text_of_the_image_is_a_duplicate(other):
     assert _check(GOOD, others=["Another text entirely.", other]) == "duplicate"
     assert normalised(GOOD) == normalised(other)
 
 
-@pytest.mark.parametrize("text", [
-    GOOD,
-    "A man wears a red t-shirt under a black jacket, blue jeans and white sneakers.",  # one agreeing mention is enough
-    "The man has black hair, a red top, jeans and shoes, and carries a bag.",  # generic words and bare items agree
-    "A man in a red t-shirt and blue jeans walks by. He has short black hair and carries a black backpack.",
-    "A man in a red t-shirt, his hands in his pockets, walks by.",
-    "A gentleman in a red t-shirt and blue jeans walks by.",  # a synonym of the trusted gender
-    "Walking by is a man in a red t-shirt, with blue jeans, in white sneakers.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        GOOD,
+        "A man wears a red t-shirt under a black jacket, blue jeans and white sneakers.",  # one agreeing mention is enough
+        "The man has black hair, a red top, jeans and shoes, and carries a bag.",  # generic words and bare items agree
+        "A man in a red t-shirt and blue jeans walks by. He has short black hair and carries a black backpack.",
+        "A man in a red t-shirt, his hands in his pockets, walks by.",
+        "A gentleman in a red t-shirt and blue jeans walks by.",  # a synonym of the trusted gender
+        "Walking by is a man in a red t-shirt, with blue jeans, in white sneakers.",
+    ],
+)
 def test_texts_that_agree_with_the_trusted_values_are_kept(text):
     assert _check(text) is None
 

@@ -27,8 +27,13 @@ def _jpeg(colour: str, size: tuple[int, int] = (24, 48)) -> bytes:
 
 
 def _request(key: str, colour: str, words: int, style: str = "dense") -> CaptionRequest:
-    return CaptionRequest(key=key, image_jpeg=_jpeg(colour), system="describe the person",
-                          instruction=" ".join(["a man wearing a red shirt"] * words), style_id=style)
+    return CaptionRequest(
+        key=key,
+        image_jpeg=_jpeg(colour),
+        system="describe the person",
+        instruction=" ".join(["a man wearing a red shirt"] * words),
+        style_id=style,
+    )
 
 
 REQUESTS = [_request("k0", "red", 1), _request("k1", "blue", 4), _request("k2", "green", 9, style="example:3")]
@@ -66,8 +71,9 @@ def test_seeded_sampling_repeats_and_does_not_depend_on_the_batch(model_dir):
     assert sampler.generate(REQUESTS) == batched
     assert sampler.generate(REQUESTS[::-1]) == batched[::-1]
     assert sampler.generate(REQUESTS[1:2]) == batched[1:2]
-    other_seed = InProcessGenerator(str(model_dir), device="cpu", batch_size=4,
-                                    decoding=DecodingSettings(max_new_tokens=6, temperature=1.5, seed=8))
+    other_seed = InProcessGenerator(
+        str(model_dir), device="cpu", batch_size=4, decoding=DecodingSettings(max_new_tokens=6, temperature=1.5, seed=8)
+    )
     assert other_seed.generate(REQUESTS) != batched
 
 
@@ -86,8 +92,7 @@ def test_an_image_that_does_not_decode_fails_alone(greedy):
     assert [answers[0], answers[2]] == greedy.generate([REQUESTS[0], REQUESTS[1]])
 
 
-def test_a_batch_whose_generation_raises_fails_as_a_batch_and_the_next_batch_is_answered(greedy, monkeypatch,
-                                                                                         caplog):
+def test_a_batch_whose_generation_raises_fails_as_a_batch_and_the_next_batch_is_answered(greedy, monkeypatch, caplog):
     real_generate = greedy._model.generate
     calls = []
 
@@ -126,8 +131,10 @@ def test_describe_changes_with_the_weights_and_leaves_out_hidden_files(model_dir
 
 def test_a_hub_name_is_described_by_name_only():
     assert describe_model("HuggingFaceTB/SmolVLM-256M-Instruct", GREEDY) == {
-        "kind": "in_process", "model": "HuggingFaceTB/SmolVLM-256M-Instruct",
-        "decoding": {"max_new_tokens": 6, "temperature": 0.0, "seed": 0}}
+        "kind": "in_process",
+        "model": "HuggingFaceTB/SmolVLM-256M-Instruct",
+        "decoding": {"max_new_tokens": 6, "temperature": 0.0, "seed": 0},
+    }
 
 
 def test_a_folder_that_is_not_a_model_is_one_line(tmp_path):

@@ -1,6 +1,7 @@
 """Prompts as data: the bundled instructions file, its sha256, the deterministic choice of a style per text,
 the grounding (trusted values only), the example sentences from the captioner's library (bundled or another),
 and one-line errors naming the file and key for a malformed instructions file."""
+
 from __future__ import annotations
 
 import copy
@@ -21,8 +22,14 @@ SCHEMA = load_schema()
 INSTRUCTIONS = load_instructions(SCHEMA)
 LIBRARY = load_library(None, SCHEMA)
 BOOK = PromptBook(INSTRUCTIONS, LIBRARY)
-ATTRIBUTES = {"gender": "woman", "hair": "long brown hair", "upper": "white blouse", "lower": "black skirt",
-              "shoes": "white sneakers", "belongings": "black handbag"}
+ATTRIBUTES = {
+    "gender": "woman",
+    "hair": "long brown hair",
+    "upper": "white blouse",
+    "lower": "black skirt",
+    "shoes": "white sneakers",
+    "belongings": "black handbag",
+}
 TRUSTED = trusted_values(GivenAttributes(ATTRIBUTES, {}), 0.5, SCHEMA)
 
 
@@ -61,16 +68,21 @@ def test_a_request_carries_the_image_the_system_prompt_and_grounding_style_and_r
     request = BOOK.prompt("k1", b"\xff\xd8jpeg", TRUSTED, 0, 0).request
     assert (request.key, request.image_jpeg, request.system) == ("k1", b"\xff\xd8jpeg", INSTRUCTIONS.system)
     grounding, style, rules = request.instruction.split("\n")
-    assert grounding == INSTRUCTIONS.grounding.format(attributes=(
-        "gender: woman; hair: long brown hair; upper body: white blouse; lower body: black skirt; "
-        "shoes: white sneakers; carrying: black handbag"))
+    assert grounding == INSTRUCTIONS.grounding.format(
+        attributes=(
+            "gender: woman; hair: long brown hair; upper body: white blouse; lower body: black skirt; "
+            "shoes: white sneakers; carrying: black handbag"
+        )
+    )
     assert rules == INSTRUCTIONS.rules
     assert style == INSTRUCTIONS.styles.get(request.style_id, style)
 
 
 def test_the_grounding_leaves_out_unknown_groups_and_values_below_the_confidence_threshold():
-    prediction = GivenAttributes({**ATTRIBUTES, "shoes": UNKNOWN, "lower": "black skirt"},
-                                 {"gender": 0.9, "hair": 0.2, "upper": 0.5, "lower": 0.49, "belongings": None})
+    prediction = GivenAttributes(
+        {**ATTRIBUTES, "shoes": UNKNOWN, "lower": "black skirt"},
+        {"gender": 0.9, "hair": 0.2, "upper": 0.5, "lower": 0.49, "belongings": None},
+    )
     trusted = trusted_values(prediction, 0.5, SCHEMA)
     assert list(trusted) == ["gender", "upper", "belongings"]  # a None confidence is a given value
     grounding = BOOK.prompt("k1", b"", trusted, 0, 0).request.instruction.split("\n")[0]
@@ -110,26 +122,32 @@ def test_an_example_names_only_trusted_groups():
 
 def test_examples_come_from_the_library_the_book_is_given():
     addenda = {g: [f"{{they}} {{v:have}} {{a {g}}}."] for g in GROUP_SLOTS}
-    mined = parse_library({"sentences": {"s": ["Someone saw a {gender} in {a upper} today.", "A {gender} is here."]},
-                           "addenda": addenda}, "mined.yaml", SCHEMA)
+    mined = parse_library(
+        {"sentences": {"s": ["Someone saw a {gender} in {a upper} today.", "A {gender} is here."]}, "addenda": addenda},
+        "mined.yaml",
+        SCHEMA,
+    )
     book = PromptBook(INSTRUCTIONS, mined)
     prompt = book.prompt("k7", b"", TRUSTED, 0, _example_turn(book, "k7", TRUSTED))
     assert prompt.example in {"Someone saw a woman in a white blouse today.", "A woman is here."}
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d.pop("system"), "system: expected a non-empty string"),
-    (lambda d: d.update(grounding="Attributes: {values}."), "grounding: expected {attributes}, found values"),
-    (lambda d: d.update(example="Like this."), "example: expected {example}, found none"),
-    (lambda d: d.update(rules="No {markup}."), "rules: expected no placeholder, found markup"),
-    (lambda d: d.update(rules="An { unclosed brace"), "rules: "),
-    (lambda d: d.update(extra=1), "extra: unexpected key"),
-    (lambda d: d.update(version="1"), "version: expected a positive integer"),
-    (lambda d: d.update(example_entries=-1), "example_entries: expected a non-negative integer"),
-    (lambda d: d["group_labels"].pop("shoes"), "group_labels: expected one entry per group"),
-    (lambda d: d["styles"].update(example="Write it."), "styles: a style id is neither 'example'"),
-    (lambda d: d["styles"].update(dense=""), "styles: dense: expected a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.pop("system"), "system: expected a non-empty string"),
+        (lambda d: d.update(grounding="Attributes: {values}."), "grounding: expected {attributes}, found values"),
+        (lambda d: d.update(example="Like this."), "example: expected {example}, found none"),
+        (lambda d: d.update(rules="No {markup}."), "rules: expected no placeholder, found markup"),
+        (lambda d: d.update(rules="An { unclosed brace"), "rules: "),
+        (lambda d: d.update(extra=1), "extra: unexpected key"),
+        (lambda d: d.update(version="1"), "version: expected a positive integer"),
+        (lambda d: d.update(example_entries=-1), "example_entries: expected a non-negative integer"),
+        (lambda d: d["group_labels"].pop("shoes"), "group_labels: expected one entry per group"),
+        (lambda d: d["styles"].update(example="Write it."), "styles: a style id is neither 'example'"),
+        (lambda d: d["styles"].update(dense=""), "styles: dense: expected a non-empty string"),
+    ],
+)
 def test_a_malformed_instructions_file_is_one_error_naming_the_file_and_key(change, message):
     data = copy.deepcopy(_raw())
     change(data)

@@ -21,13 +21,20 @@ SECRET = "sk-test-secret-0123456789"
 
 
 def _request(key: str = "p0001_c1_0001", instruction: str = "Describe the person.") -> CaptionRequest:
-    return CaptionRequest(key=key, image_jpeg=JPEG, system="You describe pedestrians.", instruction=instruction,
-                          style_id="dense")
+    return CaptionRequest(
+        key=key, image_jpeg=JPEG, system="You describe pedestrians.", instruction=instruction, style_id="dense"
+    )
 
 
 def _generator(server: FakeChatServer, **overrides) -> OpenAIServerGenerator:
-    settings = {"timeout_s": 2.0, "concurrency": 4, "retries": 2, "backoff_s": 0.01, "api_key_env": KEY_ENV,
-                **overrides}
+    settings = {
+        "timeout_s": 2.0,
+        "concurrency": 4,
+        "retries": 2,
+        "backoff_s": 0.01,
+        "api_key_env": KEY_ENV,
+        **overrides,
+    }
     return OpenAIServerGenerator(server.base_url, "tiny", **settings)
 
 
@@ -125,22 +132,39 @@ def test_a_refused_connection_is_a_refused_failure():
     assert generator.generate([_request(), _request("k2")]) == [GeneratedText(None, failure="refused")] * 2
 
 
-@pytest.mark.parametrize("reply", [
-    Reply(body=b"<html>not json</html>"),
-    Reply(body=b"\xff\xfe\x00garbage"),
-    Reply(body=b"[" * 100_000),  # nesting deep enough to exhaust the parser
-    Reply(body=b'{"choices": []}'),
-    Reply(body=b'{"choices": "many"}'),
-    Reply(body=b'{"object": "chat.completion"}'),
-    Reply(body=b'{"choices": [{"message": null}]}'),
-    Reply(body=b"[1, 2, 3]"),
-    text_reply(None),
-    text_reply(42),
-    text_reply([{"type": "text", "text": "parts"}]),
-    text_reply({"text": "an object"}),
-    Reply(body=b" " * (50 * (1 << 20))),  # 50 MB: read no further than the cap
-], ids=["html", "not-utf8", "deep", "no-choices", "choices-str", "no-choices-key", "null-message", "list",
-        "null-content", "int-content", "parts-content", "object-content", "50MB"])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(body=b"<html>not json</html>"),
+        Reply(body=b"\xff\xfe\x00garbage"),
+        Reply(body=b"[" * 100_000),  # nesting deep enough to exhaust the parser
+        Reply(body=b'{"choices": []}'),
+        Reply(body=b'{"choices": "many"}'),
+        Reply(body=b'{"object": "chat.completion"}'),
+        Reply(body=b'{"choices": [{"message": null}]}'),
+        Reply(body=b"[1, 2, 3]"),
+        text_reply(None),
+        text_reply(42),
+        text_reply([{"type": "text", "text": "parts"}]),
+        text_reply({"text": "an object"}),
+        Reply(body=b" " * (50 * (1 << 20))),  # 50 MB: read no further than the cap
+    ],
+    ids=[
+        "html",
+        "not-utf8",
+        "deep",
+        "no-choices",
+        "choices-str",
+        "no-choices-key",
+        "null-message",
+        "list",
+        "null-content",
+        "int-content",
+        "parts-content",
+        "object-content",
+        "50MB",
+    ],
+)
 def test_a_hostile_answer_is_a_bad_response_never_a_crash(reply):
     with FakeChatServer(scripted(reply)) as server:
         start = time.monotonic()
@@ -196,11 +220,17 @@ def test_no_key_in_the_environment_sends_no_authorization(monkeypatch):
 
 
 def test_describe_says_what_decides_the_texts():
-    generator = OpenAIServerGenerator("http://gpu-box:8000/v1/", "HuggingFaceTB/SmolVLM-256M-Instruct",
-                                      decoding=DecodingSettings(max_new_tokens=64, temperature=0.0, seed=1))
-    assert generator.describe() == {"kind": "server", "base_url": "http://gpu-box:8000/v1",
-                                    "model": "HuggingFaceTB/SmolVLM-256M-Instruct",
-                                    "decoding": {"max_new_tokens": 64, "temperature": 0.0, "seed": 1}}
+    generator = OpenAIServerGenerator(
+        "http://gpu-box:8000/v1/",
+        "HuggingFaceTB/SmolVLM-256M-Instruct",
+        decoding=DecodingSettings(max_new_tokens=64, temperature=0.0, seed=1),
+    )
+    assert generator.describe() == {
+        "kind": "server",
+        "base_url": "http://gpu-box:8000/v1",
+        "model": "HuggingFaceTB/SmolVLM-256M-Instruct",
+        "decoding": {"max_new_tokens": 64, "temperature": 0.0, "seed": 1},
+    }
 
 
 def test_check_reachable_lists_the_served_models(caplog):
@@ -227,8 +257,16 @@ def test_check_reachable_refuses_a_server_that_is_not_an_openai_server():
         OpenAIServerGenerator(server.base_url.removesuffix("/v1") + "/v2", "tiny").check_reachable()
 
 
-@pytest.mark.parametrize("reply", [Reply(body=b"not json"), Reply(body=b'{"data": "tiny"}'), Reply(body=b'[1]'),
-                                   Reply(body=b'{"data": [1, 2]}'), Reply(body=b"{}")])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(body=b"not json"),
+        Reply(body=b'{"data": "tiny"}'),
+        Reply(body=b"[1]"),
+        Reply(body=b'{"data": [1, 2]}'),
+        Reply(body=b"{}"),
+    ],
+)
 def test_check_reachable_refuses_an_answer_that_is_not_a_model_list(reply):
     with FakeChatServer(models_reply=reply) as server, pytest.raises(ServerUnreachableError) as caught:
         _generator(server).check_reachable()
@@ -236,9 +274,15 @@ def test_check_reachable_refuses_an_answer_that_is_not_a_model_list(reply):
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("url, reason", [("ftp://host/v1", "http"), ("localhost:8000", "http"),
-                                         ("http://user:sk-secret@host/v1", "credentials"),
-                                         ("http://host/v1?key=sk-secret", "query")])
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("ftp://host/v1", "http"),
+        ("localhost:8000", "http"),
+        ("http://user:sk-secret@host/v1", "credentials"),
+        ("http://host/v1?key=sk-secret", "query"),
+    ],
+)
 def test_a_bad_server_url_is_one_line(url, reason):
     with pytest.raises(InputError, match=reason) as caught:
         OpenAIServerGenerator(url, "tiny")

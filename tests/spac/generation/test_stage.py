@@ -1,6 +1,7 @@
 """generate_checked over a scripted TextGenerator: kept texts, every rejection reason and failure kind, the
 retry in another style, the template caption as fallback, distinct texts with the library sentence last,
 determinism, counters that add up, and the attribute spans of what is kept."""
+
 from __future__ import annotations
 
 import base64
@@ -29,20 +30,46 @@ from spac.generation.stage import (
 SCHEMA = load_schema()
 CAPTIONER = Captioner(SCHEMA)
 SETTINGS = GenerationSettings(prompt_book(CAPTIONER), schema=SCHEMA)
-MAN = GivenAttributes({"gender": "man", "hair": "short black hair", "upper": "red t-shirt", "lower": "blue jeans",
-                       "shoes": "white sneakers", "belongings": "black backpack"}, {})
-WOMAN = GivenAttributes({"gender": "woman", "hair": "long brown hair", "upper": "white blouse", "lower": "black skirt",
-                         "shoes": "black boots", "belongings": UNKNOWN}, {})
-GOOD_MAN = ["A man with short black hair walks by in a red t-shirt and blue jeans.",
-            "There is a man in white sneakers carrying a black backpack on his back.",
-            "The man wears a red t-shirt. He walks in white sneakers with a black backpack."]
-GOOD_WOMAN = ["A woman with long brown hair wears a white blouse and a black skirt.",
-              "The woman walks in black boots. She has a white blouse on."]
+MAN = GivenAttributes(
+    {
+        "gender": "man",
+        "hair": "short black hair",
+        "upper": "red t-shirt",
+        "lower": "blue jeans",
+        "shoes": "white sneakers",
+        "belongings": "black backpack",
+    },
+    {},
+)
+WOMAN = GivenAttributes(
+    {
+        "gender": "woman",
+        "hair": "long brown hair",
+        "upper": "white blouse",
+        "lower": "black skirt",
+        "shoes": "black boots",
+        "belongings": UNKNOWN,
+    },
+    {},
+)
+GOOD_MAN = [
+    "A man with short black hair walks by in a red t-shirt and blue jeans.",
+    "There is a man in white sneakers carrying a black backpack on his back.",
+    "The man wears a red t-shirt. He walks in white sneakers with a black backpack.",
+]
+GOOD_WOMAN = [
+    "A woman with long brown hair wears a white blouse and a black skirt.",
+    "The woman walks in black boots. She has a white blouse on.",
+]
 # per reason, a text the checks reject for it (the duplicate repeats the image's library sentence)
 BAD_MAN: dict[str, Any] = {
-    "empty": " ", "markup": "A man in a **red t-shirt** walks by.", "too_short": "A man.",
-    "too_long": "A man " + "slowly " * 70 + "walks.", "repetition": "The man walks by. The man walks by.",
-    "duplicate": lambda item, request: item.fallbacks[-1].text, "gender": "A woman in a red t-shirt walks by.",
+    "empty": " ",
+    "markup": "A man in a **red t-shirt** walks by.",
+    "too_short": "A man.",
+    "too_long": "A man " + "slowly " * 70 + "walks.",
+    "repetition": "The man walks by. The man walks by.",
+    "duplicate": lambda item, request: item.fallbacks[-1].text,
+    "gender": "A woman in a red t-shirt walks by.",
     "contradiction": "A man in a blue t-shirt and blue jeans walks by.",
 }
 Answer = str | GeneratedText | Callable[[CaptionItem, CaptionRequest], str]
@@ -156,13 +183,20 @@ def test_a_text_rejected_twice_gives_way_to_the_template_caption_of_its_slot():
 
 def test_failed_requests_are_counted_by_kind_asked_again_then_replaced():
     item = _item()
-    outcomes, _ = _run([item], [GeneratedText(None, "timeout"), GeneratedText(None, "http_5xx")],
-                       [GeneratedText(None, "refused"), GeneratedText(None)])
+    outcomes, _ = _run(
+        [item],
+        [GeneratedText(None, "timeout"), GeneratedText(None, "http_5xx")],
+        [GeneratedText(None, "refused"), GeneratedText(None)],
+    )
     outcome = outcomes[0]
     assert outcome.captions == tuple(c.text for c in item.fallbacks if c.style != TEMPLATE_STYLE)
     assert outcome.texts == tuple(c.text for c in item.fallbacks)  # the template stage's texts, exactly
     assert {k: v for k, v in outcome.counters.items() if k.startswith("mllm_failed_")} == {
-        "mllm_failed_timeout": 1, "mllm_failed_http_5xx": 1, "mllm_failed_refused": 1, "mllm_failed_error": 1}
+        "mllm_failed_timeout": 1,
+        "mllm_failed_http_5xx": 1,
+        "mllm_failed_refused": 1,
+        "mllm_failed_error": 1,
+    }
     assert outcome.counters["mllm_fallback"] == 2 and outcome.counters["mllm_kept"] == 0
     assert all(r.text is None for r in outcome.rejections)
     _assert_sound(outcome)
@@ -175,8 +209,9 @@ def test_two_texts_alike_keep_the_first_and_ask_again_for_the_second():
 
 
 def test_a_text_that_repeats_its_example_sentence_is_a_duplicate():
-    key = next(k for k in (f"key{i}" for i in range(100))
-               if SETTINGS.prompts.prompt(k, b"", {}, 0, 0).example is not None)
+    key = next(
+        k for k in (f"key{i}" for i in range(100)) if SETTINGS.prompts.prompt(k, b"", {}, 0, 0).example is not None
+    )
     item = _item(key)
 
     def copy_example(_item, request: CaptionRequest) -> str:
@@ -189,8 +224,17 @@ def test_a_text_that_repeats_its_example_sentence_is_a_duplicate():
 
 
 def test_a_slot_without_a_template_caption_is_left_out_and_counted():
-    little = GivenAttributes({"gender": "man", "hair": UNKNOWN, "upper": "red t-shirt", "lower": UNKNOWN,
-                              "shoes": UNKNOWN, "belongings": UNKNOWN}, {})
+    little = GivenAttributes(
+        {
+            "gender": "man",
+            "hair": UNKNOWN,
+            "upper": "red t-shirt",
+            "lower": UNKNOWN,
+            "shoes": UNKNOWN,
+            "belongings": UNKNOWN,
+        },
+        {},
+    )
     item = _item("k1", little)
     assert len(item.fallbacks) == 2  # one style caption and the library sentence: little is known
     outcomes, _ = _run([item], [GOOD_MAN[0], BAD_MAN["too_short"]], [BAD_MAN["too_short"]])
@@ -221,8 +265,14 @@ def test_a_value_below_the_confidence_threshold_does_not_hold_the_text():
 
 def _mixed_run() -> tuple[list[CaptionOutcome], ScriptedGenerator]:
     items = [_item("k1"), _item("k2", WOMAN), _item("k3")]
-    round1 = [BAD_MAN["contradiction"], GOOD_MAN[0], GOOD_WOMAN[0], GeneratedText(None, "timeout"), GOOD_MAN[2],
-              "  " + GOOD_MAN[1] + "\n"]
+    round1 = [
+        BAD_MAN["contradiction"],
+        GOOD_MAN[0],
+        GOOD_WOMAN[0],
+        GeneratedText(None, "timeout"),
+        GOOD_MAN[2],
+        "  " + GOOD_MAN[1] + "\n",
+    ]
     round2 = [BAD_MAN["repetition"], GOOD_WOMAN[1]]
     return _run(items, round1, round2)
 
@@ -252,8 +302,11 @@ def test_the_outcome_gives_the_record_fields_and_a_json_view():
     assert len(fields["attribute_spans"]) == len(fields["captions"]) + len(fields["prompt_caption"])
     assert all(isinstance(span, list) and len(span) == 2 for spans in fields["attribute_spans"] for span in spans)
     view = outcomes[0].as_dict()
-    assert view["rejections"][0] == {"style": outcomes[0].rejections[0].style, "reason": "contradiction",
-                                      "text": BAD_MAN["contradiction"]}
+    assert view["rejections"][0] == {
+        "style": outcomes[0].rejections[0].style,
+        "reason": "contradiction",
+        "text": BAD_MAN["contradiction"],
+    }
     assert view["counters"]["mllm_requested"] == 3  # two asks and one retry
 
 
@@ -271,11 +324,15 @@ def test_a_generator_that_answers_another_number_of_requests_is_a_bug():
         generate_checked([_item()], Short([]), SETTINGS)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"texts_per_image": 0}, "texts per image must be 1 to 3"),
-    ({"texts_per_image": 4}, "texts per image must be 1 to 3"),
-    ({"min_confidence": 1.5}, "min confidence"), ({"min_words": 10, "max_words": 5}, "min words <= max words"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"texts_per_image": 0}, "texts per image must be 1 to 3"),
+        ({"texts_per_image": 4}, "texts per image must be 1 to 3"),
+        ({"min_confidence": 1.5}, "min confidence"),
+        ({"min_words": 10, "max_words": 5}, "min words <= max words"),
+    ],
+)
 def test_bad_settings_are_one_line_errors(overrides, message):
     with pytest.raises(InputError, match=message):
         GenerationSettings(SETTINGS.prompts, schema=SCHEMA, **overrides)

@@ -1,4 +1,5 @@
 """spac.mining.schema: noun phrases of human captions by group, with what the schema covers."""
+
 from __future__ import annotations
 
 from spac.mining.schema import OTHER, PhraseMiner, format_report, mine_phrases
@@ -30,8 +31,13 @@ def test_json_and_table():
     miner = PhraseMiner()
     miner.add(CAPTIONS)
     data = miner.report.to_json(limit=1)
-    assert data["groups"]["hair"] == {"mentions": 4, "distinct": 3, "covered": 2, "coverage": 0.5,
-                                      "phrases": [{"phrase": "black hair", "count": 2, "value": "black hair"}]}
+    assert data["groups"]["hair"] == {
+        "mentions": 4,
+        "distinct": 3,
+        "covered": 2,
+        "coverage": 0.5,
+        "phrases": [{"phrase": "black hair", "count": 2, "value": "black hair"}],
+    }
     assert data["groups"][OTHER]["covered"] is None and data["groups"][OTHER]["coverage"] is None
     table = format_report(miner.report, limit=5)
     assert "hair                 4         2     50.0%         3" in table

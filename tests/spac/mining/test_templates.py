@@ -1,6 +1,7 @@
 """spac.mining.templates: human captions -> masked library sentences. Masking (slots, articles, pronouns,
 verb agreement), each drop reason counted, near-duplicates, the library structure and that it loads,
 on the human-style captions of tests/spac/data/human_captions.yaml and a few written for one reason each."""
+
 from __future__ import annotations
 
 import random
@@ -9,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spac.mining import templates as tm
 from spac.attributes import load_schema
 from spac.captioning.library import load_library, parse_library_text
 from spac.captioning.slots import GROUP_SLOTS, groups_of
 from spac.language import extract_attributes, extract_attributes_batch
+from spac.mining import templates as tm
 from spac.mining.templates import NearDuplicates, TemplateMiner, jaccard, library_yaml, mask, sentence_tokens
 
 SCHEMA = load_schema()
@@ -48,24 +49,37 @@ def _fate(miner: TemplateMiner, caption: str) -> str:
     return reason
 
 
-@pytest.mark.parametrize("caption, masked", [
-    ("A woman with long black hair is wearing a white top, blue jeans and black shoes. She carries a brown bag on "
-     "her shoulder.", "A {gender} with {a hair} is wearing {a upper}, {a lower} and {a shoes}. {they} {v:carry} "
-                      "{a belongings} on {their} shoulder."),
-    # age words before the person go, and "An" with them; "a pair of" is the pair form for shoes
-    ("An elderly man in a grey coat and a pair of black boots", "A {gender} in {a upper} and {pair shoes}."),
-    # a caption that starts with a pronoun gets a person noun; the verb then agrees with the noun
-    ("He was wearing a navy blue polo shirt and tan shorts.", "The {gender} was wearing {a upper} and {a lower}."),
-    # verbs of a pronoun subject agree with any gender, also coordinated ones and negated ones
-    ("The lady wears a yellow dress. She also wears white sandals and holds a white purse, she isn't smiling.",
-     "The {gender} wears {a lower}. {they} also {v:wear} {a shoes} and {v:hold} {a belongings}, {they} {v:be}n't "
-     "smiling."),
-    # "her" before a noun is possessive, at the end of a clause it is the object; a determiner keeps the bare slot
-    ("A girl in a red coat has her black backpack with her.", "A {gender} in {a upper} has {their} {belongings} "
-                                                              "with {them}."),
-    ("a female pedestrian in a white dress", "A {gender} in {a lower}."),
-    ("The man's black jacket is open, and he's walking.", "The {gender}'s {upper} is open, and {they} {v:be} walking."),
-])
+@pytest.mark.parametrize(
+    "caption, masked",
+    [
+        (
+            "A woman with long black hair is wearing a white top, blue jeans and black shoes. She carries a brown bag on "
+            "her shoulder.",
+            "A {gender} with {a hair} is wearing {a upper}, {a lower} and {a shoes}. {they} {v:carry} "
+            "{a belongings} on {their} shoulder.",
+        ),
+        # age words before the person go, and "An" with them; "a pair of" is the pair form for shoes
+        ("An elderly man in a grey coat and a pair of black boots", "A {gender} in {a upper} and {pair shoes}."),
+        # a caption that starts with a pronoun gets a person noun; the verb then agrees with the noun
+        ("He was wearing a navy blue polo shirt and tan shorts.", "The {gender} was wearing {a upper} and {a lower}."),
+        # verbs of a pronoun subject agree with any gender, also coordinated ones and negated ones
+        (
+            "The lady wears a yellow dress. She also wears white sandals and holds a white purse, she isn't smiling.",
+            "The {gender} wears {a lower}. {they} also {v:wear} {a shoes} and {v:hold} {a belongings}, {they} {v:be}n't "
+            "smiling.",
+        ),
+        # "her" before a noun is possessive, at the end of a clause it is the object; a determiner keeps the bare slot
+        (
+            "A girl in a red coat has her black backpack with her.",
+            "A {gender} in {a upper} has {their} {belongings} with {them}.",
+        ),
+        ("a female pedestrian in a white dress", "A {gender} in {a lower}."),
+        (
+            "The man's black jacket is open, and he's walking.",
+            "The {gender}'s {upper} is open, and {they} {v:be} walking.",
+        ),
+    ],
+)
 def test_mask_turns_attributes_people_pronouns_and_verbs_into_slots(caption: str, masked: str) -> None:
     assert _mask(tm.normalise(caption)) == masked
 
@@ -77,26 +91,29 @@ def test_a_nothing_sentence_keeps_its_words_and_slots_the_value() -> None:
         _mask("He is not carrying a bag.", nothing=True)  # would refill as "not carrying a red handbag"
 
 
-@pytest.mark.parametrize("caption, reason", [
-    ("A man wearing glasses, a blue coat and black trousers.", tm.OUTSIDE_SCHEMA),
-    ("A young woman in a striped blue shirt with a logo and black jeans.", tm.OUTSIDE_SCHEMA),
-    ("A woman wearing a black and white shirt and black leggings.", tm.ATTRIBUTE_WORD),
-    ("A man in a grey hoodie and dark jeans.", tm.MODIFIED_SLOT),
-    ("A woman carries a beige tote bag and wears a red coat.", tm.UNRESOLVED),
-    ("The man wears a black jacket over a white shirt and blue jeans.", tm.GROUP_TWICE),
-    ("A man wearing a green jacket and black pants, with no backpack.", tm.NEGATION),
-    ("A man in a red coat talks to a woman in a blue dress.", tm.SEVERAL_PEOPLE),
-    ("His coat is long and he wears blue jeans.", tm.NO_PERSON),
-    ("They are wearing a black coat and black pants.", tm.NO_PERSON),
-    ("She wears a red coat and talks to herself.", tm.PRONOUN),
-    ("A man {in} a red coat.", tm.UNUSABLE),
-    ("A man.", tm.LENGTH),
-    ("A woman in a pink coat is pulling a black suitcase.", tm.ITEM_CONTEXT),
-    ("A man in a red coat with a black backpack on his back.", tm.ITEM_CONTEXT),
-    # the round trip's grammar: literal words that refill badly
-    ("A man in a red coat walks down a empty street.", tm.UNGRAMMATICAL),
-    ("A man in a red coat walks walks along.", tm.UNGRAMMATICAL),
-])
+@pytest.mark.parametrize(
+    "caption, reason",
+    [
+        ("A man wearing glasses, a blue coat and black trousers.", tm.OUTSIDE_SCHEMA),
+        ("A young woman in a striped blue shirt with a logo and black jeans.", tm.OUTSIDE_SCHEMA),
+        ("A woman wearing a black and white shirt and black leggings.", tm.ATTRIBUTE_WORD),
+        ("A man in a grey hoodie and dark jeans.", tm.MODIFIED_SLOT),
+        ("A woman carries a beige tote bag and wears a red coat.", tm.UNRESOLVED),
+        ("The man wears a black jacket over a white shirt and blue jeans.", tm.GROUP_TWICE),
+        ("A man wearing a green jacket and black pants, with no backpack.", tm.NEGATION),
+        ("A man in a red coat talks to a woman in a blue dress.", tm.SEVERAL_PEOPLE),
+        ("His coat is long and he wears blue jeans.", tm.NO_PERSON),
+        ("They are wearing a black coat and black pants.", tm.NO_PERSON),
+        ("She wears a red coat and talks to herself.", tm.PRONOUN),
+        ("A man {in} a red coat.", tm.UNUSABLE),
+        ("A man.", tm.LENGTH),
+        ("A woman in a pink coat is pulling a black suitcase.", tm.ITEM_CONTEXT),
+        ("A man in a red coat with a black backpack on his back.", tm.ITEM_CONTEXT),
+        # the round trip's grammar: literal words that refill badly
+        ("A man in a red coat walks down a empty street.", tm.UNGRAMMATICAL),
+        ("A man in a red coat walks walks along.", tm.UNGRAMMATICAL),
+    ],
+)
 def test_each_drop_reason_is_counted(miner: TemplateMiner, caption: str, reason: str) -> None:
     assert _fate(miner, caption) == reason
 
@@ -152,13 +169,17 @@ def test_mining_is_deterministic(miner: TemplateMiner, mined) -> None:
 
 
 def test_duplicates_after_masking_and_near_duplicates_are_dropped() -> None:
-    captions = ["A man wears a red coat and blue jeans.",
-                "a woman wears a white jacket , and black trousers",   # the same after masking and normalising
-                "A man wears a red coat and blue jeans today.",        # Jaccard 6/7 = 0.86 with the first
-                "The man wears a red coat and blue jeans."]            # 5/7 = 0.71: kept
+    captions = [
+        "A man wears a red coat and blue jeans.",
+        "a woman wears a white jacket , and black trousers",  # the same after masking and normalising
+        "A man wears a red coat and blue jeans today.",  # Jaccard 6/7 = 0.86 with the first
+        "The man wears a red coat and blue jeans.",
+    ]  # 5/7 = 0.71: kept
     library = TemplateMiner(SCHEMA).mine(captions)
-    assert library.sentences["UL"] == ["A {gender} wears {a upper} and {a lower}.",
-                                       "The {gender} wears {a upper} and {a lower}."]
+    assert library.sentences["UL"] == [
+        "A {gender} wears {a upper} and {a lower}.",
+        "The {gender} wears {a upper} and {a lower}.",
+    ]
     assert library.report.dropped == {tm.DUPLICATE: 1, tm.NEAR_DUPLICATE: 1}
     loose = TemplateMiner(SCHEMA, jaccard_threshold=0.9).mine(captions)
     assert loose.report.kept == 3 and loose.report.dropped == {tm.DUPLICATE: 1}
@@ -168,7 +189,13 @@ def test_duplicates_after_masking_and_near_duplicates_are_dropped() -> None:
 
 def test_sentence_tokens_and_jaccard() -> None:
     assert sentence_tokens("A {gender} wears {a upper}, and {pair shoes}.") == (
-        "a", "{gender}", "wears", "{a upper}", "and", "{pair shoes}")
+        "a",
+        "{gender}",
+        "wears",
+        "{a upper}",
+        "and",
+        "{pair shoes}",
+    )
     assert jaccard({"a", "b"}, {"a", "c"}) == pytest.approx(1 / 3)
 
 

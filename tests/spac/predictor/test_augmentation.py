@@ -1,4 +1,5 @@
 """Augmentation: repeatable per RNG state, geometry only (colours kept), modes and settings checked."""
+
 import random
 
 import numpy as np
@@ -44,15 +45,22 @@ def test_crop_keeps_at_least_min_crop_of_each_side():
 def test_flip_mode_mirrors_about_half_and_none_is_the_identity():
     flip = Augmentation("flip")
     image = _person()
-    mirrored = [np.array_equal(np.asarray(flip(image, random.Random(s))), np.asarray(image)[:, ::-1])
-                for s in range(40)]
+    mirrored = [
+        np.array_equal(np.asarray(flip(image, random.Random(s))), np.asarray(image)[:, ::-1]) for s in range(40)
+    ]
     assert 10 <= sum(mirrored) <= 30
     assert np.array_equal(np.asarray(Augmentation("none")(image, random.Random(0))), np.asarray(image))
 
 
-@pytest.mark.parametrize("kwargs, message", [({"mode": "colour"}, "augmentation must be one of"),
-                                             ({"min_crop": 0.0}, "min_crop"), ({"flip": 2.0}, "flip must be"),
-                                             ({"max_rotation": 90.0}, "max_rotation")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"mode": "colour"}, "augmentation must be one of"),
+        ({"min_crop": 0.0}, "min_crop"),
+        ({"flip": 2.0}, "flip must be"),
+        ({"max_rotation": 90.0}, "max_rotation"),
+    ],
+)
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Augmentation(**kwargs)

@@ -1,11 +1,12 @@
 """The --data sources: spec parsing, rendered people's three disjoint identity ranges, spreading a split."""
+
 import argparse
 
 import pytest
 
-from spac.predictor.datasets.dataset import LabelledSplit
 from spac.attributes import load_schema
 from spac.predictor.data_sources import VALIDATION_SEED_BASE, DataSpec, data_spec, open_source, spread
+from spac.predictor.datasets.dataset import LabelledSplit
 from spac.render.training_source import EVAL_SEED_BASE, TRAIN_STRIDE
 
 
@@ -19,8 +20,9 @@ def test_specs_parse_kinds_and_locations():
 
 
 def test_rendered_people_train_validate_and_evaluate_on_disjoint_identities():
-    source = open_source(DataSpec("rendered"), load_schema(), seed=2, rendered_count=5, evaluation_count=3,
-                         validation_count=4)
+    source = open_source(
+        DataSpec("rendered"), load_schema(), seed=2, rendered_count=5, evaluation_count=3, validation_count=4
+    )
     assert source.rendered and source.mapping is None
     assert (len(source.train), len(source.val), len(source.test)) == (5, 4, 3)
     assert source.train.first_seed == 2 * TRAIN_STRIDE and source.test.first_seed == EVAL_SEED_BASE

@@ -1,9 +1,22 @@
 """Partial labels: exact (rendered) and said (captions) labels, candidates, acceptance and validation."""
+
 import pytest
 
-from spac.predictor.labels import (MASKED, NO_COLOUR, GroupLabel, accepts, allowed, candidates, check_label,
-                                   exact_labels, group_colours, group_label, said_labels, specific_items)
 from spac.attributes import UNKNOWN, load_schema
+from spac.predictor.labels import (
+    MASKED,
+    NO_COLOUR,
+    GroupLabel,
+    accepts,
+    allowed,
+    candidates,
+    check_label,
+    exact_labels,
+    group_colours,
+    group_label,
+    said_labels,
+    specific_items,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +45,11 @@ def test_exact_labels_pin_item_and_colour_and_keep_unknown_as_a_class(schema):
 
 
 def test_said_labels_mask_unknown_leave_bare_colours_and_generic_items_open(schema):
-    labels = said_labels({"gender": "woman", "hair": "black hair", "lower": "jeans", "belongings": "bag"}, schema,
-                         {"bag": ["backpack", "handbag", "shoulder bag"]})
+    labels = said_labels(
+        {"gender": "woman", "hair": "black hair", "lower": "jeans", "belongings": "bag"},
+        schema,
+        {"bag": ["backpack", "handbag", "shoulder bag"]},
+    )
     assert labels["upper"] is MASKED and labels["upper"].masked
     assert labels["lower"] == group_label(["jeans"], None)  # item known, colour not said
     assert labels["hair"] == group_label(specific_items(schema.group("hair")), ["black"])

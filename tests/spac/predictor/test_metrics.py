@@ -1,11 +1,12 @@
 """Attribute metrics against hand-computed cases: label-based mA, instance-based accuracy / precision / recall /
 F1 (with not-said truth left out), and per-group accuracy on partial labels."""
+
 import numpy as np
 import pytest
 
+from spac.attributes import load_schema
 from spac.predictor.labels import MASKED, group_label
 from spac.predictor.metrics import attribute_report, group_accuracy, instance_based, label_based
-from spac.attributes import load_schema
 
 # 4 images x 3 attributes
 TRUTH = np.array([[1, 0, 1], [0, 0, 1], [1, 1, 0], [0, 1, 0]])
@@ -65,10 +66,18 @@ def test_group_accuracy_counts_labelled_groups_only_with_the_best_constant_basel
     schema = load_schema()
     short = group_label(["t-shirt", "polo shirt", "vest"], None)
     long_ = group_label(["shirt", "jacket"], None)
-    labels = [{"upper": short, "gender": group_label(["woman"])}, {"upper": short, "gender": group_label(["man"])},
-              {"upper": long_, "gender": group_label(["man"])}, {"upper": MASKED, "gender": group_label(["man"])}]
-    predicted = [{"upper": "red t-shirt", "gender": "woman"}, {"upper": "red shirt", "gender": "woman"},
-                 {"upper": "black jacket", "gender": "man"}, {"upper": "unknown", "gender": "man"}]
+    labels = [
+        {"upper": short, "gender": group_label(["woman"])},
+        {"upper": short, "gender": group_label(["man"])},
+        {"upper": long_, "gender": group_label(["man"])},
+        {"upper": MASKED, "gender": group_label(["man"])},
+    ]
+    predicted = [
+        {"upper": "red t-shirt", "gender": "woman"},
+        {"upper": "red shirt", "gender": "woman"},
+        {"upper": "black jacket", "gender": "man"},
+        {"upper": "unknown", "gender": "man"},
+    ]
     report = group_accuracy(schema, predicted, [{g: row.get(g, MASKED) for g in schema.group_names} for row in labels])
     assert report["groups"]["upper"] == {"accuracy": 2 / 3, "majority_baseline": 2 / 3, "labelled": 3}
     assert report["groups"]["gender"] == {"accuracy": 0.75, "majority_baseline": 0.75, "labelled": 4}

@@ -1,5 +1,6 @@
 """spac.predictor.migration: a predictor trained on schema version 1 is refused by load_predictor, and
 migrated to version 2 it predicts exactly what it did (the new labels never); the bundled model is one."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ import yaml
 from PIL import Image
 
 from spac.attributes import UNKNOWN, load_schema, parse_schema
-from spac.predictor.model import DEFAULT_PREDICTOR_DIR, PredictorConfig, build_predictor, load_predictor
 from spac.predictor.migration import NEW_LABEL_BIAS, migrate_predictor
+from spac.predictor.model import DEFAULT_PREDICTOR_DIR, PredictorConfig, build_predictor, load_predictor
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = ROOT / "spac" / "assets" / "samples"
@@ -26,8 +27,9 @@ def version_1_schema():
     raw["schema_version"] = 1
     for group in raw["groups"]:
         group.pop("bare", None)
-        group["items"] = [{k: v for k, v in item.items() if k != "bare"} for item in group["items"]
-                          if not item.get("generic")]
+        group["items"] = [
+            {k: v for k, v in item.items() if k != "bare"} for item in group["items"] if not item.get("generic")
+        ]
     return parse_schema(raw, "v1.yaml")
 
 
@@ -91,8 +93,9 @@ def test_weights_keep_their_dtype(old_dir, tmp_path):
     from safetensors.torch import load_file
 
     migrate_predictor(old_dir, tmp_path / "new")
-    assert {t.dtype for t in load_file(str(tmp_path / "new" / "model.safetensors")).values()
-            if t.is_floating_point()} == {torch.float16}
+    assert {
+        t.dtype for t in load_file(str(tmp_path / "new" / "model.safetensors")).values() if t.is_floating_point()
+    } == {torch.float16}
 
 
 def test_what_cannot_be_migrated_is_a_one_line_error(v1, old_dir, tmp_path):

@@ -13,11 +13,18 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from spac.attributes import UNKNOWN, load_schema, parse_schema
-from spac.predictor.training import evaluate
 from common.imaging import normalised_tensor
-from spac.predictor.model import (CONFIG_RULES, PredictorConfig, PredictorError, build_predictor, check_predictor,
-                                  decode, load_predictor)
+from spac.attributes import UNKNOWN, load_schema, parse_schema
+from spac.predictor.model import (
+    CONFIG_RULES,
+    PredictorConfig,
+    PredictorError,
+    build_predictor,
+    check_predictor,
+    decode,
+    load_predictor,
+)
+from spac.predictor.training import evaluate
 from spac.render.training_source import evaluation_people
 
 SCHEMA_FILE = Path(__file__).resolve().parents[3] / "templates" / "attributes.yaml"
@@ -86,7 +93,9 @@ def test_model_trained_on_another_schema_is_refused(model, tmp_path):
     raw["schema_version"] += 1
     raw["palettes"]["shoes"].append("green")
     other = parse_schema(raw, "other.yaml")
-    with pytest.raises(ValueError, match=rf"version {raw['schema_version'] - 1}.*'shoes'.*version {raw['schema_version']}.*retrain"):
+    with pytest.raises(
+        ValueError, match=rf"version {raw['schema_version'] - 1}.*'shoes'.*version {raw['schema_version']}.*retrain"
+    ):
         load_predictor(tmp_path / "p", schema=other)
 
 
@@ -140,30 +149,57 @@ def _torch_pickle() -> bytes:
 
 BROKEN_PREDICTORS = {
     # name: (break the saved directory, file the message names, words it holds)
-    "weights random bytes": (lambda d: (d / "model.safetensors").write_bytes(bytes(range(256)) * 8),
-                             "model.safetensors", "not a readable safetensors file"),
+    "weights random bytes": (
+        lambda d: (d / "model.safetensors").write_bytes(bytes(range(256)) * 8),
+        "model.safetensors",
+        "not a readable safetensors file",
+    ),
     "weights empty": (lambda d: (d / "model.safetensors").write_bytes(b""), "model.safetensors", "header too small"),
-    "weights a pickle": (lambda d: (d / "model.safetensors").write_bytes(pickle.dumps({"w": [1.0]})),
-                         "model.safetensors", "not a readable safetensors file"),
-    "weights a torch.save file": (lambda d: (d / "model.safetensors").write_bytes(_torch_pickle()),
-                                  "model.safetensors", "not a readable safetensors file"),
-    "weights of another shape": (lambda d: _tensors(d, lambda s: s.update({"heads.gender.bias": torch.zeros(9)})),
-                                 "model.safetensors", "heads.gender.bias has shape [9], config.json implies [3]"),
-    "weights lack a tensor": (lambda d: _tensors(d, lambda s: s.pop("heads.gender.bias")),
-                              "model.safetensors", "missing 'heads.gender.bias'"),
-    "weights packed 4-bit": (lambda d: _tensors(d, lambda s: s.update(
-        {"heads.gender.bias": torch.zeros(3, dtype=torch.uint8).view(torch.float4_e2m1fn_x2)})),
-        "model.safetensors", "heads.gender.bias is stored as F4"),
-    "weights complex": (lambda d: _tensors(d, lambda s: s.update(
-        {"heads.gender.bias": torch.zeros(3, dtype=torch.complex64)})), "model.safetensors",
-        "heads.gender.bias is stored as C64"),
-    "weights have an extra tensor": (lambda d: _tensors(d, lambda s: s.update({"extra": torch.zeros(1)})),
-                                     "model.safetensors", "unexpected 'extra'"),
+    "weights a pickle": (
+        lambda d: (d / "model.safetensors").write_bytes(pickle.dumps({"w": [1.0]})),
+        "model.safetensors",
+        "not a readable safetensors file",
+    ),
+    "weights a torch.save file": (
+        lambda d: (d / "model.safetensors").write_bytes(_torch_pickle()),
+        "model.safetensors",
+        "not a readable safetensors file",
+    ),
+    "weights of another shape": (
+        lambda d: _tensors(d, lambda s: s.update({"heads.gender.bias": torch.zeros(9)})),
+        "model.safetensors",
+        "heads.gender.bias has shape [9], config.json implies [3]",
+    ),
+    "weights lack a tensor": (
+        lambda d: _tensors(d, lambda s: s.pop("heads.gender.bias")),
+        "model.safetensors",
+        "missing 'heads.gender.bias'",
+    ),
+    "weights packed 4-bit": (
+        lambda d: _tensors(
+            d, lambda s: s.update({"heads.gender.bias": torch.zeros(3, dtype=torch.uint8).view(torch.float4_e2m1fn_x2)})
+        ),
+        "model.safetensors",
+        "heads.gender.bias is stored as F4",
+    ),
+    "weights complex": (
+        lambda d: _tensors(d, lambda s: s.update({"heads.gender.bias": torch.zeros(3, dtype=torch.complex64)})),
+        "model.safetensors",
+        "heads.gender.bias is stored as C64",
+    ),
+    "weights have an extra tensor": (
+        lambda d: _tensors(d, lambda s: s.update({"extra": torch.zeros(1)})),
+        "model.safetensors",
+        "unexpected 'extra'",
+    ),
     "config implies other shapes": (lambda d: _backbone(d, hidden_sizes=[8, 32]), "model.safetensors", "shape"),
     "config not JSON": (lambda d: (d / "config.json").write_text("{not json"), "config.json", "invalid JSON"),
     "config not UTF-8": (lambda d: (d / "config.json").write_bytes(b"\xff\xfe{}"), "config.json", "not UTF-8"),
-    "config nested too deeply": (lambda d: (d / "config.json").write_text("[" * 100_000), "config.json",
-                                 "invalid JSON"),
+    "config nested too deeply": (
+        lambda d: (d / "config.json").write_text("[" * 100_000),
+        "config.json",
+        "invalid JSON",
+    ),
     "config a list": (lambda d: (d / "config.json").write_text("[]"), "config.json", "expected a JSON object"),
     "config unexpected key": (lambda d: _config(d, colour=1), "config.json", "unexpected key 'colour'"),
     "config lacks labels": (lambda d: _without(d, "labels"), "config.json", "missing key 'labels'"),
@@ -173,40 +209,75 @@ BROKEN_PREDICTORS = {
     "backbone depths a string": (lambda d: _backbone(d, depths="abc"), "config.json", "'backbone.depths' must be"),
     "backbone depths negative": (lambda d: _backbone(d, depths=[-1, 1]), "config.json", "'backbone.depths' must be"),
     "backbone absurdly deep": (lambda d: _backbone(d, depths=[10**6, 1]), "config.json", "integers from 1 to 100"),
-    "backbone 1,000 stages": (lambda d: _backbone(d, depths=[100] * 1000, hidden_sizes=[8] * 1000), "config.json",
-                              "one per stage (at most 8)"),
-    "backbone 20,000 channels": (lambda d: _backbone(d, hidden_sizes=[8, 20_000]), "config.json",
-                                 "'backbone.hidden_sizes' must be a list of integers from 1 to 8192"),
-    "backbone wide stem": (lambda d: _backbone(d, embedding_size=10**6), "config.json",
-                           "'backbone.embedding_size' must be a positive integer (at most 8192)"),
-    "bands absurd": (lambda d: _config(d, bands=10**6), "config.json",
-                     "'bands' must be a positive integer (at most 64)"),
-    "weights hold 300M values": (lambda d: _sparse_weights(d, [300_000_000]), "model.safetensors",
-                                 "holds 300,000,000 values, more than a predictor may have (200,000,000)"),
-    "weights offsets outside the file": (lambda d: _sparse_weights(d, [4], [0, 10**9]), "model.safetensors",
-                                         "tensor 'w' does not lie inside the file"),
-    "backbone no hidden sizes": (lambda d: _backbone(d, hidden_sizes=[]), "config.json",
-                                 "'backbone.hidden_sizes' must be"),
-    "backbone sizes per stage": (lambda d: _backbone(d, hidden_sizes=[8, 16, 32]), "config.json",
-                                 "one entry per stage"),
+    "backbone 1,000 stages": (
+        lambda d: _backbone(d, depths=[100] * 1000, hidden_sizes=[8] * 1000),
+        "config.json",
+        "one per stage (at most 8)",
+    ),
+    "backbone 20,000 channels": (
+        lambda d: _backbone(d, hidden_sizes=[8, 20_000]),
+        "config.json",
+        "'backbone.hidden_sizes' must be a list of integers from 1 to 8192",
+    ),
+    "backbone wide stem": (
+        lambda d: _backbone(d, embedding_size=10**6),
+        "config.json",
+        "'backbone.embedding_size' must be a positive integer (at most 8192)",
+    ),
+    "bands absurd": (
+        lambda d: _config(d, bands=10**6),
+        "config.json",
+        "'bands' must be a positive integer (at most 64)",
+    ),
+    "weights hold 300M values": (
+        lambda d: _sparse_weights(d, [300_000_000]),
+        "model.safetensors",
+        "holds 300,000,000 values, more than a predictor may have (200,000,000)",
+    ),
+    "weights offsets outside the file": (
+        lambda d: _sparse_weights(d, [4], [0, 10**9]),
+        "model.safetensors",
+        "tensor 'w' does not lie inside the file",
+    ),
+    "backbone no hidden sizes": (
+        lambda d: _backbone(d, hidden_sizes=[]),
+        "config.json",
+        "'backbone.hidden_sizes' must be",
+    ),
+    "backbone sizes per stage": (
+        lambda d: _backbone(d, hidden_sizes=[8, 16, 32]),
+        "config.json",
+        "one entry per stage",
+    ),
     "backbone layer type": (lambda d: _backbone(d, layer_type="dense"), "config.json", "'basic' or 'bottleneck'"),
     "backbone activation": (lambda d: _backbone(d, hidden_act="nope"), "config.json", "activation name"),
     "backbone unexpected key": (lambda d: _backbone(d, colour=1), "config.json", "unexpected key 'backbone.colour'"),
-    "image size a number": (lambda d: _config(d, image_size=256), "config.json",
-                            "'image_size' must be [height, width]"),
+    "image size a number": (
+        lambda d: _config(d, image_size=256),
+        "config.json",
+        "'image_size' must be [height, width]",
+    ),
     "image size a string": (lambda d: _config(d, image_size=["a", 128]), "config.json", "'image_size' must be"),
     "image size fractional": (lambda d: _config(d, image_size=[256.5, 128]), "config.json", "'image_size' must be"),
     "image size negative": (lambda d: _config(d, image_size=[-256, 128]), "config.json", "'image_size' must be"),
     "image size three numbers": (lambda d: _config(d, image_size=[256, 128, 3]), "config.json", "'image_size' must"),
     "std zero": (lambda d: _config(d, std=[0.2, 0, 0.2]), "config.json", "'std' must be a list of three positive"),
-    "mean not finite": (lambda d: (d / "config.json").write_text((d / "config.json").read_text().replace(
-        '"mean": [\n    0.357', '"mean": [\n    NaN')), "config.json", "'mean' must be"),
+    "mean not finite": (
+        lambda d: (d / "config.json").write_text(
+            (d / "config.json").read_text().replace('"mean": [\n    0.357', '"mean": [\n    NaN')
+        ),
+        "config.json",
+        "'mean' must be",
+    ),
     "bands zero": (lambda d: _config(d, bands=0), "config.json", "'bands' must be a positive integer"),
     "bands a boolean": (lambda d: _config(d, bands=True), "config.json", "'bands' must be a positive integer"),
     "labels a list": (lambda d: _config(d, labels=["gender"]), "config.json", "'labels' must be a JSON object"),
     "labels not lists": (lambda d: _config(d, labels={"gender": 3}), "config.json", "'labels' must be a JSON object"),
-    "labels of another schema": (lambda d: _config(d, labels={"gender": ["unknown", "man"]}), "config.json",
-                                 "differ from the current schema"),
+    "labels of another schema": (
+        lambda d: _config(d, labels={"gender": ["unknown", "man"]}),
+        "config.json",
+        "differ from the current schema",
+    ),
 }
 
 
@@ -228,9 +299,12 @@ def test_a_huge_config_is_refused_before_any_model_is_built(model, tmp_path, mon
     # weights file (sparse, matching its header) holds too many values is refused from the header alone.
     built = []
     monkeypatch.setattr("spac.predictor.model.ResNetModel", lambda *a, **k: built.append(1))
-    for number, (breaks, file_name) in enumerate((
+    for number, (breaks, file_name) in enumerate(
+        (
             (lambda d: _backbone(d, depths=[100] * 1000, hidden_sizes=[8] * 1000), "config.json"),
-            (lambda d: _sparse_weights(d, [300_000_000]), "model.safetensors"))):
+            (lambda d: _sparse_weights(d, [300_000_000]), "model.safetensors"),
+        )
+    ):
         model.save(tmp_path / str(number))
         breaks(tmp_path / str(number))
         started = time.perf_counter()
@@ -249,8 +323,9 @@ def test_check_predictor_accepts_a_saved_and_the_bundled_predictor(model, tmp_pa
 
 
 def test_preprocess_uses_the_models_image_size_and_normalisation(schema):
-    config = PredictorConfig.for_schema(schema, TINY_BACKBONE, image_size=(64, 32), mean=(0.5, 0.5, 0.5),
-                                        std=(0.25, 0.25, 0.25))
+    config = PredictorConfig.for_schema(
+        schema, TINY_BACKBONE, image_size=(64, 32), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)
+    )
     model = build_predictor(config, schema)
     image = Image.new("RGBA", (40, 90), (255, 0, 51, 128))
     pixels = model.preprocess(image)
@@ -261,8 +336,10 @@ def test_preprocess_uses_the_models_image_size_and_normalisation(schema):
 
 def test_decode_picks_argmax_and_its_probability_and_applies_min_confidence():
     labels = {"gender": ["unknown", "man", "woman"], "shoes": ["unknown", "black boots"]}
-    probabilities = {"gender": torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.45, 0.05]]),
-                     "shoes": torch.tensor([[0.3, 0.7], [0.4, 0.6]])}
+    probabilities = {
+        "gender": torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.45, 0.05]]),
+        "shoes": torch.tensor([[0.3, 0.7], [0.4, 0.6]]),
+    }
     first, second = decode(probabilities, labels)
     assert first.attributes == {"gender": "woman", "shoes": "black boots"}
     assert first.confidences == pytest.approx({"gender": 0.7, "shoes": 0.7})

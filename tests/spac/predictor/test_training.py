@@ -1,21 +1,34 @@
 """The predictor trainer's parts on plain lists of examples: the label layout, the masked loss, class balancing,
 the batch order, settings, training (deterministic whatever the worker count, exactly resumable, validation with
 early stopping, bf16 autocast) and evaluation."""
+
 from dataclasses import replace
 
 import pytest
 import torch
 from PIL import Image
 
-from spac.predictor.labels import MASKED, NO_COLOUR, exact_labels, group_label
-from spac.predictor.training import (EpochBatches, LabelLayout, LabelledImages, TrainingSettings, as_labels,
-                                     attribute_loss, balance_weights, evaluate, load_state, predict_examples,
-                                     train, train_step, training_logits,
-                                     validation_scores)
+from common.imaging import normalised_tensor
 from spac.attributes import UNKNOWN, load_schema
 from spac.predictor.augmentation import Augmentation
-from common.imaging import normalised_tensor
+from spac.predictor.labels import MASKED, NO_COLOUR, exact_labels, group_label
 from spac.predictor.model import Prediction, PredictorConfig, build_predictor
+from spac.predictor.training import (
+    EpochBatches,
+    LabelLayout,
+    LabelledImages,
+    TrainingSettings,
+    as_labels,
+    attribute_loss,
+    balance_weights,
+    evaluate,
+    load_state,
+    predict_examples,
+    train,
+    train_step,
+    training_logits,
+    validation_scores,
+)
 
 TINY_BACKBONE = {"depths": [1, 1], "hidden_sizes": [8, 16], "embedding_size": 8, "layer_type": "basic"}
 SMALL = (64, 32)
@@ -53,9 +66,11 @@ def _logits(schema, generator):
 
 def test_layout_turns_labels_into_the_allowed_labels_of_each_head(schema, layout):
     upper = schema.group("upper")
-    rows = [{"upper": "red t-shirt"},                                       # exact (unknown elsewhere: a class)
-            {g: MASKED for g in schema.group_names} | {"upper": group_label(["t-shirt", "vest"])},  # colour not said
-            {g: MASKED for g in schema.group_names}]
+    rows = [
+        {"upper": "red t-shirt"},  # exact (unknown elsewhere: a class)
+        {g: MASKED for g in schema.group_names} | {"upper": group_label(["t-shirt", "vest"])},  # colour not said
+        {g: MASKED for g in schema.group_names},
+    ]
     targets = torch.stack([layout.encode(r) for r in rows])
     assert targets.shape == (3, layout.width) and targets.dtype == torch.bool
     allowed = dict(zip(schema.group_names, layout.allowed(targets)))["upper"]
@@ -79,7 +94,9 @@ def test_loss_is_the_group_cross_entropies_for_exact_labels(schema, layout):
     rows = [{"gender": "man", "upper": "red t-shirt"}, {"gender": "woman"}, {"hair": "long black hair"}]
     targets = torch.stack([layout.encode(r) for r in rows])
     indices = torch.tensor([[g.labels.index(schema.validate(r)[g.name]) for g in schema.groups] for r in rows])
-    expected = sum(torch.nn.functional.cross_entropy(logits[g.name], indices[:, i]) for i, g in enumerate(schema.groups))
+    expected = sum(
+        torch.nn.functional.cross_entropy(logits[g.name], indices[:, i]) for i, g in enumerate(schema.groups)
+    )
     assert torch.allclose(attribute_loss(logits, targets, layout), expected, atol=1e-5)
 
 
@@ -105,8 +122,11 @@ def test_training_logits_are_the_heads_logits_with_open_factors_detached(schema,
     model = _model(schema)
     pixels = torch.randn(3, 3, *SMALL, generator=torch.Generator().manual_seed(2))
     masked = {g: MASKED for g in schema.group_names}
-    rows = [{"gender": "man", "upper": "red t-shirt"}, masked | {"upper": group_label(["t-shirt", "vest"])},
-            masked | {"hair": group_label(["short hair", "long hair"], ["black"])}]
+    rows = [
+        {"gender": "man", "upper": "red t-shirt"},
+        masked | {"upper": group_label(["t-shirt", "vest"])},
+        masked | {"hair": group_label(["short hair", "long hair"], ["black"])},
+    ]
     targets = torch.stack([layout.encode(r) for r in rows])
     logits = training_logits(model, pixels, targets, layout)
     reference = model(pixels)
@@ -118,8 +138,11 @@ def test_training_logits_are_the_heads_logits_with_open_factors_detached(schema,
     upper = model.heads["upper"]
     assert upper.item.weight.grad.abs().sum() > 0
     assert upper.colour.weight.grad.abs().sum() == 0 and upper.bias.grad.abs().sum() == 0
-    assert all(p.grad is None or p.grad.abs().sum() == 0 for n, p in model.heads.named_parameters()
-               if not n.startswith("upper."))
+    assert all(
+        p.grad is None or p.grad.abs().sum() == 0
+        for n, p in model.heads.named_parameters()
+        if not n.startswith("upper.")
+    )
 
 
 def test_a_few_training_steps_lower_the_loss_on_a_fixed_batch(schema, layout):
@@ -127,8 +150,7 @@ def test_a_few_training_steps_lower_the_loss_on_a_fixed_batch(schema, layout):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     generator = torch.Generator().manual_seed(0)
     pixels = torch.randn(8, 3, *SMALL, generator=generator)
-    rows = [{"gender": "man" if i % 2 else "woman", "upper": "red t-shirt" if i % 3 else "unknown"}
-            for i in range(8)]
+    rows = [{"gender": "man" if i % 2 else "woman", "upper": "red t-shirt" if i % 3 else "unknown"} for i in range(8)]
     targets = torch.stack([layout.encode(r) for r in rows])
     losses = [train_step(model, optimizer, pixels, targets, layout) for _ in range(12)]
     assert losses[-1] < 0.6 * losses[0]
@@ -139,10 +161,12 @@ def test_balance_weights_are_inverse_frequency_normalised_and_capped(schema):
     plain = balance_weights(rows, schema, power=1.0)
     gender = schema.group_names.index("gender")
     # inverse frequencies 8/(2*6) and 8/(2*2), mean over the examples 1: man 2/3, woman 2
-    assert plain[:6, gender].tolist() == pytest.approx([2 / 3] * 6) and plain[6:, gender].tolist() == pytest.approx([2, 2])
+    assert plain[:6, gender].tolist() == pytest.approx([2 / 3] * 6) and plain[6:, gender].tolist() == pytest.approx(
+        [2, 2]
+    )
     root = balance_weights(rows, schema, power=0.5)
     assert float((root[:, gender]).mean()) == pytest.approx(1.0)
-    assert root[6, gender] / root[0, gender] == pytest.approx(3 ** 0.5)
+    assert root[6, gender] / root[0, gender] == pytest.approx(3**0.5)
     capped = balance_weights(rows, schema, power=1.0, cap=1.5)
     assert capped[6, gender] == pytest.approx(1.5)
     masked = balance_weights([{g: MASKED for g in schema.group_names}], schema)
@@ -171,24 +195,33 @@ def test_epoch_batches_cover_each_epoch_once_and_start_anywhere():
     positions = [key for batch in batches for key in batch]
     assert len(batches) == 6 and len(positions) == 12
     assert sorted(i for e, i in positions if e == 0) == [0, 1, 2, 3, 4]
-    assert [i for e, i in positions if e == 0] != [0, 1, 2, 3, 4] or [i for e, i in positions if e == 1] != [0, 1, 2, 3, 4]
+    assert [i for e, i in positions if e == 0] != [0, 1, 2, 3, 4] or [i for e, i in positions if e == 1] != [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
     assert list(EpochBatches(5, 2, 6, seed=3, start_step=4)) == batches[4:]
     assert [k for b in EpochBatches(3, 2, 2, seed=0, shuffle=False) for k in b] == [(0, 0), (0, 1), (0, 2), (1, 0)]
     with pytest.raises(ValueError, match="no training examples"):
         EpochBatches(0, 2, 2, seed=0)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"steps": 0}, "steps must be at least 1, got 0"),
-    ({"batch_size": 0}, "batch_size must be at least 1"),
-    ({"workers": -1}, "workers must be at least 0"),
-    ({"lr": 0.0}, "lr must be a positive number"),
-    ({"lr": float("nan")}, "lr must be a positive number"),
-    ({"weight_decay": -1.0}, "weight_decay must be a number >= 0"),
-    ({"augment": "hue"}, "augment must be one of"),
-    ({"precision": "fp8"}, "precision must be one of"),
-    ({"patience": 2}, "patience .* needs eval_every"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"steps": 0}, "steps must be at least 1, got 0"),
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"workers": -1}, "workers must be at least 0"),
+        ({"lr": 0.0}, "lr must be a positive number"),
+        ({"lr": float("nan")}, "lr must be a positive number"),
+        ({"weight_decay": -1.0}, "weight_decay must be a number >= 0"),
+        ({"augment": "hue"}, "augment must be one of"),
+        ({"precision": "fp8"}, "precision must be one of"),
+        ({"patience": 2}, "patience .* needs eval_every"),
+    ],
+)
 def test_bad_training_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainingSettings(**kwargs)
@@ -225,32 +258,42 @@ def test_a_resumed_run_continues_exactly(schema, tmp_path, monkeypatch):
 
     monkeypatch.setattr(training, "train_step", killed_at_step_5)
     with pytest.raises(KeyboardInterrupt):
-        train(_model(schema), _examples(7), settings, validation=_examples(3), weights=weights,
-              checkpoint_dir=tmp_path)
+        train(_model(schema), _examples(7), settings, validation=_examples(3), weights=weights, checkpoint_dir=tmp_path)
     assert load_state(tmp_path)["step"] == 4
     monkeypatch.setattr(training, "train_step", real_step)
     resumed = _model(schema, seed=5)  # other initial weights: the checkpoint's replace them
-    record = train(resumed, _examples(7), settings, validation=_examples(3), weights=weights,
-                   checkpoint_dir=tmp_path, resume=True)
+    record = train(
+        resumed, _examples(7), settings, validation=_examples(3), weights=weights, checkpoint_dir=tmp_path, resume=True
+    )
     assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in straight.state_dict().items())
     assert record["history"] == expected["history"] and record["steps"] == 6
     with pytest.raises(ValueError, match="cannot resume .* lr was 0.01, now 0.02"):
-        train(_model(schema), _examples(7), replace(settings, lr=2e-2), validation=_examples(3),
-              weights=weights, checkpoint_dir=tmp_path, resume=True)
+        train(
+            _model(schema),
+            _examples(7),
+            replace(settings, lr=2e-2),
+            validation=_examples(3),
+            weights=weights,
+            checkpoint_dir=tmp_path,
+            resume=True,
+        )
 
 
 def test_resume_without_a_checkpoint_starts_fresh_and_a_bad_one_is_one_line(schema, tmp_path):
-    record = train(_model(schema), _examples(4), TrainingSettings(steps=1, batch_size=2), checkpoint_dir=tmp_path,
-                   resume=True)
+    record = train(
+        _model(schema), _examples(4), TrainingSettings(steps=1, batch_size=2), checkpoint_dir=tmp_path, resume=True
+    )
     assert record["steps"] == 1
     (tmp_path / "train_state.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable training state"):
-        train(_model(schema), _examples(4), TrainingSettings(steps=1, batch_size=2), checkpoint_dir=tmp_path,
-              resume=True)
+        train(
+            _model(schema), _examples(4), TrainingSettings(steps=1, batch_size=2), checkpoint_dir=tmp_path, resume=True
+        )
     torch.save({"step": 1, "torch_rng": torch.get_rng_state()}, tmp_path / "train_state.pt")  # an older trainer's
     with pytest.raises(ValueError, match="written by an older version of the trainer"):
-        train(_model(schema), _examples(4), TrainingSettings(steps=1, batch_size=2), checkpoint_dir=tmp_path,
-              resume=True)
+        train(
+            _model(schema), _examples(4), TrainingSettings(steps=1, batch_size=2), checkpoint_dir=tmp_path, resume=True
+        )
 
 
 def test_validation_keeps_the_best_weights_and_early_stopping_stops(schema, monkeypatch):
@@ -278,8 +321,9 @@ def test_validation_keeps_the_best_weights_and_early_stopping_stops(schema, monk
 
 def test_validation_scores_report_the_masked_loss_and_labelled_group_accuracy(schema, layout):
     model = _model(schema).eval()
-    examples = [(image, {g: MASKED for g in schema.group_names} | {"gender": group_label(["man"])})
-                for image, _ in _examples(4)]
+    examples = [
+        (image, {g: MASKED for g in schema.group_names} | {"gender": group_label(["man"])}) for image, _ in _examples(4)
+    ]
     scores = validation_scores(model, LabelledImages(examples, layout, model.config), batch_size=3)
     assert set(scores["groups"]) == {"gender"} and 0 <= scores["groups"]["gender"] <= 1 and scores["loss"] > 0
     assert scores["mean_accuracy"] == scores["groups"]["gender"]
@@ -288,13 +332,16 @@ def test_validation_scores_report_the_masked_loss_and_labelled_group_accuracy(sc
 def test_bf16_autocast_trains_on_a_cpu(schema):
     model = _model(schema)
     record = train(model, _examples(4), TrainingSettings(steps=2, batch_size=2, precision="bf16"))
-    assert record["precision"] == "bf16" and all(torch.isfinite(v).all() for v in model.state_dict().values()
-                                                   if v.is_floating_point())
+    assert record["precision"] == "bf16" and all(
+        torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point()
+    )
 
 
 def test_as_labels_passes_partial_labels_and_makes_attribute_dicts_exact(schema):
     partial = {"upper": group_label(["t-shirt"])}
-    assert as_labels(partial, schema)["upper"] == group_label(["t-shirt"]) and as_labels(partial, schema)["hair"] is MASKED
+    assert (
+        as_labels(partial, schema)["upper"] == group_label(["t-shirt"]) and as_labels(partial, schema)["hair"] is MASKED
+    )
     assert as_labels({"gender": "man"}, schema) == exact_labels({"gender": "man"}, schema)
     assert as_labels({"gender": "man"}, schema)["hair"] == group_label([UNKNOWN], [NO_COLOUR])
 
@@ -308,13 +355,20 @@ class _FixedPredictor:
 
     def predict_tensors(self, batch):
         self.calls.append(len(batch))
-        answers, self.answers = self.answers[:len(batch)], self.answers[len(batch):]
+        answers, self.answers = self.answers[: len(batch)], self.answers[len(batch) :]
         return [Prediction(self.schema.validate(a), {}) for a in answers]
 
 
 def test_evaluate_gives_per_group_accuracy_and_majority_baseline_a_batch_at_a_time(schema):
-    examples = [(Image.new("RGB", (8, 8)), truth) for truth in (
-        {"gender": "man", "upper": "red t-shirt"}, {"gender": "man"}, {"gender": "woman"}, {"gender": "man"})]
+    examples = [
+        (Image.new("RGB", (8, 8)), truth)
+        for truth in (
+            {"gender": "man", "upper": "red t-shirt"},
+            {"gender": "man"},
+            {"gender": "woman"},
+            {"gender": "man"},
+        )
+    ]
     answers = [{"gender": "man", "upper": "red t-shirt"}, {"gender": "woman"}, {"gender": "woman"}, {"gender": "man"}]
     model = _FixedPredictor(schema, answers)
     report = evaluate(model, iter(examples), batch_size=3)

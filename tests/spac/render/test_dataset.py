@@ -1,4 +1,5 @@
 """A rendered labelled folder: layout, labels and byte-identical reruns."""
+
 import json
 
 from spac.attributes import UNKNOWN, load_schema

@@ -1,4 +1,5 @@
 """Random identities: every specific schema value reachable (no generic or bare one), item choice leaning on gender."""
+
 import random
 from collections import Counter
 

@@ -1,4 +1,5 @@
 """One rendered person: determinism, labels of what is visible, garment colours and shapes, skin tone."""
+
 from __future__ import annotations
 
 import random
@@ -86,7 +87,7 @@ def test_skin_tone_belongs_to_the_identity_not_the_seed():
         return np.asarray(rendering.image, dtype=np.float32)[rendering.mask("skin")].mean(axis=0)
 
     tones = [skin(identity(seed), 0) for seed in range(12)]
-    assert max(np.abs(t - tones[0]).max() for t in tones) > 40     # people differ
+    assert max(np.abs(t - tones[0]).max() for t in tones) > 40  # people differ
     for seed in (1, 2):
         assert np.abs(skin(identity(0), seed) - tones[0]).max() < 12  # one person stays the same
 
@@ -105,9 +106,16 @@ def test_render_person_rejects_unknown_and_foreign_values():
         render_person(identity(upper="golden armour"), 0)
 
 
-@pytest.mark.parametrize("upper,lower", [("red t-shirt", "blue jeans"), ("green coat", "yellow skirt"),
-                                         ("navy down jacket", "beige trousers"), ("white blouse", "black shorts"),
-                                         ("pink hoodie", "grey sweatpants")])
+@pytest.mark.parametrize(
+    "upper,lower",
+    [
+        ("red t-shirt", "blue jeans"),
+        ("green coat", "yellow skirt"),
+        ("navy down jacket", "beige trousers"),
+        ("white blouse", "black shorts"),
+        ("pink hoodie", "grey sweatpants"),
+    ],
+)
 def test_garment_regions_have_the_schema_colour(upper, lower):
     rendering = render_layers(identity(3, upper=upper, lower=lower), 0, plain=True, with_parts=True)
     pixels = np.asarray(rendering.image, dtype=np.float32)

@@ -1,9 +1,17 @@
 """Rendered people as predictor examples: seed ranges, determinism, a sequence a DataLoader can index."""
+
 import pytest
 
 from spac.attributes import UNKNOWN, load_schema
-from spac.render.training_source import (EVAL_SEED_BASE, MAX_SEED, TRAIN_STRIDE, RenderedPeople, evaluation_people,
-                                         render_example, training_people)
+from spac.render.training_source import (
+    EVAL_SEED_BASE,
+    MAX_SEED,
+    TRAIN_STRIDE,
+    RenderedPeople,
+    evaluation_people,
+    render_example,
+    training_people,
+)
 
 SCHEMA = load_schema()
 

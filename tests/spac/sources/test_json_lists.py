@@ -1,5 +1,6 @@
 """spac.sources.json_lists: a JSON list's entries read one at a time, whatever the chunk boundaries; faults say
 where, after the entries before them."""
+
 from __future__ import annotations
 
 import io
@@ -9,9 +10,14 @@ import pytest
 
 from spac.sources.json_lists import DEFAULT_MAX_DEPTH, JsonListError, SkippedEntry, iter_json_list
 
-ENTRIES = [{"id": 1, "file_path": "Part1/1/1.jpg", "captions": ["A man, [in] {red}.", "caf\u00e9 \"quoted\""]},
-           {"id": 2, "nested": {"a": [1, 2.5, None, True]}, "text": "x" * 300}, 12345678901234567890, "plain", [],
-           {}]
+ENTRIES = [
+    {"id": 1, "file_path": "Part1/1/1.jpg", "captions": ["A man, [in] {red}.", 'caf\u00e9 "quoted"']},
+    {"id": 2, "nested": {"a": [1, 2.5, None, True]}, "text": "x" * 300},
+    12345678901234567890,
+    "plain",
+    [],
+    {},
+]
 
 
 class Tracked(io.BytesIO):
@@ -53,7 +59,7 @@ def test_an_empty_list_has_no_entries(text):
 
 
 def test_a_bom_and_white_space_are_skipped():
-    assert read_all("\ufeff \n[ {\"a\": 1} ,\n {\"b\": 2} ]\n") == [{"a": 1}, {"b": 2}]
+    assert read_all('\ufeff \n[ {"a": 1} ,\n {"b": 2} ]\n') == [{"a": 1}, {"b": 2}]
 
 
 def test_an_undecodable_byte_spoils_only_its_own_entry():
@@ -63,16 +69,19 @@ def test_an_undecodable_byte_spoils_only_its_own_entry():
     assert second == {"caption": "fine"}
 
 
-@pytest.mark.parametrize("text, index, message", [
-    ("", 0, "expected a JSON list ('['), found an empty file"),
-    ('{"a": 1}', 0, "expected a JSON list ('['), found '{'"),
-    ('[{"a": 1}, {"b": }, {"c": 3}]', 1, "entry 1: invalid JSON (Expecting value"),
-    ('[{"a": 1} {"b": 2}]', 1, "expected ',' or ']' after entry 0"),
-    ('[{"a": 1}, {"b": 2}', 2, "the file ends inside the list"),
-    ('[{"a": 1}, {"b": "cut', 1, "entry 1: invalid JSON (Unterminated string"),
-    ('[{"a": 1}] trailing', 1, "text after the end of the list"),
-    ('[{"a": 1},]', 1, "entry 1: invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "text, index, message",
+    [
+        ("", 0, "expected a JSON list ('['), found an empty file"),
+        ('{"a": 1}', 0, "expected a JSON list ('['), found '{'"),
+        ('[{"a": 1}, {"b": }, {"c": 3}]', 1, "entry 1: invalid JSON (Expecting value"),
+        ('[{"a": 1} {"b": 2}]', 1, "expected ',' or ']' after entry 0"),
+        ('[{"a": 1}, {"b": 2}', 2, "the file ends inside the list"),
+        ('[{"a": 1}, {"b": "cut', 1, "entry 1: invalid JSON (Unterminated string"),
+        ('[{"a": 1}] trailing', 1, "text after the end of the list"),
+        ('[{"a": 1},]', 1, "entry 1: invalid JSON"),
+    ],
+)
 def test_a_fault_is_one_line_after_the_entries_before_it(text, index, message):
     entries = iter_json_list(io.BytesIO(text.encode()), "data.json", chunk_bytes=4)
     read = []
@@ -81,7 +90,7 @@ def test_a_fault_is_one_line_after_the_entries_before_it(text, index, message):
             read.append(entry)
     assert message in str(caught.value) and str(caught.value).startswith("data.json")
     assert "\n" not in str(caught.value) and caught.value.index == index
-    assert read == [{"a": 1}, {"b": 2}][:len(read)] and len(read) == min(index, 2)
+    assert read == [{"a": 1}, {"b": 2}][: len(read)] and len(read) == min(index, 2)
 
 
 def test_a_fault_in_the_middle_of_a_big_file_is_found_without_reading_on():
@@ -106,6 +115,7 @@ def test_deep_nesting_is_one_skipped_entry():
 
 # ---- issue 19: an entry too big, too deep or not Unicode is one skipped entry; the entries after it go on ----
 
+
 def _list_of(*entries: str) -> bytes:
     return ("[" + ", ".join(entries) + "]").encode("utf-8")
 
@@ -121,8 +131,9 @@ def test_an_extra_key_nested_100000_deep_is_one_skipped_entry(chunk_bytes):
     entries = list(iter_json_list(io.BytesIO(_list_of(*before, deep, *AFTER)), "d.json", chunk_bytes=chunk_bytes))
     assert [e["id"] for e in entries if isinstance(e, dict)] == [0, 1, 2, 4, 5]
     start = len(_list_of(*before)) + 1  # after "[...]" less its "]", and ", "
-    assert entries[3] == SkippedEntry(3, f"nested deeper than {DEFAULT_MAX_DEPTH} levels; the entry starts at "
-                                         f"character {start}")
+    assert entries[3] == SkippedEntry(
+        3, f"nested deeper than {DEFAULT_MAX_DEPTH} levels; the entry starts at character {start}"
+    )
     assert entries[5]["caption"] == 'a "] } [, quoted'
 
 
@@ -133,14 +144,17 @@ def test_a_50_mb_caption_is_one_skipped_entry():
     assert entries[2].index == 2 and entries[2].reason.startswith("longer than 16777216 characters")
 
 
-@pytest.mark.parametrize("entry, kept", [
-    (b'{"caption": "caf\xff"}', False),  # a raw byte that is not UTF-8
-    (b'{"caption": "\\ud800 alone"}', False),  # a lone surrogate escape
-    (b'{"caption": "x", "\\udc00": 1}', False),  # in a key
-    (b'{"caption": ["a", {"b": "\\udfff"}]}', False),  # nested
-    (b'{"caption": "\\ud83d\\ude00"}', True),  # a pair: one emoji
-    (b'{"caption": "\\\\ud800"}', True),  # an escaped backslash, then the letters ud800
-])
+@pytest.mark.parametrize(
+    "entry, kept",
+    [
+        (b'{"caption": "caf\xff"}', False),  # a raw byte that is not UTF-8
+        (b'{"caption": "\\ud800 alone"}', False),  # a lone surrogate escape
+        (b'{"caption": "x", "\\udc00": 1}', False),  # in a key
+        (b'{"caption": ["a", {"b": "\\udfff"}]}', False),  # nested
+        (b'{"caption": "\\ud83d\\ude00"}', True),  # a pair: one emoji
+        (b'{"caption": "\\\\ud800"}', True),  # an escaped backslash, then the letters ud800
+    ],
+)
 def test_what_is_yielded_always_encodes_as_utf_8(entry, kept):
     first, entry_read, last = iter_json_list(io.BytesIO(b"[1, " + entry + b", 2]"))
     assert (first, last) == (1, 2)

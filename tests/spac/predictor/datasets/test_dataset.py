@@ -1,11 +1,21 @@
 """The readers' shared parts: labelled splits read images when indexed, stable hashed splits, file finding."""
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from spac.predictor.datasets.dataset import (AttributeDataset, LabelledSplit, aligned_bits, check_files,
-                                             first_existing, hashed_split, image_folder, image_paths, load_image,
-                                             split_off)
+from spac.predictor.datasets.dataset import (
+    AttributeDataset,
+    LabelledSplit,
+    aligned_bits,
+    check_files,
+    first_existing,
+    hashed_split,
+    image_folder,
+    image_paths,
+    load_image,
+    split_off,
+)
 from spac.predictor.datasets.mapping import load_mapping
 from spac.predictor.labels import group_label
 
@@ -25,7 +35,9 @@ def test_a_split_reads_its_images_as_rgb_when_indexed_and_subsets_keep_everythin
     image, labels = split[3]
     assert image.mode == "RGB" and image.getpixel((0, 0)) == (30, 30, 30) and labels == split.labels[3]
     part = split.subset([3, 1], "val")
-    assert part.name == "val" and part.paths == [split.paths[3], split.paths[1]] and part.bits.tolist() == [[6, 7], [2, 3]]
+    assert (
+        part.name == "val" and part.paths == [split.paths[3], split.paths[1]] and part.bits.tolist() == [[6, 7], [2, 3]]
+    )
     with pytest.raises(ValueError, match="4 images but 3 labels"):
         LabelledSplit("x", split.paths, split.labels[:3])
 

@@ -1,14 +1,15 @@
 """Dataset mappings: the bundled files load and account for every attribute; bits -> labels (any-of, otherwise,
 not said, unrepresentable, contradictions) and SPAC values -> bits agree; malformed files are one-line errors."""
+
 import re
 
 import numpy as np
 import pytest
 import yaml
 
+from spac.attributes import UNKNOWN, load_schema
 from spac.predictor.datasets.mapping import BUNDLED, MappingError, load_mapping, parse_mapping
 from spac.predictor.labels import NO_COLOUR, candidates, group_label
-from spac.attributes import UNKNOWN, load_schema
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,9 @@ def _row(mapping, **bits):
     return row
 
 
-@pytest.mark.parametrize("name, attributes, mapped", [("pa100k", 26, 11), ("peta", 105, 66), ("rap1", 92, 49),
-                                                      ("rap2", 89, 49)])
+@pytest.mark.parametrize(
+    "name, attributes, mapped", [("pa100k", 26, 11), ("peta", 105, 66), ("rap1", 92, 49), ("rap2", 89, 49)]
+)
 def test_bundled_mappings_load_and_account_for_every_attribute(schema, name, attributes, mapped):
     mapping = load_mapping(name, schema)
     assert len(mapping.attributes) == attributes and len(mapping.mapped) == mapped
@@ -61,8 +63,9 @@ def test_all_zero_facets_follow_their_otherwise(pa100k):
     labels, _ = pa100k.labels(_row(pa100k))
     assert labels["gender"] == group_label(["man"])  # an explicit otherwise
     assert labels["lower"].masked  # otherwise: any
-    assert labels["upper"] == group_label([UNKNOWN, "t-shirt", "shirt", "jacket", "sweater", "hoodie", "vest",
-                                           "blouse", "polo shirt", "down jacket"])  # the complement of the coat
+    assert labels["upper"] == group_label(
+        [UNKNOWN, "t-shirt", "shirt", "jacket", "sweater", "hoodie", "vest", "blouse", "polo shirt", "down jacket"]
+    )  # the complement of the coat
     assert labels["belongings"].items == {UNKNOWN, "suitcase", "umbrella", "phone", "nothing"}
 
 
@@ -106,8 +109,9 @@ def test_every_value_mapped_to_bits_and_back_is_allowed_by_its_labels(schema, na
 
 
 def test_bits_of_spac_values(pa100k):
-    bits = pa100k.bits({"gender": "woman", "upper": "red blouse", "lower": "blue jeans", "shoes": "black boots",
-                        "belongings": "phone"})
+    bits = pa100k.bits(
+        {"gender": "woman", "upper": "red blouse", "lower": "blue jeans", "shoes": "black boots", "belongings": "phone"}
+    )
     ticked = {a for a, b in zip(pa100k.attributes, bits) if b == 1}
     assert ticked == {"Female", "LongSleeve", "Trousers", "boots"}
     assert bits[pa100k.column("AgeOver60")] == -1 and bits[pa100k.column("Backpack")] == 0
@@ -116,10 +120,15 @@ def test_bits_of_spac_values(pa100k):
 
 
 def _minimal(**changes):
-    data = {"dataset": "Toy", "attributes": ["Male", "Red", "Age"],
-            "groups": {"gender": [{"attributes": {"Male": {"items": ["man"]}}, "otherwise": {"items": ["woman"]}}],
-                       "upper": [{"attributes": {"Red": {"colours": ["red"]}}, "otherwise": "any"}]},
-            "unmapped": {"Age": "not a group"}}
+    data = {
+        "dataset": "Toy",
+        "attributes": ["Male", "Red", "Age"],
+        "groups": {
+            "gender": [{"attributes": {"Male": {"items": ["man"]}}, "otherwise": {"items": ["woman"]}}],
+            "upper": [{"attributes": {"Red": {"colours": ["red"]}}, "otherwise": "any"}],
+        },
+        "unmapped": {"Age": "not a group"},
+    }
     data.update(changes)
     return data
 
@@ -131,34 +140,54 @@ def test_a_minimal_mapping_parses(schema):
     assert labels["gender"] == group_label(["woman"]) and labels["upper"] == group_label(None, ["red"])
     assert mapping.labels([0, 0, 0])[0]["upper"].masked
     assert mapping.bits({"upper": "red shirt"}).tolist() == [0, 1, -1]
-    complement = parse_mapping(_minimal(groups={"upper": [{"attributes": {"Red": {"colours": ["red"]}}}],
-                                                "gender": [{"attributes": {"Male": {"items": ["man"]}}}]}),
-                               "toy.yaml", schema)
+    complement = parse_mapping(
+        _minimal(
+            groups={
+                "upper": [{"attributes": {"Red": {"colours": ["red"]}}}],
+                "gender": [{"attributes": {"Male": {"items": ["man"]}}}],
+            }
+        ),
+        "toy.yaml",
+        schema,
+    )
     garment = {v.colour for v in schema.group("upper").values if v.colour}
     assert complement.labels([0, 0, 0])[0]["upper"].colours == (garment | {NO_COLOUR}) - {"red"}
     assert complement.labels([1, 0, 0])[0]["gender"] == group_label(["man"])
     assert complement.labels([0, 0, 0])[0]["gender"] == group_label([UNKNOWN, "woman"])
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"dataset": ""}, "dataset: expected the dataset's name"),
-    ({"attributes": ["Male", "Male", "Red", "Age"]}, "'Male' is listed twice"),
-    ({"unmapped": {}}, "'Age' is neither mapped nor listed under 'unmapped'"),
-    ({"unmapped": {"Age": "x", "Male": "y"}}, "'Male' is already used at groups.gender"),
-    ({"groups": {"torso": []}}, "groups.torso: not a SPAC group"),
-    ({"groups": {"gender": [{"attributes": {"Male": {"items": ["boy"]}}}]}}, "'boy' is not a specific item of group"),
-    ({"groups": {"upper": [{"attributes": {"Male": {"items": ["top"]}}}]}}, "'top' is not a specific item"),
-    ({"groups": {"upper": [{"attributes": {"Male": {"items": ["shirt"]}, "Red": {"colours": ["red"]}}}]}},
-     "must all allow items or all allow colours"),
-    ({"groups": {"upper": [{"attributes": {"Red": {"colours": ["red"]}}, "otherwise": {"items": ["shirt"]}}]}},
-     "must allow colours like the facet's attributes"),
-    ({"groups": {"upper": [{"attributes": {"Red": ["red"]}}]}}, re.escape("expected {items: [...]} or {colours: [...]}")),
-    ({"groups": {"upper": [{"attributes": {"Nope": {"colours": ["red"]}}}]}}, "'Nope' is not one of the dataset's"),
-    ({"groups": {"upper": [{"attributes": {}, "note": "x"}]}}, "expected a non-empty mapping"),
-    ({"groups": {"upper": [{"attributes": {"Red": {"colours": ["red"]}}, "colour": 1}]}}, "colour: unexpected key"),
-    ({"aliases": {"M": "Mal"}}, "aliases: expected a mapping of other spelling"),
-    ({"extra": 1}, "extra: unexpected key"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"dataset": ""}, "dataset: expected the dataset's name"),
+        ({"attributes": ["Male", "Male", "Red", "Age"]}, "'Male' is listed twice"),
+        ({"unmapped": {}}, "'Age' is neither mapped nor listed under 'unmapped'"),
+        ({"unmapped": {"Age": "x", "Male": "y"}}, "'Male' is already used at groups.gender"),
+        ({"groups": {"torso": []}}, "groups.torso: not a SPAC group"),
+        (
+            {"groups": {"gender": [{"attributes": {"Male": {"items": ["boy"]}}}]}},
+            "'boy' is not a specific item of group",
+        ),
+        ({"groups": {"upper": [{"attributes": {"Male": {"items": ["top"]}}}]}}, "'top' is not a specific item"),
+        (
+            {"groups": {"upper": [{"attributes": {"Male": {"items": ["shirt"]}, "Red": {"colours": ["red"]}}}]}},
+            "must all allow items or all allow colours",
+        ),
+        (
+            {"groups": {"upper": [{"attributes": {"Red": {"colours": ["red"]}}, "otherwise": {"items": ["shirt"]}}]}},
+            "must allow colours like the facet's attributes",
+        ),
+        (
+            {"groups": {"upper": [{"attributes": {"Red": ["red"]}}]}},
+            re.escape("expected {items: [...]} or {colours: [...]}"),
+        ),
+        ({"groups": {"upper": [{"attributes": {"Nope": {"colours": ["red"]}}}]}}, "'Nope' is not one of the dataset's"),
+        ({"groups": {"upper": [{"attributes": {}, "note": "x"}]}}, "expected a non-empty mapping"),
+        ({"groups": {"upper": [{"attributes": {"Red": {"colours": ["red"]}}, "colour": 1}]}}, "colour: unexpected key"),
+        ({"aliases": {"M": "Mal"}}, "aliases: expected a mapping of other spelling"),
+        ({"extra": 1}, "extra: unexpected key"),
+    ],
+)
 def test_malformed_mappings_are_one_line_errors_naming_file_and_key(schema, changes, message):
     with pytest.raises(MappingError, match=message) as error:
         parse_mapping(_minimal(**changes), "toy.yaml", schema)

@@ -1,4 +1,5 @@
 """MATLAB files through scipy: strings, label matrices and 1-based indices whatever squeezing did, clear errors."""
+
 import numpy as np
 import pytest
 import scipy.io
@@ -8,8 +9,15 @@ from spac.predictor.datasets.matfiles import field, indices, load_mat, matrix, s
 
 def test_cell_arrays_of_strings_come_back_flat_whatever_their_shape(tmp_path):
     path = tmp_path / "a.mat"
-    scipy.io.savemat(path, {"column": np.array([["a"], ["bb"]], dtype=object), "one": np.array([["x"]], dtype=object),
-                            "row": np.array([["p", "q"]], dtype=object), "s": {"names": np.array(["u", "v"], dtype=object)}})
+    scipy.io.savemat(
+        path,
+        {
+            "column": np.array([["a"], ["bb"]], dtype=object),
+            "one": np.array([["x"]], dtype=object),
+            "row": np.array([["p", "q"]], dtype=object),
+            "s": {"names": np.array(["u", "v"], dtype=object)},
+        },
+    )
     data = load_mat(path)
     assert strings(data["column"], "c") == ["a", "bb"] and strings(data["one"], "o") == ["x"]
     assert strings(data["row"], "r") == ["p", "q"] and strings(field(data["s"], "names", "s"), "n") == ["u", "v"]

@@ -1,13 +1,14 @@
 """Mined-caption labels: a `spac mine-labels` table reads into splits of said labels (unknown masked, bare values
 colour-open, generic items as templates/attribute_datasets/mined.yaml says), validation split off by person."""
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from spac.attributes import load_schema
 from spac.predictor.datasets.mined import load_generic_items, read_mined
 from spac.predictor.labels import MASKED, group_label
-from spac.attributes import load_schema
 
 ROWS = [
     # file_path, id, split, gender, hair, upper, lower, shoes, belongings
@@ -49,8 +50,10 @@ def test_a_mined_table_reads_into_said_labels(tmp_path):
 
 
 def test_without_validation_rows_whole_people_are_split_off(tmp_path):
-    rows = [(f"p{i // 3}/{i}.jpg", i // 3, "train", "man", "unknown", "unknown", "unknown", "unknown", "unknown")
-            for i in range(60)]
+    rows = [
+        (f"p{i // 3}/{i}.jpg", i // 3, "train", "man", "unknown", "unknown", "unknown", "unknown", "unknown")
+        for i in range(60)
+    ]
     dataset = read_mined(_table(tmp_path / "t.parquet", rows), _images(tmp_path, rows), val_fraction=0.3)
     val_people = {p.parent.name for p in dataset.split("val").paths}
     train_people = {p.parent.name for p in dataset.split("train").paths}
@@ -64,10 +67,13 @@ def test_validation_rows_are_kept_as_they_are(tmp_path):
     assert [p.name for p in dataset.split("val").paths] == ["4.jpg"] and len(dataset.split("train")) == 1
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"split": ["train", "dev", "test"]}, "row 1: split 'dev' is not train, val or test"),
-    ({"upper": ["red t-shirt", "purple cape", "unknown"]}, "row 1: 'purple cape' is not a value"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"split": ["train", "dev", "test"]}, "row 1: split 'dev' is not train, val or test"),
+        ({"upper": ["red t-shirt", "purple cape", "unknown"]}, "row 1: 'purple cape' is not a value"),
+    ],
+)
 def test_bad_rows_are_one_line_errors(tmp_path, change, message):
     with pytest.raises(ValueError, match=message):
         read_mined(_table(tmp_path / "t.parquet", **change), _images(tmp_path))
@@ -96,11 +102,14 @@ def test_generic_item_meanings_are_validated(tmp_path):
         load_generic_items(schema, path)
 
 
-@pytest.mark.parametrize("file_path, message", [
-    ("../outside.jpg", r"labels.parquet: row 1: file name '../outside.jpg' has a '..' part"),
-    ("/etc/hostname", r"labels.parquet: row 1: file name '/etc/hostname' is absolute"),
-    ("escape/outside.jpg", r"labels.parquet: row 1: file name 'escape/outside.jpg' resolves outside"),
-])
+@pytest.mark.parametrize(
+    "file_path, message",
+    [
+        ("../outside.jpg", r"labels.parquet: row 1: file name '../outside.jpg' has a '..' part"),
+        ("/etc/hostname", r"labels.parquet: row 1: file name '/etc/hostname' is absolute"),
+        ("escape/outside.jpg", r"labels.parquet: row 1: file name 'escape/outside.jpg' resolves outside"),
+    ],
+)
 def test_a_file_path_that_leaves_the_image_root_is_refused_in_one_line(tmp_path, file_path, message):
     images = _images(tmp_path / "imgs")
     Image.new("RGB", (8, 16)).save(tmp_path / "outside.jpg")

@@ -1,17 +1,18 @@
 """PETA: per-subset Label.txt files and image files written here read correctly (ids as numbers, alias spellings,
 foreign names ignored, every image of a person in one split), and bad folders are one-line errors."""
+
 import pytest
 from PIL import Image
 
-from spac.predictor.datasets.peta import person_key, read_label_file, read_peta, subset_folders
 from spac.predictor.datasets.mapping import load_mapping
+from spac.predictor.datasets.peta import person_key, read_label_file, read_peta, subset_folders
 from spac.predictor.labels import group_label
 
 LABELS = {
     "CUHK": "0001 personalMale hairShort hairBlack upperBodyBlack upperBodyShortSleeve upperBodyTshirt lowerBodyJeans "
-            "lowerBodyBlue footwearSneakers footwearWhite carryingBackpack personalLess30\n"
-            "0002 personalFemale hairLong hairYellow upperBodyRed upperBodyWhite upperBodyLongSleeve "
-            "lowerBodyShortSkirt footwearYellow carryingOther sparkles\n",
+    "lowerBodyBlue footwearSneakers footwearWhite carryingBackpack personalLess30\n"
+    "0002 personalFemale hairLong hairYellow upperBodyRed upperBodyWhite upperBodyLongSleeve "
+    "lowerBodyShortSkirt footwearYellow carryingOther sparkles\n",
     "VIPeR": "7.png personalMale upperBodyNoSleeve lowerBodyShorts carryingNothing footwearSandals footwearBrown\n\n",
 }
 IMAGES = {"CUHK": ["0001_1.png", "1_2.png", "0002.bmp", "0003_1.png"], "VIPeR": ["007_a.jpg", "7_b.jpg"]}
@@ -36,8 +37,11 @@ def test_a_peta_release_reads_every_labelled_image_with_its_persons_labels(tmp_p
     dataset = read_peta(_peta(tmp_path))
     assert dataset.name == "PETA" and dataset.report["subsets"] == ["CUHK", "VIPeR"]
     assert dataset.report["ignored_attributes"] == ["sparkles"] and dataset.report["images_without_labels"] == 1
-    by_name = {p.name: (labels, bits) for split in dataset.splits.values()
-               for p, labels, bits in zip(split.paths, split.labels, split.bits)}
+    by_name = {
+        p.name: (labels, bits)
+        for split in dataset.splits.values()
+        for p, labels, bits in zip(split.paths, split.labels, split.bits)
+    }
     assert set(by_name) == {"0001_1.png", "1_2.png", "0002.bmp", "007_a.jpg", "7_b.jpg"}
     man, bits = by_name["0001_1.png"]
     assert man["gender"] == group_label(["man"]) and man["hair"] == group_label(["short hair"], ["black"])
@@ -50,7 +54,14 @@ def test_a_peta_release_reads_every_labelled_image_with_its_persons_labels(tmp_p
     woman, _ = by_name["0002.bmp"]
     assert woman["hair"] == group_label(["long hair", "ponytail"], ["blond"])
     assert woman["upper"].colours == {"red", "white"} and woman["upper"].items == {
-        "shirt", "jacket", "coat", "sweater", "hoodie", "blouse", "down jacket"}
+        "shirt",
+        "jacket",
+        "coat",
+        "sweater",
+        "hoodie",
+        "blouse",
+        "down jacket",
+    }
     assert woman["lower"] == group_label(["skirt", "dress"]) and woman["shoes"].masked  # yellow shoes: no SPAC colour
     assert woman["belongings"].masked  # "other" belongings say nothing
     viper, _ = by_name["7_b.jpg"]

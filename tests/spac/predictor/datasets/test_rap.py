@@ -1,5 +1,6 @@
 """RAP v1 and v2: RAP_annotation.mat files written with scipy under RAP's field names read correctly (partitions,
 uncertain labels, .jpg names of .png images, v1's validation split), and bad files are one-line errors."""
+
 import numpy as np
 import pytest
 import scipy.io
@@ -8,13 +9,32 @@ from PIL import Image
 from spac.predictor.datasets.rap import read_rap
 from spac.predictor.labels import group_label
 
-V2_ATTRIBUTES = ["Femal", "hs-LongHair", "hs-BlackHair", "ub-TShirt", "ub-ShortSleeve", "ub-ColorBlack", "ub-Jacket",
-                 "lb-LongTrousers", "lb-Jeans", "shoes-Sports", "attachment-Backpack", "attachment-ShoulderBag",
-                 "attachment-HandBag", "attachment-HandTrunk", "attachment-Box", "action-Calling", "BodyFat", "Unheard"]
-V2_DATA = [[1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 0],   # woman, long black hair, black T-shirt, jeans
-           [0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0],   # man, jacket, trousers, backpack
-           [2, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],   # uncertain gender and sleeves, a box
-           [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]]   # calling, nothing else
+V2_ATTRIBUTES = [
+    "Femal",
+    "hs-LongHair",
+    "hs-BlackHair",
+    "ub-TShirt",
+    "ub-ShortSleeve",
+    "ub-ColorBlack",
+    "ub-Jacket",
+    "lb-LongTrousers",
+    "lb-Jeans",
+    "shoes-Sports",
+    "attachment-Backpack",
+    "attachment-ShoulderBag",
+    "attachment-HandBag",
+    "attachment-HandTrunk",
+    "attachment-Box",
+    "action-Calling",
+    "BodyFat",
+    "Unheard",
+]
+V2_DATA = [
+    [1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 0],  # woman, long black hair, black T-shirt, jeans
+    [0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0],  # man, jacket, trousers, backpack
+    [2, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],  # uncertain gender and sleeves, a box
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0],
+]  # calling, nothing else
 NAMES = ["CAM01_2014-02-15_001.jpg", "CAM01_2014-02-15_002.jpg", "CAM02_2014-03-01_003.jpg", "CAM02_2014-03-01_004.jpg"]
 
 
@@ -34,8 +54,13 @@ def _v2(root, data=V2_DATA, partitions=5):
     for k in range(partitions):
         order = np.roll(np.arange(1, 5), k)
         part[0, k] = {"train_index": order[:2][None], "val_index": order[2:3][None], "test_index": order[3:][None]}
-    annotation = {"name": _cells(NAMES), "attribute": _cells(V2_ATTRIBUTES), "data": np.array(data, dtype=np.uint8),
-                  "selected_attribute": np.arange(1, 17)[None], "partition_attribute": part}
+    annotation = {
+        "name": _cells(NAMES),
+        "attribute": _cells(V2_ATTRIBUTES),
+        "data": np.array(data, dtype=np.uint8),
+        "selected_attribute": np.arange(1, 17)[None],
+        "partition_attribute": part,
+    }
     (root / "RAP_annotation").mkdir(parents=True, exist_ok=True)
     scipy.io.savemat(root / "RAP_annotation" / "RAP_annotation.mat", {"RAP_annotation": annotation})
 
@@ -48,8 +73,12 @@ def test_rap_v2_reads_partition_splits_and_maps_uncertain_labels_to_not_said(tmp
     train = dataset.split("train")
     assert [p.name for p in train.paths] == ["CAM01_2014-02-15_001.png", "CAM01_2014-02-15_002.png"]
     woman, man = train.labels
-    assert woman["gender"] == group_label(["woman"]) and woman["hair"] == group_label(["long hair", "ponytail"], ["black"])
-    assert woman["upper"] == group_label(["t-shirt", "polo shirt"], ["black"]) and woman["lower"] == group_label(["jeans"])
+    assert woman["gender"] == group_label(["woman"]) and woman["hair"] == group_label(
+        ["long hair", "ponytail"], ["black"]
+    )
+    assert woman["upper"] == group_label(["t-shirt", "polo shirt"], ["black"]) and woman["lower"] == group_label(
+        ["jeans"]
+    )
     assert woman["shoes"] == group_label(["sneakers"])
     assert man["gender"] == group_label(["man"]) and man["upper"] == group_label(["jacket", "coat"])
     assert man["lower"] == group_label(["trousers", "leggings", "sweatpants"])  # long trousers, Jeans = 0
@@ -74,8 +103,17 @@ def test_rap_partitions_are_chosen_by_number(tmp_path):
 def test_rap_v1_reads_and_splits_validation_off_its_training_images(tmp_path):
     names = [f"CAM{i:02d}-2013-{i:03d}.png" for i in range(1, 41)]
     _images(tmp_path, names, ".png")
-    attributes = ["Female", "ub-ShortSleeve", "up-Red", "low-Blue", "lb-LongTrousers", "shoes-Sport", "shoes-Green",
-                  "attach-SingleShoulderBag", "faceFront"]
+    attributes = [
+        "Female",
+        "ub-ShortSleeve",
+        "up-Red",
+        "low-Blue",
+        "lb-LongTrousers",
+        "shoes-Sport",
+        "shoes-Green",
+        "attach-SingleShoulderBag",
+        "faceFront",
+    ]
     labels = np.zeros((40, len(attributes)), dtype=np.uint8)
     labels[::2, 0] = 1
     labels[:, 1] = 1
@@ -85,8 +123,13 @@ def test_rap_v1_reads_and_splits_validation_off_its_training_images(tmp_path):
     part = np.empty((1, 5), dtype=object)
     for k in range(5):
         part[0, k] = {"train_index": np.arange(1, 31)[None], "test_index": np.arange(31, 41)[None]}
-    annotation = {"imagesname": _cells(names), "attribute_eng": _cells(attributes), "label": labels, "partion": part,
-                  "selected_attribute": np.arange(1, 10)[None]}
+    annotation = {
+        "imagesname": _cells(names),
+        "attribute_eng": _cells(attributes),
+        "label": labels,
+        "partion": part,
+        "selected_attribute": np.arange(1, 10)[None],
+    }
     scipy.io.savemat(tmp_path / "RAP_annotation.mat", {"RAP_annotation": annotation})
     dataset = read_rap(tmp_path, val_fraction=0.3)
     assert dataset.name == "RAP v1" and len(dataset.split("test")) == 10
@@ -101,11 +144,14 @@ def test_rap_v1_reads_and_splits_validation_off_its_training_images(tmp_path):
     assert again.split("val").paths == dataset.split("val").paths
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda a: a.pop("data"), "neither v2 fields"),
-    (lambda a: a.update(data=np.full((4, 18), 3, dtype=np.uint8)), "values other than 0, 1 and 2"),
-    (lambda a: a.pop("partition_attribute"), "no field 'partition_attribute'"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda a: a.pop("data"), "neither v2 fields"),
+        (lambda a: a.update(data=np.full((4, 18), 3, dtype=np.uint8)), "values other than 0, 1 and 2"),
+        (lambda a: a.pop("partition_attribute"), "no field 'partition_attribute'"),
+    ],
+)
 def test_damaged_rap_files_are_one_line_errors(tmp_path, damage, message):
     _v2(tmp_path)
     raw = scipy.io.loadmat(tmp_path / "RAP_annotation" / "RAP_annotation.mat", squeeze_me=False)["RAP_annotation"][0, 0]
@@ -130,6 +176,7 @@ def test_missing_rap_files_are_one_line_errors(tmp_path):
 
 
 # ---- issue 19: hostile releases ---------------------------------------------------------------------------
+
 
 def _with_test_index(root, value):
     _v2(root)
