@@ -24,7 +24,7 @@ def dead_letter(path: str, stage: str, reason: str) -> dict[str, str]:
     return {"path": path, "stage": stage, "reason": _ADDRESS.sub("", reason)}
 
 
-def printable_path(path: str) -> str:
+def json_safe_path(path: str) -> str:
     """A path as text that any coder and JSON file accept: undecodable bytes become ``\\xNN``."""
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 

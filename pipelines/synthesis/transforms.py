@@ -16,7 +16,7 @@ from apache_beam.ml.inference.base import PredictionResult
 
 from common.errors import error_line
 from pipelines.shared import metrics
-from pipelines.shared.dead_letters import DEAD_LETTER, dead_letter, printable_path
+from pipelines.shared.dead_letters import DEAD_LETTER, dead_letter, json_safe_path
 from pipelines.shared.images import read_image_file
 from pipelines.shared.spans import stored_spans
 from pipelines.synthesis.inputs import ImageRef, is_beside_identities, ref_from_path
@@ -62,7 +62,7 @@ class ToImageRefs(beam.DoFn):
             counter("read").inc()
             counter("dead_lettered").inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
-                printable_path(path), STAGE_READ, "file name is not valid UTF-8 (rename the file to keep it)"))
+                json_safe_path(path), STAGE_READ, "file name is not valid UTF-8 (rename the file to keep it)"))
             return
         if is_beside_identities(self._root, path):
             counter("ignored_beside_identities").inc()
