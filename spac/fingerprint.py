@@ -17,6 +17,9 @@ from spac.predictor.model import CONFIG_FILE, DEFAULT_PREDICTOR_DIR, WEIGHTS_FIL
 
 DISTRIBUTION = "spac-synthpedes"
 _TEMPLATE_SUFFIXES = (".yaml", ".yml", ".json", ".txt")
+# The caption model's prompts decide no template caption; a run that uses them records their own hashes
+# (spac.generation.prompts.prompt_files_sha256), so adding or editing a prompt leaves template corpora as they were.
+_NOT_TEMPLATE_FOLDERS = ("prompts",)
 
 
 def package_version() -> str | None:
@@ -30,14 +33,15 @@ def package_version() -> str | None:
 def _template_files(folder: Traversable | Path, relative: str = "") -> Iterator[tuple[str, bytes]]:
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.is_dir():
-            yield from _template_files(entry, f"{relative}{entry.name}/")
+            if not (relative == "" and entry.name in _NOT_TEMPLATE_FOLDERS):
+                yield from _template_files(entry, f"{relative}{entry.name}/")
         elif entry.name.endswith(_TEMPLATE_SUFFIXES):
             yield relative + entry.name, entry.read_bytes()
 
 
 def templates_sha256(folder: str | Path | None = None) -> str:
     """One hash over every template file (name and contents) of a templates folder (default: the bundled
-    one): they decide every caption."""
+    one), the caption model's prompts aside: they decide every template caption."""
     digest = hashlib.sha256()
     root = resources.files("templates") if folder is None else Path(folder)
     for name, data in _template_files(root):

@@ -55,6 +55,17 @@ def test_editing_any_template_file_changes_it(templates, relative):
     assert after["predictor"] == before["predictor"]
 
 
+def test_the_caption_models_prompts_are_not_template_files(templates):
+    # a template corpus's job.json stays as it was when prompts are added or edited (a model run records them)
+    before = templates_sha256(templates)
+    prompts = templates / "prompts" / "instructions.yaml"
+    prompts.write_text(prompts.read_text(encoding="utf-8") + "\n# an edit\n", encoding="utf-8")
+    assert templates_sha256(templates) == before
+    (templates / "styles" / "prompts").mkdir()  # only the top-level prompts folder is left out
+    shutil.copy(prompts, templates / "styles" / "prompts" / "x.yaml")
+    assert templates_sha256(templates) != before
+
+
 def test_adding_or_renaming_a_style_changes_it(templates):
     before = templates_sha256(templates)
     shutil.copy(templates / "styles" / "dense.yaml", templates / "styles" / "dense2.yaml")
