@@ -48,10 +48,11 @@ def report(
             f"  {name:<44} median {statistics.median(values):12,.1f} {unit}  "
             f"(rounds: {', '.join(f'{v:,.0f}' for v in values)})"
         )
-    ratio = statistics.median(s / l for s, l in zip(rates[stage], rates[limit]))
+    ratio = statistics.median(mine / bound for mine, bound in zip(rates[stage], rates[limit]))
     verdict = "meets" if ratio >= target else "below"
     print(
-        f"  RATIO {stage} / {limit}: {ratio:.3f}x (median of {len(rates[stage])} rounds; target >= {target:.3g}x: {verdict})"
+        f"  RATIO {stage} / {limit}: {ratio:.3f}x "
+        f"(median of {len(rates[stage])} rounds; target >= {target:.3g}x: {verdict})"
     )
     return ratio
 

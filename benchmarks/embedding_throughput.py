@@ -88,8 +88,9 @@ def search_times(rows: list[int], dim: int = 768) -> None:
             many = torch.nn.functional.normalize(torch.randn(64, dim), dim=1)
             search(index, one, 10)  # page cache
             print(
-                f"exact search over {count:,} rows: one query {_timed(lambda: search(index, one, 10)):.3f} s, "
-                f"64 queries {_timed(lambda: search(index, many, 10)):.3f} s"
+                f"exact search over {count:,} rows: "
+                f"one query {_timed(lambda index=index, one=one: search(index, one, 10)):.3f} s, "
+                f"64 queries {_timed(lambda index=index, many=many: search(index, many, 10)):.3f} s"
             )
 
 

@@ -239,10 +239,10 @@ def predictor_section(
             for mode, (predictor, acceleration) in models.items():
                 loaded = LoadedPredictor(predictor, batch_size, acceleration=acceleration)
                 runs[(mode, "forward")] = _repeated(
-                    lambda m=loaded: m.predict_preprocessed(tensors), batches_per_round, batch_size, where
+                    lambda m=loaded, batch=tensors: m.predict_preprocessed(batch), batches_per_round, batch_size, where
                 )
                 runs[(mode, "encoded")] = _repeated(
-                    lambda m=loaded: m.predict_encoded(chunk), batches_per_round, batch_size, where
+                    lambda m=loaded, jpegs=chunk: m.predict_encoded(jpegs), batches_per_round, batch_size, where
                 )
             rates = alternate(runs, rounds)  # modes in turns: their ratio is not a drift of the machine
             for mode in models:

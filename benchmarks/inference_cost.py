@@ -74,7 +74,9 @@ def main() -> None:
     large = [_jpeg(render_person(random_identity(random.Random(i)), i, (512, 1024))[0]) for i in range(8)]
     for name, sources in (("decode 128x256 samples", samples), ("decode 512x1024 rendered", large)):
         rate, cpu = per_second(
-            lambda: [encode_image(decode_image(d, min_size=IMAGE_SIZE)) for d in sources], len(sources), args.rounds
+            lambda sources=sources: [encode_image(decode_image(d, min_size=IMAGE_SIZE)) for d in sources],
+            len(sources),
+            args.rounds,
         )
         print(f"{name:<30} {rate:8.1f} images/s wall  {1e3 / cpu:7.2f} CPU ms/image (1 thread)")
 
@@ -91,7 +93,11 @@ def main() -> None:
             model = handler.wrap(predictor)
         chosen = batches[:3] if name == "demo" else batches[:1]  # full batches only: no padding in the rate
         count = sum(len(b) for b in chosen)
-        rate, cpu = per_second(lambda: [handler.run_inference(b, model) for b in chosen], count, args.rounds)
+        rate, cpu = per_second(
+            lambda handler=handler, model=model, chosen=chosen: [handler.run_inference(b, model) for b in chosen],
+            count,
+            args.rounds,
+        )
         flops = forward_flops(predictor, torch.zeros(2, 3, *IMAGE_SIZE))
         print(
             f"predict {name:<8} batch {args.batch_size:<4}    {rate:8.1f} images/s wall  "

@@ -114,7 +114,8 @@ def main() -> None:
             result = measure(str(work / "corpus"), args.samples, work)
             phases = ", ".join(f"{k} {result[k]:.2f} s" for k in ("small files", "indexes", "samples", "page"))
             print(
-                f"{size:>7} samples in {result['shards']:>5} shards (built in {built:.1f} s): report {result['total']:.2f} s "
+                f"{size:>7} samples in {result['shards']:>5} shards (built in {built:.1f} s): "
+                f"report {result['total']:.2f} s "
                 f"(first run {warm['total']:.2f} s; {phases}); opened {result['indexes opened']} indexes, "
                 f"{result['tars opened']} tars; text statistics over {result['text samples']} samples",
                 flush=True,

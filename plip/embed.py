@@ -1,4 +1,7 @@
-"""`python -m plip.embed`: embed images and / or texts into a parquet file. The program is :mod:`plip.programs.embed`."""
+"""`python -m plip.embed`: embed images and / or texts into a parquet file.
+
+The program is :mod:`plip.programs.embed`.
+"""
 
 from plip.programs.embed import main
 

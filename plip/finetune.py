@@ -1,4 +1,7 @@
-"""`python -m plip.finetune`: fine-tuning for text-based person retrieval (CMPM + CMPC). The program is :mod:`plip.programs.finetune`."""
+"""`python -m plip.finetune`: fine-tuning for text-based person retrieval (CMPM + CMPC).
+
+The program is :mod:`plip.programs.finetune`.
+"""
 
 from plip.programs.finetune import main
 

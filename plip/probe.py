@@ -1,9 +1,9 @@
 """The linear probe: one linear layer on frozen image embeddings, and the model with it folded in.
 
-:class:`LinearProbe` starts as the identity times a scale (so before training it ranks exactly as the zero-shot model) and is
-trained on precomputed features (the encoders are frozen, so each image and caption is encoded once); the loss is
-the identity-level CMPM of :func:`plip.losses.ivlc_loss` between probed image features and the frozen text
-features. The image encoder ends in a linear layer (the attention pool's ``c_proj``), so :func:`fold_probe`
+:class:`LinearProbe` starts as the identity times a scale (so before training it ranks exactly as the zero-shot
+model) and is trained on precomputed features (the encoders are frozen, so each image and caption is encoded once);
+the loss is the identity-level CMPM of :func:`plip.losses.ivlc_loss` between probed image features and the frozen
+text features. The image encoder ends in a linear layer (the attention pool's ``c_proj``), so :func:`fold_probe`
 can fold the probe into it: the result is an ordinary PLIP model that every program reads.
 """
 

@@ -1,4 +1,7 @@
-"""`python -m plip.zero_shot`: zero-shot text-to-image person retrieval. The program is :mod:`plip.programs.zero_shot`."""
+"""`python -m plip.zero_shot`: zero-shot text-to-image person retrieval.
+
+The program is :mod:`plip.programs.zero_shot`.
+"""
 
 from plip.programs.zero_shot import main
 

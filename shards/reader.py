@@ -109,7 +109,8 @@ def _open_streams(shards: Iterator[dict[str, Any]], handler: Handler = reraise) 
 
                 stream = wds.gopen(url, "rb")
             elif scheme in ("", "file"):
-                stream = open(urlparse(url).path if scheme else url, "rb", buffering=_FILE_BUFFER)
+                # closed by the finally below, once the caller has read the tar: no block spans its lifetime
+                stream = open(urlparse(url).path if scheme else url, "rb", buffering=_FILE_BUFFER)  # noqa: SIM115
             else:
                 stream = fsspec.open(url, "rb").open()
         except Exception as exc:  # any filesystem's "cannot open"

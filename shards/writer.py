@@ -10,6 +10,7 @@ are removed.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import io
@@ -47,7 +48,10 @@ _INT64_MAX = 2**63 - 1
 
 
 def _checked_sample(sample: Mapping[str, Any]) -> dict[str, Any]:
-    """The sample rebuilt by :func:`make_sample` (record canonicalised); InputError names the key and the broken part."""
+    """The sample rebuilt by :func:`make_sample` (record canonicalised).
+
+    InputError names the key and the broken part.
+    """
     if not isinstance(sample, Mapping) or "__key__" not in sample:
         raise InputError("sample: expected a dict with '__key__', 'jpg' and 'json'")
     key = sample["__key__"]
@@ -164,10 +168,8 @@ def _own_temporaries(fs: Any, root: str, index: int, prefix: str) -> list[str]:
 
 def _remove_quietly(fs: Any, paths: list[str]) -> None:
     for path in paths:
-        try:
+        with contextlib.suppress(FileNotFoundError):  # removed meanwhile (by its own writer, or another cleanup)
             fs.rm(path)
-        except FileNotFoundError:  # removed meanwhile (by its own writer, or another cleanup)
-            pass
 
 
 def write_shard(

@@ -83,7 +83,10 @@ class Item:
 
     @property
     def bare_pattern(self) -> str:
-        """The pattern with the colour left out: "{colour} {item}" -> "{item}", "short {colour} hair" -> "short hair"."""
+        """The pattern with the colour left out.
+
+        "{colour} {item}" -> "{item}", "short {colour} hair" -> "short hair".
+        """
         return " ".join(self.pattern.replace("{colour}", " ").split())
 
 

@@ -1,1 +1,4 @@
-"""Data package: the SPAC attribute vocabulary, sentence library and style modules (YAML), validated by spac when loaded."""
+"""Data package: the SPAC attribute vocabulary, sentence library and style modules (YAML).
+
+spac validates them when it loads them.
+"""

@@ -8,6 +8,7 @@ descriptors 3 and 4), so it needs no websocket library and opens no port.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -190,10 +191,8 @@ def check_page(
             )
             Path(screenshot).write_bytes(base64.b64decode(shot["data"]))
             errors = _errors(pipe.events)
-            try:
+            with contextlib.suppress(RuntimeError, TimeoutError):
                 pipe.call("Browser.close")
-            except (RuntimeError, TimeoutError):
-                pass
         finally:
             os.close(to_browser_write)
             os.close(from_browser_read)

@@ -121,8 +121,8 @@ def test_pretraining_on_rendered_people_retrieves_held_out_identities_far_above_
         f"mAP {result['mAP']:.1f} (chance {chance['mAP']:.1f})"
     )
     # Measured over 2 rendered corpora x 2 training seeds with these settings: R@1 1.82x-4.49x chance, mAP
-    # 1.41x-2.73x; this test's corpus and seed give R@1 19.8 (3.0x) and mAP 25.5 (2.2x). The same models before training reach at most
-    # 1.59x (R@1) and 1.16x (mAP) of chance on the same held-out sets, so the bars sit between the two:
-    # a model that learned nothing fails both; about 12-15 of the 16 held-out identities pass the filters.
+    # 1.41x-2.73x; this test's corpus and seed give R@1 19.8 (3.0x) and mAP 25.5 (2.2x). The same models before
+    # training reach at most 1.59x (R@1) and 1.16x (mAP) of chance on the same held-out sets, so the bars sit between
+    # the two: a model that learned nothing fails both; about 12-15 of the 16 held-out identities pass the filters.
     assert result["R@1"] >= 1.7 * chance["R@1"]
     assert result["mAP"] >= 1.3 * chance["mAP"]

@@ -161,7 +161,7 @@ def gather(
     counts, texts = IndexCounts(), TextStats()
     accuracy = LabelAccuracy(labels) if labels else None
     with tqdm(total=len(jobs), unit="index", desc="indexes", disable=quiet, file=sys.stderr) as bar:
-        for shard, table in corpus.map_indexes(folder, jobs, threads, progress=lambda: bar.update(1)):
+        for _shard, table in corpus.map_indexes(folder, jobs, threads, progress=lambda: bar.update(1)):
             counts.add(table)
             if "captions" in table.column_names:
                 texts.add_table(table)

@@ -38,6 +38,7 @@ report says so, so the file always loads with spac.captioning.library's loader.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
@@ -1094,10 +1095,8 @@ class TemplateMiner:
             except _Rejected as rejected:
                 report.dropped[rejected.reason] += 1
         for sentence, found in zip(cut_off, again):
-            try:
+            with contextlib.suppress(_Rejected):  # a nothing sentence we cannot use costs its caption nothing
                 out.append(_Candidate(mask(sentence, found, nothing=True), "nothing"))
-            except _Rejected:
-                pass  # a nothing sentence we cannot use costs its caption nothing
         return out
 
     def _valid(self, candidates: list[_Candidate]) -> list[str | None]:

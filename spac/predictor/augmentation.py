@@ -26,7 +26,10 @@ MODES = ("none", "flip", "full")
 
 @dataclass(frozen=True)
 class Augmentation:
-    """``full`` draws every transform below; ``flip`` only the mirror (the rendered-people default); ``none`` nothing."""
+    """What to draw: ``full`` every transform below; ``flip`` only the mirror (the rendered-people default).
+
+    ``none`` draws nothing.
+    """
 
     mode: str = "full"
     min_crop: float = 0.85  # smallest share of each side a crop keeps

@@ -145,11 +145,11 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
         action="append",
         metavar="KIND[:WHERE]",
         help=(
-            "a source of labelled images, repeatable to mix them: rendered (people drawn on the fly; rendered:N for N of "
-            "them), pa100k:DIR (annotation.mat + images), peta:DIR (PETA dataset/<subset>/archive/Label.txt), rap:DIR "
-            "(RAP v1 or v2 RAP_annotation.mat + RAP_dataset/), mined:TABLE.parquet (labels of `spac mine-labels`, images "
-            "under --images). What a source cannot say (PA-100K: colours, hair) is masked, not taught as unknown "
-            "(default: rendered)"
+            "a source of labelled images, repeatable to mix them: rendered (people drawn on the fly; rendered:N for N "
+            "of them), pa100k:DIR (annotation.mat + images), peta:DIR (PETA dataset/<subset>/archive/Label.txt), "
+            "rap:DIR (RAP v1 or v2 RAP_annotation.mat + RAP_dataset/), mined:TABLE.parquet (labels of `spac "
+            "mine-labels`, images under --images). What a source cannot say (PA-100K: colours, hair) is masked, not "
+            "taught as unknown (default: rendered)"
         ),
     )
     p.add_argument("--images", type=Path, help="folder the file_path values of a mined:TABLE are relative to")

@@ -2,11 +2,11 @@
 
 Backbone: a transformers ``ResNetModel`` (built from a small config, or loaded ``from_pretrained``).
 Heads: one per group on the pooled features; the last feature map is average-pooled into
-``bands`` horizontal stripes (PCB-style), concatenated, so a head can tell the torso from the legs. Each head is factorised so it learns from few samples:
-the logit of a value ``colour item`` is ``item_logit[item] + colour_logit[colour] + bias[value]``
-(uncoloured items and ``unknown`` get no colour term), and the group's output is the softmax over all
-its labels (``AttributeGroup.labels``, index 0 = ``unknown``). A colour seen with one item thus
-transfers to every other item of the group, while the joint bias can still model rare pairs.
+``bands`` horizontal stripes (PCB-style), concatenated, so a head can tell the torso from the legs. Each head is
+factorised so it learns from few samples: the logit of a value ``colour item`` is
+``item_logit[item] + colour_logit[colour] + bias[value]`` (uncoloured items and ``unknown`` get no colour term), and
+the group's output is the softmax over all its labels (``AttributeGroup.labels``, index 0 = ``unknown``). A colour
+seen with one item thus transfers to every other item of the group, while the joint bias can still model rare pairs.
 
 A trained predictor is a directory holding ``config.json`` (:class:`PredictorConfig`) and
 ``model.safetensors``; :func:`load_predictor` with no path loads the bundled demo model, and

@@ -280,8 +280,8 @@ class EpochBatches(Sampler):
 class TrainingSettings:
     """How to train: AdamW with a linear warm-up then cosine decay of ``lr`` over ``steps``.
 
-    ``augment``: none / flip / full (spac.predictor.augmentation). ``eval_every`` > 0 scores the validation examples every
-    so many steps (and at the end) and keeps the best weights; ``patience`` > 0 stops after that many scorings
+    ``augment``: none / flip / full (spac.predictor.augmentation). ``eval_every`` > 0 scores the validation examples
+    every so many steps (and at the end) and keeps the best weights; ``patience`` > 0 stops after that many scorings
     without a lower validation loss. ``checkpoint_every`` > 0 writes the resume state that often (and at the end).
     ``precision``: fp32, or bf16 / fp16 autocast (fp16 with a gradient scaler; CUDA only).
     """

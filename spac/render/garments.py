@@ -270,7 +270,7 @@ def _jeans(o: Outfit, rgb: RGB) -> None:
     for tube in _legs_garment(o, rgb, 0.97, 1.0):
         ox = 1.6 if tube[0][0] >= 0 else -1.6  # outer seam
         o.p.line([(x + ox, y) for x, y in along(tube, 0.97)], 0.3, seam, "detail")
-        for i in range(5):  # denim twill streaks
+        for _ in range(5):  # denim twill streaks
             f = o.rng.uniform(0.1, 0.9)
             x, y = along(tube, f)[-1]
             o.p.line([(x - 1.2, y), (x + 0.4, y - 1.6)], 0.2, shade(rgb, 0.8), "detail")

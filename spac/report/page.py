@@ -159,7 +159,8 @@ def plot_accuracy(per_group: Mapping[str, Mapping[str, Any]], path: Path) -> str
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#222;max-width:1400px}
 h1{font-size:22px;margin-bottom:4px} h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
-table{border-collapse:collapse;font-size:13px;margin:8px 0} td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f4f4f4} td.n{text-align:right;font-variant-numeric:tabular-nums}
 .note{color:#666;font-size:13px} .plots{display:flex;flex-wrap:wrap;gap:8px}
 .plots img{max-width:calc(50% - 8px);border:1px solid #eee} .plots img.wide{max-width:100%}
@@ -173,7 +174,9 @@ img.broken{outline:3px solid red}
 """
 _SCRIPT = """
 window.addEventListener("load", function () {
-  var broken = Array.prototype.filter.call(document.images, function (i) { return !i.complete || i.naturalWidth === 0; });
+  var broken = Array.prototype.filter.call(document.images, function (i) {
+    return !i.complete || i.naturalWidth === 0;
+  });
   broken.forEach(function (i) { i.classList.add("broken"); });
   document.body.setAttribute("data-broken-images", String(broken.length));
 });

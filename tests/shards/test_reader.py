@@ -6,6 +6,7 @@ import re
 import tarfile
 import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -270,7 +271,7 @@ def test_a_bad_member_inside_a_sample_drops_that_sample_once(tmp_path, corpus):
 
 def test_a_shard_cut_short_or_damaged_mid_way_is_reported_not_silently_ended(tmp_path, corpus):
     a0, a1 = _raw(corpus, 2)
-    whole = open(_tar_shard(tmp_path, _members(a0) + _members(a1), "whole-000000.tar"), "rb").read()
+    whole = Path(_tar_shard(tmp_path, _members(a0) + _members(a1), "whole-000000.tar")).read_bytes()
     second = whole.index(f"{a1['__key__']}.jpg".encode()) // 512 * 512  # a1's first header
     cut, flipped = tmp_path / "cut-000000.tar", tmp_path / "flip-000000.tar"
     cut.write_bytes(whole[:second])  # ends exactly after a0: no end-of-archive block
@@ -284,10 +285,10 @@ def test_a_shard_cut_short_or_damaged_mid_way_is_reported_not_silently_ended(tmp
 
 
 class _CountingStream(io.RawIOBase):
-    """A read-only stream that remembers its largest single read."""
+    """A read-only stream over an open file that remembers its largest single read."""
 
-    def __init__(self, path):
-        self.file, self.largest, self.total = open(path, "rb"), 0, 0
+    def __init__(self, file):
+        self.file, self.largest, self.total = file, 0, 0
 
     def read(self, size=-1):
         data = self.file.read(size)
@@ -299,8 +300,9 @@ def test_an_oversized_member_is_skipped_without_being_read(tmp_path, corpus):
     (good,) = _raw(corpus, 1)
     limit = 1 << 20
     shard = _tar_shard(tmp_path, [("big.jpg", limit + 1), ("big.json", b"{}")] + _members(good))
-    stream = _CountingStream(shard)
-    members = list(tar_members(stream, max_member_bytes=limit))
+    with open(shard, "rb") as file:
+        stream = _CountingStream(file)
+        members = list(tar_members(stream, max_member_bytes=limit))
     assert [(m.name, m.data is None) for m in members][:2] == [("big.jpg", True), ("big.json", False)]
     assert members[0].problem == f"{limit + 1} bytes, over the limit of {limit} bytes per member"
     assert [m.data for m in members[2:]] == [good[m] for m in ("jpg", "json", "txt")]
@@ -384,7 +386,7 @@ def test_a_member_cut_short_inside_its_data_is_an_unreadable_tar(tmp_path, corpu
 
 
 def test_a_bad_checksum_in_the_first_header_is_an_unreadable_tar_at_its_start(tmp_path, corpus):
-    whole = open(shard_urls(corpus[0])[0], "rb").read()
+    whole = Path(shard_urls(corpus[0])[0]).read_bytes()
     damaged = tmp_path / "bad-000000.tar"
     damaged.write_bytes(whole[:148] + bytes([whole[148] ^ 1]) + whole[149:])
     handler = SkipAndCount()
@@ -406,7 +408,7 @@ def _member_ends(path):
 @given(fraction=st.floats(0, 1))
 def test_property_a_shard_cut_anywhere_keeps_the_samples_read_whole_and_reports_the_cut_once(corpus, fraction):
     path = shard_urls(corpus[0])[1]
-    whole = open(path, "rb").read()
+    whole = Path(path).read_bytes()
     first_end, ends, archive_end = _member_ends(path)
     cut = int(fraction * len(whole))
     with tempfile.TemporaryDirectory() as folder:

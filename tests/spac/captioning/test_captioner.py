@@ -104,7 +104,7 @@ def test_every_known_value_is_named_and_nothing_unknown_is(random_captions, sche
 
 
 def test_captions_are_well_formed(random_captions) -> None:
-    for attrs, captions in random_captions:
+    for _attrs, captions in random_captions:
         for c in captions:
             t = c.text
             assert "{" not in t and "}" not in t and "  " not in t, t

@@ -96,10 +96,7 @@ def test_a_bug_inside_a_command_shows_its_traceback_and_bad_input_stays_one_line
 def test_debug_shows_the_traceback_of_bad_input_too(tmp_path, how):
     (tmp_path / "file").write_text("x")
     argv = ["render", str(tmp_path / "file"), "--identities", "1", "--images-per-identity", "1"]
-    if how == "flag":
-        done = _spac("", "--debug", *argv)
-    else:
-        done = _spac("", *argv, env={"SPAC_DEBUG": "1"})
+    done = _spac("", "--debug", *argv) if how == "flag" else _spac("", *argv, env={"SPAC_DEBUG": "1"})
     assert done.returncode == 1
     assert "Traceback (most recent call last)" in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("common.cli.CliError: ")

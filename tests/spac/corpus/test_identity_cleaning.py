@@ -154,9 +154,8 @@ def test_lsh_finds_the_near_pairs_that_exact_knn_finds():
         for a, b, _ in score_bucket(names, centres[members], config.merge_similarity):
             found.add((int(a), int(b)))
     recall = len(exact & found) / len(exact)
-    print(
-        f"LSH recall {recall:.3f} of {len(exact)} exact pairs, mean bucket {np.mean([len(m) for m in buckets.values()]):.1f}"
-    )
+    mean_bucket = np.mean([len(m) for m in buckets.values()])
+    print(f"LSH recall {recall:.3f} of {len(exact)} exact pairs, mean bucket {mean_bucket:.1f}")
     assert recall >= 0.95, recall
     assert all(float(centres[a].astype(np.float64) @ centres[b]) >= config.merge_similarity for a, b in found)
     mean_bucket = np.mean([len(m) for m in buckets.values()])

@@ -87,7 +87,8 @@ def test_a_text_with_the_same_words_as_another_text_of_the_image_is_a_duplicate(
     "text",
     [
         GOOD,
-        "A man wears a red t-shirt under a black jacket, blue jeans and white sneakers.",  # one agreeing mention is enough
+        # one agreeing mention is enough
+        "A man wears a red t-shirt under a black jacket, blue jeans and white sneakers.",
         "The man has black hair, a red top, jeans and shoes, and carries a bag.",  # generic words and bare items agree
         "A man in a red t-shirt and blue jeans walks by. He has short black hair and carries a black backpack.",
         "A man in a red t-shirt, his hands in his pockets, walks by.",

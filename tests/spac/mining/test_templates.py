@@ -53,8 +53,8 @@ def _fate(miner: TemplateMiner, caption: str) -> str:
     "caption, masked",
     [
         (
-            "A woman with long black hair is wearing a white top, blue jeans and black shoes. She carries a brown bag on "
-            "her shoulder.",
+            "A woman with long black hair is wearing a white top, blue jeans and black shoes. "
+            "She carries a brown bag on her shoulder.",
             "A {gender} with {a hair} is wearing {a upper}, {a lower} and {a shoes}. {they} {v:carry} "
             "{a belongings} on {their} shoulder.",
         ),
@@ -65,8 +65,8 @@ def _fate(miner: TemplateMiner, caption: str) -> str:
         # verbs of a pronoun subject agree with any gender, also coordinated ones and negated ones
         (
             "The lady wears a yellow dress. She also wears white sandals and holds a white purse, she isn't smiling.",
-            "The {gender} wears {a lower}. {they} also {v:wear} {a shoes} and {v:hold} {a belongings}, {they} {v:be}n't "
-            "smiling.",
+            "The {gender} wears {a lower}. {they} also {v:wear} {a shoes} and {v:hold} {a belongings}, "
+            "{they} {v:be}n't smiling.",
         ),
         # "her" before a noun is possessive, at the end of a clause it is the object; a determiner keeps the bare slot
         (

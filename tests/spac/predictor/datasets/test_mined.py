@@ -36,7 +36,7 @@ def _images(root, rows=ROWS):
 
 def test_a_mined_table_reads_into_said_labels(tmp_path):
     dataset = read_mined(_table(tmp_path / "labels.parquet"), _images(tmp_path / "imgs"), val_fraction=0.5)
-    everything = {p.name: l for s in dataset.splits.values() for p, l in zip(s.paths, s.labels)}
+    everything = {p.name: labels for s in dataset.splits.values() for p, labels in zip(s.paths, s.labels)}
     first = everything["1.jpg"]
     assert first["gender"] == group_label(["man"], ["none"]) and first["shoes"] is MASKED
     assert first["hair"] == group_label(["short hair", "long hair", "ponytail", "curly hair"], ["black"])

@@ -118,7 +118,7 @@ def test_write_pa100k_round_trips_rendered_people(tmp_path):
     assert [raw["attributes"][i][0][0] for i in range(26)] == ATTRIBUTES
     dataset = read_pa100k(tmp_path)
     mapping = load_mapping("pa100k")
-    for (image, attributes), (path, labels, bits) in zip(
+    for (image, attributes), (path, labels, _bits) in zip(
         examples[:4], zip(*(getattr(dataset.split("train"), k) for k in ("paths", "labels", "bits")))
     ):
         assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), np.asarray(image))  # PNG: exact pixels

@@ -138,7 +138,7 @@ def test_rap_v1_reads_and_splits_validation_off_its_training_images(tmp_path):
     assert first["upper"] == group_label(["t-shirt", "polo shirt", "vest"], ["red"])
     assert first["belongings"] == group_label(["shoulder bag"])
     assert first["lower"].masked  # no long trousers ticked, and no skirt, dress or jeans attribute in this file
-    shoes = {p.name: l["shoes"] for s in dataset.splits.values() for p, l in zip(s.paths, s.labels)}
+    shoes = {p.name: labels["shoes"] for s in dataset.splits.values() for p, labels in zip(s.paths, s.labels)}
     assert shoes[names[1]] == group_label(["sneakers"])  # green is no SPAC shoe colour: left open
     again = read_rap(tmp_path, val_fraction=0.3)
     assert again.split("val").paths == dataset.split("val").paths
