@@ -26,7 +26,7 @@ from spac.fingerprint import method_fingerprint
 from spac.generation.backends import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S, Backend
 from spac.generation.checks import DEFAULT_MAX_WORDS, DEFAULT_MIN_WORDS
 from spac.generation.requests import DecodingSettings
-from spac.generation.server import DEFAULT_API_KEY_ENV
+from spac.generation.server import DEFAULT_API_KEY_ENV, check_base_url
 from spac.generation.stage import DEFAULT_MIN_CONFIDENCE, DEFAULT_TEXTS, GenerationSettings, prompt_book
 from spac.predictor.model import check_predictor
 
@@ -191,14 +191,15 @@ def _caption_model(args: argparse.Namespace, device: str) -> CaptionModel | None
                          "or local folder to load in the workers)")
     if args.mllm_server is None and (server_only := [name for name in SERVER_FLAGS if name in given]):
         raise InputError(f"--{server_only[0]} applies to --mllm_server only")
+    if args.mllm_server is not None:
+        try:
+            check_base_url(args.mllm_server)
+        except InputError as exc:
+            raise InputError(f"--mllm_server: {exc}") from None
     decoding = DecodingSettings(temperature=_given(args.mllm_temperature, 0.0), seed=_given(args.mllm_seed, 0))
     backend = Backend(args.mllm_model, args.mllm_server, _given(args.mllm_api_key_env, DEFAULT_API_KEY_ENV),
                       _given(args.mllm_timeout, DEFAULT_TIMEOUT_S), _given(args.mllm_concurrency, DEFAULT_CONCURRENCY),
                       device, _given(args.mllm_batch_size, DEFAULT_BATCH_SIZE), decoding)
-    try:
-        backend.describe()  # a server URL it cannot use, named here
-    except InputError as exc:
-        raise InputError(f"--mllm_server: {exc}") from None
     return CaptionModel(backend, _given(args.mllm_texts, DEFAULT_TEXTS),
                         _given(args.mllm_min_confidence, DEFAULT_MIN_CONFIDENCE),
                         _given(args.mllm_min_words, DEFAULT_MIN_WORDS), _given(args.mllm_max_words, DEFAULT_MAX_WORDS),

@@ -19,7 +19,7 @@ from spac.attributes import load_schema
 from spac.captioning.captioner import Captioner
 from spac.generation.backends import Backend
 from spac.generation.requests import CaptionRequest, GeneratedText
-from tests.pipelines.conftest import EXPECTED, folder_bytes, run_job
+from tests.pipelines.conftest import EXPECTED, JOB_FLAGS, folder_bytes, run_job
 from tests.pipelines.test_synthesize import _dataflow_unavailable, dataflow_dry_run_handlers
 from tests.spac.generation.fake_server import FakeChatServer, Reply, text_reply
 
@@ -42,8 +42,8 @@ def answer(body: dict) -> Reply:
     return text_reply(GENDER if kind == "gender" else SHORT)
 
 
-def _mllm_flags(server: FakeChatServer, *extra: str) -> list[str]:
-    return ["--captioner", "mllm", "--mllm_server", server.base_url, "--mllm_model", "tiny", "--mllm_batch_size", "4",
+def _mllm_flags(server: FakeChatServer, *extra: str, model: str = "tiny") -> list[str]:
+    return ["--captioner", "mllm", "--mllm_server", server.base_url, "--mllm_model", model, "--mllm_batch_size", "4",
             *extra]
 
 
@@ -91,13 +91,11 @@ def test_job_json_names_the_model_and_prompts_and_a_resume_with_another_model_is
     shutil.copytree(output, resumed)
     with FakeChatServer(answer, models=("tiny", "other")) as server:
         argv = ["--runner=DirectRunner", "--input", str(input_folder), "--output", str(resumed), "--predictor",
-                str(colour_predictor), "--min_images", "3", "--max_images", "6", "--shard_size", "4",
-                "--batch_size", "4", "--seed", "7", *_mllm_flags(server)[:-4], "--mllm_model", "other",
-                "--mllm_batch_size", "4"]
+                str(colour_predictor), *JOB_FLAGS, *_mllm_flags(server, model="other")]
         assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
         assert server.requests == []  # refused before any work
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "cannot resume" in err and "generator" in err
+    assert "\n" not in err and "cannot resume" in err and "generator.model was 'tiny', now 'other'" in err
 
 
 @pytest.mark.slow  # ~30 s: two worker processes start and load the predictor
