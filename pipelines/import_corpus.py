@@ -16,6 +16,7 @@ run, its counters and files printed).
 On Dataflow, as for ``pipelines.synthesize`` (``--runner=DataflowRunner --project ... --setup_file=./setup.py``,
 ``gs://`` input and output); add ``--dry_run=True`` to translate the graph without submitting it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,22 @@ from shards import layout
 
 PROG = "python -m pipelines.import_corpus"
 # printed at the end, zeros included: entries = skipped_split + dead-lettered entries + written + already_complete
-SUMMARY = ("entries", "skipped_split", "malformed", "duplicates", "image_rejected", "mining_failed", "decoded",
-           "written", "already_complete", "dead_lettered", "unreadable_json", "texts_dropped",
-           "attributes_out_of_schema", "entries_out_of_schema")
+SUMMARY = (
+    "entries",
+    "skipped_split",
+    "malformed",
+    "duplicates",
+    "image_rejected",
+    "mining_failed",
+    "decoded",
+    "written",
+    "already_complete",
+    "dead_lettered",
+    "unreadable_json",
+    "texts_dropped",
+    "attributes_out_of_schema",
+    "entries_out_of_schema",
+)
 OUTPUTS = (layout.JOB_NAME, layout.MANIFEST_NAME, layout.DEAD_LETTER_NAME, layout.IMPORT_REPORT_NAME)
 
 
@@ -47,8 +61,9 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
     return options.parser(PROG).parse_known_args(argv)
 
 
-def run(argv: Sequence[str] | None = None, save_main_session: bool = True,
-        test_pipeline: beam.Pipeline | None = None) -> PipelineResult:
+def run(
+    argv: Sequence[str] | None = None, save_main_session: bool = True, test_pipeline: beam.Pipeline | None = None
+) -> PipelineResult:
     """Build and run the job; waits for it to finish and returns the result (its metrics hold the counters)."""
     args, beam_options = launch.split_args(parse_known_args, argv, save_main_session)
     job = make_import_job(args)

@@ -33,6 +33,7 @@ model")::
     python -m pipelines.synthesize --runner=DirectRunner --input /data/imgs --output /data/SYNTH-PEDES-MLLM \\
         --captioner mllm --mllm_server http://HOST:8000/v1 --mllm_model HuggingFaceTB/SmolVLM-256M-Instruct
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,10 +56,21 @@ from spac.corpus import filters as corpus_filters
 
 PROG = "python -m pipelines.synthesize"
 # every counter of the sum (read = decoded + dead_lettered = ...), zeros included, so the summary adds up
-SUMMARY = ("read", "decoded", "dead_lettered", "written", "already_complete",
-           *(f"filtered_{reason}" for reason in corpus_filters.REASONS))
-OUTPUTS = (layout.JOB_NAME, layout.MANIFEST_NAME, layout.DATASET_NAME, layout.DEAD_LETTER_NAME,
-           layout.FILTER_REPORT_NAME)
+SUMMARY = (
+    "read",
+    "decoded",
+    "dead_lettered",
+    "written",
+    "already_complete",
+    *(f"filtered_{reason}" for reason in corpus_filters.REASONS),
+)
+OUTPUTS = (
+    layout.JOB_NAME,
+    layout.MANIFEST_NAME,
+    layout.DATASET_NAME,
+    layout.DEAD_LETTER_NAME,
+    layout.FILTER_REPORT_NAME,
+)
 
 
 def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -66,8 +78,9 @@ def parse_known_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, li
     return options.parser(PROG).parse_known_args(argv)
 
 
-def run(argv: Sequence[str] | None = None, save_main_session: bool = True,
-        test_pipeline: beam.Pipeline | None = None) -> PipelineResult:
+def run(
+    argv: Sequence[str] | None = None, save_main_session: bool = True, test_pipeline: beam.Pipeline | None = None
+) -> PipelineResult:
     """Build and run the job; waits for it to finish and returns the result (its metrics hold the counters)."""
     args, beam_options = launch.split_args(parse_known_args, argv, save_main_session)
     job = make_job(args, beam_options.view_as(StandardOptions).runner)

@@ -6,6 +6,7 @@ The dataset's JSON file is found (``--input`` names it or the folder holding it)
 FileSystems: a few bytes of a file of any size) and checked against that first entry, so a wrong file
 stops before the job starts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,11 +29,19 @@ from spac.sources.json_lists import JsonListError, SkippedEntry, iter_json_list
 
 SYNTHPEDES = "synthpedes"
 # format -> the layout of its entries (spac.sources.caption_files' names for the human-captioned ones)
-LAYOUTS = {SYNTHPEDES: SYNTHPEDES, "cuhk-pedes": caption_datasets.REID_RAW, "icfg-pedes": caption_datasets.REID_RAW,
-           "rstpreid": caption_datasets.RSTPREID}
+LAYOUTS = {
+    SYNTHPEDES: SYNTHPEDES,
+    "cuhk-pedes": caption_datasets.REID_RAW,
+    "icfg-pedes": caption_datasets.REID_RAW,
+    "rstpreid": caption_datasets.RSTPREID,
+}
 # the file names the datasets are released under -> their format
-FILE_NAMES = {layout.DATASET_NAME: SYNTHPEDES, "reid_raw.json": "cuhk-pedes", "ICFG_PEDES.json": "icfg-pedes",
-              "data_captions.json": "rstpreid"}
+FILE_NAMES = {
+    layout.DATASET_NAME: SYNTHPEDES,
+    "reid_raw.json": "cuhk-pedes",
+    "ICFG_PEDES.json": "icfg-pedes",
+    "data_captions.json": "rstpreid",
+}
 COMPRESSED_SUFFIXES = (".gz", ".bz2")
 HUMAN_IMAGES = "imgs"  # the image folder beside the JSON file of CUHK-PEDES, ICFG-PEDES and RSTPReid
 RELEASED = "released"  # the attribute mode of SYNTH-PEDES: its released attributes are kept
@@ -79,14 +88,19 @@ def find_annotations(location: str, fmt: str | None) -> str:
         return location
     if "://" not in location and not os.path.isdir(location):
         raise InputError(f"--input {location} does not exist")
-    found = [FileSystems.join(location, name + suffix) for name, name_format in FILE_NAMES.items()
-             if fmt is None or name_format == fmt for suffix in ("", *COMPRESSED_SUFFIXES)]
+    found = [
+        FileSystems.join(location, name + suffix)
+        for name, name_format in FILE_NAMES.items()
+        if fmt is None or name_format == fmt
+        for suffix in ("", *COMPRESSED_SUFFIXES)
+    ]
     found = [path for path in found if FileSystems.exists(path)]
     if len(found) != 1:
         names = ", ".join(name for name, f in FILE_NAMES.items() if fmt is None or f == fmt)
         problem = "holds none of" if not found else f"holds several ({', '.join(map(posixpath.basename, found))}) of"
-        raise InputError(f"--input {location} {problem} {names}; name the JSON file" +
-                         ("" if fmt else " (or pass --format)"))
+        raise InputError(
+            f"--input {location} {problem} {names}; name the JSON file" + ("" if fmt else " (or pass --format)")
+        )
     return found[0]
 
 
@@ -130,16 +144,22 @@ def detect_format(path: str, fmt: str | None, entry: Any) -> str:
     chosen = fmt or named
     if chosen is None:
         if found is None:
-            raise InputError(f"--input {path}: cannot tell the format from the first entry (keys {keys}); "
-                             f"pass --format ({', '.join(FORMATS)})")
+            raise InputError(
+                f"--input {path}: cannot tell the format from the first entry (keys {keys}); "
+                f"pass --format ({', '.join(FORMATS)})"
+            )
         if found == caption_datasets.REID_RAW:
-            raise InputError(f"--input {path}: entries in the CUHK-PEDES / ICFG-PEDES layout; pass --format "
-                             "cuhk-pedes or --format icfg-pedes")
+            raise InputError(
+                f"--input {path}: entries in the CUHK-PEDES / ICFG-PEDES layout; pass --format "
+                "cuhk-pedes or --format icfg-pedes"
+            )
         chosen = next(f for f, layout_name in LAYOUTS.items() if layout_name == found)
     if found is not None and found != LAYOUTS[chosen]:
         how = "--format" if fmt else "the file name"
-        raise InputError(f"--input {path}: {how} says {chosen}, but the first entry (keys {keys}) is not in its "
-                         "layout; pass the right --format")
+        raise InputError(
+            f"--input {path}: {how} says {chosen}, but the first entry (keys {keys}) is not in its "
+            "layout; pass the right --format"
+        )
     return chosen
 
 
@@ -155,8 +175,9 @@ def _split(args: argparse.Namespace, fmt: str) -> str | None:
 def _attributes(args: argparse.Namespace, fmt: str) -> str:
     if fmt == SYNTHPEDES:
         if args.attributes is not None:
-            raise InputError(f"--attributes {args.attributes}: SYNTH-PEDES keeps its released attributes "
-                             "(leave --attributes out)")
+            raise InputError(
+                f"--attributes {args.attributes}: SYNTH-PEDES keeps its released attributes (leave --attributes out)"
+            )
         return RELEASED
     return args.attributes or "mine"
 
@@ -169,8 +190,9 @@ def _images(args: argparse.Namespace, annotations: str, fmt: str) -> str:
         images = folder if fmt == SYNTHPEDES else FileSystems.join(folder, HUMAN_IMAGES)
     # Object stores have no folders, so only a local one can be checked before the job starts.
     if "://" not in images and not os.path.isdir(images):
-        raise InputError(f"--images {images} is not a folder" + ("" if args.images else
-                         f" (the default for {fmt}; pass --images)"))
+        raise InputError(
+            f"--images {images} is not a folder" + ("" if args.images else f" (the default for {fmt}; pass --images)")
+        )
     return images
 
 
@@ -182,9 +204,18 @@ def make_import_job(args: argparse.Namespace) -> ImportJob:
     annotations = find_annotations(args.input, args.format)
     fmt = detect_format(annotations, args.format, first_entry(annotations))
     prefix = checked_prefix(args.prefix or fmt.replace("-", ""))
-    return ImportJob(format=fmt, annotations=annotations, images=_images(args, annotations, fmt), output=args.output,
-                     split=_split(args, fmt), attributes=_attributes(args, fmt), shard_size=args.shard_size,
-                     prefix=prefix, max_pixels=args.max_pixels, max_file_bytes=args.max_file_bytes)
+    return ImportJob(
+        format=fmt,
+        annotations=annotations,
+        images=_images(args, annotations, fmt),
+        output=args.output,
+        split=_split(args, fmt),
+        attributes=_attributes(args, fmt),
+        shard_size=args.shard_size,
+        prefix=prefix,
+        max_pixels=args.max_pixels,
+        max_file_bytes=args.max_file_bytes,
+    )
 
 
 def fingerprint(job: ImportJob) -> dict[str, Any]:

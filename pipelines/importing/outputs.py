@@ -9,6 +9,7 @@
 
 Shards and ``manifest.json`` are written by the shared sink (:mod:`pipelines.shared.shard_sink`).
 """
+
 from __future__ import annotations
 
 import json

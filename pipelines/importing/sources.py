@@ -17,6 +17,7 @@ loaded, ``jpg``. An entry that leaves the job early becomes a dead letter ``{"pa
 - :class:`MineAttributes`: labels of a human-captioned image from its captions (:mod:`spac.mining.labels`).
 - :func:`assign_shard`: consecutive blocks of ``--shard_size`` positions, numbered densely.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -83,8 +84,9 @@ class ReadEntries(beam.DoFn):
                     if isinstance(entry, SkippedEntry):  # too long, too deep, not valid Unicode: this entry only
                         counter("malformed").inc()
                         counter("dead_lettered").inc()
-                        yield beam.pvalue.TaggedOutput(DEAD_LETTER, entry_letter(path, index, STAGE_PARSE,
-                                                                                 entry.reason))
+                        yield beam.pvalue.TaggedOutput(
+                            DEAD_LETTER, entry_letter(path, index, STAGE_PARSE, entry.reason)
+                        )
                         continue
                     split = entry.get("split") if isinstance(entry, dict) else None
                     if self._split is not None and isinstance(split, str) and split != self._split:
@@ -134,11 +136,16 @@ def released_record(entry: Any, images: str, schema: Schema) -> Parsed:
     prompts = _kept(released.prompt_caption)
     out = set(released.attributes.out_of_schema)
     record = {
-        "key": make_key(file_path), "id": released.id, "file_path": file_path,
-        "attributes": {g: {"value": released.attributes.values[g], "confidence": None, IN_SCHEMA_KEY: g not in out}
-                       for g in GROUPS},
-        "captions": [t for _, t in captions], "styles": [RELEASED_STYLE.format(i + 1) for i, _ in captions],
-        "prompt_caption": [t for _, t in prompts[:1]], "source": FileSystems.join(images, file_path),
+        "key": make_key(file_path),
+        "id": released.id,
+        "file_path": file_path,
+        "attributes": {
+            g: {"value": released.attributes.values[g], "confidence": None, IN_SCHEMA_KEY: g not in out} for g in GROUPS
+        },
+        "captions": [t for _, t in captions],
+        "styles": [RELEASED_STYLE.format(i + 1) for i, _ in captions],
+        "prompt_caption": [t for _, t in prompts[:1]],
+        "source": FileSystems.join(images, file_path),
     }
     dropped = len(released.captions) - len(captions) + len(released.prompt_caption) - len(prompts[:1])
     return Parsed(record, [[g, released.attributes.values[g]] for g in GROUPS if g in out], dropped)
@@ -155,15 +162,21 @@ def human_record(entry: Any, layout_name: str, images: str) -> Parsed:
     except ValueError as exc:
         raise InputError(str(exc).removeprefix(f"{_ENTRY_SOURCE}: ").removeprefix("entry 0: ")) from None
     if parsed.format != layout_name:
-        raise InputError(f"an entry in the {caption_datasets.FORMAT_NAMES[parsed.format]} layout, expected "
-                         f"{caption_datasets.FORMAT_NAMES[layout_name]}")
+        raise InputError(
+            f"an entry in the {caption_datasets.FORMAT_NAMES[parsed.format]} layout, expected "
+            f"{caption_datasets.FORMAT_NAMES[layout_name]}"
+        )
     caption_record = parsed.records[0]
     file_path = stored_file_path(caption_record.file_path)
     captions = [t for _, t in _kept(caption_record.captions)]
     record = {
-        "key": make_key(file_path), "id": caption_record.id, "file_path": file_path,
+        "key": make_key(file_path),
+        "id": caption_record.id,
+        "file_path": file_path,
         "attributes": {g: {"value": UNKNOWN, "confidence": None} for g in GROUPS},
-        "captions": captions, "styles": [HUMAN_STYLE] * len(captions), "prompt_caption": [],
+        "captions": captions,
+        "styles": [HUMAN_STYLE] * len(captions),
+        "prompt_caption": [],
         "source": FileSystems.join(images, file_path),
     }
     return Parsed(record, [], len(caption_record.captions) - len(captions))
@@ -230,8 +243,12 @@ class DropDuplicates(beam.DoFn):
             counter("dead_lettered").inc()
             same = item["record"]["file_path"] == first["record"]["file_path"]
             what = "the same file_path" if same else f"key {key} (file_path {first['record']['file_path']!r})"
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, entry_letter(
-                self._annotations, item["entry"], STAGE_DEDUPE, f"{what} as entry {first['entry']}, which is kept"))
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTER,
+                entry_letter(
+                    self._annotations, item["entry"], STAGE_DEDUPE, f"{what} as entry {first['entry']}, which is kept"
+                ),
+            )
         yield first
 
 
@@ -289,9 +306,15 @@ class MineAttributes(beam.DoFn):
                 item = batch[0]
                 counter("mining_failed").inc()
                 counter("dead_lettered").inc()
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, entry_letter(
-                    item["record"]["source"], item["entry"], STAGE_MINE,
-                    "its captions could not be read for attributes"))
+                yield beam.pvalue.TaggedOutput(
+                    DEAD_LETTER,
+                    entry_letter(
+                        item["record"]["source"],
+                        item["entry"],
+                        STAGE_MINE,
+                        "its captions could not be read for attributes",
+                    ),
+                )
                 return
             for item in batch:  # find the one that fails
                 yield from self.process([item])
@@ -313,4 +336,3 @@ def assign_shard(item: dict[str, Any], blocks: Sequence[int], shard_size: int) -
         counter("entries_out_of_schema").inc()
     index = bisect.bisect_left(blocks, block_of(item, shard_size))
     return index, {"__key__": item["record"]["key"], "jpg": item["jpg"], "json": item["record"]}
-

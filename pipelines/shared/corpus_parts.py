@@ -11,6 +11,7 @@ step are part numbers: O(shards + buckets).
 The same input gives the same bytes: entries inside a part are in key order, letters inside a bucket
 are sorted, parts are joined in index order.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator

@@ -1,6 +1,7 @@
 """Dead letters: every record a job leaves out, as ``{"path", "stage", "reason"}`` (a job may add fields) on the
 tagged output :data:`DEAD_LETTER`, written to ``deadletter.jsonl`` through bucket parts
 (:mod:`pipelines.shared.corpus_parts`), so no element ever holds every letter."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,9 @@ def letter_line(letter: Mapping[str, Any]) -> str:
     return json.dumps(dict(letter), sort_keys=True, ensure_ascii=False)
 
 
-def _positioned_line(letter: Mapping[str, Any], position_of: Callable[[Mapping[str, Any]], int] | None
-                     ) -> tuple[int, str]:
+def _positioned_line(
+    letter: Mapping[str, Any], position_of: Callable[[Mapping[str, Any]], int] | None
+) -> tuple[int, str]:
     return (position_of(letter) if position_of is not None else 0), letter_line(letter)
 
 
@@ -54,16 +56,22 @@ class WriteDeadLetterFile(beam.PTransform):
     the same bytes.
     """
 
-    def __init__(self, output: str, name: str = layout.DEAD_LETTER_NAME,
-                 position_of: Callable[[Mapping[str, Any]], int] | None = None):
+    def __init__(
+        self,
+        output: str,
+        name: str = layout.DEAD_LETTER_NAME,
+        position_of: Callable[[Mapping[str, Any]], int] | None = None,
+    ):
         super().__init__()
         self._output, self._name, self._position_of = output, name, position_of
 
     def expand(self, letters: beam.PCollection) -> beam.PCollection:
-        return (letters
-                | "LetterLines" >> beam.Map(_positioned_line, self._position_of)
-                | "BucketLetters" >> beam.Map(_bucketed, self._position_of is not None)
-                | "GroupLetterBuckets" >> beam.GroupByKey()
-                | "WriteLetterParts" >> beam.Map(corpus_parts.write_dead_letter_bucket, self._output)
-                | "CollectLetterBuckets" >> beam.combiners.ToList()
-                | "AssembleDeadLetters" >> beam.Map(corpus_parts.assemble_dead_letters, self._output, self._name))
+        return (
+            letters
+            | "LetterLines" >> beam.Map(_positioned_line, self._position_of)
+            | "BucketLetters" >> beam.Map(_bucketed, self._position_of is not None)
+            | "GroupLetterBuckets" >> beam.GroupByKey()
+            | "WriteLetterParts" >> beam.Map(corpus_parts.write_dead_letter_bucket, self._output)
+            | "CollectLetterBuckets" >> beam.combiners.ToList()
+            | "AssembleDeadLetters" >> beam.Map(corpus_parts.assemble_dead_letters, self._output, self._name)
+        )

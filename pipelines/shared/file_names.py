@@ -1,5 +1,6 @@
 """One spelling per file name that an input lists (a manifest row's ``path``, a released entry's ``file_path``),
 so that ``a/./b.jpg``, ``a//b.jpg`` and ``a/b.jpg`` are one file with one key, and a duplicate is found."""
+
 from __future__ import annotations
 
 import posixpath

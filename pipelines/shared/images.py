@@ -1,6 +1,7 @@
 """The bytes of one image file for the jobs' decode step, under the shared decode policy (:mod:`shards.images`):
 a local file is opened only if it is a regular file (a FIFO named like an image would block ``open()``
 forever; a device never ends), a remote one through Beam's FileSystems; at most ``max_bytes`` either way."""
+
 from __future__ import annotations
 
 from apache_beam.io.filesystem import CompressionTypes

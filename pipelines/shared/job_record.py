@@ -10,6 +10,7 @@ On a rerun into the same folder: the same fingerprint resumes (complete shards a
 one, or files of a run without ``job.json``, is refused with the differing settings named, unless
 ``overwrite`` removes the earlier run's files first: only names the job writes, never anything else.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,13 @@ from shards import layout, remote
 
 # the corpus-wide files of every job that writes a corpus folder (synthesis, import), so a rerun of
 # either job recognises, refuses or removes the other's
-CORPUS_NAMES = (layout.MANIFEST_NAME, layout.DATASET_NAME, layout.DEAD_LETTER_NAME, layout.FILTER_REPORT_NAME,
-                layout.IMPORT_REPORT_NAME)
+CORPUS_NAMES = (
+    layout.MANIFEST_NAME,
+    layout.DATASET_NAME,
+    layout.DEAD_LETTER_NAME,
+    layout.FILTER_REPORT_NAME,
+    layout.IMPORT_REPORT_NAME,
+)
 
 
 def record_bytes(record: Mapping[str, Any]) -> bytes:
@@ -67,8 +73,10 @@ def _refusal(output: str, problem: str | None, earlier: list[str]) -> str:
     """Why a folder whose settings cannot be read is refused (an unreadable job.json, or files without one)."""
     if problem is not None:
         return f"--output {output}: {problem}; {REMEDY}"
-    return (f"--output {output} holds files of a run without {layout.JOB_NAME} ({earlier[0]}, ...), made with "
-            f"unknown settings; {REMEDY}")
+    return (
+        f"--output {output} holds files of a run without {layout.JOB_NAME} ({earlier[0]}, ...), made with "
+        f"unknown settings; {REMEDY}"
+    )
 
 
 def prepare_output(output: str, record: Mapping[str, Any], overwrite: bool = False) -> list[str]:
@@ -97,7 +105,9 @@ def prepare_output(output: str, record: Mapping[str, Any], overwrite: bool = Fal
             fs.rm(remote.join(fs, root, name))
     else:
         if earlier and problem is None and previous is not None:
-            check_same_settings(f"--output {output}", previous, current, f"rerun with its settings to resume it, {REMEDY}")
+            check_same_settings(
+                f"--output {output}", previous, current, f"rerun with its settings to resume it, {REMEDY}"
+            )
         elif earlier:
             raise InputError(_refusal(output, problem, earlier))
         for name in temporaries:  # no worker runs yet, so every temporary left here belongs to a run that died

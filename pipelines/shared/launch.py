@@ -1,6 +1,7 @@
 """How a job starts and what it prints: its own flags split from Beam's, job.json written, the graph built and
 run, then the counters and the files it wrote. Each job's entry point is these steps with its own parser,
 settings, fingerprint, graph and counter namespace."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,9 @@ from shards import remote
 ParseKnownArgs = Callable[[Sequence[str]], tuple[argparse.Namespace, list[str]]]
 
 
-def split_args(parse_known_args: ParseKnownArgs, argv: Sequence[str] | None, save_main_session: bool
-               ) -> tuple[argparse.Namespace, PipelineOptions]:
+def split_args(
+    parse_known_args: ParseKnownArgs, argv: Sequence[str] | None, save_main_session: bool
+) -> tuple[argparse.Namespace, PipelineOptions]:
     """(the job's flags, Beam's options made from the rest only); InputError names a flag neither knows."""
     args, rest = parse_known_args(list(sys.argv[1:] if argv is None else argv))
     unknown = unknown_flags(rest)
@@ -32,9 +34,14 @@ def split_args(parse_known_args: ParseKnownArgs, argv: Sequence[str] | None, sav
     return args, options
 
 
-def run_job(options: PipelineOptions, build: Callable[[beam.Pipeline, Any], None], job: Any,
-            fingerprint: Mapping[str, Any], overwrite: bool, test_pipeline: beam.Pipeline | None = None
-            ) -> PipelineResult:
+def run_job(
+    options: PipelineOptions,
+    build: Callable[[beam.Pipeline, Any], None],
+    job: Any,
+    fingerprint: Mapping[str, Any],
+    overwrite: bool,
+    test_pipeline: beam.Pipeline | None = None,
+) -> PipelineResult:
     """Write job.json (see :mod:`pipelines.shared.job_record`), build ``job``'s graph and run it to the end."""
     if not options.view_as(TestOptions).dry_run:  # a dry run writes nothing (and may not reach the bucket)
         job_record.prepare_output(job.output, fingerprint, overwrite=overwrite)
@@ -45,8 +52,9 @@ def run_job(options: PipelineOptions, build: Callable[[beam.Pipeline, Any], None
     return result
 
 
-def print_counters(result: PipelineResult, found: Mapping[str, int], zeros: Iterable[str],
-                   hidden: tuple[str, ...] = ()) -> None:
+def print_counters(
+    result: PipelineResult, found: Mapping[str, int], zeros: Iterable[str], hidden: tuple[str, ...] = ()
+) -> None:
     """``state:``, then every counter (those in ``zeros`` also when 0, so a summary adds up) but those whose
     name starts with one of ``hidden``; no counters for a runner without metrics (a Dataflow dry run)."""
     print(f"state: {result.state}")

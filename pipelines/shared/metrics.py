@@ -3,6 +3,7 @@
 Every job passes its namespace (the shared steps take it as an argument), so two jobs' counters never mix.
 Outside a pipeline the counters are no-ops.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -7,6 +7,7 @@ none of them another job's, and sets its own defaults of the shared ones (``pars
 is imported, no flag is defined twice. None is ``required=True``: Beam's one parser would demand it of every
 job; a job's checks name a missing one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,39 +28,64 @@ class CorpusJobOptions(PipelineOptions):
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group("corpus")
         group.add_argument(
-            "--input", default=None,
+            "--input",
+            default=None,
             help="what the job reads, on any Beam filesystem (local, gs://, s3://); the description above says "
-                 "what it takes, and its default or that it is required")
+            "what it takes, and its default or that it is required",
+        )
         group.add_argument(
-            "--output", default=None,
+            "--output",
+            default=None,
             help="corpus folder (local path or fsspec URL) for job.json, the shards (<prefix>-%%06d.tar, "
-                 ".parquet, _stats.json), manifest.json, deadletter.jsonl and the job's report (the description "
-                 "above gives its default or says it is required; relative to the working folder). job.json "
-                 "records every setting "
-                 "that changes the corpus (the description above says which): a rerun with the same settings "
-                 "resumes, skipping complete shards; with other settings it stops with an error naming them "
-                 "(see --overwrite). Other files in the folder are left alone")
+            ".parquet, _stats.json), manifest.json, deadletter.jsonl and the job's report (the description "
+            "above gives its default or says it is required; relative to the working folder). job.json "
+            "records every setting "
+            "that changes the corpus (the description above says which): a rerun with the same settings "
+            "resumes, skipping complete shards; with other settings it stops with an error naming them "
+            "(see --overwrite). Other files in the folder are left alone",
+        )
         group.add_argument(
-            "--overwrite", action="store_true",
+            "--overwrite",
+            action="store_true",
             help="when --output holds a corpus made with other settings (or without job.json), remove that "
-                 "run's files first: its shards, its corpus files (manifest.json, the dataset JSON, "
-                 "deadletter.jsonl, its report) and job.json, and nothing else; also forces a fresh write with "
-                 "the same settings")
-        group.add_argument("--shard_size", "--shard-size", dest="shard_size", type=positive_int, default=10_000,
-                           help="samples per WebDataset shard (default: %(default)s; a shard holds fewer when "
-                                "some of its samples were dead-lettered)")
-        group.add_argument("--prefix", default=None,
-                           help="shard file prefix (letters, digits, '_' and inner '-'); the description above "
-                                "gives the job's default")
-        group.add_argument("--max_pixels", "--max-pixels", dest="max_pixels", type=positive_int,
-                           default=DEFAULT_MAX_PIXELS,
-                           help="refuse (dead-letter) an image that would decode to more pixels than this; a large "
-                                "JPEG is first decoded at a reduced scale, so only its reduced size counts "
-                                "(default: %(default)s)")
-        group.add_argument("--max_file_bytes", "--max-file-bytes", dest="max_file_bytes", type=positive_int,
-                           default=DEFAULT_MAX_BYTES,
-                           help="refuse (dead-letter) an image file larger than this many bytes, without reading "
-                                "it whole (default: %(default)s)")
+            "run's files first: its shards, its corpus files (manifest.json, the dataset JSON, "
+            "deadletter.jsonl, its report) and job.json, and nothing else; also forces a fresh write with "
+            "the same settings",
+        )
+        group.add_argument(
+            "--shard_size",
+            "--shard-size",
+            dest="shard_size",
+            type=positive_int,
+            default=10_000,
+            help="samples per WebDataset shard (default: %(default)s; a shard holds fewer when "
+            "some of its samples were dead-lettered)",
+        )
+        group.add_argument(
+            "--prefix",
+            default=None,
+            help="shard file prefix (letters, digits, '_' and inner '-'); the description above "
+            "gives the job's default",
+        )
+        group.add_argument(
+            "--max_pixels",
+            "--max-pixels",
+            dest="max_pixels",
+            type=positive_int,
+            default=DEFAULT_MAX_PIXELS,
+            help="refuse (dead-letter) an image that would decode to more pixels than this; a large "
+            "JPEG is first decoded at a reduced scale, so only its reduced size counts "
+            "(default: %(default)s)",
+        )
+        group.add_argument(
+            "--max_file_bytes",
+            "--max-file-bytes",
+            dest="max_file_bytes",
+            type=positive_int,
+            default=DEFAULT_MAX_BYTES,
+            help="refuse (dead-letter) an image file larger than this many bytes, without reading "
+            "it whole (default: %(default)s)",
+        )
 
 
 def job_parser(options: type[PipelineOptions], prog: str, description: str, epilog: str) -> OneLineArgumentParser:

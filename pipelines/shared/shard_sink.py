@@ -4,6 +4,7 @@ the shard numbers (a small element, whatever the corpus size), and the small cor
 The shard writer can also write its shard's part of ``synthpedes_dataset.json`` (released SYNTH-PEDES
 format), assembled from the parts by :mod:`pipelines.shared.corpus_parts`.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,13 @@ from shards.writer import shard_is_complete, write_shard
 
 def released_entry(record: Mapping[str, Any]) -> dict[str, Any]:
     """One entry of the released ``synthpedes_dataset.json``."""
-    return {"id": record["id"], "file_path": record["file_path"], "attributes": [released_attributes(record)],
-            "captions": list(record["captions"]), "prompt_caption": list(record["prompt_caption"])}
+    return {
+        "id": record["id"],
+        "file_path": record["file_path"],
+        "attributes": [released_attributes(record)],
+        "captions": list(record["captions"]),
+        "prompt_caption": list(record["prompt_caption"]),
+    }
 
 
 class WriteShard(beam.DoFn):
@@ -49,9 +55,16 @@ class WriteShard(beam.DoFn):
         for sample in samples:  # sorted by (key, source)
             if kept and kept[-1]["__key__"] == sample["__key__"]:
                 counter(self._namespace, "dropped_key_collision").inc()
-                letters.append(beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
-                    sample["json"]["source"], layout.STAGE_WRITE,
-                    f"key {sample['__key__']} already taken by {kept[-1]['json']['source']}")))
+                letters.append(
+                    beam.pvalue.TaggedOutput(
+                        DEAD_LETTER,
+                        dead_letter(
+                            sample["json"]["source"],
+                            layout.STAGE_WRITE,
+                            f"key {sample['__key__']} already taken by {kept[-1]['json']['source']}",
+                        ),
+                    )
+                )
             else:
                 kept.append(sample)
         return kept, letters
@@ -63,12 +76,16 @@ class WriteShard(beam.DoFn):
         fs, root = remote.resolve(self._output)
         stats = read_stats(fs, root, layout.shard_stem(index, self._prefix))
         return (stats.get("count"), stats.get("first_key"), stats.get("last_key")) == (
-            len(samples), samples[0]["__key__"], samples[-1]["__key__"])
+            len(samples),
+            samples[0]["__key__"],
+            samples[-1]["__key__"],
+        )
 
     def process(self, grouped: tuple[int, Iterable[dict]]) -> Iterator[Any]:
         index, samples = grouped
         samples, collisions = self._split_key_collisions(
-            sorted(samples, key=lambda s: (s["__key__"], s["json"]["source"])))
+            sorted(samples, key=lambda s: (s["__key__"], s["json"]["source"]))
+        )
         yield from collisions
         if self._already_written(index, samples):
             counter(self._namespace, "already_complete").inc(len(samples))
@@ -76,8 +93,11 @@ class WriteShard(beam.DoFn):
             write_shard(self._output, index, samples, self._prefix)
             counter(self._namespace, "written").inc(len(samples))
         if self._dataset_parts:
-            corpus_parts.write_part(self._output, corpus_parts.dataset_part_name(index), ",\n".join(
-                json.dumps(released_entry(s["json"]), ensure_ascii=False) for s in samples))
+            corpus_parts.write_part(
+                self._output,
+                corpus_parts.dataset_part_name(index),
+                ",\n".join(json.dumps(released_entry(s["json"]), ensure_ascii=False) for s in samples),
+            )
         yield index
 
 

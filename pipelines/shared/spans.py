@@ -1,4 +1,5 @@
 """The ``attribute_spans`` both jobs store beside a record's texts, so that training need not run spaCy."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

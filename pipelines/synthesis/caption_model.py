@@ -10,6 +10,7 @@ client, or a model loaded once per worker process, or once per worker machine wi
 The stage's counters (``mllm_requested``, ``mllm_kept``, ``mllm_rejected_<reason>``, ``mllm_failed_<kind>``,
 ``mllm_fallback``, ``mllm_unfilled``) go to the synthesis job's namespace, with its ``caption`` stage timer.
 """
+
 from __future__ import annotations
 
 import time
@@ -34,11 +35,22 @@ class CaptionModelHandler(ModelHandler[dict, dict, TextGenerator]):
     """Batches of ``model.batch_size`` records; ``sentences``, ``seed`` and ``styles`` are the job's, so a text
     the model does not get right falls back to the caption the template stage writes for that slot."""
 
-    def __init__(self, model: CaptionModel, sentences: Sentences | None, seed: int,
-                 styles: Sequence[str] | None = None, *, share_model: bool = False,
-                 model_copies: int | None = None) -> None:
-        super().__init__(min_batch_size=model.batch_size, max_batch_size=model.batch_size, large_model=share_model,
-                         model_copies=model_copies)
+    def __init__(
+        self,
+        model: CaptionModel,
+        sentences: Sentences | None,
+        seed: int,
+        styles: Sequence[str] | None = None,
+        *,
+        share_model: bool = False,
+        model_copies: int | None = None,
+    ) -> None:
+        super().__init__(
+            min_batch_size=model.batch_size,
+            max_batch_size=model.batch_size,
+            large_model=share_model,
+            model_copies=model_copies,
+        )
         self._model = model
         self._sentences = sentences
         self._seed = seed
@@ -54,12 +66,17 @@ class CaptionModelHandler(ModelHandler[dict, dict, TextGenerator]):
             self._stage = captioner, self._model.settings(captioner, self._seed)
         return self._stage
 
-    def run_inference(self, batch: Sequence[dict], model: TextGenerator,
-                      inference_args: dict[str, Any] | None = None) -> list[dict]:
+    def run_inference(
+        self, batch: Sequence[dict], model: TextGenerator, inference_args: dict[str, Any] | None = None
+    ) -> list[dict]:
         captioner, settings = self._captioner_and_settings()
         start = time.perf_counter_ns()
-        items = [caption_item(r["key"], r["jpg"], GivenAttributes.from_record(r["attributes"]), captioner,
-                              self._seed, self._styles) for r in batch]
+        items = [
+            caption_item(
+                r["key"], r["jpg"], GivenAttributes.from_record(r["attributes"]), captioner, self._seed, self._styles
+            )
+            for r in batch
+        ]
         outcomes = generate_checked(items, model, settings)
         counter(MICROS_PREFIX + STAGE).inc((time.perf_counter_ns() - start) // 1000)
         counter(IMAGES_PREFIX + STAGE).inc(len(batch))

@@ -7,6 +7,7 @@ the templates as fallback: :mod:`pipelines.synthesis.caption_model`) -> shard as
 (:mod:`pipelines.synthesis.ordering`) -> shard writing (complete shards skipped) -> manifest.json (exactly this
 run's shards), synthpedes_dataset.json, deadletter.jsonl, filter_report.json.
 """
+
 from __future__ import annotations
 
 import apache_beam as beam
@@ -27,69 +28,113 @@ from shards import layout
 def build(pipeline: beam.Pipeline, job: Job) -> None:
     """Add the whole synthesis graph to ``pipeline``."""
     refs, layout_letters = sources.read_refs(pipeline, job.input, job.limit, job.max_file_bytes)
-    decoded = (refs | "Distribute" >> beam.Reshuffle()
-               | "DecodeImage" >> beam.ParDo(transforms.DecodeImage(job.max_pixels, job.max_file_bytes)).with_outputs(
-                   DEAD, main="images"))
+    decoded = (
+        refs
+        | "Distribute" >> beam.Reshuffle()
+        | "DecodeImage"
+        >> beam.ParDo(transforms.DecodeImage(job.max_pixels, job.max_file_bytes)).with_outputs(DEAD, main="images")
+    )
 
-    handler = KeyedModelHandler(SpacPredictorHandler(job.predictor, job.device, job.batch_size, job.torch_threads,
-                                                     max_batch_size=job.max_batch_size, share_model=job.share_model,
-                                                     model_copies=job.model_copies,
-                                                     with_embeddings=job.cleaning is not None))
-    predicted = (decoded.images
-                 | "KeyForInference" >> beam.Map(transforms.keyed_for_inference)
-                 | "RunInference" >> RunInference(handler)
-                 | "AttachPrediction" >> beam.Map(transforms.attach_prediction))
+    handler = KeyedModelHandler(
+        SpacPredictorHandler(
+            job.predictor,
+            job.device,
+            job.batch_size,
+            job.torch_threads,
+            max_batch_size=job.max_batch_size,
+            share_model=job.share_model,
+            model_copies=job.model_copies,
+            with_embeddings=job.cleaning is not None,
+        )
+    )
+    predicted = (
+        decoded.images
+        | "KeyForInference" >> beam.Map(transforms.keyed_for_inference)
+        | "RunInference" >> RunInference(handler)
+        | "AttachPrediction" >> beam.Map(transforms.attach_prediction)
+    )
 
-    per_image = predicted | "FilterImage" >> beam.ParDo(
-        transforms.FilterImage(job.filters.max_unknown)).with_outputs(DEAD, main="images")
+    per_image = predicted | "FilterImage" >> beam.ParDo(transforms.FilterImage(job.filters.max_unknown)).with_outputs(
+        DEAD, main="images"
+    )
     images, cleaning_letters = per_image.images, []
     if job.cleaning is not None:
         cleaned = per_image.images | "CleanIdentities" >> CleanIdentities(job.cleaning)
         images, cleaning_letters = cleaned.images, [cleaned[DEAD]]
-    per_identity = (images
-                    | "KeyByIdentity" >> beam.Map(lambda record: (record["identity"], record))
-                    | "GroupByIdentity" >> beam.GroupByKey()
-                    | "FilterIdentity" >> beam.ParDo(transforms.FilterIdentity(job.filters)).with_outputs(
-                        DEAD, transforms.SIZES, main="images"))
+    per_identity = (
+        images
+        | "KeyByIdentity" >> beam.Map(lambda record: (record["identity"], record))
+        | "GroupByIdentity" >> beam.GroupByKey()
+        | "FilterIdentity"
+        >> beam.ParDo(transforms.FilterIdentity(job.filters)).with_outputs(DEAD, transforms.SIZES, main="images")
+    )
     if job.caption_model is not None:
-        captioned = per_identity.images | "CaptionWithModel" >> RunInference(CaptionModelHandler(
-            job.caption_model, job.sentences, job.seed, job.styles, share_model=job.share_model,
-            model_copies=job.model_copies))
+        captioned = per_identity.images | "CaptionWithModel" >> RunInference(
+            CaptionModelHandler(
+                job.caption_model,
+                job.sentences,
+                job.seed,
+                job.styles,
+                share_model=job.share_model,
+                model_copies=job.model_copies,
+            )
+        )
     elif job.sentences is None:
         captioned = per_identity.images | "Caption" >> beam.Map(transforms.add_captions, job.seed, job.styles)
     else:
-        captioned = per_identity.images | "Caption" >> beam.ParDo(transforms.AddCaptions(
-            job.seed, job.styles, job.sentences.text, job.sentences.option.path, job.sentences.option.add))
+        captioned = per_identity.images | "Caption" >> beam.ParDo(
+            transforms.AddCaptions(
+                job.seed, job.styles, job.sentences.text, job.sentences.option.path, job.sentences.option.add
+            )
+        )
 
     placements = identity_placements(per_identity[transforms.SIZES])
-    written = ({"records": captioned | "KeyCaptionedByIdentity" >> beam.Map(lambda r: (r["identity"], r)),
-                "placement": placements}
-               | "JoinPlacements" >> beam.CoGroupByKey()
-               | "PlaceSamples" >> beam.FlatMap(ordering.place_samples, job.shard_size)
-               | "GroupByShard" >> beam.GroupByKey()
-               | "WriteShards" >> beam.ParDo(WriteShard(job.output, job.prefix, transforms.NAMESPACE)).with_outputs(
-                   DEAD, main="indices"))
+    written = (
+        {
+            "records": captioned | "KeyCaptionedByIdentity" >> beam.Map(lambda r: (r["identity"], r)),
+            "placement": placements,
+        }
+        | "JoinPlacements" >> beam.CoGroupByKey()
+        | "PlaceSamples" >> beam.FlatMap(ordering.place_samples, job.shard_size)
+        | "GroupByShard" >> beam.GroupByKey()
+        | "WriteShards"
+        >> beam.ParDo(WriteShard(job.output, job.prefix, transforms.NAMESPACE)).with_outputs(DEAD, main="indices")
+    )
 
     # Whole-corpus elements below hold shard numbers, bucket numbers or counts per reason: never samples.
     shard_indices = written.indices | "CollectShards" >> beam.combiners.ToList()
     _ = shard_indices | "WriteManifest" >> beam.Map(finish_manifest, job.output, job.prefix)
     _ = shard_indices | "WriteDatasetJson" >> beam.Map(
-        corpus_parts.assemble_dataset_json, job.output, layout.DATASET_NAME)
+        corpus_parts.assemble_dataset_json, job.output, layout.DATASET_NAME
+    )
 
-    letters = ((layout_letters, decoded[DEAD], per_image[DEAD], *cleaning_letters, per_identity[DEAD], written[DEAD])
-               | "AllDeadLetters" >> beam.Flatten())
+    letters = (
+        layout_letters,
+        decoded[DEAD],
+        per_image[DEAD],
+        *cleaning_letters,
+        per_identity[DEAD],
+        written[DEAD],
+    ) | "AllDeadLetters" >> beam.Flatten()
     _ = letters | "WriteDeadLetters" >> WriteDeadLetterFile(job.output)
-    _ = (letters | "ReportKeys" >> beam.Map(outputs.report_counts)
-         | "CountReasons" >> beam.combiners.Count.PerElement()
-         | "CollectReasonCounts" >> beam.combiners.ToList()
-         | "WriteFilterReport" >> beam.Map(outputs.write_filter_report, job.output, job.filters))
+    _ = (
+        letters
+        | "ReportKeys" >> beam.Map(outputs.report_counts)
+        | "CountReasons" >> beam.combiners.Count.PerElement()
+        | "CollectReasonCounts" >> beam.combiners.ToList()
+        | "WriteFilterReport" >> beam.Map(outputs.write_filter_report, job.output, job.filters)
+    )
 
 
 def identity_placements(sizes: beam.PCollection) -> beam.PCollection:
     """(identity, (id, first position)) from (identity, kept count): see :mod:`pipelines.synthesis.ordering`."""
-    buckets = (sizes | "BucketIdentities" >> beam.Map(ordering.bucketed_count)
-               | "GroupIdentityBuckets" >> beam.GroupByKey())
-    offsets = (buckets | "BucketTotals" >> beam.Map(ordering.bucket_totals)
-               | "CollectBucketTotals" >> beam.combiners.ToList()
-               | "BucketOffsets" >> beam.Map(ordering.bucket_offsets))
+    buckets = (
+        sizes | "BucketIdentities" >> beam.Map(ordering.bucketed_count) | "GroupIdentityBuckets" >> beam.GroupByKey()
+    )
+    offsets = (
+        buckets
+        | "BucketTotals" >> beam.Map(ordering.bucket_totals)
+        | "CollectBucketTotals" >> beam.combiners.ToList()
+        | "BucketOffsets" >> beam.Map(ordering.bucket_offsets)
+    )
     return buckets | "PlaceIdentities" >> beam.FlatMap(ordering.place_bucket, beam.pvalue.AsSingleton(offsets))

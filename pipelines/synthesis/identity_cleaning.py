@@ -16,6 +16,7 @@ the corpus:
 
 Every DoFn sorts what it receives, so the output does not depend on bundle order.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -186,25 +187,35 @@ class CleanIdentities(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         config = self._config
-        split = (records
-                 | "KeyByIdentity" >> beam.Map(lambda record: (record["identity"], record))
-                 | "GroupByIdentity" >> beam.GroupByKey()
-                 | "SplitOutliers" >> beam.ParDo(SplitIdentity(config)).with_outputs(_CENTRES, main="records"))
-        edges = (split[_CENTRES]
-                 | "ToBuckets" >> beam.ParDo(ToBuckets(config))
-                 | "GroupByBucket" >> beam.GroupByKey()
-                 | "ScoreBuckets" >> beam.FlatMap(bucket_edges, config.merge_similarity))
+        split = (
+            records
+            | "KeyByIdentity" >> beam.Map(lambda record: (record["identity"], record))
+            | "GroupByIdentity" >> beam.GroupByKey()
+            | "SplitOutliers" >> beam.ParDo(SplitIdentity(config)).with_outputs(_CENTRES, main="records")
+        )
+        edges = (
+            split[_CENTRES]
+            | "ToBuckets" >> beam.ParDo(ToBuckets(config))
+            | "GroupByBucket" >> beam.GroupByKey()
+            | "ScoreBuckets" >> beam.FlatMap(bucket_edges, config.merge_similarity)
+        )
         # a pair found in several LSH tables comes once per table: _start_label's set() keeps one
-        state = (edges
-                 | "BothDirections" >> beam.FlatMap(_both_directions)
-                 | "GroupNeighbours" >> beam.GroupByKey()
-                 | "StartLabels" >> beam.Map(_start_label))
+        state = (
+            edges
+            | "BothDirections" >> beam.FlatMap(_both_directions)
+            | "GroupNeighbours" >> beam.GroupByKey()
+            | "StartLabels" >> beam.Map(_start_label)
+        )
         for round_ in range(LABEL_ROUNDS):
-            state = (state
-                     | f"SendLabels{round_}" >> beam.FlatMap(_send_labels)
-                     | f"GatherLabels{round_}" >> beam.GroupByKey()
-                     | f"TakeMinLabel{round_}" >> beam.ParDo(TakeMinLabel(round_ == LABEL_ROUNDS - 1)))
+            state = (
+                state
+                | f"SendLabels{round_}" >> beam.FlatMap(_send_labels)
+                | f"GatherLabels{round_}" >> beam.GroupByKey()
+                | f"TakeMinLabel{round_}" >> beam.ParDo(TakeMinLabel(round_ == LABEL_ROUNDS - 1))
+            )
         canonical = state | "CanonicalNames" >> beam.Map(lambda item: (item[0], item[1][0]))
-        return ({"records": split.records, "canonical": canonical}
-                | "JoinCanonical" >> beam.CoGroupByKey()
-                | "Rename" >> beam.ParDo(JoinCanonical()).with_outputs(DEAD_LETTER, main=IMAGES))
+        return (
+            {"records": split.records, "canonical": canonical}
+            | "JoinCanonical" >> beam.CoGroupByKey()
+            | "Rename" >> beam.ParDo(JoinCanonical()).with_outputs(DEAD_LETTER, main=IMAGES)
+        )

@@ -18,6 +18,7 @@ Each image becomes an :class:`ImageRef`: its source (a path, or ``<shard>#<key>`
 for a webdataset sample), its released-style ``file_path`` relative to the input root, its identity label
 and its corpus key (``[A-Za-z0-9_-]``, unique per file_path).
 """
+
 from __future__ import annotations
 
 import csv
@@ -128,9 +129,11 @@ def detect_format(location: str) -> str:
 
 def _check_identity_rule(identity_field: str | None, identity_pattern: str | None) -> None:
     if (identity_field is None) == (identity_pattern is None):
-        raise InputError("a webdataset input needs one of --identity_field NAME (a field of each sample's json) "
-                         "or --identity_pattern REGEX (one group, searched in each sample's key)"
-                         + (", not both" if identity_field is not None else ""))
+        raise InputError(
+            "a webdataset input needs one of --identity_field NAME (a field of each sample's json) "
+            "or --identity_pattern REGEX (one group, searched in each sample's key)"
+            + (", not both" if identity_field is not None else "")
+        )
     if identity_field is not None and not identity_field.strip():
         raise InputError("--identity_field: empty field name")
     if identity_pattern is not None:
@@ -139,8 +142,10 @@ def _check_identity_rule(identity_field: str | None, identity_pattern: str | Non
         except regex.error as exc:
             raise InputError(f"--identity_pattern {identity_pattern!r}: not a regular expression ({exc})") from None
         if groups != 1:
-            raise InputError(f"--identity_pattern {identity_pattern!r}: needs exactly one capturing group (the "
-                             f"identity), has {groups}")
+            raise InputError(
+                f"--identity_pattern {identity_pattern!r}: needs exactly one capturing group (the "
+                f"identity), has {groups}"
+            )
 
 
 def shard_paths(pattern: str) -> list[str]:
@@ -168,12 +173,18 @@ def _webdataset_spec(location: str, identity_field: str | None, identity_pattern
             raise InputError(f"input {location} is a file but not a {TAR_SUFFIX} shard")
         if not any(os.path.isfile(path) for path in shard_paths(pattern)):
             raise InputError(f"input {location}: no {TAR_SUFFIX} shard found")
-    return InputSpec(root=root, pattern=pattern, format="webdataset", identity_field=identity_field,
-                     identity_pattern=identity_pattern)
+    return InputSpec(
+        root=root,
+        pattern=pattern,
+        format="webdataset",
+        identity_field=identity_field,
+        identity_pattern=identity_pattern,
+    )
 
 
-def resolve_input(location: str, input_format: str = "auto", identity_field: str | None = None,
-                  identity_pattern: str | None = None) -> InputSpec:
+def resolve_input(
+    location: str, input_format: str = "auto", identity_field: str | None = None, identity_pattern: str | None = None
+) -> InputSpec:
     """Classify ``--input`` (see :func:`detect_format` for ``auto``); InputError when a local folder,
     manifest or shard does not exist, or when the identity flags do not fit the input kind."""
     if input_format not in INPUT_FORMATS:
@@ -208,14 +219,16 @@ def _folder_or_manifest(location: str) -> InputSpec:
     if missing:
         raise InputError(f"input folder {location} does not exist")
     if "://" not in location and not os.path.isdir(location):
-        raise InputError(f"input {location} is a file but not a manifest (expected a folder, a glob or a "
-                         f"{', '.join(MANIFEST_SUFFIXES)} file)")
+        raise InputError(
+            f"input {location} is a file but not a manifest (expected a folder, a glob or a "
+            f"{', '.join(MANIFEST_SUFFIXES)} file)"
+        )
     return InputSpec(root=location, pattern=FileSystems.join(location, "**"))
 
 
 def ref_from_path(root: str, path: str) -> ImageRef | str:
     """The ImageRef of a matched file, or a reason string when it sits outside the folder layout."""
-    relative = path[len(root):].lstrip("/") if path.startswith(root) else path
+    relative = path[len(root) :].lstrip("/") if path.startswith(root) else path
     parts = relative.split("/")
     if len(parts) not in (2, 3) or not all(parts):
         return "path not in the <root>/[<part>/]<identity>/<image> layout"
@@ -224,12 +237,12 @@ def ref_from_path(root: str, path: str) -> ImageRef | str:
 
 def is_beside_identities(root: str, path: str) -> bool:
     """A file directly in the root (a labels file, a README): not an image of any identity."""
-    return "/" not in path[len(root):].lstrip("/") if path.startswith(root) else False
+    return "/" not in path[len(root) :].lstrip("/") if path.startswith(root) else False
 
 
 def luperson_nl_ref(root: str, path: str) -> ImageRef | str:
     """The ImageRef of a LUPerson-NL image (identity: its video folder and pid), or a reason string."""
-    relative = path[len(root):].lstrip("/") if path.startswith(root) else path
+    relative = path[len(root) :].lstrip("/") if path.startswith(root) else path
     parts = relative.split("/")
     if len(parts) < 2 or not all(parts):
         return f"path not in the LUPerson-NL layout {LUPERSON_NL_LAYOUT}"
@@ -288,8 +301,9 @@ def _identity_of(sample: ShardSample, spec: InputSpec) -> tuple[str | None, str 
         try:
             found = regex.search(spec.identity_pattern, sample.key, timeout=IDENTITY_PATTERN_SECONDS)
         except TimeoutError:
-            raise IdentityPatternTimedOut(f"identity pattern timed out after {IDENTITY_PATTERN_SECONDS} s on key "
-                                          f"{sample.key[:80]!r}") from None
+            raise IdentityPatternTimedOut(
+                f"identity pattern timed out after {IDENTITY_PATTERN_SECONDS} s on key {sample.key[:80]!r}"
+            ) from None
         if found is None or not found[1]:
             return None, f"key {sample.key!r} does not match --identity_pattern {spec.identity_pattern!r}"
         return found[1], None
@@ -356,11 +370,15 @@ def read_image_list(path: str) -> list[ImageRef]:
         try:
             file_path = one_spelling(stored)
         except PathOutsideRoot:
-            raise InputError(f"{path}: row {number}: {row['path']} (identity {identity}) would be stored as "
-                             f"{posixpath.normpath(stored)}, outside the corpus root; give a path inside the "
-                             "manifest's folder") from None
+            raise InputError(
+                f"{path}: row {number}: {row['path']} (identity {identity}) would be stored as "
+                f"{posixpath.normpath(stored)}, outside the corpus root; give a path inside the "
+                "manifest's folder"
+            ) from None
         ref = refs.setdefault(file_path, ImageRef(source, file_path, identity, make_key(file_path)))
         if (ref.source, ref.identity) != (source, identity):
-            raise InputError(f"{path}: row {number}: {image} would be stored as {file_path}, like {ref.source} "
-                             f"(identity {ref.identity}) listed before it")
+            raise InputError(
+                f"{path}: row {number}: {image} would be stored as {file_path}, like {ref.source} "
+                f"(identity {ref.identity}) listed before it"
+            )
     return list(refs.values())

@@ -1,5 +1,6 @@
 """The synthesis job's validated settings: flags in, a frozen ``Job`` out, every bad value named in one line (an
 :class:`~common.errors.InputError`); and its fingerprint, the settings that enter job.json."""
+
 from __future__ import annotations
 
 import argparse
@@ -61,9 +62,15 @@ class CaptionModel:
 
     def settings(self, with_captioner: captioner.Captioner, seed: int) -> GenerationSettings:
         """The stage's settings, with the prompts of ``with_captioner``'s sentence library."""
-        return GenerationSettings(prompt_book(with_captioner), texts_per_image=self.texts, seed=seed,
-                                  min_confidence=self.min_confidence, min_words=self.min_words,
-                                  max_words=self.max_words, schema=with_captioner.schema)
+        return GenerationSettings(
+            prompt_book(with_captioner),
+            texts_per_image=self.texts,
+            seed=seed,
+            min_confidence=self.min_confidence,
+            min_words=self.min_words,
+            max_words=self.max_words,
+            schema=with_captioner.schema,
+        )
 
 
 @dataclass(frozen=True)
@@ -153,8 +160,10 @@ def _device(name: str, local: bool) -> str:
 
 def _max_batch_size(max_batch_size: int | None, batch_size: int) -> int | None:
     if max_batch_size is not None and max_batch_size < batch_size:
-        raise InputError(f"--max_batch_size: {max_batch_size} is below --batch_size {batch_size} (every batch is "
-                         "padded to --batch_size, so a smaller cap only pads)")
+        raise InputError(
+            f"--max_batch_size: {max_batch_size} is below --batch_size {batch_size} (every batch is "
+            "padded to --batch_size, so a smaller cap only pads)"
+        )
     return max_batch_size
 
 
@@ -162,15 +171,30 @@ def _cleaning(args: argparse.Namespace) -> CleaningConfig | None:
     if getattr(args, "identity_cleaning", "off") == "off":
         return None
     try:
-        return CleaningConfig(outlier_similarity=args.outlier_similarity, merge_similarity=args.merge_similarity,
-                              lsh_tables=args.lsh_tables, lsh_bits=args.lsh_bits)
+        return CleaningConfig(
+            outlier_similarity=args.outlier_similarity,
+            merge_similarity=args.merge_similarity,
+            lsh_tables=args.lsh_tables,
+            lsh_bits=args.lsh_bits,
+        )
     except ValueError as exc:
         raise InputError(f"--identity_cleaning: {exc}") from None
 
 
-MLLM_FLAGS = ("mllm_model", "mllm_server", "mllm_texts", "mllm_api_key_env", "mllm_timeout", "mllm_concurrency",
-              "mllm_batch_size", "mllm_min_confidence", "mllm_min_words", "mllm_max_words", "mllm_temperature",
-              "mllm_seed")
+MLLM_FLAGS = (
+    "mllm_model",
+    "mllm_server",
+    "mllm_texts",
+    "mllm_api_key_env",
+    "mllm_timeout",
+    "mllm_concurrency",
+    "mllm_batch_size",
+    "mllm_min_confidence",
+    "mllm_min_words",
+    "mllm_max_words",
+    "mllm_temperature",
+    "mllm_seed",
+)
 SERVER_FLAGS = ("mllm_api_key_env", "mllm_timeout", "mllm_concurrency")
 
 
@@ -187,8 +211,10 @@ def _caption_model(args: argparse.Namespace, device: str) -> CaptionModel | None
             raise InputError(f"--{given[0]} needs --captioner mllm")
         return None
     if args.mllm_model is None:
-        raise InputError("--captioner mllm needs --mllm_model (the model a --mllm_server serves, else a hub name "
-                         "or local folder to load in the workers)")
+        raise InputError(
+            "--captioner mllm needs --mllm_model (the model a --mllm_server serves, else a hub name "
+            "or local folder to load in the workers)"
+        )
     if args.mllm_server is None and (server_only := [name for name in SERVER_FLAGS if name in given]):
         raise InputError(f"--{server_only[0]} applies to --mllm_server only")
     if args.mllm_server is not None:
@@ -197,13 +223,24 @@ def _caption_model(args: argparse.Namespace, device: str) -> CaptionModel | None
         except InputError as exc:
             raise InputError(f"--mllm_server: {exc}") from None
     decoding = DecodingSettings(temperature=_given(args.mllm_temperature, 0.0), seed=_given(args.mllm_seed, 0))
-    backend = Backend(args.mllm_model, args.mllm_server, _given(args.mllm_api_key_env, DEFAULT_API_KEY_ENV),
-                      _given(args.mllm_timeout, DEFAULT_TIMEOUT_S), _given(args.mllm_concurrency, DEFAULT_CONCURRENCY),
-                      device, _given(args.mllm_batch_size, DEFAULT_BATCH_SIZE), decoding)
-    return CaptionModel(backend, _given(args.mllm_texts, DEFAULT_TEXTS),
-                        _given(args.mllm_min_confidence, DEFAULT_MIN_CONFIDENCE),
-                        _given(args.mllm_min_words, DEFAULT_MIN_WORDS), _given(args.mllm_max_words, DEFAULT_MAX_WORDS),
-                        _given(args.mllm_batch_size, DEFAULT_BATCH_SIZE))
+    backend = Backend(
+        args.mllm_model,
+        args.mllm_server,
+        _given(args.mllm_api_key_env, DEFAULT_API_KEY_ENV),
+        _given(args.mllm_timeout, DEFAULT_TIMEOUT_S),
+        _given(args.mllm_concurrency, DEFAULT_CONCURRENCY),
+        device,
+        _given(args.mllm_batch_size, DEFAULT_BATCH_SIZE),
+        decoding,
+    )
+    return CaptionModel(
+        backend,
+        _given(args.mllm_texts, DEFAULT_TEXTS),
+        _given(args.mllm_min_confidence, DEFAULT_MIN_CONFIDENCE),
+        _given(args.mllm_min_words, DEFAULT_MIN_WORDS),
+        _given(args.mllm_max_words, DEFAULT_MAX_WORDS),
+        _given(args.mllm_batch_size, DEFAULT_BATCH_SIZE),
+    )
 
 
 def _generation(job: Job) -> GenerationSettings:
@@ -217,21 +254,40 @@ def _generation(job: Job) -> GenerationSettings:
 def make_job(args: argparse.Namespace, runner: str | None) -> Job:
     """Check every setting before the job starts; InputError names the first bad one."""
     local = is_local_runner(runner)
-    spec = resolve_input(args.input, getattr(args, "input_format", "auto"), getattr(args, "identity_field", None),
-                         getattr(args, "identity_pattern", None))
+    spec = resolve_input(
+        args.input,
+        getattr(args, "input_format", "auto"),
+        getattr(args, "identity_field", None),
+        getattr(args, "identity_pattern", None),
+    )
     if spec.manifest is not None and "://" not in spec.manifest:
         read_image_list(spec.manifest)  # a bad row stops here in one line, not as a traceback from the workers
-    filters = corpus_filters.FilterConfig(args.max_unknown, args.gender_vote, args.min_images, args.max_images,
-                                          args.seed)
+    filters = corpus_filters.FilterConfig(
+        args.max_unknown, args.gender_vote, args.min_images, args.max_images, args.seed
+    )
     predictor, device = _check_predictor(args.predictor, local), _device(args.device, local)
-    job = Job(input=spec, output=args.output, predictor=predictor, device=device, batch_size=args.batch_size,
-              torch_threads=args.torch_threads, shard_size=args.shard_size, prefix=checked_prefix(args.prefix),
-              seed=args.seed, filters=filters, styles=_styles(args.styles), max_pixels=args.max_pixels,
-              max_file_bytes=args.max_file_bytes, sentences=read_sentences(args.sentences),
-              max_batch_size=_max_batch_size(args.max_batch_size, args.batch_size),
-              share_model=args.share_model or args.model_copies is not None, model_copies=args.model_copies,
-              limit=getattr(args, "limit", None), cleaning=_cleaning(args),
-              caption_model=_caption_model(args, device))
+    job = Job(
+        input=spec,
+        output=args.output,
+        predictor=predictor,
+        device=device,
+        batch_size=args.batch_size,
+        torch_threads=args.torch_threads,
+        shard_size=args.shard_size,
+        prefix=checked_prefix(args.prefix),
+        seed=args.seed,
+        filters=filters,
+        styles=_styles(args.styles),
+        max_pixels=args.max_pixels,
+        max_file_bytes=args.max_file_bytes,
+        sentences=read_sentences(args.sentences),
+        max_batch_size=_max_batch_size(args.max_batch_size, args.batch_size),
+        share_model=args.share_model or args.model_copies is not None,
+        model_copies=args.model_copies,
+        limit=getattr(args, "limit", None),
+        cleaning=_cleaning(args),
+        caption_model=_caption_model(args, device),
+    )
     if job.caption_model is not None:
         _generation(job)  # texts, words and prompts checked together before the job starts
     return job
@@ -261,6 +317,9 @@ def fingerprint(job: Job) -> dict[str, Any]:
         # the library file's contents decide the third texts, not where it lies
         "sentences": {"mode": job.sentences.option.mode, "sha256": job.sentences.sha256} if job.sentences else None,
         # only with --captioner mllm, so a template job keeps the fingerprint it always had
-        **({"generator": job.caption_model.backend.describe(), "generation": _generation(job).describe()}
-           if job.caption_model is not None else {}),
+        **(
+            {"generator": job.caption_model.backend.describe(), "generation": _generation(job).describe()}
+            if job.caption_model is not None
+            else {}
+        ),
     }

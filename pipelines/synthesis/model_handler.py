@@ -22,6 +22,7 @@ On CUDA the forward runs under autocast (bf16 on compute capability 8.0 and newe
 before, e.g. T4) with the model and each batch in channels_last memory format. On the CPU neither is used,
 so CPU predictions are exactly what they were.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,8 +68,13 @@ class LoadedPredictor:
     so everything a batch needs happens in one call of :meth:`predict_encoded`.
     """
 
-    def __init__(self, predictor: AttributePredictor, batch_size: int, with_embeddings: bool = False,
-                 acceleration: Acceleration = Acceleration()):
+    def __init__(
+        self,
+        predictor: AttributePredictor,
+        batch_size: int,
+        with_embeddings: bool = False,
+        acceleration: Acceleration = Acceleration(),
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self._predictor = predictor
@@ -82,7 +88,7 @@ class LoadedPredictor:
         """One prediction per encoded image, in order; the model always sees ``[batch_size, 3, H, W]``."""
         predictions: list[Any] = []
         for start in range(0, len(batch), self._batch_size):
-            predictions += self._predict_chunk(batch[start:start + self._batch_size])
+            predictions += self._predict_chunk(batch[start : start + self._batch_size])
         return predictions
 
     def _predict_chunk(self, chunk: Sequence[bytes]) -> list[Any]:
@@ -104,8 +110,11 @@ class LoadedPredictor:
         if acceleration.channels_last:
             padded = padded.contiguous(memory_format=torch.channels_last)  # kept by predict_tensors' .to(device)
         keywords = {"with_embeddings": True} if self._with_embeddings else {}
-        autocast = (torch.autocast(device_type="cuda", dtype=acceleration.autocast_dtype)
-                    if acceleration.autocast_dtype is not None else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(device_type="cuda", dtype=acceleration.autocast_dtype)
+            if acceleration.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
         with autocast:
             predictions = self._predictor.predict_tensors(padded, **keywords)
         return list(predictions[:count])
@@ -120,24 +129,40 @@ class SpacPredictorHandler(ModelHandler[bytes, PredictionResult, LoadedPredictor
     ``with_embeddings`` asks the predictor for its image embeddings too.
     """
 
-    def __init__(self, predictor_path: str | None = None, device: str = "cpu", batch_size: int = 32,
-                 torch_threads: int | None = None, *, max_batch_size: int | None = None,
-                 min_batch_size: int | None = None,
-                 share_model: bool = False, model_copies: int | None = None, with_embeddings: bool = False):
+    def __init__(
+        self,
+        predictor_path: str | None = None,
+        device: str = "cpu",
+        batch_size: int = 32,
+        torch_threads: int | None = None,
+        *,
+        max_batch_size: int | None = None,
+        min_batch_size: int | None = None,
+        share_model: bool = False,
+        model_copies: int | None = None,
+        with_embeddings: bool = False,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         max_batch_size = batch_size if max_batch_size is None else max_batch_size
         min_batch_size = batch_size if min_batch_size is None else min_batch_size
         if max_batch_size < batch_size:
-            raise ValueError(f"max_batch_size ({max_batch_size}) must be at least batch_size ({batch_size}): "
-                             "every batch is padded to batch_size")
+            raise ValueError(
+                f"max_batch_size ({max_batch_size}) must be at least batch_size ({batch_size}): "
+                "every batch is padded to batch_size"
+            )
         if not 1 <= min_batch_size <= max_batch_size:
-            raise ValueError(f"min_batch_size must be between 1 and max_batch_size ({max_batch_size}), "
-                             f"got {min_batch_size}")
+            raise ValueError(
+                f"min_batch_size must be between 1 and max_batch_size ({max_batch_size}), got {min_batch_size}"
+            )
         if model_copies is not None and model_copies < 1:
             raise ValueError(f"model_copies must be at least 1, got {model_copies}")
-        super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size, large_model=share_model,
-                         model_copies=model_copies)
+        super().__init__(
+            min_batch_size=min_batch_size,
+            max_batch_size=max_batch_size,
+            large_model=share_model,
+            model_copies=model_copies,
+        )
         self._predictor_path = predictor_path
         self._device = device
         self._batch_size = batch_size
@@ -153,8 +178,9 @@ class SpacPredictorHandler(ModelHandler[bytes, PredictionResult, LoadedPredictor
             torch.set_num_threads(self._torch_threads)  # process-wide, like torch's own setting
         return self.wrap(load_predictor(self._predictor_path, device=self._device))
 
-    def run_inference(self, batch: Sequence[bytes], model: LoadedPredictor,
-                      inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
+    def run_inference(
+        self, batch: Sequence[bytes], model: LoadedPredictor, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[PredictionResult]:
         predictions = model.predict_encoded(list(batch))  # one call, also through a shared model's proxy
         return [PredictionResult(example, prediction) for example, prediction in zip(batch, predictions)]
 

@@ -19,6 +19,7 @@ It is a distributed zip-with-index over identities:
 
 No element, side input or list grows with the corpus beyond O(buckets + one identity).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
@@ -57,8 +58,9 @@ def bucket_offsets(totals: Iterable[tuple[int, int, int]]) -> dict[int, tuple[in
     return offsets
 
 
-def place_bucket(grouped: tuple[int, Iterable[tuple[str, int]]],
-                     offsets: Mapping[int, tuple[int, int]]) -> Iterator[tuple[str, tuple[int, int]]]:
+def place_bucket(
+    grouped: tuple[int, Iterable[tuple[str, int]]], offsets: Mapping[int, tuple[int, int]]
+) -> Iterator[tuple[str, tuple[int, int]]]:
     """(identity, (identity id, position of its first image)) for every identity of one bucket."""
     bucket, counts = grouped
     identity_id, position = offsets[bucket]

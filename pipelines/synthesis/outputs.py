@@ -1,6 +1,7 @@
 """The synthesis job's own corpus file: ``filter_report.json``, written from counts per reason (a small element,
 whatever the corpus size). Shards, ``manifest.json``, the dataset JSON and the dead letters are written by the
 shared sink (:mod:`pipelines.shared`)."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,9 @@ def report_counts(letter: Mapping[str, str]) -> tuple[str, str]:
     return letter["stage"], corpus_filters.reason_kind(letter["reason"])
 
 
-def write_filter_report(counts: Iterable[tuple[tuple[str, str], int]], output: str,
-                        config: corpus_filters.FilterConfig) -> str:
+def write_filter_report(
+    counts: Iterable[tuple[tuple[str, str], int]], output: str, config: corpus_filters.FilterConfig
+) -> str:
     """Counts per reason of the images left out (filters: every reason listed, zeros included), from
     ``((stage, reason category), count)`` pairs."""
     filtered: dict[str, int] = {}
@@ -26,8 +28,13 @@ def write_filter_report(counts: Iterable[tuple[tuple[str, str], int]], output: s
         table = filtered if stage == "filter" else dead
         table[reason] = table.get(reason, 0) + count
     report = {
-        "thresholds": {"max_unknown": config.max_unknown, "gender_vote": config.gender_vote,
-                       "min_images": config.min_images, "max_images": config.max_images, "seed": config.seed},
+        "thresholds": {
+            "max_unknown": config.max_unknown,
+            "gender_vote": config.gender_vote,
+            "min_images": config.min_images,
+            "max_images": config.max_images,
+            "seed": config.seed,
+        },
         "dead_lettered": dict(sorted(dead.items())),
         "filtered": {reason: filtered.get(reason, 0) for reason in corpus_filters.REASONS},
     }

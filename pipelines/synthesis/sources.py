@@ -12,6 +12,7 @@ letters, and ``--limit``.
 ``Top.Smallest(N)`` over the keys alone (an accumulator of N strings, bounded by the flag, not the corpus),
 whose largest key is a one-string side input that every ref is compared with.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,9 +68,11 @@ class ReadShard(beam.DoFn):
             counter("identity_pattern_timeouts").inc()
             if not self._warned:
                 self._warned = True
-                logging.warning("%s: that sample is dead-lettered; the counter identity_pattern_timeouts counts "
-                                "them (a pattern that times out on most keys makes the job crawl: fix the pattern)",
-                                exc)
+                logging.warning(
+                    "%s: that sample is dead-lettered; the counter identity_pattern_timeouts counts "
+                    "them (a pattern that times out on most keys makes the job crawl: fix the pattern)",
+                    exc,
+                )
             return str(exc)
 
     def process(self, shard: str) -> Iterator[Any]:
@@ -106,35 +109,45 @@ class _WithinLimit(beam.DoFn):
 
 def limit_refs(refs: beam.PCollection, limit: int) -> beam.PCollection:
     """The refs with the ``limit`` smallest keys (more only when keys repeat: collisions are dealt with later)."""
-    last_key = (refs | "LimitKeys" >> beam.Map(lambda ref: ref.key)
-                | "SmallestKeys" >> beam.combiners.Top.Smallest(limit)
-                | "LastKeyWithinLimit" >> beam.Map(_largest))
+    last_key = (
+        refs
+        | "LimitKeys" >> beam.Map(lambda ref: ref.key)
+        | "SmallestKeys" >> beam.combiners.Top.Smallest(limit)
+        | "LastKeyWithinLimit" >> beam.Map(_largest)
+    )
     return refs | "WithinLimit" >> beam.ParDo(_WithinLimit(), beam.pvalue.AsSingleton(last_key))
 
 
 def _matched(pipeline: beam.Pipeline, spec: InputSpec, ref_of: Any) -> tuple[beam.PCollection, beam.PCollection]:
-    matched = (pipeline | "MatchFiles" >> fileio.MatchFiles(spec.pattern)
-               | "ToImageRefs" >> beam.ParDo(transforms.ToImageRefs(spec.root, ref_of)).with_outputs(
-                   DEAD_LETTER, main="refs"))
+    matched = (
+        pipeline
+        | "MatchFiles" >> fileio.MatchFiles(spec.pattern)
+        | "ToImageRefs" >> beam.ParDo(transforms.ToImageRefs(spec.root, ref_of)).with_outputs(DEAD_LETTER, main="refs")
+    )
     return matched.refs, matched[DEAD_LETTER]
 
 
-def read_refs(pipeline: beam.Pipeline, spec: InputSpec, limit: int | None = None,
-              max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[beam.PCollection, beam.PCollection]:
+def read_refs(
+    pipeline: beam.Pipeline, spec: InputSpec, limit: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[beam.PCollection, beam.PCollection]:
     """(image refs, dead letters of what could not become one) for any input kind; ``limit``: only the
     refs with the N smallest keys. ``max_bytes`` bounds a webdataset member read into memory (pass
     ``--max_file_bytes``; the decode step applies it to every image again)."""
     if spec.format == "webdataset":
-        read = (pipeline | "ShardPattern" >> beam.Create([spec.pattern])
-                | "ListShards" >> beam.FlatMap(shard_paths)
-                | "DistributeShards" >> beam.Reshuffle()
-                | "ReadShards" >> beam.ParDo(ReadShard(spec, max_bytes)).with_outputs(DEAD_LETTER, main="refs"))
+        read = (
+            pipeline
+            | "ShardPattern" >> beam.Create([spec.pattern])
+            | "ListShards" >> beam.FlatMap(shard_paths)
+            | "DistributeShards" >> beam.Reshuffle()
+            | "ReadShards" >> beam.ParDo(ReadShard(spec, max_bytes)).with_outputs(DEAD_LETTER, main="refs")
+        )
         refs, letters = read.refs, read[DEAD_LETTER]
     elif spec.format == "luperson_nl":
         refs, letters = _matched(pipeline, spec, luperson_nl_ref)
     elif spec.manifest is not None:
-        refs = (pipeline | "ManifestPath" >> beam.Create([spec.manifest])
-                | "ReadManifest" >> beam.FlatMap(read_image_list))
+        refs = (
+            pipeline | "ManifestPath" >> beam.Create([spec.manifest]) | "ReadManifest" >> beam.FlatMap(read_image_list)
+        )
         letters = pipeline | "NoLayoutErrors" >> beam.Create([])
     else:
         refs, letters = _matched(pipeline, spec, ref_from_path)

@@ -6,6 +6,7 @@ The per-image steps count ``stage_images_<stage>`` and ``stage_us_<stage>`` (mic
 second of worker time summed over all workers: what one worker process sustains in that stage, so the
 slowest stage is the one to give more workers (or a GPU).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -43,7 +44,7 @@ def stage_metrics(result: Any) -> dict[str, int]:
 
 def stage_rates(counters: Mapping[str, int]) -> list[tuple[str, int, float]]:
     """(stage, images, images per second of worker time) for every stage that saw an image, in job order."""
-    timed = {name[len(IMAGES_PREFIX):] for name in counters if name.startswith(IMAGES_PREFIX)}
+    timed = {name[len(IMAGES_PREFIX) :] for name in counters if name.startswith(IMAGES_PREFIX)}
     rows = []
     for stage in [s for s in STAGES if s in timed or s == "inference"] + sorted(timed - set(STAGES)):
         if stage == "inference":
@@ -57,5 +58,7 @@ def stage_rates(counters: Mapping[str, int]) -> list[tuple[str, int, float]]:
 
 def format_stage_rates(rows: list[tuple[str, int, float]]) -> str:
     """One line per stage, ``images/s <stage>: <rate> (<images> images, <seconds> s of worker time)``."""
-    return "\n".join(f"images/s {stage}: {rate:.1f} ({images} images, {images / rate:.3f} s of worker time)"
-                     for stage, images, rate in rows)
+    return "\n".join(
+        f"images/s {stage}: {rate:.1f} ({images} images, {images / rate:.3f} s of worker time)"
+        for stage, images, rate in rows
+    )

@@ -5,6 +5,7 @@ JPEG) and, once predicted, ``attributes`` (``{group: {"value", "confidence"}}``)
 their ``attribute_spans``.
 Every image that leaves the job early becomes a dead-letter dict ``{"path", "stage", "reason"}``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,8 +62,12 @@ class ToImageRefs(beam.DoFn):
         except UnicodeEncodeError:  # os.listdir's surrogateescape: the name is not UTF-8 on disk
             counter("read").inc()
             counter("dead_lettered").inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
-                json_safe_path(path), STAGE_READ, "file name is not valid UTF-8 (rename the file to keep it)"))
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTER,
+                dead_letter(
+                    json_safe_path(path), STAGE_READ, "file name is not valid UTF-8 (rename the file to keep it)"
+                ),
+            )
             return
         if is_beside_identities(self._root, path):
             counter("ignored_beside_identities").inc()
@@ -94,8 +99,9 @@ class DecodeImage(beam.DoFn):
         try:
             # a webdataset sample carries its bytes; a file is read under the decode policy (a FIFO never opened)
             data = ref.data if ref.data is not None else read_image_file(ref.source, self._max_bytes)
-            jpg = encode_image(decode_image(data, min_size=IMAGE_SIZE, max_pixels=self._max_pixels,
-                                            max_bytes=self._max_bytes))
+            jpg = encode_image(
+                decode_image(data, min_size=IMAGE_SIZE, max_pixels=self._max_pixels, max_bytes=self._max_bytes)
+            )
         except (ImageRejected, OSError) as exc:  # OSError: the file could not be read at all
             counter("dead_lettered").inc()
             reason = str(exc) if isinstance(exc, ImageRejected) else f"unreadable file: {error_line(exc)}"
@@ -113,8 +119,13 @@ def attach_prediction(keyed: tuple[dict, PredictionResult]) -> dict:
     """Store the predicted attributes in the record as ``{group: {"value", "confidence"}}``."""
     record, result = keyed
     prediction = result.inference
-    attributes = {g: {"value": prediction.attributes[g],
-                      "confidence": round(float(prediction.confidences[g]), CONFIDENCE_DECIMALS)} for g in GROUPS}
+    attributes = {
+        g: {
+            "value": prediction.attributes[g],
+            "confidence": round(float(prediction.confidences[g]), CONFIDENCE_DECIMALS),
+        }
+        for g in GROUPS
+    }
     if prediction.embedding is None:
         return {**record, "attributes": attributes}
     # only with --identity_cleaning on; the cleaning stage removes it again, shards never see it
@@ -158,8 +169,10 @@ class FilterIdentity(beam.DoFn):
             taken = by_key.setdefault(record["key"], record)
             if taken is not record:  # two files of one identity with one key (a 64-bit digest collision)
                 counter("dropped_key_collision").inc()
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
-                    record["source"], "write", f"key {record['key']} already taken by {taken['source']}"))
+                yield beam.pvalue.TaggedOutput(
+                    DEAD_LETTER,
+                    dead_letter(record["source"], "write", f"key {record['key']} already taken by {taken['source']}"),
+                )
         verdict = corpus_filters.filter_identity({k: values_of(r) for k, r in by_key.items()}, self._config)
         for key in sorted(verdict.dropped):
             reason = verdict.dropped[key]
@@ -168,15 +181,18 @@ class FilterIdentity(beam.DoFn):
         for key in sorted(verdict.kept):
             record = by_key[key]
             voted = verdict.kept[key]
-            attributes = {g: entry if entry["value"] == voted[g] else {**entry, "value": voted[g]}
-                          for g, entry in record["attributes"].items()}
+            attributes = {
+                g: entry if entry["value"] == voted[g] else {**entry, "value": voted[g]}
+                for g, entry in record["attributes"].items()
+            }
             yield {**record, "attributes": attributes}
         if verdict.kept:
             yield beam.pvalue.TaggedOutput(SIZES, (identity, len(verdict.kept)))
 
 
-def add_captions(record: dict, seed: int, styles: Sequence[str] | None,
-                 with_captioner: captioner.Captioner | None = None) -> dict:
+def add_captions(
+    record: dict, seed: int, styles: Sequence[str] | None, with_captioner: captioner.Captioner | None = None
+) -> dict:
     """Two style captions (``captions``/``styles``), one library sentence (``prompt_caption``), by
     ``with_captioner`` (default: spac's, with the bundled library), and their ``attribute_spans``."""
     caption = with_captioner if with_captioner is not None else captioner.caption
@@ -186,8 +202,13 @@ def add_captions(record: dict, seed: int, styles: Sequence[str] | None,
     template = [t.text for t in texts if t.style == "template"][:1]
     with stage_timer("spans"):  # its own stage: spaCy costs several times what the captioner does
         spans = stored_spans([t.text for t in styled] + template)
-    return {**record, "captions": [t.text for t in styled], "styles": [t.style for t in styled],
-            "prompt_caption": template, "attribute_spans": spans}
+    return {
+        **record,
+        "captions": [t.text for t in styled],
+        "styles": [t.style for t in styled],
+        "prompt_caption": template,
+        "attribute_spans": spans,
+    }
 
 
 class AddCaptions(beam.DoFn):

@@ -14,14 +14,16 @@ attributes, each text checked, asked again once, else replaced by the template c
 stays the last text. The model answers through ``--mllm-server`` (an OpenAI-compatible server), or runs in
 this process.
 """
+
 from __future__ import annotations
 
 import argparse
 import io
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -68,45 +70,91 @@ def _parser() -> OneLineArgumentParser:
         "it was trained on the project's procedurally rendered people, not on photographs.",
     )
     parser.add_argument("images", nargs="+", type=Path, help="image files (JPEG, PNG, ...)")
-    parser.add_argument("--predictor", default=None,
-                        help="attribute predictor directory (config.json + model.safetensors); default: bundled demo model")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object per image: attributes with confidences, captions with their "
-                             "style; with --mllm-model the record's texts (captions, styles, prompt_caption, "
-                             "attribute_spans), the stage's counters and each rejected or failed text with its "
-                             "reason")
-    parser.add_argument("--seed", type=int, default=0, help="caption seed: other seeds choose other styles and sentences")
-    parser.add_argument("--styles", type=_style_names, default=None,
-                        help="comma-separated style modules to choose from (default: all)")
-    parser.add_argument("--sentences", type=_sentences, default=None, metavar="[+]PATH",
-                        help="sentence library for the third text, e.g. one mined by `spac mine-templates`: PATH "
-                             "is used in place of the bundled templates/sentences.yaml, +PATH beside it (a file "
-                             "whose name starts with '+' is ./+name); default: the bundled library")
-    parser.add_argument("--min-confidence", type=unit_float, default=0.0,
-                        help="report a group as unknown when the predictor's confidence is below this (0-1)")
+    parser.add_argument(
+        "--predictor",
+        default=None,
+        help="attribute predictor directory (config.json + model.safetensors); default: bundled demo model",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per image: attributes with confidences, captions with their "
+        "style; with --mllm-model the record's texts (captions, styles, prompt_caption, "
+        "attribute_spans), the stage's counters and each rejected or failed text with its "
+        "reason",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="caption seed: other seeds choose other styles and sentences"
+    )
+    parser.add_argument(
+        "--styles", type=_style_names, default=None, help="comma-separated style modules to choose from (default: all)"
+    )
+    parser.add_argument(
+        "--sentences",
+        type=_sentences,
+        default=None,
+        metavar="[+]PATH",
+        help="sentence library for the third text, e.g. one mined by `spac mine-templates`: PATH "
+        "is used in place of the bundled templates/sentences.yaml, +PATH beside it (a file "
+        "whose name starts with '+' is ./+name); default: the bundled library",
+    )
+    parser.add_argument(
+        "--min-confidence",
+        type=unit_float,
+        default=0.0,
+        help="report a group as unknown when the predictor's confidence is below this (0-1)",
+    )
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     model = parser.add_argument_group("captions written by a vision-language model")
-    model.add_argument("--mllm-model", default=None, metavar="NAME_OR_PATH",
-                       help="write the captions with this model: the name a --mllm-server serves, else a hub name "
-                            "or local folder loaded here (transformers' AutoModelForImageTextToText, on --device)")
-    model.add_argument("--mllm-server", default=None, metavar="URL",
-                       help="base URL of an OpenAI-compatible chat-completions server (vLLM, SGLang, transformers "
-                            "serve, TGI, Ollama), e.g. http://localhost:8000/v1")
-    model.add_argument("--mllm-texts", type=positive_int, default=2,
-                       help="generated texts per image, 1-3 (default: %(default)s)")
-    model.add_argument("--mllm-min-confidence", type=unit_float, default=0.5,
-                       help="predicted values at or above this confidence ground the prompt and the checks "
-                            "(default: %(default)s)")
-    model.add_argument("--mllm-api-key-env", default=DEFAULT_API_KEY_ENV, metavar="NAME",
-                       help="environment variable holding the server's API key (default: %(default)s; unset: no key)")
-    model.add_argument("--mllm-timeout", type=positive_float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-                       help="per-request timeout against the server (default: %(default)s)")
-    parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
-                        help="refuse an image that would decode to more pixels than this; a large JPEG is first "
-                             "decoded at a reduced scale, so only its reduced size counts (default: %(default)s)")
-    parser.add_argument("--max-file-bytes", type=positive_int, default=DEFAULT_MAX_BYTES,
-                        help="refuse a file larger than this many bytes, without reading it whole "
-                             "(default: %(default)s)")
+    model.add_argument(
+        "--mllm-model",
+        default=None,
+        metavar="NAME_OR_PATH",
+        help="write the captions with this model: the name a --mllm-server serves, else a hub name "
+        "or local folder loaded here (transformers' AutoModelForImageTextToText, on --device)",
+    )
+    model.add_argument(
+        "--mllm-server",
+        default=None,
+        metavar="URL",
+        help="base URL of an OpenAI-compatible chat-completions server (vLLM, SGLang, transformers "
+        "serve, TGI, Ollama), e.g. http://localhost:8000/v1",
+    )
+    model.add_argument(
+        "--mllm-texts", type=positive_int, default=2, help="generated texts per image, 1-3 (default: %(default)s)"
+    )
+    model.add_argument(
+        "--mllm-min-confidence",
+        type=unit_float,
+        default=0.5,
+        help="predicted values at or above this confidence ground the prompt and the checks (default: %(default)s)",
+    )
+    model.add_argument(
+        "--mllm-api-key-env",
+        default=DEFAULT_API_KEY_ENV,
+        metavar="NAME",
+        help="environment variable holding the server's API key (default: %(default)s; unset: no key)",
+    )
+    model.add_argument(
+        "--mllm-timeout",
+        type=positive_float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="per-request timeout against the server (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse an image that would decode to more pixels than this; a large JPEG is first "
+        "decoded at a reduced scale, so only its reduced size counts (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-file-bytes",
+        type=positive_int,
+        default=DEFAULT_MAX_BYTES,
+        help="refuse a file larger than this many bytes, without reading it whole (default: %(default)s)",
+    )
     return parser
 
 
@@ -139,8 +187,10 @@ def _report(path: Path, prediction: Prediction, texts: Sequence[str], details: d
     if as_json:
         record = {
             "image": str(path),
-            "attributes": {g: {"value": v, "confidence": round(prediction.confidences[g], 4)}
-                           for g, v in prediction.attributes.items()},
+            "attributes": {
+                g: {"value": v, "confidence": round(prediction.confidences[g], 4)}
+                for g, v in prediction.attributes.items()
+            },
             **details,
         }
         return json.dumps(record, ensure_ascii=False)
@@ -154,29 +204,55 @@ class _CaptionModel:
         self.generator = generator
         self.settings = settings
 
-    def reports(self, loaded: Sequence[tuple[Path, bytes]], predictions: Sequence[Prediction], captioner: Captioner,
-                args: argparse.Namespace) -> list[str]:
+    def reports(
+        self,
+        loaded: Sequence[tuple[Path, bytes]],
+        predictions: Sequence[Prediction],
+        captioner: Captioner,
+        args: argparse.Namespace,
+    ) -> list[str]:
         from spac.generation.stage import caption_item, generate_checked
 
-        items = [caption_item(path.name, jpeg, prediction, captioner, args.seed)
-                 for (path, jpeg), prediction in zip(loaded, predictions)]
+        items = [
+            caption_item(path.name, jpeg, prediction, captioner, args.seed)
+            for (path, jpeg), prediction in zip(loaded, predictions)
+        ]
         outcomes = generate_checked(items, self.generator, self.settings)
-        return [_report(path, prediction, outcome.texts, outcome.as_dict(), args.json)
-                for (path, _), prediction, outcome in zip(loaded, predictions, outcomes)]
+        return [
+            _report(path, prediction, outcome.texts, outcome.as_dict(), args.json)
+            for (path, _), prediction, outcome in zip(loaded, predictions, outcomes)
+        ]
 
 
-def _template_reports(loaded: Sequence[tuple[Path, bytes]], predictions: Sequence[Prediction], captioner: Captioner,
-                      args: argparse.Namespace) -> list[str]:
+def _template_reports(
+    loaded: Sequence[tuple[Path, bytes]],
+    predictions: Sequence[Prediction],
+    captioner: Captioner,
+    args: argparse.Namespace,
+) -> list[str]:
     reports = []
     for (path, _), prediction in zip(loaded, predictions):
         captions = captioner(prediction.attributes, key=path.name, seed=args.seed)
-        reports.append(_report(path, prediction, [c.text for c in captions],
-                               {"captions": [{"text": c.text, "style": c.style} for c in captions]}, args.json))
+        reports.append(
+            _report(
+                path,
+                prediction,
+                [c.text for c in captions],
+                {"captions": [{"text": c.text, "style": c.style} for c in captions]},
+                args.json,
+            )
+        )
     return reports
 
 
-def _caption_batch(paths: Sequence[Path], predictor: AttributePredictor, captioner: Captioner, args: argparse.Namespace,
-                   many: bool, caption_model: _CaptionModel | None) -> int:
+def _caption_batch(
+    paths: Sequence[Path],
+    predictor: AttributePredictor,
+    captioner: Captioner,
+    args: argparse.Namespace,
+    many: bool,
+    caption_model: _CaptionModel | None,
+) -> int:
     """Print the captions of each readable file, one line on stderr for each other; returns how many failed."""
     loaded: list[tuple[Path, bytes]] = []
     for path in paths:
@@ -201,10 +277,16 @@ def _caption_model(args: argparse.Namespace, captioner: Captioner) -> _CaptionMo
         return None
     from spac.generation.stage import GenerationSettings, prompt_book
 
-    settings = GenerationSettings(prompt_book(captioner), texts_per_image=args.mllm_texts, seed=args.seed,
-                                  min_confidence=args.mllm_min_confidence, schema=captioner.schema)
-    backend = Backend(args.mllm_model, args.mllm_server, args.mllm_api_key_env, args.mllm_timeout,
-                      device=str(args.device))
+    settings = GenerationSettings(
+        prompt_book(captioner),
+        texts_per_image=args.mllm_texts,
+        seed=args.seed,
+        min_confidence=args.mllm_min_confidence,
+        schema=captioner.schema,
+    )
+    backend = Backend(
+        args.mllm_model, args.mllm_server, args.mllm_api_key_env, args.mllm_timeout, device=str(args.device)
+    )
     backend.check_reachable()
     return _CaptionModel(backend.open(), settings)
 
@@ -223,7 +305,8 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         raise CliError(f"cannot load predictor: {error_line(exc)}") from None
 
     many = len(args.images) > 1 and not args.json
-    failures = sum(_caption_batch(args.images[start:start + BATCH_SIZE], predictor, captioner, args, many,
-                                  caption_model)
-                   for start in range(0, len(args.images), BATCH_SIZE))
+    failures = sum(
+        _caption_batch(args.images[start : start + BATCH_SIZE], predictor, captioner, args, many, caption_model)
+        for start in range(0, len(args.images), BATCH_SIZE)
+    )
     return 2 if failures else 0

@@ -5,6 +5,7 @@ after the ReLUs) to the pooled features; the heads map a pure red, green or blue
 to one of four attribute profiles. It is saved with spac's own ``save_predictor``, so the job loads it
 through the real ``load_predictor`` in every runner mode, and each test image's fate is known.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,13 @@ from PIL import Image
 from spac.attributes import UNKNOWN, load_schema
 from spac.predictor.model import SYNTH_PEDES_MEAN, SYNTH_PEDES_STD, AttributePredictor, PredictorConfig, save_predictor
 
-KNOWN = {"hair": "short black hair", "upper": "red t-shirt", "lower": "blue jeans", "shoes": "white sneakers",
-         "belongings": "black backpack"}
+KNOWN = {
+    "hair": "short black hair",
+    "upper": "red t-shirt",
+    "lower": "blue jeans",
+    "shoes": "white sneakers",
+    "belongings": "black backpack",
+}
 # colour of the image -> attributes the predictor gives it
 PROFILES = {
     (255, 0, 0): {"gender": "man", **KNOWN},

@@ -6,6 +6,7 @@ identity folders. ``EXPECTED`` holds what the job must make of it under ``JOB_FL
 corpus,
 shared by the tests that read it or copy it to rerun into.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,18 +21,27 @@ JOB_FLAGS = ["--min_images", "3", "--max_images", "6", "--shard_size", "4", "--b
 
 # identity folder -> colours of its images
 IDENTITIES = {
-    "Part1/a": [RED] * 5,                        # kept whole
-    "Part1/b": [RED] * 4 + [GREEN],              # 0.8 > 0.7: kept, all voted "man"
-    "Part1/c": [RED] * 3 + [GREEN] * 3,          # vote fails
-    "Part2/d": [RED] * 2,                        # fewer than 3 images
-    "Part2/e": [RED] * 8,                        # capped at 6
-    "f": [RED] * 4 + [BLUE, BLACK],              # one image per per-image rule
+    "Part1/a": [RED] * 5,  # kept whole
+    "Part1/b": [RED] * 4 + [GREEN],  # 0.8 > 0.7: kept, all voted "man"
+    "Part1/c": [RED] * 3 + [GREEN] * 3,  # vote fails
+    "Part2/d": [RED] * 2,  # fewer than 3 images
+    "Part2/e": [RED] * 8,  # capped at 6
+    "f": [RED] * 4 + [BLUE, BLACK],  # one image per per-image rule
 }
 EXPECTED = {
-    "read": 35, "decoded": 32, "dead_lettered": 3, "written": 20,
-    "filtered": {"too_many_unknown": 1, "upper_and_lower_unknown": 1, "gender_vote_failed": 6,
-                 "too_few_images": 2, "over_identity_cap": 2},
-    "identities": 4, "shards": 5,
+    "read": 35,
+    "decoded": 32,
+    "dead_lettered": 3,
+    "written": 20,
+    "filtered": {
+        "too_many_unknown": 1,
+        "upper_and_lower_unknown": 1,
+        "gender_vote_failed": 6,
+        "too_few_images": 2,
+        "over_identity_cap": 2,
+    },
+    "identities": 4,
+    "shards": 5,
 }
 
 
@@ -47,7 +57,7 @@ def build_input_folder(root: Path) -> Path:
     (root / "Part1/b/notes.txt").write_text("not an image\n")
     (root / "Part1/g/extra").mkdir(parents=True)
     solid_image(RED).save(root / "Part1/g/extra/0.jpg")  # one folder too deep
-    (root / "labels.jsonl").write_text("{}\n")            # beside the identities: ignored
+    (root / "labels.jsonl").write_text("{}\n")  # beside the identities: ignored
     return root
 
 
@@ -62,8 +72,17 @@ def input_folder(tmp_path_factory) -> Path:
 
 
 def run_job(input_folder: Path, output: Path, predictor: Path, *extra: str) -> dict[str, int]:
-    argv = ["--runner=DirectRunner", "--input", str(input_folder), "--output", str(output),
-            "--predictor", str(predictor), *JOB_FLAGS, *extra]
+    argv = [
+        "--runner=DirectRunner",
+        "--input",
+        str(input_folder),
+        "--output",
+        str(output),
+        "--predictor",
+        str(predictor),
+        *JOB_FLAGS,
+        *extra,
+    ]
     return synthesize.counters(synthesize.run(argv, save_main_session=False))
 
 

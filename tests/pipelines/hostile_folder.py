@@ -2,6 +2,7 @@
 
 Used by the hostile-input test and by `benchmarks/hostile_inputs.py` (which prints the outcome table).
 """
+
 from __future__ import annotations
 
 import io

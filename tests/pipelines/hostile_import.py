@@ -3,6 +3,7 @@
 a piece of its reason); ``build_hostile_dataset`` writes it (raw bytes: one caption holds an undecodable byte).
 ``run_in_subprocess`` runs a job that might block with a time limit.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,13 @@ _RAW_BYTE, _SURROGATE, _DEEP = "Part1/1/2.jpg", "Part1/1/3.jpg", "Part1/1/5.jpg"
 
 
 def _entry(file_path: str, number: int) -> dict:
-    return {"id": number, "file_path": file_path, "attributes": [IN_SCHEMA],
-            "captions": [f"A man in a red t-shirt, picture {number}."], "prompt_caption": []}
+    return {
+        "id": number,
+        "file_path": file_path,
+        "attributes": [IN_SCHEMA],
+        "captions": [f"A man in a red t-shirt, picture {number}."],
+        "prompt_caption": [],
+    }
 
 
 def _line(file_path: str, number: int) -> bytes:
@@ -67,8 +73,9 @@ def build_hostile_dataset(root: Path) -> Path:
 def run_in_subprocess(code: str, timeout: float) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter at the repository root: a job that blocks (a FIFO opened, a regular
     expression backtracking for ever) fails the test at ``timeout`` instead of hanging the suite."""
-    return subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPOSITORY, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 REPOSITORY = Path(__file__).resolve().parents[2]

@@ -6,6 +6,7 @@ image is a truncated JPEG, one whose attribute string has five phrases, one list
 ``write_cuhk_pedes`` / ``write_rstpreid``: ``reid_raw.json`` / ``data_captions.json`` + ``imgs/`` with
 train, test and val entries.
 """
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,15 @@ CORRUPT = "Part1/12/2.jpg"
 MALFORMED = "Part1/20/1.jpg"  # its attribute string has five phrases
 DUPLICATE = "Part1/7/2.jpg"  # listed again at the end of the file
 CAPE = "Part1/7/1.jpg"
-SYNTHPEDES_EXPECTED = {"entries": 17, "malformed": 1, "duplicates": 1, "image_rejected": 2, "written": 13,
-                       "attributes_out_of_schema": 1, "entries_out_of_schema": 1}
+SYNTHPEDES_EXPECTED = {
+    "entries": 17,
+    "malformed": 1,
+    "duplicates": 1,
+    "image_rejected": 2,
+    "written": 13,
+    "attributes_out_of_schema": 1,
+    "entries_out_of_schema": 1,
+}
 
 
 def person_image(seed: int, size: tuple[int, int] = (64, 160)) -> Image.Image:
@@ -49,10 +57,18 @@ def write_synthpedes(root: Path) -> Path:
             attributes = OUT_OF_SCHEMA if file_path == CAPE else IN_SCHEMA
             if file_path == MALFORMED:
                 attributes = "man,short black hair,red t-shirt,blue jeans,white sneakers black backpack"
-            entries.append({"id": identity, "file_path": file_path, "attributes": [attributes],
-                            "captions": [f"A man in a red t-shirt, picture {identity}-{n}.",
-                                         f"He walks in blue jeans ({identity}/{n})."],
-                            "prompt_caption": [f"The man with short black hair, number {identity}-{n}."]})
+            entries.append(
+                {
+                    "id": identity,
+                    "file_path": file_path,
+                    "attributes": [attributes],
+                    "captions": [
+                        f"A man in a red t-shirt, picture {identity}-{n}.",
+                        f"He walks in blue jeans ({identity}/{n}).",
+                    ],
+                    "prompt_caption": [f"The man with short black hair, number {identity}-{n}."],
+                }
+            )
     whole = io.BytesIO()
     person_image(1).save(whole, format="JPEG")
     (root / CORRUPT).write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
@@ -63,8 +79,10 @@ def write_synthpedes(root: Path) -> Path:
 
 
 CUHK_CAPTIONS = [
-    ("A man in a black jacket and blue jeans, carrying a black backpack.",
-     "The man wears a black jacket, blue jeans and white sneakers."),
+    (
+        "A man in a black jacket and blue jeans, carrying a black backpack.",
+        "The man wears a black jacket, blue jeans and white sneakers.",
+    ),
     ("A woman with long black hair in a red dress.", "She has long black hair and wears a red dress."),
 ]
 
@@ -79,8 +97,15 @@ def write_cuhk_pedes(root: Path) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             person_image(identity * 7 + n).save(path)
             captions = list(CUHK_CAPTIONS[identity % 2])
-            entries.append({"split": split, "captions": captions, "file_path": file_path,
-                            "processed_tokens": [c.lower().split() for c in captions], "id": identity})
+            entries.append(
+                {
+                    "split": split,
+                    "captions": captions,
+                    "file_path": file_path,
+                    "processed_tokens": [c.lower().split() for c in captions],
+                    "id": identity,
+                }
+            )
     (root / "reid_raw.json").write_text(json.dumps(entries), encoding="utf-8")
     return root
 
@@ -94,7 +119,8 @@ def write_rstpreid(root: Path) -> Path:
             path = root / "imgs" / img_path
             path.parent.mkdir(parents=True, exist_ok=True)
             person_image(identity * 5 + n + 100).save(path)
-            entries.append({"id": identity, "img_path": img_path, "captions": list(CUHK_CAPTIONS[identity % 2]),
-                            "split": split})
+            entries.append(
+                {"id": identity, "img_path": img_path, "captions": list(CUHK_CAPTIONS[identity % 2]), "split": split}
+            )
     (root / "data_captions.json").write_text(json.dumps(entries), encoding="utf-8")
     return root

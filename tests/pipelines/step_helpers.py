@@ -1,4 +1,5 @@
 """Helpers shared by the pipeline step tests."""
+
 from __future__ import annotations
 
 import io
@@ -30,8 +31,14 @@ def jpeg(colour) -> bytes:
 def record(key, identity, gender="man"):
     attributes = {g: {"value": v, "confidence": 0.9} for g, v in PROFILES[RED].items()}
     attributes["gender"]["value"] = gender
-    return {"key": key, "identity": identity, "file_path": f"{identity}/{key}.jpg", "source": f"/in/{key}.jpg",
-            "jpg": b"\xff\xd8\xff", "attributes": attributes}
+    return {
+        "key": key,
+        "identity": identity,
+        "file_path": f"{identity}/{key}.jpg",
+        "source": f"/in/{key}.jpg",
+        "jpg": b"\xff\xd8\xff",
+        "attributes": attributes,
+    }
 
 
 def write_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:

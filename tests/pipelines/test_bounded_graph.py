@@ -7,6 +7,7 @@ the job's bounded steps, whose outputs are O(shards + buckets + reasons) whateve
 combine (``CombineGlobally``, ``ToList``, ``Top``, ...) or a side input fed by a per-image PCollection
 fails the test.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,8 +56,9 @@ def _within(label: str, steps) -> str | None:
     return next((step for step in steps if label == step or label.startswith(step + "/")), None)
 
 
-def whole_corpus_elements(pipeline: beam.Pipeline, image_step: str = "DecodeImage", bounded_steps=None,
-                          bounded_combines=None) -> list[str]:
+def whole_corpus_elements(
+    pipeline: beam.Pipeline, image_step: str = "DecodeImage", bounded_steps=None, bounded_combines=None
+) -> list[str]:
     """What in the graph gathers per-image data into one element: a line per offending step (default: the
     synthesis job's bounded steps and combines)."""
     bounded_steps = BOUNDED_STEPS if bounded_steps is None else bounded_steps
@@ -76,8 +78,9 @@ def whole_corpus_elements(pipeline: beam.Pipeline, image_step: str = "DecodeImag
             producer[id(output)] = node
     # roots: what flows into the image step, and upstream of it everything not made from nothing (a Create)
     per_image: set[int] = set()
-    frontier = [pcoll for node in leaves if node.full_label.split("/")[0] == image_step
-                for pcoll in node.main_inputs.values()]
+    frontier = [
+        pcoll for node in leaves if node.full_label.split("/")[0] == image_step for pcoll in node.main_inputs.values()
+    ]
     while frontier:
         pcoll = frontier.pop()
         made_by = producer.get(id(pcoll))
@@ -101,8 +104,7 @@ def whole_corpus_elements(pipeline: beam.Pipeline, image_step: str = "DecodeImag
         if _within(node.full_label, problems):
             continue
         fed = [pcoll for pcoll in node.main_inputs.values() if id(pcoll) in per_image]
-        if isinstance(node.transform, beam.CombineGlobally) and fed and not _within(
-                node.full_label, bounded_combines):
+        if isinstance(node.transform, beam.CombineGlobally) and fed and not _within(node.full_label, bounded_combines):
             problems[node.full_label] = "a global combine over per-image data"
         elif any(id(side.pvalue) in per_image for side in node.side_inputs):
             problems[node.full_label] = "a side input made of per-image data"
@@ -110,8 +112,9 @@ def whole_corpus_elements(pipeline: beam.Pipeline, image_step: str = "DecodeImag
 
 
 def _job_pipeline(input_folder, output, predictor, *extra: str) -> beam.Pipeline:
-    args, _ = synthesize.parse_known_args(["--input", str(input_folder), "--output", str(output),
-                                           "--predictor", str(predictor), *extra])
+    args, _ = synthesize.parse_known_args(
+        ["--input", str(input_folder), "--output", str(output), "--predictor", str(predictor), *extra]
+    )
     pipeline = beam.Pipeline()
     synthesis_graph.build(pipeline, make_job(args, "DirectRunner"))
     return pipeline
@@ -120,11 +123,17 @@ def _job_pipeline(input_folder, output, predictor, *extra: str) -> beam.Pipeline
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("extra", [(), ("--limit", "10"), ("--identity_cleaning", "on"),
-                                   ("--sentences", f"+{REPO / 'templates' / 'sentences.yaml'}"),
-                                   # the graph is built, not run: no server needs to answer
-                                   ("--captioner", "mllm", "--mllm_server", "http://127.0.0.1:9/v1",
-                                    "--mllm_model", "tiny")])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        (),
+        ("--limit", "10"),
+        ("--identity_cleaning", "on"),
+        ("--sentences", f"+{REPO / 'templates' / 'sentences.yaml'}"),
+        # the graph is built, not run: no server needs to answer
+        ("--captioner", "mllm", "--mllm_server", "http://127.0.0.1:9/v1", "--mllm_model", "tiny"),
+    ],
+)
 def test_the_synthesis_graph_has_no_whole_corpus_element(input_folder, tmp_path, colour_predictor, extra):
     pipeline = _job_pipeline(input_folder, tmp_path / "out", colour_predictor, *extra)
     assert whole_corpus_elements(pipeline) == []
@@ -136,11 +145,13 @@ def import_datasets(tmp_path_factory):
     return {"synthpedes": write_synthpedes(root / "SYNTH-PEDES"), "cuhk-pedes": write_cuhk_pedes(root / "CUHK-PEDES")}
 
 
-@pytest.mark.parametrize("dataset, extra", [("synthpedes", ()), ("cuhk-pedes", ()),
-                                            ("cuhk-pedes", ("--attributes", "unknown"))])
+@pytest.mark.parametrize(
+    "dataset, extra", [("synthpedes", ()), ("cuhk-pedes", ()), ("cuhk-pedes", ("--attributes", "unknown"))]
+)
 def test_the_import_graph_has_no_whole_corpus_element(import_datasets, tmp_path, dataset, extra):
-    args, _ = import_corpus.parse_known_args(["--input", str(import_datasets[dataset]), "--output",
-                                              str(tmp_path / "out"), *extra])
+    args, _ = import_corpus.parse_known_args(
+        ["--input", str(import_datasets[dataset]), "--output", str(tmp_path / "out"), *extra]
+    )
     pipeline = beam.Pipeline()
     import_graph.build(pipeline, make_import_job(args))
     assert whole_corpus_elements(pipeline, "ParseEntry", IMPORT_BOUNDED_STEPS, IMPORT_BOUNDED_COMBINES) == []
@@ -148,8 +159,9 @@ def test_the_import_graph_has_no_whole_corpus_element(import_datasets, tmp_path,
 
 def test_the_check_finds_the_import_jobs_old_list_of_every_dead_letter(import_datasets, tmp_path):
     """The import job once gathered its letters with one ToList; the check would have caught it."""
-    args, _ = import_corpus.parse_known_args(["--input", str(import_datasets["synthpedes"]), "--output",
-                                              str(tmp_path / "out")])
+    args, _ = import_corpus.parse_known_args(
+        ["--input", str(import_datasets["synthpedes"]), "--output", str(tmp_path / "out")]
+    )
     pipeline = beam.Pipeline()
     import_graph.build(pipeline, make_import_job(args))
     letters = pipeline.applied_labels  # the labels applied so far, to find the flattened letters by name
@@ -159,7 +171,8 @@ def test_the_check_finds_the_import_jobs_old_list_of_every_dead_letter(import_da
     flattened = next(node for node in graph.applied if node.full_label == "AllDeadLetters").outputs[None]
     _ = flattened | "CollectDeadLetters" >> beam.combiners.ToList()
     assert whole_corpus_elements(pipeline, "ParseEntry", IMPORT_BOUNDED_STEPS, IMPORT_BOUNDED_COMBINES) == [
-        "CollectDeadLetters/CollectDeadLetters: a global combine over per-image data"]
+        "CollectDeadLetters/CollectDeadLetters: a global combine over per-image data"
+    ]
 
 
 def test_the_check_finds_a_global_list_of_samples_and_a_side_input_of_keys():

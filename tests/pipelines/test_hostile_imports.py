@@ -1,5 +1,6 @@
 """Issue 19, the pipelines' cases: one hostile entry or file never kills, stalls or widens a job. Each test
 failed (a traceback, a hang, a duplicate kept, a file read through a link, a wrong count) before the fix."""
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,16 @@ def _fifo_dataset(root):
     (root / "Part1/1").mkdir(parents=True)
     person_image(1).save(root / GOOD)
     os.mkfifo(root / "Part1/1/x.jpg")
-    entries = [{"id": 1, "file_path": name, "attributes": [IN_SCHEMA], "captions": ["A man in a red t-shirt."],
-                "prompt_caption": []} for name in (GOOD, "Part1/1/x.jpg")]
+    entries = [
+        {
+            "id": 1,
+            "file_path": name,
+            "attributes": [IN_SCHEMA],
+            "captions": ["A man in a red t-shirt."],
+            "prompt_caption": [],
+        }
+        for name in (GOOD, "Part1/1/x.jpg")
+    ]
     (root / "synthpedes_dataset.json").write_text(json.dumps(entries))
     return root
 
@@ -58,11 +67,14 @@ def _fifo_dataset(root):
 def test_a_fifo_named_like_an_image_is_refused_by_the_import_job(tmp_path):
     """Case 5: the import job never opens a FIFO (open() would block for ever)."""
     dataset, output = _fifo_dataset(tmp_path / "ds"), tmp_path / "out"
-    done = run_in_subprocess(textwrap.dedent(f"""
+    done = run_in_subprocess(
+        textwrap.dedent(f"""
         from pipelines import import_corpus
         import_corpus.run(["--runner=DirectRunner", "--input", {str(dataset)!r}, "--output", {str(output)!r}],
                           save_main_session=False)
-        """), JOB_SECONDS)
+        """),
+        JOB_SECONDS,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     (letter,) = _letters(output)
     assert (letter["entry"], letter["stage"], letter["reason"]) == (1, "decode", "is a FIFO, not an image")
@@ -74,8 +86,9 @@ def _fifo_folder(root):
         for n in range(3):
             solid_image(RED, size=(48 + 8 * n, 120)).save(root / identity / f"{n}.jpg")
     os.mkfifo(root / "p1" / "x.jpg")
-    rows = [f"{identity}/{name},{identity}" for identity in ("p1", "p2")
-            for name in sorted(os.listdir(root / identity))]
+    rows = [
+        f"{identity}/{name},{identity}" for identity in ("p1", "p2") for name in sorted(os.listdir(root / identity))
+    ]
     (root / "images.csv").write_text("path,identity\n" + "\n".join(rows) + "\n")
     return root
 
@@ -85,11 +98,21 @@ def test_a_fifo_named_like_an_image_is_refused_by_the_synthesis_job(tmp_path, co
     root = _fifo_folder(tmp_path / "in")
     for name, location in (("folder", root), ("manifest", root / "images.csv")):
         output = tmp_path / name
-        argv = ["--runner=DirectRunner", "--input", str(location), "--output", str(output),
-                "--predictor", str(colour_predictor), *JOB_FLAGS]
-        done = run_in_subprocess(f"from pipelines import synthesize\nsynthesize.run({argv!r}, save_main_session=False)",
-                                 JOB_SECONDS)
+        argv = [
+            "--runner=DirectRunner",
+            "--input",
+            str(location),
+            "--output",
+            str(output),
+            "--predictor",
+            str(colour_predictor),
+            *JOB_FLAGS,
+        ]
+        done = run_in_subprocess(
+            f"from pipelines import synthesize\nsynthesize.run({argv!r}, save_main_session=False)", JOB_SECONDS
+        )
         assert done.returncode == 0, (name, done.stderr[-2000:])
         decode = [letter for letter in _letters(output) if letter["stage"] == "decode"]
         assert [(letter["path"], letter["reason"]) for letter in decode] == [
-            (f"{root}/p1/x.jpg", "is a FIFO, not an image")], name
+            (f"{root}/p1/x.jpg", "is a FIFO, not an image")
+        ], name

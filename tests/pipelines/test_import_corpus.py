@@ -1,6 +1,7 @@
 """The import job on small datasets in the released layouts: SYNTH-PEDES (verbatim phrases, dead letters,
 counters that add up, byte-identical reruns, resume, plip pre-training on the result), CUHK-PEDES and
 RSTPReid train splits, the Dataflow graph, one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,16 @@ SHARD_SIZE = "4"
 
 
 def run_import(dataset: Path, output: Path, *extra: str) -> dict[str, int]:
-    argv = ["--runner=DirectRunner", "--input", str(dataset), "--output", str(output), "--shard_size", SHARD_SIZE,
-            *extra]
+    argv = [
+        "--runner=DirectRunner",
+        "--input",
+        str(dataset),
+        "--output",
+        str(output),
+        "--shard_size",
+        SHARD_SIZE,
+        *extra,
+    ]
     return import_corpus.counters(import_corpus.run(argv, save_main_session=False))
 
 
@@ -45,8 +54,12 @@ def adds_up(counters: dict[str, int]) -> None:
     letter_counters = ("malformed", "duplicates", "image_rejected", "mining_failed")
     entry_letters = sum(counters.get(name, 0) for name in letter_counters)
     assert counters.get("dead_lettered", 0) == entry_letters
-    assert counters["entries"] == (counters.get("skipped_split", 0) + entry_letters + counters.get("written", 0)
-                                   + counters.get("already_complete", 0))
+    assert counters["entries"] == (
+        counters.get("skipped_split", 0)
+        + entry_letters
+        + counters.get("written", 0)
+        + counters.get("already_complete", 0)
+    )
     assert counters.get("decoded", 0) == counters.get("written", 0) + counters.get("already_complete", 0)
 
 
@@ -115,8 +128,11 @@ def test_dead_letters_name_each_entry_left_out(imported, synthpedes):
     letters = [json.loads(line) for line in (output / "deadletter.jsonl").read_text().splitlines()]
     by_entry = {letter["entry"]: letter for letter in letters}
     assert [letter["entry"] for letter in letters] == sorted(by_entry)
-    paths = {Path(letter["path"]).relative_to(synthpedes).as_posix(): letter for letter in letters
-             if letter["stage"] == "decode"}
+    paths = {
+        Path(letter["path"]).relative_to(synthpedes).as_posix(): letter
+        for letter in letters
+        if letter["stage"] == "decode"
+    }
     assert paths[MISSING]["reason"] == "image file not found"
     assert paths[CORRUPT]["reason"].startswith("corrupt or unreadable image")
     [malformed] = [letter for letter in letters if letter["stage"] == "parse"]
@@ -129,8 +145,9 @@ def test_dead_letters_name_each_entry_left_out(imported, synthpedes):
 
 def test_a_rerun_in_multi_processing_mode_is_byte_identical(imported, synthpedes, tmp_path):
     output, _ = imported
-    counters = run_import(synthpedes, tmp_path / "again", "--direct_running_mode=multi_processing",
-                          "--direct_num_workers=2")
+    counters = run_import(
+        synthpedes, tmp_path / "again", "--direct_running_mode=multi_processing", "--direct_num_workers=2"
+    )
     assert counters["written"] == SYNTHPEDES_EXPECTED["written"]
     assert folder_bytes(tmp_path / "again") == folder_bytes(output)
 
@@ -162,10 +179,33 @@ def test_plip_pretrain_streams_the_imported_corpus(imported, tmp_path):
 
     output, _ = imported
     run_dir = tmp_path / "run"
-    argv = ["--shards", str(output), "--out", str(run_dir), "--ids-per-batch", "2", "--images-per-id", "2",
-            "--steps-per-epoch", "3", "--epochs", "1", "--max-steps", "3", "--log-every", "1", "--lr", "1e-3",
-            "--warmup-epochs", "0.5", "--milestones", "1", "--shuffle-buffer", "8",
-            *tiny_flags(write_tiny_text_model(tmp_path / "bert"))]
+    argv = [
+        "--shards",
+        str(output),
+        "--out",
+        str(run_dir),
+        "--ids-per-batch",
+        "2",
+        "--images-per-id",
+        "2",
+        "--steps-per-epoch",
+        "3",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "3",
+        "--log-every",
+        "1",
+        "--lr",
+        "1e-3",
+        "--warmup-epochs",
+        "0.5",
+        "--milestones",
+        "1",
+        "--shuffle-buffer",
+        "8",
+        *tiny_flags(write_tiny_text_model(tmp_path / "bert")),
+    ]
     assert main(argv) == 0
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train = [line for line in lines if line["kind"] == "train"]
@@ -183,8 +223,10 @@ def test_the_cuhk_pedes_train_split_imports_with_mined_attributes(tmp_path):
     found = records(output)
     assert sorted({r["id"] for r in found.values()}) == [1, 2, 3]
     assert all(r["styles"] == ["human", "human"] and r["prompt_caption"] == [] for r in found.values())
-    assert all(r["attribute_spans"] == [[list(s) for s in spans] for spans in attribute_spans(r["captions"])]
-               for r in found.values())
+    assert all(
+        r["attribute_spans"] == [[list(s) for s in spans] for spans in attribute_spans(r["captions"])]
+        for r in found.values()
+    )
     man = next(r for r in found.values() if r["id"] == 2)
     assert man["attributes"]["upper"] == {"value": "black jacket", "confidence": None}
     assert man["attributes"]["belongings"]["value"] == "black backpack"
@@ -203,11 +245,14 @@ def test_the_rstpreid_train_split_imports(tmp_path):
     assert {e["value"] for r in found.values() for e in r["attributes"].values()} == {"unknown"}
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--shard_sizee", "5"], "unknown flag --shard_sizee"),
-    (["--seed", "3"], "unknown flag --seed"),  # a synthesis flag: not this job's
-    (["--format", "cuhk-pedes"], "holds none of reid_raw.json"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--shard_sizee", "5"], "unknown flag --shard_sizee"),
+        (["--seed", "3"], "unknown flag --seed"),  # a synthesis flag: not this job's
+        (["--format", "cuhk-pedes"], "holds none of reid_raw.json"),
+    ],
+)
 def test_bad_input_gives_one_line_error(synthpedes, tmp_path, capsys, flags, message):
     argv = ["--runner=DirectRunner", "--input", str(synthpedes), "--output", str(tmp_path / "out"), *flags]
     assert run_main(import_corpus.PROG, import_corpus.cli_main, argv) == 2
@@ -217,19 +262,36 @@ def test_bad_input_gives_one_line_error(synthpedes, tmp_path, capsys, flags, mes
 
 
 def test_the_cli_prints_counters_and_outputs(synthpedes, tmp_path, capsys):
-    argv = ["--runner=DirectRunner", "--input", str(synthpedes), "--output", str(tmp_path / "out"),
-            "--shard_size", SHARD_SIZE]
+    argv = [
+        "--runner=DirectRunner",
+        "--input",
+        str(synthpedes),
+        "--output",
+        str(tmp_path / "out"),
+        "--shard_size",
+        SHARD_SIZE,
+    ]
     assert run_main(import_corpus.PROG, import_corpus.cli_main, argv) == 0
     printed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
     assert printed["state"] == "DONE" and printed["written"] == str(SYNTHPEDES_EXPECTED["written"])
     assert printed["skipped_split"] == "0" and printed["output"].endswith("import_report.json")
 
 
-@pytest.mark.skipif(_dataflow_unavailable() is not None,
-                    reason="Dataflow graph check needs the 'dataflow' extra (apache-beam[gcp])")
+@pytest.mark.skipif(
+    _dataflow_unavailable() is not None, reason="Dataflow graph check needs the 'dataflow' extra (apache-beam[gcp])"
+)
 def test_dataflow_dry_run_translates_the_graph(synthpedes):
-    argv = ["--runner=DataflowRunner", "--dry_run=True", "--project=any", "--region=us-central1",
-            "--temp_location=gs://any/tmp", "--input", str(synthpedes), "--output", "gs://any/out"]
+    argv = [
+        "--runner=DataflowRunner",
+        "--dry_run=True",
+        "--project=any",
+        "--region=us-central1",
+        "--temp_location=gs://any/tmp",
+        "--input",
+        str(synthpedes),
+        "--output",
+        "gs://any/out",
+    ]
     result = import_corpus.run(argv, save_main_session=False)
     assert result.state == "DONE"
     assert import_corpus.counters(result) == {}

@@ -1,4 +1,5 @@
 """The whole job on the crafted folder: outputs, counters, readers, determinism across runner modes, resume."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_counters_add_up(first_run):
     _, counters = first_run
-    filtered = {name[len("filtered_"):]: value for name, value in counters.items() if name.startswith("filtered_")}
+    filtered = {name[len("filtered_") :]: value for name, value in counters.items() if name.startswith("filtered_")}
     assert counters["read"] == EXPECTED["read"]
     assert counters["decoded"] == EXPECTED["decoded"]
     assert counters["dead_lettered"] == EXPECTED["dead_lettered"]
@@ -59,17 +60,20 @@ def test_shards_read_by_webdataset_and_tar(first_run):
     assert len(keys) == EXPECTED["written"] == len(set(keys))
     records = [s["json"] for s in samples]
     for shard in range(EXPECTED["shards"]):  # keys sorted inside each shard
-        in_shard = keys[4 * shard:4 * shard + 4]
+        in_shard = keys[4 * shard : 4 * shard + 4]
         assert in_shard == sorted(in_shard)
     # an identity's images are contiguous in the corpus order and ids count up along it: shard by shard,
     # the ids never go back, so an identity spans consecutive shards only
-    ids_by_shard = [sorted({r["id"] for r in records[4 * shard:4 * shard + 4]}) for shard in range(EXPECTED["shards"])]
+    ids_by_shard = [
+        sorted({r["id"] for r in records[4 * shard : 4 * shard + 4]}) for shard in range(EXPECTED["shards"])
+    ]
     assert all(earlier[-1] <= later[0] for earlier, later in zip(ids_by_shard, ids_by_shard[1:]))
     assert {r["attributes"]["gender"]["value"] for r in records} == {"man"}  # Part1/b's woman was voted over
     assert all(len(r["captions"]) == 2 and len(r["prompt_caption"]) == 1 for r in records)
     assert all(s["jpg"].size == (128, 256) for s in samples)
-    names = subprocess.run(["tar", "-tf", str(output / "synthpedes-000000.tar")], capture_output=True, text=True,
-                           check=True).stdout.split()
+    names = subprocess.run(
+        ["tar", "-tf", str(output / "synthpedes-000000.tar")], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert names[:3] == [f"{keys[0]}.jpg", f"{keys[0]}.json", f"{keys[0]}.txt"]
 
 
@@ -114,8 +118,9 @@ def test_dead_letters_and_filter_report(first_run, input_folder):
 
 def test_identical_in_multi_processing_mode(first_run, tmp_path, input_folder, colour_predictor):
     output, _ = first_run
-    counters = run_job(input_folder, tmp_path, colour_predictor,
-                       "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    counters = run_job(
+        input_folder, tmp_path, colour_predictor, "--direct_running_mode=multi_processing", "--direct_num_workers=2"
+    )
     assert counters["written"] == EXPECTED["written"]
     assert folder_bytes(tmp_path) == folder_bytes(output)
 
@@ -191,17 +196,20 @@ def test_default_command_writes_data_synth_pedes(tmp_path, colour_predictor):
     assert printed["output"] == "data/SYNTH-PEDES/filter_report.json"
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--input", "/no/such/folder"], "does not exist"),
-    (["--min_images", "5", "--max_images", "2"], "max_images"),
-    (["--gender_vote", "1.5"], "gender_vote"),
-    (["--batch_size", "0"], "--batch_size"),
-    (["--torch_threads", "0"], "--torch_threads"),
-    (["--predictor", "/no/such/model"], "--predictor"),
-    (["--styles", "sonnet"], "unknown style 'sonnet'"),
-    (["--device", "tpu9"], "--device"),
-    (["--prefix", "bad/prefix"], "prefix"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--input", "/no/such/folder"], "does not exist"),
+        (["--min_images", "5", "--max_images", "2"], "max_images"),
+        (["--gender_vote", "1.5"], "gender_vote"),
+        (["--batch_size", "0"], "--batch_size"),
+        (["--torch_threads", "0"], "--torch_threads"),
+        (["--predictor", "/no/such/model"], "--predictor"),
+        (["--styles", "sonnet"], "unknown style 'sonnet'"),
+        (["--device", "tpu9"], "--device"),
+        (["--prefix", "bad/prefix"], "prefix"),
+    ],
+)
 def test_bad_input_gives_one_line_error(tmp_path, capsys, flags, message, colour_predictor):
     argv = ["--runner=DirectRunner", "--input", str(tmp_path), "--predictor", str(colour_predictor), *flags]
     assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
@@ -212,8 +220,15 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys, flags, message, colour
 def test_bad_manifest_row_gives_one_line_error_before_writing(tmp_path, capsys, colour_predictor):
     manifest = tmp_path / "list.jsonl"
     manifest.write_text('{"path": "a.jpg"}\n')
-    argv = ["--runner=DirectRunner", "--input", str(manifest), "--output", str(tmp_path / "out"),
-            "--predictor", str(colour_predictor)]
+    argv = [
+        "--runner=DirectRunner",
+        "--input",
+        str(manifest),
+        "--output",
+        str(tmp_path / "out"),
+        "--predictor",
+        str(colour_predictor),
+    ]
     assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "row 1" in err and err.startswith(synthesize.PROG)
@@ -231,11 +246,22 @@ def _dataflow_unavailable() -> str | None:
 
 
 # the README's GPU command (Dataflow workers with an L4 each), for the dry runs below
-GPU_WORKER_FLAGS = ["--predictor", "/opt/predictor", "--device=cuda", "--batch_size=128", "--max_batch_size=512",
-                    "--share_model", "--model_copies=4", "--experiments=use_runner_v2", "--machine_type=g2-standard-8",
-                    "--disk_size_gb=50", "--sdk_container_image=us-docker.pkg.dev/any/spac/worker:2.77.0",
-                    "--num_workers=4", "--max_num_workers=16",
-                    "--dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"]
+GPU_WORKER_FLAGS = [
+    "--predictor",
+    "/opt/predictor",
+    "--device=cuda",
+    "--batch_size=128",
+    "--max_batch_size=512",
+    "--share_model",
+    "--model_copies=4",
+    "--experiments=use_runner_v2",
+    "--machine_type=g2-standard-8",
+    "--disk_size_gb=50",
+    "--sdk_container_image=us-docker.pkg.dev/any/spac/worker:2.77.0",
+    "--num_workers=4",
+    "--max_num_workers=16",
+    "--dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver",
+]
 
 
 def dataflow_dry_run_handlers(input_folder: Path, *extra: str) -> list:
@@ -244,9 +270,19 @@ def dataflow_dry_run_handlers(input_folder: Path, *extra: str) -> list:
     import apache_beam as beam
     from apache_beam.ml.inference.base import RunInference
 
-    argv = ["--runner=DataflowRunner", "--dry_run=True", "--project=any", "--region=us-central1",
-            "--temp_location=gs://any/tmp", "--input", str(input_folder), "--output", "gs://any/out",
-            *GPU_WORKER_FLAGS, *extra]
+    argv = [
+        "--runner=DataflowRunner",
+        "--dry_run=True",
+        "--project=any",
+        "--region=us-central1",
+        "--temp_location=gs://any/tmp",
+        "--input",
+        str(input_folder),
+        "--output",
+        "gs://any/out",
+        *GPU_WORKER_FLAGS,
+        *extra,
+    ]
     pipeline = beam.Pipeline(options=PipelineOptions(argv))
     result = synthesize.run(argv, save_main_session=False, test_pipeline=pipeline)
     assert result.state == "DONE"
@@ -261,21 +297,33 @@ def dataflow_dry_run_handlers(input_folder: Path, *extra: str) -> list:
     return handlers
 
 
-@pytest.mark.skipif(_dataflow_unavailable() is not None,
-                    reason="Dataflow graph check needs the 'dataflow' extra (apache-beam[gcp]); "
-                           f"missing {_dataflow_unavailable()}")
+@pytest.mark.skipif(
+    _dataflow_unavailable() is not None,
+    reason=f"Dataflow graph check needs the 'dataflow' extra (apache-beam[gcp]); missing {_dataflow_unavailable()}",
+)
 def test_dataflow_dry_run_translates_the_graph(input_folder, colour_predictor, tmp_path):
-    argv = ["--runner=DataflowRunner", "--dry_run=True", "--project=any", "--region=us-central1",
-            "--temp_location=gs://any/tmp", "--input", str(input_folder), "--output", "gs://any/out",
-            "--predictor", str(colour_predictor)]
+    argv = [
+        "--runner=DataflowRunner",
+        "--dry_run=True",
+        "--project=any",
+        "--region=us-central1",
+        "--temp_location=gs://any/tmp",
+        "--input",
+        str(input_folder),
+        "--output",
+        "gs://any/out",
+        "--predictor",
+        str(colour_predictor),
+    ]
     result = synthesize.run(argv, save_main_session=False)
     assert result.state == "DONE"
     assert synthesize.counters(result) == {}
 
 
-@pytest.mark.skipif(_dataflow_unavailable() is not None,
-                    reason="Dataflow graph check needs the 'dataflow' extra (apache-beam[gcp]); "
-                           f"missing {_dataflow_unavailable()}")
+@pytest.mark.skipif(
+    _dataflow_unavailable() is not None,
+    reason=f"Dataflow graph check needs the 'dataflow' extra (apache-beam[gcp]); missing {_dataflow_unavailable()}",
+)
 def test_dataflow_dry_run_with_gpu_workers_needs_no_local_gpu(input_folder, colour_predictor):
     """The README's GPU command, translated offline: --device=cuda is the workers' business, and the batching
     and model-sharing flags reach RunInference's handler."""
@@ -291,8 +339,15 @@ def test_dataflow_dry_run_with_gpu_workers_needs_no_local_gpu(input_folder, colo
 def test_run_builds_the_graph_on_a_given_test_pipeline(tmp_path, input_folder, colour_predictor):
     """Beam's convention: run(..., test_pipeline=...) builds the whole graph on the caller's pipeline."""
     pipeline = beam_testing.TestPipeline(options=PipelineOptions(["--runner=DirectRunner"]))
-    argv = ["--input", str(input_folder), "--output", str(tmp_path / "out"), "--predictor", str(colour_predictor),
-            *JOB_FLAGS]
+    argv = [
+        "--input",
+        str(input_folder),
+        "--output",
+        str(tmp_path / "out"),
+        "--predictor",
+        str(colour_predictor),
+        *JOB_FLAGS,
+    ]
     result = synthesize.run(argv, save_main_session=False, test_pipeline=pipeline)
     found = synthesize.counters(result)
     assert found["written"] == EXPECTED["written"] and found["read"] == EXPECTED["read"]
@@ -316,8 +371,16 @@ def test_hostile_names_are_kept_apart_or_dead_lettered(tmp_path, colour_predicto
     with open(os.fsencode(root / "x") + b"/caf\xe9.jpg", "wb") as stream:
         solid_image(RED).save(stream, format="JPEG")
     out = tmp_path / "out"
-    argv = ["--runner=DirectRunner", "--input", str(root), "--output", str(out), "--predictor",
-            str(colour_predictor), *JOB_FLAGS]
+    argv = [
+        "--runner=DirectRunner",
+        "--input",
+        str(root),
+        "--output",
+        str(out),
+        "--predictor",
+        str(colour_predictor),
+        *JOB_FLAGS,
+    ]
     found = synthesize.counters(synthesize.run(argv, save_main_session=False))
     assert found["read"] == 11 and found["dead_lettered"] == 1 and found["written"] == 10
     stored = {entry["file_path"] for entry in json.loads((out / "synthpedes_dataset.json").read_text())}

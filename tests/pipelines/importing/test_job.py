@@ -1,5 +1,6 @@
 """pipelines.importing.job: the dataset file found, its format told and checked against its first entry,
 every bad setting one line before the job starts; job.json's fingerprint."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,11 @@ def parse(*argv: str) -> argparse.Namespace:
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
     root = tmp_path_factory.mktemp("datasets")
-    return {"synthpedes": write_synthpedes(root / "SYNTH-PEDES"), "cuhk": write_cuhk_pedes(root / "CUHK-PEDES"),
-            "rstpreid": write_rstpreid(root / "RSTPReid")}
+    return {
+        "synthpedes": write_synthpedes(root / "SYNTH-PEDES"),
+        "cuhk": write_cuhk_pedes(root / "CUHK-PEDES"),
+        "rstpreid": write_rstpreid(root / "RSTPReid"),
+    }
 
 
 def test_a_synthpedes_folder_is_found_and_told(datasets, tmp_path):
@@ -37,16 +41,29 @@ def test_a_human_captioned_file_defaults_to_its_train_split_imgs_and_mined_attri
     job = make_import_job(parse("--input", str(datasets["cuhk"] / "reid_raw.json"), "--output", str(tmp_path)))
     assert (job.format, job.split, job.attributes, job.prefix) == ("cuhk-pedes", "train", "mine", "cuhkpedes")
     assert job.images == str(datasets["cuhk"] / "imgs")
-    job = make_import_job(parse("--input", str(datasets["rstpreid"]), "--output", str(tmp_path), "--split", "all",
-                                "--attributes", "unknown", "--prefix", "rstp"))
+    job = make_import_job(
+        parse(
+            "--input",
+            str(datasets["rstpreid"]),
+            "--output",
+            str(tmp_path),
+            "--split",
+            "all",
+            "--attributes",
+            "unknown",
+            "--prefix",
+            "rstp",
+        )
+    )
     assert (job.format, job.split, job.attributes, job.prefix) == ("rstpreid", None, "unknown", "rstp")
 
 
 def test_a_renamed_file_is_told_by_its_first_entry(datasets, tmp_path):
     renamed = tmp_path / "mine.json.gz"
     renamed.write_bytes(gzip.compress((datasets["synthpedes"] / "synthpedes_dataset.json").read_bytes()))
-    job = make_import_job(parse("--input", str(renamed), "--output", str(tmp_path / "out"),
-                                "--images", str(datasets["synthpedes"])))
+    job = make_import_job(
+        parse("--input", str(renamed), "--output", str(tmp_path / "out"), "--images", str(datasets["synthpedes"]))
+    )
     assert job.format == "synthpedes" and job.images == str(datasets["synthpedes"])
 
 
@@ -58,8 +75,9 @@ def test_the_format_is_told_by_the_first_entry_the_reader_builds(datasets, tmp_p
     spoiled = json.dumps(entries[0]).encode().replace(b"A man", b"A \xff man", 1)
     renamed = tmp_path / "mine.json"
     renamed.write_bytes(b"[" + spoiled + b"," + json.dumps(entries[1:])[1:].encode())
-    job = make_import_job(parse("--input", str(renamed), "--output", str(tmp_path / "out"),
-                                "--images", str(datasets["synthpedes"])))
+    job = make_import_job(
+        parse("--input", str(renamed), "--output", str(tmp_path / "out"), "--images", str(datasets["synthpedes"]))
+    )
     assert job.format == "synthpedes"
 
 
@@ -69,22 +87,25 @@ def _json(tmp_path: Path, name: str, data) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--input", "{tmp}/nowhere"], "does not exist"),
-    (["--input", "{tmp}/nowhere.json"], "does not exist"),
-    (["--input", "{tmp}"], "holds none of synthpedes_dataset.json"),
-    (["--input", "{synthpedes}", "--split", "train"], "SYNTH-PEDES has no splits"),
-    (["--input", "{synthpedes}", "--attributes", "mine"], "keeps its released attributes"),
-    (["--input", "{synthpedes}", "--format", "cuhk-pedes"], "holds none of reid_raw.json"),
-    (["--input", "{synthpedes}/synthpedes_dataset.json", "--format", "rstpreid"], "--format says rstpreid"),
-    (["--input", "{cuhk}/reid_raw.json", "--images", "{tmp}/nowhere"], "--images"),
-    (["--input", "{synthpedes}", "--prefix", "bad/prefix"], "prefix"),
-    (["--input", "{tmp}/ambiguous.json"], "pass --format cuhk-pedes or --format icfg-pedes"),
-    (["--input", "{tmp}/object.json"], "expected a JSON list"),
-    (["--input", "{tmp}/empty.json"], "holds no entries"),
-    (["--input", "{tmp}/odd.json"], "cannot tell the format"),
-    (["--input", "{synthpedes}", "--output", ""], "--output is required"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--input", "{tmp}/nowhere"], "does not exist"),
+        (["--input", "{tmp}/nowhere.json"], "does not exist"),
+        (["--input", "{tmp}"], "holds none of synthpedes_dataset.json"),
+        (["--input", "{synthpedes}", "--split", "train"], "SYNTH-PEDES has no splits"),
+        (["--input", "{synthpedes}", "--attributes", "mine"], "keeps its released attributes"),
+        (["--input", "{synthpedes}", "--format", "cuhk-pedes"], "holds none of reid_raw.json"),
+        (["--input", "{synthpedes}/synthpedes_dataset.json", "--format", "rstpreid"], "--format says rstpreid"),
+        (["--input", "{cuhk}/reid_raw.json", "--images", "{tmp}/nowhere"], "--images"),
+        (["--input", "{synthpedes}", "--prefix", "bad/prefix"], "prefix"),
+        (["--input", "{tmp}/ambiguous.json"], "pass --format cuhk-pedes or --format icfg-pedes"),
+        (["--input", "{tmp}/object.json"], "expected a JSON list"),
+        (["--input", "{tmp}/empty.json"], "holds no entries"),
+        (["--input", "{tmp}/odd.json"], "cannot tell the format"),
+        (["--input", "{synthpedes}", "--output", ""], "--output is required"),
+    ],
+)
 def test_bad_settings_are_one_line(datasets, tmp_path, flags, message):
     _json(tmp_path, "ambiguous.json", [{"split": "train", "captions": ["x"], "file_path": "a.jpg", "id": 1}])
     _json(tmp_path, "object.json", {"a": 1})
@@ -101,6 +122,7 @@ def test_fingerprint_names_the_corpus_settings_not_the_output(datasets, tmp_path
     one = fingerprint(make_import_job(parse("--input", str(datasets["cuhk"]), "--output", str(tmp_path / "a"))))
     two = fingerprint(make_import_job(parse("--input", str(datasets["cuhk"]), "--output", str(tmp_path / "b"))))
     assert one == two and one["job"] == "import_corpus" and one["split"] == "train"
-    three = fingerprint(make_import_job(parse("--input", str(datasets["cuhk"]), "--output", str(tmp_path),
-                                              "--shard_size", "7")))
+    three = fingerprint(
+        make_import_job(parse("--input", str(datasets["cuhk"]), "--output", str(tmp_path), "--shard_size", "7"))
+    )
     assert {k for k in one if one[k] != three[k]} == {"shard_size"}

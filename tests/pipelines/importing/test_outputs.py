@@ -1,17 +1,32 @@
 """pipelines.importing.outputs: the import report's counts combined across workers (the dead letters in entry
 order: tests/pipelines/shared/test_dead_letters.py)."""
+
 from __future__ import annotations
 
 from pipelines.importing.job import ImportJob
 from pipelines.importing.outputs import ImportSummary, import_report
 
-JOB = ImportJob(format="synthpedes", annotations="/d/synthpedes_dataset.json", images="/d", output="/o", split=None,
-                attributes="released", shard_size=10, prefix="synthpedes", max_pixels=1, max_file_bytes=1)
+JOB = ImportJob(
+    format="synthpedes",
+    annotations="/d/synthpedes_dataset.json",
+    images="/d",
+    output="/o",
+    split=None,
+    attributes="released",
+    shard_size=10,
+    prefix="synthpedes",
+    max_pixels=1,
+    max_file_bytes=1,
+)
 
 
 def test_the_summary_combines_across_workers_like_one_pass():
-    items = [{"out_of_schema": []}, {"out_of_schema": [["upper", "black cape"], ["lower", "kilt"]]},
-             {"out_of_schema": [["upper", "black cape"]]}, {"out_of_schema": [["upper", "poncho"]]}]
+    items = [
+        {"out_of_schema": []},
+        {"out_of_schema": [["upper", "black cape"], ["lower", "kilt"]]},
+        {"out_of_schema": [["upper", "black cape"]]},
+        {"out_of_schema": [["upper", "poncho"]]},
+    ]
     combine = ImportSummary()
 
     def fold(part):

@@ -1,4 +1,5 @@
 """pipelines.shared.corpus_parts: corpus-wide files streamed from parts."""
+
 from __future__ import annotations
 
 import json

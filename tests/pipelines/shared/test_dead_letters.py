@@ -1,4 +1,5 @@
 """pipelines.shared.dead_letters: the dead-letter file, assembled from bucket parts in a fixed order."""
+
 from __future__ import annotations
 
 import json
@@ -22,14 +23,17 @@ def test_dead_letter_file_is_assembled_from_bucket_parts_in_a_fixed_order(tmp_pa
         assert not (output / corpus_parts.PARTS_DIR).exists()  # parts are removed once assembled
     assert files[0] == files[1]
     assert sorted(json.loads(line)["path"] for line in files[0].decode().splitlines()) == sorted(
-        letter["path"] for letter in letters)
+        letter["path"] for letter in letters
+    )
 
 
 def test_dead_letters_in_a_job_order_are_sorted_by_position_not_text(tmp_path):
-    letters = [{"path": "p", "entry": 10, "stage": "parse", "reason": "r"},
-               {"path": "p", "entry": 9, "stage": "decode", "reason": "r"},
-               {"path": "x", "stage": "write", "reason": "no entry"},
-               {"path": "p", "entry": 3 * corpus_parts.LETTERS_PER_BLOCK, "stage": "parse", "reason": "r"}]
+    letters = [
+        {"path": "p", "entry": 10, "stage": "parse", "reason": "r"},
+        {"path": "p", "entry": 9, "stage": "decode", "reason": "r"},
+        {"path": "x", "stage": "write", "reason": "no entry"},
+        {"path": "p", "entry": 3 * corpus_parts.LETTERS_PER_BLOCK, "stage": "parse", "reason": "r"},
+    ]
     with TestPipeline() as pipeline:
         write = dead_letters.WriteDeadLetterFile(str(tmp_path), position_of=entry_position)
         _ = pipeline | beam.Create(letters) | write
@@ -41,7 +45,8 @@ def test_dead_letters_in_a_job_order_are_sorted_by_position_not_text(tmp_path):
 def test_a_letter_is_one_json_line_with_sorted_keys_and_no_object_address():
     letter = dead_letters.dead_letter("/in/ü.jpg", "decode", "cannot read <object at 0x7f00ab12>")
     assert dead_letters.letter_line(letter) == (
-        '{"path": "/in/ü.jpg", "reason": "cannot read <object>", "stage": "decode"}')
+        '{"path": "/in/ü.jpg", "reason": "cannot read <object>", "stage": "decode"}'
+    )
 
 
 def test_a_letter_takes_only_a_declared_stage_name():

@@ -1,4 +1,5 @@
 """pipelines.shared.file_names: one spelling per listed file name, never one that leaves its folder."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,9 @@ from common.paths import PathOutsideRoot
 from pipelines.shared.file_names import one_spelling
 
 
-@pytest.mark.parametrize("name", ["Part1/1/1.jpg", "Part1/./1/1.jpg", "Part1//1/1.jpg", "./Part1/1/1.jpg",
-                                  "Part1/x/../1/1.jpg"])
+@pytest.mark.parametrize(
+    "name", ["Part1/1/1.jpg", "Part1/./1/1.jpg", "Part1//1/1.jpg", "./Part1/1/1.jpg", "Part1/x/../1/1.jpg"]
+)
 def test_every_spelling_of_a_file_is_one_name(name):
     assert one_spelling(name) == "Part1/1/1.jpg"
 

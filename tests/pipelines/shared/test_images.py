@@ -1,4 +1,5 @@
 """pipelines.shared.images: an image file's bytes under the decode policy (a FIFO refused before open)."""
+
 from __future__ import annotations
 
 import os

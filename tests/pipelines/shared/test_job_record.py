@@ -1,4 +1,5 @@
 """Rerunning the job into an existing output folder: job.json, resume, refusal, --overwrite, the exact manifest."""
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,17 @@ def copy_corpus(first_run, tmp_path: Path) -> Path:
 def refused(input_folder: Path, corpus: Path, predictor: Path, capsys, *extra: str) -> str:
     """The one-line error of a run that must stop before writing anything."""
     before = folder_bytes(corpus)
-    argv = ["--runner=DirectRunner", "--input", str(input_folder), "--output", str(corpus),
-            "--predictor", str(predictor), *JOB_FLAGS, *extra]
+    argv = [
+        "--runner=DirectRunner",
+        "--input",
+        str(input_folder),
+        "--output",
+        str(corpus),
+        "--predictor",
+        str(predictor),
+        *JOB_FLAGS,
+        *extra,
+    ]
     assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
     assert folder_bytes(corpus) == before
     err = capsys.readouterr().err.strip()
@@ -57,13 +67,17 @@ def test_rerun_with_same_settings_rewrites_no_shard(first_run, tmp_path, input_f
     assert {p.name: p.stat().st_mtime_ns for p in corpus.glob("synthpedes-*")} == shard_times
 
 
-@pytest.mark.parametrize("flags, named", [
-    (["--shard_size", "5"], ["shard_size was 4, now 5"]),
-    (["--seed", "8", "--max_images", "5"], ["max_images was 6, now 5; seed was 7, now 8"]),
-    (["--styles", "dense,narrative"], ["styles was None, now"]),
-])
-def test_other_settings_are_refused_naming_them(first_run, tmp_path, input_folder, colour_predictor, capsys, flags,
-                                                named):
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--shard_size", "5"], ["shard_size was 4, now 5"]),
+        (["--seed", "8", "--max_images", "5"], ["max_images was 6, now 5; seed was 7, now 8"]),
+        (["--styles", "dense,narrative"], ["styles was None, now"]),
+    ],
+)
+def test_other_settings_are_refused_naming_them(
+    first_run, tmp_path, input_folder, colour_predictor, capsys, flags, named
+):
     err = refused(input_folder, copy_corpus(first_run, tmp_path), colour_predictor, capsys, *flags)
     assert all(name in err for name in named) and "--overwrite" in err
 
@@ -77,20 +91,26 @@ def test_a_sentences_library_is_a_corpus_setting(first_run, tmp_path, input_fold
     other = tmp_path / "elsewhere" / "lib.yaml"
     other.parent.mkdir()
     shutil.copy(library, other)
-    records = [fingerprint(make_job(synthesize.parse_known_args(
-        ["--input", str(input_folder), "--predictor", str(colour_predictor), "--sentences", flag])[0], None))
-        for flag in (str(library), str(other), f"+{library}")]
+    records = [
+        fingerprint(
+            make_job(
+                synthesize.parse_known_args(
+                    ["--input", str(input_folder), "--predictor", str(colour_predictor), "--sentences", flag]
+                )[0],
+                None,
+            )
+        )
+        for flag in (str(library), str(other), f"+{library}")
+    ]
     assert records[0] == records[1] != records[2]
-    assert records[0]["sentences"] == {"mode": "replace",
-                                       "sha256": hashlib.sha256(library.read_bytes()).hexdigest()}
+    assert records[0]["sentences"] == {"mode": "replace", "sha256": hashlib.sha256(library.read_bytes()).hexdigest()}
 
 
 def test_inference_run_settings_stay_out_of_the_fingerprint(input_folder, colour_predictor):
     """Batch sizes and model sharing change how the job runs, not the corpus: a resume may change them."""
     base = ["--input", str(input_folder), "--predictor", str(colour_predictor)]
     run_flags = ["--batch_size", "8", "--max_batch_size", "64", "--share_model", "--model_copies", "2"]
-    records = [fingerprint(make_job(synthesize.parse_known_args(base + flags)[0], None))
-               for flags in ([], run_flags)]
+    records = [fingerprint(make_job(synthesize.parse_known_args(base + flags)[0], None)) for flags in ([], run_flags)]
     assert records[0] == records[1]
 
 
@@ -111,8 +131,11 @@ def test_files_of_a_run_without_job_json_are_refused(first_run, tmp_path, input_
 
 def test_overwrite_replaces_the_corpus_and_nothing_else(first_run, tmp_path, input_folder, colour_predictor):
     corpus = copy_corpus(first_run, tmp_path)
-    foreign = {"README.md": b"my notes\n", "synthpedes-draft.tar": b"not a shard name",
-               "extra/synthpedes-000000.tar": b"in a subfolder"}
+    foreign = {
+        "README.md": b"my notes\n",
+        "synthpedes-draft.tar": b"not a shard name",
+        "extra/synthpedes-000000.tar": b"in a subfolder",
+    }
     for name, data in foreign.items():
         (corpus / name).parent.mkdir(exist_ok=True)
         (corpus / name).write_bytes(data)
@@ -150,12 +173,24 @@ def test_own_files_are_the_jobs_names_and_their_temporaries_only(tmp_path):
     from pipelines.shared.job_record import own_files
     from shards import remote
 
-    for name in ("job.json", "manifest.json", "synthpedes-000000.tar", "synthpedes-000000.tar.tmp-1a2b",
-                 "other-000000.tar", "notes.txt", "synthpedes_dataset.json"):
+    for name in (
+        "job.json",
+        "manifest.json",
+        "synthpedes-000000.tar",
+        "synthpedes-000000.tar.tmp-1a2b",
+        "other-000000.tar",
+        "notes.txt",
+        "synthpedes_dataset.json",
+    ):
         (tmp_path / name).write_text("x")
     fs, root = remote.resolve(str(tmp_path))
-    assert own_files(fs, root, {"synthpedes"}) == ["job.json", "manifest.json", "synthpedes-000000.tar",
-                                                  "synthpedes-000000.tar.tmp-1a2b", "synthpedes_dataset.json"]
+    assert own_files(fs, root, {"synthpedes"}) == [
+        "job.json",
+        "manifest.json",
+        "synthpedes-000000.tar",
+        "synthpedes-000000.tar.tmp-1a2b",
+        "synthpedes_dataset.json",
+    ]
 
 
 def test_job_json_holds_the_method_fingerprint_spac_reports(first_run, colour_predictor):
@@ -163,7 +198,8 @@ def test_job_json_holds_the_method_fingerprint_spac_reports(first_run, colour_pr
 
     recorded = json.loads((first_run[0] / "job.json").read_text())
     assert {k: recorded[k] for k in method_fingerprint(str(colour_predictor))} == method_fingerprint(
-        str(colour_predictor))
+        str(colour_predictor)
+    )
 
 
 def test_a_resume_removes_the_temporaries_a_killed_run_left(first_run, tmp_path, input_folder, colour_predictor):

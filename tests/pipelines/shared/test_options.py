@@ -1,5 +1,6 @@
 """pipelines.shared.options: the shared flags defined once, each job's parser holding its own flags only, whatever
 else is loaded, in any import order; and pipelines.shared.launch hands Beam only Beam's flags."""
+
 from __future__ import annotations
 
 import subprocess
@@ -53,9 +54,13 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("order", [pytest.param(("pipelines.synthesize", "pipelines.import_corpus"),
-                                                marks=pytest.mark.slow),
-                                   ("pipelines.import_corpus", "pipelines.synthesize")])
+@pytest.mark.parametrize(
+    "order",
+    [
+        pytest.param(("pipelines.synthesize", "pipelines.import_corpus"), marks=pytest.mark.slow),
+        ("pipelines.import_corpus", "pipelines.synthesize"),
+    ],
+)
 def test_both_jobs_load_together_in_either_order(order):
     done = subprocess.run([sys.executable, "-c", _LOAD_BOTH, *order], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -1,5 +1,6 @@
 """pipelines.shared.shard_sink: shard writing (complete shards skipped, key collisions dead-lettered), counted
 in the job's own namespace."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,16 @@ NAMESPACE = "some_job"
 
 
 def shard_samples(keys, gender="man"):
-    made = [{**record(k, "p1", gender), "jpg": jpeg(RED), "captions": ["a man."], "styles": ["dense"],
-             "prompt_caption": ["a person."]} for k in keys]
+    made = [
+        {
+            **record(k, "p1", gender),
+            "jpg": jpeg(RED),
+            "captions": ["a man."],
+            "styles": ["dense"],
+            "prompt_caption": ["a person."],
+        }
+        for k in keys
+    ]
     return [sample for _, sample in ordering.place_samples(("p1", {"records": made, "placement": [(0, 0)]}), 10)]
 
 
@@ -38,7 +47,8 @@ def test_a_second_file_with_a_taken_key_is_dead_lettered_not_written(tmp_path):
     twin = {**second, "__key__": "k1", "json": {**second["json"], "key": "k1", "source": "/in/zz-twin.jpg"}}
     produced = list(shard_sink.WriteShard(str(tmp_path), "synthpedes", NAMESPACE).process((0, [twin, second, first])))
     letters = [o.value for o in produced if isinstance(o, beam.pvalue.TaggedOutput)]
-    assert letters == [{"path": "/in/zz-twin.jpg", "stage": "write",
-                        "reason": f"key k1 already taken by {first['json']['source']}"}]
+    assert letters == [
+        {"path": "/in/zz-twin.jpg", "stage": "write", "reason": f"key k1 already taken by {first['json']['source']}"}
+    ]
     stats = json.loads((tmp_path / "synthpedes-000000_stats.json").read_text())
     assert stats["count"] == 2 and stats["first_key"] == "k1"

@@ -2,6 +2,7 @@
 the stage's counters match what the server answered, job.json names the model (a resume with another is
 refused), the same answers give the same bytes; a server down at launch, and flags that do not go together,
 are one line and exit 2; the Dataflow dry run carries the caption model's handler."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,17 @@ def answer(body: dict) -> Reply:
 
 
 def _mllm_flags(server: FakeChatServer, *extra: str, model: str = "tiny") -> list[str]:
-    return ["--captioner", "mllm", "--mllm_server", server.base_url, "--mllm_model", model, "--mllm_batch_size", "4",
-            *extra]
+    return [
+        "--captioner",
+        "mllm",
+        "--mllm_server",
+        server.base_url,
+        "--mllm_model",
+        model,
+        "--mllm_batch_size",
+        "4",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +78,9 @@ def test_only_checked_texts_reach_the_shards_and_the_counters_match_the_answers(
     assert asked_first < len(requests) < 2 * asked_first
     records = [sample["json"] for sample in iter_samples(str(output))]
     assert len(records) == EXPECTED["written"]
-    generated = [(text, style) for r in records for text, style in zip(r["captions"], r["styles"])
-                 if style.startswith("mllm:")]
+    generated = [
+        (text, style) for r in records for text, style in zip(r["captions"], r["styles"]) if style.startswith("mllm:")
+    ]
     assert len(generated) == counters["mllm_kept"]
     assert all(text.startswith("A man walks along the pavement") for text, _ in generated)
     texts = {text for r in records for text in r["captions"] + r["prompt_caption"]}
@@ -81,7 +92,8 @@ def test_only_checked_texts_reach_the_shards_and_the_counters_match_the_answers(
 
 
 def test_job_json_names_the_model_and_prompts_and_a_resume_with_another_model_is_refused(
-        mllm_run, tmp_path, input_folder, colour_predictor, capsys):
+    mllm_run, tmp_path, input_folder, colour_predictor, capsys
+):
     output, _, _ = mllm_run
     recorded = json.loads((output / "job.json").read_text())
     assert recorded["generator"]["kind"] == "server" and recorded["generator"]["model"] == "tiny"
@@ -90,8 +102,17 @@ def test_job_json_names_the_model_and_prompts_and_a_resume_with_another_model_is
     resumed = tmp_path / "corpus"
     shutil.copytree(output, resumed)
     with FakeChatServer(answer, models=("tiny", "other")) as server:
-        argv = ["--runner=DirectRunner", "--input", str(input_folder), "--output", str(resumed), "--predictor",
-                str(colour_predictor), *JOB_FLAGS, *_mllm_flags(server, model="other")]
+        argv = [
+            "--runner=DirectRunner",
+            "--input",
+            str(input_folder),
+            "--output",
+            str(resumed),
+            "--predictor",
+            str(colour_predictor),
+            *JOB_FLAGS,
+            *_mllm_flags(server, model="other"),
+        ]
         assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
         assert server.requests == []  # refused before any work
     err = capsys.readouterr().err.strip()
@@ -99,13 +120,20 @@ def test_job_json_names_the_model_and_prompts_and_a_resume_with_another_model_is
 
 
 @pytest.mark.slow  # ~30 s: two worker processes start and load the predictor
-def test_the_same_answers_give_the_same_bytes_in_multi_processing_mode(mllm_run, tmp_path, input_folder,
-                                                                       colour_predictor):
+def test_the_same_answers_give_the_same_bytes_in_multi_processing_mode(
+    mllm_run, tmp_path, input_folder, colour_predictor
+):
     """The handler travels to worker processes (pickled) and the stage's texts do not depend on batching."""
     output, counters, _ = mllm_run
     with FakeChatServer(answer) as server:
-        again = run_job(input_folder, tmp_path, colour_predictor, *_mllm_flags(server, "--mllm_batch_size", "3"),
-                        "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+        again = run_job(
+            input_folder,
+            tmp_path,
+            colour_predictor,
+            *_mllm_flags(server, "--mllm_batch_size", "3"),
+            "--direct_running_mode=multi_processing",
+            "--direct_num_workers=2",
+        )
     assert again["mllm_kept"] == counters["mllm_kept"]
     first, second = folder_bytes(output), folder_bytes(tmp_path)
     # job.json names the server's URL, and this server listens on another port
@@ -119,46 +147,100 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_a_server_down_at_launch_is_one_line_and_exit_2_before_any_work(tmp_path, input_folder, colour_predictor,
-                                                                        capsys):
+def test_a_server_down_at_launch_is_one_line_and_exit_2_before_any_work(
+    tmp_path, input_folder, colour_predictor, capsys
+):
     url = f"http://127.0.0.1:{_free_port()}/v1"
-    argv = ["--runner=DirectRunner", "--input", str(input_folder), "--output", str(tmp_path / "out"),
-            "--predictor", str(colour_predictor), "--captioner", "mllm", "--mllm_server", url, "--mllm_model", "tiny"]
+    argv = [
+        "--runner=DirectRunner",
+        "--input",
+        str(input_folder),
+        "--output",
+        str(tmp_path / "out"),
+        "--predictor",
+        str(colour_predictor),
+        "--captioner",
+        "mllm",
+        "--mllm_server",
+        url,
+        "--mllm_model",
+        "tiny",
+    ]
     assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"cannot reach the caption-model server at {url}" in err
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--mllm_model", "tiny"], "--mllm_model needs --captioner mllm"),
-    (["--mllm_texts", "3"], "--mllm_texts needs --captioner mllm"),
-    (["--captioner", "mllm"], "--captioner mllm needs --mllm_model"),
-    (["--captioner", "mllm", "--mllm_model", "tiny", "--mllm_timeout", "5"], "--mllm_timeout applies to --mllm_server"),
-    (["--captioner", "mllm", "--mllm_model", "tiny", "--mllm_server", "ftp://host/v1"], "--mllm_server: "),
-    (["--captioner", "mllm", "--mllm_model", "tiny", "--mllm_server", "http://h/v1", "--mllm_texts", "4"],
-     "texts per image must be 1 to 3"),
-    (["--captioner", "mllm", "--mllm_model", "tiny", "--mllm_server", "http://h/v1", "--mllm_min_words", "9",
-      "--mllm_max_words", "8"], "min words"),
-    (["--captioner", "gpt"], "--captioner"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--mllm_model", "tiny"], "--mllm_model needs --captioner mllm"),
+        (["--mllm_texts", "3"], "--mllm_texts needs --captioner mllm"),
+        (["--captioner", "mllm"], "--captioner mllm needs --mllm_model"),
+        (
+            ["--captioner", "mllm", "--mllm_model", "tiny", "--mllm_timeout", "5"],
+            "--mllm_timeout applies to --mllm_server",
+        ),
+        (["--captioner", "mllm", "--mllm_model", "tiny", "--mllm_server", "ftp://host/v1"], "--mllm_server: "),
+        (
+            ["--captioner", "mllm", "--mllm_model", "tiny", "--mllm_server", "http://h/v1", "--mllm_texts", "4"],
+            "texts per image must be 1 to 3",
+        ),
+        (
+            [
+                "--captioner",
+                "mllm",
+                "--mllm_model",
+                "tiny",
+                "--mllm_server",
+                "http://h/v1",
+                "--mllm_min_words",
+                "9",
+                "--mllm_max_words",
+                "8",
+            ],
+            "min words",
+        ),
+        (["--captioner", "gpt"], "--captioner"),
+    ],
+)
 def test_flags_that_do_not_go_together_are_one_line_and_exit_2(tmp_path, capsys, colour_predictor, flags, message):
-    argv = ["--runner=DirectRunner", "--input", str(tmp_path), "--output", str(tmp_path / "out"),
-            "--predictor", str(colour_predictor), *flags]
+    argv = [
+        "--runner=DirectRunner",
+        "--input",
+        str(tmp_path),
+        "--output",
+        str(tmp_path / "out"),
+        "--predictor",
+        str(colour_predictor),
+        *flags,
+    ]
     assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and message in err and err.startswith(synthesize.PROG)
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(_dataflow_unavailable() is not None,
-                    reason="Dataflow graph check needs the 'dataflow' extra (apache-beam[gcp])")
+@pytest.mark.skipif(
+    _dataflow_unavailable() is not None, reason="Dataflow graph check needs the 'dataflow' extra (apache-beam[gcp])"
+)
 def test_dataflow_dry_run_with_a_caption_model_server(input_folder):
     """Translated offline: a dry run does not reach the server (only the workers may), and the caption
     model's handler gets the stage's batch size and the job's model sharing."""
-    handlers = dataflow_dry_run_handlers(input_folder, "--captioner", "mllm", "--mllm_server",
-                                         "http://10.0.0.9:8000/v1", "--mllm_model", "Qwen/Qwen2-VL-2B-Instruct",
-                                         "--mllm_batch_size", "64", "--mllm_concurrency", "32")
+    handlers = dataflow_dry_run_handlers(
+        input_folder,
+        "--captioner",
+        "mllm",
+        "--mllm_server",
+        "http://10.0.0.9:8000/v1",
+        "--mllm_model",
+        "Qwen/Qwen2-VL-2B-Instruct",
+        "--mllm_batch_size",
+        "64",
+        "--mllm_concurrency",
+        "32",
+    )
     assert len(handlers) == 2
     captioning = handlers[1]
     assert isinstance(captioning, CaptionModelHandler)
@@ -178,11 +260,14 @@ class _Scripted:
 
 
 def test_run_inference_gives_each_record_its_texts_and_keeps_its_other_fields():
-    model = CaptionModel(Backend("none", "http://127.0.0.1:9/v1"), texts=2, min_confidence=0.5, min_words=5,
-                         max_words=60, batch_size=2)
+    model = CaptionModel(
+        Backend("none", "http://127.0.0.1:9/v1"), texts=2, min_confidence=0.5, min_words=5, max_words=60, batch_size=2
+    )
     handler = CaptionModelHandler(model, None, seed=7)
-    attributes = {"gender": {"value": "man", "confidence": 0.9}, "hair": {"value": "short black hair",
-                                                                          "confidence": 0.9}}
+    attributes = {
+        "gender": {"value": "man", "confidence": 0.9},
+        "hair": {"value": "short black hair", "confidence": 0.9},
+    }
     records = [{"key": f"k{n}", "identity": "a", "jpg": b"jpeg", "attributes": attributes} for n in range(2)]
     done = handler.run_inference(records, _Scripted())
     assert [r["key"] for r in done] == ["k0", "k1"] and all(r["identity"] == "a" for r in done)

@@ -1,4 +1,5 @@
 """CleanIdentities on synthetic clusters (bars of 0.9) and on rendered people embedded by the demo predictor."""
+
 from __future__ import annotations
 
 import random
@@ -33,13 +34,26 @@ def _unit(matrix):
 
 def _record(identity: str, n: int, vector, person: int = 0, shot: int = 0) -> dict:
     key = f"{identity}_{n:03d}"
-    return {"key": key, "identity": identity, "source": f"/in/{identity}/{n}.jpg", "person": person,
-            "shot": shot, "embedding": embedding_bytes(vector)}
+    return {
+        "key": key,
+        "identity": identity,
+        "source": f"/in/{identity}/{n}.jpg",
+        "person": person,
+        "shot": shot,
+        "embedding": embedding_bytes(vector),
+    }
 
 
-def noisy_corpus(people: int, seed: int, image_cosine: float, dim: int = 64, images: int = 10,
-                 split_every: int = 4, foreign_every: int = 3,
-                 vectors=None) -> tuple[list[dict], set[str], dict[str, str]]:
+def noisy_corpus(
+    people: int,
+    seed: int,
+    image_cosine: float,
+    dim: int = 64,
+    images: int = 10,
+    split_every: int = 4,
+    foreign_every: int = 3,
+    vectors=None,
+) -> tuple[list[dict], set[str], dict[str, str]]:
     """Records of ``people`` persons; every ``split_every``-th person is split over two identities
     (``p007a`` / ``p007b``), every ``foreign_every``-th identity gets two images of other persons.
     ``vectors(person, shot)`` gives an image's embedding (default: a cluster at ``image_cosine`` to the
@@ -51,15 +65,17 @@ def noisy_corpus(people: int, seed: int, image_cosine: float, dim: int = 64, ima
     def cluster_vector(person: int, n: int) -> np.ndarray:
         noise = np.random.default_rng([seed, person, n]).standard_normal(dim)
         noise = _unit(noise - (noise @ directions[person]) * directions[person])
-        return image_cosine * directions[person] + np.sqrt(1 - image_cosine ** 2) * noise
+        return image_cosine * directions[person] + np.sqrt(1 - image_cosine**2) * noise
 
     vector_of = vectors if vectors is not None else cluster_vector
     records, foreign, renames = [], set(), {}
     identities = []
     for person in range(people):
         if person % split_every == 0:
-            identities += [(f"p{person:03d}a", person, range(0, images // 2 + 1)),
-                           (f"p{person:03d}b", person, range(images // 2 + 1, images + 2))]
+            identities += [
+                (f"p{person:03d}a", person, range(0, images // 2 + 1)),
+                (f"p{person:03d}b", person, range(images // 2 + 1, images + 2)),
+            ]
             renames[f"p{person:03d}b"] = f"p{person:03d}a"
         else:
             identities.append((f"p{person:03d}", person, range(images)))
@@ -91,8 +107,9 @@ class _Collect:
         _COLLECTED[self.name] = list(actual)
 
 
-def run_cleaning(records: list[dict], config: CleaningConfig,
-                 counters: dict[str, int] | None = None) -> tuple[list[dict], list[dict]]:
+def run_cleaning(
+    records: list[dict], config: CleaningConfig, counters: dict[str, int] | None = None
+) -> tuple[list[dict], list[dict]]:
     """(images, dead letters) of CleanIdentities on the DirectRunner; ``counters`` receives the job's."""
     _COLLECTED.clear()
     pipeline = beam_testing.TestPipeline(options=PipelineOptions(["--runner=DirectRunner"]))
@@ -115,9 +132,14 @@ def scores(records, kept, letters, foreign, renames):
     original = {r["key"]: r["identity"] for r in records}
     renamed = {original[r["key"]]: r["identity"] for r in kept if r["identity"] != original[r["key"]]}
     merge_hits = sum(1 for identity, name in renamed.items() if renames.get(identity) == name)
-    return {"drop_precision": drop_hits / max(len(dropped), 1), "drop_recall": drop_hits / max(len(foreign), 1),
-            "merge_precision": merge_hits / max(len(renamed), 1), "merge_recall": merge_hits / max(len(renames), 1),
-            "dropped": len(dropped), "renamed": len(renamed)}
+    return {
+        "drop_precision": drop_hits / max(len(dropped), 1),
+        "drop_recall": drop_hits / max(len(foreign), 1),
+        "merge_precision": merge_hits / max(len(renamed), 1),
+        "merge_recall": merge_hits / max(len(renames), 1),
+        "dropped": len(dropped),
+        "renamed": len(renamed),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -142,19 +164,24 @@ def test_every_image_comes_out_once_and_without_its_embedding(synthetic):
     assert len(kept) + len(letters) == len(records)
     assert sorted(r["key"] for r in kept) == sorted({r["key"] for r in kept})
     assert all("embedding" not in r for r in kept)
-    assert all(letter["stage"] == "clean" and letter["reason"].startswith("identity cleaning: cosine ")
-               for letter in letters)
+    assert all(
+        letter["stage"] == "clean" and letter["reason"].startswith("identity cleaning: cosine ") for letter in letters
+    )
     by_key = {r["key"]: r for r in records}
     for record in kept:  # everything but the identity is the input's
-        assert {k: v for k, v in record.items() if k != "identity"} == \
-            {k: v for k, v in by_key[record["key"]].items() if k not in ("identity", "embedding")}
+        assert {k: v for k, v in record.items() if k != "identity"} == {
+            k: v for k, v in by_key[record["key"]].items() if k not in ("identity", "embedding")
+        }
 
 
 def test_counters_tell_what_was_cleaned(synthetic):
     records, _, renames, kept, letters, counters = synthetic
     merged_images = sum(1 for r in records if r["identity"] in renames and r["shot"] < 100)
-    assert counters == {"cleaned_outliers": len(letters), "cleaned_merged_identities": len(renames),
-                        "cleaned_merged_images": merged_images}, counters
+    assert counters == {
+        "cleaned_outliers": len(letters),
+        "cleaned_merged_identities": len(renames),
+        "cleaned_merged_images": merged_images,
+    }, counters
 
 
 def test_output_does_not_depend_on_input_order(synthetic):
@@ -196,16 +223,18 @@ def test_outlier_reason_names_cosine_and_threshold():
 def test_rendered_people_through_the_demo_predictor():
     """Rendered identities embedded by the demo predictor (attribute features, not trained for re-ID);
     the same corpus with random embeddings must miss the bars. Measured numbers: see RENDERED_BARS."""
-    plan, foreign, renames = noisy_corpus(people=RENDERED_PEOPLE, seed=11, image_cosine=0.0, images=8, dim=4,
-                                          vectors=lambda person, shot: np.ones(4))
+    plan, foreign, renames = noisy_corpus(
+        people=RENDERED_PEOPLE, seed=11, image_cosine=0.0, images=8, dim=4, vectors=lambda person, shot: np.ones(4)
+    )
     predictor = load_predictor()
     images = []
     for record in plan:
         attributes = random_identity(random.Random(stable_int(11, record["person"])))
         images.append(render_person(attributes, stable_int(11, record["person"], record["shot"]))[0])
     with torch.inference_mode():
-        embedded = predictor.predict_tensors(torch.stack([predictor.preprocess(im) for im in images]),
-                                             with_embeddings=True)
+        embedded = predictor.predict_tensors(
+            torch.stack([predictor.preprocess(im) for im in images]), with_embeddings=True
+        )
     records = [{**r, "embedding": embedding_bytes(p.embedding)} for r, p in zip(plan, embedded)]
     kept, letters = run_cleaning(records, CleaningConfig())
     result = scores(records, kept, letters, foreign, renames)

@@ -1,4 +1,5 @@
 """pipelines.synthesis.model_handler: the RunInference handler of the SPAC predictor."""
+
 from __future__ import annotations
 
 import pytest
@@ -85,8 +86,9 @@ def test_sharing_follows_beams_semantics_through_the_keyed_wrapper():
     assert shared.share_model_across_processes() and shared.model_copies() == 1
     copies = KeyedModelHandler(SpacPredictorHandler(model_copies=3))  # Beam: model_copies implies sharing
     assert copies.share_model_across_processes() and copies.model_copies() == 3
-    assert KeyedModelHandler(SpacPredictorHandler(batch_size=8, max_batch_size=64, min_batch_size=4)
-                             ).batch_elements_kwargs() == {"min_batch_size": 4, "max_batch_size": 64}
+    assert KeyedModelHandler(
+        SpacPredictorHandler(batch_size=8, max_batch_size=64, min_batch_size=4)
+    ).batch_elements_kwargs() == {"min_batch_size": 4, "max_batch_size": 64}
 
 
 def test_the_first_four_parameters_keep_their_positions(colour_predictor):
@@ -95,13 +97,16 @@ def test_the_first_four_parameters_keep_their_positions(colour_predictor):
     assert (handler._predictor_path, handler._device, handler._torch_threads) == (str(colour_predictor), "cpu", 1)
 
 
-@pytest.mark.parametrize("keywords, message", [
-    ({"batch_size": 0}, "batch_size must be at least 1"),
-    ({"batch_size": 8, "max_batch_size": 4}, r"max_batch_size \(4\) must be at least batch_size \(8\)"),
-    ({"min_batch_size": 0}, "min_batch_size"),
-    ({"batch_size": 4, "min_batch_size": 5}, "min_batch_size"),
-    ({"model_copies": 0}, "model_copies"),
-])
+@pytest.mark.parametrize(
+    "keywords, message",
+    [
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"batch_size": 8, "max_batch_size": 4}, r"max_batch_size \(4\) must be at least batch_size \(8\)"),
+        ({"min_batch_size": 0}, "min_batch_size"),
+        ({"batch_size": 4, "min_batch_size": 5}, "min_batch_size"),
+        ({"model_copies": 0}, "model_copies"),
+    ],
+)
 def test_bad_batching_and_sharing_settings_are_refused(keywords, message):
     with pytest.raises(ValueError, match=message):
         SpacPredictorHandler(**keywords)
@@ -152,8 +157,9 @@ def test_a_shared_model_is_called_once_per_batch_through_beams_proxy(colour_pred
 
     handler = SpacPredictorHandler(str(colour_predictor), batch_size=2, max_batch_size=4, share_model=True)
     images = [jpeg(c) for c in (RED, GREEN, BLUE)]
-    shared = multi_process_shared.MultiProcessShared(handler.load_model, tag=f"spac-test-{id(handler)}",
-                                                     always_proxy=True)
+    shared = multi_process_shared.MultiProcessShared(
+        handler.load_model, tag=f"spac-test-{id(handler)}", always_proxy=True
+    )
     proxy = shared.acquire()
     try:
         through_proxy = [r.inference for r in handler.run_inference(images, proxy)]

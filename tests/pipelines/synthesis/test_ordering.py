@@ -1,4 +1,5 @@
 """pipelines.synthesis.ordering: identity ids and shard blocks by a distributed zip-with-index over identities."""
+
 from __future__ import annotations
 
 import random
@@ -32,8 +33,9 @@ def test_placements_number_identities_and_images_without_gaps_or_overlaps():
     sizes = _sizes(3000)
     placed = _place_in_memory(sizes)
     assert sorted(identity_id for identity_id, _ in placed.values()) == list(range(len(sizes)))
-    spans = sorted((start, start + count) for (identity, count), (_, start) in
-                   ((pair, placed[pair[0]]) for pair in sizes))
+    spans = sorted(
+        (start, start + count) for (identity, count), (_, start) in ((pair, placed[pair[0]]) for pair in sizes)
+    )
     assert spans[0][0] == 0 and all(end == next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
     assert spans[-1][1] == sum(count for _, count in sizes)
 
@@ -52,24 +54,33 @@ def test_ids_follow_bucket_then_name():
 
 
 def _captioned(key: str, identity: str) -> dict:
-    return {**record(key, identity), "captions": ["a man.", "a man walks."], "styles": ["s1", "s2"],
-            "prompt_caption": ["a person."]}
+    return {
+        **record(key, identity),
+        "captions": ["a man.", "a man walks."],
+        "styles": ["s1", "s2"],
+        "prompt_caption": ["a person."],
+    }
 
 
 def test_samples_of_an_identity_take_consecutive_positions_in_key_order():
     records = [_captioned(key, "p1") for key in ("k3", "k1", "k2")]
     placed = list(ordering.place_samples(("p1", {"records": records, "placement": [(5, 9)]}), shard_size=10))
     assert [(shard, sample["__key__"], sample["json"]["id"]) for shard, sample in placed] == [
-        (0, "k1", 5), (1, "k2", 5), (1, "k3", 5)]  # positions 9, 10, 11: the identity straddles a boundary
+        (0, "k1", 5),
+        (1, "k2", 5),
+        (1, "k3", 5),
+    ]  # positions 9, 10, 11: the identity straddles a boundary
     assert shard_sink.released_entry(placed[0][1]["json"])["attributes"] == [
-        "man,short black hair,red t-shirt,blue jeans,white sneakers,black backpack"]
+        "man,short black hair,red t-shirt,blue jeans,white sneakers,black backpack"
+    ]
 
 
 def test_placed_samples_carry_the_records_attribute_spans_when_it_has_them():
     spans = [[[2, 5]], [[2, 5]], []]
     records = [{**_captioned("k1", "p1"), "attribute_spans": spans}, _captioned("k2", "p1")]
-    placed = [sample["json"] for _, sample in ordering.place_samples(("p1", {"records": records,
-                                                                             "placement": [(5, 0)]}), 10)]
+    placed = [
+        sample["json"] for _, sample in ordering.place_samples(("p1", {"records": records, "placement": [(5, 0)]}), 10)
+    ]
     assert placed[0]["attribute_spans"] == spans and "attribute_spans" not in placed[1]
     for json_record in placed:
         validate_record(json_record)

@@ -1,4 +1,5 @@
 """pipelines.synthesis.outputs: the filter report."""
+
 from __future__ import annotations
 
 import json
@@ -10,10 +11,12 @@ from spac.corpus.filters import FilterConfig
 
 
 def test_filter_report_counts_reasons_by_kind(tmp_path):
-    letters = [{"path": "/b", "stage": "filter", "reason": "too_few_images"},
-               {"path": "/a", "stage": "decode", "reason": "not a decodable image"},
-               {"path": "/c", "stage": "decode", "reason": "image too large: 9000x9000 pixels exceed the budget of 1"},
-               {"path": "/d", "stage": "decode", "reason": "image too large: 8000x9000 pixels exceed the budget of 1"}]
+    letters = [
+        {"path": "/b", "stage": "filter", "reason": "too_few_images"},
+        {"path": "/a", "stage": "decode", "reason": "not a decodable image"},
+        {"path": "/c", "stage": "decode", "reason": "image too large: 9000x9000 pixels exceed the budget of 1"},
+        {"path": "/d", "stage": "decode", "reason": "image too large: 8000x9000 pixels exceed the budget of 1"},
+    ]
     counts = Counter(outputs.report_counts(letter) for letter in letters)
     outputs.write_filter_report(counts.items(), str(tmp_path), FilterConfig())
     report = json.loads((tmp_path / "filter_report.json").read_text())

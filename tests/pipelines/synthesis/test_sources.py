@@ -1,5 +1,6 @@
 """pipelines.synthesis.sources (and stage_rates): every input kind read through ``read_refs`` in a test pipeline,
 dead letters with reasons, --limit, LUPerson-NL, per-stage rates, and the whole job on a webdataset input."""
+
 from __future__ import annotations
 
 import io
@@ -55,14 +56,24 @@ def run_read(spec, limit=None, max_bytes=None):
     pipeline = beam_testing.TestPipeline(options=PipelineOptions(["--runner=DirectRunner"]))
     kwargs = {"max_bytes": max_bytes} if max_bytes else {}
     refs, letters = sources.read_refs(pipeline, spec, limit, **kwargs)
-    _ = (refs | "Rows" >> beam.Map(_row) | "CollectRefs" >> beam.combiners.ToList()
-         | "KeepRefs" >> beam.Map(lambda rows: _keep("refs", rows)))
-    _ = (letters | "CollectLetters" >> beam.combiners.ToList()
-         | "KeepLetters" >> beam.Map(lambda rows: _keep("letters", rows)))
+    _ = (
+        refs
+        | "Rows" >> beam.Map(_row)
+        | "CollectRefs" >> beam.combiners.ToList()
+        | "KeepRefs" >> beam.Map(lambda rows: _keep("refs", rows))
+    )
+    _ = (
+        letters
+        | "CollectLetters" >> beam.combiners.ToList()
+        | "KeepLetters" >> beam.Map(lambda rows: _keep("letters", rows))
+    )
     result = pipeline.run()
     result.wait_until_finish()
-    return (sorted(_COLLECTED.get("refs", [])), sorted(_COLLECTED.get("letters", []), key=lambda d: d["path"]),
-            synthesize.counters(result))
+    return (
+        sorted(_COLLECTED.get("refs", [])),
+        sorted(_COLLECTED.get("letters", []), key=lambda d: d["path"]),
+        synthesize.counters(result),
+    )
 
 
 @pytest.fixture()
@@ -71,14 +82,20 @@ def img2dataset_folder(tmp_path) -> Path:
     parquet / stats files beside them, plus bad samples."""
     folder = tmp_path / "shards"
     folder.mkdir()
-    write_tar(folder / "00000.tar", sample("000000000", record={"person": "ann", "url": "u"})
-                + sample("000000001", record={"person": 17})
-                + sample("000000002", image=False, record={"person": "ann"})       # no image member
-                + sample("000000003", record={"url": "u"}))                        # no identity field
-    write_tar(folder / "00001.tar", sample("000010000", record={"person": "ann"}, ext="png")
-                + sample("000010001", record=None)                                 # no json member
-                + sample("000010002", record={"person": "../up"})                  # would leave the root
-                + [("000010003.jpg", jpeg()), ("000010003.json", b"{not json")])
+    write_tar(
+        folder / "00000.tar",
+        sample("000000000", record={"person": "ann", "url": "u"})
+        + sample("000000001", record={"person": 17})
+        + sample("000000002", image=False, record={"person": "ann"})  # no image member
+        + sample("000000003", record={"url": "u"}),
+    )  # no identity field
+    write_tar(
+        folder / "00001.tar",
+        sample("000010000", record={"person": "ann"}, ext="png")
+        + sample("000010001", record=None)  # no json member
+        + sample("000010002", record={"person": "../up"})  # would leave the root
+        + [("000010003.jpg", jpeg()), ("000010003.json", b"{not json")],
+    )
     (folder / "00000.parquet").write_bytes(b"PAR1")
     (folder / "00000_stats.json").write_text("{}")
     return folder
@@ -89,12 +106,18 @@ def test_webdataset_folder_with_identities_from_a_json_field(img2dataset_folder)
     assert spec.format == "webdataset" and spec.pattern.endswith("/*.tar")
     refs, letters, counters = run_read(spec)
     first, second = f"{img2dataset_folder}/00000.tar", f"{img2dataset_folder}/00001.tar"
-    assert refs == [(f"{first}#000000000", "ann/000000000.jpg", "ann", "ann_000000000", True),
-                    (f"{first}#000000001", "17/000000001.jpg", "17", "17_000000001", True),
-                    (f"{second}#000010000", "ann/000010000.png", "ann", make_key("ann/000010000.png"), True)]
+    assert refs == [
+        (f"{first}#000000000", "ann/000000000.jpg", "ann", "ann_000000000", True),
+        (f"{first}#000000001", "17/000000001.jpg", "17", "17_000000001", True),
+        (f"{second}#000010000", "ann/000010000.png", "ann", make_key("ann/000010000.png"), True),
+    ]
     assert [(d["path"], d["stage"]) for d in letters] == [
-        (f"{first}#000000002", "read"), (f"{first}#000000003", "read"), (f"{second}#000010001", "read"),
-        (f"{second}#000010002", "read"), (f"{second}#000010003", "read")]
+        (f"{first}#000000002", "read"),
+        (f"{first}#000000003", "read"),
+        (f"{second}#000010001", "read"),
+        (f"{second}#000010002", "read"),
+        (f"{second}#000010003", "read"),
+    ]
     reasons = [d["reason"] for d in letters]
     assert reasons[0] == "no image member (jpg, jpeg, png, webp)"
     assert "no identity field 'person'" in reasons[1]
@@ -106,30 +129,38 @@ def test_webdataset_folder_with_identities_from_a_json_field(img2dataset_folder)
 
 def test_brace_pattern_with_identities_from_the_key(tmp_path):
     for index in range(3):
-        write_tar(tmp_path / f"train-{index:05d}.tar",
-                    [m for n in range(2) for m in sample(f"{index:04d}_{n:02d}")] + sample(f"x{index}"))
+        write_tar(
+            tmp_path / f"train-{index:05d}.tar",
+            [m for n in range(2) for m in sample(f"{index:04d}_{n:02d}")] + sample(f"x{index}"),
+        )
     pattern = str(tmp_path / "train-{00000..00003}.tar")  # the fourth shard does not exist
     spec = resolve_input(pattern, identity_pattern=r"^(\d+)_")
     assert (spec.format, spec.pattern, spec.root) == ("webdataset", pattern, str(tmp_path))
     refs, letters, _ = run_read(spec)
-    assert [(r[1], r[2]) for r in refs] == [(f"{i:04d}/{i:04d}_{n:02d}.jpg", f"{i:04d}") for i in range(3)
-                                            for n in range(2)]
+    assert [(r[1], r[2]) for r in refs] == [
+        (f"{i:04d}/{i:04d}_{n:02d}.jpg", f"{i:04d}") for i in range(3) for n in range(2)
+    ]
     by_path = {d["path"]: d["reason"] for d in letters}
     assert set(by_path) == {f"{tmp_path}/train-{i:05d}.tar#x{i}" for i in range(3)} | {f"{tmp_path}/train-00003.tar"}
     assert by_path[f"{tmp_path}/train-00000.tar#x0"] == r"key 'x0' does not match --identity_pattern '^(\\d+)_'"
     assert by_path[f"{tmp_path}/train-00003.tar"].startswith("cannot open the shard")
 
 
-@pytest.mark.parametrize("pattern, reason", [
-    ("^(a+)+$", "does not match --identity_pattern"),  # Python's re never ends on it; the regex engine at once
-    ("^(a|a)+$", "identity pattern timed out after 0.1 s"),  # backtracks without end in either engine
-])
+@pytest.mark.parametrize(
+    "pattern, reason",
+    [
+        ("^(a+)+$", "does not match --identity_pattern"),  # Python's re never ends on it; the regex engine at once
+        ("^(a|a)+$", "identity pattern timed out after 0.1 s"),  # backtracks without end in either engine
+    ],
+)
 def test_a_backtracking_identity_pattern_cannot_stall_the_job(tmp_path, pattern, reason):
     """Issue 19: one search per key, bounded in time; a timeout is that sample's dead letter, counted."""
     write_tar(tmp_path / "a.tar", sample("aaa") + sample("a" * 40 + "!"))
-    code = (f"import json\nfrom pipelines.synthesis.inputs import resolve_input\n"
-            f"from tests.pipelines.synthesis.test_sources import run_read\n"
-            f"print(json.dumps(run_read(resolve_input({str(tmp_path)!r}, identity_pattern={pattern!r}))))")
+    code = (
+        f"import json\nfrom pipelines.synthesis.inputs import resolve_input\n"
+        f"from tests.pipelines.synthesis.test_sources import run_read\n"
+        f"print(json.dumps(run_read(resolve_input({str(tmp_path)!r}, identity_pattern={pattern!r}))))"
+    )
     done = run_in_subprocess(code, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     refs, letters, counters = json.loads(done.stdout.splitlines()[-1])
@@ -151,7 +182,8 @@ def test_oversized_members_and_a_damaged_shard_are_dead_letters(tmp_path):
     assert [r[3] for r in refs] == ["1_1-a", "2_2-a"]
     assert [(d["path"], d["reason"].split(" (")[0]) for d in letters] == [
         (f"{tmp_path}/a.tar#1-b", f"member '1-b.jpg' is larger than {len(big) - 1} bytes"),
-        (f"{tmp_path}/b.tar", "unreadable tar after sample '2-a'")]
+        (f"{tmp_path}/b.tar", "unreadable tar after sample '2-a'"),
+    ]
 
 
 def _folder_in_random_order(root: Path, count: int) -> list[str]:
@@ -181,8 +213,10 @@ def test_limit_on_webdataset_shards(tmp_path):
 
 def build_luperson_nl(root: Path) -> Path:
     """LUP-NL/extract.py's layout: <country>/<city>/<video>/<pid:06d>_<frame:07d>_<obj:02d>.jpg."""
-    images = {"China/Beijing/vid_A1": ["000001_0000010_00", "000001_0000020_01", "000002_0000010_02"],
-              "Japan/Tokyo/vid-B2": ["000001_0000500_00"]}  # pid 1 again: another person, another video
+    images = {
+        "China/Beijing/vid_A1": ["000001_0000010_00", "000001_0000020_01", "000002_0000010_02"],
+        "Japan/Tokyo/vid-B2": ["000001_0000500_00"],
+    }  # pid 1 again: another person, another video
     for video, names in images.items():
         (root / video).mkdir(parents=True)
         for name in names:
@@ -201,10 +235,12 @@ def test_luperson_nl_layout_scopes_pseudo_labels_by_video(tmp_path):
         ("China/Beijing/vid_A1/000001_0000010_00.jpg", "China/Beijing/vid_A1/000001"),
         ("China/Beijing/vid_A1/000001_0000020_01.jpg", "China/Beijing/vid_A1/000001"),
         ("China/Beijing/vid_A1/000002_0000010_02.jpg", "China/Beijing/vid_A1/000002"),
-        ("Japan/Tokyo/vid-B2/000001_0000500_00.jpg", "Japan/Tokyo/vid-B2/000001")]
+        ("Japan/Tokyo/vid-B2/000001_0000500_00.jpg", "Japan/Tokyo/vid-B2/000001"),
+    ]
     assert len({r[3] for r in refs}) == 4 and not any(r[4] for r in refs)  # read from their paths
     assert [(d["path"], d["reason"].split(" (")[0]) for d in letters] == [
-        (f"{root}/Japan/Tokyo/vid-B2/thumbs.db", "file name is not a LUPerson-NL crop name <pid>_<frame>_<obj>.jpg")]
+        (f"{root}/Japan/Tokyo/vid-B2/thumbs.db", "file name is not a LUPerson-NL crop name <pid>_<frame>_<obj>.jpg")
+    ]
     assert counters["ignored_beside_identities"] == 1
     assert resolve_input(str(root), "folder").format is None  # told otherwise, the folder layout
 
@@ -222,16 +258,33 @@ def test_decoded_webdataset_sample_is_the_same_record_as_a_file(tmp_path):
     assert list(from_sample) == list(from_file) == ["key", "identity", "file_path", "source", "jpg"]
     assert from_sample["jpg"] == from_file["jpg"]
     assert (from_sample["source"], from_sample["file_path"], from_sample["key"]) == (
-        f"{shard}#7-0", "7/7-0.jpg", "7_7-0")
+        f"{shard}#7-0",
+        "7/7-0.jpg",
+        "7_7-0",
+    )
 
 
 def test_stage_rates_arithmetic():
-    counters = {"stage_images_decode": 50, "stage_us_decode": 2_000_000, "num_inferences": 48,
-                "inference_batch_latency_micro_secs": 4_000_000, "stage_images_filter": 48, "stage_us_filter": 0,
-                "stage_images_caption": 20, "stage_us_caption": 500_000, "stage_images_zzz": 1, "stage_us_zzz": 10,
-                "read": 50}
-    assert stage_rates(counters) == [("decode", 50, 25.0), ("inference", 48, 12.0), ("filter", 48, 48e6),
-                                     ("caption", 20, 40.0), ("zzz", 1, 1e5)]
+    counters = {
+        "stage_images_decode": 50,
+        "stage_us_decode": 2_000_000,
+        "num_inferences": 48,
+        "inference_batch_latency_micro_secs": 4_000_000,
+        "stage_images_filter": 48,
+        "stage_us_filter": 0,
+        "stage_images_caption": 20,
+        "stage_us_caption": 500_000,
+        "stage_images_zzz": 1,
+        "stage_us_zzz": 10,
+        "read": 50,
+    }
+    assert stage_rates(counters) == [
+        ("decode", 50, 25.0),
+        ("inference", 48, 12.0),
+        ("filter", 48, 48e6),
+        ("caption", 20, 40.0),
+        ("zzz", 1, 1e5),
+    ]
     assert stage_rates({"read": 3}) == []  # nothing timed (a dry run): no rows
     text = format_stage_rates(stage_rates(counters)).splitlines()
     assert text[0] == "images/s decode: 25.0 (50 images, 2.000 s of worker time)"
@@ -240,6 +293,7 @@ def test_stage_rates_arithmetic():
 
 def test_inference_namespace_is_the_model_handlers():
     from pipelines.synthesis.model_handler import SpacPredictorHandler
+
     assert SpacPredictorHandler.get_metrics_namespace(None) == INFERENCE_NAMESPACE
 
 
@@ -247,12 +301,36 @@ def test_the_job_on_a_webdataset_input(tmp_path, colour_predictor):
     shards = tmp_path / "shards"
     shards.mkdir()
     for index, (person, colour) in enumerate((("ann", RED), ("bob", RED), ("cy", GREEN))):
-        write_tar(shards / f"{index:05d}.tar", [m for n in range(4) for m in sample(
-            f"{index:05d}{n:04d}", image=jpeg(colour, size=(48 + 8 * n, 120)), record={"person": person})])
+        write_tar(
+            shards / f"{index:05d}.tar",
+            [
+                m
+                for n in range(4)
+                for m in sample(
+                    f"{index:05d}{n:04d}", image=jpeg(colour, size=(48 + 8 * n, 120)), record={"person": person}
+                )
+            ],
+        )
     output = tmp_path / "corpus"
-    argv = ["--runner=DirectRunner", "--input", str(shards / "{00000..00002}.tar"), "--identity_field", "person",
-            "--output", str(output), "--predictor", str(colour_predictor), "--min_images", "3",
-            "--shard_size", "4", "--batch_size", "4", "--limit", "10"]
+    argv = [
+        "--runner=DirectRunner",
+        "--input",
+        str(shards / "{00000..00002}.tar"),
+        "--identity_field",
+        "person",
+        "--output",
+        str(output),
+        "--predictor",
+        str(colour_predictor),
+        "--min_images",
+        "3",
+        "--shard_size",
+        "4",
+        "--batch_size",
+        "4",
+        "--limit",
+        "10",
+    ]
     result = synthesize.run(argv, save_main_session=False)
     counters = synthesize.counters(result)
     assert counters["read"] == counters["decoded"] == 10 and counters["beyond_limit"] == 2
@@ -269,13 +347,30 @@ def test_input_settings_and_limit_enter_the_fingerprint(tmp_path, colour_predict
     write_tar(tmp_path / "0.tar", sample("1-a"))
 
     def fingerprint_of(*flags):
-        args, _ = synthesize.parse_known_args(["--input", str(tmp_path / "{0..1}.tar"), "--identity_pattern",
-                                               r"^(\d+)-", "--predictor", str(colour_predictor), *flags])
+        args, _ = synthesize.parse_known_args(
+            [
+                "--input",
+                str(tmp_path / "{0..1}.tar"),
+                "--identity_pattern",
+                r"^(\d+)-",
+                "--predictor",
+                str(colour_predictor),
+                *flags,
+            ]
+        )
         return fingerprint(make_job(args, "DirectRunner"))
 
     limited, whole = fingerprint_of("--limit", "5"), fingerprint_of()
-    assert limited["input"] == whole["input"] == {"root": str(tmp_path), "pattern": str(tmp_path / "{0..1}.tar"),
-                                                  "format": "webdataset", "identity_pattern": r"^(\d+)-"}
+    assert (
+        limited["input"]
+        == whole["input"]
+        == {
+            "root": str(tmp_path),
+            "pattern": str(tmp_path / "{0..1}.tar"),
+            "format": "webdataset",
+            "identity_pattern": r"^(\d+)-",
+        }
+    )
     assert limited["limit"] == 5 and "limit" not in whole  # without --limit, the fingerprint it always had
     assert changed_settings(whole, limited) == ["limit was None, now 5"]
 
@@ -285,8 +380,10 @@ def test_folder_and_manifest_inputs_read_as_before(tmp_path):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes(b"x")
     refs, letters, _ = run_read(resolve_input(str(tmp_path)))
-    assert [(r[1], r[2], r[3], r[4]) for r in refs] == [("8/1.jpg", "8", "8_1", False),
-                                                       ("Part1/7/0.jpg", "Part1/7", "Part1_7_0", False)]
+    assert [(r[1], r[2], r[3], r[4]) for r in refs] == [
+        ("8/1.jpg", "8", "8_1", False),
+        ("Part1/7/0.jpg", "Part1/7", "Part1_7_0", False),
+    ]
     assert [d["path"] for d in letters] == [f"{tmp_path}/a/b/c/d.jpg"]
     (tmp_path / "list.jsonl").write_text(json.dumps({"path": "8/1.jpg", "identity": "8"}) + "\n")
     refs, letters, _ = run_read(resolve_input(str(tmp_path / "list.jsonl")), limit=1)

@@ -1,4 +1,5 @@
 """pipelines.synthesis.transforms: decoding with dead letters, identity filters, shard assignment."""
+
 from __future__ import annotations
 
 import io
@@ -12,8 +13,9 @@ from spac.corpus.filters import FilterConfig
 from tests.pipelines.colour_predictor import RED, solid_image
 from tests.pipelines.step_helpers import record, split, tagged
 
-_ADDENDA = "\n".join(f'  {g}: ["{{they}} {{v:show}} {{a {g}}}."]'
-                     for g in ("hair", "upper", "lower", "shoes", "belongings"))
+_ADDENDA = "\n".join(
+    f'  {g}: ["{{they}} {{v:show}} {{a {g}}}."]' for g in ("hair", "upper", "lower", "shoes", "belongings")
+)
 LIBRARY_TEXT = f'sentences:\n  none: ["A {{gender}} was seen here."]\naddenda:\n{_ADDENDA}\n'  # a --sentences file
 
 
@@ -33,7 +35,6 @@ def test_decode_image_good_corrupt_and_not_an_image(tmp_path):
     assert dead[1]["reason"] == "not a decodable image"
 
 
-
 def test_filter_identity_applies_vote_and_reports_reasons():
     records = [record(f"k{i}", "7") for i in range(4)] + [record("k4", "7", gender="woman")]
     produced = list(transforms.FilterIdentity(FilterConfig(min_images=3, max_images=3)).process(("7", records)))
@@ -50,8 +51,9 @@ def test_filter_identity_dead_letters_a_second_file_with_a_taken_key():
     produced = list(identity_filter.process(("7", [twin, *records])))
     kept, dead = split(produced)
     assert sorted(r["key"] for r in kept) == ["k0", "k1", "k2"] and records[1]["source"] in {r["source"] for r in kept}
-    assert dead == [{"path": "/zz/7/twin.jpg", "stage": "write",
-                     "reason": f"key k1 already taken by {records[1]['source']}"}]
+    assert dead == [
+        {"path": "/zz/7/twin.jpg", "stage": "write", "reason": f"key k1 already taken by {records[1]['source']}"}
+    ]
     assert tagged(produced, transforms.SIZES) == [("7", 3)]
 
 
@@ -69,8 +71,13 @@ def test_a_file_name_that_is_not_utf8_is_a_dead_letter_not_a_crash(tmp_path):
     to_refs = transforms.ToImageRefs(root)
     main, dead = split(list(to_refs.process(bad)) + list(to_refs.process(good)))
     assert [ref.key for ref in main] == ["7_1"]
-    assert dead == [{"path": f"{root}/7/caf\\xe9.jpg", "stage": "read",
-                     "reason": "file name is not valid UTF-8 (rename the file to keep it)"}]
+    assert dead == [
+        {
+            "path": f"{root}/7/caf\\xe9.jpg",
+            "stage": "read",
+            "reason": "file name is not valid UTF-8 (rename the file to keep it)",
+        }
+    ]
     json.dumps(dead, ensure_ascii=False).encode("utf-8")  # storable as it is
 
 
@@ -82,8 +89,10 @@ def test_decode_refuses_bombs_oversized_files_and_missing_files_with_reasons(tmp
     refs = [ImageRef(str(p), f"1/{p.name}", "1", p.stem) for p in (bomb, big, missing)]
     images, dead = split([o for ref in refs for o in decode.process(ref)])
     assert images == []
-    assert [d["reason"] for d in dead][:2] == ["image too large: 7000x7000 pixels exceed the budget of 40000000",
-                                               "file larger than 200000 bytes"]
+    assert [d["reason"] for d in dead][:2] == [
+        "image too large: 7000x7000 pixels exceed the budget of 40000000",
+        "file larger than 200000 bytes",
+    ]
     assert dead[2]["reason"].startswith("unreadable file") and "\n" not in dead[2]["reason"]
 
 
@@ -99,7 +108,8 @@ def test_add_captions_with_a_sentences_library_builds_its_captioner_once_per_wor
         rec = record("k1", "7")
         (out,) = list(step.process(rec))
         expected = Captioner(schema, library=library_for(SentencesOption("lib.yaml", add), schema, LIBRARY_TEXT))(
-            transforms.values_of(rec), "k1", seed=3)
+            transforms.values_of(rec), "k1", seed=3
+        )
         assert out["prompt_caption"] == [expected[-1].text] and out["captions"] == [c.text for c in expected[:-1]]
         if not add:
             assert out["prompt_caption"][0].startswith("A man was seen here. He shows ")

@@ -1,4 +1,5 @@
 """`spac caption` through a subprocess (`python -m spac.cli.main`), as a user runs it."""
+
 import io
 import json
 import subprocess
@@ -16,7 +17,9 @@ from spac.render import random_identity, render_person
 
 
 def spac(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "spac.cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "spac.cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +73,8 @@ def test_plain_output_is_deterministic_and_seed_dependent(rendered):
 
 def test_sentences_flag_uses_a_mined_library_in_place_of_or_beside_ours(rendered, tmp_path):
     from spac.attributes import load_schema
-    from spac.captioning.library import SentencesOption, library_for
     from spac.captioning.captioner import Captioner
+    from spac.captioning.library import SentencesOption, library_for
     from tests.spac.mining_files import write_caption_files
 
     library = tmp_path / "mined.yaml"
@@ -140,18 +143,23 @@ def test_refused_and_corrupt_files_are_one_line_each_and_the_others_are_captione
     errors = result.stderr.strip().splitlines()
     assert len(errors) == 4 and "Traceback" not in result.stderr
     assert errors[0] == f"spac caption: error: {bomb}: image too large: 9000x9000 pixels exceed the budget of 40000000"
-    assert errors[1].startswith(f"spac caption: error: {truncated}: corrupt or unreadable image: image file is "
-                                "truncated")
-    assert errors[2:] == [f"spac caption: error: {missing}: no such file",
-                          f"spac caption: error: {folder}: is a directory, not an image"]
+    assert errors[1].startswith(
+        f"spac caption: error: {truncated}: corrupt or unreadable image: image file is truncated"
+    )
+    assert errors[2:] == [
+        f"spac caption: error: {missing}: no such file",
+        f"spac caption: error: {folder}: is a directory, not an image",
+    ]
 
 
 def test_budget_flags_refuse_files_above_them(rendered):
     path = rendered[0][0]
     result = spac("caption", str(path), str(path), "--max-pixels", "1000")
     assert result.returncode == 2 and not result.stdout
-    assert result.stderr.strip().splitlines() == [
-        f"spac caption: error: {path}: image too large: 128x256 pixels exceed the budget of 1000"] * 2
+    assert (
+        result.stderr.strip().splitlines()
+        == [f"spac caption: error: {path}: image too large: 128x256 pixels exceed the budget of 1000"] * 2
+    )
     size = path.stat().st_size
     assert spac("caption", str(path), "--max-file-bytes", str(size)).returncode == 0
     result = spac("caption", str(path), "--max-file-bytes", str(size - 1))
@@ -210,6 +218,7 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, message):
 
 # ---- issue 19: hostile file names and files that are not regular ---------------------------------------------
 
+
 def test_a_fifo_named_like_an_image_is_refused_and_the_good_image_captioned(rendered, tmp_path):
     import os
 
@@ -232,7 +241,8 @@ def test_file_names_are_printed_escaped_so_they_cannot_forge_lines(rendered, tmp
     headers = [line for line in result.stdout.splitlines() if line.startswith("== ")]
     assert headers == [f"== {tmp_path}/a.jpg\\n== fake.jpg", f"== {rendered[1][0]}"]
     assert result.stderr.strip().splitlines() == [
-        f"spac caption: error: {tmp_path}/b.jpg\\nspac caption: error: fake: not a decodable image"]
+        f"spac caption: error: {tmp_path}/b.jpg\\nspac caption: error: fake: not a decodable image"
+    ]
 
 
 def test_a_name_that_is_not_utf_8_and_a_terminal_escape_are_shown_as_escapes(rendered, tmp_path):
@@ -242,12 +252,14 @@ def test_a_name_that_is_not_utf_8_and_a_terminal_escape_are_shown_as_escapes(ren
     for name in names:
         with open(name, "wb") as out:
             out.write(b"not an image")
-    result = subprocess.run([sys.executable, "-m", "spac.cli.main", "caption", *names], capture_output=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "spac.cli.main", "caption", *names], capture_output=True, timeout=120
+    )
     assert result.returncode == 2
     assert result.stderr.decode("ascii").strip().splitlines() == [
         f"spac caption: error: {tmp_path}/caf\\xff.jpg: not a decodable image",
-        f"spac caption: error: {tmp_path}/\\x1b[2Jclear.jpg: not a decodable image"]
+        f"spac caption: error: {tmp_path}/\\x1b[2Jclear.jpg: not a decodable image",
+    ]
 
 
 def _numbered(body: dict):
@@ -288,21 +300,29 @@ def test_json_shows_each_texts_provenance_and_every_rejection(rendered):
     assert record["key"] == path.name and set(record["attributes"]) >= {"gender", "upper"}
     assert record["counters"]["mllm_requested"] == len(seeds)
     assert record["counters"].get("mllm_rejected_too_short", 0) == short
-    assert record["rejections"] == [{"style": record["rejections"][n]["style"], "reason": "too_short",
-                                     "text": "Too short."} for n in range(short)]
+    assert record["rejections"] == [
+        {"style": record["rejections"][n]["style"], "reason": "too_short", "text": "Too short."} for n in range(short)
+    ]
     kept = [text for text, style in zip(record["captions"], record["styles"]) if style.startswith("mllm:")]
     assert len(kept) == record["counters"]["mllm_kept"] == len(seeds) - short
     assert "Too short." not in record["captions"] and len(record["prompt_caption"]) == 1
     assert len(record["attribute_spans"]) == len(record["captions"]) + 1
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--mllm-server", "http://127.0.0.1:9/v1"], "--mllm-server needs --mllm-model"),
-    (["--mllm-server", "http://127.0.0.1:9/v1", "--mllm-model", "tiny"],
-     "cannot reach the caption-model server at http://127.0.0.1:9/v1"),
-    (["--mllm-server", "http://127.0.0.1:9/v1", "--mllm-model", "tiny", "--mllm-texts", "4"],
-     "texts per image must be 1 to 3"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--mllm-server", "http://127.0.0.1:9/v1"], "--mllm-server needs --mllm-model"),
+        (
+            ["--mllm-server", "http://127.0.0.1:9/v1", "--mllm-model", "tiny"],
+            "cannot reach the caption-model server at http://127.0.0.1:9/v1",
+        ),
+        (
+            ["--mllm-server", "http://127.0.0.1:9/v1", "--mllm-model", "tiny", "--mllm-texts", "4"],
+            "texts per image must be 1 to 3",
+        ),
+    ],
+)
 def test_a_caption_model_that_cannot_be_used_is_one_line_and_exit_2(rendered, flags, message):
     result = spac("caption", str(rendered[0][0]), *flags)
     assert result.returncode == 2 and result.stdout == ""
