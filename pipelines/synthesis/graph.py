@@ -83,9 +83,7 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
         captioned = per_identity.images | "Caption" >> beam.Map(transforms.add_captions, job.seed, job.styles)
     else:
         captioned = per_identity.images | "Caption" >> beam.ParDo(
-            transforms.AddCaptions(
-                job.seed, job.styles, job.sentences.text, job.sentences.option.path, job.sentences.option.add
-            )
+            transforms.AddCaptions(job.seed, job.styles, job.sentences)
         )
 
     placements = identity_placements(per_identity[transforms.SIZES])

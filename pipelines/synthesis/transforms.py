@@ -21,12 +21,11 @@ from pipelines.shared.dead_letters import DEAD_LETTER, dead_letter, json_safe_pa
 from pipelines.shared.images import read_image_file
 from pipelines.shared.spans import stored_spans
 from pipelines.synthesis.inputs import ImageRef, is_beside_identities, ref_from_path
+from pipelines.synthesis.job import Sentences, job_captioner
 from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, decode_image
 from shards.layout import STAGE_DECODE, STAGE_FILTER, STAGE_READ
 from shards.sample import GROUPS, IMAGE_SIZE, encode_image
-from spac.attributes import load_schema
 from spac.captioning import captioner
-from spac.captioning.library import SentencesOption, library_for
 from spac.corpus import filters as corpus_filters
 from spac.corpus.identity_cleaning import embedding_bytes
 
@@ -212,18 +211,15 @@ def add_captions(
 
 
 class AddCaptions(beam.DoFn):
-    """:func:`add_captions` with a ``--sentences`` library: the captioner is built once per worker from the
-    library text the job read at launch (``mode`` "replace" or "add", as in spac.captioning.library)."""
+    """:func:`add_captions` with a ``--sentences`` library: the job's captioner (:func:`job_captioner`) is built
+    once per worker from the library text the job read at launch."""
 
-    def __init__(self, seed: int, styles: Sequence[str] | None, library_text: str, source: str, add: bool):
-        self._seed, self._styles = seed, styles
-        self._text, self._source, self._add = library_text, source, add
+    def __init__(self, seed: int, styles: Sequence[str] | None, sentences: Sentences):
+        self._seed, self._styles, self._sentences = seed, styles, sentences
         self._captioner: captioner.Captioner | None = None
 
     def setup(self) -> None:
-        schema = load_schema()
-        option = SentencesOption(self._source, self._add)
-        self._captioner = captioner.Captioner(schema, library=library_for(option, schema, self._text))
+        self._captioner = job_captioner(self._sentences)
 
     def process(self, record: dict) -> Iterator[dict]:
         yield add_captions(record, self._seed, self._styles, self._captioner)

@@ -9,6 +9,8 @@ from PIL import Image
 
 from pipelines.synthesis import transforms
 from pipelines.synthesis.inputs import ImageRef
+from pipelines.synthesis.job import Sentences
+from spac.captioning.library import SentencesOption
 from spac.corpus.filters import FilterConfig
 from tests.pipelines.colour_predictor import RED, solid_image
 from tests.pipelines.step_helpers import record, split, tagged
@@ -99,11 +101,11 @@ def test_decode_refuses_bombs_oversized_files_and_missing_files_with_reasons(tmp
 def test_add_captions_with_a_sentences_library_builds_its_captioner_once_per_worker(tmp_path):
     from spac.attributes import load_schema
     from spac.captioning.captioner import Captioner
-    from spac.captioning.library import SentencesOption, library_for
+    from spac.captioning.library import library_for
 
     schema = load_schema()
     for add in (False, True):
-        step = transforms.AddCaptions(3, None, LIBRARY_TEXT, "lib.yaml", add)
+        step = transforms.AddCaptions(3, None, Sentences(SentencesOption("lib.yaml", add), LIBRARY_TEXT, "sha"))
         step.setup()
         rec = record("k1", "7")
         (out,) = list(step.process(rec))
@@ -124,7 +126,7 @@ def test_the_caption_step_stores_spac_languages_spans_of_every_text():
     assert len(texts) == 3 and len(out["attribute_spans"]) == 3
     assert out["attribute_spans"] == [[list(span) for span in spans] for spans in attribute_spans(texts)]
     assert all(spans for spans in out["attribute_spans"])  # every text of a red profile names attributes
-    step = transforms.AddCaptions(3, None, LIBRARY_TEXT, "lib.yaml", False)
+    step = transforms.AddCaptions(3, None, Sentences(SentencesOption("lib.yaml"), LIBRARY_TEXT, "sha"))
     step.setup()
     (library,) = list(step.process(record("k1", "7")))
     texts = library["captions"] + library["prompt_caption"]
