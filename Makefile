@@ -36,6 +36,11 @@ report: setup
 test: setup
 	$(PY) -m pytest -q
 
+# ruff: lint and the format check (pyproject.toml); `$(VENV)/bin/ruff format .` applies the format
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 # every stage against its limit, measured in one process (ratios, medians of alternated rounds); a few minutes
 bench: setup
 	$(PY) benchmarks/caption_throughput.py
