@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from common.errors import InputError, error_line
+from common.paths import printable_path
 
 if TYPE_CHECKING:  # torch takes ~1.5 s to import: only a command that resolves a device pays for it
     import torch
@@ -60,7 +61,7 @@ def run_main(
 
 def _bad_input_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.filename is not None:
-        return f"{exc.strerror or error_line(exc)}: {exc.filename}"
+        return f"{exc.strerror or error_line(exc)}: {printable_path(str(exc.filename))}"  # a name may hold a newline
     return error_line(exc)
 
 

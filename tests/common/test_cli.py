@@ -186,3 +186,12 @@ def test_name_list_keeps_known_names_once_in_order_and_refuses_others():
         parse("ivlc,mlm")
     with pytest.raises(argparse.ArgumentTypeError, match="none given"):
         parse(" , ")
+
+
+def test_a_missing_file_whose_name_holds_a_newline_is_still_one_line(capsys):
+    def main(argv):
+        raise FileNotFoundError(2, "No such file or directory", "a.jpg\nx: error: forged")
+
+    assert run_main("x", main, []) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a.jpg\\nx: error: forged" in err
