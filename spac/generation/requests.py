@@ -7,7 +7,7 @@ OpenAI-compatible server, or a vision-language model in this process): a backend
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +21,9 @@ class CaptionRequest:
     system: str  # system prompt text
     instruction: str  # user text: grounding (attribute union) + style instruction + rules
     style_id: str  # provenance, e.g. "dense" or "example:17"; recorded as styles "mllm:<style_id>"
+    # An OpenAI response_format (a JSON schema the answer must follow: spac.generation.attributes); a server
+    # sends it for guided decoding, a model in process ignores it (that path scores phrases instead).
+    response_format: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

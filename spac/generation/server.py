@@ -172,13 +172,16 @@ class OpenAIServerGenerator:
         image_url = "data:image/jpeg;base64," + base64.b64encode(request.image_jpeg).decode("ascii")
         user = [{"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": request.instruction}]
         system = [{"role": "system", "content": request.system}] if request.system else []
-        return {
+        payload = {
             "model": self.model,
             "messages": [*system, {"role": "user", "content": user}],
             "max_tokens": self.decoding.max_new_tokens,
             "temperature": self.decoding.temperature,
             "seed": request_seed(self.decoding, request),
         }
+        if request.response_format is not None:
+            payload["response_format"] = dict(request.response_format)
+        return payload
 
     def _call(self, method: str, path: str, body: bytes | None) -> Any:
         """The JSON answer of one HTTP exchange, or a _Failure."""

@@ -1,7 +1,8 @@
 """A minimal OpenAI-compatible chat-completions server for the tests: 127.0.0.1 on a free port, in a thread.
 
 GET /v1/models lists the given models (or answers what the test scripts); POST /v1/chat/completions answers
-what the test scripts: a text, a status, a raw body, a hang, or a connection closed without an answer. Every
+what the test scripts: a text, a status, a raw body, a hang, or a connection closed without an answer (and, to
+a request with a JSON-schema ``response_format``, scripted JSON: `json_answers`). Every
 request's headers and JSON body are recorded.
 """
 
@@ -56,6 +57,18 @@ def scripted(*replies: Reply) -> Callable[[dict], Reply]:
 def echo_instruction(request: dict) -> Reply:
     """Answers each request with its own instruction text (so a test can match answers to requests)."""
     return text_reply("echo: " + request["messages"][-1]["content"][-1]["text"])
+
+
+def json_answers(answer: Any, other: Callable[[dict], Reply] = echo_instruction) -> Callable[[dict], Reply]:
+    """Answers a request that carries a ``response_format`` (a JSON schema) with ``answer`` as JSON text (or, if
+    ``answer`` is callable, with what it returns for the request's body), any other request with ``other``."""
+
+    def reply(request: dict) -> Reply:
+        if "response_format" not in request:
+            return other(request)
+        return text_reply(json.dumps(answer(request) if callable(answer) else answer))
+
+    return reply
 
 
 def served_by(generator: TextGenerator) -> Callable[[dict], Reply]:

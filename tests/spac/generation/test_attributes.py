@@ -1,0 +1,125 @@
+"""A vision-language model as the attribute predictor: a server asked for schema-constrained JSON (against the
+tests' chat server), and a model in process scoring each group's phrases (the tiny random model)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from spac.attributes import UNKNOWN, load_schema
+from spac.generation.attributes import (
+    RETURNED_CONFIDENCE,
+    SCHEMA_NAME,
+    AskedAttributes,
+    ServerAttributeAsker,
+    read_answer,
+    response_format,
+    softmax,
+)
+from spac.generation.server import OpenAIServerGenerator
+from tests.spac.generation.fake_server import FakeChatServer, Reply, json_answers, scripted, text_reply
+
+SCHEMA = load_schema()
+JPEG = b"\xff\xd8\xff\xe0 a corpus jpeg \xff\xd9"
+SEEN = {
+    "gender": "woman",
+    "hair": "long black hair",
+    "upper": "red coat",
+    "lower": "blue jeans",
+    "shoes": "white sneakers",
+    "belongings": UNKNOWN,
+}
+
+
+def _asker(server: FakeChatServer) -> ServerAttributeAsker:
+    client = OpenAIServerGenerator(server.base_url, "tiny", timeout_s=2.0, retries=2, backoff_s=0.01)
+    return ServerAttributeAsker(client, SCHEMA)
+
+
+def test_the_scripted_values_are_the_values_in_the_schema():
+    for group, phrase in SEEN.items():
+        assert phrase in SCHEMA.group(group)
+
+
+def test_the_request_carries_the_schema_every_group_an_enum_of_its_phrases_and_unknown():
+    with FakeChatServer(json_answers(SEEN)) as server:
+        [answer] = _asker(server).ask([JPEG])
+    assert answer == AskedAttributes(SEEN, {group: RETURNED_CONFIDENCE for group in SEEN})
+    [(_headers, body)] = server.requests
+    sent = body["response_format"]
+    assert (sent["type"], sent["json_schema"]["name"], sent["json_schema"]["strict"]) == (
+        "json_schema",
+        SCHEMA_NAME,
+        True,
+    )
+    schema = sent["json_schema"]["schema"]
+    assert schema["required"] == list(SCHEMA.group_names) and schema["additionalProperties"] is False
+    for group in SCHEMA.groups:
+        assert schema["properties"][group.name] == {"type": "string", "enum": list(group.labels)}
+    assert UNKNOWN in schema["properties"]["gender"]["enum"]
+    assert body["messages"][-1]["content"][0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ({**SEEN, "upper": "purple cape"}, {**SEEN, "upper": UNKNOWN}),  # not a value of its group
+        ({**SEEN, "gender": "red coat"}, {**SEEN, "gender": UNKNOWN}),  # another group's value
+        ({**SEEN, "shoes": 7}, {**SEEN, "shoes": UNKNOWN}),  # not a string
+        ({k: v for k, v in SEEN.items() if k != "hair"}, {**SEEN, "hair": UNKNOWN}),  # missing
+        ({**SEEN, "extra": "woman"}, SEEN),  # an unknown key is ignored
+    ],
+)
+def test_an_off_schema_group_is_unknown_with_no_confidence_and_the_others_are_kept(answer, expected):
+    read = read_answer(json.dumps(answer), SCHEMA)
+    assert read.attributes == expected
+    off = {group for group in expected if expected[group] == UNKNOWN and SEEN[group] != UNKNOWN}
+    assert set(read.off_schema) == off
+    assert {group for group, c in read.confidences.items() if c == 0.0} == off
+
+
+@pytest.mark.parametrize("text", ["a woman in a red coat", "", "[1, 2]", '"woman"', "null", "{" * 5000, None])
+def test_an_answer_that_is_not_a_json_object_makes_every_group_unknown(text):
+    read = read_answer(text, SCHEMA)
+    assert read.attributes == dict.fromkeys(SCHEMA.group_names, UNKNOWN)
+    assert read.off_schema == SCHEMA.group_names
+
+
+def test_hostile_server_answers_never_invent_a_value():
+    replies = scripted(text_reply("I think it is a woman."), text_reply({"gender": "woman"}), text_reply(None))
+    with FakeChatServer(replies) as server:
+        answers = _asker(server).ask([JPEG])
+        answers += _asker(server).ask([JPEG])
+        answers += _asker(server).ask([JPEG])
+    assert [a.attributes for a in answers] == [dict.fromkeys(SCHEMA.group_names, UNKNOWN)] * 3
+    # a message content that is not text is the client's bad_response (retried, then a failure)
+    assert [a.failure for a in answers] == [None, "bad_response", "bad_response"]
+
+
+def test_a_5xx_then_an_answer_is_the_answer():
+    replies = scripted(Reply(503, b"busy"), Reply(502, b"busy"), text_reply(json.dumps(SEEN)))
+    with FakeChatServer(replies) as server:
+        [answer] = _asker(server).ask([JPEG])
+    assert answer.attributes == SEEN and answer.failure is None
+    assert len(server.requests) == 3
+
+
+def test_a_server_that_keeps_failing_gives_unknown_and_the_failure_kind():
+    with FakeChatServer(scripted(Reply(500, b"down"))) as server:
+        [answer] = _asker(server).ask([JPEG])
+    assert answer.attributes == dict.fromkeys(SCHEMA.group_names, UNKNOWN)
+    assert answer.failure == "http_5xx" and set(answer.confidences.values()) == {0.0}
+
+
+def test_the_response_format_is_json_ready_and_lists_each_phrase_once():
+    sent = json.loads(json.dumps(response_format(SCHEMA)))
+    for group in SCHEMA.groups:
+        enum = sent["json_schema"]["schema"]["properties"][group.name]["enum"]
+        assert len(enum) == len(set(enum)) == len(group.values) + 1
+
+
+def test_softmax_sums_to_one_and_keeps_the_order():
+    probabilities = softmax([-1.0, -3.0, -0.5, -1000.0])
+    assert sum(probabilities) == pytest.approx(1.0)
+    assert max(range(4), key=probabilities.__getitem__) == 2 and probabilities[3] == pytest.approx(0.0)
