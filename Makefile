@@ -1,6 +1,6 @@
 # One-command entry points for a fresh machine: `make run` (the synthesis pipeline on the bundled
 # sample images) and `make test` (the test suite). Each creates the virtual environment first, with
-# the exact versions of requirements.lock (`make lock` refreshes it; see README "Dependencies").
+# the exact versions of requirements.lock (`make lock` refreshes it; see README "Exact versions").
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -1,11 +1,11 @@
-"""Per-image costs behind the README's Dataflow GPU table, measured on this machine (one process).
+"""Per-image costs behind docker/README.md's cost table, measured on this machine (one process).
 
 * decode: a source JPEG -> the corpus JPEG (``decode_image`` with the draft target, ``encode_image``), as
   the job's DecodeImage step does, for the bundled 128x256 samples and for rendered 512x1024 sources;
 * predict: ``SpacPredictorHandler.run_inference`` at ``--batch_size`` (decode of the corpus JPEG,
   preprocess, padded forward) with the bundled demo predictor and with untrained ResNet-18 / ResNet-50
   backbones of the same predictor (the sizes a real predictor has);
-* the forward FLOPs per image of each (torch's FLOP counter), from which the README estimates GPU costs.
+* the forward FLOPs per image of each (torch's FLOP counter), from which docker/README.md estimates GPU costs.
 
     python benchmarks/inference_cost.py [--batch_size 32] [--threads 2] [--rounds 3]
 """

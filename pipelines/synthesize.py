@@ -14,7 +14,7 @@ Local run on the bundled samples (writes data/SYNTH-PEDES/ under the working fol
         --direct_running_mode=multi_processing --direct_num_workers=4
 
 Dataflow with GPU workers (the worker image of docker/Dockerfile holds a CUDA torch, this project and the
-predictor; README "Dataflow GPU run" explains the flags and what a run costs)::
+predictor; docker/README.md explains the flags and what a run costs)::
 
     python -m pipelines.synthesize --runner=DataflowRunner --project=PROJECT --region=us-central1 \\
         --temp_location=gs://BUCKET/tmp --input=gs://BUCKET/images --output=gs://BUCKET/SYNTH-PEDES \\
@@ -84,8 +84,9 @@ def run(
     """Build and run the job; waits for it to finish and returns the result (its metrics hold the counters)."""
     args, beam_options = launch.split_args(parse_known_args, argv, save_main_session)
     job = make_job(args, beam_options.view_as(StandardOptions).runner)
-    if job.caption_model is not None and not beam_options.view_as(TestOptions).dry_run:
-        job.caption_model.backend.check_reachable()  # a server that cannot be reached stops the job before any work
+    backend = job.attribute_model or (job.caption_model.backend if job.caption_model is not None else None)
+    if backend is not None and not beam_options.view_as(TestOptions).dry_run:
+        backend.check_reachable()  # a server that cannot be reached stops the job before any work
     return launch.run_job(beam_options, graph.build, job, fingerprint(job), args.overwrite, test_pipeline)
 
 

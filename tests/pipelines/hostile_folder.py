@@ -1,6 +1,6 @@
 """A folder that mixes good images with every kind of hostile file the job has met, and what each must become.
 
-Used by the hostile-input test and by `benchmarks/hostile_inputs.py` (which prints the outcome table).
+Used by the hostile-input test (tests/pipelines/test_hostile_inputs.py).
 """
 
 from __future__ import annotations
