@@ -19,7 +19,9 @@ A sample is three tar members (:data:`MEMBERS`) sharing a key: ``<key>.jpg``, ``
   ``attribute_spans`` (one list per text of :func:`record_texts`, i.e. ``captions`` then ``prompt_caption``, of
   ``[start, end]`` character spans, ``0 <= start < end <= len(text)``: the attribute phrases that
   ``spac.language`` finds in it, which IAP masks; training computes them itself for a record without
-  the field, as for every corpus written before it existed).
+  the field, as for every corpus written before it existed); ``caption_model`` (the name or path of the
+  vision-language model that wrote the ``mllm:`` styled captions, as job.json's ``generator.model`` gives it;
+  only in a corpus written with ``--captioner mllm``).
 
   An attribute's ``confidence`` is the predictor's, in [0, 1], or ``null`` for a value no predictor of
   ours gave (imported from a released corpus, mined from human captions). A value imported from a
@@ -47,7 +49,7 @@ from common.errors import InputError
 GROUPS = ("gender", "hair", "upper", "lower", "shoes", "belongings")
 MEMBERS = ("jpg", "json", "txt")  # tar members of a sample, after __key__
 RECORD_FIELDS = ("key", "id", "file_path", "attributes", "captions", "styles", "prompt_caption", "source")
-OPTIONAL_FIELDS = ("attribute_spans",)  # written after RECORD_FIELDS, in this order, when present
+OPTIONAL_FIELDS = ("attribute_spans", "caption_model")  # written after RECORD_FIELDS, in this order, when present
 ENTRY_KEYS = frozenset({"value", "confidence"})  # of one group's attribute entry
 IN_SCHEMA_KEY = "in_schema"  # optional third key (bool) of an imported attribute entry
 IMAGE_SIZE = (256, 128)  # height, width
@@ -163,6 +165,10 @@ def validate_record(record: Any) -> None:
         raise InputError(f"{_where(record, 'captions')}: a record needs at least one caption or prompt_caption")
     if "attribute_spans" in record:
         _attribute_spans(record, captions + prompt)
+    if "caption_model" in record and (
+        not isinstance(record["caption_model"], str) or not record["caption_model"].strip()
+    ):
+        raise InputError(f"{_where(record, 'caption_model')}: expected a non-empty string")
 
 
 def _attribute_spans(record: Mapping[str, Any], texts: list[str]) -> None:
@@ -198,6 +204,8 @@ def canonical_record(record: Mapping[str, Any]) -> dict[str, Any]:
     canonical["prompt_caption"] = list(record["prompt_caption"])
     if "attribute_spans" in record:
         canonical["attribute_spans"] = [[list(span) for span in spans] for spans in record["attribute_spans"]]
+    if "caption_model" in record:
+        canonical["caption_model"] = record["caption_model"]
     return canonical
 
 

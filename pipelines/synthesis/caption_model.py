@@ -9,14 +9,19 @@ client, or a model loaded once per worker process, or once per worker machine wi
 
 The stage's counters (``mllm_requested``, ``mllm_kept``, ``mllm_rejected_<reason>``, ``mllm_failed_<kind>``,
 ``mllm_fallback``, ``mllm_unfilled``) go to the synthesis job's namespace, with its ``caption`` stage timer.
+Each record names the model (``caption_model``) and carries, until :class:`SplitStageReport` takes it off, its
+outcome's counters and rejections, from which the job writes the stage's report (filter_report.json, see
+:func:`pipelines.synthesis.outputs.caption_model_report`): Beam's counters are not in any file ``spac report``
+reads.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler
 
 from pipelines.synthesis.job import CaptionModel, Sentences, job_captioner
@@ -29,6 +34,9 @@ from spac.generation.stage import GenerationSettings, caption_item, generate_che
 
 METRICS_NAMESPACE = "RunInference_spac_caption_model"  # RunInference's own metrics for this model
 STAGE = "caption"  # the stage timer of the template captioner too: the job prints one caption rate either way
+REPORT_FIELD = "caption_model_outcome"  # (counters, rejections) of a record's outcome, never written to a shard
+STAGE_COUNTS = "stage_counts"  # SplitStageReport's output of (counter name, value)
+REJECTED = "rejected"  # SplitStageReport's output of (reason, (key, style, text)): rejected texts, not failures
 
 
 class CaptionModelHandler(ModelHandler[dict, dict, TextGenerator]):
@@ -83,10 +91,34 @@ class CaptionModelHandler(ModelHandler[dict, dict, TextGenerator]):
         for outcome in outcomes:
             for name, value in outcome.counters.items():
                 counter(name).inc(value)
-        return [{**record, **outcome.record_fields()} for record, outcome in zip(batch, outcomes)]
+        return [
+            {
+                **record,
+                **outcome.record_fields(),
+                "caption_model": self._model.backend.model,
+                REPORT_FIELD: (dict(outcome.counters), outcome.rejections),
+            }
+            for record, outcome in zip(batch, outcomes)
+        ]
 
     def get_num_bytes(self, batch: Sequence[dict]) -> int:
         return sum(len(record["jpg"]) for record in batch)
 
     def get_metrics_namespace(self) -> str:
         return METRICS_NAMESPACE
+
+
+class SplitStageReport(beam.DoFn):
+    """The record without its outcome (main output); the outcome's counters to :data:`STAGE_COUNTS` and its
+    rejected texts (a failed request has none) to :data:`REJECTED`, for the stage's report."""
+
+    def process(self, record: dict) -> Iterator[Any]:
+        counters, rejections = record[REPORT_FIELD]
+        yield {name: value for name, value in record.items() if name != REPORT_FIELD}
+        for name, value in counters.items():
+            yield beam.pvalue.TaggedOutput(STAGE_COUNTS, (name, value))
+        for rejection in rejections:
+            if rejection.text is not None:
+                yield beam.pvalue.TaggedOutput(
+                    REJECTED, (rejection.reason, (record["key"], rejection.style, rejection.text))
+                )

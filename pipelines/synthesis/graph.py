@@ -17,8 +17,8 @@ from pipelines.shared import corpus_parts
 from pipelines.shared.dead_letters import DEAD_LETTER as DEAD
 from pipelines.shared.dead_letters import WriteDeadLetterFile
 from pipelines.shared.shard_sink import WriteShard, finish_manifest
-from pipelines.synthesis import ordering, outputs, sources, transforms
-from pipelines.synthesis.caption_model import CaptionModelHandler
+from pipelines.synthesis import caption_model, ordering, outputs, sources, transforms
+from pipelines.synthesis.attribute_model import AttributeModelHandler
 from pipelines.synthesis.identity_cleaning import CleanIdentities
 from pipelines.synthesis.job import Job
 from pipelines.synthesis.model_handler import SpacPredictorHandler
@@ -36,7 +36,9 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
     )
 
     handler = KeyedModelHandler(
-        SpacPredictorHandler(
+        AttributeModelHandler(job.attribute_model, share_model=job.share_model, model_copies=job.model_copies)
+        if job.attribute_model is not None  # --predictor mllm
+        else SpacPredictorHandler(
             job.predictor,
             job.device,
             job.batch_size,
@@ -68,9 +70,10 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
         | "FilterIdentity"
         >> beam.ParDo(transforms.FilterIdentity(job.filters)).with_outputs(DEAD, transforms.SIZES, main="images")
     )
+    caption_report = None
     if job.caption_model is not None:
-        captioned = per_identity.images | "CaptionWithModel" >> RunInference(
-            CaptionModelHandler(
+        with_outcomes = per_identity.images | "CaptionWithModel" >> RunInference(
+            caption_model.CaptionModelHandler(
                 job.caption_model,
                 job.sentences,
                 job.seed,
@@ -79,6 +82,10 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
                 model_copies=job.model_copies,
             )
         )
+        split = with_outcomes | "SplitStageReport" >> beam.ParDo(caption_model.SplitStageReport()).with_outputs(
+            caption_model.STAGE_COUNTS, caption_model.REJECTED, main="records"
+        )
+        captioned, caption_report = split.records, stage_report(split)
     elif job.sentences is None:
         captioned = per_identity.images | "Caption" >> beam.Map(transforms.add_captions, job.seed, job.styles)
     else:
@@ -120,7 +127,29 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
         | "ReportKeys" >> beam.Map(outputs.report_counts)
         | "CountReasons" >> beam.combiners.Count.PerElement()
         | "CollectReasonCounts" >> beam.combiners.ToList()
-        | "WriteFilterReport" >> beam.Map(outputs.write_filter_report, job.output, job.filters)
+        | "WriteFilterReport"
+        >> beam.Map(
+            outputs.write_filter_report,
+            job.output,
+            job.filters,
+            None if caption_report is None else beam.pvalue.AsSingleton(caption_report),
+        )
+    )
+
+
+def stage_report(split: beam.pvalue.DoOutputsTuple) -> beam.PCollection:
+    """One element: the caption-model stage's report (:func:`outputs.caption_model_report`), from counts and
+    rejected texts (never more than a few per reason)."""
+    examples = (
+        split[caption_model.REJECTED]
+        | "SampleRejectedTexts" >> beam.combiners.Top.SmallestPerKey(outputs.REJECTED_EXAMPLES)
+        | "CollectRejectedTexts" >> beam.combiners.ToList()
+    )
+    return (
+        split[caption_model.STAGE_COUNTS]
+        | "SumStageCounts" >> beam.CombinePerKey(sum)
+        | "CollectStageCounts" >> beam.combiners.ToList()
+        | "StageReport" >> beam.Map(outputs.caption_model_report, beam.pvalue.AsSingleton(examples))
     )
 
 

@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,6 +261,24 @@ def _job(report: Report) -> str:
     return "".join(parts)
 
 
+def _caption_model(stage: Mapping[str, Any], job: Mapping[str, Any] | None) -> str:
+    """The caption-model stage's counters and a few rejected texts per reason (texts escaped: a model wrote them)."""
+    generator = (job or {}).get("generator")
+    model = generator.get("model") if isinstance(generator, dict) else None
+    parts = [
+        page.table([("model", model)]),
+        page.table(list(stage["counters"].items()), ["counter", "texts"]),
+        '<p class="note">From filter_report.json: requested = kept + every rejected_&lt;reason&gt; + every '
+        "failed_&lt;kind&gt;; a fallback slot got SPAC's template caption.</p>",
+    ]
+    if stage["rejected_examples"]:
+        parts.append(
+            "<h3>Rejected texts (a few per reason)</h3>"
+            + page.table(stage["rejected_examples"], ["reason", "key", "style", "text"])
+        )
+    return "".join(parts)
+
+
 def _identities(report: Report, assets: Path) -> str:
     per = report.counts.images_per_identity()
     if not len(per):
@@ -385,6 +403,9 @@ def write_page(report: Report, output: Path, *, seed: int = 0, labels_source: st
     html_page = page.Page(f"Corpus report: {report.folder.directory}")
     html_page.add("Corpus", _summary(report))
     html_page.add("Job", _job(report))
+    stage = corpus.caption_model_report(report.folder)
+    if stage is not None:
+        html_page.add("Caption model", _caption_model(stage, report.folder.job))
     html_page.add("Identities", _identities(report, assets))
     html_page.add("Attributes (every index)", _attributes(report, assets))
     html_page.add("Captions", _captions(report, assets))

@@ -332,3 +332,23 @@ def job_counters(folder: CorpusFolder, letters: DeadLetters | None) -> dict[str,
         "filtered_by_reason": filtered,
         "written": written,
     }
+
+
+def caption_model_report(folder: CorpusFolder) -> dict[str, Any] | None:
+    """The caption-model stage's counters and rejected texts (filter_report.json's ``caption_model``, written
+    by a ``--captioner mllm`` run); None for a corpus without one. Malformed parts read as empty."""
+    part = (folder.filter_report or {}).get("caption_model")
+    if not isinstance(part, dict):
+        return None
+    counters = part.get("counters")
+    examples = part.get("rejected_examples")
+    return {
+        "counters": {str(k): v for k, v in counters.items()} if isinstance(counters, dict) else {},
+        "rejected_examples": [
+            (str(reason), t.get("key"), t.get("style"), t.get("text"))
+            for reason, texts in (examples.items() if isinstance(examples, dict) else [])
+            if isinstance(texts, list)
+            for t in texts
+            if isinstance(t, dict)
+        ],
+    }

@@ -28,6 +28,8 @@ BOUNDED_STEPS = {
     "BucketTotals": "one (bucket, identities, images) triple per identity bucket (at most 4,096)",
     "WriteDeadLetters/WriteLetterParts": "one bucket number per dead-letter bucket (at most 1,024)",
     "CountReasons": "one count per (stage, kind of reason)",
+    "SumStageCounts": "one total per counter of the caption-model stage",
+    "SampleRejectedTexts": "at most outputs.REJECTED_EXAMPLES rejected texts per rejection reason",
 }
 # A combine over per-image data allowed because a flag bounds it, not the corpus.
 FLAG_BOUNDED_COMBINES = {"SmallestKeys": "--limit N keeps N keys"}

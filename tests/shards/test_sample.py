@@ -158,3 +158,17 @@ def test_a_span_may_end_at_the_end_of_its_text():
     record = make_record(0)
     texts = record["captions"] + record["prompt_caption"]
     validate_record(_with_spans([[[0, len(t)]] for t in texts]))
+
+
+def test_the_caption_model_is_written_last_and_a_record_without_it_still_validates():
+    record = make_record(0, attribute_spans=[[], [], []], caption_model="HuggingFaceTB/SmolVLM-256M-Instruct")
+    sample = make_sample(record, encode_image(make_image(0)))
+    assert list(sample["json"]) == [*RECORD_FIELDS, "attribute_spans", "caption_model"]
+    assert sample["json"]["caption_model"] == "HuggingFaceTB/SmolVLM-256M-Instruct"
+    validate_record(make_record(0))  # a corpus written before the field, or by the template captioner
+
+
+@pytest.mark.parametrize("model", ["", "  ", None, 3, ["tiny"]])
+def test_a_caption_model_that_is_not_a_name_is_refused(model):
+    with pytest.raises(ValueError, match=r"field 'caption_model': expected a non-empty string"):
+        validate_record(make_record(0, caption_model=model))

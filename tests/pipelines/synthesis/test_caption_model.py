@@ -5,6 +5,7 @@ are one line and exit 2; the Dataflow dry run carries the caption model's handle
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import socket
@@ -15,9 +16,11 @@ from common.cli import run_main
 from pipelines import synthesize
 from pipelines.synthesis.caption_model import CaptionModelHandler
 from pipelines.synthesis.job import CaptionModel
+from pipelines.synthesis.outputs import REJECTED_EXAMPLES
 from shards import iter_samples
 from spac.attributes import load_schema
 from spac.captioning.captioner import Captioner
+from spac.cli.report import cli_main as report_main
 from spac.generation.backends import Backend
 from spac.generation.requests import CaptionRequest, GeneratedText
 from tests.pipelines.conftest import EXPECTED, JOB_FLAGS, folder_bytes, run_job
@@ -28,10 +31,11 @@ from tests.spac.generation.fake_server import FakeChatServer, Reply, text_reply
 # request, so every run gets the same answers whatever the order of the requests.
 GENDER = "A woman in a long coat walks along the street."
 SHORT = "A man walks."
+MARKUP = 'A man walks <script>alert("x")</script> along the street.'  # spac report must show it escaped
 
 
 def _kind(body: dict) -> str:
-    return ("good", "good", "gender", "too_short", "http_4xx")[body["seed"] % 5]
+    return ("good", "good", "gender", "too_short", "http_4xx", "markup")[body["seed"] % 6]
 
 
 def answer(body: dict) -> Reply:
@@ -40,7 +44,7 @@ def answer(body: dict) -> Reply:
         return text_reply(f"A man walks along the pavement in picture number {body['seed']}.")
     if kind == "http_4xx":
         return Reply(400, b'{"error": "bad request"}')
-    return text_reply(GENDER if kind == "gender" else SHORT)
+    return text_reply({"gender": GENDER, "too_short": SHORT, "markup": MARKUP}[kind])
 
 
 def _mllm_flags(server: FakeChatServer, *extra: str, model: str = "tiny") -> list[str]:
@@ -74,6 +78,7 @@ def test_only_checked_texts_reach_the_shards_and_the_counters_match_the_answers(
     assert counters["mllm_rejected_gender"] == kinds.count("gender") > 0
     assert counters["mllm_rejected_too_short"] == kinds.count("too_short") > 0
     assert counters["mllm_failed_http_4xx"] == kinds.count("http_4xx") > 0
+    assert counters["mllm_rejected_markup"] == kinds.count("markup") > 0
     asked_first = 2 * EXPECTED["written"]  # two texts per image, then one retry per text not kept
     assert asked_first < len(requests) < 2 * asked_first
     records = [sample["json"] for sample in iter_samples(str(output))]
@@ -84,11 +89,44 @@ def test_only_checked_texts_reach_the_shards_and_the_counters_match_the_answers(
     assert len(generated) == counters["mllm_kept"]
     assert all(text.startswith("A man walks along the pavement") for text, _ in generated)
     texts = {text for r in records for text in r["captions"] + r["prompt_caption"]}
-    assert GENDER not in texts and SHORT not in texts
+    assert GENDER not in texts and SHORT not in texts and MARKUP not in texts
     fallbacks = sum(not style.startswith("mllm:") for r in records for style in r["styles"])
     assert fallbacks == counters["mllm_fallback"] == 2 * EXPECTED["written"] - counters["mllm_kept"]
     assert all(len(r["captions"]) == 2 and len(r["prompt_caption"]) == 1 for r in records)
     assert counters["stage_images_caption"] == EXPECTED["written"]
+    assert {r["caption_model"] for r in records} == {"tiny"}  # as job.json's generator.model
+
+
+def test_the_filter_report_holds_the_stage_counters_and_a_few_rejected_texts_per_reason(mllm_run):
+    output, counters, _ = mllm_run
+    report = json.loads((output / "filter_report.json").read_text())["caption_model"]
+    assert report["counters"] == {name: n for name, n in counters.items() if name.startswith("mllm_")}
+    examples = report["rejected_examples"]
+    assert sorted(examples) == ["gender", "markup", "too_short"]  # a failed request (http_4xx) has no text
+    for reason, texts in examples.items():
+        assert len(texts) == min(REJECTED_EXAMPLES, counters[f"mllm_rejected_{reason}"])
+        assert {t["text"] for t in texts} == {{"gender": GENDER, "too_short": SHORT, "markup": MARKUP}[reason]}
+        assert all(t["style"].startswith("mllm:") for t in texts)
+        assert [(t["key"], t["style"]) for t in texts] == sorted((t["key"], t["style"]) for t in texts)
+
+
+def test_spac_report_shows_the_stage_counters_and_the_rejected_texts_escaped(mllm_run, tmp_path):
+    output, counters, _ = mllm_run
+    page = tmp_path / "page.html"
+    assert report_main([str(output), "--output", str(page), "--samples", "0", "--quiet"]) == 0
+    text = page.read_text()
+    assert ">Caption model</h2>" in text
+    assert f'<td>mllm_rejected_markup</td><td class="n">{counters["mllm_rejected_markup"]:,}</td>' in text
+    assert f'<td>mllm_kept</td><td class="n">{counters["mllm_kept"]:,}</td>' in text
+    assert "<td>model</td><td>tiny</td>" in text
+    assert "<script>alert" not in text and html.escape(MARKUP, quote=True) in text
+    assert html.escape(SHORT) in text
+
+
+def test_a_template_corpus_has_no_caption_model_part_nor_field(first_run):
+    output, _ = first_run
+    assert "caption_model" not in json.loads((output / "filter_report.json").read_text())
+    assert all("caption_model" not in sample["json"] for sample in iter_samples(str(output)))
 
 
 def test_job_json_names_the_model_and_prompts_and_a_resume_with_another_model_is_refused(
@@ -276,3 +314,4 @@ def test_run_inference_gives_each_record_its_texts_and_keeps_its_other_fields():
         expected = Captioner(load_schema())({"gender": "man", "hair": "short black hair"}, record["key"], 7)
         assert record["prompt_caption"] == [expected[-1].text]
         assert len(record["attribute_spans"]) == 3
+        assert record["caption_model"] == "none"

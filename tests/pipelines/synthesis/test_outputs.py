@@ -23,3 +23,13 @@ def test_filter_report_counts_reasons_by_kind(tmp_path):
     assert report["filtered"]["too_few_images"] == 1 and report["filtered"]["gender_vote_failed"] == 0
     assert report["dead_lettered"] == {"image too large": 2, "not a decodable image": 1}
     assert shard_sink.finish_manifest([], str(tmp_path), "synthpedes") is None
+
+
+def test_the_caption_model_report_sorts_counters_and_examples_and_enters_the_filter_report(tmp_path):
+    examples = [("too_short", [("k2", "mllm:b", "A man."), ("k1", "mllm:a", "A man.")]), ("gender", [])]
+    report = outputs.caption_model_report([("mllm_requested", 4), ("mllm_kept", 2)], examples)
+    assert list(report["counters"]) == ["mllm_kept", "mllm_requested"]
+    assert list(report["rejected_examples"]) == ["gender", "too_short"]
+    assert [t["key"] for t in report["rejected_examples"]["too_short"]] == ["k1", "k2"]
+    outputs.write_filter_report([], str(tmp_path), FilterConfig(), report)
+    assert json.loads((tmp_path / "filter_report.json").read_text())["caption_model"] == report
