@@ -24,12 +24,15 @@ from spac.captioning.library import SentencesOption, library_for, parse_library_
 from spac.corpus import filters as corpus_filters
 from spac.corpus.identity_cleaning import CleaningConfig
 from spac.fingerprint import method_fingerprint
+from spac.generation.attributes import describe_asker
 from spac.generation.backends import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S, Backend
 from spac.generation.checks import DEFAULT_MAX_WORDS, DEFAULT_MIN_WORDS
 from spac.generation.requests import DecodingSettings
 from spac.generation.server import DEFAULT_API_KEY_ENV, check_base_url
 from spac.generation.stage import DEFAULT_MIN_CONFIDENCE, DEFAULT_TEXTS, GenerationSettings, prompt_book
 from spac.predictor.model import check_predictor
+
+MLLM_PREDICTOR = "mllm"  # --predictor mllm: the --mllm_model asked for the attributes
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Job:
     limit: int | None = None  # --limit: only the images with the N smallest keys (in job.json's fingerprint)
     cleaning: CleaningConfig | None = None  # --identity_cleaning on (in job.json's fingerprint)
     caption_model: CaptionModel | None = None  # --captioner mllm (in job.json's fingerprint)
+    attribute_model: Backend | None = None  # --predictor mllm (in job.json's fingerprint)
 
 
 def is_local_runner(runner: str | None) -> bool:
@@ -108,7 +112,7 @@ def is_local_runner(runner: str | None) -> bool:
 def _check_predictor(path: str | None, local: bool) -> str | None:
     """A local run checks the predictor here, so a bad one is one line before the job starts; a remote one
     loads it on the workers (e.g. baked into the image), which this machine may not see."""
-    if local:
+    if local and path != MLLM_PREDICTOR:
         try:
             check_predictor(path)
         except FileNotFoundError as exc:
@@ -196,24 +200,30 @@ MLLM_FLAGS = (
     "mllm_seed",
 )
 SERVER_FLAGS = ("mllm_api_key_env", "mllm_timeout", "mllm_concurrency")
+CAPTION_FLAGS = ("mllm_texts", "mllm_min_confidence", "mllm_min_words", "mllm_max_words")  # the stage's own
 
 
 def _given(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def _caption_model(args: argparse.Namespace, device: str) -> CaptionModel | None:
-    """--captioner mllm and its flags, checked together: an --mllm_* flag without it, or a server-only flag
-    without --mllm_server, is refused rather than ignored."""
+def _uses_mllm(args: argparse.Namespace) -> bool:
+    return getattr(args, "captioner", "template") == "mllm" or args.predictor == MLLM_PREDICTOR
+
+
+def _backend(args: argparse.Namespace, device: str) -> Backend | None:
+    """The --mllm_* model, for --captioner mllm and --predictor mllm, its flags checked together: an --mllm_*
+    flag without either, or a server-only flag without --mllm_server, is refused rather than ignored."""
     given = [name for name in MLLM_FLAGS if getattr(args, name, None) is not None]
-    if getattr(args, "captioner", "template") != "mllm":
+    if not _uses_mllm(args):
         if given:
-            raise InputError(f"--{given[0]} needs --captioner mllm")
+            raise InputError(f"--{given[0]} needs --captioner mllm or --predictor mllm")
         return None
     if args.mllm_model is None:
+        which = "--captioner mllm" if getattr(args, "captioner", "template") == "mllm" else "--predictor mllm"
         raise InputError(
-            "--captioner mllm needs --mllm_model (the model a --mllm_server serves, else a hub name "
-            "or local folder to load in the workers)"
+            f"{which} needs --mllm_model (the model a --mllm_server serves, else a hub name or local folder to "
+            "load in the workers)"
         )
     if args.mllm_server is None and (server_only := [name for name in SERVER_FLAGS if name in given]):
         raise InputError(f"--{server_only[0]} applies to --mllm_server only")
@@ -223,7 +233,7 @@ def _caption_model(args: argparse.Namespace, device: str) -> CaptionModel | None
         except InputError as exc:
             raise InputError(f"--mllm_server: {exc}") from None
     decoding = DecodingSettings(temperature=_given(args.mllm_temperature, 0.0), seed=_given(args.mllm_seed, 0))
-    backend = Backend(
+    return Backend(
         args.mllm_model,
         args.mllm_server,
         _given(args.mllm_api_key_env, DEFAULT_API_KEY_ENV),
@@ -233,6 +243,14 @@ def _caption_model(args: argparse.Namespace, device: str) -> CaptionModel | None
         _given(args.mllm_batch_size, DEFAULT_BATCH_SIZE),
         decoding,
     )
+
+
+def _caption_model(args: argparse.Namespace, backend: Backend) -> CaptionModel | None:
+    """--captioner mllm: the stage's settings (--mllm_texts and the rest) over the --mllm_* model."""
+    if getattr(args, "captioner", "template") != "mllm":
+        if given := [name for name in CAPTION_FLAGS if getattr(args, name, None) is not None]:
+            raise InputError(f"--{given[0]} needs --captioner mllm")
+        return None
     return CaptionModel(
         backend,
         _given(args.mllm_texts, DEFAULT_TEXTS),
@@ -241,6 +259,16 @@ def _caption_model(args: argparse.Namespace, device: str) -> CaptionModel | None
         _given(args.mllm_max_words, DEFAULT_MAX_WORDS),
         _given(args.mllm_batch_size, DEFAULT_BATCH_SIZE),
     )
+
+
+def _attribute_model(args: argparse.Namespace, backend: Backend | None) -> Backend | None:
+    """--predictor mllm: the --mllm_* model asked for the attributes; it has no appearance vectors to clean
+    identities with."""
+    if args.predictor != MLLM_PREDICTOR:
+        return None
+    if getattr(args, "identity_cleaning", "off") != "off":
+        raise InputError("--identity_cleaning needs a trained --predictor (its image embeddings); mllm has none")
+    return backend
 
 
 def _generation(job: Job) -> GenerationSettings:
@@ -266,6 +294,7 @@ def make_job(args: argparse.Namespace, runner: str | None) -> Job:
         args.max_unknown, args.gender_vote, args.min_images, args.max_images, args.seed
     )
     predictor, device = _check_predictor(args.predictor, local), _device(args.device, local)
+    backend = _backend(args, device)
     job = Job(
         input=spec,
         output=args.output,
@@ -286,7 +315,8 @@ def make_job(args: argparse.Namespace, runner: str | None) -> Job:
         model_copies=args.model_copies,
         limit=getattr(args, "limit", None),
         cleaning=_cleaning(args),
-        caption_model=_caption_model(args, device),
+        caption_model=_caption_model(args, backend),
+        attribute_model=_attribute_model(args, backend),
     )
     if job.caption_model is not None:
         _generation(job)  # texts, words and prompts checked together before the job starts
@@ -322,4 +352,6 @@ def fingerprint(job: Job) -> dict[str, Any]:
             if job.caption_model is not None
             else {}
         ),
+        # only with --predictor mllm (whose "predictor" above is its name): the model and how it is asked
+        **({"attribute_model": describe_asker(job.attribute_model)} if job.attribute_model is not None else {}),
     }

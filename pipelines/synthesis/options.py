@@ -94,7 +94,9 @@ class SynthesizeOptions(CorpusJobOptions):
         group.add_argument(
             "--predictor",
             default=None,
-            help="attribute predictor directory (config.json + model.safetensors); default: the bundled demo model",
+            help="attribute predictor directory (config.json + model.safetensors), or mllm: ask the --mllm_model for "
+            "the attributes (JSON constrained to the schema through --mllm_server, else each value's likelihood "
+            "in process); default: the bundled demo model",
         )
         group.add_argument(
             "--device",
@@ -249,7 +251,7 @@ class SynthesizeOptions(CorpusJobOptions):
             "of the bundled templates/sentences.yaml, +PATH beside it. Read and checked once "
             "at launch; its sha256 goes into job.json. Default: the bundled library",
         )
-        _add_caption_model_args(parser.add_argument_group("caption model (--captioner mllm)"))
+        _add_caption_model_args(parser.add_argument_group("caption model (--captioner mllm, --predictor mllm)"))
 
 
 def _add_caption_model_args(group: argparse._ArgumentGroup) -> None:
