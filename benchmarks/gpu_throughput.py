@@ -17,7 +17,11 @@ Sections (``--sections``, all by default), each measured in this one process:
   the job;
 * pretrain: steps/s and samples/s of PLIP pre-training steps of the RN50 preset (its BERT-base randomly
   initialised, MiniLM's tokenizer: the same vocabulary) in the program's precision (bf16 autocast on CUDA), on
-  one synthetic batch in pinned host memory, as the program's loader hands them over.
+  one synthetic batch in pinned host memory, as the program's loader hands them over;
+* mllm (only with ``--mllm-model PATH``, e.g. a local copy of SmolVLM-256M-Instruct or Qwen2-VL-2B-Instruct): the
+  caption-model stage's in-process backend (``InProcessGenerator``: bf16 on CUDA, greedy, 96 new tokens at most)
+  on the stage's requests for person crops, two texts per image, per ``--mllm-batch-sizes``: images/s and
+  texts/s of ``generate`` alone (the stage's checks cost little beside it: benchmarks/mllm_throughput.py).
 
 Then a table: wall time for 4.8M images on one GPU and on ``--workers`` Dataflow workers (one GPU each, the rate
 measured here per worker, Dataflow's start-up not counted), and one pre-training epoch over 4.8M samples. Nothing is
@@ -44,6 +48,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the copied tree, wherever it lands
 from bench_common import alternate, person_crops  # noqa: E402
+from mllm_throughput import stage_inputs  # noqa: E402
 from pretrain_throughput import synthetic_batch  # noqa: E402
 
 from common.cli import OneLineArgumentParser, device, name_list, positive_int, run_main, silence_libraries  # noqa: E402
@@ -70,7 +75,7 @@ from spac.predictor.model import (  # noqa: E402
 from spac.render import render_dataset  # noqa: E402
 
 PROG = "benchmarks/gpu_throughput.py"
-SECTIONS = ("predictor", "job", "pretrain")
+SECTIONS = ("predictor", "job", "pretrain", "mllm")  # mllm: by default only when --mllm-model is given
 SYNTH_PEDES_IMAGES = 4_800_000
 PRETRAIN_EPOCHS = 70  # the program's default --epochs
 IMAGES_PER_IDENTITY = 10
@@ -88,6 +93,7 @@ FULL = {
     "batches_per_round": 4,
     "backbone": "resnet50",
     "preset": "RN50",
+    "mllm_batch_sizes": (1, 4, 16),
 }
 QUICK = {
     "images": 10,
@@ -98,6 +104,7 @@ QUICK = {
     "batches_per_round": 1,
     "backbone": "tiny",
     "preset": "RN-tiny",
+    "mllm_batch_sizes": (1, 2),
 }
 
 
@@ -118,8 +125,20 @@ def _parser() -> OneLineArgumentParser:
     p.add_argument(
         "--sections",
         type=name_list(SECTIONS, "section"),
-        default=SECTIONS,
-        help=f"comma-separated, of {', '.join(SECTIONS)} (default: all)",
+        help=f"comma-separated, of {', '.join(SECTIONS)} (default: all; mllm only with --mllm-model)",
+    )
+    p.add_argument(
+        "--mllm-model",
+        metavar="PATH",
+        help="a vision-language model's local folder (AutoModelForImageTextToText + AutoProcessor, e.g. "
+        "SmolVLM-256M-Instruct or Qwen2-VL-2B-Instruct): the mllm section's model",
+    )
+    p.add_argument(
+        "--mllm-batch-sizes",
+        type=positive_int_list,
+        help="requests per forward pass of the mllm section; each round writes two texts for as many images as "
+        f"the largest (default {','.join(map(str, FULL['mllm_batch_sizes']))}; "
+        f"--quick {','.join(map(str, QUICK['mllm_batch_sizes']))})",
     )
     p.add_argument(
         "--images",
@@ -431,6 +450,52 @@ def print_pretrain(result: dict[str, Any], rounds: int) -> None:
     )
 
 
+# --- caption model ---------------------------------------------------------------------------------------
+
+
+def mllm_section(model: str, where: torch.device, batch_sizes: Sequence[int], rounds: int) -> list[dict[str, Any]]:
+    """One row per batch size: median images/s and texts/s of the in-process backend's ``generate`` on the
+    stage's requests (two texts per image) for ``max(batch_sizes)`` images, the model loaded once."""
+    from spac.generation.in_process import InProcessGenerator
+
+    images = max(batch_sizes)
+    _, requests, _ = stage_inputs(images)
+    generator = InProcessGenerator(model, str(where), batch_size=batch_sizes[0])
+
+    def with_batch(batch_size: int) -> Callable[[], int]:
+        def run() -> int:
+            generator.batch_size = batch_size
+            answers = generator.generate(requests)
+            _synchronize(where)
+            if any(answer.text is None for answer in answers):
+                raise RuntimeError(f"the caption model failed at batch size {batch_size} (see the warning above)")
+            return images
+
+        return run
+
+    rates = alternate({size: with_batch(size) for size in batch_sizes}, rounds)
+    texts_per_image = len(requests) // images
+    return [
+        {
+            "model": model,
+            "dtype": str(generator.dtype).removeprefix("torch."),
+            "batch_size": size,
+            "images_per_s": statistics.median(rates[size]),
+            "texts_per_s": statistics.median(rates[size]) * texts_per_image,
+        }
+        for size in batch_sizes
+    ]
+
+
+def print_mllm(rows: list[dict[str, Any]], rounds: int) -> None:
+    print(f"caption model in process, two texts per image (median of {rounds} rounds)")
+    for row in rows:
+        print(
+            f"  {row['model']} {row['dtype']} batch {row['batch_size']:>3}: {row['images_per_s']:10,.2f} images/s "
+            f"{row['texts_per_s']:10,.2f} texts/s"
+        )
+
+
 # --- projection --------------------------------------------------------------------------------------
 
 
@@ -462,6 +527,16 @@ def projection(results: dict[str, Any], items: int, workers: Sequence[int]) -> l
             {
                 "what": f"predictor forward alone, {r['model']} {r['mode']} batch {r['batch_size']} (ceiling)",
                 "rate": r["images_per_s"],
+                "synthesis": True,
+            }
+        )
+    if results.get("mllm"):
+        fastest = max(results["mllm"], key=lambda r: r["images_per_s"])
+        rows.append(
+            {
+                "what": f"caption model alone, {Path(fastest['model']).name} {fastest['dtype']} "
+                f"batch {fastest['batch_size']} (ceiling)",
+                "rate": fastest["images_per_s"],
                 "synthesis": True,
             }
         )
@@ -517,7 +592,12 @@ def _sizes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.sections is None:
+        args.sections = SECTIONS if args.mllm_model else SECTIONS[:-1]
+    if "mllm" in args.sections and not args.mllm_model:
+        parser.error("argument --sections: section mllm needs --mllm-model PATH")
     silence_libraries(True)  # no transformers progress bars between the tables
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -549,6 +629,9 @@ def _main(argv: Sequence[str] | None) -> int:
             where, sizes["preset"], sizes["pretrain_batch_size"], sizes["pretrain_steps"], sizes["rounds"]
         )
         print_pretrain(results["pretrain"], sizes["rounds"])
+    if "mllm" in args.sections:
+        results["mllm"] = mllm_section(args.mllm_model, where, sizes["mllm_batch_sizes"], sizes["rounds"])
+        print_mllm(results["mllm"], sizes["rounds"])
     results["projection"] = {
         "images": SYNTH_PEDES_IMAGES,
         "workers": list(args.workers),

@@ -45,6 +45,8 @@ def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["--rounds=-1"], "must be at least 1, got -1"),
         (["--pretrain-steps", "0"], "must be at least 1, got 0"),
         (["--workers", "8,0"], "must be at least 1, got 0"),
+        (["--mllm-batch-sizes", "4,0"], "must be at least 1, got 0"),
+        (["--sections", "mllm"], "section mllm needs --mllm-model PATH"),
     ],
 )
 def test_bad_flag_values_are_one_line_and_exit_2(
@@ -162,3 +164,33 @@ def test_job_rates_count_the_unaccounted_wall_time_as_other() -> None:
 @pytest.mark.parametrize("hours, text", [(0.005, "18 s"), (0.5, "30.0 min"), (3.25, "3.25 h"), (72.0, "3.0 d")])
 def test_format_hours(hours: float, text: str) -> None:
     assert gpu_throughput.format_hours(hours) == text
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.spac.generation.tiny_vlm import build_tiny_vlm
+
+    return build_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"))
+
+
+def test_quick_mllm_section_times_the_caption_model_per_batch_size(tmp_path: Path, tiny_vlm: Path) -> None:
+    out = tmp_path / "result.json"
+    argv = ["--device", "cpu", "--quick", "--mllm-model", str(tiny_vlm), "--sections", "mllm", "--json-out", str(out)]
+    assert gpu_throughput.main(argv) == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    rows = result["mllm"]
+    assert [(r["batch_size"], r["dtype"]) for r in rows] == [(1, "float32"), (2, "float32")]  # bf16 on CUDA only
+    for row in rows:
+        assert row["images_per_s"] > 0 and row["texts_per_s"] == pytest.approx(2 * row["images_per_s"])
+    _check_projection(result, rows=1)
+    fastest = max(rows, key=lambda r: r["images_per_s"])
+    assert result["projection"]["rows"][0]["rate"] == fastest["images_per_s"]
+
+
+def test_a_caption_model_that_does_not_load_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--device", "cpu", "--quick", "--mllm-model", str(tmp_path), "--sections", "mllm"]
+    assert gpu_throughput.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "cannot load the caption model" in err
