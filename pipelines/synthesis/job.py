@@ -24,6 +24,7 @@ from spac.captioning.library import SentencesOption, library_for, parse_library_
 from spac.corpus import filters as corpus_filters
 from spac.corpus.identity_cleaning import CleaningConfig
 from spac.fingerprint import method_fingerprint
+from spac.generation.attributes import PREDICTOR_NAME as MLLM_PREDICTOR
 from spac.generation.attributes import describe_asker
 from spac.generation.backends import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_S, Backend
 from spac.generation.checks import DEFAULT_MAX_WORDS, DEFAULT_MIN_WORDS
@@ -31,8 +32,6 @@ from spac.generation.requests import DecodingSettings
 from spac.generation.server import DEFAULT_API_KEY_ENV, check_base_url
 from spac.generation.stage import DEFAULT_MIN_CONFIDENCE, DEFAULT_TEXTS, GenerationSettings, prompt_book
 from spac.predictor.model import check_predictor
-
-MLLM_PREDICTOR = "mllm"  # --predictor mllm: the --mllm_model asked for the attributes
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ With ``--mllm-model`` the captions are written by a vision-language model instea
 ``--captioner mllm`` stage, :func:`spac.generation.stage.generate_checked`): grounded in the predicted
 attributes, each text checked, asked again once, else replaced by the template caption; the library sentence
 stays the last text. The model answers through ``--mllm-server`` (an OpenAI-compatible server), or runs in
-this process.
+this process. With ``--predictor mllm`` the same model gives the attributes too (:mod:`spac.generation.attributes`:
+JSON constrained to the schema through the server, else each value's likelihood in process), for photographs no
+trained predictor was made for; ``--min-confidence`` then applies to the in-process likelihoods.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import argparse
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,13 +37,14 @@ from shards.sample import IMAGE_SIZE, encode_image
 from spac.attributes import load_schema
 from spac.captioning.captioner import Captioner, check_style_names
 from spac.captioning.library import SentencesOption, library_for, parse_sentences_option
+from spac.generation.attributes import PREDICTOR_NAME, asker_over
 from spac.generation.backends import DEFAULT_TIMEOUT_S, Backend
 from spac.generation.server import DEFAULT_API_KEY_ENV
 
 if TYPE_CHECKING:
     from spac.generation.requests import TextGenerator
     from spac.generation.stage import GenerationSettings
-    from spac.predictor.model import AttributePredictor, Prediction
+    from spac.predictor.model import Prediction
 
 BATCH_SIZE = 32  # files decoded and predicted at a time: memory stays flat however many are given
 
@@ -73,7 +76,8 @@ def _parser() -> OneLineArgumentParser:
     parser.add_argument(
         "--predictor",
         default=None,
-        help="attribute predictor directory (config.json + model.safetensors); default: bundled demo model",
+        help="attribute predictor directory (config.json + model.safetensors), or mllm: ask the --mllm-model "
+        "for the attributes too; default: bundled demo model",
     )
     parser.add_argument(
         "--json",
@@ -247,7 +251,7 @@ def _template_reports(
 
 def _caption_batch(
     paths: Sequence[Path],
-    predictor: AttributePredictor,
+    predict: Callable[[list[bytes]], Sequence[Prediction]],
     captioner: Captioner,
     args: argparse.Namespace,
     many: bool,
@@ -260,7 +264,7 @@ def _caption_batch(
             loaded.append((path, _corpus_jpeg(path, args.max_pixels, args.max_file_bytes)))
         except CliError as exc:
             print(f"spac caption: error: {exc}", file=sys.stderr)
-    predictions = predictor.predict([_decoded(jpeg) for _, jpeg in loaded], min_confidence=args.min_confidence)
+    predictions = predict([jpeg for _, jpeg in loaded])
     write = caption_model.reports if caption_model is not None else _template_reports
     for (path, _), report in zip(loaded, write(loaded, predictions, captioner, args)):
         if many:
@@ -269,44 +273,66 @@ def _caption_batch(
     return len(paths) - len(loaded)
 
 
-def _caption_model(args: argparse.Namespace, captioner: Captioner) -> _CaptionModel | None:
-    """--mllm-*: the generator (a server checked to answer, or a model loaded here) and the stage's settings."""
+def _backend(args: argparse.Namespace) -> Backend | None:
+    """--mllm-*: the model that writes the captions (and, with --predictor mllm, gives the attributes)."""
     if args.mllm_model is None:
+        if args.predictor == PREDICTOR_NAME:
+            raise CliError("--predictor mllm needs --mllm-model (the model a --mllm-server serves, or a model to load)")
         if args.mllm_server is not None:
             raise CliError("--mllm-server needs --mllm-model (the name of the model the server serves)")
         return None
+    backend = Backend(
+        args.mllm_model, args.mllm_server, args.mllm_api_key_env, args.mllm_timeout, device=str(args.device)
+    )
+    backend.check_reachable()
+    return backend
+
+
+def _settings(args: argparse.Namespace, captioner: Captioner) -> GenerationSettings | None:
+    """--mllm-model: the caption-model stage's settings (checked before any model is reached)."""
+    if args.mllm_model is None:
+        return None
     from spac.generation.stage import GenerationSettings, prompt_book
 
-    settings = GenerationSettings(
+    return GenerationSettings(
         prompt_book(captioner),
         texts_per_image=args.mllm_texts,
         seed=args.seed,
         min_confidence=args.mllm_min_confidence,
         schema=captioner.schema,
     )
-    backend = Backend(
-        args.mllm_model, args.mllm_server, args.mllm_api_key_env, args.mllm_timeout, device=str(args.device)
-    )
-    backend.check_reachable()
-    return _CaptionModel(backend.open(), settings)
 
 
-def cli_main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _predict(
+    args: argparse.Namespace, backend: Backend | None, generator: TextGenerator | None
+) -> Callable[[list[bytes]], Sequence[Prediction]]:
+    """Corpus JPEGs -> predictions: the --mllm-model asked (--predictor mllm), else the trained predictor."""
+    if args.predictor == PREDICTOR_NAME and backend is not None and generator is not None:
+        asker = asker_over(generator, backend.server is not None, args.min_confidence)
+        return asker.ask  # type: ignore[return-value]
     # Importing the predictor loads transformers (seconds): pay that only once the arguments are sane.
     from spac.predictor.model import load_predictor
 
-    schema = load_schema()
-    captioner = Captioner(schema, styles=args.styles, library=library_for(args.sentences, schema))
-    caption_model = _caption_model(args, captioner)  # a server that does not answer stops here, before any work
     try:
         predictor = load_predictor(args.predictor, device=args.device)
     except (InputError, OSError) as exc:
         raise CliError(f"cannot load predictor: {error_line(exc)}") from None
+    return lambda jpegs: predictor.predict([_decoded(jpeg) for jpeg in jpegs], min_confidence=args.min_confidence)
+
+
+def cli_main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    schema = load_schema()
+    captioner = Captioner(schema, styles=args.styles, library=library_for(args.sentences, schema))
+    settings = _settings(args, captioner)
+    backend = _backend(args)  # a server that does not answer stops here, before any work
+    generator = backend.open() if backend is not None else None  # one model for the attributes and the captions
+    caption_model = _CaptionModel(generator, settings) if generator is not None and settings is not None else None
+    predict = _predict(args, backend, generator)
 
     many = len(args.images) > 1 and not args.json
     failures = sum(
-        _caption_batch(args.images[start : start + BATCH_SIZE], predictor, captioner, args, many, caption_model)
+        _caption_batch(args.images[start : start + BATCH_SIZE], predict, captioner, args, many, caption_model)
         for start in range(0, len(args.images), BATCH_SIZE)
     )
     return 2 if failures else 0

@@ -32,6 +32,7 @@ from spac.attributes import UNKNOWN, Schema, load_schema
 from spac.generation.backends import Backend
 from spac.generation.requests import CaptionRequest, TextGenerator
 
+PREDICTOR_NAME = "mllm"  # --predictor mllm: the job's and spac caption's name for this predictor
 SCHEMA_NAME = "pedestrian_attributes"
 INSTRUCTION = (
     "Look at the person in the image. For each attribute group ({groups}), answer with exactly one of the "
@@ -197,10 +198,17 @@ class LikelihoodAttributeAsker:
 
 def open_asker(backend: Backend, min_confidence: float = 0.0, schema: Schema | None = None) -> AttributeAsker:
     """The asker of ``backend``: JSON through a server, or likelihoods of a model loaded here (on a worker)."""
+    return asker_over(backend.open(), backend.server is not None, min_confidence, schema)
+
+
+def asker_over(
+    generator: TextGenerator, by_server: bool, min_confidence: float = 0.0, schema: Schema | None = None
+) -> AttributeAsker:
+    """The asker over an opened backend (``spac caption`` asks and captions with one model, loaded once)."""
     schema = schema or load_schema()
-    if backend.server is not None:
-        return ServerAttributeAsker(backend.open(), schema)
-    return LikelihoodAttributeAsker(backend.open(), schema, min_confidence)  # type: ignore[arg-type]
+    if by_server:
+        return ServerAttributeAsker(generator, schema)
+    return LikelihoodAttributeAsker(generator, schema, min_confidence)  # type: ignore[arg-type]
 
 
 def describe_asker(backend: Backend, min_confidence: float = 0.0) -> dict[str, Any]:

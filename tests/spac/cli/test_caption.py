@@ -309,10 +309,38 @@ def test_json_shows_each_texts_provenance_and_every_rejection(rendered):
     assert len(record["attribute_spans"]) == len(record["captions"]) + 1
 
 
+def test_predictor_mllm_takes_the_attributes_from_the_model_and_grounds_its_captions_on_them(rendered):
+    from tests.spac.generation.fake_server import FakeChatServer, json_answers
+
+    asked = {
+        "gender": "woman",
+        "hair": "long black hair",
+        "upper": "red coat",
+        "lower": "blue jeans",
+        "shoes": "glass slippers",  # off the schema: unknown, never invented
+        "belongings": UNKNOWN,
+    }
+    path, _ = rendered[0]
+    with FakeChatServer(json_answers(asked, other=_numbered)) as server:
+        result = spac(
+            "caption", str(path), "--predictor", "mllm", "--mllm-server", server.base_url, "--mllm-model", "tiny",
+            "--json",
+        )  # fmt: skip
+        requests = [body for _, body in server.requests]
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert {g: e["value"] for g, e in record["attributes"].items()} == {**asked, "shoes": UNKNOWN}
+    assert record["attributes"]["gender"]["confidence"] == 1.0 and record["attributes"]["shoes"]["confidence"] == 0
+    assert "response_format" in requests[0]  # asked first, then the captions grounded on the answer
+    captions = [body for body in requests if "response_format" not in body]
+    assert captions and all("woman" in body["messages"][-1]["content"][-1]["text"] for body in captions)
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
         (["--mllm-server", "http://127.0.0.1:9/v1"], "--mllm-server needs --mllm-model"),
+        (["--predictor", "mllm"], "--predictor mllm needs --mllm-model"),
         (
             ["--mllm-server", "http://127.0.0.1:9/v1", "--mllm-model", "tiny"],
             "cannot reach the caption-model server at http://127.0.0.1:9/v1",
