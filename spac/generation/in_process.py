@@ -122,6 +122,50 @@ class InProcessGenerator:
             )
         return self._processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
+    def phrase_scores(self, image_jpeg: bytes, question: str, phrases: Sequence[str]) -> list[float] | None:
+        """Each phrase's mean log-probability per token as the answer to ``question`` about the image, in
+        ``batch_size`` phrases per forward pass (spac.generation.attributes ranks a group's values by it); None
+        when the image does not decode or the model fails."""
+        image = _decode(image_jpeg)
+        if image is None:
+            return None
+        request = CaptionRequest("", image_jpeg, "", question, "attributes")
+        prompt = self._processor.apply_chat_template(_messages(request), add_generation_prompt=True)
+        try:
+            prompt_tokens = self._processor(text=[prompt], images=[[image]], return_tensors="pt")["input_ids"].shape[1]
+            scores: list[float] = []
+            for start in range(0, len(phrases), self.batch_size):
+                chunk = [f"{prompt} {phrase}" for phrase in phrases[start : start + self.batch_size]]
+                scores += self._mean_log_likelihoods(chunk, image, prompt_tokens)
+        except Exception as error:  # the model's failure on one image must not end the job
+            logger.warning(
+                "caption model %s failed to score an image: %s: %s",
+                self.name_or_path,
+                type(error).__name__,
+                error_line(error),
+            )
+            return None
+        return scores
+
+    def _mean_log_likelihoods(self, texts: list[str], image: Image.Image, prompt_tokens: int) -> list[float]:
+        """The mean log-probability of each text's tokens after the first ``prompt_tokens`` (left-padded, so
+        every text's answer ends the row)."""
+        inputs = self._processor(text=texts, images=[[image]] * len(texts), padding=True, return_tensors="pt")
+        inputs = {
+            name: value.to(self.device, self.dtype) if value.is_floating_point() else value.to(self.device)
+            for name, value in inputs.items()
+        }
+        with torch.inference_mode():
+            logits = self._model(**inputs).logits.float()
+        log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
+        targets = inputs["input_ids"][:, 1:]
+        token_scores = log_probs.gather(-1, targets[:, :, None])[:, :, 0]
+        answer_tokens = (inputs["attention_mask"].sum(dim=1) - prompt_tokens).clamp(min=1)
+        positions = torch.arange(targets.shape[1], device=targets.device)[None, :]
+        in_answer = positions >= (targets.shape[1] - answer_tokens)[:, None]
+        means = (token_scores * in_answer).sum(dim=1) / answer_tokens
+        return means.tolist()
+
 
 class _SeededSampler(LogitsProcessor):
     """Sampling with one random generator per request: draws each row's next token from its own generator and

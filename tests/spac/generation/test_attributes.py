@@ -9,14 +9,18 @@ import pytest
 
 from spac.attributes import UNKNOWN, load_schema
 from spac.generation.attributes import (
+    QUESTIONS,
     RETURNED_CONFIDENCE,
     SCHEMA_NAME,
     AskedAttributes,
     ServerAttributeAsker,
+    asker_over,
+    open_asker,
     read_answer,
     response_format,
     softmax,
 )
+from spac.generation.backends import Backend
 from spac.generation.server import OpenAIServerGenerator
 from tests.spac.generation.fake_server import FakeChatServer, Reply, json_answers, scripted, text_reply
 
@@ -123,3 +127,71 @@ def test_softmax_sums_to_one_and_keeps_the_order():
     probabilities = softmax([-1.0, -3.0, -0.5, -1000.0])
     assert sum(probabilities) == pytest.approx(1.0)
     assert max(range(4), key=probabilities.__getitem__) == 2 and probabilities[3] == pytest.approx(0.0)
+
+
+# The in-process path: a tiny random model scores each group's phrases.
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    pytest.importorskip("torch")
+    from tests.spac.generation.tiny_vlm import build_tiny_vlm
+
+    return build_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"))
+
+
+def _photo(colour: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (24, 48), colour).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def _scorer(folder, batch_size: int = 8):
+    from spac.generation.in_process import InProcessGenerator
+
+    return InProcessGenerator(str(folder), "cpu", batch_size=batch_size)
+
+
+def test_a_phrase_score_does_not_depend_on_the_batch_or_its_padding(tiny_model):
+    phrases = ["man", "long black hair", "a pair of blue jeans", "woman", "red coat"]  # 1 to 5 words: padded
+    batched = _scorer(tiny_model, batch_size=8).phrase_scores(_photo("red"), QUESTIONS["hair"], phrases)
+    alone = _scorer(tiny_model, batch_size=1).phrase_scores(_photo("red"), QUESTIONS["hair"], phrases)
+    assert batched == pytest.approx(alone, abs=1e-4)
+    assert len(set(batched)) == len(phrases)  # a random model still tells them apart
+    assert all(score < 0 for score in batched)  # mean log-probabilities
+
+
+def test_the_likelihood_asker_gives_a_distribution_per_group_and_its_top_value(tiny_model):
+    asker = open_asker(Backend(str(tiny_model), batch_size=64), schema=SCHEMA)
+    assert asker.describe()["asked"] == "likelihood"
+    jpeg = _photo("blue")
+    distributions = asker.distributions(jpeg)
+    assert distributions == asker.distributions(jpeg)  # deterministic
+    for group in SCHEMA.groups:
+        probabilities = distributions[group.name]
+        assert list(probabilities) == [value.phrase for value in group.values]  # every candidate, no unknown
+        assert sum(probabilities.values()) == pytest.approx(1.0)
+    [answer] = asker.ask([jpeg])
+    for group, probabilities in distributions.items():
+        top = max(probabilities, key=probabilities.get)
+        assert (answer.attributes[group], answer.confidences[group]) == (top, probabilities[top])
+
+
+def test_below_the_min_confidence_a_group_is_unknown_and_keeps_its_confidence(tiny_model):
+    sure, strict = (
+        asker_over(_scorer(tiny_model, batch_size=64), False, threshold, SCHEMA) for threshold in (0.0, 0.999)
+    )
+    [kept] = sure.ask([_photo("green")])
+    [refused] = strict.ask([_photo("green")])
+    assert UNKNOWN not in kept.attributes.values()
+    assert refused.attributes == dict.fromkeys(SCHEMA.group_names, UNKNOWN)  # 57+ candidates: none that sure
+    assert refused.confidences == kept.confidences
+
+
+def test_an_image_that_does_not_decode_is_unknown_everywhere(tiny_model):
+    [answer] = asker_over(_scorer(tiny_model), False, 0.0, SCHEMA).ask([b"not a jpeg"])
+    assert answer.attributes == dict.fromkeys(SCHEMA.group_names, UNKNOWN) and answer.failure == "error"
