@@ -352,3 +352,24 @@ def test_every_plot_draws_a_label_literally(tmp_path, label):
     page.plot_counts({1: 2}, tmp_path / "c.png", label, label, label, by={label: Counter({1: 2})})
     page.plot_histogram([0.5], tmp_path / "h.png", label, label)
     assert all((tmp_path / f"{n}.png").stat().st_size > 0 for n in "asch")
+
+
+@pytest.mark.parametrize(
+    "part, expected",
+    [
+        (None, None),  # a template corpus, or one written before the stage
+        ("not an object", None),
+        ({"counters": [1], "rejected_examples": {"gender": "x"}}, {"counters": {}, "rejected_examples": []}),
+        (
+            {
+                "counters": {"mllm_kept": 3},
+                "rejected_examples": {"markup": [{"key": "k", "style": "mllm:s", "text": "<b>"}, 7]},
+            },
+            {"counters": {"mllm_kept": 3}, "rejected_examples": [("markup", "k", "mllm:s", "<b>")]},
+        ),
+    ],
+)
+def test_the_caption_model_part_of_the_filter_report_reads_malformed_parts_as_empty(part, expected):
+    report = {"filtered": {}} if part is None else {"filtered": {}, "caption_model": part}
+    folder = report_corpus.CorpusFolder("c", None, "c", [], {}, True, filter_report=report)
+    assert report_corpus.caption_model_report(folder) == expected
