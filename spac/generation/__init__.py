@@ -10,4 +10,7 @@ This package imports none of its modules: a backend that needs only `requests` d
 - `checks`: the rules a generated text passes, one per rejection reason.
 - `stage`: `generate_checked`, the stage itself: ask, check, ask again, fall back to SPAC's captions.
 - `server`, `in_process`: the backends (an OpenAI-compatible server; a model in this process).
+- `backends`: the choice of backend as picklable settings (described for job.json without loading a model).
+- `attributes`: the same model as the attribute predictor (--predictor mllm): schema-constrained JSON from a
+  server, or each value's likelihood in process.
 """

@@ -115,3 +115,20 @@ def test_flags_that_do_not_go_together_are_one_line_and_exit_2(tmp_path, capsys,
     assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and message in err
+
+
+@pytest.mark.slow  # 10 s alone on one core (425 phrases scored per image), over a minute on a loaded machine
+def test_a_model_in_process_gives_the_attributes_of_a_small_run(tmp_path, input_folder):
+    pytest.importorskip("torch")
+    from tests.spac.generation.tiny_vlm import build_tiny_vlm
+
+    model = build_tiny_vlm(tmp_path / "model")
+    flags = ("--mllm_model", str(model), "--mllm_batch_size", "4", "--min_images", "1", "--limit", "6")
+    counters = run_job(input_folder, tmp_path / "out", "mllm", *flags)
+    records = [sample["json"] for sample in iter_samples(str(tmp_path / "out"))]
+    assert len(records) == counters["written"] > 0
+    for record in records:
+        assert all(0 < entry["confidence"] <= 1 for entry in record["attributes"].values())
+        assert {entry["value"] for entry in record["attributes"].values()} != {UNKNOWN}  # no threshold in the job
+    asked = json.loads((tmp_path / "out" / "job.json").read_text())["attribute_model"]
+    assert asked["asked"] == "likelihood" and "model.safetensors" in asked["generator"]["files_sha256"]
