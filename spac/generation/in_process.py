@@ -9,6 +9,7 @@ draws; batching can still change the logits in their last bits, which may rarely
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 from collections.abc import Sequence
@@ -105,11 +106,9 @@ class InProcessGenerator:
         prompts = [
             self._processor.apply_chat_template(_messages(request), add_generation_prompt=True) for request in batch
         ]
-        inputs = self._processor(text=prompts, images=[[image] for image in images], padding=True, return_tensors="pt")
-        inputs = {
-            name: value.to(self.device, self.dtype) if value.is_floating_point() else value.to(self.device)
-            for name, value in inputs.items()
-        }
+        inputs = self._on_device(
+            self._processor(text=prompts, images=[[image] for image in images], padding=True, return_tensors="pt")
+        )
         sampling = self.decoding.temperature > 0
         processors = (
             [_SeededSampler([request_seed(self.decoding, r) for r in batch], self.decoding.temperature, self.device)]
@@ -123,20 +122,21 @@ class InProcessGenerator:
         return self._processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
     def phrase_scores(self, image_jpeg: bytes, question: str, phrases: Sequence[str]) -> list[float] | None:
-        """Each phrase's mean log-probability per token as the answer to ``question`` about the image, in
-        ``batch_size`` phrases per forward pass (spac.generation.attributes ranks a group's values by it); None
-        when the image does not decode or the model fails."""
+        """Each phrase's mean log-probability per token as the answer to ``question`` about the image
+        (spac.generation.attributes ranks a group's values by it); None when the image does not decode or the
+        model fails.
+
+        The image and question are read once; their cache is shared by every phrase, ``batch_size`` phrases per
+        forward pass (right-padded after the shared prefix, so padding never precedes a scored token).
+        """
         image = _decode(image_jpeg)
         if image is None:
             return None
-        request = CaptionRequest("", image_jpeg, "", question, "attributes")
-        prompt = self._processor.apply_chat_template(_messages(request), add_generation_prompt=True)
         try:
-            prompt_tokens = self._processor(text=[prompt], images=[[image]], return_tensors="pt")["input_ids"].shape[1]
+            prefix = self._prefix(image, question)
             scores: list[float] = []
             for start in range(0, len(phrases), self.batch_size):
-                chunk = [f"{prompt} {phrase}" for phrase in phrases[start : start + self.batch_size]]
-                scores += self._mean_log_likelihoods(chunk, image, prompt_tokens)
+                scores += self._answer_scores(prefix, phrases[start : start + self.batch_size])
         except Exception as error:  # the model's failure on one image must not end the job
             logger.warning(
                 "caption model %s failed to score an image: %s: %s",
@@ -147,24 +147,43 @@ class InProcessGenerator:
             return None
         return scores
 
-    def _mean_log_likelihoods(self, texts: list[str], image: Image.Image, prompt_tokens: int) -> list[float]:
-        """The mean log-probability of each text's tokens after the first ``prompt_tokens`` (left-padded, so
-        every text's answer ends the row)."""
-        inputs = self._processor(text=texts, images=[[image]] * len(texts), padding=True, return_tensors="pt")
-        inputs = {
+    def _prefix(self, image: Image.Image, question: str) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """The cache of the chat prompt (image and question), its attention mask, and the log-probabilities of
+        the answer's first token."""
+        request = CaptionRequest("", b"", "", question, "attributes")
+        prompt = self._processor.apply_chat_template(_messages(request), add_generation_prompt=True)
+        inputs = self._on_device(self._processor(text=[prompt], images=[[image]], return_tensors="pt"))
+        with torch.inference_mode():
+            output = self._model(**inputs, use_cache=True)
+        return output.cache, inputs["attention_mask"], torch.log_softmax(output.logits[0, -1].float(), dim=-1)
+
+    def _answer_scores(self, prefix: tuple[Any, torch.Tensor, torch.Tensor], phrases: Sequence[str]) -> list[float]:
+        cache, prefix_mask, first = prefix
+        tokenizer = self._processor.tokenizer
+        answers = [
+            tokenizer(" " + phrase, add_special_tokens=False)["input_ids"] or [tokenizer.unk_token_id]
+            for phrase in phrases
+        ]
+        width = max(map(len, answers))
+        tokens = torch.full((len(answers), width), tokenizer.pad_token_id, device=self.device)
+        mask = torch.zeros((len(answers), width), dtype=prefix_mask.dtype, device=self.device)
+        for row, answer in enumerate(answers):
+            tokens[row, : len(answer)] = torch.tensor(answer)
+            mask[row, : len(answer)] = 1
+        shared = copy.deepcopy(cache)  # each chunk extends its own copy of the prefix
+        shared.batch_repeat_interleave(len(answers))
+        full_mask = torch.cat([prefix_mask.expand(len(answers), -1), mask], dim=1)
+        with torch.inference_mode():
+            logits = self._model(input_ids=tokens, attention_mask=full_mask, cache=shared).logits
+        following = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, tokens[:, 1:, None])[:, :, 0]
+        token_scores = torch.cat([first[tokens[:, :1]], following], dim=1) * mask
+        return (token_scores.sum(dim=1) / mask.sum(dim=1)).tolist()
+
+    def _on_device(self, inputs: Any) -> dict[str, torch.Tensor]:
+        return {
             name: value.to(self.device, self.dtype) if value.is_floating_point() else value.to(self.device)
             for name, value in inputs.items()
         }
-        with torch.inference_mode():
-            logits = self._model(**inputs).logits.float()
-        log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
-        targets = inputs["input_ids"][:, 1:]
-        token_scores = log_probs.gather(-1, targets[:, :, None])[:, :, 0]
-        answer_tokens = (inputs["attention_mask"].sum(dim=1) - prompt_tokens).clamp(min=1)
-        positions = torch.arange(targets.shape[1], device=targets.device)[None, :]
-        in_answer = positions >= (targets.shape[1] - answer_tokens)[:, None]
-        means = (token_scores * in_answer).sum(dim=1) / answer_tokens
-        return means.tolist()
 
 
 class _SeededSampler(LogitsProcessor):

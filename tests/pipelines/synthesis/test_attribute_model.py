@@ -117,7 +117,7 @@ def test_flags_that_do_not_go_together_are_one_line_and_exit_2(tmp_path, capsys,
     assert "\n" not in err and message in err
 
 
-@pytest.mark.slow  # 10 s alone on one core (425 phrases scored per image), over a minute on a loaded machine
+@pytest.mark.slow  # ~20 s on a loaded machine: a model loaded in the worker, 425 phrases scored per image
 def test_a_model_in_process_gives_the_attributes_of_a_small_run(tmp_path, input_folder):
     pytest.importorskip("torch")
     from tests.spac.generation.tiny_vlm import build_tiny_vlm

@@ -21,6 +21,7 @@ from spac.generation.attributes import (
     softmax,
 )
 from spac.generation.backends import Backend
+from spac.generation.requests import CaptionRequest
 from spac.generation.server import OpenAIServerGenerator
 from tests.spac.generation.fake_server import FakeChatServer, Reply, json_answers, scripted, text_reply
 
@@ -163,6 +164,32 @@ def test_a_phrase_score_does_not_depend_on_the_batch_or_its_padding(tiny_model):
     assert batched == pytest.approx(alone, abs=1e-4)
     assert len(set(batched)) == len(phrases)  # a random model still tells them apart
     assert all(score < 0 for score in batched)  # mean log-probabilities
+
+
+def _full_sequence_score(generator, jpeg: bytes, question: str, phrase: str) -> float:
+    """The reference: the mean log-probability of the phrase's tokens, the prompt and phrase read as one."""
+    import torch
+
+    from spac.generation.in_process import _decode, _messages
+
+    image = _decode(jpeg)
+    request = CaptionRequest("", jpeg, "", question, "attributes")
+    prompt = generator._processor.apply_chat_template(_messages(request), add_generation_prompt=True)
+    whole = generator._processor(text=[f"{prompt} {phrase}"], images=[[image]], return_tensors="pt")
+    prompt_length = generator._processor(text=[prompt], images=[[image]], return_tensors="pt")["input_ids"].shape[1]
+    with torch.inference_mode():
+        log_probs = torch.log_softmax(generator._model(**whole).logits[0, :-1].float(), dim=-1)
+    targets = whole["input_ids"][0, 1:]
+    token_scores = log_probs.gather(-1, targets[:, None])[:, 0][prompt_length - 1 :]
+    return token_scores.mean().item()
+
+
+def test_a_phrase_score_is_its_tokens_mean_log_probability_after_the_prompt(tiny_model):
+    generator, jpeg = _scorer(tiny_model, batch_size=3), _photo("red")
+    phrases = ["man", "long black hair", "a pair of blue jeans", "woman", "red coat"]
+    scores = generator.phrase_scores(jpeg, QUESTIONS["upper"], phrases)
+    reference = [_full_sequence_score(generator, jpeg, QUESTIONS["upper"], phrase) for phrase in phrases]
+    assert scores == pytest.approx(reference, abs=1e-4)
 
 
 def test_the_likelihood_asker_gives_a_distribution_per_group_and_its_top_value(tiny_model):
