@@ -37,7 +37,7 @@ from shards.sample import IMAGE_SIZE, encode_image
 from spac.attributes import load_schema
 from spac.captioning.captioner import Captioner, check_style_names
 from spac.captioning.library import SentencesOption, library_for, parse_sentences_option
-from spac.generation.attributes import PREDICTOR_NAME, asker_over
+from spac.generation.attributes import PREDICTOR_NAME, open_asker
 from spac.generation.backends import DEFAULT_TIMEOUT_S, Backend
 from spac.generation.server import DEFAULT_API_KEY_ENV
 
@@ -308,7 +308,7 @@ def _predict(
 ) -> Callable[[list[bytes]], Sequence[Prediction]]:
     """Corpus JPEGs -> predictions: the --mllm-model asked (--predictor mllm), else the trained predictor."""
     if args.predictor == PREDICTOR_NAME and backend is not None and generator is not None:
-        asker = asker_over(generator, backend.server is not None, args.min_confidence)
+        asker = open_asker(backend, args.min_confidence, loaded=generator)  # type: ignore[arg-type]
         return asker.ask  # type: ignore[return-value]
     # Importing the predictor loads transformers (seconds): pay that only once the arguments are sane.
     from spac.predictor.model import load_predictor

@@ -25,7 +25,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from spac.attributes import UNKNOWN, Schema, load_schema
@@ -47,6 +47,7 @@ QUESTIONS = {
     "shoes": "What shoes does this person wear?",
     "belongings": "What does this person carry?",
 }
+ANSWER_TOKENS = 256  # six short phrases as JSON take about 70 tokens; guided decoding may add whitespace
 RETURNED_CONFIDENCE = 1.0  # a value a server returned: it gives no probability
 
 
@@ -196,24 +197,30 @@ class LikelihoodAttributeAsker:
         return AskedAttributes(attributes, confidences)
 
 
-def open_asker(backend: Backend, min_confidence: float = 0.0, schema: Schema | None = None) -> AttributeAsker:
-    """The asker of ``backend``: JSON through a server, or likelihoods of a model loaded here (on a worker)."""
-    return asker_over(backend.open(), backend.server is not None, min_confidence, schema)
-
-
-def asker_over(
-    generator: TextGenerator, by_server: bool, min_confidence: float = 0.0, schema: Schema | None = None
+def open_asker(
+    backend: Backend,
+    min_confidence: float = 0.0,
+    schema: Schema | None = None,
+    loaded: PhraseScorer | None = None,
 ) -> AttributeAsker:
-    """The asker over an opened backend (``spac caption`` asks and captions with one model, loaded once)."""
+    """The asker of ``backend``: JSON through a server (answers up to ANSWER_TOKENS long), or the likelihoods of
+    a model loaded here (``loaded``, when the caller already has it: ``spac caption`` captions with it too)."""
     schema = schema or load_schema()
-    if by_server:
-        return ServerAttributeAsker(generator, schema)
-    return LikelihoodAttributeAsker(generator, schema, min_confidence)  # type: ignore[arg-type]
+    if backend.server is not None:
+        return ServerAttributeAsker(_answering(backend).open(), schema)
+    return LikelihoodAttributeAsker(loaded or backend.open(), schema, min_confidence)  # type: ignore[arg-type]
+
+
+def _answering(backend: Backend) -> Backend:
+    """The backend with room for a whole JSON answer (a caption's token budget may cut one short)."""
+    return replace(backend, decoding=replace(backend.decoding, max_new_tokens=ANSWER_TOKENS))
 
 
 def describe_asker(backend: Backend, min_confidence: float = 0.0) -> dict[str, Any]:
     """What :func:`open_asker`'s asker describes, without loading a model: for job.json."""
-    return _description(backend.describe(), None if backend.server is not None else min_confidence)
+    if backend.server is not None:
+        return _description(_answering(backend).describe())
+    return _description(backend.describe(), min_confidence)
 
 
 def _description(generator: dict[str, Any], min_confidence: float | None = None) -> dict[str, Any]:

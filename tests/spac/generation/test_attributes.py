@@ -9,12 +9,13 @@ import pytest
 
 from spac.attributes import UNKNOWN, load_schema
 from spac.generation.attributes import (
+    ANSWER_TOKENS,
     QUESTIONS,
     RETURNED_CONFIDENCE,
     SCHEMA_NAME,
     AskedAttributes,
     ServerAttributeAsker,
-    asker_over,
+    describe_asker,
     open_asker,
     read_answer,
     response_format,
@@ -193,8 +194,9 @@ def test_a_phrase_score_is_its_tokens_mean_log_probability_after_the_prompt(tiny
 
 
 def test_the_likelihood_asker_gives_a_distribution_per_group_and_its_top_value(tiny_model):
-    asker = open_asker(Backend(str(tiny_model), batch_size=64), schema=SCHEMA)
-    assert asker.describe()["asked"] == "likelihood"
+    backend = Backend(str(tiny_model), batch_size=64)
+    asker = open_asker(backend, schema=SCHEMA)
+    assert asker.describe()["asked"] == "likelihood" and asker.describe() == describe_asker(backend)
     jpeg = _photo("blue")
     distributions = asker.distributions(jpeg)
     assert distributions == asker.distributions(jpeg)  # deterministic
@@ -209,8 +211,9 @@ def test_the_likelihood_asker_gives_a_distribution_per_group_and_its_top_value(t
 
 
 def test_below_the_min_confidence_a_group_is_unknown_and_keeps_its_confidence(tiny_model):
+    scorer = _scorer(tiny_model, batch_size=64)
     sure, strict = (
-        asker_over(_scorer(tiny_model, batch_size=64), False, threshold, SCHEMA) for threshold in (0.0, 0.999)
+        open_asker(Backend(str(tiny_model)), threshold, SCHEMA, loaded=scorer) for threshold in (0.0, 0.999)
     )
     [kept] = sure.ask([_photo("green")])
     [refused] = strict.ask([_photo("green")])
@@ -220,5 +223,17 @@ def test_below_the_min_confidence_a_group_is_unknown_and_keeps_its_confidence(ti
 
 
 def test_an_image_that_does_not_decode_is_unknown_everywhere(tiny_model):
-    [answer] = asker_over(_scorer(tiny_model), False, 0.0, SCHEMA).ask([b"not a jpeg"])
+    [answer] = open_asker(Backend(str(tiny_model)), 0.0, SCHEMA, loaded=_scorer(tiny_model)).ask([b"not a jpeg"])
     assert answer.attributes == dict.fromkeys(SCHEMA.group_names, UNKNOWN) and answer.failure == "error"
+
+
+def test_a_server_backend_is_asked_with_room_for_the_whole_answer_and_described_as_it_is_asked():
+    with FakeChatServer(json_answers(SEEN)) as server:
+        backend = Backend("tiny", server.base_url)
+        asker = open_asker(backend, schema=SCHEMA)
+        [answer] = asker.ask([JPEG])
+    assert answer.attributes == SEEN
+    [(_headers, body)] = server.requests
+    assert body["max_tokens"] == ANSWER_TOKENS > backend.decoding.max_new_tokens
+    assert asker.describe() == describe_asker(backend)  # job.json says what the workers do
+    assert describe_asker(backend)["generator"]["decoding"]["max_new_tokens"] == ANSWER_TOKENS
