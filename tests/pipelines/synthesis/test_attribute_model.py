@@ -14,9 +14,11 @@ from PIL import Image, ImageStat
 
 from common.cli import run_main
 from pipelines import synthesize
+from pipelines.synthesis.attribute_model import AttributeModelHandler
 from shards import iter_samples
 from spac.attributes import UNKNOWN
 from tests.pipelines.conftest import EXPECTED, run_job
+from tests.pipelines.test_synthesize import _dataflow_unavailable, dataflow_dry_run_handlers
 from tests.spac.generation.fake_server import FakeChatServer, json_answers
 
 SEEN = {
@@ -132,3 +134,20 @@ def test_a_model_in_process_gives_the_attributes_of_a_small_run(tmp_path, input_
         assert {entry["value"] for entry in record["attributes"].values()} != {UNKNOWN}  # no threshold in the job
     asked = json.loads((tmp_path / "out" / "job.json").read_text())["attribute_model"]
     assert asked["asked"] == "likelihood" and "model.safetensors" in asked["generator"]["files_sha256"]
+
+
+@pytest.mark.skipif(
+    _dataflow_unavailable() is not None, reason="Dataflow graph check needs the 'dataflow' extra (apache-beam[gcp])"
+)
+def test_dataflow_dry_run_with_the_attribute_model_server(input_folder):
+    """Translated offline (the server is not reached): the predictor's RunInference holds our handler, with the
+    --mllm_batch_size batches and the job's model sharing."""
+    handlers = dataflow_dry_run_handlers(
+        input_folder, "--predictor", "mllm", "--mllm_server", "http://10.0.0.9:8000/v1", "--mllm_model",
+        "Qwen/Qwen2-VL-2B-Instruct", "--mllm_batch_size", "32",
+    )  # fmt: skip
+    [keyed] = handlers  # template captions: one RunInference
+    batching = keyed.batch_elements_kwargs()
+    assert (batching["min_batch_size"], batching["max_batch_size"]) == (32, 32)
+    assert keyed.share_model_across_processes()
+    assert isinstance(keyed._unkeyed, AttributeModelHandler)  # Beam's KeyedModelHandler keeps it there
