@@ -28,6 +28,16 @@ from tests.pipelines.conftest import EXPECTED, JOB_FLAGS, folder_bytes, run_job
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Dataflow's graph translation offline (REFERENCE: returns DONE without contacting the service)
+DRY_RUN_FLAGS = (
+    "--runner=DataflowRunner",
+    "--dry_run=True",
+    "--project=any",
+    "--region=us-central1",
+    "--temp_location=gs://any/tmp",
+)
+
+
 def test_counters_add_up(first_run):
     _, counters = first_run
     filtered = {name[len("filtered_") :]: value for name, value in counters.items() if name.startswith("filtered_")}
@@ -271,11 +281,7 @@ def dataflow_dry_run_handlers(input_folder: Path, *extra: str) -> list:
     from apache_beam.ml.inference.base import RunInference
 
     argv = [
-        "--runner=DataflowRunner",
-        "--dry_run=True",
-        "--project=any",
-        "--region=us-central1",
-        "--temp_location=gs://any/tmp",
+        *DRY_RUN_FLAGS,
         "--input",
         str(input_folder),
         "--output",
@@ -303,11 +309,7 @@ def dataflow_dry_run_handlers(input_folder: Path, *extra: str) -> list:
 )
 def test_dataflow_dry_run_translates_the_graph(input_folder, colour_predictor, tmp_path):
     argv = [
-        "--runner=DataflowRunner",
-        "--dry_run=True",
-        "--project=any",
-        "--region=us-central1",
-        "--temp_location=gs://any/tmp",
+        *DRY_RUN_FLAGS,
         "--input",
         str(input_folder),
         "--output",

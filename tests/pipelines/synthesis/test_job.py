@@ -19,6 +19,25 @@ def _args(tmp_path, predictor, *flags):
     return args
 
 
+# the caption-model flags that decide the corpus (how the job runs, e.g. concurrency, is not among them)
+MLLM_CORPUS_FLAGS = (
+    "--captioner",
+    "mllm",
+    "--mllm_server",
+    "http://h:8000/v1/",
+    "--mllm_model",
+    "tiny",
+    "--mllm_texts",
+    "3",
+    "--mllm_temperature",
+    "0.7",
+    "--mllm_seed",
+    "5",
+    "--mllm_max_words",
+    "40",
+)
+
+
 def test_make_job_keeps_the_checked_settings(tmp_path, colour_predictor):
     job = make_job(
         _args(tmp_path, colour_predictor, "--styles", "dense,narrative,dense", "--shard_size", "7"), "DirectRunner"
@@ -79,28 +98,7 @@ def test_caption_model_settings_reach_the_job_and_are_fingerprinted_only_with_ml
     plain = make_job(_args(tmp_path, colour_predictor), "DirectRunner")
     assert plain.caption_model is None and not {"generator", "generation"} & set(fingerprint(plain))
     job = make_job(
-        _args(
-            tmp_path,
-            colour_predictor,
-            "--captioner",
-            "mllm",
-            "--mllm_server",
-            "http://h:8000/v1/",
-            "--mllm_model",
-            "tiny",
-            "--mllm_texts",
-            "3",
-            "--mllm_temperature",
-            "0.7",
-            "--mllm_seed",
-            "5",
-            "--mllm_max_words",
-            "40",
-            "--mllm_concurrency",
-            "4",
-            "--mllm_batch_size",
-            "8",
-        ),
+        _args(tmp_path, colour_predictor, *MLLM_CORPUS_FLAGS, "--mllm_concurrency", "4", "--mllm_batch_size", "8"),
         "DirectRunner",
     )
     model = job.caption_model
@@ -116,24 +114,7 @@ def test_caption_model_settings_reach_the_job_and_are_fingerprinted_only_with_ml
     assert (recorded["generation"]["texts_per_image"], recorded["generation"]["max_words"]) == (3, 40)
     # how the job runs (concurrency, batch) is not a setting of the corpus
     other = make_job(
-        _args(
-            tmp_path,
-            colour_predictor,
-            "--captioner",
-            "mllm",
-            "--mllm_server",
-            "http://h:8000/v1/",
-            "--mllm_model",
-            "tiny",
-            "--mllm_texts",
-            "3",
-            "--mllm_temperature",
-            "0.7",
-            "--mllm_seed",
-            "5",
-            "--mllm_max_words",
-            "40",
-        ),
+        _args(tmp_path, colour_predictor, *MLLM_CORPUS_FLAGS),
         "DirectRunner",
     )
     assert fingerprint(other) == recorded
