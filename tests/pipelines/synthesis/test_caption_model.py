@@ -22,6 +22,8 @@ from spac.attributes import load_schema
 from spac.captioning.captioner import Captioner
 from spac.cli.report import cli_main as report_main
 from spac.generation.backends import Backend
+from spac.generation.checks import REASONS
+from spac.generation.prompts import load_instructions
 from spac.generation.requests import CaptionRequest, GeneratedText
 from tests.pipelines.conftest import EXPECTED, JOB_FLAGS, folder_bytes, run_job
 from tests.pipelines.test_synthesize import _dataflow_unavailable, dataflow_dry_run_handlers
@@ -315,3 +317,65 @@ def test_run_inference_gives_each_record_its_texts_and_keeps_its_other_fields():
         assert record["prompt_caption"] == [expected[-1].text]
         assert len(record["attribute_spans"]) == 3
         assert record["caption_model"] == "none"
+
+
+# One job whose server gives every rejection reason of spac.generation.checks and a failure: the kind of an
+# answer is a pure function of the request (its seed, and whether its instruction quotes an example sentence).
+EXAMPLE_PREFIX, EXAMPLE_SUFFIX = load_instructions(load_schema()).example.split("{example}")
+BAD_TEXTS = {  # reason -> what the server answers (the colour predictor's images are a man in a red t-shirt)
+    "empty": "   ",
+    "markup": MARKUP,
+    "too_short": SHORT,
+    "too_long": "A man " + "slowly " * 70 + "walks along the street.",
+    "repetition": "The man walks by. The man walks by.",
+    "gender": GENDER,
+    "contradiction": "A man in a blue t-shirt and blue jeans walks by.",
+}
+SEED_KINDS = ("good", "good", *BAD_TEXTS, "http_4xx")
+
+
+def _quoted_example(body: dict) -> str | None:
+    for line in body["messages"][-1]["content"][-1]["text"].splitlines():
+        if line.startswith(EXAMPLE_PREFIX) and line.endswith(EXAMPLE_SUFFIX):
+            return line[len(EXAMPLE_PREFIX) : len(line) - len(EXAMPLE_SUFFIX)]
+    return None
+
+
+def _every_reason_kind(body: dict) -> str:
+    return "duplicate" if _quoted_example(body) is not None else SEED_KINDS[body["seed"] % len(SEED_KINDS)]
+
+
+def every_reason_answer(body: dict) -> Reply:
+    kind = _every_reason_kind(body)
+    if kind == "duplicate":  # the example sentence the instruction quotes, given back word for word
+        return text_reply(_quoted_example(body))
+    if kind == "http_4xx":
+        return Reply(400, b'{"error": "bad request"}')
+    if kind == "good":
+        return text_reply(f"A man walks along the pavement in picture number {body['seed']}.")
+    return text_reply(BAD_TEXTS[kind])
+
+
+def test_one_job_rejects_every_reason_and_no_rejected_text_reaches_a_shard(tmp_path, input_folder, colour_predictor):
+    with FakeChatServer(every_reason_answer) as server:
+        counters = run_job(input_folder, tmp_path, colour_predictor, *_mllm_flags(server))
+    bodies = [body for _, body in server.requests]
+    kinds = [_every_reason_kind(body) for body in bodies]
+    report = json.loads((tmp_path / "filter_report.json").read_text())["caption_model"]
+    for reason in REASONS:
+        assert counters[f"mllm_rejected_{reason}"] >= 1, reason
+        assert report["counters"][f"mllm_rejected_{reason}"] == counters[f"mllm_rejected_{reason}"]
+    assert counters["mllm_failed_http_4xx"] == kinds.count("http_4xx") >= 1
+    assert report["counters"] == {name: n for name, n in counters.items() if name.startswith("mllm_")}
+    rejected = sum(n for name, n in counters.items() if name.startswith("mllm_rejected_"))
+    failed = sum(n for name, n in counters.items() if name.startswith("mllm_failed_"))
+    assert counters["mllm_requested"] == len(bodies) == counters["mllm_kept"] + rejected + failed
+    assert counters["mllm_kept"] == kinds.count("good") > 0  # a quoted example is never kept
+    records = [sample["json"] for sample in iter_samples(str(tmp_path))]
+    assert len(records) == counters["written"] == EXPECTED["written"]
+    texts = [text for r in records for text in r["captions"] + r["prompt_caption"]]
+    # a duplicate repeats a text the image may keep (its library sentence); every other rejected text is nowhere
+    assert not set(BAD_TEXTS.values()) & set(texts)
+    assert all(len(set(r["captions"] + r["prompt_caption"])) == 3 for r in records)
+    assert sum(s.startswith("mllm:") for r in records for s in r["styles"]) == counters["mllm_kept"]
+    print("all-reasons job counters:", {name: n for name, n in counters.items() if name.startswith("mllm_")})
