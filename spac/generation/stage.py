@@ -11,6 +11,10 @@ Each outcome counts its requests: ``mllm_requested`` = ``mllm_kept`` + every ``m
 every ``mllm_failed_<kind>``; ``mllm_fallback`` slots got the captioner's caption, ``mllm_unfilled`` slots
 got nothing (the captioner writes one style caption when little is known, and ``texts_per_image`` may be 3).
 The same items and the same answers give the same outcomes.
+
+:func:`check_written` is the same check, slots and fallback for texts a model has already written, one per
+slot and never asked again (``--captioner spac``: a neural captioner's two styles). Its counters and styles
+carry the writer's name in place of ``mllm`` (``spac_requested``, ``spac:<style name>``), and add up alike.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from spac.generation.requests import TextGenerator
 DEFAULT_TEXTS = 2
 MAX_TEXTS = 3
 DEFAULT_MIN_CONFIDENCE = 0.5
-STYLE_PREFIX = "mllm:"  # a generated text's style: "mllm:<style id>"
+MLLM = "mllm"  # the caption model's name in its texts' styles ("mllm:<style id>") and counters ("mllm_kept")
 ROUNDS = 2  # the first ask, and one more in another style
 FAILED_UNKNOWN = "error"  # the failure kind of an answer with neither text nor kind
 Spans = tuple[tuple[int, int], ...]  # one text's attribute phrases, (start, end) each
@@ -64,6 +68,26 @@ def caption_item(
 
 
 @dataclass(frozen=True)
+class CheckSettings:
+    """What a generated text is checked against: values at or above ``min_confidence`` are trusted."""
+
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    min_words: int = DEFAULT_MIN_WORDS
+    max_words: int = DEFAULT_MAX_WORDS
+    schema: Schema = field(default_factory=load_schema)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise InputError(f"min confidence must be in [0, 1], got {self.min_confidence}")
+        if not 1 <= self.min_words <= self.max_words:
+            raise InputError(f"expected 1 <= min words <= max words, got {self.min_words} and {self.max_words}")
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready, for job.json."""
+        return {"min_confidence": self.min_confidence, "min_words": self.min_words, "max_words": self.max_words}
+
+
+@dataclass(frozen=True)
 class GenerationSettings:
     """The stage's settings; ``prompts`` should use the captioner's sentence library (see :func:`prompt_book`)."""
 
@@ -84,19 +108,18 @@ class GenerationSettings:
                 f"{ROUNDS * self.texts_per_image} style instructions; the prompts have "
                 f"{self.prompts.pool_size}"
             )
-        if not 0.0 <= self.min_confidence <= 1.0:
-            raise InputError(f"min confidence must be in [0, 1], got {self.min_confidence}")
-        if not 1 <= self.min_words <= self.max_words:
-            raise InputError(f"expected 1 <= min words <= max words, got {self.min_words} and {self.max_words}")
+        CheckSettings(self.min_confidence, self.min_words, self.max_words, self.schema)  # refuses a bad number
+
+    @property
+    def checks(self) -> CheckSettings:
+        return CheckSettings(self.min_confidence, self.min_words, self.max_words, self.schema)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready, for job.json: the numbers, the prompts' version, their files' sha256 and the library."""
         return {
             "texts_per_image": self.texts_per_image,
             "seed": self.seed,
-            "min_confidence": self.min_confidence,
-            "min_words": self.min_words,
-            "max_words": self.max_words,
+            **self.checks.describe(),
             "prompts_version": self.prompts.instructions.version,
             "prompt_files_sha256": prompt_files_sha256(),
             "example_library": self.prompts.library.source,
@@ -166,10 +189,11 @@ class _Kept:
 
 @dataclass
 class _Image:
-    """One item while the stage works on it."""
+    """One item while the stage works on it; ``writer`` names its texts' styles and counters (:data:`MLLM`)."""
 
     item: CaptionItem
     trusted: Mapping[str, AttributeValue]
+    writer: str = MLLM
     kept: dict[int, _Kept] = field(default_factory=dict)
     counters: Counter = field(default_factory=Counter)
     rejections: list[Rejection] = field(default_factory=list)
@@ -179,22 +203,29 @@ class _Image:
         return [c.text for c in self.item.fallbacks] + [k.text for s, k in sorted(self.kept.items()) if s != slot]
 
     def judge(
-        self, slot: int, prompt: Prompt, text: str, found: list[language.AttributeMention], settings: GenerationSettings
+        self,
+        slot: int,
+        style_id: str,
+        text: str,
+        found: list[language.AttributeMention],
+        checks: CheckSettings,
+        example: str | None = None,
     ) -> None:
-        """Keep ``text`` for ``slot`` when it passes the checks; else count and record why not."""
-        style = STYLE_PREFIX + prompt.request.style_id
-        others = self.others(slot) + ([prompt.example] if prompt.example else [])
-        reason = rejection(text, found, self.trusted, others, settings.min_words, settings.max_words, settings.schema)
+        """Keep ``text`` for ``slot`` when it passes the checks (it may not repeat ``example`` either, the
+        sentence its prompt showed); else count and record why not."""
+        style = f"{self.writer}:{style_id}"
+        others = self.others(slot) + ([example] if example else [])
+        reason = rejection(text, found, self.trusted, others, checks.min_words, checks.max_words, checks.schema)
         if reason is None:
-            self.counters["mllm_kept"] += 1
+            self.counters[f"{self.writer}_kept"] += 1
             self.kept[slot] = _Kept(text, style, tuple((m.start, m.end) for m in found))
         else:
-            self.counters[f"mllm_rejected_{reason}"] += 1
+            self.counters[f"{self.writer}_rejected_{reason}"] += 1
             self.rejections.append(Rejection(style, reason, text))
 
     def fail(self, prompt: Prompt, kind: str) -> None:
-        self.counters[f"mllm_failed_{kind}"] += 1
-        self.rejections.append(Rejection(STYLE_PREFIX + prompt.request.style_id, kind, None))
+        self.counters[f"{self.writer}_failed_{kind}"] += 1
+        self.rejections.append(Rejection(f"{self.writer}:{prompt.request.style_id}", kind, None))
 
     def fill_slots(self, texts_per_image: int) -> list[_Kept]:
         """The image's texts: each slot's kept text, else the captioner's caption for it; then the library sentence."""
@@ -205,10 +236,10 @@ class _Image:
             if slot in self.kept:
                 texts.append(self.kept[slot])
             elif slot < len(styled):
-                self.counters["mllm_fallback"] += 1
+                self.counters[f"{self.writer}_fallback"] += 1
                 texts.append(_Kept(styled[slot].text, styled[slot].style, None))
             else:
-                self.counters["mllm_unfilled"] += 1
+                self.counters[f"{self.writer}_unfilled"] += 1
         return texts + [_Kept(c.text, c.style, None) for c in library]
 
 
@@ -227,16 +258,19 @@ def _ask(asks: list[tuple[_Image, int]], attempt: int, generator: TextGenerator,
     texts = [a.text.strip() if a.text is not None else None for a in answers]
     mentions = iter(language.extract_attributes_batch([t for t in texts if t is not None], settings.schema))
     for (image, slot), prompt, answer, text in zip(asks, prompts, answers, texts):
-        image.counters["mllm_requested"] += 1
+        image.counters[f"{image.writer}_requested"] += 1
         if text is None:
             image.fail(prompt, answer.failure or FAILED_UNKNOWN)
         else:
-            image.judge(slot, prompt, text, next(mentions), settings)
+            image.judge(slot, prompt.request.style_id, text, next(mentions), settings.checks, prompt.example)
+
+
+_ALWAYS_COUNTED = ("requested", "kept", "fallback")  # in every outcome, zeros included
 
 
 def _outcome(image: _Image, texts: list[_Kept], spans_of: Mapping[str, Spans]) -> CaptionOutcome:
     captions = [k for k in texts if k.style != TEMPLATE_STYLE]
-    counters = {name: image.counters[name] for name in ("mllm_requested", "mllm_kept", "mllm_fallback")}
+    counters = {f"{image.writer}_{name}": image.counters[f"{image.writer}_{name}"] for name in _ALWAYS_COUNTED}
     counters.update(sorted(image.counters.items()))
     return CaptionOutcome(
         image.item.key,
@@ -258,10 +292,40 @@ def generate_checked(
     asks = [(image, slot) for image in images for slot in range(settings.texts_per_image)]
     _ask(asks, 0, generator, settings)
     _ask([(image, slot) for image, slot in asks if slot not in image.kept], 1, generator, settings)
-    texts = [image.fill_slots(settings.texts_per_image) for image in images]
+    return _outcomes(images, settings.texts_per_image, settings.schema)
+
+
+def _outcomes(images: Sequence[_Image], texts_per_image: int, schema: Schema) -> list[CaptionOutcome]:
+    """Each image's slots filled (kept text, else the captioner's caption) and the spans of its texts."""
+    texts = [image.fill_slots(texts_per_image) for image in images]
     templates = sorted({k.text for kept in texts for k in kept if k.spans is None})  # one spaCy batch for all
-    spans_of = dict(zip(templates, (tuple(s) for s in language.attribute_spans(templates, settings.schema))))
+    spans_of = dict(zip(templates, (tuple(s) for s in language.attribute_spans(templates, schema))))
     return [_outcome(image, kept, spans_of) for image, kept in zip(images, texts)]
+
+
+def check_written(
+    items: Sequence[CaptionItem],
+    written: Sequence[Sequence[str]],
+    style_names: Sequence[str],
+    checks: CheckSettings,
+    writer: str,
+) -> list[CaptionOutcome]:
+    """The stage over texts already written (module doc): ``written[i][slot]`` is item i's text in
+    ``style_names[slot]``, kept when it passes the checks, else the captioner's caption for that slot. Styles
+    are ``<writer>:<style name>``, counters ``<writer>_<name>``; one outcome per item, in order."""
+    if len(written) != len(items) or any(len(texts) != len(style_names) for texts in written):
+        raise RuntimeError(f"expected {len(style_names)} written texts for each of {len(items)} items")
+    images = [
+        _Image(item, trusted_values(item.prediction, checks.min_confidence, checks.schema), writer) for item in items
+    ]
+    stripped = [text.strip() for texts in written for text in texts]
+    mentions = iter(language.extract_attributes_batch(stripped, checks.schema))
+    texts = iter(stripped)
+    for image in images:
+        for slot, style in enumerate(style_names):
+            image.counters[f"{writer}_requested"] += 1
+            image.judge(slot, style, next(texts), next(mentions), checks)
+    return _outcomes(images, len(style_names), checks.schema)
 
 
 def total_counters(outcomes: Sequence[CaptionOutcome]) -> dict[str, int]:
