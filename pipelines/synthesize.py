@@ -84,9 +84,8 @@ def run(
     """Build and run the job; waits for it to finish and returns the result (its metrics hold the counters)."""
     args, beam_options = launch.split_args(parse_known_args, argv, save_main_session)
     job = make_job(args, beam_options.view_as(StandardOptions).runner)
-    backend = job.attribute_model or (job.caption_model.backend if job.caption_model is not None else None)
-    if backend is not None and not beam_options.view_as(TestOptions).dry_run:
-        backend.check_reachable()  # a server that cannot be reached stops the job before any work
+    if job.mllm_backend is not None and not beam_options.view_as(TestOptions).dry_run:
+        job.mllm_backend.check_reachable()  # a server that cannot be reached stops the job before any work
     return launch.run_job(beam_options, graph.build, job, fingerprint(job), args.overwrite, test_pipeline)
 
 

@@ -4,7 +4,9 @@ The launcher writes it into the output folder before any shard. It holds the job
 setting that changes the corpus (each job says which: ``fingerprint`` in :mod:`pipelines.synthesis.job` and
 :mod:`pipelines.importing.job`). Settings that only change how the job runs (runner, workers, threads,
 device, batch sizes, model sharing) are left out, so they may differ between a run and its resumption.
-Sorted keys, no timestamps: the same settings give the same bytes.
+Sorted keys, no timestamps: the same settings give the same bytes. Its ``information`` part (:data:`INFORMATION`)
+says where the run was made (e.g. the caption-model server's address): written, never compared, so the same
+model served at another address resumes the corpus.
 
 On a rerun into the same folder: the same fingerprint resumes (complete shards are skipped); another
 one, or files of a run without ``job.json``, is refused with the differing settings named, unless
@@ -22,6 +24,7 @@ from common.training import check_same_settings
 from pipelines.shared.corpus_parts import PARTS_DIR
 from shards import layout, remote
 
+INFORMATION = "information"  # the part of job.json that a resume does not compare (module doc)
 # the corpus-wide files of every job that writes a corpus folder (synthesis, import), so a rerun of
 # either job recognises, refuses or removes the other's
 CORPUS_NAMES = (
@@ -66,6 +69,11 @@ def _read_previous(fs: Any, path: str) -> tuple[dict[str, Any] | None, str | Non
     return record, None
 
 
+def _settings(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What a resume compares: the record but its information."""
+    return {name: value for name, value in record.items() if name != INFORMATION}
+
+
 REMEDY = "use another --output, or pass --overwrite to replace it"
 
 
@@ -106,7 +114,10 @@ def prepare_output(output: str, record: Mapping[str, Any], overwrite: bool = Fal
     else:
         if earlier and problem is None and previous is not None:
             check_same_settings(
-                f"--output {output}", previous, current, f"rerun with its settings to resume it, {REMEDY}"
+                f"--output {output}",
+                _settings(previous),
+                _settings(current),
+                f"rerun with its settings to resume it, {REMEDY}",
             )
         elif earlier:
             raise InputError(_refusal(output, problem, earlier))

@@ -14,6 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from common.devices import check_device_name, resolve_device
 from common.errors import InputError, error_line
+from pipelines.shared.job_record import INFORMATION
 from pipelines.shared.options import checked_prefix
 from pipelines.synthesis.inputs import InputSpec, read_image_list, resolve_input
 from pipelines.synthesis.ordering import ORDER_VERSION
@@ -101,6 +102,11 @@ class Job:
     cleaning: CleaningConfig | None = None  # --identity_cleaning on (in job.json's fingerprint)
     caption_model: CaptionModel | None = None  # --captioner mllm (in job.json's fingerprint)
     attribute_model: Backend | None = None  # --predictor mllm (in job.json's fingerprint)
+
+    @property
+    def mllm_backend(self) -> Backend | None:
+        """The --mllm_* model of --predictor mllm or --captioner mllm (both use the same one), if any."""
+        return self.attribute_model or (self.caption_model.backend if self.caption_model is not None else None)
 
 
 def is_local_runner(runner: str | None) -> bool:
@@ -353,4 +359,14 @@ def fingerprint(job: Job) -> dict[str, Any]:
         ),
         # only with --predictor mllm (whose "predictor" above is its name): the model and how it is asked
         **({"attribute_model": describe_asker(job.attribute_model)} if job.attribute_model is not None else {}),
+        **_information(job),
     }
+
+
+def _information(job: Job) -> dict[str, Any]:
+    """Where the caption model was served: in job.json, but not compared by a resume (the same model served
+    elsewhere writes the same texts)."""
+    backend = job.mllm_backend
+    if backend is None or backend.server is None:
+        return {}
+    return {INFORMATION: {"mllm_server": check_base_url(backend.server)}}

@@ -120,8 +120,9 @@ class OpenAIServerGenerator:
         self._warned: set[str] = set()
 
     def describe(self) -> dict[str, Any]:
-        """For job.json: what decides the texts (never the key, the timeout or the concurrency)."""
-        return {"kind": "server", "base_url": self.base_url, "model": self.model, "decoding": asdict(self.decoding)}
+        """For job.json: what decides the texts (never the key, the timeout, the concurrency, nor the address:
+        the same model elsewhere writes the same texts; job.json keeps the address apart, as information)."""
+        return {"kind": "server", "model": self.model, "decoding": asdict(self.decoding)}
 
     def check_reachable(self) -> list[str]:
         """The model ids the server lists (GET {base_url}/models); raises ServerUnreachableError in one line when

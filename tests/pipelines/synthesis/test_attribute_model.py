@@ -91,12 +91,8 @@ def test_job_json_records_the_model_and_how_it_was_asked(asked_run):
     text = json.dumps(fingerprint)
     model = fingerprint["attribute_model"]
     assert model["asked"] == "json_schema" and "JSON" in model["instruction"]
-    assert model["generator"] == {
-        "kind": "server",
-        "base_url": base_url,
-        "model": "tiny",
-        "decoding": model["generator"]["decoding"],
-    }
+    assert model["generator"] == {"kind": "server", "model": "tiny", "decoding": model["generator"]["decoding"]}
+    assert fingerprint["information"] == {"mllm_server": base_url}
     assert "generator" not in fingerprint  # no caption model: the captions are the templates'
     assert "mllm" in text
 

@@ -157,6 +157,26 @@ def test_job_json_names_the_model_and_prompts_and_a_resume_with_another_model_is
         assert server.requests == []  # refused before any work
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "cannot resume" in err and "generator.model was 'tiny', now 'other'" in err
+    assert "information" not in err  # the other address is no reason to refuse
+
+
+def test_the_same_model_at_another_address_resumes_and_job_json_says_where(
+    mllm_run, tmp_path, input_folder, colour_predictor
+):
+    output, counters, _ = mllm_run
+    before = json.loads((output / "job.json").read_text())
+    assert before["information"]["mllm_server"].startswith("http://127.0.0.1:")
+    resumed = tmp_path / "corpus"
+    shutil.copytree(output, resumed)
+    with FakeChatServer(answer) as server:
+        assert server.base_url != before["information"]["mllm_server"]
+        again = run_job(input_folder, resumed, colour_predictor, *_mllm_flags(server))
+    assert again["already_complete"] == counters["written"] and again.get("written", 0) == 0
+    after = json.loads((resumed / "job.json").read_text())
+    assert after["information"] == {"mllm_server": server.base_url}
+    assert {k: v for k, v in after.items() if k != "information"} == {
+        k: v for k, v in before.items() if k != "information"
+    }
 
 
 @pytest.mark.slow  # ~30 s: two worker processes start and load the predictor
@@ -176,7 +196,7 @@ def test_the_same_answers_give_the_same_bytes_in_multi_processing_mode(
         )
     assert again["mllm_kept"] == counters["mllm_kept"]
     first, second = folder_bytes(output), folder_bytes(tmp_path)
-    # job.json names the server's URL, and this server listens on another port
+    # job.json's information names the server's URL, and this server listens on another port
     assert json.loads(first.pop("job.json"))["generation"] == json.loads(second.pop("job.json"))["generation"]
     assert second == first
 

@@ -107,10 +107,10 @@ def test_caption_model_settings_reach_the_job_and_are_fingerprinted_only_with_ml
     recorded = fingerprint(job)
     assert recorded["generator"] == {
         "kind": "server",
-        "base_url": "http://h:8000/v1",
         "model": "tiny",
         "decoding": {"max_new_tokens": 96, "temperature": 0.7, "seed": 5},
     }
+    assert recorded["information"] == {"mllm_server": "http://h:8000/v1"}  # recorded, not compared by a resume
     assert (recorded["generation"]["texts_per_image"], recorded["generation"]["max_words"]) == (3, 40)
     # how the job runs (concurrency, batch) is not a setting of the corpus
     other = make_job(

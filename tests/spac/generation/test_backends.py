@@ -17,12 +17,12 @@ def test_a_server_backend_describes_the_server_and_opens_its_client():
     backend = Backend("tiny", "http://127.0.0.1:9/v1/", decoding=DecodingSettings(temperature=0.7, seed=3))
     assert backend.describe() == {
         "kind": "server",
-        "base_url": "http://127.0.0.1:9/v1",
         "model": "tiny",
         "decoding": {"max_new_tokens": 96, "temperature": 0.7, "seed": 3},
     }
     client = backend.open()
     assert isinstance(client, OpenAIServerGenerator) and client.describe() == backend.describe()
+    assert client.base_url == "http://127.0.0.1:9/v1"
     assert pickle.loads(pickle.dumps(backend)) == backend  # a Beam handler carries it to the workers
 
 

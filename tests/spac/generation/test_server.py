@@ -227,7 +227,6 @@ def test_describe_says_what_decides_the_texts():
     )
     assert generator.describe() == {
         "kind": "server",
-        "base_url": "http://gpu-box:8000/v1",
         "model": "HuggingFaceTB/SmolVLM-256M-Instruct",
         "decoding": {"max_new_tokens": 64, "temperature": 0.0, "seed": 1},
     }
