@@ -28,6 +28,22 @@ def stable_int_after(prefix: str, last: Any, bits: int = 63) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") >> (64 - bits)
 
 
+class StableDraws:
+    """``stable_int(*parts, last, bits=64)`` for many ``last`` after the same ``parts``: the parts are hashed
+    once and each draw continues a copy of that hash (the captioner draws ~10 choices per caption key)."""
+
+    __slots__ = ("_base",)
+
+    def __init__(self, *parts: Any) -> None:
+        self._base = hashlib.blake2b(stable_prefix(*parts).encode("utf-8", "surrogatepass"), digest_size=8)
+
+    def __call__(self, last: bytes) -> int:
+        """The draw for ``last`` given as its UTF-8 bytes (callers encode their fixed purposes once)."""
+        digest = self._base.copy()
+        digest.update(last)
+        return int.from_bytes(digest.digest(), "big")
+
+
 def stable_hex(*parts: Any) -> str:
     """A stable sha256 hex digest of the parts' string forms (sort keys, identifiers)."""
     return hashlib.sha256("\x00".join(map(str, parts)).encode("utf-8", "surrogatepass")).hexdigest()

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.digests import stable_int_after, stable_prefix
+from common.digests import StableDraws
 from common.errors import InputError
 from spac.attributes import UNKNOWN, AttributeValue, Schema, load_schema
+from spac.captioning.compiled import Spans
 from spac.captioning.grammar import person_for
-from spac.captioning.library import SentenceLibrary, load_library
+from spac.captioning.library import BUNDLED_SOURCE, SentenceLibrary, load_library
 from spac.captioning.slots import GROUP_SLOTS, FillContext
 from spac.captioning.styles import Style, available_styles, load_style
 
@@ -33,15 +34,34 @@ MIN_GROUPS_FOR_TWO_STYLES = 2
 NEUTRAL_NOUNS = ("person", "pedestrian")
 STYLE_NAMES: tuple[str, ...] = available_styles()
 _person_for = functools.lru_cache(maxsize=64)(person_for)  # (gender, neutral noun) -> Person, immutable
-# Choices hash 64 bits, not stable_int's default 63: every released corpus was captioned with the full 64,
-# and a choice taken modulo a count depends on all of them.
-CHOICE_BITS = 64
+# Choices hash 64 bits (StableDraws), not stable_int's default 63: every released corpus was captioned with
+# the full 64, and a choice taken modulo a count depends on all of them.
+LIBRARY = b"library"
 
 
 @dataclass(frozen=True)
 class Caption:
+    """A text and the style that wrote it. ``spans``: its attribute phrases as (start, end), what
+    spac.language.attribute_spans finds in it; None where the captioner cannot vouch for that (a schema,
+    styles or library other than the bundled ones, which tests/spac/captioning/test_captioner_spans.py does
+    not cover): ask spaCy. Derived from the text, so not compared."""
+
     text: str
     style: str
+    spans: Spans | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class _Purposes:
+    """One style's hashed choices, as the UTF-8 bytes that follow the caption key and seed."""
+
+    style: bytes
+    phrasing: bytes
+    noun: bytes
+
+
+def _purposes(name: str) -> _Purposes:
+    return _Purposes(f"style:{name}".encode(), f"phrasing:{name}".encode(), f"noun:{name}".encode())
 
 
 def check_style_names(names: str | Sequence[str], valid: Sequence[str] = STYLE_NAMES) -> tuple[str, ...]:
@@ -77,6 +97,14 @@ class Captioner:
         self.styles: dict[str, Style] = {n: load_style(n, self.schema, styles_dir) for n in names}
         self.library: SentenceLibrary = library if library is not None else load_library(library_path, self.schema)
         self.default_styles = check_style_names(styles, names) if styles is not None else names
+        self._value_of = tuple((g, self.schema.group(g).value) for g in GROUP_SLOTS)
+        self._genders = self.schema.group("gender")
+        self._group_names = frozenset(self.schema.group_names)
+        self._purposes = {name: _purposes(name) for name in (*names, TEMPLATE_STYLE)}
+        # Spans only for texts of the bundled templates and schema: the ones the spans' golden test covers.
+        bundled = self.schema is load_schema()
+        self._style_spans = bundled and styles_dir is None
+        self._library_spans = bundled and self.library.source == BUNDLED_SOURCE
 
     @property
     def style_names(self) -> tuple[str, ...]:
@@ -86,36 +114,49 @@ class Captioner:
         self, attributes: Mapping[str, str], key: str, seed: int = 0, styles: Sequence[str] | None = None
     ) -> list[Caption]:
         allowed = check_style_names(styles, self.style_names) if styles is not None else self.default_styles
-        attrs = self.schema.validate(attributes)
-        values = {g: self.schema.value(g, attrs[g]) for g in GROUP_SLOTS if attrs[g] != UNKNOWN}
+        gender, values = self._values(attributes)
         n_styles = 2 if len(values) >= MIN_GROUPS_FOR_TWO_STYLES else 1
-        prefix = stable_prefix(key, seed)  # every choice is stable_int(key, seed, purpose, bits=CHOICE_BITS)
-        chosen = sorted(allowed, key=lambda name: stable_int_after(prefix, f"style:{name}", CHOICE_BITS))[:n_styles]
+        draw = StableDraws(key, seed)  # every choice is stable_int(key, seed, purpose, bits=64)
+        purposes = self._purposes
+        chosen = sorted(allowed, key=lambda name: draw(purposes[name].style))[:n_styles]
 
         captions: list[Caption] = []
         for name in chosen:
-            ctx = self._context(attrs["gender"], values, prefix, name)
-            choice = stable_int_after(prefix, f"phrasing:{name}", CHOICE_BITS)
-            text = self._first_new(self.styles[name].texts(ctx, choice), captions)
-            if text is not None:
-                captions.append(Caption(text, name))
-        ctx = self._context(attrs["gender"], values, prefix, TEMPLATE_STYLE)
-        text = self._first_new(self.library.texts(ctx, stable_int_after(prefix, "library", CHOICE_BITS)), captions)
-        if text is not None:
-            captions.append(Caption(text, TEMPLATE_STYLE))
+            ctx = self._context(gender, values, draw, name)
+            written = self.styles[name].written(ctx, draw(purposes[name].phrasing))
+            self._add_first_new(captions, written, name, self._style_spans)
+        ctx = self._context(gender, values, draw, TEMPLATE_STYLE)
+        self._add_first_new(captions, self.library.written(ctx, draw(LIBRARY)), TEMPLATE_STYLE, self._library_spans)
         return captions
 
-    @staticmethod
-    def _context(gender: str, values: dict[str, AttributeValue], prefix: str, purpose: str) -> FillContext:
+    def _values(self, attributes: Mapping[str, str]) -> tuple[str, dict[str, AttributeValue]]:
+        """(the gender phrase, the known values by group); for anything Schema.validate would refuse, its error."""
+        try:  # validate's checks without building its ordered copy: this runs once per caption call
+            values = {g: value_of(p) for g, value_of in self._value_of if (p := attributes.get(g, UNKNOWN)) != UNKNOWN}
+            gender = attributes.get("gender", UNKNOWN)
+            if gender in self._genders and attributes.keys() <= self._group_names:
+                return gender, values
+        except KeyError:
+            pass
+        self.schema.validate(attributes)
+        raise AssertionError(f"Schema.validate accepted {attributes!r}, which the captioner refused")
+
+    def _context(self, gender: str, values: dict[str, AttributeValue], draw: StableDraws, purpose: str) -> FillContext:
         if gender != UNKNOWN:  # the neutral noun names only a person of unknown gender: no need to draw it
             return FillContext(_person_for(gender), values)
-        neutral = NEUTRAL_NOUNS[stable_int_after(prefix, f"noun:{purpose}", CHOICE_BITS) % len(NEUTRAL_NOUNS)]
+        neutral = NEUTRAL_NOUNS[draw(self._purposes[purpose].noun) % len(NEUTRAL_NOUNS)]
         return FillContext(_person_for(gender, neutral), values)
 
     @staticmethod
-    def _first_new(texts: Iterator[str], captions: list[Caption]) -> str | None:
-        used = {c.text for c in captions}
-        return next((t for t in texts if t not in used), None)
+    def _add_first_new(
+        captions: list[Caption], written: Iterator[tuple[str, Spans | None]], style: str, with_spans: bool
+    ) -> None:
+        """The first of ``written`` that no caption has said yet, when there is one."""
+        used = [c.text for c in captions]
+        for text, spans in written:
+            if text not in used:
+                captions.append(Caption(text, style, spans if with_spans else None))
+                return
 
 
 _DEFAULT: dict[int, Captioner] = {}

@@ -103,6 +103,16 @@ _LOWERCASE = frozenset("abcdefghijklmnopqrstuvwxyz")
 _SENTENCE_ENDS = (". ", "! ", "? ")
 
 
+def capitalised(word: str) -> str:
+    """``word`` as it reads at a sentence start after :func:`tidy`: its first letter upper-cased if a-z."""
+    return word[0].upper() + word[1:] if word[:1] in _LOWERCASE else word
+
+
+def starts_sentence(text: str, index: int) -> bool:
+    """Whether :func:`tidy`, on a tidied text, capitalises what stands at ``index``: the start or after '. ' etc."""
+    return index == 0 or text.endswith(_SENTENCE_ENDS, 0, index)
+
+
 def _capitalise_sentence_starts(text: str) -> str:
     """a-z at the start and after '. ', '! ', '? ' upper-cased (the text's whitespace is single spaces)."""
     if text[:1] in _LOWERCASE:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from common.errors import InputError
 from spac.attributes import Schema, load_schema
+from spac.captioning.compiled import Spans, write
 from spac.captioning.grammar import tidy
 from spac.captioning.slots import (
     GROUP_SLOTS,
@@ -59,35 +60,51 @@ class SentenceLibrary:
     source: str = ""
     nothing: tuple[str, ...] = ()
 
-    # known groups -> candidates: at most 2^5 sets, each computed once (not part of the value)
+    # known groups -> candidates, each with the known groups it leaves out: at most 2^5 sets, each computed
+    # once; (shape, id(person)) -> compiled text (spac.captioning.compiled). Neither is part of the value.
     _candidates: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _compiled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def candidates(self, known: frozenset[str]) -> list[LibrarySentence]:
         """Sentences that mention only known groups and leave out as few of them as the library allows."""
+        return [sentence for sentence, _ in self._left_out(known)]
+
+    def _left_out(self, known: frozenset[str]) -> tuple[tuple[LibrarySentence, tuple[str, ...]], ...]:
         cached = self._candidates.get(known)
         if cached is None:
             usable = [s for s in self.sentences if s.groups <= known]
             fewest_left_out = min(len(known - s.groups) for s in usable)
             limit = max(MAX_LEFT_OUT, fewest_left_out)
-            cached = self._candidates[known] = tuple(s for s in usable if len(known - s.groups) <= limit)
-        return list(cached)
+            cached = self._candidates[known] = tuple(
+                (s, tuple(g for g in GROUP_SLOTS if g in known - s.groups))
+                for s in usable
+                if len(known - s.groups) <= limit
+            )
+        return cached
 
     def texts(self, ctx: FillContext, digest: int) -> Iterator[str]:
         """Captions for ``ctx`` in preference order: the hashed pick first, then the other candidates."""
+        return (text for text, _ in self.written(ctx, digest))
+
+    def written(self, ctx: FillContext, digest: int) -> Iterator[tuple[str, Spans | None]]:
+        """:meth:`texts` with each text's attribute spans (see spac.captioning.compiled.write)."""
         said, say_nothing = unsay_nothing(ctx, digest)
-        known = frozenset(said.values)
-        candidates = self.candidates(known)
-        plural = ctx.person.plural_pronoun
+        candidates = self._left_out(frozenset(said.values))
+        addenda = self.addenda
         for step in range(len(candidates)):
-            sentence = candidates[(digest + step) % len(candidates)]
-            parts = [sentence.text]
-            for group in (g for g in GROUP_SLOTS if g in known - sentence.groups):
-                options = self.addenda[group]
-                parts.append(options[(digest // 7 + step) % len(options)])
-            text = " ".join(fill(p, said, plural) for p in parts)
-            if say_nothing and self.nothing:
-                text += " " + fill(self.nothing[(digest // 11 + step) % len(self.nothing)], ctx, plural)
-            yield tidy(text)
+            sentence, left_out = candidates[(digest + step) % len(candidates)]
+            parts = (sentence.text, *(addenda[g][(digest // 7 + step) % len(addenda[g])] for g in left_out))
+            nothing = self.nothing[(digest // 11 + step) % len(self.nothing)] if say_nothing and self.nothing else ""
+            yield write(self._compiled, (parts, nothing), said, ctx, self._render, parts, nothing)
+
+    @staticmethod
+    def _render(said: FillContext, ctx: FillContext, parts: tuple[str, ...], nothing: str) -> str:
+        """The text of one shape, written the ordinary way (``nothing`` "": no nothing sentence)."""
+        plural = ctx.person.plural_pronoun
+        text = " ".join(fill(p, said, plural) for p in parts)
+        if nothing:
+            text += " " + fill(nothing, ctx, plural)
+        return tidy(text)
 
 
 def check_sentence(text: object, source: str, key: str, schema: Schema) -> LibrarySentence:

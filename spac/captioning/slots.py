@@ -85,7 +85,7 @@ class FillContext:
     """What a template is filled with: how to name the person and the known values by group."""
 
     person: Person
-    values: Mapping[str, AttributeValue]
+    values: Mapping[str, AttributeValue | GroupPlaceholder]  # placeholders only while a text is compiled
 
 
 def unsay_nothing(ctx: FillContext, digest: int) -> tuple[FillContext, bool]:
@@ -123,8 +123,24 @@ def compile_template(template: str) -> tuple[str | Slot, ...]:
     return pieces
 
 
-def group_phrase(value: AttributeValue, form: str) -> str:
+# Characters that stand for phrases while a text is compiled (Unicode private use): never in a template.
+MARKS = "\ue000-\ue0ff"
+_MARK_CHARACTER = re.compile(f"[{MARKS}]")
+
+
+@dataclass(frozen=True)
+class GroupPlaceholder:
+    """Stands in for a group's value when a text is compiled (spac.captioning.compiled): each form of its
+    slot is one mark character, the value's phrase in that form once filled."""
+
+    group: str
+    forms: Mapping[str, str]  # "bare", "a", "pair" -> its mark
+
+
+def group_phrase(value: AttributeValue | GroupPlaceholder, form: str) -> str:
     """A group slot's text: the bare phrase, or with its article ("a"), or "a pair of" plural garments ("pair")."""
+    if isinstance(value, GroupPlaceholder):
+        return value.forms[form]
     if form == "bare":
         return value.phrase
     cached = _NOUN_PHRASES.get(id(value))
@@ -209,6 +225,8 @@ def check_template(template: object, source: str, key: str, schema: Schema) -> s
         parse_slots(template)
     except InputError as exc:
         raise TemplateError(f"{source}: {key}: {exc} in {template!r}") from None
+    if _MARK_CHARACTER.search(template):
+        raise TemplateError(f"{source}: {key}: U+E000..U+E0FF are the captioner's placeholders: {template!r}")
     word = vocabulary_word(template, schema)
     if word is not None:
         raise TemplateError(

@@ -22,12 +22,13 @@ hands."). A style without ``nothing`` sentences never says it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from spac.attributes import Schema
+from spac.captioning.compiled import Spans, write
 from spac.captioning.grammar import join_list, tidy
 from spac.captioning.slots import (
     GROUP_SLOTS,
@@ -126,18 +127,32 @@ class Style:
     empty: tuple[str, ...]
     nothing: tuple[str, ...] = ()
 
+    # (shape, id(person)) -> compiled text (spac.captioning.compiled); not part of the value
+    _compiled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
     def texts(self, ctx: FillContext, digest: int) -> Iterator[str]:
         """Captions for ``ctx`` in preference order: the hashed phrasing first, then the others."""
+        return (text for text, _ in self.written(ctx, digest))
+
+    def written(self, ctx: FillContext, digest: int) -> Iterator[tuple[str, Spans | None]]:
+        """:meth:`texts` with each text's attribute spans (see spac.captioning.compiled.write)."""
         said, say_nothing = unsay_nothing(ctx, digest)
+        groups = tuple(said.values)
         n = len(self.phrasings)
         for step in range(n):
-            text = self.phrasings[(digest + step) % n].render(said)
-            if text is None:
-                text = fill(self.empty[(digest + step) % len(self.empty)], said, False)
-            if say_nothing and self.nothing:
-                addition = self.nothing[(digest // 7 + step) % len(self.nothing)]
-                text = tidy(text) + " " + fill(addition, ctx, ctx.person.plural_pronoun)
-            yield tidy(text)
+            phrasing, empty = (digest + step) % n, (digest + step) % len(self.empty)
+            addition = (digest // 7 + step) % len(self.nothing) if say_nothing and self.nothing else -1
+            shape = (phrasing, empty, addition, groups)
+            yield write(self._compiled, shape, said, ctx, self._render, phrasing, empty, addition)
+
+    def _render(self, said: FillContext, ctx: FillContext, phrasing: int, empty: int, addition: int) -> str:
+        """The text of one shape, written the ordinary way (``addition`` -1: no nothing sentence)."""
+        text = self.phrasings[phrasing].render(said)
+        if text is None:
+            text = fill(self.empty[empty], said, False)
+        if addition >= 0:
+            text = tidy(text) + " " + fill(self.nothing[addition], ctx, ctx.person.plural_pronoun)
+        return tidy(text)
 
 
 TOP = "<top level>"

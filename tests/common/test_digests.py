@@ -66,3 +66,12 @@ def test_stable_int_after_a_prefix_equals_stable_int_of_all_parts() -> None:
             assert stable_int_after(prefix, last, bits) == stable_int(*parts, last, bits=bits)
     with pytest.raises(ValueError, match="bits"):
         stable_int_after("", "x", 65)
+
+
+def test_stable_draws_equal_stable_int_of_all_parts_at_64_bits() -> None:
+    from common.digests import StableDraws
+
+    for parts, last in ((("key-1", 0), "style:dense"), (("ünï/cødé\udcff", 12345), "library"), ((), "x")):
+        draws = StableDraws(*parts)
+        assert draws(last.encode()) == stable_int(*parts, last, bits=64)
+        assert draws(last.encode()) == stable_int(*parts, last, bits=64)  # a draw leaves the shared hash as it was
