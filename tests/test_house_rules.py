@@ -285,6 +285,19 @@ def test_the_caption_model_rule_catches_a_model_or_beam_outside_its_backend(monk
         test_the_caption_model_stage_imports_only_its_grounding_and_only_its_model_backend_loads_torch()
 
 
+# the neural SPAC captioner (spac.neural_captioner): a method subpackage over the schema, the language tools and the
+# predictor's backbone builder; the corpus reaches it only through its command (spac.cli.train_captioner)
+NEURAL_CAPTIONER_MAY_IMPORT = ("spac.neural_captioner", "spac.attributes", "spac.language", "spac.predictor", "common")
+
+
+def test_the_neural_captioner_imports_only_the_schema_language_tools_and_predictor():
+    captioner = _modules("spac.neural_captioner")
+    assert {"spac.neural_captioner.model", "spac.neural_captioner.files"} <= captioner
+    outside = {m: {t for t in import_graph()[m] if not _in(t, *NEURAL_CAPTIONER_MAY_IMPORT)} for m in captioner}
+    assert {m: t for m, t in outside.items() if t} == {}
+    assert {m for m in captioner if THIRD_PARTY_BEAM in third_party_imports()[m]} == set()
+
+
 # each Beam job: its subpackage and its entry point; pipelines.shared holds what both use
 PIPELINE_JOBS = {
     "synthesis": ("pipelines.synthesis", "pipelines.synthesize"),
@@ -335,6 +348,7 @@ def test_the_pipelines_rule_catches_each_way_of_breaking_it(monkeypatch, module,
         test_plip_library_takes_from_spac_only_the_language_tools,
         test_no_pipeline_job_imports_another_and_the_shared_pieces_import_no_job,
         test_the_caption_model_stage_imports_only_its_grounding_and_only_its_model_backend_loads_torch,
+        test_the_neural_captioner_imports_only_the_schema_language_tools_and_predictor,
     ],
 )
 def test_the_rules_catch_a_violation(monkeypatch, rule):
@@ -349,6 +363,7 @@ def test_the_rules_catch_a_violation(monkeypatch, rule):
     broken["plip.model"] |= {"spac.attributes"}
     broken["pipelines.importing.sources"] |= {"pipelines.synthesis.transforms"}  # one job importing another
     broken["spac.generation.stage"] |= {"shards.writer"}  # the caption-model stage writing shards itself
+    broken["spac.neural_captioner.model"] |= {"spac.captioning.captioner"}  # the neural captioner using the templates
     monkeypatch.setitem(globals(), "import_graph", lambda: broken)
     with pytest.raises(AssertionError):
         rule()

@@ -121,7 +121,7 @@ class PredictorConfig:
         if missing:
             raise PredictorError(f"{source}: missing key {missing[0]!r}")
         _check_fields(data, CONFIG_RULES, source, "")
-        _check_backbone(data["backbone"], source)
+        check_backbone(data["backbone"], source)
         return cls(**{k: tuple(v) if k in ("image_size", "mean", "std") else v for k, v in data.items()})
 
 
@@ -218,7 +218,9 @@ def _check_fields(
             raise PredictorError(f"{source}: {name!r} must be {expected}, got {json.dumps(value)[:60]}")
 
 
-def _check_backbone(backbone: Mapping[str, Any], source: str) -> None:
+def check_backbone(backbone: Mapping[str, Any], source: str) -> None:
+    """ResNetConfig keyword arguments within bounds (a PredictorError naming ``source`` and the field); the
+    neural captioner checks its ResNet backbone with it too."""
     _check_fields(backbone, BACKBONE_RULES, source, "backbone.")
     defaults = ResNetConfig()  # an absent field takes transformers' default, as ResNetConfig(**backbone) will
     depths = backbone.get("depths", defaults.depths)

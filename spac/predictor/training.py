@@ -326,7 +326,8 @@ class TrainingSettings:
         return self.steps * self.batch_size
 
 
-def _warmup_cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """A linear warm-up over the first 5% of ``steps``, then cosine decay to 0 (the neural captioner's too)."""
     warmup = max(1, steps // 20)
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
@@ -478,7 +479,7 @@ def train(
         LabelledImages(validation, layout, model.config) if validation is not None and settings.eval_every else None
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    schedule = _warmup_cosine(optimizer, settings.steps)
+    schedule = warmup_cosine(optimizer, settings.steps)
     scaler = grad_scaler(device, settings.precision)
     fingerprint = _fingerprint(settings, len(examples), len(validation or ()), weights is not None)
     checkpoints = Path(checkpoint_dir) if checkpoint_dir is not None else None
