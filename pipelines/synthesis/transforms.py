@@ -19,7 +19,7 @@ from common.errors import error_line
 from pipelines.shared import metrics
 from pipelines.shared.dead_letters import DEAD_LETTER, dead_letter, json_safe_path
 from pipelines.shared.images import read_image_file
-from pipelines.shared.spans import stored_spans
+from pipelines.shared.spans import caption_spans
 from pipelines.synthesis.inputs import ImageRef, is_beside_identities, ref_from_path
 from pipelines.synthesis.job import Sentences, job_captioner
 from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, decode_image
@@ -198,14 +198,16 @@ def add_captions(
     with stage_timer("caption"):
         texts = caption(values_of(record), record["key"], seed=seed, styles=list(styles) if styles else None)
     styled = [t for t in texts if t.style != "template"]
-    template = [t.text for t in texts if t.style == "template"][:1]
-    with stage_timer("spans"):  # its own stage: spaCy costs several times what the captioner does
-        spans = stored_spans([t.text for t in styled] + template)
+    template = [t for t in texts if t.style == "template"][:1]
+    with stage_timer("spans"):  # the captioner's own spans; spaCy only for texts it cannot vouch for
+        spans, by_spacy = caption_spans(styled + template)
+    if by_spacy:
+        counter("spans_by_spacy").inc(by_spacy)
     return {
         **record,
         "captions": [t.text for t in styled],
         "styles": [t.style for t in styled],
-        "prompt_caption": template,
+        "prompt_caption": [t.text for t in template],
         "attribute_spans": spans,
     }
 

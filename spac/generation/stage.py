@@ -184,7 +184,7 @@ class CaptionOutcome:
 class _Kept:
     text: str
     style: str
-    spans: Spans | None  # None: a template text's, computed once the stage knows which it keeps
+    spans: Spans | None  # None: a template text the captioner gave without spans, found once the stage keeps it
 
 
 @dataclass
@@ -237,10 +237,10 @@ class _Image:
                 texts.append(self.kept[slot])
             elif slot < len(styled):
                 self.counters[f"{self.writer}_fallback"] += 1
-                texts.append(_Kept(styled[slot].text, styled[slot].style, None))
+                texts.append(_Kept(styled[slot].text, styled[slot].style, styled[slot].spans))
             else:
                 self.counters[f"{self.writer}_unfilled"] += 1
-        return texts + [_Kept(c.text, c.style, None) for c in library]
+        return texts + [_Kept(c.text, c.style, c.spans) for c in library]
 
 
 def _ask(asks: list[tuple[_Image, int]], attempt: int, generator: TextGenerator, settings: GenerationSettings) -> None:
@@ -299,7 +299,8 @@ def _outcomes(images: Sequence[_Image], texts_per_image: int, schema: Schema) ->
     """Each image's slots filled (kept text, else the captioner's caption) and the spans of its texts."""
     texts = [image.fill_slots(texts_per_image) for image in images]
     templates = sorted({k.text for kept in texts for k in kept if k.spans is None})  # one spaCy batch for all
-    spans_of = dict(zip(templates, (tuple(s) for s in language.attribute_spans(templates, schema))))
+    found = language.attribute_spans(templates, schema) if templates else []  # none: spaCy not even loaded
+    spans_of = dict(zip(templates, (tuple(s) for s in found)))
     return [_outcome(image, kept, spans_of) for image, kept in zip(images, texts)]
 
 

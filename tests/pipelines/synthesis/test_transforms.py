@@ -118,16 +118,25 @@ def test_add_captions_with_a_sentences_library_builds_its_captioner_once_per_wor
     assert transforms.add_captions(record("k1", "7"), 3, None)["captions"] == out["captions"]  # same styles
 
 
-def test_the_caption_step_stores_spac_languages_spans_of_every_text():
-    from spac.language import attribute_spans
+def test_the_caption_step_stores_spac_languages_spans_of_every_text(monkeypatch):
+    from spac import language
+
+    def spacy_spans(texts):
+        return [[list(span) for span in spans] for spans in language.attribute_spans(texts)]
 
     out = transforms.add_captions(record("k1", "7"), 3, None)
     texts = out["captions"] + out["prompt_caption"]
     assert len(texts) == 3 and len(out["attribute_spans"]) == 3
-    assert out["attribute_spans"] == [[list(span) for span in spans] for spans in attribute_spans(texts)]
+    assert out["attribute_spans"] == spacy_spans(texts)
     assert all(spans for spans in out["attribute_spans"])  # every text of a red profile names attributes
     step = transforms.AddCaptions(3, None, Sentences(SentencesOption("lib.yaml"), LIBRARY_TEXT, "sha"))
     step.setup()
     (library,) = list(step.process(record("k1", "7")))
     texts = library["captions"] + library["prompt_caption"]
-    assert library["attribute_spans"] == [[list(span) for span in spans] for spans in attribute_spans(texts)]
+    assert library["attribute_spans"] == spacy_spans(texts)
+
+    asked: list[str] = []  # the same steps again: spaCy sees only the texts of the --sentences library
+    real = language.attribute_spans
+    monkeypatch.setattr(language, "attribute_spans", lambda texts: asked.extend(texts) or real(texts))
+    assert transforms.add_captions(record("k1", "7"), 3, None) == out and asked == []
+    assert list(step.process(record("k1", "7"))) == [library] and asked == library["prompt_caption"]

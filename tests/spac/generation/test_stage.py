@@ -181,13 +181,15 @@ def test_a_text_rejected_twice_gives_way_to_the_template_caption_of_its_slot():
     _assert_sound(outcome)
 
 
-def test_failed_requests_are_counted_by_kind_asked_again_then_replaced():
+def test_failed_requests_are_counted_by_kind_asked_again_then_replaced(monkeypatch):
     item = _item()
-    outcomes, _ = _run(
-        [item],
-        [GeneratedText(None, "timeout"), GeneratedText(None, "http_5xx")],
-        [GeneratedText(None, "refused"), GeneratedText(None)],
-    )
+    with monkeypatch.context() as patch:  # every text is the captioner's, spans and all: spaCy is not run
+        patch.setattr(language, "attribute_spans", lambda *args: pytest.fail("spaCy ran on the captioner's texts"))
+        outcomes, _ = _run(
+            [item],
+            [GeneratedText(None, "timeout"), GeneratedText(None, "http_5xx")],
+            [GeneratedText(None, "refused"), GeneratedText(None)],
+        )
     outcome = outcomes[0]
     assert outcome.captions == tuple(c.text for c in item.fallbacks if c.style != TEMPLATE_STYLE)
     assert outcome.texts == tuple(c.text for c in item.fallbacks)  # the template stage's texts, exactly
