@@ -49,7 +49,7 @@ from common.cli import run_main
 from pipelines.shared import launch
 from pipelines.shared.metrics import counter_totals
 from pipelines.synthesis import graph, options, stage_rates
-from pipelines.synthesis.job import fingerprint, make_job
+from pipelines.synthesis.job import fingerprint, is_local_runner, make_job
 from pipelines.synthesis.transforms import NAMESPACE
 from shards import layout
 from spac.corpus import filters as corpus_filters
@@ -85,7 +85,8 @@ def run(
     args, beam_options = launch.split_args(parse_known_args, argv, save_main_session)
     job = make_job(args, beam_options.view_as(StandardOptions).runner)
     if job.mllm_backend is not None and not beam_options.view_as(TestOptions).dry_run:
-        job.mllm_backend.check_reachable()  # a server that cannot be reached stops the job before any work
+        # a server that cannot be reached, or a model that cannot load, stops the job before any work
+        job.mllm_backend.check_reachable(loaded_here=is_local_runner(beam_options.view_as(StandardOptions).runner))
     return launch.run_job(beam_options, graph.build, job, fingerprint(job), args.overwrite, test_pipeline)
 
 

@@ -8,6 +8,7 @@ without loading any model. The synthesis job and ``spac caption`` both choose th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from spac.generation.requests import DecodingSettings, TextGenerator
@@ -51,11 +52,16 @@ class Backend:
 
         return describe_model(self.model, self.decoding)
 
-    def check_reachable(self) -> None:
-        """A server that cannot be reached is an InputError in one line; a model in process is checked when it
-        loads."""
+    def check_reachable(self, loaded_here: bool = True) -> None:
+        """Before any work: a server that cannot be reached, or a model in process whose config and processor do
+        not load (:func:`spac.generation.in_process.check_model`), is an InputError in one line. ``loaded_here``
+        False: remote workers load the model, and a folder this machine lacks may be theirs (in their image)."""
         if self.server is not None:
             self._client().check_reachable()
+        elif loaded_here or Path(self.model).exists():
+            from spac.generation.in_process import check_model  # torch and transformers: only for this backend
+
+            check_model(self.model)
 
     def open(self) -> TextGenerator:
         """The generator itself (loads an in-process model)."""

@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProcessor
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, LogitsProcessor
+from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
 from common.devices import resolve_device
 from common.digests import file_sha256
@@ -201,6 +202,23 @@ class _SeededSampler(LogitsProcessor):
         )
         only_chosen = torch.full_like(scores, float("-inf"))
         return only_chosen.scatter_(1, chosen[:, None], 0.0)
+
+
+def check_model(name_or_path: str) -> None:
+    """What a launcher checks before any worker loads the model, in a second and without the weights: its config
+    and processor read (a local folder never reaches for the hub) and an architecture AutoModelForImageTextToText
+    knows; CaptionModelError in one line otherwise."""
+    local = Path(name_or_path).is_dir()
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, local_files_only=local)
+        AutoProcessor.from_pretrained(name_or_path, local_files_only=local)
+    except (OSError, ValueError, KeyError, ImportError) as error:
+        raise CaptionModelError(f"cannot load the caption model {name_or_path!r}: {error_line(error)}") from None
+    if config.model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        raise CaptionModelError(
+            f"cannot load the caption model {name_or_path!r}: a {config.model_type!r} model reads no images "
+            "(not an AutoModelForImageTextToText architecture)"
+        )
 
 
 def _load(name_or_path: str, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:

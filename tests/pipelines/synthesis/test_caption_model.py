@@ -232,6 +232,33 @@ def test_a_server_down_at_launch_is_one_line_and_exit_2_before_any_work(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("where", ["missing", "not_a_model"])
+def test_a_model_in_process_that_cannot_load_is_one_line_and_exit_2_before_any_work(
+    tmp_path, input_folder, colour_predictor, capsys, where
+):
+    model = tmp_path / "model"
+    if where == "not_a_model":
+        model.mkdir()
+        (model / "weights.txt").write_text("not a model\n")
+    argv = [
+        "--runner=DirectRunner",
+        "--input",
+        str(input_folder),
+        "--output",
+        str(tmp_path / "out"),
+        "--predictor",
+        str(colour_predictor),
+        "--captioner",
+        "mllm",
+        "--mllm_model",
+        str(model),
+    ]
+    assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"cannot load the caption model '{model}'" in err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
