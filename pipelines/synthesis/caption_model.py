@@ -12,7 +12,9 @@ The stage's counters (``mllm_requested``, ``mllm_kept``, ``mllm_rejected_<reason
 Each record names the model (``caption_model``) and carries, until :class:`SplitStageReport` takes it off, its
 outcome's counters and rejections, from which the job writes the stage's report (filter_report.json, see
 :func:`pipelines.synthesis.outputs.caption_model_report`): Beam's counters are not in any file ``spac report``
-reads.
+reads. The neural captioner's stage (``--captioner spac``, :mod:`pipelines.synthesis.neural_captioner`) builds
+its items and records with the same helpers (:func:`caption_items`, :func:`records_with_texts`), so its records
+and report take the same path.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pipelines.synthesis.transforms import counter
 from spac.captioning.captioner import Captioner
 from spac.generation.grounding import GivenAttributes
 from spac.generation.requests import TextGenerator
-from spac.generation.stage import GenerationSettings, caption_item, generate_checked
+from spac.generation.stage import CaptionItem, CaptionOutcome, GenerationSettings, caption_item, generate_checked
 
 METRICS_NAMESPACE = "RunInference_spac_caption_model"  # RunInference's own metrics for this model
 STAGE = "caption"  # the stage timer of the template captioner too: the job prints one caption rate either way
@@ -79,33 +81,46 @@ class CaptionModelHandler(ModelHandler[dict, dict, TextGenerator]):
     ) -> list[dict]:
         captioner, settings = self._captioner_and_settings()
         start = time.perf_counter_ns()
-        items = [
-            caption_item(
-                r["key"], r["jpg"], GivenAttributes.from_record(r["attributes"]), captioner, self._seed, self._styles
-            )
-            for r in batch
-        ]
-        outcomes = generate_checked(items, model, settings)
-        counter(MICROS_PREFIX + STAGE).inc((time.perf_counter_ns() - start) // 1000)
-        counter(IMAGES_PREFIX + STAGE).inc(len(batch))
-        for outcome in outcomes:
-            for name, value in outcome.counters.items():
-                counter(name).inc(value)
-        return [
-            {
-                **record,
-                **outcome.record_fields(),
-                "caption_model": self._model.backend.model,
-                REPORT_FIELD: (dict(outcome.counters), outcome.rejections),
-            }
-            for record, outcome in zip(batch, outcomes)
-        ]
+        outcomes = generate_checked(caption_items(batch, captioner, self._seed, self._styles), model, settings)
+        return records_with_texts(batch, outcomes, self._model.backend.model, start)
 
     def get_num_bytes(self, batch: Sequence[dict]) -> int:
         return sum(len(record["jpg"]) for record in batch)
 
     def get_metrics_namespace(self) -> str:
         return METRICS_NAMESPACE
+
+
+def caption_items(
+    batch: Sequence[dict], captioner: Captioner, seed: int, styles: Sequence[str] | None
+) -> list[CaptionItem]:
+    """The stage's items of a batch of records: each record's JPEG and attributes, with the captions the
+    template stage writes for it (``seed``, ``styles``) to fall back on."""
+    return [
+        caption_item(r["key"], r["jpg"], GivenAttributes.from_record(r["attributes"]), captioner, seed, styles)
+        for r in batch
+    ]
+
+
+def records_with_texts(
+    batch: Sequence[dict], outcomes: Sequence[CaptionOutcome], model: str, start_ns: int
+) -> list[dict]:
+    """The records with their outcomes' texts, the model's name and (for :class:`SplitStageReport`) the
+    outcome; counts the outcomes' counters and the batch's time since ``start_ns`` on the stage timer."""
+    counter(MICROS_PREFIX + STAGE).inc((time.perf_counter_ns() - start_ns) // 1000)
+    counter(IMAGES_PREFIX + STAGE).inc(len(batch))
+    for outcome in outcomes:
+        for name, value in outcome.counters.items():
+            counter(name).inc(value)
+    return [
+        {
+            **record,
+            **outcome.record_fields(),
+            "caption_model": model,
+            REPORT_FIELD: (dict(outcome.counters), outcome.rejections),
+        }
+        for record, outcome in zip(batch, outcomes)
+    ]
 
 
 class SplitStageReport(beam.DoFn):

@@ -3,7 +3,8 @@
 match files -> decode + re-encode (dead letter for broken files) -> RunInference with the SPAC attribute
 predictor -> per-image filter -> [identity cleaning] -> per-identity filters (gender vote, minimum, cap) ->
 captions (SPAC's templates; with --captioner mllm a caption model through RunInference, its texts checked,
-the templates as fallback: :mod:`pipelines.synthesis.caption_model`) -> shard assignment
+the templates as fallback: :mod:`pipelines.synthesis.caption_model`; with --captioner spac the neural
+captioner's two style texts, checked the same way: :mod:`pipelines.synthesis.neural_captioner`) -> shard assignment
 (:mod:`pipelines.synthesis.ordering`) -> shard writing (complete shards skipped) -> manifest.json (exactly this
 run's shards), synthpedes_dataset.json, deadletter.jsonl, filter_report.json.
 """
@@ -11,7 +12,7 @@ run's shards), synthpedes_dataset.json, deadletter.jsonl, filter_report.json.
 from __future__ import annotations
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
 from pipelines.shared import corpus_parts
 from pipelines.shared.dead_letters import DEAD_LETTER as DEAD
@@ -22,6 +23,7 @@ from pipelines.synthesis.attribute_model import AttributeModelHandler
 from pipelines.synthesis.identity_cleaning import CleanIdentities
 from pipelines.synthesis.job import Job
 from pipelines.synthesis.model_handler import SpacPredictorHandler
+from pipelines.synthesis.neural_captioner import NeuralCaptionerHandler
 from shards import layout
 
 
@@ -71,17 +73,8 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
         >> beam.ParDo(transforms.FilterIdentity(job.filters)).with_outputs(DEAD, transforms.SIZES, main="images")
     )
     caption_report = None
-    if job.caption_model is not None:
-        with_outcomes = per_identity.images | "CaptionWithModel" >> RunInference(
-            caption_model.CaptionModelHandler(
-                job.caption_model,
-                job.sentences,
-                job.seed,
-                job.styles,
-                share_model=job.share_model,
-                model_copies=job.model_copies,
-            )
-        )
+    if job.caption_model is not None or job.neural_captioner is not None:
+        with_outcomes = per_identity.images | "CaptionWithModel" >> RunInference(caption_handler(job))
         split = with_outcomes | "SplitStageReport" >> beam.ParDo(caption_model.SplitStageReport()).with_outputs(
             caption_model.STAGE_COUNTS, caption_model.REJECTED, main="records"
         )
@@ -135,6 +128,14 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
             None if caption_report is None else beam.pvalue.AsSingleton(caption_report),
         )
     )
+
+
+def caption_handler(job: Job) -> ModelHandler:
+    """RunInference's handler for the job's caption model: --captioner mllm or --captioner spac."""
+    sharing = {"share_model": job.share_model, "model_copies": job.model_copies}
+    if job.neural_captioner is not None:
+        return NeuralCaptionerHandler(job.neural_captioner, job.device, job.sentences, job.seed, job.styles, **sharing)
+    return caption_model.CaptionModelHandler(job.caption_model, job.sentences, job.seed, job.styles, **sharing)
 
 
 def stage_report(split: beam.pvalue.DoOutputsTuple) -> beam.PCollection:

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
@@ -31,7 +32,17 @@ from spac.generation.backends import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DE
 from spac.generation.checks import DEFAULT_MAX_WORDS, DEFAULT_MIN_WORDS
 from spac.generation.requests import DecodingSettings
 from spac.generation.server import DEFAULT_API_KEY_ENV, check_base_url
-from spac.generation.stage import DEFAULT_MIN_CONFIDENCE, DEFAULT_TEXTS, GenerationSettings, prompt_book
+from spac.generation.stage import (
+    DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_TEXTS,
+    CheckSettings,
+    GenerationSettings,
+    prompt_book,
+)
+from spac.generation.styled import DEFAULT_BATCH_SIZE as CAPTIONER_BATCH_SIZE
+from spac.generation.styled import DEFAULT_MAX_NEW_TOKENS as CAPTIONER_MAX_TOKENS
+from spac.generation.styled import StyledDecoding
+from spac.neural_captioner.files import captioner_files_sha256, check_captioner
 from spac.predictor.model import check_predictor
 
 
@@ -77,6 +88,29 @@ class CaptionModel:
 
 
 @dataclass(frozen=True)
+class NeuralCaptioner:
+    """--captioner spac: the captioner's folder (loaded on the workers), the sha256 of its files (empty when a
+    remote run's workers have the folder and this machine does not), its decoding, the stage's chunk size and
+    the checks its texts pass."""
+
+    path: str
+    files_sha256: tuple[tuple[str, str], ...]
+    decoding: StyledDecoding
+    batch_size: int
+    checks: CheckSettings = dataclasses.field(default_factory=CheckSettings)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready, for job.json: the folder as given (each record's ``caption_model``), its files'
+        sha256 (a resume with other weights is refused), the decoding and the checks."""
+        return {
+            "model": self.path,
+            "files_sha256": dict(self.files_sha256),
+            "decoding": self.decoding.describe(),
+            "checks": self.checks.describe(),
+        }
+
+
+@dataclass(frozen=True)
 class Job:
     """The validated settings the graph is built from."""
 
@@ -102,6 +136,7 @@ class Job:
     cleaning: CleaningConfig | None = None  # --identity_cleaning on (in job.json's fingerprint)
     caption_model: CaptionModel | None = None  # --captioner mllm (in job.json's fingerprint)
     attribute_model: Backend | None = None  # --predictor mllm (in job.json's fingerprint)
+    neural_captioner: NeuralCaptioner | None = None  # --captioner spac (in job.json's fingerprint)
 
     @property
     def mllm_backend(self) -> Backend | None:
@@ -266,6 +301,49 @@ def _caption_model(args: argparse.Namespace, backend: Backend) -> CaptionModel |
     )
 
 
+NEURAL_CAPTIONER_FLAGS = (
+    "captioner_model",
+    "captioner_batch_size",
+    "captioner_temperature",
+    "captioner_seed",
+    "captioner_max_tokens",
+)
+
+
+def _captioner_files(path: str, local: bool) -> tuple[tuple[str, str], ...]:
+    """The folder checked and its files hashed here; a remote run's workers may hold a folder this machine
+    lacks (e.g. baked into their image), which then goes into job.json by its path alone."""
+    if not local and not Path(path).exists():
+        return ()
+    try:
+        check_captioner(path)
+        return tuple(sorted(captioner_files_sha256(path).items()))
+    except FileNotFoundError as exc:
+        raise InputError(f"--captioner_model: {exc.filename}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise InputError(f"--captioner_model: {error_line(exc)}") from None
+
+
+def _neural_captioner(args: argparse.Namespace, local: bool) -> NeuralCaptioner | None:
+    """--captioner spac: the --captioner_* flags checked together (one given without it is refused)."""
+    if getattr(args, "captioner", "template") != "spac":
+        if given := [name for name in NEURAL_CAPTIONER_FLAGS if getattr(args, name, None) is not None]:
+            raise InputError(f"--{given[0]} needs --captioner spac")
+        return None
+    if args.captioner_model is None:
+        raise InputError("--captioner spac needs --captioner_model (a folder saved by `spac train-captioner`)")
+    return NeuralCaptioner(
+        args.captioner_model,
+        _captioner_files(args.captioner_model, local),
+        StyledDecoding(
+            _given(args.captioner_temperature, 0.0),
+            _given(args.captioner_seed, 0),
+            _given(args.captioner_max_tokens, CAPTIONER_MAX_TOKENS),
+        ),
+        _given(args.captioner_batch_size, CAPTIONER_BATCH_SIZE),
+    )
+
+
 def _attribute_model(args: argparse.Namespace, backend: Backend | None) -> Backend | None:
     """--predictor mllm: the --mllm_* model asked for the attributes; it has no appearance vectors to clean
     identities with."""
@@ -322,6 +400,7 @@ def make_job(args: argparse.Namespace, runner: str | None) -> Job:
         cleaning=_cleaning(args),
         caption_model=_caption_model(args, backend),
         attribute_model=_attribute_model(args, backend),
+        neural_captioner=_neural_captioner(args, local),
     )
     if job.caption_model is not None:
         _generation(job)  # texts, words and prompts checked together before the job starts
@@ -357,6 +436,8 @@ def fingerprint(job: Job) -> dict[str, Any]:
             if job.caption_model is not None
             else {}
         ),
+        # only with --captioner spac: the captioner's files, decoding and checks
+        **({"neural_captioner": job.neural_captioner.describe()} if job.neural_captioner is not None else {}),
         # only with --predictor mllm (whose "predictor" above is its name): the model and how it is asked
         **({"attribute_model": describe_asker(job.attribute_model)} if job.attribute_model is not None else {}),
         **_information(job),

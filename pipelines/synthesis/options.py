@@ -18,10 +18,12 @@ from spac.generation.backends import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, DE
 from spac.generation.checks import DEFAULT_MAX_WORDS, DEFAULT_MIN_WORDS
 from spac.generation.server import DEFAULT_API_KEY_ENV
 from spac.generation.stage import DEFAULT_MIN_CONFIDENCE, DEFAULT_TEXTS, MAX_TEXTS
+from spac.generation.styled import DEFAULT_BATCH_SIZE as CAPTIONER_BATCH_SIZE
+from spac.generation.styled import DEFAULT_MAX_NEW_TOKENS as CAPTIONER_MAX_TOKENS
 
 DEFAULT_INPUT = str(Path(__file__).resolve().parents[2] / "spac" / "assets" / "samples")
 DEFAULT_OUTPUT = "data/SYNTH-PEDES"
-CAPTIONERS = ("template", "mllm")
+CAPTIONERS = ("template", "mllm", "spac")
 DESCRIPTION = (
     "Synthesize a SYNTH-PEDES corpus: caption person images with SPAC into shards. --input: the images to "
     "caption: a folder laid out <root>/[<part>/]<identity>/<image>, a glob over such files, a manifest (.csv, "
@@ -31,8 +33,9 @@ DESCRIPTION = (
     f"bundled sample images. --output (default: {DEFAULT_OUTPUT}) also gets synthpedes_dataset.json and "
     f"filter_report.json; --prefix default: {layout.DEFAULT_PREFIX}. Its job.json "
     "records the input, predictor files, --limit, --shard_size, --prefix, --seed, filter thresholds, --styles, "
-    "--sentences, package and template versions, and with --captioner mllm the caption model, its prompts and "
-    "decoding; not runner, worker, thread, device, batch or model-sharing flags."
+    "--sentences, package and template versions, with --captioner mllm the caption model, its prompts and "
+    "decoding, and with --captioner spac the captioner's files' sha256 and decoding; not runner, worker, thread, "
+    "device, batch or model-sharing flags."
 )
 EPILOG = (
     "Beam's flags (--runner, --direct_running_mode, --direct_num_workers, --project, --region, "
@@ -251,7 +254,7 @@ class SynthesizeOptions(CorpusJobOptions):
             "of the bundled templates/sentences.yaml, +PATH beside it. Read and checked once "
             "at launch; its sha256 goes into job.json. Default: the bundled library",
         )
-        _add_caption_model_args(parser.add_argument_group("caption model (--captioner mllm, --predictor mllm)"))
+        _add_caption_model_args(parser.add_argument_group("caption model (--captioner mllm or spac, --predictor mllm)"))
 
 
 def _add_caption_model_args(group: argparse._ArgumentGroup) -> None:
@@ -261,10 +264,57 @@ def _add_caption_model_args(group: argparse._ArgumentGroup) -> None:
         "--captioner",
         choices=CAPTIONERS,
         default="template",
-        help="who writes the captions: template (SPAC's style modules, the default) or mllm (a "
+        help="who writes the captions: template (SPAC's style modules, the default), mllm (a "
         "vision-language model, grounded in the predicted attributes; every text it writes "
         "is checked, asked again once, else replaced by the template caption; the library "
-        "sentence stays the third text). mllm needs --mllm_model",
+        "sentence stays the third text) or spac (SPAC's neural captioner, `spac train-captioner`: "
+        "one text in each of its two styles, each checked as mllm's are, else replaced by the "
+        "template caption of its slot). mllm needs --mllm_model, spac --captioner_model",
+    )
+    group.add_argument(
+        "--captioner_model",
+        "--captioner-model",
+        dest="captioner_model",
+        default=None,
+        metavar="DIR",
+        help="--captioner spac: the folder `spac train-captioner` saved (weights and config), loaded in each "
+        "worker on --device (shared per worker with --share_model); checked at launch, its files' sha256 go "
+        "into job.json",
+    )
+    group.add_argument(
+        "--captioner_batch_size",
+        "--captioner-batch-size",
+        dest="captioner_batch_size",
+        type=positive_int,
+        default=None,
+        help="--captioner spac: images per generate call, the one batch shape the captioner sees (a short "
+        f"batch is padded, so a text never depends on the runner's batching; default: {CAPTIONER_BATCH_SIZE})",
+    )
+    group.add_argument(
+        "--captioner_temperature",
+        "--captioner-temperature",
+        dest="captioner_temperature",
+        type=non_negative_float,
+        default=None,
+        help="--captioner spac: sampling temperature; 0 is greedy decoding (default: 0)",
+    )
+    group.add_argument(
+        "--captioner_max_tokens",
+        "--captioner-max-tokens",
+        dest="captioner_max_tokens",
+        type=positive_int,
+        default=None,
+        help="--captioner spac: most tokens a text may have; a longer one is cut there, and then usually "
+        f"rejected by the checks (default: {CAPTIONER_MAX_TOKENS})",
+    )
+    group.add_argument(
+        "--captioner_seed",
+        "--captioner-seed",
+        dest="captioner_seed",
+        type=int,
+        default=None,
+        help="--captioner spac: sampling seed (with each image's key), with --captioner_temperature above 0 "
+        "(default: 0)",
     )
     group.add_argument(
         "--mllm_model",

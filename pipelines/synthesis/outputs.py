@@ -43,7 +43,7 @@ def write_filter_report(
     caption_model: Mapping[str, Any] | None = None,
 ) -> str:
     """Counts per reason of the images left out (filters: every reason listed, zeros included), from
-    ``((stage, reason category), count)`` pairs; with ``--captioner mllm`` the caption-model stage's report
+    ``((stage, reason category), count)`` pairs; with ``--captioner mllm`` or ``spac`` the caption stage's report
     (:func:`caption_model_report`) under ``caption_model``."""
     filtered: dict[str, int] = {}
     dead: dict[str, int] = {}

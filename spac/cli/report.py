@@ -263,7 +263,7 @@ def _job(report: Report) -> str:
 
 def _caption_model(stage: Mapping[str, Any], job: Mapping[str, Any] | None) -> str:
     """The caption-model stage's counters and a few rejected texts per reason (texts escaped: a model wrote them)."""
-    generator = (job or {}).get("generator")
+    generator = (job or {}).get("generator") or (job or {}).get("neural_captioner")  # --captioner mllm or spac
     model = generator.get("model") if isinstance(generator, dict) else None
     parts = [
         page.table([("model", model)]),

@@ -336,7 +336,7 @@ def job_counters(folder: CorpusFolder, letters: DeadLetters | None) -> dict[str,
 
 def caption_model_report(folder: CorpusFolder) -> dict[str, Any] | None:
     """The caption-model stage's counters and rejected texts (filter_report.json's ``caption_model``, written
-    by a ``--captioner mllm`` run); None for a corpus without one. Malformed parts read as empty."""
+    by a ``--captioner mllm`` or ``spac`` run); None for a corpus without one. Malformed parts read as empty."""
     part = (folder.filter_report or {}).get("caption_model")
     if not isinstance(part, dict):
         return None
