@@ -15,6 +15,11 @@ stays the last text. The model answers through ``--mllm-server`` (an OpenAI-comp
 this process. With ``--predictor mllm`` the same model gives the attributes too (:mod:`spac.generation.attributes`:
 JSON constrained to the schema through the server, else each value's likelihood in process), for photographs no
 trained predictor was made for; ``--min-confidence`` then applies to the in-process likelihoods.
+
+With ``--captioner spac --captioner-model DIR`` SPAC's neural captioner (`spac train-captioner`) writes one text
+in each of its two styles (the synthesis job's ``--captioner spac`` stage,
+:func:`spac.generation.styled.caption_styled`): each checked as the caption model's are, else replaced by the
+template caption of its slot.
 """
 
 from __future__ import annotations
@@ -29,7 +34,15 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from common.cli import CliError, OneLineArgumentParser, device, positive_float, positive_int, unit_float
+from common.cli import (
+    CliError,
+    OneLineArgumentParser,
+    device,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    unit_float,
+)
 from common.errors import InputError, error_line
 from common.paths import printable_path
 from shards.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, open_image_file
@@ -44,9 +57,11 @@ from spac.generation.server import DEFAULT_API_KEY_ENV
 if TYPE_CHECKING:
     from spac.generation.requests import TextGenerator
     from spac.generation.stage import GenerationSettings
+    from spac.generation.styled import StyledWriter
     from spac.predictor.model import Prediction
 
 BATCH_SIZE = 32  # files decoded and predicted at a time: memory stays flat however many are given
+CAPTIONERS = ("template", "mllm", "spac")
 
 
 def _style_names(text: str) -> tuple[str, ...]:
@@ -83,9 +98,16 @@ def _parser() -> OneLineArgumentParser:
         "--json",
         action="store_true",
         help="print one JSON object per image: attributes with confidences, captions with their "
-        "style; with --mllm-model the record's texts (captions, styles, prompt_caption, "
+        "style; with --mllm-model or --captioner spac the record's texts (captions, styles, prompt_caption, "
         "attribute_spans), the stage's counters and each rejected or failed text with its "
         "reason",
+    )
+    parser.add_argument(
+        "--captioner",
+        choices=CAPTIONERS,
+        default=None,
+        help="who writes the captions: template (SPAC's style modules), mllm (the --mllm-model) or spac (SPAC's "
+        "neural captioner, --captioner-model); default: mllm with --mllm-model, else template",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="caption seed: other seeds choose other styles and sentences"
@@ -145,6 +167,20 @@ def _parser() -> OneLineArgumentParser:
         default=DEFAULT_TIMEOUT_S,
         metavar="SECONDS",
         help="per-request timeout against the server (default: %(default)s)",
+    )
+    neural = parser.add_argument_group("captions written by SPAC's neural captioner (--captioner spac)")
+    neural.add_argument(
+        "--captioner-model",
+        default=None,
+        metavar="DIR",
+        help="the folder `spac train-captioner` saved; its two styles write the two style captions, each "
+        "checked, else replaced by the template caption of its slot",
+    )
+    neural.add_argument(
+        "--captioner-temperature",
+        type=non_negative_float,
+        default=0.0,
+        help="sampling temperature, seeded by --seed and the file name; 0 is greedy (default: %(default)s)",
     )
     parser.add_argument(
         "--max-pixels",
@@ -228,6 +264,33 @@ class _CaptionModel:
         ]
 
 
+class _NeuralCaptioner:
+    """--captioner spac: the loaded captioner's writer and the checks, for every batch of images."""
+
+    def __init__(self, writer: StyledWriter):
+        self.writer = writer
+
+    def reports(
+        self,
+        loaded: Sequence[tuple[Path, bytes]],
+        predictions: Sequence[Prediction],
+        captioner: Captioner,
+        args: argparse.Namespace,
+    ) -> list[str]:
+        from spac.generation.stage import CheckSettings, caption_item
+        from spac.generation.styled import caption_styled
+
+        items = [
+            caption_item(path.name, jpeg, prediction, captioner, args.seed)
+            for (path, jpeg), prediction in zip(loaded, predictions)
+        ]
+        outcomes = caption_styled(items, self.writer, CheckSettings(schema=captioner.schema))
+        return [
+            _report(path, prediction, outcome.texts, outcome.as_dict(), args.json)
+            for (path, _), prediction, outcome in zip(loaded, predictions, outcomes)
+        ]
+
+
 def _template_reports(
     loaded: Sequence[tuple[Path, bytes]],
     predictions: Sequence[Prediction],
@@ -255,7 +318,7 @@ def _caption_batch(
     captioner: Captioner,
     args: argparse.Namespace,
     many: bool,
-    caption_model: _CaptionModel | None,
+    caption_model: _CaptionModel | _NeuralCaptioner | None,
 ) -> int:
     """Print the captions of each readable file, one line on stderr for each other; returns how many failed."""
     loaded: list[tuple[Path, bytes]] = []
@@ -271,6 +334,34 @@ def _caption_batch(
             print(f"== {printable_path(path)}")
         print(report)
     return len(paths) - len(loaded)
+
+
+def _captioner_kind(args: argparse.Namespace) -> str:
+    """--captioner, or its default; the flags of another captioner than the one chosen are refused."""
+    kind = args.captioner or ("mllm" if args.mllm_model is not None else "template")
+    if kind == "mllm" and args.mllm_model is None:
+        raise CliError("--captioner mllm needs --mllm-model")
+    if kind == "spac" and args.captioner_model is None:
+        raise CliError("--captioner spac needs --captioner-model (a folder saved by `spac train-captioner`)")
+    if kind != "spac" and args.captioner_model is not None:
+        raise CliError("--captioner-model needs --captioner spac")
+    if kind != "mllm" and args.mllm_model is not None and args.predictor != PREDICTOR_NAME:
+        raise CliError(
+            f"--mllm-model writes no captions with --captioner {kind} (only attributes, with --predictor mllm)"
+        )
+    return kind
+
+
+def _neural_writer(args: argparse.Namespace) -> StyledWriter:
+    """--captioner-model loaded on --device; a bad folder is one line."""
+    from spac.generation.styled import StyledDecoding, StyledWriter
+    from spac.neural_captioner.files import load_captioner
+
+    try:
+        captioner = load_captioner(args.captioner_model, device=str(args.device))
+    except (InputError, OSError) as exc:
+        raise CliError(f"--captioner-model: {error_line(exc)}") from None
+    return StyledWriter(captioner, StyledDecoding(args.captioner_temperature, args.seed), BATCH_SIZE)
 
 
 def _backend(args: argparse.Namespace) -> Backend | None:
@@ -289,8 +380,8 @@ def _backend(args: argparse.Namespace) -> Backend | None:
 
 
 def _settings(args: argparse.Namespace, captioner: Captioner) -> GenerationSettings | None:
-    """--mllm-model: the caption-model stage's settings (checked before any model is reached)."""
-    if args.mllm_model is None:
+    """--captioner mllm: the caption-model stage's settings (checked before any model is reached)."""
+    if _captioner_kind(args) != "mllm":
         return None
     from spac.generation.stage import GenerationSettings, prompt_book
 
@@ -327,7 +418,11 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     settings = _settings(args, captioner)
     backend = _backend(args)  # a server that does not answer stops here, before any work
     generator = backend.open() if backend is not None else None  # one model for the attributes and the captions
-    caption_model = _CaptionModel(generator, settings) if generator is not None and settings is not None else None
+    caption_model: _CaptionModel | _NeuralCaptioner | None = None
+    if generator is not None and settings is not None:
+        caption_model = _CaptionModel(generator, settings)
+    elif _captioner_kind(args) == "spac":
+        caption_model = _NeuralCaptioner(_neural_writer(args))
     predict = _predict(args, backend, generator)
 
     many = len(args.images) > 1 and not args.json

@@ -371,3 +371,71 @@ def test_a_caption_model_in_this_process_by_path(rendered, tmp_path):
     rejected = sum(v for k, v in counters.items() if k.startswith(("mllm_rejected_", "mllm_failed_")))
     assert counters["mllm_requested"] == counters["mllm_kept"] + rejected >= 2
     assert len(record["captions"]) == 2 and len(record["prompt_caption"]) == 1
+
+
+def test_the_neural_captioner_writes_the_two_style_texts_each_checked(rendered, tmp_path):
+    """A tiny untrained captioner, as a user runs it: its two texts are counted, and the library sentence is
+    the template run's."""
+    from tests.pipelines.synthesis.test_neural_captioner import save_tiny_captioner
+
+    model = save_tiny_captioner(tmp_path / "captioner")
+    path, _ = rendered[0]
+    result = spac("caption", str(path), "--captioner", "spac", "--captioner-model", str(model), "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    counters = record["counters"]
+    rejected = sum(v for k, v in counters.items() if k.startswith("spac_rejected_"))
+    assert counters["spac_requested"] == 2 == counters["spac_kept"] + rejected
+    assert counters["spac_fallback"] == rejected == len(record["rejections"])
+    assert len(record["captions"]) == 2 and len(record["attribute_spans"]) == 3
+    template = json.loads(spac("caption", str(path), "--json").stdout)
+    assert record["prompt_caption"] == [template["captions"][-1]["text"]]
+
+
+def test_json_shows_which_captioner_wrote_each_text_and_why_one_was_rejected(rendered, monkeypatch, capsys):
+    """A scripted captioner in this process: style 0 names another colour of the upper garment, style 1 is kept."""
+    from spac.cli.caption import cli_main
+    from spac.neural_captioner import files
+    from tests.spac.generation.scripted_captioner import ScriptedCaptioner
+
+    path, _ = rendered[0]
+    assert cli_main([str(path), "--json"]) == 0
+    template = json.loads(capsys.readouterr().out)
+    upper = template["attributes"]["upper"]["value"]
+    other = "green" if "green" not in upper else "purple"
+    wrong = f"A person in a {other} {upper.split()[-1]} walks along the pavement."
+    right = f"A person in a {upper} walks along the pavement slowly."
+    scripted = ScriptedCaptioner(lambda key, style: (wrong, right)[style])
+    monkeypatch.setattr(files, "load_captioner", lambda path, device: scripted)
+    assert cli_main([str(path), "--captioner", "spac", "--captioner-model", "anywhere", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["rejections"] == [{"style": "spac:cuhk", "reason": "contradiction", "text": wrong}]
+    assert record["captions"][1] == right and record["styles"][1] == "spac:icfg"
+    assert record["captions"][0] == template["captions"][0]["text"]  # the template caption of that slot
+    assert record["styles"][0] == template["captions"][0]["style"]
+    assert record["counters"] == {
+        "spac_requested": 2,
+        "spac_kept": 1,
+        "spac_fallback": 1,
+        "spac_rejected_contradiction": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--captioner", "spac"], "--captioner spac needs --captioner-model"),
+        (["--captioner-model", "somewhere"], "--captioner-model needs --captioner spac"),
+        (["--captioner", "mllm"], "--captioner mllm needs --mllm-model"),
+        (["--captioner", "spac", "--captioner-model", "MISSING"], "--captioner-model: "),
+        (["--captioner", "spac", "--captioner-model", "EMPTY"], "--captioner-model: "),
+        (["--captioner", "spac", "--captioner-model", "EMPTY", "--mllm-model", "tiny"], "--mllm-model writes no"),
+    ],
+)
+def test_a_neural_captioner_that_cannot_be_used_is_one_line_and_exit_2(rendered, tmp_path, flags, message):
+    (tmp_path / "empty").mkdir()
+    names = {"MISSING": str(tmp_path / "missing"), "EMPTY": str(tmp_path / "empty")}
+    result = spac("caption", str(rendered[0][0]), *[names.get(flag, flag) for flag in flags])
+    assert result.returncode == 2 and result.stdout == ""
+    err = result.stderr.strip()
+    assert "\n" not in err and message in err
