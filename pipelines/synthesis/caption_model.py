@@ -73,7 +73,7 @@ class CaptionModelHandler(ModelHandler[dict, dict, TextGenerator]):
     def _captioner_and_settings(self) -> tuple[Captioner, GenerationSettings]:
         if self._stage is None:
             captioner = job_captioner(self._sentences)
-            self._stage = captioner, self._model.settings(captioner, self._seed)
+            self._stage = captioner, self._model.settings(captioner, self._seed, self._styles)
         return self._stage
 
     def run_inference(

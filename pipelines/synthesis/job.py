@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,10 +75,13 @@ class CaptionModel:
     max_words: int
     batch_size: int  # images per call of the stage
 
-    def settings(self, with_captioner: captioner.Captioner, seed: int) -> GenerationSettings:
-        """The stage's settings, with the prompts of ``with_captioner``'s sentence library."""
+    def settings(
+        self, with_captioner: captioner.Captioner, seed: int, styles: Sequence[str] | None = None
+    ) -> GenerationSettings:
+        """The stage's settings, with the prompts of ``with_captioner``'s sentence library and of ``styles``
+        (--styles; default: every style) alone."""
         return GenerationSettings(
-            prompt_book(with_captioner),
+            prompt_book(with_captioner, styles),
             texts_per_image=self.texts,
             seed=seed,
             min_confidence=self.min_confidence,
@@ -357,7 +361,7 @@ def _attribute_model(args: argparse.Namespace, backend: Backend | None) -> Backe
 def _generation(job: Job) -> GenerationSettings:
     """The caption-model stage's settings of ``job`` (which has a caption model); InputError names a bad one."""
     try:
-        return job.caption_model.settings(job_captioner(job.sentences), job.seed)
+        return job.caption_model.settings(job_captioner(job.sentences), job.seed, job.styles)
     except InputError as exc:
         raise InputError(f"--captioner mllm: {exc}") from None
 

@@ -2,7 +2,8 @@
 
 A request's user instruction is, one per line: the grounding (the trusted attribute values, see
 spac.generation.grounding), one style instruction, and the rules. The style instructions form a pool: the
-file's ``styles`` (our five style modules in words) and ``example_entries`` entries of ``example``, an
+file's ``styles`` (our five style modules in words; only those chosen, with ``--styles``) and
+``example_entries`` entries of ``example``, an
 "in the style of this example" instruction whose example is a sentence of the sentence library (the bundled
 one or a mined one, as the captioner uses) filled with the person's trusted values. The pool is ordered
 per (key, seed) by a stable hash; turn ``t`` of an image takes the ``t``-th entry, so the texts of one
@@ -13,8 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import string
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from importlib import resources
 
 from common.digests import stable_int_after, stable_prefix
@@ -49,6 +50,15 @@ class Instructions:
     def pool(self) -> tuple[str, ...]:
         """The style instructions one text may get: every style id, then ``EXAMPLE`` once per example entry."""
         return (*self.styles, *[EXAMPLE] * self.example_entries)
+
+    def only(self, style_ids: Sequence[str]) -> Instructions:
+        """These instructions with the style instructions of ``style_ids`` alone (the style modules chosen with
+        ``--styles``), in the file's order; the example-sentence entries stay. TemplateError for a style the file
+        has no instruction for."""
+        missing = [style for style in style_ids if style not in self.styles]
+        if missing:
+            raise TemplateError(f"{self.source}: styles: no instruction for style {missing[0]!r}")
+        return replace(self, styles={name: text for name, text in self.styles.items() if name in style_ids})
 
 
 def _text(data: Mapping, key: str, source: str, fields: set[str]) -> str:

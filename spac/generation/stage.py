@@ -27,7 +27,7 @@ from typing import Any
 from common.errors import InputError
 from spac import language
 from spac.attributes import AttributeValue, Schema, load_schema
-from spac.captioning.captioner import TEMPLATE_STYLE, Caption, Captioner
+from spac.captioning.captioner import TEMPLATE_STYLE, Caption, Captioner, check_style_names
 from spac.generation.checks import DEFAULT_MAX_WORDS, DEFAULT_MIN_WORDS, rejection
 from spac.generation.grounding import PredictedAttributes, trusted_values
 from spac.generation.prompts import Prompt, PromptBook, load_instructions, prompt_files_sha256
@@ -106,7 +106,7 @@ class GenerationSettings:
             raise InputError(
                 f"{self.texts_per_image} texts per image and their retries need "
                 f"{ROUNDS * self.texts_per_image} style instructions; the prompts have "
-                f"{self.prompts.pool_size}"
+                f"{self.prompts.pool_size} (the chosen styles' and the example sentences')"
             )
         CheckSettings(self.min_confidence, self.min_words, self.max_words, self.schema)  # refuses a bad number
 
@@ -126,9 +126,11 @@ class GenerationSettings:
         }
 
 
-def prompt_book(captioner: Captioner) -> PromptBook:
-    """The bundled instructions with ``captioner``'s sentence library (the bundled one or ``--sentences``)."""
-    return PromptBook(load_instructions(captioner.schema), captioner.library)
+def prompt_book(captioner: Captioner, styles: Sequence[str] | None = None) -> PromptBook:
+    """The bundled instructions with ``captioner``'s sentence library (the bundled one or ``--sentences``), their
+    style instructions those of ``styles`` alone (default: the captioner's default styles, as it captions)."""
+    chosen = check_style_names(styles, captioner.style_names) if styles is not None else captioner.default_styles
+    return PromptBook(load_instructions(captioner.schema).only(chosen), captioner.library)
 
 
 @dataclass(frozen=True)

@@ -426,3 +426,15 @@ def test_one_job_rejects_every_reason_and_no_rejected_text_reaches_a_shard(tmp_p
     assert all(len(set(r["captions"] + r["prompt_caption"])) == 3 for r in records)
     assert sum(s.startswith("mllm:") for r in records for s in r["styles"]) == counters["mllm_kept"]
     print("all-reasons job counters:", {name: n for name, n in counters.items() if name.startswith("mllm_")})
+
+
+def test_styles_restrict_the_style_instructions_as_they_do_the_fallback_captions():
+    model = CaptionModel(
+        Backend("none", "http://127.0.0.1:9/v1"), texts=2, min_confidence=0.5, min_words=5, max_words=60, batch_size=4
+    )
+    handler = CaptionModelHandler(model, None, seed=7, styles=["narrative", "dense"])
+    attributes = {"gender": {"value": "man", "confidence": 0.9}, "upper": {"value": "red t-shirt", "confidence": 0.9}}
+    records = [{"key": f"k{n}", "jpg": b"jpeg", "attributes": attributes} for n in range(8)]
+    styles = {style for record in handler.run_inference(records, _Scripted()) for style in record["styles"]}
+    assert {"mllm:dense", "mllm:narrative"} <= styles
+    assert all(style in ("mllm:dense", "mllm:narrative") or style.startswith("mllm:example:") for style in styles)

@@ -160,3 +160,17 @@ def test_a_malformed_instructions_file_is_one_error_naming_the_file_and_key(chan
 def test_a_file_that_is_not_a_mapping_is_refused():
     with pytest.raises(TemplateError, match="prompts.yaml: <top level>"):
         parse_instructions(["system"], "prompts.yaml", SCHEMA)
+
+
+def test_only_the_chosen_styles_instructions_are_asked_with_the_example_sentences():
+    chosen = INSTRUCTIONS.only(["narrative", "dense"])
+    assert tuple(chosen.styles) == ("dense", "narrative")  # the file's order
+    assert chosen.pool == ("dense", "narrative", *[EXAMPLE] * INSTRUCTIONS.example_entries)
+    book = PromptBook(chosen, LIBRARY)
+    asked = [book.prompt(f"k{n}", b"", TRUSTED, 0, turn).request for n in range(20) for turn in range(book.pool_size)]
+    assert {r.style_id.split(":")[0] for r in asked} == {"dense", "narrative", EXAMPLE}
+    left_out = [INSTRUCTIONS.styles[name] for name in INSTRUCTIONS.styles if name not in ("dense", "narrative")]
+    assert not any(text in r.instruction for r in asked for text in left_out)
+    assert INSTRUCTIONS.only(list(INSTRUCTIONS.styles)) == INSTRUCTIONS
+    with pytest.raises(TemplateError, match="styles: no instruction for style 'haiku'"):
+        INSTRUCTIONS.only(["dense", "haiku"])

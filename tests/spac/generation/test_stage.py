@@ -340,6 +340,23 @@ def test_bad_settings_are_one_line_errors(overrides, message):
         GenerationSettings(SETTINGS.prompts, schema=SCHEMA, **overrides)
 
 
+def test_the_prompt_book_asks_only_the_chosen_styles():
+    assert prompt_book(CAPTIONER).instructions == SETTINGS.prompts.instructions  # every style by default
+    chosen = ("inventory", "narrative")
+    for book in (prompt_book(CAPTIONER, ["narrative", "inventory"]), prompt_book(Captioner(SCHEMA, chosen))):
+        assert tuple(book.instructions.styles) == chosen
+        items = [_item(f"k{n}") for n in range(6)]
+        answers = [lambda item, request: f"A man walks by in the {request.style_id} manner, picture {item.key}."] * 12
+        outcomes, generator = _run(items, answers, settings=GenerationSettings(book, schema=SCHEMA))
+        asked = {request.style_id.split(":")[0] for request in generator.requests[0]}
+        assert set(chosen) <= asked <= {*chosen, "example"}
+        assert all(style.split(":")[1] in {*chosen, "example"} for o in outcomes for style in o.styles)
+    with pytest.raises(InputError, match="unknown style 'haiku'"):
+        prompt_book(CAPTIONER, ["haiku"])
+    with pytest.raises(InputError, match="need 4 style instructions; the prompts have 3"):  # one style, 2 examples
+        GenerationSettings(prompt_book(CAPTIONER, ["dense"]), schema=SCHEMA)
+
+
 def test_the_settings_describe_themselves_for_job_json():
     described = SETTINGS.describe()
     assert described["texts_per_image"] == 2 and described["prompts_version"] == SETTINGS.prompts.instructions.version
