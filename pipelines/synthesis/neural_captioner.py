@@ -9,6 +9,9 @@ per batch, the corpus JPEGs in and the texts out, through the shared model's pro
 :func:`spac.generation.styled.caption_styled` keeps a text that passes them, else the template caption of its
 slot. Counters (``spac_requested``, ``spac_kept``, ``spac_rejected_<reason>``, ``spac_fallback``) go to the
 synthesis job's namespace, with its ``caption`` stage timer.
+
+On CUDA the captioner runs under autocast, as the predictor's forward does (:func:`acceleration_for`: bf16 from
+compute capability 8.0, fp16 before); on the CPU it does not, so CPU texts are exactly those of ``spac caption``.
 """
 
 from __future__ import annotations
@@ -17,15 +20,36 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from apache_beam.ml.inference.base import ModelHandler
+from PIL import Image
 
 from pipelines.synthesis.caption_model import caption_items, records_with_texts
 from pipelines.synthesis.job import NeuralCaptioner, Sentences, job_captioner
+from pipelines.synthesis.model_handler import acceleration_for
 from spac.captioning.captioner import Captioner
-from spac.generation.styled import StyledWriter, caption_styled
-from spac.neural_captioner.files import load_captioner
+from spac.generation.styled import StyledCaptioner, StyledWriter, caption_styled
+from spac.neural_captioner.files import LoadedCaptioner, load_captioner
 
 METRICS_NAMESPACE = "RunInference_spac_neural_captioner"  # RunInference's own metrics for this model
+
+
+class Autocast:
+    """A loaded captioner whose texts are written under autocast to ``dtype`` on its device."""
+
+    def __init__(self, captioner: LoadedCaptioner, dtype: torch.dtype) -> None:
+        self._captioner, self._dtype = captioner, dtype
+        self.style_names = captioner.style_names
+
+    def caption_images(self, images: Sequence[Image.Image], style: int, **decoding: Any) -> list[str]:
+        with torch.autocast(device_type=self._captioner.model.device.type, dtype=self._dtype):
+            return self._captioner.caption_images(images, style, **decoding)
+
+
+def accelerated(captioner: LoadedCaptioner) -> StyledCaptioner:
+    """``captioner`` under its device's autocast (the module doc), or as it is on the CPU."""
+    dtype = acceleration_for(captioner.model.device).autocast_dtype
+    return captioner if dtype is None else Autocast(captioner, dtype)
 
 
 class NeuralCaptionerHandler(ModelHandler[dict, dict, StyledWriter]):
@@ -57,7 +81,7 @@ class NeuralCaptionerHandler(ModelHandler[dict, dict, StyledWriter]):
         self._captioner: Captioner | None = None  # the template captioner, built on a worker's first batch
 
     def load_model(self) -> StyledWriter:
-        captioner = load_captioner(self._model.path, device=self._device)
+        captioner = accelerated(load_captioner(self._model.path, device=self._device))
         return StyledWriter(captioner, self._model.decoding, self._model.batch_size)
 
     def run_inference(

@@ -7,11 +7,14 @@ dry run with the captioner's handler."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
 
 from common.cli import run_main
 from pipelines import synthesize
@@ -244,3 +247,27 @@ def test_dataflow_dry_run_with_the_neural_captioner(input_folder):
     assert captioning.share_model_across_processes() and captioning.model_copies() == 4
     assert captioning._model.path == "/opt/captioner" and captioning._model.files_sha256 == ()
     assert captioning._device == "cuda"
+
+
+def test_on_cuda_the_captioner_writes_under_autocast(tiny_captioner, monkeypatch):
+    """The job's CUDA mode, shown on the CPU: an acceleration with an autocast dtype wraps the captioner, whose
+    texts are then written under autocast (here the CPU's bf16); without one it is left as it is."""
+    from pipelines.synthesis.model_handler import Acceleration
+    from spac.neural_captioner.files import load_captioner
+
+    loaded = load_captioner(tiny_captioner)
+    assert neural_captioner.accelerated(loaded) is loaded  # the CPU: nothing changes
+    monkeypatch.setattr(neural_captioner, "acceleration_for", lambda device: Acceleration(torch.bfloat16, True))
+    wrapped = neural_captioner.accelerated(loaded)
+    assert isinstance(wrapped, neural_captioner.Autocast) and wrapped.style_names == loaded.style_names
+    seen = []
+    original = loaded.caption_images
+    monkeypatch.setattr(
+        loaded,
+        "caption_images",
+        lambda *a, **k: (
+            seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))) or original(*a, **k)
+        ),
+    )
+    texts = wrapped.caption_images([Image.open(io.BytesIO(JPEG))], 1, max_new_tokens=4, keys=["k"])
+    assert len(texts) == 1 and seen == [(True, torch.bfloat16)] and torch.is_autocast_enabled("cpu") is False
