@@ -27,7 +27,7 @@ import torch
 from bench_common import alternate, report
 from PIL import Image
 
-from pipelines.shared.spans import stored_spans
+from pipelines.shared.spans import caption_spans
 from pipelines.synthesize import counters, run
 from shards import IMAGE_SIZE, encode_image, make_sample, write_shard
 from shards.images import decode_image
@@ -66,8 +66,8 @@ def bare_loop(paths: list[Path], out: Path, batch_size: int, predictor, captione
             path, jpg, prediction = images[key]
             texts = captioner(verdict.kept[key], key)
             styled = [t for t in texts if t.style != "template"]
-            prompt = [t.text for t in texts if t.style == "template"][:1]
-            spans = stored_spans([t.text for t in styled] + prompt)
+            prompt = [t for t in texts if t.style == "template"][:1]
+            spans, _ = caption_spans(styled + prompt)  # the captioner's own spans, as the job stores them
             record = {
                 "key": key,
                 "id": int(identity),
@@ -78,7 +78,7 @@ def bare_loop(paths: list[Path], out: Path, batch_size: int, predictor, captione
                 },
                 "captions": [t.text for t in styled],
                 "styles": [t.style for t in styled],
-                "prompt_caption": prompt,
+                "prompt_caption": [t.text for t in prompt],
                 "source": str(path),
                 "attribute_spans": spans,
             }

@@ -16,7 +16,7 @@ def stable_int(*parts: Any, bits: int = 63) -> int:
 
 def stable_prefix(*parts: Any) -> str:
     """The joined leading parts of several :func:`stable_int` calls, for :func:`stable_int_after`."""
-    return "".join(f"{part}\x1f" for part in parts)
+    return "".join([f"{part}\x1f" for part in parts])
 
 
 def stable_int_after(prefix: str, last: Any, bits: int = 63) -> int:

@@ -39,7 +39,7 @@ _person_for = functools.lru_cache(maxsize=64)(person_for)  # (gender, neutral no
 LIBRARY = b"library"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Caption:
     """A text and the style that wrote it. ``spans``: its attribute phrases as (start, end), what
     spac.language.attribute_spans finds in it; None where the captioner cannot vouch for that (a schema,
@@ -118,14 +118,17 @@ class Captioner:
         n_styles = 2 if len(values) >= MIN_GROUPS_FOR_TWO_STYLES else 1
         draw = StableDraws(key, seed)  # every choice is stable_int(key, seed, purpose, bits=64)
         purposes = self._purposes
-        chosen = sorted(allowed, key=lambda name: draw(purposes[name].style))[:n_styles]
+        ranked = sorted([(draw(purposes[name].style), i, name) for i, name in enumerate(allowed)])  # stable
+        chosen = [name for _, _, name in ranked[:n_styles]]
 
+        # A known gender names the person the same way in every text; only a neutral noun is drawn per text.
+        known = FillContext(_person_for(gender), values) if gender != UNKNOWN else None
         captions: list[Caption] = []
         for name in chosen:
-            ctx = self._context(gender, values, draw, name)
+            ctx = known or self._neutral_context(values, draw, name)
             written = self.styles[name].written(ctx, draw(purposes[name].phrasing))
             self._add_first_new(captions, written, name, self._style_spans)
-        ctx = self._context(gender, values, draw, TEMPLATE_STYLE)
+        ctx = known or self._neutral_context(values, draw, TEMPLATE_STYLE)
         self._add_first_new(captions, self.library.written(ctx, draw(LIBRARY)), TEMPLATE_STYLE, self._library_spans)
         return captions
 
@@ -141,11 +144,10 @@ class Captioner:
         self.schema.validate(attributes)
         raise AssertionError(f"Schema.validate accepted {attributes!r}, which the captioner refused")
 
-    def _context(self, gender: str, values: dict[str, AttributeValue], draw: StableDraws, purpose: str) -> FillContext:
-        if gender != UNKNOWN:  # the neutral noun names only a person of unknown gender: no need to draw it
-            return FillContext(_person_for(gender), values)
+    def _neutral_context(self, values: dict[str, AttributeValue], draw: StableDraws, purpose: str) -> FillContext:
+        """A person of unknown gender, named by the neutral noun drawn for this text."""
         neutral = NEUTRAL_NOUNS[draw(self._purposes[purpose].noun) % len(NEUTRAL_NOUNS)]
-        return FillContext(_person_for(gender, neutral), values)
+        return FillContext(_person_for(UNKNOWN, neutral), values)
 
     @staticmethod
     def _add_first_new(

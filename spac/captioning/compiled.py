@@ -29,9 +29,9 @@ from spac.captioning.grammar import Person, capitalised, starts_sentence
 from spac.captioning.slots import GROUP_SLOTS, MARKS, FillContext, GroupPlaceholder, group_phrase
 
 Spans = tuple[tuple[int, int], ...]
-# A phrase in one form as a caption uses it: (text, text at a sentence start, mention start, mention end),
-# the mention relative to the text; end 0 = not an attribute mention (a neutral noun).
-PhraseForm = tuple[str, str, int, int]
+# A phrase as one slot fills it: (text, mention start, mention end), the mention relative to the text; end 0 =
+# no attribute mention (a neutral noun). A phrase's choices: each form in FORMS as is, then capitalised.
+PhraseForm = tuple[str, int, int]
 
 FORMS = ("bare", "a", "pair")
 GENDER_MARK = "\ue000"
@@ -53,47 +53,43 @@ class NotCompilable(Exception):
 
 @dataclass(frozen=True)
 class Compiled:
-    """One shape's text: ``head``, then per slot its phrase and the literal text after it. A slot is
-    (group, or None for the noun; index in FORMS; whether it starts a sentence; the literal after it, its length)."""
+    """One shape's text: ``parts``, the literal text with None where a slot goes; per slot its index in
+    ``parts``, its group (None: the noun), its choice (2 * index in FORMS, + 1 where it starts a sentence),
+    and the length of the literal text before it."""
 
-    head: str
-    slots: tuple[tuple[str | None, int, bool, str, int], ...]
+    parts: tuple[str | None, ...]
+    slots: tuple[tuple[int, str | None, int, int], ...]
 
-    def fill(self, noun: PhraseForm, values: Mapping[str, AttributeValue]) -> tuple[str, Spans]:
-        """The caption for the person's ``noun`` (:func:`noun_form`) and ``values``, and its spans."""
-        pieces = [self.head]
-        pos = len(self.head)
+    def fill(self, noun: tuple[PhraseForm, ...], values: Mapping[str, AttributeValue]) -> tuple[str, Spans]:
+        """The caption for the person's ``noun`` (:func:`noun_choices`) and ``values``, and its spans."""
+        parts = list(self.parts)
+        forms_of = _FORMS_OF.get
         spans = []
-        for group, form, capital, after, after_length in self.slots:
+        filled = 0  # length of the phrases so far
+        for index, group, choice, literal in self.slots:
             if group is None:
-                text, at_start, start, end = noun
+                text, start, end = noun[choice]
             else:
                 value = values[group]
-                entry = _FORMS_OF.get(id(value))
-                if entry is None or entry[0] is not value:
-                    entry = _forms_entry(value)
-                text, at_start, start, end = entry[1][form]
-            if capital:
-                text = at_start
+                text, start, end = (forms_of(id(value)) or _forms_entry(value))[0][choice]
+            parts[index] = text
             if end:
-                spans.append((pos + start, pos + end))
-            pos += len(text) + after_length
-            pieces.append(text)
-            pieces.append(after)
-        return "".join(pieces), tuple(spans)
+                spans.append((literal + filled + start, literal + filled + end))
+            filled += len(text)
+        return "".join(parts), tuple(spans)  # type: ignore[arg-type]
 
 
 def compile_text(text: str) -> Compiled:
     """A tidied text written with placeholders (:func:`placeholders`) -> its literals and slots."""
-    pieces = _MARK.split(text)
+    parts: list[str | None] = _MARK.split(text)
     slots = []
-    offset = len(pieces[0])
-    for i in range(1, len(pieces), 2):
-        group, form = _SLOT_OF_MARK[pieces[i]]
-        after = pieces[i + 1]
-        slots.append((group, form, starts_sentence(text, offset), after, len(after)))
-        offset += 1 + len(after)
-    return Compiled(pieces[0], tuple(slots))
+    literal = len(parts[0])  # type: ignore[arg-type]
+    for i in range(1, len(parts), 2):
+        group, form = _SLOT_OF_MARK[parts[i]]  # type: ignore[index]
+        slots.append((i, group, 2 * form + starts_sentence(text, literal + (i - 1) // 2), literal))
+        parts[i] = None
+        literal += len(parts[i + 1])  # type: ignore[arg-type]
+    return Compiled(tuple(parts), tuple(slots))
 
 
 def placeholders(ctx: FillContext) -> FillContext:
@@ -107,31 +103,33 @@ def _inert(text: str) -> bool:
     return bool(text) and " ".join(text.split()) == text and _NOT_INERT.search(text) is None
 
 
-def _form(text: str, start: int, end: int) -> PhraseForm:
+def _choices(text: str, start: int, end: int) -> tuple[PhraseForm, PhraseForm]:
+    """The phrase as is and capitalised (at a sentence start); NotCompilable when it is not inert."""
     if not _inert(text):
         raise NotCompilable(text)
-    return (text, capitalised(text), start, end)
+    return (text, start, end), (capitalised(text), start, end)
 
 
-# id(value) -> (value, its three forms); keeping the value keeps its id from being reused (as slots does).
-_FORMS_OF: dict[int, tuple[AttributeValue, tuple[PhraseForm, ...]]] = {}
+# id(value) -> (its choices, value). An entry keeps its value alive, so no other object has that id while
+# the entry exists: an entry found is the value's own.
+_FORMS_OF: dict[int, tuple[tuple[PhraseForm, ...], AttributeValue]] = {}
 
 
-def _forms_entry(value: AttributeValue) -> tuple[AttributeValue, tuple[PhraseForm, ...]]:
-    forms = []
+def _forms_entry(value: AttributeValue) -> tuple[tuple[PhraseForm, ...], AttributeValue]:
+    choices: list[PhraseForm] = []
     for form in FORMS:
         text = group_phrase(value, form)  # the phrase itself ends every form: "a red t-shirt", "a pair of x"
-        forms.append(_form(text, len(text) - len(value.phrase), len(text)))
+        choices += _choices(text, len(text) - len(value.phrase), len(text))
     if len(_FORMS_OF) >= MAX_CACHED:
         _FORMS_OF.clear()
-    entry = _FORMS_OF[id(value)] = (value, tuple(forms))
+    entry = _FORMS_OF[id(value)] = (tuple(choices), value)
     return entry
 
 
-def noun_form(person: Person) -> PhraseForm:
+def noun_choices(person: Person) -> tuple[PhraseForm, PhraseForm]:
     """The person's noun as a slot fills it; a mention when it names a gender ("man", "woman"): a person of
     unknown gender is "person" or "pedestrian" with they/them (grammar.person_for), which name no attribute."""
-    return _form(person.noun, 0, 0 if person.plural_pronoun else len(person.noun))
+    return _choices(person.noun, 0, 0 if person.plural_pronoun else len(person.noun))
 
 
 def write(
@@ -140,13 +138,12 @@ def write(
     """``render(said, ctx, *args)``'s text and its spans, from the text compiled for ``shape`` in ``cache``.
 
     ``render`` is the ordinary writer (fill + tidy); ``shape`` with the person must determine its text up
-    to the value phrases (the caller's choices and the known groups). ``said`` is ``ctx`` less what the text
+    to the value phrases (the caller's choices and the known groups). ``cache`` maps (shape, id(person)) to
+    entries that keep the person alive, so an entry found is that person's. ``said`` is ``ctx`` less what the text
     leaves unsaid (spac.captioning.slots.unsay_nothing). Spans None: a phrase was not inert (module doc).
     """
     person = ctx.person
-    entry = cache.get((shape, id(person)))
-    if entry is None or entry[0] is not person:
-        entry = _compile_entry(cache, shape, said, ctx, render, args)
+    entry = cache.get((shape, id(person))) or _compile_entry(cache, shape, said, ctx, render, args)
     try:
         if entry[2] is None:
             raise NotCompilable(person.noun)
@@ -157,11 +154,11 @@ def write(
 
 def _compile_entry(
     cache: dict, shape: Hashable, said: FillContext, ctx: FillContext, render: Callable[..., str], args: tuple
-) -> tuple[Person, Compiled, PhraseForm | None]:
-    """(the person, the shape's compiled text, the person's noun form or None when it is not inert)."""
+) -> tuple[Person, Compiled, tuple[PhraseForm, ...] | None]:
+    """(the person, the shape's compiled text, the person's noun choices or None when it is not inert)."""
     person = ctx.person
     try:
-        noun: PhraseForm | None = noun_form(person)
+        noun: tuple[PhraseForm, ...] | None = noun_choices(person)
     except NotCompilable:
         noun = None
     if len(cache) >= MAX_CACHED:

@@ -60,22 +60,26 @@ class SentenceLibrary:
     source: str = ""
     nothing: tuple[str, ...] = ()
 
-    # known groups -> candidates, each with the known groups it leaves out: at most 2^5 sets, each computed
-    # once; (shape, id(person)) -> compiled text (spac.captioning.compiled). Neither is part of the value.
+    # known groups (a tuple) -> candidates, each with the known groups it leaves out: at most 2^5 sets (in
+    # the captioner's order), each computed once; (shape, id(person)) -> compiled text
+    # (spac.captioning.compiled). Neither is part of the value.
     _candidates: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _compiled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def candidates(self, known: frozenset[str]) -> list[LibrarySentence]:
         """Sentences that mention only known groups and leave out as few of them as the library allows."""
-        return [sentence for sentence, _ in self._left_out(known)]
+        return [sentence for sentence, _ in self._left_out(tuple(g for g in GROUP_SLOTS if g in known))]
 
-    def _left_out(self, known: frozenset[str]) -> tuple[tuple[LibrarySentence, tuple[str, ...]], ...]:
-        cached = self._candidates.get(known)
+    def _left_out(self, groups: tuple[str, ...]) -> tuple[tuple[LibrarySentence, tuple[str, ...]], ...]:
+        """:meth:`candidates` of the known ``groups`` (a tuple: cheaper to hash than a new frozenset), each
+        with the known groups it leaves out."""
+        cached = self._candidates.get(groups)
         if cached is None:
+            known = frozenset(groups)
             usable = [s for s in self.sentences if s.groups <= known]
             fewest_left_out = min(len(known - s.groups) for s in usable)
             limit = max(MAX_LEFT_OUT, fewest_left_out)
-            cached = self._candidates[known] = tuple(
+            cached = self._candidates[groups] = tuple(
                 (s, tuple(g for g in GROUP_SLOTS if g in known - s.groups))
                 for s in usable
                 if len(known - s.groups) <= limit
@@ -89,11 +93,13 @@ class SentenceLibrary:
     def written(self, ctx: FillContext, digest: int) -> Iterator[tuple[str, Spans | None]]:
         """:meth:`texts` with each text's attribute spans (see spac.captioning.compiled.write)."""
         said, say_nothing = unsay_nothing(ctx, digest)
-        candidates = self._left_out(frozenset(said.values))
+        candidates = self._left_out(tuple(said.values))
         addenda = self.addenda
         for step in range(len(candidates)):
             sentence, left_out = candidates[(digest + step) % len(candidates)]
-            parts = (sentence.text, *(addenda[g][(digest // 7 + step) % len(addenda[g])] for g in left_out))
+            parts = (sentence.text,)
+            if left_out:
+                parts += tuple(addenda[g][(digest // 7 + step) % len(addenda[g])] for g in left_out)
             nothing = self.nothing[(digest // 11 + step) % len(self.nothing)] if say_nothing and self.nothing else ""
             yield write(self._compiled, (parts, nothing), said, ctx, self._render, parts, nothing)
 
