@@ -16,7 +16,8 @@ Two ways to ask, one per backend:
 
 Both give :class:`AskedAttributes`, shaped as ``spac.predictor.model.Prediction`` (attributes, confidences,
 embedding), so the corpus filters and captions use them unchanged. torch and transformers come only through
-``spac.generation.in_process``, when a model in this process is opened.
+``spac.generation.in_process``, when a model in this process is opened. The server's instruction and the
+groups' questions are data (templates/prompts/attributes.yaml, versioned; its sha256 goes to job.json).
 """
 
 from __future__ import annotations
@@ -30,23 +31,11 @@ from typing import Any, Protocol
 
 from spac.attributes import UNKNOWN, Schema, load_schema
 from spac.generation.backends import Backend
+from spac.generation.prompts import ATTRIBUTES_FILE, AttributePrompts, load_attribute_prompts, prompt_files_sha256
 from spac.generation.requests import CaptionRequest, TextGenerator
 
 PREDICTOR_NAME = "mllm"  # --predictor mllm: the job's and spac caption's name for this predictor
 SCHEMA_NAME = "pedestrian_attributes"
-INSTRUCTION = (
-    "Look at the person in the image. For each attribute group ({groups}), answer with exactly one of the "
-    'allowed values, or "unknown" when it is not visible. Answer with a JSON object only.'
-)
-# One question per group for the likelihood scoring: the candidate phrase is read as the answer.
-QUESTIONS = {
-    "gender": "Is this person a man or a woman?",
-    "hair": "Describe this person's hair.",
-    "upper": "What does this person wear on the upper body?",
-    "lower": "What does this person wear on the lower body?",
-    "shoes": "What shoes does this person wear?",
-    "belongings": "What does this person carry?",
-}
 ANSWER_TOKENS = 256  # six short phrases as JSON take about 70 tokens; guided decoding may add whitespace
 RETURNED_CONFIDENCE = 1.0  # a value a server returned: it gives no probability
 
@@ -118,14 +107,15 @@ class ServerAttributeAsker:
     """Asks an OpenAI-compatible server for the six groups as schema-constrained JSON, one request per image
     through the caption-model client (its concurrency, retries and failure kinds)."""
 
-    def __init__(self, generator: TextGenerator, schema: Schema) -> None:
+    def __init__(self, generator: TextGenerator, schema: Schema, prompts: AttributePrompts | None = None) -> None:
         self.generator = generator
         self.schema = schema
+        self.prompts = prompts or load_attribute_prompts(schema)
         self.response_format = response_format(schema)
-        self.instruction = INSTRUCTION.format(groups=", ".join(schema.group_names))
+        self.instruction = self.prompts.instruction.format(groups=", ".join(schema.group_names))
 
     def describe(self) -> dict[str, Any]:
-        return _description(self.generator.describe())
+        return _description(self.generator.describe(), self.prompts)
 
     def ask(self, images: Sequence[bytes]) -> list[AskedAttributes]:
         requests = [
@@ -163,13 +153,20 @@ class LikelihoodAttributeAsker:
     """Ranks each group's phrases by a model's mean log-probability per token of the phrase as the answer to
     the group's question; confidences are the softmax over the group's phrases (:meth:`distributions`)."""
 
-    def __init__(self, scorer: PhraseScorer, schema: Schema, min_confidence: float = 0.0) -> None:
+    def __init__(
+        self,
+        scorer: PhraseScorer,
+        schema: Schema,
+        min_confidence: float = 0.0,
+        prompts: AttributePrompts | None = None,
+    ) -> None:
         self.scorer = scorer
         self.schema = schema
         self.min_confidence = min_confidence
+        self.prompts = prompts or load_attribute_prompts(schema)
 
     def describe(self) -> dict[str, Any]:
-        return _description(self.scorer.describe(), self.min_confidence)
+        return _description(self.scorer.describe(), self.prompts, self.min_confidence)
 
     def distributions(self, image_jpeg: bytes) -> dict[str, dict[str, float]] | None:
         """Group -> phrase -> probability (summing to 1 over the group's phrases); None when the model could
@@ -177,7 +174,7 @@ class LikelihoodAttributeAsker:
         distributions = {}
         for group in self.schema.groups:
             phrases = [value.phrase for value in group.values]
-            scores = self.scorer.phrase_scores(image_jpeg, QUESTIONS[group.name], phrases)
+            scores = self.scorer.phrase_scores(image_jpeg, self.prompts.questions[group.name], phrases)
             if scores is None:
                 return None
             distributions[group.name] = dict(zip(phrases, softmax(scores)))
@@ -218,13 +215,18 @@ def _answering(backend: Backend) -> Backend:
 
 def describe_asker(backend: Backend, min_confidence: float = 0.0) -> dict[str, Any]:
     """What :func:`open_asker`'s asker describes, without loading a model: for job.json."""
+    prompts = load_attribute_prompts(load_schema())
     if backend.server is not None:
-        return _description(_answering(backend).describe())
-    return _description(backend.describe(), min_confidence)
+        return _description(_answering(backend).describe(), prompts)
+    return _description(backend.describe(), prompts, min_confidence)
 
 
-def _description(generator: dict[str, Any], min_confidence: float | None = None) -> dict[str, Any]:
-    """A server asked for JSON (no threshold: it gives no probability), or a model's likelihoods."""
+def _description(
+    generator: dict[str, Any], prompts: AttributePrompts, min_confidence: float | None = None
+) -> dict[str, Any]:
+    """A server asked for JSON (no threshold: it gives no probability), or a model's likelihoods; with the
+    version and sha256 of the questions file."""
+    asked = {"prompts_version": prompts.version, "prompt_files_sha256": prompt_files_sha256(ATTRIBUTES_FILE)}
     if min_confidence is None:
-        return {"asked": "json_schema", "generator": generator, "instruction": INSTRUCTION}
-    return {"asked": "likelihood", "generator": generator, "questions": QUESTIONS, "min_confidence": min_confidence}
+        return {"asked": "json_schema", "generator": generator, **asked}
+    return {"asked": "likelihood", "generator": generator, **asked, "min_confidence": min_confidence}

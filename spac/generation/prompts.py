@@ -1,4 +1,5 @@
-"""Prompts as data (templates/prompts/instructions.yaml) and the requests they make for one image.
+"""Prompts as data (templates/prompts/): the caption-model stage's instructions and the requests they make for one
+image; and the attribute questions of ``--predictor mllm`` (attributes.yaml, read by spac.generation.attributes).
 
 A request's user instruction is, one per line: the grounding (the trusted attribute values, see
 spac.generation.grounding), one style instruction, and the rules. The style instructions form a pool: the
@@ -27,7 +28,8 @@ from spac.generation.requests import CaptionRequest
 
 EXAMPLE = "example"  # the pool entry of an example-sentence instruction; its style id is "example:<index>"
 BUNDLED_DIR = "prompts"  # in the templates package
-INSTRUCTIONS_FILE = "instructions.yaml"
+INSTRUCTIONS_FILE = "instructions.yaml"  # the caption-model stage's
+ATTRIBUTES_FILE = "attributes.yaml"  # --predictor mllm's questions
 # Each text's placeholders: these and no others (str.format fields).
 _FIELDS = {"system": set(), "grounding": {"attributes"}, "example": {"example"}, "rules": set()}
 
@@ -84,18 +86,29 @@ def _named_texts(data: Mapping, key: str, source: str, names: tuple[str, ...] | 
     return {str(name): _text(value, name, f"{source}: {key}", set()) for name in value}
 
 
-def parse_instructions(data: object, source: str, schema: Schema) -> Instructions:
-    """Validate a parsed instructions file; TemplateError naming the file and key on any defect."""
-    allowed = {"version", "system", "grounding", "group_labels", "styles", "example", "example_entries", "rules"}
+def _top_level(data: object, source: str, allowed: set[str]) -> dict:
+    """A prompt file's mapping, with only ``allowed`` keys and a positive ``version``."""
     if not isinstance(data, dict):
         raise TemplateError(f"{source}: <top level>: expected a mapping with {', '.join(sorted(allowed))}")
     unexpected = sorted(set(data) - allowed)
     if unexpected:
         raise TemplateError(f"{source}: {unexpected[0]}: unexpected key (allowed: {', '.join(sorted(allowed))})")
-    for key, least, what in (("version", 1, "positive"), ("example_entries", 0, "non-negative")):
-        value = data.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise TemplateError(f"{source}: {key}: expected a {what} integer, got {value!r}")
+    _count(data, "version", source, 1, "positive")
+    return data
+
+
+def _count(data: Mapping, key: str, source: str, least: int, what: str) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise TemplateError(f"{source}: {key}: expected a {what} integer, got {value!r}")
+    return value
+
+
+def parse_instructions(data: object, source: str, schema: Schema) -> Instructions:
+    """Validate a parsed instructions file; TemplateError naming the file and key on any defect."""
+    allowed = {"version", "system", "grounding", "group_labels", "styles", "example", "example_entries", "rules"}
+    data = _top_level(data, source, allowed)
+    _count(data, "example_entries", source, 0, "non-negative")
     styles = _named_texts(data, "styles", source)
     if EXAMPLE in styles or any(":" in name for name in styles):
         raise TemplateError(f"{source}: styles: a style id is neither {EXAMPLE!r} nor contains ':'")
@@ -113,21 +126,52 @@ def parse_instructions(data: object, source: str, schema: Schema) -> Instruction
     )
 
 
-def _bundled(name: str):
-    return resources.files("templates").joinpath(BUNDLED_DIR, name)
+@dataclass(frozen=True)
+class AttributePrompts:
+    """The parsed attribute-questions file (``--predictor mllm``, spac.generation.attributes): ``instruction``
+    asks a server for every group as JSON ({groups}: the group names); ``questions``, one per group, are what a
+    model in process reads each candidate phrase as the answer to."""
+
+    version: int
+    instruction: str
+    questions: Mapping[str, str]
+    source: str = ""
+
+
+def parse_attribute_prompts(data: object, source: str, schema: Schema) -> AttributePrompts:
+    """Validate a parsed attribute-questions file; TemplateError naming the file and key on any defect."""
+    data = _top_level(data, source, {"version", "instruction", "questions"})
+    return AttributePrompts(
+        data["version"],
+        _text(data, "instruction", source, {"groups"}),
+        _named_texts(data, "questions", source, schema.group_names),
+        source,
+    )
+
+
+def _source(name: str) -> str:
+    return f"templates/{BUNDLED_DIR}/{name}"
+
+
+def _bundled_yaml(name: str) -> object:
+    return parse_yaml(resources.files("templates").joinpath(BUNDLED_DIR, name).read_text("utf-8"), _source(name))
 
 
 def load_instructions(schema: Schema) -> Instructions:
     """The bundled templates/prompts/instructions.yaml, validated (the file whose sha256 job.json records)."""
-    source = f"templates/{BUNDLED_DIR}/{INSTRUCTIONS_FILE}"
-    return parse_instructions(parse_yaml(_bundled(INSTRUCTIONS_FILE).read_text("utf-8"), source), source, schema)
+    return parse_instructions(_bundled_yaml(INSTRUCTIONS_FILE), _source(INSTRUCTIONS_FILE), schema)
 
 
-def prompt_files_sha256() -> dict[str, str]:
-    """``templates/prompts/<file>`` -> sha256 of its bytes, for every bundled prompt file (for job.json)."""
+def load_attribute_prompts(schema: Schema) -> AttributePrompts:
+    """The bundled templates/prompts/attributes.yaml, validated (the file whose sha256 job.json records)."""
+    return parse_attribute_prompts(_bundled_yaml(ATTRIBUTES_FILE), _source(ATTRIBUTES_FILE), schema)
+
+
+def prompt_files_sha256(*names: str) -> dict[str, str]:
+    """``templates/prompts/<name>`` -> sha256 of its bytes, for each of the bundled prompt files ``names``: what a
+    job.json records of the prompts it used."""
     folder = resources.files("templates").joinpath(BUNDLED_DIR)
-    files = sorted((p for p in folder.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name)
-    return {f"templates/{BUNDLED_DIR}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    return {_source(name): hashlib.sha256(folder.joinpath(name).read_bytes()).hexdigest() for name in sorted(names)}
 
 
 @dataclass(frozen=True)

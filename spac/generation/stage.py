@@ -30,7 +30,7 @@ from spac.attributes import AttributeValue, Schema, load_schema
 from spac.captioning.captioner import TEMPLATE_STYLE, Caption, Captioner, check_style_names
 from spac.generation.checks import DEFAULT_MAX_WORDS, DEFAULT_MIN_WORDS, rejection
 from spac.generation.grounding import PredictedAttributes, trusted_values
-from spac.generation.prompts import Prompt, PromptBook, load_instructions, prompt_files_sha256
+from spac.generation.prompts import INSTRUCTIONS_FILE, Prompt, PromptBook, load_instructions, prompt_files_sha256
 from spac.generation.requests import TextGenerator
 
 DEFAULT_TEXTS = 2
@@ -121,7 +121,7 @@ class GenerationSettings:
             "seed": self.seed,
             **self.checks.describe(),
             "prompts_version": self.prompts.instructions.version,
-            "prompt_files_sha256": prompt_files_sha256(),
+            "prompt_files_sha256": prompt_files_sha256(INSTRUCTIONS_FILE),
             "example_library": self.prompts.library.source,
         }
 

@@ -90,7 +90,8 @@ def test_job_json_records_the_model_and_how_it_was_asked(asked_run):
     fingerprint = json.loads((output / "job.json").read_text())
     text = json.dumps(fingerprint)
     model = fingerprint["attribute_model"]
-    assert model["asked"] == "json_schema" and "JSON" in model["instruction"]
+    assert model["asked"] == "json_schema" and model["prompts_version"] >= 1
+    assert list(model["prompt_files_sha256"]) == ["templates/prompts/attributes.yaml"]  # the questions asked
     assert model["generator"] == {"kind": "server", "model": "tiny", "decoding": model["generator"]["decoding"]}
     assert fingerprint["information"] == {"mllm_server": base_url}
     assert "generator" not in fingerprint  # no caption model: the captions are the templates'

@@ -10,7 +10,6 @@ import pytest
 from spac.attributes import UNKNOWN, load_schema
 from spac.generation.attributes import (
     ANSWER_TOKENS,
-    QUESTIONS,
     RETURNED_CONFIDENCE,
     SCHEMA_NAME,
     AskedAttributes,
@@ -22,11 +21,13 @@ from spac.generation.attributes import (
     softmax,
 )
 from spac.generation.backends import Backend
+from spac.generation.prompts import load_attribute_prompts
 from spac.generation.requests import CaptionRequest
 from spac.generation.server import OpenAIServerGenerator
 from tests.spac.generation.fake_server import FakeChatServer, Reply, json_answers, scripted, text_reply
 
 SCHEMA = load_schema()
+QUESTIONS = load_attribute_prompts(SCHEMA).questions
 JPEG = b"\xff\xd8\xff\xe0 a corpus jpeg \xff\xd9"
 SEEN = {
     "gender": "woman",

@@ -16,7 +16,17 @@ from spac.captioning.library import load_library, parse_library
 from spac.captioning.slots import GROUP_SLOTS, TemplateError
 from spac.captioning.styles import available_styles
 from spac.generation.grounding import GivenAttributes, trusted_values
-from spac.generation.prompts import EXAMPLE, PromptBook, load_instructions, parse_instructions, prompt_files_sha256
+from spac.generation.prompts import (
+    ATTRIBUTES_FILE,
+    EXAMPLE,
+    INSTRUCTIONS_FILE,
+    PromptBook,
+    load_attribute_prompts,
+    load_instructions,
+    parse_attribute_prompts,
+    parse_instructions,
+    prompt_files_sha256,
+)
 
 SCHEMA = load_schema()
 INSTRUCTIONS = load_instructions(SCHEMA)
@@ -47,9 +57,49 @@ def test_the_bundled_instructions_write_each_of_our_style_modules_as_an_instruct
     assert INSTRUCTIONS.example_entries >= 1
 
 
-def test_prompt_files_sha256_is_the_sha256_of_each_bundled_file():
-    data = resources.files("templates").joinpath("prompts", "instructions.yaml").read_bytes()
-    assert prompt_files_sha256() == {"templates/prompts/instructions.yaml": hashlib.sha256(data).hexdigest()}
+def test_prompt_files_sha256_is_the_sha256_of_each_file_named():
+    folder = resources.files("templates").joinpath("prompts")
+    expected = {
+        f"templates/prompts/{name}": hashlib.sha256(folder.joinpath(name).read_bytes()).hexdigest()
+        for name in (ATTRIBUTES_FILE, INSTRUCTIONS_FILE)
+    }
+    assert prompt_files_sha256(INSTRUCTIONS_FILE, ATTRIBUTES_FILE) == expected
+    assert list(prompt_files_sha256(INSTRUCTIONS_FILE)) == ["templates/prompts/instructions.yaml"]
+
+
+def test_the_bundled_attribute_questions_ask_every_group():
+    prompts = load_attribute_prompts(SCHEMA)
+    assert prompts.version >= 1 and prompts.source == "templates/prompts/attributes.yaml"
+    assert list(prompts.questions) == list(SCHEMA.group_names) and all(
+        q.endswith("?") or q.endswith(".") for q in prompts.questions.values()
+    )
+    assert "{groups}" in prompts.instruction and "JSON" in prompts.instruction
+
+
+def _raw_attributes() -> dict:
+    return yaml.safe_load(resources.files("templates").joinpath("prompts", ATTRIBUTES_FILE).read_text("utf-8"))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.pop("instruction"), "instruction: expected a non-empty string"),
+        (lambda d: d.update(instruction="Answer in JSON."), "instruction: expected {groups}, found none"),
+        (lambda d: d["questions"].pop("hair"), "questions: expected one entry per group"),
+        (lambda d: d["questions"].update(hair="What {colour} is it?"), "questions: hair: expected no placeholder"),
+        (lambda d: d["questions"].update(hair=7), "questions: hair: expected a non-empty string"),
+        (lambda d: d.update(questions=["Is it a man?"]), "questions: expected a mapping of name to text"),
+        (lambda d: d.update(version=0), "version: expected a positive integer"),
+        (lambda d: d.update(styles={}), "styles: unexpected key"),
+    ],
+)
+def test_a_malformed_attribute_questions_file_is_one_error_naming_the_file_and_key(change, message):
+    data = copy.deepcopy(_raw_attributes())
+    change(data)
+    with pytest.raises(TemplateError) as caught:
+        parse_attribute_prompts(data, "attributes.yaml", SCHEMA)
+    assert str(caught.value).startswith("attributes.yaml: ") and message in str(caught.value)
+    assert "\n" not in str(caught.value)
 
 
 def test_the_turns_of_one_image_take_every_pool_entry_once_in_an_order_drawn_per_key_and_seed():
