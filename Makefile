@@ -48,6 +48,7 @@ bench: setup
 	$(PY) benchmarks/pipeline_throughput.py
 	$(PY) benchmarks/pretrain_loader.py
 	$(PY) benchmarks/mllm_throughput.py
+	$(PY) benchmarks/neural_captioner_throughput.py
 
 # refresh the lock: the newest releases inside setup.cfg's ranges and requirements.in's pins (torch's
 # local build label dropped, so a CUDA build of the same version satisfies it too)

@@ -21,7 +21,12 @@ Sections (``--sections``, all by default), each measured in this one process:
 * mllm (only with ``--mllm-model PATH``, e.g. a local copy of SmolVLM-256M-Instruct or Qwen2-VL-2B-Instruct): the
   caption-model stage's in-process backend (``InProcessGenerator``: bf16 on CUDA, greedy, 96 new tokens at most)
   on the stage's requests for person crops, two texts per image, per ``--mllm-batch-sizes``: images/s and
-  texts/s of ``generate`` alone (the stage's checks cost little beside it: benchmarks/mllm_throughput.py).
+  texts/s of ``generate`` alone (the stage's checks cost little beside it: benchmarks/mllm_throughput.py);
+* captioner (only with ``--captioner-model DIR``, a folder `spac train-captioner` saved): SPAC's neural captioner
+  as the job's ``--captioner spac`` stage writes with it (``StyledWriter.write``: corpus JPEGs in, both styles,
+  greedy, ``--captioner-max-tokens`` at most) in float32 and with the job's CUDA autocast (bf16), per
+  ``--captioner-batch-sizes``: images/s, texts/s and tokens/s (the stage's checks beside it:
+  benchmarks/neural_captioner_throughput.py).
 
 Then a table: wall time for 4.8M images on one GPU and on ``--workers`` Dataflow workers (one GPU each, the rate
 measured here per worker, Dataflow's start-up not counted), and one pre-training epoch over 4.8M samples. Nothing is
@@ -75,7 +80,8 @@ from spac.predictor.model import (  # noqa: E402
 from spac.render import render_dataset  # noqa: E402
 
 PROG = "benchmarks/gpu_throughput.py"
-SECTIONS = ("predictor", "job", "pretrain", "mllm")  # mllm: by default only when --mllm-model is given
+# mllm and captioner: by default only when --mllm-model and --captioner-model are given
+SECTIONS = ("predictor", "job", "pretrain", "mllm", "captioner")
 SYNTH_PEDES_IMAGES = 4_800_000
 PRETRAIN_EPOCHS = 70  # the program's default --epochs
 IMAGES_PER_IDENTITY = 10
@@ -94,6 +100,8 @@ FULL = {
     "backbone": "resnet50",
     "preset": "RN50",
     "mllm_batch_sizes": (1, 4, 16),
+    "captioner_batch_sizes": (16, 64, 256),
+    "captioner_max_tokens": 64,
 }
 QUICK = {
     "images": 10,
@@ -105,6 +113,8 @@ QUICK = {
     "backbone": "tiny",
     "preset": "RN-tiny",
     "mllm_batch_sizes": (1, 2),
+    "captioner_batch_sizes": (1, 2),
+    "captioner_max_tokens": 8,
 }
 
 
@@ -125,7 +135,8 @@ def _parser() -> OneLineArgumentParser:
     p.add_argument(
         "--sections",
         type=name_list(SECTIONS, "section"),
-        help=f"comma-separated, of {', '.join(SECTIONS)} (default: all; mllm only with --mllm-model)",
+        help=f"comma-separated, of {', '.join(SECTIONS)} (default: all; mllm only with --mllm-model, captioner "
+        "only with --captioner-model)",
     )
     p.add_argument(
         "--mllm-model",
@@ -139,6 +150,24 @@ def _parser() -> OneLineArgumentParser:
         help="requests per forward pass of the mllm section; each round writes two texts for as many images as "
         f"the largest (default {','.join(map(str, FULL['mllm_batch_sizes']))}; "
         f"--quick {','.join(map(str, QUICK['mllm_batch_sizes']))})",
+    )
+    p.add_argument(
+        "--captioner-model",
+        metavar="DIR",
+        help="a neural SPAC captioner's folder (`spac train-captioner`): the captioner section's model",
+    )
+    p.add_argument(
+        "--captioner-batch-sizes",
+        type=positive_int_list,
+        help="images per generate call of the captioner section; each round captions as many images as the "
+        f"largest (default {','.join(map(str, FULL['captioner_batch_sizes']))}; "
+        f"--quick {','.join(map(str, QUICK['captioner_batch_sizes']))})",
+    )
+    p.add_argument(
+        "--captioner-max-tokens",
+        type=positive_int,
+        help=f"tokens a text at most in the captioner section (default {FULL['captioner_max_tokens']}, the job's; "
+        f"--quick {QUICK['captioner_max_tokens']})",
     )
     p.add_argument(
         "--images",
@@ -496,6 +525,66 @@ def print_mllm(rows: list[dict[str, Any]], rounds: int) -> None:
         )
 
 
+# --- neural captioner ---------------------------------------------------------------------------------
+
+
+def captioner_section(
+    model: str, where: torch.device, batch_sizes: Sequence[int], max_tokens: int, rounds: int
+) -> list[dict[str, Any]]:
+    """One row per mode (fp32, and the job's CUDA autocast) and batch size: median images/s, texts/s and tokens/s
+    of the job's writer over ``max(batch_sizes)`` person crops' corpus JPEGs, both styles, the model loaded once."""
+    from pipelines.synthesis.neural_captioner import accelerated
+    from spac.generation.styled import StyledDecoding, StyledWriter
+    from spac.neural_captioner.files import load_captioner
+
+    loaded = load_captioner(model, device=where)
+    modes: dict[str, Any] = {"fp32": loaded}
+    fast = accelerated(loaded)
+    if fast is not loaded:
+        modes[str(acceleration_for(where).autocast_dtype).removeprefix("torch.")] = fast
+    images = max(batch_sizes)
+    jpegs = [encode_image(crop) for crop in person_crops(images)]
+    keys = [f"p{i:06d}" for i in range(images)]
+    tokens: dict[tuple[str, int], list[int]] = {}
+
+    def run_with(mode: str, size: int) -> Callable[[], int]:
+        writer = StyledWriter(modes[mode], StyledDecoding(max_new_tokens=max_tokens), size)
+
+        def run() -> int:
+            texts = writer.write(jpegs, keys)
+            _synchronize(where)
+            count = sum(len(loaded.model.tokenizer(t, add_special_tokens=False).input_ids) for ts in texts for t in ts)
+            tokens.setdefault((mode, size), []).append(count)
+            return images
+
+        return run
+
+    rates = alternate({(mode, size): run_with(mode, size) for mode in modes for size in batch_sizes}, rounds)
+    styles = len(loaded.style_names)
+    return [
+        {
+            "model": model,
+            "mode": mode,
+            "batch_size": size,
+            "max_new_tokens": max_tokens,
+            "images_per_s": statistics.median(rates[(mode, size)]),
+            "texts_per_s": statistics.median(rates[(mode, size)]) * styles,
+            "tokens_per_s": statistics.median(rates[(mode, size)]) * statistics.median(tokens[(mode, size)]) / images,
+        }
+        for mode in modes
+        for size in batch_sizes
+    ]
+
+
+def print_captioner(rows: list[dict[str, Any]], rounds: int) -> None:
+    print(f"neural SPAC captioner, both styles per image (median of {rounds} rounds)")
+    for row in rows:
+        print(
+            f"  {Path(row['model']).name} {row['mode']} batch {row['batch_size']:>3}: {row['images_per_s']:10,.2f} "
+            f"images/s {row['texts_per_s']:10,.2f} texts/s {row['tokens_per_s']:12,.1f} tokens/s"
+        )
+
+
 # --- projection --------------------------------------------------------------------------------------
 
 
@@ -535,6 +624,16 @@ def projection(results: dict[str, Any], items: int, workers: Sequence[int]) -> l
         rows.append(
             {
                 "what": f"caption model alone, {Path(fastest['model']).name} {fastest['dtype']} "
+                f"batch {fastest['batch_size']} (ceiling)",
+                "rate": fastest["images_per_s"],
+                "synthesis": True,
+            }
+        )
+    if results.get("captioner"):
+        fastest = max(results["captioner"], key=lambda r: r["images_per_s"])
+        rows.append(
+            {
+                "what": f"neural captioner alone, {Path(fastest['model']).name} {fastest['mode']} "
                 f"batch {fastest['batch_size']} (ceiling)",
                 "rate": fastest["images_per_s"],
                 "synthesis": True,
@@ -595,9 +694,12 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.sections is None:
-        args.sections = SECTIONS if args.mllm_model else SECTIONS[:-1]
+        given = {"mllm": args.mllm_model, "captioner": args.captioner_model}
+        args.sections = tuple(s for s in SECTIONS if given.get(s, True))
     if "mllm" in args.sections and not args.mllm_model:
         parser.error("argument --sections: section mllm needs --mllm-model PATH")
+    if "captioner" in args.sections and not args.captioner_model:
+        parser.error("argument --sections: section captioner needs --captioner-model DIR")
     silence_libraries(True)  # no transformers progress bars between the tables
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -632,6 +734,15 @@ def _main(argv: Sequence[str] | None) -> int:
     if "mllm" in args.sections:
         results["mllm"] = mllm_section(args.mllm_model, where, sizes["mllm_batch_sizes"], sizes["rounds"])
         print_mllm(results["mllm"], sizes["rounds"])
+    if "captioner" in args.sections:
+        results["captioner"] = captioner_section(
+            args.captioner_model,
+            where,
+            sizes["captioner_batch_sizes"],
+            sizes["captioner_max_tokens"],
+            sizes["rounds"],
+        )
+        print_captioner(results["captioner"], sizes["rounds"])
     results["projection"] = {
         "images": SYNTH_PEDES_IMAGES,
         "workers": list(args.workers),

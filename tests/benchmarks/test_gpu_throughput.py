@@ -47,6 +47,8 @@ def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["--workers", "8,0"], "must be at least 1, got 0"),
         (["--mllm-batch-sizes", "4,0"], "must be at least 1, got 0"),
         (["--sections", "mllm"], "section mllm needs --mllm-model PATH"),
+        (["--sections", "captioner"], "section captioner needs --captioner-model DIR"),
+        (["--captioner-batch-sizes", "2,0"], "must be at least 1, got 0"),
     ],
 )
 def test_bad_flag_values_are_one_line_and_exit_2(
@@ -194,3 +196,37 @@ def test_a_caption_model_that_does_not_load_is_one_line_and_exit_2(
     assert gpu_throughput.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "cannot load the caption model" in err
+
+
+@pytest.fixture(scope="module")
+def tiny_captioner(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from spac.neural_captioner.files import save_captioner
+    from tests.spac.neural_captioner.tiny import tiny_captioner as build
+
+    model = build()
+    return save_captioner(model, model.tokenizer, tmp_path_factory.mktemp("captioner") / "tiny")
+
+
+def test_quick_captioner_section_times_the_jobs_writer_per_batch_size(tmp_path: Path, tiny_captioner: Path) -> None:
+    out = tmp_path / "result.json"
+    argv = ["--device", "cpu", "--quick", "--captioner-model", str(tiny_captioner), "--json-out", str(out)]
+    assert gpu_throughput.main([*argv, "--sections", "captioner"]) == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    rows = result["captioner"]
+    assert [(r["mode"], r["batch_size"]) for r in rows] == [("fp32", 1), ("fp32", 2)]  # bf16 on CUDA only
+    for row in rows:
+        assert row["images_per_s"] > 0 and row["texts_per_s"] == pytest.approx(2 * row["images_per_s"])
+        assert row["tokens_per_s"] > row["images_per_s"] and row["max_new_tokens"] == 8
+    _check_projection(result, rows=1)
+    fastest = max(rows, key=lambda r: r["images_per_s"])
+    assert result["projection"]["rows"][0]["rate"] == fastest["images_per_s"]
+    assert "neural captioner alone, tiny fp32" in result["projection"]["rows"][0]["what"]
+
+
+def test_a_captioner_folder_that_does_not_load_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--device", "cpu", "--quick", "--captioner-model", str(tmp_path), "--sections", "captioner"]
+    assert gpu_throughput.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "not a captioner directory" in err
