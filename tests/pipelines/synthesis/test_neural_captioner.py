@@ -271,3 +271,25 @@ def test_on_cuda_the_captioner_writes_under_autocast(tiny_captioner, monkeypatch
     )
     texts = wrapped.caption_images([Image.open(io.BytesIO(JPEG))], 1, max_new_tokens=4, keys=["k"])
     assert len(texts) == 1 and seen == [(True, torch.bfloat16)] and torch.is_autocast_enabled("cpu") is False
+
+
+def test_the_captioner_enters_job_json_only_when_chosen_and_its_batch_size_never(
+    input_folder, colour_predictor, tiny_captioner
+):
+    """A template job keeps the fingerprint it always had; the chunk size changes how the job runs, not the corpus."""
+    from pipelines.synthesis.job import fingerprint, make_job
+
+    def record(*flags: str) -> dict:
+        base = ["--input", str(input_folder), "--predictor", str(colour_predictor), *flags]
+        return fingerprint(make_job(synthesize.parse_known_args(base)[0], None))
+
+    assert "neural_captioner" not in record()
+    small, large = (
+        record(*_spac_flags(tiny_captioner)),
+        record(*_spac_flags(tiny_captioner, "--captioner_batch_size", "64")),
+    )
+    assert small == large and small["neural_captioner"]["checks"] == {
+        "min_confidence": 0.5,
+        "min_words": 5,
+        "max_words": 60,
+    }
