@@ -4,8 +4,9 @@
 
 Both sides get the same seeded random attribute sets (each group unknown with probability 0.3). The
 captioner writes its 2-3 texts per set; the limit fills one fixed six-slot sentence with str.format as many
-times. One process, one core: the rates are captions/s per core. ``--profile`` prints the captioner's
-cProfile top functions instead.
+times. One process, one core: the rates are captions/s per core. The captioner also gives each text's
+attribute spans (spac.captioning.compiled), included here. ``--profile`` prints the captioner's cProfile top
+functions instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from spac.captioning.captioner import Captioner
 
 TEMPLATE = "A {gender} with {hair} wears {upper}, {lower} and {shoes}, carrying {belongings}."
 TARGET_PER_CORE = 50_000
+TARGET_RATIO = 0.1  # issue 22: >= 0.1x of str.format on the same machine
 
 
 def main() -> None:
@@ -64,7 +66,7 @@ def main() -> None:
         rates,
         "spac.captioning.captioner",
         "str.format fill",
-        TARGET_PER_CORE / statistics.median(rates["str.format fill"]),
+        TARGET_RATIO,
         "captions/s",
     )
     speed = statistics.median(rates["spac.captioning.captioner"])
