@@ -26,12 +26,17 @@ Sections (``--sections``, all by default), each measured in this one process:
   as the job's ``--captioner spac`` stage writes with it (``StyledWriter.write``: corpus JPEGs in, both styles,
   greedy, ``--captioner-max-tokens`` at most) in float32 and with the job's CUDA autocast (bf16), per
   ``--captioner-batch-sizes``: images/s, texts/s and tokens/s (the stage's checks beside it:
-  benchmarks/neural_captioner_throughput.py).
+  benchmarks/neural_captioner_throughput.py);
+* mllm_server (only with ``--mllm-server URL --mllm-model NAME``, e.g. ``vllm serve`` on this machine's GPU): the
+  mllm section's requests through the job's own client (``spac.generation.server``, the ``--mllm_server``
+  backend), per ``--mllm-concurrency`` (requests in flight): images/s and texts/s.
 
 Then a table: wall time for 4.8M images on one GPU and on ``--workers`` Dataflow workers (one GPU each, the rate
-measured here per worker, Dataflow's start-up not counted), and one pre-training epoch over 4.8M samples. Nothing is
-downloaded. With ``--device cuda`` (the default) on a machine without CUDA it exits 2 with one line, as it does
-for a bad flag value.
+measured here per worker, Dataflow's start-up not counted), and one pre-training epoch over 4.8M samples; for the
+synthesis rows also what the workers cost: workers x (wall time + ``--startup-minutes``) x ``--price-per-gpu-hour``,
+Dataflow Shuffle (about $1.6) aside. A server row assumes one server per worker GPU at the rate measured here.
+Nothing is downloaded. With ``--device cuda`` (the default) on a machine without CUDA it exits 2 with one line, as
+it does for a bad flag value and for an ``--mllm-server`` that does not answer ``GET /models``.
 """
 
 from __future__ import annotations
@@ -56,7 +61,16 @@ from bench_common import alternate, person_crops  # noqa: E402
 from mllm_throughput import stage_inputs  # noqa: E402
 from pretrain_throughput import synthetic_batch  # noqa: E402
 
-from common.cli import OneLineArgumentParser, device, name_list, positive_int, run_main, silence_libraries  # noqa: E402
+from common.cli import (  # noqa: E402
+    OneLineArgumentParser,
+    device,
+    name_list,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    run_main,
+    silence_libraries,
+)
 from common.training import grad_scaler, resolve_precision  # noqa: E402
 from pipelines.synthesis.model_handler import Acceleration, LoadedPredictor, acceleration_for  # noqa: E402
 from pipelines.synthesis.stage_rates import stage_metrics, stage_rates  # noqa: E402
@@ -80,9 +94,13 @@ from spac.predictor.model import (  # noqa: E402
 from spac.render import render_dataset  # noqa: E402
 
 PROG = "benchmarks/gpu_throughput.py"
-# mllm and captioner: by default only when --mllm-model and --captioner-model are given
-SECTIONS = ("predictor", "job", "pretrain", "mllm", "captioner")
+# mllm, captioner and mllm_server: by default only when --mllm-model, --captioner-model and --mllm-server are given
+SECTIONS = ("predictor", "job", "pretrain", "mllm", "captioner", "mllm_server")
 SYNTH_PEDES_IMAGES = 4_800_000
+# docker/README.md, "What 4.8M images cost, on paper": a g2-standard-8 + L4 Dataflow worker per hour (L4 $0.56 +
+# 8 vCPU and 32 GB $0.56, us-central1 on demand), and the minutes a worker is paid before it works
+PRICE_PER_GPU_HOUR = 1.12
+STARTUP_MINUTES = 6.0
 PRETRAIN_EPOCHS = 70  # the program's default --epochs
 IMAGES_PER_IDENTITY = 10
 # RN50's text encoder is bert-base-uncased, not on disk: its layout randomly initialised, with MiniLM's tokenizer
@@ -102,6 +120,8 @@ FULL = {
     "mllm_batch_sizes": (1, 4, 16),
     "captioner_batch_sizes": (16, 64, 256),
     "captioner_max_tokens": 64,
+    "mllm_concurrency": (8, 32, 128),
+    "mllm_images": 256,
 }
 QUICK = {
     "images": 10,
@@ -115,6 +135,8 @@ QUICK = {
     "mllm_batch_sizes": (1, 2),
     "captioner_batch_sizes": (1, 2),
     "captioner_max_tokens": 8,
+    "mllm_concurrency": (1, 4),
+    "mllm_images": 4,
 }
 
 
@@ -136,13 +158,33 @@ def _parser() -> OneLineArgumentParser:
         "--sections",
         type=name_list(SECTIONS, "section"),
         help=f"comma-separated, of {', '.join(SECTIONS)} (default: all; mllm only with --mllm-model, captioner "
-        "only with --captioner-model)",
+        "only with --captioner-model, mllm_server only with --mllm-server in place of mllm)",
     )
     p.add_argument(
         "--mllm-model",
         metavar="PATH",
         help="a vision-language model's local folder (AutoModelForImageTextToText + AutoProcessor, e.g. "
-        "SmolVLM-256M-Instruct or Qwen2-VL-2B-Instruct): the mllm section's model",
+        "SmolVLM-256M-Instruct or Qwen2-VL-2B-Instruct): the mllm section's model; with --mllm-server, the name of "
+        "the model the server serves",
+    )
+    p.add_argument(
+        "--mllm-server",
+        metavar="URL",
+        help="an OpenAI-compatible server's base URL (e.g. http://127.0.0.1:8000/v1 of `vllm serve`): the "
+        "mllm_server section, through the job's client (an API key, if any, from $SPAC_MLLM_API_KEY)",
+    )
+    p.add_argument(
+        "--mllm-concurrency",
+        type=positive_int_list,
+        help="requests in flight of the mllm_server section "
+        f"(default {','.join(map(str, FULL['mllm_concurrency']))}; --quick "
+        f"{','.join(map(str, QUICK['mllm_concurrency']))})",
+    )
+    p.add_argument(
+        "--mllm-images",
+        type=positive_int,
+        help=f"images per round of the mllm_server section, two requests each (default {FULL['mllm_images']}; "
+        f"--quick {QUICK['mllm_images']})",
     )
     p.add_argument(
         "--mllm-batch-sizes",
@@ -204,6 +246,19 @@ def _parser() -> OneLineArgumentParser:
         type=positive_int_list,
         default=(8, 16),
         help="Dataflow worker counts of the projection, one GPU each (default 8,16)",
+    )
+    p.add_argument(
+        "--price-per-gpu-hour",
+        type=positive_float,
+        default=PRICE_PER_GPU_HOUR,
+        help=f"US$ per hour of one one-GPU worker, machine included (default {PRICE_PER_GPU_HOUR}: docker/README.md's "
+        "g2-standard-8 + L4, us-central1 on demand)",
+    )
+    p.add_argument(
+        "--startup-minutes",
+        type=non_negative_float,
+        default=STARTUP_MINUTES,
+        help=f"minutes each worker is paid before it works (default {STARTUP_MINUTES:g}, docker/README.md's estimate)",
     )
     p.add_argument(
         "--threads",
@@ -585,6 +640,56 @@ def print_captioner(rows: list[dict[str, Any]], rounds: int) -> None:
         )
 
 
+# --- caption model behind a server ---------------------------------------------------------------------
+
+
+def mllm_server_section(
+    url: str, model: str, concurrencies: Sequence[int], images: int, rounds: int
+) -> list[dict[str, Any]]:
+    """One row per concurrency: median images/s and texts/s of the job's server client on the stage's requests
+    (two texts per image) for ``images`` person crops; the server checked first (one line if it does not answer)."""
+    from spac.generation.server import OpenAIServerGenerator
+
+    _, requests, _ = stage_inputs(images)
+    client = OpenAIServerGenerator(url, model)
+    client.check_reachable()
+
+    def with_concurrency(concurrency: int) -> Callable[[], int]:
+        def run() -> int:
+            client.concurrency = concurrency
+            failed = sum(answer.text is None for answer in client.generate(requests))
+            if failed:  # a failure answers fast: its rate would flatter the server
+                raise RuntimeError(
+                    f"the caption-model server failed {failed} of {len(requests)} requests at concurrency "
+                    f"{concurrency} (see the warning above)"
+                )
+            return images
+
+        return run
+
+    rates = alternate({c: with_concurrency(c) for c in concurrencies}, rounds)
+    texts_per_image = len(requests) // images
+    return [
+        {
+            "server": client.base_url,
+            "model": model,
+            "concurrency": c,
+            "images_per_s": statistics.median(rates[c]),
+            "texts_per_s": statistics.median(rates[c]) * texts_per_image,
+        }
+        for c in concurrencies
+    ]
+
+
+def print_mllm_server(rows: list[dict[str, Any]], rounds: int) -> None:
+    print(f"caption model behind a server, through the job's client, two texts per image (median of {rounds} rounds)")
+    for row in rows:
+        print(
+            f"  {row['model']} at {row['server']} concurrency {row['concurrency']:>3}: "
+            f"{row['images_per_s']:10,.2f} images/s {row['texts_per_s']:10,.2f} texts/s"
+        )
+
+
 # --- projection --------------------------------------------------------------------------------------
 
 
@@ -595,8 +700,20 @@ def projected_hours(items: int, rate: float, workers: int = 1) -> float:
     return items / (rate * workers) / 3600
 
 
-def projection(results: dict[str, Any], items: int, workers: Sequence[int]) -> list[dict[str, Any]]:
-    """Rows of the projection table: what, rate per GPU, hours on 1 GPU and per worker count (synthesis only)."""
+def projected_cost(hours: float, workers: int, price_per_gpu_hour: float, startup_hours: float) -> float:
+    """US$ of ``workers`` one-GPU workers busy ``hours`` each, each paid ``startup_hours`` more."""
+    return workers * (hours + startup_hours) * price_per_gpu_hour
+
+
+def projection(
+    results: dict[str, Any],
+    items: int,
+    workers: Sequence[int],
+    price_per_gpu_hour: float = PRICE_PER_GPU_HOUR,
+    startup_minutes: float = STARTUP_MINUTES,
+) -> list[dict[str, Any]]:
+    """Rows of the projection table: what, rate per GPU, hours on 1 GPU and per worker count, and for synthesis
+    rows the cost in US$ per worker count (1 included: one worker)."""
     rows = []
     for job in results.get("job", []):
         if job["images_per_s"] > 0:
@@ -639,6 +756,16 @@ def projection(results: dict[str, Any], items: int, workers: Sequence[int]) -> l
                 "synthesis": True,
             }
         )
+    if results.get("mllm_server"):
+        fastest = max(results["mllm_server"], key=lambda r: r["images_per_s"])
+        rows.append(
+            {
+                "what": f"caption model server, {Path(fastest['model']).name} concurrency {fastest['concurrency']} "
+                "(ceiling)",
+                "rate": fastest["images_per_s"],
+                "synthesis": True,
+            }
+        )
     if "pretrain" in results:
         p = results["pretrain"]
         rows.append(
@@ -652,6 +779,10 @@ def projection(results: dict[str, Any], items: int, workers: Sequence[int]) -> l
         row["hours"] = {"1": projected_hours(items, row["rate"])}
         if row.pop("synthesis"):
             row["hours"].update({str(n): projected_hours(items, row["rate"], n) for n in workers})
+            row["cost_usd"] = {
+                n: projected_cost(hours, int(n), price_per_gpu_hour, startup_minutes / 60)
+                for n, hours in row["hours"].items()
+            }
     return rows
 
 
@@ -663,16 +794,31 @@ def format_hours(hours: float) -> str:
     return f"{hours:.2f} h" if hours < 48 else f"{hours / 24:.1f} d"
 
 
-def print_projection(rows: list[dict[str, Any]], items: int, workers: Sequence[int], where: torch.device) -> None:
+def _cell(row: dict[str, Any], column: str) -> str:
+    if column not in row["hours"]:
+        return "-"
+    cost = row.get("cost_usd", {}).get(column)
+    return format_hours(row["hours"][column]) + (f" ${cost:,.2f}" if cost is not None else "")
+
+
+def print_projection(
+    rows: list[dict[str, Any]],
+    items: int,
+    workers: Sequence[int],
+    where: torch.device,
+    price_per_gpu_hour: float = PRICE_PER_GPU_HOUR,
+    startup_minutes: float = STARTUP_MINUTES,
+) -> None:
     columns = ["1", *map(str, workers)]
     one = "1 GPU" if where.type == "cuda" else "1 CPU"
     print(
         f"projection for {items:,} images (SYNTH-PEDES); workers: Dataflow workers with one GPU each at the rate "
-        "measured here, their start-up not counted"
+        f"measured here, wall time without their start-up; cost: workers x (wall + {startup_minutes:g} min) x "
+        f"${price_per_gpu_hour:g} per GPU-hour (--price-per-gpu-hour), Dataflow Shuffle aside"
     )
-    print(f"  {'':<66} {'items/s':>10} " + " ".join(f"{one if c == '1' else c + ' workers':>11}" for c in columns))
+    print(f"  {'':<66} {'items/s':>10} " + " ".join(f"{one if c == '1' else c + ' workers':>18}" for c in columns))
     for row in rows:
-        cells = " ".join(f"{format_hours(row['hours'][c]) if c in row['hours'] else '-':>11}" for c in columns)
+        cells = " ".join(f"{_cell(row, c):>18}" for c in columns)
         print(f"  {row['what']:<66} {row['rate']:>10,.1f} {cells}")
     epoch = next((r for r in rows if r["what"].startswith("pre-training")), None)
     if epoch is not None:
@@ -694,10 +840,16 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.sections is None:
-        given = {"mllm": args.mllm_model, "captioner": args.captioner_model}
+        given = {
+            "mllm": args.mllm_model and not args.mllm_server,
+            "captioner": args.captioner_model,
+            "mllm_server": args.mllm_server,
+        }
         args.sections = tuple(s for s in SECTIONS if given.get(s, True))
     if "mllm" in args.sections and not args.mllm_model:
         parser.error("argument --sections: section mllm needs --mllm-model PATH")
+    if "mllm_server" in args.sections and not (args.mllm_server and args.mllm_model):
+        parser.error("argument --sections: section mllm_server needs --mllm-server URL and --mllm-model NAME")
     if "captioner" in args.sections and not args.captioner_model:
         parser.error("argument --sections: section captioner needs --captioner-model DIR")
     silence_libraries(True)  # no transformers progress bars between the tables
@@ -743,12 +895,20 @@ def _main(argv: Sequence[str] | None) -> int:
             sizes["rounds"],
         )
         print_captioner(results["captioner"], sizes["rounds"])
+    if "mllm_server" in args.sections:
+        results["mllm_server"] = mllm_server_section(
+            args.mllm_server, args.mllm_model, sizes["mllm_concurrency"], sizes["mllm_images"], sizes["rounds"]
+        )
+        print_mllm_server(results["mllm_server"], sizes["rounds"])
+    costs = (args.price_per_gpu_hour, args.startup_minutes)
     results["projection"] = {
         "images": SYNTH_PEDES_IMAGES,
         "workers": list(args.workers),
-        "rows": projection(results, SYNTH_PEDES_IMAGES, args.workers),
+        "price_per_gpu_hour": args.price_per_gpu_hour,
+        "startup_minutes": args.startup_minutes,
+        "rows": projection(results, SYNTH_PEDES_IMAGES, args.workers, *costs),
     }
-    print_projection(results["projection"]["rows"], SYNTH_PEDES_IMAGES, args.workers, where)
+    print_projection(results["projection"]["rows"], SYNTH_PEDES_IMAGES, args.workers, where, *costs)
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0

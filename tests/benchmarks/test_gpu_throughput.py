@@ -47,6 +47,10 @@ def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["--workers", "8,0"], "must be at least 1, got 0"),
         (["--mllm-batch-sizes", "4,0"], "must be at least 1, got 0"),
         (["--sections", "mllm"], "section mllm needs --mllm-model PATH"),
+        (["--sections", "mllm_server"], "section mllm_server needs --mllm-server URL and --mllm-model NAME"),
+        (["--mllm-concurrency", "8,0"], "must be at least 1, got 0"),
+        (["--price-per-gpu-hour", "0"], "must be a positive number, got 0"),
+        (["--startup-minutes=-1"], "must be a number >= 0, got -1"),
         (["--sections", "captioner"], "section captioner needs --captioner-model DIR"),
         (["--captioner-batch-sizes", "2,0"], "must be at least 1, got 0"),
     ],
@@ -230,3 +234,50 @@ def test_a_captioner_folder_that_does_not_load_is_one_line_and_exit_2(
     assert gpu_throughput.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "not a captioner directory" in err
+
+
+def test_projected_cost_pays_every_worker_for_its_start_up_too() -> None:
+    assert gpu_throughput.projected_cost(2.0, 8, 1.12, 0.1) == pytest.approx(8 * 2.1 * 1.12)
+    results = {"mllm_server": [{"model": "Qwen/Qwen2-VL-2B-Instruct", "concurrency": 32, "images_per_s": 20.0}]}
+    [row] = gpu_throughput.projection(results, 4_800_000, [8], price_per_gpu_hour=2.0, startup_minutes=12)
+    assert "Qwen2-VL-2B-Instruct concurrency 32" in row["what"] and row["rate"] == 20.0
+    assert row["hours"] == pytest.approx({"1": 4_800_000 / 20 / 3600, "8": 4_800_000 / 160 / 3600})
+    assert row["cost_usd"] == pytest.approx(
+        {"1": (row["hours"]["1"] + 0.2) * 2.0, "8": 8 * (row["hours"]["8"] + 0.2) * 2.0}
+    )
+    pretrain = {"pretrain": {"preset": "RN50", "precision": "bf16", "batch_size": 128, "samples_per_s": 400.0}}
+    assert "cost_usd" not in gpu_throughput.projection(pretrain, 4_800_000, [8])[0]  # not a Dataflow job
+
+
+def test_quick_mllm_server_section_times_the_jobs_client_per_concurrency(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.spac.generation.fake_server import FakeChatServer, text_reply
+
+    out = tmp_path / "result.json"
+    with FakeChatServer(lambda _body: text_reply("A man in a red t-shirt walks by.")) as server:
+        argv = ["--device", "cpu", "--quick", "--sections", "mllm_server", "--mllm-server", server.base_url]
+        argv += ["--mllm-model", "tiny", "--workers", "4", "--price-per-gpu-hour", "2", "--json-out", str(out)]
+        assert gpu_throughput.main(argv) == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    rows = result["mllm_server"]
+    assert [(r["concurrency"], r["model"], r["server"]) for r in rows] == [(c, "tiny", server.base_url) for c in (1, 4)]
+    for row in rows:
+        assert row["images_per_s"] > 0 and row["texts_per_s"] == pytest.approx(2 * row["images_per_s"])
+    assert len(server.requests) == 2 * 2 * 4 * 2  # (warm-up + 1 round) x 2 concurrencies x 4 images x 2 texts
+    [row] = result["projection"]["rows"]
+    assert row["rate"] == max(r["images_per_s"] for r in rows)
+    assert (result["projection"]["price_per_gpu_hour"], result["projection"]["startup_minutes"]) == (2.0, 6.0)
+    assert row["cost_usd"]["4"] == pytest.approx(4 * (row["hours"]["4"] + 0.1) * 2.0)
+    printed = capsys.readouterr().out
+    assert "caption model behind a server" in printed and "x $2 per GPU-hour" in printed
+
+
+def test_a_server_that_does_not_answer_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.pipelines.synthesis.test_caption_model import _free_port
+
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    argv = ["--device", "cpu", "--quick", "--sections", "mllm_server", "--mllm-server", url, "--mllm-model", "tiny"]
+    assert gpu_throughput.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"cannot reach the caption-model server at {url}" in err
