@@ -210,3 +210,16 @@ def test_a_resume_removes_the_temporaries_a_killed_run_left(first_run, tmp_path,
     (output / "notes.tmp-keep").write_text("not ours")
     run_job(input_folder, output, colour_predictor)
     assert sorted(p.name for p in output.glob("*.tmp-*")) == ["notes.tmp-keep"]
+
+
+def test_the_information_part_is_written_but_never_compared(tmp_path):
+    from common.training import SettingsChanged
+    from pipelines.shared.job_record import INFORMATION, REMEDY, prepare_output
+
+    (tmp_path / "corpus-000000.tar").write_bytes(b"a shard of the earlier run")
+    (tmp_path / "job.json").write_text(json.dumps({"prefix": "corpus", "seed": 7, INFORMATION: {"server": "a"}}))
+    prepare_output(str(tmp_path), {"prefix": "corpus", "seed": 7, INFORMATION: {"server": "b"}})  # resumes
+    assert json.loads((tmp_path / "job.json").read_text())[INFORMATION] == {"server": "b"}  # where it ran last
+    with pytest.raises(SettingsChanged) as refused:
+        prepare_output(str(tmp_path), {"prefix": "corpus", "seed": 8, INFORMATION: {"server": "c"}})
+    assert str(refused.value).endswith("seed was 7, now 8; rerun with its settings to resume it, " + REMEDY)
