@@ -141,6 +141,14 @@ def name_list(choices: Sequence[str], kind: str) -> Callable[[str], tuple[str, .
     return parse
 
 
+def image_size(text: str) -> tuple[int, int]:
+    """--image-size HEIGHTxWIDTH, e.g. 256x128 (a model's input size)."""
+    height, _, width = text.lower().partition("x")
+    if not (height.isdigit() and width.isdigit() and 16 <= int(height) <= 4096 and 8 <= int(width) <= 4096):
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 256x128, got {text!r}")
+    return int(height), int(width)
+
+
 def json_object(text: str) -> dict[str, Any]:
     """A JSON object given on the command line."""
     try:

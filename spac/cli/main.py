@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "spac.cli.train_attributes",
         "train an attribute predictor (rendered people, PA-100K, PETA, RAP, mined labels)",
     ),
+    "train-captioner": (
+        "spac.cli.train_captioner",
+        "train the neural SPAC captioner (two style encoders, GPT-2) on the captions of corpora",
+    ),
     "eval-attributes": ("spac.cli.eval_attributes", "score an attribute predictor: mA, instance metrics, per group"),
     "shards": ("spac.cli.verify_shards", "verify a corpus folder or (re)write its manifest.json"),
     "mine-schema": ("spac.cli.mine_schema", "report the noun phrases of human captions and what the schema covers"),

@@ -29,6 +29,7 @@ from common.cli import (
     OneLineArgumentParser,
     add_quiet_flag,
     device,
+    image_size,
     non_negative_int,
     positive_float,
     positive_int,
@@ -63,14 +64,6 @@ def _training_seed(text: str) -> int:
     if value >= MAX_SEED:
         raise argparse.ArgumentTypeError(f"must be below {MAX_SEED}, got {value}")
     return value
-
-
-def image_size(text: str) -> tuple[int, int]:
-    """--image-size HEIGHTxWIDTH, e.g. 256x128."""
-    height, _, width = text.lower().partition("x")
-    if not (height.isdigit() and width.isdigit() and 16 <= int(height) <= 4096 and 8 <= int(width) <= 4096):
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 256x128, got {text!r}")
-    return int(height), int(width)
 
 
 def build_parser() -> OneLineArgumentParser:
