@@ -86,6 +86,7 @@ def scripted_run(tmp_path_factory, input_folder, colour_predictor, tiny_captione
     output = tmp_path_factory.mktemp("scripted_corpus")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(neural_captioner, "load_captioner", lambda path, device: ScriptedCaptioner(script))
+        patch.setattr(neural_captioner, "accelerated", lambda captioner: captioner)  # no model to put on a device
         counters = run_job(input_folder, output, colour_predictor, *_spac_flags(tiny_captioner))
     return output, counters
 
