@@ -129,7 +129,7 @@ def test_a_trained_tiny_captioner_names_the_colour_of_held_out_people_in_two_sty
     )
     torch.manual_seed(0)
     model = build_captioner(config, tokenizer, schema)
-    train_captioner(model, examples, CaptionerTrainingSettings(steps=500, batch_size=32, lr=1e-3, max_tokens=16))
+    train_captioner(model, examples, CaptionerTrainingSettings(steps=500, batch_size=32, lr=3e-3, max_tokens=16))
     held_out = evaluation_people(60)
     truth = [schema.value("upper", held_out[i][1]["upper"]).colour for i in range(60)]
     pixels = model.preprocess_batch([held_out[i][0] for i in range(60)])
