@@ -58,9 +58,10 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
         | "AttachPrediction" >> beam.Map(transforms.attach_prediction)
     )
 
-    per_image = predicted | "FilterImage" >> beam.ParDo(transforms.FilterImage(job.filters.max_unknown)).with_outputs(
-        DEAD, main="images"
-    )
+    reads_images = job.caption_model is not None or job.neural_captioner is not None  # the captioner sees each image
+    per_image = predicted | "FilterImage" >> beam.ParDo(
+        transforms.FilterImage(job.filters.max_unknown, set_image_aside=not reads_images)
+    ).with_outputs(DEAD, transforms.IMAGES, main="images")
     images, cleaning_letters = per_image.images, []
     if job.cleaning is not None:
         cleaned = per_image.images | "CleanIdentities" >> CleanIdentities(job.cleaning)
@@ -73,7 +74,7 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
         >> beam.ParDo(transforms.FilterIdentity(job.filters)).with_outputs(DEAD, transforms.SIZES, main="images")
     )
     caption_report = None
-    if job.caption_model is not None or job.neural_captioner is not None:
+    if reads_images:
         with_outcomes = per_identity.images | "CaptionWithModel" >> RunInference(caption_handler(job))
         split = with_outcomes | "SplitStageReport" >> beam.ParDo(caption_model.SplitStageReport()).with_outputs(
             caption_model.STAGE_COUNTS, caption_model.REJECTED, main="records"
@@ -87,11 +88,14 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
         )
 
     placements = identity_placements(per_identity[transforms.SIZES])
+    joined = {
+        "records": captioned | "KeyCaptionedByIdentity" >> beam.Map(lambda r: (r["identity"], r)),
+        "placement": placements,
+    }
+    if not reads_images:  # the JPEGs set aside by FilterImage meet their records here
+        joined["images"] = per_image[transforms.IMAGES]
     written = (
-        {
-            "records": captioned | "KeyCaptionedByIdentity" >> beam.Map(lambda r: (r["identity"], r)),
-            "placement": placements,
-        }
+        joined
         | "JoinPlacements" >> beam.CoGroupByKey()
         | "PlaceSamples" >> beam.FlatMap(ordering.place_samples, job.shard_size)
         | "GroupByShard" >> beam.GroupByKey()

@@ -14,8 +14,9 @@ It is a distributed zip-with-index over identities:
    turned into offsets;
 4. each bucket then places its identities: id = bucket's identity offset + rank of the name in the
    bucket, first image position = bucket's image offset + images of the names before it;
-5. the placement joins the identity's records (at most ``--max_images`` of them) by identity, and the
-   records get positions, ids and shard indices.
+5. the placement joins the identity's records (at most ``--max_images`` of them) by identity, with their
+   JPEGs where those were set aside before the identity grouping, and the records get positions, ids and
+   shard indices.
 
 No element, side input or list grows with the corpus beyond O(buckets + one identity).
 """
@@ -73,15 +74,23 @@ def place_bucket(
 def place_samples(joined: tuple[str, Mapping[str, Iterable]], shard_size: int) -> Iterator[tuple[int, dict]]:
     """(shard index, sample) for each record of one identity, given its placement.
 
-    ``joined`` is a CoGroupByKey result: ``{"records": [...], "placement": [(id, first position)]}``.
+    ``joined`` is a CoGroupByKey result: ``{"records": [...], "placement": [(id, first position)]}``, and
+    ``"images": [((key, source), jpg), ...]`` when the records travelled without their JPEGs (the identity's
+    images set aside before the identity filters: those of dropped records are not used).
     """
     identity, parts = joined
     records = sorted(parts["records"], key=lambda record: (record["key"], record["source"]))
+    if not records:  # the identity filters kept none of its images: only their set-aside JPEGs came
+        return
     placements = list(parts["placement"])
     if len(placements) != 1:
         raise ValueError(f"identity {identity!r}: {len(placements)} placements for {len(records)} images")
+    images: dict[tuple[str, str], bytes] = {}
+    for image, jpg in parts.get("images", ()):
+        images.setdefault(tuple(image), jpg)
     identity_id, position = placements[0]
     for offset, record in enumerate(records):
         fields = RECORD_FIELDS + tuple(field for field in OPTIONAL_FIELDS if field in record)
         json_record = {field: identity_id if field == "id" else record[field] for field in fields}
-        yield (position + offset) // shard_size, {"__key__": record["key"], "jpg": record["jpg"], "json": json_record}
+        jpg = record["jpg"] if "jpg" in record else images[(record["key"], record["source"])]
+        yield (position + offset) // shard_size, {"__key__": record["key"], "jpg": jpg, "json": json_record}

@@ -31,6 +31,7 @@ from spac.corpus.identity_cleaning import embedding_bytes
 
 NAMESPACE = "synthesize"  # the synthesis job's counters
 SIZES = "sizes"
+IMAGES = "images_aside"  # (identity, ((key, source), corpus JPEG)): see FilterImage
 CONFIDENCE_DECIMALS = 4
 
 
@@ -136,14 +137,27 @@ def values_of(record: dict) -> dict[str, str]:
 
 
 class FilterImage(beam.DoFn):
-    """The per-image corpus filter (too many unknown groups, upper and lower both unknown)."""
+    """The per-image corpus filter (too many unknown groups, upper and lower both unknown).
 
-    def __init__(self, max_unknown: int):
+    With ``set_image_aside`` a kept record leaves without its corpus JPEG, which goes to the :data:`IMAGES`
+    output as ``(identity, ((key, source), jpg))`` and meets its record again where samples are placed
+    (:func:`pipelines.synthesis.ordering.place_samples`): the bytes, ~20x the rest of a record, skip the
+    grouping by identity and the identity filters (on DirectRunner each shuffle copies every byte it carries).
+    A captioner that reads the image needs it in the record: then nothing is set aside.
+    """
+
+    def __init__(self, max_unknown: int, set_image_aside: bool = False):
         self._max_unknown = max_unknown
+        self._set_image_aside = set_image_aside
 
     def process(self, record: dict) -> Iterator[Any]:
         with stage_timer("filter"):
             reason = corpus_filters.image_rejection(values_of(record), self._max_unknown)
+        if reason is None and self._set_image_aside:
+            image = ((record["key"], record["source"]), record["jpg"])
+            yield beam.pvalue.TaggedOutput(IMAGES, (record["identity"], image))
+            yield {field: value for field, value in record.items() if field != "jpg"}
+            return
         if reason is None:
             yield record
             return

@@ -86,6 +86,21 @@ def test_placed_samples_carry_the_records_attribute_spans_when_it_has_them():
         validate_record(json_record)
 
 
+def test_records_without_their_jpegs_take_them_from_the_images_set_aside():
+    first, twin = _captioned("k1", "p1"), {**_captioned("k1", "p1"), "source": "/in/twin.jpg"}
+    records = [{f: v for f, v in r.items() if f != "jpg"} for r in (first, twin)]
+    images = [
+        (("k1", "/in/twin.jpg"), b"twin"),
+        (("k0", "/in/k0.jpg"), b"dropped by the identity filters"),
+        (("k1", "/in/k1.jpg"), b"first"),
+    ]
+    joined = ("p1", {"records": records, "placement": [(0, 0)], "images": images})
+    placed = [sample for _, sample in ordering.place_samples(joined, 10)]
+    assert [(s["json"]["source"], s["jpg"]) for s in placed] == [("/in/k1.jpg", b"first"), ("/in/twin.jpg", b"twin")]
+    dropped = ("p2", {"records": [], "placement": [], "images": images[1:2]})  # no image kept: none placed
+    assert list(ordering.place_samples(dropped, 10)) == []
+
+
 def test_an_identity_without_exactly_one_placement_is_an_error():
     with pytest.raises(ValueError, match="identity 'p1': 0 placements for 1 images"):
         list(ordering.place_samples(("p1", {"records": [_captioned("k1", "p1")], "placement": []}), 10))
