@@ -20,7 +20,8 @@ Scores, against the renderer's ground truth, read back with ``spac.language`` (e
 
 - item and colour **precision** (mentions whose item / colour is the person's, among the mentions of the group;
   a group the renderer reports as not visible makes every mention of it wrong) and **recall** (visible groups whose
-  item / colour the text names right), pooled over the six groups (gender is an item), per group in ``--json``;
+  item / colour the text names right; belongings ``nothing`` is not required, as the captioner leaves it unsaid),
+  pooled over the six groups (gender is an item), per group in ``--json``;
 - **style accuracy**: a multinomial naive Bayes over word unigrams and bigrams, fitted on the training captions'
   styles, asked which style wrote each text (each text's label: the style it was asked in);
 - **styles differ**: people whose two texts differ; **distinct**: distinct texts / texts (both styles).
@@ -60,6 +61,7 @@ from spac.neural_captioner.files import load_captioner  # noqa: E402
 from spac.predictor.model import load_predictor  # noqa: E402
 from spac.render.training_source import evaluation_people, training_people  # noqa: E402
 
+UNSAID = "nothing"  # belongings nothing: left unsaid or said in words no reader maps back, so never required
 PATHS = ("neural", "predictor + template", "truth + template")
 COLUMNS = (
     "item_precision",
@@ -205,7 +207,7 @@ def read_scores(texts: Texts, truths: Sequence[Mapping[str, str]], schema: Schem
             truth = schema.value(group, phrase) if phrase != UNKNOWN else None
             said = first.get(group)
             tally["item_said"] += said is not None
-            tally["item_known"] += truth is not None
+            tally["item_known"] += truth is not None and truth.item != UNSAID
             tally["item_right"] += said is not None and truth is not None and said.item == truth.item
             tally["colour_said"] += said is not None and said.colour is not None
             tally["colour_known"] += truth is not None and truth.colour is not None

@@ -49,14 +49,20 @@ def test_the_reader_reads_the_template_texts_of_the_truth_back(result):
     assert ceiling["distinct"] == 1.0
 
 
-def test_a_mention_of_a_group_the_truth_does_not_show_is_wrong_and_a_missing_one_is_missed():
+def test_a_mention_of_a_group_not_shown_is_wrong_a_missed_group_lowers_recall_and_nothing_is_not_required():
     schema = quality.load_schema()
     truth = {g: "unknown" for g in schema.group_names} | {"gender": "man", "upper": "red t-shirt"}
-    texts = [(0, 0, "A man in a blue t-shirt with black shoes.")]
+    truth["belongings"] = "nothing"  # the captioner leaves it unsaid
+    texts = [(0, 0, "A man in a blue t-shirt with black shoes."), (0, 1, "A person in a red shirt.")]
     scores = quality.read_scores(texts, [truth], schema)
-    assert scores["groups"]["upper"]["item_precision"] == 1.0 and scores["groups"]["upper"]["colour_recall"] == 0.0
-    assert scores["groups"]["shoes"]["item_precision"] == 0.0 and scores["groups"]["shoes"]["item_recall"] is None
-    assert scores["item_precision"] == pytest.approx(2 / 3, abs=1e-4) and scores["item_recall"] == 1.0
+    upper, shoes = scores["groups"]["upper"], scores["groups"]["shoes"]
+    assert upper["item_precision"] == upper["item_recall"] == 0.5  # t-shirt, then shirt
+    assert upper["colour_precision"] == upper["colour_recall"] == 0.5  # blue, then red
+    assert shoes["item_precision"] == 0.0 and shoes["item_recall"] is None  # not visible, yet said
+    assert scores["groups"]["gender"]["item_recall"] == 0.5  # "person" says no gender
+    assert scores["groups"]["belongings"]["item_recall"] is None
+    assert scores["item_precision"] == 0.5 and scores["item_recall"] == 0.5
+    assert scores["colour_precision"] == pytest.approx(1 / 3, abs=1e-4) and scores["colour_recall"] == 0.5
 
 
 def test_the_table_has_a_row_per_seed_and_path_then_the_means(result):
