@@ -59,13 +59,18 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
     )
 
     reads_images = job.caption_model is not None or job.neural_captioner is not None  # the captioner sees each image
-    per_image = predicted | "FilterImage" >> beam.ParDo(
-        transforms.FilterImage(job.filters.max_unknown, set_image_aside=not reads_images)
-    ).with_outputs(DEAD, transforms.IMAGES, main="images")
+    per_image = predicted | "FilterImage" >> beam.ParDo(transforms.FilterImage(job.filters.max_unknown)).with_outputs(
+        DEAD, main="images"
+    )
     images, cleaning_letters = per_image.images, []
     if job.cleaning is not None:
         cleaned = per_image.images | "CleanIdentities" >> CleanIdentities(job.cleaning)
         images, cleaning_letters = cleaned.images, [cleaned[DEAD]]
+    if not reads_images:  # the JPEGs skip the identity grouping: they meet their records at JoinPlacements
+        aside = images | "SetImagesAside" >> beam.FlatMap(transforms.set_image_aside).with_outputs(
+            transforms.IMAGES, main="images"
+        )
+        images = aside.images
     per_identity = (
         images
         | "KeyByIdentity" >> beam.Map(lambda record: (record["identity"], record))
@@ -92,8 +97,8 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
         "records": captioned | "KeyCaptionedByIdentity" >> beam.Map(lambda r: (r["identity"], r)),
         "placement": placements,
     }
-    if not reads_images:  # the JPEGs set aside by FilterImage meet their records here
-        joined["images"] = per_image[transforms.IMAGES]
+    if not reads_images:
+        joined["images"] = aside[transforms.IMAGES]
     written = (
         joined
         | "JoinPlacements" >> beam.CoGroupByKey()

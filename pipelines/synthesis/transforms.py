@@ -137,32 +137,31 @@ def values_of(record: dict) -> dict[str, str]:
 
 
 class FilterImage(beam.DoFn):
-    """The per-image corpus filter (too many unknown groups, upper and lower both unknown).
+    """The per-image corpus filter (too many unknown groups, upper and lower both unknown)."""
 
-    With ``set_image_aside`` a kept record leaves without its corpus JPEG, which goes to the :data:`IMAGES`
-    output as ``(identity, ((key, source), jpg))`` and meets its record again where samples are placed
-    (:func:`pipelines.synthesis.ordering.place_samples`): the bytes, ~20x the rest of a record, skip the
-    grouping by identity and the identity filters (on DirectRunner each shuffle copies every byte it carries).
-    A captioner that reads the image needs it in the record: then nothing is set aside.
-    """
-
-    def __init__(self, max_unknown: int, set_image_aside: bool = False):
+    def __init__(self, max_unknown: int):
         self._max_unknown = max_unknown
-        self._set_image_aside = set_image_aside
 
     def process(self, record: dict) -> Iterator[Any]:
         with stage_timer("filter"):
             reason = corpus_filters.image_rejection(values_of(record), self._max_unknown)
-        if reason is None and self._set_image_aside:
-            image = ((record["key"], record["source"]), record["jpg"])
-            yield beam.pvalue.TaggedOutput(IMAGES, (record["identity"], image))
-            yield {field: value for field, value in record.items() if field != "jpg"}
-            return
         if reason is None:
             yield record
             return
         counter(f"filtered_{reason}").inc()
         yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record["source"], STAGE_FILTER, reason))
+
+
+def set_image_aside(record: dict) -> Iterator[Any]:
+    """The record without its corpus JPEG, and on :data:`IMAGES` ``(identity, ((key, source), jpg))``.
+
+    The bytes, ~20x the rest of a record, then skip the grouping by identity and the identity filters and
+    meet their record again where samples are placed (:func:`pipelines.synthesis.ordering.place_samples`):
+    on DirectRunner each shuffle copies every byte it carries. Applied after identity cleaning, which may
+    move a record to another identity; not when the captioner reads the image.
+    """
+    yield beam.pvalue.TaggedOutput(IMAGES, (record["identity"], ((record["key"], record["source"]), record["jpg"])))
+    yield {field: value for field, value in record.items() if field != "jpg"}
 
 
 class FilterIdentity(beam.DoFn):

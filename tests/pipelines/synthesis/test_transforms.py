@@ -59,17 +59,11 @@ def test_filter_identity_dead_letters_a_second_file_with_a_taken_key():
     assert tagged(produced, transforms.SIZES) == [("7", 3)]
 
 
-def test_filter_image_can_set_a_kept_images_jpeg_aside_for_the_placement_join():
-    kept, rejected = record("k0", "7"), record("k1", "7")
-    for group in ("hair", "upper", "lower", "shoes"):
-        rejected["attributes"][group] = {"value": "unknown", "confidence": 0.9}
-    aside = transforms.FilterImage(max_unknown=3, set_image_aside=True)
-    produced = [o for r in (kept, rejected) for o in aside.process(r)]
-    records, dead = split(produced)
-    assert records == [{field: value for field, value in kept.items() if field != "jpg"}]
+def test_a_records_jpeg_is_set_aside_keyed_for_the_placement_join():
+    kept = record("k0", "7")
+    produced = list(transforms.set_image_aside(kept))
+    assert split(produced)[0] == [{field: value for field, value in kept.items() if field != "jpg"}]
     assert tagged(produced, transforms.IMAGES) == [("7", (("k0", "/in/k0.jpg"), kept["jpg"]))]
-    assert [d["path"] for d in dead] == ["/in/k1.jpg"]  # a rejected image sets nothing aside
-    assert list(transforms.FilterImage(max_unknown=3).process(kept)) == [kept]  # by default the record keeps it
 
 
 def test_an_identity_with_nothing_kept_reports_no_size():
