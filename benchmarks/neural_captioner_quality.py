@@ -61,7 +61,7 @@ from spac.neural_captioner.files import load_captioner  # noqa: E402
 from spac.predictor.model import load_predictor  # noqa: E402
 from spac.render.training_source import evaluation_people, training_people  # noqa: E402
 
-UNSAID = "nothing"  # belongings nothing: left unsaid or said in words no reader maps back, so never required
+UNSAID = "nothing"  # belongings nothing: mostly left unsaid by the captioner; right when said, never required
 PATHS = ("neural", "predictor + template", "truth + template")
 COLUMNS = (
     "item_precision",
@@ -207,8 +207,11 @@ def read_scores(texts: Texts, truths: Sequence[Mapping[str, str]], schema: Schem
             truth = schema.value(group, phrase) if phrase != UNKNOWN else None
             said = first.get(group)
             tally["item_said"] += said is not None
-            tally["item_known"] += truth is not None and truth.item != UNSAID
-            tally["item_right"] += said is not None and truth is not None and said.item == truth.item
+            required = truth is not None and truth.item != UNSAID
+            right = said is not None and truth is not None and said.item == truth.item
+            tally["item_known"] += required
+            tally["item_right"] += right
+            tally["item_found"] += right and required  # a said "nothing" is right, yet not required
             tally["colour_said"] += said is not None and said.colour is not None
             tally["colour_known"] += truth is not None and truth.colour is not None
             tally["colour_right"] += (
@@ -224,7 +227,7 @@ def _ratios(tally: Counter) -> dict[str, float | None]:
 
     return {
         "item_precision": share("item_right", "item_said"),
-        "item_recall": share("item_right", "item_known"),
+        "item_recall": share("item_found", "item_known"),
         "colour_precision": share("colour_right", "colour_said"),
         "colour_recall": share("colour_right", "colour_known"),
     }

@@ -63,6 +63,8 @@ def test_a_mention_of_a_group_not_shown_is_wrong_a_missed_group_lowers_recall_an
     assert scores["groups"]["belongings"]["item_recall"] is None
     assert scores["item_precision"] == 0.5 and scores["item_recall"] == 0.5
     assert scores["colour_precision"] == pytest.approx(1 / 3, abs=1e-4) and scores["colour_recall"] == 0.5
+    said = quality.read_scores([(0, 0, "A man in a red t-shirt, carrying nothing.")], [truth], schema)
+    assert said["groups"]["belongings"]["item_precision"] == 1.0 and said["item_recall"] == 1.0
 
 
 def test_the_table_has_a_row_per_seed_and_path_then_the_means(result):
