@@ -15,7 +15,7 @@ PIP_VERSION := $(shell sed -n 's/^pip==\([^ ]*\).*/\1/p' $(LOCK))
 # this one step filters that category.
 QUIET_EDITABLE := PYTHONWARNINGS=ignore::UserWarning
 
-.PHONY: setup run test lint report bench lock
+.PHONY: setup run test test-slow test-all lint report bench lock
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml $(LOCK)
@@ -33,8 +33,15 @@ run: setup
 report: setup
 	$(VENV)/bin/spac report data/SYNTH-PEDES --output data/SYNTH-PEDES-report.html --labels spac/assets/samples/labels.jsonl
 
+# the suite but the tests marked slow (each trains for more than 30 s) or end_to_end, so a change is checked in
+# minutes; CI (.ci/run) runs `make test` and then `make test-slow`
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow and not end_to_end"
+
+test-slow: setup
+	$(PY) -m pytest -q -m "slow or end_to_end"
+
+test-all: test test-slow
 
 # ruff: lint and the format check (pyproject.toml); `$(VENV)/bin/ruff format .` applies the format
 lint: setup
