@@ -19,6 +19,7 @@ from typing import Any
 
 from transformers import AutoConfig, GPT2Config
 
+from common.config_files import is_int, parse_config, rgb_numbers
 from common.errors import InputError, error_line
 from common.imaging import IMAGE_HEIGHT, IMAGE_WIDTH, SYNTH_PEDES_MEAN, SYNTH_PEDES_STD
 from spac.attributes import Schema
@@ -123,23 +124,8 @@ class NeuralCaptionerConfig:
     @classmethod
     def from_json(cls, text: str, source: str = "<config>") -> NeuralCaptionerConfig:
         """Parse and check a config.json; CaptionerError naming ``source`` and the first bad field."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CaptionerError(f"{source}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-        except RecursionError:
-            raise CaptionerError(f"{source}: invalid JSON (nested too deeply)") from None
-        if not isinstance(data, dict):
-            raise CaptionerError(f"{source}: expected a JSON object")
-        missing = [key for key in ("schema_version", "labels", "style_names", "generator") if key not in data]
-        if missing:
-            raise CaptionerError(f"{source}: missing key {missing[0]!r}")
-        for key, value in data.items():
-            if key not in _RULES:
-                raise CaptionerError(f"{source}: unexpected key {key!r}")
-            check, expected = _RULES[key]
-            if not check(value):
-                raise CaptionerError(f"{source}: {key!r} must be {expected}, got {json.dumps(value)[:60]}")
+        required = ("schema_version", "labels", "style_names", "generator")
+        data = parse_config(text, source, required, _RULES, CaptionerError)
         tuples = ("style_names", "image_size", "mean", "std")
         config = cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
         config.check(source)
@@ -157,7 +143,7 @@ class NeuralCaptionerConfig:
         generator = _built(self.generator_config, source, "generator")
         for name in _GENERATOR_SHAPE:
             value = getattr(generator, name)
-            if not _is_int(value, high=_GENERATOR_BOUNDS[name]):
+            if not is_int(value, high=_GENERATOR_BOUNDS[name]):
                 raise CaptionerError(
                     f"{source}: 'generator.{name}' must be an integer from 1 to {_GENERATOR_BOUNDS[name]}"
                 )
@@ -188,21 +174,6 @@ def check_labels(config: NeuralCaptionerConfig, schema: Schema, source: str) -> 
             )
 
 
-def _is_int(value: Any, low: int = 1, high: float = float("inf")) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
-def _numbers(value: Any, positive: bool = False) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == 3
-        and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
-            for v in value
-        )
-    )
-
-
 def _style_names(value: Any) -> bool:
     return (
         isinstance(value, list)
@@ -224,7 +195,7 @@ def _labels(value: Any) -> bool:
 
 # field -> (check, what it must be)
 _RULES: dict[str, tuple[Any, str]] = {
-    "schema_version": (_is_int, "a positive integer"),
+    "schema_version": (is_int, "a positive integer"),
     "labels": (_labels, "a JSON object mapping each group to its non-empty list of labels"),
     "style_names": (_style_names, "two different non-empty names"),
     "generator": (lambda v: isinstance(v, dict), "a JSON object of GPT2Config fields"),
@@ -233,16 +204,16 @@ _RULES: dict[str, tuple[Any, str]] = {
     "pretrained_backbone": (lambda v: v is None or isinstance(v, str), "a string or null"),
     "pretrained_generator": (lambda v: v is None or isinstance(v, str), "a string or null"),
     "prefix_length": (
-        lambda v: _is_int(v, high=MAX_PREFIX_LENGTH),
+        lambda v: is_int(v, high=MAX_PREFIX_LENGTH),
         f"a positive integer (at most {MAX_PREFIX_LENGTH})",
     ),
-    "bands": (lambda v: _is_int(v, high=MAX_BANDS), f"a positive integer (at most {MAX_BANDS})"),
+    "bands": (lambda v: is_int(v, high=MAX_BANDS), f"a positive integer (at most {MAX_BANDS})"),
     "image_size": (
-        lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(s, high=MAX_IMAGE_SIDE) for s in v),
+        lambda v: isinstance(v, list) and len(v) == 2 and all(is_int(s, high=MAX_IMAGE_SIDE) for s in v),
         f"[height, width]: two integers from 1 to {MAX_IMAGE_SIDE}",
     ),
-    "mean": (_numbers, "a list of three finite numbers"),
-    "std": (lambda v: _numbers(v, positive=True), "a list of three positive numbers"),
+    "mean": (rgb_numbers, "a list of three finite numbers"),
+    "std": (lambda v: rgb_numbers(v, positive=True), "a list of three positive numbers"),
     "attribute_weight": (
         lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0,
         "a finite number >= 0",

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -31,6 +30,7 @@ from torch import nn
 from transformers import ResNetConfig, ResNetModel
 from transformers.activations import ACT2FN
 
+from common.config_files import check_fields, is_int, parse_config, rgb_numbers
 from common.devices import resolve_device
 from common.errors import InputError, error_line
 from common.imaging import (
@@ -109,18 +109,7 @@ class PredictorConfig:
     @classmethod
     def from_json(cls, text: str, source: str = "<config>") -> PredictorConfig:
         """Parse and check a config.json; PredictorError naming ``source`` and the first bad field."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PredictorError(f"{source}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-        except RecursionError:
-            raise PredictorError(f"{source}: invalid JSON (nested too deeply)") from None
-        if not isinstance(data, dict):
-            raise PredictorError(f"{source}: expected a JSON object")
-        missing = [key for key in ("backbone", "labels", "schema_version") if key not in data]
-        if missing:
-            raise PredictorError(f"{source}: missing key {missing[0]!r}")
-        _check_fields(data, CONFIG_RULES, source, "")
+        data = parse_config(text, source, ("backbone", "labels", "schema_version"), CONFIG_RULES, PredictorError)
         check_backbone(data["backbone"], source)
         return cls(**{k: tuple(v) if k in ("image_size", "mean", "std") else v for k, v in data.items()})
 
@@ -144,29 +133,13 @@ class PredictorError(InputError):
     """A predictor directory whose config.json or weights are malformed, out of bounds or do not match."""
 
 
-def _is_int(value: Any, low: int = 1, high: float = float("inf")) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
 def _ints(value: Any, count: int | None = None, high: float = float("inf")) -> bool:
     """A non-empty JSON list of at most :data:`MAX_STAGES` integers in [1, high], of ``count`` entries when given."""
     return (
         isinstance(value, list)
         and 1 <= len(value) <= MAX_STAGES
         and (count is None or len(value) == count)
-        and all(_is_int(v, high=high) for v in value)
-    )
-
-
-def _numbers(value: Any, positive: bool = False) -> bool:
-    """Three finite numbers (per RGB channel), all > 0 when ``positive``."""
-    return (
-        isinstance(value, list)
-        and len(value) == 3
-        and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
-            for v in value
-        )
+        and all(is_int(v, high=high) for v in value)
     )
 
 
@@ -179,13 +152,13 @@ def _label_lists(value: Any) -> bool:
 # field -> (check, what it must be)
 CONFIG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "backbone": (lambda v: isinstance(v, dict), "a JSON object of ResNetConfig fields"),
-    "schema_version": (_is_int, "a positive integer"),
+    "schema_version": (is_int, "a positive integer"),
     "labels": (_label_lists, "a JSON object mapping each group to its list of labels"),
     "pretrained": (lambda v: v is None or isinstance(v, str), "a string or null"),
     "image_size": (lambda v: _ints(v, 2, MAX_IMAGE_SIDE), f"[height, width]: two integers from 1 to {MAX_IMAGE_SIDE}"),
-    "mean": (_numbers, "a list of three finite numbers"),
-    "std": (lambda v: _numbers(v, positive=True), "a list of three positive numbers"),
-    "bands": (lambda v: _is_int(v, high=MAX_BANDS), f"a positive integer (at most {MAX_BANDS})"),
+    "mean": (rgb_numbers, "a list of three finite numbers"),
+    "std": (lambda v: rgb_numbers(v, positive=True), "a list of three positive numbers"),
+    "bands": (lambda v: is_int(v, high=MAX_BANDS), f"a positive integer (at most {MAX_BANDS})"),
     "training": (lambda v: isinstance(v, dict), "a JSON object"),
 }
 BACKBONE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -197,31 +170,19 @@ BACKBONE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: _ints(v, high=MAX_CHANNELS),
         f"a list of integers from 1 to {MAX_CHANNELS}, one per stage (at most {MAX_STAGES})",
     ),
-    "embedding_size": (lambda v: _is_int(v, high=MAX_CHANNELS), f"a positive integer (at most {MAX_CHANNELS})"),
+    "embedding_size": (lambda v: is_int(v, high=MAX_CHANNELS), f"a positive integer (at most {MAX_CHANNELS})"),
     "layer_type": (lambda v: v in ResNetConfig.layer_types, " or ".join(map(repr, ResNetConfig.layer_types))),
     "hidden_act": (lambda v: isinstance(v, str) and v in ACT2FN, "an activation name known to transformers"),
-    "num_channels": (lambda v: _is_int(v, 3, 3), "3 (RGB input)"),
+    "num_channels": (lambda v: is_int(v, 3, 3), "3 (RGB input)"),
     "downsample_in_first_stage": (lambda v: isinstance(v, bool), "true or false"),
     "downsample_in_bottleneck": (lambda v: isinstance(v, bool), "true or false"),
 }
 
 
-def _check_fields(
-    data: Mapping[str, Any], rules: Mapping[str, tuple[Callable[[Any], bool], str]], source: str, prefix: str
-) -> None:
-    for key, value in data.items():
-        name = prefix + key
-        if key not in rules:
-            raise PredictorError(f"{source}: unexpected key {name!r}")
-        check, expected = rules[key]
-        if not check(value):
-            raise PredictorError(f"{source}: {name!r} must be {expected}, got {json.dumps(value)[:60]}")
-
-
 def check_backbone(backbone: Mapping[str, Any], source: str) -> None:
     """ResNetConfig keyword arguments within bounds (a PredictorError naming ``source`` and the field); the
     neural captioner checks its ResNet backbone with it too."""
-    _check_fields(backbone, BACKBONE_RULES, source, "backbone.")
+    check_fields(backbone, BACKBONE_RULES, source, "backbone.", PredictorError)
     defaults = ResNetConfig()  # an absent field takes transformers' default, as ResNetConfig(**backbone) will
     depths = backbone.get("depths", defaults.depths)
     hidden_sizes = backbone.get("hidden_sizes", defaults.hidden_sizes)
