@@ -1,14 +1,14 @@
 """RunInference glue for ``--captioner spac``: each kept image's two style texts written by SPAC's neural captioner.
 
-Examples and inferences are those of :class:`pipelines.synthesis.caption_model.CaptionModelHandler` (the
-job's records after the identity filters in; the same records with their texts, ``caption_model`` and the
-stage's outcome out), so the graph splits off the stage's report the same way. The model RunInference holds
-is a :class:`spac.generation.styled.StyledWriter` over the captioner loaded once per worker process, or once
-per worker machine with ``--share_model`` (Beam's ``large_model``), as the attribute predictor is: one call
-per batch, the corpus JPEGs in and the texts out, through the shared model's proxy too. The checks run here:
-:func:`spac.generation.styled.caption_styled` keeps a text that passes them, else the template caption of its
-slot. Counters (``spac_requested``, ``spac_kept``, ``spac_rejected_<reason>``, ``spac_fallback``) go to the
-synthesis job's namespace, with its ``caption`` stage timer.
+Examples and inferences are those of :class:`pipelines.synthesis.caption_handler.CaptionHandler`, as for the
+caption model's stage (the job's records after the identity filters in; the same records with their texts,
+``caption_model`` and the stage's outcome out), so the graph splits off the stage's report the same way. The
+model RunInference holds is a :class:`spac.generation.styled.StyledWriter` over the captioner loaded once per
+worker process, or once per worker machine with ``--share_model`` (Beam's ``large_model``), as the attribute
+predictor is: one call per batch, the corpus JPEGs in and the texts out, through the shared model's proxy too.
+The checks run here: :func:`spac.generation.styled.caption_styled` keeps a text that passes them, else the
+template caption of its slot. Counters (``spac_requested``, ``spac_kept``, ``spac_rejected_<reason>``,
+``spac_fallback``) go to the synthesis job's namespace, with its ``caption`` stage timer.
 
 On CUDA the captioner runs under autocast, as the predictor's forward does (:func:`acceleration_for`: bf16 from
 compute capability 8.0, fp16 before); on the CPU it does not, so CPU texts are exactly those of ``spac caption``.
@@ -16,16 +16,14 @@ compute capability 8.0, fp16 before); on the CPU it does not, so CPU texts are e
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from apache_beam.ml.inference.base import ModelHandler
 from PIL import Image
 
-from pipelines.synthesis.caption_model import caption_items, records_with_texts
-from pipelines.synthesis.job import NeuralCaptioner, Sentences, job_captioner
+from pipelines.synthesis.caption_handler import CaptionHandler, Writer
+from pipelines.synthesis.job import NeuralCaptioner
 from pipelines.synthesis.model_handler import acceleration_for
 from spac.captioning.captioner import Captioner
 from spac.generation.styled import StyledCaptioner, StyledWriter, caption_styled
@@ -52,50 +50,22 @@ def accelerated(captioner: LoadedCaptioner) -> StyledCaptioner:
     return captioner if dtype is None else Autocast(captioner, dtype)
 
 
-class NeuralCaptionerHandler(ModelHandler[dict, dict, StyledWriter]):
-    """Batches of ``model.batch_size`` records; ``sentences``, ``seed`` and ``styles`` are the job's, so a text
-    that fails the checks falls back to the caption the template stage writes for that slot."""
+class NeuralCaptionerHandler(CaptionHandler[StyledWriter, NeuralCaptioner]):
+    """The neural captioner's stage over :class:`CaptionHandler`'s batches, the captioner loaded on ``device``;
+    the other arguments are :class:`CaptionHandler`'s."""
 
-    def __init__(
-        self,
-        model: NeuralCaptioner,
-        device: str,
-        sentences: Sentences | None,
-        seed: int,
-        styles: Sequence[str] | None = None,
-        *,
-        share_model: bool = False,
-        model_copies: int | None = None,
-    ) -> None:
-        super().__init__(
-            min_batch_size=model.batch_size,
-            max_batch_size=model.batch_size,
-            large_model=share_model,
-            model_copies=model_copies,
-        )
-        self._model = model
+    metrics_namespace = METRICS_NAMESPACE
+
+    def __init__(self, model: NeuralCaptioner, device: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(model, *args, **kwargs)
         self._device = device
-        self._sentences = sentences
-        self._seed = seed
-        self._styles = list(styles) if styles else None
-        self._captioner: Captioner | None = None  # the template captioner, built on a worker's first batch
 
     def load_model(self) -> StyledWriter:
         captioner = accelerated(load_captioner(self._model.path, device=self._device))
         return StyledWriter(captioner, self._model.decoding, self._model.batch_size)
 
-    def run_inference(
-        self, batch: Sequence[dict], model: StyledWriter, inference_args: dict[str, Any] | None = None
-    ) -> list[dict]:
-        if self._captioner is None:
-            self._captioner = job_captioner(self._sentences)
-        start = time.perf_counter_ns()
-        items = caption_items(batch, self._captioner, self._seed, self._styles)
-        outcomes = caption_styled(items, model, self._model.checks)
-        return records_with_texts(batch, outcomes, self._model.path, start)
+    def writer(self, captioner: Captioner, model: StyledWriter) -> Writer:
+        return lambda items: caption_styled(items, model, self._model.checks)
 
-    def get_num_bytes(self, batch: Sequence[dict]) -> int:
-        return sum(len(record["jpg"]) for record in batch)
-
-    def get_metrics_namespace(self) -> str:
-        return METRICS_NAMESPACE
+    def model_name(self) -> str:
+        return self._model.path

@@ -19,7 +19,7 @@ from PIL import Image
 from common.cli import run_main
 from pipelines import synthesize
 from pipelines.synthesis import neural_captioner
-from pipelines.synthesis.caption_model import REPORT_FIELD
+from pipelines.synthesis.caption_handler import REPORT_FIELD
 from pipelines.synthesis.job import NeuralCaptioner
 from pipelines.synthesis.neural_captioner import NeuralCaptionerHandler
 from shards import iter_samples
@@ -30,6 +30,7 @@ from spac.generation.styled import StyledDecoding, StyledWriter
 from spac.neural_captioner.files import save_captioner
 from tests.pipelines.colour_predictor import PROFILES, RED
 from tests.pipelines.conftest import EXPECTED, JOB_FLAGS, folder_bytes, run_job
+from tests.pipelines.synthesis.conftest import assert_refused_in_one_line
 from tests.pipelines.test_synthesize import _dataflow_unavailable, dataflow_dry_run_handlers
 from tests.spac.generation.scripted_captioner import STYLE_NAMES, ScriptedCaptioner
 from tests.spac.generation.test_styled import JPEG
@@ -216,20 +217,8 @@ def test_a_bad_captioner_model_or_flag_is_one_line_and_exit_2(
 ):
     (tmp_path / "empty").mkdir()
     names = {"MISSING": str(tmp_path / "missing"), "EMPTY": str(tmp_path / "empty"), "CAPTIONER": str(tiny_captioner)}
-    argv = [
-        "--runner=DirectRunner",
-        "--input",
-        str(tmp_path),
-        "--output",
-        str(tmp_path / "out"),
-        "--predictor",
-        str(colour_predictor),
-        *[names.get(flag, flag) for flag in flags],
-    ]
-    assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and message in err and err.startswith(synthesize.PROG)
-    assert not (tmp_path / "out").exists()
+    flags = [names.get(flag, flag) for flag in flags]
+    assert_refused_in_one_line(capsys, tmp_path, colour_predictor, flags, message)
 
 
 @pytest.mark.skipif(
