@@ -26,6 +26,7 @@ from spac.generation.checks import REASONS
 from spac.generation.prompts import load_instructions
 from spac.generation.requests import CaptionRequest, GeneratedText
 from tests.pipelines.conftest import EXPECTED, JOB_FLAGS, folder_bytes, run_job
+from tests.pipelines.synthesis.conftest import assert_refused_in_one_line
 from tests.pipelines.test_synthesize import _dataflow_unavailable, dataflow_dry_run_handlers
 from tests.spac.generation.fake_server import FakeChatServer, Reply, text_reply
 
@@ -293,20 +294,7 @@ def test_a_model_in_process_that_cannot_load_is_one_line_and_exit_2_before_any_w
     ],
 )
 def test_flags_that_do_not_go_together_are_one_line_and_exit_2(tmp_path, capsys, colour_predictor, flags, message):
-    argv = [
-        "--runner=DirectRunner",
-        "--input",
-        str(tmp_path),
-        "--output",
-        str(tmp_path / "out"),
-        "--predictor",
-        str(colour_predictor),
-        *flags,
-    ]
-    assert run_main(synthesize.PROG, synthesize.cli_main, argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and message in err and err.startswith(synthesize.PROG)
-    assert not (tmp_path / "out").exists()
+    assert_refused_in_one_line(capsys, tmp_path, colour_predictor, flags, message)
 
 
 @pytest.mark.skipif(
