@@ -57,6 +57,49 @@ def report(
     return ratio
 
 
+def images_and_tokens(
+    title: str,
+    works: Mapping[str, Callable[[], object]],
+    images: int,
+    tokens: Callable[[], int],
+    rounds: int,
+    stage: str,
+    limit: str,
+    target: float,
+) -> float:
+    """:func:`alternate` over ``works`` (each handles ``images`` images; ``tokens()`` is a running count of the
+    tokens written, on both sides), :func:`report` of their images/s, then each side's median tokens/s and
+    tokens per image (the warm-up call left out); returns the ratio ``stage`` / ``limit``."""
+    counted: dict[str, list[int]] = {side: [] for side in works}
+
+    def timed(side: str, work: Callable[[], object]) -> Callable[[], int]:
+        def run() -> int:
+            before = tokens()
+            work()
+            counted[side].append(tokens() - before)
+            return images
+
+        return run
+
+    rates = alternate({side: timed(side, work) for side, work in works.items()}, rounds)
+    ratio = report(title, rates, stage, limit, target, "images/s")
+    for side, rate in rates.items():
+        per_image = statistics.median(t / images for t in counted[side][1:])  # [0]: the warm-up
+        print(f"  {side:<44} median {statistics.median(rate) * per_image:12,.1f} tokens/s ({per_image:.1f} per image)")
+    return ratio
+
+
+# A record's attributes as the caption stages get them: most trusted, one under the default bar (0.5), one unknown.
+STAGE_ATTRIBUTES = {
+    "gender": {"value": "man", "confidence": 0.9},
+    "hair": {"value": "short black hair", "confidence": 0.9},
+    "upper": {"value": "red t-shirt", "confidence": 0.8},
+    "lower": {"value": "blue jeans", "confidence": 0.7},
+    "shoes": {"value": "white sneakers", "confidence": 0.3},
+    "belongings": {"value": "unknown", "confidence": 0.6},
+}
+
+
 def corpus_record(index: int, identity_size: int = 4) -> dict:
     """A record shaped like the job's (attributes with confidences, two style captions, one library sentence)."""
     from shards import GROUPS  # here, not at the top: the caption benchmark does not need shards

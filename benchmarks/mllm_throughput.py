@@ -16,14 +16,13 @@ its ratio is the stage's cost where the model's answers are all bad, (b)'s where
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: spac and the tests' helpers
-from bench_common import alternate, person_crops, report  # noqa: E402
+from bench_common import STAGE_ATTRIBUTES, images_and_tokens, person_crops  # noqa: E402
 
 from shards import encode_image  # noqa: E402
 from spac.attributes import load_schema  # noqa: E402
@@ -43,14 +42,6 @@ TARGET_ALL_REJECTED = 0.45
 TARGET_ALL_KEPT = 0.9
 # The tests' server is a socketserver (listen backlog 5): a sixth connection at once waits for a 1 s SYN retry.
 SERVER_CONCURRENCY = 4
-ATTRIBUTES = {
-    "gender": {"value": "man", "confidence": 0.9},
-    "hair": {"value": "short black hair", "confidence": 0.9},
-    "upper": {"value": "red t-shirt", "confidence": 0.8},
-    "lower": {"value": "blue jeans", "confidence": 0.7},
-    "shoes": {"value": "white sneakers", "confidence": 0.3},
-    "belongings": {"value": "unknown", "confidence": 0.6},
-}
 
 
 class CountingGenerator:
@@ -75,7 +66,7 @@ def stage_inputs(images: int) -> tuple[list[CaptionItem], list[CaptionRequest], 
     settings = GenerationSettings(prompt_book(captioner))
     jpegs = [encode_image(crop) for crop in person_crops(images)]
     items = [
-        caption_item(f"p{i:06d}", jpeg, GivenAttributes.from_record(ATTRIBUTES), captioner)
+        caption_item(f"p{i:06d}", jpeg, GivenAttributes.from_record(STAGE_ATTRIBUTES), captioner)
         for i, jpeg in enumerate(jpegs)
     ]
     requests = [
@@ -96,27 +87,12 @@ def measure(name: str, generator: CountingGenerator, images: int, rounds: int, t
     """Alternated rounds of the bare loop and the stage on ``images`` images; prints images/s, tokens/s and the
     ratio; returns the ratio."""
     items, requests, settings = stage_inputs(images)
-    tokens: dict[str, list[float]] = {"bare loop": [], "stage": []}
-
-    def timed(side: str, work: Callable[[], object]) -> Callable[[], int]:
-        def run() -> int:
-            before = generator.tokens
-            work()
-            tokens[side].append(generator.tokens - before)
-            return images
-
-        return run
-
-    runs = {
-        "stage": timed("stage", lambda: generate_checked(items, generator, settings)),
-        "bare loop": timed("bare loop", lambda: generator.generate(requests)),
+    works = {
+        "stage": lambda: generate_checked(items, generator, settings),
+        "bare loop": lambda: generator.generate(requests),
     }
-    rates = alternate(runs, rounds)
-    ratio = report(f"{name}: images/s, {images} images", rates, "stage", "bare loop", target, "images/s")
-    for side, rate in rates.items():
-        per_round = statistics.median(t / images for t in tokens[side][1:])  # [0]: the warm-up
-        print(f"  {side:<44} median {statistics.median(rate) * per_round:12,.1f} tokens/s ({per_round:.1f} per image)")
-    return ratio
+    title = f"{name}: images/s, {images} images"
+    return images_and_tokens(title, works, images, lambda: generator.tokens, rounds, "stage", "bare loop", target)
 
 
 def main() -> None:

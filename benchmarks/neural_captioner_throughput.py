@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import statistics
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: spac and the tests' helpers
-from bench_common import alternate, person_crops, report  # noqa: E402
+from bench_common import STAGE_ATTRIBUTES, images_and_tokens, person_crops  # noqa: E402
 
 from pipelines.synthesis.job import NeuralCaptioner  # noqa: E402
 from pipelines.synthesis.neural_captioner import NeuralCaptionerHandler  # noqa: E402
@@ -38,14 +37,6 @@ from spac.neural_captioner.files import LoadedCaptioner, load_captioner, save_ca
 # The checks and fallbacks (spaCy over two texts an image) cost little beside even a tiny model's generation; a real
 # captioner's generation costs more per text, so its ratio is nearer 1.
 TARGET = 0.9
-ATTRIBUTES = {
-    "gender": {"value": "man", "confidence": 0.9},
-    "hair": {"value": "short black hair", "confidence": 0.9},
-    "upper": {"value": "red t-shirt", "confidence": 0.8},
-    "lower": {"value": "blue jeans", "confidence": 0.7},
-    "shoes": {"value": "white sneakers", "confidence": 0.3},
-    "belongings": {"value": "unknown", "confidence": 0.6},
-}
 
 
 class CountingCaptioner:
@@ -65,7 +56,7 @@ class CountingCaptioner:
 def records(images: int) -> list[dict]:
     """The job's records after the identity filters: a key, a corpus JPEG and the attributes."""
     return [
-        {"key": f"p{i:06d}", "jpg": encode_image(crop), "attributes": ATTRIBUTES}
+        {"key": f"p{i:06d}", "jpg": encode_image(crop), "attributes": STAGE_ATTRIBUTES}
         for i, crop in enumerate(person_crops(images))
     ]
 
@@ -102,28 +93,10 @@ def measure(captioner: LoadedCaptioner, path: str, images: int, rounds: int, chu
     handler = NeuralCaptionerHandler(NeuralCaptioner(path, (), decoding, chunk), "cpu", None, seed=0)
     writer = StyledWriter(counting, decoding, chunk)
     batch = records(images)
-    counted: dict[str, list[int]] = {"bare caption_images loop": [], "stage (job's handler)": []}
-
-    def timed(side: str, work: Callable[[], object]) -> Callable[[], int]:
-        def run() -> int:
-            before = counting.tokens
-            work()
-            counted[side].append(counting.tokens - before)
-            return images
-
-        return run
-
-    runs = {
-        "stage (job's handler)": timed("stage (job's handler)", lambda: handler.run_inference(batch, writer)),
-        "bare caption_images loop": timed("bare caption_images loop", bare_loop(counting, batch, chunk, decoding)),
-    }
-    rates = alternate(runs, rounds)
+    stage, bare = "stage (job's handler)", "bare caption_images loop"
+    works = {stage: lambda: handler.run_inference(batch, writer), bare: bare_loop(counting, batch, chunk, decoding)}
     title = f"--captioner spac: images/s, {images} images, chunks of {chunk}, {tokens} new tokens at most (CPU)"
-    ratio = report(title, rates, "stage (job's handler)", "bare caption_images loop", TARGET, "images/s")
-    for side, rate in rates.items():
-        per_image = statistics.median(t / images for t in counted[side][1:])  # [0]: the warm-up
-        print(f"  {side:<44} median {statistics.median(rate) * per_image:12,.1f} tokens/s ({per_image:.1f} per image)")
-    return ratio
+    return images_and_tokens(title, works, images, lambda: counting.tokens, rounds, stage, bare, TARGET)
 
 
 def main() -> None:
