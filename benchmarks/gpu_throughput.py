@@ -705,6 +705,20 @@ def projected_cost(hours: float, workers: int, price_per_gpu_hour: float, startu
     return workers * (hours + startup_hours) * price_per_gpu_hour
 
 
+def _row(what: str, rate: float, synthesis: bool = True) -> dict[str, Any]:
+    """A row of the projection table before its hours; a ``synthesis`` row is also projected on each worker count,
+    with its cost."""
+    return {"what": what, "rate": rate, "synthesis": synthesis}
+
+
+# The sections whose fastest row is a ceiling of the synthesis job: what that row was measured on.
+CEILINGS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "mllm": lambda r: f"caption model alone, {Path(r['model']).name} {r['dtype']} batch {r['batch_size']}",
+    "captioner": lambda r: f"neural captioner alone, {Path(r['model']).name} {r['mode']} batch {r['batch_size']}",
+    "mllm_server": lambda r: f"caption model server, {Path(r['model']).name} concurrency {r['concurrency']}",
+}
+
+
 def projection(
     results: dict[str, Any],
     items: int,
@@ -714,67 +728,27 @@ def projection(
 ) -> list[dict[str, Any]]:
     """Rows of the projection table: what, rate per GPU, hours on 1 GPU and per worker count, and for synthesis
     rows the cost in US$ per worker count (1 included: one worker)."""
-    rows = []
-    for job in results.get("job", []):
-        if job["images_per_s"] > 0:
-            rows.append(
-                {
-                    "what": f"synthesis job, {job['predictor']} predictor (measured)",
-                    "rate": job["images_per_s"],
-                    "synthesis": True,
-                }
-            )
+    rows = [
+        _row(f"synthesis job, {job['predictor']} predictor (measured)", job["images_per_s"])
+        for job in results.get("job", [])
+        if job["images_per_s"] > 0
+    ]
     best: dict[str, dict[str, Any]] = {}
     for r in results.get("predictor", []):
         if r["model"] not in best or r["images_per_s"] > best[r["model"]]["images_per_s"]:
             best[r["model"]] = r
-    for r in best.values():
-        rows.append(
-            {
-                "what": f"predictor forward alone, {r['model']} {r['mode']} batch {r['batch_size']} (ceiling)",
-                "rate": r["images_per_s"],
-                "synthesis": True,
-            }
-        )
-    if results.get("mllm"):
-        fastest = max(results["mllm"], key=lambda r: r["images_per_s"])
-        rows.append(
-            {
-                "what": f"caption model alone, {Path(fastest['model']).name} {fastest['dtype']} "
-                f"batch {fastest['batch_size']} (ceiling)",
-                "rate": fastest["images_per_s"],
-                "synthesis": True,
-            }
-        )
-    if results.get("captioner"):
-        fastest = max(results["captioner"], key=lambda r: r["images_per_s"])
-        rows.append(
-            {
-                "what": f"neural captioner alone, {Path(fastest['model']).name} {fastest['mode']} "
-                f"batch {fastest['batch_size']} (ceiling)",
-                "rate": fastest["images_per_s"],
-                "synthesis": True,
-            }
-        )
-    if results.get("mllm_server"):
-        fastest = max(results["mllm_server"], key=lambda r: r["images_per_s"])
-        rows.append(
-            {
-                "what": f"caption model server, {Path(fastest['model']).name} concurrency {fastest['concurrency']} "
-                "(ceiling)",
-                "rate": fastest["images_per_s"],
-                "synthesis": True,
-            }
-        )
+    rows += [
+        _row(f"predictor forward alone, {r['model']} {r['mode']} batch {r['batch_size']} (ceiling)", r["images_per_s"])
+        for r in best.values()
+    ]
+    for section, describe in CEILINGS.items():
+        if results.get(section):
+            fastest = max(results[section], key=lambda r: r["images_per_s"])
+            rows.append(_row(f"{describe(fastest)} (ceiling)", fastest["images_per_s"]))
     if "pretrain" in results:
         p = results["pretrain"]
-        rows.append(
-            {
-                "what": f"pre-training epoch, {p['preset']} {p['precision']} batch {p['batch_size']}",
-                "rate": p["samples_per_s"],
-                "synthesis": False,
-            }
-        )
+        what = f"pre-training epoch, {p['preset']} {p['precision']} batch {p['batch_size']}"
+        rows.append(_row(what, p["samples_per_s"], synthesis=False))
     for row in rows:
         row["hours"] = {"1": projected_hours(items, row["rate"])}
         if row.pop("synthesis"):
