@@ -1,8 +1,8 @@
 """Training a neural captioner on captioned images: ``(image, text, style index, label id per group or -1)``.
 
 The shared training kit (``common.training``: precision, autocast, the gradient scaler, RNG state, the one
-"same settings" check) and the predictor trainer's pieces (``spac.predictor.training``: the batch order
-:class:`EpochBatches`, the warm-up + cosine schedule, the atomic resume state) carry over: **batch s is a
+"same settings" check) and the step loop the attribute predictor's trainer runs too (``common.training_loop``:
+the batch order, the warm-up + cosine schedule, the atomic resume state, validation) carry over: **batch s is a
 pure function of (seed, s)** (epoch e visits the examples in a permutation seeded by (seed, e)), dropout draws
 from torch's generator, which a checkpoint saves, and the DataLoader seeds itself from a generator of its own, so
 a run resumed from a checkpoint (weights, optimizer, schedule, scaler, step, RNG, early-stopping state) continues
@@ -12,32 +12,20 @@ scored that often and the best weights are kept; ``patience`` stops after that m
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from common.errors import InputError
 from common.imaging import normalised_tensor
-from common.training import (
-    autocast,
-    capture_rng_state,
-    check_precision,
-    check_same_settings,
-    grad_scaler,
-    optimizer_step,
-    restore_rng_state,
-)
+from common.training import autocast, optimizer_step
+from common.training_loop import check_loop_settings, loop_fingerprint, loop_record, run_loop
 from spac.attributes import UNKNOWN, Schema
 from spac.neural_captioner.model import IGNORED, NeuralCaptioner
-from spac.predictor.training import EpochBatches, load_state, save_state, warmup_cosine
 
 
 class CaptionExample(NamedTuple):
@@ -81,27 +69,7 @@ class CaptionerTrainingSettings:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        for name, low in (
-            ("steps", 1),
-            ("batch_size", 1),
-            ("max_tokens", 2),
-            ("workers", 0),
-            ("seed", 0),
-            ("eval_every", 0),
-            ("patience", 0),
-            ("checkpoint_every", 0),
-        ):
-            if getattr(self, name) < low:
-                raise InputError(f"{name} must be at least {low}, got {getattr(self, name)}")
-        for name in ("lr", "weight_decay", "clip_grad"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and (value > 0 if name == "lr" else value >= 0)):
-                raise InputError(
-                    f"{name} must be a {'positive number' if name == 'lr' else 'number >= 0'}, got {value}"
-                )
-        check_precision(self.precision)  # the device is checked when training starts
-        if self.patience and not self.eval_every:
-            raise InputError("patience (early stopping) needs eval_every > 0")
+        check_loop_settings(self, minimums=(("max_tokens", 2),), non_negative=("clip_grad",))
 
 
 class CaptionedImages(Dataset):
@@ -164,12 +132,6 @@ def validation_loss(
     return {name: round(total / len(dataset), 6) for name, total in sums.items()}
 
 
-def _fingerprint(settings: CaptionerTrainingSettings, examples: int, validation: int) -> dict[str, Any]:
-    record = asdict(settings)
-    record.pop("workers")  # any worker count gives the same batches
-    return {**record, "examples": examples, "validation_examples": validation}
-
-
 def train_captioner(
     model: NeuralCaptioner,
     examples: Sequence[CaptionExample] | Iterable[CaptionExample],
@@ -180,12 +142,10 @@ def train_captioner(
     resume: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Train ``model`` in place for ``settings.steps`` batches (epochs over the examples as needed).
-
-    With ``validation`` and ``settings.eval_every`` the best-scoring weights are restored at the end. With
-    ``checkpoint_dir`` the resume state is written every ``settings.checkpoint_every`` steps and at the end;
-    ``resume`` continues from the state found there (a fresh start when there is none). Returns how it was
-    trained (for the saved config's ``training``) with the validation history.
+    """Train ``model`` in place on ``examples`` through ``common.training_loop.run_loop`` (``settings.steps``
+    batches; ``validation`` scored every ``settings.eval_every`` steps, its best weights kept; the resume state in
+    ``checkpoint_dir``, continued with ``resume``). Returns how it was trained (for the saved config's
+    ``training``) with the validation history.
     """
     if not isinstance(examples, Sequence):
         examples = list(examples)
@@ -196,118 +156,30 @@ def train_captioner(
         if validation is not None and settings.eval_every
         else None
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    schedule = warmup_cosine(optimizer, settings.steps)
-    scaler = grad_scaler(device, settings.precision)
-    fingerprint = _fingerprint(settings, len(examples), len(validation or ()))
-    checkpoints = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    tracking: dict[str, Any] = {
-        "best_loss": None,
-        "best_step": None,
-        "best_model": None,
-        "bad_scorings": 0,
-        "history": [],
-        "running": None,
-        "seconds": 0.0,
-        "stopped": False,
-    }
-    step = 0
-    state = load_state(checkpoints) if resume and checkpoints is not None else None
-    if state is not None:
-        check_same_settings(
-            str(checkpoints), state["fingerprint"], fingerprint, "resume with the same data and settings"
-        )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        scaler.load_state_dict(state["scaler"])
-        restore_rng_state(state["rng"], device)
-        tracking = {key: state[key] for key in tracking}
-        step = state["step"]
-    start = settings.steps if tracking["stopped"] else step  # an early-stopped run is finished
-    sampler = EpochBatches(len(examples), settings.batch_size, settings.steps, settings.seed, settings.shuffle, start)
-    loader = DataLoader(
+
+    def train_batch(
+        batch: Mapping[str, torch.Tensor], optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler
+    ) -> float:
+        model.train()
+        with autocast(device, settings.precision):
+            losses = model(**_on(batch, device))
+        optimizer_step(losses["loss"], optimizer, scaler, settings.clip_grad)
+        return float(losses["loss"].detach())
+
+    def score() -> dict[str, float]:
+        return validation_loss(model, checking, settings.batch_size, settings.workers, settings.precision)
+
+    result = run_loop(
+        model,
         dataset,
-        batch_sampler=sampler,
-        num_workers=settings.workers,
+        settings,
+        loop_fingerprint(settings, len(examples), len(validation or ())),
+        train_batch,
+        score if checking is not None else None,
         collate_fn=_Collate(dataset.eos),
-        pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(settings.seed),  # not torch's global one: dropout's stays exact
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        progress=progress,
     )
-    started = time.perf_counter() - tracking["seconds"]
-    with tqdm(total=settings.steps, initial=step, desc="training", unit="step", disable=not progress) as bar:
-        for batch in loader:
-            model.train()
-            with autocast(device, settings.precision):
-                losses = model(**_on(batch, device))
-            optimizer_step(losses["loss"], optimizer, scaler, settings.clip_grad)
-            schedule.step()
-            step += 1
-            loss = float(losses["loss"].detach())
-            tracking["running"] = loss if tracking["running"] is None else 0.98 * tracking["running"] + 0.02 * loss
-            bar.update(1)
-            bar.set_postfix(loss=f"{tracking['running']:.3f}")
-            if checking is not None and (step % settings.eval_every == 0 or step == settings.steps):
-                _score(model, checking, settings, step, tracking)
-            last = step == settings.steps or tracking["stopped"]
-            if (
-                checkpoints is not None
-                and settings.checkpoint_every
-                and (step % settings.checkpoint_every == 0 or last)
-            ):
-                tracking["seconds"] = time.perf_counter() - started
-                state = {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "step": step,
-                    "fingerprint": fingerprint,
-                    "rng": capture_rng_state(device),
-                    **tracking,
-                }
-                save_state(checkpoints, state)
-            if tracking["stopped"]:
-                break
-    if tracking["best_model"] is not None:
-        model.load_state_dict(tracking["best_model"])
-    seconds = time.perf_counter() - started
-    record = {
-        "steps": step,
-        "batch_size": settings.batch_size,
-        "lr": settings.lr,
-        "captions": step * settings.batch_size,
-        "seconds": round(seconds, 1),
-        "captions_per_second": round(step * settings.batch_size / seconds, 1) if seconds > 0 else 0.0,
-        "seed": settings.seed,
-        "precision": settings.precision,
-    }
-    if checking is not None:
-        record.update(
-            best_step=tracking["best_step"],
-            best_validation_loss=tracking["best_loss"],
-            stopped_early=tracking["stopped"],
-        )
-    return {**record, "history": tracking["history"]}
-
-
-def _score(
-    model: NeuralCaptioner,
-    checking: CaptionedImages,
-    settings: CaptionerTrainingSettings,
-    step: int,
-    tracking: dict[str, Any],
-) -> None:
-    scores = validation_loss(model, checking, settings.batch_size, settings.workers, settings.precision)
-    tracking["history"].append({"step": step, **scores})
-    if tracking["best_loss"] is None or scores["loss"] < tracking["best_loss"]:
-        tracking.update(
-            best_loss=scores["loss"],
-            best_step=step,
-            bad_scorings=0,
-            best_model={k: v.detach().clone() for k, v in model.state_dict().items()},
-        )
-    else:
-        tracking["bad_scorings"] += 1
-        if settings.patience and tracking["bad_scorings"] >= settings.patience:
-            tracking["stopped"] = True
+    return loop_record(result, settings, "captions")

@@ -21,40 +21,31 @@ among the training labels, normalised to mean 1 over the labelled examples and c
 a permutation seeded by (seed, e) (or in order, ``shuffle=False``), and an example's augmentation is seeded by
 (seed, epoch, index). So the same examples, settings, torch seed and thread count give the same weights
 whatever the worker count, and a run resumed from a checkpoint (weights, optimizer, schedule, gradient scaler,
-step, torch RNG, early-stopping state) continues exactly as the uninterrupted run would have.
+step, torch RNG, early-stopping state) continues exactly as the uninterrupted run would have: the loop is
+``common.training_loop``'s, which the neural captioner's trainer runs too.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-import os
 import random
-import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from common.digests import stable_int
-from common.errors import InputError, error_line
+from common.errors import InputError
 from common.imaging import normalised_tensor
-from common.training import (
-    autocast,
-    capture_rng_state,
-    check_precision,
-    check_same_settings,
-    grad_scaler,
-    optimizer_step,
-    restore_rng_state,
-)
+from common.training import autocast, optimizer_step
+from common.training_loop import check_loop_settings, loop_fingerprint, loop_record, run_loop
 from spac.attributes import UNKNOWN, Schema
 from spac.predictor.augmentation import MODES, Augmentation
 from spac.predictor.labels import MASKED, NO_COLOUR, GroupLabel, allowed, exact_labels
@@ -62,7 +53,6 @@ from spac.predictor.metrics import group_accuracy
 from spac.predictor.model import AttributePredictor, Prediction, PredictorConfig
 
 Example = tuple[Image.Image, Mapping[str, Any]]
-STATE_FILE = "train_state.pt"
 
 
 def as_labels(labels: Mapping[str, Any], schema: Schema) -> dict[str, GroupLabel]:
@@ -246,36 +236,6 @@ class LabelledImages(Dataset):
         return pixels, self.layout.encode(labels), weights
 
 
-class EpochBatches(Sampler):
-    """Batches of (epoch, index) for steps ``start_step`` .. ``steps - 1``: epoch after epoch over ``size``
-    examples, each epoch in a permutation seeded by (seed, epoch), or in order without ``shuffle``."""
-
-    def __init__(
-        self, size: int, batch_size: int, steps: int, seed: int, shuffle: bool = True, start_step: int = 0
-    ) -> None:
-        if size < 1:
-            raise InputError("no training examples")
-        self.size, self.batch_size, self.steps, self.seed = size, batch_size, steps, seed
-        self.shuffle, self.start_step = shuffle, start_step
-        self._epoch, self._order = -1, None
-
-    def _index(self, position: int) -> tuple[int, int]:
-        epoch, offset = divmod(position, self.size)
-        if not self.shuffle:
-            return epoch, offset
-        if epoch != self._epoch:
-            generator = torch.Generator().manual_seed(stable_int(self.seed, epoch, "order"))
-            self._epoch, self._order = epoch, torch.randperm(self.size, generator=generator).tolist()
-        return epoch, self._order[offset]
-
-    def __len__(self) -> int:
-        return max(0, self.steps - self.start_step)
-
-    def __iter__(self):
-        for step in range(self.start_step, self.steps):
-            yield [self._index(p) for p in range(step * self.batch_size, (step + 1) * self.batch_size)]
-
-
 @dataclass(frozen=True)
 class TrainingSettings:
     """How to train: AdamW with a linear warm-up then cosine decay of ``lr`` over ``steps``.
@@ -300,38 +260,13 @@ class TrainingSettings:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        for name, low in (
-            ("steps", 1),
-            ("batch_size", 1),
-            ("workers", 0),
-            ("seed", 0),
-            ("eval_every", 0),
-            ("patience", 0),
-            ("checkpoint_every", 0),
-        ):
-            if getattr(self, name) < low:
-                raise InputError(f"{name} must be at least {low}, got {getattr(self, name)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise InputError(f"lr must be a positive number, got {self.lr}")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise InputError(f"weight_decay must be a number >= 0, got {self.weight_decay}")
+        check_loop_settings(self)
         if self.augment not in MODES:
             raise InputError(f"augment must be one of {', '.join(MODES)}, got {self.augment!r}")
-        check_precision(self.precision)  # the device is checked when training starts
-        if self.patience and not self.eval_every:
-            raise InputError("patience (early stopping) needs eval_every > 0")
 
     @property
     def images(self) -> int:
         return self.steps * self.batch_size
-
-
-def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """A linear warm-up over the first 5% of ``steps``, then cosine decay to 0 (the neural captioner's too)."""
-    warmup = max(1, steps // 20)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    )
 
 
 def _capture(store: dict[str, torch.Tensor], name: str, _module: nn.Module, args: tuple) -> None:
@@ -414,45 +349,6 @@ def validation_scores(
     }
 
 
-def _state(model, optimizer, schedule, scaler, step, fingerprint, tracking) -> dict[str, Any]:
-    return {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "schedule": schedule.state_dict(),
-        "scaler": scaler.state_dict(),
-        "step": step,
-        "fingerprint": fingerprint,
-        "rng": capture_rng_state(model.device),
-        **tracking,
-    }
-
-
-def save_state(directory: Path, state: Mapping[str, Any]) -> Path:
-    """Write the resume state atomically (a killed write leaves the previous one)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / (STATE_FILE + ".partial")
-    torch.save(dict(state), partial)
-    os.replace(partial, directory / STATE_FILE)
-    return directory / STATE_FILE
-
-
-def load_state(directory: Path) -> dict[str, Any] | None:
-    """The resume state in ``directory`` (None when there is none); InputError for an unreadable file."""
-    path = directory / STATE_FILE
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file: one line, not a traceback
-        raise InputError(f"{path}: not a readable training state ({error_line(exc)[:120]})") from None
-
-
-def _fingerprint(settings: TrainingSettings, examples: int, validation: int, weighted: bool) -> dict[str, Any]:
-    record = asdict(settings)
-    record.pop("workers")  # any worker count gives the same batches
-    return {**record, "examples": examples, "validation_examples": validation, "balanced": weighted}
-
-
 def train(
     model: AttributePredictor,
     examples: Sequence[Example],
@@ -464,12 +360,10 @@ def train(
     resume: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Train ``model`` in place for ``settings.steps`` batches (epochs over the examples as needed).
-
-    With ``validation`` and ``settings.eval_every`` the best-scoring weights are restored at the end. With
-    ``checkpoint_dir`` the resume state is written every ``settings.checkpoint_every`` steps and at the end;
-    ``resume`` continues from the state found there (a fresh start when there is none). Returns how it was
-    trained (the record a saved predictor keeps in ``config.training``) and the validation history.
+    """Train ``model`` in place for ``settings.steps`` batches of ``examples`` (their groups weighted by
+    ``weights``, :func:`balance_weights`, when given) through ``common.training_loop.run_loop``, which scores
+    ``validation``, keeps its best weights, stops early, and writes and resumes the state in ``checkpoint_dir``.
+    Returns the record a saved predictor keeps in ``config.training``, with the validation history.
     """
     device = model.device
     layout = LabelLayout(model.schema)
@@ -478,118 +372,39 @@ def train(
     checking = (
         LabelledImages(validation, layout, model.config) if validation is not None and settings.eval_every else None
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    schedule = warmup_cosine(optimizer, settings.steps)
-    scaler = grad_scaler(device, settings.precision)
-    fingerprint = _fingerprint(settings, len(examples), len(validation or ()), weights is not None)
-    checkpoints = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    tracking: dict[str, Any] = {
-        "best_loss": None,
-        "best_step": None,
-        "best_model": None,
-        "bad_scorings": 0,
-        "history": [],
-        "running": None,
-        "seconds": 0.0,
-        "stopped": False,
-    }
-    step = 0
-    state = load_state(checkpoints) if resume and checkpoints is not None else None
-    if state is not None:
-        if "rng" not in state:  # written before the generators' state was common.training's
-            raise InputError(
-                f"{checkpoints / STATE_FILE}: written by an older version of the trainer; train afresh without --resume"
-            )
-        check_same_settings(
-            str(checkpoints), state["fingerprint"], fingerprint, "resume with the same data and settings"
-        )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        scaler.load_state_dict(state["scaler"])
-        restore_rng_state(state["rng"], device)
-        tracking = {key: state[key] for key in tracking}
-        step = state["step"]
-    sampler = EpochBatches(
-        len(examples),
-        settings.batch_size,
-        settings.steps,
-        settings.seed,
-        settings.shuffle,
-        settings.steps if tracking["stopped"] else step,
-    )  # an early-stopped run is finished
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=settings.workers, pin_memory=device.type == "cuda")
-    started = time.perf_counter() - tracking["seconds"]
-    with tqdm(total=settings.steps, initial=step, desc="training", unit="step", disable=not progress) as bar:
-        for pixels, targets, batch_weights in loader:
-            loss = train_step(
-                model,
-                optimizer,
-                pixels.to(device, non_blocking=True),
-                targets.to(device, non_blocking=True),
-                layout,
-                batch_weights.to(device) if weights is not None else None,
-                settings.precision,
-                scaler,
-            )
-            schedule.step()
-            step += 1
-            tracking["running"] = loss if tracking["running"] is None else 0.98 * tracking["running"] + 0.02 * loss
-            bar.update(1)
-            bar.set_postfix(loss=f"{tracking['running']:.3f}")
-            if checking is not None and (step % settings.eval_every == 0 or step == settings.steps):
-                _score(model, checking, settings, step, tracking)
-                bar.set_postfix(loss=f"{tracking['running']:.3f}", val=f"{tracking['history'][-1]['loss']:.3f}")
-            last = step == settings.steps or tracking["stopped"]
-            if (
-                checkpoints is not None
-                and settings.checkpoint_every
-                and (step % settings.checkpoint_every == 0 or last)
-            ):
-                tracking["seconds"] = time.perf_counter() - started
-                save_state(checkpoints, _state(model, optimizer, schedule, scaler, step, fingerprint, tracking))
-            if tracking["stopped"]:
-                break
-    if tracking["best_model"] is not None:
-        model.load_state_dict(tracking["best_model"])
-    seconds = time.perf_counter() - started
-    images = step * settings.batch_size
-    record = {
-        "steps": step,
-        "batch_size": settings.batch_size,
-        "lr": settings.lr,
-        "images": images,
-        "seconds": round(seconds, 1),
-        "images_per_second": round(images / seconds, 1) if seconds > 0 else 0.0,
-        "seed": settings.seed,
-        "augment": settings.augment,
-        "precision": settings.precision,
-    }
-    if checking is not None:
-        record.update(
-            best_step=tracking["best_step"],
-            best_validation_loss=tracking["best_loss"],
-            stopped_early=tracking["stopped"],
-        )
-    return {**record, "history": tracking["history"]}
 
-
-def _score(
-    model: AttributePredictor, checking: LabelledImages, settings: TrainingSettings, step: int, tracking: dict[str, Any]
-) -> None:
-    scores = validation_scores(model, checking, settings.batch_size, settings.workers, settings.precision)
-    tracking["history"].append({"step": step, **scores})
-    if tracking["best_loss"] is None or scores["loss"] < tracking["best_loss"]:
-        tracking.update(
-            best_loss=scores["loss"],
-            best_step=step,
-            bad_scorings=0,
-            best_model={k: v.detach().clone() for k, v in model.state_dict().items()},
+    def train_batch(
+        batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+    ) -> float:
+        pixels, targets, batch_weights = batch
+        return train_step(
+            model,
+            optimizer,
+            pixels.to(device, non_blocking=True),
+            targets.to(device, non_blocking=True),
+            layout,
+            batch_weights.to(device) if weights is not None else None,
+            settings.precision,
+            scaler,
         )
-    else:
-        tracking["bad_scorings"] += 1
-        if settings.patience and tracking["bad_scorings"] >= settings.patience:
-            tracking["stopped"] = True
+
+    def score() -> dict[str, Any]:
+        return validation_scores(model, checking, settings.batch_size, settings.workers, settings.precision)
+
+    result = run_loop(
+        model,
+        dataset,
+        settings,
+        loop_fingerprint(settings, len(examples), len(validation or ()), balanced=weights is not None),
+        train_batch,
+        score if checking is not None else None,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        progress=progress,
+    )
+    return loop_record(result, settings, "images", augment=settings.augment)
 
 
 # ---- prediction and evaluation ----------------------------------------------------------------------------

@@ -8,13 +8,13 @@ import torch
 
 import spac.neural_captioner.training as training
 from common.errors import InputError
+from common.training_loop import load_state
 from spac.attributes import load_schema
 from spac.language import extract_attributes
 from spac.neural_captioner.config import NeuralCaptionerConfig, preset_generator
 from spac.neural_captioner.model import build_captioner
 from spac.neural_captioner.tokenizer import train_tokenizer
 from spac.neural_captioner.training import CaptionerTrainingSettings, CaptionExample, label_ids, train_captioner
-from spac.predictor.training import load_state
 from spac.render.training_source import evaluation_people, training_people
 from tests.spac.neural_captioner.tiny import tiny_captioner, tiny_tokenizer
 

@@ -1,5 +1,5 @@
 """The predictor trainer's parts on plain lists of examples: the label layout, the masked loss, class balancing,
-the batch order, settings, training (deterministic whatever the worker count, exactly resumable, validation with
+settings, training (deterministic whatever the worker count, exactly resumable, validation with
 early stopping, bf16 autocast) and evaluation."""
 
 from dataclasses import replace
@@ -9,12 +9,12 @@ import torch
 from PIL import Image
 
 from common.imaging import normalised_tensor
+from common.training_loop import load_state
 from spac.attributes import UNKNOWN, load_schema
 from spac.predictor.augmentation import Augmentation
 from spac.predictor.labels import MASKED, NO_COLOUR, exact_labels, group_label
 from spac.predictor.model import Prediction, PredictorConfig, build_predictor
 from spac.predictor.training import (
-    EpochBatches,
     LabelLayout,
     LabelledImages,
     TrainingSettings,
@@ -22,7 +22,6 @@ from spac.predictor.training import (
     attribute_loss,
     balance_weights,
     evaluate,
-    load_state,
     predict_examples,
     train,
     train_step,
@@ -188,24 +187,6 @@ def test_labelled_images_are_the_model_input_with_seeded_augmentation(schema, la
     assert 4 <= sum(mirrored) <= 16  # epochs differ
     with pytest.raises(ValueError, match="expected weights of shape"):
         LabelledImages(examples, layout, config, weights=torch.ones(2, 6))
-
-
-def test_epoch_batches_cover_each_epoch_once_and_start_anywhere():
-    batches = list(EpochBatches(5, 2, 6, seed=3))
-    positions = [key for batch in batches for key in batch]
-    assert len(batches) == 6 and len(positions) == 12
-    assert sorted(i for e, i in positions if e == 0) == [0, 1, 2, 3, 4]
-    assert [i for e, i in positions if e == 0] != [0, 1, 2, 3, 4] or [i for e, i in positions if e == 1] != [
-        0,
-        1,
-        2,
-        3,
-        4,
-    ]
-    assert list(EpochBatches(5, 2, 6, seed=3, start_step=4)) == batches[4:]
-    assert [k for b in EpochBatches(3, 2, 2, seed=0, shuffle=False) for k in b] == [(0, 0), (0, 1), (0, 2), (1, 0)]
-    with pytest.raises(ValueError, match="no training examples"):
-        EpochBatches(0, 2, 2, seed=0)
 
 
 @pytest.mark.parametrize(
