@@ -283,6 +283,13 @@ def _synchronize(where: torch.device) -> None:
         torch.cuda.synchronize(where)
 
 
+def print_rows(heading: str, rows: list[dict[str, Any]], rounds: int, line: Callable[[dict[str, Any]], str]) -> None:
+    """A section's table: ``heading``, the rounds its medians are of, and each row's ``line`` indented."""
+    print(f"{heading} (median of {rounds} rounds)")
+    for row in rows:
+        print(f"  {line(row)}")
+
+
 def _repeated(work: Callable[[], object], times: int, items: int, where: torch.device) -> Callable[[], int]:
     """``work`` ``times`` times, the device drained before the clock stops; returns the items handled."""
 
@@ -537,6 +544,48 @@ def print_pretrain(result: dict[str, Any], rounds: int) -> None:
 # --- caption model ---------------------------------------------------------------------------------------
 
 
+def generation_rates(
+    generator: Any,
+    knob: str,
+    values: Sequence[int],
+    requests: Sequence[Any],
+    images: int,
+    rounds: int,
+    what: str,
+    where: torch.device | None = None,
+) -> dict[int, dict[str, float]]:
+    """Per value of the generator's attribute ``knob`` (an in-process model's batch size, a client's concurrency):
+    median images/s and texts/s of its ``generate`` on the stage's ``requests`` for ``images`` images, in
+    alternated rounds, the device ``where`` (an in-process model's) drained before the clock stops. A failed
+    request raises a RuntimeError naming ``what``: a failure answers fast, and its rate would flatter the model."""
+
+    def at(value: int) -> Callable[[], int]:
+        def run() -> int:
+            setattr(generator, knob, value)
+            answers = generator.generate(requests)
+            if where is not None:
+                _synchronize(where)
+            failed = sum(answer.text is None for answer in answers)
+            if failed:
+                raise RuntimeError(
+                    f"{what} failed {failed} of {len(requests)} requests at {knob.replace('_', ' ')} {value} "
+                    "(see the warning above)"
+                )
+            return images
+
+        return run
+
+    rates = alternate({value: at(value) for value in values}, rounds)
+    texts_per_image = len(requests) // images
+    return {
+        value: {
+            "images_per_s": statistics.median(rates[value]),
+            "texts_per_s": statistics.median(rates[value]) * texts_per_image,
+        }
+        for value in values
+    }
+
+
 def mllm_section(model: str, where: torch.device, batch_sizes: Sequence[int], rounds: int) -> list[dict[str, Any]]:
     """One row per batch size: median images/s and texts/s of the in-process backend's ``generate`` on the
     stage's requests (two texts per image) for ``max(batch_sizes)`` images, the model loaded once."""
@@ -545,39 +594,16 @@ def mllm_section(model: str, where: torch.device, batch_sizes: Sequence[int], ro
     images = max(batch_sizes)
     _, requests, _ = stage_inputs(images)
     generator = InProcessGenerator(model, str(where), batch_size=batch_sizes[0])
-
-    def with_batch(batch_size: int) -> Callable[[], int]:
-        def run() -> int:
-            generator.batch_size = batch_size
-            answers = generator.generate(requests)
-            _synchronize(where)
-            if any(answer.text is None for answer in answers):
-                raise RuntimeError(f"the caption model failed at batch size {batch_size} (see the warning above)")
-            return images
-
-        return run
-
-    rates = alternate({size: with_batch(size) for size in batch_sizes}, rounds)
-    texts_per_image = len(requests) // images
-    return [
-        {
-            "model": model,
-            "dtype": str(generator.dtype).removeprefix("torch."),
-            "batch_size": size,
-            "images_per_s": statistics.median(rates[size]),
-            "texts_per_s": statistics.median(rates[size]) * texts_per_image,
-        }
-        for size in batch_sizes
-    ]
+    rates = generation_rates(generator, "batch_size", batch_sizes, requests, images, rounds, "the caption model", where)
+    dtype = str(generator.dtype).removeprefix("torch.")
+    return [{"model": model, "dtype": dtype, "batch_size": size, **rates[size]} for size in batch_sizes]
 
 
-def print_mllm(rows: list[dict[str, Any]], rounds: int) -> None:
-    print(f"caption model in process, two texts per image (median of {rounds} rounds)")
-    for row in rows:
-        print(
-            f"  {row['model']} {row['dtype']} batch {row['batch_size']:>3}: {row['images_per_s']:10,.2f} images/s "
-            f"{row['texts_per_s']:10,.2f} texts/s"
-        )
+def mllm_line(row: dict[str, Any]) -> str:
+    return (
+        f"{row['model']} {row['dtype']} batch {row['batch_size']:>3}: {row['images_per_s']:10,.2f} images/s "
+        f"{row['texts_per_s']:10,.2f} texts/s"
+    )
 
 
 # --- neural captioner ---------------------------------------------------------------------------------
@@ -631,13 +657,11 @@ def captioner_section(
     ]
 
 
-def print_captioner(rows: list[dict[str, Any]], rounds: int) -> None:
-    print(f"neural SPAC captioner, both styles per image (median of {rounds} rounds)")
-    for row in rows:
-        print(
-            f"  {Path(row['model']).name} {row['mode']} batch {row['batch_size']:>3}: {row['images_per_s']:10,.2f} "
-            f"images/s {row['texts_per_s']:10,.2f} texts/s {row['tokens_per_s']:12,.1f} tokens/s"
-        )
+def captioner_line(row: dict[str, Any]) -> str:
+    return (
+        f"{Path(row['model']).name} {row['mode']} batch {row['batch_size']:>3}: {row['images_per_s']:10,.2f} "
+        f"images/s {row['texts_per_s']:10,.2f} texts/s {row['tokens_per_s']:12,.1f} tokens/s"
+    )
 
 
 # --- caption model behind a server ---------------------------------------------------------------------
@@ -653,41 +677,15 @@ def mllm_server_section(
     _, requests, _ = stage_inputs(images)
     client = OpenAIServerGenerator(url, model)
     client.check_reachable()
-
-    def with_concurrency(concurrency: int) -> Callable[[], int]:
-        def run() -> int:
-            client.concurrency = concurrency
-            failed = sum(answer.text is None for answer in client.generate(requests))
-            if failed:  # a failure answers fast: its rate would flatter the server
-                raise RuntimeError(
-                    f"the caption-model server failed {failed} of {len(requests)} requests at concurrency "
-                    f"{concurrency} (see the warning above)"
-                )
-            return images
-
-        return run
-
-    rates = alternate({c: with_concurrency(c) for c in concurrencies}, rounds)
-    texts_per_image = len(requests) // images
-    return [
-        {
-            "server": client.base_url,
-            "model": model,
-            "concurrency": c,
-            "images_per_s": statistics.median(rates[c]),
-            "texts_per_s": statistics.median(rates[c]) * texts_per_image,
-        }
-        for c in concurrencies
-    ]
+    rates = generation_rates(client, "concurrency", concurrencies, requests, images, rounds, "the caption-model server")
+    return [{"server": client.base_url, "model": model, "concurrency": c, **rates[c]} for c in concurrencies]
 
 
-def print_mllm_server(rows: list[dict[str, Any]], rounds: int) -> None:
-    print(f"caption model behind a server, through the job's client, two texts per image (median of {rounds} rounds)")
-    for row in rows:
-        print(
-            f"  {row['model']} at {row['server']} concurrency {row['concurrency']:>3}: "
-            f"{row['images_per_s']:10,.2f} images/s {row['texts_per_s']:10,.2f} texts/s"
-        )
+def mllm_server_line(row: dict[str, Any]) -> str:
+    return (
+        f"{row['model']} at {row['server']} concurrency {row['concurrency']:>3}: "
+        f"{row['images_per_s']:10,.2f} images/s {row['texts_per_s']:10,.2f} texts/s"
+    )
 
 
 # --- projection --------------------------------------------------------------------------------------
@@ -859,7 +857,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print_pretrain(results["pretrain"], sizes["rounds"])
     if "mllm" in args.sections:
         results["mllm"] = mllm_section(args.mllm_model, where, sizes["mllm_batch_sizes"], sizes["rounds"])
-        print_mllm(results["mllm"], sizes["rounds"])
+        print_rows("caption model in process, two texts per image", results["mllm"], sizes["rounds"], mllm_line)
     if "captioner" in args.sections:
         results["captioner"] = captioner_section(
             args.captioner_model,
@@ -868,12 +866,14 @@ def _main(argv: Sequence[str] | None) -> int:
             sizes["captioner_max_tokens"],
             sizes["rounds"],
         )
-        print_captioner(results["captioner"], sizes["rounds"])
+        heading = "neural SPAC captioner, both styles per image"
+        print_rows(heading, results["captioner"], sizes["rounds"], captioner_line)
     if "mllm_server" in args.sections:
         results["mllm_server"] = mllm_server_section(
             args.mllm_server, args.mllm_model, sizes["mllm_concurrency"], sizes["mllm_images"], sizes["rounds"]
         )
-        print_mllm_server(results["mllm_server"], sizes["rounds"])
+        heading = "caption model behind a server, through the job's client, two texts per image"
+        print_rows(heading, results["mllm_server"], sizes["rounds"], mllm_server_line)
     costs = (args.price_per_gpu_hour, args.startup_minutes)
     results["projection"] = {
         "images": SYNTH_PEDES_IMAGES,
