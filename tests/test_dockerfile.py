@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import configparser
 import re
 import shlex
 from pathlib import Path
 
-DOCKER = Path(__file__).resolve().parents[1] / "docker"
+from common.allocator import TUNABLES
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -44,6 +48,19 @@ def test_a_cuda_torch_is_installed_before_the_project_and_the_project_itself():
     assert torch_step < project_step
     assert "torch.version.cuda" in runs[project_step]  # the build stops on a CPU torch
     copied = {source for name, a in instructions if name == "COPY" for source in shlex.split(a)[:-1]}
-    assert {"spac", "shards", "pipelines", "plip", "templates", "setup.cfg", "requirements.lock"} <= copied
+    assert {"templates", "setup.cfg", "requirements.lock"} | installed_packages() <= copied
     assert not any(name == "ENTRYPOINT" for name, _ in instructions)  # Beam's boot stays the entry point
-    assert (Path(__file__).resolve().parents[1] / args["PREDICTOR_DIR"] / "config.json").is_file()
+    assert (ROOT / args["PREDICTOR_DIR"] / "config.json").is_file()
+
+
+def installed_packages() -> set[str]:
+    """The top-level packages setup.cfg installs: the image must copy each of them."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    included = config["options.packages.find"]["include"].split()
+    return {name for name in included if "." not in name}
+
+
+def test_the_workers_get_the_malloc_thresholds_the_job_sets_for_its_own_process():
+    envs = [args for name, args in _instructions() if name == "ENV"]
+    assert f"GLIBC_TUNABLES={TUNABLES}" in envs

@@ -13,6 +13,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, TestOptions
 from apache_beam.runners.runner import PipelineResult
 
+from common.allocator import keep_freed_memory
 from common.errors import InputError
 from pipelines.shared import job_record
 from pipelines.shared.options import unknown_flags
@@ -42,7 +43,9 @@ def run_job(
     overwrite: bool,
     test_pipeline: beam.Pipeline | None = None,
 ) -> PipelineResult:
-    """Write job.json (see :mod:`pipelines.shared.job_record`), build ``job``'s graph and run it to the end."""
+    """Write job.json (see :mod:`pipelines.shared.job_record`), build ``job``'s graph and run it to the end, its
+    process and local workers with malloc thresholds that keep freed memory (:mod:`common.allocator`)."""
+    keep_freed_memory()
     if not options.view_as(TestOptions).dry_run:  # a dry run writes nothing (and may not reach the bucket)
         job_record.prepare_output(job.output, fingerprint, overwrite=overwrite)
     pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
