@@ -5,7 +5,12 @@ malloc serves blocks that large with ``mmap`` and gives freed memory at the heap
 every batch faults its buffers' pages in afresh. Measured on this project's machines (2 cores): 730,000 page
 faults and 1.6 s of kernel time per 1,280 images, and with the thresholds below 19,000 faults, 0.07 s and a
 28% shorter wall time; in the synthesis job at 20,000 images, 6.6-8.9 million faults and 15-21 s of kernel time
-in a 72 s run. The cost is that up to :data:`TRIM_THRESHOLD` of freed memory stays with the process.
+in a 72 s run; a PLIP pre-training step of RN50-MiniLM on the CPU (batch 16) ran 1.36x as fast with them
+(1.76-1.78 against 1.27-1.31 samples/s, 5.0 -> 1.3 million faults, ``benchmarks/pretrain_throughput.py``
+with and without ``GLIBC_TUNABLES`` set to :data:`TUNABLES`, two runs each), RN-tiny 1.05x. The cost is
+that up to :data:`TRIM_THRESHOLD` of freed memory stays with the process. Every command calls
+:func:`keep_freed_memory` (``common.cli.run_main``), and so does every job run (``run_job``), so a job
+started from Python gets them too.
 
 The thresholds reach the running process through ``mallopt`` (its main thread's heap: DirectRunner's in-memory
 mode runs the stages there) and the processes it starts through ``GLIBC_TUNABLES`` (DirectRunner's

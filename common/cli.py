@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from common.allocator import keep_freed_memory
 from common.errors import InputError, error_line
 from common.paths import printable_path
 
@@ -44,7 +45,8 @@ def run_main(
 ) -> int:
     """Call ``main(argv)``; bad input (an InputError, a missing or wrong-kind path) becomes one line and exit 2.
     Any other exception is a bug in our code and propagates with its traceback, as bad input does too with
-    ``debug`` or SPAC_DEBUG=1."""
+    ``debug`` or SPAC_DEBUG=1. Every command runs with the malloc thresholds of :mod:`common.allocator`."""
+    keep_freed_memory()
     try:
         return main(argv)
     except (InputError, *_BAD_PATH) as exc:

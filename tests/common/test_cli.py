@@ -3,10 +3,13 @@ shows its traceback), --quiet."""
 
 import argparse
 import errno
+import os
 
 import pytest
 import torch
 
+from common import allocator
+from common.allocator import TUNABLES
 from common.cli import (
     DEBUG_VARIABLE,
     CliError,
@@ -195,3 +198,11 @@ def test_a_missing_file_whose_name_holds_a_newline_is_still_one_line(capsys):
     assert run_main("x", main, []) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "a.jpg\\nx: error: forged" in err
+
+
+def test_every_command_runs_with_the_malloc_thresholds(monkeypatch):
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    seen = []
+    assert run_main("prog", lambda argv: seen.append(os.environ.get("GLIBC_TUNABLES")) or 0, []) == 0
+    expected = TUNABLES if allocator._glibc() is not None else None  # another C library: nothing to set
+    assert seen == [expected]
