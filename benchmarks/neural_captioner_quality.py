@@ -59,7 +59,8 @@ from spac.cli.main import main as spac_main  # noqa: E402
 from spac.language import extract_attributes_batch  # noqa: E402
 from spac.neural_captioner.files import load_captioner  # noqa: E402
 from spac.predictor.model import load_predictor  # noqa: E402
-from spac.render.training_source import evaluation_people, training_people  # noqa: E402
+from spac.render.styled_corpus import styled_people  # noqa: E402
+from spac.render.training_source import evaluation_people  # noqa: E402
 
 UNSAID = "nothing"  # belongings nothing: mostly left unsaid by the captioner; right when said, never required
 PATHS = ("neural", "predictor + template", "truth + template")
@@ -97,25 +98,10 @@ class Sizes:
 def write_corpus(directory: Path, seed: int, sizes: Sizes, schema: Schema) -> list[tuple[str, int]]:
     """Rendered training people of ``seed``, two texts each (one per style module, over the ground truth), as one
     shard of our corpus; returns the (text, style index) pairs."""
-    people, samples, texts = training_people(seed, sizes.train_people, schema), [], []
-    for index in range(sizes.train_people):
-        image, attributes = people[index]
-        captions = [c for c in caption(attributes, f"s{seed}p{index}", styles=sizes.styles) if c.style in sizes.styles]
-        record = {
-            "key": f"s{seed}_{index:06d}",
-            "id": index,
-            "file_path": f"Part1/{index}/0.jpg",
-            "attributes": {g: {"value": attributes[g], "confidence": 1.0} for g in schema.group_names},
-            "captions": [c.text for c in captions],
-            "styles": [c.style for c in captions],
-            "prompt_caption": [],
-            "source": f"rendered/{seed}/{index}.png",
-        }
-        samples.append(make_sample(record, encode_image(image)))
-        texts += [(c.text, sizes.styles.index(c.style)) for c in captions]
-    write_shard(str(directory), 0, samples)
+    people = styled_people(seed, sizes.train_people, sizes.styles, schema)
+    write_shard(str(directory), 0, [make_sample(record, encode_image(image)) for record, image in people])
     write_manifest(str(directory))
-    return texts
+    return [(t, sizes.styles.index(s)) for record, _ in people for t, s in zip(record["captions"], record["styles"])]
 
 
 def train(corpus: Path, out: Path, seed: int, sizes: Sizes) -> dict[str, Any]:

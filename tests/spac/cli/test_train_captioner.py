@@ -7,10 +7,9 @@ import pytest
 
 from common.cli import run_main
 from shards import encode_image, make_sample, write_manifest, write_shard
-from spac.attributes import load_schema
-from spac.captioning.captioner import caption
 from spac.cli.train_captioner import cli_main
 from spac.neural_captioner.files import check_captioner, load_captioner
+from spac.render.styled_corpus import styled_people
 from spac.render.training_source import training_people
 
 TINY = [
@@ -36,23 +35,8 @@ TINY = [
 
 def _write_corpus(directory, count, seed=0, styles=("dense", "inventory")):
     """Rendered people with two captions each, one per style module (the record's styles say which)."""
-    schema, people = load_schema(), training_people(seed, count)
-    samples = []
-    for index in range(count):
-        image, attributes = people[index]
-        captions = caption(attributes, f"p{index}", styles=list(styles))[:2]
-        record = {
-            "key": f"p{seed}_{index:04d}",
-            "id": index,
-            "file_path": f"Part1/{index}/0.jpg",
-            "attributes": {g: {"value": attributes[g], "confidence": 1.0} for g in schema.group_names},
-            "captions": [c.text for c in captions],
-            "styles": [c.style for c in captions],
-            "prompt_caption": [],
-            "source": f"rendered/{index}.png",
-        }
-        samples.append(make_sample(record, encode_image(image)))
-    write_shard(str(directory), 0, samples)
+    people = styled_people(seed, count, styles)
+    write_shard(str(directory), 0, [make_sample(record, encode_image(image)) for record, image in people])
     write_manifest(str(directory))
     return directory
 
