@@ -15,17 +15,23 @@ from common.errors import InputError
 Rules = Mapping[str, tuple[Callable[[Any], bool], str]]
 
 
+def parse_json(text: str, source: str, error: type[InputError] = InputError) -> Any:
+    """``text`` as JSON; else one line of ``error`` naming ``source`` (where the syntax broke, or that it nests
+    too deeply for the parser)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{source}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise error(f"{source}: invalid JSON (nested too deeply)") from None
+
+
 def parse_config(
     text: str, source: str, required: Sequence[str], rules: Rules, error: type[InputError] = InputError
 ) -> dict[str, Any]:
     """``text`` as a JSON object with every ``required`` key and each field passing its rule; else ``error``
     naming ``source`` (the first missing key in ``required``'s order, the first bad field in the file's)."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise error(f"{source}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-    except RecursionError:
-        raise error(f"{source}: invalid JSON (nested too deeply)") from None
+    data = parse_json(text, source, error)
     if not isinstance(data, dict):
         raise error(f"{source}: expected a JSON object")
     missing = [key for key in required if key not in data]

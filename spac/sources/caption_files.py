@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.config_files import parse_json
 from common.errors import InputError
 
 REID_RAW = "reid_raw"
@@ -110,13 +111,7 @@ def read_caption_file(path: str | Path) -> CaptionFile:
         raise InputError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-    except RecursionError:
-        raise InputError(f"{path}: invalid JSON (nested too deeply)") from None
-    return parse_caption_entries(data, str(path))
+    return parse_caption_entries(parse_json(text, str(path)), str(path))
 
 
 def read_caption_files(paths: Iterable[str | Path]) -> Iterator[CaptionFile]:
